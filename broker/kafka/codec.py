@@ -1,0 +1,330 @@
+"""Schema-driven Kafka message codec on top of kio.
+
+kio gives one frozen dataclass per API, version and entity, generated from Kafka's own
+message specs. This module adds the small pieces the broker needs around it:
+
+* reading a request frame (header version chosen by the request's flexibility),
+* writing a response frame (ApiVersions always uses response header v0),
+* building a response of *any* version from one plain ``dict``: fields that the version
+  does not have are dropped and missing ones get their zero value, so a handler is written
+  once for all versions instead of once per version.
+
+No I/O and no asyncio here.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import struct
+import types
+import typing
+import uuid
+from dataclasses import MISSING, dataclass, fields, is_dataclass
+from functools import cache
+from typing import Any
+
+from kio.index import load_payload_module
+from kio.schema.errors import ErrorCode
+from kio.schema.index import api_key_map, schema_name_map
+from kio.serial import entity_reader, entity_writer
+from kio.static.constants import EntityType
+
+API_VERSIONS_KEY = 18
+
+_I16_I16 = struct.Struct(">hh")
+_I32 = struct.Struct(">i")
+
+
+class MalformedRequest(Exception):
+    """The frame could not be parsed; the connection that sent it must be closed."""
+
+
+class UnsupportedVersion(Exception):
+    """A known API asked for at a version we do not serve."""
+
+    def __init__(self, api_key: int, api_version: int, correlation_id: int) -> None:
+        super().__init__(f"api_key={api_key} version={api_version} is not supported")
+        self.api_key = api_key
+        self.api_version = api_version
+        self.correlation_id = correlation_id
+
+
+class UnknownApiKey(Exception):
+    def __init__(self, api_key: int, api_version: int, correlation_id: int) -> None:
+        super().__init__(f"unknown api_key={api_key}")
+        self.api_key = api_key
+        self.api_version = api_version
+        self.correlation_id = correlation_id
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedRequest:
+    api_key: int
+    api_version: int
+    correlation_id: int
+    client_id: str | None
+    body: Any
+
+
+def kio_versions(api_key: int) -> tuple[int, int] | None:
+    """The (min, max) versions kio has schemas for, or None for an unknown API key."""
+    name = api_key_map.get(api_key)
+    if name is None:
+        return None
+    versions = schema_name_map[name].keys()
+    return min(versions), max(versions)
+
+
+@cache
+def request_class(api_key: int, version: int) -> type:
+    return load_payload_module(api_key, version, EntityType.request).__dict__[
+        _entity_name(api_key, version, EntityType.request)
+    ]
+
+
+@cache
+def response_class(api_key: int, version: int) -> type:
+    return load_payload_module(api_key, version, EntityType.response).__dict__[
+        _entity_name(api_key, version, EntityType.response)
+    ]
+
+
+def _entity_name(api_key: int, version: int, kind: EntityType) -> str:
+    path = schema_name_map[api_key_map[api_key]][version][kind]
+    return path.split(":", 1)[1]
+
+
+@cache
+def _reader(cls: type) -> Any:
+    return entity_reader(cls)
+
+
+@cache
+def _writer(cls: type) -> Any:
+    return entity_writer(cls)
+
+
+def peek_header(frame: bytes | memoryview) -> tuple[int, int, int]:
+    """api_key, api_version, correlation_id from the fixed start of every request header."""
+    if len(frame) < 8:
+        raise MalformedRequest(f"request of {len(frame)} bytes is shorter than a header")
+    api_key, api_version = _I16_I16.unpack_from(frame, 0)
+    (correlation_id,) = _I32.unpack_from(frame, 4)
+    return api_key, api_version, correlation_id
+
+
+def decode_request(
+    frame: bytes | memoryview, supported: typing.Mapping[int, tuple[int, int]]
+) -> DecodedRequest:
+    """Parse one request frame (without its 4-byte size prefix).
+
+    ``supported`` maps api key to the (min, max) versions the broker serves. Raises
+    UnknownApiKey / UnsupportedVersion (answerable) or MalformedRequest (close).
+    """
+    api_key, api_version, correlation_id = peek_header(frame)
+    if api_key not in supported:
+        raise UnknownApiKey(api_key, api_version, correlation_id)
+    lo, hi = supported[api_key]
+    if not lo <= api_version <= hi:
+        raise UnsupportedVersion(api_key, api_version, correlation_id)
+    cls = request_class(api_key, api_version)
+    try:
+        header, offset = _reader(cls.__header_schema__)(frame, 0)
+        body, size = _reader(cls)(frame, offset)
+    except MalformedRequest:
+        raise
+    except Exception as e:  # kio raises assorted errors on bad input; all mean "malformed"
+        raise MalformedRequest(
+            f"cannot parse {api_key_map[api_key]} v{api_version} request: {e!r}"
+        ) from None
+    if offset + size != len(frame):
+        raise MalformedRequest(
+            f"{api_key_map[api_key]} v{api_version} request has "
+            f"{len(frame) - offset - size} trailing bytes"
+        )
+    return DecodedRequest(api_key, api_version, correlation_id, header.client_id, body)
+
+
+def encode_request(body: Any, correlation_id: int, client_id: str | None) -> bytes:
+    """A full request frame, size prefix included (used by our own admin client)."""
+    cls = type(body)
+    header_cls = cls.__header_schema__
+    header = build(
+        header_cls,
+        {
+            "request_api_key": cls.__api_key__,
+            "request_api_version": cls.__version__,
+            "correlation_id": correlation_id,
+            "client_id": client_id,
+        },
+    )
+    buf = io.BytesIO()
+    buf.write(b"\0\0\0\0")
+    _writer(header_cls)(buf, header)
+    _writer(cls)(buf, body)
+    data = buf.getbuffer()
+    _I32.pack_into(data, 0, len(data) - 4)
+    return bytes(data)
+
+
+def decode_response(frame: bytes | memoryview, api_key: int, version: int) -> tuple[int, Any]:
+    """(correlation_id, body) from a response frame without its size prefix."""
+    cls = response_class(api_key, version)
+    (correlation_id,) = _I32.unpack_from(frame, 0)
+    offset = 4
+    if cls.__flexible__ and api_key != API_VERSIONS_KEY:
+        offset += 1  # empty tagged-field section of response header v1
+    body, _ = _reader(cls)(frame, offset)
+    return correlation_id, body
+
+
+def encode_response(api_key: int, version: int, correlation_id: int, body: Any) -> bytes:
+    """A full response frame, size prefix included."""
+    buf = io.BytesIO()
+    buf.write(b"\0\0\0\0")
+    buf.write(_I32.pack(correlation_id))
+    # ApiVersions responses always use header v0 so a client can parse the answer even
+    # when it asked with a version we do not understand (KIP-511).
+    if type(body).__flexible__ and api_key != API_VERSIONS_KEY:
+        buf.write(b"\0")
+    _writer(type(body))(buf, body)
+    data = buf.getbuffer()
+    _I32.pack_into(data, 0, len(data) - 4)
+    return bytes(data)
+
+
+# --- building entities from plain data -----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _FieldPlan:
+    name: str
+    kind: str  # entity | entities | timedelta | datetime | error | records | plain
+    target: type | None
+    zero: Any
+    has_default: bool
+
+
+def _strip_optional(hint: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return args[0], True
+    return hint, False
+
+
+@cache
+def _plan(cls: type) -> tuple[_FieldPlan, ...]:
+    hints = typing.get_type_hints(cls)
+    plans = []
+    for f in fields(cls):
+        hint, optional = _strip_optional(hints[f.name])
+        kafka_type = f.metadata.get("kafka_type")
+        has_default = f.default is not MISSING or f.default_factory is not MISSING
+        target = None
+        if typing.get_origin(hint) is tuple:
+            inner = typing.get_args(hint)[0]
+            if is_dataclass(inner):
+                kind, target, zero = "entities", inner, ()
+            else:
+                kind, zero = "plain", ()
+        elif is_dataclass(hint):
+            kind, target, zero = "entity", hint, None
+        elif kafka_type in ("timedelta_i32", "timedelta_i64"):
+            kind, zero = "timedelta", datetime.timedelta(0)
+        elif kafka_type == "datetime_i64":
+            kind, zero = "datetime", None
+        elif kafka_type == "error_code":
+            kind, zero = "error", ErrorCode.none
+        elif kafka_type == "records":
+            kind, zero = "records", None
+        elif kafka_type == "string":
+            kind, zero = "plain", None if optional else ""
+        elif kafka_type == "bytes":
+            kind, zero = "plain", None if optional else b""
+        elif kafka_type == "bool":
+            kind, zero = "plain", False
+        elif kafka_type == "uuid":
+            kind, zero = "plain", None
+        elif kafka_type == "float64":
+            kind, zero = "plain", 0.0
+        else:
+            kind, zero = "plain", 0
+        if optional and kind not in ("entities", "plain"):
+            zero = None
+        plans.append(_FieldPlan(f.name, kind, target, zero, has_default))
+    return tuple(plans)
+
+
+def build(cls: type, data: typing.Mapping[str, Any]) -> Any:
+    """Instantiate kio entity ``cls`` from ``data``.
+
+    Keys the entity does not have are ignored (older versions lack newer fields); fields
+    absent from ``data`` take their schema default or else their zero value. Nested
+    entities are given as dicts (or already-built entities), arrays as lists of dicts.
+    Integers are accepted for error codes (ErrorCode), durations and timestamps (ms).
+    """
+    kwargs: dict[str, Any] = {}
+    for p in _plan(cls):
+        if p.name in data:
+            value = data[p.name]
+        elif p.has_default:
+            continue
+        elif p.kind == "entity" and p.target is not None:
+            value = {}
+        else:
+            kwargs[p.name] = p.zero
+            continue
+        kwargs[p.name] = _convert(p, value)
+    return cls(**kwargs)
+
+
+def _convert(p: _FieldPlan, value: Any) -> Any:
+    if value is None:
+        return None
+    kind = p.kind
+    if kind == "plain":
+        return tuple(value) if isinstance(value, list) else value
+    if kind == "entities":
+        return tuple(v if is_dataclass(v) else build(p.target, v) for v in value)  # type: ignore[arg-type]
+    if kind == "entity":
+        return value if is_dataclass(value) else build(p.target, value)  # type: ignore[arg-type]
+    if kind == "error":
+        return value if isinstance(value, ErrorCode) else ErrorCode(int(value))
+    if kind == "timedelta":
+        if isinstance(value, datetime.timedelta):
+            return value
+        return datetime.timedelta(milliseconds=int(value))
+    if kind == "datetime":
+        if isinstance(value, datetime.datetime):
+            return value
+        return datetime.datetime.fromtimestamp(int(value) / 1000, tz=datetime.UTC)
+    return value
+
+
+def build_response(api_key: int, version: int, data: typing.Mapping[str, Any]) -> Any:
+    return build(response_class(api_key, version), data)
+
+
+def build_request(api_key: int, version: int, data: typing.Mapping[str, Any]) -> Any:
+    return build(request_class(api_key, version), data)
+
+
+def ms(value: datetime.timedelta | datetime.datetime | int | None) -> int:
+    """Milliseconds from a kio duration or timestamp (-1 for None)."""
+    if value is None:
+        return -1
+    if isinstance(value, datetime.timedelta):
+        return round(value.total_seconds() * 1000)
+    if isinstance(value, datetime.datetime):
+        return round(value.timestamp() * 1000)
+    return int(value)
+
+
+def error_of(code: int | ErrorCode) -> ErrorCode:
+    return code if isinstance(code, ErrorCode) else ErrorCode(int(code))
+
+
+def new_uuid() -> uuid.UUID:
+    return uuid.uuid4()
