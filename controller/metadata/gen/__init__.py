@@ -1,0 +1,1 @@
+"""Python code generated from proto/metadata.proto; regenerate with `regenerate.py`, never edit."""
