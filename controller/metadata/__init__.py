@@ -1,0 +1,50 @@
+"""Cluster metadata shared by controllers and brokers: records -> delta -> immutable image."""
+
+from controller.metadata.delta import (
+    LocalReplicaChanges,
+    MetadataDelta,
+    MetadataReplayError,
+    merge_partition_change,
+)
+from controller.metadata.gen import metadata_pb2 as records_pb2
+from controller.metadata.image import (
+    BROKER_RESOURCE,
+    NO_LEADER,
+    TOPIC_RESOURCE,
+    BrokerRegistration,
+    ConfigResource,
+    Listener,
+    MetadataImage,
+    PartitionRegistration,
+    TopicImage,
+)
+from controller.metadata.loader import MetadataListener, MetadataLoader
+from controller.metadata.records import (
+    MetadataRecord,
+    RecordDecodeError,
+    decode_record,
+    encode_record,
+)
+
+__all__ = [
+    "BROKER_RESOURCE",
+    "NO_LEADER",
+    "TOPIC_RESOURCE",
+    "BrokerRegistration",
+    "ConfigResource",
+    "Listener",
+    "LocalReplicaChanges",
+    "MetadataDelta",
+    "MetadataImage",
+    "MetadataListener",
+    "MetadataLoader",
+    "MetadataRecord",
+    "MetadataReplayError",
+    "PartitionRegistration",
+    "RecordDecodeError",
+    "TopicImage",
+    "decode_record",
+    "encode_record",
+    "merge_partition_change",
+    "records_pb2",
+]

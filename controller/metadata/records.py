@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Sequence
 
 from controller.metadata.gen import metadata_pb2 as pb
 
@@ -36,11 +37,122 @@ def decode_record(data: bytes) -> pb.MetadataRecord:
     return record
 
 
-def uuid_to_bytes(value: uuid.UUID) -> bytes:
-    return value.bytes
-
-
 def uuid_from_bytes(data: bytes) -> uuid.UUID:
     if len(data) != 16:
         raise RecordDecodeError(f"topic id must be 16 bytes, got {len(data)}")
     return uuid.UUID(bytes=data)
+
+
+# Builders: every producer of records (controller ops, tests, tools) goes through these, so
+# the wrapper and field conventions (absent = unchanged / deleted) live in one place.
+
+
+def register_broker_record(
+    broker_id: int,
+    incarnation_id: str,
+    listeners: Iterable[tuple[str, str, int]] = (),
+    rack: str | None = None,
+    fenced: bool = True,
+) -> pb.MetadataRecord:
+    rec = pb.RegisterBrokerRecord(
+        broker_id=broker_id,
+        incarnation_id=incarnation_id,
+        listeners=[pb.Listener(name=n, host=h, port=p) for n, h, p in listeners],
+        fenced=fenced,
+    )
+    if rack is not None:
+        rec.rack = rack
+    return pb.MetadataRecord(register_broker=rec)
+
+
+def fence_broker_record(broker_id: int, broker_epoch: int) -> pb.MetadataRecord:
+    return pb.MetadataRecord(
+        fence_broker=pb.FenceBrokerRecord(broker_id=broker_id, broker_epoch=broker_epoch)
+    )
+
+
+def unfence_broker_record(broker_id: int, broker_epoch: int) -> pb.MetadataRecord:
+    return pb.MetadataRecord(
+        unfence_broker=pb.UnfenceBrokerRecord(broker_id=broker_id, broker_epoch=broker_epoch)
+    )
+
+
+def unregister_broker_record(broker_id: int, broker_epoch: int) -> pb.MetadataRecord:
+    return pb.MetadataRecord(
+        unregister_broker=pb.UnregisterBrokerRecord(broker_id=broker_id, broker_epoch=broker_epoch)
+    )
+
+
+def topic_record(name: str, topic_id: uuid.UUID) -> pb.MetadataRecord:
+    return pb.MetadataRecord(topic=pb.TopicRecord(name=name, topic_id=topic_id.bytes))
+
+
+def partition_record(
+    topic_id: uuid.UUID,
+    partition_id: int,
+    replicas: Sequence[int],
+    isr: Sequence[int],
+    leader: int,
+    leader_epoch: int = 0,
+    partition_epoch: int = 0,
+) -> pb.MetadataRecord:
+    return pb.MetadataRecord(
+        partition=pb.PartitionRecord(
+            topic_id=topic_id.bytes,
+            partition_id=partition_id,
+            replicas=replicas,
+            isr=isr,
+            leader=leader,
+            leader_epoch=leader_epoch,
+            partition_epoch=partition_epoch,
+        )
+    )
+
+
+def partition_change_record(
+    topic_id: uuid.UUID,
+    partition_id: int,
+    *,
+    isr: Sequence[int] | None = None,
+    leader: int | None = None,
+    replicas: Sequence[int] | None = None,
+) -> pb.MetadataRecord:
+    """None means unchanged; pass leader only when leadership changes (it bumps leader_epoch)."""
+    rec = pb.PartitionChangeRecord(topic_id=topic_id.bytes, partition_id=partition_id)
+    if isr is not None:
+        rec.isr.SetInParent()  # present even when the new ISR is empty
+        rec.isr.broker_ids.extend(isr)
+    if leader is not None:
+        rec.leader = leader
+    if replicas is not None:
+        rec.replicas.SetInParent()
+        rec.replicas.broker_ids.extend(replicas)
+    return pb.MetadataRecord(partition_change=rec)
+
+
+def config_record(
+    resource_type: int, resource_name: str, name: str, value: str | None
+) -> pb.MetadataRecord:
+    """value None deletes the key."""
+    rec = pb.ConfigRecord(resource_type=resource_type, resource_name=resource_name, name=name)
+    if value is not None:
+        rec.value = value
+    return pb.MetadataRecord(config=rec)
+
+
+def remove_topic_record(topic_id: uuid.UUID) -> pb.MetadataRecord:
+    return pb.MetadataRecord(remove_topic=pb.RemoveTopicRecord(topic_id=topic_id.bytes))
+
+
+def producer_ids_record(
+    broker_id: int, broker_epoch: int, next_producer_id: int
+) -> pb.MetadataRecord:
+    return pb.MetadataRecord(
+        producer_ids=pb.ProducerIdsRecord(
+            broker_id=broker_id, broker_epoch=broker_epoch, next_producer_id=next_producer_id
+        )
+    )
+
+
+def no_op_record() -> pb.MetadataRecord:
+    return pb.MetadataRecord(no_op=pb.NoOpRecord())

@@ -1,0 +1,366 @@
+"""Replaying metadata records on top of an image.
+
+A `MetadataDelta` collects the effect of committed records on a base image; `apply()` builds the
+next image, reusing every part of the base that the records did not touch. Controllers and
+brokers run exactly this code, so they cannot disagree about what a record means.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from controller.metadata.gen import metadata_pb2 as pb
+from controller.metadata.image import (
+    TOPIC_RESOURCE,
+    BrokerRegistration,
+    ConfigResource,
+    Listener,
+    MetadataImage,
+    PartitionRegistration,
+    TopicImage,
+    frozen_mapping,
+)
+from controller.metadata.records import uuid_from_bytes
+
+
+class MetadataReplayError(Exception):
+    """A committed record contradicts the image it is replayed on.
+
+    Records are produced by the controller against the same image, so this means a bug or a
+    corrupted log; replay stops rather than guess.
+    """
+
+
+TopicPartition = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class LocalReplicaChanges:
+    """What one broker must do after a delta.
+
+    Every partition of the broker that the delta touched appears once, under the role the
+    broker now has: the broker compares `leader_epoch` with its own state to tell a new
+    leadership from, say, an ISR change. `deleted` lists replicas to remove from disk, because
+    their topic was deleted or the broker is no longer a replica. A topic deleted and created
+    again under the same name within one delta appears in `deleted` and in leaders/followers:
+    process `deleted` first. `topic_ids` maps every topic named in leaders/followers to its id.
+    """
+
+    leaders: dict[TopicPartition, PartitionRegistration]
+    followers: dict[TopicPartition, PartitionRegistration]
+    deleted: set[TopicPartition]
+    topic_ids: dict[str, uuid.UUID]
+
+
+class _TopicDelta:
+    """Changed partitions of one topic, over its base image (None for a topic created here)."""
+
+    __slots__ = ("base", "name", "topic_id", "changed")
+
+    def __init__(self, base: TopicImage | None, name: str, topic_id: uuid.UUID) -> None:
+        self.base = base
+        self.name = name
+        self.topic_id = topic_id
+        self.changed: dict[int, PartitionRegistration] = {}
+
+    def partition(self, partition_id: int) -> PartitionRegistration | None:
+        found = self.changed.get(partition_id)
+        if found is None and self.base is not None:
+            found = self.base.partitions.get(partition_id)
+        return found
+
+    def apply(self) -> TopicImage:
+        if self.base is not None and not self.changed:
+            return self.base
+        partitions = dict(self.base.partitions) if self.base is not None else {}
+        partitions.update(self.changed)
+        return TopicImage(self.name, self.topic_id, frozen_mapping(partitions))
+
+
+def merge_partition_change(
+    current: PartitionRegistration, change: pb.PartitionChangeRecord
+) -> PartitionRegistration:
+    """Kafka's PartitionChangeRecord semantics: absent fields keep their value, every change
+    bumps partition_epoch, and a present leader field bumps leader_epoch (the controller only
+    sets it when leadership changes, so followers can tell a new leadership by the epoch)."""
+    leader, leader_epoch = current.leader, current.leader_epoch
+    if change.HasField("leader"):
+        leader, leader_epoch = change.leader, current.leader_epoch + 1
+    return PartitionRegistration(
+        replicas=tuple(change.replicas.broker_ids)
+        if change.HasField("replicas")
+        else current.replicas,
+        isr=tuple(change.isr.broker_ids) if change.HasField("isr") else current.isr,
+        leader=leader,
+        leader_epoch=leader_epoch,
+        partition_epoch=current.partition_epoch + 1,
+    )
+
+
+class MetadataDelta:
+    """Accumulates replayed records over `image`; not thread-safe, used by one replayer."""
+
+    def __init__(self, image: MetadataImage) -> None:
+        self.image = image
+        self._offset = image.offset
+        # None marks an unregistered broker.
+        self._brokers: dict[int, BrokerRegistration | None] = {}
+        self._topics: dict[uuid.UUID, _TopicDelta] = {}
+        # Names of topics created by this delta, so name lookups need not scan _topics.
+        self._created_names: dict[str, uuid.UUID] = {}
+        # Topics of the base image that were removed, kept whole for local_changes().
+        self._removed_topics: dict[uuid.UUID, TopicImage] = {}
+        # None marks a deleted key.
+        self._configs: dict[ConfigResource, dict[str, str | None]] = {}
+        self._next_producer_id: int | None = None
+
+    # ----- reading the state as of the last replayed record -----
+
+    @property
+    def offset(self) -> int:
+        return self._offset
+
+    def broker(self, broker_id: int) -> BrokerRegistration | None:
+        if broker_id in self._brokers:
+            return self._brokers[broker_id]
+        return self.image.brokers.get(broker_id)
+
+    def topic_id(self, name: str) -> uuid.UUID | None:
+        created = self._created_names.get(name)
+        if created is not None:
+            return created
+        base = self.image.topics.get(name)
+        if base is not None and base.topic_id not in self._removed_topics:
+            return base.topic_id
+        return None
+
+    def changed_broker_ids(self) -> set[int]:
+        return set(self._brokers)
+
+    def changed_topic_ids(self) -> set[uuid.UUID]:
+        """Topics created or changed (not removed) by this delta."""
+        return set(self._topics)
+
+    def removed_topics(self) -> Mapping[uuid.UUID, TopicImage]:
+        """Topics of the base image that this delta removed."""
+        return dict(self._removed_topics)
+
+    def changed_config_resources(self) -> set[ConfigResource]:
+        return set(self._configs)
+
+    # ----- replay -----
+
+    def replay(self, record: pb.MetadataRecord, offset: int) -> None:
+        if offset <= self._offset:
+            raise MetadataReplayError(
+                f"record offset {offset} is not after the last replayed offset {self._offset}"
+            )
+        kind = record.WhichOneof("record")
+        handler = _REPLAY.get(kind) if kind is not None else None
+        if handler is None:
+            raise MetadataReplayError(f"cannot replay record of type {kind!r} at offset {offset}")
+        handler(self, getattr(record, kind), offset)
+        self._offset = offset
+
+    def _registered(self, broker_id: int, broker_epoch: int, what: str) -> BrokerRegistration:
+        current = self.broker(broker_id)
+        if current is None:
+            raise MetadataReplayError(f"{what}: broker {broker_id} is not registered")
+        if current.epoch != broker_epoch:
+            raise MetadataReplayError(
+                f"{what}: broker {broker_id} has epoch {current.epoch}, record names {broker_epoch}"
+            )
+        return current
+
+    def _replay_register_broker(self, rec: pb.RegisterBrokerRecord, offset: int) -> None:
+        self._brokers[rec.broker_id] = BrokerRegistration(
+            id=rec.broker_id,
+            incarnation_id=rec.incarnation_id,
+            listeners=tuple(Listener(x.name, x.host, x.port) for x in rec.listeners),
+            rack=rec.rack if rec.HasField("rack") else None,
+            fenced=rec.fenced,
+            epoch=offset,
+        )
+
+    def _replay_fence_broker(self, rec: pb.FenceBrokerRecord, offset: int) -> None:
+        current = self._registered(rec.broker_id, rec.broker_epoch, "FenceBrokerRecord")
+        self._brokers[rec.broker_id] = dataclasses.replace(current, fenced=True)
+
+    def _replay_unfence_broker(self, rec: pb.UnfenceBrokerRecord, offset: int) -> None:
+        current = self._registered(rec.broker_id, rec.broker_epoch, "UnfenceBrokerRecord")
+        self._brokers[rec.broker_id] = dataclasses.replace(current, fenced=False)
+
+    def _replay_unregister_broker(self, rec: pb.UnregisterBrokerRecord, offset: int) -> None:
+        self._registered(rec.broker_id, rec.broker_epoch, "UnregisterBrokerRecord")
+        self._brokers[rec.broker_id] = None
+
+    def _topic_for_update(self, topic_id: uuid.UUID, what: str) -> _TopicDelta:
+        topic = self._topics.get(topic_id)
+        if topic is None:
+            base = self.image.topics_by_id.get(topic_id)
+            if base is None or topic_id in self._removed_topics:
+                raise MetadataReplayError(f"{what}: unknown topic id {topic_id}")
+            topic = self._topics[topic_id] = _TopicDelta(base, base.name, topic_id)
+        return topic
+
+    def _replay_topic(self, rec: pb.TopicRecord, offset: int) -> None:
+        topic_id = uuid_from_bytes(rec.topic_id)
+        if self.topic_id(rec.name) is not None:
+            raise MetadataReplayError(f"TopicRecord: topic {rec.name!r} already exists")
+        if topic_id in self._topics or (
+            topic_id in self.image.topics_by_id and topic_id not in self._removed_topics
+        ):
+            raise MetadataReplayError(f"TopicRecord: topic id {topic_id} is already in use")
+        self._topics[topic_id] = _TopicDelta(None, rec.name, topic_id)
+        self._created_names[rec.name] = topic_id
+
+    def _replay_partition(self, rec: pb.PartitionRecord, offset: int) -> None:
+        topic = self._topic_for_update(uuid_from_bytes(rec.topic_id), "PartitionRecord")
+        topic.changed[rec.partition_id] = PartitionRegistration(
+            replicas=tuple(rec.replicas),
+            isr=tuple(rec.isr),
+            leader=rec.leader,
+            leader_epoch=rec.leader_epoch,
+            partition_epoch=rec.partition_epoch,
+        )
+
+    def _replay_partition_change(self, rec: pb.PartitionChangeRecord, offset: int) -> None:
+        topic = self._topic_for_update(uuid_from_bytes(rec.topic_id), "PartitionChangeRecord")
+        current = topic.partition(rec.partition_id)
+        if current is None:
+            raise MetadataReplayError(
+                f"PartitionChangeRecord: topic {topic.name!r} has no partition {rec.partition_id}"
+            )
+        topic.changed[rec.partition_id] = merge_partition_change(current, rec)
+
+    def _replay_config(self, rec: pb.ConfigRecord, offset: int) -> None:
+        key = (int(rec.resource_type), rec.resource_name)
+        self._configs.setdefault(key, {})[rec.name] = rec.value if rec.HasField("value") else None
+
+    def _replay_remove_topic(self, rec: pb.RemoveTopicRecord, offset: int) -> None:
+        topic_id = uuid_from_bytes(rec.topic_id)
+        topic = self._topic_for_update(topic_id, "RemoveTopicRecord")
+        del self._topics[topic_id]
+        if topic.base is not None:
+            self._removed_topics[topic_id] = topic.base
+        else:
+            del self._created_names[topic.name]
+        resource = (TOPIC_RESOURCE, topic.name)
+        keys = set(self.image.configs.get(resource, {})) | set(self._configs.get(resource, {}))
+        self._configs[resource] = dict.fromkeys(keys)
+
+    def _replay_producer_ids(self, rec: pb.ProducerIdsRecord, offset: int) -> None:
+        current = self.next_producer_id
+        if rec.next_producer_id <= current:
+            # Handing out a producer id twice would let two producers share idempotence state.
+            raise MetadataReplayError(
+                f"ProducerIdsRecord moves next producer id back from {current} to "
+                f"{rec.next_producer_id}"
+            )
+        self._next_producer_id = rec.next_producer_id
+
+    def _replay_no_op(self, rec: pb.NoOpRecord, offset: int) -> None:
+        pass
+
+    @property
+    def next_producer_id(self) -> int:
+        if self._next_producer_id is not None:
+            return self._next_producer_id
+        return self.image.next_producer_id
+
+    # ----- results -----
+
+    def apply(self) -> MetadataImage:
+        base = self.image
+        brokers = base.brokers
+        if self._brokers:
+            merged_brokers = dict(base.brokers)
+            for broker_id, registration in self._brokers.items():
+                if registration is None:
+                    merged_brokers.pop(broker_id, None)
+                else:
+                    merged_brokers[broker_id] = registration
+            brokers = frozen_mapping(merged_brokers)
+
+        topics, topics_by_id = base.topics, base.topics_by_id
+        if self._topics or self._removed_topics:
+            by_name = dict(base.topics)
+            by_id = dict(base.topics_by_id)
+            for topic_id, removed in self._removed_topics.items():
+                del by_name[removed.name]
+                del by_id[topic_id]
+            for topic_id, topic_delta in self._topics.items():
+                topic = topic_delta.apply()
+                by_name[topic.name] = topic
+                by_id[topic_id] = topic
+            topics, topics_by_id = frozen_mapping(by_name), frozen_mapping(by_id)
+
+        configs = base.configs
+        if self._configs:
+            merged_configs = dict(base.configs)
+            for resource, changes in self._configs.items():
+                entries = dict(merged_configs.get(resource, {}))
+                for name, value in changes.items():
+                    if value is None:
+                        entries.pop(name, None)
+                    else:
+                        entries[name] = value
+                if entries:
+                    merged_configs[resource] = frozen_mapping(entries)
+                else:
+                    merged_configs.pop(resource, None)
+            configs = frozen_mapping(merged_configs)
+
+        return MetadataImage(
+            offset=self._offset,
+            brokers=brokers,
+            topics=topics,
+            topics_by_id=topics_by_id,
+            configs=configs,
+            next_producer_id=self.next_producer_id,
+        )
+
+    def local_changes(self, broker_id: int) -> LocalReplicaChanges:
+        changes = LocalReplicaChanges(leaders={}, followers={}, deleted=set(), topic_ids={})
+        for removed in self._removed_topics.values():
+            for partition_id, partition in removed.partitions.items():
+                if broker_id in partition.replicas:
+                    changes.deleted.add((removed.name, partition_id))
+        for topic_id, topic in self._topics.items():
+            for partition_id, partition in topic.changed.items():
+                key = (topic.name, partition_id)
+                if broker_id in partition.replicas:
+                    role = changes.leaders if partition.leader == broker_id else changes.followers
+                    role[key] = partition
+                    changes.topic_ids[topic.name] = topic_id
+                elif topic.base is not None:
+                    before = topic.base.partitions.get(partition_id)
+                    if before is not None and broker_id in before.replicas:
+                        changes.deleted.add(key)
+        return changes
+
+
+_REPLAY: dict[str, Callable[[MetadataDelta, Any, int], None]] = {
+    "register_broker": MetadataDelta._replay_register_broker,
+    "fence_broker": MetadataDelta._replay_fence_broker,
+    "unfence_broker": MetadataDelta._replay_unfence_broker,
+    "unregister_broker": MetadataDelta._replay_unregister_broker,
+    "topic": MetadataDelta._replay_topic,
+    "partition": MetadataDelta._replay_partition,
+    "partition_change": MetadataDelta._replay_partition_change,
+    "config": MetadataDelta._replay_config,
+    "remove_topic": MetadataDelta._replay_remove_topic,
+    "producer_ids": MetadataDelta._replay_producer_ids,
+    "no_op": MetadataDelta._replay_no_op,
+}
+
+__all__ = [
+    "LocalReplicaChanges",
+    "MetadataDelta",
+    "MetadataReplayError",
+    "merge_partition_change",
+]

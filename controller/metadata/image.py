@@ -1,0 +1,117 @@
+"""The immutable metadata image: the cluster state after replaying a prefix of the log.
+
+Images are shared between the loader, listeners and concurrent readers, so nothing in them can
+change: values are frozen dataclasses and tuples, and mappings are read-only views over dicts
+that no one else holds. A new image is only ever built by `MetadataDelta.apply()`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import ClassVar, TypeVar
+
+NO_LEADER = -1
+
+# Kafka's ConfigResource.Type codes.
+TOPIC_RESOURCE = 2
+BROKER_RESOURCE = 4
+
+ConfigResource = tuple[int, str]
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def frozen_mapping(items: Mapping[K, V]) -> Mapping[K, V]:
+    """A read-only view over a private copy, so the caller cannot mutate it afterwards."""
+    return MappingProxyType(dict(items))
+
+
+_EMPTY_MAPPING: Mapping = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    name: str
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerRegistration:
+    id: int
+    incarnation_id: str
+    listeners: tuple[Listener, ...]
+    rack: str | None
+    fenced: bool
+    # Offset of the RegisterBrokerRecord: Kafka's broker epoch. Requests from a broker carry
+    # it so that a request from an older process of the same broker id can be refused.
+    epoch: int
+
+    def listener(self, name: str) -> Listener | None:
+        return next((lst for lst in self.listeners if lst.name == name), None)
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionRegistration:
+    replicas: tuple[int, ...]
+    isr: tuple[int, ...]
+    leader: int
+    leader_epoch: int
+    partition_epoch: int
+
+    @property
+    def has_leader(self) -> bool:
+        return self.leader != NO_LEADER
+
+
+@dataclass(frozen=True)
+class TopicImage:
+    name: str
+    topic_id: uuid.UUID
+    partitions: Mapping[int, PartitionRegistration]
+
+    @property
+    def replication_factor(self) -> int:
+        # All partitions share one replication factor as long as reassignment is not supported.
+        first = self.partitions.get(0)
+        return len(first.replicas) if first is not None else 0
+
+
+@dataclass(frozen=True)
+class MetadataImage:
+    offset: int
+    brokers: Mapping[int, BrokerRegistration]
+    topics: Mapping[str, TopicImage]
+    topics_by_id: Mapping[uuid.UUID, TopicImage]
+    configs: Mapping[ConfigResource, Mapping[str, str]]
+    next_producer_id: int
+
+    EMPTY: ClassVar[MetadataImage]
+
+    def topic_configs(self, name: str) -> Mapping[str, str]:
+        return self.configs.get((TOPIC_RESOURCE, name), _EMPTY_MAPPING)
+
+    def partition(self, topic: str, partition: int) -> PartitionRegistration | None:
+        image = self.topics.get(topic)
+        return image.partitions.get(partition) if image is not None else None
+
+    def unfenced_broker_ids(self) -> list[int]:
+        return sorted(b.id for b in self.brokers.values() if not b.fenced)
+
+    def is_unfenced(self, broker_id: int) -> bool:
+        broker = self.brokers.get(broker_id)
+        return broker is not None and not broker.fenced
+
+
+MetadataImage.EMPTY = MetadataImage(
+    offset=-1,
+    brokers=_EMPTY_MAPPING,
+    topics=_EMPTY_MAPPING,
+    topics_by_id=_EMPTY_MAPPING,
+    configs=_EMPTY_MAPPING,
+    next_producer_id=0,
+)
