@@ -1,0 +1,68 @@
+"""Sans-I/O Raft core for the controller quorum (see node.py for the driver contract)."""
+
+from controller.raft.log import LogSafetyError
+from controller.raft.messages import (
+    AppendEntriesRequest,
+    AppendEntriesResponse,
+    Entry,
+    EntryKind,
+    HardState,
+    Heartbeat,
+    HeartbeatResponse,
+    InstallSnapshotRequest,
+    InstallSnapshotResponse,
+    Message,
+    PreVoteRequest,
+    PreVoteResponse,
+    Snapshot,
+    SnapshotMeta,
+    TimeoutNow,
+    VoteRequest,
+    VoteResponse,
+)
+from controller.raft.node import (
+    LeadershipTransferInProgress,
+    NotLeaderError,
+    PeerStatus,
+    RaftConfig,
+    RaftNode,
+    Ready,
+    Role,
+    SoftState,
+    Status,
+)
+from controller.raft.progress import ProgressState
+from controller.raft.storage import MemoryStorage, RaftStorageView
+
+__all__ = [
+    "AppendEntriesRequest",
+    "AppendEntriesResponse",
+    "Entry",
+    "EntryKind",
+    "HardState",
+    "Heartbeat",
+    "HeartbeatResponse",
+    "InstallSnapshotRequest",
+    "InstallSnapshotResponse",
+    "LeadershipTransferInProgress",
+    "LogSafetyError",
+    "MemoryStorage",
+    "Message",
+    "NotLeaderError",
+    "PeerStatus",
+    "PreVoteRequest",
+    "PreVoteResponse",
+    "ProgressState",
+    "RaftConfig",
+    "RaftNode",
+    "RaftStorageView",
+    "Ready",
+    "Role",
+    "SoftState",
+    "Snapshot",
+    "SnapshotMeta",
+    "Status",
+    "TimeoutNow",
+    "VoteRequest",
+    "VoteResponse",
+]
