@@ -17,6 +17,7 @@ class RequestContext:
     client_id: str | None
     client_host: str
     connection_id: int
+    listener_name: str = "PLAINTEXT"
 
     def respond(self, data: dict[str, Any]) -> Any:
         """The response entity for this request's API and version, built from plain data."""

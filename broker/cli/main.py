@@ -1,0 +1,54 @@
+"""``odradek`` command line: run nodes and local clusters."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from broker.cli import cluster, node
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="odradek", description="Odradek: a Kafka-compatible event streaming cluster.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    node.add_parser(sub)
+    cluster.add_parser(sub)
+    cfg = sub.add_parser("config", help="configuration reference")
+    cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    docs = cfg_sub.add_parser("docs", help="print docs/configuration.md (generated)")
+    docs.set_defaults(func=_config_docs)
+    check = cfg_sub.add_parser("check", help="validate a node configuration file")
+    check.add_argument("file")
+    check.set_defaults(func=_config_check)
+    return parser
+
+
+def _config_docs(args: argparse.Namespace) -> int:
+    from broker.config import config_docs
+
+    sys.stdout.write(config_docs())
+    return 0
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from broker.config import ConfigError, load_config
+
+    try:
+        load_config(Path(args.file))
+    except ConfigError as e:
+        print(f"odradek: invalid configuration: {e}", file=sys.stderr)
+        return 2
+    print(f"{args.file}: ok")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

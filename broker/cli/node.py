@@ -1,0 +1,61 @@
+"""``odradek node --config FILE``: run one node in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from broker.config import ConfigError, load_config
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("node", help="run one node (controller and/or broker)")
+    p.add_argument("--config", required=True, help="the node's YAML configuration file")
+    p.set_defaults(func=run)
+
+
+def setup_logging(level: str, node_id: int) -> None:
+    logging.basicConfig(
+        level=level, stream=sys.stderr,
+        format=f"%(asctime)s %(levelname)s node={node_id} %(name)s: %(message)s")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(Path(args.config))
+    except ConfigError as e:
+        print(f"odradek: invalid configuration: {e}", file=sys.stderr)
+        return 2
+    setup_logging(config["log.level"], config.node_id)
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency; fall back anyway
+        runner = asyncio.run
+    return int(runner(_serve(config)))
+
+
+async def _serve(config) -> int:  # type: ignore[no-untyped-def]
+    from broker.node import Node
+
+    log = logging.getLogger("odradek.node")
+    try:
+        node = Node(config)
+        await node.start()
+    except (OSError, RuntimeError) as e:
+        log.error("cannot start: %s", e)
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"odradek node {config.node_id} ready", flush=True)
+    await stop.wait()
+    log.info("shutting down")
+    await node.stop()
+    return 0

@@ -1,0 +1,304 @@
+"""Node configuration: one YAML file per node, validated key by key.
+
+The table ``KEYS`` is the single source of truth: the loader validates against it and
+docs/configuration.md is generated from it (``odradek config docs``), so they cannot drift.
+Environment variables override file keys: ``ODRADEK_`` + the key upper-cased with dots as
+underscores (``log.retention.ms`` -> ``ODRADEK_LOG_RETENTION_MS``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(Exception):
+    """A bad node configuration; the message names the key, the value and what is allowed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    name: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.name}://{self.host}:{self.port}"
+
+
+def _int(lo: int | None = None, hi: int | None = None) -> Callable[[str, Any], int]:
+    def parse(key: str, v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int | str):
+            raise ConfigError(f"{key}: {v!r} is not an integer")
+        try:
+            n = int(v)
+        except ValueError:
+            raise ConfigError(f"{key}: {v!r} is not an integer") from None
+        if lo is not None and n < lo:
+            raise ConfigError(f"{key}: {n} is below the minimum {lo}")
+        if hi is not None and n > hi:
+            raise ConfigError(f"{key}: {n} is above the maximum {hi}")
+        return n
+
+    return parse
+
+
+def _bool(key: str, v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.lower() in ("true", "false"):
+        return v.lower() == "true"
+    raise ConfigError(f"{key}: {v!r} is not a boolean (use true or false)")
+
+
+def _str(key: str, v: Any) -> str:
+    if not isinstance(v, str | int) or isinstance(v, bool) or str(v) == "":
+        raise ConfigError(f"{key}: {v!r} is not a non-empty string")
+    return str(v)
+
+
+def _choice(*allowed: str) -> Callable[[str, Any], str]:
+    def parse(key: str, v: Any) -> str:
+        if v not in allowed:
+            raise ConfigError(f"{key}: {v!r} is not one of {', '.join(allowed)}")
+        return str(v)
+
+    return parse
+
+
+def _roles(key: str, v: Any) -> tuple[str, ...]:
+    items = v.split(",") if isinstance(v, str) else v
+    if not isinstance(items, list | tuple) or not items:
+        raise ConfigError(f"{key}: {v!r} must be a list of roles: broker, controller")
+    roles = tuple(sorted({str(i).strip() for i in items}))
+    bad = [r for r in roles if r not in ("broker", "controller")]
+    if bad:
+        raise ConfigError(f"{key}: {bad[0]!r} is not a role (allowed: broker, controller)")
+    return roles
+
+
+def parse_listeners(key: str, v: Any) -> tuple[Listener, ...]:
+    items = v.split(",") if isinstance(v, str) else v
+    if not isinstance(items, list | tuple) or not items:
+        raise ConfigError(f"{key}: {v!r} must be a list like PLAINTEXT://127.0.0.1:9092")
+    out = []
+    for item in items:
+        text = str(item).strip()
+        name, sep, rest = text.partition("://")
+        host, _, port = rest.rpartition(":")
+        if not sep or not name or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ConfigError(
+                f"{key}: {text!r} is not a listener (expected NAME://host:port, "
+                "e.g. PLAINTEXT://127.0.0.1:9092)"
+            )
+        out.append(Listener(name.upper(), host.strip("[]"), int(port)))
+    names = [li.name for li in out]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{key}: listener names must be unique, got {names}")
+    return tuple(out)
+
+
+def _voters(key: str, v: Any) -> tuple[tuple[int, str, int], ...]:
+    """controller.quorum.voters: ``1@host:port,2@host:port`` (Kafka's format)."""
+    items = v.split(",") if isinstance(v, str) else v
+    out = []
+    for item in items or []:
+        text = str(item).strip()
+        if not text:
+            continue
+        ident, sep, addr = text.partition("@")
+        host, _, port = addr.rpartition(":")
+        if not sep or not ident.isdigit() or not port.isdigit() or not host:
+            raise ConfigError(f"{key}: {text!r} is not a voter (expected id@host:port)")
+        out.append((int(ident), host, int(port)))
+    return tuple(out)
+
+
+def _path(key: str, v: Any) -> Path:
+    return Path(_str(key, v))
+
+
+def _log_level(key: str, v: Any) -> str:
+    return _choice("DEBUG", "INFO", "WARNING", "ERROR")(key, str(v).upper())
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    name: str
+    parse: Callable[[str, Any], Any]
+    default: Any
+    doc: str
+    allowed: str = ""
+
+
+_MB = 1024 * 1024
+KEYS: tuple[Key, ...] = (
+    Key("node.id", _int(0, 2**31 - 1), None, "Unique id of this node (required).", ">= 0"),
+    Key("process.roles", _roles, "broker,controller", "Roles of this node.", "broker, controller"),
+    Key("data.dir", _path, None, "Directory for partition logs and metadata (required).", "path"),
+    Key("listeners", parse_listeners, "PLAINTEXT://127.0.0.1:9092",
+        "Kafka listeners this node binds, NAME://host:port, comma separated.", "listener list"),
+    Key("advertised.listeners", parse_listeners, None,
+        "Addresses given to clients per listener name; defaults to `listeners`.",
+        "listener list"),
+    Key("controller.listener", _str, "127.0.0.1:9093",
+        "host:port of the controller quorum gRPC endpoint.", "host:port"),
+    Key("controller.quorum.voters", _voters, "",
+        "Controller voters, id@host:port comma separated; empty = single-node metadata log.",
+        "id@host:port list"),
+    Key("metrics.listener", _str, "", "host:port for the Prometheus /metrics endpoint; empty = off.",
+        "host:port"),
+    Key("rack", _str, "", "Rack id of this broker (rack-aware replica placement).", "string"),
+    Key("num.partitions", _int(1), 1, "Partitions of auto-created topics.", ">= 1"),
+    Key("default.replication.factor", _int(1), 1, "Replication factor of auto-created topics.",
+        ">= 1"),
+    Key("auto.create.topics.enable", _bool, True,
+        "Create a topic when a client asks for metadata of an unknown one.", "true, false"),
+    Key("socket.request.max.bytes", _int(1024), 100 * _MB,
+        "Largest request frame accepted; larger ones close the connection.", ">= 1024"),
+    Key("message.max.bytes", _int(1), 1048588, "Largest record batch a topic accepts (default).",
+        ">= 1"),
+    Key("fetch.max.bytes", _int(1024), 55 * _MB, "Upper bound for one fetch response.", ">= 1024"),
+    Key("log.segment.bytes", _int(14), 1024 * _MB, "Segment size before rolling.", ">= 14"),
+    Key("log.roll.ms", _int(1), 7 * 24 * 3600 * 1000, "Segment age before rolling.", ">= 1"),
+    Key("log.retention.ms", _int(-1), 7 * 24 * 3600 * 1000,
+        "Delete segments older than this; -1 keeps forever.", ">= -1"),
+    Key("log.retention.bytes", _int(-1), -1, "Per-partition size limit; -1 = none.", ">= -1"),
+    Key("log.retention.check.interval.ms", _int(10), 300_000,
+        "How often retention runs.", ">= 10"),
+    Key("log.flush.interval.messages", _int(1), 2**63 - 1,
+        "fsync after this many messages (default: leave it to the OS and replication).", ">= 1"),
+    Key("log.flush.interval.ms", _int(1), 2**63 - 1, "fsync at least this often.", ">= 1"),
+    Key("log.flush.scheduler.interval.ms", _int(10), 1000,
+        "How often the flush policy is checked.", ">= 10"),
+    Key("offsets.topic.num.partitions", _int(1, 1000), 50,
+        "Partitions of __consumer_offsets.", "1..1000"),
+    Key("offsets.topic.replication.factor", _int(1), 3,
+        "Replication factor of __consumer_offsets (capped to the brokers present).", ">= 1"),
+    Key("offsets.retention.minutes", _int(1), 7 * 24 * 60,
+        "Committed offsets of empty groups are kept this long.", ">= 1"),
+    Key("group.initial.rebalance.delay.ms", _int(0), 3000,
+        "Wait for more members before the first rebalance of an empty group.", ">= 0"),
+    Key("group.min.session.timeout.ms", _int(1), 6000, "Smallest session timeout allowed.",
+        ">= 1"),
+    Key("group.max.session.timeout.ms", _int(1), 1_800_000, "Largest session timeout allowed.",
+        ">= 1"),
+    Key("group.max.size", _int(1), 2**31 - 1, "Most members one group may have.", ">= 1"),
+    Key("log.level", _log_level, "INFO", "Log level.", "DEBUG, INFO, WARNING, ERROR"),
+)
+KEYS_BY_NAME: Mapping[str, Key] = {k.name: k for k in KEYS}
+REQUIRED = ("node.id", "data.dir")
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    values: Mapping[str, Any]
+    source: Path | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    @property
+    def node_id(self) -> int:
+        return int(self.values["node.id"])
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.values["data.dir"])
+
+    @property
+    def listeners(self) -> tuple[Listener, ...]:
+        return self.values["listeners"]
+
+    @property
+    def advertised_listeners(self) -> tuple[Listener, ...]:
+        adv = self.values["advertised.listeners"]
+        if adv is None:
+            return self.listeners
+        by_name = {li.name: li for li in adv}
+        return tuple(by_name.get(li.name, li) for li in self.listeners)
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return self.values["process.roles"]
+
+
+def parse_config(raw: Mapping[str, Any], *, env: Mapping[str, str] | None = None,
+                 source: Path | None = None) -> NodeConfig:
+    """Validate raw key/values (from YAML) plus ODRADEK_* environment overrides."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"the configuration must be a mapping of keys to values, got {raw!r}")
+    merged: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in KEYS_BY_NAME:
+            raise ConfigError(f"{key}: unknown configuration key{_suggest(str(key))}")
+        merged[key] = value
+    for env_key, value in (env if env is not None else os.environ).items():
+        if env_key.startswith("ODRADEK_") and env_key not in _ENV_IGNORED:
+            key = env_key[len("ODRADEK_"):].lower().replace("_", ".")
+            if key not in KEYS_BY_NAME:
+                raise ConfigError(f"{env_key}: environment override names no configuration key"
+                                  f"{_suggest(key)}")
+            merged[key] = value
+    values: dict[str, Any] = {}
+    for k in KEYS:
+        if k.default == "" and merged.get(k.name) in (None, ""):
+            values[k.name] = ""  # optional and unset
+        elif k.name in merged and merged[k.name] is not None:
+            values[k.name] = k.parse(k.name, merged[k.name])
+        elif k.name in REQUIRED:
+            raise ConfigError(f"{k.name}: required key is missing ({k.doc})")
+        else:
+            values[k.name] = k.parse(k.name, k.default) if k.default is not None else None
+    if values["group.min.session.timeout.ms"] > values["group.max.session.timeout.ms"]:
+        raise ConfigError("group.min.session.timeout.ms must not exceed "
+                          "group.max.session.timeout.ms")
+    return NodeConfig(values, source)
+
+
+# Variables of the same prefix that are not configuration keys.
+_ENV_IGNORED = frozenset({"ODRADEK_SIM_SEED", "ODRADEK_SIM_SEEDS", "ODRADEK_TEST_KEEP"})
+
+
+def _suggest(key: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, list(KEYS_BY_NAME), n=1)
+    return f" (did you mean {close[0]}?)" if close else " (see docs/configuration.md)"
+
+
+def load_config(path: Path, *, env: Mapping[str, str] | None = None) -> NodeConfig:
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read configuration file {path}: {e.strerror}") from None
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    cfg = parse_config(raw, env=env, source=path)
+    return cfg
+
+
+def config_docs() -> str:
+    lines = [
+        "# Node configuration",
+        "",
+        "One YAML file per node (`odradek node --config node.yaml`). Every key is validated at",
+        "start-up. Environment variables override keys: `ODRADEK_` + the key upper-cased with",
+        "dots as underscores (e.g. `ODRADEK_LOG_RETENTION_MS=60000`).",
+        "",
+        "This file is generated from `broker/config.py` (`odradek config docs`).",
+        "",
+        "| key | default | allowed | meaning |",
+        "|---|---|---|---|",
+    ]
+    for k in KEYS:
+        default = "(required)" if k.name in REQUIRED else ("" if k.default is None else k.default)
+        lines.append(f"| `{k.name}` | `{default}` | {k.allowed} | {k.doc} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,14 @@
+"""Map storage errors to the Kafka error codes clients act on."""
+
+from __future__ import annotations
+
+from kio.schema.errors import ErrorCode
+
+from storage.errors import StorageError
+
+
+def error_code_for(exc: Exception) -> ErrorCode:
+    # Every storage error names the Kafka error code it stands for.
+    if isinstance(exc, StorageError):
+        return ErrorCode(exc.error_code)
+    return ErrorCode.unknown_server_error

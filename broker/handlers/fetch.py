@@ -1,0 +1,207 @@
+"""Fetch (long poll), ListOffsets, OffsetForLeaderEpoch and DeleteRecords."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from broker.handlers.api import ApiSpec, RequestContext
+from broker.handlers.errors import error_code_for
+from broker.kafka.codec import ms
+from storage.errors import StorageError
+
+EARLIEST, LATEST, MAX_TIMESTAMP = -2, -1, -3
+
+
+def leader_partition(node: Any, topic: str, index: int, current_epoch: int = -1
+                     ) -> tuple[Any, ErrorCode]:
+    """The partition if this node leads it at ``current_epoch`` (-1: any), else the error."""
+    p = node.replicas.get((topic, index))
+    if p is None or not p.is_leader:
+        t = node.image.topics.get(topic)
+        if t is None or index not in t.partitions:
+            return None, ErrorCode.unknown_topic_or_partition
+        return None, ErrorCode.not_leader_or_follower
+    if current_epoch >= 0 and current_epoch != p.leader_epoch:
+        if current_epoch > p.leader_epoch:
+            return None, ErrorCode.unknown_leader_epoch
+        return None, ErrorCode.fenced_leader_epoch
+    if p.log.offline:
+        return None, ErrorCode.kafka_storage_error
+    return p, ErrorCode.none
+
+
+def _read_partition(node: Any, topic: str, fp: Any, max_bytes: int, min_one: bool,
+                    replica_id: int) -> tuple[dict[str, Any], int, Any]:
+    """One partition of a fetch: (response entry, bytes returned, partition or None)."""
+    out: dict[str, Any] = {"partition_index": fp.partition, "high_watermark": -1,
+                           "last_stable_offset": -1, "log_start_offset": -1, "records": b"",
+                           "aborted_transactions": None}
+    p, err = leader_partition(node, topic, fp.partition, fp.current_leader_epoch)
+    if p is None:
+        out["error_code"] = err
+        return out, 0, None
+    plog = p.log
+    out["current_leader"] = {"leader_id": p.leader_id, "leader_epoch": p.leader_epoch}
+    hw = plog.high_watermark
+    out["high_watermark"] = hw
+    out["last_stable_offset"] = hw
+    out["log_start_offset"] = plog.log_start_offset
+    offset = fp.fetch_offset
+    last_epoch = getattr(fp, "last_fetched_epoch", -1)
+    if last_epoch >= 0:
+        # KIP-320/595: tell a fetcher whose log diverged from ours where to truncate.
+        epoch, end = plog.leader_epochs.end_offset_for(last_epoch)
+        if epoch != last_epoch or end < offset:
+            out["diverging_epoch"] = {"epoch": epoch, "end_offset": end}
+            return out, 0, p
+    if replica_id >= 0:
+        node.on_follower_fetch(p, replica_id, offset)
+    upper = plog.log_end_offset if replica_id >= 0 else hw
+    if offset < plog.log_start_offset or offset > plog.log_end_offset:
+        out["error_code"] = ErrorCode.offset_out_of_range
+        return out, 0, p
+    if offset >= upper:
+        return out, 0, p
+    try:
+        result = plog.read(offset, max_bytes, max_offset=upper, min_one_batch=min_one)
+    except StorageError as e:
+        out["error_code"] = error_code_for(e)
+        return out, 0, p
+    out["records"] = result.records
+    return out, len(result.records), p
+
+
+async def handle_fetch(node: Any, ctx: RequestContext, req: Any) -> Any:
+    session_id = getattr(req, "session_id", 0)
+    session_epoch = getattr(req, "session_epoch", -1)
+    if session_id != 0:
+        # We never hand out sessions (session_id 0 in every answer), so none can be known.
+        return ctx.respond({"error_code": ErrorCode.fetch_session_id_not_found,
+                            "session_id": 0, "responses": []})
+    if session_epoch > 0:
+        return ctx.respond({"error_code": ErrorCode.invalid_fetch_session_epoch,
+                            "session_id": 0, "responses": []})
+    replica_id = int(getattr(req, "replica_id", -1))
+    max_wait_s = max(0, ms(req.max_wait)) / 1000
+    deadline = time.monotonic() + max_wait_s
+    max_total = min(int(getattr(req, "max_bytes", 2**31 - 1)), node.config["fetch.max.bytes"])
+    min_bytes = int(req.min_bytes)
+    while True:
+        topics_out, total, parts, errors = [], 0, [], False
+        for t in req.topics:
+            parts_out = []
+            for fp in t.partitions:
+                budget = max(0, min(fp.partition_max_bytes, max_total - total))
+                entry, n, p = _read_partition(node, t.topic, fp, budget, total == 0, replica_id)
+                total += n
+                errors = errors or entry.get("error_code", ErrorCode.none) != ErrorCode.none
+                if p is not None:
+                    parts.append(p)
+                parts_out.append(entry)
+            topics_out.append({"topic": t.topic, "partitions": parts_out})
+        remaining = deadline - time.monotonic()
+        if total >= min_bytes or errors or remaining <= 0 or not parts:
+            break
+        node.metrics.fetch_purgatory.inc()
+        try:
+            await node.replicas.wait_for_data(parts, remaining)
+        finally:
+            node.metrics.fetch_purgatory.dec()
+        if node.stopping:
+            break
+    if replica_id < 0:
+        for t in topics_out:
+            n = sum(len(p["records"]) for p in t["partitions"])
+            if n:
+                node.metrics.bytes_out.labels(topic=t["topic"]).inc(n)
+    return ctx.respond({"throttle_time": 0, "error_code": ErrorCode.none, "session_id": 0,
+                        "responses": topics_out})
+
+
+async def handle_list_offsets(node: Any, ctx: RequestContext, req: Any) -> Any:
+    topics_out = []
+    for t in req.topics:
+        parts_out = []
+        for lp in t.partitions:
+            out: dict[str, Any] = {"partition_index": lp.partition_index, "timestamp": -1,
+                                   "offset": -1, "leader_epoch": -1}
+            parts_out.append(out)
+            p, err = leader_partition(node, t.name, lp.partition_index,
+                                      getattr(lp, "current_leader_epoch", -1))
+            if p is None:
+                out["error_code"] = err
+                continue
+            out["leader_epoch"] = p.leader_epoch
+            plog = p.log
+            ts = int(lp.timestamp)
+            try:
+                if ts == LATEST:
+                    out["offset"] = plog.high_watermark
+                elif ts == EARLIEST:
+                    out["offset"] = plog.log_start_offset
+                elif ts == MAX_TIMESTAMP:
+                    found = plog.max_timestamp_offset()
+                    if found is not None:
+                        out["offset"], out["timestamp"] = found
+                elif ts < 0:
+                    out["error_code"] = ErrorCode.invalid_request
+                else:
+                    found = plog.offset_for_timestamp(ts)
+                    if found is not None and found[0] < plog.high_watermark:
+                        out["offset"], out["timestamp"] = found
+            except StorageError as e:
+                out["error_code"] = error_code_for(e)
+        topics_out.append({"name": t.name, "partitions": parts_out})
+    return ctx.respond({"throttle_time": 0, "topics": topics_out})
+
+
+async def handle_offset_for_leader_epoch(node: Any, ctx: RequestContext, req: Any) -> Any:
+    topics_out = []
+    for t in req.topics:
+        parts_out = []
+        for lp in t.partitions:
+            out: dict[str, Any] = {"partition": lp.partition, "leader_epoch": -1,
+                                   "end_offset": -1}
+            parts_out.append(out)
+            p, err = leader_partition(node, t.topic, lp.partition, lp.current_leader_epoch)
+            if p is None:
+                out["error_code"] = err
+                continue
+            epoch, end = p.log.leader_epochs.end_offset_for(lp.leader_epoch)
+            out["leader_epoch"], out["end_offset"] = epoch, end
+        topics_out.append({"topic": t.topic, "partitions": parts_out})
+    return ctx.respond({"throttle_time": 0, "topics": topics_out})
+
+
+async def handle_delete_records(node: Any, ctx: RequestContext, req: Any) -> Any:
+    topics_out = []
+    for t in req.topics:
+        parts_out = []
+        for dp in t.partitions:
+            out: dict[str, Any] = {"partition_index": dp.partition_index, "low_watermark": -1}
+            parts_out.append(out)
+            p, err = leader_partition(node, t.name, dp.partition_index)
+            if p is None:
+                out["error_code"] = err
+                continue
+            target = p.log.high_watermark if dp.offset == -1 else int(dp.offset)
+            if target < 0 or target > p.log.high_watermark:
+                out["error_code"] = ErrorCode.offset_out_of_range
+                continue
+            try:
+                out["low_watermark"] = p.log.delete_records(target)
+            except StorageError as e:
+                out["error_code"] = error_code_for(e)
+        topics_out.append({"name": t.name, "partitions": parts_out})
+    return ctx.respond({"throttle_time": 0, "topics": topics_out})
+
+
+APIS = (
+    ApiSpec(1, 4, 12, handle_fetch),
+    ApiSpec(2, 1, 7, handle_list_offsets),
+    ApiSpec(23, 2, 4, handle_offset_for_leader_epoch),
+    ApiSpec(21, 0, 2, handle_delete_records),
+)

@@ -1,0 +1,157 @@
+"""ApiVersions, Metadata, DescribeCluster and FindCoordinator."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from broker.handlers.api import ApiSpec, RequestContext
+from controller.metadata.names import topic_name_error
+
+log = logging.getLogger("odradek.meta")
+
+OFFSETS_TOPIC = "__consumer_offsets"
+INTERNAL_TOPICS = frozenset({OFFSETS_TOPIC})
+
+
+async def handle_api_versions(node: Any, ctx: RequestContext, req: Any) -> Any:
+    return ctx.respond({"error_code": ErrorCode.none, "api_keys": node.api_versions_list(),
+                        "throttle_time": 0})
+
+
+def _partition_entry(node: Any, index: int, reg: Any) -> dict[str, Any]:
+    live = node.live_broker_ids()
+    leader = reg.leader
+    err = ErrorCode.none if leader >= 0 and leader in live else ErrorCode.leader_not_available
+    return {
+        "error_code": err,
+        "partition_index": index,
+        "leader_id": leader if leader in live else -1,
+        "leader_epoch": reg.leader_epoch,
+        "replica_nodes": list(reg.replicas),
+        "isr_nodes": list(reg.isr),
+        "offline_replicas": [r for r in reg.replicas if r not in live],
+    }
+
+
+def topic_entry(node: Any, name: str) -> dict[str, Any]:
+    t = node.image.topics.get(name)
+    if t is None:
+        return {"error_code": ErrorCode.unknown_topic_or_partition, "name": name,
+                "topic_id": None, "partitions": []}
+    return {
+        "error_code": ErrorCode.none,
+        "name": name,
+        "topic_id": t.topic_id,
+        "is_internal": name in INTERNAL_TOPICS,
+        "partitions": [_partition_entry(node, i, reg) for i, reg in sorted(t.partitions.items())],
+    }
+
+
+async def handle_metadata(node: Any, ctx: RequestContext, req: Any) -> Any:
+    image = node.image
+    requested = req.topics
+    if requested is None or (ctx.api_version == 0 and len(requested) == 0):
+        names = sorted(image.topics)
+        requested_entries: list[dict[str, Any]] = [topic_entry(node, n) for n in names]
+    else:
+        allow_auto = bool(getattr(req, "allow_auto_topic_creation", True))
+        requested_entries = []
+        to_create = []
+        for rt in requested:
+            name = rt.name
+            if name is None:
+                tid = getattr(rt, "topic_id", None)
+                t = image.topics_by_id.get(tid) if tid is not None else None
+                if t is None:
+                    requested_entries.append({"error_code": ErrorCode.unknown_topic_id,
+                                              "name": None, "topic_id": tid, "partitions": []})
+                else:
+                    requested_entries.append(topic_entry(node, t.name))
+                continue
+            if name in image.topics:
+                requested_entries.append(topic_entry(node, name))
+                continue
+            if topic_name_error(name) is not None:
+                requested_entries.append({"error_code": ErrorCode.invalid_topic_exception,
+                                          "name": name, "topic_id": None, "partitions": []})
+                continue
+            if allow_auto and node.config["auto.create.topics.enable"]:
+                to_create.append(name)
+            requested_entries.append({"name": name})
+        if to_create:
+            await node.auto_create_topics(to_create)
+        for entry in requested_entries:
+            if len(entry) == 1:  # placeholder for a topic we may just have created
+                name = entry["name"]
+                entry.update(topic_entry(node, name))
+                if name in to_create and entry["error_code"] != ErrorCode.none:
+                    # Created but not yet visible here: Kafka's answer is "retry shortly".
+                    entry["error_code"] = ErrorCode.leader_not_available
+    return ctx.respond({
+        "throttle_time": 0,
+        "brokers": [{"node_id": b, "host": h, "port": p, "rack": r}
+                    for b, h, p, r in node.broker_endpoints(ctx.listener_name)],
+        "cluster_id": node.cluster_id,
+        "controller_id": node.controller_id_for_clients(),
+        "topics": requested_entries,
+        "cluster_authorized_operations": -2147483648,
+    })
+
+
+async def handle_describe_cluster(node: Any, ctx: RequestContext, req: Any) -> Any:
+    include_fenced = bool(getattr(req, "include_fenced_brokers", False))
+    endpoint_type = int(getattr(req, "endpoint_type", 1))
+    if endpoint_type != 1:
+        return ctx.respond({"error_code": ErrorCode.unsupported_endpoint_type,
+                            "error_message": "only broker endpoints (type 1) are served",
+                            "cluster_id": node.cluster_id, "brokers": []})
+    brokers = [{"broker_id": b, "host": h, "port": p, "rack": r, "is_fenced": fenced}
+               for b, h, p, r, fenced in node.broker_endpoints(ctx.listener_name,
+                                                               include_fenced=include_fenced)]
+    return ctx.respond({"error_code": ErrorCode.none, "cluster_id": node.cluster_id,
+                        "controller_id": node.controller_id_for_clients(), "brokers": brokers,
+                        "endpoint_type": 1, "throttle_time": 0})
+
+
+async def _coordinator(node: Any, ctx: RequestContext, key: str, key_type: int
+                       ) -> dict[str, Any]:
+    out: dict[str, Any] = {"key": key, "node_id": -1, "host": "", "port": -1,
+                           "error_message": None}
+    if key_type != 0:
+        out["error_code"] = ErrorCode.invalid_request
+        out["error_message"] = "transactions are not supported; only group coordinators exist"
+        return out
+    if not key:
+        out["error_code"] = ErrorCode.invalid_group_id
+        out["error_message"] = "group id must not be empty"
+        return out
+    found = await node.group_coordinator_endpoint(key, ctx.listener_name)
+    if found is None:
+        out["error_code"] = ErrorCode.coordinator_not_available
+        out["error_message"] = "the group coordinator is not available yet; retry"
+        return out
+    out["error_code"] = ErrorCode.none
+    out["node_id"], out["host"], out["port"] = found
+    return out
+
+
+async def handle_find_coordinator(node: Any, ctx: RequestContext, req: Any) -> Any:
+    if ctx.api_version >= 4:
+        coordinators = [await _coordinator(node, ctx, k, req.key_type)
+                        for k in req.coordinator_keys]
+        return ctx.respond({"throttle_time": 0, "coordinators": coordinators})
+    one = await _coordinator(node, ctx, req.key, getattr(req, "key_type", 0))
+    one.pop("key")
+    one["throttle_time"] = 0
+    return ctx.respond(one)
+
+
+APIS = (
+    ApiSpec(18, 0, 4, handle_api_versions),
+    ApiSpec(3, 0, 12, handle_metadata),
+    ApiSpec(60, 0, 2, handle_describe_cluster),
+    ApiSpec(10, 0, 6, handle_find_coordinator),
+)

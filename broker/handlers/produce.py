@@ -1,0 +1,100 @@
+"""Produce and InitProducerId."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from broker.handlers.api import ApiSpec, RequestContext
+from broker.handlers.errors import error_code_for
+from broker.kafka.codec import ms
+from storage.errors import StorageError
+
+log = logging.getLogger("odradek.produce")
+
+
+async def handle_produce(node: Any, ctx: RequestContext, req: Any) -> Any:
+    acks = int(req.acks)
+    topics_out = []
+    waits: list[tuple[dict[str, Any], Any, int]] = []
+    for t in req.topic_data:
+        parts_out = []
+        for pd in t.partition_data:
+            out: dict[str, Any] = {"index": pd.index, "base_offset": -1, "log_start_offset": -1}
+            parts_out.append(out)
+            if acks not in (-1, 0, 1):
+                out["error_code"] = ErrorCode.invalid_required_acks
+                continue
+            if req.transactional_id is not None:
+                out["error_code"] = ErrorCode.transactional_id_authorization_failed
+                out["error_message"] = "transactions are not supported by this cluster"
+                continue
+            p = node.replicas.get((t.name, pd.index))
+            if p is None or not p.is_leader:
+                known = node.image.topics.get(t.name)
+                out["error_code"] = (
+                    ErrorCode.unknown_topic_or_partition
+                    if known is None or pd.index not in known.partitions
+                    else ErrorCode.not_leader_or_follower
+                )
+                continue
+            if not pd.records:
+                out["error_code"] = ErrorCode.corrupt_message
+                out["error_message"] = "produce request carried no record batch"
+                continue
+            min_isr = node.min_insync_replicas(t.name)
+            if acks == -1 and len(p.isr) < min_isr:
+                out["error_code"] = ErrorCode.not_enough_replicas
+                out["error_message"] = (
+                    f"ISR {list(p.isr)} is smaller than min.insync.replicas={min_isr}")
+                continue
+            try:
+                result = node.replicas.append(p, bytes(pd.records))
+            except StorageError as e:
+                out["error_code"] = error_code_for(e)
+                out["error_message"] = str(e)
+                if out["error_code"] == ErrorCode.kafka_storage_error:
+                    log.error("partition %s-%d offline: %s", t.name, pd.index, e)
+                continue
+            out["base_offset"] = result.base_offset
+            out["log_append_time"] = result.log_append_time_ms
+            out["log_start_offset"] = result.log_start_offset
+            if not result.duplicate:
+                node.metrics.messages_in.labels(topic=t.name).inc(result.record_count)
+                node.metrics.bytes_in.labels(topic=t.name).inc(len(pd.records))
+            if acks == -1:
+                waits.append((out, p, result.last_offset + 1))
+        topics_out.append({"name": t.name, "partition_responses": parts_out})
+    if waits:
+        await node.await_replication(waits, ms(req.timeout))
+    if acks == 0:
+        return None
+    return ctx.respond({"responses": topics_out, "throttle_time": 0})
+
+
+async def handle_init_producer_id(node: Any, ctx: RequestContext, req: Any) -> Any:
+    if req.transactional_id is not None:
+        # Transactions are not implemented; refusing here keeps clients from half-using them.
+        return ctx.respond({"error_code": ErrorCode.transactional_id_authorization_failed,
+                            "producer_id": -1, "producer_epoch": -1})
+    current_id = int(getattr(req, "producer_id", -1))
+    current_epoch = int(getattr(req, "producer_epoch", -1))
+    if current_id >= 0 and 0 <= current_epoch < 32766:
+        # KIP-360: an idempotent producer may bump its own epoch to reset sequences.
+        return ctx.respond({"error_code": ErrorCode.none, "producer_id": current_id,
+                            "producer_epoch": current_epoch + 1})
+    try:
+        pid = await node.next_producer_id()
+    except Exception as e:  # the controller is unreachable or refused
+        log.warning("producer id allocation failed: %s", e)
+        return ctx.respond({"error_code": ErrorCode.coordinator_not_available,
+                            "producer_id": -1, "producer_epoch": -1})
+    return ctx.respond({"error_code": ErrorCode.none, "producer_id": pid, "producer_epoch": 0})
+
+
+APIS = (
+    ApiSpec(0, 3, 11, handle_produce),
+    ApiSpec(22, 0, 4, handle_init_producer_id),
+)

@@ -1,0 +1,70 @@
+"""Prometheus metrics of one node (its own registry: no global state).
+
+Names follow Prometheus conventions: ``odradek_`` prefix, ``_total`` counters, base
+units (seconds, bytes). docs/metrics.md lists them.
+"""
+
+from __future__ import annotations
+
+from kio.schema.index import api_key_map
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.process_collector import ProcessCollector
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
+                    10, 30)
+
+
+class NodeMetrics:
+    def __init__(self, node_id: int) -> None:
+        self.node_id = node_id
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        ProcessCollector(registry=r)
+        self.requests = Counter("odradek_requests_total", "Kafka requests handled, per API.",
+                                ["api"], registry=r)
+        self.request_errors = Counter(
+            "odradek_request_errors_total", "Requests whose handler failed, per API.", ["api"],
+            registry=r)
+        self.request_latency = Histogram(
+            "odradek_request_latency_seconds", "Time to handle a request, per API.", ["api"],
+            buckets=_LATENCY_BUCKETS, registry=r)
+        self.request_bytes = Counter("odradek_request_bytes_total",
+                                     "Bytes of request frames received.", registry=r)
+        self.protocol_errors = Counter(
+            "odradek_protocol_errors_total",
+            "Connections closed for malformed, oversize or unsupported requests.", registry=r)
+        self.messages_in = Counter("odradek_messages_in_total",
+                                   "Records appended by producers, per topic.", ["topic"],
+                                   registry=r)
+        self.bytes_in = Counter("odradek_bytes_in_total",
+                                "Record batch bytes appended by producers, per topic.",
+                                ["topic"], registry=r)
+        self.bytes_out = Counter("odradek_bytes_out_total",
+                                 "Record batch bytes sent to consumers, per topic.", ["topic"],
+                                 registry=r)
+        self.produce_purgatory = Gauge("odradek_produce_purgatory_size",
+                                       "Produce requests waiting for replication.", registry=r)
+        self.fetch_purgatory = Gauge("odradek_fetch_purgatory_size",
+                                     "Fetch requests waiting for data (long poll).", registry=r)
+        self.offline_logs = Gauge("odradek_offline_partitions_local",
+                                  "Partitions on this node whose log went offline (disk error).",
+                                  registry=r)
+
+    @staticmethod
+    def api_name(api_key: int) -> str:
+        return api_key_map.get(api_key, str(api_key))
+
+    def observe_request(self, api_key: int, seconds: float, size: int) -> None:
+        name = self.api_name(api_key)
+        self.requests.labels(api=name).inc()
+        self.request_latency.labels(api=name).observe(seconds)
+        self.request_bytes.inc(size)
+
+    def add_collector(self, collector: object) -> None:
+        """Register a custom collector (gauges computed at scrape time)."""
+        self.registry.register(collector)  # type: ignore[arg-type]
+
+
+def gauge(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, labels=labels)

@@ -1,0 +1,322 @@
+"""One Odradek node: metadata, partition logs, group coordinator and the Kafka listeners.
+
+This is the only place that wires broker, controller and storage together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import random
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+import storage
+from broker.config import NodeConfig
+from broker.group.coordinator import GroupCoordinator
+from broker.group_log import PartitionGroupLog
+from broker.handlers import admin, fetch, meta, produce
+from broker.handlers.api import ApiSpec
+from broker.metrics import NodeMetrics
+from broker.metrics_http import MetricsServer
+from broker.replica_manager import ReplicaManager
+from broker.server import KafkaServer
+from controller.metadata import MetadataImage
+from controller.quorum import LocalMetadataLog, QuorumController
+
+log = logging.getLogger("odradek.node")
+
+TOPIC_RESOURCE = 2
+# Broker-wide defaults for topic configs: broker key -> topic key (Kafka's names).
+BROKER_TOPIC_DEFAULTS: Mapping[str, str] = {
+    "log.segment.bytes": "segment.bytes",
+    "log.roll.ms": "segment.ms",
+    "log.retention.ms": "retention.ms",
+    "log.retention.bytes": "retention.bytes",
+    "log.flush.interval.messages": "flush.messages",
+    "log.flush.interval.ms": "flush.ms",
+    "message.max.bytes": "max.message.bytes",
+}
+
+
+def handler_table() -> dict[int, ApiSpec]:
+    from broker.group import handlers as group_handlers
+
+    apis: dict[int, ApiSpec] = {}
+    for module in (meta, produce, fetch, admin, group_handlers):
+        for spec in module.APIS:
+            assert spec.api_key not in apis, f"api key {spec.api_key} registered twice"
+            apis[spec.api_key] = spec
+    return apis
+
+
+def load_cluster_id(data_dir: Path, node_id: int) -> str:
+    """meta.properties ties a data dir to one cluster and node, as in Kafka."""
+    path = data_dir / "meta.properties"
+    if path.exists():
+        props = dict(line.split("=", 1) for line in path.read_text().splitlines()
+                     if "=" in line and not line.startswith("#"))
+        if int(props.get("node.id", node_id)) != node_id:
+            raise RuntimeError(
+                f"{path} belongs to node {props['node.id']}, not node {node_id}: "
+                "point data.dir at this node's own directory")
+        return props["cluster.id"]
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(f"version=1\ncluster.id={cluster_id}\nnode.id={node_id}\n")
+    tmp.replace(path)
+    return cluster_id
+
+
+class Node:
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.node_id = config.node_id
+        self.metrics = NodeMetrics(self.node_id)
+        self.stopping = False
+        self.data_dir = config.data_dir
+        self.cluster_id = load_cluster_id(self.data_dir, self.node_id)
+        self.image: Any = MetadataImage.EMPTY
+        self.incarnation_id = str(uuid.uuid4())
+        self.apis = handler_table()
+        self.server = KafkaServer(self, self.apis, config["socket.request.max.bytes"])
+        self.replicas = ReplicaManager(self.node_id, self.data_dir / "logs", self.log_config_for)
+        self.replicas.leadership_listeners.append(self._on_leadership)
+        self.metadata_log = LocalMetadataLog(self.data_dir / "metadata")
+        self.controller = QuorumController(self.metadata_log, rng=random.Random())
+        self.controller.loader.register(self._on_metadata)
+        self.group_log = PartitionGroupLog(self, meta.OFFSETS_TOPIC,
+                                           config["offsets.topic.num.partitions"])
+        self.groups = GroupCoordinator(
+            self.group_log,
+            partition_exists=self._partition_exists,
+            initial_rebalance_delay_ms=config["group.initial.rebalance.delay.ms"],
+            min_session_timeout_ms=config["group.min.session.timeout.ms"],
+            max_session_timeout_ms=config["group.max.session.timeout.ms"],
+            max_group_size=config["group.max.size"],
+            offsets_retention_ms=config["offsets.retention.minutes"] * 60_000,
+        )
+        self.metrics_server: MetricsServer | None = None
+        self.bound: dict[str, tuple[str, int]] = {}
+        self._pid_block: tuple[int, int] = (0, 0)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._offsets_topic_lock = asyncio.Lock()
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for li in self.config.listeners:
+            port = await self.server.listen(li.name, li.host, li.port)
+            self.bound[li.name] = (li.host, port)
+        await self.controller.load()
+        listeners = []
+        for li in self.config.advertised_listeners:
+            host, port = li.host, li.port or self.bound[li.name][1]
+            listeners.append((li.name, host, port))
+        await self.controller.register_broker(self.node_id, self.incarnation_id, listeners,
+                                              self.config["rack"] or None)
+        await self.controller.unfence_broker(self.node_id)
+        if self.config["metrics.listener"]:
+            host, _, port = self.config["metrics.listener"].rpartition(":")
+            self.metrics_server = MetricsServer(self.metrics.registry)
+            await self.metrics_server.start(host, int(port))
+        self._tasks.append(asyncio.create_task(self._every(
+            self.config["log.retention.check.interval.ms"], self.replicas.enforce_retention)))
+        self._tasks.append(asyncio.create_task(self._every(
+            self.config["log.flush.scheduler.interval.ms"], self.replicas.flush_due)))
+        log.info("node %d started: kafka %s, cluster %s", self.node_id,
+                 ", ".join(f"{n}={h}:{p}" for n, (h, p) in self.bound.items()), self.cluster_id)
+
+    async def stop(self) -> None:
+        self.stopping = True
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        await self.server.close()
+        await self.groups.close()
+        if self.metrics_server:
+            await self.metrics_server.stop()
+        self.replicas.close()
+        self.metadata_log.close()
+        log.info("node %d stopped cleanly", self.node_id)
+
+    async def _every(self, interval_ms: int, fn: Any) -> None:
+        while True:
+            await asyncio.sleep(interval_ms / 1000)
+            try:
+                fn()
+            except Exception:
+                log.exception("periodic task %s failed", getattr(fn, "__name__", fn))
+
+    # --- metadata -----------------------------------------------------------------------
+
+    def _on_metadata(self, delta: Any, image: Any) -> None:
+        old = self.image
+        self.image = image
+        self.replicas.apply_delta(delta.local_changes(self.node_id), image)
+        if old.configs is not image.configs:
+            changed = {name for (rtype, name), cfg in image.configs.items()
+                       if rtype == TOPIC_RESOURCE and old.configs.get((rtype, name)) != cfg}
+            changed |= {name for (rtype, name) in old.configs
+                        if rtype == TOPIC_RESOURCE and (rtype, name) not in image.configs}
+            if changed:
+                self.replicas.update_configs(changed)
+
+    def _on_leadership(self, tp: tuple[str, int], leader: bool) -> None:
+        if tp[0] != meta.OFFSETS_TOPIC:
+            return
+        if leader:
+            asyncio.get_running_loop().create_task(self.groups.load_partition(tp[1]))
+        else:
+            self.groups.unload_partition(tp[1])
+
+    def topic_configs(self, topic: str) -> Mapping[str, str]:
+        return self.image.configs.get((TOPIC_RESOURCE, topic), {})
+
+    def broker_topic_defaults(self) -> dict[str, str]:
+        return {topic_key: str(self.config[broker_key])
+                for broker_key, topic_key in BROKER_TOPIC_DEFAULTS.items()}
+
+    def log_config_for(self, topic: str) -> storage.LogConfig:
+        merged = self.broker_topic_defaults()
+        merged.update({k: v for k, v in self.topic_configs(topic).items()
+                       if k not in ("min.insync.replicas", "unclean.leader.election.enable")})
+        return storage.LogConfig.from_kafka_configs(merged)
+
+    def min_insync_replicas(self, topic: str) -> int:
+        return int(self.topic_configs(topic).get("min.insync.replicas", 1))
+
+    def _partition_exists(self, topic: str, partition: int) -> bool:
+        t = self.image.topics.get(topic)
+        return t is not None and partition in t.partitions
+
+    def live_broker_ids(self) -> set[int]:
+        return {b.id for b in self.image.brokers.values() if not b.fenced}
+
+    def broker_endpoints(self, listener_name: str, *, include_fenced: bool = False
+                         ) -> list[tuple[Any, ...]]:
+        out = []
+        for b in sorted(self.image.brokers.values(), key=lambda b: b.id):
+            if b.fenced and not include_fenced:
+                continue
+            for li in b.listeners:
+                if li.name == listener_name:
+                    entry: tuple[Any, ...] = (b.id, li.host, li.port, b.rack or None)
+                    out.append(entry + (b.fenced,) if include_fenced else entry)
+                    break
+        return out
+
+    def endpoint_of(self, broker_id: int, listener_name: str) -> tuple[str, int] | None:
+        b = self.image.brokers.get(broker_id)
+        if b is None or b.fenced:
+            return None
+        for li in b.listeners:
+            if li.name == listener_name:
+                return li.host, li.port
+        return None
+
+    def controller_id_for_clients(self) -> int:
+        # Clients cannot reach KRaft controllers; like Kafka, name a live broker instead.
+        live = sorted(self.live_broker_ids())
+        if self.node_id in live:
+            return self.node_id
+        return live[0] if live else -1
+
+    def api_versions_list(self) -> list[dict[str, int]]:
+        return [{"api_key": k, "min_version": s.min_version, "max_version": s.max_version}
+                for k, s in sorted(self.apis.items())]
+
+    # --- topics -------------------------------------------------------------------------
+
+    async def auto_create_topics(self, names: Iterable[str]) -> None:
+        specs = [{"name": n, "num_partitions": self.config["num.partitions"],
+                  "replication_factor": self.config["default.replication.factor"],
+                  "configs": {}} for n in names]
+        results = await self.controller.create_topics(specs)
+        for r in results:
+            if r.error_code not in (0, ErrorCode.topic_already_exists.value):
+                log.warning("auto-creating topic %s failed: %s", r.name, r.error_message)
+
+    async def ensure_offsets_topic(self) -> bool:
+        if meta.OFFSETS_TOPIC in self.image.topics:
+            return True
+        async with self._offsets_topic_lock:
+            if meta.OFFSETS_TOPIC in self.image.topics:
+                return True
+            rf = min(self.config["offsets.topic.replication.factor"],
+                     max(1, len(self.live_broker_ids())))
+            results = await self.controller.create_topics([{
+                "name": meta.OFFSETS_TOPIC,
+                "num_partitions": self.config["offsets.topic.num.partitions"],
+                "replication_factor": rf,
+                "configs": {"cleanup.policy": "compact", "segment.bytes": str(100 * 1024 * 1024)},
+            }])
+            for r in results:
+                if r.error_code not in (0, ErrorCode.topic_already_exists.value):
+                    log.error("creating %s failed: %s", meta.OFFSETS_TOPIC, r.error_message)
+        return meta.OFFSETS_TOPIC in self.image.topics
+
+    async def group_coordinator_endpoint(self, group_id: str, listener_name: str
+                                         ) -> tuple[int, str, int] | None:
+        if not await self.ensure_offsets_topic():
+            return None
+        t = self.image.topics[meta.OFFSETS_TOPIC]
+        reg = t.partitions.get(self.groups.partition_for(group_id))
+        if reg is None or reg.leader < 0:
+            return None
+        ep = self.endpoint_of(reg.leader, listener_name)
+        return None if ep is None else (reg.leader, ep[0], ep[1])
+
+    # --- producers and replication --------------------------------------------------------
+
+    async def next_producer_id(self) -> int:
+        start, end = self._pid_block
+        if start >= end:
+            start, length = await self.controller.allocate_producer_ids(self.node_id)
+            end = start + length
+        self._pid_block = (start + 1, end)
+        return start
+
+    def on_follower_fetch(self, p: Any, replica_id: int, offset: int) -> None:
+        self.replicas.on_follower_fetch(p, replica_id, offset)
+
+    async def await_replication(self, waits: list[tuple[dict[str, Any], Any, int]],
+                                timeout_ms: int) -> None:
+        """acks=all: answer once the high watermark covers each batch, or time out."""
+        deadline = time.monotonic() + max(0, timeout_ms) / 1000
+        pending = [(out, p, target) for out, p, target in waits
+                   if p.log.high_watermark < target]
+        if not pending:
+            return
+        self.metrics.produce_purgatory.inc()
+        try:
+            while pending:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self.stopping:
+                    break
+                await self.replicas.wait_for_data([p for _, p, _ in pending], remaining)
+                still = []
+                for out, p, target in pending:
+                    if not p.is_leader:
+                        out["error_code"] = ErrorCode.not_leader_or_follower
+                    elif p.log.high_watermark >= target:
+                        pass
+                    elif len(p.isr) < self.min_insync_replicas(p.topic):
+                        out["error_code"] = ErrorCode.not_enough_replicas_after_append
+                    else:
+                        still.append((out, p, target))
+                pending = still
+        finally:
+            self.metrics.produce_purgatory.dec()
+        for out, _, _ in pending:
+            out["error_code"] = ErrorCode.request_timed_out
