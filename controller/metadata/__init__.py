@@ -18,7 +18,7 @@ from controller.metadata.image import (
     PartitionRegistration,
     TopicImage,
 )
-from controller.metadata.loader import MetadataListener, MetadataLoader
+from controller.metadata.loader import MetadataListener, MetadataListenerError, MetadataLoader
 from controller.metadata.records import (
     MetadataRecord,
     RecordDecodeError,
@@ -37,6 +37,7 @@ __all__ = [
     "MetadataDelta",
     "MetadataImage",
     "MetadataListener",
+    "MetadataListenerError",
     "MetadataLoader",
     "MetadataRecord",
     "MetadataReplayError",

@@ -19,6 +19,11 @@ log = logging.getLogger(__name__)
 MetadataListener = Callable[[MetadataDelta, MetadataImage], None]
 
 
+class MetadataListenerError(Exception):
+    """A listener failed on a published image. The image is current regardless (the records
+    are committed); the listener's error is the cause."""
+
+
 class MetadataLoader:
     def __init__(self, image: MetadataImage = MetadataImage.EMPTY) -> None:
         self._image = image
@@ -28,10 +33,10 @@ class MetadataLoader:
     def image(self) -> MetadataImage:
         return self._image
 
-    def add_listener(self, listener: MetadataListener) -> None:
+    def register(self, listener: MetadataListener) -> None:
         self._listeners.append(listener)
 
-    def remove_listener(self, listener: MetadataListener) -> None:
+    def unregister(self, listener: MetadataListener) -> None:
         self._listeners.remove(listener)
 
     def handle_commit(self, records: Iterable[tuple[int, pb.MetadataRecord]]) -> MetadataImage:
@@ -40,7 +45,8 @@ class MetadataLoader:
         Records at or below the current image's offset are skipped: a log may deliver a batch
         again after a leader change or a restart, and replaying it twice would be wrong.
         The whole batch becomes one image, so listeners never see half of an operation.
-        Listener errors are raised after every listener has seen the new image.
+        A listener error is raised as MetadataListenerError after every listener has seen the
+        new image; a MetadataReplayError leaves the current image unchanged.
         """
         delta = MetadataDelta(self._image)
         replayed = 0
@@ -68,4 +74,6 @@ class MetadataLoader:
                 if first_error is None:
                     first_error = exc
         if first_error is not None:
-            raise first_error
+            raise MetadataListenerError(
+                f"a metadata listener failed at offset {image.offset}: {first_error}"
+            ) from first_error

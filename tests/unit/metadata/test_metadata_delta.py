@@ -15,6 +15,7 @@ from controller.metadata import (
     LocalReplicaChanges,
     MetadataDelta,
     MetadataImage,
+    MetadataListenerError,
     MetadataLoader,
     MetadataRecord,
     MetadataReplayError,
@@ -316,7 +317,7 @@ def test_delta_reports_what_changed() -> None:
 def test_loader_publishes_and_skips_already_applied() -> None:
     loader = MetadataLoader()
     seen: list[tuple[int, int]] = []
-    loader.add_listener(lambda delta, image: seen.append((delta.image.offset, image.offset)))
+    loader.register(lambda delta, image: seen.append((delta.image.offset, image.offset)))
     records = cluster_records()
     image = loader.handle_commit(list(enumerate(records)))
     assert loader.image is image and image.offset == len(records) - 1
@@ -335,11 +336,12 @@ def test_loader_listener_failure_does_not_starve_others() -> None:
     def broken(delta: MetadataDelta, image: MetadataImage) -> None:
         raise RuntimeError("boom")
 
-    loader.add_listener(broken)
-    loader.add_listener(lambda delta, image: seen.append(image.offset))
-    with pytest.raises(RuntimeError, match="boom"):
+    loader.register(broken)
+    loader.register(lambda delta, image: seen.append(image.offset))
+    with pytest.raises(MetadataListenerError, match="boom") as raised:
         loader.handle_commit([(0, no_op_record())])
+    assert isinstance(raised.value.__cause__, RuntimeError)
     assert seen == [0] and loader.image.offset == 0
-    loader.remove_listener(broken)
+    loader.unregister(broken)
     loader.handle_commit([(1, no_op_record())])
     assert seen == [0, 1]
