@@ -1,0 +1,169 @@
+"""Per-partition log configuration, with Kafka's topic config names."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from storage.errors import InvalidConfigError
+
+INT_MAX = 2**31 - 1
+LONG_MAX = 2**63 - 1
+
+# field name -> Kafka topic config name
+KAFKA_NAMES: dict[str, str] = {
+    "segment_bytes": "segment.bytes",
+    "segment_ms": "segment.ms",
+    "retention_ms": "retention.ms",
+    "retention_bytes": "retention.bytes",
+    "index_interval_bytes": "index.interval.bytes",
+    "segment_index_bytes": "segment.index.bytes",
+    "flush_messages": "flush.messages",
+    "flush_ms": "flush.ms",
+    "max_message_bytes": "max.message.bytes",
+    "message_timestamp_type": "message.timestamp.type",
+    "cleanup_policy": "cleanup.policy",
+}
+_FIELDS_BY_KAFKA_NAME = {v: k for k, v in KAFKA_NAMES.items()}
+
+# Valid Kafka topic configs that the log itself does not act on (the broker may, or they
+# are accepted for compatibility). from_kafka_configs accepts and ignores them.
+OTHER_TOPIC_CONFIGS = frozenset(
+    {
+        "compression.type",
+        "compression.gzip.level",
+        "compression.lz4.level",
+        "compression.zstd.level",
+        "delete.retention.ms",
+        "file.delete.delay.ms",
+        "follower.replication.throttled.replicas",
+        "leader.replication.throttled.replicas",
+        "local.retention.bytes",
+        "local.retention.ms",
+        "max.compaction.lag.ms",
+        "message.downconversion.enable",
+        "message.format.version",
+        "message.timestamp.after.max.ms",
+        "message.timestamp.before.max.ms",
+        "message.timestamp.difference.max.ms",
+        "min.cleanable.dirty.ratio",
+        "min.compaction.lag.ms",
+        "min.insync.replicas",
+        "preallocate",
+        "remote.log.copy.disable",
+        "remote.log.delete.on.disable",
+        "remote.storage.enable",
+        "segment.jitter.ms",
+        "unclean.leader.election.enable",
+    }
+)
+
+TIMESTAMP_TYPES = ("CreateTime", "LogAppendTime")
+CLEANUP_POLICIES = ("delete", "compact")
+
+# (minimum, maximum) for the integer fields, as Kafka validates them.
+_RANGES: dict[str, tuple[int, int]] = {
+    "segment_bytes": (14, INT_MAX),
+    "segment_ms": (1, LONG_MAX),
+    "retention_ms": (-1, LONG_MAX),
+    "retention_bytes": (-(2**63), LONG_MAX),
+    "index_interval_bytes": (0, INT_MAX),
+    "segment_index_bytes": (4, INT_MAX),
+    "flush_messages": (1, LONG_MAX),
+    "flush_ms": (0, LONG_MAX),
+    "max_message_bytes": (0, INT_MAX),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    """Storage settings of one partition log. Field names mirror Kafka's config names.
+
+    ``cleanup_policy`` accepts ``compact`` (alone or as ``compact,delete``) but log
+    compaction is not implemented: a compact-only log keeps everything, a
+    ``compact,delete`` log is retained like ``delete``.
+    """
+
+    segment_bytes: int = 1024 * 1024 * 1024
+    segment_ms: int = 7 * 24 * 3600 * 1000
+    retention_ms: int = 7 * 24 * 3600 * 1000  # -1: keep forever
+    retention_bytes: int = -1  # negative: no size limit
+    index_interval_bytes: int = 4096
+    segment_index_bytes: int = 10 * 1024 * 1024
+    flush_messages: int = LONG_MAX  # fsync after this many unflushed records
+    flush_ms: int = LONG_MAX  # fsync when the last flush is this old
+    max_message_bytes: int = 1024 * 1024 + 12  # 1048588, Kafka's default
+    message_timestamp_type: str = "CreateTime"
+    cleanup_policy: str = "delete"
+
+    def __post_init__(self) -> None:
+        for name, (lo, hi) in _RANGES.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise InvalidConfigError(
+                    f"invalid value {value!r} for {KAFKA_NAMES[name]}: "
+                    f"expected an integer in [{lo}, {hi}]"
+                )
+        if self.message_timestamp_type not in TIMESTAMP_TYPES:
+            raise InvalidConfigError(
+                f"invalid value {self.message_timestamp_type!r} for message.timestamp.type: "
+                f"expected one of {', '.join(TIMESTAMP_TYPES)}"
+            )
+        policies = [p.strip() for p in self.cleanup_policy.split(",")]
+        if not policies or any(p not in CLEANUP_POLICIES for p in policies):
+            raise InvalidConfigError(
+                f"invalid value {self.cleanup_policy!r} for cleanup.policy: expected "
+                "'delete', 'compact' or 'compact,delete'"
+            )
+
+    @property
+    def deletes_by_retention(self) -> bool:
+        return "delete" in (p.strip() for p in self.cleanup_policy.split(","))
+
+    @property
+    def log_append_time(self) -> bool:
+        return self.message_timestamp_type == "LogAppendTime"
+
+    @classmethod
+    def from_kafka_configs(
+        cls, configs: Mapping[str, str], *, base: LogConfig | None = None
+    ) -> LogConfig:
+        """Build from Kafka topic configs (string values), over ``base`` or the defaults.
+
+        Known Kafka topic configs the log does not use are accepted and ignored; unknown
+        names and bad values raise InvalidConfigError naming the key.
+        """
+        values: dict[str, Any] = {}
+        for key, raw in configs.items():
+            name = _FIELDS_BY_KAFKA_NAME.get(key)
+            if name is None:
+                if key in OTHER_TOPIC_CONFIGS:
+                    continue
+                raise InvalidConfigError(
+                    f"unknown topic config {key!r}; storage configs are: "
+                    f"{', '.join(sorted(_FIELDS_BY_KAFKA_NAME))}"
+                )
+            if raw is None:
+                continue
+            text = str(raw).strip()
+            if name in _RANGES:
+                lo, hi = _RANGES[name]
+                try:
+                    value: Any = int(text)
+                except ValueError:
+                    raise InvalidConfigError(
+                        f"invalid value {raw!r} for {key}: expected an integer in [{lo}, {hi}]"
+                    ) from None
+            elif name == "cleanup_policy":
+                value = ",".join(p.strip() for p in text.split(","))
+            else:
+                value = text
+            values[name] = value
+        start = base if base is not None else cls()
+        merged = {f.name: getattr(start, f.name) for f in fields(cls)}
+        merged.update(values)
+        return cls(**merged)
+
+    def to_kafka_configs(self) -> dict[str, str]:
+        return {KAFKA_NAMES[f.name]: str(getattr(self, f.name)) for f in fields(self)}

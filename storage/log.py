@@ -1,0 +1,997 @@
+"""PartitionLog: the segmented on-disk log of one partition.
+
+Directory layout::
+
+    00000000000000000000.log / .index / .timeindex   segments, named by base offset
+    leader-epoch-checkpoint                            epoch -> start offset
+    log-start-offset-checkpoint                        moved by DeleteRecords/retention
+    high-watermark-checkpoint                          written on flush and close
+    recovery-point-checkpoint                          everything below it is fsynced
+    clean-shutdown                                     present only while closed cleanly
+
+Durability model: an append is one write to the active segment; it reaches the disk on
+``flush()`` (by flush.messages, flush.ms, an explicit call, a segment roll or close).
+A segment is fsynced when it is rolled, so after a crash only segments at or above the
+recovery point can hold torn data; those are CRC-checked and cut at the first bad batch.
+
+All public methods are serialized by one lock (reads too: retention closes segment
+files, and a pread on a recycled descriptor would return another file's bytes).
+"""
+
+from __future__ import annotations
+
+import bisect
+import errno
+import logging
+import shutil
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+from storage import checkpoint
+from storage.batch import (
+    HEADER_SIZE,
+    LOG_OVERHEAD,
+    NO_TIMESTAMP,
+    BatchHeader,
+    assign_offsets,
+    parse_batches,
+)
+from storage.config import INT_MAX, LogConfig
+from storage.epochs import CHECKPOINT_NAME as EPOCH_CHECKPOINT
+from storage.epochs import EpochEntry, LeaderEpochCache
+from storage.errors import (
+    CheckpointCorruptError,
+    CorruptRecordError,
+    InvalidRecordError,
+    LogOfflineError,
+    OffsetOutOfRangeError,
+    OffsetOutOfSequenceError,
+    RecordBatchTooLargeError,
+    RecordTooLargeError,
+)
+from storage.producer_state import AppendOrigin, ProducerStateManager
+from storage.records import decode_records
+from storage.segment import (
+    DELETED_SUFFIX,
+    LOG_SUFFIX,
+    SEGMENT_SUFFIXES,
+    BatchSpan,
+    LogSegment,
+    delete_segment_files,
+    parse_segment_file_name,
+)
+
+__all__ = [
+    "AppendOrigin",
+    "AppendResult",
+    "LogConfig",
+    "PartitionLog",
+    "ReadResult",
+    "SegmentInfo",
+]
+
+log = logging.getLogger("odradek.storage")
+
+CLEAN_SHUTDOWN_FILE = "clean-shutdown"
+LOG_START_CHECKPOINT = "log-start-offset-checkpoint"
+HIGH_WATERMARK_CHECKPOINT = "high-watermark-checkpoint"
+RECOVERY_POINT_CHECKPOINT = "recovery-point-checkpoint"
+
+_I32 = struct.Struct(">i")
+_OFFSET_LENGTH = struct.Struct(">qi")
+_LAST_DELTA_POS = 23
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    base_offset: int
+    last_offset: int
+    log_append_time_ms: int  # -1 unless the topic uses LogAppendTime
+    log_start_offset: int
+    record_count: int
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    records: bytes  # whole batches only
+    first_batch_offset: int  # base offset of the first batch returned, -1 if none
+    next_offset: int  # offset after the last batch returned (the requested one if none)
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentInfo:
+    base_offset: int
+    next_offset: int
+    size_bytes: int
+    max_timestamp_ms: int
+    path: Path
+
+
+class PartitionLog:
+    """Use ``PartitionLog.open``; the constructor only assembles loaded parts."""
+
+    def __init__(self, directory: Path, config: LogConfig, now_ms: Callable[[], int]) -> None:
+        self.directory = directory
+        self._config = config
+        self._now_ms = now_ms
+        self._lock = threading.RLock()
+        self._segments: list[LogSegment] = []
+        self._log_start = 0
+        self._leo = 0
+        self._hw = 0
+        self._hw_checkpointed: int | None = None
+        self._recovery_point = 0
+        self._unflushed = 0
+        self._last_flush_ms = 0
+        self._offline: str | None = None
+        self._closed = False
+        self.leader_epochs = LeaderEpochCache(
+            directory / EPOCH_CHECKPOINT, log_end_offset=lambda: self._leo
+        )
+        self.producer_state = ProducerStateManager()
+
+    # --- opening -----------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        directory: Path,
+        config: LogConfig,
+        *,
+        now_ms: Callable[[], int] = wall_clock_ms,
+    ) -> PartitionLog:
+        """Open (creating if needed) the log in ``directory``, recovering after a crash.
+
+        Raises LogOfflineError if the directory cannot be read or written.
+        """
+        directory = Path(directory)
+        self = cls(directory, config, now_ms)
+        try:
+            self._load()
+        except OSError as e:
+            for seg in self._segments:
+                seg.close()
+            raise LogOfflineError(f"cannot open partition log {directory}: {e}") from e
+        return self
+
+    def _load(self) -> None:
+        d = self.directory
+        d.mkdir(parents=True, exist_ok=True)
+        marker = d / CLEAN_SHUTDOWN_FILE
+        clean = marker.exists()
+        if clean:
+            # Gone before any write, durably, so a crash from now on is seen as unclean.
+            marker.unlink()
+            checkpoint.fsync_dir(d)
+
+        bases = self._clean_directory()
+        log_start = self._read_checkpoint(LOG_START_CHECKPOINT)
+        # None: nothing to recover. Otherwise segments reaching past it are checked.
+        recovery_point: int | None = None
+        if not clean:
+            recovery_point = self._read_checkpoint(RECOVERY_POINT_CHECKPOINT) or 0
+
+        cfg = self._config
+        for i, base in enumerate(bases):
+            limit = bases[i + 1] if i + 1 < len(bases) else None
+            needs_recovery = recovery_point is not None and (
+                limit is None or limit > recovery_point
+            )
+            seg, truncated = LogSegment.open(
+                d,
+                base,
+                index_interval_bytes=cfg.index_interval_bytes,
+                segment_index_bytes=cfg.segment_index_bytes,
+                offset_limit=limit,
+                recover=needs_recovery,
+                # A clean last segment still gets its tail CRC-checked: it is cheap and
+                # catches damage done while the broker was down.
+                verify_tail=limit is None,
+            )
+            self._segments.append(seg)
+            if truncated:
+                log.warning("%s: recovery truncated %d bytes of %s", d, truncated, seg.log_path)
+                if limit is not None:
+                    # Later segments cannot continue a log cut short here.
+                    for later in bases[i + 1 :]:
+                        log.warning("%s: deleting segment %d after the corruption", d, later)
+                        delete_segment_files(d, later)
+                    break
+
+        if not self._segments:
+            self._segments.append(self._new_segment(log_start or 0))
+        self._leo = self._segments[-1].next_offset
+        self._log_start = max(log_start or 0, self._segments[0].base_offset)
+        if self._log_start > self._leo:
+            log.warning(
+                "%s: log start offset %d is beyond the recovered end %d; starting over there",
+                d,
+                self._log_start,
+                self._leo,
+            )
+            self._truncate_fully(self._log_start)
+
+        try:
+            self.leader_epochs = LeaderEpochCache.load(
+                d / EPOCH_CHECKPOINT, log_end_offset=lambda: self._leo
+            )
+            rebuild_epochs = False
+        except CheckpointCorruptError as e:
+            log.warning("%s: %s; rebuilding it from the batch headers", d, e)
+            rebuild_epochs = True
+        self._rebuild_from_headers(epochs=rebuild_epochs)
+        self.leader_epochs.truncate_from_end(self._leo)
+        self.leader_epochs.truncate_from_start(self._log_start)
+
+        hw = self._read_checkpoint(HIGH_WATERMARK_CHECKPOINT)
+        self._hw = min(max(hw or 0, self._log_start), self._leo)
+        self._hw_checkpointed = hw
+        self._recovery_point = self._leo
+        active = self._segments[-1]
+        first_ts = active.first_batch_max_timestamp()
+        now = self._now_ms()
+        if first_ts is not None:
+            active.rolling_base_ms = min(first_ts, now)
+        self._last_flush_ms = now
+        if log_start is None or log_start != self._log_start:
+            checkpoint.write_offset(d / LOG_START_CHECKPOINT, self._log_start)
+
+    def _clean_directory(self) -> list[int]:
+        """Remove leftovers of interrupted deletes and checkpoint writes; return the
+        base offsets of the segments present."""
+        logs: set[int] = set()
+        others: list[tuple[int, Path]] = []
+        for path in self.directory.iterdir():
+            name = path.name
+            if name.endswith(DELETED_SUFFIX) or name.endswith(checkpoint.TMP_SUFFIX):
+                path.unlink(missing_ok=True)
+                continue
+            parsed = parse_segment_file_name(name)
+            if parsed is None:
+                continue
+            base, suffix = parsed
+            if suffix == LOG_SUFFIX:
+                logs.add(base)
+            elif suffix in SEGMENT_SUFFIXES:
+                others.append((base, path))
+        for base, path in others:
+            if base not in logs:
+                path.unlink(missing_ok=True)  # index of a segment whose log is gone
+        return sorted(logs)
+
+    def _read_checkpoint(self, name: str) -> int | None:
+        try:
+            return checkpoint.read_offset(self.directory / name)
+        except CheckpointCorruptError as e:
+            log.warning("%s: ignoring %s", self.directory, e)
+            return None
+
+    def _rebuild_from_headers(self, *, epochs: bool) -> None:
+        """Rebuild producer state (and, if asked, the epoch cache) from batch headers."""
+        self.producer_state.clear()
+        entries: list[EpochEntry] = []
+        for seg in self._segments:
+            headers = []
+            try:
+                headers.extend(h for _, h in seg.iter_batches())
+            except CorruptRecordError as e:
+                # Damage inside an old segment of a cleanly closed log: keep what
+                # precedes it; reading there fails later, as it would in Kafka.
+                log.error("%s: %s", self.directory, e)
+            self.producer_state.update_from_log(headers)
+            if epochs:
+                for h in headers:
+                    epoch = h.partition_leader_epoch
+                    if epoch >= 0 and (not entries or epoch > entries[-1].epoch):
+                        entries.append(EpochEntry(epoch, h.base_offset))
+        self.producer_state.truncate_head(self._log_start)
+        if epochs:
+            self.leader_epochs.replace(entries)
+
+    def _new_segment(self, base_offset: int) -> LogSegment:
+        seg = LogSegment.create(
+            self.directory,
+            base_offset,
+            index_interval_bytes=self._config.index_interval_bytes,
+            segment_index_bytes=self._config.segment_index_bytes,
+        )
+        checkpoint.fsync_dir(self.directory)
+        return seg
+
+    # --- state -------------------------------------------------------------------------
+
+    @property
+    def config(self) -> LogConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: LogConfig) -> None:
+        """New settings apply to later appends; index sizes only to new segments."""
+        with self._lock:
+            self._config = config
+            for seg in self._segments:
+                seg.index_interval_bytes = config.index_interval_bytes
+
+    @property
+    def log_start_offset(self) -> int:
+        return self._log_start
+
+    @property
+    def log_end_offset(self) -> int:
+        """The offset the next appended record gets."""
+        return self._leo
+
+    @property
+    def high_watermark(self) -> int:
+        return self._hw
+
+    @high_watermark.setter
+    def high_watermark(self, offset: int) -> None:
+        """Set by the broker; clamped to [log_start_offset, log_end_offset]."""
+        with self._lock:
+            self._hw = min(max(offset, self._log_start), self._leo)
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(seg.size for seg in self._segments)
+
+    @property
+    def segments(self) -> list[SegmentInfo]:
+        with self._lock:
+            return [
+                SegmentInfo(s.base_offset, s.next_offset, s.size, s.max_timestamp, s.log_path)
+                for s in self._segments
+            ]
+
+    @property
+    def unflushed_messages(self) -> int:
+        return self._unflushed
+
+    @property
+    def recovery_point(self) -> int:
+        return self._recovery_point
+
+    @property
+    def offline(self) -> bool:
+        """True after an I/O error or close(); every method then raises LogOfflineError."""
+        return self._offline is not None or self._closed
+
+    def _check_usable(self) -> None:
+        if self._offline is not None:
+            raise LogOfflineError(self._offline)
+        if self._closed:
+            raise LogOfflineError(f"partition log {self.directory} is closed")
+
+    def _go_offline(self, action: str, err: OSError) -> NoReturn:
+        name = errno.errorcode.get(err.errno or 0, "") if err.errno else ""
+        self._offline = (
+            f"partition log {self.directory} is offline: {action} failed with "
+            f"{name + ': ' if name else ''}{err.strerror or err}. Free space or fix the "
+            "disk, then restart the broker (the log recovers on open)"
+        )
+        log.error("%s", self._offline)
+        raise LogOfflineError(self._offline) from err
+
+    # --- appending ---------------------------------------------------------------------
+
+    def append(
+        self,
+        records: bytes | bytearray | memoryview,
+        *,
+        leader_epoch: int,
+        origin: AppendOrigin = AppendOrigin.CLIENT,
+    ) -> AppendResult:
+        """Leader append: validate, assign offsets from the log end, write.
+
+        Raises CorruptRecordError / UnsupportedMagicError (framing, CRC, empty input),
+        InvalidRecordError (count mismatch, client control batch, pid without sequence),
+        RecordTooLargeError (batch > max.message.bytes), RecordBatchTooLargeError (batch >
+        segment.bytes), OutOfOrderSequenceError / InvalidProducerEpochError (idempotence),
+        LogOfflineError. A duplicate of a retained idempotent batch is not written: the
+        result carries its original offsets and ``duplicate=True``.
+        """
+        buf = bytearray(records)
+        headers = parse_batches(buf)
+        if not headers:
+            raise CorruptRecordError(f"append to {self.directory} with an empty record set")
+        cfg = self._config
+        for h in headers:
+            if h.total_size > cfg.max_message_bytes:
+                raise RecordTooLargeError(
+                    f"batch of {h.total_size} bytes exceeds max.message.bytes "
+                    f"{cfg.max_message_bytes} of {self.directory}"
+                )
+            if h.total_size > cfg.segment_bytes:
+                raise RecordBatchTooLargeError(
+                    f"batch of {h.total_size} bytes exceeds segment.bytes "
+                    f"{cfg.segment_bytes} of {self.directory}"
+                )
+            if origin is AppendOrigin.CLIENT:
+                _validate_client_batch(h)
+        with self._lock:
+            self._check_usable()
+            try:
+                now = self._now_ms()
+                append_time = now if cfg.log_append_time else None
+                leo = self._leo
+                pending = []
+                spans: list[BatchSpan] = []
+                offset = leo
+                pos = 0
+                count = 0
+                for h in headers:
+                    last = offset + h.last_offset_delta
+                    max_ts = h.max_timestamp if append_time is None else append_time
+                    pending.append((h, offset, max_ts))
+                    spans.append((pos, offset, last, max_ts, h.total_size))
+                    offset = last + 1
+                    pos += h.total_size
+                    count += h.records_count
+                updates, duplicate = self.producer_state.prepare(pending, origin)
+                if duplicate is not None:
+                    return AppendResult(
+                        duplicate.first_offset,
+                        duplicate.last_offset,
+                        duplicate.timestamp if append_time is not None else NO_TIMESTAMP,
+                        self._log_start,
+                        duplicate.last_offset - duplicate.first_offset + 1,
+                        duplicate=True,
+                    )
+                last_offset = assign_offsets(buf, leo, leader_epoch, log_append_time_ms=append_time)
+                if leader_epoch >= 0 and leader_epoch != self.leader_epochs.latest_epoch:
+                    self.leader_epochs.assign(leader_epoch, leo)
+                self._write(buf, spans, now)
+                self.producer_state.commit(updates)
+                self._after_write(count)
+                return AppendResult(
+                    leo,
+                    last_offset,
+                    append_time if append_time is not None else NO_TIMESTAMP,
+                    self._log_start,
+                    count,
+                )
+            except OSError as e:
+                self._go_offline("append", e)
+
+    def append_as_follower(self, records: bytes | bytearray | memoryview) -> AppendResult:
+        """Follower append of batches that already carry the leader's offsets.
+
+        The first batch must start at the log end offset and offsets must increase
+        (OffsetOutOfSequenceError otherwise). No idempotence or size checks: the leader
+        made them.
+        """
+        headers = parse_batches(records)
+        if not headers:
+            raise CorruptRecordError(f"append to {self.directory} with an empty record set")
+        with self._lock:
+            self._check_usable()
+            leo = self._leo
+            if headers[0].base_offset != leo:
+                raise OffsetOutOfSequenceError(
+                    f"follower append to {self.directory} starts at offset "
+                    f"{headers[0].base_offset} but the log end offset is {leo}"
+                )
+            spans: list[BatchSpan] = []
+            prev_last = leo - 1
+            pos = 0
+            count = 0
+            for h in headers:
+                if h.base_offset <= prev_last:
+                    raise OffsetOutOfSequenceError(
+                        f"follower append to {self.directory}: batch at offset "
+                        f"{h.base_offset} does not follow offset {prev_last}"
+                    )
+                spans.append((pos, h.base_offset, h.last_offset, h.max_timestamp, h.total_size))
+                prev_last = h.last_offset
+                pos += h.total_size
+                count += h.records_count
+            try:
+                for h in headers:
+                    epoch = h.partition_leader_epoch
+                    if epoch >= 0 and epoch != self.leader_epochs.latest_epoch:
+                        self.leader_epochs.assign(epoch, h.base_offset)
+                self._write(records, spans, self._now_ms())
+                self.producer_state.update_from_log(headers)
+                self._after_write(count)
+                return AppendResult(
+                    headers[0].base_offset,
+                    headers[-1].last_offset,
+                    NO_TIMESTAMP,
+                    self._log_start,
+                    count,
+                )
+            except OSError as e:
+                self._go_offline("follower append", e)
+
+    def _write(self, buf: bytes | bytearray | memoryview, spans: list[BatchSpan], now: int) -> None:
+        """Write batches to the active segment, rolling (and splitting) as needed."""
+        limit = self._config.segment_bytes
+        if len(buf) <= limit or len(spans) == 1:
+            self._write_group(buf, spans, now)
+            return
+        # More than a segment's worth (a follower catching up with small segments):
+        # write in groups that each fit one segment.
+        with memoryview(buf) as view:
+            group: list[BatchSpan] = []
+            start = 0
+            for span in spans:
+                rel, base, last, max_ts, size = span
+                if group and rel + size - start > limit:
+                    self._write_group(view[start:rel], group, now)
+                    group, start = [], rel
+                group.append((rel - start, base, last, max_ts, size))
+            self._write_group(view[start:], group, now)
+
+    def _write_group(
+        self, data: bytes | bytearray | memoryview, spans: list[BatchSpan], now: int
+    ) -> None:
+        seg = self._segments[-1]
+        cfg = self._config
+        last_offset = spans[-1][2]
+        if seg.size and (
+            seg.size + len(data) > cfg.segment_bytes
+            or (seg.rolling_base_ms is not None and now - seg.rolling_base_ms > cfg.segment_ms)
+            or seg.offset_index.is_full
+            or seg.time_index.is_full
+            or last_offset - seg.base_offset > INT_MAX
+        ):
+            seg = self._roll(spans[0][1])
+        seg.append(data, spans)
+        if seg.rolling_base_ms is None:
+            seg.rolling_base_ms = now
+        self._leo = last_offset + 1
+
+    def _after_write(self, count: int) -> None:
+        self._unflushed += count
+        if self._unflushed >= self._config.flush_messages:
+            self._flush_locked()
+
+    def _roll(self, base_offset: int | None = None) -> LogSegment:
+        """Seal the active segment (fsync) and start a new one at ``base_offset``."""
+        old = self._segments[-1]
+        old.seal()
+        new = self._new_segment(self._leo if base_offset is None else base_offset)
+        self._segments.append(new)
+        # Everything before the new segment is on disk now.
+        self._unflushed = 0
+        self._set_recovery_point(new.base_offset)
+        log.info("%s: rolled new segment at offset %d", self.directory, new.base_offset)
+        return new
+
+    def roll(self) -> None:
+        """Start a new segment now (if the active one holds data)."""
+        with self._lock:
+            self._check_usable()
+            try:
+                if self._segments[-1].size:
+                    self._roll()
+            except OSError as e:
+                self._go_offline("roll", e)
+
+    def _set_recovery_point(self, offset: int) -> None:
+        if offset != self._recovery_point:
+            self._recovery_point = offset
+            checkpoint.write_offset(self.directory / RECOVERY_POINT_CHECKPOINT, offset)
+
+    # --- reading -----------------------------------------------------------------------
+
+    def _segment_index(self, offset: int) -> int:
+        return bisect.bisect_right(self._segments, offset, key=lambda s: s.base_offset) - 1
+
+    def _out_of_range(self, offset: int) -> OffsetOutOfRangeError:
+        return OffsetOutOfRangeError(
+            f"offset {offset} is out of range for {self.directory}: log start offset "
+            f"{self._log_start}, log end offset {self._leo}"
+        )
+
+    def read(
+        self,
+        offset: int,
+        max_bytes: int,
+        *,
+        max_offset: int | None = None,
+        min_one_batch: bool = True,
+    ) -> ReadResult:
+        """Whole batches from the one holding ``offset``, up to ``max_bytes``.
+
+        Batches reaching ``max_offset`` (exclusive; the high watermark for consumers) are
+        left out. With ``min_one_batch`` the first batch is returned even if larger than
+        ``max_bytes``. Reads stay within one segment. Raises OffsetOutOfRangeError below
+        the log start or above the log end offset.
+        """
+        with self._lock:
+            self._check_usable()
+            if offset < self._log_start or offset > self._leo:
+                raise self._out_of_range(offset)
+            limit = self._leo if max_offset is None else min(max_offset, self._leo)
+            empty = ReadResult(b"", -1, offset)
+            if offset >= limit:
+                return empty
+            try:
+                i = max(self._segment_index(offset), 0)
+                while i < len(self._segments):
+                    seg = self._segments[i]
+                    found = seg.locate(offset)
+                    if found is not None:
+                        return self._read_from(
+                            seg, found[0], offset, max_bytes, limit, min_one_batch
+                        )
+                    i += 1
+            except OSError as e:
+                self._go_offline("read", e)
+            return empty
+
+    def _read_from(
+        self,
+        seg: LogSegment,
+        pos: int,
+        offset: int,
+        max_bytes: int,
+        limit: int,
+        min_one_batch: bool,
+    ) -> ReadResult:
+        avail = seg.size - pos
+        buf = seg.read(pos, min(max(max_bytes, HEADER_SIZE), avail))
+        cap = min(len(buf), max(max_bytes, 0))
+        end = 0
+        first = -1
+        next_offset = -1
+        n = len(buf)
+        # Walk headers only, to cut at whole batches, at max_bytes and at max_offset.
+        while end + HEADER_SIZE <= n:
+            base, length = _OFFSET_LENGTH.unpack_from(buf, end)
+            last = base + _I32.unpack_from(buf, end + _LAST_DELTA_POS)[0]
+            total = length + LOG_OVERHEAD
+            if last >= limit or end + total > cap:
+                if end == 0 and min_one_batch and last < limit:
+                    if total > n:
+                        buf = seg.read(pos, total)
+                    first, end, next_offset = base, total, last + 1
+                break
+            if end == 0:
+                first = base
+            end += total
+            next_offset = last + 1
+        if end == 0:
+            return ReadResult(b"", -1, offset)
+        return ReadResult(buf if end == len(buf) else buf[:end], first, next_offset)
+
+    def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the earliest record with timestamp >= ``timestamp_ms``
+        at or above the log start offset, or None."""
+        with self._lock:
+            self._check_usable()
+            try:
+                for seg in self._segments:
+                    if seg.max_timestamp < timestamp_ms or seg.next_offset <= self._log_start:
+                        continue
+                    start = max(self._log_start, seg.base_offset)
+                    entry = seg.time_index.lookup_before(timestamp_ms)
+                    if entry is not None:
+                        start = max(start, entry[1] + 1)
+                    found = seg.locate(start)
+                    if found is None:
+                        continue
+                    for pos, header in seg.iter_batches(found[0]):
+                        if header.max_timestamp < timestamp_ms:
+                            continue
+                        if header.last_offset < self._log_start:
+                            continue
+                        for rec in self._decode_at(seg, pos, header):
+                            if rec[1] >= timestamp_ms and rec[0] >= self._log_start:
+                                return rec
+            except OSError as e:
+                self._go_offline("timestamp lookup", e)
+            return None
+
+    def max_timestamp_offset(self) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record with the largest timestamp
+        (ListOffsets MAX_TIMESTAMP, KIP-734), or None for an empty log."""
+        with self._lock:
+            self._check_usable()
+            try:
+                best: tuple[LogSegment, int, BatchHeader] | None = None
+                best_ts = NO_TIMESTAMP - 1
+                for seg in self._segments:
+                    if seg.next_offset <= self._log_start or seg.max_timestamp <= best_ts:
+                        continue
+                    candidate = None
+                    if seg.offset_of_max_timestamp >= self._log_start:
+                        found = seg.locate(seg.offset_of_max_timestamp)
+                        if found is not None:
+                            header = next(seg.iter_batches(found[0]))[1]
+                            candidate = (found[0], header)
+                    else:
+                        # The segment's maximum is below the log start: find the largest
+                        # timestamp among the batches that remain.
+                        found = seg.locate(self._log_start)
+                        if found is not None:
+                            for pos, header in seg.iter_batches(found[0]):
+                                if (
+                                    candidate is None
+                                    or header.max_timestamp > candidate[1].max_timestamp
+                                ):
+                                    candidate = (pos, header)
+                    if candidate is not None and candidate[1].max_timestamp > best_ts:
+                        best = (seg, candidate[0], candidate[1])
+                        best_ts = candidate[1].max_timestamp
+                if best is None:
+                    return None
+                seg, pos, header = best
+                for offset, ts in self._decode_at(seg, pos, header):
+                    if ts == best_ts and offset >= self._log_start:
+                        return offset, ts
+                return header.last_offset, best_ts
+            except OSError as e:
+                self._go_offline("timestamp lookup", e)
+
+    def _decode_at(
+        self, seg: LogSegment, pos: int, header: BatchHeader
+    ) -> Iterator[tuple[int, int]]:
+        data = seg.read(pos, header.total_size)
+        for rec in decode_records(header, data):
+            yield rec.offset, rec.timestamp
+
+    # --- retention and truncation ------------------------------------------------------
+
+    def enforce_retention(self, now_ms: int | None = None) -> int:
+        """Delete segments past retention.ms / retention.bytes or wholly below the log
+        start offset; returns how many were deleted.
+
+        Only segments entirely below the high watermark are deleted. An expired active
+        segment is rolled first, as Kafka does, so the log always keeps one segment.
+        """
+        with self._lock:
+            self._check_usable()
+            now = self._now_ms() if now_ms is None else now_ms
+            cfg = self._config
+            deleted = 0
+            try:
+                if cfg.deletes_by_retention and cfg.retention_ms >= 0:
+                    deleted += self._delete_old_segments(
+                        lambda seg, _nxt: now - seg.max_timestamp > cfg.retention_ms,
+                        "retention.ms",
+                    )
+                if cfg.deletes_by_retention and cfg.retention_bytes >= 0:
+                    excess = self.size_bytes - cfg.retention_bytes
+
+                    def over_size(seg: LogSegment, _nxt: LogSegment | None) -> bool:
+                        nonlocal excess
+                        if excess - seg.size >= 0:
+                            excess -= seg.size
+                            return True
+                        return False
+
+                    deleted += self._delete_old_segments(over_size, "retention.bytes")
+                deleted += self._delete_old_segments(
+                    lambda _seg, nxt: nxt is not None and nxt.base_offset <= self._log_start,
+                    "log start offset",
+                )
+            except OSError as e:
+                self._go_offline("retention", e)
+            return deleted
+
+    def _delete_old_segments(
+        self, predicate: Callable[[LogSegment, LogSegment | None], bool], reason: str
+    ) -> int:
+        deletable: list[LogSegment] = []
+        segs = self._segments
+        for i, seg in enumerate(segs):
+            nxt = segs[i + 1] if i + 1 < len(segs) else None
+            upper = nxt.base_offset if nxt is not None else self._leo
+            last_and_empty = nxt is None and seg.size == 0
+            if self._hw >= upper and not last_and_empty and predicate(seg, nxt):
+                deletable.append(seg)
+            else:
+                break
+        if not deletable:
+            return 0
+        if len(deletable) == len(segs):
+            self._roll()
+        for seg in deletable:
+            log.info("%s: deleting segment %d (%s)", self.directory, seg.base_offset, reason)
+            self._segments.remove(seg)
+            seg.delete()
+        if self._segments[0].base_offset > self._log_start:
+            self._set_log_start(self._segments[0].base_offset)
+        return len(deletable)
+
+    def _set_log_start(self, offset: int) -> None:
+        checkpoint.write_offset(self.directory / LOG_START_CHECKPOINT, offset)
+        self._log_start = offset
+        self._hw = max(self._hw, offset)
+        self.leader_epochs.truncate_from_start(offset)
+        self.producer_state.truncate_head(offset)
+
+    def delete_records(self, before_offset: int) -> int:
+        """DeleteRecords: move the log start offset up to ``before_offset`` (-1: the high
+        watermark) and delete segments wholly below it. Returns the new log start offset.
+
+        Raises OffsetOutOfRangeError above the high watermark.
+        """
+        with self._lock:
+            self._check_usable()
+            target = self._hw if before_offset == -1 else before_offset
+            if target < 0 or target > self._hw:
+                raise OffsetOutOfRangeError(
+                    f"cannot delete records before offset {before_offset} in "
+                    f"{self.directory}: it is above the high watermark {self._hw}"
+                )
+            try:
+                if target > self._log_start:
+                    self._set_log_start(target)
+                    self._delete_old_segments(
+                        lambda _seg, nxt: nxt is not None and nxt.base_offset <= self._log_start,
+                        "delete records",
+                    )
+            except OSError as e:
+                self._go_offline("delete records", e)
+            return self._log_start
+
+    def truncate_to(self, offset: int) -> bool:
+        """Follower truncation: remove every batch holding an offset >= ``offset``.
+
+        Batches are removed whole, so the new log end offset is the base of the batch
+        holding ``offset`` if it falls mid-batch. Below the log start offset this is
+        ``truncate_fully_and_start_at(offset)``. Returns whether anything changed.
+        """
+        with self._lock:
+            self._check_usable()
+            if offset < 0:
+                raise OffsetOutOfRangeError(f"cannot truncate {self.directory} to {offset}")
+            if offset >= self._leo:
+                return False
+            try:
+                if offset < self._log_start:
+                    self._truncate_fully(offset)
+                    return True
+                while len(self._segments) > 1 and self._segments[-1].base_offset > offset:
+                    self._segments.pop().delete()
+                active = self._segments[-1]
+                active.truncate_to(offset)
+                self._leo = active.next_offset
+                self._hw = min(self._hw, self._leo)
+                if self._recovery_point > self._leo:
+                    self._set_recovery_point(self._leo)
+                self.leader_epochs.truncate_from_end(self._leo)
+                self._rebuild_from_headers(epochs=False)
+            except OSError as e:
+                self._go_offline("truncate", e)
+            return True
+
+    def truncate_fully_and_start_at(self, offset: int) -> None:
+        """Drop the whole log; it continues empty at ``offset`` (also the new log start)."""
+        with self._lock:
+            self._check_usable()
+            if offset < 0:
+                raise OffsetOutOfRangeError(f"cannot restart {self.directory} at {offset}")
+            try:
+                self._truncate_fully(offset)
+            except OSError as e:
+                self._go_offline("truncate", e)
+
+    def _truncate_fully(self, offset: int) -> None:
+        # Log start first: a crash midway then reopens as "start beyond end" and finishes.
+        checkpoint.write_offset(self.directory / LOG_START_CHECKPOINT, offset)
+        for seg in self._segments:
+            seg.delete()
+        self._segments = [self._new_segment(offset)]
+        self._log_start = self._leo = self._hw = offset
+        self._set_recovery_point(offset)
+        self.leader_epochs.clear()
+        self.producer_state.clear()
+        self._unflushed = 0
+
+    # --- flushing and lifecycle -------------------------------------------------------
+
+    def flush(self) -> None:
+        """fsync the segment data and indexes, then the checkpoints."""
+        with self._lock:
+            self._check_usable()
+            try:
+                self._flush_locked()
+            except OSError as e:
+                self._go_offline("flush", e)
+
+    def _flush_locked(self) -> None:
+        for seg in self._segments:
+            seg.flush()
+        self._set_recovery_point(self._leo)
+        self._checkpoint_hw()
+        self._unflushed = 0
+        self._last_flush_ms = self._now_ms()
+
+    def maybe_flush(self, now_ms: int | None = None) -> bool:
+        """Flush if flush.ms has passed since the last flush and data is pending."""
+        with self._lock:
+            self._check_usable()
+            now = self._now_ms() if now_ms is None else now_ms
+            if self._unflushed and now - self._last_flush_ms >= self._config.flush_ms:
+                try:
+                    self._flush_locked()
+                except OSError as e:
+                    self._go_offline("flush", e)
+                return True
+            return False
+
+    def checkpoint_high_watermark(self) -> None:
+        """Persist the high watermark if it changed (cheap to call periodically)."""
+        with self._lock:
+            self._check_usable()
+            try:
+                self._checkpoint_hw()
+            except OSError as e:
+                self._go_offline("high watermark checkpoint", e)
+
+    def _checkpoint_hw(self) -> None:
+        if self._hw != self._hw_checkpointed:
+            checkpoint.write_offset(self.directory / HIGH_WATERMARK_CHECKPOINT, self._hw)
+            self._hw_checkpointed = self._hw
+
+    def close(self) -> None:
+        """Flush everything, close the files and mark the shutdown clean.
+
+        On an offline log the files are released and LogOfflineError raised: no clean
+        marker is written, so the next open recovers.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            if self._offline is not None:
+                self._release()
+                raise LogOfflineError(self._offline)
+            try:
+                self._segments[-1].seal()
+                self._flush_locked()
+                self._release()
+                checkpoint.write_atomic(self.directory / CLEAN_SHUTDOWN_FILE, b"")
+            except OSError as e:
+                self._release()
+                self._go_offline("close", e)
+
+    def _release(self) -> None:
+        for seg in self._segments:
+            seg.close()
+        self._closed = True
+
+    def delete(self) -> None:
+        """Close and remove the partition directory (topic deletion)."""
+        with self._lock:
+            self._release()
+            try:
+                shutil.rmtree(self.directory)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                raise LogOfflineError(f"cannot delete partition log {self.directory}: {e}") from e
+
+    def __repr__(self) -> str:
+        return (
+            f"PartitionLog({self.directory}, start={self._log_start}, end={self._leo}, "
+            f"hw={self._hw}, segments={len(self._segments)})"
+        )
+
+
+def _validate_client_batch(h: BatchHeader) -> None:
+    if h.records_count <= 0:
+        raise InvalidRecordError(f"batch at offset {h.base_offset} has no records")
+    if h.last_offset_delta + 1 != h.records_count:
+        raise InvalidRecordError(
+            f"batch declares {h.records_count} records but spans {h.last_offset_delta + 1} offsets"
+        )
+    if h.is_control:
+        raise InvalidRecordError("clients may not write control batches")
+    if h.producer_id >= 0 and h.base_sequence < 0:
+        raise InvalidRecordError(
+            f"idempotent batch of producer {h.producer_id} has no sequence number"
+        )
