@@ -12,8 +12,8 @@ from collections.abc import Mapping
 
 from kio.schema.errors import ErrorCode
 
+import storage
 from controller.quorum.api import ApiError
-from storage.config import LogConfig
 from storage.errors import InvalidConfigError
 
 MIN_INSYNC_REPLICAS = "min.insync.replicas"
@@ -58,7 +58,7 @@ def validate_topic_configs(configs: Mapping[str, str]) -> None:
         else:
             log_configs[name] = value
     try:
-        LogConfig.from_kafka_configs(log_configs)
+        storage.LogConfig.from_kafka_configs(log_configs)
     except InvalidConfigError as exc:
         raise ApiError(ErrorCode.invalid_config, str(exc)) from exc
 
@@ -92,5 +92,5 @@ def list_config_items(name: str, current: str | None) -> list[str] | None:
         return None
     if current is None:
         # Like Kafka, APPEND/SUBTRACT on a config without override start from the default.
-        current = LogConfig().to_kafka_configs().get(name, "")
+        current = storage.LogConfig().to_kafka_configs().get(name, "")
     return [item.strip() for item in current.split(",") if item.strip()]

@@ -1,0 +1,225 @@
+"""The quorum controller: runs metadata operations one at a time against the current image.
+
+Each operation is a pure function of the image (controller/quorum/{topics,configs,brokers,
+partitions}.py). The controller appends the records it yields to the metadata log, waits for
+the commit, replays them through its MetadataLoader (which publishes the new image to
+listeners, the local broker among them) and only then answers, so an answer never reports a
+change that a crash could still undo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import random
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from controller.metadata import (
+    Listener,
+    MetadataImage,
+    MetadataListenerError,
+    MetadataLoader,
+    decode_record,
+    encode_record,
+)
+from controller.quorum import brokers, configs, partitions, topics
+from controller.quorum.api import (
+    AlterConfigsResource,
+    AlterConfigsResult,
+    AlterPartitionItem,
+    AlterPartitionResult,
+    BrokerResult,
+    ControllerSettings,
+    CreatePartitionsResult,
+    CreatePartitionsSpec,
+    CreateTopicResult,
+    CreateTopicSpec,
+    DeleteTopicResult,
+    DeleteTopicSpec,
+    IncrementalAlterConfigsResource,
+    OpResult,
+    ProducerIdsResult,
+    RegisterBrokerRequest,
+    RegisterBrokerResult,
+)
+from controller.quorum.log import MetadataLog, NotControllerError
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+
+class ControllerFailedError(Exception):
+    """An append failed in a way that leaves the log's content unknown; the controller
+    refuses further operations until `load()` has re-read the log."""
+
+
+class QuorumController:
+    def __init__(
+        self,
+        metadata_log: MetadataLog,
+        *,
+        settings: ControllerSettings | None = None,
+        rng: random.Random | None = None,
+        loader: MetadataLoader | None = None,
+    ) -> None:
+        self._log = metadata_log
+        self.settings = settings or ControllerSettings()
+        # Topic ids and placement offsets come from here; tests inject a seeded one.
+        self._rng = rng or random.Random()
+        self.loader = loader or MetadataLoader()
+        self._lock = asyncio.Lock()
+        self._failure: BaseException | None = None
+
+    @property
+    def image(self) -> MetadataImage:
+        return self.loader.image
+
+    async def load(self) -> MetadataImage:
+        """Replay the log from after the current image (the whole log at start) as one image."""
+        async with self._lock:
+            batch = [
+                (offset, decode_record(data))
+                for offset, data in self._log.read_from(self.image.offset + 1)
+            ]
+            self._publish(batch)
+            self._failure = None
+            return self.image
+
+    def _publish(self, batch: list) -> None:
+        try:
+            self.loader.handle_commit(batch)
+        except MetadataListenerError:
+            # The records are committed and the image is current; the listener logged its
+            # own failure and the operation's answer is still true.
+            pass
+
+    async def _run(
+        self,
+        op: Callable[[MetadataImage], OpResult[R]],
+        finish: Callable[[R, MetadataImage], R] | None = None,
+    ) -> R:
+        # Shielded so that a caller giving up (cancellation) cannot stop an operation between
+        # its append and its replay, which would leave the image behind the log.
+        return await asyncio.shield(self._run_locked(op, finish))
+
+    async def _run_locked(
+        self,
+        op: Callable[[MetadataImage], OpResult[R]],
+        finish: Callable[[R, MetadataImage], R] | None,
+    ) -> R:
+        async with self._lock:
+            if self._failure is not None:
+                raise ControllerFailedError(
+                    f"an earlier metadata append failed ({self._failure}); reload the log"
+                ) from self._failure
+            result = op(self.image)
+            if result.records:
+                encoded = [encode_record(record) for record in result.records]
+                try:
+                    last = await self._log.append(encoded)
+                except NotControllerError:
+                    raise
+                except BaseException as exc:
+                    self._failure = exc
+                    raise
+                first = last - len(result.records) + 1
+                self._publish(list(zip(range(first, last + 1), result.records, strict=True)))
+            response = result.response
+            return finish(response, self.image) if finish is not None else response
+
+    # ----- topics -----
+
+    async def create_topics(
+        self, specs: Sequence[CreateTopicSpec], *, validate_only: bool = False
+    ) -> list[CreateTopicResult]:
+        return await self._run(
+            lambda image: topics.create_topics(
+                image, specs, settings=self.settings, rng=self._rng, validate_only=validate_only
+            )
+        )
+
+    async def delete_topics(self, specs: Sequence[DeleteTopicSpec]) -> list[DeleteTopicResult]:
+        return await self._run(lambda image: topics.delete_topics(image, specs))
+
+    async def create_partitions(
+        self, specs: Sequence[CreatePartitionsSpec], *, validate_only: bool = False
+    ) -> list[CreatePartitionsResult]:
+        return await self._run(
+            lambda image: topics.create_partitions(
+                image, specs, settings=self.settings, rng=self._rng, validate_only=validate_only
+            )
+        )
+
+    # ----- configs -----
+
+    async def alter_configs(
+        self, resources: Sequence[AlterConfigsResource], *, validate_only: bool = False
+    ) -> list[AlterConfigsResult]:
+        return await self._run(
+            lambda image: configs.alter_configs(image, resources, validate_only)
+        )
+
+    async def incremental_alter_configs(
+        self, resources: Sequence[IncrementalAlterConfigsResource], *, validate_only: bool = False
+    ) -> list[AlterConfigsResult]:
+        return await self._run(
+            lambda image: configs.incremental_alter_configs(image, resources, validate_only)
+        )
+
+    # ----- brokers -----
+
+    async def register_broker(
+        self,
+        broker_id: int,
+        incarnation_id: str,
+        listeners: Sequence[Listener | tuple[str, str, int]],
+        rack: str | None = None,
+    ) -> RegisterBrokerResult:
+        request = RegisterBrokerRequest(
+            broker_id,
+            incarnation_id,
+            tuple(x if isinstance(x, Listener) else Listener(*x) for x in listeners),
+            rack,
+        )
+
+        def with_epoch(result: RegisterBrokerResult, image: MetadataImage) -> RegisterBrokerResult:
+            # The epoch is the offset the registration got, known only after the append.
+            if result.error_code == 0 and result.broker_epoch == -1:
+                return dataclasses.replace(result, broker_epoch=image.brokers[broker_id].epoch)
+            return result
+
+        return await self._run(lambda image: brokers.register_broker(image, request), with_epoch)
+
+    async def fence_broker(self, broker_id: int, broker_epoch: int | None = None) -> BrokerResult:
+        return await self._run(lambda image: brokers.fence_broker(image, broker_id, broker_epoch))
+
+    async def unfence_broker(
+        self, broker_id: int, broker_epoch: int | None = None
+    ) -> BrokerResult:
+        return await self._run(
+            lambda image: brokers.unfence_broker(image, broker_id, broker_epoch)
+        )
+
+    async def unregister_broker(self, broker_id: int) -> BrokerResult:
+        return await self._run(lambda image: brokers.unregister_broker(image, broker_id))
+
+    async def allocate_producer_ids(
+        self, broker_id: int, broker_epoch: int | None = None
+    ) -> ProducerIdsResult:
+        return await self._run(
+            lambda image: brokers.allocate_producer_ids(
+                image, broker_id, broker_epoch, self.settings.producer_id_block_size
+            )
+        )
+
+    # ----- partitions -----
+
+    async def alter_partition(
+        self, broker_id: int, broker_epoch: int, items: Sequence[AlterPartitionItem]
+    ) -> AlterPartitionResult:
+        return await self._run(
+            lambda image: partitions.alter_partition(image, broker_id, broker_epoch, items)
+        )

@@ -1,0 +1,30 @@
+"""The metadata log as the controller sees it.
+
+Single-node mode uses LocalMetadataLog; a Raft-backed log replaces it behind this protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Protocol
+
+
+class NotControllerError(Exception):
+    """This node cannot append: it is not (or no longer) the active controller.
+
+    Brokers answer NOT_CONTROLLER (41) so that the client or broker retries elsewhere.
+    """
+
+    error_code = 41
+
+
+class MetadataLog(Protocol):
+    async def append(self, records: Sequence[bytes]) -> int:
+        """Append the records as one atomic batch (all or none survive a crash) and return the
+        offset of the last one once the batch is committed (durable, or replicated to a
+        majority). Offsets are consecutive. May raise NotControllerError."""
+        ...
+
+    def read_from(self, offset: int) -> Iterator[tuple[int, bytes]]:
+        """Committed records with offset >= `offset`, in order."""
+        ...
