@@ -55,6 +55,7 @@ class _IndexFile:
         self.path = path
         # False until the file is known to hold exactly the flushed entries, fsynced.
         self._synced = False
+        self._persisted = -1  # entries in the file; -1: unknown
 
     def _write_pending(self, pending: bytes, keep: int, fsync: bool) -> None:
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
@@ -70,6 +71,7 @@ class _IndexFile:
         finally:
             os.close(fd)
         self._synced = fsync
+        self._persisted = keep + len(pending) // self.entry_size
 
 
 class OffsetIndex(_IndexFile):
@@ -126,7 +128,7 @@ class OffsetIndex(_IndexFile):
                     f"offset index {path} holds offset {base_offset + index._offsets[-1]} "
                     f"beyond the segment's end {offset_limit}"
                 )
-        index._dirty_from = n
+        index._dirty_from = index._persisted = n
         index._synced = True
         return index
 
@@ -176,7 +178,7 @@ class OffsetIndex(_IndexFile):
 
     def flush(self, *, fsync: bool = True) -> None:
         n = len(self._offsets)
-        if self._dirty_from == n and (self._synced or not fsync):
+        if self._dirty_from == n == self._persisted and (self._synced or not fsync):
             return
         keep = self._dirty_from
         pending = b"".join(
@@ -226,7 +228,7 @@ class TimeIndex(_IndexFile):
                     f"time index {path} holds offset {base_offset + index._offsets[-1]} "
                     f"beyond the segment's end {offset_limit}"
                 )
-        index._dirty_from = n
+        index._dirty_from = index._persisted = n
         index._synced = True
         return index
 
@@ -279,7 +281,7 @@ class TimeIndex(_IndexFile):
 
     def flush(self, *, fsync: bool = True) -> None:
         n = len(self._offsets)
-        if self._dirty_from == n and (self._synced or not fsync):
+        if self._dirty_from == n == self._persisted and (self._synced or not fsync):
             return
         keep = self._dirty_from
         pending = b"".join(
