@@ -11,6 +11,7 @@ import dataclasses
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from controller.metadata.gen import metadata_pb2 as pb
@@ -22,7 +23,6 @@ from controller.metadata.image import (
     MetadataImage,
     PartitionRegistration,
     TopicImage,
-    frozen_mapping,
 )
 from controller.metadata.records import uuid_from_bytes
 
@@ -78,7 +78,7 @@ class _TopicDelta:
             return self.base
         partitions = dict(self.base.partitions) if self.base is not None else {}
         partitions.update(self.changed)
-        return TopicImage(self.name, self.topic_id, frozen_mapping(partitions))
+        return TopicImage(self.name, self.topic_id, MappingProxyType(partitions))
 
 
 def merge_partition_change(
@@ -275,6 +275,8 @@ class MetadataDelta:
     # ----- results -----
 
     def apply(self) -> MetadataImage:
+        # Every dict built here is new and owned by the image alone, so a read-only view over
+        # it (no copy) keeps the image immutable.
         base = self.image
         brokers = base.brokers
         if self._brokers:
@@ -284,7 +286,7 @@ class MetadataDelta:
                     merged_brokers.pop(broker_id, None)
                 else:
                     merged_brokers[broker_id] = registration
-            brokers = frozen_mapping(merged_brokers)
+            brokers = MappingProxyType(merged_brokers)
 
         topics, topics_by_id = base.topics, base.topics_by_id
         if self._topics or self._removed_topics:
@@ -297,7 +299,7 @@ class MetadataDelta:
                 topic = topic_delta.apply()
                 by_name[topic.name] = topic
                 by_id[topic_id] = topic
-            topics, topics_by_id = frozen_mapping(by_name), frozen_mapping(by_id)
+            topics, topics_by_id = MappingProxyType(by_name), MappingProxyType(by_id)
 
         configs = base.configs
         if self._configs:
@@ -310,10 +312,10 @@ class MetadataDelta:
                     else:
                         entries[name] = value
                 if entries:
-                    merged_configs[resource] = frozen_mapping(entries)
+                    merged_configs[resource] = MappingProxyType(entries)
                 else:
                     merged_configs.pop(resource, None)
-            configs = frozen_mapping(merged_configs)
+            configs = MappingProxyType(merged_configs)
 
         return MetadataImage(
             offset=self._offset,

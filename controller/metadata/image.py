@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import ClassVar, TypeVar
+from typing import ClassVar
 
 NO_LEADER = -1
 
@@ -20,15 +20,6 @@ TOPIC_RESOURCE = 2
 BROKER_RESOURCE = 4
 
 ConfigResource = tuple[int, str]
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-def frozen_mapping(items: Mapping[K, V]) -> Mapping[K, V]:
-    """A read-only view over a private copy, so the caller cannot mutate it afterwards."""
-    return MappingProxyType(dict(items))
-
 
 _EMPTY_MAPPING: Mapping = MappingProxyType({})
 
