@@ -21,6 +21,7 @@ from controller.metadata import (
     MetadataImage,
     MetadataListenerError,
     MetadataLoader,
+    MetadataRecord,
     decode_record,
     encode_record,
 )
@@ -88,7 +89,7 @@ class QuorumController:
             self._failure = None
             return self.image
 
-    def _publish(self, batch: list) -> None:
+    def _publish(self, batch: list[tuple[int, MetadataRecord]]) -> None:
         try:
             self.loader.handle_commit(batch)
         except MetadataListenerError:
