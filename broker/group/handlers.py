@@ -1,0 +1,339 @@
+"""Kafka API handlers for the group coordinator (classic protocol and offsets).
+
+Each handler turns one kio request of any served version into a coordinator call and
+builds the response with ``ctx.respond`` (which drops fields older versions lack). The
+per-version differences live here: v0 JoinGroup has no rebalance timeout, JoinGroup v4+
+requires a known member id, LeaveGroup v3+ batches members, OffsetCommit v2-v4 carry a
+retention time, OffsetFetch v8+ asks for several groups, DescribeGroups v6 reports
+missing groups as GROUP_ID_NOT_FOUND, and so on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from broker.group.coordinator import GroupCoordinator, LeavingMember, OffsetCommitEntry
+from broker.group.group import CommittedOffset, TopicPartition
+from broker.handlers.api import ApiSpec, RequestContext
+from broker.kafka.codec import ms
+
+# Authorized-operations bitfield for a group when there are no ACLs: READ (3),
+# DELETE (6) and DESCRIBE (8) -- the operations Kafka defines on group resources.
+GROUP_AUTHORIZED_OPERATIONS = (1 << 3) | (1 << 6) | (1 << 8)
+AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
+
+
+def _coordinator(node: Any) -> GroupCoordinator:
+    return node.groups  # type: ignore[no-any-return]
+
+
+def _client_host(ctx: RequestContext) -> str:
+    # Kafka reports hosts as Java's InetAddress.toString(), e.g. "/127.0.0.1"; tools
+    # (kafka-consumer-groups) show it verbatim, so match it.
+    host = ctx.client_host or ""
+    return host if host.startswith("/") else "/" + host
+
+
+def _group_instance_id(req: Any) -> str | None:
+    return getattr(req, "group_instance_id", None)
+
+
+async def handle_join_group(node: Any, ctx: RequestContext, req: Any) -> Any:
+    v = ctx.api_version
+    session = ms(req.session_timeout)
+    # v0 has no rebalance timeout; Kafka uses the session timeout for it.
+    rebalance = session if v == 0 else ms(req.rebalance_timeout)
+    instance = _group_instance_id(req)
+    fut = _coordinator(node).join_group(
+        req.group_id,
+        req.member_id,
+        group_instance_id=instance,
+        client_id=ctx.client_id or "",
+        client_host=_client_host(ctx),
+        session_timeout_ms=session,
+        rebalance_timeout_ms=rebalance,
+        protocol_type=req.protocol_type,
+        protocols=[(p.name, p.metadata) for p in req.protocols],
+        # KIP-394: from v4, a dynamic member first gets its id, then joins with it.
+        require_known_member_id=v >= 4 and instance is None,
+        supports_skip_assignment=v >= 9,
+        reason=getattr(req, "reason", None),
+    )
+    r = await fut
+    protocol_name = r.protocol_name
+    if v < 7 and protocol_name is None:
+        protocol_name = ""  # not nullable before v7
+    return ctx.respond(
+        {
+            "error_code": r.error,
+            "generation_id": r.generation_id,
+            "protocol_type": r.protocol_type,
+            "protocol_name": protocol_name,
+            "leader": r.leader_id,
+            "skip_assignment": r.skip_assignment,
+            "member_id": r.member_id,
+            "members": [
+                {
+                    "member_id": m.member_id,
+                    "group_instance_id": m.group_instance_id,
+                    "metadata": m.metadata,
+                }
+                for m in r.members
+            ],
+        }
+    )
+
+
+async def handle_sync_group(node: Any, ctx: RequestContext, req: Any) -> Any:
+    protocol_type = getattr(req, "protocol_type", None)
+    protocol_name = getattr(req, "protocol_name", None)
+    if ctx.api_version >= 5 and (protocol_type is None or protocol_name is None):
+        # v5+ clients must echo the protocol they got from JoinGroup.
+        return ctx.respond({"error_code": ErrorCode.inconsistent_group_protocol})
+    assignments: dict[str, bytes] = {}
+    for a in req.assignments:
+        assignments[a.member_id] = a.assignment
+    fut = _coordinator(node).sync_group(
+        req.group_id,
+        req.generation_id,
+        req.member_id,
+        group_instance_id=_group_instance_id(req),
+        protocol_type=protocol_type,
+        protocol_name=protocol_name,
+        assignments=assignments,
+    )
+    r = await fut
+    return ctx.respond(
+        {
+            "error_code": r.error,
+            "protocol_type": r.protocol_type,
+            "protocol_name": r.protocol_name,
+            "assignment": r.assignment,
+        }
+    )
+
+
+async def handle_heartbeat(node: Any, ctx: RequestContext, req: Any) -> Any:
+    err = _coordinator(node).heartbeat(
+        req.group_id, req.generation_id, req.member_id, _group_instance_id(req)
+    )
+    return ctx.respond({"error_code": err})
+
+
+async def handle_leave_group(node: Any, ctx: RequestContext, req: Any) -> Any:
+    if ctx.api_version < 3:
+        leaving = [LeavingMember(req.member_id)]
+    else:
+        leaving = [
+            LeavingMember(m.member_id, m.group_instance_id, getattr(m, "reason", None))
+            for m in req.members
+        ]
+    top, errors = _coordinator(node).leave_group(req.group_id, leaving)
+    if ctx.api_version < 3:
+        # Single-member versions report the member's error at the top level.
+        if top is ErrorCode.none:
+            top = next((e for e in errors if e is not ErrorCode.none), ErrorCode.none)
+        return ctx.respond({"error_code": top})
+    return ctx.respond(
+        {
+            "error_code": top,
+            "members": [
+                {
+                    "member_id": m.member_id,
+                    "group_instance_id": m.group_instance_id,
+                    "error_code": e,
+                }
+                for m, e in zip(leaving, errors, strict=False)
+            ],
+        }
+    )
+
+
+async def handle_offset_commit(node: Any, ctx: RequestContext, req: Any) -> Any:
+    offsets: dict[TopicPartition, OffsetCommitEntry] = {}
+    for t in req.topics:
+        for p in t.partitions:
+            offsets[(t.name, p.partition_index)] = OffsetCommitEntry(
+                p.committed_offset,
+                getattr(p, "committed_leader_epoch", -1),
+                p.committed_metadata,
+            )
+    retention = getattr(req, "retention_time", None)
+    result = await _coordinator(node).commit_offsets(
+        req.group_id,
+        offsets,
+        generation_id=req.generation_id_or_member_epoch,
+        member_id=req.member_id,
+        group_instance_id=_group_instance_id(req),
+        retention_ms=-1 if retention is None else ms(retention),
+        api_version=ctx.api_version,
+    )
+    return ctx.respond(
+        {
+            "topics": [
+                {
+                    "name": t.name,
+                    "partitions": [
+                        {
+                            "partition_index": p.partition_index,
+                            "error_code": result[(t.name, p.partition_index)],
+                        }
+                        for p in t.partitions
+                    ],
+                }
+                for t in req.topics
+            ]
+        }
+    )
+
+
+def _fetched_topics(
+    entries: list[tuple[TopicPartition, CommittedOffset | None]],
+    partition_error: ErrorCode = ErrorCode.none,
+) -> list[dict[str, Any]]:
+    topics: dict[str, list[dict[str, Any]]] = {}
+    for (topic, partition), o in entries:
+        topics.setdefault(topic, []).append(
+            {
+                "partition_index": partition,
+                "committed_offset": -1 if o is None else o.offset,
+                "committed_leader_epoch": -1 if o is None else o.leader_epoch,
+                "metadata": "" if o is None else o.metadata,
+                "error_code": partition_error,
+            }
+        )
+    return [{"name": name, "partitions": parts} for name, parts in topics.items()]
+
+
+def _requested(topics: Any) -> list[TopicPartition] | None:
+    if topics is None:
+        return None
+    return [(t.name, p) for t in topics for p in t.partition_indexes]
+
+
+async def handle_offset_fetch(node: Any, ctx: RequestContext, req: Any) -> Any:
+    coord = _coordinator(node)
+    if ctx.api_version >= 8:
+        groups = []
+        for g in req.groups:
+            err, entries = coord.fetch_offsets(g.group_id, _requested(g.topics))
+            groups.append(
+                {
+                    "group_id": g.group_id,
+                    "error_code": err,
+                    "topics": _fetched_topics(entries) if err is ErrorCode.none else [],
+                }
+            )
+        return ctx.respond({"groups": groups})
+    requested = _requested(req.topics)
+    err, entries = coord.fetch_offsets(req.group_id, requested)
+    if err is ErrorCode.none:
+        return ctx.respond({"topics": _fetched_topics(entries), "error_code": err})
+    if ctx.api_version < 2:
+        # v1 has no top-level error: every requested partition carries it.
+        missing: list[tuple[TopicPartition, CommittedOffset | None]] = [
+            (tp, None) for tp in requested or []
+        ]
+        return ctx.respond({"topics": _fetched_topics(missing, err)})
+    return ctx.respond({"topics": [], "error_code": err})
+
+
+async def handle_list_groups(node: Any, ctx: RequestContext, req: Any) -> Any:
+    coord = _coordinator(node)
+    groups = coord.list_groups(
+        getattr(req, "states_filter", ()) or (), getattr(req, "types_filter", ()) or ()
+    )
+    return ctx.respond(
+        {
+            "error_code": coord.list_groups_error(),
+            "groups": [
+                {
+                    "group_id": g.group_id,
+                    "protocol_type": g.protocol_type,
+                    "group_state": g.state,
+                    "group_type": g.group_type,
+                }
+                for g in groups
+            ],
+        }
+    )
+
+
+async def handle_describe_groups(node: Any, ctx: RequestContext, req: Any) -> Any:
+    coord = _coordinator(node)
+    include_ops = bool(getattr(req, "include_authorized_operations", False))
+    described = []
+    for group_id in req.groups:
+        err, summary = coord.describe_group(group_id)
+        entry: dict[str, Any] = {
+            "group_id": group_id,
+            "error_code": err,
+            "authorized_operations": (
+                GROUP_AUTHORIZED_OPERATIONS if include_ops else AUTHORIZED_OPERATIONS_OMITTED
+            ),
+        }
+        if err is not ErrorCode.none:
+            entry.update(group_state="", protocol_type="", protocol_data="", members=[])
+        elif summary is None:
+            entry.update(group_state="Dead", protocol_type="", protocol_data="", members=[])
+            if ctx.api_version >= 6:
+                # KIP-1043: v6 says plainly that the group does not exist.
+                entry["error_code"] = ErrorCode.group_id_not_found
+                entry["error_message"] = f"Group {group_id} not found."
+        else:
+            entry.update(
+                group_state=summary.state,
+                protocol_type=summary.protocol_type,
+                protocol_data=summary.protocol,
+                members=[
+                    {
+                        "member_id": m.member_id,
+                        "group_instance_id": m.group_instance_id,
+                        "client_id": m.client_id,
+                        "client_host": m.client_host,
+                        "member_metadata": m.metadata,
+                        "member_assignment": m.assignment,
+                    }
+                    for m in summary.members
+                ],
+            )
+        described.append(entry)
+    return ctx.respond({"groups": described})
+
+
+async def handle_delete_groups(node: Any, ctx: RequestContext, req: Any) -> Any:
+    result = await _coordinator(node).delete_groups(req.groups_names)
+    return ctx.respond({"results": [{"group_id": g, "error_code": e} for g, e in result.items()]})
+
+
+async def handle_offset_delete(node: Any, ctx: RequestContext, req: Any) -> Any:
+    partitions = [(t.name, p.partition_index) for t in req.topics for p in t.partitions]
+    err, result = await _coordinator(node).delete_offsets(req.group_id, partitions)
+    if err is not ErrorCode.none:
+        return ctx.respond({"error_code": err, "topics": []})
+    topics: dict[str, list[dict[str, Any]]] = {}
+    for (topic, partition), e in result.items():
+        topics.setdefault(topic, []).append({"partition_index": partition, "error_code": e})
+    return ctx.respond(
+        {
+            "error_code": ErrorCode.none,
+            "topics": [{"name": n, "partitions": parts} for n, parts in topics.items()],
+        }
+    )
+
+
+APIS: tuple[ApiSpec, ...] = (
+    ApiSpec(11, 0, 9, handle_join_group),
+    ApiSpec(14, 0, 5, handle_sync_group),
+    ApiSpec(12, 0, 4, handle_heartbeat),
+    ApiSpec(13, 0, 5, handle_leave_group),
+    # v10 names topics by id (KIP-848's protocol); not served.
+    ApiSpec(8, 2, 9, handle_offset_commit),
+    ApiSpec(9, 1, 9, handle_offset_fetch),
+    ApiSpec(16, 0, 5, handle_list_groups),
+    ApiSpec(15, 0, 6, handle_describe_groups),
+    ApiSpec(42, 0, 2, handle_delete_groups),
+    ApiSpec(47, 0, 0, handle_offset_delete),
+)
