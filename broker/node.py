@@ -19,6 +19,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 import storage
+from broker import topic_configs
 from broker.config import NodeConfig
 from broker.group.coordinator import GroupCoordinator
 from broker.group_log import PartitionGroupLog
@@ -30,20 +31,11 @@ from broker.replica_manager import ReplicaManager
 from broker.server import KafkaServer
 from controller.metadata import MetadataImage
 from controller.quorum import LocalMetadataLog, QuorumController
+from controller.quorum.api import ControllerSettings, CreateTopicSpec
 
 log = logging.getLogger("odradek.node")
 
 TOPIC_RESOURCE = 2
-# Broker-wide defaults for topic configs: broker key -> topic key (Kafka's names).
-BROKER_TOPIC_DEFAULTS: Mapping[str, str] = {
-    "log.segment.bytes": "segment.bytes",
-    "log.roll.ms": "segment.ms",
-    "log.retention.ms": "retention.ms",
-    "log.retention.bytes": "retention.bytes",
-    "log.flush.interval.messages": "flush.messages",
-    "log.flush.interval.ms": "flush.ms",
-    "message.max.bytes": "max.message.bytes",
-}
 
 
 def handler_table() -> dict[int, ApiSpec]:
@@ -91,7 +83,10 @@ class Node:
         self.replicas = ReplicaManager(self.node_id, self.data_dir / "logs", self.log_config_for)
         self.replicas.leadership_listeners.append(self._on_leadership)
         self.metadata_log = LocalMetadataLog(self.data_dir / "metadata")
-        self.controller = QuorumController(self.metadata_log, rng=random.Random())
+        self.controller = QuorumController(self.metadata_log, settings=ControllerSettings(
+            default_num_partitions=config["num.partitions"],
+            default_replication_factor=config["default.replication.factor"]),
+            rng=random.Random())
         self.controller.loader.register(self._on_metadata)
         self.group_log = PartitionGroupLog(self, meta.OFFSETS_TOPIC,
                                            config["offsets.topic.num.partitions"])
@@ -107,6 +102,7 @@ class Node:
         self.metrics_server: MetricsServer | None = None
         self.bound: dict[str, tuple[str, int]] = {}
         self._pid_block: tuple[int, int] = (0, 0)
+        self.broker_epoch = -1
         self._tasks: list[asyncio.Task[None]] = []
         self._offsets_topic_lock = asyncio.Lock()
 
@@ -117,13 +113,7 @@ class Node:
             port = await self.server.listen(li.name, li.host, li.port)
             self.bound[li.name] = (li.host, port)
         await self.controller.load()
-        listeners = []
-        for li in self.config.advertised_listeners:
-            host, port = li.host, li.port or self.bound[li.name][1]
-            listeners.append((li.name, host, port))
-        await self.controller.register_broker(self.node_id, self.incarnation_id, listeners,
-                                              self.config["rack"] or None)
-        await self.controller.unfence_broker(self.node_id)
+        await self._register()
         if self.config["metrics.listener"]:
             host, _, port = self.config["metrics.listener"].rpartition(":")
             self.metrics_server = MetricsServer(self.metrics.registry)
@@ -134,6 +124,25 @@ class Node:
             self.config["log.flush.scheduler.interval.ms"], self.replicas.flush_due)))
         log.info("node %d started: kafka %s, cluster %s", self.node_id,
                  ", ".join(f"{n}={h}:{p}" for n, (h, p) in self.bound.items()), self.cluster_id)
+
+    async def _register(self) -> None:
+        listeners = [(li.name, li.host, li.port or self.bound[li.name][1])
+                     for li in self.config.advertised_listeners]
+        rack = self.config["rack"] or None
+        reg = await self.controller.register_broker(self.node_id, self.incarnation_id,
+                                                    listeners, rack)
+        if reg.error_code == ErrorCode.duplicate_broker_registration:
+            # Our previous run died without fencing itself; in single-node mode nobody else
+            # can, so fence the stale session and register again.
+            await self.controller.fence_broker(self.node_id)
+            reg = await self.controller.register_broker(self.node_id, self.incarnation_id,
+                                                        listeners, rack)
+        if reg.error_code != ErrorCode.none:
+            raise RuntimeError(f"broker registration failed: {reg.error_message}")
+        self.broker_epoch = reg.broker_epoch
+        res = await self.controller.unfence_broker(self.node_id, self.broker_epoch)
+        if res.error_code != ErrorCode.none:
+            raise RuntimeError(f"unfencing failed: {res.error_message}")
 
     async def stop(self) -> None:
         self.stopping = True
@@ -180,21 +189,20 @@ class Node:
         else:
             self.groups.unload_partition(tp[1])
 
-    def topic_configs(self, topic: str) -> Mapping[str, str]:
+    def topic_overrides(self, topic: str) -> Mapping[str, str]:
         return self.image.configs.get((TOPIC_RESOURCE, topic), {})
 
-    def broker_topic_defaults(self) -> dict[str, str]:
-        return {topic_key: str(self.config[broker_key])
-                for broker_key, topic_key in BROKER_TOPIC_DEFAULTS.items()}
-
     def log_config_for(self, topic: str) -> storage.LogConfig:
-        merged = self.broker_topic_defaults()
-        merged.update({k: v for k, v in self.topic_configs(topic).items()
-                       if k not in ("min.insync.replicas", "unclean.leader.election.enable")})
-        return storage.LogConfig.from_kafka_configs(merged)
+        return topic_configs.log_config(self.config, self.topic_overrides(topic))
+
+    def describe_topic_configs(self, topic: str) -> list[tuple[str, str, int, str, int]]:
+        return topic_configs.describe_topic(self.config, self.topic_overrides(topic))
+
+    def describe_broker_configs(self) -> list[tuple[str, str, int, str, int]]:
+        return topic_configs.describe_broker(self.config)
 
     def min_insync_replicas(self, topic: str) -> int:
-        return int(self.topic_configs(topic).get("min.insync.replicas", 1))
+        return int(self.topic_overrides(topic).get("min.insync.replicas", 1))
 
     def _partition_exists(self, topic: str, partition: int) -> bool:
         t = self.image.topics.get(topic)
@@ -239,9 +247,8 @@ class Node:
     # --- topics -------------------------------------------------------------------------
 
     async def auto_create_topics(self, names: Iterable[str]) -> None:
-        specs = [{"name": n, "num_partitions": self.config["num.partitions"],
-                  "replication_factor": self.config["default.replication.factor"],
-                  "configs": {}} for n in names]
+        specs = [CreateTopicSpec(n, self.config["num.partitions"],
+                                 self.config["default.replication.factor"]) for n in names]
         results = await self.controller.create_topics(specs)
         for r in results:
             if r.error_code not in (0, ErrorCode.topic_already_exists.value):
@@ -255,12 +262,10 @@ class Node:
                 return True
             rf = min(self.config["offsets.topic.replication.factor"],
                      max(1, len(self.live_broker_ids())))
-            results = await self.controller.create_topics([{
-                "name": meta.OFFSETS_TOPIC,
-                "num_partitions": self.config["offsets.topic.num.partitions"],
-                "replication_factor": rf,
-                "configs": {"cleanup.policy": "compact", "segment.bytes": str(100 * 1024 * 1024)},
-            }])
+            results = await self.controller.create_topics([CreateTopicSpec(
+                meta.OFFSETS_TOPIC, self.config["offsets.topic.num.partitions"], rf,
+                configs={"cleanup.policy": "compact", "segment.bytes": str(100 * 1024 * 1024)},
+            )])
             for r in results:
                 if r.error_code not in (0, ErrorCode.topic_already_exists.value):
                     log.error("creating %s failed: %s", meta.OFFSETS_TOPIC, r.error_message)
@@ -282,8 +287,10 @@ class Node:
     async def next_producer_id(self) -> int:
         start, end = self._pid_block
         if start >= end:
-            start, length = await self.controller.allocate_producer_ids(self.node_id)
-            end = start + length
+            res = await self.controller.allocate_producer_ids(self.node_id, self.broker_epoch)
+            if res.error_code != ErrorCode.none:
+                raise RuntimeError(f"producer id allocation refused: {res.error_message}")
+            start, end = res.first_producer_id, res.first_producer_id + res.size
         self._pid_block = (start + 1, end)
         return start
 

@@ -73,8 +73,7 @@ def test_topics_and_configs_survive_restart(node: NodeProcess) -> None:
     assert len(desc[0]["partitions"]) == 4
     res = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, "keep-me")])
     admin.close()
-    configs = {c[0]: c[1] for c in res[0].resources[0][4]}
-    assert configs["retention.ms"] == "123456"
+    assert res["topic"]["keep-me"]["retention.ms"]["value"] == "123456"
 
 
 def test_retention_deletes_old_segments(tmp_path: Path) -> None:

@@ -142,14 +142,15 @@ def test_group_admin_views(node: NodeProcess) -> None:
     assert n == 10
     consumer.commit()
     admin = KafkaAdminClient(bootstrap_servers=node.bootstrap)
-    groups = {g[0] for g in admin.list_consumer_groups()}
-    assert group in groups
-    desc = admin.describe_consumer_groups([group])[0]
-    assert desc.state == "Stable"
-    assert len(desc.members) == 1
-    offsets = admin.list_consumer_group_offsets(group)
+    groups = {g["group_id"]: g for g in admin.list_groups()}
+    assert groups[group]["group_state"] == "Stable"
+    desc = admin.describe_groups([group])[group]
+    assert desc["group_state"] == "Stable"
+    assert desc["members"][0]["member_assignment"][
+        "assigned_partitions"] == [{"topic": topic, "partitions": [0]}]
+    offsets = admin.list_group_offsets(group)[group]
     assert sum(o.offset for o in offsets.values()) == 10
     consumer.close()
-    admin.delete_consumer_groups([group])
-    assert group not in {g[0] for g in admin.list_consumer_groups()}
+    assert admin.delete_groups([group]) == {group: "OK"}
+    assert group not in {g["group_id"] for g in admin.list_groups()}
     admin.close()

@@ -1,0 +1,147 @@
+"""Admin APIs: topics, partitions and configs. Every change goes through the controller."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from broker.handlers.api import ApiSpec, RequestContext
+from controller.quorum.api import (
+    AlterConfigOp,
+    AlterConfigsResource,
+    CreatePartitionsSpec,
+    CreateTopicSpec,
+    DeleteTopicSpec,
+    IncrementalAlterConfigsResource,
+)
+
+TOPIC, BROKER = 2, 4
+
+
+def _config_entries(node: Any, topic: str, keys: Any = None) -> list[dict[str, Any]]:
+    return [{"name": name, "value": value, "read_only": False, "config_source": source,
+             "is_sensitive": False}
+            for name, value, source, _doc, _type in node.describe_topic_configs(topic)
+            if keys is None or name in keys]
+
+
+async def handle_create_topics(node: Any, ctx: RequestContext, req: Any) -> Any:
+    specs = []
+    for t in req.topics:
+        specs.append(CreateTopicSpec(
+            name=t.name, num_partitions=t.num_partitions,
+            replication_factor=t.replication_factor,
+            assignments={a.partition_index: tuple(a.broker_ids) for a in t.assignments},
+            configs={c.name: c.value for c in t.configs}))
+    results = await node.controller.create_topics(specs, validate_only=req.validate_only)
+    out = []
+    for r in results:
+        entry: dict[str, Any] = {"name": r.name, "topic_id": r.topic_id,
+                                 "error_code": r.error_code, "error_message": r.error_message,
+                                 "num_partitions": r.num_partitions,
+                                 "replication_factor": r.replication_factor, "configs": None}
+        if r.error_code == ErrorCode.none:
+            if req.validate_only:
+                entry["configs"] = [{"name": k, "value": v, "config_source": 1}
+                                    for k, v in r.configs.items()]
+            else:
+                entry["configs"] = _config_entries(node, r.name)
+        out.append(entry)
+    return ctx.respond({"throttle_time": 0, "topics": out})
+
+
+async def handle_delete_topics(node: Any, ctx: RequestContext, req: Any) -> Any:
+    if ctx.api_version >= 6:
+        specs = [DeleteTopicSpec(name=t.name, topic_id=t.topic_id) for t in req.topics]
+    else:
+        specs = [DeleteTopicSpec(name=n) for n in req.topic_names]
+    results = await node.controller.delete_topics(specs)
+    return ctx.respond({"throttle_time": 0, "responses": [
+        {"name": r.name, "topic_id": r.topic_id, "error_code": r.error_code,
+         "error_message": r.error_message} for r in results]})
+
+
+async def handle_create_partitions(node: Any, ctx: RequestContext, req: Any) -> Any:
+    specs = [CreatePartitionsSpec(
+        name=t.name, count=t.count,
+        assignments=None if t.assignments is None else [tuple(a.broker_ids)
+                                                        for a in t.assignments])
+        for t in req.topics]
+    results = await node.controller.create_partitions(specs, validate_only=req.validate_only)
+    return ctx.respond({"throttle_time": 0, "results": [
+        {"name": r.name, "error_code": r.error_code, "error_message": r.error_message}
+        for r in results]})
+
+
+def _describe_one(node: Any, res: Any, include_docs: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"resource_type": res.resource_type,
+                           "resource_name": res.resource_name, "error_code": ErrorCode.none,
+                           "error_message": None, "configs": []}
+    keys = None if res.configuration_keys is None else set(res.configuration_keys)
+    if res.resource_type == TOPIC:
+        if res.resource_name not in node.image.topics:
+            out["error_code"] = ErrorCode.unknown_topic_or_partition
+            out["error_message"] = f"topic {res.resource_name!r} does not exist"
+            return out
+        rows = node.describe_topic_configs(res.resource_name)
+        read_only = False
+    elif res.resource_type == BROKER:
+        if res.resource_name not in ("", str(node.node_id)):
+            out["error_code"] = ErrorCode.invalid_request
+            out["error_message"] = (f"this is broker {node.node_id}; ask broker "
+                                    f"{res.resource_name} for its own configuration")
+            return out
+        rows = node.describe_broker_configs()
+        read_only = True
+    else:
+        out["error_code"] = ErrorCode.invalid_request
+        out["error_message"] = (f"resource type {res.resource_type} is not supported "
+                                "(2 = topic, 4 = broker)")
+        return out
+    out["configs"] = [
+        {"name": name, "value": value, "read_only": read_only, "config_source": source,
+         "is_sensitive": False, "synonyms": [], "config_type": ctype,
+         "documentation": doc if include_docs else None}
+        for name, value, source, doc, ctype in rows if keys is None or name in keys]
+    return out
+
+
+async def handle_describe_configs(node: Any, ctx: RequestContext, req: Any) -> Any:
+    include_docs = bool(getattr(req, "include_documentation", False))
+    return ctx.respond({"throttle_time": 0, "results": [
+        _describe_one(node, r, include_docs) for r in req.resources]})
+
+
+def _alter_response(results: list[Any]) -> list[dict[str, Any]]:
+    return [{"error_code": r.error_code, "error_message": r.error_message,
+             "resource_type": r.resource_type, "resource_name": r.resource_name}
+            for r in results]
+
+
+async def handle_alter_configs(node: Any, ctx: RequestContext, req: Any) -> Any:
+    resources = [AlterConfigsResource(r.resource_type, r.resource_name,
+                                      {c.name: c.value for c in r.configs})
+                 for r in req.resources]
+    results = await node.controller.alter_configs(resources, validate_only=req.validate_only)
+    return ctx.respond({"throttle_time": 0, "responses": _alter_response(results)})
+
+
+async def handle_incremental_alter_configs(node: Any, ctx: RequestContext, req: Any) -> Any:
+    resources = [IncrementalAlterConfigsResource(
+        r.resource_type, r.resource_name,
+        [AlterConfigOp(c.name, c.config_operation, c.value) for c in r.configs])
+        for r in req.resources]
+    results = await node.controller.incremental_alter_configs(
+        resources, validate_only=req.validate_only)
+    return ctx.respond({"throttle_time": 0, "responses": _alter_response(results)})
+
+
+APIS = (
+    ApiSpec(19, 2, 7, handle_create_topics),
+    ApiSpec(20, 1, 6, handle_delete_topics),
+    ApiSpec(37, 0, 3, handle_create_partitions),
+    ApiSpec(32, 1, 4, handle_describe_configs),
+    ApiSpec(33, 0, 2, handle_alter_configs),
+    ApiSpec(44, 0, 1, handle_incremental_alter_configs),
+)
