@@ -65,6 +65,10 @@ class NotLeaderError(Exception):
         )
 
 
+class ProposalDropped(Exception):
+    """The leader's uncommitted tail is full; retry after some of it commits."""
+
+
 class LeadershipTransferInProgress(NotLeaderError):
     """Proposals are refused while handing over, or the old leader's tail would race the new."""
 
@@ -82,6 +86,9 @@ class RaftConfig:
     check_quorum: bool = True
     max_entries_per_msg: int = 64
     max_inflight_msgs: int = 256
+    # Back-pressure: a leader that cannot reach a quorum (or a slow one) would otherwise grow
+    # an unbounded tail that must all be replicated before anything new commits.
+    max_uncommitted_entries: int = 4096
 
     def __post_init__(self) -> None:
         if self.node_id <= 0:
@@ -92,8 +99,10 @@ class RaftConfig:
             raise ValueError("observers must be positive ids and disjoint from voters")
         if not 1 <= self.heartbeat_tick < self.election_tick:
             raise ValueError("need 1 <= heartbeat_tick < election_tick")
-        if self.max_entries_per_msg < 1 or self.max_inflight_msgs < 1:
-            raise ValueError("max_entries_per_msg and max_inflight_msgs must be >= 1")
+        if min(self.max_entries_per_msg, self.max_inflight_msgs, self.max_uncommitted_entries) < 1:
+            raise ValueError(
+                "max_entries_per_msg, max_inflight_msgs and max_uncommitted_entries must be >= 1"
+            )
 
     @property
     def is_observer(self) -> bool:
@@ -209,6 +218,11 @@ class RaftNode:
             raise NotLeaderError(self.lead)
         if self.lead_transferee is not None:
             raise LeadershipTransferInProgress(self.lead_transferee)
+        if self.log.last_index - self.log.committed >= self.config.max_uncommitted_entries:
+            raise ProposalDropped(
+                f"{self.log.last_index - self.log.committed} entries are not committed yet "
+                "(is a quorum of controllers reachable?); retry later"
+            )
         index = self._append_entry(data, EntryKind.NORMAL)
         self._bcast_append()
         return index

@@ -68,7 +68,9 @@ class MemoryStorage:
 
     def append(self, entries: Sequence[Entry]) -> None:
         first = entries[0].index
-        self.entries = [e for e in self.entries if e.index < first]
+        if self.entries:
+            # Stored entries are contiguous, so the cut point is arithmetic.
+            del self.entries[max(0, first - self.entries[0].index) :]
         self.entries.extend(entries)
 
     def view(self) -> RaftStorageView:
