@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from kio.schema.index import api_key_map
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.process_collector import ProcessCollector
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
@@ -47,9 +46,6 @@ class NodeMetrics:
                                        "Produce requests waiting for replication.", registry=r)
         self.fetch_purgatory = Gauge("odradek_fetch_purgatory_size",
                                      "Fetch requests waiting for data (long poll).", registry=r)
-        self.offline_logs = Gauge("odradek_offline_partitions_local",
-                                  "Partitions on this node whose log went offline (disk error).",
-                                  registry=r)
 
     @staticmethod
     def api_name(api_key: int) -> str:
@@ -64,7 +60,3 @@ class NodeMetrics:
     def add_collector(self, collector: object) -> None:
         """Register a custom collector (gauges computed at scrape time)."""
         self.registry.register(collector)  # type: ignore[arg-type]
-
-
-def gauge(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, doc, labels=labels)

@@ -27,6 +27,7 @@ from broker.handlers import admin, fetch, meta, produce
 from broker.handlers.api import ApiSpec
 from broker.metrics import NodeMetrics
 from broker.metrics_http import MetricsServer
+from broker.node_collector import NodeCollector
 from broker.replica_manager import ReplicaManager
 from broker.server import KafkaServer
 from controller.metadata import MetadataImage
@@ -99,6 +100,7 @@ class Node:
             max_group_size=config["group.max.size"],
             offsets_retention_ms=config["offsets.retention.minutes"] * 60_000,
         )
+        self.metrics.add_collector(NodeCollector(self))
         self.metrics_server: MetricsServer | None = None
         self.bound: dict[str, tuple[str, int]] = {}
         self._pid_block: tuple[int, int] = (0, 0)

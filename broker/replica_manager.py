@@ -190,8 +190,5 @@ class ReplicaManager:
                 log.error("closing %s-%d: %s", p.topic, p.index, e)
         self.partitions.clear()
 
-    def offline_count(self) -> int:
-        return sum(1 for p in self.partitions.values() if p.log.offline)
-
     def leaders(self) -> Mapping[TopicPartition, Partition]:
         return {tp: p for tp, p in self.partitions.items() if p.is_leader}

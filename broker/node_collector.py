@@ -1,0 +1,64 @@
+"""Gauges computed when Prometheus scrapes: partitions, log sizes and consumer lag."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+
+class NodeCollector(Collector):
+    def __init__(self, node: Any) -> None:
+        self.node = node
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        node = self.node
+        led = GaugeMetricFamily("odradek_partitions_led", "Partitions this node leads.")
+        hosted = GaugeMetricFamily("odradek_partitions_hosted",
+                                   "Partition replicas on this node.")
+        offline = GaugeMetricFamily(
+            "odradek_offline_log_partitions",
+            "Partitions on this node whose log is offline after a disk error.")
+        under_min_isr = GaugeMetricFamily(
+            "odradek_under_min_isr_partitions",
+            "Partitions led here whose ISR is smaller than min.insync.replicas.")
+        under_replicated = GaugeMetricFamily(
+            "odradek_under_replicated_partitions",
+            "Partitions led here whose ISR is smaller than the replica set.")
+        size = GaugeMetricFamily("odradek_log_size_bytes", "Size of a partition's log.",
+                                 labels=["topic", "partition"])
+        end = GaugeMetricFamily("odradek_log_end_offset", "Next offset of a partition's log.",
+                                labels=["topic", "partition"])
+        lag = GaugeMetricFamily(
+            "odradek_consumer_group_lag",
+            "High watermark minus committed offset, per group and partition (groups "
+            "coordinated by this node, partitions led by this node).",
+            labels=["group", "topic", "partition"])
+        parts = list(node.replicas.partitions.values())
+        counts = {"led": 0, "offline": 0, "min_isr": 0, "urp": 0}
+        for p in parts:
+            if p.log.offline:
+                counts["offline"] += 1
+                continue
+            labels = [p.topic, str(p.index)]
+            size.add_metric(labels, p.log.size_bytes)
+            end.add_metric(labels, p.log.log_end_offset)
+            if p.is_leader:
+                counts["led"] += 1
+                counts["urp"] += len(p.isr) < len(p.replicas)
+                counts["min_isr"] += len(p.isr) < node.min_insync_replicas(p.topic)
+        led.add_metric([], counts["led"])
+        hosted.add_metric([], len(parts))
+        offline.add_metric([], counts["offline"])
+        under_min_isr.add_metric([], counts["min_isr"])
+        under_replicated.add_metric([], counts["urp"])
+        for overview in node.groups.list_groups():
+            for (topic, index), committed in node.groups.committed_offsets(
+                    overview.group_id).items():
+                p = node.replicas.get((topic, index))
+                if p is not None and p.is_leader and not p.log.offline:
+                    lag.add_metric([overview.group_id, topic, str(index)],
+                                   max(0, p.log.high_watermark - committed))
+        yield from (led, hosted, offline, under_min_isr, under_replicated, size, end, lag)

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from kio.schema.index import api_key_map
+
+from broker.node import handler_table
+
+DOC = Path(__file__).resolve().parents[3] / "docs" / "compatibility.md"
+
+
+def test_compatibility_table_matches_the_apis_served() -> None:
+    rows = re.findall(r"^\| (\w+) \| (\d+) \| (\d+)-(\d+) \|$", DOC.read_text(), re.M)
+    documented = {int(k): (name, int(lo), int(hi)) for name, k, lo, hi in rows}
+    served = {k: ("".join(w.capitalize() for w in api_key_map[k].split("_")),
+                  s.min_version, s.max_version) for k, s in handler_table().items()}
+    assert documented == served
+
+
+def test_every_served_version_has_a_kio_schema() -> None:
+    from broker.kafka.codec import kio_versions
+
+    for key, spec in handler_table().items():
+        lo, hi = kio_versions(key)  # type: ignore[misc]
+        assert lo <= spec.min_version <= spec.max_version <= hi, key
