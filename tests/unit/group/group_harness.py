@@ -116,8 +116,13 @@ class Harness:
     async def form_group(self, group: str, n: int, **kw: Any) -> list[JoinResult]:
         """n dynamic members join (v4+ flow) and the initial delay passes; returns the
         JoinGroup results in join order (generation formed, not yet synced)."""
-        ids = [await self.new_member_id(group, **kw) for _ in range(n)]
-        futs = [self.join(group, mid, **kw) for mid in ids]
+        if kw.get("instance") is not None:
+            # Static members skip the MEMBER_ID_REQUIRED round trip.
+            assert n == 1, "one instance id per member"
+            futs = [self.join(group, **kw)]
+        else:
+            ids = [await self.new_member_id(group, **kw) for _ in range(n)]
+            futs = [self.join(group, mid, **kw) for mid in ids]
         # The initial delay, extended once if more than one member arrived.
         await self.advance(INITIAL_DELAY_MS * (2 if n > 1 else 1))
         assert all(f.done() for f in futs)

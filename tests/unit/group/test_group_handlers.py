@@ -1,0 +1,377 @@
+"""The Kafka API handlers, driven with real kio requests of every served version."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from group_harness import Harness, subscription
+from kio.schema.errors import ErrorCode as E
+
+from broker.group.handlers import APIS
+from broker.handlers.api import RequestContext
+from broker.kafka import codec
+
+JOIN, SYNC, HEARTBEAT, LEAVE = 11, 14, 12, 13
+COMMIT, FETCH, LIST, DESCRIBE, DELETE, OFFSET_DELETE = 8, 9, 16, 15, 42, 47
+SPECS = {spec.api_key: spec for spec in APIS}
+
+
+@dataclass
+class FakeNode:
+    groups: Any
+
+
+async def call(
+    h: Harness, api_key: int, version: int, data: dict[str, Any], *, advance_ms: int = 0
+) -> Any:
+    """Build the request, run the handler (moving the clock if it has to wait), and check
+    the response survives the wire (encode + decode) before returning the decoded body."""
+    request = codec.build_request(api_key, version, data)
+    ctx = RequestContext(api_key, version, 7, "test-client", "127.0.0.1", 1)
+    task = asyncio.ensure_future(SPECS[api_key].handler(FakeNode(h.coord), ctx, request))
+    await asyncio.sleep(0)
+    if advance_ms:
+        await h.advance(advance_ms)
+    body = await asyncio.wait_for(task, 1)
+    frame = codec.encode_response(api_key, version, 7, body)
+    correlation_id, decoded = codec.decode_response(frame[4:], api_key, version)
+    assert correlation_id == 7
+    return decoded
+
+
+def join_data(member_id: str = "", **extra: Any) -> dict[str, Any]:
+    return {
+        "group_id": "g",
+        "session_timeout": 10_000,
+        "rebalance_timeout": 30_000,
+        "member_id": member_id,
+        "protocol_type": "consumer",
+        "protocols": [{"name": "range", "metadata": subscription("t")}],
+        **extra,
+    }
+
+
+def test_served_versions() -> None:
+    served = {s.api_key: (s.min_version, s.max_version) for s in APIS}
+    assert served == {
+        JOIN: (0, 9),
+        SYNC: (0, 5),
+        HEARTBEAT: (0, 4),
+        LEAVE: (0, 5),
+        COMMIT: (2, 9),
+        FETCH: (1, 9),
+        LIST: (0, 5),
+        DESCRIBE: (0, 6),
+        DELETE: (0, 2),
+        OFFSET_DELETE: (0, 0),
+    }
+    for key, (lo, hi) in served.items():
+        kio_lo, kio_hi = codec.kio_versions(key) or (0, -1)
+        assert kio_lo <= lo and hi <= kio_hi
+
+
+async def test_consumer_group_lifecycle_through_handlers(harness: Harness) -> None:
+    h = await harness.load_all()
+    first = await call(h, JOIN, 9, join_data())
+    assert first.error_code is E.member_id_required
+    member = first.member_id
+    assert member.startswith("test-client-")
+    joined = await call(h, JOIN, 9, join_data(member), advance_ms=3_000)
+    assert joined.error_code is E.none
+    assert (joined.generation_id, joined.leader, joined.protocol_name) == (1, member, "range")
+    assert joined.protocol_type == "consumer"
+    assert [m.member_id for m in joined.members] == [member]
+
+    synced = await call(
+        h,
+        SYNC,
+        5,
+        {
+            "group_id": "g",
+            "generation_id": 1,
+            "member_id": member,
+            "protocol_type": "consumer",
+            "protocol_name": "range",
+            "assignments": [{"member_id": member, "assignment": b"mine"}],
+        },
+    )
+    assert synced.error_code is E.none and synced.assignment == b"mine"
+    assert synced.protocol_name == "range"
+
+    hb = await call(h, HEARTBEAT, 4, {"group_id": "g", "generation_id": 1, "member_id": member})
+    assert hb.error_code is E.none
+
+    commit = await call(
+        h,
+        COMMIT,
+        9,
+        {
+            "group_id": "g",
+            "generation_id_or_member_epoch": 1,
+            "member_id": member,
+            "topics": [
+                {
+                    "name": "t",
+                    "partitions": [
+                        {"partition_index": 0, "committed_offset": 11, "committed_metadata": "x"},
+                        {"partition_index": 9, "committed_offset": 1, "committed_metadata": None},
+                    ],
+                }
+            ],
+        },
+    )
+    codes = {p.partition_index: p.error_code for p in commit.topics[0].partitions}
+    assert codes == {0: E.none, 9: E.unknown_topic_or_partition}
+
+    fetched = await call(
+        h,
+        FETCH,
+        9,
+        {
+            "groups": [
+                {"group_id": "g", "topics": [{"name": "t", "partition_indexes": [0, 1]}]},
+                {"group_id": "g", "topics": None},
+                {"group_id": "", "topics": None},
+            ],
+            "require_stable": True,
+        },
+    )
+    one, everything, anonymous = fetched.groups
+    assert [
+        (p.partition_index, p.committed_offset, p.metadata) for p in one.topics[0].partitions
+    ] == [
+        (0, 11, "x"),
+        (1, -1, ""),
+    ]
+    assert [(t.name, [p.committed_offset for p in t.partitions]) for t in everything.topics] == [
+        ("t", [11])
+    ]
+    assert anonymous.error_code is E.none and anonymous.topics == ()
+
+    listed = await call(h, LIST, 5, {"states_filter": ["Stable"], "types_filter": []})
+    assert [(g.group_id, g.group_state, g.group_type) for g in listed.groups] == [
+        ("g", "Stable", "classic")
+    ]
+    described = await call(
+        h, DESCRIBE, 5, {"groups": ["g", "nope"], "include_authorized_operations": True}
+    )
+    g, nope = described.groups
+    assert (g.group_state, g.protocol_type, g.protocol_data) == ("Stable", "consumer", "range")
+    (m,) = g.members
+    assert (m.member_id, m.client_id, m.client_host) == (member, "test-client", "/127.0.0.1")
+    assert m.member_assignment == b"mine" and m.member_metadata == subscription("t")
+    assert g.authorized_operations == 328
+    assert (nope.error_code, nope.group_state) == (E.none, "Dead")
+
+    left = await call(h, LEAVE, 5, {"group_id": "g", "members": [{"member_id": member}]})
+    assert left.error_code is E.none
+    assert [(x.member_id, x.error_code) for x in left.members] == [(member, E.none)]
+    await h.settle()
+
+    deleted_offsets = await call(
+        h,
+        OFFSET_DELETE,
+        0,
+        {"group_id": "g", "topics": [{"name": "t", "partitions": [{"partition_index": 0}]}]},
+    )
+    assert deleted_offsets.error_code is E.none
+    assert deleted_offsets.topics[0].partitions[0].error_code is E.none
+
+    deleted = await call(h, DELETE, 2, {"groups_names": ["g", "g2"]})
+    assert {(r.group_id, r.error_code) for r in deleted.results} == {
+        ("g", E.none),
+        ("g2", E.group_id_not_found),
+    }
+    described = await call(h, DESCRIBE, 6, {"groups": ["g"]})
+    (gone,) = described.groups
+    assert gone.error_code is E.group_id_not_found and gone.error_message
+
+
+@pytest.mark.parametrize("version", range(0, 10))
+async def test_join_sync_heartbeat_every_version(version: int) -> None:
+    h = await Harness().load_all()
+    member = ""
+    if version >= 4:
+        first = await call(h, JOIN, version, join_data())
+        assert first.error_code is E.member_id_required
+        member = first.member_id
+    joined = await call(h, JOIN, version, join_data(member), advance_ms=3_000)
+    assert joined.error_code is E.none and joined.generation_id == 1
+    member = joined.member_id
+    sync_version = min(version, 5)
+    synced = await call(
+        h,
+        SYNC,
+        sync_version,
+        {
+            "group_id": "g",
+            "generation_id": 1,
+            "member_id": member,
+            "protocol_type": "consumer",
+            "protocol_name": "range",
+            "assignments": [{"member_id": member, "assignment": b"a"}],
+        },
+    )
+    assert synced.error_code is E.none and synced.assignment == b"a"
+    hb = await call(
+        h, HEARTBEAT, min(version, 4), {"group_id": "g", "generation_id": 1, "member_id": member}
+    )
+    assert hb.error_code is E.none
+    # Errors carry a null protocol name from v7 and an empty one before.
+    bad = await call(h, JOIN, version, join_data("stranger"))
+    assert bad.error_code is E.unknown_member_id
+    assert bad.protocol_name == (None if version >= 7 else "")
+
+
+async def test_sync_v5_requires_protocol_type_and_name(harness: Harness) -> None:
+    h = await harness.load_all()
+    resp = await call(
+        h, SYNC, 5, {"group_id": "g", "generation_id": 1, "member_id": "m", "assignments": []}
+    )
+    assert resp.error_code is E.inconsistent_group_protocol
+
+
+@pytest.mark.parametrize("version", range(0, 6))
+async def test_leave_every_version(version: int) -> None:
+    h = await Harness().load_all()
+    (r,) = await h.stable_group("g", 1)
+    if version < 3:
+        resp = await call(h, LEAVE, version, {"group_id": "g", "member_id": "nobody"})
+        assert resp.error_code is E.unknown_member_id
+        resp = await call(h, LEAVE, version, {"group_id": "g", "member_id": r.member_id})
+        assert resp.error_code is E.none
+    else:
+        resp = await call(
+            h,
+            LEAVE,
+            version,
+            {"group_id": "g", "members": [{"member_id": r.member_id}, {"member_id": "nobody"}]},
+        )
+        assert resp.error_code is E.none
+        assert [m.error_code for m in resp.members] == [E.none, E.unknown_member_id]
+    await h.settle()
+    assert h.coord.group_state("g") == "Empty"
+
+
+@pytest.mark.parametrize("version", range(2, 10))
+async def test_commit_and_fetch_every_version(version: int) -> None:
+    h = await Harness().load_all()
+    partition: dict[str, Any] = {
+        "partition_index": 1,
+        "committed_offset": 100 + version,
+        "committed_leader_epoch": 4,
+        "committed_metadata": "meta",
+    }
+    resp = await call(
+        h,
+        COMMIT,
+        version,
+        {
+            "group_id": "standalone",
+            "generation_id_or_member_epoch": -1,
+            "member_id": "",
+            "topics": [{"name": "t", "partitions": [partition]}],
+        },
+    )
+    assert resp.topics[0].name == "t"
+    assert resp.topics[0].partitions[0].error_code is E.none
+    fetch_version = min(version, 9) if version != 2 else 1
+    if fetch_version >= 8:
+        data: dict[str, Any] = {
+            "groups": [
+                {"group_id": "standalone", "topics": [{"name": "t", "partition_indexes": [1]}]}
+            ]
+        }
+        got = (await call(h, FETCH, fetch_version, data)).groups[0].topics[0].partitions[0]
+    else:
+        data = {"group_id": "standalone", "topics": [{"name": "t", "partition_indexes": [1]}]}
+        got = (await call(h, FETCH, fetch_version, data)).topics[0].partitions[0]
+    assert got.committed_offset == 100 + version and got.metadata == "meta"
+    if fetch_version >= 5:
+        assert got.committed_leader_epoch == (4 if version >= 6 else -1)
+
+
+@pytest.mark.parametrize("version", range(1, 10))
+async def test_fetch_errors_per_version(version: int) -> None:
+    h = await Harness().load_all()
+    h.coord.unload_partition(h.coord.partition_for("g"))
+    topics = [{"name": "t", "partition_indexes": [0, 1]}]
+    if version >= 8:
+        resp = await call(h, FETCH, version, {"groups": [{"group_id": "g", "topics": topics}]})
+        assert resp.groups[0].error_code is E.not_coordinator
+    else:
+        resp = await call(h, FETCH, version, {"group_id": "g", "topics": topics})
+        if version < 2:
+            # v1 has no top-level error: it is repeated on every requested partition.
+            assert [p.error_code for p in resp.topics[0].partitions] == [E.not_coordinator] * 2
+        else:
+            assert resp.error_code is E.not_coordinator and resp.topics == ()
+
+
+async def test_commit_retention_time_of_v2_to_v4() -> None:
+    h = await Harness(offsets_retention_check_interval_ms=1_000).load_all()
+    await call(
+        h,
+        COMMIT,
+        2,
+        {
+            "group_id": "g",
+            "retention_time": 2_000,
+            "topics": [
+                {"name": "t", "partitions": [{"partition_index": 0, "committed_offset": 5}]}
+            ],
+        },
+    )
+    assert h.coord.committed_offsets("g") == {("t", 0): 5}
+    await h.advance(2_000)
+    assert h.coord.committed_offsets("g") == {}
+
+
+@pytest.mark.parametrize("version", range(0, 6))
+async def test_list_groups_every_version(version: int) -> None:
+    h = await Harness().load_all()
+    await h.stable_group("g", 1)
+    resp = await call(h, LIST, version, {"states_filter": ["empty"]} if version >= 4 else {})
+    assert resp.error_code is E.none
+    expected = [] if version >= 4 else ["g"]
+    assert [g.group_id for g in resp.groups] == expected
+    if version < 4:
+        assert resp.groups[0].protocol_type == "consumer"
+
+
+@pytest.mark.parametrize("version", range(0, 7))
+async def test_describe_every_version(version: int) -> None:
+    h = await Harness().load_all()
+    await h.stable_group("g", 1, instance="static-1")
+    resp = await call(h, DESCRIBE, version, {"groups": ["g", "missing", ""]})
+    g, missing, empty_id = resp.groups
+    assert g.group_state == "Stable" and len(g.members) == 1
+    if version >= 4:
+        assert g.members[0].group_instance_id == "static-1"
+    if version >= 3:
+        assert g.authorized_operations == -(2**31)  # not asked for
+    expected_missing = E.group_id_not_found if version >= 6 else E.none
+    assert missing.error_code is expected_missing and missing.group_state == "Dead"
+    assert empty_id.group_id == ""
+
+
+@pytest.mark.parametrize("version", range(0, 3))
+async def test_delete_groups_every_version(version: int) -> None:
+    h = await Harness().load_all()
+    await h.coord.commit_offsets("idle", {})
+    resp = await call(h, DELETE, version, {"groups_names": ["nope"]})
+    assert [(r.group_id, r.error_code) for r in resp.results] == [("nope", E.group_id_not_found)]
+
+
+async def test_offset_delete_group_error(harness: Harness) -> None:
+    h = await harness.load_all()
+    resp = await call(
+        h,
+        OFFSET_DELETE,
+        0,
+        {"group_id": "nope", "topics": [{"name": "t", "partitions": [{"partition_index": 0}]}]},
+    )
+    assert resp.error_code is E.group_id_not_found and resp.topics == ()
