@@ -225,7 +225,8 @@ class PartitionLog:
             self.leader_epochs = LeaderEpochCache.load(
                 d / EPOCH_CHECKPOINT, log_end_offset=lambda: self._leo
             )
-            rebuild_epochs = False
+            # A missing checkpoint next to data was lost, not empty.
+            rebuild_epochs = not (d / EPOCH_CHECKPOINT).exists() and self._leo > self._log_start
         except CheckpointCorruptError as e:
             log.warning("%s: %s; rebuilding it from the batch headers", d, e)
             rebuild_epochs = True
@@ -859,6 +860,11 @@ class PartitionLog:
                     self._segments.pop().delete()
                 active = self._segments[-1]
                 active.truncate_to(offset)
+                if active.next_offset < self._log_start:
+                    # The batch holding ``offset`` began below the log start: nothing
+                    # readable is left, so continue empty at the log start.
+                    self._truncate_fully(self._log_start)
+                    return True
                 self._leo = active.next_offset
                 self._hw = min(self._hw, self._leo)
                 if self._recovery_point > self._leo:

@@ -123,7 +123,7 @@ def test_unknown_compression_codec() -> None:
     raw = bytearray(make_batch(1))
     struct.pack_into(">h", raw, 21, 6)
     with pytest.raises(CorruptRecordError, match="unknown compression codec 6"):
-        BatchHeader.unpack(raw).compression
+        _ = BatchHeader.unpack(raw).compression
 
 
 def test_assign_offsets_patches_offsets_and_epoch_without_touching_crc() -> None:

@@ -357,9 +357,7 @@ def test_truncate_below_log_start_and_fully(tmp_path: Path) -> None:
 def test_follower_append(tmp_path: Path) -> None:
     one = len(make_batch(1))
     log = open_log(tmp_path / "t-0", segment_bytes=3 * one)
-    data = b"".join(
-        make_batch(1, base_offset=i, leader_epoch=1 if i < 4 else 3) for i in range(8)
-    )
+    data = b"".join(make_batch(1, base_offset=i, leader_epoch=1 if i < 4 else 3) for i in range(8))
     result = log.append_as_follower(data)
     assert (result.base_offset, result.last_offset, result.record_count) == (0, 7, 8)
     assert all(s.size_bytes <= 3 * one for s in log.segments)
