@@ -348,9 +348,12 @@ class RaftNode:
             self._prev_soft = rd.soft_state
         if rd.snapshot_to_persist is not None and log.pending_snapshot is rd.snapshot_to_persist:
             log.pending_snapshot = None
-        if rd.entries_to_persist:
-            last = rd.entries_to_persist[-1]
-            log.stable_to(last.index, last.term)
+        # Entries replaced by a conflicting append after ready() are not durable; the prefix
+        # that still matches is (same index and term imply the same entries before it).
+        for e in reversed(rd.entries_to_persist):
+            if log.match_term(e.index, e.term):
+                log.stable_to(e.index, e.term)
+                break
         if rd.snapshot_to_apply is not None:
             log.applied_to(rd.snapshot_to_apply.meta.index)
             if self._snapshot_to_apply is rd.snapshot_to_apply:
