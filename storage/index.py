@@ -250,9 +250,10 @@ class TimeIndex(_IndexFile):
         if self._timestamps and timestamp <= self._timestamps[-1]:
             return
         rel = offset - self.base_offset
-        if self._offsets and rel < self._offsets[-1]:
+        # Batches without timestamps (-1) leave nothing worth indexing yet.
+        if rel < 0 or (self._offsets and rel < self._offsets[-1]):
             return
-        if not 0 <= rel <= _MAX_U32:
+        if rel > _MAX_U32:
             raise ValueError(f"time index offset {offset} out of range")
         self._timestamps.append(timestamp)
         self._offsets.append(rel)

@@ -158,10 +158,12 @@ class PartitionLog:
         self = cls(directory, config, now_ms)
         try:
             self._load()
-        except OSError as e:
+        except BaseException as e:
             for seg in self._segments:
                 seg.close()
-            raise LogOfflineError(f"cannot open partition log {directory}: {e}") from e
+            if isinstance(e, OSError):
+                raise LogOfflineError(f"cannot open partition log {directory}: {e}") from e
+            raise
         return self
 
     def _load(self) -> None:
@@ -212,7 +214,8 @@ class PartitionLog:
             self._segments.append(self._new_segment(log_start or 0))
         self._leo = self._segments[-1].next_offset
         self._log_start = max(log_start or 0, self._segments[0].base_offset)
-        if self._log_start > self._leo:
+        restarted = self._log_start > self._leo
+        if restarted:
             log.warning(
                 "%s: log start offset %d is beyond the recovered end %d; starting over there",
                 d,
@@ -230,6 +233,8 @@ class PartitionLog:
         except CheckpointCorruptError as e:
             log.warning("%s: %s; rebuilding it from the batch headers", d, e)
             rebuild_epochs = True
+        if restarted:
+            self.leader_epochs.clear()
         self._rebuild_from_headers(epochs=rebuild_epochs)
         self.leader_epochs.truncate_from_end(self._leo)
         self.leader_epochs.truncate_from_start(self._log_start)
@@ -866,6 +871,10 @@ class PartitionLog:
                     self._truncate_fully(self._log_start)
                     return True
                 self._leo = active.next_offset
+                if active.size and active.rolling_base_ms is None:
+                    # An old segment became active again; its age counts from its data.
+                    first_ts = active.first_batch_max_timestamp()
+                    active.rolling_base_ms = min(first_ts or 0, self._now_ms())
                 self._hw = min(self._hw, self._leo)
                 if self._recovery_point > self._leo:
                     self._set_recovery_point(self._leo)

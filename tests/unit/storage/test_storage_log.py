@@ -482,3 +482,53 @@ def test_files_on_disk(tmp_path: Path) -> None:
     ]
     index = (d / "00000000000000000000.index").read_bytes()
     assert struct.unpack(">II", index) == (1, len(make_batch(1)))
+
+
+def test_one_write_per_append_and_preads_for_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = open_log(tmp_path / "t-0", index_interval_bytes=0)
+    log.append(make_batch(1), leader_epoch=0)
+    calls: list[str] = []
+    real_write, real_pread = os.write, os.pread
+
+    def write(fd: int, data: bytes) -> int:
+        calls.append("write")
+        return real_write(fd, data)
+
+    def pread(fd: int, n: int, pos: int) -> bytes:
+        calls.append("pread")
+        return real_pread(fd, n, pos)
+
+    monkeypatch.setattr(os, "write", write)
+    monkeypatch.setattr(os, "pread", pread)
+    log.append(make_batch(2) + make_batch(3) + make_batch(1), leader_epoch=0)
+    assert calls == ["write"]
+    calls.clear()
+    log.read(3, 10_000)
+    assert set(calls) == {"pread"}
+
+
+def test_batches_without_timestamps(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "t-0", index_interval_bytes=0, segment_bytes=300)
+    for _ in range(6):
+        log.append(make_batch(2, ts=-1), leader_epoch=0)
+    assert log.offset_for_timestamp(1) is None  # records at -1 and 0
+    log.close()
+    log = open_log(tmp_path / "t-0", index_interval_bytes=0, segment_bytes=300)
+    assert [o for o, _ in read_all(log)] == list(range(12))
+
+
+def test_truncation_reactivates_an_old_segment(tmp_path: Path) -> None:
+    clock = Clock()
+    one = len(make_batch(1))
+    log = open_log(tmp_path / "t-0", clock, segment_bytes=2 * one, segment_ms=1000)
+    for _ in range(4):
+        log.append(make_batch(1, ts=clock()), leader_epoch=0)
+    log.close()
+    log = open_log(tmp_path / "t-0", clock, segment_bytes=2 * one, segment_ms=1000)
+    log.truncate_to(1)
+    assert [s.base_offset for s in log.segments] == [0]
+    clock.advance(1001)
+    log.append(make_batch(1, ts=clock()), leader_epoch=0)
+    assert [s.base_offset for s in log.segments] == [0, 1]
