@@ -331,7 +331,9 @@ class LogSegment:
         if truncated:
             os.ftruncate(self.fd, valid_end)
             self.size = valid_end
-            self._unsynced = True
+        # What survived may still sit only in the page cache of the crashed run; the
+        # recovery point set after open promises it is on disk.
+        self._unsynced = True
         self._index_max_timestamp()
         self.flush()
         return truncated
