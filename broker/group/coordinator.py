@@ -40,6 +40,7 @@ from broker.group.group import (
     GroupSummary,
     TopicPartition,
 )
+from broker.group.loading import Replay
 from broker.group.log import (
     GroupLog,
     Record,
@@ -50,14 +51,8 @@ from broker.group.log import (
 from broker.group.member import JoinResult, Member, SyncResult, resolve
 from broker.group.partitioning import partition_for
 from broker.group.records import (
-    GroupKey,
-    GroupValue,
-    OffsetKey,
     OffsetValue,
     RecordFormatError,
-    decode_group_value,
-    decode_key,
-    decode_offset_value,
     encode_group_value,
     encode_offset_value,
     group_key,
@@ -223,8 +218,7 @@ class GroupCoordinator:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def _replay(self, partition: int, epoch: int) -> list[ClassicGroup] | None:
-        offsets: dict[str, dict[TopicPartition, CommittedOffset]] = {}
-        metadata: dict[str, GroupValue | None] = {}
+        replay = Replay()
         for i, (key, value) in enumerate(self._log.read(partition)):
             if i and i % self._load_batch == 0:
                 # Let requests (answered COORDINATOR_LOAD_IN_PROGRESS) through meanwhile.
@@ -232,22 +226,7 @@ class GroupCoordinator:
                 if self._loading.get(partition) != epoch:
                     return None
             try:
-                k = decode_key(key)
-                if isinstance(k, OffsetKey):
-                    tp = (k.topic, k.partition)
-                    if value is None:
-                        offsets.get(k.group, {}).pop(tp, None)
-                    else:
-                        v = decode_offset_value(value)
-                        offsets.setdefault(k.group, {})[tp] = CommittedOffset(
-                            v.offset,
-                            v.leader_epoch,
-                            v.metadata,
-                            v.commit_timestamp,
-                            v.expire_timestamp,
-                        )
-                elif isinstance(k, GroupKey):
-                    metadata[k.group] = None if value is None else decode_group_value(value)
+                replay.apply(key, value)
             except RecordFormatError as e:
                 log.warning(
                     "%sskipping undecodable record in __consumer_offsets-%d: %s",
@@ -255,17 +234,7 @@ class GroupCoordinator:
                     partition,
                     e,
                 )
-        groups = []
-        for group_id in dict.fromkeys([*metadata, *offsets]):
-            meta = metadata.get(group_id)
-            group_offsets = offsets.get(group_id) or {}
-            if meta is None and not group_offsets:
-                continue  # deleted
-            group = _group_from_record(group_id, meta) if meta else ClassicGroup(group_id)
-            group.offsets = group_offsets
-            group.offset_seq = {tp: 0 for tp in group_offsets}
-            groups.append(group)
-        return groups
+        return replay.groups()
 
     def _on_group_loaded(self, group: ClassicGroup) -> None:
         for member in group.members.values():
@@ -1383,35 +1352,3 @@ class _NotCoordinator(Exception):
     """The partition was lost before or during a write."""
 
     error_code = ErrorCode.not_coordinator
-
-
-def _group_from_record(group_id: str, meta: GroupValue) -> ClassicGroup:
-    group = ClassicGroup(
-        group_id,
-        generation=meta.generation,
-        protocol_type=meta.protocol_type or None,
-        protocol_name=meta.protocol,
-        leader_id=meta.leader,
-        state_timestamp=meta.current_state_timestamp if meta.current_state_timestamp >= 0 else None,
-    )
-    if meta.protocol is not None:
-        for mv in meta.members:
-            member = Member(
-                mv.member_id,
-                mv.group_instance_id,
-                mv.client_id,
-                mv.client_host,
-                mv.rebalance_timeout,
-                mv.session_timeout,
-                meta.protocol_type,
-                [(meta.protocol, mv.subscription)],
-                assignment=mv.assignment,
-            )
-            group.members[mv.member_id] = member
-            if mv.group_instance_id is not None:
-                group.static_members[mv.group_instance_id] = mv.member_id
-    group.state = STABLE if group.members else EMPTY
-    if group.leader_id not in group.members:
-        group.leader_id = next(iter(group.members), None)
-    group.subscribed_topics = group.compute_subscribed_topics()
-    return group
