@@ -16,6 +16,19 @@ Behaviour follows Kafka's GroupCoordinator: the state machine Empty -> Preparing
 -> CompletingRebalance -> Stable (and Dead), the initial rebalance delay for empty groups,
 MEMBER_ID_REQUIRED for JoinGroup v4+, static membership (KIP-345), pending-sync expiry,
 session and rebalance timeouts, and the same error codes in the same situations.
+
+What the broker must do:
+
+* construct it with the ``GroupLog`` over ``__consumer_offsets`` and
+  ``partition_exists(topic, partition)`` (commits to unknown partitions are refused);
+* ``await load_partition(p)`` / ``unload_partition(p)`` on gaining / losing leadership of
+  ``__consumer_offsets-p`` (idempotent; an unload during a load abandons it);
+* ``await close()`` on shutdown (parked requests are answered, timers cancelled).
+
+Durable writes: offset commits (answered after the append), group metadata after each
+completed rebalance, when a group becomes empty and on a static member's replacement,
+tombstones for deleted groups/offsets and for expired offsets (checked every
+``offsets_retention_check_interval_ms``).
 """
 
 from __future__ import annotations
