@@ -80,27 +80,40 @@ def produce_throughput(bootstrap: str, topic: str, seconds: float, procs: int, a
     return total * RECORD / elapsed / 1e6
 
 
-def consume_throughput(bootstrap: str, topic: str, partitions: int) -> tuple[float, int]:
+def _consumer(bootstrap: str, topic: str, partitions: list[int], q: mp.Queue) -> None:
     from confluent_kafka import Consumer, TopicPartition
 
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{time.time()}",
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{os.getpid()}",
                   "enable.auto.commit": False, "fetch.max.bytes": 50 << 20,
-                  "max.partition.fetch.bytes": 10 << 20, "auto.offset.reset": "earliest"})
-    lo_hi = [c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-             for p in range(partitions)]
-    total = sum(hi - lo for lo, hi in lo_hi)
-    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-    got = 0
-    nbytes = 0
+                  "max.partition.fetch.bytes": 10 << 20, "fetch.wait.max.ms": 100})
+    ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in partitions}
+    total = sum(ends.values())
+    c.assign([TopicPartition(topic, p, 0) for p in partitions])
+    got = nbytes = 0
     start = time.perf_counter()
     while got < total and time.perf_counter() - start < 120:
-        for m in c.consume(10000, timeout=1.0):
-            if m.error() is None:
-                got += 1
-                nbytes += len(m.value())
-    elapsed = time.perf_counter() - start
+        msgs = c.consume(10000, timeout=1.0)
+        got += len(msgs)
+        nbytes += sum(len(m) for m in msgs)
+    q.put((got, nbytes, time.perf_counter() - start))
     c.close()
-    return nbytes / elapsed / 1e6, got
+
+
+def consume_throughput(bootstrap: str, topic: str, partitions: int, procs: int
+                       ) -> tuple[float, int]:
+    """Several consumer processes, each reading its share of the partitions from offset 0."""
+    q: mp.Queue = mp.Queue()
+    shares = [list(range(i, partitions, procs)) for i in range(procs)]
+    ps = [mp.Process(target=_consumer, args=(bootstrap, topic, share, q))
+          for share in shares if share]
+    for p in ps:
+        p.start()
+    results = [q.get() for _ in ps]
+    for p in ps:
+        p.join()
+    got = sum(r[0] for r in results)
+    return sum(r[1] for r in results) / max(r[2] for r in results) / 1e6, got
 
 
 def produce_latency(bootstrap: str, topic: str, rate: int, seconds: float
@@ -145,7 +158,8 @@ def main() -> None:
             admin.close()
             produce = produce_throughput(node.bootstrap, "bench", args.seconds,
                                          args.producers, "1")
-            consume, count = consume_throughput(node.bootstrap, "bench", args.partitions)
+            consume, count = consume_throughput(node.bootstrap, "bench", args.partitions,
+                                                args.producers)
             p50, p99 = produce_latency(node.bootstrap, "latency", 1000, min(args.seconds, 10))
         finally:
             node.stop()

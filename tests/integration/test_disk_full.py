@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,24 +12,15 @@ from kio.schema.errors import ErrorCode
 from broker.kafka.client import KafkaConnection
 from storage.records import Record, decode_batches, encode_batch
 from tests.integration.harness import NodeProcess
+from tests.tmpfs import small_tmpfs
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"cannot mount a tmpfs in CI: {r.stderr}")
-        pytest.skip(f"mounting a small tmpfs needs root: {r.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "disk", "3m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def _produce(c: KafkaConnection, topic: str, value: bytes) -> tuple[ErrorCode, int, str]:
