@@ -199,6 +199,8 @@ REQUIRED = ("node.id", "data.dir")
 class NodeConfig:
     values: Mapping[str, Any]
     source: Path | None = None
+    # Keys the file or the environment set; the rest are defaults.
+    explicit: frozenset[str] = frozenset()
 
     def __getitem__(self, key: str) -> Any:
         return self.values[key]
@@ -258,7 +260,7 @@ def parse_config(raw: Mapping[str, Any], *, env: Mapping[str, str] | None = None
     if values["group.min.session.timeout.ms"] > values["group.max.session.timeout.ms"]:
         raise ConfigError("group.min.session.timeout.ms must not exceed "
                           "group.max.session.timeout.ms")
-    return NodeConfig(values, source)
+    return NodeConfig(values, source, frozenset(merged))
 
 
 # Variables of the same prefix that are not configuration keys.

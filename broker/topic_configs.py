@@ -66,7 +66,8 @@ def log_config(node_config: Any, overrides: Mapping[str, str]) -> storage.LogCon
 def describe_topic(node_config: Any, overrides: Mapping[str, str]
                    ) -> list[tuple[str, str, int, str, int]]:
     """(name, value, source, documentation, type) for every topic config."""
-    from_broker = set(broker_topic_defaults(node_config))
+    from_broker = {topic_key for broker_key, topic_key in BROKER_TOPIC_DEFAULTS.items()
+                   if broker_key in node_config.explicit}
     effective = log_config(node_config, overrides).to_kafka_configs()
     rows = []
     for name in sorted(set(KAFKA_NAMES.values()) | set(BROKER_LEVEL_TOPIC_CONFIGS)):
@@ -95,6 +96,6 @@ def describe_broker(node_config: Any) -> list[tuple[str, str, int, str, int]]:
         if isinstance(value, tuple):
             value = ",".join(str(v) if not isinstance(v, tuple) else
                              f"{v[0]}@{v[1]}:{v[2]}" for v in value)
-        rows.append((k.name, "" if value is None else str(value), STATIC_BROKER_CONFIG, k.doc,
-                     STRING))
+        source = STATIC_BROKER_CONFIG if k.name in node_config.explicit else DEFAULT_CONFIG
+        rows.append((k.name, "" if value is None else str(value), source, k.doc, STRING))
     return rows

@@ -61,12 +61,12 @@ PLAIN = Scenario(
 )
 
 
-@pytest.mark.parametrize("seed", sim_seeds(100), ids=lambda s: f"seed{s}")
+@pytest.mark.parametrize("seed", sim_seeds(200), ids=lambda s: f"seed{s}")
 def test_3_voters_safety_then_liveness(request: pytest.FixtureRequest, seed: int) -> None:
     run_seed(request, seed, THREE, Simulation.run)
 
 
-@pytest.mark.parametrize("seed", sim_seeds(100), ids=lambda s: f"seed{s}")
+@pytest.mark.parametrize("seed", sim_seeds(200), ids=lambda s: f"seed{s}")
 def test_5_voters_safety_then_liveness(request: pytest.FixtureRequest, seed: int) -> None:
     run_seed(request, seed, FIVE, Simulation.run)
 

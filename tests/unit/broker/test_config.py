@@ -69,3 +69,20 @@ def test_docs_list_every_key() -> None:
 def test_checked_in_docs_are_current() -> None:
     path = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"
     assert path.read_text() == config_docs(), "run: odradek config docs > docs/configuration.md"
+
+
+def test_topic_config_sources_tell_defaults_from_operator_settings() -> None:
+    from broker.topic_configs import (
+        DEFAULT_CONFIG,
+        STATIC_BROKER_CONFIG,
+        TOPIC_CONFIG,
+        describe_topic,
+    )
+
+    cfg = parse_config({**BASE, "log.retention.ms": 5000}, env={})
+    rows = {name: (value, source) for name, value, source, _, _ in
+            describe_topic(cfg, {"segment.bytes": "1048576"})}
+    assert rows["retention.ms"] == ("5000", STATIC_BROKER_CONFIG)
+    assert rows["segment.bytes"] == ("1048576", TOPIC_CONFIG)
+    assert rows["retention.bytes"] == ("-1", DEFAULT_CONFIG)
+    assert rows["min.insync.replicas"] == ("1", DEFAULT_CONFIG)

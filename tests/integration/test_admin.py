@@ -1,0 +1,128 @@
+"""Admin operations through real admin clients (kafka-python and confluent-kafka)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import (
+    ConfigResource,
+    ConfigResourceType,
+    KafkaAdminClient,
+    NewPartitions,
+    NewTopic,
+)
+
+from broker.kafka.client import KafkaConnection
+from tests.integration.harness import NodeProcess
+
+pytestmark = pytest.mark.integration
+
+
+def name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def test_topic_lifecycle_with_kafka_python(shared_node: NodeProcess) -> None:
+    topic = name("life")
+    admin = KafkaAdminClient(bootstrap_servers=shared_node.bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, 2, 1)])
+        assert topic in admin.list_topics()
+        admin.create_partitions({topic: NewPartitions(5)})
+        assert len(admin.describe_topics([topic])[0]["partitions"]) == 5
+        with pytest.raises(Exception, match="INVALID_PARTITIONS|InvalidPartitions"):
+            admin.create_partitions({topic: NewPartitions(3)})
+        with pytest.raises(Exception, match="TOPIC_ALREADY_EXISTS|TopicAlreadyExists"):
+            admin.create_topics([NewTopic(topic, 1, 1)])
+        with pytest.raises(Exception, match="INVALID_REPLICATION_FACTOR|InvalidReplication"):
+            admin.create_topics([NewTopic(name("rf"), 1, 3)])
+        admin.delete_topics([topic])
+        deadline = time.monotonic() + 10
+        while topic in admin.list_topics() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert topic not in admin.list_topics()
+        cluster = admin.describe_cluster()
+        assert [b["broker_id"] for b in cluster["brokers"]] == [1]
+    finally:
+        admin.close()
+
+
+def test_configs_alter_and_incremental(shared_node: NodeProcess) -> None:
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry
+    from confluent_kafka.admin import ConfigResource as CfResource
+
+    topic = name("cfg")
+    admin = KafkaAdminClient(bootstrap_servers=shared_node.bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, 1, 1, topic_configs={"retention.ms": "1000000"})])
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic,
+                                            configs={"retention.bytes": "5000000"})])
+        got = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+        cfg = got["topic"][topic]
+        # Legacy AlterConfigs replaces the whole set of overrides.
+        assert cfg["retention.bytes"]["value"] == "5000000"
+        assert cfg["retention.bytes"]["config_source"] == "DYNAMIC_TOPIC_CONFIG"
+        bad = admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic,
+                                                  configs={"retention.ms": "soon"})])
+        assert "[Error 40]" in bad["topic"][topic]
+        assert "retention.ms" in bad["topic"][topic]
+    finally:
+        admin.close()
+
+    cf = AdminClient({"bootstrap.servers": shared_node.bootstrap})
+    res = CfResource("topic", topic, incremental_configs=[
+        ConfigEntry("segment.bytes", "1048576",
+                    incremental_operation=AlterConfigOpType.SET),
+        ConfigEntry("retention.bytes", None, incremental_operation=AlterConfigOpType.DELETE)])
+    for fut in cf.incremental_alter_configs([res]).values():
+        fut.result(10)
+    desc = cf.describe_configs([CfResource("topic", topic)])
+    entries = next(iter(desc.values())).result(10)
+    assert entries["segment.bytes"].value == "1048576"
+    assert entries["retention.bytes"].value == "-1"  # back to the default
+    assert entries["retention.bytes"].is_default
+
+
+def test_list_offsets_by_time_and_delete_records(shared_node: NodeProcess) -> None:
+    topic = name("time")
+    producer = KafkaProducer(bootstrap_servers=shared_node.bootstrap, acks="all")
+    base = int(time.time() * 1000) - 100_000
+    for i in range(100):
+        producer.send(topic, f"r{i}".encode(), timestamp_ms=base + i * 1000).get(10)
+    producer.close()
+    consumer = KafkaConsumer(bootstrap_servers=shared_node.bootstrap)
+    tp = TopicPartition(topic, 0)
+    found = consumer.offsets_for_times({tp: base + 42_500})[tp]
+    assert (found.offset, found.timestamp) == (43, base + 43_000)
+    assert consumer.offsets_for_times({tp: base + 1_000_000})[tp] is None
+    admin = KafkaAdminClient(bootstrap_servers=shared_node.bootstrap)
+    admin.delete_records({tp: 60})
+    admin.close()
+    assert consumer.beginning_offsets([tp])[tp] == 60
+    assert consumer.end_offsets([tp])[tp] == 100
+    consumer.assign([tp])
+    consumer.seek_to_beginning(tp)
+    first = next(iter(consumer))
+    assert (first.offset, first.value) == (60, b"r60")
+    consumer.close()
+
+
+def test_offset_for_leader_epoch(shared_node: NodeProcess) -> None:
+    topic = name("epoch")
+    producer = KafkaProducer(bootstrap_servers=shared_node.bootstrap)
+    for _ in range(7):
+        producer.send(topic, b"x")
+    producer.flush()
+    producer.close()
+    with KafkaConnection.to(shared_node.bootstrap) as c:
+        r = c.request(23, 4, {"replica_id": -1, "topics": [{"topic": topic, "partitions": [
+            {"partition": 0, "current_leader_epoch": -1, "leader_epoch": 0},
+            {"partition": 0, "current_leader_epoch": 5, "leader_epoch": 0},
+            {"partition": 3, "current_leader_epoch": -1, "leader_epoch": 0}]}]})
+        ok, future_epoch, missing = r.topics[0].partitions
+        assert (ok.error_code.value, ok.leader_epoch, ok.end_offset) == (0, 0, 7)
+        assert future_epoch.error_code.name == "unknown_leader_epoch"
+        assert missing.error_code.name == "unknown_topic_or_partition"
