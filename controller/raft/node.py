@@ -4,7 +4,7 @@ The driver feeds it ``step(message)``, ``tick()`` and ``propose(data)`` and coll
 with ``ready()``. The core never touches a clock, a socket, a disk or global randomness, so the
 same inputs always give the same outputs; that is what makes the simulator's seeds replayable.
 
-Driver loop (single-threaded; step/tick/propose may also be called between ready and advance)::
+Driver loop (one thread owns the node)::
 
     if node.has_ready():
         rd = node.ready()
@@ -13,6 +13,12 @@ Driver loop (single-threaded; step/tick/propose may also be called between ready
         if rd.snapshot_to_apply: state_machine.restore(rd.snapshot_to_apply)
         for e in rd.committed_entries: state_machine.apply(e)
         node.advance(rd)
+
+``ready()`` does not change the node; it returns everything pending since the last
+``advance()``, so take the next Ready only after advancing the previous one. ``step``, ``tick``
+and ``propose`` may be called while a Ready is being persisted; their effects come in the next.
+On restart, rebuild the state machine from ``storage.snapshot`` and let the first Readies replay
+committed entries after it.
 """
 
 from __future__ import annotations

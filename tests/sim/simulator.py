@@ -358,6 +358,7 @@ class Simulation:
         node.incarnation += 1
         node.ready_scheduled = False
         self.stats["crashes"] += 1
+        self.stats[f"crash {how}"] += 1
         self._note("crash", f"{node.id} {how}")
         if self.faults_enabled:
             delay = self.rng.randint(1, 8 * self.sc.election_tick) * TICK
@@ -382,6 +383,7 @@ class Simulation:
         if node.raft is None or (m.src, m.dst) in self.blocked:
             return
         self._note("deliver", m)
+        self.stats[type(m).__name__] += 1
         node.raft.step(m)
         self._schedule_ready(node)
 

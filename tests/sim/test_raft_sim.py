@@ -8,6 +8,7 @@ ODRADEK_SIM_SEEDS=<count> runs that many seeds per test, starting at ODRADEK_SIM
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable
 
 import pytest
@@ -187,3 +188,28 @@ def test_same_seed_replays_exactly() -> None:
 
     assert fingerprint(7) == fingerprint(7)
     assert fingerprint(7) != fingerprint(8)
+
+
+def test_faults_actually_happen() -> None:
+    """Guard against a simulator that quietly stopped injecting what it claims to."""
+    total: Counter[str] = Counter()
+    for seed in range(25):
+        sim = Simulation(seed, THREE)
+        sim.run()
+        total.update(sim.stats)
+    for what in (
+        "crash fault",
+        "crash leader fault",
+        "crash mid-persist",
+        "crash after-persist",
+        "crash after-send",
+        "snapshot_restores",
+        "InstallSnapshotRequest",
+        "TimeoutNow",
+        "PreVoteRequest",
+        "fault_split",
+        "fault_oneway",
+        "fault_lossy",
+    ):
+        assert total[what] > 0, (what, total)
+    assert total["leaders"] > 100, total
