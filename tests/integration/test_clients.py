@@ -123,3 +123,23 @@ def test_kcat_produce_and_consume(shared_node: NodeProcess) -> None:
     meta = subprocess.run([kcat, "-b", shared_node.bootstrap, "-L", "-t", topic],
                           capture_output=True, check=True, timeout=30)
     assert f'topic "{topic}" with 1 partitions' in meta.stdout.decode()
+
+
+def test_acks_zero_and_acks_one(shared_node: NodeProcess) -> None:
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+    topic = topic_name("acks")
+    for acks in (0, 1):
+        producer = KafkaProducer(bootstrap_servers=shared_node.bootstrap, acks=acks,
+                                 enable_idempotence=False)
+        for i in range(50):
+            producer.send(topic, f"a{acks}-{i}".encode())
+        producer.flush()
+        producer.close()
+    consumer = KafkaConsumer(bootstrap_servers=shared_node.bootstrap, consumer_timeout_ms=3000)
+    tp = TopicPartition(topic, 0)
+    consumer.assign([tp])
+    consumer.seek_to_beginning(tp)
+    got = [m.value.decode() for m in consumer]
+    consumer.close()
+    assert got == [f"a{a}-{i}" for a in (0, 1) for i in range(50)]

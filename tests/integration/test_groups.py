@@ -154,3 +154,56 @@ def test_group_admin_views(node: NodeProcess) -> None:
     assert admin.delete_groups([group]) == {group: "OK"}
     assert group not in {g["group_id"] for g in admin.list_groups()}
     admin.close()
+
+
+def test_static_member_restart_keeps_assignment_without_rebalance(node: NodeProcess) -> None:
+    from confluent_kafka import Consumer
+
+    topic = f"static-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=node.bootstrap)
+    admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1)])
+    admin.close()
+    group = f"g-{topic}"
+
+    rebalances: dict[str, int] = {}
+
+    def member(instance: str) -> Consumer:
+        c = Consumer({"bootstrap.servers": node.bootstrap, "group.id": group,
+                      "group.instance.id": instance, "session.timeout.ms": 6000,
+                      "auto.offset.reset": "earliest"})
+
+        def on_assign(consumer: Consumer, partitions: list) -> None:
+            rebalances[instance] = rebalances.get(instance, 0) + 1
+
+        c.subscribe([topic], on_assign=on_assign)
+        return c
+
+    def wait_assigned(cs: list[Consumer]) -> list[set[int]]:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            for c in cs:
+                c.poll(0.1)
+            got = [{tp.partition for tp in c.assignment()} for c in cs]
+            if sum(len(g) for g in got) == 4 and all(got):
+                return got
+        raise AssertionError(f"assignment never completed: {got}")
+
+    a, b = member("a"), member("b")
+    before = wait_assigned([a, b])
+    settled = rebalances["a"]
+    admin = KafkaAdminClient(bootstrap_servers=node.bootstrap)
+    generation = admin.describe_groups([group])[group]
+    b.close()  # a static member leaving does not send LeaveGroup: no rebalance
+    b = member("b")
+    after = wait_assigned([a, b])
+    assert after == before
+    for _ in range(20):  # a rebalance, had there been one, would reach member a by now
+        a.poll(0.1)
+    assert rebalances["a"] == settled, "the static member's return caused a rebalance"
+    described = admin.describe_groups([group])[group]
+    assert described["group_state"] == "Stable"
+    assert {m["group_instance_id"] for m in described["members"]} == {"a", "b"}
+    assert len(described["members"]) == len(generation["members"]) == 2
+    admin.close()
+    a.close()
+    b.close()
