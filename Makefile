@@ -35,7 +35,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check broker controller storage tests
 
 proto: $(STAMP)
-	$(BIN)/python -m controller.metadata.gen.regenerate
+	$(BIN)/python -m controller.rpc.regenerate
 
 clean:
 	rm -rf $(VENV) odradek-data .pytest_cache

@@ -1,1 +1,1 @@
-"""Python code generated from proto/metadata.proto; regenerate with `regenerate.py`, never edit."""
+"""Python code generated from proto/metadata.proto; regenerate with `make proto` (controller/rpc/regenerate.py), never edit."""

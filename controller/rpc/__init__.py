@@ -1,0 +1,1 @@
+"""gRPC services between controllers and brokers; *_pb2* modules are generated (`make proto`)."""
