@@ -42,6 +42,9 @@ class NodeMetrics:
         self.bytes_out = Counter("odradek_bytes_out_total",
                                  "Record batch bytes sent to consumers, per topic.", ["topic"],
                                  registry=r)
+        self.isr_changes = Counter("odradek_isr_changes_total",
+                                   "ISR shrinks and expands this node asked the controller for "
+                                   "and got.", ["kind"], registry=r)
         self.produce_purgatory = Gauge("odradek_produce_purgatory_size",
                                        "Produce requests waiting for replication.", registry=r)
         self.fetch_purgatory = Gauge("odradek_fetch_purgatory_size",

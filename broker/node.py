@@ -29,6 +29,7 @@ from broker.metrics import NodeMetrics
 from broker.metrics_http import MetricsServer
 from broker.node_collector import NodeCollector
 from broker.replica_manager import ReplicaManager
+from broker.replication import ReplicationManager
 from broker.server import KafkaServer
 from controller.metadata import MetadataImage
 from controller.quorum import LocalMetadataLog, QuorumController
@@ -81,8 +82,12 @@ class Node:
         self.incarnation_id = str(uuid.uuid4())
         self.apis = handler_table()
         self.server = KafkaServer(self, self.apis, config["socket.request.max.bytes"])
-        self.replicas = ReplicaManager(self.node_id, self.data_dir / "logs", self.log_config_for)
+        self.replicas = ReplicaManager(self.node_id, self.data_dir / "logs", self.log_config_for,
+                                       self.min_insync_replicas)
         self.replicas.leadership_listeners.append(self._on_leadership)
+        self.replication = ReplicationManager(self)
+        self.inter_broker_listener = (config["inter.broker.listener.name"]
+                                      or config.listeners[0].name)
         self.metadata_log = LocalMetadataLog(self.data_dir / "metadata")
         self.controller = QuorumController(self.metadata_log, settings=ControllerSettings(
             default_num_partitions=config["num.partitions"],
@@ -120,6 +125,7 @@ class Node:
             host, _, port = self.config["metrics.listener"].rpartition(":")
             self.metrics_server = MetricsServer(self.metrics.registry)
             await self.metrics_server.start(host, int(port))
+        self.replication.start()
         self._tasks.append(asyncio.create_task(self._every(
             self.config["log.retention.check.interval.ms"], self.replicas.enforce_retention)))
         self._tasks.append(asyncio.create_task(self._every(
@@ -154,6 +160,7 @@ class Node:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         await self.server.close()
+        await self.replication.stop()
         await self.groups.close()
         if self.metrics_server:
             await self.metrics_server.stop()
@@ -175,6 +182,8 @@ class Node:
         old = self.image
         self.image = image
         self.replicas.apply_delta(delta.local_changes(self.node_id), image)
+        if not self.stopping:
+            self.replication.update_fetchers()
         if old.configs is not image.configs:
             changed = {name for (rtype, name), cfg in image.configs.items()
                        if rtype == TOPIC_RESOURCE and old.configs.get((rtype, name)) != cfg}
@@ -184,6 +193,9 @@ class Node:
                 self.replicas.update_configs(changed)
 
     def _on_leadership(self, tp: tuple[str, int], leader: bool) -> None:
+        p = self.replicas.get(tp)
+        if leader and p is not None:
+            self.replication.became_leader(p)
         if tp[0] != meta.OFFSETS_TOPIC:
             return
         if leader:
@@ -298,6 +310,7 @@ class Node:
 
     def on_follower_fetch(self, p: Any, replica_id: int, offset: int) -> None:
         self.replicas.on_follower_fetch(p, replica_id, offset)
+        self.replication.on_follower_fetch(p, replica_id, offset)
 
     async def await_replication(self, waits: list[tuple[dict[str, Any], Any, int]],
                                 timeout_ms: int) -> None:

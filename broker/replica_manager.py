@@ -11,6 +11,7 @@ import asyncio
 import logging
 import shutil
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,8 @@ class Partition:
     replicas: tuple[int, ...] = ()
     isr: tuple[int, ...] = ()
     is_leader: bool = False
+    topic_id: uuid.UUID | None = None
+    partition_epoch: int = -1
     waiters: set[asyncio.Future[None]] = field(default_factory=set)
     # Log end offsets followers reported in their fetches (leader side of replication).
     follower_leo: dict[int, int] = field(default_factory=dict)
@@ -55,12 +58,14 @@ class ReplicaManager:
         node_id: int,
         log_dir: Path,
         log_config_for: Callable[[str], storage.LogConfig],
+        min_isr_for: Callable[[str], int],
         now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         self.node_id = node_id
         self.log_dir = log_dir
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.log_config_for = log_config_for
+        self.min_isr_for = min_isr_for
         self.now_ms = now_ms
         self.partitions: dict[TopicPartition, Partition] = {}
         # Callbacks told when this node gains or loses leadership of a partition.
@@ -73,16 +78,17 @@ class ReplicaManager:
         for tp in changes.deleted:
             self._drop(tp)
         for tp, reg in changes.leaders.items():
-            self._become(tp, reg, leader=True)
+            self._become(tp, reg, changes.topic_ids.get(tp[0]), leader=True)
         for tp, reg in changes.followers.items():
-            self._become(tp, reg, leader=False)
+            self._become(tp, reg, changes.topic_ids.get(tp[0]), leader=False)
 
     def update_configs(self, topics: Iterable[str]) -> None:
         for (topic, _), p in self.partitions.items():
             if topic in topics:
                 p.log.config = self.log_config_for(topic)
 
-    def _become(self, tp: TopicPartition, reg: Any, *, leader: bool) -> None:
+    def _become(self, tp: TopicPartition, reg: Any, topic_id: uuid.UUID | None, *,
+                leader: bool) -> None:
         p = self.partitions.get(tp)
         if p is None:
             path = self.log_dir / partition_dir_name(*tp)
@@ -90,6 +96,9 @@ class ReplicaManager:
             p = Partition(tp[0], tp[1], plog)
             self.partitions[tp] = p
         was_leader = p.is_leader
+        new_epoch = reg.leader_epoch != p.leader_epoch
+        p.topic_id = topic_id
+        p.partition_epoch = reg.partition_epoch
         p.leader_id = reg.leader
         p.replicas = tuple(reg.replicas)
         p.isr = tuple(reg.isr)
@@ -99,9 +108,9 @@ class ReplicaManager:
             if not p.log.offline:
                 p.log.leader_epochs.assign(reg.leader_epoch, p.log.log_end_offset)
         p.leader_epoch = reg.leader_epoch
-        if leader and len(p.isr) <= 1:
-            p.log.high_watermark = p.log.log_end_offset
-        if was_leader != leader:
+        if leader:
+            self.maybe_advance_hw(p)
+        if was_leader != leader or (leader and new_epoch):
             for cb in self.leadership_listeners:
                 cb(tp, leader)
         p.wake()
@@ -126,21 +135,28 @@ class ReplicaManager:
 
     def append(self, p: Partition, records: bytes) -> storage.AppendResult:
         result = p.log.append(records, leader_epoch=p.leader_epoch)
-        if len(p.isr) <= 1:
-            # Alone in the ISR: the high watermark is our own log end (RF=1 semantics).
-            p.log.high_watermark = p.log.log_end_offset
+        self.maybe_advance_hw(p)
         p.wake()
         return result
 
     def on_follower_fetch(self, p: Partition, replica_id: int, offset: int) -> None:
         """A follower fetching at ``offset`` has everything below it: maybe advance the HW."""
         p.follower_leo[replica_id] = offset
+        if self.maybe_advance_hw(p):
+            p.wake()
+
+    def maybe_advance_hw(self, p: Partition) -> bool:
+        """Leader: the high watermark is the smallest log end over the ISR; it never moves
+        back. While the ISR is below min.insync.replicas it does not move at all."""
+        if len(p.isr) < self.min_isr_for(p.topic):
+            return False
         ends = [p.log.log_end_offset]
         ends += [p.follower_leo.get(r, 0) for r in p.isr if r != self.node_id]
         hw = min(ends)
         if hw > p.log.high_watermark:
             p.log.high_watermark = hw
-            p.wake()
+            return True
+        return False
 
     async def wait_for_data(self, parts: Iterable[Partition], timeout_s: float) -> None:
         """Wait until one of ``parts`` gets an append (or a leadership change) or timeout."""

@@ -1,0 +1,78 @@
+"""An asyncio Kafka connection over our codec, used for broker-to-broker requests
+(follower fetches). One request at a time per connection, like Kafka's replica fetcher."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import struct
+from typing import Any
+
+from broker.kafka import codec
+
+_SIZE = struct.Struct(">i")
+
+
+class BrokerConnectionError(Exception):
+    pass
+
+
+class AsyncKafkaConnection:
+    def __init__(self, host: str, port: int, *, client_id: str,
+                 max_response_bytes: int = 256 << 20) -> None:
+        self.host = host
+        self.port = port
+        self.client_id = client_id
+        self.max_response_bytes = max_response_bytes
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._ids = itertools.count(1)
+        self._lock = asyncio.Lock()
+
+    async def connect(self, timeout: float = 5.0) -> None:
+        try:
+            self._reader, self._writer = await asyncio.wait_for(
+                asyncio.open_connection(self.host, self.port, limit=1 << 20), timeout)
+        except (OSError, TimeoutError) as e:
+            raise BrokerConnectionError(f"cannot connect to {self.host}:{self.port}: {e}") from e
+
+    @property
+    def connected(self) -> bool:
+        return self._writer is not None and not self._writer.is_closing()
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            try:
+                await self._writer.wait_closed()
+            except (OSError, ConnectionError):
+                pass
+        self._reader = self._writer = None
+
+    async def request(self, api_key: int, version: int, data: dict[str, Any],
+                      timeout: float) -> Any:
+        """Send one request and return the decoded response body."""
+        async with self._lock:
+            if not self.connected:
+                await self.connect()
+            assert self._reader is not None and self._writer is not None
+            correlation_id = next(self._ids)
+            body = codec.build_request(api_key, version, data)
+            try:
+                self._writer.write(codec.encode_request(body, correlation_id, self.client_id))
+                await self._writer.drain()
+                head = await asyncio.wait_for(self._reader.readexactly(4), timeout)
+                (size,) = _SIZE.unpack(head)
+                if not 0 < size <= self.max_response_bytes:
+                    raise BrokerConnectionError(f"response size {size} out of bounds")
+                frame = await asyncio.wait_for(self._reader.readexactly(size), timeout)
+            except (OSError, asyncio.IncompleteReadError, TimeoutError) as e:
+                await self.close()
+                raise BrokerConnectionError(
+                    f"request to {self.host}:{self.port} failed: {e!r}") from e
+            got_id, response = codec.decode_response(frame, api_key, version)
+            if got_id != correlation_id:
+                await self.close()
+                raise BrokerConnectionError(
+                    f"response {got_id} does not answer request {correlation_id}")
+            return response

@@ -1,0 +1,313 @@
+"""Replication between brokers: follower fetchers and the leader's in-sync replica set.
+
+Followers fetch from their partition's leader with the ordinary Fetch API (replica_id set),
+one fetcher per leader broker carrying all partitions followed from it. A fetch carries the
+follower's last epoch, and the leader answers a diverging epoch when the follower's log
+went past the point where it agrees with the leader (KIP-320/595); the follower truncates
+there, never to its own high watermark (the KIP-101 failure).
+
+The leader tracks when each follower last caught up. A follower that has not caught up for
+``replica.lag.time.max.ms`` is removed from the ISR, and one that has caught up is added
+back, both through AlterPartition to the controller; the change takes effect when the
+metadata record comes back, so every broker sees the same ISR.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+from broker.kafka.async_client import AsyncKafkaConnection, BrokerConnectionError
+from broker.replica_manager import Partition
+from controller.quorum.api import AlterPartitionItem
+from storage.errors import StorageError
+
+log = logging.getLogger("odradek.replication")
+
+FETCH_VERSION = 12
+_BACKOFF_S = 0.5
+
+
+@dataclass
+class _Target:
+    """Where one followed partition fetches from, as of its last metadata."""
+
+    leader_id: int
+    leader_epoch: int
+
+
+class LeaderFetcher:
+    """Fetches every partition this broker follows from one leader broker."""
+
+    def __init__(self, node: Any, leader_id: int) -> None:
+        self.node = node
+        self.leader_id = leader_id
+        self.partitions: dict[tuple[str, int], Partition] = {}
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._conn: AsyncKafkaConnection | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._conn is not None:
+            await self._conn.close()
+
+    def set_partitions(self, parts: dict[tuple[str, int], Partition]) -> None:
+        self.partitions = parts
+        self._changed.set()
+
+    async def _connection(self) -> AsyncKafkaConnection | None:
+        ep = self.node.endpoint_of(self.leader_id, self.node.inter_broker_listener)
+        if ep is None:
+            return None
+        if self._conn is None or (self._conn.host, self._conn.port) != ep:
+            if self._conn is not None:
+                await self._conn.close()
+            self._conn = AsyncKafkaConnection(
+                ep[0], ep[1], client_id=f"odradek-replica-fetcher-{self.node.node_id}")
+        return self._conn
+
+    async def _run(self) -> None:
+        while True:
+            if not self.partitions:
+                self._changed.clear()
+                await self._changed.wait()
+                continue
+            try:
+                conn = await self._connection()
+                if conn is None:
+                    await asyncio.sleep(_BACKOFF_S)
+                    continue
+                await self._fetch_once(conn)
+            except asyncio.CancelledError:
+                raise
+            except BrokerConnectionError as e:
+                log.debug("fetch from broker %d failed: %s", self.leader_id, e)
+                await asyncio.sleep(_BACKOFF_S)
+            except Exception:
+                log.exception("follower fetch from broker %d failed", self.leader_id)
+                await asyncio.sleep(_BACKOFF_S)
+
+    async def _fetch_once(self, conn: AsyncKafkaConnection) -> None:
+        parts = dict(self.partitions)
+        by_topic: dict[str, list[dict[str, Any]]] = {}
+        for (topic, index), p in parts.items():
+            if p.log.offline:
+                continue
+            by_topic.setdefault(topic, []).append({
+                "partition": index,
+                "current_leader_epoch": p.leader_epoch,
+                "fetch_offset": p.log.log_end_offset,
+                "last_fetched_epoch": p.log.leader_epochs.latest_epoch,
+                "log_start_offset": p.log.log_start_offset,
+                "partition_max_bytes": self.node.config["replica.fetch.max.bytes"],
+            })
+        if not by_topic:
+            await asyncio.sleep(_BACKOFF_S)
+            return
+        wait_ms = self.node.config["replica.fetch.wait.max.ms"]
+        response = await conn.request(1, FETCH_VERSION, {
+            "replica_id": self.node.node_id, "max_wait": wait_ms, "min_bytes": 1,
+            "max_bytes": self.node.config["replica.fetch.response.max.bytes"],
+            "isolation_level": 0, "session_id": 0, "session_epoch": -1,
+            "topics": [{"topic": t, "partitions": ps} for t, ps in by_topic.items()],
+        }, timeout=wait_ms / 1000 + 30)
+        if response.error_code != ErrorCode.none:
+            log.warning("fetch from broker %d: %s", self.leader_id, response.error_code.name)
+            await asyncio.sleep(_BACKOFF_S)
+            return
+        backoff = False
+        for t in response.responses:
+            for pd in t.partitions:
+                p = parts.get((t.topic, pd.partition_index))
+                # Skip answers for partitions whose leadership changed while we waited.
+                if p is None or self.partitions.get((t.topic, pd.partition_index)) is not p \
+                        or p.is_leader:
+                    continue
+                backoff |= not self._apply(p, pd)
+        if backoff:
+            await asyncio.sleep(_BACKOFF_S)
+
+    def _apply(self, p: Partition, pd: Any) -> bool:
+        """Apply one partition's fetch answer; False when the fetcher should back off."""
+        plog = p.log
+        err = pd.error_code
+        try:
+            if err == ErrorCode.none:
+                diverging = pd.diverging_epoch
+                if diverging.epoch >= 0 or diverging.end_offset >= 0:
+                    self._truncate_diverging(p, diverging.epoch, diverging.end_offset)
+                    return True
+                if pd.records:
+                    plog.append_as_follower(bytes(pd.records))
+                if pd.log_start_offset > plog.log_start_offset:
+                    target = min(pd.log_start_offset, plog.log_end_offset)
+                    if target <= max(plog.high_watermark, pd.high_watermark):
+                        plog.high_watermark = max(plog.high_watermark,
+                                                  min(pd.high_watermark, plog.log_end_offset))
+                        plog.delete_records(target)
+                new_hw = min(pd.high_watermark, plog.log_end_offset)
+                if new_hw > plog.high_watermark:
+                    plog.high_watermark = new_hw
+                p.wake()
+                return True
+            if err == ErrorCode.offset_out_of_range:
+                self._reset_out_of_range(p, pd)
+                return True
+        except StorageError as e:
+            log.error("replicating %s-%d from broker %d: %s", p.topic, p.index,
+                      self.leader_id, e)
+            return False
+        # NOT_LEADER_OR_FOLLOWER, FENCED/UNKNOWN_LEADER_EPOCH, UNKNOWN_TOPIC...: the leader
+        # and we disagree about metadata; it settles when the next records arrive.
+        log.debug("fetch %s-%d from %d: %s", p.topic, p.index, self.leader_id, err.name)
+        return False
+
+    def _truncate_diverging(self, p: Partition, epoch: int, end_offset: int) -> None:
+        plog = p.log
+        if epoch < 0:
+            target = plog.log_start_offset
+        else:
+            # Truncate to where both logs agree: the smaller end of the common epoch.
+            own_epoch, own_end = plog.leader_epochs.end_offset_for(epoch)
+            target = end_offset if own_epoch != epoch else min(end_offset, own_end)
+        log.info("truncating %s-%d from %d to %d (diverged from leader %d at epoch %d)",
+                 p.topic, p.index, plog.log_end_offset, target, self.leader_id, epoch)
+        if target <= plog.log_start_offset and plog.log_start_offset > 0:
+            plog.truncate_fully_and_start_at(plog.log_start_offset)
+        else:
+            plog.truncate_to(max(target, plog.log_start_offset))
+
+    def _reset_out_of_range(self, p: Partition, pd: Any) -> None:
+        plog = p.log
+        if pd.log_start_offset > plog.log_end_offset:
+            # Retention on the leader removed what we still need: start over at its start.
+            log.info("%s-%d is behind the leader's log start %d: restarting there",
+                     p.topic, p.index, pd.log_start_offset)
+            plog.truncate_fully_and_start_at(pd.log_start_offset)
+        elif pd.high_watermark >= 0 and plog.log_end_offset > pd.high_watermark:
+            plog.truncate_to(max(pd.high_watermark, plog.log_start_offset))
+
+
+class ReplicationManager:
+    """Owns the follower fetchers and the leader-side ISR maintenance of one broker."""
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
+        self.fetchers: dict[int, LeaderFetcher] = {}
+        self._isr_task: asyncio.Task[None] | None = None
+        self._inflight: set[tuple[str, int]] = set()
+        self._caught_up_ms: dict[tuple[str, int], dict[int, float]] = {}
+
+    def start(self) -> None:
+        self._isr_task = asyncio.get_running_loop().create_task(self._isr_loop())
+
+    async def stop(self) -> None:
+        if self._isr_task is not None:
+            self._isr_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._isr_task
+        for f in list(self.fetchers.values()):
+            await f.stop()
+        self.fetchers.clear()
+
+    # --- followers ----------------------------------------------------------------------
+
+    def update_fetchers(self) -> None:
+        """Point fetchers at the current leaders of every partition we follow."""
+        wanted: dict[int, dict[tuple[str, int], Partition]] = {}
+        for tp, p in self.node.replicas.partitions.items():
+            if not p.is_leader and p.leader_id >= 0 and p.leader_id != self.node.node_id:
+                wanted.setdefault(p.leader_id, {})[tp] = p
+        for leader_id, fetcher in list(self.fetchers.items()):
+            if leader_id not in wanted:
+                fetcher.set_partitions({})
+        for leader_id, parts in wanted.items():
+            fetcher = self.fetchers.get(leader_id)
+            if fetcher is None:
+                fetcher = LeaderFetcher(self.node, leader_id)
+                self.fetchers[leader_id] = fetcher
+                fetcher.start()
+            fetcher.set_partitions(parts)
+
+    # --- leaders ------------------------------------------------------------------------
+
+    def became_leader(self, p: Partition) -> None:
+        # Every ISR member gets a full lag allowance from the moment we lead (as in Kafka).
+        now = time.monotonic()
+        self._caught_up_ms[(p.topic, p.index)] = {r: now for r in p.isr}
+        p.follower_leo.clear()
+
+    def on_follower_fetch(self, p: Partition, replica_id: int, offset: int) -> None:
+        tp = (p.topic, p.index)
+        if offset >= p.log.log_end_offset:
+            self._caught_up_ms.setdefault(tp, {})[replica_id] = time.monotonic()
+        if replica_id not in p.isr and replica_id in p.replicas and \
+                offset >= p.log.high_watermark and offset >= self._epoch_start(p):
+            self._request_isr(p, tuple(sorted(set(p.isr) | {replica_id})), "caught up")
+
+    @staticmethod
+    def _epoch_start(p: Partition) -> int:
+        """First offset of the current leader epoch: a follower below it is not in sync."""
+        entry = p.log.leader_epochs.latest_entry
+        if entry is not None and entry.epoch == p.leader_epoch:
+            return entry.start_offset
+        return p.log.log_end_offset
+
+    async def _isr_loop(self) -> None:
+        while True:
+            lag_ms = self.node.config["replica.lag.time.max.ms"]
+            await asyncio.sleep(max(0.05, lag_ms / 2000))
+            now = time.monotonic()
+            for tp, p in list(self.node.replicas.partitions.items()):
+                if not p.is_leader or len(p.isr) <= 1:
+                    continue
+                caught = self._caught_up_ms.get(tp, {})
+                lagging = [r for r in p.isr if r != self.node.node_id
+                           and now - caught.get(r, now) > lag_ms / 1000
+                           and p.follower_leo.get(r, -1) < p.log.log_end_offset]
+                if lagging:
+                    new_isr = tuple(r for r in p.isr if r not in lagging)
+                    self._request_isr(p, new_isr, f"replicas {lagging} lag more than "
+                                                  f"replica.lag.time.max.ms={lag_ms}")
+
+    def _request_isr(self, p: Partition, new_isr: tuple[int, ...], why: str) -> None:
+        tp = (p.topic, p.index)
+        if tp in self._inflight or p.topic_id is None:
+            return
+        self._inflight.add(tp)
+        asyncio.get_running_loop().create_task(self._alter_isr(p, new_isr, why))
+
+    async def _alter_isr(self, p: Partition, new_isr: tuple[int, ...], why: str) -> None:
+        tp = (p.topic, p.index)
+        try:
+            log.info("ISR of %s-%d: %s -> %s (%s)", p.topic, p.index, list(p.isr),
+                     list(new_isr), why)
+            result = await self.node.controller.alter_partition(
+                self.node.node_id, self.node.broker_epoch,
+                [AlterPartitionItem(p.topic_id, p.index, p.leader_epoch, p.partition_epoch,
+                                    new_isr)])
+            item = result.partitions[0] if result.partitions else None
+            code = result.error_code if result.error_code else (item.error_code if item else 0)
+            if code:
+                log.warning("AlterPartition for %s-%d refused: %s", p.topic, p.index,
+                            item.error_message if item else result.error_message)
+            else:
+                self.node.metrics.isr_changes.labels(
+                    kind="expand" if len(new_isr) > len(p.isr) else "shrink").inc()
+        except Exception as e:
+            log.warning("AlterPartition for %s-%d failed: %s", p.topic, p.index, e)
+        finally:
+            self._inflight.discard(tp)
