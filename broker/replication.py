@@ -176,19 +176,18 @@ class LeaderFetcher:
         return False
 
     def _truncate_diverging(self, p: Partition, epoch: int, end_offset: int) -> None:
+        """Truncate to where this log and the leader's agree (Kafka's truncation rule)."""
         plog = p.log
-        if epoch < 0:
-            target = plog.log_start_offset
+        own_epoch, own_end = (-1, -1) if epoch < 0 else plog.leader_epochs.end_offset_for(epoch)
+        if own_epoch < 0:
+            # Neither side can name a common epoch: only the high watermark is known safe.
+            target = plog.high_watermark
         else:
-            # Truncate to where both logs agree: the smaller end of the common epoch.
-            own_epoch, own_end = plog.leader_epochs.end_offset_for(epoch)
-            target = end_offset if own_epoch != epoch else min(end_offset, own_end)
+            target = min(end_offset, own_end)
+        target = max(target, plog.log_start_offset)
         log.info("truncating %s-%d from %d to %d (diverged from leader %d at epoch %d)",
                  p.topic, p.index, plog.log_end_offset, target, self.leader_id, epoch)
-        if target <= plog.log_start_offset and plog.log_start_offset > 0:
-            plog.truncate_fully_and_start_at(plog.log_start_offset)
-        else:
-            plog.truncate_to(max(target, plog.log_start_offset))
+        plog.truncate_to(target)
 
     def _reset_out_of_range(self, p: Partition, pd: Any) -> None:
         plog = p.log

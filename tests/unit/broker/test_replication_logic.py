@@ -1,0 +1,103 @@
+"""Leader-side divergence detection and follower-side truncation, wired back to back
+without sockets: the follower's fetch goes through the real Fetch read path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from kio.schema.errors import ErrorCode
+
+import storage
+from broker.handlers.fetch import _read_partition
+from broker.replica_manager import Partition
+from broker.replication import LeaderFetcher
+from storage.records import Record, decode_batches, encode_batch
+
+
+def make_partition(path: Path, *, leader: bool, epoch: int, isr: tuple[int, ...]) -> Partition:
+    plog = storage.PartitionLog.open(path, storage.LogConfig())
+    return Partition("t", 0, plog, leader_id=1, leader_epoch=epoch, replicas=(1, 2),
+                     isr=isr, is_leader=leader)
+
+
+def produce(p: Partition, values: list[str]) -> None:
+    for v in values:
+        p.log.append(encode_batch([Record(0, value=v.encode())]), leader_epoch=p.leader_epoch)
+
+
+def values(p: Partition) -> list[str]:
+    r = p.log.read(p.log.log_start_offset, 1 << 20, max_offset=p.log.log_end_offset)
+    return [rec.value.decode() for _, recs in decode_batches(r.records) for rec in recs]
+
+
+def fetch_round(leader: Partition, follower: Partition, fetcher: LeaderFetcher) -> Any:
+    """One follower fetch: the leader answers through the real read path."""
+    req = SimpleNamespace(partition=0, current_leader_epoch=follower.leader_epoch,
+                          fetch_offset=follower.log.log_end_offset,
+                          last_fetched_epoch=follower.log.leader_epochs.latest_epoch,
+                          partition_max_bytes=1 << 20)
+    leader_node = SimpleNamespace(
+        replicas=SimpleNamespace(get=lambda tp: leader),
+        image=SimpleNamespace(topics={}),
+        on_follower_fetch=lambda p, r, o: None)
+    entry, _, _ = _read_partition(leader_node, "t", req, 1 << 20, True, replica_id=2)
+    pd = SimpleNamespace(
+        error_code=entry.get("error_code", ErrorCode.none),
+        diverging_epoch=SimpleNamespace(**entry.get("diverging_epoch",
+                                                    {"epoch": -1, "end_offset": -1})),
+        records=entry["records"], high_watermark=entry["high_watermark"],
+        log_start_offset=entry["log_start_offset"])
+    assert fetcher._apply(follower, pd)
+    return entry
+
+
+def test_follower_truncates_a_divergent_suffix_not_to_its_high_watermark(tmp_path: Path) -> None:
+    # A led epoch 0 and wrote 0..14, of which B replicated 0..9; then B took over at epoch
+    # 1 and wrote 3 records. A comes back as B's follower.
+    a = make_partition(tmp_path / "a", leader=True, epoch=0, isr=(1, 2))
+    produce(a, [f"r{i}" for i in range(15)])
+    b = make_partition(tmp_path / "b", leader=False, epoch=0, isr=(1, 2))
+    b.log.append_as_follower(a.log.read(0, 1 << 20, max_offset=10).records)
+    b.log.high_watermark = 5  # B's HW lagged: truncating to it would lose 5..9
+    b.is_leader, b.leader_epoch = True, 1
+    b.log.leader_epochs.assign(1, b.log.log_end_offset)
+    produce(b, ["b10", "b11", "b12"])
+    a.is_leader, a.leader_epoch = False, 1
+
+    fetcher = LeaderFetcher(SimpleNamespace(node_id=1), leader_id=2)
+    first = fetch_round(b, a, fetcher)
+    assert first["diverging_epoch"] == {"epoch": 0, "end_offset": 10}
+    assert a.log.log_end_offset == 10
+    for _ in range(3):
+        fetch_round(b, a, fetcher)
+    assert values(a) == values(b) == [f"r{i}" for i in range(10)] + ["b10", "b11", "b12"]
+    assert a.log.leader_epochs.latest_epoch == 1
+
+
+def test_follower_that_missed_an_epoch_converges(tmp_path: Path) -> None:
+    # Leader history: epoch 0 -> 0..7, epoch 1 -> 8..11, epoch 3 -> 12..; follower has
+    # epoch 0 -> 0..9 and epoch 2 -> 10..14, neither of which the leader kept past 8.
+    leader = make_partition(tmp_path / "l", leader=True, epoch=0, isr=(1, 2))
+    produce(leader, [f"c{i}" for i in range(8)])
+    follower = make_partition(tmp_path / "f", leader=False, epoch=0, isr=(1, 2))
+    follower.log.append_as_follower(leader.log.read(0, 1 << 20, max_offset=8).records)
+    follower.is_leader, follower.leader_epoch = True, 0
+    produce(follower, ["x8", "x9"])
+    follower.leader_epoch = 2
+    follower.log.leader_epochs.assign(2, follower.log.log_end_offset)
+    produce(follower, ["x10", "x11", "x12", "x13", "x14"])
+    leader.leader_epoch = 1
+    leader.log.leader_epochs.assign(1, 8)
+    produce(leader, ["l8", "l9", "l10", "l11"])
+    leader.leader_epoch = 3
+    leader.log.leader_epochs.assign(3, 12)
+    produce(leader, ["l12"])
+    follower.is_leader, follower.leader_epoch = False, 3
+
+    fetcher = LeaderFetcher(SimpleNamespace(node_id=2), leader_id=1)
+    for _ in range(6):
+        fetch_round(leader, follower, fetcher)
+    assert values(follower) == values(leader)
+    assert values(follower)[:8] == [f"c{i}" for i in range(8)]
