@@ -1,0 +1,459 @@
+"""The metadata log replicated by Raft among the controllers (KRaft-style).
+
+``RaftMetadataLog`` implements the ``MetadataLog`` protocol the QuorumController uses, and is
+the state machine of the Raft log it drives:
+
+- one Raft entry holds one atomic batch of records (``batch.py``); NOOP entries of new
+  leaders hold none;
+- record offsets are not stored: every node assigns them by counting records as it applies
+  committed entries in log order, so all nodes (followers and observers too) agree;
+- applying an entry replays its records into the loader (publishing a new image to the local
+  listeners) *before* the proposer's ``append()`` returns, so when the QuorumController
+  replays the same batch it is skipped as already applied;
+- every ``snapshot_interval_records`` records the image is written as records
+  (``snapshot.py``) into a Raft snapshot and the log is compacted; a node that is too far
+  behind receives the snapshot and its loader replays the difference to its own image.
+
+Use from the node process, in this order::
+
+    loader = MetadataLoader(); loader.register(...)
+    mlog = RaftMetadataLog(settings, loader)          # opens and recovers the data dir
+    controller = QuorumController(mlog, loader=loader, ...)
+    server = grpc.aio.server(options=SERVER_OPTIONS)
+    mlog.add_to_server(server)                        # plus the node's other services
+    server.add_insecure_port(settings.voters[node_id]); await server.start()
+    await mlog.start()                                # restores the snapshot, joins Raft
+    ...
+    await mlog.stop()                                 # hands over leadership first
+    await server.stop(grace)
+
+Do not call ``controller.load()``: the log feeds the loader itself (calling it is harmless).
+Appends must be serialized by the caller (the QuorumController's lock does this), because
+each batch is computed against the image it follows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import fcntl
+import logging
+import os
+import random
+import time
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from controller.metadata import (
+    MetadataImage,
+    MetadataListenerError,
+    MetadataLoader,
+    MetadataRecord,
+    decode_record,
+)
+from controller.quorum.log import NotControllerError
+from controller.raft import (
+    Entry,
+    EntryKind,
+    NotLeaderError,
+    ProposalDropped,
+    RaftNode,
+    Role,
+    Snapshot,
+)
+from controller.raft.log_store import FileLogStore
+from controller.raft_runtime.batch import decode_batch, encode_batch
+from controller.raft_runtime.driver import LeaderChangeCallback, RaftDriver
+from controller.raft_runtime.service import add_raft_service
+from controller.raft_runtime.settings import RaftSettings
+from controller.raft_runtime.snapshot import (
+    SnapshotError,
+    decode_snapshot_data,
+    diff_records,
+    encode_snapshot_data,
+)
+from controller.raft_runtime.transport import GrpcTransport, Transport
+from controller.rpc import raft_pb2 as pb
+
+log = logging.getLogger("odradek.raft")
+
+NO_LEADER = -1
+LOCK_FILE = ".lock"
+
+
+class RaftNotControllerError(NotControllerError):
+    """This node cannot append now; ``leader_id`` (-1: unknown) says where to retry."""
+
+    def __init__(self, message: str, leader_id: int = NO_LEADER,
+                 leader_address: str | None = None) -> None:
+        super().__init__(message)
+        self.leader_id = leader_id
+        self.leader_address = leader_address
+
+
+class OffsetCompactedError(LookupError):
+    """read_from() was asked for records inside a snapshot (they exist only as an image)."""
+
+
+class DataDirInUseError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    raft_index: int
+    base_offset: int
+    records: tuple[bytes, ...]
+
+
+class RaftMetadataLog:
+    def __init__(
+        self,
+        settings: RaftSettings,
+        loader: MetadataLoader,
+        *,
+        rng: random.Random | None = None,
+        transport: Transport | None = None,
+    ) -> None:
+        self.settings = settings
+        self.node_id = settings.node_id
+        self.loader = loader
+        self._observers = dict(settings.observers)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = _lock_dir(settings.data_dir)
+        try:
+            self._store = FileLogStore(settings.data_dir)
+            view = self._store.load()
+            node = RaftNode(settings.raft_config(), view, rng or random.Random())
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+        self._transport: Transport = transport or GrpcTransport(
+            settings.node_id, settings.peers(), cluster_id=settings.cluster_id,
+            queue_size=settings.peer_queue_size, max_batch=settings.max_batch_messages,
+            rpc_timeout_s=settings.rpc_timeout_ms / 1000,
+            backoff_s=settings.reconnect_backoff_ms / 1000,
+            backoff_max_s=settings.reconnect_backoff_max_ms / 1000)
+        self.driver = RaftDriver(node, self._store, self._transport, apply=self._apply,
+                                 restore=self._restore, initial_snapshot=view.snapshot,
+                                 tick_ms=settings.tick_ms)
+        # Committed batches since the last snapshot, for read_from().
+        self._batches: deque[_Batch] = deque()
+        self._next_offset = 0
+        self._applied_index = 0
+        self._snapshot_index = 0
+        self._snapshot_last_offset = -1
+        self._snapshot_data: bytes | None = None
+        self._records_since_snapshot = 0
+        self._snapshot_task: asyncio.Task[int] | None = None
+        # Snapshots received from a leader (not counting the one loaded at start).
+        self.snapshots_installed = 0
+        self._started = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def add_to_server(self, server: grpc.aio.Server) -> None:
+        """Serve RaftService on the node's grpc.aio server (create it with SERVER_OPTIONS)."""
+        add_raft_service(server, self)
+
+    async def start(self) -> None:
+        self._started = True
+        await self._transport.start()
+        await self.driver.start()
+        log.info("node %d: Raft started (%s, term %d, commit %d, snapshot %d, %d records)",
+                 self.node_id, "observer" if self.is_observer else "voter", self.driver.term,
+                 self.driver.node.log.committed, self._snapshot_index, self._next_offset)
+
+    async def stop(self, *, handover: bool = True) -> None:
+        """Hand over leadership (bounded by transfer_timeout), stop Raft, close channels.
+        Call it before stopping the gRPC server: the handover needs it. Pass
+        handover=False when the whole quorum is going down anyway."""
+        if self._started:
+            await self.driver.stop(self.settings.transfer_timeout_s if handover else 0.0)
+            if self._snapshot_task is not None:
+                self._snapshot_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._snapshot_task
+            await self._transport.close()
+            self._started = False
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = -1
+        log.info("node %d: Raft stopped", self.node_id)
+
+    async def wait_stopped(self) -> None:
+        """Returns when Raft stopped, by stop() or by a fatal error (see driver.failure)."""
+        await self.driver.wait_stopped()
+
+    # ------------------------------------------------------------------ MetadataLog
+
+    async def append(self, records: Sequence[bytes]) -> int:
+        if not records:
+            raise ValueError("append needs at least one record")
+        # The caller computed the records against the image as it is now (nothing ran
+        # between its operation and this call); if the image moves while we wait for
+        # leadership to settle, the records may contradict it.
+        seen = self.loader.image.offset
+        driver = self.driver
+        if not driver.is_leader:
+            if driver.running and driver.role is Role.LEADER:
+                await driver.wait_leader_ready(self.settings.leader_ready_timeout_s)
+            if not driver.is_leader:
+                raise self._not_controller()
+        if self.loader.image.offset != seen:
+            raise RaftNotControllerError(
+                f"node {self.node_id} just became the controller leader and was still applying "
+                "records of earlier leaders when this operation was computed; retry it",
+                self.node_id, self.leader_address)
+        try:
+            return int(await driver.propose(encode_batch(records)))
+        except ProposalDropped as exc:
+            raise RaftNotControllerError(str(exc), self.node_id, self.leader_address) from exc
+        except NotLeaderError as exc:
+            hint = exc.leader_hint if exc.leader_hint is not None else NO_LEADER
+            raise RaftNotControllerError(str(exc), hint, self.address_of(hint)) from exc
+
+    def read_from(self, offset: int) -> Iterator[tuple[int, bytes]]:
+        """Committed records with offset >= ``offset``.
+
+        Records up to the last snapshot exist only as the snapshot's image: ``read_from(0)``
+        yields the snapshot as records (at their replay offsets, which rebuild the image in an
+        empty loader) and then the records after it; an offset inside the snapshot (other than
+        0) raises OffsetCompactedError, because no record stream leads from an arbitrary image
+        there. Offsets after the snapshot are read as written.
+        """
+        offset = max(offset, 0)
+        snap_last = self._snapshot_last_offset
+        head: list[tuple[int, bytes]] = []
+        if self._snapshot_data is not None and offset <= snap_last:
+            if offset != 0:
+                raise OffsetCompactedError(
+                    f"records up to offset {snap_last} are compacted into a snapshot; read "
+                    f"from 0 to get the snapshot, or from {snap_last + 1}"
+                )
+            head = list(decode_snapshot_data(self._snapshot_data).records)
+        batches = list(self._batches)
+        start = max(bisect.bisect_right([b.base_offset for b in batches], offset) - 1, 0)
+        return self._iter(head, batches[start:], offset)
+
+    @staticmethod
+    def _iter(head: list[tuple[int, bytes]], batches: list[_Batch], offset: int
+              ) -> Iterator[tuple[int, bytes]]:
+        yield from head
+        for batch in batches:
+            for k, record in enumerate(batch.records):
+                if batch.base_offset + k >= offset:
+                    yield batch.base_offset + k, record
+
+    # ------------------------------------------------------------------ leadership
+
+    @property
+    def is_leader(self) -> bool:
+        """Leader with every committed record applied: appends are accepted."""
+        return self.driver.is_leader
+
+    @property
+    def leader_id(self) -> int:
+        lead = self.driver.leader_id
+        return NO_LEADER if lead is None else lead
+
+    @property
+    def leader_address(self) -> str | None:
+        return self.address_of(self.leader_id)
+
+    @property
+    def term(self) -> int:
+        return self.driver.term
+
+    @property
+    def committed_offset(self) -> int:
+        """Offset of the last record applied on this node (-1: none)."""
+        return self._next_offset - 1
+
+    @property
+    def is_observer(self) -> bool:
+        return self.node_id not in self.settings.voters
+
+    def on_leader_change(self, callback: LeaderChangeCallback) -> None:
+        """``callback()`` runs on the event loop after any change of is_leader, leader_id or
+        term (the QuorumInfo contract)."""
+        self.driver.on_leader_change(callback)
+
+    def address_of(self, node_id: int) -> str | None:
+        return self.settings.voters.get(node_id) or self._observers.get(node_id)
+
+    def members(self) -> set[int]:
+        return set(self.settings.voters) | set(self._observers)
+
+    def channel_to(self, node_id: int) -> grpc.aio.Channel | None:
+        channel = getattr(self._transport, "channel", None)
+        return channel(node_id) if channel is not None else None
+
+    async def set_observers(self, observers: Mapping[int, str]) -> None:
+        """Change who the leader replicates to without voting (brokers joining/leaving)."""
+        if set(observers) & set(self.settings.voters):
+            raise ValueError("observers must not be voters")
+        self._observers = dict(observers)
+        self.driver.node.set_observers(frozenset(observers) | (
+            frozenset({self.node_id}) if self.is_observer else frozenset()))
+        set_peers = getattr(self._transport, "set_peers", None)
+        if set_peers is not None:
+            peers = {**self.settings.voters, **self._observers}
+            peers.pop(self.node_id, None)
+            await set_peers(peers)
+
+    # ------------------------------------------------------------------ snapshots
+
+    @property
+    def snapshot_index(self) -> int:
+        return self._snapshot_index
+
+    async def snapshot(self) -> int:
+        """Snapshot the image now and compact the log; returns the snapshot's Raft index."""
+        if self._snapshot_task is not None and not self._snapshot_task.done():
+            await asyncio.shield(self._snapshot_task)
+        if self._applied_index <= self._snapshot_index:
+            return self._snapshot_index
+        return await asyncio.shield(self._start_snapshot())
+
+    def _start_snapshot(self) -> asyncio.Task[int]:
+        # Captured synchronously so the image and the Raft index belong together.
+        image, index = self.loader.image, self._applied_index
+        self._records_since_snapshot = 0
+        task = asyncio.get_running_loop().create_task(self._take_snapshot(index, image))
+        self._snapshot_task = task
+        return task
+
+    async def _take_snapshot(self, index: int, image: MetadataImage) -> int:
+        started = time.monotonic()
+        data = await asyncio.to_thread(encode_snapshot_data, image)
+        await self.driver.compact(index, data)
+        self._snapshot_index = index
+        self._snapshot_last_offset = image.offset
+        self._snapshot_data = data
+        while self._batches and self._batches[0].raft_index <= index:
+            self._batches.popleft()
+        log.info("node %d: snapshot at index %d, record offset %d (%d bytes, %.0f ms)",
+                 self.node_id, index, image.offset, len(data),
+                 (time.monotonic() - started) * 1000)
+        return index
+
+    # ------------------------------------------------------------------ state machine
+
+    def _apply(self, entry: Entry) -> int:
+        self._applied_index = entry.index
+        if entry.kind is EntryKind.NOOP:
+            return self._next_offset - 1
+        records = decode_batch(entry.data)
+        base = self._next_offset
+        if self.loader.image.offset != base - 1:
+            raise RuntimeError(
+                f"the metadata image is at offset {self.loader.image.offset} but the Raft log "
+                f"applies records from {base}: something else fed the loader"
+            )
+        decoded: list[tuple[int, MetadataRecord]] = [
+            (base + k, decode_record(data)) for k, data in enumerate(records)]
+        self._publish(decoded)
+        self._next_offset = base + len(records)
+        self._batches.append(_Batch(entry.index, base, tuple(records)))
+        self._records_since_snapshot += len(records)
+        if (self._records_since_snapshot >= self.settings.snapshot_interval_records
+                and (self._snapshot_task is None or self._snapshot_task.done())):
+            self._start_snapshot()
+        return self._next_offset - 1
+
+    async def _restore(self, snapshot: Snapshot) -> None:
+        data = await asyncio.to_thread(decode_snapshot_data, snapshot.data)
+        target = MetadataLoader()
+        target.handle_commit(data.decoded())
+        current = self.loader.image
+        if current.offset > data.last_offset:
+            raise SnapshotError(
+                f"snapshot at record offset {data.last_offset} is older than this node's image "
+                f"({current.offset})"
+            )
+        self._publish(diff_records(current, target.image))
+        if self.loader.image != target.image:
+            raise SnapshotError("the image rebuilt from the snapshot differs from the snapshot")
+        startup = not self.driver.running
+        self._next_offset = data.last_offset + 1
+        self._applied_index = snapshot.meta.index
+        self._snapshot_index = snapshot.meta.index
+        self._snapshot_last_offset = data.last_offset
+        self._snapshot_data = snapshot.data
+        self._batches.clear()
+        self._records_since_snapshot = 0
+        if not startup:
+            self.snapshots_installed += 1
+        log.info("node %d: %s snapshot at index %d, record offset %d", self.node_id,
+                 "loaded" if startup else "installed the leader's", snapshot.meta.index,
+                 data.last_offset)
+
+    def _publish(self, records: list[tuple[int, MetadataRecord]]) -> None:
+        try:
+            self.loader.handle_commit(records)
+        except MetadataListenerError:
+            # The image is current; the listener logged its own failure.
+            pass
+
+    # ------------------------------------------------------------------ errors, status
+
+    def _not_controller(self) -> RaftNotControllerError:
+        driver = self.driver
+        if not driver.running:
+            why = "Raft is not running" + (f" (failed: {driver.failure})"
+                                           if driver.failure else "")
+            return RaftNotControllerError(f"node {self.node_id}: {why}")
+        lead = self.leader_id
+        if self.is_observer:
+            msg = f"node {self.node_id} is an observer of the metadata quorum, not a controller"
+        elif lead == NO_LEADER:
+            msg = (f"node {self.node_id} is not the active controller and no leader is elected "
+                   "yet; retry shortly")
+        else:
+            msg = (f"node {self.node_id} is not the active controller; node {lead} "
+                   f"({self.address_of(lead)}) is")
+        return RaftNotControllerError(msg, lead, self.address_of(lead))
+
+    def describe(self) -> pb.DescribeQuorumResponse:
+        """This node's view of the quorum (complete on the leader)."""
+        status = self.driver.status()
+        now = time.monotonic()
+        resp = pb.DescribeQuorumResponse(
+            leader_id=self.leader_id, term=status.term, commit_index=status.commit,
+            high_watermark=status.commit + 1, committed_record_offset=self.committed_offset,
+            leader_address=self.leader_address or "", answered_by=self.node_id,
+            snapshot_index=status.snapshot_index)
+        for ids, out in ((self.settings.voters, resp.voters), (self._observers, resp.observers)):
+            for nid in sorted(ids):
+                replica = out.add(node_id=nid, address=ids[nid], last_contact_ms_ago=-1)
+                if nid == self.node_id:
+                    replica.log_end_offset = status.last_index + 1
+                    replica.last_contact_ms_ago = 0
+                    continue
+                progress = status.progress.get(nid)
+                if progress is not None:
+                    replica.log_end_offset = progress.match + 1 if progress.match else 0
+                    replica.replication_state = progress.state.value
+                heard = self.driver.last_heard.get(nid)
+                if heard is not None:
+                    replica.last_contact_ms_ago = int((now - heard) * 1000)
+        return resp
+
+
+def _lock_dir(directory: os.PathLike[str]) -> int:
+    path = os.path.join(directory, LOCK_FILE)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DataDirInUseError(
+            f"{directory} is in use by another process; stop it or give this node its own "
+            "Raft directory"
+        ) from None
+    return fd

@@ -1,0 +1,91 @@
+"""The gRPC side of Raft: receive messages from peers, describe the quorum."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import grpc
+
+from controller.raft import LogSafetyError, NotLeaderError
+from controller.raft_runtime.wire import WireFormatError, batch_from_pb
+from controller.rpc import raft_pb2 as pb
+from controller.rpc import raft_pb2_grpc
+
+if TYPE_CHECKING:
+    from controller.raft_runtime.metadata_log import RaftMetadataLog
+
+log = logging.getLogger("odradek.raft.service")
+
+
+class RaftServicer(raft_pb2_grpc.RaftServiceServicer):
+    def __init__(self, runtime: RaftMetadataLog) -> None:
+        self._rt = runtime
+
+    async def Send(self, request: pb.RaftMessageBatch,  # noqa: N802 - gRPC method name
+                   context: grpc.aio.ServicerContext) -> pb.Ack:
+        rt = self._rt
+        me = rt.node_id
+        if not rt.driver.running:
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                f"Raft on node {me} is not running (starting, stopping or "
+                                f"failed: {rt.driver.failure}); retry later")
+        if request.cluster_id and rt.settings.cluster_id and (
+                request.cluster_id != rt.settings.cluster_id):
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"node {me} belongs to cluster {rt.settings.cluster_id!r}, the "
+                                f"sender to {request.cluster_id!r}: check "
+                                "controller.quorum.voters on both nodes")
+        try:
+            messages = batch_from_pb(request)
+        except WireFormatError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"node {me}: {exc}")
+        members = rt.members()
+        for m in messages:
+            if m.dst != me:
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                    f"message for node {m.dst} reached node {me}: the sender "
+                                    "has a wrong address for it in controller.quorum.voters")
+            if m.src not in members:
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                    f"node {m.src} is not a voter or observer known to node "
+                                    f"{me} (members: {sorted(members)}); fix "
+                                    "controller.quorum.voters")
+        try:
+            rt.driver.step(messages)
+        except NotLeaderError as exc:  # stopped between the check above and now
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"node {me}: {exc}")
+        except LogSafetyError as exc:
+            log.error("node %d: refused Raft messages from node %d: %s", me,
+                      messages[0].src if messages else 0, exc)
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"node {me} refused the messages: {exc}")
+        return pb.Ack()
+
+    async def DescribeQuorum(self, request: pb.DescribeQuorumRequest,  # noqa: N802
+                             context: grpc.aio.ServicerContext) -> pb.DescribeQuorumResponse:
+        rt = self._rt
+        if request.local_only or rt.driver.is_leader:
+            return rt.describe()
+        leader = rt.leader_id
+        channel = rt.channel_to(leader) if leader >= 0 else None
+        if channel is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                f"node {rt.node_id} knows no controller leader yet (election "
+                                "in progress?); retry, or ask with local_only for this "
+                                "node's view")
+        stub = raft_pb2_grpc.RaftServiceStub(channel)
+        try:
+            return await stub.DescribeQuorum(pb.DescribeQuorumRequest(local_only=True),
+                                             timeout=rt.settings.rpc_timeout_ms / 1000)
+        except grpc.aio.AioRpcError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                f"node {rt.node_id} could not reach the leader, node {leader} "
+                                f"({rt.address_of(leader)}): {exc.code().name} "
+                                f"{exc.details()}")
+        raise AssertionError("unreachable")  # abort() raises
+
+
+def add_raft_service(server: grpc.aio.Server, runtime: RaftMetadataLog) -> None:
+    raft_pb2_grpc.add_RaftServiceServicer_to_server(RaftServicer(runtime), server)
+
