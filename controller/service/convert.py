@@ -1,0 +1,386 @@
+"""Conversions between controller/quorum/api.py values and controller.proto messages.
+
+Each value has one `*_to_pb` and one `*_from_pb`, used by both the servicer and the client,
+so the two sides cannot disagree. Decoding is strict: a malformed message (a topic id that is
+not 16 bytes) raises ConversionError, which the servicer answers with INVALID_ARGUMENT.
+Error codes come back as kio's ErrorCode when known, as the controller produced them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+
+from kio.schema.errors import ErrorCode
+
+from controller.metadata import Listener, PartitionRegistration
+from controller.metadata.gen import metadata_pb2 as mpb
+from controller.quorum.api import (
+    AlterConfigOp,
+    AlterConfigsResource,
+    AlterConfigsResult,
+    AlterPartitionItem,
+    AlterPartitionItemResult,
+    AlterPartitionResult,
+    CreatePartitionsResult,
+    CreatePartitionsSpec,
+    CreateTopicResult,
+    CreateTopicSpec,
+    DeleteTopicResult,
+    DeleteTopicSpec,
+    IncrementalAlterConfigsResource,
+    ProducerIdsResult,
+    RegisterBrokerResult,
+)
+from controller.rpc import controller_pb2 as pb
+
+
+class ConversionError(ValueError):
+    """A message that cannot be a valid request or result."""
+
+
+def error_code(value: int) -> int:
+    try:
+        return ErrorCode(value)
+    except ValueError:
+        return value  # a code newer than our kio: keep the number
+
+
+def _opt(msg: object, field: str) -> str | None:
+    return getattr(msg, field) if msg.HasField(field) else None  # type: ignore[attr-defined]
+
+
+def uuid_to_bytes(value: uuid.UUID | None) -> bytes:
+    return b"" if value is None else value.bytes
+
+
+def uuid_from_bytes(data: bytes) -> uuid.UUID | None:
+    if not data:
+        return None
+    if len(data) != 16:
+        raise ConversionError(f"a topic id must be 16 bytes; got {len(data)}")
+    return uuid.UUID(bytes=data)
+
+
+def _required_uuid(data: bytes) -> uuid.UUID:
+    value = uuid_from_bytes(data)
+    if value is None:
+        raise ConversionError("a topic id is required here")
+    return value
+
+
+def _config_values(configs: Mapping[str, str | None]) -> list[pb.ConfigValue]:
+    return [pb.ConfigValue(name=k, value=v) for k, v in configs.items()]
+
+
+def _config_map(values: Iterable[pb.ConfigValue]) -> dict[str, str | None]:
+    return {v.name: _opt(v, "value") for v in values}
+
+
+# ----- listeners -----
+
+
+def listener_to_pb(listener: Listener | tuple[str, str, int]) -> mpb.Listener:
+    name, host, port = (
+        (listener.name, listener.host, listener.port)
+        if isinstance(listener, Listener)
+        else listener
+    )
+    return mpb.Listener(name=name, host=host, port=port)
+
+
+def listener_from_pb(msg: mpb.Listener) -> Listener:
+    return Listener(msg.name, msg.host, msg.port)
+
+
+# ----- topics -----
+
+
+def create_topic_spec_to_pb(spec: CreateTopicSpec) -> pb.CreatableTopic:
+    return pb.CreatableTopic(
+        name=spec.name,
+        num_partitions=spec.num_partitions,
+        replication_factor=spec.replication_factor,
+        assignments=[
+            pb.ReplicaAssignment(partition=p, replicas=list(r)) for p, r in spec.assignments.items()
+        ],
+        configs=_config_values(spec.configs),
+    )
+
+
+def create_topic_spec_from_pb(msg: pb.CreatableTopic) -> CreateTopicSpec:
+    assignments: dict[int, tuple[int, ...]] = {}
+    for a in msg.assignments:
+        if a.partition in assignments:
+            # A CreateTopicSpec's mapping cannot hold duplicates, so no client of ours sends
+            # them; keeping the last one silently would place replicas nobody asked for.
+            raise ConversionError(f"topic {msg.name!r}: partition {a.partition} assigned twice")
+        assignments[a.partition] = tuple(a.replicas)
+    return CreateTopicSpec(
+        name=msg.name,
+        num_partitions=msg.num_partitions,
+        replication_factor=msg.replication_factor,
+        assignments=assignments,
+        configs=_config_map(msg.configs),
+    )
+
+
+def create_topic_result_to_pb(result: CreateTopicResult) -> pb.CreateTopicResult:
+    return pb.CreateTopicResult(
+        name=result.name,
+        error_code=result.error_code,
+        error_message=result.error_message,
+        topic_id=uuid_to_bytes(result.topic_id),
+        num_partitions=result.num_partitions,
+        replication_factor=result.replication_factor,
+        configs=dict(result.configs),
+    )
+
+
+def create_topic_result_from_pb(msg: pb.CreateTopicResult) -> CreateTopicResult:
+    return CreateTopicResult(
+        name=msg.name,
+        error_code=error_code(msg.error_code),
+        error_message=_opt(msg, "error_message"),
+        topic_id=uuid_from_bytes(msg.topic_id),
+        num_partitions=msg.num_partitions,
+        replication_factor=msg.replication_factor,
+        configs=dict(msg.configs),
+    )
+
+
+def delete_topic_spec_to_pb(spec: DeleteTopicSpec) -> pb.TopicRef:
+    return pb.TopicRef(name=spec.name, topic_id=uuid_to_bytes(spec.topic_id))
+
+
+def delete_topic_spec_from_pb(msg: pb.TopicRef) -> DeleteTopicSpec:
+    return DeleteTopicSpec(name=_opt(msg, "name"), topic_id=uuid_from_bytes(msg.topic_id))
+
+
+def delete_topic_result_to_pb(result: DeleteTopicResult) -> pb.DeleteTopicResult:
+    return pb.DeleteTopicResult(
+        name=result.name,
+        topic_id=uuid_to_bytes(result.topic_id),
+        error_code=result.error_code,
+        error_message=result.error_message,
+    )
+
+
+def delete_topic_result_from_pb(msg: pb.DeleteTopicResult) -> DeleteTopicResult:
+    return DeleteTopicResult(
+        name=_opt(msg, "name"),
+        topic_id=uuid_from_bytes(msg.topic_id),
+        error_code=error_code(msg.error_code),
+        error_message=_opt(msg, "error_message"),
+    )
+
+
+def create_partitions_spec_to_pb(spec: CreatePartitionsSpec) -> pb.CreatePartitionsTopic:
+    msg = pb.CreatePartitionsTopic(name=spec.name, count=spec.count)
+    if spec.assignments is not None:
+        # Set even when empty: an empty list is a (wrong) explicit assignment, not "place them".
+        msg.assignments.SetInParent()
+        msg.assignments.partitions.extend(
+            pb.ReplicaList(broker_ids=list(r)) for r in spec.assignments
+        )
+    return msg
+
+
+def create_partitions_spec_from_pb(msg: pb.CreatePartitionsTopic) -> CreatePartitionsSpec:
+    assignments = (
+        tuple(tuple(r.broker_ids) for r in msg.assignments.partitions)
+        if msg.HasField("assignments")
+        else None
+    )
+    return CreatePartitionsSpec(name=msg.name, count=msg.count, assignments=assignments)
+
+
+def create_partitions_result_to_pb(result: CreatePartitionsResult) -> pb.CreatePartitionsResult:
+    return pb.CreatePartitionsResult(
+        name=result.name, error_code=result.error_code, error_message=result.error_message
+    )
+
+
+def create_partitions_result_from_pb(msg: pb.CreatePartitionsResult) -> CreatePartitionsResult:
+    return CreatePartitionsResult(
+        name=msg.name,
+        error_code=error_code(msg.error_code),
+        error_message=_opt(msg, "error_message"),
+    )
+
+
+# ----- configs -----
+
+
+def alter_configs_resource_to_pb(resource: AlterConfigsResource) -> pb.AlterConfigsResource:
+    return pb.AlterConfigsResource(
+        resource_type=resource.resource_type,
+        resource_name=resource.resource_name,
+        configs=_config_values(resource.configs),
+    )
+
+
+def alter_configs_resource_from_pb(msg: pb.AlterConfigsResource) -> AlterConfigsResource:
+    return AlterConfigsResource(
+        resource_type=msg.resource_type,
+        resource_name=msg.resource_name,
+        configs=_config_map(msg.configs),
+    )
+
+
+def incremental_resource_to_pb(
+    resource: IncrementalAlterConfigsResource,
+) -> pb.IncrementalAlterConfigsResource:
+    return pb.IncrementalAlterConfigsResource(
+        resource_type=resource.resource_type,
+        resource_name=resource.resource_name,
+        ops=[pb.AlterConfigOp(name=o.name, op=o.op, value=o.value) for o in resource.ops],
+    )
+
+
+def incremental_resource_from_pb(
+    msg: pb.IncrementalAlterConfigsResource,
+) -> IncrementalAlterConfigsResource:
+    return IncrementalAlterConfigsResource(
+        resource_type=msg.resource_type,
+        resource_name=msg.resource_name,
+        ops=tuple(AlterConfigOp(o.name, o.op, _opt(o, "value")) for o in msg.ops),
+    )
+
+
+def alter_configs_result_to_pb(result: AlterConfigsResult) -> pb.AlterConfigsResult:
+    return pb.AlterConfigsResult(
+        resource_type=result.resource_type,
+        resource_name=result.resource_name,
+        error_code=result.error_code,
+        error_message=result.error_message,
+    )
+
+
+def alter_configs_result_from_pb(msg: pb.AlterConfigsResult) -> AlterConfigsResult:
+    return AlterConfigsResult(
+        resource_type=msg.resource_type,
+        resource_name=msg.resource_name,
+        error_code=error_code(msg.error_code),
+        error_message=_opt(msg, "error_message"),
+    )
+
+
+# ----- brokers -----
+
+
+def register_broker_result_to_pb(
+    result: RegisterBrokerResult, *, heartbeat_interval_ms: int = 0, session_timeout_ms: int = 0
+) -> pb.RegisterBrokerResponse:
+    return pb.RegisterBrokerResponse(
+        error_code=result.error_code,
+        error_message=result.error_message,
+        broker_epoch=result.broker_epoch,
+        heartbeat_interval_ms=heartbeat_interval_ms,
+        session_timeout_ms=session_timeout_ms,
+    )
+
+
+def register_broker_result_from_pb(msg: pb.RegisterBrokerResponse) -> RegisterBrokerResult:
+    return RegisterBrokerResult(
+        error_code=error_code(msg.error_code),
+        error_message=_opt(msg, "error_message"),
+        broker_epoch=msg.broker_epoch,
+    )
+
+
+def producer_ids_result_to_pb(result: ProducerIdsResult) -> pb.AllocateProducerIdsResponse:
+    return pb.AllocateProducerIdsResponse(
+        error_code=result.error_code,
+        error_message=result.error_message,
+        first_producer_id=result.first_producer_id,
+        size=result.size,
+    )
+
+
+def producer_ids_result_from_pb(msg: pb.AllocateProducerIdsResponse) -> ProducerIdsResult:
+    return ProducerIdsResult(
+        error_code=error_code(msg.error_code),
+        error_message=_opt(msg, "error_message"),
+        first_producer_id=msg.first_producer_id,
+        size=msg.size,
+    )
+
+
+# ----- partitions -----
+
+
+def alter_partition_item_to_pb(item: AlterPartitionItem) -> pb.AlterPartitionItem:
+    return pb.AlterPartitionItem(
+        topic_id=item.topic_id.bytes,
+        partition=item.partition,
+        leader_epoch=item.leader_epoch,
+        partition_epoch=item.partition_epoch,
+        new_isr=list(item.new_isr),
+    )
+
+
+def alter_partition_item_from_pb(msg: pb.AlterPartitionItem) -> AlterPartitionItem:
+    return AlterPartitionItem(
+        topic_id=_required_uuid(msg.topic_id),
+        partition=msg.partition,
+        leader_epoch=msg.leader_epoch,
+        partition_epoch=msg.partition_epoch,
+        new_isr=tuple(msg.new_isr),
+    )
+
+
+def partition_registration_to_pb(reg: PartitionRegistration) -> pb.PartitionState:
+    return pb.PartitionState(
+        replicas=list(reg.replicas),
+        isr=list(reg.isr),
+        leader=reg.leader,
+        leader_epoch=reg.leader_epoch,
+        partition_epoch=reg.partition_epoch,
+    )
+
+
+def partition_registration_from_pb(msg: pb.PartitionState) -> PartitionRegistration:
+    return PartitionRegistration(
+        replicas=tuple(msg.replicas),
+        isr=tuple(msg.isr),
+        leader=msg.leader,
+        leader_epoch=msg.leader_epoch,
+        partition_epoch=msg.partition_epoch,
+    )
+
+
+def alter_partition_result_to_pb(result: AlterPartitionResult) -> pb.AlterPartitionResponse:
+    items = []
+    for r in result.partitions:
+        item = pb.AlterPartitionItemResult(
+            topic_id=r.topic_id.bytes,
+            partition=r.partition,
+            error_code=r.error_code,
+            error_message=r.error_message,
+        )
+        if r.registration is not None:
+            item.registration.CopyFrom(partition_registration_to_pb(r.registration))
+        items.append(item)
+    return pb.AlterPartitionResponse(
+        error_code=result.error_code, error_message=result.error_message, partitions=items
+    )
+
+
+def alter_partition_result_from_pb(msg: pb.AlterPartitionResponse) -> AlterPartitionResult:
+    return AlterPartitionResult(
+        error_code=error_code(msg.error_code),
+        error_message=_opt(msg, "error_message"),
+        partitions=tuple(
+            AlterPartitionItemResult(
+                topic_id=_required_uuid(r.topic_id),
+                partition=r.partition,
+                error_code=error_code(r.error_code),
+                error_message=_opt(r, "error_message"),
+                registration=partition_registration_from_pb(r.registration)
+                if r.HasField("registration")
+                else None,
+            )
+            for r in msg.partitions
+        ),
+    )

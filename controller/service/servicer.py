@@ -1,0 +1,431 @@
+"""The Controller gRPC service: brokers' entry to the active controller.
+
+Wraps a QuorumController (which runs the operations) and a QuorumInfo (which says whether this
+node is the active controller). Only the active controller serves; the others refuse every call
+with the leader's whereabouts (controller/service/redirect.py). Operations answer with the
+controller's own results, per-item Kafka error codes included; gRPC errors only say that the
+call itself could not be served.
+
+Node wiring (see ControllerService.__init__ for the knobs):
+
+    service = ControllerService(controller, quorum, metadata_log)
+    service.add_to_server(server)     # the same grpc.aio.Server as the Raft service
+    await service.start()             # session expiry, metadata stream wake-ups
+    ...
+    await service.close()             # before server.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from kio.schema.errors import ErrorCode
+
+from controller.metadata import MetadataDelta, MetadataImage
+from controller.quorum import ControllerFailedError, NotControllerError, QuorumController
+from controller.rpc import controller_pb2 as pb
+from controller.rpc import controller_pb2_grpc as pb_grpc
+from controller.service import convert
+from controller.service.metadata_stream import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    CommittedRecords,
+    SnapshotSource,
+    SnapshotUnavailable,
+    default_snapshot,
+    read_range,
+    snapshot_entries,
+    to_messages,
+)
+from controller.service.quorum_info import NO_LEADER, QuorumInfo
+from controller.service.redirect import Redirect
+from controller.service.sessions import (
+    DEFAULT_HEARTBEAT_INTERVAL_MS,
+    DEFAULT_SESSION_TIMEOUT_MS,
+    BrokerSessions,
+    Clock,
+    HeartbeatAction,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Handler = Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[T]]
+
+
+class _Refused(Exception):
+    """Ends a call with a gRPC status; raised inside handlers, answered by `_rpc`."""
+
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        message: str,
+        metadata: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.metadata = metadata
+
+
+def _rpc(handler: Handler[T]) -> Handler[T]:
+    """Turns the failures of a unary handler into explicit gRPC statuses."""
+
+    @functools.wraps(handler)
+    async def wrapper(self: ControllerService, request: Any, context: grpc.aio.ServicerContext) -> T:
+        try:
+            return await handler(self, request, context)
+        except Exception as exc:
+            refused = self._refusal(exc, handler.__name__)
+        await context.abort(refused.code, refused.message, refused.metadata)
+        raise AssertionError("unreachable: abort() raises")
+
+    return wrapper
+
+
+class ControllerService(pb_grpc.ControllerServicer):
+    def __init__(
+        self,
+        controller: QuorumController,
+        quorum: QuorumInfo,
+        metadata_log: CommittedRecords,
+        *,
+        session_timeout_ms: int = DEFAULT_SESSION_TIMEOUT_MS,
+        heartbeat_interval_ms: int = DEFAULT_HEARTBEAT_INTERVAL_MS,
+        snapshot_records: SnapshotSource | None = None,
+        clock: Clock = time.monotonic,
+        stream_keepalive_s: float = 3.0,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        node_id: int | None = None,
+    ) -> None:
+        """`metadata_log` is read (read_from) for FetchMetadata; `snapshot_records` builds the
+        snapshot sent when a broker asks for records the log no longer holds (default: the
+        Raft runtime's image_to_records over the current image). `stream_keepalive_s`: an idle
+        FetchMetadata stream sends an empty message this often so that brokers can tell a
+        quiet controller from a dead connection."""
+        if heartbeat_interval_ms <= 0 or heartbeat_interval_ms >= session_timeout_ms:
+            raise ValueError(
+                f"the heartbeat interval ({heartbeat_interval_ms} ms) must be > 0 and below "
+                f"broker.session.timeout.ms ({session_timeout_ms} ms)"
+            )
+        self._controller = controller
+        self._quorum = quorum
+        self._log = metadata_log
+        self._snapshot = snapshot_records or default_snapshot(lambda: controller.image)
+        self._clock = clock
+        self.sessions = BrokerSessions(session_timeout_ms, clock)
+        self.session_timeout_ms = session_timeout_ms
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+        self._keepalive = stream_keepalive_s
+        self._max_message_bytes = max_message_bytes
+        self._name = f"controller {node_id}" if node_id is not None else "controller"
+        # Replaced on every change; streams wait on the current one. A plain Event set by the
+        # loader listener (which cannot await) is enough, and each waiter sees every change.
+        self._changed = asyncio.Event()
+        self._leading_term: int | None = None
+        self._expiry_task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._started = False
+
+    # ----- lifecycle -----
+
+    def add_to_server(self, server: grpc.aio.Server) -> None:
+        pb_grpc.add_ControllerServicer_to_server(self, server)
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self._controller.loader.register(self._on_metadata)
+        self._quorum.on_leader_change(self._on_leader_change)
+        self._on_leader_change()
+        self._expiry_task = asyncio.create_task(self._expire_sessions(), name="session-expiry")
+
+    async def close(self) -> None:
+        """Stop expiring sessions and end open metadata streams (UNAVAILABLE)."""
+        self._closed = True
+        self._wake()
+        if self._started:
+            with contextlib.suppress(ValueError):
+                self._controller.loader.unregister(self._on_metadata)
+        if self._expiry_task is not None:
+            self._expiry_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._expiry_task
+            self._expiry_task = None
+
+    def _wake(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    def _on_metadata(self, delta: MetadataDelta, image: MetadataImage) -> None:
+        self._wake()
+
+    def _on_leader_change(self) -> None:
+        if self._quorum.is_leader:
+            if self._leading_term != self._quorum.term:
+                self._leading_term = self._quorum.term
+                # The old leader's timers are lost with it: everyone gets a full session.
+                self.sessions.reset(self._controller.image)
+                log.info("%s: active in term %d; %d broker sessions started", self._name,
+                         self._quorum.term, len(self._controller.image.unfenced_broker_ids()))
+        else:
+            self._leading_term = None
+            self.sessions.clear()
+        self._wake()
+
+    async def _expire_sessions(self) -> None:
+        # Checking a tenth of the timeout apart fences at most 10% late; the cap keeps the
+        # check cheap with the default 9 s timeout.
+        period = min(self.sessions.session_timeout / 10, 0.5)
+        while True:
+            await asyncio.sleep(period)
+            if not self._quorum.is_leader or self._closed:
+                continue
+            image = self._controller.image
+            self.sessions.track_unfenced(image)
+            for broker_id, epoch in self.sessions.expire(image):
+                log.warning(
+                    "%s: broker %d sent no heartbeat for %d ms (broker.session.timeout.ms); "
+                    "fencing it", self._name, broker_id, self.session_timeout_ms)
+                try:
+                    result = await self._controller.fence_broker(broker_id, epoch)
+                except NotControllerError:
+                    break  # the next leader starts the sessions again
+                except Exception:
+                    log.exception("%s: fencing broker %d failed", self._name, broker_id)
+                    continue
+                if result.error_code != ErrorCode.none:
+                    log.info("%s: broker %d not fenced: %s", self._name, broker_id,
+                             result.error_message)
+
+    # ----- errors -----
+
+    def _redirect(self, exc: NotControllerError | None = None) -> Redirect:
+        hinted = getattr(exc, "leader_id", None)
+        leader_id = self._quorum.leader_id
+        address = self._quorum.leader_address
+        if isinstance(hinted, int) and hinted != leader_id:
+            # The log knows a newer leader than our QuorumInfo (the Raft log's error also
+            # carries its address).
+            leader_id, address = hinted, getattr(exc, "leader_address", None)
+        if self._quorum.is_leader and hinted is None:
+            # The log refused although we still think we lead: leadership is changing.
+            leader_id, address = NO_LEADER, None
+        return Redirect(leader_id, address)
+
+    def _require_leader(self) -> None:
+        if self._closed:
+            raise _Refused(grpc.StatusCode.UNAVAILABLE, "the controller is shutting down; retry")
+        if not self._quorum.is_leader:
+            r = self._redirect()
+            raise _Refused(r.code, r.message, r.trailing_metadata())
+
+    def _refusal(self, exc: Exception, what: str) -> _Refused:
+        if isinstance(exc, _Refused):
+            return exc
+        if isinstance(exc, NotControllerError):
+            r = self._redirect(exc)
+            return _Refused(r.code, r.message, r.trailing_metadata())
+        if isinstance(exc, SnapshotUnavailable):
+            log.error("%s: %s: %s", self._name, what, exc)
+            return _Refused(grpc.StatusCode.OUT_OF_RANGE, str(exc))
+        if isinstance(exc, convert.ConversionError):
+            return _Refused(grpc.StatusCode.INVALID_ARGUMENT, f"malformed {what} request: {exc}")
+        if isinstance(exc, ControllerFailedError):
+            log.error("%s: %s refused: %s", self._name, what, exc)
+            return _Refused(grpc.StatusCode.UNAVAILABLE, f"the controller cannot serve: {exc}")
+        log.exception("%s: %s failed", self._name, what, exc_info=exc)
+        return _Refused(grpc.StatusCode.INTERNAL, f"{what} failed on the controller: {exc!r}")
+
+    # ----- brokers -----
+
+    @_rpc
+    async def RegisterBroker(  # noqa: N802 - gRPC method names
+        self, request: pb.RegisterBrokerRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RegisterBrokerResponse:
+        self._require_leader()
+        result = await self._controller.register_broker(
+            request.broker_id,
+            request.incarnation_id,
+            [convert.listener_from_pb(x) for x in request.listeners],
+            request.rack if request.HasField("rack") else None,
+        )
+        if result.error_code == ErrorCode.none:
+            self.sessions.registered(request.broker_id, result.broker_epoch)
+            log.info("%s: broker %d registered with epoch %d", self._name, request.broker_id,
+                     result.broker_epoch)
+        return convert.register_broker_result_to_pb(
+            result,
+            heartbeat_interval_ms=self.heartbeat_interval_ms,
+            session_timeout_ms=self.session_timeout_ms,
+        )
+
+    @_rpc
+    async def BrokerHeartbeat(  # noqa: N802
+        self, request: pb.BrokerHeartbeatRequest, context: grpc.aio.ServicerContext
+    ) -> pb.BrokerHeartbeatResponse:
+        self._require_leader()
+        broker_id, epoch = request.broker_id, request.broker_epoch
+        decision = self.sessions.heartbeat(
+            self._controller.image,
+            broker_id,
+            epoch,
+            request.metadata_offset,
+            want_fence=request.want_fence,
+            want_shutdown=request.want_shutdown,
+        )
+        if decision.error_code != ErrorCode.none:
+            return pb.BrokerHeartbeatResponse(
+                error_code=decision.error_code, error_message=decision.error_message,
+                is_fenced=True)
+        if decision.action is HeartbeatAction.FENCE:
+            op = await self._controller.fence_broker(broker_id, epoch)
+            if op.error_code == ErrorCode.none:
+                log.info("%s: broker %d fenced on its request (%s)", self._name, broker_id,
+                         "controlled shutdown" if request.want_shutdown else "want_fence")
+        elif decision.action is HeartbeatAction.UNFENCE:
+            op = await self._controller.unfence_broker(broker_id, epoch)
+            if op.error_code == ErrorCode.none:
+                log.info("%s: broker %d caught up (offset %d); unfenced", self._name, broker_id,
+                         request.metadata_offset)
+        else:
+            op = None
+        if op is not None and op.error_code != ErrorCode.none:
+            # The registration changed while we decided (a new incarnation registered).
+            return pb.BrokerHeartbeatResponse(
+                error_code=op.error_code, error_message=op.error_message, is_fenced=True)
+        image = self._controller.image
+        broker = image.brokers.get(broker_id)
+        return pb.BrokerHeartbeatResponse(
+            error_code=ErrorCode.none,
+            is_fenced=broker is None or broker.epoch != epoch or broker.fenced,
+            is_caught_up=decision.is_caught_up,
+            should_shutdown=self.sessions.should_shutdown(image, broker_id),
+        )
+
+    @_rpc
+    async def AllocateProducerIds(  # noqa: N802
+        self, request: pb.AllocateProducerIdsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.AllocateProducerIdsResponse:
+        self._require_leader()
+        epoch = request.broker_epoch if request.HasField("broker_epoch") else None
+        result = await self._controller.allocate_producer_ids(request.broker_id, epoch)
+        return convert.producer_ids_result_to_pb(result)
+
+    # ----- topics -----
+
+    @_rpc
+    async def CreateTopics(  # noqa: N802
+        self, request: pb.CreateTopicsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateTopicsResponse:
+        self._require_leader()
+        specs = [convert.create_topic_spec_from_pb(t) for t in request.topics]
+        results = await self._controller.create_topics(specs, validate_only=request.validate_only)
+        return pb.CreateTopicsResponse(
+            results=[convert.create_topic_result_to_pb(r) for r in results])
+
+    @_rpc
+    async def DeleteTopics(  # noqa: N802
+        self, request: pb.DeleteTopicsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteTopicsResponse:
+        self._require_leader()
+        specs = [convert.delete_topic_spec_from_pb(t) for t in request.topics]
+        results = await self._controller.delete_topics(specs)
+        return pb.DeleteTopicsResponse(
+            results=[convert.delete_topic_result_to_pb(r) for r in results])
+
+    @_rpc
+    async def CreatePartitions(  # noqa: N802
+        self, request: pb.CreatePartitionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreatePartitionsResponse:
+        self._require_leader()
+        specs = [convert.create_partitions_spec_from_pb(t) for t in request.topics]
+        results = await self._controller.create_partitions(
+            specs, validate_only=request.validate_only)
+        return pb.CreatePartitionsResponse(
+            results=[convert.create_partitions_result_to_pb(r) for r in results])
+
+    # ----- configs -----
+
+    @_rpc
+    async def AlterConfigs(  # noqa: N802
+        self, request: pb.AlterConfigsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.AlterConfigsResponse:
+        self._require_leader()
+        resources = [convert.alter_configs_resource_from_pb(r) for r in request.resources]
+        results = await self._controller.alter_configs(
+            resources, validate_only=request.validate_only)
+        return pb.AlterConfigsResponse(
+            results=[convert.alter_configs_result_to_pb(r) for r in results])
+
+    @_rpc
+    async def IncrementalAlterConfigs(  # noqa: N802
+        self, request: pb.IncrementalAlterConfigsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.AlterConfigsResponse:
+        self._require_leader()
+        resources = [convert.incremental_resource_from_pb(r) for r in request.resources]
+        results = await self._controller.incremental_alter_configs(
+            resources, validate_only=request.validate_only)
+        return pb.AlterConfigsResponse(
+            results=[convert.alter_configs_result_to_pb(r) for r in results])
+
+    # ----- partitions -----
+
+    @_rpc
+    async def AlterPartition(  # noqa: N802
+        self, request: pb.AlterPartitionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.AlterPartitionResponse:
+        self._require_leader()
+        items = [convert.alter_partition_item_from_pb(i) for i in request.items]
+        result = await self._controller.alter_partition(
+            request.broker_id, request.broker_epoch, items)
+        return convert.alter_partition_result_to_pb(result)
+
+    # ----- metadata stream -----
+
+    async def FetchMetadata(  # noqa: N802
+        self, request: pb.FetchMetadataRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.FetchMetadataResponse]:
+        # An async generator cannot use _rpc: failures are turned into a status here.
+        try:
+            async for message in self._stream(max(request.from_offset, 0)):
+                yield message
+        except Exception as exc:
+            refused = self._refusal(exc, "FetchMetadata")
+        else:
+            return
+        await context.abort(refused.code, refused.message, refused.metadata)
+
+    async def _stream(self, next_offset: int) -> AsyncIterator[pb.FetchMetadataResponse]:
+        while True:
+            self._require_leader()
+            changed = self._changed
+            end = self._controller.image.offset
+            if next_offset <= end:
+                entries = read_range(self._log, next_offset, end)
+                if entries is None:
+                    # Compacted away: the image as a snapshot, then the log after it.
+                    offset, records = self._snapshot()
+                    for message in to_messages(snapshot_entries(offset, records), snapshot=True,
+                                               max_bytes=self._max_message_bytes):
+                        yield message
+                    next_offset = offset + 1
+                    continue
+                for message in to_messages(entries, max_bytes=self._max_message_bytes):
+                    yield message
+                next_offset = end + 1
+                continue
+            try:
+                await asyncio.wait_for(changed.wait(), self._keepalive)
+            except TimeoutError:
+                yield pb.FetchMetadataResponse()
+
+
+__all__ = ["ControllerService", "SnapshotUnavailable"]

@@ -1,0 +1,176 @@
+"""Broker sessions (leases) kept by the active controller, without I/O.
+
+A broker holds a session while its heartbeats keep arriving within the session timeout. The
+rules, following Kafka's BrokerHeartbeatManager:
+
+- A broker registers fenced. A heartbeat unfences it once the broker has applied the metadata
+  log up to its own registration record (its epoch) and does not ask to stay fenced.
+- A session that sees no heartbeat for `session_timeout` expires; the controller fences the
+  broker, which moves its leaderships away.
+- A new active controller knows nothing of the old one's timers, so it gives every registered
+  unfenced broker a fresh full session (`reset`) before expiring anyone.
+- Controlled shutdown: a heartbeat with want_shutdown marks the session as shutting down for
+  good (this registration is never unfenced again); the controller fences the broker and tells
+  it to stop once it leads no partition.
+
+The class decides; the servicer runs the fence/unfence operations it asks for. Time comes
+from an injected clock (seconds) so tests need not sleep.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kio.schema.errors import ErrorCode
+
+from controller.metadata import MetadataImage
+
+Clock = Callable[[], float]
+
+DEFAULT_SESSION_TIMEOUT_MS = 9000
+DEFAULT_HEARTBEAT_INTERVAL_MS = 2000
+
+
+class HeartbeatAction(enum.Enum):
+    NONE = "none"
+    FENCE = "fence"
+    UNFENCE = "unfence"
+
+
+@dataclass(frozen=True)
+class HeartbeatDecision:
+    error_code: int
+    error_message: str | None = None
+    action: HeartbeatAction = HeartbeatAction.NONE
+    is_caught_up: bool = False
+
+
+@dataclass
+class _Session:
+    epoch: int
+    deadline: float
+    shutting_down: bool = False
+
+
+def leads_any(image: MetadataImage, broker_id: int) -> bool:
+    return any(
+        partition.leader == broker_id
+        for topic in image.topics.values()
+        for partition in topic.partitions.values()
+    )
+
+
+class BrokerSessions:
+    def __init__(
+        self, session_timeout_ms: int = DEFAULT_SESSION_TIMEOUT_MS, clock: Clock = time.monotonic
+    ) -> None:
+        if session_timeout_ms <= 0:
+            raise ValueError(f"broker.session.timeout.ms must be > 0; got {session_timeout_ms}")
+        self.session_timeout = session_timeout_ms / 1000
+        self._clock = clock
+        self._sessions: dict[int, _Session] = {}
+
+    def __contains__(self, broker_id: int) -> bool:
+        return broker_id in self._sessions
+
+    def is_shutting_down(self, broker_id: int) -> bool:
+        session = self._sessions.get(broker_id)
+        return session is not None and session.shutting_down
+
+    def registered(self, broker_id: int, epoch: int) -> None:
+        """A registration committed with `epoch`: a new session (a retried registration with
+        the same epoch just renews the existing one)."""
+        session = self._sessions.get(broker_id)
+        deadline = self._clock() + self.session_timeout
+        if session is not None and session.epoch == epoch:
+            session.deadline = deadline
+        else:
+            self._sessions[broker_id] = _Session(epoch, deadline)
+
+    def heartbeat(
+        self,
+        image: MetadataImage,
+        broker_id: int,
+        epoch: int,
+        metadata_offset: int,
+        *,
+        want_fence: bool = False,
+        want_shutdown: bool = False,
+    ) -> HeartbeatDecision:
+        broker = image.brokers.get(broker_id)
+        if broker is None:
+            return HeartbeatDecision(
+                ErrorCode.broker_id_not_registered,
+                f"Broker {broker_id} is not registered; register before heartbeating.",
+            )
+        if broker.epoch != epoch:
+            return HeartbeatDecision(
+                ErrorCode.stale_broker_epoch,
+                f"Broker {broker_id} heartbeated with epoch {epoch}, but its current "
+                f"registration has epoch {broker.epoch}; register again.",
+            )
+        session = self._sessions.get(broker_id)
+        if session is None or session.epoch != epoch:
+            session = self._sessions[broker_id] = _Session(epoch, 0.0)
+        session.deadline = self._clock() + self.session_timeout
+        if want_shutdown:
+            session.shutting_down = True
+        caught_up = metadata_offset >= broker.epoch
+        if session.shutting_down or want_fence:
+            action = HeartbeatAction.FENCE if not broker.fenced else HeartbeatAction.NONE
+        elif broker.fenced and caught_up:
+            action = HeartbeatAction.UNFENCE
+        else:
+            action = HeartbeatAction.NONE
+        return HeartbeatDecision(ErrorCode.none, None, action, caught_up)
+
+    def should_shutdown(self, image: MetadataImage, broker_id: int) -> bool:
+        """A shutting-down broker may stop once it is fenced and leads nothing."""
+        broker = image.brokers.get(broker_id)
+        if broker is None:
+            return True  # unregistered: nothing left to hand over
+        return (
+            self.is_shutting_down(broker_id) and broker.fenced and not leads_any(image, broker_id)
+        )
+
+    def expire(self, image: MetadataImage) -> list[tuple[int, int]]:
+        """Drop the sessions past their deadline; return (broker id, epoch) of those whose
+        broker is still unfenced under that registration, which the caller must fence."""
+        now = self._clock()
+        to_fence = []
+        for broker_id, session in list(self._sessions.items()):
+            if session.deadline > now:
+                continue
+            del self._sessions[broker_id]
+            broker = image.brokers.get(broker_id)
+            if broker is not None and broker.epoch == session.epoch and not broker.fenced:
+                to_fence.append((broker_id, session.epoch))
+        return to_fence
+
+    def track_unfenced(self, image: MetadataImage) -> None:
+        """Give a fresh session to every unfenced broker that has none under its current
+        registration, so that each can be expired; sessions of registrations that are gone
+        are dropped."""
+        deadline = self._clock() + self.session_timeout
+        for broker_id, session in list(self._sessions.items()):
+            broker = image.brokers.get(broker_id)
+            if broker is None or broker.epoch != session.epoch:
+                del self._sessions[broker_id]
+        for broker in image.brokers.values():
+            if not broker.fenced and broker.id not in self._sessions:
+                self._sessions[broker.id] = _Session(broker.epoch, deadline)
+
+    def reset(self, image: MetadataImage) -> None:
+        """Called when this controller becomes active: every registered unfenced broker gets
+        a fresh full session, since this controller cannot know when they last heartbeated."""
+        self._sessions.clear()
+        self.track_unfenced(image)
+
+    def clear(self) -> None:
+        self._sessions.clear()
+
+    def next_deadline(self) -> float | None:
+        return min((s.deadline for s in self._sessions.values()), default=None)

@@ -1,0 +1,218 @@
+"""BrokerSessions: the lease rules, driven by a fake clock and hand-built images."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+import pytest
+from kio.schema.errors import ErrorCode
+
+from controller.metadata import MetadataDelta, MetadataImage, MetadataRecord
+from controller.metadata.records import (
+    fence_broker_record,
+    partition_change_record,
+    partition_record,
+    register_broker_record,
+    topic_record,
+    unfence_broker_record,
+)
+from controller.service import BrokerSessions, HeartbeatAction
+
+TIMEOUT_MS = 9000
+TID = uuid.UUID(int=1)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, ms: float) -> None:
+        self.now += ms / 1000
+
+
+def commit(image: MetadataImage, records: Iterable[MetadataRecord]) -> MetadataImage:
+    delta = MetadataDelta(image)
+    for record in records:
+        delta.replay(record, delta.offset + 1)
+    return delta.apply()
+
+
+def register(image: MetadataImage, broker_id: int, fenced: bool = True) -> MetadataImage:
+    image = commit(image, [register_broker_record(broker_id, str(uuid.uuid4()))])
+    if not fenced:
+        image = commit(image, [unfence_broker_record(broker_id, image.brokers[broker_id].epoch)])
+    return image
+
+
+def fence(image: MetadataImage, broker_id: int) -> MetadataImage:
+    return commit(image, [fence_broker_record(broker_id, image.brokers[broker_id].epoch)])
+
+
+def unfence(image: MetadataImage, broker_id: int) -> MetadataImage:
+    return commit(image, [unfence_broker_record(broker_id, image.brokers[broker_id].epoch)])
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def sessions(clock: Clock) -> BrokerSessions:
+    return BrokerSessions(TIMEOUT_MS, clock)
+
+
+def test_heartbeat_errors_are_kafka_codes(sessions: BrokerSessions) -> None:
+    image = register(MetadataImage.EMPTY, 1)
+    assert sessions.heartbeat(image, 2, 0, 0).error_code == ErrorCode.broker_id_not_registered
+    stale = sessions.heartbeat(image, 1, image.brokers[1].epoch + 1, 10)
+    assert stale.error_code == ErrorCode.stale_broker_epoch
+    assert "register again" in (stale.error_message or "")
+    assert stale.action is HeartbeatAction.NONE
+
+
+def test_unfenced_once_caught_up_with_its_registration(sessions: BrokerSessions) -> None:
+    image = register(register(MetadataImage.EMPTY, 2), 1)  # broker 1's epoch is offset 1
+    epoch = image.brokers[1].epoch
+    assert epoch == 1
+    behind = sessions.heartbeat(image, 1, epoch, metadata_offset=0)
+    assert (behind.action, behind.is_caught_up) == (HeartbeatAction.NONE, False)
+    caught_up = sessions.heartbeat(image, 1, epoch, metadata_offset=1)
+    assert (caught_up.action, caught_up.is_caught_up) == (HeartbeatAction.UNFENCE, True)
+    image = unfence(image, 1)
+    assert sessions.heartbeat(image, 1, epoch, metadata_offset=5).action is HeartbeatAction.NONE
+
+
+def test_want_fence_keeps_or_makes_the_broker_fenced(sessions: BrokerSessions) -> None:
+    image = register(MetadataImage.EMPTY, 1)
+    epoch = image.brokers[1].epoch
+    assert sessions.heartbeat(image, 1, epoch, 9, want_fence=True).action is HeartbeatAction.NONE
+    image = unfence(image, 1)
+    assert sessions.heartbeat(image, 1, epoch, 9, want_fence=True).action is HeartbeatAction.FENCE
+    image = fence(image, 1)
+    # Not wanting to be fenced any more is allowed (unlike shutting down).
+    assert sessions.heartbeat(image, 1, epoch, 9).action is HeartbeatAction.UNFENCE
+
+
+def test_session_expires_after_the_timeout_without_heartbeats(
+    sessions: BrokerSessions, clock: Clock
+) -> None:
+    image = unfence(register(MetadataImage.EMPTY, 1), 1)
+    epoch = image.brokers[1].epoch
+    sessions.registered(1, epoch)
+    for _ in range(5):  # heartbeats keep it alive well past one timeout
+        clock.advance(TIMEOUT_MS - 1)
+        assert sessions.expire(image) == []
+        sessions.heartbeat(image, 1, epoch, 5)
+    clock.advance(TIMEOUT_MS - 1)
+    assert sessions.expire(image) == []
+    assert sessions.next_deadline() == pytest.approx(clock.now + 0.001)
+    clock.advance(1)
+    assert sessions.expire(image) == [(1, epoch)]
+    assert 1 not in sessions
+    assert sessions.expire(image) == []  # reported once
+
+
+def test_expiry_of_a_fenced_or_replaced_registration_fences_nothing(
+    sessions: BrokerSessions, clock: Clock
+) -> None:
+    image = register(register(MetadataImage.EMPTY, 1), 2, fenced=False)
+    sessions.registered(1, image.brokers[1].epoch)  # registered, never unfenced
+    old_epoch = image.brokers[2].epoch
+    sessions.registered(2, old_epoch)
+    image = register(image, 2)  # a new process of broker 2 registered meanwhile
+    clock.advance(TIMEOUT_MS)
+    assert sessions.expire(image) == []
+    assert 1 not in sessions and 2 not in sessions
+
+
+def test_new_leader_gives_every_unfenced_broker_a_full_session(
+    sessions: BrokerSessions, clock: Clock
+) -> None:
+    image = register(MetadataImage.EMPTY, 3)  # fenced: nothing to expire
+    for broker_id in (1, 2):
+        image = unfence(register(image, broker_id), broker_id)
+    sessions.registered(1, image.brokers[1].epoch)
+    clock.advance(TIMEOUT_MS - 10)  # broker 1's old session is almost over
+    sessions.reset(image)
+    assert 1 in sessions and 2 in sessions and 3 not in sessions
+    clock.advance(TIMEOUT_MS - 1)
+    assert sessions.expire(image) == []
+    clock.advance(1)
+    assert sorted(sessions.expire(image)) == [(1, image.brokers[1].epoch),
+                                             (2, image.brokers[2].epoch)]
+
+
+def test_track_unfenced_adds_missing_sessions_and_drops_stale_ones(
+    sessions: BrokerSessions, clock: Clock
+) -> None:
+    image = unfence(register(MetadataImage.EMPTY, 1), 1)
+    sessions.registered(1, image.brokers[1].epoch)
+    clock.advance(TIMEOUT_MS / 2)
+    image = unfence(register(image, 2), 2)  # unfenced without this controller's session
+    sessions.track_unfenced(image)
+    clock.advance(TIMEOUT_MS / 2)
+    assert sessions.expire(image) == [(1, image.brokers[1].epoch)]  # 1's deadline unchanged
+    clock.advance(TIMEOUT_MS / 2)
+    assert sessions.expire(image) == [(2, image.brokers[2].epoch)]
+
+
+def test_controlled_shutdown(sessions: BrokerSessions) -> None:
+    image = unfence(register(unfence(register(MetadataImage.EMPTY, 1), 1), 2), 2)
+    image = commit(image, [topic_record("t", TID),
+                           partition_record(TID, 0, [2, 1], [2, 1], 2),
+                           partition_record(TID, 1, [1, 2], [1, 2], 1)])
+    epoch = image.brokers[2].epoch
+    decision = sessions.heartbeat(image, 2, epoch, image.offset, want_shutdown=True)
+    assert decision.action is HeartbeatAction.FENCE
+    assert not sessions.should_shutdown(image, 2)  # still unfenced, still leading
+    # The fence moved leadership (as fence_broker's records do).
+    image = commit(image, [fence_broker_record(2, epoch),
+                           partition_change_record(TID, 0, isr=[1], leader=1),
+                           partition_change_record(TID, 1, isr=[1])])
+    assert sessions.should_shutdown(image, 2)
+    assert not sessions.should_shutdown(image, 1)
+    # The flag sticks: a shutting-down broker is not unfenced, even without want_shutdown.
+    again = sessions.heartbeat(image, 2, epoch, image.offset)
+    assert again.action is HeartbeatAction.NONE
+    assert sessions.should_shutdown(image, 2)
+
+
+def test_shutdown_waits_while_the_broker_still_leads(sessions: BrokerSessions) -> None:
+    image = unfence(register(MetadataImage.EMPTY, 1), 1)
+    epoch = image.brokers[1].epoch
+    # Fenced, yet still named leader (the move has not committed yet): not done.
+    image = commit(image, [topic_record("t", TID), partition_record(TID, 0, [1], [1], 1),
+                           fence_broker_record(1, epoch)])
+    sessions.heartbeat(image, 1, epoch, image.offset, want_shutdown=True)
+    assert not sessions.should_shutdown(image, 1)
+    image = commit(image, [partition_change_record(TID, 0, leader=-1)])
+    assert sessions.should_shutdown(image, 1)
+
+
+def test_a_new_registration_ends_the_shutdown(sessions: BrokerSessions) -> None:
+    image = unfence(register(MetadataImage.EMPTY, 1), 1)
+    sessions.heartbeat(image, 1, image.brokers[1].epoch, 5, want_shutdown=True)
+    assert sessions.is_shutting_down(1)
+    image = register(image, 1)
+    sessions.registered(1, image.brokers[1].epoch)
+    assert not sessions.is_shutting_down(1)
+    decision = sessions.heartbeat(image, 1, image.brokers[1].epoch, image.offset)
+    assert decision.action is HeartbeatAction.UNFENCE
+
+
+def test_clear_forgets_everything(sessions: BrokerSessions) -> None:
+    image = unfence(register(MetadataImage.EMPTY, 1), 1)
+    sessions.reset(image)
+    assert 1 in sessions
+    sessions.clear()
+    assert 1 not in sessions and sessions.next_deadline() is None
+
+
+def test_timeout_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="session.timeout"):
+        BrokerSessions(0)
