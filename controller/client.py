@@ -1,0 +1,386 @@
+"""Client of the Controller gRPC service, used by brokers to reach the active controller.
+
+`ControllerClient` has the same operation methods and result types as QuorumController
+(create_topics ... alter_partition, register_broker), so broker code can hold either one: a
+combined node calls its local controller, a broker-only node this client. It finds the active
+controller by itself: it asks the leader it last saw, follows a non-leader's redirect
+(controller/service/redirect.py), and otherwise tries the voters in turn with backoff. Every call
+is bounded in total time and then fails with ControllerUnavailable, which lists what was tried.
+
+A retried write may have been applied by a controller that failed before answering (as with
+Kafka's admin client): a retried create then answers TOPIC_ALREADY_EXISTS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from controller.metadata import Listener
+from controller.quorum.api import (
+    AlterConfigsResource,
+    AlterConfigsResult,
+    AlterPartitionItem,
+    AlterPartitionResult,
+    CreatePartitionsResult,
+    CreatePartitionsSpec,
+    CreateTopicResult,
+    CreateTopicSpec,
+    DeleteTopicResult,
+    DeleteTopicSpec,
+    IncrementalAlterConfigsResource,
+    ProducerIdsResult,
+    RegisterBrokerResult,
+)
+from controller.rpc import controller_pb2 as pb
+from controller.rpc import controller_pb2_grpc as pb_grpc
+from controller.service import convert
+from controller.service.quorum_info import NO_LEADER
+from controller.service.redirect import parse_redirect
+
+log = logging.getLogger(__name__)
+
+# Codes after which another attempt (elsewhere or later) can succeed; any other code is an
+# answer about the request itself and is raised as ControllerError.
+_RETRYABLE = frozenset({
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.CANCELLED,  # the server went away mid-call (shutdown)
+})
+
+
+class ControllerUnavailable(Exception):
+    """No active controller answered in time."""
+
+    def __init__(self, what: str, seconds: float, tried: Sequence[str]) -> None:
+        detail = "; ".join(tried) or "no controller was tried"
+        super().__init__(
+            f"no active controller answered {what} within {seconds:.1f}s (tried: {detail}); "
+            "check that a majority of the controller voters is running and reachable"
+        )
+        self.tried = tuple(tried)
+
+
+class ControllerError(Exception):
+    """The active controller refused the call itself (malformed request, internal error)."""
+
+    def __init__(self, what: str, target: str, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"{what} failed on controller {target}: {code.name}: {details}")
+        self.code = code
+        self.details = details
+
+
+@dataclass(frozen=True)
+class Registration:
+    result: RegisterBrokerResult
+    # The controller's lease settings (0 when it did not say).
+    heartbeat_interval_ms: int
+    session_timeout_ms: int
+
+
+@dataclass(frozen=True)
+class HeartbeatResult:
+    error_code: int
+    error_message: str | None
+    is_fenced: bool
+    is_caught_up: bool
+    should_shutdown: bool
+
+
+@dataclass(frozen=True)
+class MetadataBatch:
+    """Committed records of whole operations, to be applied together (one loader commit).
+
+    A snapshot batch replaces the image: its records, replayed into an empty image at their
+    offsets, rebuild it, and the log continues after `last_offset`."""
+
+    records: tuple[tuple[int, bytes], ...]
+    snapshot: bool = False
+
+    @property
+    def last_offset(self) -> int:
+        return self.records[-1][0]
+
+
+@dataclass
+class _Target:
+    node_id: int
+    address: str
+
+    def __str__(self) -> str:
+        return f"{self.node_id}@{self.address}" if self.node_id != NO_LEADER else self.address
+
+
+class ControllerClient:
+    def __init__(
+        self,
+        voters: Mapping[int, str],
+        *,
+        request_timeout_s: float = 10.0,
+        attempt_timeout_s: float = 3.0,
+        backoff_s: tuple[float, float] = (0.05, 1.0),
+        stream_idle_timeout_s: float = 10.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        """`voters`: controller id -> "host:port" of its gRPC listener. `request_timeout_s`
+        bounds a whole call, retries included; one attempt gets at most `attempt_timeout_s`.
+        `backoff_s`: (first, max) pause after every voter failed. A metadata stream silent for
+        `stream_idle_timeout_s` (the service sends keep-alives every few seconds) is treated
+        as a dead connection."""
+        if not voters:
+            raise ValueError("ControllerClient needs at least one controller voter")
+        self._voters = dict(sorted(voters.items()))
+        self._order = list(self._voters)
+        self._request_timeout = request_timeout_s
+        self._attempt_timeout = attempt_timeout_s
+        self._backoff = backoff_s
+        self._idle_timeout = stream_idle_timeout_s
+        self._rng = rng or random.Random()
+        self._leader: _Target | None = None
+        self._next_voter = self._rng.randrange(len(self._order))
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._stubs: dict[str, pb_grpc.ControllerStub] = {}
+
+    @property
+    def leader_id(self) -> int:
+        """The controller this client believes is active, NO_LEADER (-1) if none."""
+        return self._leader.node_id if self._leader is not None else NO_LEADER
+
+    async def close(self) -> None:
+        channels, self._channels, self._stubs = self._channels, {}, {}
+        for channel in channels.values():
+            await channel.close()
+
+    # ----- finding the leader -----
+
+    def _stub(self, address: str) -> pb_grpc.ControllerStub:
+        stub = self._stubs.get(address)
+        if stub is None:
+            channel = self._channels[address] = grpc.aio.insecure_channel(address)
+            stub = self._stubs[address] = pb_grpc.ControllerStub(channel)
+        return stub
+
+    def _target(self) -> _Target:
+        if self._leader is not None:
+            return self._leader
+        node_id = self._order[self._next_voter % len(self._order)]
+        self._next_voter += 1
+        return _Target(node_id, self._voters[node_id])
+
+    def _follow(self, failed: _Target, error: grpc.aio.AioRpcError) -> bool:
+        """Learn from a failed attempt; True when it named a leader to try at once."""
+        redirect = parse_redirect(error.trailing_metadata())
+        self._leader = None
+        if redirect is None or redirect.leader_id == NO_LEADER:
+            return False
+        address = redirect.leader_address or self._voters.get(redirect.leader_id)
+        if address is None:
+            return False
+        self._leader = _Target(redirect.leader_id, address)
+        # Redirected to the node that just refused: it is still catching up on the election.
+        return (self._leader.node_id, self._leader.address) != (failed.node_id, failed.address)
+
+    def _is_redirect(self, error: grpc.aio.AioRpcError) -> bool:
+        return error.code() == grpc.StatusCode.FAILED_PRECONDITION and (
+            parse_redirect(error.trailing_metadata()) is not None
+        )
+
+    def _pause(self, failures: int) -> float:
+        first, most = self._backoff
+        base = min(most, first * 2 ** max(failures // len(self._order) - 1, 0))
+        return base * (0.5 + self._rng.random() / 2)  # jitter keeps brokers out of lockstep
+
+    async def _call(self, method: str, request: Any, timeout: float | None = None) -> Any:
+        loop = asyncio.get_running_loop()
+        total = self._request_timeout if timeout is None else timeout
+        deadline = loop.time() + total
+        tried: list[str] = []
+        failures = 0
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise ControllerUnavailable(method, total, tried[-8:])
+            target = self._target()
+            try:
+                response = await getattr(self._stub(target.address), method)(
+                    request, timeout=min(self._attempt_timeout, remaining)
+                )
+            except grpc.aio.AioRpcError as error:
+                tried.append(f"{target}: {error.code().name} ({error.details()})")
+                if not (self._is_redirect(error) or error.code() in _RETRYABLE):
+                    raise ControllerError(method, str(target), error.code(),
+                                          error.details() or "") from error
+                if self._follow(target, error):
+                    continue
+                failures += 1
+                # Each voter gets one quick try; only after all failed do we wait.
+                if failures % len(self._order) == 0 or self._leader is not None:
+                    await asyncio.sleep(min(self._pause(failures), max(remaining, 0)))
+                continue
+            self._leader = target
+            return response
+
+    # ----- operations (same names and results as QuorumController) -----
+
+    async def create_topics(
+        self, specs: Sequence[CreateTopicSpec], *, validate_only: bool = False
+    ) -> list[CreateTopicResult]:
+        response = await self._call("CreateTopics", pb.CreateTopicsRequest(
+            topics=[convert.create_topic_spec_to_pb(s) for s in specs],
+            validate_only=validate_only))
+        return [convert.create_topic_result_from_pb(r) for r in response.results]
+
+    async def delete_topics(self, specs: Sequence[DeleteTopicSpec]) -> list[DeleteTopicResult]:
+        response = await self._call("DeleteTopics", pb.DeleteTopicsRequest(
+            topics=[convert.delete_topic_spec_to_pb(s) for s in specs]))
+        return [convert.delete_topic_result_from_pb(r) for r in response.results]
+
+    async def create_partitions(
+        self, specs: Sequence[CreatePartitionsSpec], *, validate_only: bool = False
+    ) -> list[CreatePartitionsResult]:
+        response = await self._call("CreatePartitions", pb.CreatePartitionsRequest(
+            topics=[convert.create_partitions_spec_to_pb(s) for s in specs],
+            validate_only=validate_only))
+        return [convert.create_partitions_result_from_pb(r) for r in response.results]
+
+    async def alter_configs(
+        self, resources: Sequence[AlterConfigsResource], *, validate_only: bool = False
+    ) -> list[AlterConfigsResult]:
+        response = await self._call("AlterConfigs", pb.AlterConfigsRequest(
+            resources=[convert.alter_configs_resource_to_pb(r) for r in resources],
+            validate_only=validate_only))
+        return [convert.alter_configs_result_from_pb(r) for r in response.results]
+
+    async def incremental_alter_configs(
+        self, resources: Sequence[IncrementalAlterConfigsResource], *, validate_only: bool = False
+    ) -> list[AlterConfigsResult]:
+        response = await self._call("IncrementalAlterConfigs", pb.IncrementalAlterConfigsRequest(
+            resources=[convert.incremental_resource_to_pb(r) for r in resources],
+            validate_only=validate_only))
+        return [convert.alter_configs_result_from_pb(r) for r in response.results]
+
+    async def register(
+        self,
+        broker_id: int,
+        incarnation_id: str,
+        listeners: Sequence[Listener | tuple[str, str, int]],
+        rack: str | None = None,
+    ) -> Registration:
+        """register_broker, plus the lease settings the controller answered with."""
+        response = await self._call("RegisterBroker", pb.RegisterBrokerRequest(
+            broker_id=broker_id, incarnation_id=incarnation_id,
+            listeners=[convert.listener_to_pb(x) for x in listeners], rack=rack))
+        return Registration(convert.register_broker_result_from_pb(response),
+                            response.heartbeat_interval_ms, response.session_timeout_ms)
+
+    async def register_broker(
+        self,
+        broker_id: int,
+        incarnation_id: str,
+        listeners: Sequence[Listener | tuple[str, str, int]],
+        rack: str | None = None,
+    ) -> RegisterBrokerResult:
+        return (await self.register(broker_id, incarnation_id, listeners, rack)).result
+
+    async def allocate_producer_ids(
+        self, broker_id: int, broker_epoch: int | None = None
+    ) -> ProducerIdsResult:
+        response = await self._call("AllocateProducerIds", pb.AllocateProducerIdsRequest(
+            broker_id=broker_id, broker_epoch=broker_epoch))
+        return convert.producer_ids_result_from_pb(response)
+
+    async def alter_partition(
+        self, broker_id: int, broker_epoch: int, items: Sequence[AlterPartitionItem]
+    ) -> AlterPartitionResult:
+        response = await self._call("AlterPartition", pb.AlterPartitionRequest(
+            broker_id=broker_id, broker_epoch=broker_epoch,
+            items=[convert.alter_partition_item_to_pb(i) for i in items]))
+        return convert.alter_partition_result_from_pb(response)
+
+    async def heartbeat(
+        self,
+        broker_id: int,
+        broker_epoch: int,
+        metadata_offset: int,
+        *,
+        want_fence: bool = False,
+        want_shutdown: bool = False,
+        timeout: float | None = None,
+    ) -> HeartbeatResult:
+        response = await self._call("BrokerHeartbeat", pb.BrokerHeartbeatRequest(
+            broker_id=broker_id, broker_epoch=broker_epoch, metadata_offset=metadata_offset,
+            want_fence=want_fence, want_shutdown=want_shutdown), timeout)
+        return HeartbeatResult(
+            convert.error_code(response.error_code),
+            response.error_message if response.HasField("error_message") else None,
+            response.is_fenced,
+            response.is_caught_up,
+            response.should_shutdown,
+        )
+
+    # ----- metadata stream -----
+
+    async def fetch_metadata(self, from_offset: int) -> AsyncIterator[MetadataBatch]:
+        """Committed metadata from `from_offset` on, as whole batches, forever.
+
+        Survives controller failover: on any retryable failure it finds the active controller
+        again and resumes after the last batch it yielded (a partly received batch is asked
+        for again). Raises ControllerError only for errors that retrying cannot fix."""
+        next_offset = from_offset
+        failures = 0
+        while True:
+            target = self._target()
+            call = self._stub(target.address).FetchMetadata(
+                pb.FetchMetadataRequest(from_offset=next_offset))
+            pending: list[tuple[int, bytes]] = []
+            try:
+                while True:
+                    try:
+                        message = await asyncio.wait_for(call.read(), self._idle_timeout)
+                    except TimeoutError:
+                        log.warning("metadata stream from controller %s silent for %.0fs; "
+                                    "reconnecting", target, self._idle_timeout)
+                        self._leader = None
+                        break
+                    if message is grpc.aio.EOF:
+                        break  # the server ended the stream cleanly; find the leader again
+                    self._leader, failures = target, 0
+                    pending.extend((e.offset, e.record) for e in message.entries)
+                    if not message.batch_end:
+                        continue
+                    batch = MetadataBatch(tuple(pending), message.snapshot)
+                    pending = []
+                    if not batch.records:
+                        continue
+                    if not batch.snapshot and batch.records[0][0] != next_offset:
+                        raise ControllerError(
+                            "FetchMetadata", str(target), grpc.StatusCode.DATA_LOSS,
+                            f"asked for offset {next_offset}, the batch starts at "
+                            f"{batch.records[0][0]}")
+                    next_offset = batch.last_offset + 1
+                    yield batch
+            except grpc.aio.AioRpcError as error:
+                if not (self._is_redirect(error) or error.code() in _RETRYABLE):
+                    raise ControllerError("FetchMetadata", str(target), error.code(),
+                                          error.details() or "") from error
+                if self._follow(target, error):
+                    continue
+                failures += 1
+                log.log(logging.WARNING if failures % len(self._order) == 0 else logging.DEBUG,
+                        "metadata stream from controller %s failed: %s (%s); resuming at "
+                        "offset %d", target, error.code().name, error.details(), next_offset)
+                if failures % len(self._order) == 0:
+                    await asyncio.sleep(self._pause(failures))
+                continue
+            finally:
+                call.cancel()
+            # Ended without an error (silence, or a clean end): pause so that a server ending
+            # streams at once cannot make this a busy loop.
+            failures += 1
+            await asyncio.sleep(self._pause(failures))
