@@ -11,9 +11,10 @@ import asyncio
 import contextlib
 import functools
 import random
+import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import pytest
 from kio.schema.errors import ErrorCode
 
 from broker.lifecycle import BrokerLifecycle, MetadataFollower
-from controller.client import ControllerClient, ControllerUnavailable
+from controller.client import ControllerClient, ControllerError, ControllerUnavailable
 from controller.metadata import MetadataImage, MetadataLoader
 from controller.quorum import (
     AlterConfigOp,
@@ -69,6 +70,19 @@ class Served:
     quorum: QuorumInfo
     address: str
     server: grpc.aio.Server
+    readable: CompactedLog  # what the service can read of the log
+
+
+class CompactedLog:
+    """The log as after compaction below `start`: reads there fail like the Raft log's."""
+
+    def __init__(self, log: LocalMetadataLog, start: int) -> None:
+        self.log, self.start = log, start
+
+    def read_from(self, offset: int) -> Iterator[tuple[int, bytes]]:
+        if offset < self.start:
+            raise LookupError(f"offset {offset} is compacted")
+        return self.log.read_from(offset)
 
 
 @contextlib.asynccontextmanager
@@ -87,8 +101,9 @@ async def serve(
         controller = QuorumController(metadata_log, rng=random.Random(7))
         await controller.load()
     quorum = quorum or StaticLeader(1)
+    readable = CompactedLog(metadata_log, 0)
     service = ControllerService(
-        controller, quorum, metadata_log,
+        controller, quorum, readable,
         session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=HEARTBEAT_MS,
         stream_keepalive_s=0.5)
     server = grpc.aio.server()
@@ -97,7 +112,7 @@ async def serve(
     await service.start()
     await server.start()
     try:
-        yield Served(controller, service, quorum, f"127.0.0.1:{port}", server)
+        yield Served(controller, service, quorum, f"127.0.0.1:{port}", server, readable)
     finally:
         await service.close()
         await server.stop(None)
@@ -482,3 +497,69 @@ async def test_new_leader_gives_every_unfenced_broker_a_fresh_session(tmp_path: 
         assert s.controller.image.is_unfenced(1)
         await eventually(lambda: not s.controller.image.is_unfenced(1), what="fenced at last")
         await client.close()
+
+
+@asynctest
+async def test_brokers_behind_a_compacted_log_get_a_snapshot(tmp_path: Path) -> None:
+    async with serve(tmp_path) as s:
+        client = client_for({1: s.address})
+        await unfenced_broker(client)
+        await client.create_topics([CreateTopicSpec("a", 2), CreateTopicSpec("b", 1)])
+        stale = MetadataLoader()
+        early = MetadataFollower(client, stale)
+        await early.start()
+        await early.wait_for_offset(s.controller.image.offset, 5)
+        await early.stop()
+        await client.delete_topics([DeleteTopicSpec(name="a")])
+        await client.create_topics([CreateTopicSpec("c", 3)])
+        s.readable.start = s.controller.image.offset  # compacted past both brokers
+        assert stale.image.offset + 1 < s.readable.start
+
+        fresh = MetadataLoader()
+        late = MetadataFollower(client, fresh)
+        await late.start()
+        deltas: list[Any] = []
+        stale.register(lambda delta, image: deltas.append(delta))
+        again = MetadataFollower(client, stale)
+        await again.start()
+        for follower in (late, again):
+            await follower.wait_for_offset(s.controller.image.offset, 5)
+            assert follower.loader.image == s.controller.image
+        assert any(d.removed_topics() for d in deltas)  # the stale broker learnt "a" is gone
+        await client.create_topics([CreateTopicSpec("d")])  # and the log follows
+        for follower in (late, again):
+            await follower.wait_for_offset(s.controller.image.offset, 5)
+            assert follower.loader.image == s.controller.image
+            await follower.stop()
+        await client.close()
+
+
+def _dead_address() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+@asynctest
+async def test_client_skips_dead_voters_and_raises_request_errors_at_once(
+    tmp_path: Path,
+) -> None:
+    async with serve(tmp_path) as s:
+        client = client_for({1: _dead_address(), 2: s.address, 3: _dead_address()})
+        for broker_id in range(3):  # whichever voter it starts with
+            client._leader = None
+            await unfenced_broker(client, broker_id)
+            assert client.leader_id == 2
+
+        started = time.monotonic()
+        with pytest.raises(ControllerError) as err:
+            await client._call("DeleteTopics", pb.DeleteTopicsRequest(
+                topics=[pb.TopicRef(topic_id=b"short")]))
+        assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert "16 bytes" in str(err.value) and time.monotonic() - started < 1
+        await client.close()
+
+    client = client_for({1: _dead_address()}, request_timeout_s=0.3)
+    with pytest.raises(ControllerUnavailable, match=r"within 0\.3s .*1@127\.0\.0\.1:\d+: UNAVAILABLE"):
+        await client.create_topics([CreateTopicSpec("x")])
+    await client.close()
