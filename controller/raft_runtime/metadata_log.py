@@ -164,9 +164,10 @@ class RaftMetadataLog:
         self._started = True
         await self._transport.start()
         await self.driver.start()
-        log.info("node %d: Raft started (%s, term %d, commit %d, snapshot %d, %d records)",
+        log.info("node %d: Raft started (%s, term %d, commit index %d, snapshot index %d; "
+                 "committed entries after the snapshot are replayed next)",
                  self.node_id, "observer" if self.is_observer else "voter", self.driver.term,
-                 self.driver.node.log.committed, self._snapshot_index, self._next_offset)
+                 self.driver.node.log.committed, self._snapshot_index)
 
     async def stop(self, *, handover: bool = True) -> None:
         """Hand over leadership (bounded by transfer_timeout), stop Raft, close channels.
