@@ -78,7 +78,9 @@ def _rpc(handler: Handler[T]) -> Handler[T]:
     """Turns the failures of a unary handler into explicit gRPC statuses."""
 
     @functools.wraps(handler)
-    async def wrapper(self: ControllerService, request: Any, context: grpc.aio.ServicerContext) -> T:
+    async def wrapper(
+        self: ControllerService, request: Any, context: grpc.aio.ServicerContext
+    ) -> T:
         try:
             return await handler(self, request, context)
         except Exception as exc:
@@ -118,7 +120,6 @@ class ControllerService(pb_grpc.ControllerServicer):
         self._quorum = quorum
         self._log = metadata_log
         self._snapshot = snapshot_records or default_snapshot(lambda: controller.image)
-        self._clock = clock
         self.sessions = BrokerSessions(session_timeout_ms, clock)
         self.session_timeout_ms = session_timeout_ms
         self.heartbeat_interval_ms = heartbeat_interval_ms

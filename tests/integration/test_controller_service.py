@@ -50,7 +50,7 @@ from controller.service import (
 )
 
 TOPIC = 2
-SESSION_MS = 600
+SESSION_MS = 1000  # long enough that a busy shared machine does not expire live brokers
 HEARTBEAT_MS = 100
 LISTENERS = [("PLAINTEXT", "127.0.0.1", 9092)]
 
