@@ -181,10 +181,13 @@ class RaftDriver:
         if not self.running:
             raise DriverStoppedError(None, f"Raft on node {self.node.id} is not running")
         now = self._clock()
-        for m in messages:
-            self.last_heard[m.src] = now
-            self.node.step(m)
-        self._wake.set()
+        try:
+            for m in messages:
+                self.last_heard[m.src] = now
+                self.node.step(m)
+        finally:
+            # Whatever was stepped before a refused message has effects to hand out.
+            self._wake.set()
 
     async def propose(self, data: bytes) -> Any:
         """Append ``data`` as an entry; returns what the state machine's apply returned for it.

@@ -102,6 +102,8 @@ class ControllerProcess:
         if self.proc is not None and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+        if self.proc is not None and self.proc.stdin is not None:
+            self.proc.stdin.close()
 
     def stop(self) -> None:
         assert self.proc is not None

@@ -26,6 +26,8 @@ class LoopbackNetwork:
     def __init__(self) -> None:
         self.nodes: dict[int, RaftMetadataLog] = {}
         self.isolated: set[int] = set()
+        # Messages for which this returns True are lost.
+        self.drop: Callable[[Message], bool] | None = None
         self.delivered = 0
 
     def transport(self, node_id: int) -> LoopbackTransport:
@@ -35,6 +37,8 @@ class LoopbackNetwork:
         messages = batch_from_pb(pb.RaftMessageBatch.FromString(wire))
         m = messages[0]
         if m.src in self.isolated or m.dst in self.isolated:
+            return
+        if self.drop is not None and self.drop(m):
             return
         target = self.nodes.get(m.dst)
         if target is not None and target.driver.running:

@@ -166,7 +166,7 @@ def test_followers_refuse_appends_and_name_the_leader(tmp_path: Path) -> None:
 
 def test_leader_change_callbacks_and_graceful_handover(tmp_path: Path) -> None:
     async def main() -> None:
-        c = Cluster(tmp_path, voters=3, tick_ms=20)
+        c = Cluster(tmp_path, voters=3, tick_ms=50)
         await c.start()
         calls: dict[int, int] = dict.fromkeys(c.nodes, 0)
         for i, node in c.nodes.items():
@@ -180,9 +180,9 @@ def test_leader_change_callbacks_and_graceful_handover(tmp_path: Path) -> None:
         await c.stop(leader_id)  # graceful: hands over before stopping
         new = await c.leader(timeout=5)
         took = loop.time() - t0
-        # Far below an election timeout (10 ticks x 20 ms = 200-400 ms), since nobody had to
-        # notice the old leader was gone.
-        assert took < 0.2, took
+        # Below the shortest election timeout (10 ticks x 50 ms): nobody had to notice that
+        # the old leader was gone.
+        assert took < 0.45, took
         assert await new.log.append(topics(0, 1)) >= 0
         await c.stop()
 
@@ -322,6 +322,49 @@ def test_data_dir_is_locked_against_a_second_process(tmp_path: Path) -> None:
             from controller.raft_runtime import RaftMetadataLog
 
             RaftMetadataLog(c.settings(1), MetadataLoader())
+        await c.stop()
+
+    run(main())
+
+
+def test_new_leader_refuses_an_operation_computed_before_it_caught_up(tmp_path: Path) -> None:
+    """A new leader's image may lack entries of the previous term that only its NOOP commits.
+    An operation computed on that image must not be appended (it could contradict them)."""
+    from controller.raft import AppendEntriesRequest, AppendEntriesResponse, Role
+
+    async def main() -> None:
+        c = Cluster(tmp_path, voters=3)
+        await c.start()
+        old = await c.leader()
+        old_id = next(i for i, n in c.nodes.items() if n is old)
+        base = (await c.converged()).offset
+        # Followers get entry E but the old leader never hears that they did: E stays
+        # uncommitted, then the old leader dies.
+        c.net.drop = lambda m: isinstance(m, AppendEntriesResponse) and m.dst == old_id
+        target = old.log.driver.node.log.last_index + 1
+        doomed = asyncio.ensure_future(old.log.append(topics(0, 1)))
+        await wait_for(lambda: all(n.log.driver.node.log.last_index >= target
+                                   for n in c.nodes.values()), 5, "E not replicated")
+        await c.stop(old_id, graceful=False)
+        with pytest.raises(NotControllerError):
+            await doomed
+        # The next leader cannot commit (its appends are lost) until we allow it.
+        c.net.drop = lambda m: isinstance(m, AppendEntriesRequest)
+        await wait_for(lambda: any(n.log.driver.role is Role.LEADER for n in c.nodes.values()),
+                       5, "no new Raft leader")
+        new = next(n for n in c.nodes.values() if n.log.driver.role is Role.LEADER)
+        assert not new.log.is_leader and new.image.offset == base  # E not applied yet
+        pending = asyncio.ensure_future(new.log.append(topics(1, 1)))  # computed on `base`
+        await asyncio.sleep(0.05)
+        assert not pending.done()  # waiting for the earlier terms to be applied
+        c.net.drop = None
+        with pytest.raises(RaftNotControllerError, match="still applying") as err:
+            await pending
+        assert err.value.leader_id == next(i for i, n in c.nodes.items() if n is new)
+        assert "t0" in new.image.topics and "t1" not in new.image.topics
+        # Recomputed on the complete image, it goes through.
+        assert await new.log.append(topics(1, 1)) == base + 2
+        await c.converged()
         await c.stop()
 
     run(main())
