@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import fcntl
 import logging
 import os
@@ -67,7 +66,7 @@ from controller.raft import (
 )
 from controller.raft.log_store import FileLogStore
 from controller.raft_runtime.batch import decode_batch, encode_batch
-from controller.raft_runtime.driver import LeaderChangeCallback, RaftDriver
+from controller.raft_runtime.driver import DriverStoppedError, LeaderChangeCallback, RaftDriver
 from controller.raft_runtime.service import add_raft_service
 from controller.raft_runtime.settings import RaftSettings
 from controller.raft_runtime.snapshot import (
@@ -177,8 +176,9 @@ class RaftMetadataLog:
             await self.driver.stop(self.settings.transfer_timeout_s if handover else 0.0)
             if self._snapshot_task is not None:
                 self._snapshot_task.cancel()
-                with contextlib.suppress(BaseException):
-                    await self._snapshot_task
+                # wait() instead of awaiting the task: its own cancellation is expected and
+                # must not be mistaken for (or swallow) a cancellation of stop() itself.
+                await asyncio.wait([self._snapshot_task])
             await self._transport.close()
             self._started = False
         if self._lock_fd >= 0:
@@ -326,8 +326,17 @@ class RaftMetadataLog:
         image, index = self.loader.image, self._applied_index
         self._records_since_snapshot = 0
         task = asyncio.get_running_loop().create_task(self._take_snapshot(index, image))
+        task.add_done_callback(self._snapshot_done)
         self._snapshot_task = task
         return task
+
+    def _snapshot_done(self, task: asyncio.Task[int]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None and not isinstance(exc, DriverStoppedError):
+            # The log keeps growing until the next attempt, after another interval.
+            log.error("node %d: snapshot failed: %s", self.node_id, exc, exc_info=exc)
 
     async def _take_snapshot(self, index: int, image: MetadataImage) -> int:
         started = time.monotonic()
