@@ -151,6 +151,20 @@ KEYS: tuple[Key, ...] = (
     Key("controller.quorum.voters", _voters, "",
         "Controller voters, id@host:port comma separated; empty = single-node metadata log.",
         "id@host:port list"),
+    Key("cluster.id", _str, "",
+        "Cluster id shared by all nodes; empty = derived from controller.quorum.voters.",
+        "string"),
+    Key("controller.quorum.election.timeout.ms", _int(200), 1000,
+        "Raft election timeout of the controllers (randomized up to twice this).", ">= 200"),
+    Key("metadata.snapshot.interval.records", _int(100), 10_000,
+        "Controllers snapshot the metadata image after this many records.", ">= 100"),
+    Key("broker.session.timeout.ms", _int(100), 9000,
+        "A broker whose heartbeats stop for this long is fenced and loses its leaderships.",
+        ">= 100"),
+    Key("broker.heartbeat.interval.ms", _int(10), 2000,
+        "How often a broker heartbeats to the active controller.", ">= 10"),
+    Key("controlled.shutdown.timeout.ms", _int(0), 30_000,
+        "On SIGTERM, how long a broker waits for its leaderships to move away.", ">= 0"),
     Key("metrics.listener", _str, "", "host:port for the Prometheus /metrics endpoint; empty = off.",
         "host:port"),
     Key("rack", _str, "", "Rack id of this broker (rack-aware replica placement).", "string"),
@@ -261,7 +275,8 @@ def parse_config(raw: Mapping[str, Any], *, env: Mapping[str, str] | None = None
     values: dict[str, Any] = {}
     for k in KEYS:
         if k.default == "" and merged.get(k.name) in (None, ""):
-            values[k.name] = ""  # optional and unset
+            # Optional and unset: plain strings stay empty, structured values parse "".
+            values[k.name] = "" if k.parse is _str else k.parse(k.name, "")
         elif k.name in merged and merged[k.name] is not None:
             values[k.name] = k.parse(k.name, merged[k.name])
         elif k.name in REQUIRED:

@@ -9,7 +9,6 @@ import asyncio
 import base64
 import contextlib
 import logging
-import random
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -25,6 +24,7 @@ from broker.group.coordinator import GroupCoordinator
 from broker.group_log import PartitionGroupLog
 from broker.handlers import admin, fetch, meta, produce
 from broker.handlers.api import ApiSpec
+from broker.metadata_plane import derived_cluster_id, make_plane
 from broker.metrics import NodeMetrics
 from broker.metrics_http import MetricsServer
 from broker.node_collector import NodeCollector
@@ -32,8 +32,7 @@ from broker.replica_manager import ReplicaManager
 from broker.replication import ReplicationManager
 from broker.server import KafkaServer
 from controller.metadata import MetadataImage
-from controller.quorum import LocalMetadataLog, QuorumController
-from controller.quorum.api import ControllerSettings, CreateTopicSpec
+from controller.quorum.api import CreateTopicSpec
 
 log = logging.getLogger("odradek.node")
 
@@ -51,7 +50,7 @@ def handler_table() -> dict[int, ApiSpec]:
     return apis
 
 
-def load_cluster_id(data_dir: Path, node_id: int) -> str:
+def load_cluster_id(data_dir: Path, node_id: int, wanted: str | None) -> str:
     """meta.properties ties a data dir to one cluster and node, as in Kafka."""
     path = data_dir / "meta.properties"
     if path.exists():
@@ -61,8 +60,12 @@ def load_cluster_id(data_dir: Path, node_id: int) -> str:
             raise RuntimeError(
                 f"{path} belongs to node {props['node.id']}, not node {node_id}: "
                 "point data.dir at this node's own directory")
+        if wanted is not None and props["cluster.id"] != wanted:
+            raise RuntimeError(
+                f"{path} belongs to cluster {props['cluster.id']}, but this node is configured "
+                f"for cluster {wanted}: point data.dir at this cluster's directory")
         return props["cluster.id"]
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cluster_id = wanted or base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     data_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(f"version=1\ncluster.id={cluster_id}\nnode.id={node_id}\n")
@@ -77,7 +80,9 @@ class Node:
         self.metrics = NodeMetrics(self.node_id)
         self.stopping = False
         self.data_dir = config.data_dir
-        self.cluster_id = load_cluster_id(self.data_dir, self.node_id)
+        voters = config["controller.quorum.voters"]
+        wanted = config["cluster.id"] or (derived_cluster_id(voters) if voters else None)
+        self.cluster_id = load_cluster_id(self.data_dir, self.node_id, wanted)
         self.image: Any = MetadataImage.EMPTY
         self.incarnation_id = str(uuid.uuid4())
         self.apis = handler_table()
@@ -88,12 +93,10 @@ class Node:
         self.replication = ReplicationManager(self)
         self.inter_broker_listener = (config["inter.broker.listener.name"]
                                       or config.listeners[0].name)
-        self.metadata_log = LocalMetadataLog(self.data_dir / "metadata")
-        self.controller = QuorumController(self.metadata_log, settings=ControllerSettings(
-            default_num_partitions=config["num.partitions"],
-            default_replication_factor=config["default.replication.factor"]),
-            rng=random.Random())
-        self.controller.loader.register(self._on_metadata)
+        self.plane = make_plane(self)
+        # QuorumController's operations: local, or a client of the active controller.
+        self.controller: Any = self.plane.controller
+        self.plane.loader.register(self._on_metadata)
         self.group_log = PartitionGroupLog(self, meta.OFFSETS_TOPIC,
                                            config["offsets.topic.num.partitions"])
         self.groups = GroupCoordinator(
@@ -109,7 +112,6 @@ class Node:
         self.metrics_server: MetricsServer | None = None
         self.bound: dict[str, tuple[str, int]] = {}
         self._pid_block: tuple[int, int] = (0, 0)
-        self.broker_epoch = -1
         self._tasks: list[asyncio.Task[None]] = []
         self._offsets_topic_lock = asyncio.Lock()
 
@@ -119,8 +121,9 @@ class Node:
         for li in self.config.listeners:
             port = await self.server.listen(li.name, li.host, li.port)
             self.bound[li.name] = (li.host, port)
-        await self.controller.load()
-        await self._register()
+        listeners = [(li.name, li.host, li.port or self.bound[li.name][1])
+                     for li in self.config.advertised_listeners]
+        await self.plane.start(listeners)
         if self.config["metrics.listener"]:
             host, _, port = self.config["metrics.listener"].rpartition(":")
             self.metrics_server = MetricsServer(self.metrics.registry)
@@ -133,26 +136,14 @@ class Node:
         log.info("node %d started: kafka %s, cluster %s", self.node_id,
                  ", ".join(f"{n}={h}:{p}" for n, (h, p) in self.bound.items()), self.cluster_id)
 
-    async def _register(self) -> None:
-        listeners = [(li.name, li.host, li.port or self.bound[li.name][1])
-                     for li in self.config.advertised_listeners]
-        rack = self.config["rack"] or None
-        reg = await self.controller.register_broker(self.node_id, self.incarnation_id,
-                                                    listeners, rack)
-        if reg.error_code == ErrorCode.duplicate_broker_registration:
-            # Our previous run died without fencing itself; in single-node mode nobody else
-            # can, so fence the stale session and register again.
-            await self.controller.fence_broker(self.node_id)
-            reg = await self.controller.register_broker(self.node_id, self.incarnation_id,
-                                                        listeners, rack)
-        if reg.error_code != ErrorCode.none:
-            raise RuntimeError(f"broker registration failed: {reg.error_message}")
-        self.broker_epoch = reg.broker_epoch
-        res = await self.controller.unfence_broker(self.node_id, self.broker_epoch)
-        if res.error_code != ErrorCode.none:
-            raise RuntimeError(f"unfencing failed: {res.error_message}")
+    @property
+    def broker_epoch(self) -> int:
+        return self.plane.broker_epoch
 
     async def stop(self) -> None:
+        if self.live_broker_ids() - {self.node_id}:
+            # Someone can take over our leaderships: hand them over before going.
+            await self.plane.controlled_shutdown()
         self.stopping = True
         for t in self._tasks:
             t.cancel()
@@ -165,7 +156,7 @@ class Node:
         if self.metrics_server:
             await self.metrics_server.stop()
         self.replicas.close()
-        self.metadata_log.close()
+        await self.plane.stop()
         log.info("node %d stopped cleanly", self.node_id)
 
     async def _every(self, interval_ms: int, fn: Any) -> None:

@@ -254,7 +254,7 @@ class ReplicationManager:
         if offset >= p.log.log_end_offset:
             self._caught_up_ms.setdefault(tp, {})[replica_id] = time.monotonic()
         if replica_id not in p.isr and replica_id in p.replicas and \
-                offset >= p.log.high_watermark and offset >= self._epoch_start(p):
+                replica_id in self.node.live_broker_ids() and offset >= p.log.high_watermark and offset >= self._epoch_start(p):
             self._request_isr(p, tuple(sorted(set(p.isr) | {replica_id})), "caught up")
 
     @staticmethod

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +33,14 @@ def node_ports(kafka_port: int, index: int) -> dict[str, int]:
             "metrics": kafka_port + 200 + index}
 
 
-def node_config(node_id: int, n: int, host: str, kafka_port: int, data_dir: Path
-                ) -> dict[str, Any]:
+def node_config(node_id: int, n: int, host: str, kafka_port: int, data_dir: Path,
+                cluster_id: str) -> dict[str, Any]:
     ports = node_ports(kafka_port, node_id - 1)
     voters = ",".join(f"{i}@{host}:{node_ports(kafka_port, i - 1)['controller']}"
                       for i in range(1, n + 1)) if n > 1 else ""
     return {
         "node.id": node_id,
+        "cluster.id": cluster_id,
         "process.roles": "broker,controller",
         "data.dir": str((data_dir / f"node-{node_id}").resolve()),
         "listeners": f"PLAINTEXT://{host}:{ports['kafka']}",
@@ -55,23 +57,20 @@ def up_cmd(args: argparse.Namespace) -> int:
     if n < 1:
         print("odradek: --nodes must be at least 1", file=sys.stderr)
         return 2
-    if n > 1:
-        # Nodes can only share metadata once the Raft controller quorum is in place.
-        print("odradek: multi-node clusters need the controller quorum, which this build "
-              "does not have yet; run with --nodes 1", file=sys.stderr)
-        return 2
     data_dir = Path(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     procs: list[tuple[dict[str, Any], subprocess.Popen[bytes]]] = []
+    cluster_id = uuid.uuid4().hex  # used only for nodes configured for the first time
     nodes_info = []
     for node_id in range(1, n + 1):
         cfg_path = (data_dir / f"node-{node_id}.yaml").resolve()
         if not cfg_path.exists():
-            cfg = node_config(node_id, n, args.host, args.kafka_port, data_dir)
+            cfg = node_config(node_id, n, args.host, args.kafka_port, data_dir, cluster_id)
             cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         cfg = yaml.safe_load(cfg_path.read_text())
+        # Own session: Ctrl-C reaches only us, and we stop the nodes one at a time.
         proc = subprocess.Popen([sys.executable, "-m", "broker.cli.main", "node",
-                                 "--config", str(cfg_path)])
+                                 "--config", str(cfg_path)], start_new_session=True)
         procs.append((cfg, proc))
         kafka = cfg["listeners"].split("://", 1)[1]
         nodes_info.append({
@@ -107,12 +106,14 @@ def up_cmd(args: argparse.Namespace) -> int:
         if len(reported) == len(procs):
             break
         time.sleep(0.2)
-    for _, proc in procs:
+    # One at a time, last first: each node hands its leaderships to nodes still running.
+    for cfg, proc in reversed(procs):
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
-    for _, proc in procs:
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                print(f"odradek: node {cfg['node.id']} did not stop in 60s; killing it",
+                      flush=True)
+                proc.kill()
     return 0

@@ -1,0 +1,189 @@
+"""How a node gets its metadata: a local single-node log, or the Raft controller quorum.
+
+Both give the broker the same two things: a ``MetadataLoader`` whose listeners see every
+committed record batch, and a ``controller`` object with QuorumController's async
+operations (a QuorumController itself, or a ControllerClient that reaches the active
+controller over gRPC).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import uuid
+from typing import Any
+
+import grpc
+from kio.schema.errors import ErrorCode
+
+from broker.config import NodeConfig
+from broker.lifecycle import BrokerLifecycle, MetadataFollower
+from controller.client import ControllerClient
+from controller.metadata import MetadataLoader
+from controller.quorum import LocalMetadataLog, QuorumController
+from controller.quorum.api import ControllerSettings
+from controller.raft_runtime import SERVER_OPTIONS, RaftMetadataLog, RaftSettings
+from controller.service import ControllerService
+
+log = logging.getLogger("odradek.metadata")
+
+
+def controller_settings(config: NodeConfig) -> ControllerSettings:
+    return ControllerSettings(default_num_partitions=config["num.partitions"],
+                              default_replication_factor=config["default.replication.factor"])
+
+
+def derived_cluster_id(voters: tuple[tuple[int, str, int], ...]) -> str:
+    """Nodes of one quorum agree on a cluster id without coordination when none is set."""
+    text = ",".join(f"{i}@{h}:{p}" for i, h, p in sorted(voters))
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"odradek:{text}").hex
+
+
+class LocalMetadataPlane:
+    """Single node: the node is its own controller, over a local fsynced log."""
+
+    def __init__(self, node: Any) -> None:
+        cfg = node.config
+        self.node = node
+        self.loader = MetadataLoader()
+        self.log = LocalMetadataLog(node.data_dir / "metadata")
+        self.controller = QuorumController(self.log, settings=controller_settings(cfg),
+                                           rng=random.Random(), loader=self.loader)
+        self.broker_epoch = -1
+
+    async def start(self, listeners: list[tuple[str, str, int]]) -> None:
+        await self.controller.load()
+        node_id, rack = self.node.node_id, self.node.config["rack"] or None
+        reg = await self.controller.register_broker(node_id, self.node.incarnation_id,
+                                                    listeners, rack)
+        if reg.error_code == ErrorCode.duplicate_broker_registration:
+            # Our previous run died without fencing itself; in single-node mode nobody else
+            # can, so fence the stale session and register again.
+            await self.controller.fence_broker(node_id)
+            reg = await self.controller.register_broker(node_id, self.node.incarnation_id,
+                                                        listeners, rack)
+        if reg.error_code != ErrorCode.none:
+            raise RuntimeError(f"broker registration failed: {reg.error_message}")
+        self.broker_epoch = reg.broker_epoch
+        res = await self.controller.unfence_broker(node_id, self.broker_epoch)
+        if res.error_code != ErrorCode.none:
+            raise RuntimeError(f"unfencing failed: {res.error_message}")
+
+    async def controlled_shutdown(self) -> None:
+        """Nothing to hand over: this node holds every replica."""
+
+    async def stop(self) -> None:
+        self.log.close()
+
+    def describe_quorum(self) -> dict[str, Any]:
+        return {"mode": "single-node", "leader_id": self.node.node_id}
+
+
+class RaftMetadataPlane:
+    """Multi-node: controllers replicate the metadata log with Raft; brokers register with
+    the active controller, heartbeat, and (broker-only nodes) follow the log over gRPC."""
+
+    def __init__(self, node: Any) -> None:
+        cfg: NodeConfig = node.config
+        self.node = node
+        self.loader = MetadataLoader()
+        voters = cfg["controller.quorum.voters"]
+        self.voters = {i: f"{h}:{p}" for i, h, p in voters}
+        self.is_controller = "controller" in cfg.roles
+        self.is_broker = "broker" in cfg.roles
+        self.raft: RaftMetadataLog | None = None
+        self.service: ControllerService | None = None
+        self.server: grpc.aio.Server | None = None
+        self.follower: MetadataFollower | None = None
+        self.lifecycle: BrokerLifecycle | None = None
+        if self.is_controller:
+            if node.node_id not in self.voters:
+                raise RuntimeError(f"node {node.node_id} has the controller role but is not in "
+                                   f"controller.quorum.voters ({sorted(self.voters)})")
+            tick_ms = 100
+            self.raft = RaftMetadataLog(RaftSettings(
+                node_id=node.node_id, voters=self.voters, data_dir=node.data_dir / "metadata-raft",
+                cluster_id=node.cluster_id, tick_ms=tick_ms,
+                election_tick=max(2, cfg["controller.quorum.election.timeout.ms"] // tick_ms),
+                snapshot_interval_records=cfg["metadata.snapshot.interval.records"]),
+                self.loader)
+            self.quorum_controller = QuorumController(
+                self.raft, settings=controller_settings(cfg), rng=random.Random(),
+                loader=self.loader)
+            self.service = ControllerService(
+                self.quorum_controller, self.raft, self.raft,
+                session_timeout_ms=cfg["broker.session.timeout.ms"],
+                heartbeat_interval_ms=cfg["broker.heartbeat.interval.ms"],
+                node_id=node.node_id)
+        # Every operation, even on a controller node, goes to whichever node is active.
+        self.client = ControllerClient(self.voters)
+        self.controller = self.client
+
+    @property
+    def broker_epoch(self) -> int:
+        return self.lifecycle.broker_epoch if self.lifecycle else -1
+
+    async def start(self, listeners: list[tuple[str, str, int]]) -> None:
+        cfg = self.node.config
+        if self.raft is not None and self.service is not None:
+            self.server = grpc.aio.server(options=SERVER_OPTIONS)
+            self.raft.add_to_server(self.server)
+            self.service.add_to_server(self.server)
+            address = cfg["controller.listener"]
+            if self.server.add_insecure_port(address) == 0:
+                raise OSError(f"cannot listen on controller.listener {address}")
+            await self.server.start()
+            await self.raft.start()
+            await self.service.start()
+        elif self.is_broker:
+            self.follower = MetadataFollower(self.client, self.loader)
+            await self.follower.start()
+        if self.is_broker:
+            self.lifecycle = BrokerLifecycle(
+                self.client, self.node.node_id, self.node.incarnation_id, listeners,
+                cfg["rack"] or None, lambda: self.loader.image.offset,
+                cfg["broker.heartbeat.interval.ms"])
+            await self.lifecycle.start()
+            try:
+                await self.lifecycle.wait_unfenced(60)
+            except TimeoutError as e:
+                log.warning("%s; serving anyway, clients will be told to retry", e)
+
+    async def controlled_shutdown(self) -> None:
+        if self.lifecycle is None:
+            return
+        timeout = self.node.config["controlled.shutdown.timeout.ms"] / 1000
+        if await self.lifecycle.controlled_shutdown(timeout):
+            log.info("controlled shutdown: leaderships moved away")
+        else:
+            log.warning("controlled shutdown not confirmed within %.1fs; stopping anyway",
+                        timeout)
+
+    async def stop(self) -> None:
+        if self.lifecycle is not None:
+            await self.lifecycle.stop()
+        if self.follower is not None:
+            await self.follower.stop()
+        if self.service is not None:
+            await self.service.close()
+        if self.raft is not None:
+            await self.raft.stop()
+        if self.server is not None:
+            await self.server.stop(grace=1.0)
+        with contextlib.suppress(Exception):
+            await self.client.close()
+
+    def describe_quorum(self) -> dict[str, Any]:
+        if self.raft is None:
+            return {"mode": "raft", "leader_id": self.client.leader_id}
+        return {"mode": "raft", **self.raft.describe()}
+
+
+def make_plane(node: Any) -> LocalMetadataPlane | RaftMetadataPlane:
+    if node.config["controller.quorum.voters"]:
+        return RaftMetadataPlane(node)
+    return LocalMetadataPlane(node)
+
+
+MetadataPlane = LocalMetadataPlane | RaftMetadataPlane
