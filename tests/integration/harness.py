@@ -116,3 +116,57 @@ class NodeProcess:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+
+class Cluster:
+    """N combined-mode nodes forming one Raft controller quorum on 127.0.0.1."""
+
+    def __init__(self, base: Path, n: int = 3, overrides: dict[str, Any] | None = None) -> None:
+        ports = [(free_port(), free_port()) for _ in range(n)]
+        voters = ",".join(f"{i + 1}@127.0.0.1:{c}" for i, (_, c) in enumerate(ports))
+        self.nodes = [
+            NodeProcess(base, node_id=i + 1, kafka_port=k, overrides={
+                "controller.quorum.voters": voters,
+                "controller.listener": f"127.0.0.1:{c}",
+                "default.replication.factor": min(3, n),
+                "offsets.topic.replication.factor": min(3, n),
+                **(overrides or {}),
+            })
+            for i, (k, c) in enumerate(ports)
+        ]
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(n.bootstrap for n in self.nodes)
+
+    def start(self) -> Cluster:
+        import threading
+
+        errors: list[BaseException] = []
+
+        def run(node: NodeProcess) -> None:
+            try:
+                node.start(timeout=60)
+            except BaseException as e:  # reported below
+                errors.append(e)
+
+        # Nodes wait for a controller quorum, so they must start together.
+        threads = [threading.Thread(target=run, args=(n,)) for n in self.nodes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            self.kill_all()
+            raise errors[0]
+        return self
+
+    def node(self, node_id: int) -> NodeProcess:
+        return self.nodes[node_id - 1]
+
+    def kill_all(self) -> None:
+        for n in self.nodes:
+            n.kill()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- node {n.node_id} ---\n{n.logs()}" for n in self.nodes)

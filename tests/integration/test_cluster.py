@@ -1,0 +1,210 @@
+"""A three-node cluster of real processes: controller quorum, replication, failover."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from controller.rpc import raft_pb2, raft_pb2_grpc
+from tests.integration.harness import Cluster
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    c = Cluster(tmp_path / "c3", 3, overrides={"replica.lag.time.max.ms": 3000}).start()
+    yield c
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        print(c.logs())
+    c.kill_all()
+
+
+def quorum_leader(c: Cluster) -> int:
+    for n in c.nodes:
+        if not n.alive():
+            continue
+        addr = n.overrides["controller.listener"]
+        with grpc.insecure_channel(addr) as ch:
+            try:
+                r = raft_pb2_grpc.RaftServiceStub(ch).DescribeQuorum(
+                    raft_pb2.DescribeQuorumRequest(), timeout=2)
+            except grpc.RpcError:
+                continue
+            if r.leader_id > 0:
+                return r.leader_id
+    raise AssertionError("no controller leader")
+
+
+def describe(c: Cluster, topic: str) -> list[dict]:
+    live = ",".join(n.bootstrap for n in c.nodes if n.alive())
+    admin = KafkaAdminClient(bootstrap_servers=live)
+    try:
+        return admin.describe_topics([topic])[0]["partitions"]
+    finally:
+        admin.close()
+
+
+def wait_for(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except Exception as e:  # the cluster may be mid-failover
+            last = e
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}: {last!r}")
+
+
+def test_controller_failover_and_rejoin(cluster: Cluster) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap)
+    admin.create_topics([NewTopic("before", 3, 3)])
+    admin.close()
+    leader = quorum_leader(cluster)
+    killed_at = time.monotonic()
+    cluster.node(leader).kill()
+
+    def create_after() -> bool:
+        live = ",".join(n.bootstrap for n in cluster.nodes if n.alive())
+        a = KafkaAdminClient(bootstrap_servers=live)
+        try:
+            a.create_topics([NewTopic("after", 2, 2)])
+            return True
+        finally:
+            a.close()
+
+    wait_for(create_after, 30, "create topic after the controller leader died")
+    print(f"controller failover to a committed create: {time.monotonic() - killed_at:.2f}s")
+    new_leader = quorum_leader(cluster)
+    assert new_leader != leader
+    cluster.node(leader).start()
+    # The rejoined node catches up: it serves metadata that includes the later topic.
+    node = cluster.node(leader)
+
+    def sees_after() -> bool:
+        a = KafkaAdminClient(bootstrap_servers=node.bootstrap)
+        try:
+            return "after" in a.list_topics()
+        finally:
+            a.close()
+
+    wait_for(sees_after, 30, "the restarted node to learn the topic created without it")
+    # Restarting all three preserves all metadata.
+    for n in cluster.nodes:
+        n.kill()
+    cluster.start()
+    admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap)
+    topics = set(admin.list_topics())
+    admin.close()
+    assert {"before", "after"} <= topics
+    parts = describe(cluster, "before")
+    assert len(parts) == 3 and all(len(p["replica_nodes"]) == 3 for p in parts)
+
+
+def test_leader_kills_lose_no_acknowledged_write(cluster: Cluster) -> None:
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    topic = f"ha-{uuid.uuid4().hex[:6]}"
+    admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap)
+    admin.create_topics([NewTopic(topic, 3, 3, topic_configs={"min.insync.replicas": "2"})])
+    admin.close()
+    acked: set[str] = set()
+    failed: list[str] = []
+    stop = threading.Event()
+
+    def produce() -> None:
+        p = Producer({"bootstrap.servers": cluster.bootstrap, "enable.idempotence": True,
+                      "acks": "all", "linger.ms": 5, "message.timeout.ms": 60000})
+        i = 0
+
+        def done(err, msg) -> None:  # type: ignore[no-untyped-def]
+            if err is None:
+                acked.add(msg.value().decode())
+            else:
+                failed.append(msg.value().decode())
+
+        while not stop.is_set():
+            p.produce(topic, key=str(i % 50).encode(), value=f"v{i}".encode(),
+                      on_delivery=done)
+            i += 1
+            p.poll(0)
+            time.sleep(0.002)
+        assert p.flush(90) == 0
+
+    consumed: dict[str, list[tuple[int, int]]] = {}
+
+    def consume() -> None:
+        c = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": f"g-{topic}",
+                      "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        c.subscribe([topic])
+        while not stop.is_set() or len(consumed) < len(acked):
+            for m in c.consume(500, timeout=0.5):
+                if m.error() is None:
+                    consumed.setdefault(m.value().decode(), []).append(
+                        (m.partition(), m.offset()))
+            try:
+                c.commit(asynchronous=False)
+            except Exception:
+                pass  # no offsets yet, or the coordinator is moving
+            if stop.is_set() and time.monotonic() > drain_deadline:
+                break
+        c.close()
+
+    drain_deadline = float("inf")
+    producer = threading.Thread(target=produce)
+    reader = threading.Thread(target=consume)
+    producer.start()
+    reader.start()
+    try:
+        for _ in range(3):
+            time.sleep(2)
+            leader = wait_for(lambda: describe(cluster, topic)[0]["leader_id"], 20,
+                              "a leader for partition 0")
+            cluster.node(leader).kill()
+            time.sleep(3)
+            cluster.node(leader).start()
+            wait_for(lambda: all(len(p["isr_nodes"]) == 3 for p in describe(cluster, topic)),
+                     40, "the restarted broker to rejoin every ISR")
+        time.sleep(1)
+    finally:
+        stop.set()
+        producer.join(120)
+        drain_deadline = time.monotonic() + 60
+        reader.join(120)
+    assert len(acked) > 500, "the producer barely ran"
+    missing = acked - set(consumed)
+    assert not missing, f"{len(missing)} acknowledged records never consumed: {sorted(missing)[:5]}"
+
+    # The log itself: each acknowledged value exactly once, at one offset.
+    check = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": "check",
+                      "enable.auto.commit": False})
+    check.assign([TopicPartition(topic, p, 0) for p in range(3)])
+    seen: dict[str, int] = {}
+    per_key: dict[bytes, list[int]] = {}
+    idle = 0
+    while idle < 6:
+        msgs = check.consume(1000, timeout=0.5)
+        idle = 0 if msgs else idle + 1
+        for m in msgs:
+            if m.error() is None:
+                v = m.value().decode()
+                seen[v] = seen.get(v, 0) + 1
+                per_key.setdefault(m.key(), []).append(int(v[1:]))
+    check.close()
+    assert acked <= set(seen)
+    dupes = {v: n for v, n in seen.items() if n > 1}
+    assert not dupes, f"values written twice: {list(dupes.items())[:5]}"
+    # One key, one partition: the log keeps each producer's order.
+    for key, order in per_key.items():
+        assert order == sorted(order), f"key {key!r} out of order: {order[:20]}"
