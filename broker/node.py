@@ -117,10 +117,15 @@ class Node:
 
     # --- lifecycle ----------------------------------------------------------------------
 
+    @property
+    def is_broker(self) -> bool:
+        return "broker" in self.config.roles
+
     async def start(self) -> None:
-        for li in self.config.listeners:
-            port = await self.server.listen(li.name, li.host, li.port)
-            self.bound[li.name] = (li.host, port)
+        if self.is_broker:
+            for li in self.config.listeners:
+                port = await self.server.listen(li.name, li.host, li.port)
+                self.bound[li.name] = (li.host, port)
         listeners = [(li.name, li.host, li.port or self.bound[li.name][1])
                      for li in self.config.advertised_listeners]
         await self.plane.start(listeners)
@@ -128,6 +133,10 @@ class Node:
             host, _, port = self.config["metrics.listener"].rpartition(":")
             self.metrics_server = MetricsServer(self.metrics.registry)
             await self.metrics_server.start(host, int(port))
+        if not self.is_broker:
+            log.info("node %d started as a controller only, cluster %s", self.node_id,
+                     self.cluster_id)
+            return
         self.replication.start()
         self._tasks.append(asyncio.create_task(self._every(
             self.config["log.retention.check.interval.ms"], self.replicas.enforce_retention)))
@@ -141,7 +150,7 @@ class Node:
         return self.plane.broker_epoch
 
     async def stop(self) -> None:
-        if self.live_broker_ids() - {self.node_id}:
+        if self.is_broker and self.live_broker_ids() - {self.node_id}:
             # Someone can take over our leaderships: hand them over before going.
             await self.plane.controlled_shutdown()
         self.stopping = True

@@ -121,19 +121,26 @@ class NodeProcess:
 class Cluster:
     """N combined-mode nodes forming one Raft controller quorum on 127.0.0.1."""
 
-    def __init__(self, base: Path, n: int = 3, overrides: dict[str, Any] | None = None) -> None:
-        ports = [(free_port(), free_port()) for _ in range(n)]
-        voters = ",".join(f"{i + 1}@127.0.0.1:{c}" for i, (_, c) in enumerate(ports))
-        self.nodes = [
-            NodeProcess(base, node_id=i + 1, kafka_port=k, overrides={
-                "controller.quorum.voters": voters,
-                "controller.listener": f"127.0.0.1:{c}",
-                "default.replication.factor": min(3, n),
-                "offsets.topic.replication.factor": min(3, n),
-                **(overrides or {}),
-            })
-            for i, (k, c) in enumerate(ports)
-        ]
+    def __init__(self, base: Path, n: int = 3, overrides: dict[str, Any] | None = None,
+                 dedicated_controllers: int = 0) -> None:
+        """``n`` broker nodes; combined broker+controller unless ``dedicated_controllers``
+        controller-only nodes (ids 101, 102, ...) form the quorum instead."""
+        controller_ids = ([101 + i for i in range(dedicated_controllers)]
+                          if dedicated_controllers else [i + 1 for i in range(n)])
+        cports = {i: free_port() for i in controller_ids}
+        voters = ",".join(f"{i}@127.0.0.1:{p}" for i, p in cports.items())
+        common = {"controller.quorum.voters": voters,
+                  "default.replication.factor": min(3, n),
+                  "offsets.topic.replication.factor": min(3, n), **(overrides or {})}
+        roles = "broker" if dedicated_controllers else "broker,controller"
+        self.nodes = [NodeProcess(base, node_id=i + 1, overrides={
+            **common, "process.roles": roles,
+            "controller.listener": f"127.0.0.1:{cports.get(i + 1, 0) or free_port()}"})
+            for i in range(n)]
+        self.controllers = [NodeProcess(base, node_id=i, overrides={
+            **common, "process.roles": "controller",
+            "controller.listener": f"127.0.0.1:{cports[i]}"})
+            for i in controller_ids if dedicated_controllers]
 
     @property
     def bootstrap(self) -> str:
@@ -151,7 +158,8 @@ class Cluster:
                 errors.append(e)
 
         # Nodes wait for a controller quorum, so they must start together.
-        threads = [threading.Thread(target=run, args=(n,)) for n in self.nodes]
+        threads = [threading.Thread(target=run, args=(n,))
+                   for n in self.controllers + self.nodes]
         for t in threads:
             t.start()
         for t in threads:
@@ -165,8 +173,9 @@ class Cluster:
         return self.nodes[node_id - 1]
 
     def kill_all(self) -> None:
-        for n in self.nodes:
+        for n in self.nodes + self.controllers:
             n.kill()
 
     def logs(self) -> str:
-        return "\n".join(f"--- node {n.node_id} ---\n{n.logs()}" for n in self.nodes)
+        return "\n".join(f"--- node {n.node_id} ---\n{n.logs()}"
+                         for n in self.nodes + self.controllers)

@@ -208,3 +208,59 @@ def test_leader_kills_lose_no_acknowledged_write(cluster: Cluster) -> None:
     # One key, one partition: the log keeps each producer's order.
     for key, order in per_key.items():
         assert order == sorted(order), f"key {key!r} out of order: {order[:20]}"
+
+
+def test_two_brokers_down_refuses_acks_all_and_keeps_data(tmp_path: Path) -> None:
+    # Dedicated controllers: the quorum must outlive the brokers for the ISR to shrink.
+    cluster = Cluster(tmp_path / "c33", 3, dedicated_controllers=3).start()
+    try:
+        _two_brokers_down(cluster)
+    except BaseException:
+        print(cluster.logs())
+        raise
+    finally:
+        cluster.kill_all()
+
+
+def _two_brokers_down(cluster: Cluster) -> None:
+    from kio.schema.errors import ErrorCode
+
+    from broker.kafka.client import KafkaConnection
+    from storage.records import Record, encode_batch
+
+    topic = f"minisr-{uuid.uuid4().hex[:6]}"
+    admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap)
+    admin.create_topics([NewTopic(topic, 1, 3, topic_configs={"min.insync.replicas": "2"})])
+    admin.close()
+    leader = wait_for(lambda: describe(cluster, topic)[0]["leader_id"], 20, "a leader")
+
+    def produce(value: bytes) -> object:
+        with KafkaConnection.to(cluster.node(leader).bootstrap) as c:
+            r = c.request(0, 9, {"acks": -1, "timeout": 5000, "topic_data": [
+                {"name": topic, "partition_data": [
+                    {"index": 0, "records": encode_batch([Record(0, value=value)])}]}]})
+            return r.responses[0].partition_responses[0]
+
+    assert produce(b"before").error_code == ErrorCode.none
+    others = [n for n in cluster.nodes if n.node_id != leader]
+    for n in others:
+        n.kill()
+    # The leader notices the dead followers (ISR shrink) and then refuses acks=all writes.
+    def refused() -> bool:
+        return produce(b"x").error_code in (ErrorCode.not_enough_replicas,
+                                            ErrorCode.not_enough_replicas_after_append)
+
+    wait_for(refused, 30, "NOT_ENOUGH_REPLICAS with two of three brokers down")
+    for n in others:
+        n.start()
+    wait_for(lambda: produce(b"after").error_code == ErrorCode.none, 60,
+             "acks=all writes to succeed again")
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=cluster.bootstrap, consumer_timeout_ms=5000)
+    tp = TopicPartition(topic, 0)
+    consumer.assign([tp])
+    consumer.seek_to_beginning(tp)
+    values = [m.value for m in consumer]
+    consumer.close()
+    assert values[0] == b"before" and values[-1] == b"after"
