@@ -8,6 +8,7 @@ controller over gRPC).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import random
@@ -97,6 +98,7 @@ class RaftMetadataPlane:
         self.server: grpc.aio.Server | None = None
         self.follower: MetadataFollower | None = None
         self.lifecycle: BrokerLifecycle | None = None
+        self._rebalancer: asyncio.Task[None] | None = None
         if self.is_controller:
             if node.node_id not in self.voters:
                 raise RuntimeError(f"node {node.node_id} has the controller role but is not in "
@@ -136,6 +138,8 @@ class RaftMetadataPlane:
             await self.server.start()
             await self.raft.start()
             await self.service.start()
+            if cfg["auto.leader.rebalance.enable"]:
+                self._rebalancer = asyncio.create_task(self._rebalance_leaders())
         elif self.is_broker:
             self.follower = MetadataFollower(self.client, self.loader)
             await self.follower.start()
@@ -150,6 +154,20 @@ class RaftMetadataPlane:
             except TimeoutError as e:
                 log.warning("%s; serving anyway, clients will be told to retry", e)
 
+    async def _rebalance_leaders(self) -> None:
+        interval = self.node.config["leader.imbalance.check.interval.seconds"]
+        while True:
+            await asyncio.sleep(interval)
+            if self.raft is None or not self.raft.is_leader:
+                continue
+            try:
+                moved = await self.quorum_controller.elect_preferred_leaders()
+            except Exception as e:  # leadership lost mid-way: the next leader will do it
+                log.debug("preferred leader election skipped: %s", e)
+                continue
+            if moved:
+                log.info("moved %d partition leaderships back to preferred replicas", moved)
+
     async def controlled_shutdown(self) -> None:
         if self.lifecycle is None:
             return
@@ -161,6 +179,10 @@ class RaftMetadataPlane:
                         timeout)
 
     async def stop(self) -> None:
+        if self._rebalancer is not None:
+            self._rebalancer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._rebalancer
         if self.lifecycle is not None:
             await self.lifecycle.stop()
         if self.follower is not None:

@@ -25,7 +25,7 @@ from controller.metadata import (
     decode_record,
     encode_record,
 )
-from controller.quorum import brokers, configs, partitions, topics
+from controller.quorum import brokers, configs, election, partitions, topics
 from controller.quorum.api import (
     AlterConfigsResource,
     AlterConfigsResult,
@@ -224,3 +224,12 @@ class QuorumController:
         return await self._run(
             lambda image: partitions.alter_partition(image, broker_id, broker_epoch, items)
         )
+
+    async def elect_preferred_leaders(self) -> int:
+        """Give partitions back to their preferred replica where it is ready; returns how
+        many partitions moved."""
+        def op(image: MetadataImage) -> OpResult[int]:
+            records = election.elect_preferred_leaders(image)
+            return OpResult(tuple(records), len(records))
+
+        return await self._run(op)

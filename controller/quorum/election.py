@@ -119,3 +119,18 @@ def elect_leaderless(image: MetadataImage, now_usable: int) -> list[MetadataReco
         if record is not None:
             records.append(record)
     return records
+
+
+def elect_preferred_leaders(image: MetadataImage) -> list[MetadataRecord]:
+    """Move leadership back to each partition's preferred replica (the first one) where it
+    is usable and in the ISR (auto.leader.rebalance.enable): after a broker returns, its
+    partitions would otherwise stay led by whoever took over."""
+    records = []
+    for _name, topic_id, partition_id, partition in _partitions(image):
+        if not partition.replicas:
+            continue
+        preferred = partition.replicas[0]
+        if (partition.leader != preferred and preferred in partition.isr
+                and image.is_unfenced(preferred)):
+            records.append(partition_change_record(topic_id, partition_id, leader=preferred))
+    return records

@@ -20,7 +20,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    c = Cluster(tmp_path / "c3", 3, overrides={"replica.lag.time.max.ms": 3000}).start()
+    c = Cluster(tmp_path / "c3", 3, overrides={"replica.lag.time.max.ms": 3000,
+                                              "leader.imbalance.check.interval.seconds": 2}
+                ).start()
     yield c
     rep = getattr(request.node, "rep_call", None)
     if rep is not None and rep.failed:
@@ -182,6 +184,9 @@ def test_leader_kills_lose_no_acknowledged_write(cluster: Cluster) -> None:
         producer.join(120)
         drain_deadline = time.monotonic() + 60
         reader.join(120)
+    # The returned brokers get their preferred leaderships back.
+    wait_for(lambda: all(p["leader_id"] == p["replica_nodes"][0]
+                         for p in describe(cluster, topic)), 30, "preferred leaders")
     assert len(acked) > 500, "the producer barely ran"
     missing = acked - set(consumed)
     assert not missing, f"{len(missing)} acknowledged records never consumed: {sorted(missing)[:5]}"

@@ -1,0 +1,54 @@
+"""Preferred leader election (auto.leader.rebalance.enable)."""
+
+from __future__ import annotations
+
+import uuid
+
+from controller.metadata import MetadataDelta, MetadataImage
+from controller.metadata.records import (
+    partition_record,
+    register_broker_record,
+    topic_record,
+    unfence_broker_record,
+)
+from controller.quorum.election import elect_preferred_leaders
+
+
+def image_with(leader: int, isr: tuple[int, ...], fenced: set[int] = frozenset()) -> MetadataImage:
+    delta = MetadataDelta(MetadataImage.EMPTY)
+    offset = 0
+    for b in (1, 2, 3):
+        offset += 1
+        delta.replay(register_broker_record(b, str(uuid.uuid4()), [("PLAINTEXT", "h", 9000 + b)],
+                                            None, fenced=True), offset)
+        if b not in fenced:
+            offset += 1
+            delta.replay(unfence_broker_record(b, offset - 1), offset)
+    tid = uuid.uuid4()
+    offset += 1
+    delta.replay(topic_record("t", tid), offset)
+    offset += 1
+    delta.replay(partition_record(tid, 0, replicas=(1, 2, 3), isr=isr, leader=leader,
+                                  leader_epoch=3, partition_epoch=5), offset)
+    return delta.apply()
+
+
+def apply(image: MetadataImage, records: list) -> MetadataImage:
+    delta = MetadataDelta(image)
+    for i, r in enumerate(records):
+        delta.replay(r, image.offset + 1 + i)
+    return delta.apply()
+
+
+def test_preferred_replica_in_isr_gets_leadership_back() -> None:
+    image = image_with(leader=2, isr=(1, 2, 3))
+    records = elect_preferred_leaders(image)
+    assert len(records) == 1
+    after = apply(image, records).partition("t", 0)
+    assert after is not None and after.leader == 1 and after.leader_epoch == 4
+
+
+def test_no_move_when_preferred_is_out_of_sync_fenced_or_already_leading() -> None:
+    assert elect_preferred_leaders(image_with(leader=2, isr=(2, 3))) == []
+    assert elect_preferred_leaders(image_with(leader=2, isr=(1, 2, 3), fenced={1})) == []
+    assert elect_preferred_leaders(image_with(leader=1, isr=(1, 2, 3))) == []
