@@ -24,7 +24,7 @@ from kafka import KafkaConsumer
 bootstrap, topic, group, out_path = sys.argv[1:5]
 consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
                          enable_auto_commit=False, auto_offset_reset="earliest",
-                         session_timeout_ms=3000, heartbeat_interval_ms=300,
+                         session_timeout_ms=6000, heartbeat_interval_ms=500,
                          max_poll_records=20)
 with open(out_path, "a") as out:
     while True:
@@ -34,7 +34,10 @@ with open(out_path, "a") as out:
                 out.write(f"{m.partition} {m.offset} {m.value.decode()}\n")
         out.flush()
         if batch:
-            consumer.commit()
+            try:
+                consumer.commit()
+            except Exception as e:  # a rebalance took our partitions; they will be re-read
+                print("commit failed:", e, file=sys.stderr, flush=True)
         assigned = sorted(tp.partition for tp in consumer.assignment())
         with open(out_path + ".assigned", "w") as a:
             a.write(" ".join(map(str, assigned)))
