@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/odradek cluster up --nodes 1
+	$(BIN)/odradek cluster up --nodes 3
 
 test: $(STAMP)
 	$(BIN)/ruff check broker controller storage tests
