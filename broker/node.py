@@ -37,6 +37,7 @@ from controller.quorum.api import CreateTopicSpec
 log = logging.getLogger("odradek.node")
 
 TOPIC_RESOURCE = 2
+CLEAN_SHUTDOWN_MARKER = ".clean-shutdown"
 
 
 def handler_table() -> dict[int, ApiSpec]:
@@ -85,6 +86,12 @@ class Node:
         self.cluster_id = load_cluster_id(self.data_dir, self.node_id, wanted)
         self.image: Any = MetadataImage.EMPTY
         self.incarnation_id = str(uuid.uuid4())
+        # Whether our previous run stopped cleanly (every log flushed and closed). A replica
+        # that crashed may have lost its unflushed tail, so the controller must not trust it
+        # as the last member of an ISR (KIP-966).
+        marker = self.data_dir / CLEAN_SHUTDOWN_MARKER
+        self.previous_shutdown_clean = marker.exists() or not (self.data_dir / "logs").exists()
+        marker.unlink(missing_ok=True)
         self.apis = handler_table()
         self.server = KafkaServer(self, self.apis, config["socket.request.max.bytes"])
         self.replicas = ReplicaManager(self.node_id, self.data_dir / "logs", self.log_config_for,
@@ -166,6 +173,7 @@ class Node:
             await self.metrics_server.stop()
         self.replicas.close()
         await self.plane.stop()
+        (self.data_dir / CLEAN_SHUTDOWN_MARKER).touch()
         log.info("node %d stopped cleanly", self.node_id)
 
     async def _every(self, interval_ms: int, fn: Any) -> None:
