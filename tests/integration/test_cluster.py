@@ -269,3 +269,47 @@ def _two_brokers_down(cluster: Cluster) -> None:
     values = [m.value for m in consumer]
     consumer.close()
     assert values[0] == b"before" and values[-1] == b"after"
+
+
+def test_committed_offsets_survive_coordinator_failover(cluster: Cluster) -> None:
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+    from broker.kafka.client import KafkaConnection
+
+    topic = f"co-{uuid.uuid4().hex[:6]}"
+    group = f"g-{topic}"
+    admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap)
+    admin.create_topics([NewTopic(topic, 3, 3)])
+    admin.close()
+    producer = KafkaProducer(bootstrap_servers=cluster.bootstrap, acks="all")
+    for i in range(30):
+        producer.send(topic, f"{i}".encode(), partition=i % 3)
+    producer.flush()
+    producer.close()
+    consumer = KafkaConsumer(topic, bootstrap_servers=cluster.bootstrap, group_id=group,
+                             auto_offset_reset="earliest", enable_auto_commit=False,
+                             consumer_timeout_ms=5000)
+    assert sum(1 for _ in consumer) == 30
+    consumer.commit()
+    consumer.close()
+    with KafkaConnection.to(cluster.nodes[0].bootstrap) as c:
+        coordinator = c.request(10, 4, {"key_type": 0, "coordinator_keys": [group]}
+                                ).coordinators[0].node_id
+    cluster.node(coordinator).kill()
+    survivors = ",".join(n.bootstrap for n in cluster.nodes if n.alive())
+
+    def committed() -> dict:
+        check = KafkaConsumer(bootstrap_servers=survivors, group_id=group,
+                              enable_auto_commit=False)
+        try:
+            return {p: check.committed(TopicPartition(topic, p)) for p in range(3)}
+        finally:
+            check.close()
+
+    got = wait_for(lambda: (lambda c: c if None not in c.values() else None)(committed()), 40,
+                   "committed offsets from the new coordinator")
+    assert got == {0: 10, 1: 10, 2: 10}
+    with KafkaConnection.to(survivors.split(",")[0]) as c:
+        moved = c.request(10, 4, {"key_type": 0, "coordinator_keys": [group]}
+                          ).coordinators[0].node_id
+    assert moved != coordinator
