@@ -103,7 +103,7 @@ class AppendResult:
 
 @dataclass(frozen=True, slots=True)
 class ReadResult:
-    records: bytes  # whole batches only
+    records: bytes | memoryview  # whole batches only
     first_batch_offset: int  # base offset of the first batch returned, -1 if none
     next_offset: int  # offset after the last batch returned (the requested one if none)
 
@@ -670,7 +670,8 @@ class PartitionLog:
             next_offset = last + 1
         if end == 0:
             return ReadResult(b"", -1, offset)
-        return ReadResult(buf if end == len(buf) else buf[:end], first, next_offset)
+        # A view, not a slice: the batches go straight into a response without a copy.
+        return ReadResult(buf if end == len(buf) else memoryview(buf)[:end], first, next_offset)
 
     def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
         """(offset, timestamp) of the earliest record with timestamp >= ``timestamp_ms``

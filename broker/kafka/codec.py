@@ -179,8 +179,9 @@ def decode_response(frame: bytes | memoryview, api_key: int, version: int) -> tu
     return correlation_id, body
 
 
-def encode_response(api_key: int, version: int, correlation_id: int, body: Any) -> bytes:
-    """A full response frame, size prefix included."""
+def encode_response(api_key: int, version: int, correlation_id: int, body: Any) -> memoryview:
+    """A full response frame, size prefix included (a view of the encoded buffer: fetch
+    responses carry megabytes of records, and copying them once more would cost)."""
     buf = io.BytesIO()
     buf.write(b"\0\0\0\0")
     buf.write(_I32.pack(correlation_id))
@@ -191,7 +192,7 @@ def encode_response(api_key: int, version: int, correlation_id: int, body: Any) 
     _writer(type(body))(buf, body)
     data = buf.getbuffer()
     _I32.pack_into(data, 0, len(data) - 4)
-    return bytes(data)
+    return data.toreadonly()
 
 
 # --- building entities from plain data -----------------------------------------------
