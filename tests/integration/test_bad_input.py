@@ -152,3 +152,38 @@ def test_oversize_batch_gets_message_too_large(shared_node: NodeProcess) -> None
                           "timeout": 5000})
         res = _produce(c, topic, encode_batch([Record(0, value=b"x" * 5000)]))
         assert res.error_code == ErrorCode.message_too_large
+
+
+def test_fetch_long_poll_waits_for_data_and_honours_max_wait(shared_node: NodeProcess) -> None:
+    import threading
+    import time
+
+    topic = f"poll-{uuid.uuid4().hex[:8]}"
+    with KafkaConnection.to(shared_node.bootstrap) as c:
+        c.request(19, 7, {"topics": [{"name": topic, "num_partitions": 1,
+                                      "replication_factor": 1}], "timeout": 5000})
+
+    def fetch(max_wait: int, min_bytes: int) -> tuple[float, object]:
+        with KafkaConnection.to(shared_node.bootstrap) as c:
+            start = time.monotonic()
+            r = c.request(1, 12, {"replica_id": -1, "max_wait": max_wait, "min_bytes": min_bytes,
+                                  "max_bytes": 1 << 20, "isolation_level": 1, "topics": [
+                                      {"topic": topic, "partitions": [
+                                          {"partition": 0, "fetch_offset": 0,
+                                           "partition_max_bytes": 1 << 20}]}]})
+            return time.monotonic() - start, r.responses[0].partitions[0]
+
+    # Nothing arrives: the fetch answers empty after max_wait, not before.
+    waited, empty = fetch(800, 1)
+    assert 0.7 <= waited < 3 and not empty.records
+    # A record arriving mid-wait ends the wait early.
+    def produce_later() -> None:
+        with KafkaConnection.to(shared_node.bootstrap) as c:
+            _produce(c, topic, encode_batch([Record(0, value=b"hi")]))
+
+    timer = threading.Timer(0.5, produce_later)
+    timer.start()
+    waited, got = fetch(10_000, 1)
+    timer.join()
+    assert waited < 5, waited
+    assert got.records and got.high_watermark == 1
