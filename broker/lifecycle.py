@@ -8,7 +8,8 @@ of a MetadataFollower):
     follower = MetadataFollower(client, loader)
     await follower.start()
     lifecycle = BrokerLifecycle(client, broker_id, str(uuid.uuid4()), listeners, rack,
-                                metadata_offset=lambda: loader.image.offset)
+                                metadata_offset=lambda: loader.image.offset,
+                                previous_shutdown_clean=node.previous_shutdown_clean)
     await lifecycle.start()                 # registered, heartbeating, still fenced
     await lifecycle.wait_unfenced(timeout)  # caught up: leaderships may come
     ...
@@ -64,14 +65,19 @@ class BrokerLifecycle:
         heartbeat_interval_ms: int = 2000,
         *,
         registration_retry_ms: int = 500,
+        previous_shutdown_clean: bool = True,
     ) -> None:
         """`metadata_offset()`: offset of the last metadata record this broker has applied;
-        the controller unfences the broker once it reaches the broker's registration."""
+        the controller unfences the broker once it reaches the broker's registration.
+        `previous_shutdown_clean`: whether the previous process of this broker stopped
+        cleanly; after a crash the controller stops counting on this broker's replicas as
+        holders of every committed record (KIP-966)."""
         self._client = client
         self.broker_id = broker_id
         self.incarnation_id = incarnation_id
         self._listeners = list(listeners)
         self._rack = rack
+        self._previous_shutdown_clean = previous_shutdown_clean
         self._metadata_offset = metadata_offset
         self._interval = heartbeat_interval_ms / 1000
         self._retry = registration_retry_ms / 1000
@@ -131,7 +137,8 @@ class BrokerLifecycle:
         while True:
             try:
                 registration = await self._client.register(
-                    self.broker_id, self.incarnation_id, self._listeners, self._rack)
+                    self.broker_id, self.incarnation_id, self._listeners, self._rack,
+                    self._previous_shutdown_clean)
             except ControllerUnavailable as exc:
                 log.warning("broker %d: cannot register yet: %s; retrying", self.broker_id, exc)
                 await asyncio.sleep(self._retry)
@@ -153,6 +160,9 @@ class BrokerLifecycle:
                 # Never slower than the controller expects: it sized the session for that.
                 self._interval = min(self._interval, registration.heartbeat_interval_ms / 1000)
             self.broker_epoch = result.broker_epoch
+            # Registering again later (session lost) is not a restart: this process lost
+            # nothing, whatever happened to the one before it.
+            self._previous_shutdown_clean = True
             self._set_fenced(True)
             log.info("broker %d registered with epoch %d", self.broker_id, self.broker_epoch)
             return

@@ -56,14 +56,15 @@ class LocalMetadataPlane:
     async def start(self, listeners: list[tuple[str, str, int]]) -> None:
         await self.controller.load()
         node_id, rack = self.node.node_id, self.node.config["rack"] or None
+        clean = self.node.previous_shutdown_clean
         reg = await self.controller.register_broker(node_id, self.node.incarnation_id,
-                                                    listeners, rack)
+                                                    listeners, rack, clean)
         if reg.error_code == ErrorCode.duplicate_broker_registration:
             # Our previous run died without fencing itself; in single-node mode nobody else
             # can, so fence the stale session and register again.
             await self.controller.fence_broker(node_id)
             reg = await self.controller.register_broker(node_id, self.node.incarnation_id,
-                                                        listeners, rack)
+                                                        listeners, rack, clean)
         if reg.error_code != ErrorCode.none:
             raise RuntimeError(f"broker registration failed: {reg.error_message}")
         self.broker_epoch = reg.broker_epoch
@@ -147,7 +148,8 @@ class RaftMetadataPlane:
             self.lifecycle = BrokerLifecycle(
                 self.client, self.node.node_id, self.node.incarnation_id, listeners,
                 cfg["rack"] or None, lambda: self.loader.image.offset,
-                cfg["broker.heartbeat.interval.ms"])
+                cfg["broker.heartbeat.interval.ms"],
+                previous_shutdown_clean=self.node.previous_shutdown_clean)
             await self.lifecycle.start()
             try:
                 await self.lifecycle.wait_unfenced(60)

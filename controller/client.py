@@ -271,11 +271,13 @@ class ControllerClient:
         incarnation_id: str,
         listeners: Sequence[Listener | tuple[str, str, int]],
         rack: str | None = None,
+        previous_shutdown_clean: bool = True,
     ) -> Registration:
         """register_broker, plus the lease settings the controller answered with."""
         response = await self._call("RegisterBroker", pb.RegisterBrokerRequest(
             broker_id=broker_id, incarnation_id=incarnation_id,
-            listeners=[convert.listener_to_pb(x) for x in listeners], rack=rack))
+            listeners=[convert.listener_to_pb(x) for x in listeners], rack=rack,
+            previous_shutdown_clean=previous_shutdown_clean))
         return Registration(convert.register_broker_result_from_pb(response),
                             response.heartbeat_interval_ms, response.session_timeout_ms)
 
@@ -285,8 +287,10 @@ class ControllerClient:
         incarnation_id: str,
         listeners: Sequence[Listener | tuple[str, str, int]],
         rack: str | None = None,
+        previous_shutdown_clean: bool = True,
     ) -> RegisterBrokerResult:
-        return (await self.register(broker_id, incarnation_id, listeners, rack)).result
+        return (await self.register(broker_id, incarnation_id, listeners, rack,
+                                    previous_shutdown_clean)).result
 
     async def allocate_producer_ids(
         self, broker_id: int, broker_epoch: int | None = None

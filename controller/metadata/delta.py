@@ -98,6 +98,9 @@ def merge_partition_change(
         leader=leader,
         leader_epoch=leader_epoch,
         partition_epoch=current.partition_epoch + 1,
+        elr=tuple(change.eligible_leader_replicas.broker_ids)
+        if change.HasField("eligible_leader_replicas")
+        else current.elr,
     )
 
 
@@ -226,6 +229,7 @@ class MetadataDelta:
             leader=rec.leader,
             leader_epoch=rec.leader_epoch,
             partition_epoch=rec.partition_epoch,
+            elr=tuple(rec.eligible_leader_replicas),
         )
 
     def _replay_partition_change(self, rec: pb.PartitionChangeRecord, offset: int) -> None:

@@ -53,6 +53,10 @@ class PartitionRegistration:
     leader: int
     leader_epoch: int
     partition_epoch: int
+    # Eligible leader replicas (KIP-966), in replica order: replicas that left the ISR while it
+    # shrank below min.insync.replicas, so they still hold every record up to the high
+    # watermark (which cannot advance meanwhile); they may lead when no ISR member can.
+    elr: tuple[int, ...] = ()
 
     @property
     def has_leader(self) -> bool:

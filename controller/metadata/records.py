@@ -95,6 +95,7 @@ def partition_record(
     leader: int,
     leader_epoch: int = 0,
     partition_epoch: int = 0,
+    elr: Sequence[int] = (),
 ) -> pb.MetadataRecord:
     return pb.MetadataRecord(
         partition=pb.PartitionRecord(
@@ -105,6 +106,7 @@ def partition_record(
             leader=leader,
             leader_epoch=leader_epoch,
             partition_epoch=partition_epoch,
+            eligible_leader_replicas=elr,
         )
     )
 
@@ -116,8 +118,10 @@ def partition_change_record(
     isr: Sequence[int] | None = None,
     leader: int | None = None,
     replicas: Sequence[int] | None = None,
+    elr: Sequence[int] | None = None,
 ) -> pb.MetadataRecord:
-    """None means unchanged; pass leader only when leadership changes (it bumps leader_epoch)."""
+    """None means unchanged; pass leader only when leadership changes (it bumps leader_epoch).
+    `elr` is the new list of eligible leader replicas (KIP-966)."""
     rec = pb.PartitionChangeRecord(topic_id=topic_id.bytes, partition_id=partition_id)
     if isr is not None:
         rec.isr.SetInParent()  # present even when the new ISR is empty
@@ -127,6 +131,9 @@ def partition_change_record(
     if replicas is not None:
         rec.replicas.SetInParent()
         rec.replicas.broker_ids.extend(replicas)
+    if elr is not None:
+        rec.eligible_leader_replicas.SetInParent()
+        rec.eligible_leader_replicas.broker_ids.extend(elr)
     return pb.MetadataRecord(partition_change=rec)
 
 

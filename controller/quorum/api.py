@@ -157,6 +157,9 @@ class RegisterBrokerRequest:
     incarnation_id: str  # a UUID string, new for every start of the broker process
     listeners: tuple[Listener, ...]
     rack: str | None = None
+    # False when the broker's previous process crashed (it may have lost its unflushed tail);
+    # True after a clean shutdown or for a new broker.
+    previous_shutdown_clean: bool = True
 
 
 @dataclass(frozen=True)

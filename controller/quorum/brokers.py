@@ -28,7 +28,7 @@ from controller.quorum.api import (
     RegisterBrokerRequest,
     RegisterBrokerResult,
 )
-from controller.quorum.election import elect_leaderless, move_off_broker
+from controller.quorum.election import drop_unclean_replica, elect_leaderless, move_off_broker
 
 MAX_PRODUCER_ID = 2**63 - 1
 
@@ -105,6 +105,12 @@ def register_broker(
         # Re-registering (same process, new listeners or rack) fences the broker until its
         # next heartbeat, so its leaderships must move like on any fencing.
         records.extend(move_off_broker(image, request.broker_id))
+    restarted = existing is None or existing.incarnation_id != request.incarnation_id
+    if restarted and not request.previous_shutdown_clean:
+        # A new process after a crash (a live process registering again has lost nothing,
+        # whatever its start said). Its registration is fenced (checked above), so these
+        # changes do not meet the move_off_broker ones.
+        records.extend(drop_unclean_replica(image, request.broker_id))
     records.append(
         register_broker_record(
             request.broker_id,
@@ -148,7 +154,10 @@ def unregister_broker(image: MetadataImage, broker_id: int) -> OpResult[BrokerRe
         broker = registered_broker(image, broker_id)
     except ApiError as err:
         return OpResult((), BrokerResult(err.code, err.message))
-    records = [*move_off_broker(image, broker_id), unregister_broker_record(broker_id, broker.epoch)]
+    records = [
+        *move_off_broker(image, broker_id, eligible=False),
+        unregister_broker_record(broker_id, broker.epoch),
+    ]
     return OpResult(tuple(records), BrokerResult(NONE))
 
 

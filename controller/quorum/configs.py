@@ -14,7 +14,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from controller.metadata import BROKER_RESOURCE, TOPIC_RESOURCE, MetadataImage, MetadataRecord
-from controller.metadata.records import config_record
+from controller.metadata.records import config_record, partition_change_record
 from controller.quorum.api import (
     NONE,
     AlterConfigOp,
@@ -25,7 +25,11 @@ from controller.quorum.api import (
     IncrementalAlterConfigsResource,
     OpResult,
 )
-from controller.quorum.topic_configs import list_config_items, validate_topic_configs
+from controller.quorum.topic_configs import (
+    list_config_items,
+    min_insync_replicas,
+    validate_topic_configs,
+)
 
 Resource = AlterConfigsResource | IncrementalAlterConfigsResource
 
@@ -75,6 +79,23 @@ def _diff(
     return records
 
 
+def _elr_changes(
+    image: MetadataImage, topic: str, old: Mapping[str, str], new: Mapping[str, str]
+) -> list[MetadataRecord]:
+    """A lower min.insync.replicas can let the high watermark move on with the ISR alone:
+    where the ISR now reaches it, the ELR members stop being sure to hold every committed
+    record, so they leave the ELR in the same batch as the config change."""
+    min_isr = min_insync_replicas(new)
+    if min_isr == min_insync_replicas(old):
+        return []
+    image_topic = image.topics[topic]
+    return [
+        partition_change_record(image_topic.topic_id, partition_id, elr=())
+        for partition_id, partition in sorted(image_topic.partitions.items())
+        if partition.elr and len(partition.isr) >= min_isr
+    ]
+
+
 def _alter(
     image: MetadataImage,
     resources: Sequence[Resource],
@@ -102,6 +123,7 @@ def _alter(
                 new = new_configs(old, resource)
                 validate_topic_configs(new)
                 records.extend(_diff(resource.resource_name, old, new))
+                records.extend(_elr_changes(image, resource.resource_name, old, new))
         except ApiError as err:
             results.append(
                 AlterConfigsResult(

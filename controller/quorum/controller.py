@@ -178,12 +178,14 @@ class QuorumController:
         incarnation_id: str,
         listeners: Sequence[Listener | tuple[str, str, int]],
         rack: str | None = None,
+        previous_shutdown_clean: bool = True,
     ) -> RegisterBrokerResult:
         request = RegisterBrokerRequest(
             broker_id,
             incarnation_id,
             tuple(x if isinstance(x, Listener) else Listener(*x) for x in listeners),
             rack,
+            previous_shutdown_clean,
         )
 
         def with_epoch(result: RegisterBrokerResult, image: MetadataImage) -> RegisterBrokerResult:

@@ -1,24 +1,35 @@
-"""Leader election and ISR changes for one partition, following Kafka's rules.
+"""Leader election, ISR and ELR changes for one partition, following Kafka's rules (KIP-966
+for the eligible leader replicas, ELR).
 
 - The current leader stays while it is in the ISR and usable (registered and unfenced).
 - Otherwise the new leader is the first replica, in replica order, that is in the ISR and
   usable; the replica order is the preference order an operator set or placement chose.
+- Otherwise the first usable ELR member leads, with ISR = [itself]: it holds every record up
+  to the high watermark, which is every acknowledged acks=all write.
 - With no such replica the partition has no leader (-1) unless the topic enables
-  unclean.leader.election, in which case the first usable replica leads with ISR = [itself],
-  accepting the loss of records it had not replicated.
+  unclean.leader.election, in which case the first usable replica leads with ISR = [itself]
+  and the ELR is emptied, accepting the loss of records it had not replicated.
 - A broker leaving (fenced, unregistered) is removed from every ISR except where it is the last
   member: keeping it there remembers which replica holds all committed records, so the
   partition can come back cleanly when that broker returns.
+
+The ELR follows the ISR (`next_elr`): replicas leaving an ISR that ends up below
+min.insync.replicas join the ELR, because the leader does not advance the high watermark
+while the ISR is that small, so they keep every committed record; a replica entering the ISR
+leaves the ELR; an ISR back at min.insync.replicas or above empties it (the high watermark
+moves on without the ELR members). A broker that restarts after an unclean shutdown may have
+lost its unflushed tail, so it leaves every ELR, and the ISR where it is the last member, as
+long as another replica remains that holds the committed records (`drop_unclean_replica`).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 
 from controller.metadata import NO_LEADER, MetadataImage, MetadataRecord, PartitionRegistration
 from controller.metadata.records import partition_change_record
-from controller.quorum.topic_configs import unclean_election_enabled
+from controller.quorum.topic_configs import min_insync_replicas, unclean_election_enabled
 
 IsUsable = Callable[[int], bool]
 
@@ -29,19 +40,40 @@ def elect_leader(
     current_leader: int,
     is_usable: IsUsable,
     unclean: bool,
+    elr: Sequence[int] = (),
 ) -> tuple[int, tuple[int, ...]]:
-    """(leader, isr) after an election over the given ISR."""
+    """(leader, isr) after an election over the given ISR and ELR. The ISR changes only
+    when the leader comes from outside it (from the ELR, or unclean): it is then [leader]."""
     isr = tuple(isr)
     if current_leader != NO_LEADER and current_leader in isr and is_usable(current_leader):
         return current_leader, isr
     for replica in replicas:
         if replica in isr and is_usable(replica):
             return replica, isr
+    for replica in replicas:
+        if replica in elr and is_usable(replica):
+            return replica, (replica,)
     if unclean:
         for replica in replicas:
             if is_usable(replica):
                 return replica, (replica,)
     return NO_LEADER, isr
+
+
+def next_elr(
+    replicas: Sequence[int],
+    isr_before: Sequence[int],
+    isr_after: Sequence[int],
+    elr: Sequence[int],
+    min_isr: int,
+    ineligible: Collection[int] = (),
+) -> tuple[int, ...]:
+    """The ELR once the ISR goes from `isr_before` to `isr_after`; `ineligible` brokers
+    (unclean restart, unregistered) neither stay in it nor join it."""
+    if len(isr_after) >= min_isr:
+        return ()
+    members = (set(elr) | set(isr_before)) - set(isr_after) - set(ineligible)
+    return tuple(r for r in replicas if r in members)
 
 
 def partition_change(
@@ -51,21 +83,35 @@ def partition_change(
     is_usable: IsUsable,
     *,
     unclean: bool,
+    min_isr: int = 1,
     target_isr: Sequence[int] | None = None,
+    ineligible: Collection[int] = (),
 ) -> MetadataRecord | None:
-    """The record moving `current` to the ISR `target_isr` (default: unchanged) with a leader
-    elected under the rules above, or None when nothing changes."""
+    """The record moving `current` to the ISR `target_isr` (default: unchanged) with its ELR
+    and a leader elected under the rules above, or None when nothing changes."""
     isr = current.isr if target_isr is None else tuple(target_isr)
-    leader, isr = elect_leader(current.replicas, isr, current.leader, is_usable, unclean)
+    elr = next_elr(current.replicas, current.isr, isr, current.elr, min_isr, ineligible)
+    leader, elected_isr = elect_leader(current.replicas, isr, current.leader, is_usable,
+                                       unclean, elr)
+    if elected_isr != isr:
+        if leader in elr:
+            # The ISR members it replaces were in sync; they become eligible in turn.
+            elr = next_elr(current.replicas, isr, elected_isr, elr, min_isr, ineligible)
+        else:
+            # Unclean: the new leader's log is the truth now, and it lacks what they hold.
+            elr = ()
+        isr = elected_isr
     leader_changed = leader != current.leader
     isr_changed = isr != current.isr
-    if not leader_changed and not isr_changed:
+    elr_changed = elr != current.elr
+    if not (leader_changed or isr_changed or elr_changed):
         return None
     return partition_change_record(
         topic_id,
         partition_id,
         isr=isr if isr_changed else None,
         leader=leader if leader_changed else None,
+        elr=elr if elr_changed else None,
     )
 
 
@@ -75,25 +121,64 @@ def _partitions(image: MetadataImage) -> Iterator[tuple[str, uuid.UUID, int, Par
             yield topic.name, topic.topic_id, partition_id, partition
 
 
-def move_off_broker(image: MetadataImage, broker_id: int) -> list[MetadataRecord]:
+def move_off_broker(
+    image: MetadataImage, broker_id: int, *, eligible: bool = True
+) -> list[MetadataRecord]:
     """Changes for every partition whose ISR holds `broker_id`, which is about to become
     unusable: drop it from ISRs where it is not the last member, and elect new leaders where
-    it led."""
+    it led. With `eligible` false (the broker goes away for good) it also leaves every ELR
+    and joins none."""
     def usable(b: int) -> bool:
         return b != broker_id and image.is_unfenced(b)
 
+    ineligible = () if eligible else (broker_id,)
     records = []
     for name, topic_id, partition_id, partition in _partitions(image):
-        if broker_id not in partition.isr:
+        if broker_id not in partition.isr and not (ineligible and broker_id in partition.elr):
             continue
         target = tuple(b for b in partition.isr if b != broker_id) or partition.isr
+        configs = image.topic_configs(name)
         record = partition_change(
             topic_id,
             partition_id,
             partition,
             usable,
-            unclean=unclean_election_enabled(image.topic_configs(name)),
+            unclean=unclean_election_enabled(configs),
+            min_isr=min_insync_replicas(configs),
             target_isr=target,
+            ineligible=ineligible,
+        )
+        if record is not None:
+            records.append(record)
+    return records
+
+
+def drop_unclean_replica(image: MetadataImage, broker_id: int) -> list[MetadataRecord]:
+    """Changes for a broker registering after an unclean shutdown (it is fenced): it may have
+    lost records it had acknowledged, so it leaves every ELR, and every ISR where it is the
+    last member, so that a replica with the committed records (an ELR member) leads instead.
+    Where no other replica is left in the ISR or ELR it stays: nobody is known to hold more,
+    and removing it would leave the partition without a leader for good."""
+    def usable(b: int) -> bool:
+        return b != broker_id and image.is_unfenced(b)
+
+    records = []
+    for name, topic_id, partition_id, partition in _partitions(image):
+        candidates = set(partition.isr) | set(partition.elr)
+        if broker_id not in candidates or candidates == {broker_id}:
+            continue
+        # It is in no larger ISR: it was fenced, so moved off, before it could register again.
+        target = () if partition.isr == (broker_id,) else partition.isr
+        configs = image.topic_configs(name)
+        record = partition_change(
+            topic_id,
+            partition_id,
+            partition,
+            usable,
+            unclean=unclean_election_enabled(configs),
+            min_isr=min_insync_replicas(configs),
+            target_isr=target,
+            ineligible=(broker_id,),
         )
         if record is not None:
             records.append(record)
@@ -109,12 +194,14 @@ def elect_leaderless(image: MetadataImage, now_usable: int) -> list[MetadataReco
     for name, topic_id, partition_id, partition in _partitions(image):
         if partition.has_leader or now_usable not in partition.replicas:
             continue
+        configs = image.topic_configs(name)
         record = partition_change(
             topic_id,
             partition_id,
             partition,
             usable,
-            unclean=unclean_election_enabled(image.topic_configs(name)),
+            unclean=unclean_election_enabled(configs),
+            min_isr=min_insync_replicas(configs),
         )
         if record is not None:
             records.append(record)

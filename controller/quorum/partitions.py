@@ -3,6 +3,8 @@
 The leader proposes a new ISR against the leader epoch and partition epoch it last saw; the
 controller applies it only if both are still current, so a proposal based on stale state (an
 election or another ISR change happened meanwhile) is refused instead of undoing newer changes.
+The ELR follows the new ISR (election.next_elr): replicas dropped from an ISR that falls below
+min.insync.replicas become eligible leaders, replicas added leave the ELR.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from controller.quorum.api import (
     OpResult,
 )
 from controller.quorum.brokers import registered_broker
+from controller.quorum.election import next_elr
+from controller.quorum.topic_configs import min_insync_replicas
 
 
 def _check(
@@ -116,7 +120,15 @@ def alter_partition(
         new_isr = tuple(item.new_isr)
         registration = current
         if new_isr != current.isr:
-            record = partition_change_record(item.topic_id, item.partition, isr=new_isr)
+            topic = image.topics_by_id[item.topic_id].name
+            min_isr = min_insync_replicas(image.topic_configs(topic))
+            elr = next_elr(current.replicas, current.isr, new_isr, current.elr, min_isr)
+            record = partition_change_record(
+                item.topic_id,
+                item.partition,
+                isr=new_isr,
+                elr=elr if elr != current.elr else None,
+            )
             records.append(record)
             registration = merge_partition_change(current, record.partition_change)
         results.append(

@@ -337,6 +337,7 @@ def partition_registration_to_pb(reg: PartitionRegistration) -> pb.PartitionStat
         leader=reg.leader,
         leader_epoch=reg.leader_epoch,
         partition_epoch=reg.partition_epoch,
+        eligible_leader_replicas=list(reg.elr),
     )
 
 
@@ -347,6 +348,7 @@ def partition_registration_from_pb(msg: pb.PartitionState) -> PartitionRegistrat
         leader=msg.leader,
         leader_epoch=msg.leader_epoch,
         partition_epoch=msg.partition_epoch,
+        elr=tuple(msg.eligible_leader_replicas),
     )
 
 

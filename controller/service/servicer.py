@@ -252,16 +252,19 @@ class ControllerService(pb_grpc.ControllerServicer):
         self, request: pb.RegisterBrokerRequest, context: grpc.aio.ServicerContext
     ) -> pb.RegisterBrokerResponse:
         self._require_leader()
+        # Absent: a broker that cannot tell, taken as unclean (the safe reading).
+        clean = request.HasField("previous_shutdown_clean") and request.previous_shutdown_clean
         result = await self._controller.register_broker(
             request.broker_id,
             request.incarnation_id,
             [convert.listener_from_pb(x) for x in request.listeners],
             request.rack if request.HasField("rack") else None,
+            clean,
         )
         if result.error_code == ErrorCode.none:
             self.sessions.registered(request.broker_id, result.broker_epoch)
-            log.info("%s: broker %d registered with epoch %d", self._name, request.broker_id,
-                     result.broker_epoch)
+            log.info("%s: broker %d registered with epoch %d%s", self._name, request.broker_id,
+                     result.broker_epoch, "" if clean else " (after an unclean shutdown)")
         return convert.register_broker_result_to_pb(
             result,
             heartbeat_interval_ms=self.heartbeat_interval_ms,

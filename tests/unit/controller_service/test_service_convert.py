@@ -107,6 +107,8 @@ CASES: list[tuple[str, Callable[[Any], Message], Callable[[Any], Any], Any]] = [
          AlterPartitionItemResult(TID, 1, ErrorCode.fenced_leader_epoch, "stale", None),
          AlterPartitionItemResult(TID, 2, ErrorCode.none, None,
                                   PartitionRegistration((1,), (), -1, 0, 0)),
+         AlterPartitionItemResult(TID, 3, ErrorCode.none, None,
+                                  PartitionRegistration((1, 2, 3), (1,), 1, 2, 5, (2, 3))),
      ))),
     ("alter partition result, request error", convert.alter_partition_result_to_pb,
      convert.alter_partition_result_from_pb,

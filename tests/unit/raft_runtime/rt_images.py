@@ -81,6 +81,8 @@ def random_batch(image: MetadataImage, rng: random.Random) -> list[MetadataRecor
             isr=reps[: rng.randint(0, len(reps))] if rng.random() < 0.7 else None,
             leader=rng.choice([-1, *reps]) if rng.random() < 0.5 else None,
             replicas=reps if rng.random() < 0.3 else None,
+            # Eligible leader replicas (KIP-966): a snapshot must carry them too.
+            elr=reps[rng.randint(0, len(reps)):] if rng.random() < 0.4 else None,
         )]
     if kind == "config":
         if topics and rng.random() < 0.7:

@@ -116,3 +116,19 @@ def test_damaged_snapshot_data_is_refused(damage) -> None:
     image = [i for _, i in random_log(random.Random(3), 30)][-1]
     with pytest.raises(SnapshotError):
         decode_snapshot_data(damage(encode_snapshot_data(image)))
+
+
+def test_eligible_leader_replicas_survive_a_snapshot() -> None:
+    from controller.metadata.records import partition_change_record, partition_record
+
+    tid = uuid.UUID(int=3)
+    image = commit(MetadataImage.EMPTY, [
+        topic_record("t", tid), partition_record(tid, 0, [1, 2, 3], [1, 2, 3], 1),
+        partition_change_record(tid, 0, isr=[1], elr=[2, 3]),
+        partition_change_record(tid, 0, isr=[], leader=-1, elr=[3])])
+    assert image.partition("t", 0).elr == (3,)
+    rebuilt = replay(decode_snapshot_data(encode_snapshot_data(image)).decoded())
+    assert rebuilt == image and rebuilt.partition("t", 0).elr == (3,)
+    # An ELR-only change is a difference a follower installing the snapshot must see.
+    later = commit(image, [partition_change_record(tid, 0, elr=[])])
+    assert replay(diff_records(image, later), image) == later
