@@ -17,7 +17,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check broker controller storage tests
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/sim tests/integration
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/sim tests/integration tests/chaos
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
@@ -33,6 +33,9 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check broker controller storage tests
+
+chaos: $(STAMP)
+	$(BIN)/python -m pytest -q tests/chaos tests/integration/test_partition.py
 
 proto: $(STAMP)
 	$(BIN)/python -m controller.rpc.regenerate

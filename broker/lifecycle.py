@@ -80,6 +80,8 @@ class BrokerLifecycle:
         self._previous_shutdown_clean = previous_shutdown_clean
         self._metadata_offset = metadata_offset
         self._interval = heartbeat_interval_ms / 1000
+        # Until the controller says otherwise: Kafka's broker.session.timeout.ms default.
+        self._session_timeout = 9.0
         self._retry = registration_retry_ms / 1000
         self.broker_epoch = -1
         self._fenced = True
@@ -159,6 +161,8 @@ class BrokerLifecycle:
             if registration.heartbeat_interval_ms > 0:
                 # Never slower than the controller expects: it sized the session for that.
                 self._interval = min(self._interval, registration.heartbeat_interval_ms / 1000)
+            if registration.session_timeout_ms > 0:
+                self._session_timeout = registration.session_timeout_ms / 1000
             self.broker_epoch = result.broker_epoch
             # Registering again later (session lost) is not a restart: this process lost
             # nothing, whatever happened to the one before it.
@@ -186,7 +190,7 @@ class BrokerLifecycle:
             try:
                 hb = await self._client.heartbeat(
                     self.broker_id, self.broker_epoch, self._metadata_offset(),
-                    want_shutdown=self._shutting_down)
+                    want_shutdown=self._shutting_down, timeout=self._session_timeout)
             except (ControllerUnavailable, ControllerError) as exc:
                 log.warning("broker %d: heartbeat failed: %s", self.broker_id, exc)
             else:

@@ -196,9 +196,11 @@ class ControllerClient:
         base = min(most, first * 2 ** max(failures // len(self._order) - 1, 0))
         return base * (0.5 + self._rng.random() / 2)  # jitter keeps brokers out of lockstep
 
-    async def _call(self, method: str, request: Any, timeout: float | None = None) -> Any:
+    async def _call(self, method: str, request: Any, timeout: float | None = None,
+                    attempt_timeout: float | None = None) -> Any:
         loop = asyncio.get_running_loop()
         total = self._request_timeout if timeout is None else timeout
+        attempt = self._attempt_timeout if attempt_timeout is None else attempt_timeout
         deadline = loop.time() + total
         tried: list[str] = []
         failures = 0
@@ -209,7 +211,7 @@ class ControllerClient:
             target = self._target()
             try:
                 response = await getattr(self._stub(target.address), method)(
-                    request, timeout=min(self._attempt_timeout, remaining)
+                    request, timeout=min(attempt, remaining)
                 )
             except grpc.aio.AioRpcError as error:
                 tried.append(f"{target}: {error.code().name} ({error.details()})")
@@ -317,9 +319,12 @@ class ControllerClient:
         want_shutdown: bool = False,
         timeout: float | None = None,
     ) -> HeartbeatResult:
+        # A heartbeat stuck on an unreachable controller must not outlast the session it
+        # keeps alive: each attempt gets a quarter of the call's time, then the next voter.
+        attempt = None if timeout is None else max(0.1, timeout / 4)
         response = await self._call("BrokerHeartbeat", pb.BrokerHeartbeatRequest(
             broker_id=broker_id, broker_epoch=broker_epoch, metadata_offset=metadata_offset,
-            want_fence=want_fence, want_shutdown=want_shutdown), timeout)
+            want_fence=want_fence, want_shutdown=want_shutdown), timeout, attempt)
         return HeartbeatResult(
             convert.error_code(response.error_code),
             response.error_message if response.HasField("error_message") else None,

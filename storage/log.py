@@ -857,6 +857,9 @@ class PartitionLog:
             if offset < 0:
                 raise OffsetOutOfRangeError(f"cannot truncate {self.directory} to {offset}")
             if offset >= self._leo:
+                # No record to drop, but an epoch that starts here and holds none must go:
+                # a follower reporting it as its last epoch would diverge forever.
+                self.leader_epochs.truncate_from_end(offset)
                 return False
             try:
                 if offset < self._log_start:

@@ -323,16 +323,10 @@ def _first_difference(a: list[StoredRecord], b: list[StoredRecord]) -> str:
     return f"lengths {len(a)} != {len(b)}"
 
 
-# --- product bugs found with these tools (strict xfail: it must start passing) -----------
+# A follower whose log ends exactly where an epoch it led without writing starts must
+# drop that empty epoch when it truncates, or it reports it forever and never rejoins.
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "A follower whose log ends where an epoch it led without writing starts never rejoins "
-    "the ISR: PartitionLog.truncate_to(offset) returns early when offset >= the log end, "
-    "without leader_epochs.truncate_from_end(offset) (Kafka truncates the epoch cache in "
-    "that case too), so the follower keeps sending last_fetched_epoch = that empty epoch, "
-    "the leader keeps answering the same diverging epoch, and the follower loops on "
-    "'truncating ... from N to N' forever"))
 def test_interim_leader_rejoins_after_leadership_fails_back(tmp_path: Path) -> None:
     run_cluster(tmp_path, _fail_back, **{"leader.imbalance.check.interval.seconds": 1})
 

@@ -532,3 +532,18 @@ def test_truncation_reactivates_an_old_segment(tmp_path: Path) -> None:
     clock.advance(1001)
     log.append(make_batch(1, ts=clock()), leader_epoch=0)
     assert [s.base_offset for s in log.segments] == [0, 1]
+
+
+def test_truncate_at_the_log_end_drops_an_epoch_that_holds_no_record(tmp_path: Path) -> None:
+    # A replica led epoch 1 without writing, then follows a leader whose log agrees up to
+    # its end: truncating "to the end" must still forget epoch 1 (Kafka does the same).
+    from storage import LogConfig, PartitionLog
+    from storage.records import Record, encode_batch
+
+    log = PartitionLog.open(tmp_path / "p", LogConfig())
+    log.append(encode_batch([Record(0, value=b"a")]), leader_epoch=0)
+    log.leader_epochs.assign(1, log.log_end_offset)
+    assert log.leader_epochs.latest_epoch == 1
+    assert log.truncate_to(log.log_end_offset) is False
+    assert log.leader_epochs.latest_epoch == 0
+    log.close()
