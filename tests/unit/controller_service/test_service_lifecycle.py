@@ -97,7 +97,9 @@ async def test_registers_through_outages_and_old_sessions(caplog: pytest.LogCapt
     waits = [r for r in caplog.records if "waiting for it to expire" in r.getMessage()]
     assert len(waits) == 1  # said once, not per retry
     await b.wait_unfenced(1)
-    assert client.heartbeat_calls[0] == {"epoch": 17, "offset": 41, "want_shutdown": False}
+    # Each heartbeat attempt is bounded by the session the controller answered with (9 s).
+    assert client.heartbeat_calls[0] == {"epoch": 17, "offset": 41, "want_shutdown": False,
+                                         "timeout": 9.0}
     await b.stop()
 
 
