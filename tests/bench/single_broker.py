@@ -1,41 +1,33 @@
 """Single-broker benchmarks: produce/consume throughput and produce latency.
 
 Figures are printed beside the raw sequential disk write bandwidth measured in the same
-run, so they mean something on a noisy shared machine. Not pass/fail: prints a table and
-one JSON line. Load comes from confluent-kafka (librdkafka) in separate processes.
+run, so they mean something on a noisy shared machine. Load comes from confluent-kafka
+(librdkafka) in separate processes.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import multiprocessing as mp
 import os
 import statistics
-import tempfile
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from tests.bench.common import (
+    SPAWN,
+    Report,
+    bench_dir,
+    raw_disk_write_mb_s,
+    stop_node,
+    stop_processes,
+)
 from tests.integration.harness import NodeProcess
 
+__all__ = ["raw_disk_write_mb_s", "run", "SingleBrokerArgs"]
+
 RECORD = 1024
-
-
-def raw_disk_write_mb_s(directory: Path, total_mb: int = 512) -> float:
-    """Sequential 1 MiB writes then fsync, like a log append path without any framing."""
-    path = directory / "disk-probe.bin"
-    block = os.urandom(1 << 20)
-    start = time.perf_counter()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        for _ in range(total_mb):
-            os.write(fd, block)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    elapsed = time.perf_counter() - start
-    path.unlink()
-    return total_mb / elapsed
 
 
 def _producer(bootstrap: str, topic: str, seconds: float, acks: str, q: mp.Queue) -> None:
@@ -67,14 +59,15 @@ def _producer(bootstrap: str, topic: str, seconds: float, acks: str, q: mp.Queue
 
 def produce_throughput(bootstrap: str, topic: str, seconds: float, procs: int, acks: str
                        ) -> float:
-    q: mp.Queue = mp.Queue()
-    ps = [mp.Process(target=_producer, args=(bootstrap, topic, seconds, acks, q))
+    q: mp.Queue = SPAWN.Queue()
+    ps = [SPAWN.Process(target=_producer, args=(bootstrap, topic, seconds, acks, q))
           for _ in range(procs)]
-    for p in ps:
-        p.start()
-    results = [q.get() for _ in ps]
-    for p in ps:
-        p.join()
+    try:
+        for p in ps:
+            p.start()
+        results = [q.get(timeout=seconds + 120) for _ in ps]
+    finally:
+        stop_processes(ps)
     total = sum(n for n, _ in results)
     elapsed = max(t for _, t in results)
     return total * RECORD / elapsed / 1e6
@@ -103,15 +96,16 @@ def _consumer(bootstrap: str, topic: str, partitions: list[int], q: mp.Queue) ->
 def consume_throughput(bootstrap: str, topic: str, partitions: int, procs: int
                        ) -> tuple[float, int]:
     """Several consumer processes, each reading its share of the partitions from offset 0."""
-    q: mp.Queue = mp.Queue()
+    q: mp.Queue = SPAWN.Queue()
     shares = [list(range(i, partitions, procs)) for i in range(procs)]
-    ps = [mp.Process(target=_consumer, args=(bootstrap, topic, share, q))
+    ps = [SPAWN.Process(target=_consumer, args=(bootstrap, topic, share, q))
           for share in shares if share]
-    for p in ps:
-        p.start()
-    results = [q.get() for _ in ps]
-    for p in ps:
-        p.join()
+    try:
+        for p in ps:
+            p.start()
+        results = [q.get(timeout=180) for _ in ps]
+    finally:
+        stop_processes(ps)
     got = sum(r[0] for r in results)
     return sum(r[1] for r in results) / max(r[2] for r in results) / 1e6, got
 
@@ -140,18 +134,21 @@ def produce_latency(bootstrap: str, topic: str, rate: int, seconds: float
     return (statistics.median(lat) * 1000, lat[int(len(lat) * 0.99) - 1] * 1000)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=float, default=15)
-    ap.add_argument("--producers", type=int, default=2)
-    ap.add_argument("--partitions", type=int, default=4)
-    args = ap.parse_args()
+@dataclass
+class SingleBrokerArgs:
+    seconds: float = 15
+    producers: int = 2
+    partitions: int = 4
+
+
+def run(args: SingleBrokerArgs, workdir: Path, report: Report, disk: float) -> None:
     from kafka.admin import KafkaAdminClient, NewTopic
 
-    with tempfile.TemporaryDirectory(dir=Path.cwd()) as tmp:
-        disk = raw_disk_write_mb_s(Path(tmp))
-        node = NodeProcess(Path(tmp) / "bench").start()
+    report.section("single broker: one node, RF=1")
+    with bench_dir(workdir, "single") as tmp:
+        node = NodeProcess(tmp / "bench")
         try:
+            node.start()
             admin = KafkaAdminClient(bootstrap_servers=node.bootstrap)
             admin.create_topics([NewTopic("bench", args.partitions, 1),
                                  NewTopic("latency", 1, 1)])
@@ -161,24 +158,19 @@ def main() -> None:
             consume, count = consume_throughput(node.bootstrap, "bench", args.partitions,
                                                 args.producers)
             p50, p99 = produce_latency(node.bootstrap, "latency", 1000, min(args.seconds, 10))
+        except BaseException:
+            print(f"single-broker benchmark failed; node log:\n{node.logs()}",
+                  file=sys.stderr)
+            raise
         finally:
-            node.stop()
-    rows = [
-        ("raw disk write (1 MiB blocks + fsync)", f"{disk:.1f} MB/s"),
-        (f"produce acks=1, {args.producers} procs, 1 KiB", f"{produce:.1f} MB/s "
-         f"({produce / disk * 100:.0f}% of disk; target 50%)"),
-        (f"consume {count} records", f"{consume:.1f} MB/s "
-         f"({consume / disk * 100:.0f}% of disk; target 100%)"),
-        ("produce latency at 1000 msg/s", f"p50 {p50:.2f} ms, p99 {p99:.2f} ms"),
-    ]
-    width = max(len(r[0]) for r in rows)
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
-    print(json.dumps({"disk_write_mb_s": round(disk, 1), "produce_mb_s": round(produce, 1),
-                      "consume_mb_s": round(consume, 1), "produce_p50_ms": round(p50, 2),
-                      "produce_p99_ms": round(p99, 2), "produce_vs_disk": round(produce / disk, 3),
-                      "consume_vs_disk": round(consume / disk, 3)}))
-
-
-if __name__ == "__main__":
-    main()
+            stop_node(node)
+    report.row(f"produce acks=1, {args.producers} procs, 1 KiB", f"{produce:.1f} MB/s "
+               f"({produce / disk * 100:.0f}% of disk; target 50%)")
+    report.row(f"consume {count} records", f"{consume:.1f} MB/s "
+               f"({consume / disk * 100:.0f}% of disk; target 100%)")
+    report.row("produce latency at 1000 msg/s", f"p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+    for key, value in {"produce_mb_s": produce, "consume_mb_s": consume,
+                       "produce_p50_ms": p50, "produce_p99_ms": p99,
+                       "produce_vs_disk": produce / disk,
+                       "consume_vs_disk": consume / disk}.items():
+        report.figure(key, round(value, 3 if key.endswith("vs_disk") else 2))

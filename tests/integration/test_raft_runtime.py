@@ -13,7 +13,6 @@ import json
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,17 +23,13 @@ from typing import Any
 
 import pytest
 
+from tests.integration.harness import free_port
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 TICK_MS = 50  # election timeout 10 ticks: 0.5-1.0 s
 SNAPSHOT_EVERY = 20  # records
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class ControllerProcess:

@@ -18,16 +18,11 @@ from controller.raft.messages import SnapshotMeta
 from controller.raft_runtime import SERVER_OPTIONS, GrpcTransport, RaftMetadataLog, RaftSettings
 from controller.rpc import raft_pb2 as pb
 from controller.rpc import raft_pb2_grpc
+from tests.integration.harness import free_port
 
 
 def run(coro):
     return asyncio.run(coro)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Collector(raft_pb2_grpc.RaftServiceServicer):

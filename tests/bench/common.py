@@ -1,0 +1,232 @@
+"""Shared pieces of the benchmarks: machine limits measured in the same run, process
+memory, the controller quorum's view, and the table/JSON report.
+
+Benchmarks are not pass/fail. Every figure is printed beside a limit measured (or
+configured) in the same run, so it means something on a noisy shared machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Load generators are separate processes. "spawn" rather than fork: the parent may hold
+# librdkafka threads and locks (admin clients) that a forked child would inherit mid-use.
+SPAWN = mp.get_context("spawn")
+
+
+def raw_disk_write_mb_s(directory: Path, total_mb: int = 512) -> float:
+    """Sequential 1 MiB writes then fsync, like a log append path without any framing."""
+    path = directory / "disk-probe.bin"
+    block = os.urandom(1 << 20)
+    start = time.perf_counter()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        for _ in range(total_mb):
+            os.write(fd, block)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    elapsed = time.perf_counter() - start
+    path.unlink()
+    return total_mb / elapsed
+
+
+def fsyncs_per_s(directory: Path, seconds: float = 2.0) -> float:
+    """Small appends each followed by fsync: the ceiling for anything that must reach the
+    disk one step at a time (creating a partition writes and syncs several small files)."""
+    path = directory / "fsync-probe.bin"
+    block = os.urandom(4096)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    n = 0
+    start = time.perf_counter()
+    try:
+        while time.perf_counter() - start < seconds:
+            os.write(fd, block)
+            os.fsync(fd)
+            n += 1
+    finally:
+        os.close(fd)
+        path.unlink()
+    return n / (time.perf_counter() - start)
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process from /proc/<pid>/status, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty sequence."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), int(round(q / 100 * len(ordered) + 0.5))))
+    return ordered[rank - 1]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def config_default(key: str) -> Any:
+    """Default of a node configuration key, read from the product's own key table."""
+    from broker.config import KEYS_BY_NAME
+
+    return KEYS_BY_NAME[key].default
+
+
+@dataclass
+class QuorumView:
+    leader_id: int
+    term: int
+    commit_index: int
+    answered_by: int
+
+
+def describe_quorum(addresses: Sequence[str], timeout: float = 1.0,
+                    local_only: bool = True) -> list[QuorumView]:
+    """Each reachable controller's own view of the quorum (leader -1/0: none known)."""
+    import grpc
+
+    from controller.rpc import raft_pb2, raft_pb2_grpc
+
+    out = []
+    for addr in addresses:
+        with grpc.insecure_channel(addr) as ch:
+            try:
+                r = raft_pb2_grpc.RaftServiceStub(ch).DescribeQuorum(
+                    raft_pb2.DescribeQuorumRequest(local_only=local_only), timeout=timeout)
+            except grpc.RpcError:
+                continue
+        out.append(QuorumView(r.leader_id, r.term, r.commit_index, r.answered_by))
+    return out
+
+
+def unfenced_brokers(bootstrap: str, timeout: float = 10.0) -> set[int]:
+    """Ids of the registered, unfenced brokers as one of ``bootstrap`` sees them.
+    (DescribeCluster rather than an all-topics Metadata request: cheaper with 10,000
+    partitions, and the product rejects librdkafka's all-topics Metadata v12 request.)"""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
+    return {n.id for n in admin.describe_cluster(request_timeout=timeout).result().nodes}
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str,
+             interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except Exception as e:  # the cluster may be mid-failover
+            last = e
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+@dataclass
+class Report:
+    """Rows for the common table and figures for the one JSON line."""
+
+    rows: list[tuple[str, str]] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def section(self, title: str) -> None:
+        self.rows.append((f"[{title}]", ""))
+
+    def row(self, name: str, value: str) -> None:
+        self.rows.append((name, value))
+
+    def figure(self, key: str, value: Any) -> None:
+        if isinstance(value, float):
+            value = round(value, 3)
+        self.figures[key] = value
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def print_table(self) -> None:
+        width = max((len(name) for name, value in self.rows if value), default=0)
+        for name, value in self.rows:
+            print(f"{name:<{width}}  {value}" if value else name)
+        for text in self.notes:
+            print(f"note: {text}")
+
+
+class Interrupted(BaseException):
+    """SIGTERM/SIGHUP while benchmarking: unwind so every finally block cleans up."""
+
+
+@contextlib.contextmanager
+def cleanup_on_signals() -> Iterator[None]:
+    """Turn SIGTERM/SIGHUP into an exception so node processes and temp dirs are removed
+    even when `make bench` is stopped from outside."""
+    def raise_(signum: int, frame: Any) -> None:
+        raise Interrupted(f"signal {signum}")
+
+    old = {s: signal.signal(s, raise_) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def bench_dir(parent: Path, name: str) -> Iterator[Path]:
+    """A temp dir on the same filesystem as the disk probe, removed even on failure.
+    BENCH_KEEP_DIRS=1 keeps it (with the node logs) for a post-mortem."""
+    path = Path(tempfile.mkdtemp(prefix=f"odradek-bench-{name}-", dir=parent))
+    try:
+        yield path
+    finally:
+        if os.environ.get("BENCH_KEEP_DIRS"):
+            print(f"kept {path}")
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def stop_node(node: Any) -> None:
+    """SIGTERM a node we started; SIGKILL it if it does not exit in time."""
+    try:
+        node.stop(timeout=30)
+    except Exception:
+        node.kill()
+
+
+def stop_processes(procs: Sequence[Any]) -> None:
+    """End load-generator processes we started (by their own handles)."""
+    for p in procs:
+        if p.pid is not None:
+            p.join(2)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        if p.pid is not None:
+            p.join(5)
+        if p.is_alive():
+            p.kill()
+            p.join(5)

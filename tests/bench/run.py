@@ -1,0 +1,161 @@
+"""Run the benchmarks: `python -m tests.bench.run [--suite all|single,controller,...]`.
+
+Not pass/fail. Prints one table and one JSON line. Every figure stands beside a limit
+measured in the same run (raw disk write bandwidth, the disk's fsync rate) or configured
+(election and session timeouts), so it means something on a noisy shared machine.
+
+Suites:
+  single       one node: produce/consume throughput and produce latency (acks=1)
+  controller   3 combined nodes: creation rate (RF=1 image of 10,000 partitions, and
+               a smaller RF=3 run on a fresh cluster), controller failover with that
+               image, controller memory
+  controller-dedicated
+               the same with 3 brokers + 3 controller-only nodes: the controller's own
+               memory, and failover without a broker dying with it
+  replication  3 combined nodes: RF=3 acks=all ingress, end-to-end latency, leader
+               failover (SIGKILL and controlled shutdown)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from tests.bench import controller, replication, single_broker
+from tests.bench.common import (
+    Interrupted,
+    Report,
+    bench_dir,
+    cleanup_on_signals,
+    fsyncs_per_s,
+    raw_disk_write_mb_s,
+)
+
+# Kept importable from here: other benchmarks and notes refer to it by this path.
+__all__ = ["main", "raw_disk_write_mb_s"]
+
+SUITES = ("single", "controller", "controller-dedicated", "replication")
+DEFAULT = SUITES
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m tests.bench.run", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--suite", default="all",
+                    help=f"comma-separated suites from {', '.join(SUITES)}; "
+                         f"'all' = {','.join(DEFAULT)}")
+    ap.add_argument("--seconds", type=float, default=15,
+                    help="length of each throughput run")
+    ap.add_argument("--producers", type=int, default=2,
+                    help="producer processes for the single-broker run")
+    ap.add_argument("--partitions", type=int, default=4,
+                    help="partitions of the single-broker topic")
+    g = ap.add_argument_group("controller")
+    g.add_argument("--topics", type=int, default=1000)
+    g.add_argument("--topic-partitions", type=int, default=10)
+    g.add_argument("--create-rf", type=int, default=1,
+                   help="replication factor of the image (RF=3 at 10,000 partitions does "
+                        "not settle on 2 shared cores today)")
+    g.add_argument("--rf3-topics", type=int, default=200,
+                   help="topics created with RF=3 on a fresh cluster (0 skips)")
+    g.add_argument("--create-batch", type=int, default=50, help="topics per CreateTopics")
+    g.add_argument("--single-topics", type=int, default=100,
+                   help="topics created one per request (bounded by --single-seconds)")
+    g.add_argument("--single-seconds", type=float, default=30)
+    g.add_argument("--create-deadline", type=float, default=150,
+                   help="give up creating the image after this many seconds")
+    g.add_argument("--controller-failovers", type=int, default=2)
+    g = ap.add_argument_group("replication")
+    g.add_argument("--repl-producers", type=int, default=3)
+    g.add_argument("--repl-partitions", type=int, default=6)
+    g.add_argument("--latency-mb-s", type=float, default=10.0)
+    g.add_argument("--latency-seconds", type=float, default=10.0)
+    g.add_argument("--latency-linger-ms", type=float, default=5.0,
+                   help="producer linger.ms of the latency run (5 = librdkafka's default)")
+    g.add_argument("--latency-short-linger-ms", type=float, default=1.0,
+                   help="one more run at the sustained rate with this linger; < 0 skips it")
+    g.add_argument("--leader-failovers", type=int, default=3,
+                   help="trials of each of SIGKILL and SIGTERM")
+    args = ap.parse_args(argv)
+    names = DEFAULT if args.suite == "all" else tuple(
+        s.strip() for s in args.suite.split(",") if s.strip())
+    unknown = [s for s in names if s not in SUITES]
+    if unknown:
+        ap.error(f"unknown suite {unknown[0]!r}; choose from {', '.join(SUITES)} or all")
+    args.suites = names
+    return args
+
+
+def run_suite(name: str, args: argparse.Namespace, workdir: Path, report: Report,
+              disk: float, fsync_rate: float) -> None:
+    if name == "single":
+        single_broker.run(single_broker.SingleBrokerArgs(
+            args.seconds, args.producers, args.partitions), workdir, report, disk)
+    elif name.startswith("controller"):
+        controller.run(controller.ControllerArgs(
+            topics=args.topics, partitions=args.topic_partitions,
+            replication_factor=args.create_rf, batch=args.create_batch,
+            single_topics=args.single_topics, single_seconds=args.single_seconds,
+            create_deadline=args.create_deadline, failover_trials=args.controller_failovers,
+            rf3_topics=args.rf3_topics,
+            layout="dedicated" if name == "controller-dedicated" else "combined"),
+            workdir, report, fsync_rate)
+    elif name == "replication":
+        replication.run(replication.ReplicationArgs(
+            seconds=args.seconds, producers=args.repl_producers,
+            partitions=args.repl_partitions, latency_mb_s=args.latency_mb_s,
+            latency_seconds=args.latency_seconds, latency_linger_ms=args.latency_linger_ms,
+            latency_short_linger_ms=args.latency_short_linger_ms,
+            failover_trials=args.leader_failovers), workdir, report, disk)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    report = Report()
+    workdir = Path.cwd()
+    failed: list[str] = []
+    interrupted = False
+    started = time.perf_counter()
+    with cleanup_on_signals():
+        with bench_dir(workdir, "probe") as probe:
+            disk = raw_disk_write_mb_s(probe)
+            fsync_rate = fsyncs_per_s(probe) if any(
+                s.startswith("controller") for s in args.suites) else 0.0
+        report.row("raw disk write (1 MiB blocks + fsync)", f"{disk:.1f} MB/s")
+        report.figure("disk_write_mb_s", round(disk, 1))
+        for name in args.suites:
+            t0 = time.perf_counter()
+            try:
+                run_suite(name, args, workdir, report, disk, fsync_rate)
+            except Interrupted:
+                failed.append(name)
+                report.row(f"[{name}] INTERRUPTED", "stopped by a signal; results so far")
+                interrupted = True
+                break
+            except Exception as e:
+                # One suite failing (the product falling over, say) still reports the rest.
+                traceback.print_exc()
+                failed.append(name)
+                report.row(f"[{name}] FAILED", f"{type(e).__name__}: {str(e)[:300]}")
+            report.figure(f"{name.replace('-', '_')}_suite_seconds",
+                          round(time.perf_counter() - t0, 1))
+        if not interrupted:
+            # Measured again at the end: how far the machine's bandwidth moved meanwhile.
+            with bench_dir(workdir, "probe") as probe:
+                end_disk = raw_disk_write_mb_s(probe)
+            report.row("raw disk write again at the end", f"{end_disk:.1f} MB/s")
+            report.figure("disk_write_end_mb_s", round(end_disk, 1))
+    report.figure("suites_failed", failed)
+    report.figure("total_seconds", round(time.perf_counter() - started, 1))
+    report.print_table()
+    print(json.dumps(report.figures))
+    sys.stdout.flush()
+    return 130 if interrupted else 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
