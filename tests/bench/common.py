@@ -8,6 +8,7 @@ configured) in the same run, so it means something on a noisy shared machine.
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing as mp
 import os
 import shutil
@@ -152,20 +153,44 @@ class Report:
     rows: list[tuple[str, str]] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # Where a suite running in its own process keeps its results, rewritten on every
+    # change so that what was measured survives the process crashing.
+    sink: Path | None = None
 
     def section(self, title: str) -> None:
-        self.rows.append((f"[{title}]", ""))
+        self.row(f"[{title}]", "")
 
     def row(self, name: str, value: str) -> None:
         self.rows.append((name, value))
+        self._save()
 
     def figure(self, key: str, value: Any) -> None:
         if isinstance(value, float):
             value = round(value, 3)
         self.figures[key] = value
+        self._save()
 
     def note(self, text: str) -> None:
         self.notes.append(text)
+        self._save()
+
+    def _save(self) -> None:
+        if self.sink is not None:
+            tmp = self.sink.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"rows": self.rows, "figures": self.figures,
+                                       "notes": self.notes}))
+            tmp.replace(self.sink)
+
+    def merge_file(self, path: Path) -> bool:
+        """Add the results a suite process left in ``path``; False if it left none."""
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return False
+        self.rows.extend((str(a), str(b)) for a, b in data["rows"])
+        self.figures.update(data["figures"])
+        self.notes.extend(data["notes"])
+        return True
 
     def print_table(self) -> None:
         width = max((len(name) for name, value in self.rows if value), default=0)
@@ -176,17 +201,17 @@ class Report:
 
 
 class Interrupted(BaseException):
-    """SIGTERM/SIGHUP while benchmarking: unwind so every finally block cleans up."""
+    """SIGTERM/SIGHUP/SIGINT while benchmarking: unwind so every finally block cleans up."""
 
 
 @contextlib.contextmanager
 def cleanup_on_signals() -> Iterator[None]:
-    """Turn SIGTERM/SIGHUP into an exception so node processes and temp dirs are removed
-    even when `make bench` is stopped from outside."""
+    """Turn SIGTERM/SIGHUP/SIGINT into an exception so node processes and temp dirs are
+    removed even when `make bench` is stopped from outside."""
     def raise_(signum: int, frame: Any) -> None:
         raise Interrupted(f"signal {signum}")
 
-    old = {s: signal.signal(s, raise_) for s in (signal.SIGTERM, signal.SIGHUP)}
+    old = {s: signal.signal(s, raise_) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
     try:
         yield
     finally:

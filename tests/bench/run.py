@@ -19,7 +19,11 @@ Suites:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import signal
+import subprocess
 import sys
 import time
 import traceback
@@ -35,7 +39,7 @@ from tests.bench.common import (
     raw_disk_write_mb_s,
 )
 
-# Kept importable from here: other benchmarks and notes refer to it by this path.
+# Kept importable from here, where it used to live.
 __all__ = ["main", "raw_disk_write_mb_s"]
 
 SUITES = ("single", "controller", "controller-dedicated", "replication")
@@ -80,6 +84,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="one more run at the sustained rate with this linger; < 0 skips it")
     g.add_argument("--leader-failovers", type=int, default=3,
                    help="trials of each of SIGKILL and SIGTERM")
+    g = ap.add_argument_group("internal: one suite in its own process")
+    g.add_argument("--child", help=argparse.SUPPRESS)
+    g.add_argument("--child-out", help=argparse.SUPPRESS)
+    g.add_argument("--workdir", help=argparse.SUPPRESS)
+    g.add_argument("--disk-mb-s", type=float, default=0.0, help=argparse.SUPPRESS)
+    g.add_argument("--fsync-per-s", type=float, default=0.0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     names = DEFAULT if args.suite == "all" else tuple(
         s.strip() for s in args.suite.split(",") if s.strip())
@@ -113,40 +123,101 @@ def run_suite(name: str, args: argparse.Namespace, workdir: Path, report: Report
             failover_trials=args.leader_failovers), workdir, report, disk)
 
 
+# Upper bound on each suite's process, so a wedged cluster cannot hold `make bench` forever.
+SUITE_LIMIT_S = {"single": 180, "controller": 480, "controller-dedicated": 300,
+                 "replication": 360}
+
+
+def run_child(name: str, args: argparse.Namespace, workdir: Path, disk: float,
+              fsync_rate: float, out: Path) -> int:
+    """Inside the suite's own process: run it, results go to ``out`` as they come."""
+    report = Report(sink=out)
+    with cleanup_on_signals():
+        try:
+            run_suite(name, args, workdir, report, disk, fsync_rate)
+        except Exception as e:
+            traceback.print_exc()
+            report.row(f"[{name}] FAILED", f"{type(e).__name__}: {str(e)[:300]}")
+            return 1
+    return 0
+
+
+def _end_group(proc: subprocess.Popen[bytes]) -> None:
+    """End the suite process and everything it started (nodes, load generators): they
+    share the process group we created for it, whose id is the suite process's pid."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)  # lets the suite clean up after itself
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(10)
+
+
+def run_isolated(name: str, argv: list[str], workdir: Path, disk: float, fsync_rate: float,
+                 report: Report) -> bool:
+    """Run one suite in its own process group. A client library aborting (librdkafka has
+    asserted under this product's error paths) or a wedged cluster then costs one suite,
+    and no node process outlives the run."""
+    out = workdir / f"{name}.json"
+    cmd = [sys.executable, "-m", "tests.bench.run", *argv, "--child", name,
+           "--child-out", str(out), "--workdir", str(workdir), "--disk-mb-s", str(disk),
+           "--fsync-per-s", str(fsync_rate)]
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    limit = SUITE_LIMIT_S.get(name, 600)
+    try:
+        code = proc.wait(limit)
+    except subprocess.TimeoutExpired:
+        code = None
+    finally:
+        _end_group(proc)
+    merged = report.merge_file(out)
+    if code == 0:
+        return True
+    if code is None:
+        report.row(f"[{name}] STOPPED", f"still running after its {limit} s limit")
+    elif code < 0:
+        report.row(f"[{name}] CRASHED", f"killed by {signal.Signals(-code).name}"
+                   + ("" if merged else "; no results"))
+    elif not merged:
+        report.row(f"[{name}] FAILED", f"exit code {code}; no results")
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(raw)
+    if args.child:
+        return run_child(args.child, args, Path(args.workdir), args.disk_mb_s,
+                         args.fsync_per_s, Path(args.child_out))
     report = Report()
-    workdir = Path.cwd()
     failed: list[str] = []
     interrupted = False
     started = time.perf_counter()
-    with cleanup_on_signals():
-        with bench_dir(workdir, "probe") as probe:
-            disk = raw_disk_write_mb_s(probe)
-            fsync_rate = fsyncs_per_s(probe) if any(
-                s.startswith("controller") for s in args.suites) else 0.0
+    with cleanup_on_signals(), bench_dir(Path.cwd(), "run") as workdir:
+        disk = raw_disk_write_mb_s(workdir)
+        fsync_rate = fsyncs_per_s(workdir) if any(
+            s.startswith("controller") for s in args.suites) else 0.0
         report.row("raw disk write (1 MiB blocks + fsync)", f"{disk:.1f} MB/s")
         report.figure("disk_write_mb_s", round(disk, 1))
         for name in args.suites:
             t0 = time.perf_counter()
             try:
-                run_suite(name, args, workdir, report, disk, fsync_rate)
+                if not run_isolated(name, raw, workdir, disk, fsync_rate, report):
+                    failed.append(name)
             except Interrupted:
                 failed.append(name)
                 report.row(f"[{name}] INTERRUPTED", "stopped by a signal; results so far")
                 interrupted = True
                 break
-            except Exception as e:
-                # One suite failing (the product falling over, say) still reports the rest.
-                traceback.print_exc()
-                failed.append(name)
-                report.row(f"[{name}] FAILED", f"{type(e).__name__}: {str(e)[:300]}")
             report.figure(f"{name.replace('-', '_')}_suite_seconds",
                           round(time.perf_counter() - t0, 1))
         if not interrupted:
             # Measured again at the end: how far the machine's bandwidth moved meanwhile.
-            with bench_dir(workdir, "probe") as probe:
-                end_disk = raw_disk_write_mb_s(probe)
+            end_disk = raw_disk_write_mb_s(workdir)
             report.row("raw disk write again at the end", f"{end_disk:.1f} MB/s")
             report.figure("disk_write_end_mb_s", round(end_disk, 1))
     report.figure("suites_failed", failed)
