@@ -120,7 +120,8 @@ class RaftMetadataPlane:
                 heartbeat_interval_ms=cfg["broker.heartbeat.interval.ms"],
                 node_id=node.node_id)
         # Every operation, even on a controller node, goes to whichever node is active.
-        self.client = ControllerClient(self.voters)
+        self.client = ControllerClient(
+            self.voters, leader_hint=(lambda: self.raft.leader_id) if self.raft else None)
         self.controller = self.client
 
     @property

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,12 +127,15 @@ class ControllerClient:
         backoff_s: tuple[float, float] = (0.05, 1.0),
         stream_idle_timeout_s: float = 10.0,
         rng: random.Random | None = None,
+        leader_hint: Callable[[], int] | None = None,
     ) -> None:
         """`voters`: controller id -> "host:port" of its gRPC listener. `request_timeout_s`
         bounds a whole call, retries included; one attempt gets at most `attempt_timeout_s`.
         `backoff_s`: (first, max) pause after every voter failed. A metadata stream silent for
         `stream_idle_timeout_s` (the service sends keep-alives every few seconds) is treated
-        as a dead connection."""
+        as a dead connection. `leader_hint()`, on a node that is itself a controller, names
+        the leader its own Raft knows (-1: none), so a call never waits on a stale leader
+        the local node already knows has lost its place."""
         if not voters:
             raise ValueError("ControllerClient needs at least one controller voter")
         self._voters = dict(sorted(voters.items()))
@@ -143,6 +146,7 @@ class ControllerClient:
         self._idle_timeout = stream_idle_timeout_s
         self._rng = rng or random.Random()
         self._leader: _Target | None = None
+        self._leader_hint = leader_hint
         self._next_voter = self._rng.randrange(len(self._order))
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, pb_grpc.ControllerStub] = {}
@@ -167,6 +171,11 @@ class ControllerClient:
         return stub
 
     def _target(self) -> _Target:
+        if self._leader_hint is not None:
+            hinted = self._leader_hint()
+            if hinted in self._voters and (self._leader is None
+                                           or self._leader.node_id != hinted):
+                self._leader = _Target(hinted, self._voters[hinted])
         if self._leader is not None:
             return self._leader
         node_id = self._order[self._next_voter % len(self._order)]
