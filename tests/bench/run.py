@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import faulthandler
 import json
 import os
 import signal
@@ -52,6 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--suite", default="all",
                     help=f"comma-separated suites from {', '.join(SUITES)}; "
                          f"'all' = {','.join(DEFAULT)}")
+    ap.add_argument("--budget", type=float, default=720,
+                    help="seconds for the whole run; a suite that would overrun its share "
+                         "is stopped and reports what it measured so far")
     ap.add_argument("--seconds", type=float, default=15,
                     help="length of each throughput run")
     ap.add_argument("--producers", type=int, default=2,
@@ -123,14 +127,19 @@ def run_suite(name: str, args: argparse.Namespace, workdir: Path, report: Report
             failover_trials=args.leader_failovers), workdir, report, disk)
 
 
-# Upper bound on each suite's process, so a wedged cluster cannot hold `make bench` forever.
-SUITE_LIMIT_S = {"single": 180, "controller": 480, "controller-dedicated": 300,
+# Upper bound on each suite's process, so a wedged cluster cannot hold `make bench` forever,
+# and the time each one needs at least (kept back for it from the suites before it).
+SUITE_LIMIT_S = {"single": 180, "controller": 420, "controller-dedicated": 360,
                  "replication": 360}
+SUITE_RESERVE_S = {"single": 60, "controller": 120, "controller-dedicated": 100,
+                   "replication": 150}
 
 
 def run_child(name: str, args: argparse.Namespace, workdir: Path, disk: float,
               fsync_rate: float, out: Path) -> int:
     """Inside the suite's own process: run it, results go to ``out`` as they come."""
+    # A client library aborting (SIGABRT) still shows where in the suite it happened.
+    faulthandler.enable(all_threads=True)
     report = Report(sink=out)
     with cleanup_on_signals():
         try:
@@ -158,7 +167,7 @@ def _end_group(proc: subprocess.Popen[bytes]) -> None:
 
 
 def run_isolated(name: str, argv: list[str], workdir: Path, disk: float, fsync_rate: float,
-                 report: Report) -> bool:
+                 report: Report, limit: float) -> bool:
     """Run one suite in its own process group. A client library aborting (librdkafka has
     asserted under this product's error paths) or a wedged cluster then costs one suite,
     and no node process outlives the run."""
@@ -167,18 +176,19 @@ def run_isolated(name: str, argv: list[str], workdir: Path, disk: float, fsync_r
            "--child-out", str(out), "--workdir", str(workdir), "--disk-mb-s", str(disk),
            "--fsync-per-s", str(fsync_rate)]
     proc = subprocess.Popen(cmd, start_new_session=True)
-    limit = SUITE_LIMIT_S.get(name, 600)
+    code: int | None = None
     try:
         code = proc.wait(limit)
     except subprocess.TimeoutExpired:
-        code = None
+        pass
     finally:
         _end_group(proc)
-    merged = report.merge_file(out)
+        merged = report.merge_file(out)  # even when interrupted: what it measured so far
     if code == 0:
         return True
     if code is None:
-        report.row(f"[{name}] STOPPED", f"still running after its {limit} s limit")
+        report.row(f"[{name}] STOPPED", f"still running after its {limit:.0f} s limit "
+                   "(results so far above)")
     elif code < 0:
         report.row(f"[{name}] CRASHED", f"killed by {signal.Signals(-code).name}"
                    + ("" if merged else "; no results"))
@@ -203,10 +213,13 @@ def main(argv: list[str] | None = None) -> int:
             s.startswith("controller") for s in args.suites) else 0.0
         report.row("raw disk write (1 MiB blocks + fsync)", f"{disk:.1f} MB/s")
         report.figure("disk_write_mb_s", round(disk, 1))
-        for name in args.suites:
+        for i, name in enumerate(args.suites):
             t0 = time.perf_counter()
+            left = args.budget - (t0 - started) - sum(
+                SUITE_RESERVE_S.get(n, 60) for n in args.suites[i + 1:])
+            limit = max(SUITE_RESERVE_S.get(name, 60), min(SUITE_LIMIT_S.get(name, 600), left))
             try:
-                if not run_isolated(name, raw, workdir, disk, fsync_rate, report):
+                if not run_isolated(name, raw, workdir, disk, fsync_rate, report, limit):
                     failed.append(name)
             except Interrupted:
                 failed.append(name)

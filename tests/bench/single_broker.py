@@ -19,13 +19,10 @@ from tests.bench.common import (
     SPAWN,
     Report,
     bench_dir,
-    raw_disk_write_mb_s,
     stop_node,
     stop_processes,
 )
 from tests.integration.harness import NodeProcess
-
-__all__ = ["raw_disk_write_mb_s", "run", "SingleBrokerArgs"]
 
 RECORD = 1024
 
