@@ -138,11 +138,8 @@ def decode_request(
         raise MalformedRequest(
             f"cannot parse {api_key_map[api_key]} v{api_version} request: {e!r}"
         ) from None
-    if offset + size != len(frame):
-        raise MalformedRequest(
-            f"{api_key_map[api_key]} v{api_version} request has "
-            f"{len(frame) - offset - size} trailing bytes"
-        )
+    # Bytes after the last field are ignored, as Kafka brokers do: librdkafka's all-topics
+    # Metadata v12 request carries three, and refusing it breaks AdminClient.list_topics.
     return DecodedRequest(api_key, api_version, correlation_id, header.client_id, body)
 
 

@@ -73,6 +73,7 @@ def test_configs_alter_and_incremental(shared_node: NodeProcess) -> None:
         admin.close()
 
     cf = AdminClient({"bootstrap.servers": shared_node.bootstrap})
+    assert topic in cf.list_topics(timeout=10).topics
     res = CfResource("topic", topic, incremental_configs=[
         ConfigEntry("segment.bytes", "1048576",
                     incremental_operation=AlterConfigOpType.SET),
