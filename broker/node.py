@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -268,10 +268,15 @@ class Node:
 
     # --- topics -------------------------------------------------------------------------
 
-    async def auto_create_topics(self, names: Iterable[str]) -> None:
+    async def auto_create_topics(self, names: list[str]) -> None:
         specs = [CreateTopicSpec(n, self.config["num.partitions"],
                                  self.config["default.replication.factor"]) for n in names]
-        results = await self.controller.create_topics(specs)
+        try:
+            results = await self.controller.create_topics(specs)
+        except admin.CONTROLLER_FAILURES as e:
+            # The Metadata answer says LEADER_NOT_AVAILABLE and the client asks again.
+            log.warning("auto-creating topics %s failed: %s", names, e)
+            return
         for r in results:
             if r.error_code not in (0, ErrorCode.topic_already_exists.value):
                 log.warning("auto-creating topic %s failed: %s", r.name, r.error_message)
@@ -284,10 +289,15 @@ class Node:
                 return True
             rf = min(self.config["offsets.topic.replication.factor"],
                      max(1, len(self.live_broker_ids())))
-            results = await self.controller.create_topics([CreateTopicSpec(
-                meta.OFFSETS_TOPIC, self.config["offsets.topic.num.partitions"], rf,
-                configs={"cleanup.policy": "compact", "segment.bytes": str(100 * 1024 * 1024)},
-            )])
+            try:
+                results = await self.controller.create_topics([CreateTopicSpec(
+                    meta.OFFSETS_TOPIC, self.config["offsets.topic.num.partitions"], rf,
+                    configs={"cleanup.policy": "compact",
+                             "segment.bytes": str(100 * 1024 * 1024)},
+                )])
+            except admin.CONTROLLER_FAILURES as e:
+                log.warning("creating %s failed: %s", meta.OFFSETS_TOPIC, e)
+                return False
             for r in results:
                 if r.error_code not in (0, ErrorCode.topic_already_exists.value):
                     log.error("creating %s failed: %s", meta.OFFSETS_TOPIC, r.error_message)

@@ -7,6 +7,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from broker.handlers.api import ApiSpec, RequestContext
+from controller.client import ControllerError, ControllerUnavailable
 from controller.quorum.api import (
     AlterConfigOp,
     AlterConfigsResource,
@@ -15,8 +16,21 @@ from controller.quorum.api import (
     DeleteTopicSpec,
     IncrementalAlterConfigsResource,
 )
+from controller.quorum.controller import ControllerFailedError
+from controller.quorum.log import NotControllerError
 
 TOPIC, BROKER = 2, 4
+
+# What a controller call can fail with when no active controller answers in time.
+CONTROLLER_FAILURES = (ControllerUnavailable, ControllerError, NotControllerError,
+                       ControllerFailedError)
+
+
+def controller_failure(e: Exception) -> tuple[ErrorCode, str]:
+    """The per-item error a client retries on, instead of a dropped connection."""
+    code = (ErrorCode.not_controller if isinstance(e, NotControllerError)
+            else ErrorCode.request_timed_out)
+    return code, f"the controller quorum did not complete the request: {e}"
 
 
 def _config_entries(node: Any, topic: str, keys: Any = None) -> list[dict[str, Any]]:
@@ -34,7 +48,13 @@ async def handle_create_topics(node: Any, ctx: RequestContext, req: Any) -> Any:
             replication_factor=t.replication_factor,
             assignments={a.partition_index: tuple(a.broker_ids) for a in t.assignments},
             configs={c.name: c.value for c in t.configs}))
-    results = await node.controller.create_topics(specs, validate_only=req.validate_only)
+    try:
+        results = await node.controller.create_topics(specs, validate_only=req.validate_only)
+    except CONTROLLER_FAILURES as e:
+        code, message = controller_failure(e)
+        return ctx.respond({"throttle_time": 0, "topics": [
+            {"name": t.name, "error_code": code, "error_message": message, "configs": None}
+            for t in req.topics]})
     out = []
     for r in results:
         entry: dict[str, Any] = {"name": r.name, "topic_id": r.topic_id,
@@ -56,7 +76,13 @@ async def handle_delete_topics(node: Any, ctx: RequestContext, req: Any) -> Any:
         specs = [DeleteTopicSpec(name=t.name, topic_id=t.topic_id) for t in req.topics]
     else:
         specs = [DeleteTopicSpec(name=n) for n in req.topic_names]
-    results = await node.controller.delete_topics(specs)
+    try:
+        results = await node.controller.delete_topics(specs)
+    except CONTROLLER_FAILURES as e:
+        code, message = controller_failure(e)
+        return ctx.respond({"throttle_time": 0, "responses": [
+            {"name": sp.name, "topic_id": sp.topic_id, "error_code": code,
+             "error_message": message} for sp in specs]})
     return ctx.respond({"throttle_time": 0, "responses": [
         {"name": r.name, "topic_id": r.topic_id, "error_code": r.error_code,
          "error_message": r.error_message} for r in results]})
@@ -68,7 +94,13 @@ async def handle_create_partitions(node: Any, ctx: RequestContext, req: Any) -> 
         assignments=None if t.assignments is None else [tuple(a.broker_ids)
                                                         for a in t.assignments])
         for t in req.topics]
-    results = await node.controller.create_partitions(specs, validate_only=req.validate_only)
+    try:
+        results = await node.controller.create_partitions(specs,
+                                                          validate_only=req.validate_only)
+    except CONTROLLER_FAILURES as e:
+        code, message = controller_failure(e)
+        return ctx.respond({"throttle_time": 0, "results": [
+            {"name": sp.name, "error_code": code, "error_message": message} for sp in specs]})
     return ctx.respond({"throttle_time": 0, "results": [
         {"name": r.name, "error_code": r.error_code, "error_message": r.error_message}
         for r in results]})
@@ -113,6 +145,12 @@ async def handle_describe_configs(node: Any, ctx: RequestContext, req: Any) -> A
         _describe_one(node, r, include_docs) for r in req.resources]})
 
 
+def _failed_alter(resources: list[Any], e: Exception) -> list[dict[str, Any]]:
+    code, message = controller_failure(e)
+    return [{"error_code": code, "error_message": message, "resource_type": r.resource_type,
+             "resource_name": r.resource_name} for r in resources]
+
+
 def _alter_response(results: list[Any]) -> list[dict[str, Any]]:
     return [{"error_code": r.error_code, "error_message": r.error_message,
              "resource_type": r.resource_type, "resource_name": r.resource_name}
@@ -123,7 +161,11 @@ async def handle_alter_configs(node: Any, ctx: RequestContext, req: Any) -> Any:
     resources = [AlterConfigsResource(r.resource_type, r.resource_name,
                                       {c.name: c.value for c in r.configs})
                  for r in req.resources]
-    results = await node.controller.alter_configs(resources, validate_only=req.validate_only)
+    try:
+        results = await node.controller.alter_configs(resources,
+                                                      validate_only=req.validate_only)
+    except CONTROLLER_FAILURES as e:
+        return ctx.respond({"throttle_time": 0, "responses": _failed_alter(resources, e)})
     return ctx.respond({"throttle_time": 0, "responses": _alter_response(results)})
 
 
@@ -132,8 +174,11 @@ async def handle_incremental_alter_configs(node: Any, ctx: RequestContext, req: 
         r.resource_type, r.resource_name,
         [AlterConfigOp(c.name, c.config_operation, c.value) for c in r.configs])
         for r in req.resources]
-    results = await node.controller.incremental_alter_configs(
-        resources, validate_only=req.validate_only)
+    try:
+        results = await node.controller.incremental_alter_configs(
+            resources, validate_only=req.validate_only)
+    except CONTROLLER_FAILURES as e:
+        return ctx.respond({"throttle_time": 0, "responses": _failed_alter(resources, e)})
     return ctx.respond({"throttle_time": 0, "responses": _alter_response(results)})
 
 

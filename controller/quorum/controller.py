@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import random
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from controller.metadata import (
     Listener,
@@ -50,6 +50,11 @@ from controller.quorum.log import MetadataLog, NotControllerError
 log = logging.getLogger(__name__)
 
 R = TypeVar("R")
+
+
+def _consume_outcome(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("abandoned controller operation failed: %s", task.exception())
 
 
 class ControllerFailedError(Exception):
@@ -104,7 +109,11 @@ class QuorumController:
     ) -> R:
         # Shielded so that a caller giving up (cancellation) cannot stop an operation between
         # its append and its replay, which would leave the image behind the log.
-        return await asyncio.shield(self._run_locked(op, finish))
+        task = asyncio.ensure_future(self._run_locked(op, finish))
+        # If the caller gave up, nobody awaits the task: read its outcome so a failure
+        # (typically "lost leadership") is not reported as never retrieved.
+        task.add_done_callback(_consume_outcome)
+        return await asyncio.shield(task)
 
     async def _run_locked(
         self,
