@@ -50,12 +50,47 @@ class _IndexFile:
     """Append-only file behind an index, rewritten when entries are truncated away."""
 
     entry_size: int
+    kind: str  # "offset" or "time", for error messages
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, base_offset: int, max_index_bytes: int) -> None:
         self.path = path
+        self.base_offset = base_offset
+        self.max_entries = max(1, max_index_bytes // self.entry_size)
+        self._offsets = array("I")  # relative to base_offset
+        self._dirty_from = 0  # first entry not yet written to the file
         # False until the file is known to hold exactly the flushed entries, fsynced.
         self._synced = False
         self._persisted = -1  # entries in the file; -1: unknown
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    @property
+    def is_full(self) -> bool:
+        return len(self._offsets) >= self.max_entries
+
+    @classmethod
+    def _read_entries(cls, path: Path) -> bytes:
+        data = _read_file(path)
+        if data is None:
+            raise IndexCorruptError(f"{cls.kind} index {path} is missing")
+        if len(data) % cls.entry_size:
+            raise IndexCorruptError(
+                f"{cls.kind} index {path} has size {len(data)}, not a multiple of "
+                f"{cls.entry_size}"
+            )
+        return data
+
+    def _loaded(self, offset_limit: int | None) -> None:
+        """Checks common to both indexes after loading; marks the file as in sync."""
+        n = len(self._offsets)
+        if n and offset_limit is not None and self.base_offset + self._offsets[-1] >= offset_limit:
+            raise IndexCorruptError(
+                f"{self.kind} index {self.path} holds offset "
+                f"{self.base_offset + self._offsets[-1]} beyond the segment's end {offset_limit}"
+            )
+        self._dirty_from = self._persisted = n
+        self._synced = True
 
     def _write_pending(self, pending: bytes, keep: int, fsync: bool) -> None:
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
@@ -76,14 +111,11 @@ class _IndexFile:
 
 class OffsetIndex(_IndexFile):
     entry_size = _OFFSET_ENTRY.size
+    kind = "offset"
 
     def __init__(self, path: Path, base_offset: int, max_index_bytes: int) -> None:
-        super().__init__(path)
-        self.base_offset = base_offset
-        self.max_entries = max(1, max_index_bytes // self.entry_size)
-        self._offsets = array("I")  # relative to base_offset
+        super().__init__(path, base_offset, max_index_bytes)
         self._positions = array("I")
-        self._dirty_from = 0  # first entry not yet written to the file
 
     @classmethod
     def load(
@@ -99,13 +131,7 @@ class OffsetIndex(_IndexFile):
 
         ``log_size`` bounds positions and ``offset_limit`` (exclusive) bounds offsets.
         """
-        data = _read_file(path)
-        if data is None:
-            raise IndexCorruptError(f"offset index {path} is missing")
-        if len(data) % cls.entry_size:
-            raise IndexCorruptError(
-                f"offset index {path} has size {len(data)}, not a multiple of {cls.entry_size}"
-            )
+        data = cls._read_entries(path)
         both = array("I", data)
         if sys.byteorder == "little":
             both.byteswap()
@@ -123,21 +149,8 @@ class OffsetIndex(_IndexFile):
                     f"offset index {path} points at position {index._positions[-1]} "
                     f"beyond the log size {log_size}"
                 )
-            if offset_limit is not None and base_offset + index._offsets[-1] >= offset_limit:
-                raise IndexCorruptError(
-                    f"offset index {path} holds offset {base_offset + index._offsets[-1]} "
-                    f"beyond the segment's end {offset_limit}"
-                )
-        index._dirty_from = index._persisted = n
-        index._synced = True
+        index._loaded(offset_limit)
         return index
-
-    def __len__(self) -> int:
-        return len(self._offsets)
-
-    @property
-    def is_full(self) -> bool:
-        return len(self._offsets) >= self.max_entries
 
     def last_entry(self) -> tuple[int, int]:
         """(offset, position) of the last entry, or (base_offset, 0) if empty."""
@@ -190,14 +203,11 @@ class OffsetIndex(_IndexFile):
 
 class TimeIndex(_IndexFile):
     entry_size = _TIME_ENTRY.size
+    kind = "time"
 
     def __init__(self, path: Path, base_offset: int, max_index_bytes: int) -> None:
-        super().__init__(path)
-        self.base_offset = base_offset
-        self.max_entries = max(1, max_index_bytes // self.entry_size)
+        super().__init__(path, base_offset, max_index_bytes)
         self._timestamps = array("q")
-        self._offsets = array("I")
-        self._dirty_from = 0
 
     @classmethod
     def load(
@@ -208,13 +218,7 @@ class TimeIndex(_IndexFile):
         *,
         offset_limit: int | None = None,
     ) -> TimeIndex:
-        data = _read_file(path)
-        if data is None:
-            raise IndexCorruptError(f"time index {path} is missing")
-        if len(data) % cls.entry_size:
-            raise IndexCorruptError(
-                f"time index {path} has size {len(data)}, not a multiple of {cls.entry_size}"
-            )
+        data = cls._read_entries(path)
         index = cls(path, base_offset, max_index_bytes)
         for ts, rel in _TIME_ENTRY.iter_unpack(data):
             index._timestamps.append(ts)
@@ -223,21 +227,8 @@ class TimeIndex(_IndexFile):
         if n:
             if not (_strictly_increasing(index._timestamps) and _non_decreasing(index._offsets)):
                 raise IndexCorruptError(f"time index {path} has non-monotonic entries")
-            if offset_limit is not None and base_offset + index._offsets[-1] >= offset_limit:
-                raise IndexCorruptError(
-                    f"time index {path} holds offset {base_offset + index._offsets[-1]} "
-                    f"beyond the segment's end {offset_limit}"
-                )
-        index._dirty_from = index._persisted = n
-        index._synced = True
+        index._loaded(offset_limit)
         return index
-
-    def __len__(self) -> int:
-        return len(self._offsets)
-
-    @property
-    def is_full(self) -> bool:
-        return len(self._offsets) >= self.max_entries
 
     def last_entry(self) -> tuple[int, int] | None:
         """(timestamp, offset) of the last entry."""
