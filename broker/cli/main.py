@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from broker.cli import cluster, node
+from broker.cli import admin, cluster, node
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,6 +14,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     node.add_parser(sub)
     cluster.add_parser(sub)
+    admin.add_cluster_status(admin.find_subparsers(sub.choices["cluster"]))
+    admin.add_parsers(sub)
     cfg = sub.add_parser("config", help="configuration reference")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     docs = cfg_sub.add_parser("docs", help="print docs/configuration.md (generated)")
