@@ -316,3 +316,34 @@ def test_committed_offsets_survive_coordinator_failover(cluster: Cluster) -> Non
         moved = c.request(10, 4, {"key_type": 0, "coordinator_keys": [group]}
                           ).coordinators[0].node_id
     assert moved != coordinator
+
+
+def test_cli_cluster_status_shows_quorum_and_a_dead_broker(cluster: Cluster) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.integration.harness import REPO
+
+    def status() -> dict:
+        out = subprocess.run(
+            [sys.executable, "-m", "broker.cli.main", "cluster", "status", "--json",
+             "--bootstrap", cluster.node(1).bootstrap,
+             "--controller", cluster.node(1).overrides["controller.listener"]],
+            capture_output=True, text=True, timeout=60, cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap)
+    admin.create_topics([NewTopic("watched", 3, 3)])
+    admin.close()
+    first = status()
+    assert sorted(b["id"] for b in first["brokers"]) == [1, 2, 3]
+    assert first["quorum"]["leader_id"] in (1, 2, 3)
+    cluster.node(3).kill()
+    after = wait_for(lambda: (lambda s: s if s["under_replicated_partitions"] else None)(
+        status()), 30, "under-replicated partitions after a broker died")
+    fenced = [b for b in after["brokers"] if b["fenced"]]
+    assert len(fenced) == 1
