@@ -12,7 +12,7 @@ import logging
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -205,6 +205,3 @@ class ReplicaManager:
             except StorageError as e:
                 log.error("closing %s-%d: %s", p.topic, p.index, e)
         self.partitions.clear()
-
-    def leaders(self) -> Mapping[TopicPartition, Partition]:
-        return {tp: p for tp, p in self.partitions.items() if p.is_leader}

@@ -19,7 +19,6 @@ import io
 import struct
 import types
 import typing
-import uuid
 from dataclasses import MISSING, dataclass, fields, is_dataclass
 from functools import cache
 from typing import Any
@@ -318,11 +317,3 @@ def ms(value: datetime.timedelta | datetime.datetime | int | None) -> int:
     if isinstance(value, datetime.datetime):
         return round(value.timestamp() * 1000)
     return int(value)
-
-
-def error_of(code: int | ErrorCode) -> ErrorCode:
-    return code if isinstance(code, ErrorCode) else ErrorCode(int(code))
-
-
-def new_uuid() -> uuid.UUID:
-    return uuid.uuid4()

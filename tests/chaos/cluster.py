@@ -8,10 +8,8 @@ Every namespace has its own port space, so the ports are fixed and never collide
 
 from __future__ import annotations
 
-import os
 import shutil
-import sys
-import time
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,27 +40,9 @@ class NamespacedNode(NodeProcess):
     def netns(self) -> str:
         return self.net.ns(self.node_id)
 
-    def start(self, timeout: float = 30.0) -> NamespacedNode:
-        # As NodeProcess.start, with the command run through `ip netns exec` (which execs,
-        # so self.proc.pid is the node's own pid and kill() reaches it).
-        env = dict(os.environ)
-        env["PYTHONPATH"] = str(REPO)
-        start_at = self.log_path.stat().st_size if self.log_path.exists() else 0
-        marker = f"odradek node {self.node_id} ready".encode()
-        with open(self.log_path, "ab") as log:
-            self.proc = self.net.popen(
-                self.node_id,
-                [sys.executable, "-m", "broker.cli.main", "node", "--config",
-                 str(self.config_path)],
-                stdout=log, stderr=log, env=env, cwd=REPO)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"node exited with {self.proc.returncode}:\n{self.logs()}")
-            if marker in self.log_path.read_bytes()[start_at:]:
-                return self
-            time.sleep(0.05)
-        raise TimeoutError(f"node {self.node_id} not ready after {timeout}s:\n{self.logs()}")
+    def _spawn(self, argv: list[str], log: Any, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        # `ip netns exec` execs, so the pid is the node's own and kill() reaches it.
+        return self.net.popen(self.node_id, argv, stdout=log, stderr=log, env=env, cwd=REPO)
 
 
 class NamespacedCluster(Cluster):

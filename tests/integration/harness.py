@@ -97,16 +97,19 @@ class NodeProcess:
     def bootstrap(self) -> str:
         return f"{self.host}:{self.kafka_port}"
 
+    def _spawn(self, argv: list[str], log: Any, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """Start the node's process; subclasses run it elsewhere (a network namespace)."""
+        return subprocess.Popen(argv, stdout=log, stderr=log, env=env, cwd=REPO)
+
     def start(self, timeout: float = 30.0) -> NodeProcess:
         env = dict(os.environ)
         env["PYTHONPATH"] = str(REPO)
         start_at = self.log_path.stat().st_size if self.log_path.exists() else 0
         marker = f"odradek node {self.node_id} ready".encode()
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "broker.cli.main", "node", "--config", str(self.config_path)],
-            stdout=log, stderr=log, env=env, cwd=REPO)
-        log.close()
+        with open(self.log_path, "ab") as log:
+            self.proc = self._spawn(
+                [sys.executable, "-m", "broker.cli.main", "node", "--config",
+                 str(self.config_path)], log, env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
