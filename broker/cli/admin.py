@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import socket
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -58,9 +60,54 @@ def _servers(args: argparse.Namespace) -> list[str]:
     return [s.strip() for s in args.bootstrap.split(",") if s.strip()]
 
 
+def _check_reachable(args: argparse.Namespace, timeout: float = 3.0) -> None:
+    """Fail in seconds, with a hint, when no bootstrap server accepts a connection (the
+    Kafka client would retry for its whole bootstrap timeout first)."""
+    errors = []
+    for server in _servers(args):
+        host, sep, port = server.rpartition(":")
+        if not sep or not port.isdigit():
+            raise CliError(f"--bootstrap: {server!r} is not host:port")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+                return
+        except OSError as e:
+            errors.append(f"{server}: {e.strerror or e}")
+    raise CliError(f"cannot reach any bootstrap server ({'; '.join(errors)}); is the cluster "
+                   "running? `odradek cluster up` starts a local one")
+
+
+class _Progress:
+    """One self-overwriting status line on stderr for long work (a terminal only, unless
+    --progress asks for it), at most a few updates a second."""
+
+    def __init__(self, args: argparse.Namespace, what: str) -> None:
+        self.enabled = bool(getattr(args, "progress", False)) or sys.stderr.isatty()
+        self.what = what
+        self.started = time.monotonic()
+        self.last = 0.0
+        self.shown = False
+
+    def update(self, count: int, extra: str = "", *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self.enabled or (not force and now - self.last < 0.2):
+            return
+        self.last = now
+        rate = count / max(now - self.started, 1e-9)
+        sys.stderr.write(f"\r{self.what} {count} record(s) ({rate:,.0f}/s){extra}\033[K")
+        sys.stderr.flush()
+        self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
 def _admin(args: argparse.Namespace) -> Any:
     from kafka.admin import KafkaAdminClient
 
+    _check_reachable(args)
     try:
         return KafkaAdminClient(bootstrap_servers=_servers(args), client_id="odradek-cli",
                                 request_timeout_ms=15000)
@@ -219,6 +266,7 @@ def produce(args: argparse.Namespace) -> int:
 
     headers = [(k, v.encode()) for k, v in _kv(args.header, "--header").items()]
     key = args.key.encode() if args.key is not None else None
+    _check_reachable(args)
     try:
         producer = KafkaProducer(bootstrap_servers=_servers(args), acks=args.acks
                                  if args.acks == "all" else int(args.acks),
@@ -226,18 +274,28 @@ def produce(args: argparse.Namespace) -> int:
     except Exception as e:
         raise CliError(f"cannot connect to {args.bootstrap}: {e}") from e
     results = []
+    progress = _Progress(args, "produced")
+    acked = 0
+
+    def on_ack(_md: Any) -> None:
+        nonlocal acked
+        acked += 1
+
     try:
         futures = []
         for line in sys.stdin:
             value = line.rstrip("\n").encode()
             futures.append(producer.send(args.topic, value=value, key=key,
                                          headers=headers or None,
-                                         partition=args.partition))
+                                         partition=args.partition).add_callback(on_ack))
+            progress.update(len(futures), f", {acked} acknowledged")
         producer.flush()
         for f in futures:
             md = f.get(timeout=30)
             results.append({"partition": md.partition, "offset": md.offset})
+        progress.update(len(futures), f", {len(results)} acknowledged", force=True)
     finally:
+        progress.done()
         producer.close()
     if args.json:
         _print_json({"topic": args.topic, "produced": len(results), "records": results})
@@ -256,6 +314,7 @@ def consume(args: argparse.Namespace) -> int:
 
     if (args.partition is None) != (args.offset is None):
         raise CliError("--partition and --offset go together")
+    _check_reachable(args)
     try:
         consumer = KafkaConsumer(
             bootstrap_servers=_servers(args), group_id=args.group, client_id="odradek-cli",
@@ -264,6 +323,9 @@ def consume(args: argparse.Namespace) -> int:
     except Exception as e:
         raise CliError(f"cannot connect to {args.bootstrap}: {e}") from e
     count = 0
+    # Progress goes to stderr, so only when the records themselves are not on that terminal.
+    progress = _Progress(args, "consumed")
+    progress.enabled = progress.enabled and not sys.stdout.isatty()
     try:
         if args.partition is not None:
             tp = TopicPartition(args.topic, args.partition)
@@ -286,11 +348,14 @@ def consume(args: argparse.Namespace) -> int:
                       flush=True)
             else:
                 print(_text(msg.value), flush=True)
+            progress.update(count)
             if args.max_messages is not None and count >= args.max_messages:
                 break
+        progress.update(count, force=True)
         if args.group and count:
             consumer.commit()
     finally:
+        progress.done()
         consumer.close(autocommit=False)
     if not args.json:
         print(f"consumed {count} record(s)", file=sys.stderr)
@@ -545,6 +610,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--header", action="append", metavar="KEY=VALUE", help="repeatable")
     p.add_argument("--partition", type=int, help="target partition (default: partitioner)")
     p.add_argument("--acks", default="all", choices=["0", "1", "all"])
+    p.add_argument("--progress", action="store_true",
+                   help="show progress on stderr even when it is not a terminal")
     p.set_defaults(func=produce)
 
     p = sub.add_parser("consume", parents=[common], help="print records to stdout")
@@ -557,6 +624,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--max-messages", type=int)
     p.add_argument("--timeout-ms", type=int, default=10000,
                    help="stop after this long without a record (default 10000)")
+    p.add_argument("--progress", action="store_true",
+                   help="show progress on stderr even when it is not a terminal")
     p.set_defaults(func=consume)
 
     groups = sub.add_parser("groups", help="list, describe, delete and reset consumer groups")

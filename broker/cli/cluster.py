@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -50,6 +51,15 @@ def node_config(node_id: int, n: int, host: str, kafka_port: int, data_dir: Path
         "default.replication.factor": min(3, n),
         "offsets.topic.replication.factor": min(3, n),
     }
+
+
+def _accepts(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=0.2):
+            return True
+    except OSError:
+        return False
 
 
 def up_cmd(args: argparse.Namespace) -> int:
@@ -97,12 +107,23 @@ def up_cmd(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     reported: set[int] = set()
+    ready: set[int] = set()
+    started = time.monotonic()
     while not stopping:
-        for cfg, proc in procs:
+        for (cfg, proc), node in zip(procs, nodes_info, strict=True):
             code = proc.poll()
             if code is not None and proc.pid not in reported:
                 reported.add(proc.pid)
                 print(f"odradek: node {cfg['node.id']} exited with code {code}", flush=True)
+            elif (code is None and node["id"] not in ready and _accepts(node["kafka"])
+                  and _accepts(cfg["metrics.listener"])):
+                # Progress while the cluster comes up: a node is ready once it serves Kafka
+                # and metrics.
+                ready.add(node["id"])
+                print(f"odradek: node {node['id']} ready on {node['kafka']} "
+                      f"({len(ready)}/{n}, {time.monotonic() - started:.1f}s)", flush=True)
+                if len(ready) == n:
+                    print(f"odradek: cluster ready; bootstrap {info['bootstrap']}", flush=True)
         if len(reported) == len(procs):
             break
         time.sleep(0.2)

@@ -113,3 +113,35 @@ def test_errors_are_one_clear_line(shared_node: NodeProcess) -> None:
     assert proc.stderr.strip() == f"odradek: error: topic '{missing}' does not exist"
     proc = cli(shared_node, "topics", "alter", missing, check=False)
     assert proc.returncode != 0 and "nothing to alter" in proc.stderr
+
+
+def test_unreachable_bootstrap_fails_fast() -> None:
+    from tests.integration.harness import free_port
+
+    port = free_port()  # nothing listens there
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for argv in (["topics", "list"], ["produce", "t"], ["consume", "t"]):
+        started = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "broker.cli.main", *argv,
+                               "--bootstrap", f"127.0.0.1:{port}"], input="x\n",
+                              capture_output=True, text=True, env=env, timeout=60)
+        took = time.monotonic() - started
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr.startswith("odradek: error: cannot reach any bootstrap server"), \
+            proc.stderr
+        assert "odradek cluster up" in proc.stderr
+        assert took < 15, f"{argv} took {took:.1f}s to report an unreachable cluster"
+
+
+def test_progress_on_long_work(shared_node: NodeProcess) -> None:
+    topic = name("progress")
+    cli(shared_node, "topics", "create", topic, "--partitions", "1")
+    lines = "".join(f"line-{i}\n" for i in range(3000))
+    proc = cli(shared_node, "produce", topic, "--progress", stdin=lines)
+    # (text mode turns the progress line's carriage returns into newlines)
+    assert "produced 3000 record(s) (" in proc.stderr and "3000 acknowledged" in proc.stderr
+    assert proc.stderr.rstrip().endswith("produced 3000 record(s) to " + topic)
+    proc = cli(shared_node, "consume", topic, "--from-beginning", "--progress",
+               "--max-messages", "3000")
+    assert proc.stdout.splitlines() == [f"line-{i}" for i in range(3000)]
+    assert "consumed 3000 record(s) (" in proc.stderr
