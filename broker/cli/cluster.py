@@ -53,6 +53,20 @@ def node_config(node_id: int, n: int, host: str, kafka_port: int, data_dir: Path
     }
 
 
+def _write_prometheus_config(data_dir: Path, info: dict[str, Any]) -> None:
+    """A scrape config for this cluster, so `prometheus --config.file=<data-dir>/prometheus.yml`
+    watches it with no editing."""
+    targets = [n["metrics"].removeprefix("http://").removesuffix("/metrics")
+               for n in info["nodes"]]
+    config = {"global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
+              "scrape_configs": [{"job_name": "odradek",
+                                  "static_configs": [{"targets": targets}]}]}
+    tmp = data_dir / "prometheus.yml.tmp"
+    tmp.write_text("# Written by `odradek cluster up` for this local cluster.\n"
+                   + yaml.safe_dump(config, sort_keys=False))
+    os.replace(tmp, data_dir / "prometheus.yml")
+
+
 def _accepts(address: str) -> bool:
     host, _, port = address.rpartition(":")
     try:
@@ -95,6 +109,7 @@ def up_cmd(args: argparse.Namespace) -> int:
     tmp = data_dir / "cluster.json.tmp"
     tmp.write_text(json.dumps(info, indent=2) + "\n")
     os.replace(tmp, data_dir / "cluster.json")
+    _write_prometheus_config(data_dir, info)
     print(f"odradek: cluster of {n} node(s) starting; bootstrap {info['bootstrap']}; "
           f"details in {data_dir / 'cluster.json'}; Ctrl-C stops it", flush=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -15,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from tests.integration.harness import free_port
@@ -110,6 +112,14 @@ def test_cluster_up_contract_and_resume(tmp_path: Path) -> None:
             assert Path(node["config"]).is_file()
             with urllib.request.urlopen(node["metrics"], timeout=10) as r:
                 assert b"odradek_requests_total" in r.read()
+        prom = yaml.safe_load((data_dir / "prometheus.yml").read_text())
+        assert prom["scrape_configs"][0]["static_configs"][0]["targets"] == [
+            f"127.0.0.1:{base + 200 + i}" for i in range(3)]
+        if shutil.which("promtool") or os.environ.get("CI") == "true":
+            check = subprocess.run(["promtool", "check", "config",
+                                    str(data_dir / "prometheus.yml")],
+                                   capture_output=True, text=True)
+            assert check.returncode == 0, check.stdout + check.stderr
         producer = KafkaProducer(bootstrap_servers=info["bootstrap"], acks="all")
         for i in range(50):
             producer.send(topic, f"v{i}".encode()).get(timeout=30)
