@@ -52,6 +52,12 @@ class LocalMetadataPlane:
         self.controller = QuorumController(self.log, settings=controller_settings(cfg),
                                            rng=random.Random(), loader=self.loader)
         self.broker_epoch = -1
+        # No Raft here: nothing to elect, this node is always the active controller.
+        self.raft: RaftMetadataLog | None = None
+
+    @property
+    def is_active_controller(self) -> bool:
+        return True
 
     async def start(self, listeners: list[tuple[str, str, int]]) -> None:
         await self.controller.load()
@@ -127,6 +133,11 @@ class RaftMetadataPlane:
     @property
     def broker_epoch(self) -> int:
         return self.lifecycle.broker_epoch if self.lifecycle else -1
+
+    @property
+    def is_active_controller(self) -> bool:
+        """Raft leader with every committed record applied: it accepts controller writes."""
+        return self.raft is not None and self.raft.is_leader
 
     async def start(self, listeners: list[tuple[str, str, int]]) -> None:
         cfg = self.node.config

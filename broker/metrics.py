@@ -42,9 +42,15 @@ class NodeMetrics:
         self.bytes_out = Counter("odradek_bytes_out_total",
                                  "Record batch bytes sent to consumers, per topic.", ["topic"],
                                  registry=r)
+        self.messages_out = Counter(
+            "odradek_messages_out_total",
+            "Record offsets sent to consumers past their fetch position, per topic.", ["topic"],
+            registry=r)
         self.isr_changes = Counter("odradek_isr_changes_total",
                                    "ISR shrinks and expands this node asked the controller for "
                                    "and got.", ["kind"], registry=r)
+        for kind in ("shrink", "expand"):  # both series exist from the start, at 0
+            self.isr_changes.labels(kind=kind)
         self.produce_purgatory = Gauge("odradek_produce_purgatory_size",
                                        "Produce requests waiting for replication.", registry=r)
         self.fetch_purgatory = Gauge("odradek_fetch_purgatory_size",

@@ -4,13 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
+
+
+class WithoutCreated:
+    """The registry's metrics minus the ``_created`` samples of counters and histograms.
+
+    The text format has no place for them, so prometheus_client writes each as an extra
+    gauge family (``odradek_requests_created``...), doubling the series Prometheus stores
+    for no use: counter resets are detected anyway. Filtering here, rather than
+    prometheus_client.disable_created_metrics(), keeps that library's global switch alone.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for m in self.registry.collect():
+            created = m.name + "_created"
+            if any(s.name == created for s in m.samples):
+                out = Metric(m.name, m.documentation, m.type, m.unit)
+                out.samples = [s for s in m.samples if s.name != created]
+                m = out
+            yield m
 
 
 class MetricsServer:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        self.exposed = WithoutCreated(registry)
         self.server: asyncio.Server | None = None
         self.port = 0
 
@@ -32,7 +57,7 @@ class MetricsServer:
             parts = request_line.decode("latin-1").split()
             path = parts[1].split("?", 1)[0] if len(parts) >= 2 else ""
             if len(parts) >= 2 and parts[0] in ("GET", "HEAD") and path == "/metrics":
-                body = generate_latest(self.registry)
+                body = generate_latest(self.exposed)  # type: ignore[arg-type]
                 status, ctype = "200 OK", CONTENT_TYPE_LATEST
             else:
                 body = b"not found: try /metrics\n"

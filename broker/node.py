@@ -24,6 +24,7 @@ from broker.group.coordinator import GroupCoordinator
 from broker.group_log import PartitionGroupLog
 from broker.handlers import admin, fetch, meta, produce
 from broker.handlers.api import ApiSpec
+from broker.metadata_collector import MetadataCollector
 from broker.metadata_plane import derived_cluster_id, make_plane
 from broker.metrics import NodeMetrics
 from broker.metrics_http import MetricsServer
@@ -116,6 +117,7 @@ class Node:
             offsets_retention_ms=config["offsets.retention.minutes"] * 60_000,
         )
         self.metrics.add_collector(NodeCollector(self))
+        self.metrics.add_collector(MetadataCollector(self))
         self.metrics_server: MetricsServer | None = None
         self.bound: dict[str, tuple[str, int]] = {}
         self._pid_block: tuple[int, int] = (0, 0)

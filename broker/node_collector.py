@@ -31,10 +31,18 @@ class NodeCollector(Collector):
                                  labels=["topic", "partition"])
         end = GaugeMetricFamily("odradek_log_end_offset", "Next offset of a partition's log.",
                                 labels=["topic", "partition"])
+        hw = GaugeMetricFamily(
+            "odradek_log_high_watermark",
+            "High watermark of a partition as this replica knows it (exact on the leader).",
+            labels=["topic", "partition"])
+        committed_offset = GaugeMetricFamily(
+            "odradek_consumer_group_committed_offset",
+            "Committed offset per group and partition (groups coordinated by this node).",
+            labels=["group", "topic", "partition"])
         lag = GaugeMetricFamily(
             "odradek_consumer_group_lag",
             "High watermark minus committed offset, per group and partition (groups "
-            "coordinated by this node, partitions led by this node).",
+            "coordinated by this node, partitions with a replica on this node).",
             labels=["group", "topic", "partition"])
         parts = list(node.replicas.partitions.values())
         counts = {"led": 0, "offline": 0, "min_isr": 0, "urp": 0}
@@ -45,6 +53,7 @@ class NodeCollector(Collector):
             labels = [p.topic, str(p.index)]
             size.add_metric(labels, p.log.size_bytes)
             end.add_metric(labels, p.log.log_end_offset)
+            hw.add_metric(labels, p.log.high_watermark)
             if p.is_leader:
                 counts["led"] += 1
                 counts["urp"] += len(p.isr) < len(p.replicas)
@@ -57,8 +66,12 @@ class NodeCollector(Collector):
         for overview in node.groups.list_groups():
             for (topic, index), committed in node.groups.committed_offsets(
                     overview.group_id).items():
+                labels = [overview.group_id, topic, str(index)]
+                committed_offset.add_metric(labels, committed)
+                # A follower's high watermark trails the leader's by at most one fetch, so
+                # the coordinator can report lag for every partition it holds a replica of.
                 p = node.replicas.get((topic, index))
-                if p is not None and p.is_leader and not p.log.offline:
-                    lag.add_metric([overview.group_id, topic, str(index)],
-                                   max(0, p.log.high_watermark - committed))
-        yield from (led, hosted, offline, under_min_isr, under_replicated, size, end, lag)
+                if p is not None and not p.log.offline:
+                    lag.add_metric(labels, max(0, p.log.high_watermark - committed))
+        yield from (led, hosted, offline, under_min_isr, under_replicated, size, end, hw,
+                    committed_offset, lag)

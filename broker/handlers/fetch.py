@@ -13,6 +13,7 @@ from broker.kafka.codec import ms
 from storage.errors import StorageError
 
 EARLIEST, LATEST, MAX_TIMESTAMP = -2, -1, -3
+MESSAGES_KEY = "_messages_sent"
 
 
 def leader_partition(node: Any, topic: str, index: int, current_epoch: int = -1
@@ -71,6 +72,9 @@ def _read_partition(node: Any, topic: str, fp: Any, max_bytes: int, min_one: boo
         out["error_code"] = error_code_for(e)
         return out, 0, p
     out["records"] = result.records
+    # For odradek_messages_out_total: offsets past the fetch position (the first batch may
+    # start before it). The response builder ignores keys the schema lacks.
+    out[MESSAGES_KEY] = max(0, result.next_offset - offset)
     return out, len(result.records), p
 
 
@@ -117,6 +121,8 @@ async def handle_fetch(node: Any, ctx: RequestContext, req: Any) -> Any:
             n = sum(len(p["records"]) for p in t["partitions"])
             if n:
                 node.metrics.bytes_out.labels(topic=t["topic"]).inc(n)
+                node.metrics.messages_out.labels(topic=t["topic"]).inc(
+                    sum(p.get(MESSAGES_KEY, 0) for p in t["partitions"]))
     return ctx.respond({"throttle_time": 0, "error_code": ErrorCode.none, "session_id": 0,
                         "responses": topics_out})
 
