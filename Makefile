@@ -34,8 +34,12 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check broker controller storage tests
 
+# A long fault-injection run (default 10 minutes, a fault every 15 s; DURATION=, INTERVAL=,
+# SEED= and VERIFY_ARGS= adjust it), then the namespace fault tests.
 chaos: $(STAMP)
-	$(BIN)/python -m pytest -q tests/chaos tests/integration/test_partition.py
+	$(BIN)/odradek verify --duration $(or $(DURATION),600) --interval $(or $(INTERVAL),15) \
+		$(if $(SEED),--seed $(SEED)) $(VERIFY_ARGS)
+	$(BIN)/python -m pytest -q tests/chaos/test_netns.py tests/integration/test_partition.py
 
 proto: $(STAMP)
 	$(BIN)/python -m controller.rpc.regenerate

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from broker.cli import admin, cluster, node
+from broker.cli import admin, cluster, node, verify
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_parser(sub)
     admin.add_cluster_status(admin.find_subparsers(sub.choices["cluster"]))
     admin.add_parsers(sub)
+    verify.add_parser(sub)
     cfg = sub.add_parser("config", help="configuration reference")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     docs = cfg_sub.add_parser("docs", help="print docs/configuration.md (generated)")
