@@ -102,9 +102,16 @@ build_odradek() {
   local ca=${PIP_CA_BUNDLE:-${PIP_CERT:-${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}}}
   local secret=()
   [ -r "$ca" ] && secret=(--secret "id=pip-ca,src=$ca")
+  local previous
+  previous=$(podman image inspect --format '{{.Id}}' "$ODRADEK_IMAGE" 2>/dev/null || true)
   # --format docker keeps the HEALTHCHECK (the OCI image format has no field for it).
   podman build --pull=never --format docker "${secret[@]}" -t "$ODRADEK_IMAGE" \
     -f deploy/Dockerfile .
+  # The image the tag left behind (after a source change) is garbage; the build cache is not
+  # touched (`podman image prune` would drop the cached dependency layer too).
+  if [ -n "$previous" ] && [ "$previous" != "$(podman image inspect --format '{{.Id}}' "$ODRADEK_IMAGE")" ]; then
+    podman rmi "$previous" >/dev/null 2>&1 || true
+  fi
 }
 
 targets=("$@")
