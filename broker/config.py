@@ -176,6 +176,10 @@ KEYS: tuple[Key, ...] = (
     Key("num.partitions", _int(1), 1, "Partitions of auto-created topics.", ">= 1"),
     Key("default.replication.factor", _int(1), 1, "Replication factor of auto-created topics.",
         ">= 1"),
+    Key("min.insync.replicas", _int(1), 1,
+        "min.insync.replicas given to new topics that do not set it (capped at their "
+        "replication factor); stored in the topic's config, so every node agrees on it.",
+        ">= 1"),
     Key("auto.create.topics.enable", _bool, True,
         "Create a topic when a client asks for metadata of an unknown one.", "true, false"),
     Key("socket.request.max.bytes", _int(1024), 100 * _MB,

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import pytest
 from confluent_kafka import Producer
 from kafka import KafkaConsumer, TopicPartition
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 
 from tests.integration.harness import free_port
 from tests.unit.test_deploy_files import dashboard_exprs, load_dashboard, metric_names
@@ -266,8 +266,10 @@ def test_compose_cluster_survives_a_killed_node(images: None, project_factory) -
     try:
         brokers = advertised(admin)
         assert brokers == {i: ("localhost", ports[f"NODE{i}_PORT"]) for i in (1, 2, 3)}
-        admin.create_topics([NewTopic("orders", 6, 3,
-                                      topic_configs={"min.insync.replicas": "2"})])
+        # No topic config: the compose file's min.insync.replicas=2 is the default.
+        admin.create_topics([NewTopic("orders", 6, 3)])
+        res = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, "orders")])
+        assert res["topic"]["orders"]["min.insync.replicas"]["value"] == "2", res
     finally:
         admin.close()
     wait_for("orders fully replicated", lambda: all(
