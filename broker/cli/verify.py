@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from pathlib import Path
 
@@ -98,11 +99,20 @@ def run(args: argparse.Namespace) -> int:
         min_insync=args.min_insync, acks=args.acks, partitions=args.partitions,
         recovery_window=args.recovery_window, out=args.out, bootstrap=args.bootstrap,
         rate=args.rate, fault_min=fault_min, fault_max=fault_max, unflushed=args.unflushed)
+    # SIGTERM unwinds like Ctrl-C, so the nodes, the namespaces and the clients are cleaned up.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         outcome = runner.run(options)  # type: ignore[attr-defined]
     except runner.SetupError as e:  # type: ignore[attr-defined]
         print(f"odradek verify: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        print("odradek verify: interrupted; nodes and namespaces removed", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0 if outcome.ok else 1
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

@@ -187,6 +187,8 @@ def run(o: Options, log: Callable[[str], None] = print) -> Outcome:
 
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = (o.out or Path("odradek-verify") / f"{stamp}-seed{seed}").resolve()
+    if (run_dir / "history.jsonl").exists() or (run_dir / "cluster").exists():
+        raise SetupError(f"{run_dir} holds an earlier run; choose another --out or remove it")
     run_dir.mkdir(parents=True, exist_ok=True)
     command = repro_command(o, seed, kinds, netns)
     topic = o.topic or f"verify-{seed}-{stamp.replace('-', '')}"
@@ -211,7 +213,6 @@ def run(o: Options, log: Callable[[str], None] = print) -> Outcome:
         log(f"  planned: {p.describe()}")
 
     path = run_dir / "history.jsonl"
-    path.unlink(missing_ok=True)
     recorder = history.Recorder(path)
     recorder(history.RunInfo(0.0, seed, command, config))
     errors: list[str] = []
@@ -300,7 +301,9 @@ def _client_logs(path: Path) -> Any:
         saved.append((logger, logger.propagate, logger.level))
         logger.addHandler(handler)
         logger.propagate = False
-        logger.setLevel(logging.INFO if name != "kafka" else logging.WARNING)
+        debug = name != "kafka" and os.environ.get("CHAOS_CLIENT_DEBUG")
+        logger.setLevel(logging.DEBUG if debug else logging.INFO if name != "kafka"
+                        else logging.WARNING)
     try:
         yield
     finally:
