@@ -34,6 +34,7 @@ from broker.replica_manager import ReplicaManager
 from broker.replication import ReplicationManager
 from broker.server import KafkaServer
 from controller.metadata import MetadataImage
+from controller.metadata.delta import local_replicas
 from controller.quorum.api import CreateTopicSpec
 
 log = logging.getLogger("odradek.node")
@@ -88,6 +89,7 @@ class Node:
         self.cluster_id = load_cluster_id(self.data_dir, self.node_id, wanted)
         self.image: Any = MetadataImage.EMPTY
         self.incarnation_id = str(uuid.uuid4())
+        self._replicas_current = False
         # Whether our previous run stopped cleanly (every log flushed and closed). A replica
         # that crashed may have lost its unflushed tail, so the controller must not trust it
         # as the last member of an ISR (KIP-966).
@@ -192,7 +194,20 @@ class Node:
     def _on_metadata(self, delta: Any, image: Any) -> None:
         old = self.image
         self.image = image
-        self.replicas.apply_delta(delta.local_changes(self.node_id), image)
+        if not self._replicas_current:
+            # Until the image holds this process's own registration, the records being
+            # applied are history (a restart replays the metadata log from its start): this
+            # node leading at some old epoch must not touch its logs, or it would rewrite
+            # their leader-epoch history. The controller fenced the previous process and
+            # moved its leaderships before it accepted this registration, so from here on
+            # the image is current: take all of it at once, then deltas as they come.
+            reg = image.brokers.get(self.node_id)
+            if reg is None or reg.incarnation_id != self.incarnation_id:
+                return
+            self._replicas_current = True
+            self.replicas.apply_delta(local_replicas(image, self.node_id), image)
+        else:
+            self.replicas.apply_delta(delta.local_changes(self.node_id), image)
         if not self.stopping:
             self.replication.update_fetchers()
         if old.configs is not image.configs:

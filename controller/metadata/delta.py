@@ -350,6 +350,19 @@ class MetadataDelta:
         return changes
 
 
+def local_replicas(image: MetadataImage, broker_id: int) -> LocalReplicaChanges:
+    """Every partition of `broker_id` in `image`, as the changes that take a broker holding
+    nothing to that image: what a broker applies once, when its metadata has caught up."""
+    changes = LocalReplicaChanges(leaders={}, followers={}, deleted=set(), topic_ids={})
+    for topic in image.topics.values():
+        for partition_id, partition in topic.partitions.items():
+            if broker_id in partition.replicas:
+                role = changes.leaders if partition.leader == broker_id else changes.followers
+                role[(topic.name, partition_id)] = partition
+                changes.topic_ids[topic.name] = topic.topic_id
+    return changes
+
+
 _REPLAY: dict[str, Callable[[MetadataDelta, Any, int], None]] = {
     "register_broker": MetadataDelta._replay_register_broker,
     "fence_broker": MetadataDelta._replay_fence_broker,
@@ -368,5 +381,6 @@ __all__ = [
     "LocalReplicaChanges",
     "MetadataDelta",
     "MetadataReplayError",
+    "local_replicas",
     "merge_partition_change",
 ]

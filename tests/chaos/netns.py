@@ -21,7 +21,8 @@ replacing the set is one nft transaction, so a fault lands atomically.
 
 No traffic can leave the machine: node namespaces have only their /24 on eth0 and no
 default route, the switch namespace has no IP address at all, and the root namespace only
-gets a connected route for the run's /24. Every address is checked to lie in
+gets a connected route for the run's /24, beside a blackhole route for all of
+198.18.0.0/15, so nothing aimed at a test address that no run owns leaves the machine. Every address is checked to lie in
 198.18.0.0/15 (RFC 2544's benchmarking range) before it is configured.
 
 Nodes are numbered 1..n (node ``i`` has address 198.18.K.i), so node numbers can be the
@@ -293,6 +294,10 @@ class Network:
     def up(self) -> None:
         check_environment()
         cleanup_stale()
+        # Backstop: a client that outlives its network (or aims at a /24 no run owns) must
+        # find no route off the machine. The run's own /24 is more specific and still wins.
+        # The route stays after teardown on purpose.
+        _run(["ip", "route", "replace", "blackhole", str(TEST_RANGE)])
         with _subnet_lock():
             self.subnet = self._pick_subnet()
             # The root link is created first so the chosen /24 shows up as used at once.

@@ -44,6 +44,11 @@ def test_addresses_stay_in_the_test_range_and_nothing_routes_off_the_machine() -
         out = subprocess.run(["ip", "-4", "route", "show", "dev", net.root_link],
                              capture_output=True, text=True, check=True).stdout
         assert out.split()[0] == str(net.subnet), out
+        # From the root namespace, a test address outside this run's /24 goes nowhere.
+        other = next(h for h in ipaddress.ip_network("198.18.0.0/15").hosts()
+                     if h not in net.subnet)
+        r = subprocess.run(["ip", "route", "get", str(other)], capture_output=True, text=True)
+        assert r.returncode != 0 or "blackhole" in r.stdout, r.stdout
         assert all(matrix(net).values())
 
 
