@@ -16,10 +16,12 @@ import signal
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tests.integration.harness import wait_for  # noqa: F401 - used by the bench suites
 
 # Load generators are separate processes. "spawn" rather than fork: the parent may hold
 # librdkafka threads and locks (admin clients) that a forked child would inherit mid-use.
@@ -142,19 +144,6 @@ def unfenced_brokers(bootstrap: str, timeout: float = 10.0) -> set[int]:
         admin.close()
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str,
-             interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-            if last:
-                return last
-        except Exception as e:  # the cluster may be mid-failover
-            last = e
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
 @dataclass

@@ -9,11 +9,14 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -50,6 +53,23 @@ def free_port() -> int:
         _handed_out.add(port)
         return port
     raise RuntimeError("no free port below the ephemeral range")
+
+
+def wait_for(predicate: Callable[[], T], timeout: float, what: str,
+             interval: float = 0.2) -> T:
+    """The first truthy result of `predicate`, polled every `interval` seconds; exceptions
+    count as "not yet" (a cluster may be mid-failover, a node starting or stopping)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except Exception as e:  # noqa: BLE001 - retried until the deadline
+            last = e
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}: {last!r}")
 
 
 def wait_port(host: str, port: int, timeout: float = 20.0) -> None:

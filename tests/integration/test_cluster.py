@@ -13,7 +13,7 @@ import pytest
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from controller.rpc import raft_pb2, raft_pb2_grpc
-from tests.integration.harness import Cluster
+from tests.integration.harness import Cluster, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -55,18 +55,6 @@ def describe(c: Cluster, topic: str) -> list[dict]:
         admin.close()
 
 
-def wait_for(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-            if last:
-                return last
-        except Exception as e:  # the cluster may be mid-failover
-            last = e
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}: {last!r}")
 
 
 def test_controller_failover_and_rejoin(cluster: Cluster) -> None:

@@ -21,9 +21,8 @@ from __future__ import annotations
 import struct
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
@@ -32,7 +31,7 @@ from kio.schema.errors import ErrorCode
 
 from broker.kafka.client import KafkaConnection
 from storage.records import Record, encode_batch
-from tests.integration.harness import Cluster, NodeProcess
+from tests.integration.harness import Cluster, NodeProcess, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -40,18 +39,6 @@ T = TypeVar("T")
 _BATCH_HEAD = struct.Struct(">qi")  # base offset, batch length (bytes after this field)
 
 
-def wait_for(predicate: Callable[[], T], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-            if last:
-                return last
-        except Exception as e:  # a node may be starting or stopping
-            last = e
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}: {last!r}")
 
 
 def partition_state(node: NodeProcess, topic: str) -> tuple[int, int, list[int]]:

@@ -25,7 +25,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.harness import Cluster, NodeProcess, free_port, wait_port
+from tests.integration.harness import Cluster, NodeProcess, free_port, wait_for, wait_port
 
 pytestmark = pytest.mark.integration
 
@@ -73,18 +73,6 @@ class Prometheus:
         return self.log_path.read_text(errors="replace")[-4000:]
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-            if last:
-                return last
-        except (AssertionError, OSError) as e:
-            last = e
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}: {last!r}")
 
 
 def scrape(node: NodeProcess) -> str:
