@@ -382,7 +382,7 @@ def _finish(run_dir: Path, events: list[Any], o: Options, seed: int, command: st
         from tests.chaos.report import write_report
 
         report = write_report(run_dir, events, result,
-                              title=f"odradek verify, seed {seed}")
+                              title="odradek verify")
     except Exception as e:  # noqa: BLE001 - the verdict stands without the report
         errors.append(f"writing the report failed: {type(e).__name__}: {e}")
         traceback.print_exc(file=sys.stderr)
