@@ -49,8 +49,10 @@ Anomaly kinds (one anomaly per value, per offset or per occurrence, as stated):
 ``non_monotonic_poll``
     Within one assignment session, a client polled an offset less than or equal to the
     offset it polled before (one per occurrence). A session of client c for partition p is
-    the run of c's polls of p between an Assign of c naming p and c's next Assign for that
-    topic; a consumer delivers a partition in offset order until its assignment changes.
+    the run of c's polls of p from an Assign of c naming p until c's next Assign naming p
+    or, for a group member, c's next group Assign for that topic (a group assignment is the
+    member's whole set; a manual reader's Assign re-seeks only the partitions it names); a
+    consumer delivers a partition in offset order until its assignment changes.
     Re-reads after a rebalance (from the committed offset) start a new session and are fine.
     A poll of a partition c holds no session for starts one implicitly (counted in
     ``stats["polls_outside_session"]``).
@@ -435,9 +437,14 @@ def check(events: Sequence[Event], *,
             client_stats(e.client)["assigns"] += 1
             topics_read.add(e.topic)
             ct = (e.client, e.topic)
-            for p in session_parts.get(ct, ()):
-                sessions.pop((e.client, e.topic, p), None)
-            session_parts[ct] = list(e.partitions)
+            if e.group is not None:
+                # A group assignment is the member's whole set: the rest was revoked.
+                for p in session_parts.get(ct, ()):
+                    sessions.pop((e.client, e.topic, p), None)
+                session_parts[ct] = list(e.partitions)
+            else:
+                # A manual reader re-seeks the partitions named; the others read on.
+                session_parts[ct] = sorted({*session_parts.get(ct, ()), *e.partitions})
             for p in e.partitions:
                 sessions[(e.client, e.topic, p)] = None
         elif cls is FinalRead:

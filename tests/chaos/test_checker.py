@@ -657,3 +657,34 @@ def measure(n_events: int) -> None:
 
 if __name__ == "__main__":
     measure(int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000)
+
+
+def test_a_manual_reseek_restarts_only_the_partitions_it_names() -> None:
+    """A reader re-seeking partition 1 (Assign naming only it) keeps reading partition 0 in
+    the same session: its polls are not "outside a session", and going backwards on
+    partition 0 is still caught. A group assignment, by contrast, is the whole set."""
+    def run(assign_again: Assign, back: int) -> checker.CheckResult:
+        events: list[Event] = [RunInfo(0.0, 1, "test")]
+        for o in range(4):
+            for p in (0, 1):
+                events += [Send(0.1, "p", "t", p, "k", f"v{p}-{o}"),
+                           Ack(0.2, "p", "t", p, f"v{p}-{o}", o)]
+        events.append(Assign(0.3, "r", "t", [0, 1], assign_again.group))
+        events += [Poll(0.4, "r", "t", 0, 0, "v0-0"), Poll(0.4, "r", "t", 0, 1, "v0-1"),
+                   Poll(0.4, "r", "t", 1, 0, "v1-0"), Poll(0.4, "r", "t", 1, 1, "v1-1")]
+        events.append(assign_again)
+        events += [Poll(0.6, "r", "t", 1, 0, "v1-0"),
+                   Poll(0.6, "r", "t", 0, back, f"v0-{back}")]
+        for p in (0, 1):
+            events.append(FinalRead(1.0, "t", p, [[o, f"v{p}-{o}"] for o in range(4)], 4))
+        return check(events)
+
+    ok = run(Assign(0.5, "r", "t", [1], None), back=2)
+    assert ok.ok and ok.stats["polls_outside_session"] == 0, ok.summary()
+    backwards = run(Assign(0.5, "r", "t", [1], None), back=0)
+    assert backwards.counts()[checker.NON_MONOTONIC_POLL] == 1, backwards.summary()
+    # A group member assigned only partition 1 lost partition 0: reading 0 again later
+    # starts over (a session of its own), not a step back.
+    regroup = run(Assign(0.5, "r", "t", [1], "g"), back=0)
+    assert regroup.counts()[checker.NON_MONOTONIC_POLL] == 0, regroup.summary()
+    assert regroup.stats["polls_outside_session"] == 1
