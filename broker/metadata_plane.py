@@ -32,7 +32,8 @@ log = logging.getLogger("odradek.metadata")
 
 def controller_settings(config: NodeConfig) -> ControllerSettings:
     return ControllerSettings(default_num_partitions=config["num.partitions"],
-                              default_replication_factor=config["default.replication.factor"])
+                              default_replication_factor=config["default.replication.factor"],
+                              default_min_insync_replicas=config["min.insync.replicas"])
 
 
 def derived_cluster_id(voters: tuple[tuple[int, str, int], ...]) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import dataclasses
 import logging
 import time
 import uuid
@@ -286,26 +285,9 @@ class Node:
 
     # --- topics -------------------------------------------------------------------------
 
-    def with_creation_defaults(self, spec: CreateTopicSpec) -> CreateTopicSpec:
-        """The node's `min.insync.replicas` written into a new topic's config when the
-        request does not set it, capped at the replication factor (a higher value would make
-        the topic refuse every acks=all write). Stored in the topic, the value is the same
-        on every node and in the controller, which uses it to keep eligible leaders."""
-        default = self.config["min.insync.replicas"]
-        if default <= 1 or "min.insync.replicas" in spec.configs:
-            return spec
-        rf = spec.replication_factor
-        if spec.assignments:
-            rf = min(len(r) for r in spec.assignments.values())
-        elif rf == -1:
-            rf = self.config["default.replication.factor"]
-        return dataclasses.replace(spec, configs={
-            **spec.configs, "min.insync.replicas": str(max(1, min(default, rf)))})
-
     async def auto_create_topics(self, names: list[str]) -> None:
-        specs = [self.with_creation_defaults(CreateTopicSpec(
-            n, self.config["num.partitions"], self.config["default.replication.factor"]))
-            for n in names]
+        specs = [CreateTopicSpec(n, self.config["num.partitions"],
+                                 self.config["default.replication.factor"]) for n in names]
         try:
             results = await self.controller.create_topics(specs)
         except admin.CONTROLLER_FAILURES as e:
@@ -325,11 +307,11 @@ class Node:
             rf = min(self.config["offsets.topic.replication.factor"],
                      max(1, len(self.live_broker_ids())))
             try:
-                results = await self.controller.create_topics([self.with_creation_defaults(
-                    CreateTopicSpec(
-                        meta.OFFSETS_TOPIC, self.config["offsets.topic.num.partitions"], rf,
-                        configs={"cleanup.policy": "compact",
-                                 "segment.bytes": str(100 * 1024 * 1024)}))])
+                results = await self.controller.create_topics([CreateTopicSpec(
+                    meta.OFFSETS_TOPIC, self.config["offsets.topic.num.partitions"], rf,
+                    configs={"cleanup.policy": "compact",
+                             "segment.bytes": str(100 * 1024 * 1024)},
+                )])
             except admin.CONTROLLER_FAILURES as e:
                 log.warning("creating %s failed: %s", meta.OFFSETS_TOPIC, e)
                 return False

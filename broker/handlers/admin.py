@@ -43,11 +43,11 @@ def _config_entries(node: Any, topic: str, keys: Any = None) -> list[dict[str, A
 async def handle_create_topics(node: Any, ctx: RequestContext, req: Any) -> Any:
     specs = []
     for t in req.topics:
-        specs.append(node.with_creation_defaults(CreateTopicSpec(
+        specs.append(CreateTopicSpec(
             name=t.name, num_partitions=t.num_partitions,
             replication_factor=t.replication_factor,
             assignments={a.partition_index: tuple(a.broker_ids) for a in t.assignments},
-            configs={c.name: c.value for c in t.configs})))
+            configs={c.name: c.value for c in t.configs}))
     try:
         results = await node.controller.create_topics(specs, validate_only=req.validate_only)
     except CONTROLLER_FAILURES as e:

@@ -26,6 +26,10 @@ class ControllerSettings:
     # Kafka's num.partitions / default.replication.factor, used when a request says -1.
     default_num_partitions: int = 1
     default_replication_factor: int = 1
+    # Kafka's min.insync.replicas default: written into the config of a new topic that does
+    # not set it, capped at the topic's replication factor (more would refuse every acks=all
+    # write). Stored in the topic, so every broker and the ELR logic agree on it.
+    default_min_insync_replicas: int = 1
     producer_id_block_size: int = 1000
     # One request may not create more partitions than this: every partition is a record
     # that must fit in one atomic metadata batch.

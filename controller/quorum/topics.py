@@ -35,7 +35,7 @@ from controller.quorum.api import (
     OpResult,
 )
 from controller.quorum.placement import PlacementBroker, place_partitions
-from controller.quorum.topic_configs import validate_topic_configs
+from controller.quorum.topic_configs import MIN_INSYNC_REPLICAS, validate_topic_configs
 
 
 def usable_brokers(image: MetadataImage) -> list[PlacementBroker]:
@@ -235,6 +235,8 @@ def _create_topic(
             rf = settings.default_replication_factor
         _check_replication_factor(rf, usable, settings.default_replication_factor)
         placements = place_partitions(usable, num_partitions, rf, rng)
+    if settings.default_min_insync_replicas > 1 and MIN_INSYNC_REPLICAS not in configs:
+        configs[MIN_INSYNC_REPLICAS] = str(max(1, min(settings.default_min_insync_replicas, rf)))
 
     topic_id = new_topic_id(rng, id_taken)
     records = [topic_record(name, topic_id)]

@@ -26,7 +26,7 @@ def ctx(api_key: int, version: int) -> RequestContext:
 
 
 def test_create_topics_and_alter_configs_answer_request_timed_out() -> None:
-    node = SimpleNamespace(controller=DownController(), with_creation_defaults=lambda s: s)
+    node = SimpleNamespace(controller=DownController())
     req = build_request(19, 7, {"topics": [{"name": "a", "num_partitions": 1,
                                             "replication_factor": 1}], "timeout": 1000})
     resp = asyncio.run(admin.handle_create_topics(node, ctx(19, 7), req))

@@ -418,3 +418,37 @@ def test_create_partitions_duplicates() -> None:
         image, [CreatePartitionsSpec("t", 2), CreatePartitionsSpec("t", 3)], settings=SETTINGS, rng=rng()
     )
     assert [r.error_code for r in result.response] == [INVALID_REQUEST, INVALID_REQUEST]
+
+
+def _min_isr_config(settings: ControllerSettings, spec: CreateTopicSpec, brokers: int = 3
+                    ) -> dict[str, str]:
+    (res,) = create(cluster(brokers), spec, settings=settings).response
+    assert res.error_code == 0, res.error_message
+    return res.configs
+
+
+def test_default_min_insync_replicas_of_one_adds_nothing() -> None:
+    assert _min_isr_config(ControllerSettings(), CreateTopicSpec("t", 3, 3)) == {}
+
+
+def test_default_min_insync_replicas_written_into_new_topics() -> None:
+    settings = ControllerSettings(default_min_insync_replicas=2)
+    assert _min_isr_config(settings, CreateTopicSpec("t", 3, 3)) == {
+        "min.insync.replicas": "2"}
+
+
+def test_default_min_insync_replicas_capped_at_replication_factor() -> None:
+    settings = ControllerSettings(default_min_insync_replicas=2, default_replication_factor=1)
+    assert _min_isr_config(settings, CreateTopicSpec("t", 3, 1)) == {"min.insync.replicas": "1"}
+    # -1: the default replication factor decides.
+    assert _min_isr_config(settings, CreateTopicSpec("t")) == {"min.insync.replicas": "1"}
+    # Explicit placement: its replication factor decides.
+    spec = CreateTopicSpec("t", assignments={0: (1, 2), 1: (2, 3)})
+    assert _min_isr_config(ControllerSettings(default_min_insync_replicas=3), spec) == {
+        "min.insync.replicas": "2"}
+
+
+def test_explicit_min_insync_replicas_wins() -> None:
+    spec = CreateTopicSpec("t", 3, 3, configs={"min.insync.replicas": "3", "retention.ms": "1"})
+    assert _min_isr_config(ControllerSettings(default_min_insync_replicas=2), spec) == {
+        "min.insync.replicas": "3", "retention.ms": "1"}
