@@ -30,16 +30,14 @@ class MetadataCollector(Collector):
         self.node = node
         self.leader_changes = 0
         self._last_leader: tuple[int, int] = (NO_LEADER, -1)
-        raft = self._raft()
+        # Both planes have `raft` (None without a quorum) and `is_active_controller`.
+        raft = self.node.plane.raft
         if raft is not None:
             raft.on_leader_change(self._on_leader_change)
 
-    def _raft(self) -> Any:
-        return getattr(self.node.plane, "raft", None)
-
     def _on_leader_change(self) -> None:
         # Counted like etcd's leader_changes_seen: each (leader, term) once it is known.
-        raft = self._raft()
+        raft = self.node.plane.raft
         seen = (raft.leader_id, raft.term)
         if seen[0] != NO_LEADER and seen != self._last_leader:
             self._last_leader = seen
@@ -47,7 +45,7 @@ class MetadataCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         node = self.node
-        active = bool(getattr(node.plane, "is_active_controller", False))
+        active = node.plane.is_active_controller
         g = GaugeMetricFamily("odradek_controller_active",
                               "1 on the active controller (the Raft leader), else 0.")
         g.add_metric([], int(active))
@@ -56,7 +54,7 @@ class MetadataCollector(Collector):
                               "Offset of the last metadata record applied to this node's image.")
         g.add_metric([], node.image.offset)
         yield g
-        raft = self._raft()
+        raft = node.plane.raft
         if raft is not None:
             yield from self._raft_metrics(raft)
         if active:
