@@ -370,22 +370,26 @@ def _batch_boundaries(data: bytes) -> list[tuple[int, int]]:
     return out
 
 
-class Isolate(FaultAction):
-    kind = "isolate"
-    needs_network = True
+class Cut(FaultAction):
+    """A fault made of nftables cuts between namespaces: undone by healing them all."""
 
-    def apply(self) -> None:
-        self.target.net.isolate(self.targets[0], keep_client=True)
-        self.detail = "cut from the other nodes both ways; clients still reach it"
+    needs_network = True
 
     def undo(self) -> str:
         self.target.net.heal()
         return "healed"
 
 
-class Split(FaultAction):
+class Isolate(Cut):
+    kind = "isolate"
+
+    def apply(self) -> None:
+        self.target.net.isolate(self.targets[0], keep_client=True)
+        self.detail = "cut from the other nodes both ways; clients still reach it"
+
+
+class Split(Cut):
     kind = "split"
-    needs_network = True
 
     def apply(self) -> None:
         from tests.chaos.netns import CLIENT
@@ -397,14 +401,9 @@ class Split(FaultAction):
         net.partition(minority, [*majority, CLIENT])
         self.detail = f"minority {minority} | majority {majority} + clients"
 
-    def undo(self) -> str:
-        self.target.net.heal()
-        return "healed"
 
-
-class OneWay(FaultAction):
+class OneWay(Cut):
     kind = "oneway"
-    needs_network = True
 
     def apply(self) -> None:
         net = self.target.net
@@ -416,10 +415,6 @@ class OneWay(FaultAction):
         else:
             net.cut([(o, node) for o in others])
             self.detail = f"drop packets from {others} to node {node}"
-
-    def undo(self) -> str:
-        self.target.net.heal()
-        return "healed"
 
 
 class Loss(FaultAction):
