@@ -268,8 +268,13 @@ def test_compose_cluster_survives_a_killed_node(images: None, project_factory) -
         assert brokers == {i: ("localhost", ports[f"NODE{i}_PORT"]) for i in (1, 2, 3)}
         # No topic config: the compose file's min.insync.replicas=2 is the default.
         admin.create_topics([NewTopic("orders", 6, 3)])
-        res = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, "orders")])
-        assert res["topic"]["orders"]["min.insync.replicas"]["value"] == "2", res
+
+        def min_isr() -> str | None:
+            # Any node may answer; one that has not applied the new topic yet knows no configs.
+            res = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, "orders")])
+            return res["topic"]["orders"]["min.insync.replicas"]["value"]
+
+        assert wait_for("the orders topic's config on the node asked", min_isr, 15) == "2"
     finally:
         admin.close()
     wait_for("orders fully replicated", lambda: all(
