@@ -103,6 +103,21 @@ def parse_listeners(key: str, v: Any) -> tuple[Listener, ...]:
     return tuple(out)
 
 
+def parse_ip_overrides(text: str) -> dict[str, int]:
+    """max.connections.per.ip.overrides: ``host:count,host:count``."""
+    out: dict[str, int] = {}
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        host, _, count = item.rpartition(":")
+        if not host or not count.isdigit():
+            raise ConfigError(f"max.connections.per.ip.overrides: {item!r} is not host:count "
+                              "(e.g. 10.0.0.5:200)")
+        out[host.strip("[]")] = int(count)
+    return out
+
+
 def _voters(key: str, v: Any) -> tuple[tuple[int, str, int], ...]:
     """controller.quorum.voters: ``1@host:port,2@host:port`` (Kafka's format)."""
     items = v.split(",") if isinstance(v, str) else v
@@ -184,6 +199,20 @@ KEYS: tuple[Key, ...] = (
         "Create a topic when a client asks for metadata of an unknown one.", "true, false"),
     Key("socket.request.max.bytes", _int(1024), 100 * _MB,
         "Largest request frame accepted; larger ones close the connection.", ">= 1024"),
+    Key("queued.max.request.bytes", _int(-1), 256 * _MB,
+        "Bytes of received requests, node-wide, that may wait to be handled; a connection "
+        "whose next request does not fit is not read until it does. -1 = no bound (Kafka's "
+        "default); must not be below socket.request.max.bytes.", "-1 or >= socket.request.max.bytes"),
+    Key("max.connections", _int(1), 2**31 - 1,
+        "Most Kafka connections a node accepts (the inter-broker listener is not counted); "
+        "more are closed at once.", ">= 1"),
+    Key("max.connections.per.ip", _int(1), 2**31 - 1,
+        "Most Kafka connections from one IP address; more are closed at once.", ">= 1"),
+    Key("max.connections.per.ip.overrides", _str, "",
+        "Per-address exceptions to max.connections.per.ip, host:count comma separated.",
+        "host:count list"),
+    Key("connections.max.idle.ms", _int(100), 600_000,
+        "A Kafka connection with no traffic for this long is closed.", ">= 100"),
     Key("message.max.bytes", _int(1), 1048588, "Largest record batch a topic accepts (default).",
         ">= 1"),
     Key("fetch.max.bytes", _int(1024), 55 * _MB, "Upper bound for one fetch response.", ">= 1024"),
@@ -292,6 +321,12 @@ def parse_config(raw: Mapping[str, Any], *, env: Mapping[str, str] | None = None
             raise ConfigError(f"{k.name}: required key is missing ({k.doc})")
         else:
             values[k.name] = k.parse(k.name, k.default) if k.default is not None else None
+    queued = values["queued.max.request.bytes"]
+    if 0 <= queued < values["socket.request.max.bytes"]:
+        raise ConfigError(
+            f"queued.max.request.bytes ({queued}) must not be below socket.request.max.bytes "
+            f"({values['socket.request.max.bytes']}): a largest request could never be read")
+    parse_ip_overrides(values["max.connections.per.ip.overrides"])
     if values["group.min.session.timeout.ms"] > values["group.max.session.timeout.ms"]:
         raise ConfigError("group.min.session.timeout.ms must not exceed "
                           "group.max.session.timeout.ms")

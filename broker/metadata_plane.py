@@ -79,6 +79,9 @@ class LocalMetadataPlane:
         if res.error_code != ErrorCode.none:
             raise RuntimeError(f"unfencing failed: {res.error_message}")
 
+    async def wait_unfenced(self, timeout: float) -> None:
+        """Unfenced by start() itself: nothing to wait for."""
+
     async def controlled_shutdown(self) -> None:
         """Nothing to hand over: this node holds every replica."""
 
@@ -164,10 +167,12 @@ class RaftMetadataPlane:
                 cfg["broker.heartbeat.interval.ms"],
                 previous_shutdown_clean=self.node.previous_shutdown_clean)
             await self.lifecycle.start()
-            try:
-                await self.lifecycle.wait_unfenced(60)
-            except TimeoutError as e:
-                log.warning("%s; serving anyway, clients will be told to retry", e)
+
+    async def wait_unfenced(self, timeout: float) -> None:
+        """Until the active controller has unfenced this broker: it has caught up with the
+        metadata log up to its own registration. TimeoutError says why not yet."""
+        assert self.lifecycle is not None, "only a broker is fenced or unfenced"
+        await self.lifecycle.wait_unfenced(timeout)
 
     async def _rebalance_leaders(self) -> None:
         interval = self.node.config["leader.imbalance.check.interval.seconds"]

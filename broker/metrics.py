@@ -33,6 +33,20 @@ class NodeMetrics:
         self.protocol_errors = Counter(
             "odradek_protocol_errors_total",
             "Connections closed for malformed, oversize or unsupported requests.", registry=r)
+        self.connections = Gauge("odradek_connections", "Open Kafka client connections.",
+                                 ["listener"], registry=r)
+        self.connections_refused = Counter(
+            "odradek_connections_refused_total",
+            "Kafka connections closed at once because a connection limit was reached.",
+            ["listener", "reason"], registry=r)
+        self.idle_connections_closed = Counter(
+            "odradek_idle_connections_closed_total",
+            "Kafka connections closed after connections.max.idle.ms without traffic.",
+            registry=r)
+        self.request_queue_bytes = Gauge(
+            "odradek_request_queue_bytes",
+            "Bytes of received requests waiting to be handled (bounded by "
+            "queued.max.request.bytes).", registry=r)
         self.messages_in = Counter("odradek_messages_in_total",
                                    "Records appended by producers, per topic.", ["topic"],
                                    registry=r)
@@ -55,6 +69,13 @@ class NodeMetrics:
                                        "Produce requests waiting for replication.", registry=r)
         self.fetch_purgatory = Gauge("odradek_fetch_purgatory_size",
                                      "Fetch requests waiting for data (long poll).", registry=r)
+
+    def export_listeners(self, names: list[str]) -> None:
+        """Connection series of every listener exist from the start, at 0."""
+        for name in names:
+            self.connections.labels(listener=name)
+            for reason in ("max_connections", "max_connections_per_ip"):
+                self.connections_refused.labels(listener=name, reason=reason)
 
     @staticmethod
     def api_name(api_key: int) -> str:

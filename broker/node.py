@@ -19,7 +19,7 @@ from kio.schema.errors import ErrorCode
 
 import storage
 from broker import topic_configs
-from broker.config import NodeConfig
+from broker.config import NodeConfig, parse_ip_overrides
 from broker.group.coordinator import GroupCoordinator
 from broker.group_log import PartitionGroupLog
 from broker.handlers import admin, fetch, meta, produce
@@ -31,7 +31,7 @@ from broker.metrics_http import MetricsServer
 from broker.node_collector import NodeCollector
 from broker.replica_manager import ReplicaManager
 from broker.replication import ReplicationManager
-from broker.server import KafkaServer
+from broker.server import KafkaServer, ServerLimits
 from controller.metadata import MetadataImage
 from controller.metadata.delta import local_replicas
 from controller.quorum.api import CreateTopicSpec
@@ -96,13 +96,26 @@ class Node:
         self.previous_shutdown_clean = marker.exists() or not (self.data_dir / "logs").exists()
         marker.unlink(missing_ok=True)
         self.apis = handler_table()
-        self.server = KafkaServer(self, self.apis, config["socket.request.max.bytes"])
+        self.inter_broker_listener = (config["inter.broker.listener.name"]
+                                      or config.listeners[0].name)
+        self.server = KafkaServer(self, self.apis, ServerLimits(
+            max_request_bytes=config["socket.request.max.bytes"],
+            queued_max_request_bytes=config["queued.max.request.bytes"],
+            max_connections=config["max.connections"],
+            max_connections_per_ip=config["max.connections.per.ip"],
+            max_connections_per_ip_overrides=parse_ip_overrides(
+                config["max.connections.per.ip.overrides"]),
+            connections_max_idle_ms=config["connections.max.idle.ms"],
+            inter_broker_listener=self.inter_broker_listener))
+        self.metrics.export_listeners([li.name for li in config.listeners])
+        self.metrics.request_queue_bytes.set_function(lambda: self.server.budget.used)
+        # Set once the image holds this process's registration and the replica manager
+        # has taken it: from then on this node answers clients with the cluster as it is.
+        self._current = asyncio.Event()
         self.replicas = ReplicaManager(self.node_id, self.data_dir / "logs", self.log_config_for,
                                        self.min_insync_replicas)
         self.replicas.leadership_listeners.append(self._on_leadership)
         self.replication = ReplicationManager(self)
-        self.inter_broker_listener = (config["inter.broker.listener.name"]
-                                      or config.listeners[0].name)
         self.plane = make_plane(self)
         # QuorumController's operations: local, or a client of the active controller.
         self.controller: Any = self.plane.controller
@@ -134,12 +147,25 @@ class Node:
 
     async def start(self) -> None:
         if self.is_broker:
+            # Bound now (an ephemeral port must be known to register it), but accepting
+            # connections only once this node knows the cluster: a client that connected
+            # earlier would be told of an empty cluster, and librdkafka, for one, would
+            # not ask again for minutes.
             for li in self.config.listeners:
                 port = await self.server.listen(li.name, li.host, li.port)
                 self.bound[li.name] = (li.host, port)
         listeners = [(li.name, li.host, li.port or self.bound[li.name][1])
                      for li in self.config.advertised_listeners]
         await self.plane.start(listeners)
+        if self.is_broker:
+            await self._until_current()
+            self.replication.start()
+            self._tasks.append(asyncio.create_task(self._every(
+                self.config["log.retention.check.interval.ms"],
+                self.replicas.enforce_retention)))
+            self._tasks.append(asyncio.create_task(self._every(
+                self.config["log.flush.scheduler.interval.ms"], self.replicas.flush_due)))
+            await self.server.start_serving()
         if self.config["metrics.listener"]:
             host, _, port = self.config["metrics.listener"].rpartition(":")
             self.metrics_server = MetricsServer(self.metrics.registry)
@@ -148,13 +174,24 @@ class Node:
             log.info("node %d started as a controller only, cluster %s", self.node_id,
                      self.cluster_id)
             return
-        self.replication.start()
-        self._tasks.append(asyncio.create_task(self._every(
-            self.config["log.retention.check.interval.ms"], self.replicas.enforce_retention)))
-        self._tasks.append(asyncio.create_task(self._every(
-            self.config["log.flush.scheduler.interval.ms"], self.replicas.flush_due)))
         log.info("node %d started: kafka %s, cluster %s", self.node_id,
                  ", ".join(f"{n}={h}:{p}" for n, (h, p) in self.bound.items()), self.cluster_id)
+
+    async def _until_current(self) -> None:
+        """Until the controller has unfenced this broker and its image, with its own
+        registration, has reached the replica manager."""
+        waited = 0.0
+        step = 10.0
+        while True:
+            try:
+                await self.plane.wait_unfenced(step)
+                await asyncio.wait_for(self._current.wait(), step)
+                return
+            except TimeoutError as e:
+                waited += step
+                log.warning("%s; Kafka clients are not served until it has (waited %.0fs)",
+                            e or "this node's metadata image does not hold its registration "
+                            "yet", waited)
 
     @property
     def broker_epoch(self) -> int:
@@ -205,6 +242,7 @@ class Node:
                 return
             self._replicas_current = True
             self.replicas.apply_delta(local_replicas(image, self.node_id), image)
+            self._current.set()
         else:
             self.replicas.apply_delta(delta.local_changes(self.node_id), image)
         if not self.stopping:

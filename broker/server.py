@@ -1,24 +1,48 @@
 """asyncio transport for the Kafka protocol.
 
-One ``KafkaProtocol`` per TCP connection. Bytes go into the sans-I/O
-``ServerConnection``; each request becomes an entry in a per-connection queue served by
-one task, so responses leave in request order (as Kafka guarantees) while many
-connections are served concurrently. A connection that breaks the protocol is closed
-with a logged reason; nothing it sent reaches a handler.
+One ``KafkaProtocol`` per TCP connection. Bytes go into the sans-I/O ``ServerConnection``,
+which cuts them into frames; each frame waits in a per-connection queue served by one task,
+which decodes it only when its turn comes, so responses leave in request order (as Kafka
+guarantees) while many connections are served concurrently. A connection that breaks the
+protocol is closed with a logged reason; nothing it sent reaches a handler.
+
+What one client, or many, can make a node hold is bounded (docs/operations.md, "Limits"):
+
+* a frame larger than ``socket.request.max.bytes`` closes the connection when its size
+  prefix arrives;
+* frames waiting to be handled, node-wide, reserve at most ``queued.max.request.bytes``;
+  a connection whose next frame does not fit stops being read until it does;
+* one connection reads ahead at most ``_READ_AHEAD_FRAMES`` frames or
+  ``_READ_AHEAD_BYTES`` bytes;
+* a client that does not read its responses stops being served (and so read) once the
+  transport's write buffer passes its high-water mark;
+* ``max.connections`` and ``max.connections.per.ip`` (with overrides) refuse new
+  connections, counted in ``odradek_connections_refused_total``;
+* ``connections.max.idle.ms`` closes connections with no traffic.
+
+The Kafka listeners are bound when the node starts but accept connections only once
+``start_serving`` is called: the node calls it when it has registered with the controller
+and caught up with the cluster metadata, so no client ever sees an empty cluster.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
+
+from kio.schema.errors import ErrorCode
 
 from broker.handlers.api import ApiSpec, RequestContext
 from broker.kafka import codec
+from broker.kafka.budget import RequestBudget
 from broker.kafka.connection import (
+    FrameReceived,
     ProtocolViolation,
     RequestReceived,
     ServerConnection,
@@ -27,69 +51,190 @@ from broker.kafka.connection import (
 
 log = logging.getLogger("odradek.server")
 
-# Stop reading from a client that has this many requests queued (backpressure).
-_MAX_QUEUED = 64
+_READ_AHEAD_FRAMES = 16
+_READ_AHEAD_BYTES = 1 << 20
 _conn_ids = itertools.count(1)
 
 
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    max_request_bytes: int
+    queued_max_request_bytes: int = -1
+    max_connections: int = 2**31 - 1
+    max_connections_per_ip: int = 2**31 - 1
+    max_connections_per_ip_overrides: Mapping[str, int] = field(default_factory=dict)
+    connections_max_idle_ms: int = 600_000
+    # Connections on this listener are not counted against max.connections, as in Kafka:
+    # replication must not be locked out by clients.
+    inter_broker_listener: str = ""
+
+    def per_ip_limit(self, host: str) -> int:
+        return self.max_connections_per_ip_overrides.get(host, self.max_connections_per_ip)
+
+
+class RateLimitedLog:
+    """At most one line per ``interval`` seconds per kind; the rest are counted and the
+    count is reported with the next line, so a flood of bad connections cannot turn into a
+    flood of log I/O."""
+
+    def __init__(self, logger: logging.Logger, interval: float = 1.0) -> None:
+        self._log = logger
+        self._interval = interval
+        self._last: dict[str, float] = {}
+        self._suppressed: collections.Counter[str] = collections.Counter()
+
+    def warning(self, kind: str, msg: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last.get(kind, -1e9) < self._interval:
+            self._suppressed[kind] += 1
+            return
+        self._last[kind] = now
+        n = self._suppressed.pop(kind, 0)
+        suffix = f" ({n} more like this since the last report)" if n else ""
+        self._log.warning(msg + suffix, *args)
+
+
 class KafkaProtocol(asyncio.Protocol):
-    def __init__(
-        self,
-        node: Any,
-        apis: Mapping[int, ApiSpec],
-        supported: Mapping[int, tuple[int, int]],
-        max_request_bytes: int,
-        listener_name: str,
-        on_close: Callable[[KafkaProtocol], None],
-    ) -> None:
-        self.node = node
-        self.apis = apis
+    def __init__(self, server: KafkaServer, listener_name: str) -> None:
+        self.server = server
+        self.node = server.node
         self.listener_name = listener_name
-        self.conn = ServerConnection(supported, max_request_bytes)
+        self.conn = ServerConnection(server.supported, server.limits.max_request_bytes,
+                                     server.budget.try_reserve)
         self.conn_id = next(_conn_ids)
-        self.queue: asyncio.Queue[RequestReceived | VersionRejected | None] = asyncio.Queue()
+        self.frames: collections.deque[FrameReceived] = collections.deque()
+        self._frames_bytes = 0
+        self._wakeup = asyncio.Event()
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._closing = False
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
-        self._paused = False
+        self.host = "?"
+        self.admitted = False
+        self.busy = False  # a request is being handled
+        self.last_active = time.monotonic()
+        self._reading = True
         self._task: asyncio.Task[None] | None = None
-        self._on_close = on_close
+
+    # --- asyncio.Protocol ----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        if peer:
+            self.host = str(peer[0])
+            self.peer = f"{peer[0]}:{peer[1]}"
+        refusal = self.server.admit(self)
+        if refusal is not None:
+            self.server.bad_peers.warning(
+                "refused", "refusing connection from %s on %s: %s", self.peer,
+                self.listener_name, refusal)
+            transport.close()
+            return
+        self.admitted = True
         self._task = asyncio.get_running_loop().create_task(self._serve())
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.queue.put_nowait(None)
-        self._on_close(self)
+        self._closing = True
+        self._wakeup.set()
+        self._writable.set()
+        if self.admitted:
+            self.admitted = False
+            # Give back what this connection held of the node's request budget.
+            self.server.budget.release(self.conn.reserved + self._frames_bytes)
+            self._frames_bytes = 0
+            self.frames.clear()
+            self.server.forget(self)
 
     def data_received(self, data: bytes) -> None:
-        for event in self.conn.receive_data(data):
+        self.last_active = time.monotonic()
+        self._take(self.conn.receive_data(data))
+
+    def pause_writing(self) -> None:
+        # The client is not reading what we send: stop serving it until it does.
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def _take(self, events: list[FrameReceived | ProtocolViolation]) -> None:
+        for event in events:
             if isinstance(event, ProtocolViolation):
-                log.warning("closing connection from %s: %s", self.peer, event.reason)
-                self.node.metrics.protocol_errors.inc()
-                self.queue.put_nowait(None)
-                # Answers already queued for earlier, valid requests still go out first.
+                self._violation(event.reason)
                 return
-            self.queue.put_nowait(event)
-        if self.queue.qsize() >= _MAX_QUEUED and not self._paused and self.transport:
-            self._paused = True
-            self.transport.pause_reading()
+            self.frames.append(event)
+            self._frames_bytes += event.size
+        if events:
+            self._wakeup.set()
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        if self.transport is None or self._closing:
+            return
+        want = not self.conn.blocked and not (
+            self.frames and (len(self.frames) >= _READ_AHEAD_FRAMES
+                             or self._frames_bytes >= _READ_AHEAD_BYTES))
+        if self.conn.blocked:
+            self.server.wait_for_budget(self)
+        if want != self._reading:
+            self._reading = want
+            if want:
+                self.transport.resume_reading()
+            else:
+                self.transport.pause_reading()
+
+    def retry_framing(self) -> None:
+        """The request budget has room again: frame what is buffered, read on."""
+        if not self._closing:
+            self._take(self.conn.receive_data(b""))
+
+    def _violation(self, reason: str) -> None:
+        self.server.bad_peers.warning("violation", "closing connection from %s: %s",
+                                      self.peer, reason)
+        self.node.metrics.protocol_errors.inc()
+        # Answers already owed for earlier, valid requests still go out first.
+        self._closing = True
+        self._wakeup.set()
+
+    # --- serving -----------------------------------------------------------------------
+
+    async def _next_frame(self) -> FrameReceived | None:
+        while not self.frames:
+            if self._closing:
+                return None
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        await self._writable.wait()
+        if not self.frames:
+            return None
+        frame = self.frames.popleft()
+        self._frames_bytes -= frame.size
+        self.server.budget.release(frame.size)
+        self.server.budget_released()
+        self._update_reading()
+        return frame
 
     async def _serve(self) -> None:
         try:
             while True:
-                event = await self.queue.get()
-                if event is None:
+                frame = await self._next_frame()
+                if frame is None or self.transport is None or self.transport.is_closing():
                     break
-                if self._paused and self.queue.qsize() < _MAX_QUEUED // 2 and self.transport:
-                    self._paused = False
-                    self.transport.resume_reading()
+                event = self.conn.decode(frame.frame)
+                if isinstance(event, ProtocolViolation):
+                    self._violation(event.reason)
+                    break
                 if isinstance(event, VersionRejected):
                     self._write(self._version_rejected(event))
                     continue
-                out = await self._handle(event)
+                self.busy = True
+                try:
+                    out = await self._handle(event)
+                finally:
+                    self.busy = False
                 if out is not None:
                     self._write(out)
         except Exception:
@@ -98,16 +243,17 @@ class KafkaProtocol(asyncio.Protocol):
             if self.transport and not self.transport.is_closing():
                 self.transport.close()
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes | memoryview) -> None:
         if self.transport and not self.transport.is_closing():
+            self.last_active = time.monotonic()
             self.transport.write(data)
 
-    async def _handle(self, event: RequestReceived) -> bytes | None:
+    async def _handle(self, event: RequestReceived) -> bytes | memoryview | None:
         req = event.request
-        spec = self.apis[req.api_key]
+        spec = self.server.apis[req.api_key]
         ctx = RequestContext(
             req.api_key, req.api_version, req.correlation_id, req.client_id,
-            self.peer.rsplit(":", 1)[0], self.conn_id, self.listener_name,
+            self.host, self.conn_id, self.listener_name,
         )
         started = time.perf_counter()
         metrics = self.node.metrics
@@ -126,9 +272,7 @@ class KafkaProtocol(asyncio.Protocol):
             return None
         return codec.encode_response(req.api_key, req.api_version, req.correlation_id, body)
 
-    def _version_rejected(self, ev: VersionRejected) -> bytes:
-        from kio.schema.errors import ErrorCode
-
+    def _version_rejected(self, ev: VersionRejected) -> memoryview:
         body = codec.build_response(
             codec.API_VERSIONS_KEY, 0,
             {"error_code": ErrorCode.unsupported_version,
@@ -136,36 +280,117 @@ class KafkaProtocol(asyncio.Protocol):
         )
         return codec.encode_response(codec.API_VERSIONS_KEY, 0, ev.correlation_id, body)
 
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
 
 class KafkaServer:
-    """All listeners of one node."""
+    """All Kafka listeners of one node, and what they share: the request budget, the
+    connection counts and limits."""
 
-    def __init__(self, node: Any, apis: Mapping[int, ApiSpec], max_request_bytes: int) -> None:
+    def __init__(self, node: Any, apis: Mapping[int, ApiSpec], limits: ServerLimits) -> None:
         self.node = node
         self.apis = apis
         self.supported = {k: (s.min_version, s.max_version) for k, s in apis.items()}
-        self.max_request_bytes = max_request_bytes
+        self.limits = limits
+        self.budget = RequestBudget(limits.queued_max_request_bytes)
         self.servers: list[asyncio.Server] = []
         self.connections: set[KafkaProtocol] = set()
+        self._counted = 0  # connections counted against max.connections
+        self._per_ip: collections.Counter[str] = collections.Counter()
+        self._waiting: collections.deque[KafkaProtocol] = collections.deque()
+        self.bad_peers = RateLimitedLog(log)
+        self._reaper: asyncio.Task[None] | None = None
+        self.serving = False
 
     async def listen(self, name: str, host: str, port: int) -> int:
+        """Bind a listener; it accepts connections only after ``start_serving``."""
         loop = asyncio.get_running_loop()
-
-        def factory() -> KafkaProtocol:
-            p = KafkaProtocol(self.node, self.apis, self.supported, self.max_request_bytes,
-                              name, self.connections.discard)
-            self.connections.add(p)
-            return p
-
-        server = await loop.create_server(factory, host, port, reuse_address=True, backlog=1024)
+        server = await loop.create_server(lambda: KafkaProtocol(self, name), host, port,
+                                          reuse_address=True, backlog=1024,
+                                          start_serving=False)
         self.servers.append(server)
         return int(server.sockets[0].getsockname()[1])
 
+    async def start_serving(self) -> None:
+        for s in self.servers:
+            await s.start_serving()
+        self.serving = True
+        self._reaper = asyncio.get_running_loop().create_task(self._reap_idle())
+
+    # --- connection limits -------------------------------------------------------------
+
+    def admit(self, p: KafkaProtocol) -> str | None:
+        """Count a new connection in, or say why it is refused."""
+        metrics = self.node.metrics
+        counted = p.listener_name != self.limits.inter_broker_listener
+        if counted and self._counted >= self.limits.max_connections:
+            metrics.connections_refused.labels(listener=p.listener_name,
+                                               reason="max_connections").inc()
+            return f"max.connections={self.limits.max_connections} reached"
+        limit = self.limits.per_ip_limit(p.host)
+        if self._per_ip[p.host] >= limit:
+            metrics.connections_refused.labels(listener=p.listener_name,
+                                               reason="max_connections_per_ip").inc()
+            return f"max.connections.per.ip={limit} reached for {p.host}"
+        self._per_ip[p.host] += 1
+        if counted:
+            self._counted += 1
+        self.connections.add(p)
+        metrics.connections.labels(listener=p.listener_name).inc()
+        return None
+
+    def forget(self, p: KafkaProtocol) -> None:
+        if p not in self.connections:
+            return
+        self.connections.discard(p)
+        if p in self._waiting:
+            self._waiting.remove(p)
+        self._per_ip[p.host] -= 1
+        if self._per_ip[p.host] <= 0:
+            del self._per_ip[p.host]
+        if p.listener_name != self.limits.inter_broker_listener:
+            self._counted -= 1
+        self.node.metrics.connections.labels(listener=p.listener_name).dec()
+        self.budget_released()
+
+    # --- request budget ----------------------------------------------------------------
+
+    def wait_for_budget(self, p: KafkaProtocol) -> None:
+        if p not in self._waiting:
+            self._waiting.append(p)
+
+    def budget_released(self) -> None:
+        """Let connections that waited for room frame their next request, oldest first."""
+        while self._waiting and not self.budget.full:
+            p = self._waiting.popleft()
+            if not p.admitted:
+                continue
+            p.retry_framing()
+            if p.conn.blocked:
+                break  # it is waiting again (at the front would be fairer; rare enough)
+
+    # --- idle connections --------------------------------------------------------------
+
+    async def _reap_idle(self) -> None:
+        idle = self.limits.connections_max_idle_ms / 1000
+        while True:
+            await asyncio.sleep(min(10.0, max(0.05, idle / 4)))
+            now = time.monotonic()
+            for p in [p for p in self.connections
+                      if not p.busy and now - p.last_active > idle]:
+                log.debug("closing connection from %s: idle for more than %d ms", p.peer,
+                          self.limits.connections_max_idle_ms)
+                self.node.metrics.idle_connections_closed.inc()
+                p.close()
+
     async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
         for s in self.servers:
             s.close()
         for c in list(self.connections):
-            if c.transport:
-                c.transport.close()
+            c.close()
         for s in self.servers:
             await s.wait_closed()

@@ -70,7 +70,11 @@ class AsyncKafkaConnection:
                 await self.close()
                 raise BrokerConnectionError(
                     f"request to {self.host}:{self.port} failed: {e!r}") from e
-            got_id, response = codec.decode_response(frame, api_key, version)
+            try:
+                got_id, response = codec.decode_response(frame, api_key, version)
+            except codec.MalformedResponse as e:
+                await self.close()
+                raise BrokerConnectionError(f"{self.host}:{self.port}: {e}") from None
             if got_id != correlation_id:
                 await self.close()
                 raise BrokerConnectionError(

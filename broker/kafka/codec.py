@@ -26,8 +26,12 @@ from typing import Any
 from kio.index import load_payload_module
 from kio.schema.errors import ErrorCode
 from kio.schema.index import api_key_map, schema_name_map
+from kio.schema.response_header.v0.header import ResponseHeader as ResponseHeaderV0
+from kio.schema.response_header.v1.header import ResponseHeader as ResponseHeaderV1
 from kio.serial import entity_reader, entity_writer
 from kio.static.constants import EntityType
+
+from broker.kafka import bounds
 
 API_VERSIONS_KEY = 18
 
@@ -37,6 +41,10 @@ _I32 = struct.Struct(">i")
 
 class MalformedRequest(Exception):
     """The frame could not be parsed; the connection that sent it must be closed."""
+
+
+class MalformedResponse(Exception):
+    """A peer's response could not be parsed; the connection it came on must be closed."""
 
 
 class UnsupportedVersion(Exception):
@@ -128,15 +136,17 @@ def decode_request(
     if not lo <= api_version <= hi:
         raise UnsupportedVersion(api_key, api_version, correlation_id)
     cls = request_class(api_key, api_version)
+    what = f"{api_key_map[api_key]} v{api_version} request"
     try:
-        header, offset = _reader(cls.__header_schema__)(frame, 0)
-        body, size = _reader(cls)(frame, offset)
-    except MalformedRequest:
-        raise
+        # kio's native reader must only see frames whose every length has been checked
+        # against the bytes present (broker/kafka/bounds.py, docs/adr/0005).
+        checked = bounds.check_request(cls.__header_schema__, cls, bytes(frame))
+        header, offset = _reader(cls.__header_schema__)(checked.frame, 0)
+        body, _ = _reader(cls)(checked.frame, offset)
+    except bounds.BoundsError as e:
+        raise MalformedRequest(f"malformed {what}: {e}") from None
     except Exception as e:  # kio raises assorted errors on bad input; all mean "malformed"
-        raise MalformedRequest(
-            f"cannot parse {api_key_map[api_key]} v{api_version} request: {e!r}"
-        ) from None
+        raise MalformedRequest(f"cannot parse {what}: {e!r}") from None
     # Bytes after the last field are ignored, as Kafka brokers do: librdkafka's all-topics
     # Metadata v12 request carries three, and refusing it breaks AdminClient.list_topics.
     return DecodedRequest(api_key, api_version, correlation_id, header.client_id, body)
@@ -167,11 +177,18 @@ def encode_request(body: Any, correlation_id: int, client_id: str | None) -> byt
 def decode_response(frame: bytes | memoryview, api_key: int, version: int) -> tuple[int, Any]:
     """(correlation_id, body) from a response frame without its size prefix."""
     cls = response_class(api_key, version)
-    (correlation_id,) = _I32.unpack_from(frame, 0)
-    offset = 4
-    if cls.__flexible__ and api_key != API_VERSIONS_KEY:
-        offset += 1  # empty tagged-field section of response header v1
-    body, _ = _reader(cls)(frame, offset)
+    header_cls = ResponseHeaderV1 if cls.__flexible__ and api_key != API_VERSIONS_KEY \
+        else ResponseHeaderV0
+    # A peer's answer gets the same bounds check as a request: a broken or hostile peer
+    # must not be able to abort a follower or the admin CLI either.
+    try:
+        head = bounds.check(header_cls, bytes(frame), 0)
+        checked = bounds.check(cls, head.frame, head.end)
+        (correlation_id,) = _I32.unpack_from(frame, 0)
+        body, _ = _reader(cls)(checked.frame, head.end)
+    except Exception as e:  # kio raises assorted errors on bad input; all mean "malformed"
+        raise MalformedResponse(
+            f"cannot parse {api_key_map[api_key]} v{version} response: {e}") from None
     return correlation_id, body
 
 

@@ -7,7 +7,9 @@ from hypothesis import strategies as st
 from kio.schema.errors import ErrorCode
 
 from broker.kafka import codec
+from broker.kafka.budget import RequestBudget
 from broker.kafka.connection import (
+    FrameReceived,
     ProtocolViolation,
     RequestReceived,
     ServerConnection,
@@ -59,12 +61,18 @@ def test_flexible_response_header_has_tag_section() -> None:
     assert codec.decode_response(out[4:], 3, 12) == (7, body)
 
 
+def decoded(conn: ServerConnection, data: bytes) -> list[object]:
+    """Frame then decode, as the transport does."""
+    return [conn.decode(e.frame) if isinstance(e, FrameReceived) else e
+            for e in conn.receive_data(data)]
+
+
 def test_connection_splits_frames_across_reads() -> None:
     conn = ServerConnection(SUPPORTED, 1 << 20)
     data = frame(3, 12, {"topics": None}, 1) + frame(18, 3, {}, 2)
     events = []
     for i in range(len(data)):
-        events += conn.receive_data(data[i:i + 1])
+        events += decoded(conn, data[i:i + 1])
     assert [type(e) for e in events] == [RequestReceived, RequestReceived]
     assert [e.request.correlation_id for e in events] == [1, 2]
 
@@ -79,12 +87,12 @@ def test_connection_refuses_oversize_before_buffering() -> None:
 
 def test_connection_version_handling() -> None:
     conn = ServerConnection(SUPPORTED, 1 << 20)
-    ev = conn.receive_data(struct.pack(">ihhih", 10, 18, 9, 3, -1))
+    ev = decoded(conn, struct.pack(">ihhih", 10, 18, 9, 3, -1))
     assert ev == [VersionRejected(18, 9, 3)]
-    ev = conn.receive_data(struct.pack(">ihhih", 10, 3, 99, 4, -1))
-    assert isinstance(ev[0], ProtocolViolation) and conn.closed
+    ev = decoded(conn, struct.pack(">ihhih", 10, 3, 99, 4, -1))
+    assert isinstance(ev[0], ProtocolViolation)
     conn = ServerConnection(SUPPORTED, 1 << 20)
-    ev = conn.receive_data(struct.pack(">ihhih", 10, 1234, 0, 4, -1))
+    ev = decoded(conn, struct.pack(">ihhih", 10, 1234, 0, 4, -1))
     assert isinstance(ev[0], ProtocolViolation) and "1234" in ev[0].reason
 
 
@@ -100,5 +108,39 @@ def test_trailing_bytes_are_ignored_like_kafka_does() -> None:
 def test_garbage_never_raises_anything_but_events(data: bytes) -> None:
     conn = ServerConnection(SUPPORTED, 1 << 16)
     payload = struct.pack(">i", len(data)) + data
-    for event in conn.receive_data(payload):
+    for event in decoded(conn, payload):
         assert isinstance(event, RequestReceived | VersionRejected | ProtocolViolation)
+
+
+def test_frames_wait_for_the_request_budget() -> None:
+    """A frame's declared size is reserved before its body is read; without room, framing
+    stops (the transport stops reading) until the budget has room again."""
+    budget = RequestBudget(limit=1000)
+    a = ServerConnection(SUPPORTED, 1 << 20, budget.try_reserve)
+    b = ServerConnection(SUPPORTED, 1 << 20, budget.try_reserve)
+    big = frame(3, 12, {"topics": [{"name": "x" * 600}]})
+    (got,) = a.receive_data(big)
+    assert budget.used == len(big) - 4
+    # b's frame does not fit next to a's: nothing is framed, its bytes stay buffered.
+    assert b.receive_data(big) == [] and b.blocked and b.buffered == len(big)
+    budget.release(got.size)
+    (again,) = b.receive_data(b"")
+    assert not b.blocked and again.frame == big[4:] and budget.used == len(big) - 4
+
+
+def test_reservation_is_held_for_a_partial_frame() -> None:
+    budget = RequestBudget(limit=10_000)
+    conn = ServerConnection(SUPPORTED, 1 << 20, budget.try_reserve)
+    f = frame(3, 12, {"topics": None})
+    assert conn.receive_data(f[:6]) == []
+    assert conn.reserved == budget.used == len(f) - 4
+
+
+def test_budget_without_bound_and_idle_grant() -> None:
+    unbounded = RequestBudget(-1)
+    assert unbounded.try_reserve(10**12) and not unbounded.full
+    small = RequestBudget(100)
+    assert small.try_reserve(500)  # an idle budget grants one frame whatever its size
+    assert not small.try_reserve(1) and small.full
+    small.release(500)
+    assert small.used == 0 and small.try_reserve(1)
