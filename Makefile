@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit integration sim bench lint proto chaos clean
+.PHONY: run test unit integration sim bench lint proto chaos fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check broker controller storage tests
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/sim tests/integration tests/chaos
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/sim tests/integration tests/chaos tests/fuzz
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
@@ -40,6 +40,13 @@ chaos: $(STAMP)
 	$(BIN)/odradek verify --duration $(or $(DURATION),600) --interval $(or $(INTERVAL),15) \
 		$(if $(SEED),--seed $(SEED)) $(VERIFY_ARGS)
 	$(BIN)/python -m pytest -q tests/chaos/test_netns.py tests/integration/test_partition.py
+
+# Long fuzzing runs: the coverage-guided fuzzer of request decoding and dispatch
+# (RUNS= inputs, default 1,000,000), then the network fuzzer against a live 3-node cluster
+# (NET_DURATION= seconds, default 300). Short runs of both are part of `make test`.
+fuzz: $(STAMP)
+	$(BIN)/python -m tests.fuzz.decode_fuzzer --runs $(or $(RUNS),1000000)
+	$(BIN)/python -m tests.fuzz.network_fuzzer --duration $(or $(NET_DURATION),300)
 
 proto: $(STAMP)
 	$(BIN)/python -m controller.rpc.regenerate
