@@ -1,13 +1,33 @@
-"""A minimal asyncio HTTP endpoint serving ``/metrics`` in Prometheus text format."""
+"""The node's HTTP endpoint: ``/metrics`` in Prometheus text format, served by aiohttp.
+
+aiohttp parses HTTP (its C parser bounds request lines and headers) and closes connections
+that stay silent or send their headers too slowly (``keepalive_timeout``); on top of that
+this endpoint refuses connections beyond ``MAX_CONNECTIONS``, so the port cannot be used to
+exhaust a node's memory or descriptors.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 from collections.abc import Iterator
 
+from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
+
+log = logging.getLogger("odradek.metrics_http")
+# aiohttp logs every malformed request with a traceback at ERROR: anyone could flood the
+# node's log through this port. Its own logger is silenced; our handler's failures are
+# logged by _handle below.
+_aiohttp_log = logging.getLogger("odradek.metrics_http.aiohttp")
+_aiohttp_log.propagate = False
+_aiohttp_log.setLevel(logging.CRITICAL + 1)
+
+# Prometheus and a few humans: far more than enough, and few enough to be harmless.
+MAX_CONNECTIONS = 64
+# Idle keep-alive connections, and clients that trickle their request, are closed after this.
+IDLE_TIMEOUT_S = 5.0
 
 
 class WithoutCreated:
@@ -32,42 +52,52 @@ class WithoutCreated:
             yield m
 
 
+class _Refused(asyncio.Protocol):
+    """Stands in for the HTTP protocol when the connection limit is reached."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
+
+
 class MetricsServer:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         self.exposed = WithoutCreated(registry)
+        self._http = web.Server(self._handle, access_log=None, logger=_aiohttp_log,
+                                keepalive_timeout=IDLE_TIMEOUT_S)
         self.server: asyncio.Server | None = None
         self.port = 0
+        self.refused = 0
 
     async def start(self, host: str, port: int) -> int:
-        self.server = await asyncio.start_server(self._serve, host, port, reuse_address=True)
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(self._protocol, host, port,
+                                               reuse_address=True, backlog=128)
         self.port = int(self.server.sockets[0].getsockname()[1])
         return self.port
+
+    def _protocol(self) -> asyncio.BaseProtocol:
+        if len(self._http.connections) >= MAX_CONNECTIONS:
+            self.refused += 1
+            return _Refused()
+        return self._http()
 
     async def stop(self) -> None:
         if self.server:
             self.server.close()
+            await self._http.shutdown(1.0)
             await self.server.wait_closed()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.path != "/metrics":
+            return web.Response(status=404, text="not found: try /metrics\n")
+        if request.method not in ("GET", "HEAD"):
+            return web.Response(status=405, text="only GET and HEAD\n",
+                                headers={"Allow": "GET, HEAD"})
         try:
-            request_line = await asyncio.wait_for(reader.readline(), 10)
-            while (await asyncio.wait_for(reader.readline(), 10)) not in (b"\r\n", b"\n", b""):
-                pass
-            parts = request_line.decode("latin-1").split()
-            path = parts[1].split("?", 1)[0] if len(parts) >= 2 else ""
-            if len(parts) >= 2 and parts[0] in ("GET", "HEAD") and path == "/metrics":
-                body = generate_latest(self.exposed)  # type: ignore[arg-type]
-                status, ctype = "200 OK", CONTENT_TYPE_LATEST
-            else:
-                body = b"not found: try /metrics\n"
-                status, ctype = "404 Not Found", "text/plain"
-            head = (f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n"
-                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
-            writer.write(head if parts and parts[0] == "HEAD" else head + body)
-            await writer.drain()
-        except (TimeoutError, ConnectionError):
-            pass
-        finally:
-            with contextlib.suppress(Exception):
-                writer.close()
+            body = generate_latest(self.exposed)  # type: ignore[arg-type]
+        except Exception:
+            log.exception("collecting metrics failed")
+            return web.Response(status=500, text="collecting metrics failed; see the node's "
+                                "log\n")
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -11,6 +11,7 @@ from controller.raft import LogSafetyError, NotLeaderError
 from controller.raft_runtime.wire import WireFormatError, batch_from_pb
 from controller.rpc import raft_pb2 as pb
 from controller.rpc import raft_pb2_grpc
+from controller.rpc.registration import register
 
 if TYPE_CHECKING:
     from controller.raft_runtime.metadata_log import RaftMetadataLog
@@ -87,5 +88,5 @@ class RaftServicer(raft_pb2_grpc.RaftServiceServicer):
 
 
 def add_raft_service(server: grpc.aio.Server, runtime: RaftMetadataLog) -> None:
-    raft_pb2_grpc.add_RaftServiceServicer_to_server(RaftServicer(runtime), server)
+    register(server, raft_pb2_grpc.add_RaftServiceServicer_to_server, RaftServicer(runtime))
 

@@ -27,9 +27,10 @@ from controller.rpc import raft_pb2_grpc
 log = logging.getLogger("odradek.raft.transport")
 
 # Snapshots travel as one message; the receiving server must accept them (see
-# SERVER_OPTIONS). Reconnect quickly: grpc's default reconnect backoff grows to two minutes,
+# SERVER_OPTIONS). 64 MiB holds the image of some hundreds of thousands of partitions, and
+# bounds what one message can make a controller buffer. Reconnect quickly: grpc's default reconnect backoff grows to two minutes,
 # which would keep a restarted controller out of the quorum for that long.
-MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -43,6 +44,10 @@ CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
 SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    # Explicit bounds for what a peer, or anyone who reaches the port, may make the server
+    # hold: streams per connection (a node needs a handful) and request headers.
+    ("grpc.max_concurrent_streams", 256),
+    ("grpc.max_metadata_size", 16 * 1024),
     # Without this, a second process could bind the same port and steal half the traffic.
     ("grpc.so_reuseport", 0),
 )

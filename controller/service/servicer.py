@@ -32,6 +32,7 @@ from controller.metadata import MetadataDelta, MetadataImage
 from controller.quorum import ControllerFailedError, NotControllerError, QuorumController
 from controller.rpc import controller_pb2 as pb
 from controller.rpc import controller_pb2_grpc as pb_grpc
+from controller.rpc.registration import register
 from controller.service import convert
 from controller.service.metadata_stream import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -137,7 +138,7 @@ class ControllerService(pb_grpc.ControllerServicer):
     # ----- lifecycle -----
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
-        pb_grpc.add_ControllerServicer_to_server(self, server)
+        register(server, pb_grpc.add_ControllerServicer_to_server, self)
 
     async def start(self) -> None:
         if self._started:
