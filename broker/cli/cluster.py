@@ -133,7 +133,9 @@ def up_cmd(args: argparse.Namespace) -> int:
             elif (code is None and node["id"] not in ready and _accepts(node["kafka"])
                   and _accepts(cfg["metrics.listener"])):
                 # Progress while the cluster comes up: a node is ready once it serves Kafka
-                # and metrics.
+                # and metrics. A broker's Kafka port accepts only once the controller has
+                # unfenced it, so with every node ready, every broker can take replicas: an
+                # application can create its topics and write at once.
                 ready.add(node["id"])
                 print(f"odradek: node {node['id']} ready on {node['kafka']} "
                       f"({len(ready)}/{n}, {time.monotonic() - started:.1f}s)", flush=True)

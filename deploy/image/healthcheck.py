@@ -4,8 +4,8 @@ It reads the node's own configuration the way the node does (the YAML file plus 
 ODRADEK_* environment overrides), so it probes the ports the node really uses:
 
 - with ``metrics.listener`` set: ``GET /metrics`` must answer 200. The node opens its
-  metrics endpoint only once it has joined the cluster (or given up waiting, 60 s), so this
-  also says "started";
+  metrics endpoint (and its Kafka listeners) only once it has joined the cluster and caught
+  up with the metadata, so this also says "serving";
 - otherwise a broker's first Kafka listener, or a controller's ``controller.listener``,
   must accept a TCP connection.
 

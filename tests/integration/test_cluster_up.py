@@ -19,6 +19,7 @@ import pytest
 import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from tests.integration.flows import LIMIT_S, confluent_flow
 from tests.integration.harness import free_port
 
 pytestmark = pytest.mark.integration
@@ -100,6 +101,12 @@ def test_cluster_up_contract_and_resume(tmp_path: Path) -> None:
     topic = f"up-{uuid.uuid4().hex[:8]}"
     proc, lines = _up(data_dir, base)
     try:
+        # "cluster ready" means an application can start now: a topic with three replicas
+        # is created and its first acks=all write acknowledged, at once.
+        bootstrap = ",".join(f"127.0.0.1:{base + i}" for i in range(3))
+        started = time.monotonic()
+        confluent_flow(bootstrap, f"first-{uuid.uuid4().hex[:8]}", 3)
+        assert time.monotonic() - started < LIMIT_S
         ready = [ln for ln in lines if " ready on " in ln]
         assert len(ready) == 3, lines  # progress: one line per node as it comes up
         info = json.loads((data_dir / "cluster.json").read_text())
