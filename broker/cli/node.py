@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"odradek: invalid configuration: {e}", file=sys.stderr)
         return 2
     setup_logging(config["log.level"], config.node_id)
+    _raise_open_files_limit()
     try:
         import uvloop
 
@@ -38,6 +39,22 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:  # pragma: no cover - uvloop is a dependency; fall back anyway
         runner = asyncio.run
     return int(runner(_serve(config)))
+
+
+def _raise_open_files_limit() -> None:
+    """Every client connection, partition segment and index is a descriptor: take all the
+    hard limit allows (many systems start processes with a soft limit of 1024)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # An unlimited hard limit still cannot exceed the kernel's nr_open (1,048,576 by default).
+    target = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as e:
+            logging.getLogger("odradek.node").warning(
+                "cannot raise the open-files limit from %d to %d: %s", soft, target, e)
 
 
 async def _serve(config) -> int:  # type: ignore[no-untyped-def]
