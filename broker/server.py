@@ -18,7 +18,12 @@ What one client, or many, can make a node hold is bounded (docs/operations.md, "
   transport's write buffer passes its high-water mark;
 * ``max.connections`` and ``max.connections.per.ip`` (with overrides) refuse new
   connections, counted in ``odradek_connections_refused_total``;
-* ``connections.max.idle.ms`` closes connections with no traffic.
+* ``connections.max.idle.ms`` closes connections with no traffic;
+* while connections wait for room in the request budget, one that holds part of it and
+  makes no progress (a frame arriving slower than ``_MIN_FRAME_RATE``, or answers it does
+  not read) for ``_STALL_TICKS`` seconds is closed: otherwise three connections that send
+  a size prefix each, twelve bytes, would stop a node reading anybody's requests,
+  replication included, for as long as they trickle a byte now and then.
 
 The Kafka listeners are bound when the node starts but accept connections only once
 ``start_serving`` is called: the node calls it when it has registered with the controller
@@ -32,7 +37,7 @@ import collections
 import itertools
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +58,21 @@ log = logging.getLogger("odradek.server")
 
 _READ_AHEAD_FRAMES = 16
 _READ_AHEAD_BYTES = 1 << 20
+# Requests whose handling stops when their connection closes. A Fetch may wait up to its
+# max_wait (a client may ask for 24 days) for data; kept after the client is gone, such
+# waits pile up without bound (a client that opens, fetches and closes in a loop held
+# ~9 KiB per iteration). The fetch handler's only suspension point is that wait, which
+# cleans up on cancellation. Other handlers are not cancelled: one interrupted half-way
+# (a produce between append and bookkeeping, a group join) could leave state behind.
+_CANCEL_ON_CLOSE = frozenset({1})
+# Eviction of budget holders that stall while others wait (see the module docstring). A
+# frame of the default client max.request.size (1 MiB) arrives in 4 s at this rate; a
+# holder is checked each second and closed after this many stalled seconds in a row.
+_MIN_FRAME_RATE = 256 * 1024
+_STALL_TICKS = 5
+# A closed connection's answers already written get this long to reach a peer that does
+# not read them; then it is cut off.
+_FLUSH_TIMEOUT_S = 5.0
 _conn_ids = itertools.count(1)
 
 
@@ -65,7 +85,8 @@ class ServerLimits:
     max_connections_per_ip_overrides: Mapping[str, int] = field(default_factory=dict)
     connections_max_idle_ms: int = 600_000
     # Connections on this listener are not counted against max.connections, as in Kafka:
-    # replication must not be locked out by clients.
+    # replication must not be locked out by clients. Only when it is a listener of its own:
+    # when clients share it, exempting it would exempt everybody.
     inter_broker_listener: str = ""
 
     def per_ip_limit(self, host: str) -> int:
@@ -108,14 +129,20 @@ class KafkaProtocol(asyncio.Protocol):
         self._writable = asyncio.Event()
         self._writable.set()
         self._closing = False
+        self._lost = False
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.host = "?"
         self.admitted = False
         self.busy = False  # a request is being handled
+        self._handling: int | None = None  # its api key
         self.last_active = time.monotonic()
         self._reading = True
         self._task: asyncio.Task[None] | None = None
+        self.bytes_received = 0
+        # for the stall check: bytes received at the last check, stalled checks in a row
+        self.received_mark = 0
+        self.stalled_ticks = 0
 
     # --- asyncio.Protocol ----------------------------------------------------------------
 
@@ -137,8 +164,11 @@ class KafkaProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
+        self._lost = True
         self._wakeup.set()
         self._writable.set()
+        if self._task is not None and self._handling in _CANCEL_ON_CLOSE:
+            self._task.cancel()  # nobody is left to answer
         if self.admitted:
             self.admitted = False
             # Give back what this connection held of the node's request budget.
@@ -149,6 +179,7 @@ class KafkaProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_active = time.monotonic()
+        self.bytes_received += len(data)
         self._take(self.conn.receive_data(data))
 
     def pause_writing(self) -> None:
@@ -186,6 +217,28 @@ class KafkaProtocol(asyncio.Protocol):
             else:
                 self.transport.pause_reading()
 
+    @property
+    def closing(self) -> bool:
+        return self.transport is None or self.transport.is_closing()
+
+    @property
+    def budget_held(self) -> int:
+        """Bytes of the node's request budget this connection holds."""
+        return self.conn.reserved + self._frames_bytes
+
+    def stalled(self) -> bool:
+        """Does this connection hold budget without letting it go? Called once a second
+        while others wait for room."""
+        received = self.bytes_received - self.received_mark
+        self.received_mark = self.bytes_received
+        if not self.budget_held:
+            return False
+        if not self._writable.is_set():
+            return True  # its frames wait for it to read the answers it was sent
+        if self.conn.reserved and self._reading:
+            return received < _MIN_FRAME_RATE  # per second: it is checked each second
+        return False
+
     def retry_framing(self) -> None:
         """The request budget has room again: frame what is buffered, read on."""
         if not self._closing:
@@ -207,6 +260,11 @@ class KafkaProtocol(asyncio.Protocol):
                 return None
             self._wakeup.clear()
             await self._wakeup.wait()
+        # Take turns with every other connection: most handlers finish without suspending,
+        # and awaiting a set Event does not yield, so a client that pipelines thousands of
+        # cheap requests (one read can frame 256 KiB of them) would otherwise hold the
+        # event loop until all are answered (bystanders saw 0.5 s stalls).
+        await asyncio.sleep(0)
         await self._writable.wait()
         if not self.frames:
             return None
@@ -231,17 +289,18 @@ class KafkaProtocol(asyncio.Protocol):
                     self._write(self._version_rejected(event))
                     continue
                 self.busy = True
+                self._handling = event.request.api_key
                 try:
                     out = await self._handle(event)
                 finally:
                     self.busy = False
+                    self._handling = None
                 if out is not None:
                     self._write(out)
         except Exception:
             log.exception("connection %s failed", self.peer)
         finally:
-            if self.transport and not self.transport.is_closing():
-                self.transport.close()
+            self.close()
 
     def _write(self, data: bytes | memoryview) -> None:
         if self.transport and not self.transport.is_closing():
@@ -263,8 +322,7 @@ class KafkaProtocol(asyncio.Protocol):
             log.exception("handler for api_key=%d v%d failed", req.api_key, req.api_version)
             metrics.request_errors.labels(api=metrics.api_name(req.api_key)).inc()
             # The request cannot be answered meaningfully; closing tells the client to retry.
-            if self.transport:
-                self.transport.close()
+            self.close()
             return None
         finally:
             metrics.observe_request(req.api_key, time.perf_counter() - started, event.size)
@@ -281,8 +339,21 @@ class KafkaProtocol(asyncio.Protocol):
         return codec.encode_response(codec.API_VERSIONS_KEY, 0, ev.correlation_id, body)
 
     def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+        """Close once the answers already written are sent. asyncio's close waits for that
+        flush without end, so a peer that never reads would keep the connection, its
+        buffers and its share of the request budget: after ``_FLUSH_TIMEOUT_S`` it is cut
+        off."""
+        t = self.transport
+        if t is None or t.is_closing():
+            return
+        t.close()
+        if not self._lost and t.get_write_buffer_size():
+            asyncio.get_running_loop().call_later(_FLUSH_TIMEOUT_S, self.abort)
+
+    def abort(self) -> None:
+        """Close at once, dropping whatever was not sent yet."""
+        if self.transport is not None and not self._lost:
+            self.transport.abort()
 
 
 class KafkaServer:
@@ -296,12 +367,14 @@ class KafkaServer:
         self.limits = limits
         self.budget = RequestBudget(limits.queued_max_request_bytes)
         self.servers: list[asyncio.Server] = []
+        self.listener_names: set[str] = set()
         self.connections: set[KafkaProtocol] = set()
-        self._counted = 0  # connections counted against max.connections
+        self._n_counted = 0  # connections counted against max.connections
         self._per_ip: collections.Counter[str] = collections.Counter()
         self._waiting: collections.deque[KafkaProtocol] = collections.deque()
         self.bad_peers = RateLimitedLog(log)
         self._reaper: asyncio.Task[None] | None = None
+        self._stall_watch: asyncio.Task[None] | None = None
         self.serving = False
 
     async def listen(self, name: str, host: str, port: int) -> int:
@@ -311,6 +384,7 @@ class KafkaServer:
                                           reuse_address=True, backlog=1024,
                                           start_serving=False)
         self.servers.append(server)
+        self.listener_names.add(name)
         return int(server.sockets[0].getsockname()[1])
 
     async def start_serving(self) -> None:
@@ -318,14 +392,22 @@ class KafkaServer:
             await s.start_serving()
         self.serving = True
         self._reaper = asyncio.get_running_loop().create_task(self._reap_idle())
+        self._stall_watch = asyncio.get_running_loop().create_task(self._watch_stalls())
 
     # --- connection limits -------------------------------------------------------------
+
+    def _counted(self, listener_name: str) -> bool:
+        """Does a connection on this listener count against max.connections? (Kafka's
+        ConnectionQuotas.protectedListener: the inter-broker listener is exempt only when
+        there is another one for clients.)"""
+        return not (listener_name == self.limits.inter_broker_listener
+                    and len(self.listener_names) > 1)
 
     def admit(self, p: KafkaProtocol) -> str | None:
         """Count a new connection in, or say why it is refused."""
         metrics = self.node.metrics
-        counted = p.listener_name != self.limits.inter_broker_listener
-        if counted and self._counted >= self.limits.max_connections:
+        counted = self._counted(p.listener_name)
+        if counted and self._n_counted >= self.limits.max_connections:
             metrics.connections_refused.labels(listener=p.listener_name,
                                                reason="max_connections").inc()
             return f"max.connections={self.limits.max_connections} reached"
@@ -336,7 +418,7 @@ class KafkaServer:
             return f"max.connections.per.ip={limit} reached for {p.host}"
         self._per_ip[p.host] += 1
         if counted:
-            self._counted += 1
+            self._n_counted += 1
         self.connections.add(p)
         metrics.connections.labels(listener=p.listener_name).inc()
         return None
@@ -350,8 +432,8 @@ class KafkaServer:
         self._per_ip[p.host] -= 1
         if self._per_ip[p.host] <= 0:
             del self._per_ip[p.host]
-        if p.listener_name != self.limits.inter_broker_listener:
-            self._counted -= 1
+        if self._counted(p.listener_name):
+            self._n_counted -= 1
         self.node.metrics.connections.labels(listener=p.listener_name).dec()
         self.budget_released()
 
@@ -378,16 +460,34 @@ class KafkaServer:
         while True:
             await asyncio.sleep(min(10.0, max(0.05, idle / 4)))
             now = time.monotonic()
-            for p in [p for p in self.connections
-                      if not p.busy and now - p.last_active > idle]:
+            for p in [p for p in self.connections if not p.busy and not p.closing
+                      and now - p.last_active > idle]:
                 log.debug("closing connection from %s: idle for more than %d ms", p.peer,
                           self.limits.connections_max_idle_ms)
                 self.node.metrics.idle_connections_closed.inc()
                 p.close()
 
+    async def _watch_stalls(self) -> None:
+        """Close budget holders that stall while others wait for room."""
+        while True:
+            await asyncio.sleep(1.0)
+            contended = any(p.admitted for p in self._waiting)
+            for p in list(self.connections):
+                if not contended or p.closing:
+                    p.received_mark, p.stalled_ticks = p.bytes_received, 0
+                    continue
+                p.stalled_ticks = p.stalled_ticks + 1 if p.stalled() else 0
+                if p.stalled_ticks >= _STALL_TICKS:
+                    self.bad_peers.warning(
+                        "stalled", "closing connection from %s: it held %d bytes of "
+                        "queued.max.request.bytes for %d s without progress while others "
+                        "waited", p.peer, p.budget_held, p.stalled_ticks)
+                    p.abort()  # it does not read: what is unsent would never go
+
     async def close(self) -> None:
-        if self._reaper is not None:
-            self._reaper.cancel()
+        for task in (self._reaper, self._stall_watch):
+            if task is not None:
+                task.cancel()
         for s in self.servers:
             s.close()
         for c in list(self.connections):
