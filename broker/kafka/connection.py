@@ -111,7 +111,10 @@ class ServerConnection:
                 del self._buf[:4]
             if len(self._buf) < self._need:
                 break
-            frame = bytes(self._buf[: self._need])
+            # One copy, through a view: slicing the bytearray first would make two, and a
+            # frame may be socket.request.max.bytes (100 MiB) large.
+            with memoryview(self._buf) as view:
+                frame = bytes(view[: self._need])
             del self._buf[: self._need]
             self._need = None
             events.append(FrameReceived(frame))

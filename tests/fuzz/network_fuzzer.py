@@ -170,6 +170,12 @@ def corpus_seeds(directories: Sequence[Path] = CORPUS_DIRS) -> list[bytes]:
     return out
 
 
+def api_name(api_key: int | None) -> str:
+    from kio.schema.index import api_key_map
+
+    return str(api_key_map.get(api_key, api_key)) if api_key is not None else "?"
+
+
 def classify(body: bytes | None) -> tuple[str, int | None]:
     """What the node must do with this frame: ``close`` it, ``answer`` it (ApiVersions at an
     unknown version, KIP-511) or handle it as a ``valid`` request; and its api key."""
@@ -327,6 +333,7 @@ class Stats:
     slow: list[dict[str, Any]] = field(default_factory=list)  # over the bound, with the frame
     anomalies: list[dict[str, Any]] = field(default_factory=list)
     skipped_side_effects: int = 0
+    valid_by_api: collections.Counter[str] = field(default_factory=collections.Counter)
     loop_lag: float = 0.0  # the fuzzer's own event loop, worst delay seen
     # last frames sent to each node: what to look at if one dies
     recent: dict[int, collections.deque[tuple[float, str, str]]] = field(
@@ -398,11 +405,11 @@ class Conn:
                         self.owed -= 1
                         continue
                     return "answered", time.monotonic() - t0
+        except TimeoutError:  # first: it is an OSError too
+            return "timeout", time.monotonic() - t0
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             self.closed_by_node = True
             return "closed", time.monotonic() - t0
-        except TimeoutError:
-            return "timeout", time.monotonic() - t0
 
     def abort(self) -> None:
         # abort, not close: a fuzz connection never waits for its buffer to drain
@@ -511,6 +518,9 @@ class Fuzzer:
                                             else 10 * REACTION_BOUND_S)
             st.outcomes[f"{expect}:{outcome}"] += 1
             if expect == "valid":
+                # which APIs go unanswered for long: a long poll or a join may wait, a
+                # Produce with acks=0 is never answered; anything else would be a bug
+                st.valid_by_api[f"{api_name(api_key)}:{outcome}"] += 1
                 if outcome == "answered":
                     st.mutated_valid_latency.append(waited)
                 if outcome != "answered" or bad.breaks_framing:
@@ -534,32 +544,36 @@ class Fuzzer:
             target = rng.choice(self.targets)
             roll = rng.random()
             near_max = roll < 0.2 and target.node_id not in self.near_max_busy
-            c = await self._open(target)
-            if c is None:
-                await asyncio.sleep(0.5)
-                continue
+            if near_max:  # taken before the first await, so no other worker takes it too
+                self.near_max_busy.add(target.node_id)
             try:
-                if near_max:
-                    self.near_max_busy.add(target.node_id)
-                    try:
+                c = await self._open(target)
+                if c is None:
+                    await asyncio.sleep(0.5)
+                    continue
+                try:
+                    if near_max:
                         await self._trickle_near_max(c, target, rng)
-                    finally:
-                        self.near_max_busy.discard(target.node_id)
-                else:
-                    await self._trickle_frame(c, target, rng, valid=roll > 0.8)
+                    else:
+                        await self._trickle_frame(c, target, rng, valid=roll > 0.8)
+                finally:
+                    self._done(c)
             finally:
-                self._done(c)
+                if near_max:
+                    self.near_max_busy.discard(target.node_id)
 
     async def _trickle(self, c: Conn, data: bytes, rng: random.Random) -> bool:
         for i in range(len(data)):
             if self.stop.is_set() or not await c.send(data[i:i + 1]):
                 return False
-            with contextlib.suppress(TimeoutError):
-                # a node that closes early (a bad prefix) is noticed here
-                async with asyncio.timeout(rng.uniform(0.1, 0.5)):
-                    if await c.reader.read(65536) == b"":
-                        c.closed_by_node = True
-                        return False
+            if i == len(data) - 1:
+                break  # what comes now is the reaction, measured by the caller
+            await asyncio.sleep(rng.uniform(0.1, 0.5))
+            # a node that closes early (a bad prefix) is noticed here; an answer is left
+            # in the buffer for the caller
+            if c.reader.at_eof():
+                c.closed_by_node = True
+                return False
         return True
 
     async def _trickle_frame(self, c: Conn, target: Target, rng: random.Random,
@@ -954,6 +968,25 @@ def produce_consume_check(bootstrap: str) -> tuple[bool, str]:
         return False, f"{type(e).__name__}: {e}"
 
 
+def count_closes_logged(path: Path | None) -> dict[str, int]:
+    """Connections the node says it closed or refused, by reason (its WARNING lines are
+    rate limited, so these are lines, not connections)."""
+    out: collections.Counter[str] = collections.Counter()
+    if path is None or not path.exists():
+        return {}
+    with open(path, errors="replace") as f:
+        for line in f:
+            if "odradek.server" not in line or "WARNING" not in line:
+                continue
+            if "without progress" in line:
+                out["stalled budget holder"] += 1
+            elif "refusing connection" in line:
+                out["refused"] += 1
+            else:
+                out["protocol violation"] += 1
+    return dict(out)
+
+
 def scan_log(path: Path | None) -> list[str]:
     if path is None or not path.exists():
         return []
@@ -1075,6 +1108,8 @@ def print_report(report: dict[str, Any], criteria: Sequence[Criterion]) -> None:
     p(f"mutated frames that decoded as valid requests: {report['mutated_valid']['count']} "
       f"answered; {report['skipped_side_effects']} with side effects not sent")
     p("outcomes: " + ", ".join(f"{k}={v}" for k, v in sorted(report["outcomes"].items())))
+    p("mutated frames decoded as valid, by api: " + ", ".join(
+        f"{k}={v}" for k, v in sorted(report["mutated_valid_by_api"].items())))
     for node, rss in sorted(report["rss"].items()):
         def mib(x: int | None) -> str:
             return "?" if x is None else f"{x / 2**20:.1f} MiB"
@@ -1082,6 +1117,8 @@ def print_report(report: dict[str, Any], criteria: Sequence[Criterion]) -> None:
           f"after {mib(rss.get('after'))}")
     for node, m in sorted(report["after_metrics"].items()):
         p(f"node {node} metrics after: {m}")
+    for node, m in sorted(report.get("closes_logged", {}).items()):
+        p(f"node {node} closes logged (rate-limited lines): {m}")
     for a in report["anomalies"][:10]:
         p(f"anomaly: {a}")
     for s in report["slow"][:10]:
@@ -1132,6 +1169,7 @@ async def fuzz(nodes: Sequence[NodeInfo], opts: Options, bootstrap: str,
         "bystander_failures": st.bystander_failures,
         "skipped_side_effects": st.skipped_side_effects,
         "outcomes": dict(st.outcomes), "anomalies": st.anomalies, "slow": st.slow,
+        "mutated_valid_by_api": dict(st.valid_by_api),
         "rss": {str(n.node_id): {"before": rss_before.get(n.node_id),
                                  "peak": peak.get(n.node_id),
                                  "after": rss_after.get(n.node_id)} for n in nodes},
@@ -1217,6 +1255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         report, stats = runner(fuzz(nodes, opts, bootstrap, seeds))
         pc = produce_consume_check(bootstrap)
         report["log_problems"] = {str(n.node_id): scan_log(n.log_path) for n in nodes}
+        report["closes_logged"] = {str(n.node_id): count_closes_logged(n.log_path)
+                                   for n in nodes}
         report["recent_frames"] = {
             str(k): list(v) for k, v in stats.recent.items()
             if any(n.node_id == k and n.alive() is False for n in nodes)}
