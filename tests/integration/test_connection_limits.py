@@ -446,7 +446,7 @@ def test_stalled_budget_holders_closed_while_others_wait(start_node: object) -> 
         for t in threads:
             t.join()
     assert (cid, body.error_code) == (1, ErrorCode.none)
-    assert 4.0 <= time.monotonic() - started <= 9.0
+    assert 3.5 <= time.monotonic() - started <= 9.0
     assert any(closed_within(s, 2.0) is not None for s in stalled)
     for s in [*stalled, waiting]:
         s.close()
@@ -483,7 +483,7 @@ def test_client_not_reading_answers_loses_its_budget_while_others_wait(
     waiting.settimeout(15)
     cid, body = codec.decode_response(read_frame(waiting), 18, 3)
     assert (cid, body.error_code) == (1, ErrorCode.none)
-    assert 4.0 <= time.monotonic() - started <= 9.0
+    assert 3.5 <= time.monotonic() - started <= 9.0
     hog.close()
     waiting.close()
 
