@@ -204,8 +204,8 @@ KEYS: tuple[Key, ...] = (
         "whose next request does not fit is not read until it does. -1 = no bound (Kafka's "
         "default); must not be below socket.request.max.bytes.", "-1 or >= socket.request.max.bytes"),
     Key("max.connections", _int(1), 2**31 - 1,
-        "Most Kafka connections a node accepts (the inter-broker listener is not counted); "
-        "more are closed at once.", ">= 1"),
+        "Most Kafka connections a node accepts; more are closed at once. Connections on the "
+        "inter-broker listener are not counted when it is a listener of its own.", ">= 1"),
     Key("max.connections.per.ip", _int(1), 2**31 - 1,
         "Most Kafka connections from one IP address; more are closed at once.", ">= 1"),
     Key("max.connections.per.ip.overrides", _str, "",

@@ -39,10 +39,14 @@ class NodeMetrics:
             "odradek_connections_refused_total",
             "Kafka connections closed at once because a connection limit was reached.",
             ["listener", "reason"], registry=r)
-        self.idle_connections_closed = Counter(
-            "odradek_idle_connections_closed_total",
-            "Kafka connections closed after connections.max.idle.ms without traffic.",
-            registry=r)
+        self.connections_closed = Counter(
+            "odradek_connections_closed_total",
+            "Kafka connections the node closed on its own, per reason: idle (no traffic for "
+            "connections.max.idle.ms), stalled (held request budget without progress while "
+            "others waited), unread_responses (cut off after not reading its answers).",
+            ["reason"], registry=r)
+        for reason in ("idle", "stalled", "unread_responses"):
+            self.connections_closed.labels(reason=reason)
         self.request_queue_bytes = Gauge(
             "odradek_request_queue_bytes",
             "Bytes of received requests waiting to be handled (bounded by "

@@ -348,7 +348,12 @@ class KafkaProtocol(asyncio.Protocol):
             return
         t.close()
         if not self._lost and t.get_write_buffer_size():
-            asyncio.get_running_loop().call_later(_FLUSH_TIMEOUT_S, self.abort)
+            asyncio.get_running_loop().call_later(_FLUSH_TIMEOUT_S, self._cut_off)
+
+    def _cut_off(self) -> None:
+        if self.transport is not None and not self._lost:
+            self.node.metrics.connections_closed.labels(reason="unread_responses").inc()
+            self.transport.abort()
 
     def abort(self) -> None:
         """Close at once, dropping whatever was not sent yet."""
@@ -464,7 +469,7 @@ class KafkaServer:
                       and now - p.last_active > idle]:
                 log.debug("closing connection from %s: idle for more than %d ms", p.peer,
                           self.limits.connections_max_idle_ms)
-                self.node.metrics.idle_connections_closed.inc()
+                self.node.metrics.connections_closed.labels(reason="idle").inc()
                 p.close()
 
     async def _watch_stalls(self) -> None:
@@ -482,6 +487,7 @@ class KafkaServer:
                         "stalled", "closing connection from %s: it held %d bytes of "
                         "queued.max.request.bytes for %d s without progress while others "
                         "waited", p.peer, p.budget_held, p.stalled_ticks)
+                    self.node.metrics.connections_closed.labels(reason="stalled").inc()
                     p.abort()  # it does not read: what is unsent would never go
 
     async def close(self) -> None:

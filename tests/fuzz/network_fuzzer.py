@@ -1074,7 +1074,8 @@ def node_metrics(n: NodeInfo) -> dict[str, float | None]:
         "request_queue_bytes": metric_sum(text, "odradek_request_queue_bytes"),
         "protocol_errors": metric_sum(text, "odradek_protocol_errors_total"),
         "connections_refused": metric_sum(text, "odradek_connections_refused_total"),
-        "idle_connections_closed": metric_sum(text, "odradek_idle_connections_closed_total"),
+        "idle_connections_closed": metric_sum(text, "odradek_connections_closed_total",
+                                             'reason="idle"'),
         "fetch_purgatory": metric_sum(text, "odradek_fetch_purgatory_size"),
         "open_fds": metric_sum(text, "process_open_fds"),
     }

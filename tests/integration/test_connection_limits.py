@@ -219,7 +219,7 @@ def test_idle_connection_closed_busy_one_kept(start_node: object) -> None:
     assert 0.9 <= waited <= 2.0, (waited, time.monotonic() - opened)
     assert busy_ok and all(busy_ok), busy_ok
     assert answers(busy, 999)
-    assert metric(node, "odradek_idle_connections_closed_total") >= 1
+    assert metric(node, "odradek_connections_closed_total", 'reason="idle"') >= 1
     idle.close()
     busy.close()
 
@@ -448,6 +448,7 @@ def test_stalled_budget_holders_closed_while_others_wait(start_node: object) -> 
     assert (cid, body.error_code) == (1, ErrorCode.none)
     assert 3.5 <= time.monotonic() - started <= 9.0
     assert any(closed_within(s, 2.0) is not None for s in stalled)
+    assert metric(node, "odradek_connections_closed_total", 'reason="stalled"') >= 1
     for s in [*stalled, waiting]:
         s.close()
 
@@ -505,5 +506,5 @@ def test_idle_client_that_does_not_read_is_closed(start_node: object) -> None:
     wait_for(lambda: metric(node, "odradek_connections") == 0, 15,
              "the idle client that does not read closed")
     assert time.monotonic() - started < 1 + 5 + 2
-    assert metric(node, "odradek_idle_connections_closed_total") == 1
+    assert metric(node, "odradek_connections_closed_total", 'reason="idle"') == 1
     hog.close()
