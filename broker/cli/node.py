@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"odradek: invalid configuration: {e}", file=sys.stderr)
         return 2
     setup_logging(config["log.level"], config.node_id)
-    _raise_open_files_limit()
+    _raise_open_files_limit(config["max.connections"])
     try:
         import uvloop
 
@@ -41,20 +41,33 @@ def run(args: argparse.Namespace) -> int:
     return int(runner(_serve(config)))
 
 
-def _raise_open_files_limit() -> None:
+def _raise_open_files_limit(max_connections: int) -> None:
     """Every client connection, partition segment and index is a descriptor: take all the
-    hard limit allows (many systems start processes with a soft limit of 1024)."""
+    hard limit allows (many systems start processes with a soft limit of 1024), and say so
+    when connections alone could use up what is left."""
     import resource
 
+    log = logging.getLogger("odradek.node")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     # An unlimited hard limit still cannot exceed the kernel's nr_open (1,048,576 by default).
     target = 1 << 20 if hard == resource.RLIM_INFINITY else hard
     if soft != resource.RLIM_INFINITY and soft < target:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
         except (ValueError, OSError) as e:
-            logging.getLogger("odradek.node").warning(
-                "cannot raise the open-files limit from %d to %d: %s", soft, target, e)
+            log.warning("cannot raise the open-files limit from %d to %d: %s", soft, target, e)
+    if soft == resource.RLIM_INFINITY:
+        return
+    # Unbounded max.connections (the default): warn only about a small limit; a bound set
+    # by the operator: warn when clients alone could take half the descriptors.
+    unbounded = max_connections >= 2**31 - 1
+    if (unbounded and soft < 4096) or (not unbounded and max_connections > soft // 2):
+        log.warning(
+            "the open-files limit is %d and max.connections is %d: clients alone could use "
+            "up the descriptors logs and replication need (EMFILE). Raise the limit (ulimit "
+            "-n, LimitNOFILE=, compose ulimits) or set max.connections below %d",
+            soft, max_connections, soft // 2)
 
 
 async def _serve(config) -> int:  # type: ignore[no-untyped-def]
