@@ -40,7 +40,9 @@ def _read_partition(node: Any, topic: str, fp: Any, max_bytes: int, min_one: boo
     out: dict[str, Any] = {"partition_index": fp.partition, "high_watermark": -1,
                            "last_stable_offset": -1, "log_start_offset": -1, "records": b"",
                            "aborted_transactions": None}
-    p, err = leader_partition(node, topic, fp.partition, fp.current_leader_epoch)
+    # current_leader_epoch is in fetch partitions from v9 only (KIP-320).
+    p, err = leader_partition(node, topic, fp.partition,
+                              getattr(fp, "current_leader_epoch", -1))
     if p is None:
         out["error_code"] = err
         return out, 0, None

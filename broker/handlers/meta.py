@@ -62,6 +62,12 @@ async def handle_metadata(node: Any, ctx: RequestContext, req: Any) -> Any:
         to_create = []
         for rt in requested:
             name = rt.name
+            if name is None and ctx.api_version < 12:
+                # v10/v11 requests may carry a null name, but their responses cannot (and
+                # Kafka serves topic ids only from v12): refuse it, as Kafka does.
+                requested_entries.append({"error_code": ErrorCode.invalid_request,
+                                          "name": "", "topic_id": None, "partitions": []})
+                continue
             if name is None:
                 tid = getattr(rt, "topic_id", None)
                 t = image.topics_by_id.get(tid) if tid is not None else None
@@ -108,9 +114,12 @@ async def handle_describe_cluster(node: Any, ctx: RequestContext, req: Any) -> A
         return ctx.respond({"error_code": ErrorCode.unsupported_endpoint_type,
                             "error_message": "only broker endpoints (type 1) are served",
                             "cluster_id": node.cluster_id, "brokers": []})
+    # Asked with include_fenced, broker_endpoints adds the fenced flag to each row (without
+    # it the rows have four fields, and every v0/v1 request, which cannot ask, raised).
     brokers = [{"broker_id": b, "host": h, "port": p, "rack": r, "is_fenced": fenced}
                for b, h, p, r, fenced in node.broker_endpoints(ctx.listener_name,
-                                                               include_fenced=include_fenced)]
+                                                               include_fenced=True)
+               if include_fenced or not fenced]
     return ctx.respond({"error_code": ErrorCode.none, "cluster_id": node.cluster_id,
                         "controller_id": node.controller_id_for_clients(), "brokers": brokers,
                         "endpoint_type": 1, "throttle_time": 0})

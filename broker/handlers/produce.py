@@ -9,6 +9,7 @@ from kio.schema.errors import ErrorCode
 
 from broker.handlers.api import ApiSpec, RequestContext
 from broker.handlers.errors import error_code_for
+from broker.handlers.meta import INTERNAL_TOPICS
 from broker.kafka.codec import ms
 from storage.errors import StorageError
 
@@ -30,6 +31,12 @@ async def handle_produce(node: Any, ctx: RequestContext, req: Any) -> Any:
             if req.transactional_id is not None:
                 out["error_code"] = ErrorCode.transactional_id_authorization_failed
                 out["error_message"] = "transactions are not supported by this cluster"
+                continue
+            if t.name in INTERNAL_TOPICS:
+                # As in Kafka: only the broker writes __consumer_offsets. A client's records
+                # there would be replayed as committed offsets and group state.
+                out["error_code"] = ErrorCode.invalid_topic_exception
+                out["error_message"] = f"Cannot append to internal topic {t.name}"
                 continue
             p = node.replicas.get((t.name, pd.index))
             if p is None or not p.is_leader:
