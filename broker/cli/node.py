@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -15,6 +16,9 @@ from broker.config import ConfigError, load_config
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("node", help="run one node (controller and/or broker)")
     p.add_argument("--config", required=True, help="the node's YAML configuration file")
+    p.add_argument("--parent-pid", type=int, default=None, metavar="PID",
+                   help="stop cleanly when process PID is gone (used by the tools that "
+                   "start local clusters, so a node never outlives them)")
     p.set_defaults(func=run)
 
 
@@ -38,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         runner = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency; fall back anyway
         runner = asyncio.run
-    return int(runner(_serve(config)))
+    return int(runner(_serve(config, args.parent_pid)))
 
 
 def _raise_open_files_limit(max_connections: int) -> None:
@@ -70,22 +74,48 @@ def _raise_open_files_limit(max_connections: int) -> None:
             soft, max_connections, soft // 2)
 
 
-async def _serve(config) -> int:  # type: ignore[no-untyped-def]
+async def _watch_parent(pid: int, stop: asyncio.Event) -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            logging.getLogger("odradek.node").warning(
+                "process %d, which started this node, is gone: stopping", pid)
+            stop.set()
+            return
+        except PermissionError:
+            pass  # alive, under another user
+
+
+async def _serve(config, parent_pid: int | None = None) -> int:  # type: ignore[no-untyped-def]
     from broker.node import Node
 
     log = logging.getLogger("odradek.node")
+    stop = asyncio.Event()
+    watcher = (asyncio.create_task(_watch_parent(parent_pid, stop))
+               if parent_pid is not None else None)
     try:
         node = Node(config)
-        await node.start()
+        starting = asyncio.create_task(node.start())
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            # Our starter is gone before we served anyone: leave as after a crash.
+            starting.cancel()
+            return 1
+        stopped.cancel()
+        starting.result()
     except (OSError, RuntimeError) as e:
         log.error("cannot start: %s", e)
         return 1
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     print(f"odradek node {config.node_id} ready", flush=True)
     await stop.wait()
+    if watcher is not None:
+        watcher.cancel()
     log.info("shutting down")
     await node.stop()
     return 0
