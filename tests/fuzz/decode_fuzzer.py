@@ -77,8 +77,8 @@ def replay(paths: Iterable[Path], dispatch: bool = True) -> int:
         for f in files:
             try:
                 target(f.read_bytes())
-            except AssertionError as e:
-                raise AssertionError(f"{f}: {e}") from e
+            except Exception as e:
+                raise AssertionError(f"{f}: {e!r}") from e
         return len(files)
     finally:
         target.close()

@@ -178,6 +178,8 @@ class FuzzTarget:
             self.stats["handler-backgrounded"] += 1
         self._reap()
         if self.host.after_dispatch(len(self._running)):
+            # The node was replaced: its handlers ended (woken or cancelled by its stop).
+            self._reap()
             self._running.clear()
 
     async def _handle(self, req: codec.DecodedRequest) -> None:
