@@ -87,7 +87,8 @@ def replay(paths: Iterable[Path], dispatch: bool = True) -> int:
 # --- worker: one libFuzzer run in this process --------------------------------------------
 
 
-def _worker(libfuzzer_args: list[str], dispatch: bool, instrument: str) -> None:
+def _worker(libfuzzer_args: list[str], dispatch: bool, instrument: str,
+            scratch: Path | None) -> None:
     import atheris
 
     if instrument == "all":
@@ -98,9 +99,12 @@ def _worker(libfuzzer_args: list[str], dispatch: bool, instrument: str) -> None:
         with atheris.instrument_imports(include=list(INSTRUMENTED)):
             from tests.fuzz.target import FuzzTarget  # noqa: F811 - instrumented import
 
+    from tests.fuzz.node_host import NodeHost
     from tests.fuzz.target import Finding
 
-    target = FuzzTarget(dispatch=dispatch)
+    # libFuzzer ends the process with exit(): no Python clean-up runs, so the node's data
+    # dirs go under ``scratch``, which the orchestrator removes.
+    target = FuzzTarget(NodeHost(scratch=scratch), dispatch=dispatch)
     started = time.monotonic()
     last = [started, 0.0]  # time and input count of the last stats line
 
@@ -192,6 +196,10 @@ def run(runs: int, corpus: Path | None, max_seconds: int | None, jobs: int,
         quiet: bool = False, seed: int | None = None, out: IO[str] = sys.stdout) -> int:
     """Run the fuzzer to completion; 0 when no worker found anything."""
     artifacts.mkdir(parents=True, exist_ok=True)
+    from tests.fuzz.node_host import scratch_root
+
+    # The workers' node data dirs, on /dev/shm when there is one.
+    scratch = Path(tempfile.mkdtemp(prefix="odradek-fuzz-", dir=scratch_root()))
     own_corpus = corpus is None
     corpus_dir = Path(tempfile.mkdtemp(prefix="odradek-fuzz-corpus-")) if own_corpus \
         else corpus
@@ -203,7 +211,8 @@ def run(runs: int, corpus: Path | None, max_seconds: int | None, jobs: int,
     workers = []
     for i in range(jobs):
         argv = [sys.executable, "-m", "tests.fuzz.decode_fuzzer", "--worker",
-                "--instrument", instrument, *([] if dispatch else ["--no-dispatch"]), "--",
+                "--scratch", str(scratch), "--instrument", instrument,
+                *([] if dispatch else ["--no-dispatch"]), "--",
                 *_libfuzzer_args(corpus_dir, artifacts, per_worker, max_seconds,
                                  base_seed + i)]
         workers.append(_Worker(i, argv, artifacts / f"worker-{i}.log", quiet))
@@ -231,6 +240,7 @@ def run(runs: int, corpus: Path | None, max_seconds: int | None, jobs: int,
             if w.proc.poll() is None:
                 w.proc.terminate()
                 w.wait()
+        shutil.rmtree(scratch, ignore_errors=True)
         if own_corpus:
             shutil.rmtree(corpus_dir, ignore_errors=True)
     elapsed = time.monotonic() - started
@@ -288,10 +298,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--replay", type=Path, nargs="+", metavar="PATH",
                         help="run these inputs (files or directories) once, uninstrumented")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--scratch", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("libfuzzer_args", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        _worker(args.libfuzzer_args, not args.no_dispatch, args.instrument)
+        _worker(args.libfuzzer_args, not args.no_dispatch, args.instrument, args.scratch)
         return 0  # not reached: libFuzzer exits the process
     if args.replay:
         n = replay(args.replay, dispatch=not args.no_dispatch)

@@ -31,20 +31,23 @@ _SHM = Path("/dev/shm")
 MAX_NEW_PARTITIONS = 16
 
 
-def _scratch_root() -> str | None:
+def scratch_root() -> str | None:
     # A node fsyncs its metadata log and partition logs: on tmpfs that costs nothing.
     return str(_SHM) if _SHM.is_dir() else None
 
 
 class NodeHost:
     def __init__(self, recycle_every: int = 5_000, max_topics: int = 16,
-                 max_partitions: int = 64, max_running: int = 256) -> None:
+                 max_partitions: int = 64, max_running: int = 256,
+                 scratch: Path | None = None) -> None:
+        """``scratch``: where the data dirs go (default: a new directory on /dev/shm)."""
         self.loop = asyncio.new_event_loop()
         self.recycle_every = recycle_every
         self.max_topics = max_topics
         self.max_partitions = max_partitions
         self.max_running = max_running
-        self._root = Path(tempfile.mkdtemp(prefix="odradek-fuzz-", dir=_scratch_root()))
+        self._root = Path(tempfile.mkdtemp(prefix="odradek-fuzz-",
+                                           dir=scratch if scratch else scratch_root()))
         self._generation = 0
         self._dispatched = 0
         self.recycled = 0
