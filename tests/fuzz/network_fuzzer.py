@@ -156,17 +156,29 @@ def built_seeds() -> list[bytes]:
     return out
 
 
+def _split_frames(data: bytes) -> list[bytes] | None:
+    """The frames of a byte stream of size-prefixed frames, or None if it is not one."""
+    frames, pos = [], 0
+    while pos + 4 <= len(data):
+        (size,) = _SIZE.unpack_from(data, pos)
+        if size < 8 or pos + 4 + size > len(data):
+            return None
+        frames.append(data[pos + 4:pos + 4 + size])
+        pos += 4 + size
+    return frames if pos == len(data) and frames else None
+
+
 def corpus_seeds(directories: Sequence[Path] = CORPUS_DIRS) -> list[bytes]:
-    """Frames of the seed corpus, size prefix removed if the file has one. The corpus is
-    written by another tool; both framings are accepted so either convention works."""
-    paths = [p for d in directories if d.is_dir() for p in sorted(d.rglob("*")) if p.is_file()]
+    """Frames of the seed corpus (tests/fuzz/corpus: each file the byte stream a client
+    sent, size prefixes included, one frame or several); a file that is not such a stream
+    is taken as one frame body. Notes (*.md) are not seeds."""
+    paths = [p for d in directories if d.is_dir() for p in sorted(d.rglob("*"))
+             if p.is_file() and p.suffix != ".md"]
     out = []
     for path in paths:
         data = path.read_bytes()
-        if len(data) >= 12 and _SIZE.unpack_from(data)[0] == len(data) - 4:
-            data = data[4:]
-        if len(data) >= 8:
-            out.append(data)
+        frames = _split_frames(data)
+        out += [f for f in (frames if frames is not None else [data]) if len(f) >= 8]
     return out
 
 
