@@ -49,7 +49,7 @@ fuzz: $(STAMP)
 	$(BIN)/python -m tests.fuzz.network_fuzzer --duration $(or $(NET_DURATION),300)
 
 proto: $(STAMP)
-	$(BIN)/python -m controller.rpc.regenerate
+	$(BIN)/python -m odradek.controller.rpc.regenerate
 
 clean:
 	rm -rf $(VENV) odradek-data .pytest_cache

@@ -11,8 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from kio.schema.errors import ErrorCode
-
-from storage.records import Record, decode_batches, encode_batch
+from odradek.storage.records import Record, decode_batches, encode_batch
 
 
 class GroupLogError(Exception):

@@ -25,22 +25,21 @@ import logging
 from collections.abc import Callable, Sequence
 
 from kio.schema.errors import ErrorCode
-
-from controller.client import (
+from odradek.controller.client import (
     ControllerClient,
     ControllerError,
     ControllerUnavailable,
     HeartbeatResult,
     MetadataBatch,
 )
-from controller.metadata import (
+from odradek.controller.metadata import (
     Listener,
     MetadataListenerError,
     MetadataLoader,
     MetadataReplayError,
     decode_record,
 )
-from controller.raft_runtime.snapshot import SnapshotError, diff_records, replay
+from odradek.controller.raft_runtime.snapshot import SnapshotError, diff_records, replay
 
 log = logging.getLogger(__name__)
 

@@ -17,15 +17,14 @@ from typing import Any
 
 import grpc
 from kio.schema.errors import ErrorCode
-
-from broker.config import NodeConfig
-from broker.lifecycle import BrokerLifecycle, MetadataFollower
-from controller.client import ControllerClient
-from controller.metadata import MetadataLoader
-from controller.quorum import LocalMetadataLog, QuorumController
-from controller.quorum.api import ControllerSettings
-from controller.raft_runtime import SERVER_OPTIONS, RaftMetadataLog, RaftSettings
-from controller.service import ControllerService
+from odradek.broker.config import NodeConfig
+from odradek.broker.lifecycle import BrokerLifecycle, MetadataFollower
+from odradek.controller.client import ControllerClient
+from odradek.controller.metadata import MetadataLoader
+from odradek.controller.quorum import LocalMetadataLog, QuorumController
+from odradek.controller.quorum.api import ControllerSettings
+from odradek.controller.raft_runtime import SERVER_OPTIONS, RaftMetadataLog, RaftSettings
+from odradek.controller.service import ControllerService
 
 log = logging.getLogger("odradek.metadata")
 

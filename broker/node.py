@@ -16,25 +16,24 @@ from pathlib import Path
 from typing import Any
 
 from kio.schema.errors import ErrorCode
-
-import storage
-from broker import topic_configs
-from broker.config import NodeConfig, parse_ip_overrides
-from broker.group.coordinator import GroupCoordinator
-from broker.group_log import PartitionGroupLog
-from broker.handlers import admin, fetch, meta, produce
-from broker.handlers.api import ApiSpec
-from broker.metadata_collector import MetadataCollector
-from broker.metadata_plane import derived_cluster_id, make_plane
-from broker.metrics import NodeMetrics
-from broker.metrics_http import MetricsServer
-from broker.node_collector import NodeCollector
-from broker.replica_manager import ReplicaManager
-from broker.replication import ReplicationManager
-from broker.server import KafkaServer, ServerLimits
-from controller.metadata import MetadataImage
-from controller.metadata.delta import local_replicas
-from controller.quorum.api import CreateTopicSpec
+from odradek import storage
+from odradek.broker import topic_configs
+from odradek.broker.config import NodeConfig, parse_ip_overrides
+from odradek.broker.group.coordinator import GroupCoordinator
+from odradek.broker.group_log import PartitionGroupLog
+from odradek.broker.handlers import admin, fetch, meta, produce
+from odradek.broker.handlers.api import ApiSpec
+from odradek.broker.metadata_collector import MetadataCollector
+from odradek.broker.metadata_plane import derived_cluster_id, make_plane
+from odradek.broker.metrics import NodeMetrics
+from odradek.broker.metrics_http import MetricsServer
+from odradek.broker.node_collector import NodeCollector
+from odradek.broker.replica_manager import ReplicaManager
+from odradek.broker.replication import ReplicationManager
+from odradek.broker.server import KafkaServer, ServerLimits
+from odradek.controller.metadata import MetadataImage
+from odradek.controller.metadata.delta import local_replicas
+from odradek.controller.quorum.api import CreateTopicSpec
 
 log = logging.getLogger("odradek.node")
 
@@ -43,7 +42,7 @@ CLEAN_SHUTDOWN_MARKER = ".clean-shutdown"
 
 
 def handler_table() -> dict[int, ApiSpec]:
-    from broker.group import handlers as group_handlers
+    from odradek.broker.group import handlers as group_handlers
 
     apis: dict[int, ApiSpec] = {}
     for module in (meta, produce, fetch, admin, group_handlers):

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import storage
-from storage.errors import StorageError
+from odradek import storage
+from odradek.storage.errors import StorageError
 
 log = logging.getLogger("odradek.replicas")
 

@@ -22,11 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from kio.schema.errors import ErrorCode
-
-from broker.kafka.async_client import AsyncKafkaConnection, BrokerConnectionError
-from broker.replica_manager import Partition
-from controller.quorum.api import AlterPartitionItem
-from storage.errors import StorageError
+from odradek.broker.kafka.async_client import AsyncKafkaConnection, BrokerConnectionError
+from odradek.broker.replica_manager import Partition
+from odradek.controller.quorum.api import AlterPartitionItem
+from odradek.storage.errors import StorageError
 
 log = logging.getLogger("odradek.replication")
 

@@ -42,11 +42,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kio.schema.errors import ErrorCode
-
-from broker.handlers.api import ApiSpec, RequestContext
-from broker.kafka import codec
-from broker.kafka.budget import RequestBudget
-from broker.kafka.connection import (
+from odradek.broker.handlers.api import ApiSpec, RequestContext
+from odradek.broker.kafka import codec
+from odradek.broker.kafka.budget import RequestBudget
+from odradek.broker.kafka.connection import (
     FrameReceived,
     ProtocolViolation,
     RequestReceived,

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import storage
-from storage.config import KAFKA_NAMES
+from odradek import storage
+from odradek.storage.config import KAFKA_NAMES
 
 # ConfigSource codes (DescribeConfigs).
 TOPIC_CONFIG, STATIC_BROKER_CONFIG, DEFAULT_CONFIG = 1, 4, 5
@@ -88,7 +88,7 @@ def describe_topic(node_config: Any, overrides: Mapping[str, str]
 
 
 def describe_broker(node_config: Any) -> list[tuple[str, str, int, str, int]]:
-    from broker.config import KEYS
+    from odradek.broker.config import KEYS
 
     rows = []
     for k in KEYS:

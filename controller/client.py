@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-
-from controller.metadata import Listener
-from controller.quorum.api import (
+from odradek.controller.metadata import Listener
+from odradek.controller.quorum.api import (
     AlterConfigsResource,
     AlterConfigsResult,
     AlterPartitionItem,
@@ -38,11 +37,11 @@ from controller.quorum.api import (
     ProducerIdsResult,
     RegisterBrokerResult,
 )
-from controller.rpc import controller_pb2 as pb
-from controller.rpc import controller_pb2_grpc as pb_grpc
-from controller.service import convert
-from controller.service.quorum_info import NO_LEADER
-from controller.service.redirect import parse_redirect
+from odradek.controller.rpc import controller_pb2 as pb
+from odradek.controller.rpc import controller_pb2_grpc as pb_grpc
+from odradek.controller.service import convert
+from odradek.controller.service.quorum_info import NO_LEADER
+from odradek.controller.service.redirect import parse_redirect
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Start with ``PartitionLog.open(directory, LogConfig(...))``.
 """
 
-from storage.batch import (
+from odradek.storage.batch import (
     HEADER_SIZE,
     BatchHeader,
     Compression,
@@ -13,9 +13,9 @@ from storage.batch import (
     parse_batches,
     read_batch_header,
 )
-from storage.config import LogConfig
-from storage.epochs import EpochEntry, LeaderEpochCache
-from storage.errors import (
+from odradek.storage.config import LogConfig
+from odradek.storage.epochs import EpochEntry, LeaderEpochCache
+from odradek.storage.errors import (
     CorruptRecordError,
     InvalidConfigError,
     InvalidProducerEpochError,
@@ -29,9 +29,15 @@ from storage.errors import (
     StorageError,
     UnsupportedMagicError,
 )
-from storage.log import AppendResult, PartitionLog, ReadResult, SegmentInfo
-from storage.producer_state import AppendOrigin, ProducerStateManager
-from storage.records import DecodedRecord, Record, decode_batch, decode_batches, encode_batch
+from odradek.storage.log import AppendResult, PartitionLog, ReadResult, SegmentInfo
+from odradek.storage.producer_state import AppendOrigin, ProducerStateManager
+from odradek.storage.records import (
+    DecodedRecord,
+    Record,
+    decode_batch,
+    decode_batches,
+    encode_batch,
+)
 
 __all__ = [
     "HEADER_SIZE",

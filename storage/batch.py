@@ -31,8 +31,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 import crc32c
-
-from storage.errors import CorruptRecordError, UnsupportedMagicError
+from odradek.storage.errors import CorruptRecordError, UnsupportedMagicError
 
 HEADER = struct.Struct(">qiibIhiqqqhii")
 HEADER_SIZE = HEADER.size  # 61

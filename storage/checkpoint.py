@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from storage.errors import CheckpointCorruptError
+from odradek.storage.errors import CheckpointCorruptError
 
 TMP_SUFFIX = ".tmp"
 _VERSION = 0

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from storage.errors import InvalidConfigError
+from odradek.storage.errors import InvalidConfigError
 
 INT_MAX = 2**31 - 1
 LONG_MAX = 2**63 - 1

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from storage import checkpoint
-from storage.errors import CheckpointCorruptError
+from odradek.storage import checkpoint
+from odradek.storage.errors import CheckpointCorruptError
 
 log = logging.getLogger("odradek.storage")
 

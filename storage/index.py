@@ -23,7 +23,7 @@ import sys
 from array import array
 from pathlib import Path
 
-from storage.errors import IndexCorruptError
+from odradek.storage.errors import IndexCorruptError
 
 _OFFSET_ENTRY = struct.Struct(">II")
 _TIME_ENTRY = struct.Struct(">qI")

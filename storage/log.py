@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from storage import checkpoint
-from storage.batch import (
+from odradek.storage import checkpoint
+from odradek.storage.batch import (
     HEADER_SIZE,
     LOG_OVERHEAD,
     NO_TIMESTAMP,
@@ -41,10 +41,10 @@ from storage.batch import (
     assign_offsets,
     parse_batches,
 )
-from storage.config import INT_MAX, LogConfig
-from storage.epochs import CHECKPOINT_NAME as EPOCH_CHECKPOINT
-from storage.epochs import EpochEntry, LeaderEpochCache
-from storage.errors import (
+from odradek.storage.config import INT_MAX, LogConfig
+from odradek.storage.epochs import CHECKPOINT_NAME as EPOCH_CHECKPOINT
+from odradek.storage.epochs import EpochEntry, LeaderEpochCache
+from odradek.storage.errors import (
     CheckpointCorruptError,
     CorruptRecordError,
     InvalidRecordError,
@@ -54,9 +54,9 @@ from storage.errors import (
     RecordBatchTooLargeError,
     RecordTooLargeError,
 )
-from storage.producer_state import AppendOrigin, ProducerStateManager
-from storage.records import decode_records
-from storage.segment import (
+from odradek.storage.producer_state import AppendOrigin, ProducerStateManager
+from odradek.storage.records import decode_records
+from odradek.storage.segment import (
     DELETED_SUFFIX,
     LOG_SUFFIX,
     SEGMENT_SUFFIXES,

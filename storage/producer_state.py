@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
 
-from storage.batch import NO_SEQUENCE, BatchHeader
-from storage.errors import InvalidProducerEpochError, OutOfOrderSequenceError
+from odradek.storage.batch import NO_SEQUENCE, BatchHeader
+from odradek.storage.errors import InvalidProducerEpochError, OutOfOrderSequenceError
 
 BATCHES_TO_RETAIN = 5
 MAX_SEQUENCE = 0x7FFFFFFF

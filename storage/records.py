@@ -20,8 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import cramjam
-
-from storage.batch import (
+from odradek.storage.batch import (
     CONTROL_BIT,
     HEADER_SIZE,
     LOG_OVERHEAD,
@@ -34,7 +33,7 @@ from storage.batch import (
     batch_crc,
     read_batch_header,
 )
-from storage.errors import CorruptRecordError
+from odradek.storage.errors import CorruptRecordError
 
 Header = tuple[str, bytes | None]
 

@@ -13,7 +13,7 @@ import struct
 from collections.abc import Iterator
 from pathlib import Path
 
-from storage.batch import (
+from odradek.storage.batch import (
     HEADER_SIZE,
     LOG_OVERHEAD,
     MIN_BATCH_LENGTH,
@@ -21,8 +21,8 @@ from storage.batch import (
     BatchHeader,
     read_batch_header,
 )
-from storage.errors import CorruptRecordError, IndexCorruptError
-from storage.index import OffsetIndex, TimeIndex
+from odradek.storage.errors import CorruptRecordError, IndexCorruptError
+from odradek.storage.index import OffsetIndex, TimeIndex
 
 log = logging.getLogger("odradek.storage")
 

@@ -93,7 +93,7 @@ def up_cmd(args: argparse.Namespace) -> int:
             cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         cfg = yaml.safe_load(cfg_path.read_text())
         # Own session: Ctrl-C reaches only us, and we stop the nodes one at a time.
-        proc = subprocess.Popen([sys.executable, "-m", "broker.cli.main", "node",
+        proc = subprocess.Popen([sys.executable, "-m", "odradek.broker.cli.main", "node",
                                  "--config", str(cfg_path)], start_new_session=True)
         procs.append((cfg, proc))
         kafka = cfg["listeners"].split("://", 1)[1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from broker.cli import admin, cluster, node, verify
+from odradek.broker.cli import admin, cluster, node, verify
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config_docs(args: argparse.Namespace) -> int:
-    from broker.config import config_docs
+    from odradek.broker.config import config_docs
 
     sys.stdout.write(config_docs())
     return 0
@@ -37,7 +37,7 @@ def _config_docs(args: argparse.Namespace) -> int:
 def _config_check(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from broker.config import ConfigError, load_config
+    from odradek.broker.config import ConfigError, load_config
 
     try:
         load_config(Path(args.file))

@@ -10,7 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
-from broker.config import ConfigError, load_config
+from odradek.broker.config import ConfigError, load_config
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -89,7 +89,7 @@ async def _watch_parent(pid: int, stop: asyncio.Event) -> None:
 
 
 async def _serve(config, parent_pid: int | None = None) -> int:  # type: ignore[no-untyped-def]
-    from broker.node import Node
+    from odradek.broker.node import Node
 
     log = logging.getLogger("odradek.node")
     stop = asyncio.Event()

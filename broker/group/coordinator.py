@@ -42,10 +42,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from kio.schema.errors import ErrorCode
-
-from broker.group import consumer_protocol
-from broker.group.clock import Clock, LoopClock, TimerHandle
-from broker.group.group import (
+from odradek.broker.group import consumer_protocol
+from odradek.broker.group.clock import Clock, LoopClock, TimerHandle
+from odradek.broker.group.group import (
     ClassicGroup,
     CommittedOffset,
     GroupOverview,
@@ -53,17 +52,17 @@ from broker.group.group import (
     GroupSummary,
     TopicPartition,
 )
-from broker.group.loading import Replay
-from broker.group.log import (
+from odradek.broker.group.loading import Replay
+from odradek.broker.group.log import (
     GroupLog,
     Record,
     admin_write_error,
     group_write_error,
     offset_commit_error,
 )
-from broker.group.member import JoinResult, Member, SyncResult, resolve
-from broker.group.partitioning import partition_for
-from broker.group.records import (
+from odradek.broker.group.member import JoinResult, Member, SyncResult, resolve
+from odradek.broker.group.partitioning import partition_for
+from odradek.broker.group.records import (
     OffsetValue,
     RecordFormatError,
     encode_group_value,

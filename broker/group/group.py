@@ -12,11 +12,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from kio.schema.errors import ErrorCode
-
-from broker.group import consumer_protocol
-from broker.group.clock import TimerHandle
-from broker.group.member import JoinedMember, JoinResult, Member, SyncResult, resolve
-from broker.group.records import GroupValue, MemberValue
+from odradek.broker.group import consumer_protocol
+from odradek.broker.group.clock import TimerHandle
+from odradek.broker.group.member import JoinedMember, JoinResult, Member, SyncResult, resolve
+from odradek.broker.group.records import GroupValue, MemberValue
 
 TopicPartition = tuple[str, int]
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 from kio.schema.errors import ErrorCode
-
-from broker.group.coordinator import GroupCoordinator, LeavingMember, OffsetCommitEntry
-from broker.group.group import CommittedOffset, TopicPartition
-from broker.handlers.api import ApiSpec, RequestContext
-from broker.kafka.codec import ms
+from odradek.broker.group.coordinator import GroupCoordinator, LeavingMember, OffsetCommitEntry
+from odradek.broker.group.group import CommittedOffset, TopicPartition
+from odradek.broker.handlers.api import ApiSpec, RequestContext
+from odradek.broker.kafka.codec import ms
 
 # Authorized-operations bitfield for a group when there are no ACLs: READ (3),
 # DELETE (6) and DESCRIBE (8) -- the operations Kafka defines on group resources.

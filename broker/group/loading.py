@@ -9,9 +9,9 @@ generation, protocol, leader, members and assignments of their last completed re
 
 from __future__ import annotations
 
-from broker.group.group import ClassicGroup, CommittedOffset, GroupState, TopicPartition
-from broker.group.member import Member
-from broker.group.records import (
+from odradek.broker.group.group import ClassicGroup, CommittedOffset, GroupState, TopicPartition
+from odradek.broker.group.member import Member
+from odradek.broker.group.records import (
     GroupKey,
     GroupValue,
     OffsetKey,

@@ -6,8 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from kio.schema.errors import ErrorCode
-
-from broker.group.clock import TimerHandle
+from odradek.broker.group.clock import TimerHandle
 
 
 @dataclass(frozen=True, slots=True)

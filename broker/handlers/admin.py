@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from kio.schema.errors import ErrorCode
-
-from broker.handlers.api import ApiSpec, RequestContext
-from controller.client import ControllerError, ControllerUnavailable
-from controller.quorum.api import (
+from odradek.broker.handlers.api import ApiSpec, RequestContext
+from odradek.controller.client import ControllerError, ControllerUnavailable
+from odradek.controller.quorum.api import (
     AlterConfigOp,
     AlterConfigsResource,
     CreatePartitionsSpec,
@@ -16,8 +15,8 @@ from controller.quorum.api import (
     DeleteTopicSpec,
     IncrementalAlterConfigsResource,
 )
-from controller.quorum.controller import ControllerFailedError
-from controller.quorum.log import NotControllerError
+from odradek.controller.quorum.controller import ControllerFailedError
+from odradek.controller.quorum.log import NotControllerError
 
 TOPIC, BROKER = 2, 4
 

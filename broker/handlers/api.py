@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from broker.kafka.codec import build_response
+from odradek.broker.kafka.codec import build_response
 
 
 @dataclass(frozen=True, slots=True)

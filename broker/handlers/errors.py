@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from kio.schema.errors import ErrorCode
-
-from storage.errors import StorageError
+from odradek.storage.errors import StorageError
 
 
 def error_code_for(exc: Exception) -> ErrorCode:

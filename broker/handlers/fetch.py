@@ -6,11 +6,10 @@ import time
 from typing import Any
 
 from kio.schema.errors import ErrorCode
-
-from broker.handlers.api import ApiSpec, RequestContext
-from broker.handlers.errors import error_code_for
-from broker.kafka.codec import ms
-from storage.errors import StorageError
+from odradek.broker.handlers.api import ApiSpec, RequestContext
+from odradek.broker.handlers.errors import error_code_for
+from odradek.broker.kafka.codec import ms
+from odradek.storage.errors import StorageError
 
 EARLIEST, LATEST, MAX_TIMESTAMP = -2, -1, -3
 MESSAGES_KEY = "_messages_sent"

@@ -6,9 +6,8 @@ import logging
 from typing import Any
 
 from kio.schema.errors import ErrorCode
-
-from broker.handlers.api import ApiSpec, RequestContext
-from controller.metadata.names import topic_name_error
+from odradek.broker.handlers.api import ApiSpec, RequestContext
+from odradek.controller.metadata.names import topic_name_error
 
 log = logging.getLogger("odradek.meta")
 

@@ -6,12 +6,11 @@ import logging
 from typing import Any
 
 from kio.schema.errors import ErrorCode
-
-from broker.handlers.api import ApiSpec, RequestContext
-from broker.handlers.errors import error_code_for
-from broker.handlers.meta import INTERNAL_TOPICS
-from broker.kafka.codec import ms
-from storage.errors import StorageError
+from odradek.broker.handlers.api import ApiSpec, RequestContext
+from odradek.broker.handlers.errors import error_code_for
+from odradek.broker.handlers.meta import INTERNAL_TOPICS
+from odradek.broker.kafka.codec import ms
+from odradek.storage.errors import StorageError
 
 log = logging.getLogger("odradek.produce")
 

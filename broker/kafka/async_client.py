@@ -8,7 +8,7 @@ import itertools
 import struct
 from typing import Any
 
-from broker.kafka import codec
+from odradek.broker.kafka import codec
 
 _SIZE = struct.Struct(">i")
 

@@ -7,7 +7,7 @@ import socket
 import struct
 from typing import Any
 
-from broker.kafka import codec
+from odradek.broker.kafka import codec
 
 _SIZE = struct.Struct(">i")
 

@@ -19,7 +19,7 @@ import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from broker.kafka import codec
+from odradek.broker.kafka import codec
 
 _SIZE = struct.Struct(">i")
 

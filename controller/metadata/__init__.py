@@ -1,13 +1,13 @@
 """Cluster metadata shared by controllers and brokers: records -> delta -> immutable image."""
 
-from controller.metadata.delta import (
+from odradek.controller.metadata.delta import (
     LocalReplicaChanges,
     MetadataDelta,
     MetadataReplayError,
     merge_partition_change,
 )
-from controller.metadata.gen import metadata_pb2 as records_pb2
-from controller.metadata.image import (
+from odradek.controller.metadata.gen import metadata_pb2 as records_pb2
+from odradek.controller.metadata.image import (
     BROKER_RESOURCE,
     NO_LEADER,
     TOPIC_RESOURCE,
@@ -18,8 +18,12 @@ from controller.metadata.image import (
     PartitionRegistration,
     TopicImage,
 )
-from controller.metadata.loader import MetadataListener, MetadataListenerError, MetadataLoader
-from controller.metadata.records import (
+from odradek.controller.metadata.loader import (
+    MetadataListener,
+    MetadataListenerError,
+    MetadataLoader,
+)
+from odradek.controller.metadata.records import (
     MetadataRecord,
     RecordDecodeError,
     decode_record,

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from controller.metadata.gen import metadata_pb2 as pb
-from controller.metadata.image import (
+from odradek.controller.metadata.gen import metadata_pb2 as pb
+from odradek.controller.metadata.image import (
     TOPIC_RESOURCE,
     BrokerRegistration,
     ConfigResource,
@@ -24,7 +24,7 @@ from controller.metadata.image import (
     PartitionRegistration,
     TopicImage,
 )
-from controller.metadata.records import uuid_from_bytes
+from odradek.controller.metadata.records import uuid_from_bytes
 
 
 class MetadataReplayError(Exception):

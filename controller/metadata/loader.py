@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
-from controller.metadata.delta import MetadataDelta
-from controller.metadata.gen import metadata_pb2 as pb
-from controller.metadata.image import MetadataImage
+from odradek.controller.metadata.delta import MetadataDelta
+from odradek.controller.metadata.gen import metadata_pb2 as pb
+from odradek.controller.metadata.image import MetadataImage
 
 log = logging.getLogger(__name__)
 

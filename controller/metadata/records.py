@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 
-from controller.metadata.gen import metadata_pb2 as pb
+from odradek.controller.metadata.gen import metadata_pb2 as pb
 
 MetadataRecord = pb.MetadataRecord
 

@@ -4,7 +4,7 @@ Pure operations live in topics.py, configs.py, brokers.py and partitions.py; Quo
 runs them one at a time, appends their records to a MetadataLog and replays them.
 """
 
-from controller.quorum.api import (
+from odradek.controller.quorum.api import (
     AlterConfigOp,
     AlterConfigOpType,
     AlterConfigsResource,
@@ -26,9 +26,9 @@ from controller.quorum.api import (
     RegisterBrokerRequest,
     RegisterBrokerResult,
 )
-from controller.quorum.controller import ControllerFailedError, QuorumController
-from controller.quorum.local_log import LocalMetadataLog, MetadataLogError
-from controller.quorum.log import MetadataLog, NotControllerError
+from odradek.controller.quorum.controller import ControllerFailedError, QuorumController
+from odradek.controller.quorum.local_log import LocalMetadataLog, MetadataLogError
+from odradek.controller.quorum.log import MetadataLog, NotControllerError
 
 __all__ = [
     "AlterConfigOp",

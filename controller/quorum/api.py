@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from kio.schema.errors import ErrorCode
-
-from controller.metadata import Listener, MetadataRecord, PartitionRegistration
+from odradek.controller.metadata import Listener, MetadataRecord, PartitionRegistration
 
 R = TypeVar("R")
 

@@ -10,16 +10,15 @@ from __future__ import annotations
 import uuid
 
 from kio.schema.errors import ErrorCode
-
-from controller.metadata import BrokerRegistration, MetadataImage, MetadataRecord
-from controller.metadata.records import (
+from odradek.controller.metadata import BrokerRegistration, MetadataImage, MetadataRecord
+from odradek.controller.metadata.records import (
     fence_broker_record,
     producer_ids_record,
     register_broker_record,
     unfence_broker_record,
     unregister_broker_record,
 )
-from controller.quorum.api import (
+from odradek.controller.quorum.api import (
     NONE,
     ApiError,
     BrokerResult,
@@ -28,7 +27,11 @@ from controller.quorum.api import (
     RegisterBrokerRequest,
     RegisterBrokerResult,
 )
-from controller.quorum.election import drop_unclean_replica, elect_leaderless, move_off_broker
+from odradek.controller.quorum.election import (
+    drop_unclean_replica,
+    elect_leaderless,
+    move_off_broker,
+)
 
 MAX_PRODUCER_ID = 2**63 - 1
 

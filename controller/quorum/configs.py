@@ -12,10 +12,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from kio.schema.errors import ErrorCode
-
-from controller.metadata import BROKER_RESOURCE, TOPIC_RESOURCE, MetadataImage, MetadataRecord
-from controller.metadata.records import config_record, partition_change_record
-from controller.quorum.api import (
+from odradek.controller.metadata import (
+    BROKER_RESOURCE,
+    TOPIC_RESOURCE,
+    MetadataImage,
+    MetadataRecord,
+)
+from odradek.controller.metadata.records import config_record, partition_change_record
+from odradek.controller.quorum.api import (
     NONE,
     AlterConfigOp,
     AlterConfigOpType,
@@ -25,7 +29,7 @@ from controller.quorum.api import (
     IncrementalAlterConfigsResource,
     OpResult,
 )
-from controller.quorum.topic_configs import (
+from odradek.controller.quorum.topic_configs import (
     list_config_items,
     min_insync_replicas,
     validate_topic_configs,

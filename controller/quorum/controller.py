@@ -16,7 +16,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from controller.metadata import (
+from odradek.controller.metadata import (
     Listener,
     MetadataImage,
     MetadataListenerError,
@@ -25,8 +25,8 @@ from controller.metadata import (
     decode_record,
     encode_record,
 )
-from controller.quorum import brokers, configs, election, partitions, topics
-from controller.quorum.api import (
+from odradek.controller.quorum import brokers, configs, election, partitions, topics
+from odradek.controller.quorum.api import (
     AlterConfigsResource,
     AlterConfigsResult,
     AlterPartitionItem,
@@ -45,7 +45,7 @@ from controller.quorum.api import (
     RegisterBrokerRequest,
     RegisterBrokerResult,
 )
-from controller.quorum.log import MetadataLog, NotControllerError
+from odradek.controller.quorum.log import MetadataLog, NotControllerError
 
 log = logging.getLogger(__name__)
 

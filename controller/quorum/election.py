@@ -27,9 +27,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
 
-from controller.metadata import NO_LEADER, MetadataImage, MetadataRecord, PartitionRegistration
-from controller.metadata.records import partition_change_record
-from controller.quorum.topic_configs import min_insync_replicas, unclean_election_enabled
+from odradek.controller.metadata import (
+    NO_LEADER,
+    MetadataImage,
+    MetadataRecord,
+    PartitionRegistration,
+)
+from odradek.controller.metadata.records import partition_change_record
+from odradek.controller.quorum.topic_configs import min_insync_replicas, unclean_election_enabled
 
 IsUsable = Callable[[int], bool]
 

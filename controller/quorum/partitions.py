@@ -13,11 +13,10 @@ from collections import Counter
 from collections.abc import Sequence
 
 from kio.schema.errors import ErrorCode
-
-from controller.metadata import MetadataImage, MetadataRecord, PartitionRegistration
-from controller.metadata.delta import merge_partition_change
-from controller.metadata.records import partition_change_record
-from controller.quorum.api import (
+from odradek.controller.metadata import MetadataImage, MetadataRecord, PartitionRegistration
+from odradek.controller.metadata.delta import merge_partition_change
+from odradek.controller.metadata.records import partition_change_record
+from odradek.controller.quorum.api import (
     NONE,
     AlterPartitionItem,
     AlterPartitionItemResult,
@@ -25,9 +24,9 @@ from controller.quorum.api import (
     ApiError,
     OpResult,
 )
-from controller.quorum.brokers import registered_broker
-from controller.quorum.election import next_elr
-from controller.quorum.topic_configs import min_insync_replicas
+from odradek.controller.quorum.brokers import registered_broker
+from odradek.controller.quorum.election import next_elr
+from odradek.controller.quorum.topic_configs import min_insync_replicas
 
 
 def _check(

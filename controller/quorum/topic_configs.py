@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from kio.schema.errors import ErrorCode
-
-import storage
-from controller.quorum.api import ApiError
-from storage.errors import InvalidConfigError
+from odradek import storage
+from odradek.controller.quorum.api import ApiError
+from odradek.storage.errors import InvalidConfigError
 
 MIN_INSYNC_REPLICAS = "min.insync.replicas"
 UNCLEAN_LEADER_ELECTION = "unclean.leader.election.enable"

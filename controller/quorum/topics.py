@@ -13,16 +13,15 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 from kio.schema.errors import ErrorCode
-
-from controller.metadata import TOPIC_RESOURCE, MetadataImage, MetadataRecord, TopicImage
-from controller.metadata.names import collision_key, topic_name_error
-from controller.metadata.records import (
+from odradek.controller.metadata import TOPIC_RESOURCE, MetadataImage, MetadataRecord, TopicImage
+from odradek.controller.metadata.names import collision_key, topic_name_error
+from odradek.controller.metadata.records import (
     config_record,
     partition_record,
     remove_topic_record,
     topic_record,
 )
-from controller.quorum.api import (
+from odradek.controller.quorum.api import (
     NONE,
     ApiError,
     ControllerSettings,
@@ -34,8 +33,8 @@ from controller.quorum.api import (
     DeleteTopicSpec,
     OpResult,
 )
-from controller.quorum.placement import PlacementBroker, place_partitions
-from controller.quorum.topic_configs import MIN_INSYNC_REPLICAS, validate_topic_configs
+from odradek.controller.quorum.placement import PlacementBroker, place_partitions
+from odradek.controller.quorum.topic_configs import MIN_INSYNC_REPLICAS, validate_topic_configs
 
 
 def usable_brokers(image: MetadataImage) -> list[PlacementBroker]:

@@ -1,7 +1,7 @@
 """Sans-I/O Raft core for the controller quorum (see node.py for the driver contract)."""
 
-from controller.raft.log import LogSafetyError
-from controller.raft.messages import (
+from odradek.controller.raft.log import LogSafetyError
+from odradek.controller.raft.messages import (
     AppendEntriesRequest,
     AppendEntriesResponse,
     Entry,
@@ -20,7 +20,7 @@ from controller.raft.messages import (
     VoteRequest,
     VoteResponse,
 )
-from controller.raft.node import (
+from odradek.controller.raft.node import (
     LeadershipTransferInProgress,
     NotLeaderError,
     PeerStatus,
@@ -32,8 +32,8 @@ from controller.raft.node import (
     SoftState,
     Status,
 )
-from controller.raft.progress import ProgressState
-from controller.raft.storage import MemoryStorage, RaftStorageView
+from odradek.controller.raft.progress import ProgressState
+from odradek.controller.raft.storage import MemoryStorage, RaftStorageView
 
 __all__ = [
     "AppendEntriesRequest",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from controller.raft.messages import Entry, Snapshot
+from odradek.controller.raft.messages import Entry, Snapshot
 
 
 class LogSafetyError(AssertionError):

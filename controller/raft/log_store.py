@@ -25,12 +25,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from crc32c import crc32c
-
-from controller.raft.messages import Entry, EntryKind, HardState, Snapshot, SnapshotMeta
-from controller.raft.storage import RaftStorageView
+from odradek.controller.raft.messages import Entry, EntryKind, HardState, Snapshot, SnapshotMeta
+from odradek.controller.raft.storage import RaftStorageView
 
 if TYPE_CHECKING:
-    from controller.raft.node import Ready
+    from odradek.controller.raft.node import Ready
 
 SEGMENT_MAGIC = b"ODRLOG01"
 SNAPSHOT_MAGIC = b"ODRSNP01"

@@ -27,8 +27,8 @@ import enum
 import random
 from dataclasses import dataclass, field, replace
 
-from controller.raft.log import RaftLog
-from controller.raft.messages import (
+from odradek.controller.raft.log import RaftLog
+from odradek.controller.raft.messages import (
     AppendEntriesRequest,
     AppendEntriesResponse,
     Entry,
@@ -47,8 +47,8 @@ from controller.raft.messages import (
     VoteRequest,
     VoteResponse,
 )
-from controller.raft.progress import Progress, ProgressState
-from controller.raft.storage import RaftStorageView
+from odradek.controller.raft.progress import Progress, ProgressState
+from odradek.controller.raft.storage import RaftStorageView
 
 
 class Role(enum.Enum):

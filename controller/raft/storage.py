@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from controller.raft.messages import Entry, HardState, Snapshot
+from odradek.controller.raft.messages import Entry, HardState, Snapshot
 
 if TYPE_CHECKING:
-    from controller.raft.node import Ready
+    from odradek.controller.raft.node import Ready
 
 
 @dataclass(frozen=True, slots=True)

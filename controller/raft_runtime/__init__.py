@@ -6,18 +6,22 @@
 - ``wire``: core messages <-> proto/raft.proto; ``snapshot``: metadata image <-> records.
 """
 
-from controller.raft_runtime.driver import DriverStoppedError, LeadershipLostError, RaftDriver
-from controller.raft_runtime.metadata_log import (
+from odradek.controller.raft_runtime.driver import (
+    DriverStoppedError,
+    LeadershipLostError,
+    RaftDriver,
+)
+from odradek.controller.raft_runtime.metadata_log import (
     NO_LEADER,
     DataDirInUseError,
     OffsetCompactedError,
     RaftMetadataLog,
     RaftNotControllerError,
 )
-from controller.raft_runtime.service import RaftServicer
-from controller.raft_runtime.settings import RaftSettings, parse_quorum
-from controller.raft_runtime.snapshot import SnapshotError, diff_records, image_to_records
-from controller.raft_runtime.transport import (
+from odradek.controller.raft_runtime.service import RaftServicer
+from odradek.controller.raft_runtime.settings import RaftSettings, parse_quorum
+from odradek.controller.raft_runtime.snapshot import SnapshotError, diff_records, image_to_records
+from odradek.controller.raft_runtime.transport import (
     CHANNEL_OPTIONS,
     SERVER_OPTIONS,
     GrpcTransport,

@@ -1,6 +1,6 @@
 """A controller-only node for trying the Raft runtime by hand and for integration tests.
 
-    python -m controller.raft_runtime.devnode --id 1 \\
+    python -m odradek.controller.raft_runtime.devnode --id 1 \\
         --voters 1@127.0.0.1:7001,2@127.0.0.1:7002,3@127.0.0.1:7003 --dir /tmp/c1
 
 It runs a RaftMetadataLog and a QuorumController on one grpc.aio server (the address given
@@ -35,12 +35,11 @@ from typing import Any
 
 import grpc
 from google.protobuf.json_format import MessageToDict
-
-from controller.metadata import MetadataImage, MetadataLoader
-from controller.quorum import CreateTopicSpec, NotControllerError, QuorumController
-from controller.raft_runtime.metadata_log import RaftMetadataLog
-from controller.raft_runtime.settings import RaftSettings, parse_quorum
-from controller.raft_runtime.transport import SERVER_OPTIONS
+from odradek.controller.metadata import MetadataImage, MetadataLoader
+from odradek.controller.quorum import CreateTopicSpec, NotControllerError, QuorumController
+from odradek.controller.raft_runtime.metadata_log import RaftMetadataLog
+from odradek.controller.raft_runtime.settings import RaftSettings, parse_quorum
+from odradek.controller.raft_runtime.transport import SERVER_OPTIONS
 
 log = logging.getLogger("odradek.devnode")
 

@@ -26,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
-from controller.raft import (
+from odradek.controller.raft import (
     Entry,
     Message,
     NotLeaderError,

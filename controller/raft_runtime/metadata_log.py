@@ -46,16 +46,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import grpc
-
-from controller.metadata import (
+from odradek.controller.metadata import (
     MetadataImage,
     MetadataListenerError,
     MetadataLoader,
     MetadataRecord,
     decode_record,
 )
-from controller.quorum.log import NotControllerError
-from controller.raft import (
+from odradek.controller.quorum.log import NotControllerError
+from odradek.controller.raft import (
     Entry,
     EntryKind,
     NotLeaderError,
@@ -64,19 +63,23 @@ from controller.raft import (
     Role,
     Snapshot,
 )
-from controller.raft.log_store import FileLogStore
-from controller.raft_runtime.batch import decode_batch, encode_batch
-from controller.raft_runtime.driver import DriverStoppedError, LeaderChangeCallback, RaftDriver
-from controller.raft_runtime.service import add_raft_service
-from controller.raft_runtime.settings import RaftSettings
-from controller.raft_runtime.snapshot import (
+from odradek.controller.raft.log_store import FileLogStore
+from odradek.controller.raft_runtime.batch import decode_batch, encode_batch
+from odradek.controller.raft_runtime.driver import (
+    DriverStoppedError,
+    LeaderChangeCallback,
+    RaftDriver,
+)
+from odradek.controller.raft_runtime.service import add_raft_service
+from odradek.controller.raft_runtime.settings import RaftSettings
+from odradek.controller.raft_runtime.snapshot import (
     SnapshotError,
     decode_snapshot_data,
     diff_records,
     encode_snapshot_data,
 )
-from controller.raft_runtime.transport import GrpcTransport, Transport
-from controller.rpc import raft_pb2 as pb
+from odradek.controller.raft_runtime.transport import GrpcTransport, Transport
+from odradek.controller.rpc import raft_pb2 as pb
 
 log = logging.getLogger("odradek.raft")
 

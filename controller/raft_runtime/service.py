@@ -6,15 +6,14 @@ import logging
 from typing import TYPE_CHECKING
 
 import grpc
-
-from controller.raft import LogSafetyError, NotLeaderError
-from controller.raft_runtime.wire import WireFormatError, batch_from_pb
-from controller.rpc import raft_pb2 as pb
-from controller.rpc import raft_pb2_grpc
-from controller.rpc.registration import register
+from odradek.controller.raft import LogSafetyError, NotLeaderError
+from odradek.controller.raft_runtime.wire import WireFormatError, batch_from_pb
+from odradek.controller.rpc import raft_pb2 as pb
+from odradek.controller.rpc import raft_pb2_grpc
+from odradek.controller.rpc.registration import register
 
 if TYPE_CHECKING:
-    from controller.raft_runtime.metadata_log import RaftMetadataLog
+    from odradek.controller.raft_runtime.metadata_log import RaftMetadataLog
 
 log = logging.getLogger("odradek.raft.service")
 

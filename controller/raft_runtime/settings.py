@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from controller.raft import RaftConfig
+from odradek.controller.raft import RaftConfig
 
 
 def parse_quorum(text: str) -> dict[int, str]:

@@ -28,7 +28,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from controller.metadata import (
+from odradek.controller.metadata import (
     TOPIC_RESOURCE,
     MetadataDelta,
     MetadataImage,
@@ -36,7 +36,7 @@ from controller.metadata import (
     decode_record,
     encode_record,
 )
-from controller.metadata.records import (
+from odradek.controller.metadata.records import (
     config_record,
     fence_broker_record,
     no_op_record,

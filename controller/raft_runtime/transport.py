@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import grpc
-
-from controller.raft import InstallSnapshotRequest, Message
-from controller.raft_runtime.wire import batch_to_pb
-from controller.rpc import raft_pb2_grpc
+from odradek.controller.raft import InstallSnapshotRequest, Message
+from odradek.controller.raft_runtime.wire import batch_to_pb
+from odradek.controller.rpc import raft_pb2_grpc
 
 log = logging.getLogger("odradek.raft.transport")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from controller.raft import (
+from odradek.controller.raft import (
     AppendEntriesRequest,
     AppendEntriesResponse,
     Entry,
@@ -29,7 +29,7 @@ from controller.raft import (
     VoteRequest,
     VoteResponse,
 )
-from controller.rpc import raft_pb2 as pb
+from odradek.controller.rpc import raft_pb2 as pb
 
 
 class WireFormatError(ValueError):

@@ -1,4 +1,4 @@
-from controller.metadata.gen import metadata_pb2 as _metadata_pb2
+from odradek.controller.metadata.gen import metadata_pb2 as _metadata_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message

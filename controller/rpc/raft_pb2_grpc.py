@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from controller.rpc import raft_pb2 as raft__pb2
+from odradek.controller.rpc import raft_pb2 as raft__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

@@ -2,7 +2,7 @@
 
 Run from the repository root after editing a .proto file (or `make proto`):
 
-    python -m controller.rpc.regenerate
+    python -m odradek.controller.rpc.regenerate
 
 The output depends on the grpcio-tools version (it stamps the protobuf version into the
 code), so use the version pinned in pyproject.toml; tests/unit/test_generated.py fails when
@@ -37,8 +37,14 @@ class ProtoModule:
         return self.proto.removesuffix(".proto")
 
     @property
+    def folder(self) -> str:
+        """Where the package lives in the repository: odradek.X.Y is X/Y (pyproject's
+        package-dir)."""
+        return self.package.removeprefix("odradek.").replace(".", "/")
+
+    @property
     def out_dir(self) -> Path:
-        return REPO_ROOT / self.package.replace(".", "/")
+        return REPO_ROOT / self.folder
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -49,9 +55,9 @@ class ProtoModule:
 
 
 MODULES: tuple[ProtoModule, ...] = (
-    ProtoModule("metadata.proto", "controller.metadata.gen", grpc=False),
-    ProtoModule("raft.proto", "controller.rpc", grpc=True),
-    ProtoModule("controller.proto", "controller.rpc", grpc=True),
+    ProtoModule("metadata.proto", "odradek.controller.metadata.gen", grpc=False),
+    ProtoModule("raft.proto", "odradek.controller.rpc", grpc=True),
+    ProtoModule("controller.proto", "odradek.controller.rpc", grpc=True),
 )
 
 
@@ -61,7 +67,7 @@ def _present() -> list[ProtoModule]:
 
 def _fix_imports(text: str) -> str:
     for m in MODULES:
-        # `import raft_pb2 as raft__pb2` -> `from controller.rpc import raft_pb2 as raft__pb2`
+        # `import raft_pb2 as raft__pb2` -> `from odradek.controller.rpc import raft_pb2 as ...`
         text = re.sub(rf"^import {m.stem}_pb2 as ", f"from {m.package} import {m.stem}_pb2 as ",
                       text, flags=re.M)
         text = re.sub(rf"^from {m.stem}_pb2 import ", f"from {m.package}.{m.stem}_pb2 import ",
@@ -85,7 +91,7 @@ def generate(out_root: Path) -> dict[str, bytes]:
                 raise RuntimeError(f"protoc failed for {PROTO_DIR / m.proto}")
             for name in m.files:
                 text = _fix_imports((Path(tmp) / name).read_text())
-                rel = f"{m.package.replace('.', '/')}/{name}"
+                rel = f"{m.folder}/{name}"
                 out[rel] = text.encode()
                 target = out_root / rel
                 target.parent.mkdir(parents=True, exist_ok=True)

@@ -12,10 +12,9 @@ import uuid
 from collections.abc import Iterable, Mapping
 
 from kio.schema.errors import ErrorCode
-
-from controller.metadata import Listener, PartitionRegistration
-from controller.metadata.gen import metadata_pb2 as mpb
-from controller.quorum.api import (
+from odradek.controller.metadata import Listener, PartitionRegistration
+from odradek.controller.metadata.gen import metadata_pb2 as mpb
+from odradek.controller.quorum.api import (
     AlterConfigOp,
     AlterConfigsResource,
     AlterConfigsResult,
@@ -32,7 +31,7 @@ from controller.quorum.api import (
     ProducerIdsResult,
     RegisterBrokerResult,
 )
-from controller.rpc import controller_pb2 as pb
+from odradek.controller.rpc import controller_pb2 as pb
 
 
 class ConversionError(ValueError):

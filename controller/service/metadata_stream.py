@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
-from controller.metadata import MetadataImage, MetadataRecord, encode_record
-from controller.raft_runtime.snapshot import image_to_records
-from controller.rpc import controller_pb2 as pb
+from odradek.controller.metadata import MetadataImage, MetadataRecord, encode_record
+from odradek.controller.raft_runtime.snapshot import image_to_records
+from odradek.controller.rpc import controller_pb2 as pb
 
 # (offset of the image, (offset, record) pairs that rebuild it when replayed at those offsets
 # into an empty image), as controller.raft_runtime.snapshot.image_to_records gives them.

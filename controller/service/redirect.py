@@ -10,8 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import grpc
-
-from controller.service.quorum_info import NO_LEADER
+from odradek.controller.service.quorum_info import NO_LEADER
 
 LEADER_ID_KEY = "odradek-leader-id"
 LEADER_ADDRESS_KEY = "odradek-leader-address"

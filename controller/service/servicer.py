@@ -27,14 +27,13 @@ from typing import Any, TypeVar
 
 import grpc
 from kio.schema.errors import ErrorCode
-
-from controller.metadata import MetadataDelta, MetadataImage
-from controller.quorum import ControllerFailedError, NotControllerError, QuorumController
-from controller.rpc import controller_pb2 as pb
-from controller.rpc import controller_pb2_grpc as pb_grpc
-from controller.rpc.registration import register
-from controller.service import convert
-from controller.service.metadata_stream import (
+from odradek.controller.metadata import MetadataDelta, MetadataImage
+from odradek.controller.quorum import ControllerFailedError, NotControllerError, QuorumController
+from odradek.controller.rpc import controller_pb2 as pb
+from odradek.controller.rpc import controller_pb2_grpc as pb_grpc
+from odradek.controller.rpc.registration import register
+from odradek.controller.service import convert
+from odradek.controller.service.metadata_stream import (
     DEFAULT_MAX_MESSAGE_BYTES,
     CommittedRecords,
     SnapshotSource,
@@ -44,9 +43,9 @@ from controller.service.metadata_stream import (
     snapshot_entries,
     to_messages,
 )
-from controller.service.quorum_info import NO_LEADER, QuorumInfo
-from controller.service.redirect import Redirect
-from controller.service.sessions import (
+from odradek.controller.service.quorum_info import NO_LEADER, QuorumInfo
+from odradek.controller.service.redirect import Redirect
+from odradek.controller.service.sessions import (
     DEFAULT_HEARTBEAT_INTERVAL_MS,
     DEFAULT_SESSION_TIMEOUT_MS,
     BrokerSessions,

@@ -25,8 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kio.schema.errors import ErrorCode
-
-from controller.metadata import MetadataImage
+from odradek.controller.metadata import MetadataImage
 
 Clock = Callable[[], float]
 

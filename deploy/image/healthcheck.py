@@ -31,7 +31,7 @@ def _local(host: str) -> str:
 
 def probe(config_path: Path) -> str | None:
     """None when healthy, else what is wrong."""
-    from broker.config import ConfigError, load_config
+    from odradek.broker.config import ConfigError, load_config
 
     try:
         cfg = load_config(config_path)

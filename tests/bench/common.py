@@ -91,7 +91,7 @@ def median(values: Sequence[float]) -> float:
 
 def config_default(key: str) -> Any:
     """Default of a node configuration key, read from the product's own key table."""
-    from broker.config import KEYS_BY_NAME
+    from odradek.broker.config import KEYS_BY_NAME
 
     return KEYS_BY_NAME[key].default
 
@@ -109,8 +109,7 @@ def describe_quorum(addresses: Sequence[str], timeout: float = 1.0,
                     local_only: bool = True) -> list[QuorumView]:
     """Each reachable controller's own view of the quorum (leader -1/0: none known)."""
     import grpc
-
-    from controller.rpc import raft_pb2, raft_pb2_grpc
+    from odradek.controller.rpc import raft_pb2, raft_pb2_grpc
 
     out = []
     for addr in addresses:

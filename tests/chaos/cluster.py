@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import storage
+from odradek import storage
+
 from tests.chaos.netns import Network
 from tests.integration.harness import REPO, Cluster, NodeProcess
 

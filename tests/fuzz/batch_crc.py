@@ -14,7 +14,7 @@ import dataclasses
 import struct
 from typing import Any
 
-from storage.batch import CRC_POS, LENGTH_POS, LOG_OVERHEAD, MIN_BATCH_LENGTH, batch_crc
+from odradek.storage.batch import CRC_POS, LENGTH_POS, LOG_OVERHEAD, MIN_BATCH_LENGTH, batch_crc
 
 PRODUCE_KEY = 0
 _I32 = struct.Struct(">i")

@@ -57,9 +57,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from broker.kafka import codec
-from broker.node import handler_table
-from storage.records import Record, encode_batch
+from odradek.broker.kafka import codec
+from odradek.broker.node import handler_table
+from odradek.storage.records import Record, encode_batch
 
 # Real client frames (tests/fuzz/capture_seeds.py) and the decode fuzzer's regressions.
 CORPUS_DIRS = tuple(Path(__file__).resolve().parent / "corpus" / d
@@ -879,7 +879,7 @@ def raise_fd_limit() -> tuple[int, int]:
 
 
 def kafka_request(target: Target, api_key: int, version: int, data: dict[str, Any]) -> Any:
-    from broker.kafka.client import KafkaConnection
+    from odradek.broker.kafka.client import KafkaConnection
 
     with KafkaConnection(target.host, target.port, client_id="netfuzz-setup") as c:
         return c.request(api_key, version, data)

@@ -24,8 +24,8 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from broker.config import parse_config
-from broker.node import Node
+from odradek.broker.config import parse_config
+from odradek.broker.node import Node
 
 _SHM = Path("/dev/shm")
 MAX_NEW_PARTITIONS = 16

@@ -36,17 +36,17 @@ import logging
 import zlib
 
 from kio.schema.errors import ErrorCode
-
-from broker.handlers.api import RequestContext
-from broker.handlers.meta import INTERNAL_TOPICS
-from broker.kafka import codec
-from broker.kafka.connection import (
+from odradek.broker.handlers.api import RequestContext
+from odradek.broker.handlers.meta import INTERNAL_TOPICS
+from odradek.broker.kafka import codec
+from odradek.broker.kafka.connection import (
     FrameReceived,
     ProtocolViolation,
     RequestReceived,
     ServerConnection,
     VersionRejected,
 )
+
 from tests.fuzz.batch_crc import PRODUCE_KEY, with_batch_crcs
 from tests.fuzz.member_ids import MemberIds
 from tests.fuzz.node_host import NodeHost, quiet_node_logs

@@ -128,7 +128,7 @@ class NodeProcess:
         marker = f"odradek node {self.node_id} ready".encode()
         with open(self.log_path, "ab") as log:
             self.proc = self._spawn(
-                [sys.executable, "-m", "broker.cli.main", "node", "--config",
+                [sys.executable, "-m", "odradek.broker.cli.main", "node", "--config",
                  str(self.config_path)], log, env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

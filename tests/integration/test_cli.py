@@ -27,7 +27,7 @@ def name(prefix: str) -> str:
 def cli(node: NodeProcess, *argv: str, stdin: str | None = None,
         check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "broker.cli.main", *argv,
+    proc = subprocess.run([sys.executable, "-m", "odradek.broker.cli.main", *argv,
                            "--bootstrap", node.bootstrap],
                           input=stdin, capture_output=True, text=True, env=env, timeout=60)
     if check:
@@ -122,7 +122,7 @@ def test_unreachable_bootstrap_fails_fast() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for argv in (["topics", "list"], ["produce", "t"], ["consume", "t"]):
         started = time.monotonic()
-        proc = subprocess.run([sys.executable, "-m", "broker.cli.main", *argv,
+        proc = subprocess.run([sys.executable, "-m", "odradek.broker.cli.main", *argv,
                                "--bootstrap", f"127.0.0.1:{port}"], input="x\n",
                               capture_output=True, text=True, env=env, timeout=60)
         took = time.monotonic() - started

@@ -11,8 +11,8 @@ from pathlib import Path
 import grpc
 import pytest
 from kafka.admin import KafkaAdminClient, NewTopic
+from odradek.controller.rpc import raft_pb2, raft_pb2_grpc
 
-from controller.rpc import raft_pb2, raft_pb2_grpc
 from tests.integration.harness import Cluster, wait_for
 
 pytestmark = pytest.mark.integration
@@ -220,9 +220,8 @@ def test_two_brokers_down_refuses_acks_all_and_keeps_data(tmp_path: Path) -> Non
 
 def _two_brokers_down(cluster: Cluster) -> None:
     from kio.schema.errors import ErrorCode
-
-    from broker.kafka.client import KafkaConnection
-    from storage.records import Record, encode_batch
+    from odradek.broker.kafka.client import KafkaConnection
+    from odradek.storage.records import Record, encode_batch
 
     topic = f"minisr-{uuid.uuid4().hex[:6]}"
     admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap)
@@ -264,8 +263,7 @@ def _two_brokers_down(cluster: Cluster) -> None:
 
 def test_committed_offsets_survive_coordinator_failover(cluster: Cluster) -> None:
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-
-    from broker.kafka.client import KafkaConnection
+    from odradek.broker.kafka.client import KafkaConnection
 
     topic = f"co-{uuid.uuid4().hex[:6]}"
     group = f"g-{topic}"
@@ -316,7 +314,7 @@ def test_cli_cluster_status_shows_quorum_and_a_dead_broker(cluster: Cluster) -> 
 
     def status() -> dict:
         out = subprocess.run(
-            [sys.executable, "-m", "broker.cli.main", "cluster", "status", "--json",
+            [sys.executable, "-m", "odradek.broker.cli.main", "cluster", "status", "--json",
              "--bootstrap", cluster.node(1).bootstrap,
              "--controller", cluster.node(1).overrides["controller.listener"]],
             capture_output=True, text=True, timeout=60, cwd=REPO,
@@ -338,7 +336,7 @@ def test_cli_cluster_status_shows_quorum_and_a_dead_broker(cluster: Cluster) -> 
 
 
 def _epoch_entries(c: Cluster, node_id: int, topic: str) -> list[tuple[int, int]]:
-    from storage.epochs import CHECKPOINT_NAME
+    from odradek.storage.epochs import CHECKPOINT_NAME
 
     path = c.node(node_id).base / f"node-{node_id}" / "logs" / f"{topic}-0" / CHECKPOINT_NAME
     lines = path.read_text().split("\n")

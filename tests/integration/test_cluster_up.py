@@ -47,7 +47,7 @@ def _free_base(n: int) -> int:
 
 def _up(data_dir: Path, base: int) -> tuple[subprocess.Popen[str], list[str]]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "broker.cli.main", "cluster", "up", "--nodes", "3",
+        [sys.executable, "-m", "odradek.broker.cli.main", "cluster", "up", "--nodes", "3",
          "--data-dir", str(data_dir), "--kafka-port", str(base)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)})

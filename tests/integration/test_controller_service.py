@@ -22,11 +22,10 @@ from typing import Any
 import grpc
 import pytest
 from kio.schema.errors import ErrorCode
-
-from broker.lifecycle import BrokerLifecycle, MetadataFollower
-from controller.client import ControllerClient, ControllerError, ControllerUnavailable
-from controller.metadata import MetadataImage, MetadataLoader
-from controller.quorum import (
+from odradek.broker.lifecycle import BrokerLifecycle, MetadataFollower
+from odradek.controller.client import ControllerClient, ControllerError, ControllerUnavailable
+from odradek.controller.metadata import MetadataImage, MetadataLoader
+from odradek.controller.quorum import (
     AlterConfigOp,
     AlterConfigsResource,
     AlterPartitionItem,
@@ -37,9 +36,9 @@ from controller.quorum import (
     LocalMetadataLog,
     QuorumController,
 )
-from controller.rpc import controller_pb2 as pb
-from controller.rpc import controller_pb2_grpc as pb_grpc
-from controller.service import (
+from odradek.controller.rpc import controller_pb2 as pb
+from odradek.controller.rpc import controller_pb2_grpc as pb_grpc
+from odradek.controller.service import (
     LEADER_ADDRESS_KEY,
     LEADER_ID_KEY,
     NO_LEADER,

@@ -1,6 +1,6 @@
 """Three controller processes running Raft over real gRPC on 127.0.0.1.
 
-Each process is ``python -m controller.raft_runtime.devnode`` (RaftMetadataLog +
+Each process is ``python -m odradek.controller.raft_runtime.devnode`` (RaftMetadataLog +
 QuorumController on one grpc.aio server), driven through JSON lines on stdin/stdout and
 killed with SIGKILL by PID. One cluster goes through: election, create topic, leader kill and
 failover (timed), rejoin of the killed node, catch-up of a far-behind node from a snapshot,
@@ -48,7 +48,7 @@ class ControllerProcess:
         env = dict(os.environ, PYTHONPATH=str(REPO), GRPC_VERBOSITY="ERROR")
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "controller.raft_runtime.devnode", "--id",
+                [sys.executable, "-m", "odradek.controller.raft_runtime.devnode", "--id",
                  str(self.node_id), "--voters", self.voters, "--dir", str(self.dir),
                  "--tick-ms", str(TICK_MS), "--snapshot-every", str(SNAPSHOT_EVERY)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env, cwd=REPO)

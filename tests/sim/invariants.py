@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from controller.raft import Entry, HardState, Message, RaftNode, Role, VoteResponse
+from odradek.controller.raft import Entry, HardState, Message, RaftNode, Role, VoteResponse
 
 
 class InvariantViolation(AssertionError):

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from controller.raft import (
+from odradek.controller.raft import (
     Entry,
     HardState,
     MemoryStorage,
@@ -37,6 +37,7 @@ from controller.raft import (
     Role,
     Snapshot,
 )
+
 from tests.sim.invariants import InvariantChecker, InvariantViolation, LivenessViolation
 
 TICK = 10  # virtual time units per Raft tick

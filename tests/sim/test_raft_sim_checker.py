@@ -6,8 +6,7 @@ import random
 from dataclasses import dataclass, replace
 
 import pytest
-
-from controller.raft import (
+from odradek.controller.raft import (
     Entry,
     HardState,
     RaftConfig,
@@ -18,7 +17,8 @@ from controller.raft import (
     SnapshotMeta,
     VoteResponse,
 )
-from controller.raft.log import RaftLog
+from odradek.controller.raft.log import RaftLog
+
 from tests.sim.invariants import InvariantChecker, InvariantViolation
 from tests.sim.simulator import Scenario, Simulation
 from tests.sim.test_raft_sim import run_seed

@@ -27,8 +27,7 @@ from typing import Any
 
 import pytest
 import yaml
-
-from broker.config import parse_config
+from odradek.broker.config import parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

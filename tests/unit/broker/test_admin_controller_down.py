@@ -6,11 +6,10 @@ import asyncio
 from types import SimpleNamespace
 
 from kio.schema.errors import ErrorCode
-
-from broker.handlers import admin
-from broker.handlers.api import RequestContext
-from broker.kafka.codec import build_request
-from controller.client import ControllerUnavailable
+from odradek.broker.handlers import admin
+from odradek.broker.handlers.api import RequestContext
+from odradek.broker.kafka.codec import build_request
+from odradek.controller.client import ControllerUnavailable
 
 
 class DownController:

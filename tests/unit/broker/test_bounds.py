@@ -16,9 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kio.serial import entity_reader, entity_writer
 from kio.static.primitive import Records
-
-from broker.kafka import bounds, codec
-from broker.node import handler_table
+from odradek.broker.kafka import bounds, codec
+from odradek.broker.node import handler_table
 
 st.register_type_strategy(Records, st.binary(max_size=64))
 

@@ -5,10 +5,9 @@ import struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from kio.schema.errors import ErrorCode
-
-from broker.kafka import codec
-from broker.kafka.budget import RequestBudget
-from broker.kafka.connection import (
+from odradek.broker.kafka import codec
+from odradek.broker.kafka.budget import RequestBudget
+from odradek.broker.kafka.connection import (
     FrameReceived,
     ProtocolViolation,
     RequestReceived,

@@ -4,8 +4,7 @@ import re
 from pathlib import Path
 
 from kio.schema.index import api_key_map
-
-from broker.node import handler_table
+from odradek.broker.node import handler_table
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "compatibility.md"
 
@@ -19,7 +18,7 @@ def test_compatibility_table_matches_the_apis_served() -> None:
 
 
 def test_every_served_version_has_a_kio_schema() -> None:
-    from broker.kafka.codec import kio_versions
+    from odradek.broker.kafka.codec import kio_versions
 
     for key, spec in handler_table().items():
         lo, hi = kio_versions(key)  # type: ignore[misc]

@@ -3,8 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from broker.config import KEYS, ConfigError, config_docs, load_config, parse_config
+from odradek.broker.config import KEYS, ConfigError, config_docs, load_config, parse_config
 
 BASE = {"node.id": 1, "data.dir": "/tmp/x"}
 
@@ -72,7 +71,7 @@ def test_checked_in_docs_are_current() -> None:
 
 
 def test_topic_config_sources_tell_defaults_from_operator_settings() -> None:
-    from broker.topic_configs import (
+    from odradek.broker.topic_configs import (
         DEFAULT_CONFIG,
         STATIC_BROKER_CONFIG,
         TOPIC_CONFIG,

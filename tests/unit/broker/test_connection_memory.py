@@ -6,7 +6,7 @@ from __future__ import annotations
 import struct
 import tracemalloc
 
-from broker.kafka.connection import FrameReceived, ServerConnection
+from odradek.broker.kafka.connection import FrameReceived, ServerConnection
 
 
 def test_framing_a_large_frame_copies_it_once() -> None:

@@ -8,12 +8,11 @@ from types import SimpleNamespace
 from typing import Any
 
 from kio.schema.errors import ErrorCode
-
-import storage
-from broker.handlers.fetch import _read_partition
-from broker.replica_manager import Partition
-from broker.replication import LeaderFetcher
-from storage.records import Record, decode_batches, encode_batch
+from odradek import storage
+from odradek.broker.handlers.fetch import _read_partition
+from odradek.broker.replica_manager import Partition
+from odradek.broker.replication import LeaderFetcher
+from odradek.storage.records import Record, decode_batches, encode_batch
 
 
 def make_partition(path: Path, *, leader: bool, epoch: int, isr: tuple[int, ...]) -> Partition:

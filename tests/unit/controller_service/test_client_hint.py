@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controller.client import ControllerClient
+from odradek.controller.client import ControllerClient
 
 
 def test_leader_hint_overrides_a_stale_leader_and_is_ignored_when_unknown() -> None:

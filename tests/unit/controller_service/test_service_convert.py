@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 from google.protobuf.message import Message
 from kio.schema.errors import ErrorCode
-
-from controller.metadata import Listener, PartitionRegistration
-from controller.quorum.api import (
+from odradek.controller.metadata import Listener, PartitionRegistration
+from odradek.controller.quorum.api import (
     AlterConfigOp,
     AlterConfigsResource,
     AlterConfigsResult,
@@ -28,8 +27,8 @@ from controller.quorum.api import (
     ProducerIdsResult,
     RegisterBrokerResult,
 )
-from controller.rpc import controller_pb2 as pb
-from controller.service import convert
+from odradek.controller.rpc import controller_pb2 as pb
+from odradek.controller.service import convert
 
 TID = uuid.UUID("12345678-1234-5678-1234-567812345678")
 
@@ -162,9 +161,9 @@ def test_duplicate_partition_assignments_are_refused() -> None:
 
 def test_every_rpc_has_its_conversions() -> None:
     """A new RPC in controller.proto needs a client method and servicer handler."""
-    from controller.client import ControllerClient
-    from controller.rpc import controller_pb2_grpc as pb_grpc
-    from controller.service import ControllerService
+    from odradek.controller.client import ControllerClient
+    from odradek.controller.rpc import controller_pb2_grpc as pb_grpc
+    from odradek.controller.service import ControllerService
 
     methods = {m.name for m in pb.DESCRIPTOR.services_by_name["Controller"].methods}
     for name in methods:
@@ -189,8 +188,8 @@ def test_client_mirrors_the_controller(name: str) -> None:
     """Broker code may hold either object, so calls must bind the same way on both."""
     import inspect
 
-    from controller.client import ControllerClient
-    from controller.quorum import QuorumController
+    from odradek.controller.client import ControllerClient
+    from odradek.controller.quorum import QuorumController
 
     ours = inspect.signature(getattr(ControllerClient, name))
     theirs = inspect.signature(getattr(QuorumController, name))

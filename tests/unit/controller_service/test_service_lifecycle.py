@@ -10,29 +10,28 @@ from typing import Any
 
 import pytest
 from kio.schema.errors import ErrorCode
-
-from broker.lifecycle import (
+from odradek.broker.lifecycle import (
     BrokerLifecycle,
     BrokerRegistrationError,
     MetadataFollower,
     MetadataFollowerError,
 )
-from controller.client import (
+from odradek.controller.client import (
     ControllerUnavailable,
     HeartbeatResult,
     MetadataBatch,
     Registration,
 )
-from controller.metadata import MetadataDelta, MetadataImage, MetadataLoader, encode_record
-from controller.metadata.records import (
+from odradek.controller.metadata import MetadataDelta, MetadataImage, MetadataLoader, encode_record
+from odradek.controller.metadata.records import (
     partition_record,
     register_broker_record,
     remove_topic_record,
     topic_record,
     unfence_broker_record,
 )
-from controller.quorum.api import RegisterBrokerResult
-from controller.raft_runtime.snapshot import image_to_records
+from odradek.controller.quorum.api import RegisterBrokerResult
+from odradek.controller.raft_runtime.snapshot import image_to_records
 
 OK = ErrorCode.none
 

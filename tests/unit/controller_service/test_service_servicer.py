@@ -14,17 +14,16 @@ from typing import Any
 import grpc
 import pytest
 from kio.schema.errors import ErrorCode
-
-from controller.metadata import MetadataImage, decode_record
-from controller.quorum import (
+from odradek.controller.metadata import MetadataImage, decode_record
+from odradek.controller.quorum import (
     CreateTopicSpec,
     LocalMetadataLog,
     NotControllerError,
     QuorumController,
 )
-from controller.raft_runtime.snapshot import replay
-from controller.rpc import controller_pb2 as pb
-from controller.service import (
+from odradek.controller.raft_runtime.snapshot import replay
+from odradek.controller.rpc import controller_pb2 as pb
+from odradek.controller.service import (
     LEADER_ADDRESS_KEY,
     LEADER_ID_KEY,
     ControllerService,

@@ -7,9 +7,8 @@ from collections.abc import Iterable
 
 import pytest
 from kio.schema.errors import ErrorCode
-
-from controller.metadata import MetadataDelta, MetadataImage, MetadataRecord
-from controller.metadata.records import (
+from odradek.controller.metadata import MetadataDelta, MetadataImage, MetadataRecord
+from odradek.controller.metadata.records import (
     fence_broker_record,
     partition_change_record,
     partition_record,
@@ -17,7 +16,7 @@ from controller.metadata.records import (
     topic_record,
     unfence_broker_record,
 )
-from controller.service import BrokerSessions, HeartbeatAction
+from odradek.controller.service import BrokerSessions, HeartbeatAction
 
 TIMEOUT_MS = 9000
 TID = uuid.UUID(int=1)

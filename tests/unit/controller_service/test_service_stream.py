@@ -6,10 +6,9 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-
-from controller.metadata import encode_record
-from controller.metadata.records import no_op_record, topic_record
-from controller.service.metadata_stream import (
+from odradek.controller.metadata import encode_record
+from odradek.controller.metadata.records import no_op_record, topic_record
+from odradek.controller.service.metadata_stream import (
     SnapshotUnavailable,
     read_range,
     snapshot_entries,

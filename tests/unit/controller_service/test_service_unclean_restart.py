@@ -10,13 +10,12 @@ from typing import Any
 
 import pytest
 from kio.schema.errors import ErrorCode
-
-from broker.lifecycle import BrokerLifecycle
-from controller.client import HeartbeatResult, Registration
-from controller.quorum import CreateTopicSpec, LocalMetadataLog, QuorumController
-from controller.quorum.api import RegisterBrokerResult
-from controller.rpc import controller_pb2 as pb
-from controller.service import ControllerService, ManualQuorumInfo
+from odradek.broker.lifecycle import BrokerLifecycle
+from odradek.controller.client import HeartbeatResult, Registration
+from odradek.controller.quorum import CreateTopicSpec, LocalMetadataLog, QuorumController
+from odradek.controller.quorum.api import RegisterBrokerResult
+from odradek.controller.rpc import controller_pb2 as pb
+from odradek.controller.service import ControllerService, ManualQuorumInfo
 
 
 class Context:

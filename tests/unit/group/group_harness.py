@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from broker.group.clock import ManualClock
-from broker.group.consumer_protocol import encode_subscription
-from broker.group.coordinator import GroupCoordinator
-from broker.group.log import InMemoryGroupLog
-from broker.group.member import JoinResult, SyncResult
+from odradek.broker.group.clock import ManualClock
+from odradek.broker.group.consumer_protocol import encode_subscription
+from odradek.broker.group.coordinator import GroupCoordinator
+from odradek.broker.group.log import InMemoryGroupLog
+from odradek.broker.group.member import JoinResult, SyncResult
 
 TOPICS = {"t": 3, "u": 2, "v": 1}
 SESSION_MS = 10_000

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from group_harness import Harness, subscription
 from kio.schema.errors import ErrorCode as E
-
-from broker.group.coordinator import LeavingMember, OffsetCommitEntry
-from broker.group.log import LogAppendError
-from broker.group.partitioning import java_string_hash, partition_for
+from odradek.broker.group.coordinator import LeavingMember, OffsetCommitEntry
+from odradek.broker.group.log import LogAppendError
+from odradek.broker.group.partitioning import java_string_hash, partition_for
 
 
 def reference_hash(s: str) -> int:

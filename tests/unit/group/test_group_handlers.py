@@ -9,10 +9,9 @@ from typing import Any
 import pytest
 from group_harness import Harness, subscription
 from kio.schema.errors import ErrorCode as E
-
-from broker.group.handlers import APIS
-from broker.handlers.api import RequestContext
-from broker.kafka import codec
+from odradek.broker.group.handlers import APIS
+from odradek.broker.handlers.api import RequestContext
+from odradek.broker.kafka import codec
 
 JOIN, SYNC, HEARTBEAT, LEAVE = 11, 14, 12, 13
 COMMIT, FETCH, LIST, DESCRIBE, DELETE, OFFSET_DELETE = 8, 9, 16, 15, 42, 47

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from group_harness import INITIAL_DELAY_MS, REBALANCE_MS, SESSION_MS, Harness, subscription
 from kio.schema.errors import ErrorCode as E
-
-from broker.group.coordinator import LeavingMember
-from broker.group.log import LogAppendError
+from odradek.broker.group.coordinator import LeavingMember
+from odradek.broker.group.log import LogAppendError
 
 
 async def test_three_members_join_and_sync_with_leader_assignment(harness: Harness) -> None:

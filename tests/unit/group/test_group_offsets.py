@@ -7,9 +7,8 @@ import asyncio
 import pytest
 from group_harness import Harness
 from kio.schema.errors import ErrorCode as E
-
-from broker.group.coordinator import LeavingMember, OffsetCommitEntry
-from broker.group.log import LogAppendError
+from odradek.broker.group.coordinator import LeavingMember, OffsetCommitEntry
+from odradek.broker.group.log import LogAppendError
 
 
 def entries(**offsets: int) -> dict[tuple[str, int], OffsetCommitEntry]:

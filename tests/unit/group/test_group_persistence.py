@@ -6,10 +6,9 @@ import asyncio
 
 from group_harness import Harness, subscription
 from kio.schema.errors import ErrorCode as E
-
-from broker.group import records
-from broker.group.coordinator import LeavingMember, OffsetCommitEntry
-from broker.group.log import InMemoryGroupLog
+from odradek.broker.group import records
+from odradek.broker.group.coordinator import LeavingMember, OffsetCommitEntry
+from odradek.broker.group.log import InMemoryGroupLog
 
 
 async def test_new_coordinator_on_same_log_has_offsets_and_generation(harness: Harness) -> None:

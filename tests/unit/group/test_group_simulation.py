@@ -15,10 +15,9 @@ import random
 import pytest
 from group_harness import Harness
 from kio.schema.errors import ErrorCode as E
-
-from broker.group.coordinator import LeavingMember, OffsetCommitEntry
-from broker.group.group import GroupState
-from broker.group.member import JoinResult, SyncResult
+from odradek.broker.group.coordinator import LeavingMember, OffsetCommitEntry
+from odradek.broker.group.group import GroupState
+from odradek.broker.group.member import JoinResult, SyncResult
 
 GROUP = "sim"
 SESSION = 6_000

@@ -6,9 +6,8 @@ from typing import Any
 
 from group_harness import INITIAL_DELAY_MS, Harness, subscription
 from kio.schema.errors import ErrorCode as E
-
-from broker.group.coordinator import LeavingMember, OffsetCommitEntry
-from broker.group.log import LogAppendError
+from odradek.broker.group.coordinator import LeavingMember, OffsetCommitEntry
+from odradek.broker.group.log import LogAppendError
 
 
 async def stable_static_group(h: Harness, **kw: Any) -> dict[str, str]:

@@ -7,9 +7,9 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
-from controller.metadata import MetadataDelta, MetadataImage, MetadataRecord
-from controller.metadata.records import register_broker_record, unfence_broker_record
-from controller.quorum import ControllerSettings, OpResult
+from odradek.controller.metadata import MetadataDelta, MetadataImage, MetadataRecord
+from odradek.controller.metadata.records import register_broker_record, unfence_broker_record
+from odradek.controller.quorum import ControllerSettings, OpResult
 
 SETTINGS = ControllerSettings()
 R = TypeVar("R")

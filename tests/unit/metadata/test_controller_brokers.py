@@ -7,19 +7,18 @@ import uuid
 
 import pytest
 from mdtest_helpers import SETTINGS, applied, cluster, rng
-
-from controller.metadata import Listener, MetadataImage, PartitionRegistration
-from controller.quorum import AlterPartitionItem, CreateTopicSpec, RegisterBrokerRequest
-from controller.quorum.brokers import (
+from odradek.controller.metadata import Listener, MetadataImage, PartitionRegistration
+from odradek.controller.quorum import AlterPartitionItem, CreateTopicSpec, RegisterBrokerRequest
+from odradek.controller.quorum.brokers import (
     allocate_producer_ids,
     fence_broker,
     register_broker,
     unfence_broker,
     unregister_broker,
 )
-from controller.quorum.election import elect_leader
-from controller.quorum.partitions import alter_partition
-from controller.quorum.topics import create_topics
+from odradek.controller.quorum.election import elect_leader
+from odradek.controller.quorum.partitions import alter_partition
+from odradek.controller.quorum.topics import create_topics
 
 UNKNOWN_TOPIC_OR_PARTITION = 3
 NOT_CONTROLLER = 41

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import pytest
 from mdtest_helpers import SETTINGS, applied, cluster, rng
-
-from controller.metadata import BROKER_RESOURCE, TOPIC_RESOURCE, MetadataImage
-from controller.quorum import (
+from odradek.controller.metadata import BROKER_RESOURCE, TOPIC_RESOURCE, MetadataImage
+from odradek.controller.quorum import (
     AlterConfigOp,
     AlterConfigOpType,
     AlterConfigsResource,
     CreateTopicSpec,
     IncrementalAlterConfigsResource,
 )
-from controller.quorum.configs import alter_configs, incremental_alter_configs
-from controller.quorum.topics import create_topics
+from odradek.controller.quorum.configs import alter_configs, incremental_alter_configs
+from odradek.controller.quorum.topics import create_topics
 
 UNKNOWN_TOPIC_OR_PARTITION = 3
 INVALID_CONFIG = 40

@@ -8,33 +8,32 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 from mdtest_helpers import SETTINGS, applied, cluster, commit, rng
-
-from controller.metadata import MetadataImage, PartitionRegistration
-from controller.metadata.image import TOPIC_RESOURCE, Listener
-from controller.metadata.records import (
+from odradek.controller.metadata import MetadataImage, PartitionRegistration
+from odradek.controller.metadata.image import TOPIC_RESOURCE, Listener
+from odradek.controller.metadata.records import (
     decode_record,
     encode_record,
     partition_change_record,
     partition_record,
     topic_record,
 )
-from controller.quorum import (
+from odradek.controller.quorum import (
     AlterConfigOp,
     AlterPartitionItem,
     CreateTopicSpec,
     IncrementalAlterConfigsResource,
     RegisterBrokerRequest,
 )
-from controller.quorum.brokers import (
+from odradek.controller.quorum.brokers import (
     fence_broker,
     register_broker,
     unfence_broker,
     unregister_broker,
 )
-from controller.quorum.configs import incremental_alter_configs
-from controller.quorum.election import elect_leader, next_elr
-from controller.quorum.partitions import alter_partition
-from controller.quorum.topics import create_topics
+from odradek.controller.quorum.configs import incremental_alter_configs
+from odradek.controller.quorum.election import elect_leader, next_elr
+from odradek.controller.quorum.partitions import alter_partition
+from odradek.controller.quorum.topics import create_topics
 
 LISTENERS = (Listener("PLAINTEXT", "h", 9092),)
 MIN_ISR_2 = {"min.insync.replicas": "2"}

@@ -7,18 +7,17 @@ from collections import Counter
 
 import pytest
 from mdtest_helpers import SETTINGS, applied, cluster, rng
-
-from controller.metadata import TOPIC_RESOURCE
-from controller.metadata.names import MAX_TOPIC_NAME_LENGTH, topic_name_error
-from controller.quorum import (
+from odradek.controller.metadata import TOPIC_RESOURCE
+from odradek.controller.metadata.names import MAX_TOPIC_NAME_LENGTH, topic_name_error
+from odradek.controller.quorum import (
     ControllerSettings,
     CreatePartitionsSpec,
     CreateTopicSpec,
     DeleteTopicSpec,
 )
-from controller.quorum.brokers import fence_broker
-from controller.quorum.placement import PlacementBroker, place_partitions, rack_interleaved
-from controller.quorum.topics import create_partitions, create_topics, delete_topics
+from odradek.controller.quorum.brokers import fence_broker
+from odradek.controller.quorum.placement import PlacementBroker, place_partitions, rack_interleaved
+from odradek.controller.quorum.topics import create_partitions, create_topics, delete_topics
 
 UNKNOWN_TOPIC_OR_PARTITION = 3
 INVALID_TOPIC_EXCEPTION = 17

@@ -6,8 +6,7 @@ import dataclasses
 import uuid
 
 import pytest
-
-from controller.metadata import (
+from odradek.controller.metadata import (
     BROKER_RESOURCE,
     TOPIC_RESOURCE,
     BrokerRegistration,
@@ -24,7 +23,7 @@ from controller.metadata import (
     decode_record,
     encode_record,
 )
-from controller.metadata.records import (
+from odradek.controller.metadata.records import (
     config_record,
     fence_broker_record,
     no_op_record,

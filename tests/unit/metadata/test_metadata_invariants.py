@@ -11,24 +11,23 @@ import uuid
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mdtest_helpers import SETTINGS, cluster, commit, rng
-
-from controller.metadata import (
+from odradek.controller.metadata import (
     MetadataDelta,
     MetadataImage,
     MetadataRecord,
     decode_record,
     encode_record,
 )
-from controller.quorum import (
+from odradek.controller.quorum import (
     AlterPartitionItem,
     CreatePartitionsSpec,
     CreateTopicSpec,
     DeleteTopicSpec,
     RegisterBrokerRequest,
 )
-from controller.quorum.brokers import fence_broker, register_broker, unfence_broker
-from controller.quorum.partitions import alter_partition
-from controller.quorum.topics import create_partitions, create_topics, delete_topics
+from odradek.controller.quorum.brokers import fence_broker, register_broker, unfence_broker
+from odradek.controller.quorum.partitions import alter_partition
+from odradek.controller.quorum.topics import create_partitions, create_topics, delete_topics
 
 BROKERS = (1, 2, 3, 4)
 NAMES = ("a", "b", "c")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import uuid
 
-from controller.metadata import MetadataDelta, MetadataImage
-from controller.metadata.records import (
+from odradek.controller.metadata import MetadataDelta, MetadataImage
+from odradek.controller.metadata.records import (
     partition_record,
     register_broker_record,
     topic_record,
     unfence_broker_record,
 )
-from controller.quorum.election import elect_preferred_leaders
+from odradek.controller.quorum.election import elect_preferred_leaders
 
 
 def image_with(leader: int, isr: tuple[int, ...], fenced: set[int] = frozenset()) -> MetadataImage:

@@ -10,16 +10,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-
-from controller.metadata import (
+from odradek.controller.metadata import (
     Listener,
     MetadataDelta,
     MetadataImage,
     decode_record,
     encode_record,
 )
-from controller.metadata.records import no_op_record, topic_record
-from controller.quorum import (
+from odradek.controller.metadata.records import no_op_record, topic_record
+from odradek.controller.quorum import (
     AlterConfigOp,
     AlterConfigsResource,
     AlterPartitionItem,
@@ -34,7 +33,7 @@ from controller.quorum import (
     NotControllerError,
     QuorumController,
 )
-from controller.quorum.local_log import LOG_FILE_NAME
+from odradek.controller.quorum.local_log import LOG_FILE_NAME
 
 TOPIC = 2
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable
 
-from controller.raft import (
+from odradek.controller.raft import (
     Entry,
     HardState,
     MemoryStorage,

@@ -3,8 +3,7 @@ from __future__ import annotations
 import random
 
 import pytest
-
-from controller.raft import (
+from odradek.controller.raft import (
     EntryKind,
     MemoryStorage,
     NotLeaderError,
@@ -16,6 +15,7 @@ from controller.raft import (
     VoteRequest,
     VoteResponse,
 )
+
 from tests.unit.raft.raft_harness import Cluster, view
 
 

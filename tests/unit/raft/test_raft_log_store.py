@@ -4,8 +4,7 @@ import random
 from pathlib import Path
 
 import pytest
-
-from controller.raft import (
+from odradek.controller.raft import (
     Entry,
     EntryKind,
     HardState,
@@ -16,7 +15,7 @@ from controller.raft import (
     Snapshot,
     SnapshotMeta,
 )
-from controller.raft.log_store import CorruptLogError, FileLogStore, encode_snapshot
+from odradek.controller.raft.log_store import CorruptLogError, FileLogStore, encode_snapshot
 
 
 def entries(lo: int, hi: int, term: int = 1) -> list[Entry]:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from controller.raft import (
+from odradek.controller.raft import (
     PreVoteRequest,
     PreVoteResponse,
     ProgressState,
@@ -9,6 +9,7 @@ from controller.raft import (
     VoteRequest,
     VoteResponse,
 )
+
 from tests.unit.raft.raft_harness import Cluster
 
 

@@ -3,8 +3,7 @@ from __future__ import annotations
 import random
 
 import pytest
-
-from controller.raft import (
+from odradek.controller.raft import (
     Entry,
     HardState,
     InstallSnapshotRequest,
@@ -16,6 +15,7 @@ from controller.raft import (
     Snapshot,
     SnapshotMeta,
 )
+
 from tests.unit.raft.raft_harness import Cluster, view
 
 

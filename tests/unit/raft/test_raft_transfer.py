@@ -1,8 +1,7 @@
 from __future__ import annotations
 
 import pytest
-
-from controller.raft import (
+from odradek.controller.raft import (
     AppendEntriesRequest,
     LeadershipTransferInProgress,
     NotLeaderError,
@@ -10,6 +9,7 @@ from controller.raft import (
     TimeoutNow,
     VoteRequest,
 )
+
 from tests.unit.raft.raft_harness import Cluster
 
 

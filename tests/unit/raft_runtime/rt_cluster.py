@@ -14,12 +14,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from controller.metadata import MetadataImage, MetadataLoader
-from controller.quorum import QuorumController
-from controller.raft import Message
-from controller.raft_runtime import RaftMetadataLog, RaftSettings
-from controller.raft_runtime.wire import batch_from_pb, batch_to_pb
-from controller.rpc import raft_pb2 as pb
+from odradek.controller.metadata import MetadataImage, MetadataLoader
+from odradek.controller.quorum import QuorumController
+from odradek.controller.raft import Message
+from odradek.controller.raft_runtime import RaftMetadataLog, RaftSettings
+from odradek.controller.raft_runtime.wire import batch_from_pb, batch_to_pb
+from odradek.controller.rpc import raft_pb2 as pb
 
 
 class LoopbackNetwork:
@@ -141,7 +141,7 @@ async def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
 
 async def retry(op: Callable[[], Awaitable[object]], timeout: float = 5.0) -> object:
     """Run a controller operation, retrying while no controller can take it."""
-    from controller.quorum import NotControllerError
+    from odradek.controller.quorum import NotControllerError
 
     deadline = time.monotonic() + timeout
     while True:

@@ -7,14 +7,14 @@ import random
 import uuid
 from collections.abc import Iterator
 
-from controller.metadata import (
+from odradek.controller.metadata import (
     BROKER_RESOURCE,
     TOPIC_RESOURCE,
     MetadataDelta,
     MetadataImage,
     MetadataRecord,
 )
-from controller.metadata.records import (
+from odradek.controller.metadata.records import (
     config_record,
     fence_broker_record,
     no_op_record,

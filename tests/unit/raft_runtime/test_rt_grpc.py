@@ -10,14 +10,19 @@ from pathlib import Path
 
 import grpc
 import pytest
+from odradek.controller.metadata import MetadataLoader, encode_record
+from odradek.controller.metadata.records import no_op_record
+from odradek.controller.raft import Heartbeat, HeartbeatResponse, InstallSnapshotRequest, Snapshot
+from odradek.controller.raft.messages import SnapshotMeta
+from odradek.controller.raft_runtime import (
+    SERVER_OPTIONS,
+    GrpcTransport,
+    RaftMetadataLog,
+    RaftSettings,
+)
+from odradek.controller.rpc import raft_pb2 as pb
+from odradek.controller.rpc import raft_pb2_grpc
 
-from controller.metadata import MetadataLoader, encode_record
-from controller.metadata.records import no_op_record
-from controller.raft import Heartbeat, HeartbeatResponse, InstallSnapshotRequest, Snapshot
-from controller.raft.messages import SnapshotMeta
-from controller.raft_runtime import SERVER_OPTIONS, GrpcTransport, RaftMetadataLog, RaftSettings
-from controller.rpc import raft_pb2 as pb
-from controller.rpc import raft_pb2_grpc
 from tests.integration.harness import free_port
 
 

@@ -8,17 +8,17 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-from controller.metadata import MetadataImage, MetadataLoader, decode_record, encode_record
-from controller.metadata.records import topic_record
-from controller.quorum import CreateTopicSpec, NotControllerError
-from controller.raft import EntryKind
-from controller.raft_runtime import (
+from odradek.controller.metadata import MetadataImage, MetadataLoader, decode_record, encode_record
+from odradek.controller.metadata.records import topic_record
+from odradek.controller.quorum import CreateTopicSpec, NotControllerError
+from odradek.controller.raft import EntryKind
+from odradek.controller.raft_runtime import (
     OffsetCompactedError,
     RaftNotControllerError,
 )
-from controller.raft_runtime.metadata_log import DataDirInUseError
-from controller.raft_runtime.snapshot import replay
+from odradek.controller.raft_runtime.metadata_log import DataDirInUseError
+from odradek.controller.raft_runtime.snapshot import replay
+
 from tests.unit.raft_runtime.rt_cluster import (
     Cluster,
     broker_listener,
@@ -319,7 +319,7 @@ def test_data_dir_is_locked_against_a_second_process(tmp_path: Path) -> None:
         c = Cluster(tmp_path, voters=1)
         await c.start()
         with pytest.raises(DataDirInUseError):
-            from controller.raft_runtime import RaftMetadataLog
+            from odradek.controller.raft_runtime import RaftMetadataLog
 
             RaftMetadataLog(c.settings(1), MetadataLoader())
         await c.stop()
@@ -330,7 +330,7 @@ def test_data_dir_is_locked_against_a_second_process(tmp_path: Path) -> None:
 def test_new_leader_refuses_an_operation_computed_before_it_caught_up(tmp_path: Path) -> None:
     """A new leader's image may lack entries of the previous term that only its NOOP commits.
     An operation computed on that image must not be appended (it could contradict them)."""
-    from controller.raft import AppendEntriesRequest, AppendEntriesResponse, Role
+    from odradek.controller.raft import AppendEntriesRequest, AppendEntriesResponse, Role
 
     async def main() -> None:
         c = Cluster(tmp_path, voters=3)

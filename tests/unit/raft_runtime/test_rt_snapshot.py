@@ -8,10 +8,9 @@ import uuid
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from controller.metadata import MetadataImage, MetadataLoader
-from controller.metadata.records import register_broker_record, topic_record
-from controller.raft_runtime.snapshot import (
+from odradek.controller.metadata import MetadataImage, MetadataLoader
+from odradek.controller.metadata.records import register_broker_record, topic_record
+from odradek.controller.raft_runtime.snapshot import (
     SnapshotError,
     decode_snapshot_data,
     diff_records,
@@ -19,6 +18,7 @@ from controller.raft_runtime.snapshot import (
     image_to_records,
     replay,
 )
+
 from tests.unit.raft_runtime.rt_images import commit, random_log
 
 
@@ -71,7 +71,7 @@ def test_diff_moves_an_earlier_image_to_a_later_one(seed: int, batches: int,
 
 def test_diff_reports_deleted_and_changed_partitions_to_listeners() -> None:
     tid = uuid.UUID(int=1)
-    from controller.metadata.records import partition_record, remove_topic_record
+    from odradek.controller.metadata.records import partition_record, remove_topic_record
 
     base = commit(MetadataImage.EMPTY, [
         register_broker_record(1, str(uuid.UUID(int=9)), [("PLAINTEXT", "h", 1)], None, False),
@@ -88,7 +88,7 @@ def test_empty_and_noop_only_images() -> None:
     assert image_to_records(MetadataImage.EMPTY) == []
     data = decode_snapshot_data(encode_snapshot_data(MetadataImage.EMPTY))
     assert data.last_offset == -1 and data.records == ()
-    from controller.metadata.records import no_op_record
+    from odradek.controller.metadata.records import no_op_record
 
     only_noops = commit(MetadataImage.EMPTY, [no_op_record()] * 5)
     pairs = image_to_records(only_noops)
@@ -119,7 +119,7 @@ def test_damaged_snapshot_data_is_refused(damage) -> None:
 
 
 def test_eligible_leader_replicas_survive_a_snapshot() -> None:
-    from controller.metadata.records import partition_change_record, partition_record
+    from odradek.controller.metadata.records import partition_change_record, partition_record
 
     tid = uuid.UUID(int=3)
     image = commit(MetadataImage.EMPTY, [

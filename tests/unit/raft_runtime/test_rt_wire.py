@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from controller.raft import (
+from odradek.controller.raft import (
     AppendEntriesRequest,
     AppendEntriesResponse,
     Entry,
@@ -23,14 +22,14 @@ from controller.raft import (
     VoteRequest,
     VoteResponse,
 )
-from controller.raft_runtime.wire import (
+from odradek.controller.raft_runtime.wire import (
     WireFormatError,
     batch_from_pb,
     batch_to_pb,
     message_from_pb,
     message_to_pb,
 )
-from controller.rpc import raft_pb2 as pb
+from odradek.controller.rpc import raft_pb2 as pb
 
 ids = st.integers(1, 2**31 - 1)
 u64 = st.integers(0, 2**64 - 1)
@@ -81,7 +80,7 @@ MESSAGES = {
 def test_every_core_message_type_has_a_strategy() -> None:
     import typing
 
-    from controller.raft.messages import Message
+    from odradek.controller.raft.messages import Message
 
     assert set(typing.get_args(Message)) == set(MESSAGES)
 

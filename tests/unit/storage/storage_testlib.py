@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from storage import Compression, LogConfig, PartitionLog, Record, decode_batches, encode_batch
+from odradek.storage import (
+    Compression,
+    LogConfig,
+    PartitionLog,
+    Record,
+    decode_batches,
+    encode_batch,
+)
 
 
 class Clock:

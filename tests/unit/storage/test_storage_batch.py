@@ -6,9 +6,7 @@ import crc32c
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from storage_testlib import make_batch
-
-from storage import (
+from odradek.storage import (
     HEADER_SIZE,
     BatchHeader,
     Compression,
@@ -20,7 +18,8 @@ from storage import (
     parse_batches,
     read_batch_header,
 )
-from storage.batch import LOG_OVERHEAD
+from odradek.storage.batch import LOG_OVERHEAD
+from storage_testlib import make_batch
 
 i64 = st.integers(-(2**63), 2**63 - 1)
 i32 = st.integers(-(2**31), 2**31 - 1)

@@ -3,9 +3,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from storage import EpochEntry, LeaderEpochCache
-from storage.errors import CheckpointCorruptError
+from odradek.storage import EpochEntry, LeaderEpochCache
+from odradek.storage.errors import CheckpointCorruptError
 
 
 def cache(tmp_path: Path, *entries: tuple[int, int], leo: int = 100) -> LeaderEpochCache:

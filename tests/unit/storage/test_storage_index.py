@@ -4,9 +4,8 @@ import struct
 from pathlib import Path
 
 import pytest
-
-from storage.errors import IndexCorruptError
-from storage.index import OffsetIndex, TimeIndex
+from odradek.storage.errors import IndexCorruptError
+from odradek.storage.index import OffsetIndex, TimeIndex
 
 
 def test_offset_index_lookup_flush_load(tmp_path: Path) -> None:

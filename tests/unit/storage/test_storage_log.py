@@ -5,9 +5,7 @@ import struct
 from pathlib import Path
 
 import pytest
-from storage_testlib import Clock, crash, make_batch, open_log, read_all
-
-from storage import (
+from odradek.storage import (
     Compression,
     CorruptRecordError,
     EpochEntry,
@@ -27,6 +25,7 @@ from storage import (
     encode_batch,
     parse_batches,
 )
+from storage_testlib import Clock, crash, make_batch, open_log, read_all
 
 
 def test_offsets_are_assigned_across_batches_and_survive_reopen(tmp_path: Path) -> None:
@@ -537,8 +536,8 @@ def test_truncation_reactivates_an_old_segment(tmp_path: Path) -> None:
 def test_truncate_at_the_log_end_drops_an_epoch_that_holds_no_record(tmp_path: Path) -> None:
     # A replica led epoch 1 without writing, then follows a leader whose log agrees up to
     # its end: truncating "to the end" must still forget epoch 1 (Kafka does the same).
-    from storage import LogConfig, PartitionLog
-    from storage.records import Record, encode_batch
+    from odradek.storage import LogConfig, PartitionLog
+    from odradek.storage.records import Record, encode_batch
 
     log = PartitionLog.open(tmp_path / "p", LogConfig())
     log.append(encode_batch([Record(0, value=b"a")]), leader_epoch=0)

@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from storage_testlib import Clock, crash, make_batch, open_log
-
-from storage import (
+from odradek.storage import (
     AppendOrigin,
     InvalidProducerEpochError,
     OutOfOrderSequenceError,
@@ -15,7 +13,8 @@ from storage import (
     Record,
     encode_batch,
 )
-from storage.producer_state import BATCHES_TO_RETAIN
+from odradek.storage.producer_state import BATCHES_TO_RETAIN
+from storage_testlib import Clock, crash, make_batch, open_log
 
 
 def produce(log: PartitionLog, seq: int, n: int = 2, *, pid: int = 42, epoch: int = 0):

@@ -6,8 +6,7 @@ import cramjam
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from storage import (
+from odradek.storage import (
     Compression,
     CorruptRecordError,
     Record,
@@ -17,8 +16,8 @@ from storage import (
     encode_batch,
     read_batch_header,
 )
-from storage.batch import batch_crc
-from storage.records import compress, decompress
+from odradek.storage.batch import batch_crc
+from odradek.storage.records import compress, decompress
 
 maybe_bytes = st.none() | st.binary(max_size=64)
 headers = st.lists(st.tuples(st.text(max_size=8), maybe_bytes), max_size=3).map(tuple)

@@ -1,0 +1,61 @@
+"""Odradek installs as one import package, ``odradek``: the repository's folders broker/,
+controller/ and storage/ are mapped to odradek.broker, odradek.controller and
+odradek.storage (pyproject.toml), so generic names like ``storage`` never land in a user's
+environment."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import sysconfig
+import tomllib
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+FOLDERS = ("broker", "controller", "storage")
+
+
+def test_every_package_folder_is_listed() -> None:
+    """pyproject lists packages explicitly (setuptools cannot discover under a prefix)."""
+    found = sorted("odradek." + str(p.parent.relative_to(REPO)).replace("/", ".")
+                   for folder in FOLDERS for p in (REPO / folder).rglob("__init__.py"))
+    assert sorted(PYPROJECT["tool"]["setuptools"]["packages"]) == found
+    assert PYPROJECT["tool"]["setuptools"]["package-dir"] == {
+        f"odradek.{f}": f for f in FOLDERS}
+
+
+def test_wheel_adds_only_odradek(tmp_path: Path) -> None:
+    """Build the wheel, install it into a fresh virtual environment, and see what it adds:
+    ``odradek`` and its dist-info, nothing else; the installed CLI and node code import from
+    the wheel, not from this checkout."""
+    dist = tmp_path / "dist"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(dist), str(REPO)], check=True, capture_output=True)
+    (wheel,) = dist.glob("odradek-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        tops = {name.split("/", 1)[0] for name in z.namelist()}
+    assert {t for t in tops if not t.endswith(".dist-info")} == {"odradek"}, tops
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = Path(subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True, capture_output=True, text=True).stdout.strip())
+    before = set(p.name for p in site.iterdir())
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
+                    "--no-deps", str(wheel)], check=True, capture_output=True)
+    added = {p.name for p in site.iterdir()} - before
+    assert {a for a in added if not a.endswith(".dist-info")} == {"odradek"}, added
+    # Dependencies come from this test's environment (appended after the venv's own site).
+    (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    probe = subprocess.run(
+        [python, "-c", "import odradek.broker.node, odradek.controller.raft, odradek.storage;"
+         " print(odradek.broker.node.__file__)"],
+        check=True, capture_output=True, text=True, cwd=tmp_path)
+    assert probe.stdout.startswith(str(site)), probe.stdout
+    cli = subprocess.run([venv / "bin" / "odradek", "--help"], capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert cli.returncode == 0 and "cluster" in cli.stdout, cli.stderr
