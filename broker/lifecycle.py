@@ -25,13 +25,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from kio.schema.errors import ErrorCode
-from odradek.controller.client import (
-    ControllerClient,
-    ControllerError,
-    ControllerUnavailable,
-    HeartbeatResult,
-    MetadataBatch,
-)
+from odradek.controller.client import ControllerClient
 from odradek.controller.metadata import (
     Listener,
     MetadataListenerError,
@@ -39,7 +33,13 @@ from odradek.controller.metadata import (
     MetadataReplayError,
     decode_record,
 )
-from odradek.controller.raft_runtime.snapshot import SnapshotError, diff_records, replay
+from odradek.controller.metadata.diff import SnapshotError, diff_records, replay
+from odradek.controller.metadata.requests import (
+    ControllerError,
+    ControllerUnavailable,
+    HeartbeatResult,
+    MetadataBatch,
+)
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from odradek.broker.replication import ReplicationManager
 from odradek.broker.server import KafkaServer, ServerLimits
 from odradek.controller.metadata import MetadataImage
 from odradek.controller.metadata.delta import local_replicas
-from odradek.controller.quorum.api import CreateTopicSpec
+from odradek.controller.metadata.requests import CreateTopicSpec
 
 log = logging.getLogger("odradek.node")
 

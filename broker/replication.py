@@ -24,7 +24,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 from odradek.broker.kafka.async_client import AsyncKafkaConnection, BrokerConnectionError
 from odradek.broker.replica_manager import Partition
-from odradek.controller.quorum.api import AlterPartitionItem
+from odradek.controller.metadata.requests import AlterPartitionItem
 from odradek.storage.errors import StorageError
 
 log = logging.getLogger("odradek.replication")

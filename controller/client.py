@@ -22,20 +22,25 @@ from typing import Any
 
 import grpc
 from odradek.controller.metadata import Listener
-from odradek.controller.quorum.api import (
+from odradek.controller.metadata.requests import (
     AlterConfigsResource,
     AlterConfigsResult,
     AlterPartitionItem,
     AlterPartitionResult,
+    ControllerError,
+    ControllerUnavailable,
     CreatePartitionsResult,
     CreatePartitionsSpec,
     CreateTopicResult,
     CreateTopicSpec,
     DeleteTopicResult,
     DeleteTopicSpec,
+    HeartbeatResult,
     IncrementalAlterConfigsResource,
+    MetadataBatch,
     ProducerIdsResult,
     RegisterBrokerResult,
+    Registration,
 )
 from odradek.controller.rpc import controller_pb2 as pb
 from odradek.controller.rpc import controller_pb2_grpc as pb_grpc
@@ -54,57 +59,14 @@ _RETRYABLE = frozenset({
 })
 
 
-class ControllerUnavailable(Exception):
-    """No active controller answered in time."""
-
-    def __init__(self, what: str, seconds: float, tried: Sequence[str]) -> None:
-        detail = "; ".join(tried) or "no controller was tried"
-        super().__init__(
-            f"no active controller answered {what} within {seconds:.1f}s (tried: {detail}); "
-            "check that a majority of the controller voters is running and reachable"
-        )
-        self.tried = tuple(tried)
 
 
-class ControllerError(Exception):
-    """The active controller refused the call itself (malformed request, internal error)."""
-
-    def __init__(self, what: str, target: str, code: grpc.StatusCode, details: str) -> None:
-        super().__init__(f"{what} failed on controller {target}: {code.name}: {details}")
-        self.code = code
-        self.details = details
 
 
-@dataclass(frozen=True)
-class Registration:
-    result: RegisterBrokerResult
-    # The controller's lease settings (0 when it did not say).
-    heartbeat_interval_ms: int
-    session_timeout_ms: int
 
 
-@dataclass(frozen=True)
-class HeartbeatResult:
-    error_code: int
-    error_message: str | None
-    is_fenced: bool
-    is_caught_up: bool
-    should_shutdown: bool
 
 
-@dataclass(frozen=True)
-class MetadataBatch:
-    """Committed records of whole operations, to be applied together (one loader commit).
-
-    A snapshot batch replaces the image: its records, replayed into an empty image at their
-    offsets, rebuild it, and the log continues after `last_offset`."""
-
-    records: tuple[tuple[int, bytes], ...]
-    snapshot: bool = False
-
-    @property
-    def last_offset(self) -> int:
-        return self.records[-1][0]
 
 
 @dataclass
@@ -224,7 +186,7 @@ class ControllerClient:
             except grpc.aio.AioRpcError as error:
                 tried.append(f"{target}: {error.code().name} ({error.details()})")
                 if not (self._is_redirect(error) or error.code() in _RETRYABLE):
-                    raise ControllerError(method, str(target), error.code(),
+                    raise ControllerError(method, str(target), error.code().name,
                                           error.details() or "") from error
                 if self._follow(target, error):
                     continue
@@ -377,14 +339,14 @@ class ControllerClient:
                         continue
                     if not batch.snapshot and batch.records[0][0] != next_offset:
                         raise ControllerError(
-                            "FetchMetadata", str(target), grpc.StatusCode.DATA_LOSS,
+                            "FetchMetadata", str(target), "DATA_LOSS",
                             f"asked for offset {next_offset}, the batch starts at "
                             f"{batch.records[0][0]}")
                     next_offset = batch.last_offset + 1
                     yield batch
             except grpc.aio.AioRpcError as error:
                 if not (self._is_redirect(error) or error.code() in _RETRYABLE):
-                    raise ControllerError("FetchMetadata", str(target), error.code(),
+                    raise ControllerError("FetchMetadata", str(target), error.code().name,
                                           error.details() or "") from error
                 if self._follow(target, error):
                     continue

@@ -6,17 +6,18 @@ from typing import Any
 
 from kio.schema.errors import ErrorCode
 from odradek.broker.handlers.api import ApiSpec, RequestContext
-from odradek.controller.client import ControllerError, ControllerUnavailable
-from odradek.controller.quorum.api import (
+from odradek.controller.metadata.requests import (
     AlterConfigOp,
     AlterConfigsResource,
+    ControllerError,
+    ControllerFailedError,
+    ControllerUnavailable,
     CreatePartitionsSpec,
     CreateTopicSpec,
     DeleteTopicSpec,
     IncrementalAlterConfigsResource,
+    NotControllerError,
 )
-from odradek.controller.quorum.controller import ControllerFailedError
-from odradek.controller.quorum.log import NotControllerError
 
 TOPIC, BROKER = 2, 4
 

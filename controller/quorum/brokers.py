@@ -18,15 +18,13 @@ from odradek.controller.metadata.records import (
     unfence_broker_record,
     unregister_broker_record,
 )
-from odradek.controller.quorum.api import (
-    NONE,
-    ApiError,
+from odradek.controller.metadata.requests import (
     BrokerResult,
-    OpResult,
     ProducerIdsResult,
     RegisterBrokerRequest,
     RegisterBrokerResult,
 )
+from odradek.controller.quorum.api import NONE, ApiError, OpResult
 from odradek.controller.quorum.election import (
     drop_unclean_replica,
     elect_leaderless,

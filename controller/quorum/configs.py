@@ -19,16 +19,14 @@ from odradek.controller.metadata import (
     MetadataRecord,
 )
 from odradek.controller.metadata.records import config_record, partition_change_record
-from odradek.controller.quorum.api import (
-    NONE,
+from odradek.controller.metadata.requests import (
     AlterConfigOp,
     AlterConfigOpType,
     AlterConfigsResource,
     AlterConfigsResult,
-    ApiError,
     IncrementalAlterConfigsResource,
-    OpResult,
 )
+from odradek.controller.quorum.api import NONE, ApiError, OpResult
 from odradek.controller.quorum.topic_configs import (
     list_config_items,
     min_insync_replicas,

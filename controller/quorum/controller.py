@@ -25,14 +25,13 @@ from odradek.controller.metadata import (
     decode_record,
     encode_record,
 )
-from odradek.controller.quorum import brokers, configs, election, partitions, topics
-from odradek.controller.quorum.api import (
+from odradek.controller.metadata.requests import (
     AlterConfigsResource,
     AlterConfigsResult,
     AlterPartitionItem,
     AlterPartitionResult,
     BrokerResult,
-    ControllerSettings,
+    ControllerFailedError,
     CreatePartitionsResult,
     CreatePartitionsSpec,
     CreateTopicResult,
@@ -40,12 +39,14 @@ from odradek.controller.quorum.api import (
     DeleteTopicResult,
     DeleteTopicSpec,
     IncrementalAlterConfigsResource,
-    OpResult,
+    NotControllerError,
     ProducerIdsResult,
     RegisterBrokerRequest,
     RegisterBrokerResult,
 )
-from odradek.controller.quorum.log import MetadataLog, NotControllerError
+from odradek.controller.quorum import brokers, configs, election, partitions, topics
+from odradek.controller.quorum.api import ControllerSettings, OpResult
+from odradek.controller.quorum.log import MetadataLog
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +58,6 @@ def _consume_outcome(task: asyncio.Future[Any]) -> None:
         log.debug("abandoned controller operation failed: %s", task.exception())
 
 
-class ControllerFailedError(Exception):
-    """An append failed in a way that leaves the log's content unknown; the controller
-    refuses further operations until `load()` has re-read the log."""
 
 
 class QuorumController:

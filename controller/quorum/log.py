@@ -9,15 +9,6 @@ from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 
-class NotControllerError(Exception):
-    """This node cannot append: it is not (or no longer) the active controller.
-
-    Brokers answer NOT_CONTROLLER (41) so that the client or broker retries elsewhere.
-    """
-
-    error_code = 41
-
-
 class MetadataLog(Protocol):
     async def append(self, records: Sequence[bytes]) -> int:
         """Append the records as one atomic batch (all or none survive a crash) and return the

@@ -16,14 +16,12 @@ from kio.schema.errors import ErrorCode
 from odradek.controller.metadata import MetadataImage, MetadataRecord, PartitionRegistration
 from odradek.controller.metadata.delta import merge_partition_change
 from odradek.controller.metadata.records import partition_change_record
-from odradek.controller.quorum.api import (
-    NONE,
+from odradek.controller.metadata.requests import (
     AlterPartitionItem,
     AlterPartitionItemResult,
     AlterPartitionResult,
-    ApiError,
-    OpResult,
 )
+from odradek.controller.quorum.api import NONE, ApiError, OpResult
 from odradek.controller.quorum.brokers import registered_broker
 from odradek.controller.quorum.election import next_elr
 from odradek.controller.quorum.topic_configs import min_insync_replicas

@@ -21,18 +21,15 @@ from odradek.controller.metadata.records import (
     remove_topic_record,
     topic_record,
 )
-from odradek.controller.quorum.api import (
-    NONE,
-    ApiError,
-    ControllerSettings,
+from odradek.controller.metadata.requests import (
     CreatePartitionsResult,
     CreatePartitionsSpec,
     CreateTopicResult,
     CreateTopicSpec,
     DeleteTopicResult,
     DeleteTopicSpec,
-    OpResult,
 )
+from odradek.controller.quorum.api import NONE, ApiError, ControllerSettings, OpResult
 from odradek.controller.quorum.placement import PlacementBroker, place_partitions
 from odradek.controller.quorum.topic_configs import MIN_INSYNC_REPLICAS, validate_topic_configs
 

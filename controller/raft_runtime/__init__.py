@@ -20,7 +20,6 @@ from odradek.controller.raft_runtime.metadata_log import (
 )
 from odradek.controller.raft_runtime.service import RaftServicer
 from odradek.controller.raft_runtime.settings import RaftSettings, parse_quorum
-from odradek.controller.raft_runtime.snapshot import SnapshotError, diff_records, image_to_records
 from odradek.controller.raft_runtime.transport import (
     CHANNEL_OPTIONS,
     SERVER_OPTIONS,
@@ -42,9 +41,6 @@ __all__ = [
     "RaftNotControllerError",
     "RaftServicer",
     "RaftSettings",
-    "SnapshotError",
     "Transport",
-    "diff_records",
-    "image_to_records",
     "parse_quorum",
 ]

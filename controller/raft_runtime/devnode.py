@@ -36,7 +36,8 @@ from typing import Any
 import grpc
 from google.protobuf.json_format import MessageToDict
 from odradek.controller.metadata import MetadataImage, MetadataLoader
-from odradek.controller.quorum import CreateTopicSpec, NotControllerError, QuorumController
+from odradek.controller.metadata.requests import CreateTopicSpec, NotControllerError
+from odradek.controller.quorum import QuorumController
 from odradek.controller.raft_runtime.metadata_log import RaftMetadataLog
 from odradek.controller.raft_runtime.settings import RaftSettings, parse_quorum
 from odradek.controller.raft_runtime.transport import SERVER_OPTIONS

@@ -53,7 +53,8 @@ from odradek.controller.metadata import (
     MetadataRecord,
     decode_record,
 )
-from odradek.controller.quorum.log import NotControllerError
+from odradek.controller.metadata.diff import SnapshotError, diff_records
+from odradek.controller.metadata.requests import NotControllerError
 from odradek.controller.raft import (
     Entry,
     EntryKind,
@@ -72,12 +73,7 @@ from odradek.controller.raft_runtime.driver import (
 )
 from odradek.controller.raft_runtime.service import add_raft_service
 from odradek.controller.raft_runtime.settings import RaftSettings
-from odradek.controller.raft_runtime.snapshot import (
-    SnapshotError,
-    decode_snapshot_data,
-    diff_records,
-    encode_snapshot_data,
-)
+from odradek.controller.raft_runtime.snapshot import decode_snapshot_data, encode_snapshot_data
 from odradek.controller.raft_runtime.transport import GrpcTransport, Transport
 from odradek.controller.rpc import raft_pb2 as pb
 

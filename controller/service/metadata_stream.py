@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from odradek.controller.metadata import MetadataImage, MetadataRecord, encode_record
-from odradek.controller.raft_runtime.snapshot import image_to_records
+from odradek.controller.metadata.diff import image_to_records
 from odradek.controller.rpc import controller_pb2 as pb
 
 # (offset of the image, (offset, record) pairs that rebuild it when replayed at those offsets

@@ -28,7 +28,8 @@ from typing import Any, TypeVar
 import grpc
 from kio.schema.errors import ErrorCode
 from odradek.controller.metadata import MetadataDelta, MetadataImage
-from odradek.controller.quorum import ControllerFailedError, NotControllerError, QuorumController
+from odradek.controller.metadata.requests import ControllerFailedError, NotControllerError
+from odradek.controller.quorum import QuorumController
 from odradek.controller.rpc import controller_pb2 as pb
 from odradek.controller.rpc import controller_pb2_grpc as pb_grpc
 from odradek.controller.rpc.registration import register

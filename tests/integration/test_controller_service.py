@@ -23,19 +23,20 @@ import grpc
 import pytest
 from kio.schema.errors import ErrorCode
 from odradek.broker.lifecycle import BrokerLifecycle, MetadataFollower
-from odradek.controller.client import ControllerClient, ControllerError, ControllerUnavailable
+from odradek.controller.client import ControllerClient
 from odradek.controller.metadata import MetadataImage, MetadataLoader
-from odradek.controller.quorum import (
+from odradek.controller.metadata.requests import (
     AlterConfigOp,
     AlterConfigsResource,
     AlterPartitionItem,
+    ControllerError,
+    ControllerUnavailable,
     CreatePartitionsSpec,
     CreateTopicSpec,
     DeleteTopicSpec,
     IncrementalAlterConfigsResource,
-    LocalMetadataLog,
-    QuorumController,
 )
+from odradek.controller.quorum import LocalMetadataLog, QuorumController
 from odradek.controller.rpc import controller_pb2 as pb
 from odradek.controller.rpc import controller_pb2_grpc as pb_grpc
 from odradek.controller.service import (

@@ -9,7 +9,7 @@ from kio.schema.errors import ErrorCode
 from odradek.broker.handlers import admin
 from odradek.broker.handlers.api import RequestContext
 from odradek.broker.kafka.codec import build_request
-from odradek.controller.client import ControllerUnavailable
+from odradek.controller.metadata.requests import ControllerUnavailable
 
 
 class DownController:

@@ -10,7 +10,7 @@ import pytest
 from google.protobuf.message import Message
 from kio.schema.errors import ErrorCode
 from odradek.controller.metadata import Listener, PartitionRegistration
-from odradek.controller.quorum.api import (
+from odradek.controller.metadata.requests import (
     AlterConfigOp,
     AlterConfigsResource,
     AlterConfigsResult,

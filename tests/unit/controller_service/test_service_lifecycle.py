@@ -16,13 +16,8 @@ from odradek.broker.lifecycle import (
     MetadataFollower,
     MetadataFollowerError,
 )
-from odradek.controller.client import (
-    ControllerUnavailable,
-    HeartbeatResult,
-    MetadataBatch,
-    Registration,
-)
 from odradek.controller.metadata import MetadataDelta, MetadataImage, MetadataLoader, encode_record
+from odradek.controller.metadata.diff import image_to_records
 from odradek.controller.metadata.records import (
     partition_record,
     register_broker_record,
@@ -30,8 +25,13 @@ from odradek.controller.metadata.records import (
     topic_record,
     unfence_broker_record,
 )
-from odradek.controller.quorum.api import RegisterBrokerResult
-from odradek.controller.raft_runtime.snapshot import image_to_records
+from odradek.controller.metadata.requests import (
+    ControllerUnavailable,
+    HeartbeatResult,
+    MetadataBatch,
+    RegisterBrokerResult,
+    Registration,
+)
 
 OK = ErrorCode.none
 

@@ -15,13 +15,9 @@ import grpc
 import pytest
 from kio.schema.errors import ErrorCode
 from odradek.controller.metadata import MetadataImage, decode_record
-from odradek.controller.quorum import (
-    CreateTopicSpec,
-    LocalMetadataLog,
-    NotControllerError,
-    QuorumController,
-)
-from odradek.controller.raft_runtime.snapshot import replay
+from odradek.controller.metadata.diff import replay
+from odradek.controller.metadata.requests import CreateTopicSpec, NotControllerError
+from odradek.controller.quorum import LocalMetadataLog, QuorumController
 from odradek.controller.rpc import controller_pb2 as pb
 from odradek.controller.service import (
     LEADER_ADDRESS_KEY,

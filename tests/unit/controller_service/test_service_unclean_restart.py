@@ -11,9 +11,13 @@ from typing import Any
 import pytest
 from kio.schema.errors import ErrorCode
 from odradek.broker.lifecycle import BrokerLifecycle
-from odradek.controller.client import HeartbeatResult, Registration
-from odradek.controller.quorum import CreateTopicSpec, LocalMetadataLog, QuorumController
-from odradek.controller.quorum.api import RegisterBrokerResult
+from odradek.controller.metadata.requests import (
+    CreateTopicSpec,
+    HeartbeatResult,
+    RegisterBrokerResult,
+    Registration,
+)
+from odradek.controller.quorum import LocalMetadataLog, QuorumController
 from odradek.controller.rpc import controller_pb2 as pb
 from odradek.controller.service import ControllerService, ManualQuorumInfo
 

@@ -8,7 +8,11 @@ import uuid
 import pytest
 from mdtest_helpers import SETTINGS, applied, cluster, rng
 from odradek.controller.metadata import Listener, MetadataImage, PartitionRegistration
-from odradek.controller.quorum import AlterPartitionItem, CreateTopicSpec, RegisterBrokerRequest
+from odradek.controller.metadata.requests import (
+    AlterPartitionItem,
+    CreateTopicSpec,
+    RegisterBrokerRequest,
+)
 from odradek.controller.quorum.brokers import (
     allocate_producer_ids,
     fence_broker,

@@ -17,7 +17,7 @@ from odradek.controller.metadata.records import (
     partition_record,
     topic_record,
 )
-from odradek.controller.quorum import (
+from odradek.controller.metadata.requests import (
     AlterConfigOp,
     AlterPartitionItem,
     CreateTopicSpec,

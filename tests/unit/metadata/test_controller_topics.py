@@ -9,12 +9,12 @@ import pytest
 from mdtest_helpers import SETTINGS, applied, cluster, rng
 from odradek.controller.metadata import TOPIC_RESOURCE
 from odradek.controller.metadata.names import MAX_TOPIC_NAME_LENGTH, topic_name_error
-from odradek.controller.quorum import (
-    ControllerSettings,
+from odradek.controller.metadata.requests import (
     CreatePartitionsSpec,
     CreateTopicSpec,
     DeleteTopicSpec,
 )
+from odradek.controller.quorum import ControllerSettings
 from odradek.controller.quorum.brokers import fence_broker
 from odradek.controller.quorum.placement import PlacementBroker, place_partitions, rack_interleaved
 from odradek.controller.quorum.topics import create_partitions, create_topics, delete_topics

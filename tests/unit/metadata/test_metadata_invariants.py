@@ -18,7 +18,7 @@ from odradek.controller.metadata import (
     decode_record,
     encode_record,
 )
-from odradek.controller.quorum import (
+from odradek.controller.metadata.requests import (
     AlterPartitionItem,
     CreatePartitionsSpec,
     CreateTopicSpec,

@@ -18,19 +18,21 @@ from odradek.controller.metadata import (
     encode_record,
 )
 from odradek.controller.metadata.records import no_op_record, topic_record
-from odradek.controller.quorum import (
+from odradek.controller.metadata.requests import (
     AlterConfigOp,
     AlterConfigsResource,
     AlterPartitionItem,
     ControllerFailedError,
-    ControllerSettings,
     CreatePartitionsSpec,
     CreateTopicSpec,
     DeleteTopicSpec,
     IncrementalAlterConfigsResource,
+    NotControllerError,
+)
+from odradek.controller.quorum import (
+    ControllerSettings,
     LocalMetadataLog,
     MetadataLogError,
-    NotControllerError,
     QuorumController,
 )
 from odradek.controller.quorum.local_log import LOG_FILE_NAME

@@ -141,7 +141,7 @@ async def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
 
 async def retry(op: Callable[[], Awaitable[object]], timeout: float = 5.0) -> object:
     """Run a controller operation, retrying while no controller can take it."""
-    from odradek.controller.quorum import NotControllerError
+    from odradek.controller.metadata.requests import NotControllerError
 
     deadline = time.monotonic() + timeout
     while True:

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 from odradek.controller.metadata import MetadataImage, MetadataLoader, decode_record, encode_record
+from odradek.controller.metadata.diff import replay
 from odradek.controller.metadata.records import topic_record
-from odradek.controller.quorum import CreateTopicSpec, NotControllerError
+from odradek.controller.metadata.requests import CreateTopicSpec, NotControllerError
 from odradek.controller.raft import EntryKind
 from odradek.controller.raft_runtime import (
     OffsetCompactedError,
     RaftNotControllerError,
 )
 from odradek.controller.raft_runtime.metadata_log import DataDirInUseError
-from odradek.controller.raft_runtime.snapshot import replay
 
 from tests.unit.raft_runtime.rt_cluster import (
     Cluster,
