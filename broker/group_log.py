@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from kio.schema.errors import ErrorCode
+
 from odradek.storage.records import Record, decode_batches, encode_batch
 
 

@@ -25,6 +25,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from kio.schema.errors import ErrorCode
+
 from odradek.controller.client import ControllerClient
 from odradek.controller.metadata import (
     Listener,

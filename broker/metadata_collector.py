@@ -17,9 +17,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from odradek.controller.raft import Role
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from odradek.controller.raft import Role
 
 NO_LEADER = -1
 

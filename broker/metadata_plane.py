@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 from kio.schema.errors import ErrorCode
+
 from odradek.broker.config import NodeConfig
 from odradek.broker.lifecycle import BrokerLifecycle, MetadataFollower
 from odradek.controller.client import ControllerClient

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kio.schema.errors import ErrorCode
+
 from odradek import storage
 from odradek.broker import topic_configs
 from odradek.broker.config import NodeConfig, parse_ip_overrides
@@ -33,7 +34,7 @@ from odradek.broker.replication import ReplicationManager
 from odradek.broker.server import KafkaServer, ServerLimits
 from odradek.controller.metadata import MetadataImage
 from odradek.controller.metadata.delta import local_replicas
-from odradek.controller.metadata.requests import CreateTopicSpec
+from odradek.controller.metadata.requests import ControllerCallFailed, CreateTopicSpec
 
 log = logging.getLogger("odradek.node")
 
@@ -327,7 +328,7 @@ class Node:
                                  self.config["default.replication.factor"]) for n in names]
         try:
             results = await self.controller.create_topics(specs)
-        except admin.CONTROLLER_FAILURES as e:
+        except ControllerCallFailed as e:
             # The Metadata answer says LEADER_NOT_AVAILABLE and the client asks again.
             log.warning("auto-creating topics %s failed: %s", names, e)
             return
@@ -349,7 +350,7 @@ class Node:
                     configs={"cleanup.policy": "compact",
                              "segment.bytes": str(100 * 1024 * 1024)},
                 )])
-            except admin.CONTROLLER_FAILURES as e:
+            except ControllerCallFailed as e:
                 log.warning("creating %s failed: %s", meta.OFFSETS_TOPIC, e)
                 return False
             for r in results:

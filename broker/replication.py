@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kio.schema.errors import ErrorCode
+
 from odradek.broker.kafka.async_client import AsyncKafkaConnection, BrokerConnectionError
 from odradek.broker.replica_manager import Partition
 from odradek.controller.metadata.requests import AlterPartitionItem

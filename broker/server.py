@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kio.schema.errors import ErrorCode
+
 from odradek.broker.handlers.api import ApiSpec, RequestContext
 from odradek.broker.kafka import codec
 from odradek.broker.kafka.budget import RequestBudget

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+
 from odradek.controller.metadata import Listener
 from odradek.controller.metadata.requests import (
     AlterConfigsResource,

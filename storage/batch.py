@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 import crc32c
+
 from odradek.storage.errors import CorruptRecordError, UnsupportedMagicError
 
 HEADER = struct.Struct(">qiibIhiqqqhii")

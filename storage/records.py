@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import cramjam
+
 from odradek.storage.batch import (
     CONTROL_BIT,
     HEADER_SIZE,

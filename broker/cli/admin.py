@@ -500,6 +500,7 @@ def groups_reset_offsets(args: argparse.Namespace) -> int:
 
 def _quorum(address: str, timeout: float = 5.0) -> dict[str, Any]:
     import grpc
+
     from odradek.controller.rpc import raft_pb2, raft_pb2_grpc
 
     with grpc.insecure_channel(address) as channel:

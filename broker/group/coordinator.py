@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kio.schema.errors import ErrorCode
+
 from odradek.broker.group import consumer_protocol
 from odradek.broker.group.clock import Clock, LoopClock, TimerHandle
 from odradek.broker.group.group import (

@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from kio.schema.errors import ErrorCode
+
 from odradek.broker.group import consumer_protocol
 from odradek.broker.group.clock import TimerHandle
 from odradek.broker.group.member import JoinedMember, JoinResult, Member, SyncResult, resolve

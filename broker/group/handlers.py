@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from kio.schema.errors import ErrorCode
+
 from odradek.broker.group.coordinator import GroupCoordinator, LeavingMember, OffsetCommitEntry
 from odradek.broker.group.group import CommittedOffset, TopicPartition
 from odradek.broker.handlers.api import ApiSpec, RequestContext

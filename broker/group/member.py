@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from kio.schema.errors import ErrorCode
+
 from odradek.broker.group.clock import TimerHandle
 
 

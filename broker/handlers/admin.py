@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from kio.schema.errors import ErrorCode
+
 from odradek.broker.handlers.api import ApiSpec, RequestContext
 from odradek.controller.metadata.requests import (
     AlterConfigOp,
     AlterConfigsResource,
-    ControllerError,
-    ControllerFailedError,
-    ControllerUnavailable,
+    ControllerCallFailed,
     CreatePartitionsSpec,
     CreateTopicSpec,
     DeleteTopicSpec,
@@ -20,10 +19,6 @@ from odradek.controller.metadata.requests import (
 )
 
 TOPIC, BROKER = 2, 4
-
-# What a controller call can fail with when no active controller answers in time.
-CONTROLLER_FAILURES = (ControllerUnavailable, ControllerError, NotControllerError,
-                       ControllerFailedError)
 
 
 def controller_failure(e: Exception) -> tuple[ErrorCode, str]:
@@ -50,7 +45,7 @@ async def handle_create_topics(node: Any, ctx: RequestContext, req: Any) -> Any:
             configs={c.name: c.value for c in t.configs}))
     try:
         results = await node.controller.create_topics(specs, validate_only=req.validate_only)
-    except CONTROLLER_FAILURES as e:
+    except ControllerCallFailed as e:
         code, message = controller_failure(e)
         return ctx.respond({"throttle_time": 0, "topics": [
             {"name": t.name, "error_code": code, "error_message": message, "configs": None}
@@ -78,7 +73,7 @@ async def handle_delete_topics(node: Any, ctx: RequestContext, req: Any) -> Any:
         specs = [DeleteTopicSpec(name=n) for n in req.topic_names]
     try:
         results = await node.controller.delete_topics(specs)
-    except CONTROLLER_FAILURES as e:
+    except ControllerCallFailed as e:
         code, message = controller_failure(e)
         return ctx.respond({"throttle_time": 0, "responses": [
             {"name": sp.name, "topic_id": sp.topic_id, "error_code": code,
@@ -97,7 +92,7 @@ async def handle_create_partitions(node: Any, ctx: RequestContext, req: Any) -> 
     try:
         results = await node.controller.create_partitions(specs,
                                                           validate_only=req.validate_only)
-    except CONTROLLER_FAILURES as e:
+    except ControllerCallFailed as e:
         code, message = controller_failure(e)
         return ctx.respond({"throttle_time": 0, "results": [
             {"name": sp.name, "error_code": code, "error_message": message} for sp in specs]})
@@ -164,7 +159,7 @@ async def handle_alter_configs(node: Any, ctx: RequestContext, req: Any) -> Any:
     try:
         results = await node.controller.alter_configs(resources,
                                                       validate_only=req.validate_only)
-    except CONTROLLER_FAILURES as e:
+    except ControllerCallFailed as e:
         return ctx.respond({"throttle_time": 0, "responses": _failed_alter(resources, e)})
     return ctx.respond({"throttle_time": 0, "responses": _alter_response(results)})
 
@@ -177,7 +172,7 @@ async def handle_incremental_alter_configs(node: Any, ctx: RequestContext, req: 
     try:
         results = await node.controller.incremental_alter_configs(
             resources, validate_only=req.validate_only)
-    except CONTROLLER_FAILURES as e:
+    except ControllerCallFailed as e:
         return ctx.respond({"throttle_time": 0, "responses": _failed_alter(resources, e)})
     return ctx.respond({"throttle_time": 0, "responses": _alter_response(results)})
 

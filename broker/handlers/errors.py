@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from kio.schema.errors import ErrorCode
+
 from odradek.storage.errors import StorageError
 
 

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from kio.schema.errors import ErrorCode
+
 from odradek.broker.handlers.api import ApiSpec, RequestContext
 from odradek.broker.handlers.errors import error_code_for
 from odradek.broker.kafka.codec import ms

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from kio.schema.errors import ErrorCode
+
 from odradek.broker.handlers.api import ApiSpec, RequestContext
 from odradek.controller.metadata.names import topic_name_error
 

@@ -30,6 +30,7 @@ from kio.schema.response_header.v0.header import ResponseHeader as ResponseHeade
 from kio.schema.response_header.v1.header import ResponseHeader as ResponseHeaderV1
 from kio.serial import entity_reader, entity_writer
 from kio.static.constants import EntityType
+
 from odradek.broker.kafka import bounds
 
 API_VERSIONS_KEY = 18

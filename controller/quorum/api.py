@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from kio.schema.errors import ErrorCode
+
 from odradek.controller.metadata import MetadataRecord
 
 R = TypeVar("R")

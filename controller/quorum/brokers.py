@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 
 from kio.schema.errors import ErrorCode
+
 from odradek.controller.metadata import BrokerRegistration, MetadataImage, MetadataRecord
 from odradek.controller.metadata.records import (
     fence_broker_record,

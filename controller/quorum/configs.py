@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from kio.schema.errors import ErrorCode
+
 from odradek.controller.metadata import (
     BROKER_RESOURCE,
     TOPIC_RESOURCE,

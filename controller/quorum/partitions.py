@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from kio.schema.errors import ErrorCode
+
 from odradek.controller.metadata import MetadataImage, MetadataRecord, PartitionRegistration
 from odradek.controller.metadata.delta import merge_partition_change
 from odradek.controller.metadata.records import partition_change_record

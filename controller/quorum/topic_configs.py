@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from kio.schema.errors import ErrorCode
+
 from odradek import storage
 from odradek.controller.quorum.api import ApiError
 from odradek.storage.errors import InvalidConfigError

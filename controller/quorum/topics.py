@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 from kio.schema.errors import ErrorCode
+
 from odradek.controller.metadata import TOPIC_RESOURCE, MetadataImage, MetadataRecord, TopicImage
 from odradek.controller.metadata.names import collision_key, topic_name_error
 from odradek.controller.metadata.records import (

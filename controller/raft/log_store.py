@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from crc32c import crc32c
+
 from odradek.controller.raft.messages import Entry, EntryKind, HardState, Snapshot, SnapshotMeta
 from odradek.controller.raft.storage import RaftStorageView
 

@@ -35,6 +35,7 @@ from typing import Any
 
 import grpc
 from google.protobuf.json_format import MessageToDict
+
 from odradek.controller.metadata import MetadataImage, MetadataLoader
 from odradek.controller.metadata.requests import CreateTopicSpec, NotControllerError
 from odradek.controller.quorum import QuorumController

@@ -46,6 +46,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import grpc
+
 from odradek.controller.metadata import (
     MetadataImage,
     MetadataListenerError,

@@ -6,6 +6,7 @@ import logging
 from typing import TYPE_CHECKING
 
 import grpc
+
 from odradek.controller.raft import LogSafetyError, NotLeaderError
 from odradek.controller.raft_runtime.wire import WireFormatError, batch_from_pb
 from odradek.controller.rpc import raft_pb2 as pb

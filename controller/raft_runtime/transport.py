@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import grpc
+
 from odradek.controller.raft import InstallSnapshotRequest, Message
 from odradek.controller.raft_runtime.wire import batch_to_pb
 from odradek.controller.rpc import raft_pb2_grpc

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 
 from kio.schema.errors import ErrorCode
+
 from odradek.controller.metadata import Listener, PartitionRegistration
 from odradek.controller.metadata.gen import metadata_pb2 as mpb
 from odradek.controller.metadata.requests import (

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import grpc
+
 from odradek.controller.service.quorum_info import NO_LEADER
 
 LEADER_ID_KEY = "odradek-leader-id"

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 import grpc
 from kio.schema.errors import ErrorCode
+
 from odradek.controller.metadata import MetadataDelta, MetadataImage
 from odradek.controller.metadata.requests import ControllerFailedError, NotControllerError
 from odradek.controller.quorum import QuorumController

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kio.schema.errors import ErrorCode
+
 from odradek.controller.metadata import MetadataImage
 
 Clock = Callable[[], float]

@@ -109,6 +109,7 @@ def describe_quorum(addresses: Sequence[str], timeout: float = 1.0,
                     local_only: bool = True) -> list[QuorumView]:
     """Each reachable controller's own view of the quorum (leader -1/0: none known)."""
     import grpc
+
     from odradek.controller.rpc import raft_pb2, raft_pb2_grpc
 
     out = []

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from odradek import storage
-
 from tests.chaos.netns import Network
 from tests.integration.harness import REPO, Cluster, NodeProcess
 

@@ -46,7 +46,6 @@ from pathlib import Path
 from typing import Any
 
 from odradek.storage import checkpoint
-
 from tests.chaos.history import Event, Fault
 from tests.integration.harness import NodeProcess
 
@@ -177,6 +176,7 @@ class Target:
 def quorum_leader(nodes: Any, timeout: float = 2.0) -> int:
     """Ask every node's controller endpoint (gRPC DescribeQuorum); 0 if none knows."""
     import grpc
+
     from odradek.controller.rpc import raft_pb2, raft_pb2_grpc
 
     best = (-1, 0)

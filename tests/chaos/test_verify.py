@@ -12,8 +12,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from odradek.broker.cli.main import main as odradek
 
+from odradek.broker.cli.main import main as odradek
 from tests.chaos import history
 from tests.chaos.checker import check
 from tests.chaos.faults import PROCESS_KINDS

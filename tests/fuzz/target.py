@@ -36,6 +36,7 @@ import logging
 import zlib
 
 from kio.schema.errors import ErrorCode
+
 from odradek.broker.handlers.api import RequestContext
 from odradek.broker.handlers.meta import INTERNAL_TOPICS
 from odradek.broker.kafka import codec
@@ -46,7 +47,6 @@ from odradek.broker.kafka.connection import (
     ServerConnection,
     VersionRejected,
 )
-
 from tests.fuzz.batch_crc import PRODUCE_KEY, with_batch_crcs
 from tests.fuzz.member_ids import MemberIds
 from tests.fuzz.node_host import NodeHost, quiet_node_logs

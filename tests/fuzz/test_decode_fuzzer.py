@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from odradek.broker.kafka import codec
 from odradek.storage.batch import CRC_POS
-
 from tests.fuzz.batch_crc import fill_zero_crcs, with_batch_crcs
 from tests.fuzz.decode_fuzzer import REGRESSIONS, REPO, SEEDS, input_files
 from tests.fuzz.target import FuzzTarget, chunks

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from kio.serial.errors import BufferUnderflow, NegativeByteLength, UnexpectedNull
+
 from odradek.broker.kafka import bounds, codec
 
 # What the native reader may refuse in a frame the walk accepted: the walk checks lengths,

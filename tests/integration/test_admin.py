@@ -14,8 +14,8 @@ from kafka.admin import (
     NewPartitions,
     NewTopic,
 )
-from odradek.broker.kafka.client import KafkaConnection
 
+from odradek.broker.kafka.client import KafkaConnection
 from tests.integration.harness import NodeProcess
 
 pytestmark = pytest.mark.integration

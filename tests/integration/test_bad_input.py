@@ -9,10 +9,10 @@ import uuid
 
 import pytest
 from kio.schema.errors import ErrorCode
+
 from odradek.broker.kafka import codec
 from odradek.broker.kafka.client import ConnectionClosed, KafkaConnection
 from odradek.storage.records import Record, encode_batch
-
 from tests.integration.harness import NodeProcess
 
 pytestmark = pytest.mark.integration

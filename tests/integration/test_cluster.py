@@ -11,8 +11,8 @@ from pathlib import Path
 import grpc
 import pytest
 from kafka.admin import KafkaAdminClient, NewTopic
-from odradek.controller.rpc import raft_pb2, raft_pb2_grpc
 
+from odradek.controller.rpc import raft_pb2, raft_pb2_grpc
 from tests.integration.harness import Cluster, wait_for
 
 pytestmark = pytest.mark.integration
@@ -220,6 +220,7 @@ def test_two_brokers_down_refuses_acks_all_and_keeps_data(tmp_path: Path) -> Non
 
 def _two_brokers_down(cluster: Cluster) -> None:
     from kio.schema.errors import ErrorCode
+
     from odradek.broker.kafka.client import KafkaConnection
     from odradek.storage.records import Record, encode_batch
 
@@ -263,6 +264,7 @@ def _two_brokers_down(cluster: Cluster) -> None:
 
 def test_committed_offsets_survive_coordinator_failover(cluster: Cluster) -> None:
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
     from odradek.broker.kafka.client import KafkaConnection
 
     topic = f"co-{uuid.uuid4().hex[:6]}"

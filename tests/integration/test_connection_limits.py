@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 from kio.schema.errors import ErrorCode
+
 from odradek.broker.kafka import codec
 from odradek.broker.kafka.client import KafkaConnection
 from odradek.storage.records import Record, encode_batch
-
 from tests.fuzz.network_fuzzer import metric_sum, scan_log
 from tests.integration.harness import NodeProcess, free_port, wait_for
 

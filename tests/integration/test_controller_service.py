@@ -22,6 +22,7 @@ from typing import Any
 import grpc
 import pytest
 from kio.schema.errors import ErrorCode
+
 from odradek.broker.lifecycle import BrokerLifecycle, MetadataFollower
 from odradek.controller.client import ControllerClient
 from odradek.controller.metadata import MetadataImage, MetadataLoader

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 from kio.schema.errors import ErrorCode
+
 from odradek.broker.kafka.client import KafkaConnection
 from odradek.storage.records import Record, decode_batches, encode_batch
-
 from tests.integration.harness import NodeProcess
 from tests.tmpfs import small_tmpfs
 

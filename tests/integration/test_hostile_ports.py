@@ -13,11 +13,11 @@ from pathlib import Path
 import grpc
 import pytest
 from kio.schema.errors import ErrorCode
+
 from odradek.broker.kafka.client import KafkaConnection
 from odradek.broker.metrics_http import IDLE_TIMEOUT_S, MAX_CONNECTIONS
 from odradek.controller.raft_runtime.transport import MAX_MESSAGE_BYTES
 from odradek.controller.rpc import controller_pb2, raft_pb2
-
 from tests.integration.harness import Cluster, NodeProcess
 
 pytestmark = pytest.mark.integration

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from kio.schema.errors import ErrorCode
+
 from odradek.broker.kafka.client import KafkaConnection
 from odradek.storage.records import Record, encode_batch
-
 from tests.integration.harness import NodeProcess, free_port
 from tests.integration.proxy import DroppingProxy
 

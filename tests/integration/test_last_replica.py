@@ -28,9 +28,9 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from kio.schema.errors import ErrorCode
+
 from odradek.broker.kafka.client import KafkaConnection
 from odradek.storage.records import Record, encode_batch
-
 from tests.integration.harness import Cluster, NodeProcess, wait_for
 
 pytestmark = pytest.mark.integration

@@ -23,10 +23,10 @@ from typing import Any
 import grpc
 import pytest
 from kio.schema.errors import ErrorCode
+
 from odradek.broker.kafka.client import ConnectionClosed, KafkaConnection
 from odradek.controller.rpc import raft_pb2, raft_pb2_grpc
 from odradek.storage.records import Record, encode_batch
-
 from tests.chaos.cluster import NamespacedCluster, StoredRecord, stored_records
 from tests.chaos.netns import Network, require_environment
 

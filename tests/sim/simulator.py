@@ -37,7 +37,6 @@ from odradek.controller.raft import (
     Role,
     Snapshot,
 )
-
 from tests.sim.invariants import InvariantChecker, InvariantViolation, LivenessViolation
 
 TICK = 10  # virtual time units per Raft tick

@@ -12,8 +12,8 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
-from odradek.controller.raft import Role
 
+from odradek.controller.raft import Role
 from tests.sim.simulator import TICK, Scenario, Simulation
 
 

@@ -6,6 +6,7 @@ import random
 from dataclasses import dataclass, replace
 
 import pytest
+
 from odradek.controller.raft import (
     Entry,
     HardState,
@@ -18,7 +19,6 @@ from odradek.controller.raft import (
     VoteResponse,
 )
 from odradek.controller.raft.log import RaftLog
-
 from tests.sim.invariants import InvariantChecker, InvariantViolation
 from tests.sim.simulator import Scenario, Simulation
 from tests.sim.test_raft_sim import run_seed

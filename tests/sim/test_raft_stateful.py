@@ -13,6 +13,7 @@ import random
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
 from odradek.controller.raft import (
     Message,
     NotLeaderError,
@@ -21,7 +22,6 @@ from odradek.controller.raft import (
     RaftNode,
     Role,
 )
-
 from tests.sim.invariants import InvariantChecker
 from tests.sim.simulator import SimApp, SimNode
 

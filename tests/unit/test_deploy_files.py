@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from odradek.broker.config import parse_config
 
 ROOT = Path(__file__).resolve().parents[2]

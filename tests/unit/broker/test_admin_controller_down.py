@@ -6,6 +6,7 @@ import asyncio
 from types import SimpleNamespace
 
 from kio.schema.errors import ErrorCode
+
 from odradek.broker.handlers import admin
 from odradek.broker.handlers.api import RequestContext
 from odradek.broker.kafka.codec import build_request

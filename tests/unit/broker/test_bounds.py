@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kio.serial import entity_reader, entity_writer
 from kio.static.primitive import Records
+
 from odradek.broker.kafka import bounds, codec
 from odradek.broker.node import handler_table
 

@@ -5,6 +5,7 @@ import struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from kio.schema.errors import ErrorCode
+
 from odradek.broker.kafka import codec
 from odradek.broker.kafka.budget import RequestBudget
 from odradek.broker.kafka.connection import (

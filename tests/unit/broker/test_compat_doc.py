@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 from kio.schema.index import api_key_map
+
 from odradek.broker.node import handler_table
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "compatibility.md"

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from odradek.broker.config import KEYS, ConfigError, config_docs, load_config, parse_config
 
 BASE = {"node.id": 1, "data.dir": "/tmp/x"}

@@ -3,13 +3,14 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+from prometheus_client import generate_latest
+
 from odradek.broker.metadata_collector import MetadataCollector
 from odradek.broker.metrics import NodeMetrics
 from odradek.broker.metrics_http import WithoutCreated
 from odradek.broker.node_collector import NodeCollector
 from odradek.controller.metadata import MetadataImage
 from odradek.controller.raft import Role
-from prometheus_client import generate_latest
 
 DOC = (Path(__file__).resolve().parents[3] / "docs" / "metrics.md").read_text()
 

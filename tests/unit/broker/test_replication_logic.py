@@ -8,6 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from kio.schema.errors import ErrorCode
+
 from odradek import storage
 from odradek.broker.handlers.fetch import _read_partition
 from odradek.broker.replica_manager import Partition

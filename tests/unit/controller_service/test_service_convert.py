@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from google.protobuf.message import Message
 from kio.schema.errors import ErrorCode
+
 from odradek.controller.metadata import Listener, PartitionRegistration
 from odradek.controller.metadata.requests import (
     AlterConfigOp,

@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 import pytest
 from kio.schema.errors import ErrorCode
+
 from odradek.controller.metadata import MetadataImage, decode_record
 from odradek.controller.metadata.diff import replay
 from odradek.controller.metadata.requests import CreateTopicSpec, NotControllerError

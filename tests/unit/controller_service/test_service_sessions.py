@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 import pytest
 from kio.schema.errors import ErrorCode
+
 from odradek.controller.metadata import MetadataDelta, MetadataImage, MetadataRecord
 from odradek.controller.metadata.records import (
     fence_broker_record,

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+
 from odradek.controller.metadata import encode_record
 from odradek.controller.metadata.records import no_op_record, topic_record
 from odradek.controller.service.metadata_stream import (

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from kio.schema.errors import ErrorCode
+
 from odradek.broker.lifecycle import BrokerLifecycle
 from odradek.controller.metadata.requests import (
     CreateTopicSpec,

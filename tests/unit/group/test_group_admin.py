@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from group_harness import Harness, subscription
 from kio.schema.errors import ErrorCode as E
+
 from odradek.broker.group.coordinator import LeavingMember, OffsetCommitEntry
 from odradek.broker.group.log import LogAppendError
 from odradek.broker.group.partitioning import java_string_hash, partition_for

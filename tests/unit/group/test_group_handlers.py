@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from group_harness import Harness, subscription
 from kio.schema.errors import ErrorCode as E
+
 from odradek.broker.group.handlers import APIS
 from odradek.broker.handlers.api import RequestContext
 from odradek.broker.kafka import codec

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from group_harness import INITIAL_DELAY_MS, REBALANCE_MS, SESSION_MS, Harness, subscription
 from kio.schema.errors import ErrorCode as E
+
 from odradek.broker.group.coordinator import LeavingMember
 from odradek.broker.group.log import LogAppendError
 

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from group_harness import Harness
 from kio.schema.errors import ErrorCode as E
+
 from odradek.broker.group.coordinator import LeavingMember, OffsetCommitEntry
 from odradek.broker.group.log import LogAppendError
 

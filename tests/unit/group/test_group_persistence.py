@@ -6,6 +6,7 @@ import asyncio
 
 from group_harness import Harness, subscription
 from kio.schema.errors import ErrorCode as E
+
 from odradek.broker.group import records
 from odradek.broker.group.coordinator import LeavingMember, OffsetCommitEntry
 from odradek.broker.group.log import InMemoryGroupLog

@@ -15,6 +15,7 @@ import random
 import pytest
 from group_harness import Harness
 from kio.schema.errors import ErrorCode as E
+
 from odradek.broker.group.coordinator import LeavingMember, OffsetCommitEntry
 from odradek.broker.group.group import GroupState
 from odradek.broker.group.member import JoinResult, SyncResult

@@ -6,6 +6,7 @@ from typing import Any
 
 from group_harness import INITIAL_DELAY_MS, Harness, subscription
 from kio.schema.errors import ErrorCode as E
+
 from odradek.broker.group.coordinator import LeavingMember, OffsetCommitEntry
 from odradek.broker.group.log import LogAppendError
 

@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from mdtest_helpers import SETTINGS, applied, cluster, rng
+
 from odradek.controller.metadata import Listener, MetadataImage, PartitionRegistration
 from odradek.controller.metadata.requests import (
     AlterPartitionItem,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from mdtest_helpers import SETTINGS, applied, cluster, rng
+
 from odradek.controller.metadata import BROKER_RESOURCE, TOPIC_RESOURCE, MetadataImage
 from odradek.controller.metadata.requests import (
     AlterConfigOp,

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 from mdtest_helpers import SETTINGS, applied, cluster, commit, rng
+
 from odradek.controller.metadata import MetadataImage, PartitionRegistration
 from odradek.controller.metadata.image import TOPIC_RESOURCE, Listener
 from odradek.controller.metadata.records import (

@@ -7,6 +7,7 @@ from collections import Counter
 
 import pytest
 from mdtest_helpers import SETTINGS, applied, cluster, rng
+
 from odradek.controller.metadata import TOPIC_RESOURCE
 from odradek.controller.metadata.names import MAX_TOPIC_NAME_LENGTH, topic_name_error
 from odradek.controller.metadata.requests import (

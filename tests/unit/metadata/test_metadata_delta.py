@@ -6,6 +6,7 @@ import dataclasses
 import uuid
 
 import pytest
+
 from odradek.controller.metadata import (
     BROKER_RESOURCE,
     TOPIC_RESOURCE,

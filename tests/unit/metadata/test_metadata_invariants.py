@@ -11,6 +11,7 @@ import uuid
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mdtest_helpers import SETTINGS, cluster, commit, rng
+
 from odradek.controller.metadata import (
     MetadataDelta,
     MetadataImage,

@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+
 from odradek.controller.metadata import (
     Listener,
     MetadataDelta,

@@ -4,6 +4,7 @@ import random
 from pathlib import Path
 
 import pytest
+
 from odradek.controller.raft import (
     Entry,
     EntryKind,

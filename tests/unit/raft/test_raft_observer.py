@@ -9,7 +9,6 @@ from odradek.controller.raft import (
     VoteRequest,
     VoteResponse,
 )
-
 from tests.unit.raft.raft_harness import Cluster
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from odradek.controller.raft import (
     AppendEntriesRequest,
     AppendEntriesResponse,
@@ -12,7 +13,6 @@ from odradek.controller.raft import (
     ProposalDropped,
     Role,
 )
-
 from tests.unit.raft.raft_harness import Cluster, view
 
 # Raft paper, Figure 7: the leader's log for term 8 and followers (a)-(f).

@@ -3,6 +3,7 @@ from __future__ import annotations
 import random
 
 import pytest
+
 from odradek.controller.raft import (
     Entry,
     HardState,
@@ -15,7 +16,6 @@ from odradek.controller.raft import (
     Snapshot,
     SnapshotMeta,
 )
-
 from tests.unit.raft.raft_harness import Cluster, view
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from odradek.controller.raft import (
     AppendEntriesRequest,
     LeadershipTransferInProgress,
@@ -9,7 +10,6 @@ from odradek.controller.raft import (
     TimeoutNow,
     VoteRequest,
 )
-
 from tests.unit.raft.raft_harness import Cluster
 
 

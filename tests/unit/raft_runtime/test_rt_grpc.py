@@ -10,6 +10,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+
 from odradek.controller.metadata import MetadataLoader, encode_record
 from odradek.controller.metadata.records import no_op_record
 from odradek.controller.raft import Heartbeat, HeartbeatResponse, InstallSnapshotRequest, Snapshot
@@ -22,7 +23,6 @@ from odradek.controller.raft_runtime import (
 )
 from odradek.controller.rpc import raft_pb2 as pb
 from odradek.controller.rpc import raft_pb2_grpc
-
 from tests.integration.harness import free_port
 
 

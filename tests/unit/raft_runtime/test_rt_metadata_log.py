@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from odradek.controller.metadata import MetadataImage, MetadataLoader, decode_record, encode_record
 from odradek.controller.metadata.diff import replay
 from odradek.controller.metadata.records import topic_record
@@ -18,7 +19,6 @@ from odradek.controller.raft_runtime import (
     RaftNotControllerError,
 )
 from odradek.controller.raft_runtime.metadata_log import DataDirInUseError
-
 from tests.unit.raft_runtime.rt_cluster import (
     Cluster,
     broker_listener,

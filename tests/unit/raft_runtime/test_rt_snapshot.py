@@ -8,11 +8,11 @@ import uuid
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from odradek.controller.metadata import MetadataImage, MetadataLoader
 from odradek.controller.metadata.diff import SnapshotError, diff_records, image_to_records, replay
 from odradek.controller.metadata.records import register_broker_record, topic_record
 from odradek.controller.raft_runtime.snapshot import decode_snapshot_data, encode_snapshot_data
-
 from tests.unit.raft_runtime.rt_images import commit, random_log
 
 

@@ -6,6 +6,8 @@ import crc32c
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from storage_testlib import make_batch
+
 from odradek.storage import (
     HEADER_SIZE,
     BatchHeader,
@@ -19,7 +21,6 @@ from odradek.storage import (
     read_batch_header,
 )
 from odradek.storage.batch import LOG_OVERHEAD
-from storage_testlib import make_batch
 
 i64 = st.integers(-(2**63), 2**63 - 1)
 i32 = st.integers(-(2**31), 2**31 - 1)

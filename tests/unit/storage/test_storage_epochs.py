@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from odradek.storage import EpochEntry, LeaderEpochCache
 from odradek.storage.errors import CheckpointCorruptError
 

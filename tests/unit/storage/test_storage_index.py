@@ -4,6 +4,7 @@ import struct
 from pathlib import Path
 
 import pytest
+
 from odradek.storage.errors import IndexCorruptError
 from odradek.storage.index import OffsetIndex, TimeIndex
 

@@ -5,6 +5,8 @@ import struct
 from pathlib import Path
 
 import pytest
+from storage_testlib import Clock, crash, make_batch, open_log, read_all
+
 from odradek.storage import (
     Compression,
     CorruptRecordError,
@@ -25,7 +27,6 @@ from odradek.storage import (
     encode_batch,
     parse_batches,
 )
-from storage_testlib import Clock, crash, make_batch, open_log, read_all
 
 
 def test_offsets_are_assigned_across_batches_and_survive_reopen(tmp_path: Path) -> None:

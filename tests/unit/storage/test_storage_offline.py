@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from odradek import storage
-from odradek.storage import LogOfflineError, PartitionLog
 from storage_testlib import make_batch, open_log, read_all
 
+from odradek import storage
+from odradek.storage import LogOfflineError, PartitionLog
 from tests.tmpfs import small_tmpfs
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from storage_testlib import Clock, crash, make_batch, open_log
+
 from odradek.storage import (
     AppendOrigin,
     InvalidProducerEpochError,
@@ -14,7 +16,6 @@ from odradek.storage import (
     encode_batch,
 )
 from odradek.storage.producer_state import BATCHES_TO_RETAIN
-from storage_testlib import Clock, crash, make_batch, open_log
 
 
 def produce(log: PartitionLog, seq: int, n: int = 2, *, pid: int = 42, epoch: int = 0):

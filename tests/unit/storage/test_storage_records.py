@@ -6,6 +6,7 @@ import cramjam
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from odradek.storage import (
     Compression,
     CorruptRecordError,
