@@ -26,7 +26,6 @@ from collections.abc import Callable, Sequence
 
 from kio.schema.errors import ErrorCode
 
-from odradek.controller.client import ControllerClient
 from odradek.controller.metadata import (
     Listener,
     MetadataListenerError,
@@ -36,6 +35,7 @@ from odradek.controller.metadata import (
 )
 from odradek.controller.metadata.diff import SnapshotError, diff_records, replay
 from odradek.controller.metadata.requests import (
+    BrokerLeaseApi,
     ControllerError,
     ControllerUnavailable,
     HeartbeatResult,
@@ -56,7 +56,7 @@ class BrokerRegistrationError(Exception):
 class BrokerLifecycle:
     def __init__(
         self,
-        client: ControllerClient,
+        client: BrokerLeaseApi,
         broker_id: int,
         incarnation_id: str,
         listeners: Sequence[Listener | tuple[str, str, int]],
@@ -235,7 +235,7 @@ class MetadataFollower:
     (controller.raft_runtime.snapshot.diff_records), so listeners still get an ordinary delta
     naming what changed."""
 
-    def __init__(self, client: ControllerClient, loader: MetadataLoader) -> None:
+    def __init__(self, client: BrokerLeaseApi, loader: MetadataLoader) -> None:
         self._client = client
         self.loader = loader
         self._applied = asyncio.Event()

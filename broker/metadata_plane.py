@@ -1,39 +1,71 @@
-"""How a node gets its metadata: a local single-node log, or the Raft controller quorum.
+"""How a node gets its cluster metadata, as the rest of the node sees it.
 
-Both give the broker the same two things: a ``MetadataLoader`` whose listeners see every
-committed record batch, and a ``controller`` object with QuorumController's async
-operations (a QuorumController itself, or a ControllerClient that reaches the active
-controller over gRPC).
+A node either is its own controller over a local metadata log (single node) or belongs to a
+Raft controller quorum. Either way it gives the node a ``MetadataLoader`` whose listeners see
+every committed record batch, the controller's operations (``ControllerApi``), and the
+broker's lease (registration, unfencing, controlled shutdown). The two implementations, and
+the wiring of the controller, Raft and gRPC they need, live with the node's entry point
+(odradek.broker.cli.metadata_plane); this module only names what the node uses.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import random
+import base64
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
-import grpc
-from kio.schema.errors import ErrorCode
+from prometheus_client.registry import Collector
 
-from odradek.broker.config import NodeConfig
-from odradek.broker.lifecycle import BrokerLifecycle, MetadataFollower
-from odradek.controller.client import ControllerClient
 from odradek.controller.metadata import MetadataLoader
-from odradek.controller.quorum import LocalMetadataLog, QuorumController
-from odradek.controller.quorum.api import ControllerSettings
-from odradek.controller.raft_runtime import SERVER_OPTIONS, RaftMetadataLog, RaftSettings
-from odradek.controller.service import ControllerService
+from odradek.controller.metadata.requests import ControllerApi
 
-log = logging.getLogger("odradek.metadata")
+CLEAN_SHUTDOWN_MARKER = ".clean-shutdown"
 
 
-def controller_settings(config: NodeConfig) -> ControllerSettings:
-    return ControllerSettings(default_num_partitions=config["num.partitions"],
-                              default_replication_factor=config["default.replication.factor"],
-                              default_min_insync_replicas=config["min.insync.replicas"])
+@dataclass(frozen=True)
+class NodeIdentity:
+    """Who this node process is: read from, or first written to, its data directory."""
+
+    node_id: int
+    data_dir: Path
+    cluster_id: str
+    # New for every start of the process: the controller tells a restart from a duplicate.
+    incarnation_id: str
+    # Whether the previous process stopped cleanly (every log flushed and closed). A replica
+    # that crashed may have lost its unflushed tail, so the controller must not trust it as
+    # the last member of an ISR (KIP-966).
+    previous_shutdown_clean: bool
+
+
+class MetadataPlane(Protocol):
+    loader: MetadataLoader
+    controller: ControllerApi
+
+    @property
+    def broker_epoch(self) -> int: ...
+
+    @property
+    def is_active_controller(self) -> bool:
+        """This node is the controller that accepts metadata writes now."""
+        ...
+
+    async def start(self, listeners: list[tuple[str, str, int]]) -> None:
+        """Start the controller side (if any) and register the broker (if any); returns
+        while the broker may still be fenced."""
+
+    async def wait_unfenced(self, timeout: float) -> None:
+        """Until the controller has unfenced this broker; TimeoutError says why not yet."""
+
+    async def controlled_shutdown(self) -> None:
+        """Ask the controller to move this broker's leaderships away."""
+
+    async def stop(self) -> None: ...
+
+    def collectors(self) -> list[Collector]:
+        """Prometheus collectors of the controller side (the Raft quorum), if any."""
+        ...
 
 
 def derived_cluster_id(voters: tuple[tuple[int, str, int], ...]) -> str:
@@ -42,190 +74,35 @@ def derived_cluster_id(voters: tuple[tuple[int, str, int], ...]) -> str:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"odradek:{text}").hex
 
 
-class LocalMetadataPlane:
-    """Single node: the node is its own controller, over a local fsynced log."""
-
-    def __init__(self, node: Any) -> None:
-        cfg = node.config
-        self.node = node
-        self.loader = MetadataLoader()
-        self.log = LocalMetadataLog(node.data_dir / "metadata")
-        self.controller = QuorumController(self.log, settings=controller_settings(cfg),
-                                           rng=random.Random(), loader=self.loader)
-        self.broker_epoch = -1
-        # No Raft here: nothing to elect, this node is always the active controller.
-        self.raft: RaftMetadataLog | None = None
-
-    @property
-    def is_active_controller(self) -> bool:
-        return True
-
-    async def start(self, listeners: list[tuple[str, str, int]]) -> None:
-        await self.controller.load()
-        node_id, rack = self.node.node_id, self.node.config["rack"] or None
-        clean = self.node.previous_shutdown_clean
-        reg = await self.controller.register_broker(node_id, self.node.incarnation_id,
-                                                    listeners, rack, clean)
-        if reg.error_code == ErrorCode.duplicate_broker_registration:
-            # Our previous run died without fencing itself; in single-node mode nobody else
-            # can, so fence the stale session and register again.
-            await self.controller.fence_broker(node_id)
-            reg = await self.controller.register_broker(node_id, self.node.incarnation_id,
-                                                        listeners, rack, clean)
-        if reg.error_code != ErrorCode.none:
-            raise RuntimeError(f"broker registration failed: {reg.error_message}")
-        self.broker_epoch = reg.broker_epoch
-        res = await self.controller.unfence_broker(node_id, self.broker_epoch)
-        if res.error_code != ErrorCode.none:
-            raise RuntimeError(f"unfencing failed: {res.error_message}")
-
-    async def wait_unfenced(self, timeout: float) -> None:
-        """Unfenced by start() itself: nothing to wait for."""
-
-    async def controlled_shutdown(self) -> None:
-        """Nothing to hand over: this node holds every replica."""
-
-    async def stop(self) -> None:
-        self.log.close()
-
-    def describe_quorum(self) -> dict[str, Any]:
-        return {"mode": "single-node", "leader_id": self.node.node_id}
+def load_cluster_id(data_dir: Path, node_id: int, wanted: str | None) -> str:
+    """meta.properties ties a data dir to one cluster and node, as in Kafka."""
+    path = data_dir / "meta.properties"
+    if path.exists():
+        props = dict(line.split("=", 1) for line in path.read_text().splitlines()
+                     if "=" in line and not line.startswith("#"))
+        if int(props.get("node.id", node_id)) != node_id:
+            raise RuntimeError(
+                f"{path} belongs to node {props['node.id']}, not node {node_id}: "
+                "point data.dir at this node's own directory")
+        if wanted is not None and props["cluster.id"] != wanted:
+            raise RuntimeError(
+                f"{path} belongs to cluster {props['cluster.id']}, but this node is configured "
+                f"for cluster {wanted}: point data.dir at this cluster's directory")
+        return props["cluster.id"]
+    cluster_id = wanted or base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(f"version=1\ncluster.id={cluster_id}\nnode.id={node_id}\n")
+    tmp.replace(path)
+    return cluster_id
 
 
-class RaftMetadataPlane:
-    """Multi-node: controllers replicate the metadata log with Raft; brokers register with
-    the active controller, heartbeat, and (broker-only nodes) follow the log over gRPC."""
-
-    def __init__(self, node: Any) -> None:
-        cfg: NodeConfig = node.config
-        self.node = node
-        self.loader = MetadataLoader()
-        voters = cfg["controller.quorum.voters"]
-        self.voters = {i: f"{h}:{p}" for i, h, p in voters}
-        self.is_controller = "controller" in cfg.roles
-        self.is_broker = "broker" in cfg.roles
-        self.raft: RaftMetadataLog | None = None
-        self.service: ControllerService | None = None
-        self.server: grpc.aio.Server | None = None
-        self.follower: MetadataFollower | None = None
-        self.lifecycle: BrokerLifecycle | None = None
-        self._rebalancer: asyncio.Task[None] | None = None
-        if self.is_controller:
-            if node.node_id not in self.voters:
-                raise RuntimeError(f"node {node.node_id} has the controller role but is not in "
-                                   f"controller.quorum.voters ({sorted(self.voters)})")
-            tick_ms = 100
-            self.raft = RaftMetadataLog(RaftSettings(
-                node_id=node.node_id, voters=self.voters, data_dir=node.data_dir / "metadata-raft",
-                cluster_id=node.cluster_id, tick_ms=tick_ms,
-                election_tick=max(2, cfg["controller.quorum.election.timeout.ms"] // tick_ms),
-                snapshot_interval_records=cfg["metadata.snapshot.interval.records"]),
-                self.loader)
-            self.quorum_controller = QuorumController(
-                self.raft, settings=controller_settings(cfg), rng=random.Random(),
-                loader=self.loader)
-            self.service = ControllerService(
-                self.quorum_controller, self.raft, self.raft,
-                session_timeout_ms=cfg["broker.session.timeout.ms"],
-                heartbeat_interval_ms=cfg["broker.heartbeat.interval.ms"],
-                node_id=node.node_id)
-        # Every operation, even on a controller node, goes to whichever node is active.
-        self.client = ControllerClient(
-            self.voters, leader_hint=(lambda: self.raft.leader_id) if self.raft else None)
-        self.controller = self.client
-
-    @property
-    def broker_epoch(self) -> int:
-        return self.lifecycle.broker_epoch if self.lifecycle else -1
-
-    @property
-    def is_active_controller(self) -> bool:
-        """Raft leader with every committed record applied: it accepts controller writes."""
-        return self.raft is not None and self.raft.is_leader
-
-    async def start(self, listeners: list[tuple[str, str, int]]) -> None:
-        cfg = self.node.config
-        if self.raft is not None and self.service is not None:
-            self.server = grpc.aio.server(options=SERVER_OPTIONS)
-            self.raft.add_to_server(self.server)
-            self.service.add_to_server(self.server)
-            address = cfg["controller.listener"]
-            if self.server.add_insecure_port(address) == 0:
-                raise OSError(f"cannot listen on controller.listener {address}")
-            await self.server.start()
-            await self.raft.start()
-            await self.service.start()
-            if cfg["auto.leader.rebalance.enable"]:
-                self._rebalancer = asyncio.create_task(self._rebalance_leaders())
-        elif self.is_broker:
-            self.follower = MetadataFollower(self.client, self.loader)
-            await self.follower.start()
-        if self.is_broker:
-            self.lifecycle = BrokerLifecycle(
-                self.client, self.node.node_id, self.node.incarnation_id, listeners,
-                cfg["rack"] or None, lambda: self.loader.image.offset,
-                cfg["broker.heartbeat.interval.ms"],
-                previous_shutdown_clean=self.node.previous_shutdown_clean)
-            await self.lifecycle.start()
-
-    async def wait_unfenced(self, timeout: float) -> None:
-        """Until the active controller has unfenced this broker: it has caught up with the
-        metadata log up to its own registration. TimeoutError says why not yet."""
-        assert self.lifecycle is not None, "only a broker is fenced or unfenced"
-        await self.lifecycle.wait_unfenced(timeout)
-
-    async def _rebalance_leaders(self) -> None:
-        interval = self.node.config["leader.imbalance.check.interval.seconds"]
-        while True:
-            await asyncio.sleep(interval)
-            if self.raft is None or not self.raft.is_leader:
-                continue
-            try:
-                moved = await self.quorum_controller.elect_preferred_leaders()
-            except Exception as e:  # leadership lost mid-way: the next leader will do it
-                log.debug("preferred leader election skipped: %s", e)
-                continue
-            if moved:
-                log.info("moved %d partition leaderships back to preferred replicas", moved)
-
-    async def controlled_shutdown(self) -> None:
-        if self.lifecycle is None:
-            return
-        timeout = self.node.config["controlled.shutdown.timeout.ms"] / 1000
-        if await self.lifecycle.controlled_shutdown(timeout):
-            log.info("controlled shutdown: leaderships moved away")
-        else:
-            log.warning("controlled shutdown not confirmed within %.1fs; stopping anyway",
-                        timeout)
-
-    async def stop(self) -> None:
-        if self._rebalancer is not None:
-            self._rebalancer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._rebalancer
-        if self.lifecycle is not None:
-            await self.lifecycle.stop()
-        if self.follower is not None:
-            await self.follower.stop()
-        if self.service is not None:
-            await self.service.close()
-        if self.raft is not None:
-            await self.raft.stop()
-        if self.server is not None:
-            await self.server.stop(grace=1.0)
-        with contextlib.suppress(Exception):
-            await self.client.close()
-
-    def describe_quorum(self) -> dict[str, Any]:
-        if self.raft is None:
-            return {"mode": "raft", "leader_id": self.client.leader_id}
-        return {"mode": "raft", **self.raft.describe()}
-
-
-def make_plane(node: Any) -> LocalMetadataPlane | RaftMetadataPlane:
-    if node.config["controller.quorum.voters"]:
-        return RaftMetadataPlane(node)
-    return LocalMetadataPlane(node)
-
-
-MetadataPlane = LocalMetadataPlane | RaftMetadataPlane
+def node_identity(node_id: int, data_dir: Path, configured_cluster_id: str,
+                  voters: tuple[tuple[int, str, int], ...]) -> NodeIdentity:
+    """Read (or establish) the node's identity; consumes the clean-shutdown marker."""
+    wanted = configured_cluster_id or (derived_cluster_id(voters) if voters else None)
+    cluster_id = load_cluster_id(data_dir, node_id, wanted)
+    marker = data_dir / CLEAN_SHUTDOWN_MARKER
+    clean = marker.exists() or not (data_dir / "logs").exists()
+    marker.unlink(missing_ok=True)
+    return NodeIdentity(node_id, data_dir, cluster_id, str(uuid.uuid4()), clean)

@@ -6,13 +6,10 @@ This is the only place that wires broker, controller and storage together.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import time
-import uuid
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kio.schema.errors import ErrorCode
@@ -25,7 +22,7 @@ from odradek.broker.group_log import PartitionGroupLog
 from odradek.broker.handlers import admin, fetch, meta, produce
 from odradek.broker.handlers.api import ApiSpec
 from odradek.broker.metadata_collector import MetadataCollector
-from odradek.broker.metadata_plane import derived_cluster_id, make_plane
+from odradek.broker.metadata_plane import CLEAN_SHUTDOWN_MARKER, MetadataPlane, NodeIdentity
 from odradek.broker.metrics import NodeMetrics
 from odradek.broker.metrics_http import MetricsServer
 from odradek.broker.node_collector import NodeCollector
@@ -34,12 +31,15 @@ from odradek.broker.replication import ReplicationManager
 from odradek.broker.server import KafkaServer, ServerLimits
 from odradek.controller.metadata import MetadataImage
 from odradek.controller.metadata.delta import local_replicas
-from odradek.controller.metadata.requests import ControllerCallFailed, CreateTopicSpec
+from odradek.controller.metadata.requests import (
+    ControllerApi,
+    ControllerCallFailed,
+    CreateTopicSpec,
+)
 
 log = logging.getLogger("odradek.node")
 
 TOPIC_RESOURCE = 2
-CLEAN_SHUTDOWN_MARKER = ".clean-shutdown"
 
 
 def handler_table() -> dict[int, ApiSpec]:
@@ -53,48 +53,23 @@ def handler_table() -> dict[int, ApiSpec]:
     return apis
 
 
-def load_cluster_id(data_dir: Path, node_id: int, wanted: str | None) -> str:
-    """meta.properties ties a data dir to one cluster and node, as in Kafka."""
-    path = data_dir / "meta.properties"
-    if path.exists():
-        props = dict(line.split("=", 1) for line in path.read_text().splitlines()
-                     if "=" in line and not line.startswith("#"))
-        if int(props.get("node.id", node_id)) != node_id:
-            raise RuntimeError(
-                f"{path} belongs to node {props['node.id']}, not node {node_id}: "
-                "point data.dir at this node's own directory")
-        if wanted is not None and props["cluster.id"] != wanted:
-            raise RuntimeError(
-                f"{path} belongs to cluster {props['cluster.id']}, but this node is configured "
-                f"for cluster {wanted}: point data.dir at this cluster's directory")
-        return props["cluster.id"]
-    cluster_id = wanted or base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-    data_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(f"version=1\ncluster.id={cluster_id}\nnode.id={node_id}\n")
-    tmp.replace(path)
-    return cluster_id
-
 
 class Node:
-    def __init__(self, config: NodeConfig) -> None:
+    """The broker side of one node, around the metadata plane it is given (a local log or a
+    Raft quorum: odradek.broker.cli.metadata_plane wires either in)."""
+
+    def __init__(self, config: NodeConfig, me: NodeIdentity,
+                 make_plane: Callable[[NodeConfig, NodeIdentity], MetadataPlane]) -> None:
         self.config = config
+        self.me = me
         self.node_id = config.node_id
         self.metrics = NodeMetrics(self.node_id)
         self.stopping = False
         self.data_dir = config.data_dir
-        voters = config["controller.quorum.voters"]
-        wanted = config["cluster.id"] or (derived_cluster_id(voters) if voters else None)
-        self.cluster_id = load_cluster_id(self.data_dir, self.node_id, wanted)
-        self.image: Any = MetadataImage.EMPTY
-        self.incarnation_id = str(uuid.uuid4())
+        self.cluster_id = me.cluster_id
+        self.incarnation_id = me.incarnation_id
+        self.image: MetadataImage = MetadataImage.EMPTY
         self._replicas_current = False
-        # Whether our previous run stopped cleanly (every log flushed and closed). A replica
-        # that crashed may have lost its unflushed tail, so the controller must not trust it
-        # as the last member of an ISR (KIP-966).
-        marker = self.data_dir / CLEAN_SHUTDOWN_MARKER
-        self.previous_shutdown_clean = marker.exists() or not (self.data_dir / "logs").exists()
-        marker.unlink(missing_ok=True)
         self.apis = handler_table()
         self.inter_broker_listener = (config["inter.broker.listener.name"]
                                       or config.listeners[0].name)
@@ -116,9 +91,9 @@ class Node:
                                        self.min_insync_replicas)
         self.replicas.leadership_listeners.append(self._on_leadership)
         self.replication = ReplicationManager(self)
-        self.plane = make_plane(self)
-        # QuorumController's operations: local, or a client of the active controller.
-        self.controller: Any = self.plane.controller
+        self.plane = make_plane(config, me)
+        # The controller's operations: local, or a client of the active controller.
+        self.controller: ControllerApi = self.plane.controller
         self.plane.loader.register(self._on_metadata)
         self.group_log = PartitionGroupLog(self, meta.OFFSETS_TOPIC,
                                            config["offsets.topic.num.partitions"])
@@ -132,7 +107,10 @@ class Node:
             offsets_retention_ms=config["offsets.retention.minutes"] * 60_000,
         )
         self.metrics.add_collector(NodeCollector(self))
-        self.metrics.add_collector(MetadataCollector(self))
+        self.metrics.add_collector(MetadataCollector(
+            lambda: self.image, lambda: self.plane.is_active_controller))
+        for collector in self.plane.collectors():
+            self.metrics.add_collector(collector)
         self.metrics_server: MetricsServer | None = None
         self.bound: dict[str, tuple[str, int]] = {}
         self._pid_block: tuple[int, int] = (0, 0)
@@ -214,7 +192,7 @@ class Node:
             await self.metrics_server.stop()
         self.replicas.close()
         await self.plane.stop()
-        (self.data_dir / CLEAN_SHUTDOWN_MARKER).touch()
+        (self.data_dir / CLEAN_SHUTDOWN_MARKER).touch()  # read by node_identity() next time
         log.info("node %d stopped cleanly", self.node_id)
 
     async def _every(self, interval_ms: int, fn: Any) -> None:

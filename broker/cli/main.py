@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from odradek.broker.cli import admin, cluster, node, verify
+from odradek.broker.cli import admin, cluster, healthcheck, node, verify
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_cluster_status(admin.find_subparsers(sub.choices["cluster"]))
     admin.add_parsers(sub)
     verify.add_parser(sub)
+    healthcheck.add_parser(sub)
     cfg = sub.add_parser("config", help="configuration reference")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     docs = cfg_sub.add_parser("docs", help="print docs/configuration.md (generated)")

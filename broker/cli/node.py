@@ -9,8 +9,12 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from odradek.broker.config import ConfigError, load_config
+from odradek.broker.config import ConfigError, NodeConfig, load_config
+
+if TYPE_CHECKING:
+    from odradek.broker.node import Node
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -88,15 +92,26 @@ async def _watch_parent(pid: int, stop: asyncio.Event) -> None:
             pass  # alive, under another user
 
 
-async def _serve(config, parent_pid: int | None = None) -> int:  # type: ignore[no-untyped-def]
+def build_node(config: NodeConfig) -> Node:
+    """The node's wiring: its identity from its data directory, its metadata plane (local
+    log or Raft quorum, with the controller and gRPC it needs), and the broker around it."""
+    from odradek.broker.cli.metadata_plane import make_plane
+    from odradek.broker.metadata_plane import node_identity
     from odradek.broker.node import Node
+
+    me = node_identity(config.node_id, config.data_dir, config["cluster.id"],
+                       config["controller.quorum.voters"])
+    return Node(config, me, make_plane)
+
+
+async def _serve(config: NodeConfig, parent_pid: int | None = None) -> int:
 
     log = logging.getLogger("odradek.node")
     stop = asyncio.Event()
     watcher = (asyncio.create_task(_watch_parent(parent_pid, stop))
                if parent_pid is not None else None)
     try:
-        node = Node(config)
+        node = build_node(config)
         starting = asyncio.create_task(node.start())
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)

@@ -24,6 +24,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+from odradek.broker.cli.node import build_node
 from odradek.broker.config import parse_config
 from odradek.broker.node import Node
 
@@ -70,7 +71,7 @@ class NodeHost:
             "offsets.topic.num.partitions": 2,
             "offsets.topic.replication.factor": 1,
         }, env={})
-        node = Node(config)
+        node = build_node(config)
         # Kafka lets one request add 10,000 partitions, and creating that many logs takes
         # seconds: a fuzzer that finds the number would spend its time there.
         node.controller.settings = dataclasses.replace(

@@ -377,7 +377,10 @@ def test_restart_keeps_leader_epoch_history(cluster: Cluster) -> None:
     produce(20)  # a later epoch, led by another node
     cluster.node(first).start()
     wait_for(full_isr, 60, f"node {first} back in the ISR")
-    before = _epoch_entries(cluster, first, topic)
+    # Epochs that hold records. If `first` led again meanwhile (preferred leader election)
+    # its new epoch starts at the log end, 40, and holds none: recovery after a crash
+    # rebuilds the cache from the batches, and an epoch without one is rightly not there.
+    before = [e for e in _epoch_entries(cluster, first, topic) if e[1] < 40]
     assert len(before) >= 2 and before[0] == (0, 0), before
 
     cluster.node(first).kill()

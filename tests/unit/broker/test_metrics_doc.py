@@ -4,6 +4,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from prometheus_client import generate_latest
+from prometheus_client.registry import Collector
 
 from odradek.broker.metadata_collector import MetadataCollector
 from odradek.broker.metrics import NodeMetrics
@@ -11,12 +12,13 @@ from odradek.broker.metrics_http import WithoutCreated
 from odradek.broker.node_collector import NodeCollector
 from odradek.controller.metadata import MetadataImage
 from odradek.controller.raft import Role
+from odradek.controller.raft_runtime.metrics import RaftCollector
 
 DOC = (Path(__file__).resolve().parents[3] / "docs" / "metrics.md").read_text()
 
 
 class FakeRaft:
-    """Just what MetadataCollector reads from a RaftMetadataLog."""
+    """Just what RaftCollector reads from a RaftMetadataLog."""
 
     def __init__(self) -> None:
         self.leader_id, self.term, self.snapshots_installed = -1, 0, 0
@@ -34,12 +36,11 @@ class FakeRaft:
             cb()
 
 
-def _node(raft: FakeRaft | None, active: bool) -> SimpleNamespace:
-    return SimpleNamespace(image=MetadataImage.EMPTY,
-                           plane=SimpleNamespace(raft=raft, is_active_controller=active))
+def _metadata(active: bool) -> MetadataCollector:
+    return MetadataCollector(lambda: MetadataImage.EMPTY, lambda: active)
 
 
-def _samples(collector: MetadataCollector) -> dict[str, float]:
+def _samples(collector: Collector) -> dict[str, float]:
     return {s.name + "".join(f"{{{v}}}" for v in s.labels.values()): s.value
             for m in collector.collect() for s in m.samples}
 
@@ -50,8 +51,9 @@ def _exported_names() -> set[str]:
                                  groups=SimpleNamespace(list_groups=lambda: []),
                                  min_insync_replicas=lambda topic: 1)
     names |= {m.name for m in NodeCollector(empty_node).collect()}
-    # Raft series (controllers) and cluster series (active controller) together.
-    names |= {m.name for m in MetadataCollector(_node(FakeRaft(), True)).collect()}
+    # Raft series (controllers) and cluster series (active controller).
+    names |= {m.name for m in RaftCollector(FakeRaft()).collect()}  # type: ignore[arg-type]
+    names |= {m.name for m in _metadata(True).collect()}
     return {n for n in names if n.startswith("odradek_")}
 
 
@@ -64,20 +66,18 @@ def test_every_exported_metric_is_documented() -> None:
 
 
 def test_controller_series_depend_on_the_node_role() -> None:
-    raft = FakeRaft()
-    follower = _samples(MetadataCollector(_node(raft, False)))
+    follower = _samples(_metadata(False))
     assert follower["odradek_controller_active"] == 0
-    assert follower["odradek_raft_leader_id"] == -1
     assert not any(k.startswith("odradek_cluster_") for k in follower)
-    single = _samples(MetadataCollector(_node(None, True)))  # LocalMetadataPlane: no Raft
+    assert _samples(RaftCollector(FakeRaft()))["odradek_raft_leader_id"] == -1  # type: ignore[arg-type]
+    single = _samples(_metadata(True))
     assert single["odradek_controller_active"] == 1
     assert single["odradek_cluster_registered_brokers"] == 0
-    assert not any(k.startswith("odradek_raft_") for k in single)
 
 
 def test_leader_changes_count_each_leader_and_term_once() -> None:
     raft = FakeRaft()
-    collector = MetadataCollector(_node(raft, False))
+    collector = RaftCollector(raft)  # type: ignore[arg-type]
     raft.elect(2, 1)
     raft.elect(2, 1)  # same state announced again
     raft.elect(-1, 2)  # election under way: no leader known yet

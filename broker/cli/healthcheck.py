@@ -1,4 +1,5 @@
-"""Container health check of an Odradek node (the image's HEALTHCHECK runs it).
+"""``odradek healthcheck [--config FILE]``: is the node on this machine serving? The
+container image's HEALTHCHECK runs it.
 
 It reads the node's own configuration the way the node does (the YAML file plus the
 ODRADEK_* environment overrides), so it probes the ports the node really uses:
@@ -15,6 +16,7 @@ own config loader only: the image has no curl.
 
 from __future__ import annotations
 
+import argparse
 import http.client
 import socket
 import sys
@@ -62,14 +64,17 @@ def probe(config_path: Path) -> str | None:
     return None
 
 
-def main(argv: list[str]) -> int:
-    path = Path(argv[1] if len(argv) > 1 else DEFAULT_CONFIG)
-    problem = probe(path)
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("healthcheck", help="exit 0 when the node on this machine serves "
+                       "(a container health check)")
+    p.add_argument("--config", type=Path, default=Path(DEFAULT_CONFIG),
+                   help=f"the node's YAML configuration file (default {DEFAULT_CONFIG})")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    problem = probe(args.config)
     if problem:
         print(f"unhealthy: {problem}", file=sys.stderr)
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv))

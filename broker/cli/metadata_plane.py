@@ -1,0 +1,223 @@
+"""The two ways a node gets its metadata (odradek.broker.metadata_plane.MetadataPlane): a
+local single-node log, or the Raft controller quorum. This is where the controller, Raft
+and gRPC are wired into a node, so only the node's entry point imports it.
+
+Both give the node the same things: a ``MetadataLoader`` whose listeners see every committed
+record batch, and a ``controller`` with the ControllerApi operations (a QuorumController
+itself, or a ControllerClient that reaches the active controller over gRPC).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+
+import grpc
+from kio.schema.errors import ErrorCode
+from prometheus_client.registry import Collector
+
+from odradek.broker.config import NodeConfig
+from odradek.broker.lifecycle import BrokerLifecycle, MetadataFollower
+from odradek.broker.metadata_plane import MetadataPlane, NodeIdentity
+from odradek.controller.client import ControllerClient
+from odradek.controller.metadata import MetadataLoader
+from odradek.controller.quorum import LocalMetadataLog, QuorumController
+from odradek.controller.quorum.api import ControllerSettings
+from odradek.controller.raft_runtime import SERVER_OPTIONS, RaftMetadataLog, RaftSettings
+from odradek.controller.raft_runtime.metrics import RaftCollector
+from odradek.controller.service import ControllerService
+
+log = logging.getLogger("odradek.metadata")
+
+
+def controller_settings(config: NodeConfig) -> ControllerSettings:
+    return ControllerSettings(default_num_partitions=config["num.partitions"],
+                              default_replication_factor=config["default.replication.factor"],
+                              default_min_insync_replicas=config["min.insync.replicas"])
+
+
+
+class LocalMetadataPlane:
+    """Single node: the node is its own controller, over a local fsynced log."""
+
+    def __init__(self, cfg: NodeConfig, me: NodeIdentity) -> None:
+        self.config = cfg
+        self.me = me
+        self.loader = MetadataLoader()
+        self.log = LocalMetadataLog(me.data_dir / "metadata")
+        self.controller = QuorumController(self.log, settings=controller_settings(cfg),
+                                           rng=random.Random(), loader=self.loader)
+        self.broker_epoch = -1
+        # No Raft here: nothing to elect, this node is always the active controller.
+        self.raft: RaftMetadataLog | None = None
+
+    @property
+    def is_active_controller(self) -> bool:
+        return True
+
+    async def start(self, listeners: list[tuple[str, str, int]]) -> None:
+        await self.controller.load()
+        node_id, rack = self.me.node_id, self.config["rack"] or None
+        clean = self.me.previous_shutdown_clean
+        reg = await self.controller.register_broker(node_id, self.me.incarnation_id,
+                                                    listeners, rack, clean)
+        if reg.error_code == ErrorCode.duplicate_broker_registration:
+            # Our previous run died without fencing itself; in single-node mode nobody else
+            # can, so fence the stale session and register again.
+            await self.controller.fence_broker(node_id)
+            reg = await self.controller.register_broker(node_id, self.me.incarnation_id,
+                                                        listeners, rack, clean)
+        if reg.error_code != ErrorCode.none:
+            raise RuntimeError(f"broker registration failed: {reg.error_message}")
+        self.broker_epoch = reg.broker_epoch
+        res = await self.controller.unfence_broker(node_id, self.broker_epoch)
+        if res.error_code != ErrorCode.none:
+            raise RuntimeError(f"unfencing failed: {res.error_message}")
+
+    async def wait_unfenced(self, timeout: float) -> None:
+        """Unfenced by start() itself: nothing to wait for."""
+
+    async def controlled_shutdown(self) -> None:
+        """Nothing to hand over: this node holds every replica."""
+
+    async def stop(self) -> None:
+        self.log.close()
+
+    def collectors(self) -> list[Collector]:
+        return []  # no Raft quorum
+
+
+class RaftMetadataPlane:
+    """Multi-node: controllers replicate the metadata log with Raft; brokers register with
+    the active controller, heartbeat, and (broker-only nodes) follow the log over gRPC."""
+
+    def __init__(self, cfg: NodeConfig, me: NodeIdentity) -> None:
+        self.config = cfg
+        self.me = me
+        self.loader = MetadataLoader()
+        voters = cfg["controller.quorum.voters"]
+        self.voters = {i: f"{h}:{p}" for i, h, p in voters}
+        self.is_controller = "controller" in cfg.roles
+        self.is_broker = "broker" in cfg.roles
+        self.raft: RaftMetadataLog | None = None
+        self.service: ControllerService | None = None
+        self.server: grpc.aio.Server | None = None
+        self.follower: MetadataFollower | None = None
+        self.lifecycle: BrokerLifecycle | None = None
+        self._rebalancer: asyncio.Task[None] | None = None
+        if self.is_controller:
+            if me.node_id not in self.voters:
+                raise RuntimeError(f"node {me.node_id} has the controller role but is not in "
+                                   f"controller.quorum.voters ({sorted(self.voters)})")
+            tick_ms = 100
+            self.raft = RaftMetadataLog(RaftSettings(
+                node_id=me.node_id, voters=self.voters, data_dir=me.data_dir / "metadata-raft",
+                cluster_id=me.cluster_id, tick_ms=tick_ms,
+                election_tick=max(2, cfg["controller.quorum.election.timeout.ms"] // tick_ms),
+                snapshot_interval_records=cfg["metadata.snapshot.interval.records"]),
+                self.loader)
+            self.quorum_controller = QuorumController(
+                self.raft, settings=controller_settings(cfg), rng=random.Random(),
+                loader=self.loader)
+            self.service = ControllerService(
+                self.quorum_controller, self.raft, self.raft,
+                session_timeout_ms=cfg["broker.session.timeout.ms"],
+                heartbeat_interval_ms=cfg["broker.heartbeat.interval.ms"],
+                node_id=me.node_id)
+        # Every operation, even on a controller node, goes to whichever node is active.
+        self.client = ControllerClient(
+            self.voters, leader_hint=(lambda: self.raft.leader_id) if self.raft else None)
+        self.controller = self.client
+
+    @property
+    def broker_epoch(self) -> int:
+        return self.lifecycle.broker_epoch if self.lifecycle else -1
+
+    @property
+    def is_active_controller(self) -> bool:
+        """Raft leader with every committed record applied: it accepts controller writes."""
+        return self.raft is not None and self.raft.is_leader
+
+    async def start(self, listeners: list[tuple[str, str, int]]) -> None:
+        cfg = self.config
+        if self.raft is not None and self.service is not None:
+            self.server = grpc.aio.server(options=SERVER_OPTIONS)
+            self.raft.add_to_server(self.server)
+            self.service.add_to_server(self.server)
+            address = cfg["controller.listener"]
+            if self.server.add_insecure_port(address) == 0:
+                raise OSError(f"cannot listen on controller.listener {address}")
+            await self.server.start()
+            await self.raft.start()
+            await self.service.start()
+            if cfg["auto.leader.rebalance.enable"]:
+                self._rebalancer = asyncio.create_task(self._rebalance_leaders())
+        elif self.is_broker:
+            self.follower = MetadataFollower(self.client, self.loader)
+            await self.follower.start()
+        if self.is_broker:
+            self.lifecycle = BrokerLifecycle(
+                self.client, self.me.node_id, self.me.incarnation_id, listeners,
+                cfg["rack"] or None, lambda: self.loader.image.offset,
+                cfg["broker.heartbeat.interval.ms"],
+                previous_shutdown_clean=self.me.previous_shutdown_clean)
+            await self.lifecycle.start()
+
+    async def wait_unfenced(self, timeout: float) -> None:
+        """Until the active controller has unfenced this broker: it has caught up with the
+        metadata log up to its own registration. TimeoutError says why not yet."""
+        assert self.lifecycle is not None, "only a broker is fenced or unfenced"
+        await self.lifecycle.wait_unfenced(timeout)
+
+    async def _rebalance_leaders(self) -> None:
+        interval = self.config["leader.imbalance.check.interval.seconds"]
+        while True:
+            await asyncio.sleep(interval)
+            if self.raft is None or not self.raft.is_leader:
+                continue
+            try:
+                moved = await self.quorum_controller.elect_preferred_leaders()
+            except Exception as e:  # leadership lost mid-way: the next leader will do it
+                log.debug("preferred leader election skipped: %s", e)
+                continue
+            if moved:
+                log.info("moved %d partition leaderships back to preferred replicas", moved)
+
+    async def controlled_shutdown(self) -> None:
+        if self.lifecycle is None:
+            return
+        timeout = self.config["controlled.shutdown.timeout.ms"] / 1000
+        if await self.lifecycle.controlled_shutdown(timeout):
+            log.info("controlled shutdown: leaderships moved away")
+        else:
+            log.warning("controlled shutdown not confirmed within %.1fs; stopping anyway",
+                        timeout)
+
+    async def stop(self) -> None:
+        if self._rebalancer is not None:
+            self._rebalancer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._rebalancer
+        if self.lifecycle is not None:
+            await self.lifecycle.stop()
+        if self.follower is not None:
+            await self.follower.stop()
+        if self.service is not None:
+            await self.service.close()
+        if self.raft is not None:
+            await self.raft.stop()
+        if self.server is not None:
+            await self.server.stop(grace=1.0)
+        with contextlib.suppress(Exception):
+            await self.client.close()
+
+    def collectors(self) -> list[Collector]:
+        return [RaftCollector(self.raft)] if self.raft is not None else []
+
+
+def make_plane(cfg: NodeConfig, me: NodeIdentity) -> MetadataPlane:
+    if cfg["controller.quorum.voters"]:
+        return RaftMetadataPlane(cfg, me)
+    return LocalMetadataPlane(cfg, me)
