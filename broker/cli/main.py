@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     docs = cfg_sub.add_parser("docs", help="print docs/configuration.md (generated)")
     docs.set_defaults(func=_config_docs)
+    defaults = cfg_sub.add_parser("defaults", help="every key's default, as JSON")
+    defaults.set_defaults(func=_config_defaults)
     check = cfg_sub.add_parser("check", help="validate a node configuration file")
     check.add_argument("file")
     check.set_defaults(func=_config_check)
@@ -32,6 +34,15 @@ def _config_docs(args: argparse.Namespace) -> int:
     from odradek.broker.config import config_docs
 
     sys.stdout.write(config_docs())
+    return 0
+
+
+def _config_defaults(args: argparse.Namespace) -> int:
+    import json
+
+    from odradek.broker.config import KEYS
+
+    print(json.dumps({k.name: k.default for k in KEYS}, indent=2, default=str))
     return 0
 
 

@@ -8,12 +8,15 @@ configured) in the same run, so it means something on a noisy shared machine.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import multiprocessing as mp
 import os
 import shutil
 import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -89,11 +92,16 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
-def config_default(key: str) -> Any:
-    """Default of a node configuration key, read from the product's own key table."""
-    from odradek.broker.config import KEYS_BY_NAME
+@functools.cache
+def _config_defaults() -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-m", "odradek.broker.cli.main", "config", "defaults"],
+                         check=True, capture_output=True, text=True).stdout
+    return dict(json.loads(out))
 
-    return KEYS_BY_NAME[key].default
+
+def config_default(key: str) -> Any:
+    """Default of a node configuration key, as the installed odradek says."""
+    return _config_defaults()[key]
 
 
 @dataclass
