@@ -29,7 +29,7 @@ from odradek.broker.node_collector import NodeCollector
 from odradek.broker.replica_manager import ReplicaManager
 from odradek.broker.replication import ReplicationManager
 from odradek.broker.server import KafkaServer, ServerLimits
-from odradek.controller.metadata import MetadataImage
+from odradek.controller.metadata import TOPIC_RESOURCE, MetadataDelta, MetadataImage
 from odradek.controller.metadata.delta import local_replicas
 from odradek.controller.metadata.requests import (
     ControllerApi,
@@ -38,9 +38,6 @@ from odradek.controller.metadata.requests import (
 )
 
 log = logging.getLogger("odradek.node")
-
-TOPIC_RESOURCE = 2
-
 
 def handler_table() -> dict[int, ApiSpec]:
     from odradek.broker.group import handlers as group_handlers
@@ -205,8 +202,7 @@ class Node:
 
     # --- metadata -----------------------------------------------------------------------
 
-    def _on_metadata(self, delta: Any, image: Any) -> None:
-        old = self.image
+    def _on_metadata(self, delta: MetadataDelta, image: MetadataImage) -> None:
         self.image = image
         if not self._replicas_current:
             # Until the image holds this process's own registration, the records being
@@ -225,13 +221,10 @@ class Node:
             self.replicas.apply_delta(delta.local_changes(self.node_id), image)
         if not self.stopping:
             self.replication.update_fetchers()
-        if old.configs is not image.configs:
-            changed = {name for (rtype, name), cfg in image.configs.items()
-                       if rtype == TOPIC_RESOURCE and old.configs.get((rtype, name)) != cfg}
-            changed |= {name for (rtype, name) in old.configs
-                        if rtype == TOPIC_RESOURCE and (rtype, name) not in image.configs}
-            if changed:
-                self.replicas.update_configs(changed)
+        changed = {name for rtype, name in delta.changed_config_resources()
+                   if rtype == TOPIC_RESOURCE}
+        if changed:
+            self.replicas.update_configs(changed)
 
     def _on_leadership(self, tp: tuple[str, int], leader: bool) -> None:
         p = self.replicas.get(tp)
@@ -245,7 +238,7 @@ class Node:
             self.groups.unload_partition(tp[1])
 
     def topic_overrides(self, topic: str) -> Mapping[str, str]:
-        return self.image.configs.get((TOPIC_RESOURCE, topic), {})
+        return self.image.topic_configs(topic)
 
     def log_config_for(self, topic: str) -> storage.LogConfig:
         return topic_configs.log_config(self.config, self.topic_overrides(topic))
@@ -264,7 +257,7 @@ class Node:
         return t is not None and partition in t.partitions
 
     def live_broker_ids(self) -> set[int]:
-        return {b.id for b in self.image.brokers.values() if not b.fenced}
+        return set(self.image.unfenced_broker_ids())
 
     def broker_endpoints(self, listener_name: str, *, include_fenced: bool = False
                          ) -> list[tuple[Any, ...]]:

@@ -7,6 +7,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from odradek.broker.handlers.api import ApiSpec, RequestContext
+from odradek.controller.metadata import BROKER_RESOURCE, TOPIC_RESOURCE
 from odradek.controller.metadata.requests import (
     AlterConfigOp,
     AlterConfigsResource,
@@ -17,8 +18,6 @@ from odradek.controller.metadata.requests import (
     IncrementalAlterConfigsResource,
     NotControllerError,
 )
-
-TOPIC, BROKER = 2, 4
 
 
 def controller_failure(e: Exception) -> tuple[ErrorCode, str]:
@@ -106,14 +105,14 @@ def _describe_one(node: Any, res: Any, include_docs: bool) -> dict[str, Any]:
                            "resource_name": res.resource_name, "error_code": ErrorCode.none,
                            "error_message": None, "configs": []}
     keys = None if res.configuration_keys is None else set(res.configuration_keys)
-    if res.resource_type == TOPIC:
+    if res.resource_type == TOPIC_RESOURCE:
         if res.resource_name not in node.image.topics:
             out["error_code"] = ErrorCode.unknown_topic_or_partition
             out["error_message"] = f"topic {res.resource_name!r} does not exist"
             return out
         rows = node.describe_topic_configs(res.resource_name)
         read_only = False
-    elif res.resource_type == BROKER:
+    elif res.resource_type == BROKER_RESOURCE:
         if res.resource_name not in ("", str(node.node_id)):
             out["error_code"] = ErrorCode.invalid_request
             out["error_message"] = (f"this is broker {node.node_id}; ask broker "

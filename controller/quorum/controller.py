@@ -134,7 +134,12 @@ class QuorumController:
                     self._failure = exc
                     raise
                 first = last - len(result.records) + 1
-                self._publish(list(zip(range(first, last + 1), result.records, strict=True)))
+                if not self._log.publishes_commits:
+                    self._publish(list(zip(range(first, last + 1), result.records,
+                                           strict=True)))
+                elif self.image.offset < last:
+                    raise RuntimeError(f"the metadata log committed offset {last} without "
+                                       f"publishing it (the image is at {self.image.offset})")
             response = result.response
             return finish(response, self.image) if finish is not None else response
 

@@ -90,6 +90,9 @@ def _scan(data: memoryview) -> Iterator[tuple[int, int, list[bytes]]]:
 class LocalMetadataLog:
     """MetadataLog over a file in `directory`; one process at a time (enforced by a lock)."""
 
+    # The QuorumController replays what it appended: a file has no one else to do it.
+    publishes_commits = False
+
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)

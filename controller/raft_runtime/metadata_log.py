@@ -110,6 +110,10 @@ class _Batch:
 
 
 class RaftMetadataLog:
+    # Every node applies each committed entry to the loader (_apply), the leader before its
+    # append returns: the QuorumController must not replay its own operations again.
+    publishes_commits = True
+
     def __init__(
         self,
         settings: RaftSettings,

@@ -264,6 +264,8 @@ def test_restarted_controller_continues_offsets(tmp_path: Path) -> None:
 class FlakyLog:
     """A MetadataLog whose next append fails the way a test chooses."""
 
+    publishes_commits = False
+
     def __init__(self) -> None:
         self.entries: list[bytes] = []
         self.fail_with: BaseException | None = None

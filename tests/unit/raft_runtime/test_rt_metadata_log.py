@@ -141,6 +141,36 @@ def test_every_node_publishes_before_the_leader_answers(tmp_path: Path) -> None:
     run(main())
 
 
+def test_a_controller_operation_feeds_the_loader_once(tmp_path: Path) -> None:
+    """The Raft log applies what commits on every node, the leader included: the quorum
+    controller must not hand its own records to the loader a second time."""
+    async def main() -> None:
+        c = Cluster(tmp_path, voters=3)
+        await c.start()
+        await setup_brokers(c)
+        leader = await c.leader()
+        batches: list[int] = []
+        real = leader.controller.loader.handle_commit
+
+        def counting(records):  # type: ignore[no-untyped-def]
+            records = list(records)
+            batches.append(records[0][0])
+            return real(records)
+
+        leader.controller.loader.handle_commit = counting  # type: ignore[method-assign]
+        try:
+            before = leader.controller.image.offset
+            [result] = await leader.controller.create_topics([CreateTopicSpec("once", 2, 3)])
+            assert result.error_code == 0 and leader.controller.image.offset > before
+        finally:
+            leader.controller.loader.handle_commit = real  # type: ignore[method-assign]
+        # Once, by the Raft log's apply: not again by the controller after its append.
+        assert len(batches) == 1, batches
+        await c.stop()
+
+    run(main())
+
+
 def test_followers_refuse_appends_and_name_the_leader(tmp_path: Path) -> None:
     async def main() -> None:
         c = Cluster(tmp_path, voters=3)
