@@ -46,17 +46,17 @@ class PartitionGroupLog:
         batch = encode_batch([Record(offset_delta=i, key=k, value=v)
                               for i, (k, v) in enumerate(records)], timestamp_ms=now)
         try:
-            result = self.node.replicas.append(p, batch)
+            # Committed offsets are acks=all writes: refused while the ISR is below min ISR.
+            result = p.append(batch, acks_all=True)
         except Exception as e:
             raise GroupLogError(ErrorCode.coordinator_not_available,
                                 f"cannot write to {self.topic}-{partition}: {e}") from e
-        out: dict[str, Any] = {}
-        await self.node.await_replication([(out, p, result.last_offset + 1)], _APPEND_TIMEOUT_MS)
-        if out.get("error_code", ErrorCode.none) != ErrorCode.none:
+        code = await p.wait_replicated(result.last_offset + 1, _APPEND_TIMEOUT_MS / 1000)
+        if code != ErrorCode.none:
             # Kafka maps these to NOT_COORDINATOR/COORDINATOR_NOT_AVAILABLE for the client.
             raise GroupLogError(ErrorCode.coordinator_not_available,
                                 f"offsets write to {self.topic}-{partition} was not "
-                                f"replicated: {out['error_code'].name}")
+                                f"replicated: {code.name}")
 
     def read(self, partition: int) -> Iterator[tuple[bytes, bytes | None]]:
         p = self._leader(partition)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -227,9 +226,6 @@ class Node:
             self.replicas.update_configs(changed)
 
     def _on_leadership(self, tp: tuple[str, int], leader: bool) -> None:
-        p = self.replicas.get(tp)
-        if leader and p is not None:
-            self.replication.became_leader(p)
         if tp[0] != meta.OFFSETS_TOPIC:
             return
         if leader:
@@ -351,38 +347,3 @@ class Node:
             start, end = res.first_producer_id, res.first_producer_id + res.size
         self._pid_block = (start + 1, end)
         return start
-
-    def on_follower_fetch(self, p: Any, replica_id: int, offset: int) -> None:
-        self.replicas.on_follower_fetch(p, replica_id, offset)
-        self.replication.on_follower_fetch(p, replica_id, offset)
-
-    async def await_replication(self, waits: list[tuple[dict[str, Any], Any, int]],
-                                timeout_ms: int) -> None:
-        """acks=all: answer once the high watermark covers each batch, or time out."""
-        deadline = time.monotonic() + max(0, timeout_ms) / 1000
-        pending = [(out, p, target) for out, p, target in waits
-                   if p.log.high_watermark < target]
-        if not pending:
-            return
-        self.metrics.produce_purgatory.inc()
-        try:
-            while pending:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self.stopping:
-                    break
-                await self.replicas.wait_for_data([p for _, p, _ in pending], remaining)
-                still = []
-                for out, p, target in pending:
-                    if not p.is_leader:
-                        out["error_code"] = ErrorCode.not_leader_or_follower
-                    elif p.log.high_watermark >= target:
-                        pass
-                    elif len(p.isr) < self.min_insync_replicas(p.topic):
-                        out["error_code"] = ErrorCode.not_enough_replicas_after_append
-                    else:
-                        still.append((out, p, target))
-                pending = still
-        finally:
-            self.metrics.produce_purgatory.dec()
-        for out, _, _ in pending:
-            out["error_code"] = ErrorCode.request_timed_out

@@ -57,7 +57,7 @@ class NodeCollector(Collector):
             if p.is_leader:
                 counts["led"] += 1
                 counts["urp"] += len(p.isr) < len(p.replicas)
-                counts["min_isr"] += len(p.isr) < node.min_insync_replicas(p.topic)
+                counts["min_isr"] += p.under_min_isr
         led.add_metric([], counts["led"])
         hosted.add_metric([], len(parts))
         offline.add_metric([], counts["offline"])

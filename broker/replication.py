@@ -17,14 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from kio.schema.errors import ErrorCode
 
 from odradek.broker.kafka.async_client import AsyncKafkaConnection, BrokerConnectionError
-from odradek.broker.replica_manager import Partition
+from odradek.broker.partition import Partition
 from odradek.controller.metadata.requests import AlterPartitionItem
 from odradek.storage.errors import StorageError
 
@@ -152,15 +151,13 @@ class LeaderFetcher:
                     return True
                 if pd.records:
                     plog.append_as_follower(bytes(pd.records))
+                p.follow_leader_high_watermark(pd.high_watermark)
                 if pd.log_start_offset > plog.log_start_offset:
+                    # The leader deleted records (retention, DeleteRecords): follow, but
+                    # never past what is committed here.
                     target = min(pd.log_start_offset, plog.log_end_offset)
-                    if target <= max(plog.high_watermark, pd.high_watermark):
-                        plog.high_watermark = max(plog.high_watermark,
-                                                  min(pd.high_watermark, plog.log_end_offset))
+                    if target <= plog.high_watermark:
                         plog.delete_records(target)
-                new_hw = min(pd.high_watermark, plog.log_end_offset)
-                if new_hw > plog.high_watermark:
-                    plog.high_watermark = new_hw
                 p.wake()
                 return True
             if err == ErrorCode.offset_out_of_range:
@@ -208,7 +205,6 @@ class ReplicationManager:
         self.fetchers: dict[int, LeaderFetcher] = {}
         self._isr_task: asyncio.Task[None] | None = None
         self._inflight: set[tuple[str, int]] = set()
-        self._caught_up_ms: dict[tuple[str, int], dict[int, float]] = {}
 
     def start(self) -> None:
         self._isr_task = asyncio.get_running_loop().create_task(self._isr_loop())
@@ -243,42 +239,20 @@ class ReplicationManager:
 
     # --- leaders ------------------------------------------------------------------------
 
-    def became_leader(self, p: Partition) -> None:
-        # Every ISR member gets a full lag allowance from the moment we lead (as in Kafka).
-        now = time.monotonic()
-        self._caught_up_ms[(p.topic, p.index)] = {r: now for r in p.isr}
-        p.follower_leo.clear()
-
     def on_follower_fetch(self, p: Partition, replica_id: int, offset: int) -> None:
-        tp = (p.topic, p.index)
-        if offset >= p.log.log_end_offset:
-            self._caught_up_ms.setdefault(tp, {})[replica_id] = time.monotonic()
-        if replica_id not in p.isr and replica_id in p.replicas and \
-                replica_id in self.node.live_broker_ids() and offset >= p.log.high_watermark and offset >= self._epoch_start(p):
-            self._request_isr(p, tuple(sorted(set(p.isr) | {replica_id})), "caught up")
-
-    @staticmethod
-    def _epoch_start(p: Partition) -> int:
-        """First offset of the current leader epoch: a follower below it is not in sync."""
-        entry = p.log.leader_epochs.latest_entry
-        if entry is not None and entry.epoch == p.leader_epoch:
-            return entry.start_offset
-        return p.log.log_end_offset
+        new_isr = p.follower_fetched(replica_id, offset,
+                                     live=replica_id in self.node.live_broker_ids())
+        if new_isr is not None:
+            self._request_isr(p, new_isr, "caught up")
 
     async def _isr_loop(self) -> None:
         while True:
             lag_ms = self.node.config["replica.lag.time.max.ms"]
             await asyncio.sleep(max(0.05, lag_ms / 2000))
-            now = time.monotonic()
-            for tp, p in list(self.node.replicas.partitions.items()):
-                if not p.is_leader or len(p.isr) <= 1:
-                    continue
-                caught = self._caught_up_ms.get(tp, {})
-                lagging = [r for r in p.isr if r != self.node.node_id
-                           and now - caught.get(r, now) > lag_ms / 1000
-                           and p.follower_leo.get(r, -1) < p.log.log_end_offset]
-                if lagging:
-                    new_isr = tuple(r for r in p.isr if r not in lagging)
+            for p in list(self.node.replicas.partitions.values()):
+                new_isr = p.isr_without_laggards(lag_ms / 1000)
+                if new_isr is not None:
+                    lagging = [r for r in p.isr if r not in new_isr]
                     self._request_isr(p, new_isr, f"replicas {lagging} lag more than "
                                                   f"replica.lag.time.max.ms={lag_ms}")
 

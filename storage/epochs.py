@@ -143,8 +143,12 @@ class LeaderEpochCache:
             self._entries[-1].epoch >= epoch or self._entries[-1].start_offset >= start_offset
         ):
             removed.append(self._entries.pop())
+        # An earlier epoch starting at the same offset held no record (a leadership that
+        # wrote nothing, common around restarts and controlled shutdowns): replacing it is
+        # routine. Anything else dropped here is a stale leader's history: worth a warning.
+        routine = all(e.epoch < epoch and e.start_offset == start_offset for e in removed)
         if removed:
-            log.warning(
+            (log.debug if routine else log.warning)(
                 "%s: new entry %s truncates non-monotonic entries %s", self.path, new, removed
             )
         self._entries.append(new)

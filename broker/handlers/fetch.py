@@ -61,7 +61,7 @@ def _read_partition(node: Any, topic: str, fp: Any, max_bytes: int, min_one: boo
             out["diverging_epoch"] = {"epoch": epoch, "end_offset": end}
             return out, 0, p
     if replica_id >= 0:
-        node.on_follower_fetch(p, replica_id, offset)
+        node.replication.on_follower_fetch(p, replica_id, offset)
     upper = plog.log_end_offset if replica_id >= 0 else hw
     if offset < plog.log_start_offset or offset > plog.log_end_offset:
         out["error_code"] = ErrorCode.offset_out_of_range

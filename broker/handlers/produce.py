@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -11,6 +12,7 @@ from odradek.broker.handlers.api import ApiSpec, RequestContext
 from odradek.broker.handlers.errors import error_code_for
 from odradek.broker.handlers.meta import INTERNAL_TOPICS
 from odradek.broker.kafka.codec import ms
+from odradek.broker.partition import NotEnoughReplicas
 from odradek.storage.errors import StorageError
 
 log = logging.getLogger("odradek.produce")
@@ -51,14 +53,12 @@ async def handle_produce(node: Any, ctx: RequestContext, req: Any) -> Any:
                 out["error_code"] = ErrorCode.corrupt_message
                 out["error_message"] = "produce request carried no record batch"
                 continue
-            min_isr = node.min_insync_replicas(t.name)
-            if acks == -1 and len(p.isr) < min_isr:
-                out["error_code"] = ErrorCode.not_enough_replicas
-                out["error_message"] = (
-                    f"ISR {list(p.isr)} is smaller than min.insync.replicas={min_isr}")
-                continue
             try:
-                result = node.replicas.append(p, bytes(pd.records))
+                result = p.append(bytes(pd.records), acks_all=acks == -1)
+            except NotEnoughReplicas as e:
+                out["error_code"] = ErrorCode.not_enough_replicas
+                out["error_message"] = str(e)
+                continue
             except StorageError as e:
                 out["error_code"] = error_code_for(e)
                 out["error_message"] = str(e)
@@ -75,7 +75,16 @@ async def handle_produce(node: Any, ctx: RequestContext, req: Any) -> Any:
                 waits.append((out, p, result.last_offset + 1))
         topics_out.append({"name": t.name, "partition_responses": parts_out})
     if waits:
-        await node.await_replication(waits, ms(req.timeout))
+        node.metrics.produce_purgatory.inc()
+        try:
+            timeout_s = max(0, ms(req.timeout)) / 1000
+            codes = await asyncio.gather(*(p.wait_replicated(target, timeout_s)
+                                           for _, p, target in waits))
+        finally:
+            node.metrics.produce_purgatory.dec()
+        for (out, _, _), code in zip(waits, codes, strict=True):
+            if code != ErrorCode.none:
+                out["error_code"] = code
     if acks == 0:
         return None
     return ctx.respond({"responses": topics_out, "throttle_time": 0})

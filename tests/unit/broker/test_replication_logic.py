@@ -11,15 +11,25 @@ from kio.schema.errors import ErrorCode
 
 from odradek import storage
 from odradek.broker.handlers.fetch import _read_partition
-from odradek.broker.replica_manager import Partition
+from odradek.broker.partition import Partition
 from odradek.broker.replication import LeaderFetcher
+from odradek.controller.metadata import PartitionRegistration
 from odradek.storage.records import Record, decode_batches, encode_batch
 
 
 def make_partition(path: Path, *, leader: bool, epoch: int, isr: tuple[int, ...]) -> Partition:
     plog = storage.PartitionLog.open(path, storage.LogConfig())
-    return Partition("t", 0, plog, leader_id=1, leader_epoch=epoch, replicas=(1, 2),
-                     isr=isr, is_leader=leader)
+    p = Partition("t", 0, plog, node_id=1 if leader else 2)
+    role(p, leader=leader, epoch=epoch, isr=isr)
+    return p
+
+
+def role(p: Partition, *, leader: bool, epoch: int, isr: tuple[int, ...] = (1, 2)) -> None:
+    """Give ``p`` the registration that makes it leader (or follower) at ``epoch``; a new
+    leader epoch starts at the log end, as a real leadership does."""
+    me = p.state.node_id
+    p.assign(PartitionRegistration(replicas=(1, 2), isr=isr, leader=me if leader else 3 - me,
+                                   leader_epoch=epoch, partition_epoch=epoch), None)
 
 
 def produce(p: Partition, values: list[str]) -> None:
@@ -41,7 +51,7 @@ def fetch_round(leader: Partition, follower: Partition, fetcher: LeaderFetcher) 
     leader_node = SimpleNamespace(
         replicas=SimpleNamespace(get=lambda tp: leader),
         image=SimpleNamespace(topics={}),
-        on_follower_fetch=lambda p, r, o: None)
+        replication=SimpleNamespace(on_follower_fetch=lambda p, r, o: None))
     entry, _, _ = _read_partition(leader_node, "t", req, 1 << 20, True, replica_id=2)
     pd = SimpleNamespace(
         error_code=entry.get("error_code", ErrorCode.none),
@@ -61,10 +71,9 @@ def test_follower_truncates_a_divergent_suffix_not_to_its_high_watermark(tmp_pat
     b = make_partition(tmp_path / "b", leader=False, epoch=0, isr=(1, 2))
     b.log.append_as_follower(a.log.read(0, 1 << 20, max_offset=10).records)
     b.log.high_watermark = 5  # B's HW lagged: truncating to it would lose 5..9
-    b.is_leader, b.leader_epoch = True, 1
-    b.log.leader_epochs.assign(1, b.log.log_end_offset)
+    role(b, leader=True, epoch=1)
     produce(b, ["b10", "b11", "b12"])
-    a.is_leader, a.leader_epoch = False, 1
+    role(a, leader=False, epoch=1)
 
     fetcher = LeaderFetcher(SimpleNamespace(node_id=1), leader_id=2)
     first = fetch_round(b, a, fetcher)
@@ -83,18 +92,16 @@ def test_follower_that_missed_an_epoch_converges(tmp_path: Path) -> None:
     produce(leader, [f"c{i}" for i in range(8)])
     follower = make_partition(tmp_path / "f", leader=False, epoch=0, isr=(1, 2))
     follower.log.append_as_follower(leader.log.read(0, 1 << 20, max_offset=8).records)
-    follower.is_leader, follower.leader_epoch = True, 0
+    role(follower, leader=True, epoch=0)
     produce(follower, ["x8", "x9"])
-    follower.leader_epoch = 2
-    follower.log.leader_epochs.assign(2, follower.log.log_end_offset)
+    role(follower, leader=True, epoch=2)
     produce(follower, ["x10", "x11", "x12", "x13", "x14"])
-    leader.leader_epoch = 1
-    leader.log.leader_epochs.assign(1, 8)
+    assert leader.log.log_end_offset == 8
+    role(leader, leader=True, epoch=1)
     produce(leader, ["l8", "l9", "l10", "l11"])
-    leader.leader_epoch = 3
-    leader.log.leader_epochs.assign(3, 12)
+    role(leader, leader=True, epoch=3)
     produce(leader, ["l12"])
-    follower.is_leader, follower.leader_epoch = False, 3
+    role(follower, leader=False, epoch=3)
 
     fetcher = LeaderFetcher(SimpleNamespace(node_id=2), leader_id=1)
     for _ in range(6):

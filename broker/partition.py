@@ -1,0 +1,208 @@
+"""One partition this broker hosts: its log, its replication state, and who waits on them.
+
+``Partition`` is the one owner of a partition's replication state. It applies the rules of
+``ReplicaState`` (broker/replica_state.py: high watermark over the ISR, min ISR, follower
+catch-up and lag) to its log and to the waiting requests:
+
+* the high watermark is written here only, on the leader when the ISR's log ends move and
+  on a follower from its leader's;
+* acks=all writes wait here (``wait_replicated``) until the high watermark covers them, the
+  ISR falls below min ISR, leadership moves, or time runs out;
+* long-polling fetches wait here (``waiters``) until anything they could read changes.
+
+The replica manager creates partitions and hands them metadata; the fetch handler and the
+follower fetchers report what followers and leaders said.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kio.schema.errors import ErrorCode
+
+from odradek import storage
+from odradek.broker.replica_state import AckState, Assignment, Change, ReplicaState
+from odradek.controller.metadata import PartitionRegistration
+
+_ACK_ERRORS = {
+    AckState.DONE: ErrorCode.none,
+    AckState.NOT_LEADER: ErrorCode.not_leader_or_follower,
+    AckState.NOT_ENOUGH_REPLICAS: ErrorCode.not_enough_replicas_after_append,
+}
+
+
+class NotEnoughReplicas(Exception):
+    """An acks=all write refused before it was appended: the ISR is below min ISR."""
+
+
+@dataclass(slots=True)
+class _AckWait:
+    target: int
+    done: asyncio.Future[AckState]
+
+
+class Partition:
+    def __init__(self, topic: str, index: int, log: storage.PartitionLog, node_id: int,
+                 min_isr: int = 1, clock: Callable[[], float] = time.monotonic) -> None:
+        self.topic = topic
+        self.index = index
+        self.log = log
+        self.state = ReplicaState(node_id, min_isr=min_isr)
+        self.topic_id: uuid.UUID | None = None
+        self._clock = clock
+        # Long-polling fetches: woken by any append, high watermark move or leadership change.
+        self.waiters: set[asyncio.Future[None]] = set()
+        self._acks: list[_AckWait] = []
+
+    # --- what the metadata says ------------------------------------------------------
+
+    @property
+    def leader_id(self) -> int:
+        return self.state.leader
+
+    @property
+    def leader_epoch(self) -> int:
+        return self.state.leader_epoch
+
+    @property
+    def partition_epoch(self) -> int:
+        return self.state.partition_epoch
+
+    @property
+    def replicas(self) -> tuple[int, ...]:
+        return self.state.replicas
+
+    @property
+    def isr(self) -> tuple[int, ...]:
+        return self.state.isr
+
+    @property
+    def is_leader(self) -> bool:
+        return self.state.is_leader
+
+    @property
+    def under_min_isr(self) -> bool:
+        return len(self.state.isr) < self.state.min_isr
+
+    def set_min_isr(self, min_isr: int) -> None:
+        self.state.min_isr = min_isr
+        if self.is_leader:
+            self._advance_high_watermark()
+        self._settle_acks()
+
+    def assign(self, reg: PartitionRegistration, topic_id: uuid.UUID | None) -> Change:
+        """Apply the partition's registration from the metadata image."""
+        self.topic_id = topic_id
+        change = self.state.assign(Assignment(reg.leader, reg.leader_epoch, reg.partition_epoch,
+                                              tuple(reg.replicas), tuple(reg.isr)),
+                                   self._clock())
+        if change.new_leader_epoch and not self.log.offline:
+            # Batches written from now on carry the new epoch (OffsetForLeaderEpoch, KIP-101).
+            latest = self.log.leader_epochs.latest_epoch
+            if reg.leader_epoch > latest:
+                self.log.leader_epochs.assign(reg.leader_epoch, self.log.log_end_offset)
+        if self.is_leader:
+            self._advance_high_watermark()
+        self._settle_acks()
+        self.wake()
+        return change
+
+    # --- leader: appends and acks=all ------------------------------------------------
+
+    def append(self, records: bytes, *, acks_all: bool) -> storage.AppendResult:
+        """Append a client's (or the group coordinator's) batches as leader. An acks=all
+        write is refused first when it could not be acknowledged (NotEnoughReplicas)."""
+        if acks_all and not self.state.may_append_acks_all():
+            raise NotEnoughReplicas(f"ISR {list(self.isr)} is smaller than "
+                                    f"min.insync.replicas={self.state.min_isr}")
+        result = self.log.append(records, leader_epoch=self.leader_epoch)
+        self._advance_high_watermark()
+        self.wake()
+        return result
+
+    async def wait_replicated(self, target: int, timeout_s: float) -> ErrorCode:
+        """acks=all: until the high watermark reaches ``target`` (the offset after the
+        write). NONE, or why the write is not acknowledged."""
+        state = self.state.ack_state(target, self.log.high_watermark)
+        if state is not AckState.WAITING:
+            return _ACK_ERRORS[state]
+        wait = _AckWait(target, asyncio.get_running_loop().create_future())
+        self._acks.append(wait)
+        try:
+            return _ACK_ERRORS[await asyncio.wait_for(asyncio.shield(wait.done), timeout_s)]
+        except TimeoutError:
+            return ErrorCode.request_timed_out
+        finally:
+            if wait in self._acks:
+                self._acks.remove(wait)
+
+    def _settle_acks(self) -> None:
+        if not self._acks:
+            return
+        hw = self.log.high_watermark
+        waiting = []
+        for wait in self._acks:
+            state = self.state.ack_state(wait.target, hw)
+            if state is AckState.WAITING:
+                waiting.append(wait)
+            elif not wait.done.done():
+                wait.done.set_result(state)
+        self._acks = waiting
+
+    def _advance_high_watermark(self) -> bool:
+        hw = self.state.high_watermark(self.log.log_end_offset)
+        if hw is None or hw <= self.log.high_watermark:
+            return False
+        self.log.high_watermark = hw
+        self._settle_acks()
+        return True
+
+    # --- leader: followers --------------------------------------------------------------
+
+    @property
+    def epoch_start(self) -> int:
+        """First offset of the current leader epoch: a follower below it is not in sync."""
+        entry = self.log.leader_epochs.latest_entry
+        if entry is not None and entry.epoch == self.leader_epoch:
+            return entry.start_offset
+        return self.log.log_end_offset
+
+    def follower_fetched(self, replica: int, offset: int, live: bool
+                         ) -> tuple[int, ...] | None:
+        """A follower fetching at ``offset`` has every record below it: the high watermark
+        may move. Returns the ISR with the follower added when it has caught up."""
+        self.state.follower_fetched(replica, offset, self._clock(), self.log.log_end_offset)
+        if self._advance_high_watermark():
+            self.wake()
+        return self.state.isr_to_add(replica, self.log.high_watermark, self.epoch_start, live)
+
+    def isr_without_laggards(self, max_lag_s: float) -> tuple[int, ...] | None:
+        return self.state.isr_without_laggards(self._clock(), max_lag_s,
+                                               self.log.log_end_offset)
+
+    # --- follower ----------------------------------------------------------------------
+
+    def follow_leader_high_watermark(self, leader_high_watermark: int) -> None:
+        hw = self.state.follower_high_watermark(leader_high_watermark, self.log.log_end_offset)
+        if hw > self.log.high_watermark:
+            self.log.high_watermark = hw
+
+    # --- waiting -----------------------------------------------------------------------
+
+    def wake(self) -> None:
+        for fut in self.waiters:
+            if not fut.done():
+                fut.set_result(None)
+        self.waiters.clear()
+
+    def close(self) -> None:
+        """Leaving this broker: fail what waits on it."""
+        for wait in self._acks:
+            if not wait.done.done():
+                wait.done.set_result(AckState.NOT_LEADER)
+        self._acks = []
+        self.wake()

@@ -1,0 +1,178 @@
+"""The replication rules of one partition on this broker, as pure state: no I/O, no clock.
+
+One ``ReplicaState`` per hosted partition holds what the metadata says (leader, epochs,
+replicas, ISR, min ISR) and what the leader has seen of its followers (their log ends and
+when each was last caught up), and decides from them:
+
+* the high watermark a leader may expose: the smallest log end over the ISR, and nothing
+  while the ISR is below ``min.insync.replicas`` (KIP-966: an acknowledged acks=all write is
+  then on at least min ISR replicas);
+* whether an acks=all write may be appended now (ISR >= min ISR), and when a waiting one is
+  done, failed or still waiting;
+* which followers joined the ISR (caught up to the high watermark and into the current
+  leader epoch) or left it (not caught up for ``replica.lag.time.max.ms``);
+* a follower's own high watermark from its leader's.
+
+Time is passed in (seconds, monotonic) so the rules are tested without a clock; the owner
+of each partition (``broker/partition.py``) applies the answers to the log and the waiters.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """A partition's registration in the metadata image, as this broker applies it."""
+
+    leader: int
+    leader_epoch: int
+    partition_epoch: int
+    replicas: tuple[int, ...]
+    isr: tuple[int, ...]
+
+
+@dataclass(slots=True)
+class FollowerProgress:
+    # The follower's log end as its last fetch offset said (-1: not fetched this epoch).
+    log_end: int = -1
+    # When it last fetched at or past the leader's log end.
+    caught_up_at: float = 0.0
+
+
+class AckState(enum.Enum):
+    DONE = "done"
+    WAITING = "waiting"
+    NOT_LEADER = "not_leader"  # leadership moved away: the write may or may not survive
+    NOT_ENOUGH_REPLICAS = "not_enough_replicas"  # the ISR fell below min ISR meanwhile
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What applying an assignment changed for this broker."""
+
+    became_leader: bool
+    stopped_leading: bool
+    new_leader_epoch: bool
+
+
+@dataclass(slots=True)
+class ReplicaState:
+    node_id: int
+    min_isr: int = 1
+    leader: int = -1
+    leader_epoch: int = -1
+    partition_epoch: int = -1
+    replicas: tuple[int, ...] = ()
+    isr: tuple[int, ...] = ()
+    followers: dict[int, FollowerProgress] = field(default_factory=dict)
+
+    @property
+    def is_leader(self) -> bool:
+        return self.leader == self.node_id
+
+    # --- metadata ------------------------------------------------------------------------
+
+    def assign(self, a: Assignment, now: float) -> Change:
+        was_leader = self.is_leader
+        new_epoch = a.leader_epoch != self.leader_epoch
+        self.leader, self.leader_epoch = a.leader, a.leader_epoch
+        self.partition_epoch = a.partition_epoch
+        self.replicas, self.isr = tuple(a.replicas), tuple(a.isr)
+        leads = self.is_leader
+        if leads and (not was_leader or new_epoch):
+            # A new leadership: what followers reported to an earlier one says nothing about
+            # this epoch, and every ISR member gets a full lag allowance from now (as Kafka).
+            self.followers = {r: FollowerProgress(-1, now) for r in self.replicas
+                              if r != self.node_id}
+        elif leads:
+            for r in self.replicas:
+                if r != self.node_id:
+                    self.followers.setdefault(r, FollowerProgress(-1, now))
+        else:
+            self.followers = {}
+        return Change(became_leader=leads and not was_leader,
+                      stopped_leading=was_leader and not leads,
+                      new_leader_epoch=leads and new_epoch)
+
+    # --- leader: high watermark and acks=all -----------------------------------------
+
+    def high_watermark(self, log_end: int) -> int | None:
+        """The high watermark the ISR supports now, or None while the ISR is below min ISR.
+        The caller never moves the high watermark back."""
+        if not self.is_leader or len(self.isr) < self.min_isr:
+            return None
+        ends = [log_end]
+        for r in self.isr:
+            if r != self.node_id:
+                progress = self.followers.get(r)
+                ends.append(max(progress.log_end, 0) if progress else 0)
+        return min(ends)
+
+    def may_append_acks_all(self) -> bool:
+        """An acks=all write is refused before it is appended while the ISR is below min
+        ISR (NOT_ENOUGH_REPLICAS): it could not be acknowledged."""
+        return len(self.isr) >= self.min_isr
+
+    def ack_state(self, target: int, high_watermark: int) -> AckState:
+        """Where an acks=all write ending below ``target`` stands."""
+        if not self.is_leader:
+            return AckState.NOT_LEADER
+        if high_watermark >= target:
+            return AckState.DONE
+        if len(self.isr) < self.min_isr:
+            return AckState.NOT_ENOUGH_REPLICAS
+        return AckState.WAITING
+
+    # --- leader: followers and the ISR ---------------------------------------------------
+
+    def follower_fetched(self, replica: int, offset: int, now: float, log_end: int) -> None:
+        """A follower fetching at ``offset`` has every record below it."""
+        progress = self.followers.get(replica)
+        if progress is None:
+            if replica not in self.replicas or replica == self.node_id:
+                return
+            progress = self.followers[replica] = FollowerProgress(-1, now)
+        progress.log_end = offset
+        if offset >= log_end:
+            progress.caught_up_at = now
+
+    def isr_to_add(self, replica: int, high_watermark: int, epoch_start: int,
+                   live: bool) -> tuple[int, ...] | None:
+        """The ISR with ``replica`` added, when it has caught up: it holds everything up to
+        the high watermark and into the current leader epoch, and its broker is live."""
+        progress = self.followers.get(replica)
+        if (not self.is_leader or replica in self.isr or replica not in self.replicas
+                or not live or progress is None):
+            return None
+        if progress.log_end < high_watermark or progress.log_end < epoch_start:
+            return None
+        return tuple(sorted({*self.isr, replica}))
+
+    def isr_without_laggards(self, now: float, max_lag_s: float,
+                             log_end: int) -> tuple[int, ...] | None:
+        """The ISR without followers that have not caught up for ``max_lag_s`` (and are
+        behind now), or None when nobody lags. The leader never removes itself."""
+        if not self.is_leader or len(self.isr) <= 1:
+            return None
+        lagging = set()
+        for r in self.isr:
+            if r == self.node_id:
+                continue
+            progress = self.followers.get(r)
+            if progress is None:
+                continue
+            if now - progress.caught_up_at > max_lag_s and progress.log_end < log_end:
+                lagging.add(r)
+        if not lagging:
+            return None
+        return tuple(r for r in self.isr if r not in lagging)
+
+    # --- follower ----------------------------------------------------------------------
+
+    @staticmethod
+    def follower_high_watermark(leader_high_watermark: int, log_end: int) -> int:
+        """A follower's high watermark: its leader's, as far as its own log reaches."""
+        return min(leader_high_watermark, log_end)
