@@ -278,7 +278,8 @@ class NodeConfig:
 
     @property
     def listeners(self) -> tuple[Listener, ...]:
-        return self.values["listeners"]
+        listeners: tuple[Listener, ...] = self.values["listeners"]
+        return listeners
 
     @property
     def advertised_listeners(self) -> tuple[Listener, ...]:
@@ -290,7 +291,8 @@ class NodeConfig:
 
     @property
     def roles(self) -> tuple[str, ...]:
-        return self.values["process.roles"]
+        roles: tuple[str, ...] = self.values["process.roles"]
+        return roles
 
 
 def parse_config(raw: Mapping[str, Any], *, env: Mapping[str, str] | None = None,

@@ -40,8 +40,11 @@ class NodeIdentity:
 
 
 class MetadataPlane(Protocol):
-    loader: MetadataLoader
-    controller: ControllerApi
+    @property
+    def loader(self) -> MetadataLoader: ...
+
+    @property
+    def controller(self) -> ControllerApi: ...
 
     @property
     def broker_epoch(self) -> int: ...

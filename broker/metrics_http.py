@@ -95,7 +95,7 @@ class MetricsServer:
             return web.Response(status=405, text="only GET and HEAD\n",
                                 headers={"Allow": "GET, HEAD"})
         try:
-            body = generate_latest(self.exposed)  # type: ignore[arg-type]
+            body = generate_latest(self.exposed)
         except Exception:
             log.exception("collecting metrics failed")
             return web.Response(status=500, text="collecting metrics failed; see the node's "

@@ -130,12 +130,12 @@ class LeaderFetcher:
         backoff = False
         for t in response.responses:
             for pd in t.partitions:
-                p = parts.get((t.topic, pd.partition_index))
+                fetched = parts.get((t.topic, pd.partition_index))
                 # Skip answers for partitions whose leadership changed while we waited.
-                if p is None or self.partitions.get((t.topic, pd.partition_index)) is not p \
-                        or p.is_leader:
+                if fetched is None or fetched.is_leader \
+                        or self.partitions.get((t.topic, pd.partition_index)) is not fetched:
                     continue
-                backoff |= not self._apply(p, pd)
+                backoff |= not self._apply(fetched, pd)
         if backoff:
             await asyncio.sleep(_BACKOFF_S)
 
@@ -226,14 +226,13 @@ class ReplicationManager:
         for tp, p in self.node.replicas.partitions.items():
             if not p.is_leader and p.leader_id >= 0 and p.leader_id != self.node.node_id:
                 wanted.setdefault(p.leader_id, {})[tp] = p
-        for leader_id, fetcher in list(self.fetchers.items()):
+        for leader_id, idle in list(self.fetchers.items()):
             if leader_id not in wanted:
-                fetcher.set_partitions({})
+                idle.set_partitions({})
         for leader_id, parts in wanted.items():
             fetcher = self.fetchers.get(leader_id)
             if fetcher is None:
-                fetcher = LeaderFetcher(self.node, leader_id)
-                self.fetchers[leader_id] = fetcher
+                fetcher = self.fetchers[leader_id] = LeaderFetcher(self.node, leader_id)
                 fetcher.start()
             fetcher.set_partitions(parts)
 
@@ -265,6 +264,7 @@ class ReplicationManager:
 
     async def _alter_isr(self, p: Partition, new_isr: tuple[int, ...], why: str) -> None:
         tp = (p.topic, p.index)
+        assert p.topic_id is not None  # _request_isr does not ask for a partition without
         try:
             log.info("ISR of %s-%d: %s -> %s (%s)", p.topic, p.index, list(p.isr),
                      list(new_isr), why)

@@ -164,7 +164,7 @@ class ControllerClient:
 
     def _pause(self, failures: int) -> float:
         first, most = self._backoff
-        base = min(most, first * 2 ** max(failures // len(self._order) - 1, 0))
+        base = min(most, first * 2.0 ** max(failures // len(self._order) - 1, 0))
         return base * (0.5 + self._rng.random() / 2)  # jitter keeps brokers out of lockstep
 
     async def _call(self, method: str, request: Any, timeout: float | None = None,

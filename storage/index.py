@@ -30,11 +30,11 @@ _TIME_ENTRY = struct.Struct(">qI")
 _MAX_U32 = 0xFFFFFFFF
 
 
-def _strictly_increasing(values: array) -> bool:
+def _strictly_increasing(values: array[int]) -> bool:
     return all(map(operator.lt, values, values[1:]))
 
 
-def _non_decreasing(values: array) -> bool:
+def _non_decreasing(values: array[int]) -> bool:
     return all(map(operator.le, values, values[1:]))
 
 

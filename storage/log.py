@@ -287,7 +287,7 @@ class PartitionLog:
         self.producer_state.clear()
         entries: list[EpochEntry] = []
         for seg in self._segments:
-            headers = []
+            headers: list[BatchHeader] = []
             try:
                 headers.extend(h for _, h in seg.iter_batches())
             except CorruptRecordError as e:

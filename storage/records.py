@@ -244,7 +244,7 @@ def encode_batch(
 
 
 def decode_records(
-    header: BatchHeader, buf: bytes | memoryview, pos: int = 0
+    header: BatchHeader, buf: bytes | bytearray | memoryview, pos: int = 0
 ) -> list[DecodedRecord]:
     """Decode the records of the batch whose header was read at ``pos`` of ``buf``."""
     with memoryview(buf) as mv:

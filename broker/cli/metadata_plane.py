@@ -127,8 +127,9 @@ class RaftMetadataPlane:
                 heartbeat_interval_ms=cfg["broker.heartbeat.interval.ms"],
                 node_id=me.node_id)
         # Every operation, even on a controller node, goes to whichever node is active.
+        raft = self.raft
         self.client = ControllerClient(
-            self.voters, leader_hint=(lambda: self.raft.leader_id) if self.raft else None)
+            self.voters, leader_hint=(lambda: raft.leader_id) if raft is not None else None)
         self.controller = self.client
 
     @property

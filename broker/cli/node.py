@@ -40,13 +40,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     setup_logging(config["log.level"], config.node_id)
     _raise_open_files_limit(config["max.connections"])
-    try:
-        import uvloop
+    import uvloop
 
-        runner = uvloop.run
-    except ImportError:  # pragma: no cover - uvloop is a dependency; fall back anyway
-        runner = asyncio.run
-    return int(runner(_serve(config, args.parent_pid)))
+    return int(uvloop.run(_serve(config, args.parent_pid)))
 
 
 def _raise_open_files_limit(max_connections: int) -> None:

@@ -35,8 +35,9 @@ import struct
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, fields, is_dataclass
-from functools import cache
 from types import NoneType, UnionType
+
+from kio.static.protocol import Entity
 
 # A request with more array elements than this is refused. Kafka has no such bound, but no
 # client sends anything near it: a follower fetch of 100,000 partitions is 100,100 elements.
@@ -88,7 +89,7 @@ class Checked:
     end: int  # offset just after the message
 
 
-def check(cls: type, frame: bytes, offset: int = 0) -> Checked:
+def check(cls: type[Entity], frame: bytes, offset: int = 0) -> Checked:
     """Walk one message of kio entity ``cls`` starting at ``offset``; raise BoundsError."""
     scan = _Scan()
     try:
@@ -101,7 +102,7 @@ def check(cls: type, frame: bytes, offset: int = 0) -> Checked:
     return Checked(frame, end)
 
 
-def check_request(header_cls: type, body_cls: type, frame: bytes) -> Checked:
+def check_request(header_cls: type[Entity], body_cls: type[Entity], frame: bytes) -> Checked:
     """Header then body of a request frame (without its size prefix)."""
     head = check(header_cls, frame, 0)
     body = check(body_cls, head.frame, head.end)
@@ -208,13 +209,13 @@ def _skip(n: int) -> Step:
 class _Field:
     name: str
     kafka_type: str | None  # None for entities
-    entity: type | None
+    entity: type[Entity] | None
     array: bool
     nullable: bool
     tag: int | None
 
 
-def _describe(cls: type) -> list[_Field]:
+def _describe(cls: type[Entity]) -> list[_Field]:
     hints = typing.get_type_hints(cls)
     out = []
     for f in fields(cls):
@@ -226,13 +227,13 @@ def _describe(cls: type) -> list[_Field]:
             hint = args[0]
         array = typing.get_origin(hint) is tuple
         inner = typing.get_args(hint)[0] if array else hint
-        entity = inner if is_dataclass(inner) else None
+        entity = typing.cast(type[Entity], inner) if is_dataclass(inner) else None
         kafka_type = None if entity is not None else f.metadata["kafka_type"]
         out.append(_Field(f.name, kafka_type, entity, array, nullable, f.metadata.get("tag")))
     return out
 
 
-def _min_size(cls: type) -> int:
+def _min_size(cls: type[Entity]) -> int:
     """Fewest bytes one message of ``cls`` can take (element bound for arrays of it)."""
     flexible = bool(cls.__flexible__)
     total = 1 if flexible else 0  # the tagged-field count
@@ -262,7 +263,7 @@ def _fixed_size(f: _Field) -> int | None:
     return _FIXED_SIZES[f.kafka_type]
 
 
-def _fixed_record(cls: type) -> tuple[int, Step | None] | None:
+def _fixed_record(cls: type[Entity]) -> tuple[int, Step | None] | None:
     """(bytes of its fields, its tagged-field step or None) when every untagged field of
     ``cls`` has a fixed size; else None."""
     size = 0
@@ -350,8 +351,18 @@ def _field_step(f: _Field, flexible: bool, where: str, *, tagged: bool = False) 
     return _value_step(f, flexible, nullable, where)
 
 
-@cache
-def _entity_step(cls: type, nullable: bool) -> Step:
+_steps: dict[tuple[type[Entity], bool], Step] = {}
+
+
+def _entity_step(cls: type[Entity], nullable: bool) -> Step:
+    """The check of one message of ``cls`` (compiled once per class)."""
+    found = _steps.get((cls, nullable))
+    if found is None:
+        found = _steps[(cls, nullable)] = _compile_entity(cls, nullable)
+    return found
+
+
+def _compile_entity(cls: type[Entity], nullable: bool) -> Step:
     name = cls.__name__
     flexible = bool(cls.__flexible__)
     is_request_header = name == "RequestHeader"

@@ -29,7 +29,10 @@ from kio.schema.index import api_key_map, schema_name_map
 from kio.schema.response_header.v0.header import ResponseHeader as ResponseHeaderV0
 from kio.schema.response_header.v1.header import ResponseHeader as ResponseHeaderV1
 from kio.serial import entity_reader, entity_writer
+from kio.serial.readers import Reader
+from kio.serial.writers import Writer
 from kio.static.constants import EntityType
+from kio.static.protocol import Entity, Payload, RequestPayload
 
 from odradek.broker.kafka import bounds
 
@@ -84,32 +87,45 @@ def kio_versions(api_key: int) -> tuple[int, int] | None:
 
 
 @cache
-def request_class(api_key: int, version: int) -> type:
-    return load_payload_module(api_key, version, EntityType.request).__dict__[
-        _entity_name(api_key, version, EntityType.request)
-    ]
+def request_class(api_key: int, version: int) -> type[RequestPayload]:
+    cls: type[RequestPayload] = load_payload_module(api_key, version, EntityType.request
+                                                    ).__dict__[
+        _entity_name(api_key, version, EntityType.request)]
+    return cls
 
 
 @cache
-def response_class(api_key: int, version: int) -> type:
-    return load_payload_module(api_key, version, EntityType.response).__dict__[
-        _entity_name(api_key, version, EntityType.response)
-    ]
+def response_class(api_key: int, version: int) -> type[Payload]:
+    cls: type[Payload] = load_payload_module(api_key, version, EntityType.response).__dict__[
+        _entity_name(api_key, version, EntityType.response)]
+    return cls
 
 
-def _entity_name(api_key: int, version: int, kind: EntityType) -> str:
+def _entity_name(api_key: int, version: int,
+                 kind: typing.Literal[EntityType.request, EntityType.response]) -> str:
     path = schema_name_map[api_key_map[api_key]][version][kind]
     return path.split(":", 1)[1]
 
 
-@cache
-def _reader(cls: type) -> Any:
-    return entity_reader(cls)
+# Memos keyed by entity class (functools.cache would do, but its typing wants hashable
+# instances and dataclass types do not say they are).
+_readers: dict[type[Entity], Reader[Any]] = {}
+_writers: dict[type[Entity], Writer[Any]] = {}
+_plans: dict[type[Entity], tuple[_FieldPlan, ...]] = {}
 
 
-@cache
-def _writer(cls: type) -> Any:
-    return entity_writer(cls)
+def _reader(cls: type[Entity]) -> Reader[Any]:
+    found = _readers.get(cls)
+    if found is None:
+        found = _readers[cls] = entity_reader(cls)
+    return found
+
+
+def _writer(cls: type[Entity]) -> Writer[Any]:
+    found = _writers.get(cls)
+    if found is None:
+        found = _writers[cls] = entity_writer(cls)
+    return found
 
 
 def peek_header(frame: bytes | memoryview) -> tuple[int, int, int]:
@@ -152,7 +168,7 @@ def decode_request(
     return DecodedRequest(api_key, api_version, correlation_id, header.client_id, body)
 
 
-def encode_request(body: Any, correlation_id: int, client_id: str | None) -> bytes:
+def encode_request(body: RequestPayload, correlation_id: int, client_id: str | None) -> bytes:
     """A full request frame, size prefix included (used by our own admin client)."""
     cls = type(body)
     header_cls = cls.__header_schema__
@@ -192,7 +208,8 @@ def decode_response(frame: bytes | memoryview, api_key: int, version: int) -> tu
     return correlation_id, body
 
 
-def encode_response(api_key: int, version: int, correlation_id: int, body: Any) -> memoryview:
+def encode_response(api_key: int, version: int, correlation_id: int, body: Payload
+                    ) -> memoryview:
     """A full response frame, size prefix included (a view of the encoded buffer: fetch
     responses carry megabytes of records, and copying them once more would cost)."""
     buf = io.BytesIO()
@@ -215,8 +232,8 @@ def encode_response(api_key: int, version: int, correlation_id: int, body: Any) 
 class _FieldPlan:
     name: str
     kind: str  # entity | entities | timedelta | datetime | error | records | plain
-    target: type | None
-    zero: Any
+    target: type[Entity] | None
+    zero: object
     has_default: bool
 
 
@@ -228,23 +245,30 @@ def _strip_optional(hint: Any) -> tuple[Any, bool]:
     return hint, False
 
 
-@cache
-def _plan(cls: type) -> tuple[_FieldPlan, ...]:
+def _plan(cls: type[Entity]) -> tuple[_FieldPlan, ...]:
+    found = _plans.get(cls)
+    if found is None:
+        found = _plans[cls] = _make_plan(cls)
+    return found
+
+
+def _make_plan(cls: type[Entity]) -> tuple[_FieldPlan, ...]:
     hints = typing.get_type_hints(cls)
     plans = []
     for f in fields(cls):
         hint, optional = _strip_optional(hints[f.name])
         kafka_type = f.metadata.get("kafka_type")
         has_default = f.default is not MISSING or f.default_factory is not MISSING
-        target = None
+        target: type[Entity] | None = None
+        zero: object
         if typing.get_origin(hint) is tuple:
             inner = typing.get_args(hint)[0]
             if is_dataclass(inner):
-                kind, target, zero = "entities", inner, ()
+                kind, target, zero = "entities", typing.cast(type[Entity], inner), ()
             else:
                 kind, zero = "plain", ()
         elif is_dataclass(hint):
-            kind, target, zero = "entity", hint, None
+            kind, target, zero = "entity", typing.cast(type[Entity], hint), None
         elif kafka_type in ("timedelta_i32", "timedelta_i64"):
             kind, zero = "timedelta", datetime.timedelta(0)
         elif kafka_type == "datetime_i64":
@@ -271,7 +295,10 @@ def _plan(cls: type) -> tuple[_FieldPlan, ...]:
     return tuple(plans)
 
 
-def build(cls: type, data: typing.Mapping[str, Any]) -> Any:
+E = typing.TypeVar("E", bound=Entity)
+
+
+def build(cls: type[E], data: typing.Mapping[str, Any]) -> E:
     """Instantiate kio entity ``cls`` from ``data``.
 
     Keys the entity does not have are ignored (older versions lack newer fields); fields
@@ -300,10 +327,12 @@ def _convert(p: _FieldPlan, value: Any) -> Any:
     kind = p.kind
     if kind == "plain":
         return tuple(value) if isinstance(value, list) else value
-    if kind == "entities":
-        return tuple(v if is_dataclass(v) else build(p.target, v) for v in value)  # type: ignore[arg-type]
-    if kind == "entity":
-        return value if is_dataclass(value) else build(p.target, value)  # type: ignore[arg-type]
+    if kind in ("entities", "entity"):
+        target = p.target
+        assert target is not None  # set for every entity field by _make_plan
+        if kind == "entity":
+            return value if is_dataclass(value) else build(target, value)
+        return tuple(v if is_dataclass(v) else build(target, v) for v in value)
     if kind == "error":
         return value if isinstance(value, ErrorCode) else ErrorCode(int(value))
     if kind == "timedelta":
@@ -317,11 +346,12 @@ def _convert(p: _FieldPlan, value: Any) -> Any:
     return value
 
 
-def build_response(api_key: int, version: int, data: typing.Mapping[str, Any]) -> Any:
+def build_response(api_key: int, version: int, data: typing.Mapping[str, Any]) -> Payload:
     return build(response_class(api_key, version), data)
 
 
-def build_request(api_key: int, version: int, data: typing.Mapping[str, Any]) -> Any:
+def build_request(api_key: int, version: int, data: typing.Mapping[str, Any]
+                  ) -> RequestPayload:
     return build(request_class(api_key, version), data)
 
 

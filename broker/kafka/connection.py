@@ -140,7 +140,3 @@ class ServerConnection:
     def reserved(self) -> int:
         """Bytes granted by ``reserve`` for the frame being read, not yet handed out."""
         return self._need or 0
-
-    @staticmethod
-    def send_response(req: codec.DecodedRequest, body: object) -> bytes:
-        return codec.encode_response(req.api_key, req.api_version, req.correlation_id, body)

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import ClassVar
+from typing import Any, ClassVar
 
 NO_LEADER = -1
 
@@ -21,7 +21,8 @@ BROKER_RESOURCE = 4
 
 ConfigResource = tuple[int, str]
 
-_EMPTY_MAPPING: Mapping = MappingProxyType({})
+_EMPTY_MAPPING: Mapping[str, str] = MappingProxyType({})
+_NOTHING: Mapping[Any, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +105,9 @@ class MetadataImage:
 
 MetadataImage.EMPTY = MetadataImage(
     offset=-1,
-    brokers=_EMPTY_MAPPING,
-    topics=_EMPTY_MAPPING,
-    topics_by_id=_EMPTY_MAPPING,
-    configs=_EMPTY_MAPPING,
+    brokers=_NOTHING,
+    topics=_NOTHING,
+    topics_by_id=_NOTHING,
+    configs=_NOTHING,
     next_producer_id=0,
 )

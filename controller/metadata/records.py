@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
+from typing import cast
 
 from odradek.controller.metadata.gen import metadata_pb2 as pb
 
@@ -141,7 +142,9 @@ def config_record(
     resource_type: int, resource_name: str, name: str, value: str | None
 ) -> pb.MetadataRecord:
     """value None deletes the key."""
-    rec = pb.ConfigRecord(resource_type=resource_type, resource_name=resource_name, name=name)
+    # The enum's values are Kafka's resource type numbers; protobuf takes the int.
+    rec = pb.ConfigRecord(resource_type=cast("pb.ConfigResourceType", resource_type),
+                          resource_name=resource_name, name=name)
     if value is not None:
         rec.value = value
     return pb.MetadataRecord(config=rec)

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from odradek.controller.raft import (
@@ -47,7 +47,7 @@ class Persister(Protocol):
 
 
 class MessageSink(Protocol):
-    def send(self, messages: Iterable[Message]) -> None: ...
+    def send(self, messages: Sequence[Message]) -> None: ...
 
 
 class DriverStoppedError(NotLeaderError):

@@ -77,8 +77,10 @@ class RaftServicer(raft_pb2_grpc.RaftServiceServicer):
                                 "node's view")
         stub = raft_pb2_grpc.RaftServiceStub(channel)
         try:
-            return await stub.DescribeQuorum(pb.DescribeQuorumRequest(local_only=True),
-                                             timeout=rt.settings.rpc_timeout_ms / 1000)
+            answer: pb.DescribeQuorumResponse = await stub.DescribeQuorum(
+                pb.DescribeQuorumRequest(local_only=True),
+                timeout=rt.settings.rpc_timeout_ms / 1000)
+            return answer
         except grpc.aio.AioRpcError as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE,
                                 f"node {rt.node_id} could not reach the leader, node {leader} "

@@ -5,6 +5,7 @@ environment."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -30,9 +31,17 @@ def test_wheel_adds_only_odradek(tmp_path: Path) -> None:
     """Build the wheel, install it into a fresh virtual environment, and see what it adds:
     ``odradek`` and its dist-info, nothing else; the installed CLI and node code import from
     the wheel, not from this checkout."""
+    # Built from a copy: setuptools writes build/ and *.egg-info next to the sources.
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    for folder in FOLDERS:
+        shutil.copytree(REPO / folder, src / folder,
+                        ignore=shutil.ignore_patterns("__pycache__"))
     dist = tmp_path / "dist"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(dist), str(REPO)], check=True, capture_output=True)
+                    "-q", "-w", str(dist), str(src)], check=True, capture_output=True)
     (wheel,) = dist.glob("odradek-*.whl")
     with zipfile.ZipFile(wheel) as z:
         tops = {name.split("/", 1)[0] for name in z.namelist()}
