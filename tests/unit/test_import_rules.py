@@ -1,7 +1,8 @@
 """The import direction of docs/architecture.md, checked on the source (AST, no imports run).
 
 - broker -> controller.metadata (shared records, image, delta, requests, results) and storage;
-  only the entry points (broker/cli/) wire in the rest of the controller (quorum, Raft, gRPC);
+  only the entry points (broker/cli/, broker/verify/) use the rest of the controller (quorum,
+  Raft, gRPC);
 - controller and storage never import broker; storage imports neither broker nor controller;
 - nothing outside broker imports it, bar the test suite (tests/bench uses the CLI instead);
 - product code never imports tests;
@@ -20,7 +21,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PRODUCT = ("broker", "controller", "storage")
-ENTRY_POINTS = ("broker/cli/",)
+# The node's entry point wires the controller in; the fault-injection harness (odradek
+# verify) asks controllers over their gRPC API which of them to kill.
+ENTRY_POINTS = ("broker/cli/", "broker/verify/")
 SANS_IO = ("controller/raft/", "broker/kafka/codec.py", "broker/kafka/bounds.py",
            "broker/kafka/connection.py", "broker/kafka/budget.py", "broker/replica_state.py",
            "storage/index.py")
