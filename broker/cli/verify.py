@@ -2,15 +2,16 @@
 independent clients produce and consume, then check the history for lost, duplicated,
 reordered or phantom records and write a report.
 
-The harness lives in the source checkout (tests/chaos/); this module only parses options
-and hands over. Exit status: 0 no anomalies, 1 anomalies (or the cluster did not recover),
-2 the run could not be set up.
+The harness is odradek.broker.verify (runner.py drives a run); this module only parses
+options and hands over, importing it when the command runs, so other commands never load
+it. Its client libraries come with the ``verify`` extra: ``pip install 'odradek[verify]'``.
+Exit status: 0 no anomalies, 1 anomalies (or the cluster did not recover), 2 the run could
+not be set up.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import signal
 import sys
 from pathlib import Path
@@ -21,12 +22,12 @@ KINDS = ("kill", "pause", "controller-kill", "crash-unflushed", "isolate", "spli
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
-        "verify", help="fault-injection run with a correctness check (needs a source checkout)",
+        "verify", help="fault-injection run with a correctness check",
         description="Run a cluster of real node processes, inject faults on a seeded schedule "
         "while confluent-kafka and kafka-python clients produce and consume, heal, read every "
         "partition back, and check that no acknowledged record was lost, duplicated or "
         "moved. Writes a report (report.md, timeline.png) and prints the command that "
-        "reproduces the run.")
+        "reproduces the run. Needs the verify extra: pip install 'odradek[verify]'.")
     p.add_argument("--duration", type=float, default=600.0,
                    help="seconds of workload under faults (default 600)")
     p.add_argument("--interval", type=float, default=15.0,
@@ -63,25 +64,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.set_defaults(func=run)
 
 
-def _load_runner() -> object | None:
-    """tests.chaos.runner from the source checkout this package runs from, if any."""
-    checkout = Path(__file__).resolve().parents[2]
-    if (checkout / "tests" / "chaos" / "runner.py").is_file() and str(checkout) not in sys.path:
-        sys.path.insert(0, str(checkout))
-    try:
-        return importlib.import_module("tests.chaos.runner")
-    except ImportError as e:
-        print(f"odradek verify: the fault-injection harness is not importable ({e}).\n"
-              "It lives in the source checkout (tests/chaos/): clone the repository and "
-              "run `pip install -e '.[chaos]'` there, then `odradek verify` from it.",
-              file=sys.stderr)
-        return None
-
-
 def run(args: argparse.Namespace) -> int:
-    runner = _load_runner()
-    if runner is None:
-        return 2
+    from odradek.broker.verify import runner
+
     try:
         lo, _, hi = args.fault_duration.partition("-")
         fault_min, fault_max = float(lo), float(hi or lo)
@@ -93,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     if args.faults is not None:
         faults = [] if args.faults.strip() == "none" else [
             k.strip() for k in args.faults.split(",") if k.strip()]
-    options = runner.Options(  # type: ignore[attr-defined]
+    options = runner.Options(
         duration=args.duration, interval=args.interval, seed=args.seed, nodes=args.nodes,
         faults=faults, netns=args.netns, replication_factor=args.replication_factor,
         min_insync=args.min_insync, acks=args.acks, partitions=args.partitions,
@@ -102,8 +87,8 @@ def run(args: argparse.Namespace) -> int:
     # SIGTERM unwinds like Ctrl-C, so the nodes, the namespaces and the clients are cleaned up.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        outcome = runner.run(options)  # type: ignore[attr-defined]
-    except runner.SetupError as e:  # type: ignore[attr-defined]
+        outcome = runner.run(options)
+    except runner.SetupError as e:
         print(f"odradek verify: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

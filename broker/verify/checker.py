@@ -1,4 +1,4 @@
-"""The checker: reads a run's history (tests/chaos/history.py) and names every way the
+"""The checker: reads a run's history (history.py) and names every way the
 cluster broke the promises Kafka makes to this workload.
 
 The workload writes unique values (``<client>-<key>-<seq>``) with ``acks=all``, to a
@@ -87,7 +87,7 @@ A single fault can show as several kinds: a rewritten offset, for instance, is a
 ``inconsistent_offset`` at that offset and, if the value rewritten away was acknowledged,
 ``lost``. The self-test plants one instance of each kind and checks exactly that kind fires.
 
-Command line: ``python -m tests.chaos.checker HISTORY.jsonl [--recovery-window S] [--json]``
+Command line: ``python -m odradek.broker.verify.checker HISTORY.jsonl [--recovery-window S] [--json]``
 prints the summary (or JSON) and exits 0 if the history is clean, 1 on anomalies and 2 if
 the history cannot be read.
 """
@@ -104,8 +104,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.chaos import history
-from tests.chaos.history import Ack, Assign, Event, Fail, Fault, FinalRead, Poll, RunInfo, Send
+from odradek.broker.verify import history
+from odradek.broker.verify.history import (
+    Ack,
+    Assign,
+    Event,
+    Fail,
+    Fault,
+    FinalRead,
+    Poll,
+    RunInfo,
+    Send,
+)
 
 LOST = "lost"
 NO_FINAL_READ = "no_final_read"
@@ -663,7 +673,7 @@ def check(events: Sequence[Event], *,
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tests.chaos.checker",
+        prog="python -m odradek.broker.verify.checker",
         description="Check a fault-injection run's history for anomalies. Exit status: "
                     "0 clean, 1 anomalies found, 2 the history cannot be read.")
     parser.add_argument("history", type=Path, help="the run's history (JSON Lines)")

@@ -1,8 +1,8 @@
-"""Odradek nodes inside the namespaces of a ``tests.chaos.netns.Network``.
+"""Odradek nodes inside the namespaces of a ``netns.Network``.
 
 Each node binds its Kafka, controller (gRPC) and metrics listeners on its own 198.18.x.y
 address, so a cut between two namespaces cuts replication, Raft and heartbeats between
-those nodes, while the test process (the client, in the root namespace) connects directly.
+those nodes, while this process (the client, in the root namespace) connects directly.
 Every namespace has its own port space, so the ports are fixed and never collide.
 """
 
@@ -12,11 +12,11 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from odradek import storage
-from tests.chaos.netns import Network
-from tests.integration.harness import REPO, Cluster, NodeProcess
+from odradek.broker.local_cluster import LocalCluster, NodeProcess
+from odradek.broker.verify.netns import Network
 
 KAFKA_PORT = 9092
 CONTROLLER_PORT = 9093
@@ -40,12 +40,19 @@ class NamespacedNode(NodeProcess):
     def netns(self) -> str:
         return self.net.ns(self.node_id)
 
-    def _spawn(self, argv: list[str], log: Any, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.host}:{METRICS_PORT}/metrics"
+
+    def _spawn(self, argv: list[str], log: IO[bytes], env: dict[str, str]
+               ) -> subprocess.Popen[bytes]:
         # `ip netns exec` execs, so the pid is the node's own and kill() reaches it.
-        return self.net.popen(self.node_id, argv, stdout=log, stderr=log, env=env, cwd=REPO)
+        proc: subprocess.Popen[bytes] = self.net.popen(
+            self.node_id, argv, stdout=log, stderr=log, env=env, start_new_session=True)
+        return proc
 
 
-class NamespacedCluster(Cluster):
+class NamespacedCluster(LocalCluster):
     """``net.n`` combined broker+controller nodes, node ``i`` in namespace ``i``."""
 
     def __init__(self, net: Network, base: Path, overrides: dict[str, Any] | None = None
@@ -76,7 +83,7 @@ def stored_records(node: NodeProcess, topic: str, partition: int, scratch: Path
     """Every record in a stopped node's copy of ``topic-partition`` up to its log end (not
     only up to the high watermark), and the log end offset. The partition directory is
     copied to ``scratch`` first: opening a log may recover and rewrite it."""
-    src = node.base / f"node-{node.node_id}" / "logs" / f"{topic}-{partition}"
+    src = node.data_dir / "logs" / f"{topic}-{partition}"
     dst = scratch / f"node-{node.node_id}-{topic}-{partition}"
     shutil.copytree(src, dst)
     log = storage.PartitionLog.open(dst, storage.LogConfig())

@@ -1,6 +1,6 @@
 """Faults for a verification run, and the seeded schedule that injects them.
 
-Every fault has a ``start`` and a ``stop`` and records a ``Fault`` event (tests/chaos/history)
+Every fault has a ``start`` and a ``stop`` and records a ``Fault`` event (history.py)
 at each, after the fault is in force (start) or fully undone (stop: a killed node counts as
 down until it reports ready again).
 
@@ -22,7 +22,7 @@ delay              tc netem delay on a node's packets (only where the kernel has
 =================  =====================================================================
 
 Process faults work on any cluster of ``NodeProcess``es; network faults need the nodes in
-the namespaces of a ``tests.chaos.netns.Network``.
+the namespaces of a ``netns.Network``.
 
 The schedule is a pure function of the seed and the options: the same command line injects
 the same kinds, on the same node numbers, at the same offsets, for the same durations (what
@@ -45,9 +45,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from odradek.broker.local_cluster import NodeProcess
+from odradek.broker.verify.history import Event, Fault
 from odradek.storage import checkpoint
-from tests.chaos.history import Event, Fault
-from tests.integration.harness import NodeProcess
 
 PROCESS_KINDS = ("kill", "pause", "controller-kill", "crash-unflushed")
 NETWORK_KINDS = ("isolate", "split", "oneway", "loss", "delay")
@@ -148,7 +148,7 @@ class Target:
     nodes: dict[int, NodeProcess]
     record: Callable[[Event], None]
     clock: Callable[[], float]
-    net: Any = None  # tests.chaos.netns.Network | None
+    net: Any = None  # netns.Network | None
     unflushed: str = "random"  # crash-unflushed: "random" position, or "all" unflushed lost
     log: Callable[[str], None] = print
     # Waits up to the given seconds for every replica to be back in sync; None when it is,
@@ -392,7 +392,7 @@ class Split(Cut):
     kind = "split"
 
     def apply(self) -> None:
-        from tests.chaos.netns import CLIENT
+        from odradek.broker.verify.netns import CLIENT
 
         net = self.target.net
         minority = list(self.planned.params.get("minority") or [self.planned.target])
@@ -457,7 +457,7 @@ def unavailable_kinds(netns: bool) -> dict[str, str]:
         for kind in NETWORK_KINDS:
             out[kind] = "needs nodes in network namespaces (--netns, root, nft, ip)"
         return out
-    from tests.chaos.netns import netem_unavailable_reason
+    from odradek.broker.verify.netns import netem_unavailable_reason
 
     reason = netem_unavailable_reason()
     if reason:

@@ -1,8 +1,8 @@
 """The history of one fault-injection run: what clients sent, what the cluster acknowledged,
 what readers polled, which faults were active, and what every partition held at the end.
 
-The workload (tests/chaos/workload.py) appends events as they happen; the checker
-(tests/chaos/checker.py) and the report (tests/chaos/report.py) read them back. A history
+The workload (workload.py) appends events as they happen; the checker
+(checker.py) and the report (report.py) read them back. A history
 is a JSON Lines file, one event per line, ``{"type": "<kind>", ...fields}``, so a run can be
 checked again, or by hand, long after it finished.
 

@@ -1,9 +1,9 @@
-"""Network namespaces for fault tests: one namespace per node, a switch, and cuts on demand.
+"""Network namespaces for fault injection: one namespace per node, a switch, and cuts on demand.
 
-Layout of one ``Network(n)`` (names carry the test process's pid and a per-process run
+Layout of one ``Network(n)`` (names carry the creating process's pid and a per-process run
 number, so concurrent and leftover runs never collide)::
 
-    root namespace (the test process, the "client")
+    root namespace (this process, the "client")
       odk<pid>r<run>  198.18.K.254/24 ─┐
                                        │ veth
     switch namespace odk-<pid>-<run>-sw│
@@ -26,7 +26,7 @@ gets a connected route for the run's /24, beside a blackhole route for all of
 198.18.0.0/15 (RFC 2544's benchmarking range) before it is configured.
 
 Nodes are numbered 1..n (node ``i`` has address 198.18.K.i), so node numbers can be the
-cluster's node ids. ``CLIENT`` names the root namespace, where the test runs.
+cluster's node ids. ``CLIENT`` names the root namespace, where the clients run.
 
 Why nftables and not iptables: the kernels we run on build nf_tables in, Debian's
 ``iptables`` is itself a front end to nf_tables, and a bridge-family set of address pairs
@@ -66,7 +66,7 @@ _runs = itertools.count(1)
 
 
 class NetnsUnavailable(RuntimeError):
-    """This machine or user cannot build namespaced test networks; the message says why
+    """This machine or user cannot build namespaced networks; the message says why
     and what to install or change."""
 
 
@@ -92,7 +92,7 @@ def check_environment() -> None:
     if not sys.platform.startswith("linux"):
         raise NetnsUnavailable(f"network namespaces need Linux, not {sys.platform}")
     if os.geteuid() != 0:
-        raise NetnsUnavailable("network fault tests need root (ip netns, nft); run them as root")
+        raise NetnsUnavailable("network faults need root (ip netns, nft); run as root")
     missing = [tool for tool, pkg in (("ip", "iproute2"), ("tc", "iproute2"),
                                       ("nft", "nftables"))
                if shutil.which(tool) is None]
@@ -105,18 +105,6 @@ def check_environment() -> None:
     probe = _run(["nft", "list", "tables"], check=False)
     if probe.returncode != 0:
         raise NetnsUnavailable(f"nftables does not work here: {probe.stderr.strip()}")
-
-
-def require_environment() -> None:
-    """For tests: skip with the reason when run by hand, fail when CI=true."""
-    import pytest
-
-    try:
-        check_environment()
-    except NetnsUnavailable as e:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI must be able to run network fault tests: {e}")
-        pytest.skip(str(e))
 
 
 _netem_reason: list[str | None] = []

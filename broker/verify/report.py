@@ -11,7 +11,7 @@ what the checker found.
   latency p50/p99 per second (log scale) below, fault windows shaded and labelled, the times
   of anomalies marked.
 
-``python -m tests.chaos.report HISTORY.jsonl OUTDIR [--recovery-window S] [--title T]``
+``python -m odradek.broker.verify.report HISTORY.jsonl OUTDIR [--recovery-window S] [--title T]``
 re-renders a report from a saved history (running the checker); it exits 0 if the run is
 clean, 1 if the checker found anomalies and 2 if the history cannot be read.
 """
@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.chaos import checker
-from tests.chaos.checker import ANOMALY_KINDS, CheckResult, FaultTime, fault_windows
-from tests.chaos.history import Ack, Event, Fail, Poll, RunInfo, Send
+from odradek.broker.verify import checker
+from odradek.broker.verify.checker import ANOMALY_KINDS, CheckResult, FaultTime, fault_windows
+from odradek.broker.verify.history import Ack, Event, Fail, Poll, RunInfo, Send
 
 REPORT_MD = "report.md"
 REPORT_JSON = "report.json"
@@ -307,14 +307,14 @@ def write_report(run_dir: Path, events: Sequence[Event], result: CheckResult, *,
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tests.chaos.report",
+        prog="python -m odradek.broker.verify.report",
         description="Check a run's history and render its report (report.md, report.json, "
                     "timeline.png). Exit status: 0 clean, 1 anomalies, 2 unreadable history.")
     parser.add_argument("history", type=Path, help="the run's history (JSON Lines)")
     parser.add_argument("outdir", type=Path, help="directory to write the report into")
     parser.add_argument("--recovery-window", type=float,
                         default=checker.DEFAULT_RECOVERY_WINDOW, metavar="S",
-                        help="see python -m tests.chaos.checker (default %(default)s)")
+                        help="see python -m odradek.broker.verify.checker (default %(default)s)")
     parser.add_argument("--title", default="", help="the report's title")
     args = parser.parse_args(argv)
     try:

@@ -4,7 +4,7 @@ tests/chaos/test_verify.py drive it.
 
 A run directory holds::
 
-    history.jsonl    every event (tests/chaos/history.py), RunInfo first
+    history.jsonl    every event (history.py), RunInfo first
     run.json         options, schedule, workload counters, errors, timings
     report.md/.json  the checker's verdict, the fault timeline, the repro command
     timeline.png     throughput and latency over time, fault windows marked
@@ -19,6 +19,7 @@ nothing: the faults are the operator's (e.g. ``docker compose kill``).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import random
@@ -26,14 +27,16 @@ import shlex
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tests.chaos import history
-from tests.chaos.faults import (
+from odradek.broker.local_cluster import LocalCluster
+from odradek.broker.verify import history
+from odradek.broker.verify.checker import CheckResult, check
+from odradek.broker.verify.faults import (
     ALL_KINDS,
     NETWORK_KINDS,
     Injector,
@@ -42,7 +45,8 @@ from tests.chaos.faults import (
     plan,
     unavailable_kinds,
 )
-from tests.chaos.workload import (
+from odradek.broker.verify.report import write_report
+from odradek.broker.verify.workload import (
     Workload,
     WorkloadConfig,
     create_topic,
@@ -96,7 +100,7 @@ class Outcome:
     never healed, an incomplete final read); ``ok`` needs no anomalies and no errors."""
 
     run_dir: Path
-    result: Any  # tests.chaos.checker.CheckResult
+    result: CheckResult
     errors: list[str]
     report: Path | None
     stats: dict[str, Any]
@@ -125,7 +129,7 @@ def repro_command(o: Options, seed: int, kinds: list[str], netns: bool) -> str:
 
 def _netns_available() -> str | None:
     """None when namespaced clusters can run here, else why not."""
-    from tests.chaos.netns import NetnsUnavailable, check_environment
+    from odradek.broker.verify.netns import NetnsUnavailable, check_environment
 
     try:
         check_environment()
@@ -134,7 +138,21 @@ def _netns_available() -> str | None:
     return None
 
 
+# Client libraries the run needs beyond Odradek's own dependencies: the `verify` extra.
+EXTRA_MODULES = {"confluent_kafka": "confluent-kafka", "matplotlib": "matplotlib"}
+
+
+def missing_libraries() -> list[str]:
+    """The packages of the ``verify`` extra that are not installed."""
+    return [package for module, package in EXTRA_MODULES.items()
+            if importlib.util.find_spec(module) is None]
+
+
 def validate(o: Options) -> None:
+    missing = missing_libraries()
+    if missing:
+        raise SetupError(f"{', '.join(missing)} not installed; odradek verify needs them: "
+                         "pip install 'odradek[verify]'")
     if o.duration <= 0 or o.interval <= 0:
         raise SetupError("--duration and --interval must be positive")
     if o.acks not in ("all", "1", "-1"):
@@ -289,7 +307,7 @@ def run(o: Options, log: Callable[[str], None] = print) -> Outcome:
 
 
 @contextlib.contextmanager
-def _client_logs(path: Path) -> Any:
+def _client_logs(path: Path) -> Iterator[None]:
     """Client libraries' log lines go to a file of the run, not the terminal."""
     import logging
 
@@ -315,19 +333,18 @@ def _client_logs(path: Path) -> Any:
 
 
 def _start_cluster(stack: contextlib.ExitStack, base: Path, o: Options, netns: bool,
-                   log: Callable[[str], None]) -> Any:
-    from tests.integration.harness import Cluster
-
+                   log: Callable[[str], None]) -> LocalCluster:
     overrides = {**NODE_OVERRIDES, **o.overrides}
     try:
+        cluster: LocalCluster
         if netns:
-            from tests.chaos.cluster import NamespacedCluster
-            from tests.chaos.netns import Network
+            from odradek.broker.verify.cluster import NamespacedCluster
+            from odradek.broker.verify.netns import Network
 
             net = stack.enter_context(Network(o.nodes))
-            cluster: Any = NamespacedCluster(net, base, overrides)
+            cluster = NamespacedCluster(net, base, overrides)
         else:
-            cluster = Cluster(base, o.nodes, overrides)
+            cluster = LocalCluster(base, o.nodes, overrides)
         # Registered before start: a node that started must be killed even if another failed.
         stack.callback(_stop_cluster, cluster)
         cluster.start()
@@ -338,14 +355,8 @@ def _start_cluster(stack: contextlib.ExitStack, base: Path, o: Options, netns: b
     return cluster
 
 
-def _stop_cluster(cluster: Any) -> None:
-    import signal
-
-    for node in cluster.nodes:
-        if node.proc is not None and node.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                node.proc.send_signal(signal.SIGCONT)
-    cluster.kill_all()
+def _stop_cluster(cluster: LocalCluster) -> None:
+    cluster.kill_all()  # a paused node is resumed first, so it dies as well
 
 
 def _quiet(_: str) -> None:
@@ -360,12 +371,10 @@ def _progress(workload: Workload) -> str:
     return f"sent {sent}, acked {acks}, polled {polled}"
 
 
-def _finish(run_dir: Path, events: list[Any], o: Options, seed: int, command: str,
+def _finish(run_dir: Path, events: list[history.Event], o: Options, seed: int, command: str,
             errors: list[str], timings: dict[str, float], workload: Workload | None,
             injector: Injector | None, schedule: list[Planned],
             log: Callable[[str], None]) -> Outcome:
-    from tests.chaos.checker import check
-
     result = check(events, recovery_window=o.recovery_window)
     applied = [{"kind": a.kind, "targets": a.targets, "planned": a.planned.describe(),
                 "detail": a.detail} for a in (injector.applied if injector else [])]
@@ -379,8 +388,6 @@ def _finish(run_dir: Path, events: list[Any], o: Options, seed: int, command: st
     (run_dir / "run.json").write_text(json.dumps(stats, indent=2, default=str) + "\n")
     report: Path | None = None
     try:
-        from tests.chaos.report import write_report
-
         report = write_report(run_dir, events, result,
                               title="odradek verify")
     except Exception as e:  # noqa: BLE001 - the verdict stands without the report
@@ -398,7 +405,7 @@ def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
     return {k: str(v) if isinstance(v, Path) else v for k, v in d.items()}
 
 
-def _print_summary(run_dir: Path, result: Any, errors: list[str], stats: dict[str, Any],
+def _print_summary(run_dir: Path, result: CheckResult, errors: list[str], stats: dict[str, Any],
                    report: Path | None, log: Callable[[str], None]) -> None:
     w = stats["workload"]
     log("")

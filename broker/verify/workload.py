@@ -1,6 +1,6 @@
 """The client side of a verification run: producers, consumers, readers and the final read,
 all through independent client libraries (confluent-kafka/librdkafka and kafka-python),
-recording every step into the run's history (tests/chaos/history.py).
+recording every step into the run's history (history.py).
 
 Producers write unique values ``<client>-<key>-<seq>`` to explicit partitions (a key's
 partition is a stable hash of it), so a value names exactly one send. Which producers run:
@@ -67,7 +67,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.chaos.history import Ack, Assign, Event, Fail, FinalRead, Poll, Send
+from odradek.broker.verify.history import Ack, Assign, Event, Fail, FinalRead, Poll, Send
 
 Record = Callable[[Event], None]
 Clock = Callable[[], float]

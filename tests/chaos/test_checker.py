@@ -24,9 +24,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.chaos import checker, history
-from tests.chaos.checker import ANOMALY_KINDS, check
-from tests.chaos.history import (
+from odradek.broker.verify import checker, history
+from odradek.broker.verify.checker import ANOMALY_KINDS, check
+from odradek.broker.verify.history import (
     Ack,
     Assign,
     Event,
@@ -59,7 +59,7 @@ def synthetic_history(seed: int, *, partitions: int = 4, producers: int = 3,
     def emit(e: Event) -> None:
         out.append((e.t, len(out), e))
 
-    emit(RunInfo(0.0, seed, f"python -m tests.chaos.runner --seed {seed} --duration "
+    emit(RunInfo(0.0, seed, f"odradek verify --seed {seed} --duration "
                             f"{duration:g} --partitions {partitions}",
                  {"partitions": partitions, "producers": producers, "rate": rate,
                   "replication_factor": 3, "nodes": 3}))
@@ -579,7 +579,7 @@ def test_cli_exit_codes(clean: list[Event], tmp_path: Path) -> None:
     broken.write_text(history.to_json(clean[0]) + "\n{not json\n")
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "tests.chaos.checker", *args], cwd=REPO,
+        return subprocess.run([sys.executable, "-m", "odradek.broker.verify.checker", *args], cwd=REPO,
                               capture_output=True, text=True, timeout=60)
 
     r = run(str(good))

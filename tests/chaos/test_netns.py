@@ -10,18 +10,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.chaos.netns import (
+from odradek.broker.verify.netns import (
     CLIENT,
     TEST_RANGE,
     Network,
     netem_unavailable_reason,
-    require_environment,
 )
+from tests.requirements import require_netns
 
 
 @pytest.fixture(autouse=True)
 def _needs_netns() -> None:
-    require_environment()
+    require_netns()
 
 
 def matrix(net: Network) -> dict[tuple[object, object], bool]:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos import checker, history
-from tests.chaos.history import Fault, RunInfo
-from tests.chaos.report import REPORT_JSON, TIMELINE_PNG, write_report
+from odradek.broker.verify import checker, history
+from odradek.broker.verify.history import Fault, RunInfo
+from odradek.broker.verify.report import REPORT_JSON, TIMELINE_PNG, write_report
 from tests.chaos.test_checker import REPO, plant_duplicate, plant_lost, synthetic_history
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -86,7 +86,7 @@ def test_rerender_from_a_saved_history(events: list[history.Event], tmp_path: Pa
     saved = tmp_path / "history.jsonl"
     history.write(saved, events)
     out = tmp_path / "report"
-    r = subprocess.run([sys.executable, "-m", "tests.chaos.report", str(saved), str(out)],
+    r = subprocess.run([sys.executable, "-m", "odradek.broker.verify.report", str(saved), str(out)],
                        cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 1, r.stderr  # the history has anomalies
     assert "FAIL" in r.stdout and (out / "report.md").exists()
@@ -94,6 +94,6 @@ def test_rerender_from_a_saved_history(events: list[history.Event], tmp_path: Pa
     assert json.loads((out / REPORT_JSON).read_text())["counts"][checker.LOST] == 1
     bad = tmp_path / "bad.jsonl"
     bad.write_text("nope\n")
-    r = subprocess.run([sys.executable, "-m", "tests.chaos.report", str(bad), str(out)],
+    r = subprocess.run([sys.executable, "-m", "odradek.broker.verify.report", str(bad), str(out)],
                        cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "bad.jsonl:1" in r.stderr

@@ -7,18 +7,17 @@ CI=true, it must), and drive them with confluent-kafka and kafka-python clients.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from odradek.broker.cli.main import main as odradek
-from tests.chaos import history
-from tests.chaos.checker import check
-from tests.chaos.faults import PROCESS_KINDS
-from tests.chaos.netns import NetnsUnavailable, check_environment, require_environment
-from tests.chaos.runner import Options, run
+from odradek.broker.verify import history
+from odradek.broker.verify.checker import check
+from odradek.broker.verify.faults import PROCESS_KINDS
+from odradek.broker.verify.runner import Options, run
+from tests.requirements import in_ci, netns_unavailable_reason, require_netns
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow,
               # kafka-python's protocol loader warns on every client it builds.
@@ -27,15 +26,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow,
 
 def use_netns() -> bool:
     """Namespaces when this machine has them; in CI their absence fails the test."""
-    if os.environ.get("CI", "").lower() == "true":
-        require_environment()
+    if in_ci():
+        require_netns()
         return True
-    try:
-        check_environment()
-    except NetnsUnavailable as e:
-        print(f"network namespaces unavailable ({e}): process faults only")
-        return False
-    return True
+    reason = netns_unavailable_reason()
+    if reason is not None:
+        print(f"network namespaces unavailable ({reason}): process faults only")
+    return reason is None
 
 
 def fault_phases(events: list[history.Event]) -> dict[str, Counter[str]]:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import subprocess
 import uuid
 
 import pytest
 
 from tests.integration.harness import NodeProcess
+from tests.requirements import require_tool
 
 pytestmark = pytest.mark.integration
 
@@ -103,12 +102,7 @@ def test_aiokafka_round_trip(shared_node: NodeProcess) -> None:
 
 
 def _kcat() -> str:
-    path = shutil.which("kcat")
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("kcat is not installed (CI must install the Debian package kcat)")
-        pytest.skip("kcat is not installed (apt-get install kcat)")
-    return path
+    return require_tool("kcat", "apt-get install kcat")
 
 
 def test_kcat_produce_and_consume(shared_node: NodeProcess) -> None:

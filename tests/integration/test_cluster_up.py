@@ -21,6 +21,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from tests.integration.flows import LIMIT_S, confluent_flow
 from tests.integration.harness import free_port
+from tests.requirements import in_ci
 
 pytestmark = pytest.mark.integration
 
@@ -122,7 +123,7 @@ def test_cluster_up_contract_and_resume(tmp_path: Path) -> None:
         prom = yaml.safe_load((data_dir / "prometheus.yml").read_text())
         assert prom["scrape_configs"][0]["static_configs"][0]["targets"] == [
             f"127.0.0.1:{base + 200 + i}" for i in range(3)]
-        if shutil.which("promtool") or os.environ.get("CI") == "true":
+        if shutil.which("promtool") or in_ci():
             check = subprocess.run(["promtool", "check", "config",
                                     str(data_dir / "prometheus.yml")],
                                    capture_output=True, text=True)

@@ -25,10 +25,11 @@ import pytest
 from kio.schema.errors import ErrorCode
 
 from odradek.broker.kafka.client import ConnectionClosed, KafkaConnection
+from odradek.broker.verify.cluster import NamespacedCluster, StoredRecord, stored_records
+from odradek.broker.verify.netns import Network
 from odradek.controller.rpc import raft_pb2, raft_pb2_grpc
 from odradek.storage.records import Record, encode_batch
-from tests.chaos.cluster import NamespacedCluster, StoredRecord, stored_records
-from tests.chaos.netns import Network, require_environment
+from tests.requirements import require_netns
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -168,7 +169,7 @@ def start_cluster(net: Network, base: Path, **overrides: Any) -> tuple[Namespace
 
 def run_cluster(tmp_path: Path, scenario: Callable[..., None], **overrides: Any) -> None:
     """Namespaces, three nodes, the scenario; logs printed if it fails; all torn down."""
-    require_environment()
+    require_netns()
     timings: dict[str, float] = {}
     t0 = time.monotonic()
     with Network(3) as net:

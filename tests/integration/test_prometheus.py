@@ -7,8 +7,6 @@ skipped with the reason by hand without it, a failure in CI (``CI=true``).
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import subprocess
 import time
@@ -26,6 +24,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.harness import Cluster, NodeProcess, free_port, wait_for, wait_port
+from tests.requirements import require_tool
 
 pytestmark = pytest.mark.integration
 
@@ -37,13 +36,7 @@ CONSUMED, UNCONSUMED = 100, 20
 
 
 def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        why = f"{name} is not installed (Debian package prometheus)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI must install it: {why}")
-        pytest.skip(why)
-    return path
+    return require_tool(name, "Debian package prometheus")
 
 
 @dataclass

@@ -18,9 +18,7 @@ checks: they skip with the reason by hand without it, and fail in CI (``CI=true`
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ import pytest
 import yaml
 
 from odradek.broker.config import parse_config
+from tests.requirements import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -146,13 +145,7 @@ def test_dashboard_uses_only_exported_metrics() -> None:
 
 
 def _promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        reason = "promtool (Debian package prometheus) is not installed"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI must check the PromQL of the deployment files: {reason}")
-        pytest.skip(reason)
-    return path
+    return require_tool("promtool", "Debian package prometheus")
 
 
 def _grafana_to_promql(expr: str) -> str:
