@@ -6,16 +6,23 @@ node coordinates the groups of the partitions it leads. The broker calls
 when it stops; requests for groups elsewhere get NOT_COORDINATOR, and while a partition
 replays its records they get COORDINATOR_LOAD_IN_PROGRESS.
 
-Shape of the code: the request methods (``join_group``, ``sync_group``, ``heartbeat``, ...)
-change state synchronously and return either a result or an ``asyncio.Future`` that a
-later event (another member joining, a timer, a log append) resolves. Timers come from an
-injectable :class:`~broker.group.clock.Clock`. Writes to the log happen in tasks the
-coordinator owns; ``settle()`` waits for them (tests, shutdown).
+:class:`GroupCoordinator` is the one object the broker holds; it builds the parts and
+hands each request to the one that serves it:
 
-Behaviour follows Kafka's GroupCoordinator: the state machine Empty -> PreparingRebalance
--> CompletingRebalance -> Stable (and Dead), the initial rebalance delay for empty groups,
-MEMBER_ID_REQUIRED for JoinGroup v4+, static membership (KIP-345), pending-sync expiry,
-session and rebalance timeouts, and the same error codes in the same situations.
+* :mod:`~odradek.broker.group.registry` -- the partitions this node owns or is loading,
+  the live groups, the writes to ``__consumer_offsets`` and the tasks they run in;
+* :mod:`~odradek.broker.group.membership` -- JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
+  rebalances and their timers;
+* :mod:`~odradek.broker.group.offsets` -- OffsetCommit, OffsetFetch, OffsetDelete and
+  offset expiry;
+* :mod:`~odradek.broker.group.admin` -- ListGroups, DescribeGroups, DeleteGroups and the
+  views metrics and tools read.
+
+Shape of the code: the request methods change state synchronously and return either a
+result or an ``asyncio.Future`` that a later event (another member joining, a timer, a log
+append) resolves. Timers come from an injectable :class:`~odradek.broker.group.clock.Clock`.
+Writes to the log happen in tasks the coordinator owns; ``settle()`` waits for them (tests,
+shutdown).
 
 What the broker must do:
 
@@ -34,74 +41,24 @@ tombstones for deleted groups/offsets and for expired offsets (checked every
 from __future__ import annotations
 
 import asyncio
-import itertools
-import logging
-import uuid
-from collections.abc import Callable, Coroutine, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
 
 from kio.schema.errors import ErrorCode
 
-from odradek.broker.group import consumer_protocol
-from odradek.broker.group.clock import Clock, LoopClock, TimerHandle
+from odradek.broker.group.admin import GroupAdmin
+from odradek.broker.group.clock import Clock, LoopClock
 from odradek.broker.group.group import (
     ClassicGroup,
     CommittedOffset,
     GroupOverview,
-    GroupState,
     GroupSummary,
     TopicPartition,
 )
-from odradek.broker.group.loading import Replay
-from odradek.broker.group.log import (
-    GroupLog,
-    Record,
-    admin_write_error,
-    group_write_error,
-    offset_commit_error,
-)
-from odradek.broker.group.member import JoinResult, Member, SyncResult, resolve
-from odradek.broker.group.partitioning import partition_for
-from odradek.broker.group.records import (
-    OffsetValue,
-    RecordFormatError,
-    encode_group_value,
-    encode_offset_value,
-    group_key,
-    offset_key,
-)
-
-log = logging.getLogger("odradek.group")
-
-EMPTY = GroupState.EMPTY
-PREPARING = GroupState.PREPARING_REBALANCE
-COMPLETING = GroupState.COMPLETING_REBALANCE
-STABLE = GroupState.STABLE
-DEAD = GroupState.DEAD
-
-# API keys, for the per-API rules in _group_status.
-JOIN_GROUP, HEARTBEAT, LEAVE_GROUP, SYNC_GROUP = 11, 12, 13, 14
-OFFSET_COMMIT, OFFSET_FETCH, DESCRIBE_GROUPS, DELETE_GROUPS, OFFSET_DELETE = 8, 9, 15, 42, 47
-# Kafka accepts the empty group id where it only names stored state (offsets, describe,
-# delete), for compatibility with old clients; membership APIs need a real id.
-_EMPTY_ID_ALLOWED = frozenset({OFFSET_COMMIT, OFFSET_FETCH, DESCRIBE_GROUPS, DELETE_GROUPS})
-
-DEFAULT_RETENTION_MS = 7 * 24 * 60 * 60 * 1000
-
-
-@dataclass(frozen=True, slots=True)
-class OffsetCommitEntry:
-    offset: int
-    leader_epoch: int = -1
-    metadata: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class LeavingMember:
-    member_id: str
-    group_instance_id: str | None = None
-    reason: str | None = None
+from odradek.broker.group.log import GroupLog
+from odradek.broker.group.member import JoinResult, SyncResult
+from odradek.broker.group.membership import LeavingMember, Membership
+from odradek.broker.group.offsets import DEFAULT_RETENTION_MS, OffsetCommitEntry, OffsetStore
+from odradek.broker.group.registry import GroupRegistry
 
 
 class GroupCoordinator:
@@ -122,43 +79,45 @@ class GroupCoordinator:
         node_id: int | None = None,
         load_batch_size: int = 1000,
     ) -> None:
-        self._log = group_log
-        self._partition_exists = partition_exists
-        self.initial_rebalance_delay_ms = initial_rebalance_delay_ms
-        self.min_session_timeout_ms = min_session_timeout_ms
-        self.max_session_timeout_ms = max_session_timeout_ms
-        self.max_group_size = max_group_size
-        self.offsets_retention_ms = offsets_retention_ms
-        self.offsets_retention_check_interval_ms = offsets_retention_check_interval_ms
-        self.offset_metadata_max_bytes = offset_metadata_max_bytes
-        self.new_member_join_timeout_ms = new_member_join_timeout_ms
-        self._clock: Clock = clock or LoopClock()
-        self._log_prefix = f"[node {node_id}] " if node_id is not None else ""
-        self._load_batch = max(load_batch_size, 1)
-        self._groups: dict[str, ClassicGroup] = {}
-        # partition -> load epoch; a load or write that started under another epoch is stale.
-        self._owned: dict[int, int] = {}
-        self._loading: dict[int, int] = {}
-        self._epochs = itertools.count(1)
-        self._commit_seq = itertools.count(1)
-        self._active = True
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._expiry_timer: TimerHandle | None = None
+        clock = clock or LoopClock()
+        prefix = f"[node {node_id}] " if node_id is not None else ""
+        self._registry = GroupRegistry(group_log, load_batch_size=load_batch_size, log_prefix=prefix)
+        self._membership = Membership(
+            self._registry,
+            clock,
+            initial_rebalance_delay_ms=initial_rebalance_delay_ms,
+            min_session_timeout_ms=min_session_timeout_ms,
+            max_session_timeout_ms=max_session_timeout_ms,
+            max_group_size=max_group_size,
+            new_member_join_timeout_ms=new_member_join_timeout_ms,
+            log_prefix=prefix,
+        )
+        self._offsets = OffsetStore(
+            self._registry,
+            self._membership,
+            clock,
+            partition_exists=partition_exists,
+            offsets_retention_ms=offsets_retention_ms,
+            offsets_retention_check_interval_ms=offsets_retention_check_interval_ms,
+            offset_metadata_max_bytes=offset_metadata_max_bytes,
+            log_prefix=prefix,
+        )
+        self._admin = GroupAdmin(self._registry, self._membership, clock)
 
-    # --- partitions and lifecycle ------------------------------------------------------
+    # --- partitions and lifecycle --------------------------------------------------------
 
     @property
     def num_partitions(self) -> int:
-        return self._log.num_partitions
+        return self._registry.num_partitions
 
     def partition_for(self, group_id: str) -> int:
-        return partition_for(group_id, self._log.num_partitions)
+        return self._registry.partition_for(group_id)
 
     def owned_partitions(self) -> set[int]:
-        return set(self._owned)
+        return self._registry.owned_partitions()
 
     def loading_partitions(self) -> set[int]:
-        return set(self._loading)
+        return self._registry.loading_partitions()
 
     async def load_partition(self, partition: int) -> None:
         """Become coordinator for the groups of ``partition``: replay its records.
@@ -167,161 +126,23 @@ class GroupCoordinator:
         the last completed rebalance (like Kafka), and members must heartbeat within
         their session timeout to stay. Call when this node becomes the partition's leader.
         """
-        if not self._active or partition in self._owned or partition in self._loading:
-            return
-        epoch = next(self._epochs)
-        self._loading[partition] = epoch
-        self._ensure_expiry_timer()
-        try:
-            groups = await self._replay(partition, epoch)
-        except Exception:
-            log.exception("%sloading __consumer_offsets-%d failed", self._log_prefix, partition)
-            if self._loading.get(partition) == epoch:
-                del self._loading[partition]
-            return
-        if groups is None or self._loading.get(partition) != epoch:
-            return  # unloaded (and maybe reloaded) while we were reading
-        del self._loading[partition]
-        self._owned[partition] = epoch
-        for group in groups:
-            self._groups[group.group_id] = group
-            self._on_group_loaded(group)
-        log.info(
-            "%sloaded %d groups from __consumer_offsets-%d",
-            self._log_prefix,
-            len(groups),
-            partition,
-        )
+        self._offsets.start_expiry_timer()
+        await self._registry.load(partition, self._membership.on_group_loaded)
 
     def unload_partition(self, partition: int) -> None:
         """Stop coordinating the groups of ``partition`` (this node lost its leadership).
         Parked requests get NOT_COORDINATOR so clients look up the new coordinator."""
-        was_loading = self._loading.pop(partition, None) is not None
-        if self._owned.pop(partition, None) is None and not was_loading:
-            return
-        unloaded = 0
-        for group_id, group in list(self._groups.items()):
-            if self.partition_for(group_id) == partition:
-                del self._groups[group_id]
-                self._on_group_unloaded(group)
-                unloaded += 1
-        log.info(
-            "%sunloaded %d groups of __consumer_offsets-%d",
-            self._log_prefix,
-            unloaded,
-            partition,
-        )
+        self._registry.unload(partition, self._membership.on_group_unloaded)
 
     async def close(self) -> None:
-        self._active = False
-        if self._expiry_timer is not None:
-            self._expiry_timer.cancel()
-            self._expiry_timer = None
-        for p in list(self._owned) + list(self._loading):
-            self.unload_partition(p)
-        tasks = list(self._tasks)
-        for t in tasks:
-            t.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        self._offsets.stop_expiry_timer()
+        await self._registry.close(self._membership.on_group_unloaded)
 
     async def settle(self) -> None:
         """Wait until every write the coordinator started has finished."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._registry.settle()
 
-    async def _replay(self, partition: int, epoch: int) -> list[ClassicGroup] | None:
-        replay = Replay()
-        for i, (key, value) in enumerate(self._log.read(partition)):
-            if i and i % self._load_batch == 0:
-                # Let requests (answered COORDINATOR_LOAD_IN_PROGRESS) through meanwhile.
-                await asyncio.sleep(0)
-                if self._loading.get(partition) != epoch:
-                    return None
-            try:
-                replay.apply(key, value)
-            except RecordFormatError as e:
-                log.warning(
-                    "%sskipping undecodable record in __consumer_offsets-%d: %s",
-                    self._log_prefix,
-                    partition,
-                    e,
-                )
-        return replay.groups()
-
-    def _on_group_loaded(self, group: ClassicGroup) -> None:
-        for member in group.members.values():
-            self._schedule_heartbeat(group, member)
-        if group.size() > self.max_group_size:
-            # group.max.size was lowered: rebalance, and the late rejoiners are refused.
-            self._prepare_rebalance(group, "group is over group.max.size after loading")
-
-    def _on_group_unloaded(self, group: ClassicGroup) -> None:
-        group.transition(DEAD, self._clock.now_ms())
-        self._cancel_join_timer(group)
-        self._cancel_sync_timer(group)
-        for member in group.members.values():
-            member.cancel_heartbeat()
-            resolve(
-                member.take_join(), JoinResult.failed(ErrorCode.not_coordinator, member.member_id)
-            )
-            resolve(member.take_sync(), SyncResult(ErrorCode.not_coordinator))
-        for timer in group.pending_members.values():
-            if timer is not None:
-                timer.cancel()
-        group.pending_members.clear()
-
-    def _group_status(self, group_id: str, api: int) -> ErrorCode | None:
-        if not group_id and api not in _EMPTY_ID_ALLOWED:
-            return ErrorCode.invalid_group_id
-        if not self._active:
-            return ErrorCode.coordinator_not_available
-        p = self.partition_for(group_id)
-        if p in self._loading:
-            return ErrorCode.coordinator_load_in_progress
-        if p not in self._owned:
-            return ErrorCode.not_coordinator
-        return None
-
-    def _current(self, group: ClassicGroup) -> bool:
-        """Whether ``group`` is still the live object for its id (timers and writes that
-        finish late must not touch a group that was unloaded, deleted or replaced)."""
-        return self._groups.get(group.group_id) is group and group.state is not DEAD
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error(
-                "%sgroup coordinator task failed", self._log_prefix, exc_info=task.exception()
-            )
-
-    async def _append(self, partition: int, records: list[Record]) -> BaseException | None:
-        """Append to the log; the exception if it failed or we lost the partition meanwhile."""
-        epoch = self._owned.get(partition)
-        if epoch is None:
-            return _NotCoordinator()
-        try:
-            await self._log.append(partition, records)
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
-            log.warning(
-                "%swrite to __consumer_offsets-%d failed: %r", self._log_prefix, partition, e
-            )
-            return e
-        if self._owned.get(partition) != epoch:
-            return _NotCoordinator()
-        return None
-
-    def _group_record(self, group: ClassicGroup, assignment: dict[str, bytes]) -> Record:
-        return group_key(group.group_id), encode_group_value(group.to_record(assignment))
-
-    # --- JoinGroup -----------------------------------------------------------------------
+    # --- membership ----------------------------------------------------------------------
 
     def join_group(
         self,
@@ -341,555 +162,20 @@ class GroupCoordinator:
     ) -> asyncio.Future[JoinResult]:
         """Handle a JoinGroup. The future resolves when the rebalance completes (or at once
         for errors, MEMBER_ID_REQUIRED and rejoins that need no rebalance)."""
-        fut: asyncio.Future[JoinResult] = asyncio.get_running_loop().create_future()
-        err = self._group_status(group_id, JOIN_GROUP)
-        if err is None and not (
-            self.min_session_timeout_ms <= session_timeout_ms <= self.max_session_timeout_ms
-        ):
-            err = ErrorCode.invalid_session_timeout
-        group = self._groups.get(group_id)
-        unknown = member_id == ""
-        if err is None and group is None:
-            if not unknown:
-                err = ErrorCode.unknown_member_id
-            else:
-                group = ClassicGroup(group_id, state_timestamp=self._clock.now_ms())
-                self._groups[group_id] = group
-        if err is not None or group is None:
-            resolve(fut, JoinResult.failed(err or ErrorCode.unknown_server_error, member_id))
-            return fut
-
-        # Duplicate protocol names: keep the first, like Kafka's keyed collection.
-        protocols = list({name: (name, data) for name, data in reversed(protocols)}.values())[::-1]
-        args = _JoinArgs(
-            group_instance_id,
-            client_id,
-            client_host,
-            session_timeout_ms,
-            rebalance_timeout_ms,
-            protocol_type,
-            protocols,
-            supports_skip_assignment,
-            reason,
-        )
-        if not self._accept_joining_member(group, member_id):
-            existing = group.members.get(member_id)
-            if existing is not None:
-                self._remove_member(group, existing)
-            else:
-                group.remove(member_id)
-            resolve(fut, JoinResult.failed(ErrorCode.group_max_size_reached, ""))
-        elif unknown:
-            self._new_member_join(group, fut, args, require_known_member_id)
-        else:
-            self._current_member_join(group, member_id, fut, args)
-        if group.is_(PREPARING):
-            self._try_complete_join(group)
-        return fut
-
-    def _accept_joining_member(self, group: ClassicGroup, member_id: str) -> bool:
-        if group.is_(EMPTY, DEAD):
-            return True
-        if group.is_(PREPARING):
-            # Count members that already rejoined, not the group size: the size may be
-            # over the limit (limit lowered), and this lets the last rejoiners be refused.
-            m = group.members.get(member_id)
-            return (m is not None and m.awaiting_join) or (
-                group.num_awaiting_join() < self.max_group_size
-            )
-        return group.has_member(member_id) or group.size() < self.max_group_size
-
-    def _new_member_join(
-        self,
-        group: ClassicGroup,
-        fut: asyncio.Future[JoinResult],
-        a: _JoinArgs,
-        require_known_member_id: bool,
-    ) -> None:
-        if group.is_(DEAD):
-            # The group is being deleted or moved; the client retries (maybe elsewhere).
-            resolve(fut, JoinResult.failed(ErrorCode.coordinator_not_available))
-            return
-        if not group.supports_protocols(a.protocol_type, [n for n, _ in a.protocols]):
-            resolve(fut, JoinResult.failed(ErrorCode.inconsistent_group_protocol))
-            return
-        new_id = f"{a.group_instance_id or a.client_id}-{uuid.uuid4()}"
-        if a.group_instance_id is not None:
-            old_id = group.static_members.get(a.group_instance_id)
-            if old_id is not None:
-                self._update_static_member_and_rebalance(group, old_id, new_id, fut, a)
-            else:
-                self._add_member_and_rebalance(group, new_id, fut, a)
-        elif require_known_member_id:
-            # KIP-394: hand out the id first, so a client that times out and retries
-            # rejoins as the same member instead of piling up unknown members.
-            self._add_pending_member(group, new_id, a.session_timeout_ms)
-            resolve(fut, JoinResult.failed(ErrorCode.member_id_required, new_id))
-        else:
-            self._add_member_and_rebalance(group, new_id, fut, a)
-
-    def _current_member_join(
-        self, group: ClassicGroup, member_id: str, fut: asyncio.Future[JoinResult], a: _JoinArgs
-    ) -> None:
-        if group.is_(DEAD):
-            resolve(fut, JoinResult.failed(ErrorCode.coordinator_not_available, member_id))
-            return
-        if not group.supports_protocols(a.protocol_type, [n for n, _ in a.protocols]):
-            resolve(fut, JoinResult.failed(ErrorCode.inconsistent_group_protocol, member_id))
-            return
-        if member_id in group.pending_members:
-            if a.group_instance_id is not None:
-                # Pending ids are only handed to dynamic members; start over cleanly.
-                resolve(fut, JoinResult.failed(ErrorCode.unknown_member_id, member_id))
-                return
-            self._add_member_and_rebalance(group, member_id, fut, a)
-            return
-        err = group.validate_member(member_id, a.group_instance_id)
-        if err is not None:
-            resolve(fut, JoinResult.failed(err, member_id))
-            return
-        member = group.members[member_id]
-        if group.is_(PREPARING):
-            self._update_member_and_rebalance(group, member, fut, a, "rejoin during rebalance")
-        elif group.is_(COMPLETING):
-            if member.matches(a.protocols):
-                # Same metadata: probably a retry after a lost JoinGroup response; answer
-                # with the current generation instead of starting another rebalance.
-                resolve(fut, self._join_result(group, member, include_members=True))
-            else:
-                self._update_member_and_rebalance(group, member, fut, a, "metadata changed")
-        elif group.is_(STABLE):
-            if group.is_leader(member_id):
-                # The leader rejoining is how clients ask for a rebalance after changes the
-                # coordinator cannot see (e.g. new partitions of a subscribed topic).
-                self._update_member_and_rebalance(group, member, fut, a, "leader rejoined")
-            elif not member.matches(a.protocols):
-                self._update_member_and_rebalance(group, member, fut, a, "metadata changed")
-            else:
-                resolve(fut, self._join_result(group, member, include_members=False))
-        else:
-            resolve(fut, JoinResult.failed(ErrorCode.unknown_member_id, member_id))
-
-    def _join_result(
-        self, group: ClassicGroup, member: Member, *, include_members: bool
-    ) -> JoinResult:
-        leader = group.is_leader(member.member_id)
-        return JoinResult(
-            ErrorCode.none,
-            member.member_id,
-            group.generation,
-            group.protocol_type,
-            group.protocol_name,
-            group.leader_id or "",
-            False,
-            group.current_member_metadata() if (leader and include_members) else (),
-        )
-
-    def _add_pending_member(
-        self, group: ClassicGroup, member_id: str, session_timeout_ms: int
-    ) -> None:
-        timer = self._clock.call_later(
-            session_timeout_ms, lambda: self._on_pending_member_expired(group, member_id)
-        )
-        group.pending_members[member_id] = timer
-
-    def _on_pending_member_expired(self, group: ClassicGroup, member_id: str) -> None:
-        if not self._current(group) or member_id not in group.pending_members:
-            return
-        log.info(
-            "%spending member %s of group %s did not rejoin within its session timeout",
-            self._log_prefix,
+        return self._membership.join_group(
+            group_id,
             member_id,
-            group.group_id,
+            group_instance_id=group_instance_id,
+            client_id=client_id,
+            client_host=client_host,
+            session_timeout_ms=session_timeout_ms,
+            rebalance_timeout_ms=rebalance_timeout_ms,
+            protocol_type=protocol_type,
+            protocols=protocols,
+            require_known_member_id=require_known_member_id,
+            supports_skip_assignment=supports_skip_assignment,
+            reason=reason,
         )
-        group.pending_members.pop(member_id, None)
-        if group.is_(PREPARING):
-            self._try_complete_join(group)
-
-    def _add_member_and_rebalance(
-        self, group: ClassicGroup, member_id: str, fut: asyncio.Future[JoinResult], a: _JoinArgs
-    ) -> None:
-        member = Member(
-            member_id,
-            a.group_instance_id,
-            a.client_id,
-            a.client_host,
-            a.rebalance_timeout_ms,
-            a.session_timeout_ms,
-            a.protocol_type,
-            a.protocols,
-            join_future=fut,
-            is_new=True,
-        )
-        if group.is_(PREPARING) and group.generation == 0:
-            group.new_member_added = True
-        group.add(member)
-        self._schedule_heartbeat(group, member, self.new_member_join_timeout_ms)
-        self._maybe_prepare_rebalance(
-            group, f"new member {member_id} joined (reason: {a.reason or 'not provided'})"
-        )
-
-    def _update_member_and_rebalance(
-        self,
-        group: ClassicGroup,
-        member: Member,
-        fut: asyncio.Future[JoinResult],
-        a: _JoinArgs,
-        why: str,
-    ) -> None:
-        group.update_member(member, a.protocols, a.rebalance_timeout_ms, a.session_timeout_ms, fut)
-        self._maybe_prepare_rebalance(
-            group, f"{why}: member {member.member_id} (reason: {a.reason or 'not provided'})"
-        )
-
-    def _update_static_member_and_rebalance(
-        self,
-        group: ClassicGroup,
-        old_id: str,
-        new_id: str,
-        fut: asyncio.Future[JoinResult],
-        a: _JoinArgs,
-    ) -> None:
-        instance_id = a.group_instance_id
-        assert instance_id is not None
-        current_leader = group.leader_id or ""
-        member = group.replace_static_member(instance_id, old_id, new_id)
-        old = (list(member.protocols), member.rebalance_timeout_ms, member.session_timeout_ms)
-        # The old id's heartbeat deadline goes with it; the new id starts a fresh one.
-        self._schedule_heartbeat(group, member)
-        group.update_member(member, a.protocols, a.rebalance_timeout_ms, a.session_timeout_ms, fut)
-        log.info(
-            "%sstatic member %s of group %s rejoined as %s (was %s)",
-            self._log_prefix,
-            instance_id,
-            group.group_id,
-            new_id,
-            old_id,
-        )
-        if group.is_(STABLE):
-            # KIP-345: a restarted static member takes its old place without a rebalance,
-            # unless that would change the group's protocol. Its subscription may differ
-            # byte-wise (owned partitions, generation) even when nothing changed, so the
-            # protocol choice, not the bytes, decides -- as in Kafka.
-            if group.protocol_name == group.select_protocol():
-                assignment = {mid: m.assignment for mid, m in group.members.items()}
-                record = self._group_record(group, assignment)
-                self._spawn(
-                    self._persist_static_rejoin(
-                        group,
-                        member,
-                        fut,
-                        instance_id,
-                        old_id,
-                        new_id,
-                        old,
-                        current_leader,
-                        a.supports_skip_assignment,
-                        record,
-                    )
-                )
-            else:
-                self._maybe_prepare_rebalance(
-                    group, f"static member {instance_id} rejoined with a different protocol"
-                )
-        elif group.is_(COMPLETING):
-            # The leader may be assigning to the old id right now; its assignment would
-            # not reach the new id, so start over.
-            self._prepare_rebalance(group, f"static member {instance_id} rejoined mid-sync")
-        # PreparingRebalance: the member simply waits for the rebalance like everyone.
-
-    async def _persist_static_rejoin(
-        self,
-        group: ClassicGroup,
-        member: Member,
-        fut: asyncio.Future[JoinResult],
-        instance_id: str,
-        old_id: str,
-        new_id: str,
-        old: tuple[list[tuple[str, bytes]], int, int],
-        current_leader: str,
-        skip_assignment: bool,
-        record: Record,
-    ) -> None:
-        exc = await self._append(self.partition_for(group.group_id), [record])
-        if not self._current(group) or member.join_future is not fut:
-            return  # a rebalance or an unload took over and answered the request
-        if exc is not None:
-            error = group_write_error(exc)
-            member.take_join()
-            if group.static_members.get(instance_id) == new_id:
-                # The new id was never durable: put the old one back.
-                group.update_member(member, old[0], old[1], old[2], None)
-                group.replace_static_member(instance_id, new_id, old_id)
-                self._schedule_heartbeat(group, member)
-            resolve(
-                fut,
-                JoinResult(
-                    error,
-                    "",
-                    group.generation,
-                    group.protocol_type,
-                    group.protocol_name,
-                    current_leader,
-                ),
-            )
-            return
-        member.take_join()
-        is_leader = group.is_leader(new_id)
-        if skip_assignment:
-            # JoinGroup v9+: tell a returning leader it leads, but that the group is stable
-            # and it must not run the assignor (its result would be ignored anyway).
-            result = JoinResult(
-                ErrorCode.none,
-                new_id,
-                group.generation,
-                group.protocol_type,
-                group.protocol_name,
-                group.leader_id or "",
-                is_leader,
-                group.current_member_metadata() if is_leader else (),
-            )
-        else:
-            # Older clients: report the previous leader id, so a returning leader does not
-            # think it leads and run an assignment a stable group would never distribute.
-            result = JoinResult(
-                ErrorCode.none,
-                new_id,
-                group.generation,
-                group.protocol_type,
-                group.protocol_name,
-                current_leader,
-            )
-        resolve(fut, result)
-
-    # --- rebalance machinery ---------------------------------------------------------------
-
-    def _maybe_prepare_rebalance(self, group: ClassicGroup, reason: str) -> None:
-        if group.can_rebalance():
-            self._prepare_rebalance(group, reason)
-
-    def _prepare_rebalance(self, group: ClassicGroup, reason: str) -> None:
-        if group.is_(COMPLETING):
-            self._reset_and_propagate_assignment_error(group, ErrorCode.rebalance_in_progress)
-        self._cancel_sync_timer(group)
-        self._cancel_join_timer(group)
-        initial = group.is_(EMPTY)
-        # The deadline is fixed now, from the members known now (as Kafka does).
-        timeout = group.rebalance_timeout_ms
-        group.transition(PREPARING, self._clock.now_ms())
-        log.info(
-            "%spreparing to rebalance group %s (generation %d, __consumer_offsets-%d): %s",
-            self._log_prefix,
-            group.group_id,
-            group.generation,
-            self.partition_for(group.group_id),
-            reason,
-        )
-        if initial:
-            # Empty group: wait for more members before the first assignment, extending
-            # while new members keep arriving, up to the rebalance timeout.
-            delay = self.initial_rebalance_delay_ms
-            remaining = max(timeout - delay, 0)
-            group.new_member_added = False
-            group.initial_delay = True
-            group.join_timer = self._clock.call_later(
-                delay, lambda: self._on_initial_join_timer(group, delay, remaining)
-            )
-        else:
-            group.initial_delay = False
-            group.join_timer = self._clock.call_later(timeout, lambda: self._complete_join(group))
-            self._try_complete_join(group)
-
-    def _on_initial_join_timer(self, group: ClassicGroup, delay: int, remaining: int) -> None:
-        group.join_timer = None
-        if not self._current(group) or not group.is_(PREPARING):
-            return
-        if group.new_member_added and remaining != 0:
-            group.new_member_added = False
-            next_delay = min(self.initial_rebalance_delay_ms, remaining)
-            next_remaining = max(remaining - delay, 0)
-            group.join_timer = self._clock.call_later(
-                next_delay,
-                lambda: self._on_initial_join_timer(group, next_delay, next_remaining),
-            )
-        else:
-            self._complete_join(group)
-
-    def _try_complete_join(self, group: ClassicGroup) -> None:
-        """Finish the join phase early once every member (and no pending one) has rejoined,
-        except during the initial delay, which always runs its course."""
-        if group.is_(PREPARING) and not group.initial_delay and group.has_all_members_joined():
-            self._complete_join(group)
-
-    def _complete_join(self, group: ClassicGroup) -> None:
-        self._cancel_join_timer(group)
-        group.initial_delay = False
-        if not self._current(group) or not group.is_(PREPARING):
-            return
-        for member in group.not_yet_rejoined():
-            if not member.is_static:
-                # Static members keep their place through a missed rebalance (KIP-345);
-                # dynamic ones that did not rejoin within the rebalance timeout are out.
-                self._remove_member(group, member)
-        if not group.maybe_elect_new_joined_leader() and group.members:
-            # Only absent static members are left: wait for them (or their session
-            # timeouts) for another round instead of forming a generation of ghosts.
-            group.join_timer = self._clock.call_later(
-                group.rebalance_timeout_ms, lambda: self._complete_join(group)
-            )
-            return
-        group.init_next_generation(self._clock.now_ms())
-        if group.is_(EMPTY):
-            log.info(
-                "%sgroup %s is empty at generation %d",
-                self._log_prefix,
-                group.group_id,
-                group.generation,
-            )
-            # Best effort, as in Kafka: if this write is lost the old generation comes
-            # back on failover, which is harmless for a group without members.
-            self._spawn(
-                self._append(self.partition_for(group.group_id), [self._group_record(group, {})])
-            )
-            return
-        log.info(
-            "%sgroup %s formed generation %d with %d members, protocol %s",
-            self._log_prefix,
-            group.group_id,
-            group.generation,
-            group.size(),
-            group.protocol_name,
-        )
-        for member in group.members.values():
-            resolve(member.take_join(), self._join_result(group, member, include_members=True))
-            self._schedule_heartbeat(group, member)
-            member.is_new = False
-            group.pending_sync.add(member.member_id)
-        generation = group.generation
-        group.sync_timer = self._clock.call_later(
-            group.rebalance_timeout_ms, lambda: self._on_pending_sync_expired(group, generation)
-        )
-
-    def _on_pending_sync_expired(self, group: ClassicGroup, generation: int) -> None:
-        group.sync_timer = None
-        if not self._current(group) or group.generation != generation:
-            return
-        if group.is_(COMPLETING, STABLE) and group.pending_sync:
-            missing = sorted(group.pending_sync)
-            for member_id in missing:
-                member = group.members.get(member_id)
-                if member is not None:
-                    self._remove_member(group, member)
-            self._prepare_rebalance(group, f"members {missing} did not send SyncGroup in time")
-
-    def _reset_and_propagate_assignment_error(self, group: ClassicGroup, error: ErrorCode) -> None:
-        for member in group.members.values():
-            member.assignment = b""
-            resolve(member.take_sync(), SyncResult(error))
-
-    def _set_and_propagate_assignment(
-        self, group: ClassicGroup, assignment: dict[str, bytes]
-    ) -> None:
-        for member_id, member in group.members.items():
-            member.assignment = assignment.get(member_id, b"")
-        for member in group.members.values():
-            fut = member.take_sync()
-            if fut is not None:
-                resolve(
-                    fut,
-                    SyncResult(
-                        ErrorCode.none, group.protocol_type, group.protocol_name, member.assignment
-                    ),
-                )
-                self._schedule_heartbeat(group, member)
-
-    def _remove_member(self, group: ClassicGroup, member: Member) -> None:
-        """Take a member out without triggering anything (callers decide what follows)."""
-        resolve(member.take_join(), JoinResult.failed(ErrorCode.unknown_member_id, ""))
-        resolve(member.take_sync(), SyncResult(ErrorCode.unknown_member_id))
-        member.cancel_heartbeat()
-        group.remove(member.member_id)
-
-    def _remove_member_and_update_group(
-        self, group: ClassicGroup, member: Member, reason: str
-    ) -> None:
-        log.info(
-            "%sremoving %s from group %s: %s",
-            self._log_prefix,
-            member.member_id,
-            group.group_id,
-            reason,
-        )
-        self._remove_member(group, member)
-        if group.is_(STABLE, COMPLETING):
-            self._maybe_prepare_rebalance(group, reason)
-        elif group.is_(PREPARING):
-            self._try_complete_join(group)
-
-    def _cancel_join_timer(self, group: ClassicGroup) -> None:
-        if group.join_timer is not None:
-            group.join_timer.cancel()
-            group.join_timer = None
-
-    def _cancel_sync_timer(self, group: ClassicGroup) -> None:
-        if group.sync_timer is not None:
-            group.sync_timer.cancel()
-            group.sync_timer = None
-
-    # --- heartbeats ------------------------------------------------------------------------
-
-    def _schedule_heartbeat(
-        self, group: ClassicGroup, member: Member, timeout_ms: int | None = None
-    ) -> None:
-        member.cancel_heartbeat()
-        delay = member.session_timeout_ms if timeout_ms is None else timeout_ms
-        member.heartbeat_timer = self._clock.call_later(
-            delay, lambda: self._on_heartbeat_expired(group, member)
-        )
-
-    def _on_heartbeat_expired(self, group: ClassicGroup, member: Member) -> None:
-        member.heartbeat_timer = None
-        if not self._current(group) or group.members.get(member.member_id) is not member:
-            return
-        if not member.is_new and (member.awaiting_join or member.awaiting_sync):
-            # A member parked in JoinGroup/SyncGroup cannot heartbeat; the rebalance and
-            # pending-sync deadlines decide its fate instead.
-            return
-        self._remove_member_and_update_group(
-            group, member, f"session timeout ({member.session_timeout_ms} ms) expired"
-        )
-
-    def heartbeat(
-        self,
-        group_id: str,
-        generation_id: int,
-        member_id: str,
-        group_instance_id: str | None = None,
-    ) -> ErrorCode:
-        err = self._group_status(group_id, HEARTBEAT)
-        if err is ErrorCode.coordinator_load_in_progress:
-            # We are reloading the group; a member that is fine should not be disturbed.
-            return ErrorCode.none
-        if err is not None:
-            return err
-        group = self._groups.get(group_id)
-        if group is None:
-            return ErrorCode.unknown_member_id
-        if group.is_(DEAD):
-            return ErrorCode.coordinator_not_available
-        err = group.validate_member(member_id, group_instance_id)
-        if err is not None:
-            return err
-        if generation_id != group.generation:
-            return ErrorCode.illegal_generation
-        if group.is_(EMPTY):
-            return ErrorCode.unknown_member_id
-        self._schedule_heartbeat(group, group.members[member_id])
-        if group.is_(PREPARING):
-            return ErrorCode.rebalance_in_progress
-        return ErrorCode.none
-
-    # --- SyncGroup -------------------------------------------------------------------------
 
     def sync_group(
         self,
@@ -903,141 +189,32 @@ class GroupCoordinator:
         assignments: Mapping[str, bytes] | None = None,
     ) -> asyncio.Future[SyncResult]:
         """Handle a SyncGroup. Followers wait until the leader's assignment is durable."""
-        fut: asyncio.Future[SyncResult] = asyncio.get_running_loop().create_future()
-        err = self._group_status(group_id, SYNC_GROUP)
-        if err is ErrorCode.coordinator_load_in_progress:
-            # The rebalance in progress was lost with the old coordinator; rejoining is
-            # the way forward (and old clients do not know the loading error here).
-            err = ErrorCode.rebalance_in_progress
-        group = self._groups.get(group_id)
-        if err is None and group is None:
-            err = ErrorCode.unknown_member_id
-        if err is None and group is not None:
-            err = self._validate_sync(
-                group, generation_id, member_id, group_instance_id, protocol_type, protocol_name
-            )
-        if err is not None or group is None:
-            resolve(fut, SyncResult(err or ErrorCode.unknown_server_error))
-            return fut
-        member = group.members[member_id]
-        if group.is_(EMPTY):
-            resolve(fut, SyncResult(ErrorCode.unknown_member_id))
-        elif group.is_(PREPARING):
-            resolve(fut, SyncResult(ErrorCode.rebalance_in_progress))
-        elif group.is_(COMPLETING):
-            resolve(member.take_sync(), SyncResult(ErrorCode.rebalance_in_progress))
-            member.sync_future = fut
-            self._remove_pending_sync_member(group, member_id)
-            if group.is_leader(member_id):
-                given = dict(assignments or {})
-                missing = [mid for mid in group.members if mid not in given]
-                if missing:
-                    log.warning(
-                        "%sleader of group %s gave no assignment for %s; they get an empty one",
-                        self._log_prefix,
-                        group.group_id,
-                        missing,
-                    )
-                full = {mid: given.get(mid, b"") for mid in group.members}
-                record = self._group_record(group, full)
-                self._spawn(self._finish_sync(group, group.generation, full, record))
-        else:  # Stable: a late or repeated SyncGroup gets the current assignment
-            self._remove_pending_sync_member(group, member_id)
-            resolve(
-                fut,
-                SyncResult(
-                    ErrorCode.none, group.protocol_type, group.protocol_name, member.assignment
-                ),
-            )
-            self._schedule_heartbeat(group, member)
-        return fut
-
-    def _validate_sync(
-        self,
-        group: ClassicGroup,
-        generation_id: int,
-        member_id: str,
-        group_instance_id: str | None,
-        protocol_type: str | None,
-        protocol_name: str | None,
-    ) -> ErrorCode | None:
-        if group.is_(DEAD):
-            return ErrorCode.coordinator_not_available
-        err = group.validate_member(member_id, group_instance_id)
-        if err is not None:
-            return err
-        if generation_id != group.generation:
-            return ErrorCode.illegal_generation
-        if protocol_type is not None and protocol_type != group.protocol_type:
-            return ErrorCode.inconsistent_group_protocol
-        if protocol_name is not None and protocol_name != group.protocol_name:
-            return ErrorCode.inconsistent_group_protocol
-        return None
-
-    def _remove_pending_sync_member(self, group: ClassicGroup, member_id: str) -> None:
-        group.pending_sync.discard(member_id)
-        if not group.pending_sync:
-            self._cancel_sync_timer(group)
-
-    async def _finish_sync(
-        self, group: ClassicGroup, generation: int, assignment: dict[str, bytes], record: Record
-    ) -> None:
-        exc = await self._append(self.partition_for(group.group_id), [record])
-        # Members may have joined or left meanwhile; only the same generation, still
-        # waiting for its assignment, may be completed by this write.
-        if not self._current(group) or not group.is_(COMPLETING) or group.generation != generation:
-            return
-        if exc is not None:
-            self._reset_and_propagate_assignment_error(group, group_write_error(exc))
-            self._maybe_prepare_rebalance(group, "storing the group assignment failed")
-            return
-        self._set_and_propagate_assignment(group, assignment)
-        group.transition(STABLE, self._clock.now_ms())
-        log.info(
-            "%sgroup %s is stable at generation %d", self._log_prefix, group.group_id, generation
+        return self._membership.sync_group(
+            group_id,
+            generation_id,
+            member_id,
+            group_instance_id=group_instance_id,
+            protocol_type=protocol_type,
+            protocol_name=protocol_name,
+            assignments=assignments,
         )
 
-    # --- LeaveGroup ------------------------------------------------------------------------
+    def heartbeat(
+        self,
+        group_id: str,
+        generation_id: int,
+        member_id: str,
+        group_instance_id: str | None = None,
+    ) -> ErrorCode:
+        return self._membership.heartbeat(group_id, generation_id, member_id, group_instance_id)
 
     def leave_group(
         self, group_id: str, leaving: Iterable[LeavingMember]
     ) -> tuple[ErrorCode, list[ErrorCode]]:
         """The top-level error and one error per leaving member, in order."""
-        leaving = list(leaving)
-        err = self._group_status(group_id, LEAVE_GROUP)
-        if err is not None:
-            return err, []
-        group = self._groups.get(group_id)
-        if group is None:
-            return ErrorCode.none, [ErrorCode.unknown_member_id] * len(leaving)
-        if group.is_(DEAD):
-            return ErrorCode.coordinator_not_available, []
-        out = []
-        for lm in leaving:
-            reason = f"member left the group (reason: {lm.reason or 'not provided'})"
-            if lm.member_id == "":
-                # Admin removal of a static member by instance id (KIP-345).
-                current = group.static_members.get(lm.group_instance_id or "")
-                if lm.group_instance_id is not None and current is not None:
-                    self._remove_member_and_update_group(group, group.members[current], reason)
-                    out.append(ErrorCode.none)
-                else:
-                    out.append(ErrorCode.unknown_member_id)
-            elif lm.member_id in group.pending_members:
-                group.remove(lm.member_id)
-                if group.is_(PREPARING):
-                    self._try_complete_join(group)
-                out.append(ErrorCode.none)
-            else:
-                e = group.validate_member(lm.member_id, lm.group_instance_id)
-                if e is None:
-                    self._remove_member_and_update_group(group, group.members[lm.member_id], reason)
-                    out.append(ErrorCode.none)
-                else:
-                    out.append(e)
-        return ErrorCode.none, out
+        return self._membership.leave_group(group_id, leaving)
 
-    # --- offsets ---------------------------------------------------------------------------
+    # --- offsets -------------------------------------------------------------------------
 
     async def commit_offsets(
         self,
@@ -1051,317 +228,62 @@ class GroupCoordinator:
         api_version: int = 9,
     ) -> dict[TopicPartition, ErrorCode]:
         """Commit offsets; answers per partition only once the write is durable."""
-        result: dict[TopicPartition, ErrorCode] = {}
-        valid: dict[TopicPartition, OffsetCommitEntry] = {}
-        for tp, entry in offsets.items():
-            if self._partition_exists(tp[0], tp[1]):
-                valid[tp] = entry
-            else:
-                result[tp] = ErrorCode.unknown_topic_or_partition
-        if not valid:
-            return result
-        err = self._group_status(group_id, OFFSET_COMMIT)
-        group = self._groups.get(group_id)
-        created = False
-        if err is None and group is None:
-            if generation_id < 0:
-                # A consumer that manages its own assignment ("simple" group) or an admin
-                # tool: the group exists only to hold offsets.
-                group = ClassicGroup(group_id, state_timestamp=self._clock.now_ms())
-                self._groups[group_id] = group
-                created = True
-            else:
-                # v9 clients understand GROUP_ID_NOT_FOUND; older ones expect this.
-                err = (
-                    ErrorCode.group_id_not_found
-                    if api_version >= 9
-                    else ErrorCode.illegal_generation
-                )
-        if err is None and group is not None:
-            err = group.validate_offset_commit(member_id, group_instance_id, generation_id)
-        if err is not None or group is None:
-            for tp in valid:
-                result[tp] = err or ErrorCode.unknown_server_error
-            return result
-        member = group.members.get(member_id)
-        if member is not None and group.is_(STABLE, PREPARING):
-            # A commit proves the member is alive, as a heartbeat would.
-            self._schedule_heartbeat(group, member)
-
-        now = self._clock.now_ms()
-        expire = now + retention_ms if retention_ms >= 0 else None
-        records: list[Record] = []
-        staged: dict[TopicPartition, CommittedOffset] = {}
-        for tp, entry in valid.items():
-            if entry.metadata is not None and len(entry.metadata) > self.offset_metadata_max_bytes:
-                result[tp] = ErrorCode.offset_metadata_too_large
-                continue
-            value = CommittedOffset(
-                entry.offset, entry.leader_epoch, entry.metadata or "", now, expire
-            )
-            staged[tp] = value
-            records.append(
-                (
-                    offset_key(group_id, tp[0], tp[1]),
-                    encode_offset_value(
-                        OffsetValue(value.offset, value.leader_epoch, value.metadata, now, expire)
-                    ),
-                )
-            )
-        if not records:
-            return result
-        seq = next(self._commit_seq)
-        for tp in staged:
-            group.pending_commits[tp] += 1
-        try:
-            exc = await self._append(self.partition_for(group_id), records)
-        finally:
-            for tp in staged:
-                group.pending_commits[tp] -= 1
-                if group.pending_commits[tp] <= 0:
-                    del group.pending_commits[tp]
-        code = ErrorCode.none if exc is None else offset_commit_error(exc)
-        if exc is None and self._groups.get(group_id) is group:
-            for tp, value in staged.items():
-                group.apply_offset(tp, value, seq)
-        elif exc is not None and created:
-            self._drop_if_unused(group)
-        for tp in staged:
-            result[tp] = code
-        return result
-
-    def _drop_if_unused(self, group: ClassicGroup) -> None:
-        if (
-            self._groups.get(group.group_id) is group
-            and group.is_(EMPTY)
-            and not group.offsets
-            and not group.pending_commits
-            and not group.pending_members
-            and group.protocol_type is None
-            and group.generation == 0
-        ):
-            del self._groups[group.group_id]
+        return await self._offsets.commit_offsets(
+            group_id,
+            offsets,
+            generation_id=generation_id,
+            member_id=member_id,
+            group_instance_id=group_instance_id,
+            retention_ms=retention_ms,
+            api_version=api_version,
+        )
 
     def fetch_offsets(
         self, group_id: str, partitions: Iterable[TopicPartition] | None
     ) -> tuple[ErrorCode, list[tuple[TopicPartition, CommittedOffset | None]]]:
         """Committed offsets (None where nothing is committed); all of them when
-        ``partitions`` is None. Offsets are returned whatever the group's state, since
-        groups may use Kafka only for offset storage."""
-        err = self._group_status(group_id, OFFSET_FETCH)
-        if err is not None:
-            return err, []
-        group = self._groups.get(group_id)
-        if group is None or group.is_(DEAD):
-            return ErrorCode.none, [(tp, None) for tp in partitions or ()]
-        if partitions is None:
-            return ErrorCode.none, sorted(group.offsets.items())
-        return ErrorCode.none, [(tp, group.offsets.get(tp)) for tp in partitions]
+        ``partitions`` is None."""
+        return self._offsets.fetch_offsets(group_id, partitions)
 
     async def delete_offsets(
         self, group_id: str, partitions: Iterable[TopicPartition]
     ) -> tuple[ErrorCode, dict[TopicPartition, ErrorCode]]:
         """OffsetDelete: drop committed offsets of topics the group no longer consumes."""
-        partitions = list(dict.fromkeys(partitions))
-        err = self._group_status(group_id, OFFSET_DELETE)
-        if err is not None:
-            return err, {}
-        group = self._groups.get(group_id)
-        if group is None or group.is_(DEAD):
-            return ErrorCode.group_id_not_found, {}
-        if not group.is_(EMPTY) and group.protocol_type != consumer_protocol.PROTOCOL_TYPE:
-            # Without the consumer protocol we cannot tell what an active group reads.
-            return ErrorCode.non_empty_group, {}
-        result: dict[TopicPartition, ErrorCode] = {}
-        to_delete: list[TopicPartition] = []
-        for tp in partitions:
-            if not self._partition_exists(tp[0], tp[1]):
-                result[tp] = ErrorCode.unknown_topic_or_partition
-            elif not group.is_(EMPTY) and group.is_subscribed_to_topic(tp[0]):
-                result[tp] = ErrorCode.group_subscribed_to_topic
-            else:
-                result[tp] = ErrorCode.none
-                if tp in group.offsets:
-                    to_delete.append(tp)
-        if to_delete:
-            records: list[Record] = [(offset_key(group_id, t, p), None) for t, p in to_delete]
-            exc = await self._append(self.partition_for(group_id), records)
-            if exc is not None:
-                code = admin_write_error(exc)
-                for tp in result:
-                    if result[tp] is ErrorCode.none:
-                        result[tp] = code
-            elif self._groups.get(group_id) is group:
-                for tp in to_delete:
-                    group.offsets.pop(tp, None)
-                    group.offset_seq.pop(tp, None)
-        return ErrorCode.none, result
+        return await self._offsets.delete_offsets(group_id, partitions)
 
-    # --- admin -----------------------------------------------------------------------------
+    async def expire_offsets(self) -> int:
+        """Remove offsets past ``offsets.retention`` now; how many were removed."""
+        return await self._offsets.expire_offsets()
+
+    def committed_offsets(self, group_id: str) -> dict[TopicPartition, int]:
+        return self._offsets.committed_offsets(group_id)
+
+    # --- admin ---------------------------------------------------------------------------
 
     def list_groups(
         self, states: Iterable[str] = (), types: Iterable[str] = ()
     ) -> list[GroupOverview]:
         """Groups of the partitions this node coordinates, filtered by state and type
         names (case-insensitive; empty filter = all)."""
-        state_filter = {s.lower() for s in states}
-        type_filter = {t.lower() for t in types}
-        if type_filter and "classic" not in type_filter:
-            return []
-        out = []
-        for group in self._groups.values():
-            if group.is_(DEAD) or self.partition_for(group.group_id) not in self._owned:
-                continue
-            if state_filter and group.state.value.lower() not in state_filter:
-                continue
-            out.append(group.overview())
-        return out
+        return self._admin.list_groups(states, types)
 
     def list_groups_error(self) -> ErrorCode:
-        if not self._active:
-            return ErrorCode.coordinator_not_available
-        if self._loading:
-            return ErrorCode.coordinator_load_in_progress
-        return ErrorCode.none
+        return self._admin.list_groups_error()
 
     def describe_group(self, group_id: str) -> tuple[ErrorCode, GroupSummary | None]:
         """(error, summary); summary None with no error means the group does not exist."""
-        err = self._group_status(group_id, DESCRIBE_GROUPS)
-        if err is not None:
-            return err, None
-        group = self._groups.get(group_id)
-        if group is None or group.is_(DEAD):
-            return ErrorCode.none, None
-        return ErrorCode.none, group.summary()
+        return self._admin.describe_group(group_id)
 
     async def delete_groups(self, group_ids: Iterable[str]) -> dict[str, ErrorCode]:
         """DeleteGroups: remove empty groups and their offsets."""
-        result: dict[str, ErrorCode] = {}
-        by_partition: dict[int, list[ClassicGroup]] = {}
-        for group_id in dict.fromkeys(group_ids):
-            err = self._group_status(group_id, DELETE_GROUPS)
-            if err is not None:
-                result[group_id] = err
-                continue
-            group = self._groups.get(group_id)
-            if group is None or group.is_(DEAD):
-                result[group_id] = ErrorCode.group_id_not_found
-            elif not group.is_(EMPTY):
-                result[group_id] = ErrorCode.non_empty_group
-            else:
-                # Dead at once, so joins and commits racing with the write are refused
-                # (retriably) instead of landing in a group that is about to vanish.
-                group.transition(DEAD, self._clock.now_ms())
-                by_partition.setdefault(self.partition_for(group_id), []).append(group)
-        for partition, groups in by_partition.items():
-            records: list[Record] = []
-            for group in groups:
-                records += [(offset_key(group.group_id, t, p), None) for t, p in group.offsets]
-                records.append((group_key(group.group_id), None))
-            exc = await self._append(partition, records)
-            for group in groups:
-                if exc is None:
-                    if self._groups.get(group.group_id) is group:
-                        del self._groups[group.group_id]
-                    self._cancel_pending_members(group)
-                    result[group.group_id] = ErrorCode.none
-                else:
-                    # Nothing was deleted on disk: bring the group back as it was.
-                    if self._groups.get(group.group_id) is group:
-                        group.state = EMPTY
-                    result[group.group_id] = admin_write_error(exc)
-        return result
-
-    def _cancel_pending_members(self, group: ClassicGroup) -> None:
-        for timer in group.pending_members.values():
-            if timer is not None:
-                timer.cancel()
-        group.pending_members.clear()
-
-    # --- offset expiry ---------------------------------------------------------------------
-
-    def _ensure_expiry_timer(self) -> None:
-        if self._expiry_timer is None and self._active:
-            self._expiry_timer = self._clock.call_later(
-                self.offsets_retention_check_interval_ms, self._on_expiry_tick
-            )
-
-    def _on_expiry_tick(self) -> None:
-        self._expiry_timer = None
-        if not self._active:
-            return
-        self._spawn(self.expire_offsets())
-        self._ensure_expiry_timer()
-
-    async def expire_offsets(self) -> int:
-        """Remove offsets past ``offsets.retention`` (and empty groups left with none),
-        writing tombstones. Returns how many offsets were removed."""
-        now = self._clock.now_ms()
-        by_partition: dict[int, list[Record]] = {}
-        removed = 0
-        for group in list(self._groups.values()):
-            partition = self.partition_for(group.group_id)
-            if partition not in self._owned or group.is_(DEAD):
-                continue
-            expired = group.expired_offsets(now, self.offsets_retention_ms)
-            records = by_partition.setdefault(partition, [])
-            for tp in expired:
-                group.offsets.pop(tp, None)
-                group.offset_seq.pop(tp, None)
-                records.append((offset_key(group.group_id, tp[0], tp[1]), None))
-            removed += len(expired)
-            if (
-                group.is_(EMPTY)
-                and not group.offsets
-                and not group.pending_commits
-                and not group.pending_members
-            ):
-                group.transition(DEAD, now)
-                del self._groups[group.group_id]
-                records.append((group_key(group.group_id), None))
-        for partition, records in by_partition.items():
-            if records:
-                # Best effort: the cache is already clean; tombstones that fail to land
-                # only mean the offsets come back after a failover and expire again.
-                await self._append(partition, records)
-        if removed:
-            log.info("%sremoved %d expired offsets", self._log_prefix, removed)
-        return removed
-
-    # --- views for metrics and tools -------------------------------------------------------
-
-    def committed_offsets(self, group_id: str) -> dict[TopicPartition, int]:
-        group = self._groups.get(group_id)
-        if group is None or group.is_(DEAD):
-            return {}
-        return {tp: o.offset for tp, o in group.offsets.items()}
+        return await self._admin.delete_groups(group_ids)
 
     def group_state(self, group_id: str) -> str | None:
-        group = self._groups.get(group_id)
-        return None if group is None else group.state.value
+        return self._admin.group_state(group_id)
 
     def group_states(self) -> dict[str, str]:
-        return {g.group_id: g.state.value for g in self._groups.values() if not g.is_(DEAD)}
+        return self._admin.group_states()
 
     def group(self, group_id: str) -> ClassicGroup | None:
         """The live group object (read-only use: tests, diagnostics)."""
-        return self._groups.get(group_id)
-
-
-@dataclass(frozen=True, slots=True)
-class _JoinArgs:
-    group_instance_id: str | None
-    client_id: str
-    client_host: str
-    session_timeout_ms: int
-    rebalance_timeout_ms: int
-    protocol_type: str
-    protocols: list[tuple[str, bytes]]
-    supports_skip_assignment: bool
-    reason: str | None
-
-
-class _NotCoordinator(Exception):
-    """The partition was lost before or during a write."""
-
-    error_code = ErrorCode.not_coordinator
+        return self._admin.group(group_id)

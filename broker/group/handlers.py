@@ -10,12 +10,15 @@ missing groups as GROUP_ID_NOT_FOUND, and so on.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from kio.schema.errors import ErrorCode
+from kio.static.protocol import Payload
 
-from odradek.broker.group.coordinator import GroupCoordinator, LeavingMember, OffsetCommitEntry
+from odradek.broker.group.coordinator import GroupCoordinator
 from odradek.broker.group.group import CommittedOffset, TopicPartition
+from odradek.broker.group.membership import LeavingMember
+from odradek.broker.group.offsets import OffsetCommitEntry
 from odradek.broker.handlers.api import ApiSpec, RequestContext
 from odradek.broker.kafka.codec import ms
 
@@ -25,8 +28,11 @@ GROUP_AUTHORIZED_OPERATIONS = (1 << 3) | (1 << 6) | (1 << 8)
 AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
 
 
-def _coordinator(node: Any) -> GroupCoordinator:
-    return node.groups  # type: ignore[no-any-return]
+class GroupNode(Protocol):
+    """What the group handlers use of the node: its group coordinator."""
+
+    @property
+    def groups(self) -> GroupCoordinator: ...
 
 
 def _client_host(ctx: RequestContext) -> str:
@@ -40,13 +46,13 @@ def _group_instance_id(req: Any) -> str | None:
     return getattr(req, "group_instance_id", None)
 
 
-async def handle_join_group(node: Any, ctx: RequestContext, req: Any) -> Any:
+async def handle_join_group(node: GroupNode, ctx: RequestContext, req: Any) -> Payload:
     v = ctx.api_version
     session = ms(req.session_timeout)
     # v0 has no rebalance timeout; Kafka uses the session timeout for it.
     rebalance = session if v == 0 else ms(req.rebalance_timeout)
     instance = _group_instance_id(req)
-    fut = _coordinator(node).join_group(
+    fut = node.groups.join_group(
         req.group_id,
         req.member_id,
         group_instance_id=instance,
@@ -86,7 +92,7 @@ async def handle_join_group(node: Any, ctx: RequestContext, req: Any) -> Any:
     )
 
 
-async def handle_sync_group(node: Any, ctx: RequestContext, req: Any) -> Any:
+async def handle_sync_group(node: GroupNode, ctx: RequestContext, req: Any) -> Payload:
     protocol_type = getattr(req, "protocol_type", None)
     protocol_name = getattr(req, "protocol_name", None)
     if ctx.api_version >= 5 and (protocol_type is None or protocol_name is None):
@@ -95,7 +101,7 @@ async def handle_sync_group(node: Any, ctx: RequestContext, req: Any) -> Any:
     assignments: dict[str, bytes] = {}
     for a in req.assignments:
         assignments[a.member_id] = a.assignment
-    fut = _coordinator(node).sync_group(
+    fut = node.groups.sync_group(
         req.group_id,
         req.generation_id,
         req.member_id,
@@ -115,14 +121,14 @@ async def handle_sync_group(node: Any, ctx: RequestContext, req: Any) -> Any:
     )
 
 
-async def handle_heartbeat(node: Any, ctx: RequestContext, req: Any) -> Any:
-    err = _coordinator(node).heartbeat(
+async def handle_heartbeat(node: GroupNode, ctx: RequestContext, req: Any) -> Payload:
+    err = node.groups.heartbeat(
         req.group_id, req.generation_id, req.member_id, _group_instance_id(req)
     )
     return ctx.respond({"error_code": err})
 
 
-async def handle_leave_group(node: Any, ctx: RequestContext, req: Any) -> Any:
+async def handle_leave_group(node: GroupNode, ctx: RequestContext, req: Any) -> Payload:
     if ctx.api_version < 3:
         leaving = [LeavingMember(req.member_id)]
     else:
@@ -130,7 +136,7 @@ async def handle_leave_group(node: Any, ctx: RequestContext, req: Any) -> Any:
             LeavingMember(m.member_id, m.group_instance_id, getattr(m, "reason", None))
             for m in req.members
         ]
-    top, errors = _coordinator(node).leave_group(req.group_id, leaving)
+    top, errors = node.groups.leave_group(req.group_id, leaving)
     if ctx.api_version < 3:
         # Single-member versions report the member's error at the top level.
         if top is ErrorCode.none:
@@ -151,7 +157,7 @@ async def handle_leave_group(node: Any, ctx: RequestContext, req: Any) -> Any:
     )
 
 
-async def handle_offset_commit(node: Any, ctx: RequestContext, req: Any) -> Any:
+async def handle_offset_commit(node: GroupNode, ctx: RequestContext, req: Any) -> Payload:
     offsets: dict[TopicPartition, OffsetCommitEntry] = {}
     for t in req.topics:
         for p in t.partitions:
@@ -161,7 +167,7 @@ async def handle_offset_commit(node: Any, ctx: RequestContext, req: Any) -> Any:
                 p.committed_metadata,
             )
     retention = getattr(req, "retention_time", None)
-    result = await _coordinator(node).commit_offsets(
+    result = await node.groups.commit_offsets(
         req.group_id,
         offsets,
         generation_id=req.generation_id_or_member_epoch,
@@ -213,8 +219,8 @@ def _requested(topics: Any) -> list[TopicPartition] | None:
     return [(t.name, p) for t in topics for p in t.partition_indexes]
 
 
-async def handle_offset_fetch(node: Any, ctx: RequestContext, req: Any) -> Any:
-    coord = _coordinator(node)
+async def handle_offset_fetch(node: GroupNode, ctx: RequestContext, req: Any) -> Payload:
+    coord = node.groups
     if ctx.api_version >= 8:
         groups = []
         for g in req.groups:
@@ -240,8 +246,8 @@ async def handle_offset_fetch(node: Any, ctx: RequestContext, req: Any) -> Any:
     return ctx.respond({"topics": [], "error_code": err})
 
 
-async def handle_list_groups(node: Any, ctx: RequestContext, req: Any) -> Any:
-    coord = _coordinator(node)
+async def handle_list_groups(node: GroupNode, ctx: RequestContext, req: Any) -> Payload:
+    coord = node.groups
     groups = coord.list_groups(
         getattr(req, "states_filter", ()) or (), getattr(req, "types_filter", ()) or ()
     )
@@ -261,8 +267,8 @@ async def handle_list_groups(node: Any, ctx: RequestContext, req: Any) -> Any:
     )
 
 
-async def handle_describe_groups(node: Any, ctx: RequestContext, req: Any) -> Any:
-    coord = _coordinator(node)
+async def handle_describe_groups(node: GroupNode, ctx: RequestContext, req: Any) -> Payload:
+    coord = node.groups
     include_ops = bool(getattr(req, "include_authorized_operations", False))
     described = []
     for group_id in req.groups:
@@ -303,14 +309,14 @@ async def handle_describe_groups(node: Any, ctx: RequestContext, req: Any) -> An
     return ctx.respond({"groups": described})
 
 
-async def handle_delete_groups(node: Any, ctx: RequestContext, req: Any) -> Any:
-    result = await _coordinator(node).delete_groups(req.groups_names)
+async def handle_delete_groups(node: GroupNode, ctx: RequestContext, req: Any) -> Payload:
+    result = await node.groups.delete_groups(req.groups_names)
     return ctx.respond({"results": [{"group_id": g, "error_code": e} for g, e in result.items()]})
 
 
-async def handle_offset_delete(node: Any, ctx: RequestContext, req: Any) -> Any:
+async def handle_offset_delete(node: GroupNode, ctx: RequestContext, req: Any) -> Payload:
     partitions = [(t.name, p.partition_index) for t in req.topics for p in t.partitions]
-    err, result = await _coordinator(node).delete_offsets(req.group_id, partitions)
+    err, result = await node.groups.delete_offsets(req.group_id, partitions)
     if err is not ErrorCode.none:
         return ctx.respond({"error_code": err, "topics": []})
     topics: dict[str, list[dict[str, Any]]] = {}
@@ -324,7 +330,7 @@ async def handle_offset_delete(node: Any, ctx: RequestContext, req: Any) -> Any:
     )
 
 
-APIS: tuple[ApiSpec, ...] = (
+APIS: tuple[ApiSpec[GroupNode], ...] = (
     ApiSpec(11, 0, 9, handle_join_group),
     ApiSpec(14, 0, 5, handle_sync_group),
     ApiSpec(12, 0, 4, handle_heartbeat),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from kio.schema.errors import ErrorCode
 
@@ -109,9 +110,10 @@ class Member:
             self.heartbeat_timer = None
 
 
-def resolve(
-    fut: asyncio.Future[JoinResult] | asyncio.Future[SyncResult] | None, result: object
-) -> None:
+R = TypeVar("R", JoinResult, SyncResult)
+
+
+def resolve(fut: asyncio.Future[R] | None, result: R) -> None:
     """Answer a parked request unless its handler already went away (cancelled)."""
     if fut is not None and not fut.done():
-        fut.set_result(result)  # type: ignore[arg-type]
+        fut.set_result(result)
