@@ -1,12 +1,13 @@
-"""JoinGroup / SyncGroup / Heartbeat / LeaveGroup and the rebalance state machine."""
+"""JoinGroup / SyncGroup / Heartbeat / LeaveGroup and the rebalance state machine
+(broker/group/membership.py)."""
 
 from __future__ import annotations
 
 from group_harness import INITIAL_DELAY_MS, REBALANCE_MS, SESSION_MS, Harness, subscription
 from kio.schema.errors import ErrorCode as E
 
-from odradek.broker.group.coordinator import LeavingMember
 from odradek.broker.group.log import LogAppendError
+from odradek.broker.group.membership import LeavingMember
 
 
 async def test_three_members_join_and_sync_with_leader_assignment(harness: Harness) -> None:

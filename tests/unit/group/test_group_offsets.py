@@ -1,4 +1,5 @@
-"""OffsetCommit / OffsetFetch semantics, write failures and offset expiry."""
+"""The committed-offset store (broker/group/offsets.py): OffsetCommit / OffsetFetch /
+OffsetDelete semantics, write failures and offset expiry."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import pytest
 from group_harness import Harness
 from kio.schema.errors import ErrorCode as E
 
-from odradek.broker.group.coordinator import LeavingMember, OffsetCommitEntry
 from odradek.broker.group.log import LogAppendError
+from odradek.broker.group.membership import LeavingMember
+from odradek.broker.group.offsets import OffsetCommitEntry
 
 
 def entries(**offsets: int) -> dict[tuple[str, int], OffsetCommitEntry]:
@@ -206,3 +208,48 @@ async def test_explicit_retention_time_of_old_commit_versions() -> None:
     assert h.coord.committed_offsets("g") == {("t", 0): 1}
     await h.advance(1_000)  # the periodic check (every second here) removes it
     assert h.coord.committed_offsets("g") == {}
+
+
+async def test_offset_delete(harness: Harness) -> None:
+    h = await harness.load_all()
+    results = await h.stable_group("g", 1)  # subscribed to "t"
+    a = results[0].member_id
+    await h.coord.commit_offsets(
+        "g",
+        {
+            ("t", 0): OffsetCommitEntry(1),
+            ("u", 0): OffsetCommitEntry(2),
+            ("u", 1): OffsetCommitEntry(3),
+        },
+        generation_id=1,
+        member_id=a,
+    )
+    err, result = await h.coord.delete_offsets("g", [("t", 0), ("u", 0), ("v", 0), ("x", 0)])
+    assert err is E.none
+    assert result == {
+        ("t", 0): E.group_subscribed_to_topic,
+        ("u", 0): E.none,
+        ("v", 0): E.none,  # nothing committed there: nothing to do, no error
+        ("x", 0): E.unknown_topic_or_partition,
+    }
+    assert h.coord.committed_offsets("g") == {("t", 0): 1, ("u", 1): 3}
+    # Once the group is empty everything may go.
+    h.coord.leave_group("g", [LeavingMember(a)])
+    await h.settle()
+    err, result = await h.coord.delete_offsets("g", [("t", 0)])
+    assert (err, result) == (E.none, {("t", 0): E.none})
+    assert h.coord.committed_offsets("g") == {("u", 1): 3}
+    # The deletion is durable.
+    other = await Harness(log=h.log).load_all()
+    assert other.coord.committed_offsets("g") == {("u", 1): 3}
+
+    assert await h.coord.delete_offsets("missing", [("t", 0)]) == (E.group_id_not_found, {})
+    assert await h.coord.delete_offsets("", [("t", 0)]) == (E.invalid_group_id, {})
+
+
+async def test_offset_delete_in_active_non_consumer_group(harness: Harness) -> None:
+    h = await harness.load_all()
+    f = h.join("connect-group", protocol_type="connect", require_known=False)
+    await h.advance(3_000)
+    assert f.result().error is E.none
+    assert await h.coord.delete_offsets("connect-group", [("t", 0)]) == (E.non_empty_group, {})

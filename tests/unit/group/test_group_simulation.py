@@ -16,9 +16,10 @@ import pytest
 from group_harness import Harness
 from kio.schema.errors import ErrorCode as E
 
-from odradek.broker.group.coordinator import LeavingMember, OffsetCommitEntry
 from odradek.broker.group.group import GroupState
 from odradek.broker.group.member import JoinResult, SyncResult
+from odradek.broker.group.membership import LeavingMember
+from odradek.broker.group.offsets import OffsetCommitEntry
 
 GROUP = "sim"
 SESSION = 6_000

@@ -1,4 +1,4 @@
-"""Static membership (group.instance.id, KIP-345)."""
+"""Static membership (group.instance.id, KIP-345) in broker/group/membership.py."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from typing import Any
 from group_harness import INITIAL_DELAY_MS, Harness, subscription
 from kio.schema.errors import ErrorCode as E
 
-from odradek.broker.group.coordinator import LeavingMember, OffsetCommitEntry
 from odradek.broker.group.log import LogAppendError
+from odradek.broker.group.membership import LeavingMember
+from odradek.broker.group.offsets import OffsetCommitEntry
 
 
 async def stable_static_group(h: Harness, **kw: Any) -> dict[str, str]:

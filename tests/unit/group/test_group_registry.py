@@ -1,4 +1,5 @@
-"""State in __consumer_offsets: reload on a new coordinator, load/unload, record format."""
+"""Loading and unloading __consumer_offsets partitions (broker/group/registry.py, replaying
+with broker/group/loading.py): reload on a new coordinator, load epochs, close."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from group_harness import Harness, subscription
 from kio.schema.errors import ErrorCode as E
 
 from odradek.broker.group import records
-from odradek.broker.group.coordinator import LeavingMember, OffsetCommitEntry
 from odradek.broker.group.log import InMemoryGroupLog
+from odradek.broker.group.membership import LeavingMember
+from odradek.broker.group.offsets import OffsetCommitEntry
 
 
 async def test_new_coordinator_on_same_log_has_offsets_and_generation(harness: Harness) -> None:
@@ -168,50 +170,3 @@ async def test_undecodable_records_are_skipped() -> None:
     h = Harness(log=log)
     await h.coord.load_partition(0)
     assert h.coord.committed_offsets("g") == {("t", 1): 5}
-
-
-def test_record_format_is_kafkas() -> None:
-    # OffsetCommitKey v1: version, group, topic, partition.
-    assert records.offset_key("g", "t", 2) == b"\x00\x01\x00\x01g\x00\x01t\x00\x00\x00\x02"
-    assert records.group_key("grp") == b"\x00\x02\x00\x03grp"
-    v3 = records.encode_offset_value(records.OffsetValue(10, 4, "m", 1234))
-    assert v3 == (
-        b"\x00\x03"
-        + (10).to_bytes(8, "big")
-        + (4).to_bytes(4, "big")
-        + b"\x00\x01m"
-        + (1234).to_bytes(8, "big")
-    )
-    v1 = records.encode_offset_value(records.OffsetValue(10, -1, "", 1234, 9999))
-    assert v1[:2] == b"\x00\x01"
-    assert records.decode_offset_value(v1) == records.OffsetValue(10, -1, "", 1234, 9999)
-    assert records.decode_key(records.offset_key("g", "t", 2)) == records.OffsetKey("g", "t", 2)
-    assert records.decode_key(records.group_key("grp")) == records.GroupKey("grp")
-
-
-def test_group_value_round_trip_and_old_versions() -> None:
-    member = records.MemberValue("m-1", "inst", "cid", "/10.0.0.1", 30_000, 10_000, b"sub", b"asg")
-    value = records.GroupValue("consumer", 5, "range", "m-1", 777, (member,))
-    assert records.decode_group_value(records.encode_group_value(value)) == value
-    empty = records.GroupValue("consumer", 6, None, None, 888, ())
-    assert records.decode_group_value(records.encode_group_value(empty)) == empty
-    # Version 0 (no rebalance timeout, state timestamp or instance id), as older Kafka wrote.
-    v0 = (
-        b"\x00\x00"
-        + b"\x00\x08consumer"
-        + (2).to_bytes(4, "big")
-        + b"\x00\x05range"
-        + b"\x00\x01m"
-        + (1).to_bytes(4, "big")
-        + b"\x00\x01m"
-        + b"\x00\x03cid"
-        + b"\x00\x02/h"
-        + (6000).to_bytes(4, "big")
-        + (3).to_bytes(4, "big")
-        + b"sub"
-        + (0).to_bytes(4, "big")
-    )
-    decoded = records.decode_group_value(v0)
-    assert decoded.generation == 2 and decoded.current_state_timestamp == -1
-    (m,) = decoded.members
-    assert (m.session_timeout, m.rebalance_timeout, m.subscription) == (6000, 6000, b"sub")
