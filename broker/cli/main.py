@@ -5,7 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from odradek.broker.cli import admin, cluster, healthcheck, node, verify
+from odradek.broker.cli import (
+    cluster,
+    consume,
+    groups,
+    healthcheck,
+    node,
+    produce,
+    status,
+    topics,
+    verify,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,8 +24,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     node.add_parser(sub)
     cluster.add_parser(sub)
-    admin.add_cluster_status(admin.find_subparsers(sub.choices["cluster"]))
-    admin.add_parsers(sub)
+    status.add_parser(_subparsers_of(sub.choices["cluster"]))
+    topics.add_parser(sub)
+    produce.add_parser(sub)
+    consume.add_parser(sub)
+    groups.add_parser(sub)
     verify.add_parser(sub)
     healthcheck.add_parser(sub)
     cfg = sub.add_parser("config", help="configuration reference")
@@ -28,6 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file")
     check.set_defaults(func=_config_check)
     return parser
+
+
+def _subparsers_of(
+        parser: argparse.ArgumentParser) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    raise LookupError(f"{parser.prog} has no subcommands")
 
 
 def _config_docs(args: argparse.Namespace) -> int:
