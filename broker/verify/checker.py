@@ -11,7 +11,8 @@ in offset order without gaps; a definitely failed write is not in the log; and t
 holds nothing that was not produced. Each anomaly kind below breaks one of those promises.
 
 The checker is pure and deterministic: events in, a :class:`CheckResult` out, in one pass
-over the history plus one pass over its values (dicts throughout, no pairwise scans).
+over the history (observed.py) plus one pass over its values per family of anomaly kinds
+(dicts throughout, no pairwise scans).
 Events are taken in history order; a client's events are in the order it recorded them.
 An Ack with a negative offset means the client did not learn the offset (librdkafka answers
 some idempotent retries without one): its value is judged for loss and readability, but not
@@ -105,17 +106,9 @@ from pathlib import Path
 from typing import Any
 
 from odradek.broker.verify import history
-from odradek.broker.verify.history import (
-    Ack,
-    Assign,
-    Event,
-    Fail,
-    Fault,
-    FinalRead,
-    Poll,
-    RunInfo,
-    Send,
-)
+from odradek.broker.verify.fault_windows import FaultTime, fault_windows
+from odradek.broker.verify.history import Ack, Event, FinalRead
+from odradek.broker.verify.observed import TP, Observed, Source
 
 LOST = "lost"
 NO_FINAL_READ = "no_final_read"
@@ -134,12 +127,6 @@ ANOMALY_KINDS: tuple[str, ...] = (
 )
 
 DEFAULT_RECOVERY_WINDOW = 30.0
-
-TP = tuple[str, int]
-Slot = tuple[str, int, int]
-# Where a value was seen: (source, client, t); source is "ack", "poll" or "final".
-Source = tuple[str, str | None, float]
-
 
 @dataclass(frozen=True)
 class Anomaly:
@@ -234,15 +221,15 @@ def load(path: Path) -> list[Event]:
             if not line.strip():
                 continue
             try:
-                e = history.from_json(line)
+                event = history.from_json(line)
             except (ValueError, TypeError) as err:
                 raise HistoryError(f"{path}:{n}: not a history event: {err}") from err
-            if isinstance(e, FinalRead) and not all(
+            if isinstance(event, FinalRead) and not all(
                     isinstance(r, list) and len(r) == 2 and isinstance(r[0], int)
-                    for r in e.records):
+                    for r in event.records):
                 raise HistoryError(f"{path}:{n}: a final read's records must be "
                                    "[offset, value] pairs")
-            events.append(e)
+            events.append(event)
     if not events:
         raise HistoryError(f"{path} holds no events: was the run recorded to another file?")
     return events
@@ -259,335 +246,233 @@ def _src(s: Source) -> str:
     return f"{kind} by {client} (t={t:.3f})"
 
 
-class FaultTime:
-    """The union of fault windows: whether a fault was active at t, and for how long any
-    fault was active within [a, b]."""
-
-    def __init__(self, windows: list[tuple[float, float]]) -> None:
-        merged: list[list[float]] = []
-        for s, e in sorted(windows):
-            if merged and s <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], e)
-            else:
-                merged.append([s, e])
-        self.starts = [s for s, _ in merged]
-        self.ends = [e for _, e in merged]
-        self.cum = [0.0]
-        for s, e in merged:
-            self.cum.append(self.cum[-1] + (e - s))
-
-    @property
-    def total(self) -> float:
-        return self.cum[-1]
-
-    def _upto(self, x: float) -> float:
-        i = bisect.bisect_right(self.starts, x) - 1
-        if i < 0:
-            return 0.0
-        return self.cum[i] + min(x, self.ends[i]) - self.starts[i]
-
-    def within(self, a: float, b: float) -> float:
-        return max(0.0, self._upto(b) - self._upto(a)) if b > a else 0.0
-
-    def active(self, t: float) -> bool:
-        i = bisect.bisect_right(self.starts, t) - 1
-        return i >= 0 and t <= self.ends[i]
-
-
-def fault_windows(events: Sequence[Event]) -> list[dict[str, Any]]:
-    """Fault start/end events paired into windows (by kind and targets, first in first
-    out); a fault that never ended closes at the last event's time with ``ended`` false."""
-    open_: dict[tuple[str, tuple[int, ...]], list[Fault]] = {}
-    windows: list[dict[str, Any]] = []
-    last_t = 0.0
-    for e in events:
-        last_t = max(last_t, e.t)
-        if type(e) is not Fault:
-            continue
-        key = (e.kind, tuple(e.targets))
-        if e.phase == "start":
-            open_.setdefault(key, []).append(e)
-        elif e.phase == "end" and open_.get(key):
-            s = open_[key].pop(0)
-            windows.append({"start": s.t, "end": e.t, "kind": s.kind, "targets": list(s.targets),
-                            "detail": s.detail or e.detail, "ended": True})
-        else:
-            windows.append({"start": e.t, "end": e.t, "kind": e.kind, "targets": list(e.targets),
-                            "detail": e.detail, "ended": True, "unmatched": e.phase})
-    for starts in open_.values():
-        for s in starts:
-            windows.append({"start": s.t, "end": last_t, "kind": s.kind,
-                            "targets": list(s.targets), "detail": s.detail, "ended": False})
-    windows.sort(key=lambda w: (w["start"], w["end"], w["kind"]))
-    return windows
-
-
 def check(events: Sequence[Event], *,
           recovery_window: float = DEFAULT_RECOVERY_WINDOW) -> CheckResult:
     """Every anomaly in ``events`` (see the module docstring for the kinds and rules)."""
-    found: dict[str, list[Anomaly]] = {k: [] for k in ANOMALY_KINDS}
-    warnings: list[str] = []
+    seen = Observed.of(events)
+    out = _Findings()
+    final = _FinalContents.of(seen, out.warnings)
+    readers = _Readers.of(seen)
+    windows = fault_windows(events)
+    faults = FaultTime([(w["start"], w["end"]) for w in windows])
 
-    def add(kind: str, topic: str, partition: int, offsets: Sequence[int], value: str | None,
-            client: str | None, t: float | None, message: str) -> None:
-        found[kind].append(Anomaly(kind, topic, partition, tuple(offsets), value, client, t,
-                                   f"{kind}: {message}"))
+    _non_monotonic_polls(seen, out)
+    _unjudgeable(seen, out)
+    _duplicates(seen, out)
+    _foreign_reads(seen, out)
+    _offset_conflicts(seen, out)
+    definite_and_acked = _ack_warnings(seen, out.warnings)
+    _lost(seen, final, out)
+    _acked_elsewhere(seen, out)
+    _unreadable(seen, final, readers, faults, recovery_window, out)
+    _skipped_polls(seen, final, out)
+    for kind in ANOMALY_KINDS:
+        out.found[kind].sort(key=lambda a: (math.inf if a.t is None else a.t, a.topic,
+                                            a.partition, a.offsets, str(a.value)))
+    stats = _stats(seen, readers, windows, faults, recovery_window, definite_and_acked,
+                   out.warnings)
+    return CheckResult(anomalies=out.found, stats=stats)
 
-    sends: dict[str, Send] = {}
-    acks: dict[str, Ack] = {}
-    fails: dict[str, Fail] = {}
-    resent = 0
-    reacked = 0
-    clients: dict[str, dict[str, int]] = {}
 
-    def client_stats(name: str) -> dict[str, int]:
-        c = clients.get(name)
-        if c is None:
-            c = clients[name] = {"sends": 0, "acks": 0, "fails": 0, "polls": 0, "assigns": 0}
-        return c
+class _Findings:
+    """The anomalies found so far, by kind, and warnings about the history itself."""
 
-    # The offset -> value map as every observer saw it, and the value -> offsets map of reads.
-    at_slot: dict[Slot, tuple[str, Source]] = {}
-    slot_conflicts: dict[Slot, dict[str, Source]] = {}
-    read_at: dict[str, tuple[Slot, Source]] = {}
-    read_multi: dict[str, dict[Slot, Source]] = {}
-    first_poll: dict[str, Poll] = {}
-    finals: dict[TP, FinalRead] = {}
-    final_count: dict[TP, int] = {}
-    tps_used: dict[TP, float] = {}  # partition -> first time it appears in a Send/Ack/Poll
-    topics_read: set[str] = set()
+    def __init__(self) -> None:
+        self.found: dict[str, list[Anomaly]] = {k: [] for k in ANOMALY_KINDS}
+        self.warnings: list[str] = []
 
-    # Assignment sessions: (client, topic, partition) -> the session's last Poll (None: none yet).
-    sessions: dict[tuple[str, str, int], Poll | None] = {}
-    session_parts: dict[tuple[str, str], list[int]] = {}
-    outside_session = 0
-    skip_candidates: list[tuple[Poll, Poll]] = []
+    def add(self, kind: str, topic: str, partition: int, offsets: Sequence[int],
+            value: str | None, client: str | None, t: float | None, message: str) -> None:
+        self.found[kind].append(Anomaly(kind, topic, partition, tuple(offsets), value, client,
+                                        t, f"{kind}: {message}"))
 
-    n_polls = n_assigns = acks_without_offset = 0
-    last_poll_t: float | None = None
-    run_info: RunInfo | None = None
-    last_t = 0.0
 
-    def observe(slot: Slot, value: str, src: Source, is_read: bool) -> None:
-        seen = at_slot.get(slot)
-        if seen is None:
-            at_slot[slot] = (value, src)
-        elif seen[0] != value:
-            conflict = slot_conflicts.get(slot)
-            if conflict is None:
-                conflict = slot_conflicts[slot] = {seen[0]: seen[1]}
-            conflict.setdefault(value, src)
-        if is_read:
-            r = read_at.get(value)
-            if r is None:
-                read_at[value] = (slot, src)
-            elif r[0] != slot:
-                multi = read_multi.get(value)
-                if multi is None:
-                    multi = read_multi[value] = {r[0]: r[1]}
-                multi.setdefault(slot, src)
+@dataclass(frozen=True)
+class _FinalContents:
+    """Each partition's last final read: value -> offset, and its offsets in order."""
 
-    for e in events:
-        cls = type(e)
-        if e.t > last_t:
-            last_t = e.t
-        if cls is Poll:
-            n_polls += 1
-            client_stats(e.client)["polls"] += 1
-            tps_used.setdefault((e.topic, e.partition), e.t)
-            topics_read.add(e.topic)
-            if last_poll_t is None or e.t > last_poll_t:
-                last_poll_t = e.t
-            fp = first_poll.get(e.value)
-            if fp is None or e.t < fp.t:
-                first_poll[e.value] = e
-            observe((e.topic, e.partition, e.offset), e.value, ("poll", e.client, e.t), True)
-            key = (e.client, e.topic, e.partition)
-            if key not in sessions:
-                outside_session += 1
-                session_parts.setdefault((e.client, e.topic), []).append(e.partition)
-                sessions[key] = e
-                continue
-            prev = sessions[key]
-            sessions[key] = e
-            if prev is None:
-                continue
-            if e.offset <= prev.offset:
-                add(NON_MONOTONIC_POLL, e.topic, e.partition, (prev.offset, e.offset), e.value,
-                    e.client, e.t,
-                    f"{e.client} polled {_tp(e.topic, e.partition)}@{e.offset} "
-                    f"(value {e.value!r}, t={e.t:.3f}) after @{prev.offset} (value "
-                    f"{prev.value!r}, t={prev.t:.3f}) in the same assignment session")
-            elif e.offset > prev.offset + 1:
-                skip_candidates.append((prev, e))
-        elif cls is Send:
-            if e.value in sends:
-                resent += 1
-            else:
-                sends[e.value] = e
-            client_stats(e.client)["sends"] += 1
-            tps_used.setdefault((e.topic, e.partition), e.t)
-        elif cls is Ack:
-            if e.value in acks:
-                reacked += 1
-                continue
-            acks[e.value] = e
-            client_stats(e.client)["acks"] += 1
-            tps_used.setdefault((e.topic, e.partition), e.t)
-            if e.offset >= 0:
-                observe((e.topic, e.partition, e.offset), e.value, ("ack", e.client, e.t),
-                        False)
-            else:
-                acks_without_offset += 1
-        elif cls is Fail:
-            fails.setdefault(e.value, e)
-            client_stats(e.client)["fails"] += 1
-        elif cls is Assign:
-            n_assigns += 1
-            client_stats(e.client)["assigns"] += 1
-            topics_read.add(e.topic)
-            ct = (e.client, e.topic)
-            if e.group is not None:
-                # A group assignment is the member's whole set: the rest was revoked.
-                for p in session_parts.get(ct, ()):
-                    sessions.pop((e.client, e.topic, p), None)
-                session_parts[ct] = list(e.partitions)
-            else:
-                # A manual reader re-seeks the partitions named; the others read on.
-                session_parts[ct] = sorted({*session_parts.get(ct, ()), *e.partitions})
-            for p in e.partitions:
-                sessions[(e.client, e.topic, p)] = None
-        elif cls is FinalRead:
-            tp = (e.topic, e.partition)
-            finals[tp] = e
-            final_count[tp] = final_count.get(tp, 0) + 1
-            src: Source = ("final", None, e.t)
-            for rec in e.records:
-                observe((e.topic, e.partition, int(rec[0])), rec[1], src, True)
-        elif cls is RunInfo:
-            run_info = e
+    values: dict[TP, dict[str, int]]
+    offsets: dict[TP, list[int]]
 
-    # -- the partitions' final contents -----------------------------------------------------
-    final_values: dict[TP, dict[str, int]] = {}
-    final_offsets: dict[TP, list[int]] = {}
-    for tp, fr in finals.items():
-        final_values[tp] = {rec[1]: int(rec[0]) for rec in fr.records}
-        final_offsets[tp] = sorted({int(rec[0]) for rec in fr.records})
-        if final_count[tp] > 1:
-            warnings.append(f"{final_count[tp]} final reads of {_tp(*tp)}: the last one is "
-                            "judged for loss and skips, all of them for consistency")
+    @classmethod
+    def of(cls, seen: Observed, warnings: list[str]) -> _FinalContents:
+        values: dict[TP, dict[str, int]] = {}
+        offsets: dict[TP, list[int]] = {}
+        for tp, fr in seen.finals.items():
+            values[tp] = {rec[1]: int(rec[0]) for rec in fr.records}
+            offsets[tp] = sorted({int(rec[0]) for rec in fr.records})
+            if seen.final_count[tp] > 1:
+                warnings.append(f"{seen.final_count[tp]} final reads of {_tp(*tp)}: the last "
+                                "one is judged for loss and skips, all of them for consistency")
+        return cls(values, offsets)
 
-    for tp, t in sorted(tps_used.items()):
-        if tp not in finals:
-            add(NO_FINAL_READ, tp[0], tp[1], (), None, None, t,
-                f"{_tp(*tp)} was used from t={t:.3f} but the history has no final read of it, "
-                "so its losses and skipped reads cannot be judged")
 
-    if not acks:
-        add(NO_ACKS, "", -1, (), None, None, None,
-            f"the history acknowledged no write ({len(sends)} sends, {len(fails)} failures): "
-            "the run tested nothing")
+@dataclass(frozen=True)
+class _Readers:
+    """Until when readers ran (None: the run had none), and which topics were not read."""
 
-    # -- values read at several offsets, and values read that nobody (validly) wrote ---------
-    for value, slots in read_multi.items():
+    end: float | None
+    unread_topics: list[str]
+
+    @classmethod
+    def of(cls, seen: Observed) -> _Readers:
+        end: float | None
+        if seen.last_poll_t is not None:
+            end = seen.last_poll_t
+        elif seen.n_assigns > 0:
+            end = min((fr.t for fr in seen.finals.values()), default=seen.last_t)
+        else:
+            end = None
+        return cls(end, sorted({a.topic for a in seen.acks.values()} - seen.topics_read))
+
+    def check_note(self) -> str:
+        if self.end is None:
+            return "skipped: the run had no readers (no Assign or Poll events)"
+        if self.unread_topics:
+            return "checked, except topics nobody read: " + ", ".join(self.unread_topics)
+        return f"checked (readers ran until t={self.end:.3f})"
+
+
+# -- the rules, one per anomaly family ------------------------------------------------------
+
+
+def _non_monotonic_polls(seen: Observed, out: _Findings) -> None:
+    """NON_MONOTONIC_POLL: a session's poll at or below the offset polled before it."""
+    for prev, e in seen.backwards:
+        out.add(NON_MONOTONIC_POLL, e.topic, e.partition, (prev.offset, e.offset), e.value,
+                e.client, e.t,
+                f"{e.client} polled {_tp(e.topic, e.partition)}@{e.offset} "
+                f"(value {e.value!r}, t={e.t:.3f}) after @{prev.offset} (value "
+                f"{prev.value!r}, t={prev.t:.3f}) in the same assignment session")
+
+
+def _unjudgeable(seen: Observed, out: _Findings) -> None:
+    """NO_FINAL_READ and NO_ACKS: what the history lacks to be judged at all."""
+    for tp, t in sorted(seen.tps_used.items()):
+        if tp not in seen.finals:
+            out.add(NO_FINAL_READ, tp[0], tp[1], (), None, None, t,
+                    f"{_tp(*tp)} was used from t={t:.3f} but the history has no final read "
+                    "of it, so its losses and skipped reads cannot be judged")
+    if not seen.acks:
+        out.add(NO_ACKS, "", -1, (), None, None, None,
+                f"the history acknowledged no write ({len(seen.sends)} sends, "
+                f"{len(seen.fails)} failures): the run tested nothing")
+
+
+def _duplicates(seen: Observed, out: _Findings) -> None:
+    """DUPLICATE: values read at several offsets."""
+    for value, slots in seen.read_multi.items():
         ordered = sorted(slots.items(), key=lambda kv: kv[0])
         (topic, partition, _), src0 = ordered[0]
         where = ", ".join(f"{_tp(s[0], s[1])}@{s[2]} ({_src(src)})" for s, src in ordered)
-        send = sends.get(value)
+        send = seen.sends.get(value)
         by = f"sent by {send.client} at t={send.t:.3f}" if send else "never sent"
-        add(DUPLICATE, topic, partition, [s[2] for s, _ in ordered], value,
-            send.client if send else src0[1], min(src[2] for _, src in ordered),
-            f"value {value!r} ({by}) was read at {len(ordered)} offsets: {where}")
+        out.add(DUPLICATE, topic, partition, [s[2] for s, _ in ordered], value,
+                send.client if send else src0[1], min(src[2] for _, src in ordered),
+                f"value {value!r} ({by}) was read at {len(ordered)} offsets: {where}")
 
-    for value, (slot, src) in read_at.items():
-        send = sends.get(value)
-        fail = fails.get(value)
-        slots = read_multi.get(value) or {slot: src}
+
+def _foreign_reads(seen: Observed, out: _Findings) -> None:
+    """PHANTOM_READ and ABORTED_READ: values read that nobody (validly) wrote there."""
+    for value, (slot, src) in seen.read_at.items():
+        send = seen.sends.get(value)
+        fail = seen.fails.get(value)
+        slots = seen.read_multi.get(value) or {slot: src}
         if send is None or any((s[0], s[1]) != (send.topic, send.partition) for s in slots):
             s0, src0 = min(slots.items(), key=lambda kv: kv[1][2])
             sent = (f"was sent to {_tp(send.topic, send.partition)} by {send.client} "
                     f"at t={send.t:.3f}") if send else "was never sent by any producer"
-            add(PHANTOM_READ, s0[0], s0[1], (s0[2],), value, src0[1], src0[2],
-                f"value {value!r} read at {_tp(s0[0], s0[1])}@{s0[2]} by {_src(src0)} "
-                f"{sent}")
-        if fail is not None and fail.definite and value not in acks:
+            out.add(PHANTOM_READ, s0[0], s0[1], (s0[2],), value, src0[1], src0[2],
+                    f"value {value!r} read at {_tp(s0[0], s0[1])}@{s0[2]} by {_src(src0)} "
+                    f"{sent}")
+        if fail is not None and fail.definite and value not in seen.acks:
             s0, src0 = min(slots.items(), key=lambda kv: kv[1][2])
-            add(ABORTED_READ, s0[0], s0[1], (s0[2],), value, fail.client, src0[2],
-                f"value {value!r}, whose send by {fail.client} to "
-                f"{_tp(fail.topic, fail.partition)} failed definitely at t={fail.t:.3f} "
-                f"({fail.error}), was read at {_tp(s0[0], s0[1])}@{s0[2]} by {_src(src0)}")
+            out.add(ABORTED_READ, s0[0], s0[1], (s0[2],), value, fail.client, src0[2],
+                    f"value {value!r}, whose send by {fail.client} to "
+                    f"{_tp(fail.topic, fail.partition)} failed definitely at t={fail.t:.3f} "
+                    f"({fail.error}), was read at {_tp(s0[0], s0[1])}@{s0[2]} by "
+                    f"{_src(src0)}")
 
-    for slot, values in slot_conflicts.items():
+
+def _offset_conflicts(seen: Observed, out: _Findings) -> None:
+    """INCONSISTENT_OFFSET, first half: offsets seen holding different values."""
+    for slot, values in seen.slot_conflicts.items():
         topic, partition, offset = slot
-        seen = "; ".join(f"{v!r} by {_src(src)}" for v, src in values.items())
+        shown = "; ".join(f"{v!r} by {_src(src)}" for v, src in values.items())
         first = min(values.values(), key=lambda s: s[2])
-        add(INCONSISTENT_OFFSET, topic, partition, (offset,), next(iter(values)), first[1],
-            first[2], f"{_tp(topic, partition)}@{offset} was seen holding {len(values)} "
-            f"different values: {seen}")
+        out.add(INCONSISTENT_OFFSET, topic, partition, (offset,), next(iter(values)),
+                first[1], first[2], f"{_tp(topic, partition)}@{offset} was seen holding "
+                f"{len(values)} different values: {shown}")
 
-    # -- acknowledged values: lost, at another offset, or unreadable ---------------------------
-    readers_assigned = n_assigns > 0
-    if last_poll_t is not None:
-        reader_end: float | None = last_poll_t
-    elif readers_assigned:
-        reader_end = min((fr.t for fr in finals.values()), default=last_t)
-    else:
-        reader_end = None
-    windows = fault_windows(events)
-    faults = FaultTime([(w["start"], w["end"]) for w in windows])
-    unreadable_topics_skipped = sorted({a.topic for a in acks.values()} - topics_read)
-    if reader_end is None:
-        unreadable_check = "skipped: the run had no readers (no Assign or Poll events)"
-    elif unreadable_topics_skipped:
-        unreadable_check = ("checked, except topics nobody read: "
-                            + ", ".join(unreadable_topics_skipped))
-    else:
-        unreadable_check = f"checked (readers ran until t={reader_end:.3f})"
 
+def _ack_warnings(seen: Observed, warnings: list[str]) -> int:
+    """Warn of acks without a Send; return how many values were acked and failed
+    definitely (the ack is believed)."""
     definite_and_acked = 0
-    for value, ack in acks.items():
-        tp = (ack.topic, ack.partition)
-        known = ack.offset >= 0
-        where = f"{_tp(*tp)}@{ack.offset}" if known else f"{_tp(*tp)} (offset unknown)"
-        ack_offsets = (ack.offset,) if known else ()
-        if value not in sends:
-            warnings.append(f"value {value!r} was acked at {where} without a Send")
-        fail = fails.get(value)
+    for value, ack in seen.acks.items():
+        if value not in seen.sends:
+            warnings.append(f"value {value!r} was acked at {_ack_where(ack)} without a Send")
+        fail = seen.fails.get(value)
         if fail is not None and fail.definite:
             definite_and_acked += 1
-        fr = finals.get(tp)
-        lost = False
-        if fr is not None:
-            vals = final_values[tp]
-            at = vals.get(value)
-            if at is None:
-                lost = True
-                why = (f"the log start offset {fr.start_offset} is past it"
-                       if known and ack.offset < fr.start_offset else
-                       f"the final read holds offsets {fr.start_offset}..{fr.end_offset - 1}"
-                       if fr.end_offset > fr.start_offset else "the final read is empty")
-                add(LOST, ack.topic, ack.partition, ack_offsets, value, ack.client, ack.t,
-                    f"value {value!r} acked to {ack.client} at {where} (t={ack.t:.3f}) is "
-                    f"absent from the final read of {_tp(*tp)} (t={fr.t:.3f}; {why})")
-        # Acked at o but read in this partition only elsewhere, with nothing else seen at o.
-        slot = (ack.topic, ack.partition, ack.offset)
-        r = read_at.get(value)
-        if known and r is not None and slot not in slot_conflicts:
-            read_slots = read_multi.get(value) or {r[0]: r[1]}
-            here = {s: src for s, src in read_slots.items() if (s[0], s[1]) == tp}
-            if here and slot not in here:
-                s0, src0 = min(here.items(), key=lambda kv: kv[1][2])
-                add(INCONSISTENT_OFFSET, ack.topic, ack.partition,
-                    (ack.offset, *sorted(s[2] for s in here)), value, ack.client, ack.t,
-                    f"value {value!r} was acked to {ack.client} at {where} (t={ack.t:.3f}) "
-                    f"but read at {_tp(*tp)}@{s0[2]} by {_src(src0)}")
-        if lost or reader_end is None or ack.topic not in topics_read:
+    return definite_and_acked
+
+
+def _lost(seen: Observed, final: _FinalContents, out: _Findings) -> None:
+    """LOST: acknowledged values absent from their partition's final read."""
+    for value, ack in seen.acks.items():
+        tp = (ack.topic, ack.partition)
+        fr = seen.finals.get(tp)
+        if fr is None or value in final.values[tp]:
             continue
-        poll = first_poll.get(value)
+        known = ack.offset >= 0
+        why = (f"the log start offset {fr.start_offset} is past it"
+               if known and ack.offset < fr.start_offset else
+               f"the final read holds offsets {fr.start_offset}..{fr.end_offset - 1}"
+               if fr.end_offset > fr.start_offset else "the final read is empty")
+        out.add(LOST, ack.topic, ack.partition, (ack.offset,) if known else (), value,
+                ack.client, ack.t,
+                f"value {value!r} acked to {ack.client} at {_ack_where(ack)} "
+                f"(t={ack.t:.3f}) is absent from the final read of {_tp(*tp)} "
+                f"(t={fr.t:.3f}; {why})")
+
+
+def _acked_elsewhere(seen: Observed, out: _Findings) -> None:
+    """INCONSISTENT_OFFSET, second half: a value acked at offset o but read in that
+    partition only at other offsets, while nothing else was seen at o."""
+    for value, ack in seen.acks.items():
+        tp = (ack.topic, ack.partition)
+        slot = (ack.topic, ack.partition, ack.offset)
+        r = seen.read_at.get(value)
+        if ack.offset < 0 or r is None or slot in seen.slot_conflicts:
+            continue
+        read_slots = seen.read_multi.get(value) or {r[0]: r[1]}
+        here = {s: src for s, src in read_slots.items() if (s[0], s[1]) == tp}
+        if here and slot not in here:
+            s0, src0 = min(here.items(), key=lambda kv: kv[1][2])
+            out.add(INCONSISTENT_OFFSET, ack.topic, ack.partition,
+                    (ack.offset, *sorted(s[2] for s in here)), value, ack.client, ack.t,
+                    f"value {value!r} was acked to {ack.client} at {_ack_where(ack)} "
+                    f"(t={ack.t:.3f}) but read at {_tp(*tp)}@{s0[2]} by {_src(src0)}")
+
+
+def _unreadable(seen: Observed, final: _FinalContents, readers: _Readers, faults: FaultTime,
+                recovery_window: float, out: _Findings) -> None:
+    """UNREADABLE: acknowledged values that reached readers later than the recovery window,
+    fault time not counted."""
+    if readers.end is None:
+        return
+    for value, ack in seen.acks.items():
+        tp = (ack.topic, ack.partition)
+        fr = seen.finals.get(tp)
+        lost = fr is not None and value not in final.values[tp]
+        if lost or ack.topic not in seen.topics_read:
+            continue
+        poll = seen.first_poll.get(value)
         if poll is not None:
             end = poll.t
         elif fr is not None:
-            end = reader_end
+            end = readers.end
         else:
             continue
         fault_time = faults.within(ack.t, end)
@@ -598,14 +483,18 @@ def check(events: Sequence[Event], *,
                         f"{_tp(poll.topic, poll.partition)}@{poll.offset} at t={poll.t:.3f}")
             else:
                 what = f"was never polled though readers ran until t={end:.3f}"
-            add(UNREADABLE, ack.topic, ack.partition, ack_offsets, value, ack.client, ack.t,
-                f"value {value!r} acked to {ack.client} at {where} (t={ack.t:.3f}) {what}: "
-                f"{delay:.3f} s after the ack not counting {fault_time:.3f} s of faults, "
-                f"more than the {recovery_window:g} s recovery window")
+            out.add(UNREADABLE, ack.topic, ack.partition,
+                    (ack.offset,) if ack.offset >= 0 else (), value, ack.client, ack.t,
+                    f"value {value!r} acked to {ack.client} at {_ack_where(ack)} "
+                    f"(t={ack.t:.3f}) {what}: {delay:.3f} s after the ack not counting "
+                    f"{fault_time:.3f} s of faults, more than the {recovery_window:g} s "
+                    "recovery window")
 
-    # -- skipped offsets, judged against the final read -----------------------------------------
-    for prev, e in skip_candidates:
-        offs = final_offsets.get((e.topic, e.partition))
+
+def _skipped_polls(seen: Observed, final: _FinalContents, out: _Findings) -> None:
+    """SKIPPED_POLL: a session jumped over offsets that the final read holds."""
+    for prev, e in seen.forward_jumps:
+        offs = final.offsets.get((e.topic, e.partition))
         if offs is None:
             continue
         lo = bisect.bisect_right(offs, prev.offset)
@@ -613,62 +502,67 @@ def check(events: Sequence[Event], *,
         if hi > lo:
             missing = offs[lo:hi]
             shown = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
-            add(SKIPPED_POLL, e.topic, e.partition, tuple(missing), e.value, e.client, e.t,
-                f"{e.client} polled {_tp(e.topic, e.partition)}@{prev.offset} (t={prev.t:.3f}) "
-                f"then @{e.offset} (value {e.value!r}, t={e.t:.3f}) in one session, skipping "
-                f"{len(missing)} records of the final read at offsets {shown}")
+            out.add(SKIPPED_POLL, e.topic, e.partition, tuple(missing), e.value, e.client, e.t,
+                    f"{e.client} polled {_tp(e.topic, e.partition)}@{prev.offset} "
+                    f"(t={prev.t:.3f}) then @{e.offset} (value {e.value!r}, t={e.t:.3f}) in "
+                    f"one session, skipping {len(missing)} records of the final read at "
+                    f"offsets {shown}")
 
-    for kind in ANOMALY_KINDS:
-        found[kind].sort(key=lambda a: (math.inf if a.t is None else a.t, a.topic, a.partition,
-                                        a.offsets, str(a.value)))
 
-    # -- statistics -----------------------------------------------------------------------------
+def _ack_where(ack: Ack) -> str:
+    tp = _tp(ack.topic, ack.partition)
+    return f"{tp}@{ack.offset}" if ack.offset >= 0 else f"{tp} (offset unknown)"
+
+
+def _stats(seen: Observed, readers: _Readers, windows: list[dict[str, Any]],
+           faults: FaultTime, recovery_window: float, definite_and_acked: int,
+           warnings: list[str]) -> dict[str, Any]:
+    acks, fails = seen.acks, seen.fails
     n_definite = sum(1 for f in fails.values() if f.definite and f.value not in acks)
     n_indeterminate = sum(1 for f in fails.values() if not f.definite and f.value not in acks)
-    unacked = sum(1 for v in sends if v not in acks and v not in fails)
-    if run_info is None:
+    unacked = sum(1 for v in seen.sends if v not in acks and v not in fails)
+    if seen.run_info is None:
         warnings.append("the history has no RunInfo event: seed and command unknown")
-    if resent:
-        warnings.append(f"{resent} Send events repeat a value sent before (values must be "
-                        "unique); the first Send of each is used")
-    if reacked:
-        warnings.append(f"{reacked} Ack events repeat a value acked before; the first is used")
+    if seen.resent:
+        warnings.append(f"{seen.resent} Send events repeat a value sent before (values must "
+                        "be unique); the first Send of each is used")
+    if seen.reacked:
+        warnings.append(f"{seen.reacked} Ack events repeat a value acked before; the first "
+                        "is used")
     if definite_and_acked:
         warnings.append(f"{definite_and_acked} values were both acked and failed definitely; "
                         "the ack is believed")
-    if outside_session:
-        warnings.append(f"{outside_session} polls of a partition the client held no "
+    if seen.outside_session:
+        warnings.append(f"{seen.outside_session} polls of a partition the client held no "
                         "assignment session for (each started one)")
     unmatched = [w for w in windows if w.get("unmatched")]
     if unmatched:
         warnings.append(f"{len(unmatched)} fault events have no matching start/end")
     if any(not w["ended"] for w in windows):
         warnings.append("a fault never ended: counted as active until the last event")
-    if reader_end is None:
+    if readers.end is None:
         warnings.append("no readers: the unreadable check was skipped")
-
-    stats: dict[str, Any] = {
-        "events": len(events),
-        "seed": run_info.seed if run_info else None,
-        "sends": len(sends),
+    return {
+        "events": len(seen.events),
+        "seed": seen.run_info.seed if seen.run_info else None,
+        "sends": len(seen.sends),
         "acks": len(acks),
         "fails_definite": n_definite,
         "fails_indeterminate": n_indeterminate,
         "unacknowledged_at_end": unacked,
-        "polls": n_polls,
-        "acks_without_offset": acks_without_offset,
-        "assigns": n_assigns,
-        "polls_outside_session": outside_session,
+        "polls": seen.n_polls,
+        "acks_without_offset": seen.acks_without_offset,
+        "assigns": seen.n_assigns,
+        "polls_outside_session": seen.outside_session,
         "fault_windows": len([w for w in windows if not w.get("unmatched")]),
         "fault_time": round(faults.total, 6),
-        "final_records": {_tp(*tp): len(fr.records) for tp, fr in sorted(finals.items())},
-        "clients": {c: clients[c] for c in sorted(clients)},
+        "final_records": {_tp(*tp): len(fr.records) for tp, fr in sorted(seen.finals.items())},
+        "clients": {c: seen.clients[c] for c in sorted(seen.clients)},
         "recovery_window": recovery_window,
-        "reader_end": reader_end,
-        "unreadable_check": unreadable_check,
+        "reader_end": readers.end,
+        "unreadable_check": readers.check_note(),
         "warnings": warnings,
     }
-    return CheckResult(anomalies=found, stats=stats)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -127,7 +127,7 @@ class FinalRead:
 
 Event = RunInfo | Send | Ack | Fail | Assign | Poll | Fault | FinalRead
 
-KINDS: dict[str, type] = {
+KINDS: dict[str, type[Event]] = {
     "run": RunInfo, "send": Send, "ack": Ack, "fail": Fail, "assign": Assign, "poll": Poll,
     "fault": Fault, "final": FinalRead,
 }
@@ -141,7 +141,7 @@ def to_json(event: Event) -> str:
 def from_json(line: str) -> Event:
     raw = json.loads(line)
     kind = raw.pop("type", None)
-    cls = KINDS.get(kind)  # type: ignore[arg-type]
+    cls = KINDS.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise ValueError(f"history line has unknown event type {kind!r}: {line[:200]}")
     names = {f.name for f in fields(cls)}

@@ -53,7 +53,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-TEST_RANGE = ipaddress.ip_network("198.18.0.0/15")
+TEST_RANGE = ipaddress.IPv4Network("198.18.0.0/15")
 CLIENT: Literal["client"] = "client"
 NS_PREFIX = "odk-"
 ROOT_LINK_PREFIX = "odk"
@@ -333,7 +333,7 @@ class Network:
         for i in range(len(candidates)):
             net = candidates[(start + i) % len(candidates)]
             if net not in used:
-                return net  # type: ignore[return-value]
+                return net
         raise RuntimeError(f"every /24 of {TEST_RANGE} is in use on this machine")
 
     def _wait_reachable(self, timeout: float = 10.0) -> None:

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from odradek.broker.verify import checker
-from odradek.broker.verify.checker import ANOMALY_KINDS, CheckResult, FaultTime, fault_windows
+from odradek.broker.verify.checker import ANOMALY_KINDS, CheckResult
+from odradek.broker.verify.fault_windows import FaultTime, fault_windows
 from odradek.broker.verify.history import Ack, Event, Fail, Poll, RunInfo, Send
 
 REPORT_MD = "report.md"
@@ -83,16 +84,15 @@ class _Run:
         self.end = 0.0
         for e in events:
             self.end = max(self.end, e.t)
-            cls = type(e)
-            if cls is Poll:
+            if type(e) is Poll:
                 self.poll_times.append(e.t)
-            elif cls is Send:
+            elif type(e) is Send:
                 sends.setdefault(e.value, e)
-            elif cls is Ack:
+            elif type(e) is Ack:
                 self.acks.append(e)
-            elif cls is Fail:
+            elif type(e) is Fail:
                 self.fails.append(e)
-            elif cls is RunInfo and self.info is None:
+            elif type(e) is RunInfo and self.info is None:
                 self.info = e
         self.sends = sends
         # (send time, ack time, latency) of each acknowledged send.

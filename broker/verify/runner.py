@@ -36,6 +36,7 @@ from typing import Any
 from odradek.broker.local_cluster import LocalCluster
 from odradek.broker.verify import history
 from odradek.broker.verify.checker import CheckResult, check
+from odradek.broker.verify.clients import WorkloadConfig
 from odradek.broker.verify.faults import (
     ALL_KINDS,
     NETWORK_KINDS,
@@ -45,15 +46,10 @@ from odradek.broker.verify.faults import (
     plan,
     unavailable_kinds,
 )
+from odradek.broker.verify.final_read import final_read
 from odradek.broker.verify.report import write_report
-from odradek.broker.verify.workload import (
-    Workload,
-    WorkloadConfig,
-    create_topic,
-    end_offsets,
-    final_read,
-    wait_healthy,
-)
+from odradek.broker.verify.topic_admin import create_topic, end_offsets, wait_healthy
+from odradek.broker.verify.workload import Workload
 
 # Failure detection a few times faster than the defaults, so a fault of a few seconds
 # moves leadership and ISR membership within it.
