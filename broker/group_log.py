@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
 
 from kio.schema.errors import ErrorCode
 
+from odradek.broker.partition import Partition
+from odradek.broker.replica_manager import ReplicaManager
 from odradek.storage.records import Record, decode_batches, encode_batch
 
 
@@ -26,13 +27,13 @@ _READ_CHUNK = 1 << 20
 
 
 class PartitionGroupLog:
-    def __init__(self, node: Any, topic: str, num_partitions: int) -> None:
-        self.node = node
+    def __init__(self, replicas: ReplicaManager, topic: str, num_partitions: int) -> None:
+        self.replicas = replicas
         self.topic = topic
         self.num_partitions = num_partitions
 
-    def _leader(self, partition: int) -> Any:
-        p = self.node.replicas.get((self.topic, partition))
+    def _leader(self, partition: int) -> Partition:
+        p = self.replicas.get((self.topic, partition))
         if p is None or not p.is_leader:
             raise GroupLogError(ErrorCode.not_coordinator,
                                 f"{self.topic}-{partition} is not led by this node")

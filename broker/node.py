@@ -8,8 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 
 from kio.schema.errors import ErrorCode
 
@@ -38,12 +37,16 @@ from odradek.controller.metadata.requests import (
 
 log = logging.getLogger("odradek.node")
 
-def handler_table() -> dict[int, ApiSpec]:
+def handler_table() -> dict[int, ApiSpec[Node]]:
+    """Every API this node serves. Each module's handlers need a node with the services its
+    Protocol names; listing them here checks (mypy) that Node has them all."""
     from odradek.broker.group import handlers as group_handlers
 
-    apis: dict[int, ApiSpec] = {}
-    for module in (meta, produce, fetch, admin, group_handlers):
-        for spec in module.APIS:
+    apis: dict[int, ApiSpec[Node]] = {}
+    specs: list[Sequence[ApiSpec[Node]]] = [meta.APIS, produce.APIS, fetch.APIS, admin.APIS,
+                                            group_handlers.APIS]
+    for module_specs in specs:
+        for spec in module_specs:
             assert spec.api_key not in apis, f"api key {spec.api_key} registered twice"
             apis[spec.api_key] = spec
     return apis
@@ -91,7 +94,7 @@ class Node:
         # The controller's operations: local, or a client of the active controller.
         self.controller: ControllerApi = self.plane.controller
         self.plane.loader.register(self._on_metadata)
-        self.group_log = PartitionGroupLog(self, meta.OFFSETS_TOPIC,
+        self.group_log = PartitionGroupLog(self.replicas, meta.OFFSETS_TOPIC,
                                            config["offsets.topic.num.partitions"])
         self.groups = GroupCoordinator(
             self.group_log,
@@ -102,7 +105,7 @@ class Node:
             max_group_size=config["group.max.size"],
             offsets_retention_ms=config["offsets.retention.minutes"] * 60_000,
         )
-        self.metrics.add_collector(NodeCollector(self))
+        self.metrics.add_collector(NodeCollector(self.replicas, self.groups))
         self.metrics.add_collector(MetadataCollector(
             lambda: self.image, lambda: self.plane.is_active_controller))
         for collector in self.plane.collectors():
@@ -191,7 +194,7 @@ class Node:
         (self.data_dir / CLEAN_SHUTDOWN_MARKER).touch()  # read by node_identity() next time
         log.info("node %d stopped cleanly", self.node_id)
 
-    async def _every(self, interval_ms: int, fn: Any) -> None:
+    async def _every(self, interval_ms: int, fn: Callable[[], object]) -> None:
         while True:
             await asyncio.sleep(interval_ms / 1000)
             try:
@@ -255,38 +258,8 @@ class Node:
     def live_broker_ids(self) -> set[int]:
         return set(self.image.unfenced_broker_ids())
 
-    def broker_endpoints(self, listener_name: str, *, include_fenced: bool = False
-                         ) -> list[tuple[Any, ...]]:
-        out = []
-        for b in sorted(self.image.brokers.values(), key=lambda b: b.id):
-            if b.fenced and not include_fenced:
-                continue
-            for li in b.listeners:
-                if li.name == listener_name:
-                    entry: tuple[Any, ...] = (b.id, li.host, li.port, b.rack or None)
-                    out.append(entry + (b.fenced,) if include_fenced else entry)
-                    break
-        return out
-
-    def endpoint_of(self, broker_id: int, listener_name: str) -> tuple[str, int] | None:
-        b = self.image.brokers.get(broker_id)
-        if b is None or b.fenced:
-            return None
-        for li in b.listeners:
-            if li.name == listener_name:
-                return li.host, li.port
-        return None
-
-    def controller_id_for_clients(self) -> int:
-        # Clients cannot reach KRaft controllers; like Kafka, name a live broker instead.
-        live = sorted(self.live_broker_ids())
-        if self.node_id in live:
-            return self.node_id
-        return live[0] if live else -1
-
     def api_versions_list(self) -> list[dict[str, int]]:
-        return [{"api_key": k, "min_version": s.min_version, "max_version": s.max_version}
-                for k, s in sorted(self.apis.items())]
+        return self.server.api_versions
 
     # --- topics -------------------------------------------------------------------------
 
@@ -333,8 +306,8 @@ class Node:
         reg = t.partitions.get(self.groups.partition_for(group_id))
         if reg is None or reg.leader < 0:
             return None
-        ep = self.endpoint_of(reg.leader, listener_name)
-        return None if ep is None else (reg.leader, ep[0], ep[1])
+        ep = self.image.endpoint(reg.leader, listener_name)
+        return None if ep is None else (reg.leader, ep.host, ep.port)
 
     # --- producers and replication --------------------------------------------------------
 

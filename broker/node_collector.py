@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Protocol
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from odradek.broker.replica_manager import ReplicaManager
+
+
+class GroupListing(Protocol):
+    """The name of a group (a GroupOverview of the group coordinator)."""
+
+    @property
+    def group_id(self) -> str: ...
+
+
+class CommittedOffsets(Protocol):
+    """What the collector reads of the group coordinator."""
+
+    def list_groups(self) -> Iterable[GroupListing]: ...
+
+    def committed_offsets(self, group_id: str) -> dict[tuple[str, int], int]: ...
+
 
 class NodeCollector(Collector):
-    def __init__(self, node: Any) -> None:
-        self.node = node
+    def __init__(self, replicas: ReplicaManager, groups: CommittedOffsets) -> None:
+        self.replicas = replicas
+        self.groups = groups
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        node = self.node
         led = GaugeMetricFamily("odradek_partitions_led", "Partitions this node leads.")
         hosted = GaugeMetricFamily("odradek_partitions_hosted",
                                    "Partition replicas on this node.")
@@ -44,7 +61,7 @@ class NodeCollector(Collector):
             "High watermark minus committed offset, per group and partition (groups "
             "coordinated by this node, partitions with a replica on this node).",
             labels=["group", "topic", "partition"])
-        parts = list(node.replicas.partitions.values())
+        parts = list(self.replicas.partitions.values())
         counts = {"led": 0, "offline": 0, "min_isr": 0, "urp": 0}
         for p in parts:
             if p.log.offline:
@@ -63,15 +80,15 @@ class NodeCollector(Collector):
         offline.add_metric([], counts["offline"])
         under_min_isr.add_metric([], counts["min_isr"])
         under_replicated.add_metric([], counts["urp"])
-        for overview in node.groups.list_groups():
-            for (topic, index), committed in node.groups.committed_offsets(
+        for overview in self.groups.list_groups():
+            for (topic, index), committed in self.groups.committed_offsets(
                     overview.group_id).items():
                 labels = [overview.group_id, topic, str(index)]
                 committed_offset.add_metric(labels, committed)
                 # A follower's high watermark trails the leader's by at most one fetch, so
                 # the coordinator can report lag for every partition it holds a replica of.
-                p = node.replicas.get((topic, index))
-                if p is not None and not p.log.offline:
-                    lag.add_metric(labels, max(0, p.log.high_watermark - committed))
+                held = self.replicas.get((topic, index))
+                if held is not None and not held.log.offline:
+                    lag.add_metric(labels, max(0, held.log.high_watermark - committed))
         yield from (led, hosted, offline, under_min_isr, under_replicated, size, end, hw,
                     committed_offset, lag)

@@ -18,13 +18,20 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from kio.schema.errors import ErrorCode
 
+# Followers speak Fetch v12 (FETCH_VERSION): its answers' partitions are of this type.
+from kio.schema.fetch.v12.response import PartitionData
+
+from odradek.broker.config import NodeConfig
 from odradek.broker.kafka.async_client import AsyncKafkaConnection, BrokerConnectionError
+from odradek.broker.metrics import NodeMetrics
 from odradek.broker.partition import Partition
-from odradek.controller.metadata.requests import AlterPartitionItem
+from odradek.broker.replica_manager import ReplicaManager
+from odradek.controller.metadata import MetadataImage
+from odradek.controller.metadata.requests import AlterPartitionItem, ControllerApi
 from odradek.storage.errors import StorageError
 
 log = logging.getLogger("odradek.replication")
@@ -41,10 +48,40 @@ class _Target:
     leader_epoch: int
 
 
+class ReplicationNode(Protocol):
+    """What the follower fetchers and the ISR upkeep use of the node."""
+
+    @property
+    def node_id(self) -> int: ...
+
+    @property
+    def config(self) -> NodeConfig: ...
+
+    @property
+    def image(self) -> MetadataImage: ...
+
+    @property
+    def inter_broker_listener(self) -> str: ...
+
+    @property
+    def replicas(self) -> ReplicaManager: ...
+
+    @property
+    def controller(self) -> ControllerApi: ...
+
+    @property
+    def broker_epoch(self) -> int: ...
+
+    @property
+    def metrics(self) -> NodeMetrics: ...
+
+    def live_broker_ids(self) -> set[int]: ...
+
+
 class LeaderFetcher:
     """Fetches every partition this broker follows from one leader broker."""
 
-    def __init__(self, node: Any, leader_id: int) -> None:
+    def __init__(self, node: ReplicationNode, leader_id: int) -> None:
         self.node = node
         self.leader_id = leader_id
         self.partitions: dict[tuple[str, int], Partition] = {}
@@ -68,14 +105,14 @@ class LeaderFetcher:
         self._changed.set()
 
     async def _connection(self) -> AsyncKafkaConnection | None:
-        ep = self.node.endpoint_of(self.leader_id, self.node.inter_broker_listener)
+        ep = self.node.image.endpoint(self.leader_id, self.node.inter_broker_listener)
         if ep is None:
             return None
-        if self._conn is None or (self._conn.host, self._conn.port) != ep:
+        if self._conn is None or (self._conn.host, self._conn.port) != (ep.host, ep.port):
             if self._conn is not None:
                 await self._conn.close()
             self._conn = AsyncKafkaConnection(
-                ep[0], ep[1], client_id=f"odradek-replica-fetcher-{self.node.node_id}")
+                ep.host, ep.port, client_id=f"odradek-replica-fetcher-{self.node.node_id}")
         return self._conn
 
     async def _run(self) -> None:
@@ -139,7 +176,7 @@ class LeaderFetcher:
         if backoff:
             await asyncio.sleep(_BACKOFF_S)
 
-    def _apply(self, p: Partition, pd: Any) -> bool:
+    def _apply(self, p: Partition, pd: PartitionData) -> bool:
         """Apply one partition's fetch answer; False when the fetcher should back off."""
         plog = p.log
         err = pd.error_code
@@ -186,7 +223,7 @@ class LeaderFetcher:
                  p.topic, p.index, plog.log_end_offset, target, self.leader_id, epoch)
         plog.truncate_to(target)
 
-    def _reset_out_of_range(self, p: Partition, pd: Any) -> None:
+    def _reset_out_of_range(self, p: Partition, pd: PartitionData) -> None:
         plog = p.log
         if pd.log_start_offset > plog.log_end_offset:
             # Retention on the leader removed what we still need: start over at its start.
@@ -200,7 +237,7 @@ class LeaderFetcher:
 class ReplicationManager:
     """Owns the follower fetchers and the leader-side ISR maintenance of one broker."""
 
-    def __init__(self, node: Any) -> None:
+    def __init__(self, node: ReplicationNode) -> None:
         self.node = node
         self.fetchers: dict[int, LeaderFetcher] = {}
         self._isr_task: asyncio.Task[None] | None = None

@@ -39,9 +39,10 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Generic, Protocol, TypeVar
 
 from kio.schema.errors import ErrorCode
+from kio.static.protocol import Payload
 
 from odradek.broker.handlers.api import ApiSpec, RequestContext
 from odradek.broker.kafka import codec
@@ -53,6 +54,7 @@ from odradek.broker.kafka.connection import (
     ServerConnection,
     VersionRejected,
 )
+from odradek.broker.metrics import NodeMetrics
 
 log = logging.getLogger("odradek.server")
 
@@ -115,8 +117,19 @@ class RateLimitedLog:
         self._log.warning(msg + suffix, *args)
 
 
-class KafkaProtocol(asyncio.Protocol):
-    def __init__(self, server: KafkaServer, listener_name: str) -> None:
+class ServedNode(Protocol):
+    """What the transport itself uses of the node it serves (the handlers get the whole
+    node, typed by the Protocols their modules declare)."""
+
+    @property
+    def metrics(self) -> NodeMetrics: ...
+
+
+S = TypeVar("S", bound=ServedNode)
+
+
+class KafkaProtocol(asyncio.Protocol, Generic[S]):
+    def __init__(self, server: KafkaServer[S], listener_name: str) -> None:
         self.server = server
         self.node = server.node
         self.listener_name = listener_name
@@ -136,6 +149,7 @@ class KafkaProtocol(asyncio.Protocol):
         self.admitted = False
         self.busy = False  # a request is being handled
         self._handling: int | None = None  # its api key
+        self._handler: asyncio.Future[Payload | None] | None = None
         self.last_active = time.monotonic()
         self._reading = True
         self._task: asyncio.Task[None] | None = None
@@ -167,14 +181,14 @@ class KafkaProtocol(asyncio.Protocol):
         self._lost = True
         self._wakeup.set()
         self._writable.set()
-        if self._task is not None and self._handling in _CANCEL_ON_CLOSE:
-            self._task.cancel()  # nobody is left to answer
+        if self._handler is not None and self._handling in _CANCEL_ON_CLOSE:
+            self._handler.cancel()  # a long poll: nobody is left to answer
         if self.admitted:
             self.admitted = False
-            # Give back what this connection held of the node's request budget.
-            self.server.budget.release(self.conn.reserved + self._frames_bytes)
-            self._frames_bytes = 0
-            self.frames.clear()
+            # Give back the reservation of a frame that will never be complete. Whole
+            # frames already received are still handled, as Kafka does: an acks=0 producer
+            # closes right after sending, and its records must not be lost.
+            self.server.budget.release(self.conn.reserved)
             self.server.forget(self)
 
     def data_received(self, data: bytes) -> None:
@@ -279,7 +293,7 @@ class KafkaProtocol(asyncio.Protocol):
         try:
             while True:
                 frame = await self._next_frame()
-                if frame is None or self.transport is None or self.transport.is_closing():
+                if frame is None:
                     break
                 event = self.conn.decode(frame.frame)
                 if isinstance(event, ProtocolViolation):
@@ -300,6 +314,13 @@ class KafkaProtocol(asyncio.Protocol):
         except Exception:
             log.exception("connection %s failed", self.peer)
         finally:
+            # Frames that will not be handled (after a violation, at shutdown) give their
+            # share of the request budget back.
+            if self._frames_bytes:
+                self.server.budget.release(self._frames_bytes)
+                self._frames_bytes = 0
+                self.frames.clear()
+                self.server.budget_released()
             self.close()
 
     def _write(self, data: bytes | memoryview) -> None:
@@ -316,8 +337,14 @@ class KafkaProtocol(asyncio.Protocol):
         )
         started = time.perf_counter()
         metrics = self.node.metrics
+        handler = self._handler = asyncio.ensure_future(spec.handler(self.node, ctx, req.body))
         try:
-            body = await spec.handler(self.node, ctx, req.body)
+            body = await handler
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if handler.cancelled() and self._lost and not (current and current.cancelling()):
+                return None  # cancelled by connection_lost: the next frames still count
+            raise
         except Exception:
             log.exception("handler for api_key=%d v%d failed", req.api_key, req.api_version)
             metrics.request_errors.labels(api=metrics.api_name(req.api_key)).inc()
@@ -325,6 +352,7 @@ class KafkaProtocol(asyncio.Protocol):
             self.close()
             return None
         finally:
+            self._handler = None
             metrics.observe_request(req.api_key, time.perf_counter() - started, event.size)
         if body is None:
             return None
@@ -334,7 +362,7 @@ class KafkaProtocol(asyncio.Protocol):
         body = codec.build_response(
             codec.API_VERSIONS_KEY, 0,
             {"error_code": ErrorCode.unsupported_version,
-             "api_keys": self.node.api_versions_list()},
+             "api_keys": self.server.api_versions},
         )
         return codec.encode_response(codec.API_VERSIONS_KEY, 0, ev.correlation_id, body)
 
@@ -361,22 +389,25 @@ class KafkaProtocol(asyncio.Protocol):
             self.transport.abort()
 
 
-class KafkaServer:
+class KafkaServer(Generic[S]):
     """All Kafka listeners of one node, and what they share: the request budget, the
     connection counts and limits."""
 
-    def __init__(self, node: Any, apis: Mapping[int, ApiSpec], limits: ServerLimits) -> None:
+    def __init__(self, node: S, apis: Mapping[int, ApiSpec[S]], limits: ServerLimits) -> None:
         self.node = node
         self.apis = apis
         self.supported = {k: (s.min_version, s.max_version) for k, s in apis.items()}
+        # ApiVersions' list, also for the answer to an ApiVersions at an unknown version.
+        self.api_versions = [{"api_key": k, "min_version": lo, "max_version": hi}
+                             for k, (lo, hi) in sorted(self.supported.items())]
         self.limits = limits
         self.budget = RequestBudget(limits.queued_max_request_bytes)
         self.servers: list[asyncio.Server] = []
         self.listener_names: set[str] = set()
-        self.connections: set[KafkaProtocol] = set()
+        self.connections: set[KafkaProtocol[S]] = set()
         self._n_counted = 0  # connections counted against max.connections
         self._per_ip: collections.Counter[str] = collections.Counter()
-        self._waiting: collections.deque[KafkaProtocol] = collections.deque()
+        self._waiting: collections.deque[KafkaProtocol[S]] = collections.deque()
         self.bad_peers = RateLimitedLog(log)
         self._reaper: asyncio.Task[None] | None = None
         self._stall_watch: asyncio.Task[None] | None = None
@@ -385,7 +416,7 @@ class KafkaServer:
     async def listen(self, name: str, host: str, port: int) -> int:
         """Bind a listener; it accepts connections only after ``start_serving``."""
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: KafkaProtocol(self, name), host, port,
+        server = await loop.create_server(lambda: KafkaProtocol[S](self, name), host, port,
                                           reuse_address=True, backlog=1024,
                                           start_serving=False)
         self.servers.append(server)
@@ -408,7 +439,7 @@ class KafkaServer:
         return not (listener_name == self.limits.inter_broker_listener
                     and len(self.listener_names) > 1)
 
-    def admit(self, p: KafkaProtocol) -> str | None:
+    def admit(self, p: KafkaProtocol[S]) -> str | None:
         """Count a new connection in, or say why it is refused."""
         metrics = self.node.metrics
         counted = self._counted(p.listener_name)
@@ -428,7 +459,7 @@ class KafkaServer:
         metrics.connections.labels(listener=p.listener_name).inc()
         return None
 
-    def forget(self, p: KafkaProtocol) -> None:
+    def forget(self, p: KafkaProtocol[S]) -> None:
         if p not in self.connections:
             return
         self.connections.discard(p)
@@ -444,7 +475,7 @@ class KafkaServer:
 
     # --- request budget ----------------------------------------------------------------
 
-    def wait_for_budget(self, p: KafkaProtocol) -> None:
+    def wait_for_budget(self, p: KafkaProtocol[S]) -> None:
         if p not in self._waiting:
             self._waiting.append(p)
 

@@ -8,10 +8,13 @@ from, with Kafka's config source and type codes.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 from odradek import storage
 from odradek.storage.config import KAFKA_NAMES
+
+if TYPE_CHECKING:
+    from odradek.broker.config import NodeConfig
 
 # ConfigSource codes (DescribeConfigs).
 TOPIC_CONFIG, STATIC_BROKER_CONFIG, DEFAULT_CONFIG = 1, 4, 5
@@ -53,17 +56,17 @@ _DOCS: Mapping[str, tuple[int, str]] = {
 }
 
 
-def broker_topic_defaults(node_config: Any) -> dict[str, str]:
+def broker_topic_defaults(node_config: NodeConfig) -> dict[str, str]:
     return {topic_key: str(node_config[broker_key])
             for broker_key, topic_key in BROKER_TOPIC_DEFAULTS.items()}
 
 
-def log_config(node_config: Any, overrides: Mapping[str, str]) -> storage.LogConfig:
+def log_config(node_config: NodeConfig, overrides: Mapping[str, str]) -> storage.LogConfig:
     base = storage.LogConfig.from_kafka_configs(broker_topic_defaults(node_config))
     return storage.LogConfig.from_kafka_configs(overrides, base=base)
 
 
-def describe_topic(node_config: Any, overrides: Mapping[str, str]
+def describe_topic(node_config: NodeConfig, overrides: Mapping[str, str]
                    ) -> list[tuple[str, str, int, str, int]]:
     """(name, value, source, documentation, type) for every topic config."""
     from_broker = {topic_key for broker_key, topic_key in BROKER_TOPIC_DEFAULTS.items()
@@ -87,7 +90,7 @@ def describe_topic(node_config: Any, overrides: Mapping[str, str]
     return rows
 
 
-def describe_broker(node_config: Any) -> list[tuple[str, str, int, str, int]]:
+def describe_broker(node_config: NodeConfig) -> list[tuple[str, str, int, str, int]]:
     from odradek.broker.config import KEYS
 
     rows = []

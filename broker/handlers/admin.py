@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Collection, Sequence
+from typing import Any, Protocol
 
 from kio.schema.errors import ErrorCode
+from kio.static.protocol import Payload
 
 from odradek.broker.handlers.api import ApiSpec, RequestContext
-from odradek.controller.metadata import BROKER_RESOURCE, TOPIC_RESOURCE
+from odradek.controller.metadata import BROKER_RESOURCE, TOPIC_RESOURCE, MetadataImage
 from odradek.controller.metadata.requests import (
     AlterConfigOp,
     AlterConfigsResource,
+    AlterConfigsResult,
+    ControllerApi,
     ControllerCallFailed,
     CreatePartitionsSpec,
     CreateTopicSpec,
@@ -18,6 +22,26 @@ from odradek.controller.metadata.requests import (
     IncrementalAlterConfigsResource,
     NotControllerError,
 )
+
+# (name, value, Kafka config source, documentation, Kafka config type) of one config key.
+ConfigRow = tuple[str, str, int, str, int]
+
+
+class AdminNode(Protocol):
+    """What the topic, partition and config APIs use of the node."""
+
+    @property
+    def node_id(self) -> int: ...
+
+    @property
+    def image(self) -> MetadataImage: ...
+
+    @property
+    def controller(self) -> ControllerApi: ...
+
+    def describe_topic_configs(self, topic: str) -> list[ConfigRow]: ...
+
+    def describe_broker_configs(self) -> list[ConfigRow]: ...
 
 
 def controller_failure(e: Exception) -> tuple[ErrorCode, str]:
@@ -27,14 +51,15 @@ def controller_failure(e: Exception) -> tuple[ErrorCode, str]:
     return code, f"the controller quorum did not complete the request: {e}"
 
 
-def _config_entries(node: Any, topic: str, keys: Any = None) -> list[dict[str, Any]]:
+def _config_entries(node: AdminNode, topic: str, keys: Collection[str] | None = None
+                    ) -> list[dict[str, Any]]:
     return [{"name": name, "value": value, "read_only": False, "config_source": source,
              "is_sensitive": False}
             for name, value, source, _doc, _type in node.describe_topic_configs(topic)
             if keys is None or name in keys]
 
 
-async def handle_create_topics(node: Any, ctx: RequestContext, req: Any) -> Any:
+async def handle_create_topics(node: AdminNode, ctx: RequestContext, req: Any) -> Payload:
     specs = []
     for t in req.topics:
         specs.append(CreateTopicSpec(
@@ -65,7 +90,7 @@ async def handle_create_topics(node: Any, ctx: RequestContext, req: Any) -> Any:
     return ctx.respond({"throttle_time": 0, "topics": out})
 
 
-async def handle_delete_topics(node: Any, ctx: RequestContext, req: Any) -> Any:
+async def handle_delete_topics(node: AdminNode, ctx: RequestContext, req: Any) -> Payload:
     if ctx.api_version >= 6:
         specs = [DeleteTopicSpec(name=t.name, topic_id=t.topic_id) for t in req.topics]
     else:
@@ -82,7 +107,7 @@ async def handle_delete_topics(node: Any, ctx: RequestContext, req: Any) -> Any:
          "error_message": r.error_message} for r in results]})
 
 
-async def handle_create_partitions(node: Any, ctx: RequestContext, req: Any) -> Any:
+async def handle_create_partitions(node: AdminNode, ctx: RequestContext, req: Any) -> Payload:
     specs = [CreatePartitionsSpec(
         name=t.name, count=t.count,
         assignments=None if t.assignments is None else [tuple(a.broker_ids)
@@ -100,7 +125,7 @@ async def handle_create_partitions(node: Any, ctx: RequestContext, req: Any) -> 
         for r in results]})
 
 
-def _describe_one(node: Any, res: Any, include_docs: bool) -> dict[str, Any]:
+def _describe_one(node: AdminNode, res: Any, include_docs: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"resource_type": res.resource_type,
                            "resource_name": res.resource_name, "error_code": ErrorCode.none,
                            "error_message": None, "configs": []}
@@ -133,25 +158,26 @@ def _describe_one(node: Any, res: Any, include_docs: bool) -> dict[str, Any]:
     return out
 
 
-async def handle_describe_configs(node: Any, ctx: RequestContext, req: Any) -> Any:
+async def handle_describe_configs(node: AdminNode, ctx: RequestContext, req: Any) -> Payload:
     include_docs = bool(getattr(req, "include_documentation", False))
     return ctx.respond({"throttle_time": 0, "results": [
         _describe_one(node, r, include_docs) for r in req.resources]})
 
 
-def _failed_alter(resources: list[Any], e: Exception) -> list[dict[str, Any]]:
+def _failed_alter(resources: Sequence[AlterConfigsResource | IncrementalAlterConfigsResource],
+                  e: Exception) -> list[dict[str, Any]]:
     code, message = controller_failure(e)
     return [{"error_code": code, "error_message": message, "resource_type": r.resource_type,
              "resource_name": r.resource_name} for r in resources]
 
 
-def _alter_response(results: list[Any]) -> list[dict[str, Any]]:
+def _alter_response(results: Sequence[AlterConfigsResult]) -> list[dict[str, Any]]:
     return [{"error_code": r.error_code, "error_message": r.error_message,
              "resource_type": r.resource_type, "resource_name": r.resource_name}
             for r in results]
 
 
-async def handle_alter_configs(node: Any, ctx: RequestContext, req: Any) -> Any:
+async def handle_alter_configs(node: AdminNode, ctx: RequestContext, req: Any) -> Payload:
     resources = [AlterConfigsResource(r.resource_type, r.resource_name,
                                       {c.name: c.value for c in r.configs})
                  for r in req.resources]
@@ -163,7 +189,7 @@ async def handle_alter_configs(node: Any, ctx: RequestContext, req: Any) -> Any:
     return ctx.respond({"throttle_time": 0, "responses": _alter_response(results)})
 
 
-async def handle_incremental_alter_configs(node: Any, ctx: RequestContext, req: Any) -> Any:
+async def handle_incremental_alter_configs(node: AdminNode, ctx: RequestContext, req: Any) -> Payload:
     resources = [IncrementalAlterConfigsResource(
         r.resource_type, r.resource_name,
         [AlterConfigOp(c.name, c.config_operation, c.value) for c in r.configs])
@@ -176,7 +202,7 @@ async def handle_incremental_alter_configs(node: Any, ctx: RequestContext, req: 
     return ctx.respond({"throttle_time": 0, "responses": _alter_response(results)})
 
 
-APIS = (
+APIS: tuple[ApiSpec[AdminNode], ...] = (
     ApiSpec(19, 2, 7, handle_create_topics),
     ApiSpec(20, 1, 6, handle_delete_topics),
     ApiSpec(37, 0, 3, handle_create_partitions),

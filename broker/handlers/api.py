@@ -1,12 +1,25 @@
-"""What every request handler sees: the request context and the spec it registers under."""
+"""What every request handler sees: the request context and the spec it registers under.
+
+A handler is ``async def handle_x(node, ctx, req)``. ``node`` is typed by a Protocol that
+each handler module declares (``MetaNode``, ``ProduceNode``, ...), naming exactly what those
+handlers use of the node; ``odradek.broker.node.Node`` satisfies all of them. ``req`` is the
+decoded kio request: one class per API version, so it is typed ``Any`` and each handler reads
+the fields of the versions it serves (``getattr`` with a default for fields newer versions
+added). The answer is a kio response entity (``ctx.respond``), or None for no answer at all
+(Produce with acks=0).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+from kio.static.protocol import Payload
 
 from odradek.broker.kafka.codec import build_response
+
+N = TypeVar("N", contravariant=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,20 +32,17 @@ class RequestContext:
     connection_id: int
     listener_name: str = "PLAINTEXT"
 
-    def respond(self, data: dict[str, Any]) -> Any:
+    def respond(self, data: dict[str, Any]) -> Payload:
         """The response entity for this request's API and version, built from plain data."""
         return build_response(self.api_key, self.api_version, data)
 
 
-# handler(node, ctx, request_body) -> response body (or None: no response, e.g. acks=0)
-Handler = Callable[[Any, RequestContext, Any], Awaitable[Any]]
-
-
 @dataclass(frozen=True, slots=True)
-class ApiSpec:
-    """One API the broker serves, with exactly the versions it implements."""
+class ApiSpec(Generic[N]):
+    """One API the broker serves, with exactly the versions it implements, and its handler,
+    which needs a node with the services ``N`` names."""
 
     api_key: int
     min_version: int
     max_version: int
-    handler: Handler
+    handler: Callable[[N, RequestContext, Any], Awaitable[Payload | None]]

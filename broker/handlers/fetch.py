@@ -3,21 +3,50 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from kio.schema.errors import ErrorCode
+from kio.static.protocol import Payload
 
+from odradek.broker.config import NodeConfig
 from odradek.broker.handlers.api import ApiSpec, RequestContext
 from odradek.broker.handlers.errors import error_code_for
 from odradek.broker.kafka.codec import ms
+from odradek.broker.metrics import NodeMetrics
+from odradek.broker.partition import Partition
+from odradek.broker.replica_manager import ReplicaManager
+from odradek.broker.replication import ReplicationManager
+from odradek.controller.metadata import MetadataImage
 from odradek.storage.errors import StorageError
 
 EARLIEST, LATEST, MAX_TIMESTAMP = -2, -1, -3
 MESSAGES_KEY = "_messages_sent"
 
 
-def leader_partition(node: Any, topic: str, index: int, current_epoch: int = -1
-                     ) -> tuple[Any, ErrorCode]:
+class FetchNode(Protocol):
+    """What Fetch, ListOffsets, OffsetForLeaderEpoch and DeleteRecords use of the node."""
+
+    @property
+    def config(self) -> NodeConfig: ...
+
+    @property
+    def image(self) -> MetadataImage: ...
+
+    @property
+    def replicas(self) -> ReplicaManager: ...
+
+    @property
+    def replication(self) -> ReplicationManager: ...
+
+    @property
+    def metrics(self) -> NodeMetrics: ...
+
+    @property
+    def stopping(self) -> bool: ...
+
+
+def leader_partition(node: FetchNode, topic: str, index: int, current_epoch: int = -1
+                     ) -> tuple[Partition | None, ErrorCode]:
     """The partition if this node leads it at ``current_epoch`` (-1: any), else the error."""
     p = node.replicas.get((topic, index))
     if p is None or not p.is_leader:
@@ -34,8 +63,8 @@ def leader_partition(node: Any, topic: str, index: int, current_epoch: int = -1
     return p, ErrorCode.none
 
 
-def _read_partition(node: Any, topic: str, fp: Any, max_bytes: int, min_one: bool,
-                    replica_id: int) -> tuple[dict[str, Any], int, Any]:
+def _read_partition(node: FetchNode, topic: str, fp: Any, max_bytes: int, min_one: bool,
+                    replica_id: int) -> tuple[dict[str, Any], int, Partition | None]:
     """One partition of a fetch: (response entry, bytes returned, partition or None)."""
     out: dict[str, Any] = {"partition_index": fp.partition, "high_watermark": -1,
                            "last_stable_offset": -1, "log_start_offset": -1, "records": b"",
@@ -80,7 +109,7 @@ def _read_partition(node: Any, topic: str, fp: Any, max_bytes: int, min_one: boo
     return out, len(result.records), p
 
 
-async def handle_fetch(node: Any, ctx: RequestContext, req: Any) -> Any:
+async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payload:
     session_id = getattr(req, "session_id", 0)
     session_epoch = getattr(req, "session_epoch", -1)
     if session_id != 0:
@@ -129,7 +158,7 @@ async def handle_fetch(node: Any, ctx: RequestContext, req: Any) -> Any:
                         "responses": topics_out})
 
 
-async def handle_list_offsets(node: Any, ctx: RequestContext, req: Any) -> Any:
+async def handle_list_offsets(node: FetchNode, ctx: RequestContext, req: Any) -> Payload:
     topics_out = []
     for t in req.topics:
         parts_out = []
@@ -166,7 +195,7 @@ async def handle_list_offsets(node: Any, ctx: RequestContext, req: Any) -> Any:
     return ctx.respond({"throttle_time": 0, "topics": topics_out})
 
 
-async def handle_offset_for_leader_epoch(node: Any, ctx: RequestContext, req: Any) -> Any:
+async def handle_offset_for_leader_epoch(node: FetchNode, ctx: RequestContext, req: Any) -> Payload:
     topics_out = []
     for t in req.topics:
         parts_out = []
@@ -184,7 +213,7 @@ async def handle_offset_for_leader_epoch(node: Any, ctx: RequestContext, req: An
     return ctx.respond({"throttle_time": 0, "topics": topics_out})
 
 
-async def handle_delete_records(node: Any, ctx: RequestContext, req: Any) -> Any:
+async def handle_delete_records(node: FetchNode, ctx: RequestContext, req: Any) -> Payload:
     topics_out = []
     for t in req.topics:
         parts_out = []
@@ -207,7 +236,7 @@ async def handle_delete_records(node: Any, ctx: RequestContext, req: Any) -> Any
     return ctx.respond({"throttle_time": 0, "topics": topics_out})
 
 
-APIS = (
+APIS: tuple[ApiSpec[FetchNode], ...] = (
     ApiSpec(1, 4, 12, handle_fetch),
     ApiSpec(2, 1, 7, handle_list_offsets),
     ApiSpec(23, 2, 4, handle_offset_for_leader_epoch),

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from kio.schema.errors import ErrorCode
+from kio.static.protocol import Payload
 
+from odradek.broker.config import NodeConfig
 from odradek.broker.handlers.api import ApiSpec, RequestContext
+from odradek.controller.metadata import MetadataImage, PartitionRegistration
 from odradek.controller.metadata.names import topic_name_error
 
 log = logging.getLogger("odradek.meta")
@@ -16,13 +19,45 @@ OFFSETS_TOPIC = "__consumer_offsets"
 INTERNAL_TOPICS = frozenset({OFFSETS_TOPIC})
 
 
-async def handle_api_versions(node: Any, ctx: RequestContext, req: Any) -> Any:
+class MetaNode(Protocol):
+    """What ApiVersions, Metadata, DescribeCluster and FindCoordinator use of the node."""
+
+    @property
+    def node_id(self) -> int: ...
+
+    @property
+    def cluster_id(self) -> str: ...
+
+    @property
+    def config(self) -> NodeConfig: ...
+
+    @property
+    def image(self) -> MetadataImage: ...
+
+    def api_versions_list(self) -> list[dict[str, int]]: ...
+
+    async def auto_create_topics(self, names: list[str]) -> None: ...
+
+    async def group_coordinator_endpoint(self, group_id: str, listener_name: str
+                                         ) -> tuple[int, str, int] | None: ...
+
+
+def controller_id_for_clients(node: MetaNode) -> int:
+    """Clients cannot reach KRaft controllers; like Kafka, name a live broker instead: this
+    one when it is live (so the answer is stable per broker), else the lowest."""
+    live = node.image.unfenced_broker_ids()
+    if node.node_id in live:
+        return node.node_id
+    return min(live) if live else -1
+
+
+async def handle_api_versions(node: MetaNode, ctx: RequestContext, req: Any) -> Payload:
     return ctx.respond({"error_code": ErrorCode.none, "api_keys": node.api_versions_list(),
                         "throttle_time": 0})
 
 
-def _partition_entry(node: Any, index: int, reg: Any) -> dict[str, Any]:
-    live = node.live_broker_ids()
+def _partition_entry(node: MetaNode, index: int, reg: PartitionRegistration) -> dict[str, Any]:
+    live = set(node.image.unfenced_broker_ids())
     leader = reg.leader
     err = ErrorCode.none if leader >= 0 and leader in live else ErrorCode.leader_not_available
     return {
@@ -36,7 +71,7 @@ def _partition_entry(node: Any, index: int, reg: Any) -> dict[str, Any]:
     }
 
 
-def topic_entry(node: Any, name: str) -> dict[str, Any]:
+def topic_entry(node: MetaNode, name: str) -> dict[str, Any]:
     t = node.image.topics.get(name)
     if t is None:
         return {"error_code": ErrorCode.unknown_topic_or_partition, "name": name,
@@ -50,7 +85,7 @@ def topic_entry(node: Any, name: str) -> dict[str, Any]:
     }
 
 
-async def handle_metadata(node: Any, ctx: RequestContext, req: Any) -> Any:
+async def handle_metadata(node: MetaNode, ctx: RequestContext, req: Any) -> Payload:
     image = node.image
     requested = req.topics
     if requested is None or (ctx.api_version == 0 and len(requested) == 0):
@@ -98,34 +133,31 @@ async def handle_metadata(node: Any, ctx: RequestContext, req: Any) -> Any:
                     entry["error_code"] = ErrorCode.leader_not_available
     return ctx.respond({
         "throttle_time": 0,
-        "brokers": [{"node_id": b, "host": h, "port": p, "rack": r}
-                    for b, h, p, r in node.broker_endpoints(ctx.listener_name)],
+        "brokers": [{"node_id": e.broker_id, "host": e.host, "port": e.port, "rack": e.rack}
+                    for e in image.endpoints(ctx.listener_name)],
         "cluster_id": node.cluster_id,
-        "controller_id": node.controller_id_for_clients(),
+        "controller_id": controller_id_for_clients(node),
         "topics": requested_entries,
         "cluster_authorized_operations": -2147483648,
     })
 
 
-async def handle_describe_cluster(node: Any, ctx: RequestContext, req: Any) -> Any:
+async def handle_describe_cluster(node: MetaNode, ctx: RequestContext, req: Any) -> Payload:
     include_fenced = bool(getattr(req, "include_fenced_brokers", False))
     endpoint_type = int(getattr(req, "endpoint_type", 1))
     if endpoint_type != 1:
         return ctx.respond({"error_code": ErrorCode.unsupported_endpoint_type,
                             "error_message": "only broker endpoints (type 1) are served",
                             "cluster_id": node.cluster_id, "brokers": []})
-    # Asked with include_fenced, broker_endpoints adds the fenced flag to each row (without
-    # it the rows have four fields, and every v0/v1 request, which cannot ask, raised).
-    brokers = [{"broker_id": b, "host": h, "port": p, "rack": r, "is_fenced": fenced}
-               for b, h, p, r, fenced in node.broker_endpoints(ctx.listener_name,
-                                                               include_fenced=True)
-               if include_fenced or not fenced]
+    brokers = [{"broker_id": e.broker_id, "host": e.host, "port": e.port, "rack": e.rack,
+                "is_fenced": e.fenced}
+               for e in node.image.endpoints(ctx.listener_name, include_fenced=include_fenced)]
     return ctx.respond({"error_code": ErrorCode.none, "cluster_id": node.cluster_id,
-                        "controller_id": node.controller_id_for_clients(), "brokers": brokers,
+                        "controller_id": controller_id_for_clients(node), "brokers": brokers,
                         "endpoint_type": 1, "throttle_time": 0})
 
 
-async def _coordinator(node: Any, ctx: RequestContext, key: str, key_type: int
+async def _coordinator(node: MetaNode, ctx: RequestContext, key: str, key_type: int
                        ) -> dict[str, Any]:
     out: dict[str, Any] = {"key": key, "node_id": -1, "host": "", "port": -1,
                            "error_message": None}
@@ -147,7 +179,7 @@ async def _coordinator(node: Any, ctx: RequestContext, key: str, key_type: int
     return out
 
 
-async def handle_find_coordinator(node: Any, ctx: RequestContext, req: Any) -> Any:
+async def handle_find_coordinator(node: MetaNode, ctx: RequestContext, req: Any) -> Payload:
     if ctx.api_version >= 4:
         coordinators = [await _coordinator(node, ctx, k, req.key_type)
                         for k in req.coordinator_keys]
@@ -158,7 +190,7 @@ async def handle_find_coordinator(node: Any, ctx: RequestContext, req: Any) -> A
     return ctx.respond(one)
 
 
-APIS = (
+APIS: tuple[ApiSpec[MetaNode], ...] = (
     ApiSpec(18, 0, 4, handle_api_versions),
     ApiSpec(3, 0, 12, handle_metadata),
     ApiSpec(60, 0, 2, handle_describe_cluster),

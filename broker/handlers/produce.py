@@ -4,24 +4,43 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from kio.schema.errors import ErrorCode
+from kio.static.protocol import Payload
 
 from odradek.broker.handlers.api import ApiSpec, RequestContext
 from odradek.broker.handlers.errors import error_code_for
 from odradek.broker.handlers.meta import INTERNAL_TOPICS
 from odradek.broker.kafka.codec import ms
-from odradek.broker.partition import NotEnoughReplicas
+from odradek.broker.metrics import NodeMetrics
+from odradek.broker.partition import NotEnoughReplicas, Partition
+from odradek.broker.replica_manager import ReplicaManager
+from odradek.controller.metadata import MetadataImage
 from odradek.storage.errors import StorageError
 
 log = logging.getLogger("odradek.produce")
 
 
-async def handle_produce(node: Any, ctx: RequestContext, req: Any) -> Any:
+class ProduceNode(Protocol):
+    """What Produce and InitProducerId use of the node."""
+
+    @property
+    def image(self) -> MetadataImage: ...
+
+    @property
+    def replicas(self) -> ReplicaManager: ...
+
+    @property
+    def metrics(self) -> NodeMetrics: ...
+
+    async def next_producer_id(self) -> int: ...
+
+
+async def handle_produce(node: ProduceNode, ctx: RequestContext, req: Any) -> Payload | None:
     acks = int(req.acks)
     topics_out = []
-    waits: list[tuple[dict[str, Any], Any, int]] = []
+    waits: list[tuple[dict[str, Any], Partition, int]] = []
     for t in req.topic_data:
         parts_out = []
         for pd in t.partition_data:
@@ -90,7 +109,8 @@ async def handle_produce(node: Any, ctx: RequestContext, req: Any) -> Any:
     return ctx.respond({"responses": topics_out, "throttle_time": 0})
 
 
-async def handle_init_producer_id(node: Any, ctx: RequestContext, req: Any) -> Any:
+async def handle_init_producer_id(node: ProduceNode, ctx: RequestContext, req: Any
+                                  ) -> Payload:
     if req.transactional_id is not None:
         # Transactions are not implemented; refusing here keeps clients from half-using them.
         return ctx.respond({"error_code": ErrorCode.transactional_id_authorization_failed,
@@ -110,7 +130,7 @@ async def handle_init_producer_id(node: Any, ctx: RequestContext, req: Any) -> A
     return ctx.respond({"error_code": ErrorCode.none, "producer_id": pid, "producer_epoch": 0})
 
 
-APIS = (
+APIS: tuple[ApiSpec[ProduceNode], ...] = (
     ApiSpec(0, 3, 11, handle_produce),
     ApiSpec(22, 0, 4, handle_init_producer_id),
 )

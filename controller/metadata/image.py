@@ -77,6 +77,17 @@ class TopicImage:
         return len(first.replicas) if first is not None else 0
 
 
+@dataclass(frozen=True, slots=True)
+class BrokerEndpoint:
+    """Where clients (or other brokers) reach one broker on one listener."""
+
+    broker_id: int
+    host: str
+    port: int
+    rack: str | None
+    fenced: bool
+
+
 @dataclass(frozen=True)
 class MetadataImage:
     offset: int
@@ -101,6 +112,24 @@ class MetadataImage:
     def is_unfenced(self, broker_id: int) -> bool:
         broker = self.brokers.get(broker_id)
         return broker is not None and not broker.fenced
+
+    def endpoints(self, listener_name: str, *, include_fenced: bool = False
+                  ) -> list[BrokerEndpoint]:
+        """Every broker's address on ``listener_name``, by broker id; fenced brokers only
+        when asked for."""
+        out = []
+        for b in sorted(self.brokers.values(), key=lambda b: b.id):
+            li = b.listener(listener_name)
+            if li is not None and (include_fenced or not b.fenced):
+                out.append(BrokerEndpoint(b.id, li.host, li.port, b.rack or None, b.fenced))
+        return out
+
+    def endpoint(self, broker_id: int, listener_name: str) -> BrokerEndpoint | None:
+        """Where to reach an unfenced broker on ``listener_name``."""
+        b = self.brokers.get(broker_id)
+        li = b.listener(listener_name) if b is not None and not b.fenced else None
+        return None if b is None or li is None else BrokerEndpoint(
+            b.id, li.host, li.port, b.rack or None, b.fenced)
 
 
 MetadataImage.EMPTY = MetadataImage(
