@@ -17,6 +17,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check broker controller storage tests
+	$(BIN)/python -m tests.typecheck
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/sim tests/integration tests/chaos tests/fuzz
 
 unit: $(STAMP)
@@ -33,6 +34,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check broker controller storage tests
+	$(BIN)/python -m tests.typecheck
 
 # A long fault-injection run (default 10 minutes, a fault every 15 s; DURATION=, INTERVAL=,
 # SEED= and VERIFY_ARGS= adjust it), then the namespace fault tests.
