@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from odradek.storage import checkpoint
+from odradek.storage import checkpoint, recovery, retention
 from odradek.storage.batch import (
     HEADER_SIZE,
     LOG_OVERHEAD,
@@ -43,7 +43,7 @@ from odradek.storage.batch import (
 )
 from odradek.storage.config import INT_MAX, LogConfig
 from odradek.storage.epochs import CHECKPOINT_NAME as EPOCH_CHECKPOINT
-from odradek.storage.epochs import EpochEntry, LeaderEpochCache
+from odradek.storage.epochs import LeaderEpochCache
 from odradek.storage.errors import (
     CheckpointCorruptError,
     CorruptRecordError,
@@ -57,13 +57,8 @@ from odradek.storage.errors import (
 from odradek.storage.producer_state import AppendOrigin, ProducerStateManager
 from odradek.storage.records import decode_records
 from odradek.storage.segment import (
-    DELETED_SUFFIX,
-    LOG_SUFFIX,
-    SEGMENT_SUFFIXES,
     BatchSpan,
     LogSegment,
-    delete_segment_files,
-    parse_segment_file_name,
 )
 
 __all__ = [
@@ -176,39 +171,13 @@ class PartitionLog:
             marker.unlink()
             checkpoint.fsync_dir(d)
 
-        bases = self._clean_directory()
-        log_start = self._read_checkpoint(LOG_START_CHECKPOINT)
+        bases = recovery.clean_directory(d)
+        log_start = recovery.read_checkpoint(d, LOG_START_CHECKPOINT)
         # None: nothing to recover. Otherwise segments reaching past it are checked.
         recovery_point: int | None = None
         if not clean:
-            recovery_point = self._read_checkpoint(RECOVERY_POINT_CHECKPOINT) or 0
-
-        cfg = self._config
-        for i, base in enumerate(bases):
-            limit = bases[i + 1] if i + 1 < len(bases) else None
-            needs_recovery = recovery_point is not None and (
-                limit is None or limit > recovery_point
-            )
-            seg, truncated = LogSegment.open(
-                d,
-                base,
-                index_interval_bytes=cfg.index_interval_bytes,
-                segment_index_bytes=cfg.segment_index_bytes,
-                offset_limit=limit,
-                recover=needs_recovery,
-                # A clean last segment still gets its tail CRC-checked: it is cheap and
-                # catches damage done while the broker was down.
-                verify_tail=limit is None,
-            )
-            self._segments.append(seg)
-            if truncated:
-                log.warning("%s: recovery truncated %d bytes of %s", d, truncated, seg.log_path)
-                if limit is not None:
-                    # Later segments cannot continue a log cut short here.
-                    for later in bases[i + 1 :]:
-                        log.warning("%s: deleting segment %d after the corruption", d, later)
-                        delete_segment_files(d, later)
-                    break
+            recovery_point = recovery.read_checkpoint(d, RECOVERY_POINT_CHECKPOINT) or 0
+        self._segments = recovery.open_segments(d, self._config, bases, recovery_point)
 
         if not self._segments:
             self._segments.append(self._new_segment(log_start or 0))
@@ -239,7 +208,7 @@ class PartitionLog:
         self.leader_epochs.truncate_from_end(self._leo)
         self.leader_epochs.truncate_from_start(self._log_start)
 
-        hw = self._read_checkpoint(HIGH_WATERMARK_CHECKPOINT)
+        hw = recovery.read_checkpoint(d, HIGH_WATERMARK_CHECKPOINT)
         self._hw = min(max(hw or 0, self._log_start), self._leo)
         self._hw_checkpointed = hw
         self._recovery_point = self._leo
@@ -252,57 +221,15 @@ class PartitionLog:
         if log_start is None or log_start != self._log_start:
             checkpoint.write_offset(d / LOG_START_CHECKPOINT, self._log_start)
 
-    def _clean_directory(self) -> list[int]:
-        """Remove leftovers of interrupted deletes and checkpoint writes; return the
-        base offsets of the segments present."""
-        logs: set[int] = set()
-        others: list[tuple[int, Path]] = []
-        for path in self.directory.iterdir():
-            name = path.name
-            if name.endswith(DELETED_SUFFIX) or name.endswith(checkpoint.TMP_SUFFIX):
-                path.unlink(missing_ok=True)
-                continue
-            parsed = parse_segment_file_name(name)
-            if parsed is None:
-                continue
-            base, suffix = parsed
-            if suffix == LOG_SUFFIX:
-                logs.add(base)
-            elif suffix in SEGMENT_SUFFIXES:
-                others.append((base, path))
-        for base, path in others:
-            if base not in logs:
-                path.unlink(missing_ok=True)  # index of a segment whose log is gone
-        return sorted(logs)
-
-    def _read_checkpoint(self, name: str) -> int | None:
-        try:
-            return checkpoint.read_offset(self.directory / name)
-        except CheckpointCorruptError as e:
-            log.warning("%s: ignoring %s", self.directory, e)
-            return None
-
     def _rebuild_from_headers(self, *, epochs: bool) -> None:
         """Rebuild producer state (and, if asked, the epoch cache) from batch headers."""
+        headers = recovery.batch_headers(self.directory, self._segments)
         self.producer_state.clear()
-        entries: list[EpochEntry] = []
-        for seg in self._segments:
-            headers: list[BatchHeader] = []
-            try:
-                headers.extend(h for _, h in seg.iter_batches())
-            except CorruptRecordError as e:
-                # Damage inside an old segment of a cleanly closed log: keep what
-                # precedes it; reading there fails later, as it would in Kafka.
-                log.error("%s: %s", self.directory, e)
-            self.producer_state.update_from_log(headers)
-            if epochs:
-                for h in headers:
-                    epoch = h.partition_leader_epoch
-                    if epoch >= 0 and (not entries or epoch > entries[-1].epoch):
-                        entries.append(EpochEntry(epoch, h.base_offset))
+        for segment_headers in headers:
+            self.producer_state.update_from_log(segment_headers)
         self.producer_state.truncate_head(self._log_start)
         if epochs:
-            self.leader_epochs.replace(entries)
+            self.leader_epochs.replace(recovery.epochs_from_headers(headers))
 
     def _new_segment(self, base_offset: int) -> LogSegment:
         seg = LogSegment.create(
@@ -766,44 +693,23 @@ class PartitionLog:
             try:
                 if cfg.deletes_by_retention and cfg.retention_ms >= 0:
                     deleted += self._delete_old_segments(
-                        lambda seg, _nxt: now - seg.max_timestamp > cfg.retention_ms,
-                        "retention.ms",
-                    )
+                        retention.older_than(now, cfg.retention_ms), "retention.ms")
                 if cfg.deletes_by_retention and cfg.retention_bytes >= 0:
-                    excess = self.size_bytes - cfg.retention_bytes
-
-                    def over_size(seg: LogSegment, _nxt: LogSegment | None) -> bool:
-                        nonlocal excess
-                        if excess - seg.size >= 0:
-                            excess -= seg.size
-                            return True
-                        return False
-
-                    deleted += self._delete_old_segments(over_size, "retention.bytes")
+                    deleted += self._delete_old_segments(
+                        retention.beyond_size(self.size_bytes, cfg.retention_bytes),
+                        "retention.bytes")
                 deleted += self._delete_old_segments(
-                    lambda _seg, nxt: nxt is not None and nxt.base_offset <= self._log_start,
-                    "log start offset",
-                )
+                    retention.below_log_start(self._log_start), "log start offset")
             except OSError as e:
                 self._go_offline("retention", e)
             return deleted
 
-    def _delete_old_segments(
-        self, predicate: Callable[[LogSegment, LogSegment | None], bool], reason: str
-    ) -> int:
-        deletable: list[LogSegment] = []
-        segs = self._segments
-        for i, seg in enumerate(segs):
-            nxt = segs[i + 1] if i + 1 < len(segs) else None
-            upper = nxt.base_offset if nxt is not None else self._leo
-            last_and_empty = nxt is None and seg.size == 0
-            if self._hw >= upper and not last_and_empty and predicate(seg, nxt):
-                deletable.append(seg)
-            else:
-                break
-        if not deletable:
+    def _delete_old_segments(self, rule: retention.Rule, reason: str) -> int:
+        count = retention.deletable_prefix(self._segments, self._hw, self._leo, rule)
+        if not count:
             return 0
-        if len(deletable) == len(segs):
+        deletable = self._segments[:count]
+        if count == len(self._segments):
             self._roll()
         for seg in deletable:
             log.info("%s: deleting segment %d (%s)", self.directory, seg.base_offset, reason)
@@ -811,7 +717,7 @@ class PartitionLog:
             seg.delete()
         if self._segments[0].base_offset > self._log_start:
             self._set_log_start(self._segments[0].base_offset)
-        return len(deletable)
+        return count
 
     def _set_log_start(self, offset: int) -> None:
         checkpoint.write_offset(self.directory / LOG_START_CHECKPOINT, offset)

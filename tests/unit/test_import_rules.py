@@ -26,7 +26,7 @@ PRODUCT = ("broker", "controller", "storage")
 ENTRY_POINTS = ("broker/cli/", "broker/verify/")
 SANS_IO = ("controller/raft/", "broker/kafka/codec.py", "broker/kafka/bounds.py",
            "broker/kafka/connection.py", "broker/kafka/budget.py", "broker/replica_state.py",
-           "storage/index.py")
+           "storage/index.py", "storage/retention.py", "storage/recovery.py")
 
 
 def _imports(path: Path) -> Iterator[tuple[int, str]]:
