@@ -6,7 +6,6 @@ import crc32c
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from storage_testlib import make_batch
 
 from odradek.storage import (
     HEADER_SIZE,
@@ -21,6 +20,7 @@ from odradek.storage import (
     read_batch_header,
 )
 from odradek.storage.batch import LOG_OVERHEAD
+from tests.unit.storage.storage_testlib import make_batch
 
 i64 = st.integers(-(2**63), 2**63 - 1)
 i32 = st.integers(-(2**31), 2**31 - 1)

@@ -5,7 +5,6 @@ import struct
 from pathlib import Path
 
 import pytest
-from storage_testlib import Clock, crash, make_batch, open_log, read_all
 
 from odradek.storage import (
     Compression,
@@ -27,6 +26,7 @@ from odradek.storage import (
     encode_batch,
     parse_batches,
 )
+from tests.unit.storage.storage_testlib import Clock, crash, make_batch, open_log, read_all
 
 
 def test_offsets_are_assigned_across_batches_and_survive_reopen(tmp_path: Path) -> None:

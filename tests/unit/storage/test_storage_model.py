@@ -11,9 +11,9 @@ from pathlib import Path
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-from storage_testlib import Clock, crash, make_batch, read_all
 
 from odradek.storage import Compression, LogConfig, PartitionLog, parse_batches
+from tests.unit.storage.storage_testlib import Clock, crash, make_batch, read_all
 
 CONFIG = LogConfig(segment_bytes=400, index_interval_bytes=90, segment_index_bytes=48)
 

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from storage_testlib import make_batch, open_log, read_all
 
 from odradek import storage
 from odradek.storage import LogOfflineError, PartitionLog
 from tests.tmpfs import small_tmpfs
+from tests.unit.storage.storage_testlib import make_batch, open_log, read_all
 
 
 def fail_after(limit: int, err: int = errno.ENOSPC):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from storage_testlib import Clock, crash, make_batch, open_log
 
 from odradek.storage import (
     AppendOrigin,
@@ -16,6 +15,7 @@ from odradek.storage import (
     encode_batch,
 )
 from odradek.storage.producer_state import BATCHES_TO_RETAIN
+from tests.unit.storage.storage_testlib import Clock, crash, make_batch, open_log
 
 
 def produce(log: PartitionLog, seq: int, n: int = 2, *, pid: int = 42, epoch: int = 0):

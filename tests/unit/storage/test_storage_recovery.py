@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
-from storage_testlib import Clock, crash, make_batch, open_log, read_all
 
 from odradek.storage import EpochEntry, PartitionLog
+from tests.unit.storage.storage_testlib import Clock, crash, make_batch, open_log, read_all
 
 BATCH = len(make_batch(2))
 CONFIG = {"segment_bytes": 4 * BATCH, "index_interval_bytes": BATCH - 1}

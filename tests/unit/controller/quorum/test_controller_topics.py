@@ -6,7 +6,6 @@ import uuid
 from collections import Counter
 
 import pytest
-from mdtest_helpers import SETTINGS, applied, cluster, rng
 
 from odradek.controller.metadata import TOPIC_RESOURCE
 from odradek.controller.metadata.names import MAX_TOPIC_NAME_LENGTH, topic_name_error
@@ -19,6 +18,7 @@ from odradek.controller.quorum import ControllerSettings
 from odradek.controller.quorum.brokers import fence_broker
 from odradek.controller.quorum.placement import PlacementBroker, place_partitions, rack_interleaved
 from odradek.controller.quorum.topics import create_partitions, create_topics, delete_topics
+from tests.unit.controller.quorum.mdtest_helpers import SETTINGS, applied, cluster, rng
 
 UNKNOWN_TOPIC_OR_PARTITION = 3
 INVALID_TOPIC_EXCEPTION = 17

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from mdtest_helpers import SETTINGS, applied, cluster, rng
 
 from odradek.controller.metadata import BROKER_RESOURCE, TOPIC_RESOURCE, MetadataImage
 from odradek.controller.metadata.requests import (
@@ -15,6 +14,7 @@ from odradek.controller.metadata.requests import (
 )
 from odradek.controller.quorum.configs import alter_configs, incremental_alter_configs
 from odradek.controller.quorum.topics import create_topics
+from tests.unit.controller.quorum.mdtest_helpers import SETTINGS, applied, cluster, rng
 
 UNKNOWN_TOPIC_OR_PARTITION = 3
 INVALID_CONFIG = 40

@@ -6,7 +6,6 @@ import dataclasses
 import uuid
 
 import pytest
-from mdtest_helpers import SETTINGS, applied, cluster, rng
 
 from odradek.controller.metadata import Listener, MetadataImage, PartitionRegistration
 from odradek.controller.metadata.requests import (
@@ -24,6 +23,7 @@ from odradek.controller.quorum.brokers import (
 from odradek.controller.quorum.election import elect_leader
 from odradek.controller.quorum.partitions import alter_partition
 from odradek.controller.quorum.topics import create_topics
+from tests.unit.controller.quorum.mdtest_helpers import SETTINGS, applied, cluster, rng
 
 UNKNOWN_TOPIC_OR_PARTITION = 3
 NOT_CONTROLLER = 41

@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Mapping, Sequence
 
 import pytest
-from mdtest_helpers import SETTINGS, applied, cluster, commit, rng
 
 from odradek.controller.metadata import MetadataImage, PartitionRegistration
 from odradek.controller.metadata.image import TOPIC_RESOURCE, Listener
@@ -35,6 +34,7 @@ from odradek.controller.quorum.configs import incremental_alter_configs
 from odradek.controller.quorum.election import elect_leader, next_elr
 from odradek.controller.quorum.partitions import alter_partition
 from odradek.controller.quorum.topics import create_topics
+from tests.unit.controller.quorum.mdtest_helpers import SETTINGS, applied, cluster, commit, rng
 
 LISTENERS = (Listener("PLAINTEXT", "h", 9092),)
 MIN_ISR_2 = {"min.insync.replicas": "2"}

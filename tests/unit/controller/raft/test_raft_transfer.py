@@ -10,7 +10,7 @@ from odradek.controller.raft import (
     TimeoutNow,
     VoteRequest,
 )
-from tests.unit.raft.raft_harness import Cluster
+from tests.unit.controller.raft.raft_harness import Cluster
 
 
 def test_transfer_to_up_to_date_follower() -> None:

@@ -13,7 +13,7 @@ from odradek.controller.metadata import MetadataImage, MetadataLoader
 from odradek.controller.metadata.diff import SnapshotError, diff_records, image_to_records, replay
 from odradek.controller.metadata.records import register_broker_record, topic_record
 from odradek.controller.raft_runtime.snapshot import decode_snapshot_data, encode_snapshot_data
-from tests.unit.raft_runtime.rt_images import commit, random_log
+from tests.unit.controller.raft_runtime.rt_images import commit, random_log
 
 
 def _check_offsets(pairs, base: MetadataImage, target: MetadataImage) -> None:

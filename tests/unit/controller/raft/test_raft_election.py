@@ -16,7 +16,7 @@ from odradek.controller.raft import (
     VoteRequest,
     VoteResponse,
 )
-from tests.unit.raft.raft_harness import Cluster, view
+from tests.unit.controller.raft.raft_harness import Cluster, view
 
 
 def test_single_voter_elects_itself_and_commits_only_after_persisting() -> None:

@@ -13,7 +13,7 @@ from odradek.controller.raft import (
     ProposalDropped,
     Role,
 )
-from tests.unit.raft.raft_harness import Cluster, view
+from tests.unit.controller.raft.raft_harness import Cluster, view
 
 # Raft paper, Figure 7: the leader's log for term 8 and followers (a)-(f).
 LEADER_LOG = [1, 1, 1, 4, 4, 5, 5, 6, 6, 6]

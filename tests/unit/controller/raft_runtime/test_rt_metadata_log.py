@@ -19,7 +19,7 @@ from odradek.controller.raft_runtime import (
     RaftNotControllerError,
 )
 from odradek.controller.raft_runtime.metadata_log import DataDirInUseError
-from tests.unit.raft_runtime.rt_cluster import (
+from tests.unit.controller.raft_runtime.rt_cluster import (
     Cluster,
     broker_listener,
     incarnation,

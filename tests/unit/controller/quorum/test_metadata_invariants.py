@@ -10,7 +10,6 @@ import uuid
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mdtest_helpers import SETTINGS, cluster, commit, rng
 
 from odradek.controller.metadata import (
     MetadataDelta,
@@ -29,6 +28,7 @@ from odradek.controller.metadata.requests import (
 from odradek.controller.quorum.brokers import fence_broker, register_broker, unfence_broker
 from odradek.controller.quorum.partitions import alter_partition
 from odradek.controller.quorum.topics import create_partitions, create_topics, delete_topics
+from tests.unit.controller.quorum.mdtest_helpers import SETTINGS, cluster, commit, rng
 
 BROKERS = (1, 2, 3, 4)
 NAMES = ("a", "b", "c")

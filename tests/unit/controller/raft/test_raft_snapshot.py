@@ -16,7 +16,7 @@ from odradek.controller.raft import (
     Snapshot,
     SnapshotMeta,
 )
-from tests.unit.raft.raft_harness import Cluster, view
+from tests.unit.controller.raft.raft_harness import Cluster, view
 
 
 def _with_history(n: int = 10) -> Cluster:

@@ -9,7 +9,7 @@ from odradek.controller.raft import (
     VoteRequest,
     VoteResponse,
 )
-from tests.unit.raft.raft_harness import Cluster
+from tests.unit.controller.raft.raft_harness import Cluster
 
 
 def test_observer_follows_the_log_but_never_campaigns() -> None:
