@@ -29,12 +29,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 from tests.fuzz.decode_fuzzer import MAX_LEN, SEEDS
 from tests.fuzz.recording_proxy import Recorded, RecordingProxy
+from tests.helpers import unique_name
 from tests.integration.harness import NodeProcess, free_port
 
 PER_API_VERSION = 6
@@ -42,9 +42,6 @@ STREAM_FRAMES = 4
 STREAMS_PER_CLIENT = 3
 KCAT = shutil.which("kcat") or "/usr/bin/kcat"
 
-
-def _name(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
 # --- workloads ------------------------------------------------------------------------------
@@ -60,7 +57,7 @@ def kafka_python(bootstrap: str) -> None:
         NewTopic,
     )
 
-    topic, group = _name("kp"), _name("kp-group")
+    topic, group = unique_name("kp", 6), unique_name("kp-group", 6)
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     admin.create_topics([NewTopic(topic, 2, 1, topic_configs={"retention.ms": "600000"})])
     admin.list_topics()
@@ -119,7 +116,7 @@ def confluent(bootstrap: str) -> None:
         NewTopic,
     )
 
-    topic, group = _name("cf"), _name("cf-group")
+    topic, group = unique_name("cf", 6), unique_name("cf-group", 6)
     admin = AdminClient({"bootstrap.servers": bootstrap})
     for f in admin.create_topics([NewTopic(topic, 2, 1, config={"cleanup.policy": "delete"})]
                                  ).values():
@@ -180,7 +177,7 @@ def aiokafka(bootstrap: str) -> None:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    topic, group = _name("aio"), _name("aio-group")
+    topic, group = unique_name("aio", 6), unique_name("aio-group", 6)
 
     async def run() -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -225,7 +222,7 @@ def aiokafka(bootstrap: str) -> None:
 
 
 def kcat(bootstrap: str) -> None:
-    topic, group = _name("kcat"), _name("kcat-group")
+    topic, group = unique_name("kcat", 6), unique_name("kcat-group", 6)
     lines = "".join(f"line-{i}\n" for i in range(30)).encode()
     for codec in ("snappy", "lz4", "zstd", "gzip"):
         subprocess.run([KCAT, "-b", bootstrap, "-P", "-t", topic, "-z", codec, "-K", ":"],

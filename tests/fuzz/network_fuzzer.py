@@ -51,7 +51,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +59,7 @@ from typing import Any
 from odradek.broker.kafka import codec
 from odradek.broker.node import handler_table
 from odradek.storage.records import Record, encode_batch
+from tests.helpers import metric_sum, unique_name
 
 # Real client frames (tests/fuzz/capture_seeds.py) and the decode fuzzer's regressions.
 CORPUS_DIRS = tuple(Path(__file__).resolve().parent / "corpus" / d
@@ -854,21 +854,6 @@ class NodeInfo:
         return None if text is None else metric_sum(text, name, labels)
 
 
-def metric_sum(text: str, name: str, labels: str = "") -> float | None:
-    """Sum of a metric's samples whose label set contains ``labels`` (Prometheus text)."""
-    total, found = 0.0, False
-    for line in text.splitlines():
-        if line.startswith("#") or not line.startswith(name):
-            continue
-        sample, _, value = line.rpartition(" ")
-        metric = sample.split("{", 1)[0]
-        if metric != name or (labels and labels not in sample):
-            continue
-        total += float(value)
-        found = True
-    return total if found else None
-
-
 def raise_fd_limit() -> tuple[int, int]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or soft < hard:
@@ -934,7 +919,7 @@ def produce_consume_check(bootstrap: str) -> tuple[bool, str]:
     from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    topic = f"after-fuzz-{uuid.uuid4().hex[:8]}"
+    topic = unique_name("after-fuzz")
     try:
         admin = AdminClient({"bootstrap.servers": bootstrap})
         admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=3)],

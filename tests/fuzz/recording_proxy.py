@@ -14,25 +14,14 @@ import struct
 import threading
 from dataclasses import dataclass
 
+from tests.helpers import read_exact
+
 
 @dataclass(frozen=True, slots=True)
 class Recorded:
     label: str
     connection: int
     frame: bytes  # size prefix included: exactly what the client wrote
-
-
-def _read_exact(sock: socket.socket, n: int) -> bytes | None:
-    buf = bytearray()
-    while len(buf) < n:
-        try:
-            chunk = sock.recv(n - len(buf))
-        except OSError:
-            return None
-        if not chunk:
-            return None
-        buf += chunk
-    return bytes(buf)
 
 
 class RecordingProxy:
@@ -79,11 +68,11 @@ class RecordingProxy:
 
     def _up(self, client: socket.socket, server: socket.socket, conn: int) -> None:
         while True:
-            head = _read_exact(client, 4)
+            head = read_exact(client, 4)
             if head is None:
                 break
             (size,) = struct.unpack(">i", head)
-            body = _read_exact(client, size) if size >= 0 else None
+            body = read_exact(client, size) if size >= 0 else None
             if body is None:
                 break
             with self._lock:

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import socket
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from odradek.broker.local_cluster import LocalCluster, NodeProcess, free_port
+from tests.helpers import metric_sum
 
-__all__ = ["REPO", "Cluster", "LocalCluster", "NodeProcess", "free_port", "wait_for",
-           "wait_port"]
+__all__ = ["REPO", "Cluster", "LocalCluster", "NodeProcess", "free_port", "metric",
+           "scrape", "wait_for", "wait_port"]
 
 T = TypeVar("T")
 
@@ -41,6 +43,19 @@ def wait_for(predicate: Callable[[], T], timeout: float, what: str,
             last = e
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}: {last!r}")
+
+
+def scrape(node: NodeProcess) -> str:
+    """The node's /metrics page (Prometheus text)."""
+    with urllib.request.urlopen(node.metrics_url, timeout=5) as r:
+        return str(r.read().decode())
+
+
+def metric(node: NodeProcess, name: str, labels: str = "") -> float:
+    """A metric of the node, summed over its samples whose labels contain ``labels``."""
+    value = metric_sum(scrape(node), name, labels)
+    assert value is not None, f"{name}{{{labels}}} is not exported"
+    return value
 
 
 def wait_port(host: str, port: int, timeout: float = 20.0) -> None:

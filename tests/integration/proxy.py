@@ -7,18 +7,7 @@ import struct
 import threading
 from collections.abc import Callable
 
-
-def _read_exact(sock: socket.socket, n: int) -> bytes | None:
-    buf = b""
-    while len(buf) < n:
-        try:
-            chunk = sock.recv(n - len(buf))
-        except OSError:
-            return None
-        if not chunk:
-            return None
-        buf += chunk
-    return buf
+from tests.helpers import read_exact
 
 
 class DroppingProxy:
@@ -70,11 +59,11 @@ class DroppingProxy:
     def _up(self, client: socket.socket, server: socket.socket, inflight: dict[int, int]
             ) -> None:
         while True:
-            head = _read_exact(client, 4)
+            head = read_exact(client, 4)
             if head is None:
                 break
             (size,) = struct.unpack(">i", head)
-            body = _read_exact(client, size)
+            body = read_exact(client, size)
             if body is None:
                 break
             api_key, _, correlation = struct.unpack_from(">hhi", body)
@@ -88,11 +77,11 @@ class DroppingProxy:
     def _down(self, server: socket.socket, client: socket.socket, inflight: dict[int, int]
               ) -> None:
         while True:
-            head = _read_exact(server, 4)
+            head = read_exact(server, 4)
             if head is None:
                 break
             (size,) = struct.unpack(">i", head)
-            body = _read_exact(server, size)
+            body = read_exact(server, size)
             if body is None:
                 break
             (correlation,) = struct.unpack_from(">i", body)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -16,17 +15,15 @@ from kafka.admin import (
 )
 
 from odradek.broker.kafka.client import KafkaConnection
+from tests.helpers import unique_name
 from tests.integration.harness import NodeProcess
 
 pytestmark = pytest.mark.integration
 
 
-def name(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
 
 def test_topic_lifecycle_with_kafka_python(shared_node: NodeProcess) -> None:
-    topic = name("life")
+    topic = unique_name("life")
     admin = KafkaAdminClient(bootstrap_servers=shared_node.bootstrap)
     try:
         admin.create_topics([NewTopic(topic, 2, 1)])
@@ -38,7 +35,7 @@ def test_topic_lifecycle_with_kafka_python(shared_node: NodeProcess) -> None:
         with pytest.raises(Exception, match="TOPIC_ALREADY_EXISTS|TopicAlreadyExists"):
             admin.create_topics([NewTopic(topic, 1, 1)])
         with pytest.raises(Exception, match="INVALID_REPLICATION_FACTOR|InvalidReplication"):
-            admin.create_topics([NewTopic(name("rf"), 1, 3)])
+            admin.create_topics([NewTopic(unique_name("rf"), 1, 3)])
         admin.delete_topics([topic])
         deadline = time.monotonic() + 10
         while topic in admin.list_topics() and time.monotonic() < deadline:
@@ -54,7 +51,7 @@ def test_configs_alter_and_incremental(shared_node: NodeProcess) -> None:
     from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry
     from confluent_kafka.admin import ConfigResource as CfResource
 
-    topic = name("cfg")
+    topic = unique_name("cfg")
     admin = KafkaAdminClient(bootstrap_servers=shared_node.bootstrap)
     try:
         admin.create_topics([NewTopic(topic, 1, 1, topic_configs={"retention.ms": "1000000"})])
@@ -88,7 +85,7 @@ def test_configs_alter_and_incremental(shared_node: NodeProcess) -> None:
 
 
 def test_list_offsets_by_time_and_delete_records(shared_node: NodeProcess) -> None:
-    topic = name("time")
+    topic = unique_name("time")
     producer = KafkaProducer(bootstrap_servers=shared_node.bootstrap, acks="all")
     base = int(time.time() * 1000) - 100_000
     for i in range(100):
@@ -112,7 +109,7 @@ def test_list_offsets_by_time_and_delete_records(shared_node: NodeProcess) -> No
 
 
 def test_offset_for_leader_epoch(shared_node: NodeProcess) -> None:
-    topic = name("epoch")
+    topic = unique_name("epoch")
     producer = KafkaProducer(bootstrap_servers=shared_node.bootstrap)
     for _ in range(7):
         producer.send(topic, b"x")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 import socket
 import struct
-import uuid
 
 import pytest
 from kio.schema.errors import ErrorCode
@@ -13,6 +12,7 @@ from kio.schema.errors import ErrorCode
 from odradek.broker.kafka import codec
 from odradek.broker.kafka.client import ConnectionClosed, KafkaConnection
 from odradek.storage.records import Record, encode_batch
+from tests.helpers import produce_raw, unique_name
 from tests.integration.harness import NodeProcess
 
 pytestmark = pytest.mark.integration
@@ -101,14 +101,8 @@ def test_unsupported_versions(shared_node: NodeProcess) -> None:
     assert_still_serving(shared_node)
 
 
-def _produce(c: KafkaConnection, topic: str, records: bytes, acks: int = -1) -> object:
-    r = c.request(0, 9, {"acks": acks, "timeout": 5000, "topic_data": [
-        {"name": topic, "partition_data": [{"index": 0, "records": records}]}]})
-    return r.responses[0].partition_responses[0]
-
-
 def test_wrong_crc_is_rejected_and_not_stored(shared_node: NodeProcess) -> None:
-    topic = f"crc-{uuid.uuid4().hex[:8]}"
+    topic = unique_name("crc")
     with KafkaConnection.to(shared_node.bootstrap) as c:
         r = c.request(19, 7, {"topics": [{"name": topic, "num_partitions": 1,
                                           "replication_factor": 1}], "timeout": 5000})
@@ -116,12 +110,12 @@ def test_wrong_crc_is_rejected_and_not_stored(shared_node: NodeProcess) -> None:
         good = encode_batch([Record(0, value=b"good")])
         bad = bytearray(encode_batch([Record(0, value=b"evil")]))
         bad[-1] ^= 0xFF
-        assert _produce(c, topic, good).error_code == ErrorCode.none
-        res = _produce(c, topic, bytes(bad))
+        assert produce_raw(c, topic, good).error_code == ErrorCode.none
+        res = produce_raw(c, topic, bytes(bad))
         assert res.error_code == ErrorCode.corrupt_message
         truncated = good[:-3]
-        assert _produce(c, topic, truncated).error_code == ErrorCode.corrupt_message
-        assert _produce(c, topic, good).base_offset == 1  # nothing bad was appended
+        assert produce_raw(c, topic, truncated).error_code == ErrorCode.corrupt_message
+        assert produce_raw(c, topic, good).base_offset == 1  # nothing bad was appended
         lo = c.request(2, 7, {"replica_id": -1, "isolation_level": 0, "topics": [
             {"name": topic, "partitions": [{"partition_index": 0, "timestamp": -1}]}]})
         assert lo.topics[0].partitions[0].offset == 2
@@ -138,19 +132,19 @@ def test_invalid_topic_names(shared_node: NodeProcess) -> None:
         m = c.request(3, 12, {"topics": [{"name": "bad name"}],
                               "allow_auto_topic_creation": True})
         assert m.topics[0].error_code == ErrorCode.invalid_topic_exception
-        p = _produce(c, "no-such-topic-" + uuid.uuid4().hex[:6], encode_batch([Record(0)]))
+        p = produce_raw(c, unique_name("no-such-topic", 6), encode_batch([Record(0)]))
         assert p.error_code == ErrorCode.unknown_topic_or_partition
     assert_still_serving(shared_node)
 
 
 def test_oversize_batch_gets_message_too_large(shared_node: NodeProcess) -> None:
-    topic = f"big-{uuid.uuid4().hex[:8]}"
+    topic = unique_name("big")
     with KafkaConnection.to(shared_node.bootstrap) as c:
         c.request(19, 7, {"topics": [{"name": topic, "num_partitions": 1,
                                       "replication_factor": 1, "configs": [
                                           {"name": "max.message.bytes", "value": "2000"}]}],
                           "timeout": 5000})
-        res = _produce(c, topic, encode_batch([Record(0, value=b"x" * 5000)]))
+        res = produce_raw(c, topic, encode_batch([Record(0, value=b"x" * 5000)]))
         assert res.error_code == ErrorCode.message_too_large
 
 
@@ -158,7 +152,7 @@ def test_fetch_long_poll_waits_for_data_and_honours_max_wait(shared_node: NodePr
     import threading
     import time
 
-    topic = f"poll-{uuid.uuid4().hex[:8]}"
+    topic = unique_name("poll")
     with KafkaConnection.to(shared_node.bootstrap) as c:
         c.request(19, 7, {"topics": [{"name": topic, "num_partitions": 1,
                                       "replication_factor": 1}], "timeout": 5000})
@@ -179,7 +173,7 @@ def test_fetch_long_poll_waits_for_data_and_honours_max_wait(shared_node: NodePr
     # A record arriving mid-wait ends the wait early.
     def produce_later() -> None:
         with KafkaConnection.to(shared_node.bootstrap) as c:
-            _produce(c, topic, encode_batch([Record(0, value=b"hi")]))
+            produce_raw(c, topic, encode_batch([Record(0, value=b"hi")]))
 
     timer = threading.Timer(0.5, produce_later)
     timer.start()

@@ -7,21 +7,18 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.helpers import unique_name
 from tests.integration.harness import NodeProcess
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 
-
-def name(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def cli(node: NodeProcess, *argv: str, stdin: str | None = None,
@@ -40,7 +37,7 @@ def cli_json(node: NodeProcess, *argv: str, stdin: str | None = None) -> Any:
 
 
 def test_topics_lifecycle(shared_node: NodeProcess) -> None:
-    topic = name("cli")
+    topic = unique_name("cli")
     created = cli_json(shared_node, "topics", "create", topic, "--partitions", "2",
                        "--config", "retention.ms=1000000")
     assert created["created"] and created["partitions"] == 2
@@ -64,7 +61,7 @@ def test_topics_lifecycle(shared_node: NodeProcess) -> None:
 
 
 def test_produce_consume_groups(shared_node: NodeProcess) -> None:
-    topic, group = name("pc"), name("grp")
+    topic, group = unique_name("pc"), unique_name("grp")
     cli(shared_node, "topics", "create", topic)
     lines = [f"line-{i}" for i in range(5)]
     out = cli_json(shared_node, "produce", topic, "--key", "k1", "--header", "h=v",
@@ -107,7 +104,7 @@ def test_cluster_status(shared_node: NodeProcess) -> None:
 
 
 def test_errors_are_one_clear_line(shared_node: NodeProcess) -> None:
-    missing = name("missing")
+    missing = unique_name("missing")
     proc = cli(shared_node, "topics", "describe", missing, check=False)
     assert proc.returncode != 0
     assert proc.stderr.strip() == f"odradek: error: topic '{missing}' does not exist"
@@ -134,7 +131,7 @@ def test_unreachable_bootstrap_fails_fast() -> None:
 
 
 def test_progress_on_long_work(shared_node: NodeProcess) -> None:
-    topic = name("progress")
+    topic = unique_name("progress")
     cli(shared_node, "topics", "create", topic, "--partitions", "1")
     lines = "".join(f"line-{i}\n" for i in range(3000))
     proc = cli(shared_node, "produce", topic, "--progress", stdin=lines)

@@ -4,24 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import uuid
 
 import pytest
 
+from tests.helpers import unique_name
 from tests.integration.harness import NodeProcess
 from tests.requirements import require_tool
 
 pytestmark = pytest.mark.integration
 
 
-def topic_name(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
 
 def test_kafka_python_round_trip(shared_node: NodeProcess) -> None:
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-    topic = topic_name("kp")
+    topic = unique_name("kp")
     producer = KafkaProducer(bootstrap_servers=shared_node.bootstrap, acks="all")
     futures = [producer.send(topic, key=f"k{i}".encode(), value=f"v{i}".encode(),
                              headers=[("h", b"x")]) for i in range(200)]
@@ -45,7 +42,7 @@ def test_kafka_python_round_trip(shared_node: NodeProcess) -> None:
 def test_confluent_compression_round_trip(shared_node: NodeProcess, codec: str) -> None:
     from confluent_kafka import Consumer, Producer
 
-    topic = topic_name(f"cf-{codec}")
+    topic = unique_name(f"cf-{codec}")
     p = Producer({"bootstrap.servers": shared_node.bootstrap, "compression.type": codec,
                   "linger.ms": 20, "enable.idempotence": True})
     values = [f"{codec}-value-{i}-".encode() * 20 for i in range(500)]
@@ -73,7 +70,7 @@ def test_confluent_compression_round_trip(shared_node: NodeProcess, codec: str) 
 def test_aiokafka_round_trip(shared_node: NodeProcess) -> None:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    topic = topic_name("aio")
+    topic = unique_name("aio")
 
     async def run() -> list[bytes]:
         producer = AIOKafkaProducer(bootstrap_servers=shared_node.bootstrap,
@@ -107,7 +104,7 @@ def _kcat() -> str:
 
 def test_kcat_produce_and_consume(shared_node: NodeProcess) -> None:
     kcat = _kcat()
-    topic = topic_name("kcat")
+    topic = unique_name("kcat")
     lines = "\n".join(f"line-{i}" for i in range(100)) + "\n"
     subprocess.run([kcat, "-b", shared_node.bootstrap, "-P", "-t", topic, "-z", "lz4"],
                    input=lines.encode(), check=True, timeout=30)
@@ -122,7 +119,7 @@ def test_kcat_produce_and_consume(shared_node: NodeProcess) -> None:
 def test_acks_zero_and_acks_one(shared_node: NodeProcess) -> None:
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-    topic = topic_name("acks")
+    topic = unique_name("acks")
     for acks in (0, 1):
         producer = KafkaProducer(bootstrap_servers=shared_node.bootstrap, acks=acks,
                                  enable_idempotence=False)

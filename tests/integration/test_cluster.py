@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from odradek.controller.rpc import raft_pb2, raft_pb2_grpc
+from odradek.broker.verify.faults import quorum_leader
+from tests.helpers import unique_name
 from tests.integration.harness import Cluster, wait_for
 
 pytestmark = pytest.mark.integration
@@ -30,22 +29,6 @@ def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]
     c.kill_all()
 
 
-def quorum_leader(c: Cluster) -> int:
-    for n in c.nodes:
-        if not n.alive():
-            continue
-        addr = n.overrides["controller.listener"]
-        with grpc.insecure_channel(addr) as ch:
-            try:
-                r = raft_pb2_grpc.RaftServiceStub(ch).DescribeQuorum(
-                    raft_pb2.DescribeQuorumRequest(), timeout=2)
-            except grpc.RpcError:
-                continue
-            if r.leader_id > 0:
-                return r.leader_id
-    raise AssertionError("no controller leader")
-
-
 def describe(c: Cluster, topic: str) -> list[dict]:
     live = ",".join(n.bootstrap for n in c.nodes if n.alive())
     admin = KafkaAdminClient(bootstrap_servers=live)
@@ -61,7 +44,8 @@ def test_controller_failover_and_rejoin(cluster: Cluster) -> None:
     admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap)
     admin.create_topics([NewTopic("before", 3, 3)])
     admin.close()
-    leader = quorum_leader(cluster)
+    leader = quorum_leader(cluster.nodes)
+    assert leader, "no controller leader"
     killed_at = time.monotonic()
     cluster.node(leader).kill()
 
@@ -76,8 +60,8 @@ def test_controller_failover_and_rejoin(cluster: Cluster) -> None:
 
     wait_for(create_after, 30, "create topic after the controller leader died")
     print(f"controller failover to a committed create: {time.monotonic() - killed_at:.2f}s")
-    new_leader = quorum_leader(cluster)
-    assert new_leader != leader
+    new_leader = quorum_leader(cluster.nodes)
+    assert new_leader not in (0, leader), new_leader
     cluster.node(leader).start()
     # The rejoined node catches up: it serves metadata that includes the later topic.
     node = cluster.node(leader)
@@ -105,7 +89,7 @@ def test_controller_failover_and_rejoin(cluster: Cluster) -> None:
 def test_leader_kills_lose_no_acknowledged_write(cluster: Cluster) -> None:
     from confluent_kafka import Consumer, Producer, TopicPartition
 
-    topic = f"ha-{uuid.uuid4().hex[:6]}"
+    topic = unique_name("ha", 6)
     admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap)
     admin.create_topics([NewTopic(topic, 3, 3, topic_configs={"min.insync.replicas": "2"})])
     admin.close()
@@ -224,7 +208,7 @@ def _two_brokers_down(cluster: Cluster) -> None:
     from odradek.broker.kafka.client import KafkaConnection
     from odradek.storage.records import Record, encode_batch
 
-    topic = f"minisr-{uuid.uuid4().hex[:6]}"
+    topic = unique_name("minisr", 6)
     admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap)
     admin.create_topics([NewTopic(topic, 1, 3, topic_configs={"min.insync.replicas": "2"})])
     admin.close()
@@ -267,7 +251,7 @@ def test_committed_offsets_survive_coordinator_failover(cluster: Cluster) -> Non
 
     from odradek.broker.kafka.client import KafkaConnection
 
-    topic = f"co-{uuid.uuid4().hex[:6]}"
+    topic = unique_name("co", 6)
     group = f"g-{topic}"
     admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap)
     admin.create_topics([NewTopic(topic, 3, 3)])
@@ -352,7 +336,7 @@ def test_restart_keeps_leader_epoch_history(cluster: Cluster) -> None:
     and followers would then truncate against a wrong history."""
     from kafka import KafkaProducer
 
-    topic = f"epochs-{uuid.uuid4().hex[:6]}"
+    topic = unique_name("epochs", 6)
     admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap)
     admin.create_topics([NewTopic(topic, 1, 3, topic_configs={"min.insync.replicas": "2"})])
     admin.close()

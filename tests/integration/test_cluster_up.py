@@ -12,13 +12,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from tests.helpers import unique_name
 from tests.integration.flows import LIMIT_S, confluent_flow
 from tests.integration.harness import free_port
 from tests.requirements import in_ci
@@ -99,14 +99,14 @@ def _kill_all(proc: subprocess.Popen[str], data_dir: Path) -> None:
 def test_cluster_up_contract_and_resume(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     base = _free_base(3)
-    topic = f"up-{uuid.uuid4().hex[:8]}"
+    topic = unique_name("up")
     proc, lines = _up(data_dir, base)
     try:
         # "cluster ready" means an application can start now: a topic with three replicas
         # is created and its first acks=all write acknowledged, at once.
         bootstrap = ",".join(f"127.0.0.1:{base + i}" for i in range(3))
         started = time.monotonic()
-        confluent_flow(bootstrap, f"first-{uuid.uuid4().hex[:8]}", 3)
+        confluent_flow(bootstrap, unique_name("first"), 3)
         assert time.monotonic() - started < LIMIT_S
         ready = [ln for ln in lines if " ready on " in ln]
         assert len(ready) == 3, lines  # progress: one line per node as it comes up

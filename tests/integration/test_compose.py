@@ -29,7 +29,7 @@ from confluent_kafka import Producer
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 
-from tests.integration.harness import free_port
+from tests.integration.harness import free_port, wait_for
 from tests.requirements import require
 from tests.unit.test_deploy_files import dashboard_exprs, load_dashboard, metric_names
 
@@ -59,23 +59,6 @@ def images() -> None:
                        timeout=900)
     assert r.returncode == 0, f"deploy/podman-images.sh failed:\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
     print(f"images ready in {time.monotonic() - started:.1f}s")
-
-
-def wait_for(what: str, check: Callable[[], T | None], timeout: float, every: float = 1.0) -> T:
-    """Call check until it returns something truthy; fail saying what did not happen."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            result = check()
-            if result:
-                return result
-            last = result
-        except Exception as e:  # a node mid-failover answers with errors: keep asking
-            last = e
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not happen within {timeout:.0f}s (last: {last!r})")
-        time.sleep(every)
 
 
 class ComposeProject:
@@ -256,7 +239,7 @@ def test_compose_cluster_survives_a_killed_node(images: None, project_factory) -
     # Grafana (its own profile) cannot be pulled here: name the services to start.
     p.compose("up", "-d", "node1", "node2", "node3", "prometheus")
     for node in ("node1", "node2", "node3"):
-        wait_for(f"{node} healthy", lambda node=node: p.healthy(node), 120)
+        wait_for(lambda node=node: p.healthy(node), 120, f"{node} healthy", interval=1.0)
     up_s = time.monotonic() - started
 
     # The EXTERNAL listener advertises the published host ports, not container addresses.
@@ -272,26 +255,29 @@ def test_compose_cluster_survives_a_killed_node(images: None, project_factory) -
             res = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, "orders")])
             return res["topic"]["orders"]["min.insync.replicas"]["value"]
 
-        assert wait_for("the orders topic's config on the node asked", min_isr, 15) == "2"
+        assert wait_for(min_isr, 15, "the orders topic's config on the node asked",
+                        interval=1.0) == "2"
     finally:
         admin.close()
-    wait_for("orders fully replicated", lambda: all(
-        len(x["isr_nodes"]) == 3 and x["leader_id"] > 0 for x in describe(bootstrap, "orders")), 30)
+    wait_for(lambda: all(
+        len(x["isr_nodes"]) == 3 and x["leader_id"] > 0 for x in describe(bootstrap, "orders")),
+        30, "orders fully replicated", interval=1.0)
 
     acked = produce(bootstrap, "orders", [f"before-{i}" for i in range(300)])
     assert sorted(consume_group(bootstrap, "orders", "billing", len(acked))) == sorted(acked)
 
     # Prometheus (on its host port) scrapes all three nodes.
-    wait_for("Prometheus scraping 3 nodes",
-             lambda: targets_up(prom_port) == {"node1": "up", "node2": "up", "node3": "up"}, 60)
+    wait_for(lambda: targets_up(prom_port) == {"node1": "up", "node2": "up", "node3": "up"},
+             60, "Prometheus scraping 3 nodes", interval=1.0)
 
     # Kill node2 as `docker compose kill node2` does; leadership moves off it.
     node2 = p.container("node2")
     assert any(x["leader_id"] == 2 for x in describe(bootstrap, "orders"))
     p.podman("kill", node2)
     killed_at = time.monotonic()
-    wait_for("leadership moved off node2", lambda: (lambda ps: ps if all(
-        x["leader_id"] in (1, 3) for x in ps) else None)(describe(bootstrap, "orders")), 60)
+    wait_for(lambda: (lambda ps: ps if all(
+        x["leader_id"] in (1, 3) for x in ps) else None)(describe(bootstrap, "orders")),
+        60, "leadership moved off node2", interval=1.0)
     failover_s = time.monotonic() - killed_at
 
     acked += produce(bootstrap, "orders", [f"after-{i}" for i in range(300)])
@@ -304,11 +290,12 @@ def test_compose_cluster_survives_a_killed_node(images: None, project_factory) -
 
     p.compose("start", "node2")
     restarted_at = time.monotonic()
-    wait_for("node2 healthy again", lambda: p.healthy("node2"), 120)
+    wait_for(lambda: p.healthy("node2"), 120, "node2 healthy again", interval=1.0)
     for topic in ("orders", "__consumer_offsets"):
-        wait_for(f"node2 back in the ISR of every {topic} partition", lambda topic=topic: all(
+        wait_for(lambda topic=topic: all(
             sorted(x["isr_nodes"]) == sorted(x["replica_nodes"])
-            for x in describe(bootstrap, topic)), 120)
+            for x in describe(bootstrap, topic)),
+            120, f"node2 back in the ISR of every {topic} partition", interval=1.0)
     rejoin_s = time.monotonic() - restarted_at
     # Clients bootstrapping from node2 alone find the cluster and read every record.
     assert sorted(consume_all(f"localhost:{ports['NODE2_PORT']}", "orders", 6)) == sorted(acked)
@@ -320,7 +307,8 @@ def test_compose_cluster_survives_a_killed_node(images: None, project_factory) -
         used = set().union(*(metric_names(e) for _, e in dashboard_exprs(load_dashboard())))
         return used - names - {"odradek_request_errors_total"}
 
-    wait_for("every dashboard series in Prometheus", lambda: not missing_series() or None, 30)
+    wait_for(lambda: not missing_series() or None, 30, "every dashboard series in Prometheus",
+             interval=1.0)
     print(f"compose cluster: healthy after {up_s:.1f}s, failover {failover_s:.1f}s, "
           f"node2 back in the ISR {rejoin_s:.1f}s after start, "
           f"total {time.monotonic() - started:.1f}s")
@@ -335,7 +323,7 @@ def test_dedicated_controllers_layout(images: None, project_factory) -> None:  #
     nodes = ["controller1", "controller2", "controller3", "broker4", "broker5", "broker6"]
     p.compose("up", "-d", *nodes, "prometheus")
     for node in nodes:
-        wait_for(f"{node} healthy", lambda node=node: p.healthy(node), 120)
+        wait_for(lambda node=node: p.healthy(node), 120, f"{node} healthy", interval=1.0)
     bootstrap = ",".join(f"localhost:{ports[f'BROKER{i}_PORT']}" for i in (4, 5, 6))
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
@@ -345,9 +333,10 @@ def test_dedicated_controllers_layout(images: None, project_factory) -> None:  #
         admin.create_topics([NewTopic("events", 3, 3)])
     finally:
         admin.close()
-    wait_for("events fully replicated", lambda: all(
-        sorted(x["isr_nodes"]) == [4, 5, 6] for x in describe(bootstrap, "events")), 30)
+    wait_for(lambda: all(
+        sorted(x["isr_nodes"]) == [4, 5, 6] for x in describe(bootstrap, "events")),
+        30, "events fully replicated", interval=1.0)
     acked = produce(bootstrap, "events", [f"e-{i}" for i in range(100)])
     assert sorted(consume_all(bootstrap, "events", 3)) == sorted(acked)
-    wait_for("Prometheus scraping 6 nodes",
-             lambda: targets_up(prom_port) == {n: "up" for n in nodes}, 60)
+    wait_for(lambda: targets_up(prom_port) == {n: "up" for n in nodes}, 60,
+             "Prometheus scraping 6 nodes", interval=1.0)

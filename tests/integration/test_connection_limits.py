@@ -10,8 +10,6 @@ import socket
 import struct
 import threading
 import time
-import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,8 +19,9 @@ from kio.schema.errors import ErrorCode
 from odradek.broker.kafka import codec
 from odradek.broker.kafka.client import KafkaConnection
 from odradek.storage.records import Record, encode_batch
-from tests.fuzz.network_fuzzer import metric_sum, scan_log
-from tests.integration.harness import NodeProcess, free_port, wait_for
+from tests.fuzz.network_fuzzer import scan_log
+from tests.helpers import metric_sum, produce_raw, unique_name
+from tests.integration.harness import NodeProcess, free_port, metric, scrape, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -45,18 +44,6 @@ def start_node(tmp_path: Path) -> Iterator[object]:
     # whatever the test did, nothing it sent may make a node log an error
     problems = [ln for n in started for ln in scan_log(n.log_path)]
     assert not problems, "\n".join(problems[:20])
-
-
-def metrics(node: NodeProcess) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{node.metrics_port}/metrics",
-                                timeout=5) as r:
-        return str(r.read().decode())
-
-
-def metric(node: NodeProcess, name: str, labels: str = "") -> float:
-    value = metric_sum(metrics(node), name, labels)
-    assert value is not None, f"{name}{{{labels}}} is not exported"
-    return value
 
 
 def rss(node: NodeProcess) -> int:
@@ -285,9 +272,7 @@ def _produce(node: NodeProcess, topic: str, total: int) -> None:
         value = b"x" * 10_000
         for _ in range(total // (100 * len(value))):
             batch = encode_batch([Record(i, value=value) for i in range(100)])
-            p = c.request(0, 9, {"acks": 1, "timeout": 5000, "topic_data": [
-                {"name": topic, "partition_data": [{"index": 0, "records": batch}]}]})
-            assert p.responses[0].partition_responses[0].error_code == ErrorCode.none
+            assert produce_raw(c, topic, batch, acks=1).error_code == ErrorCode.none
 
 
 def test_client_that_never_reads(start_node: object) -> None:
@@ -295,7 +280,7 @@ def test_client_that_never_reads(start_node: object) -> None:
     nothing: the node stops serving it when its write buffer is full, so what it holds
     for the client stays bounded, and everybody else is served as usual."""
     node = start_node()  # type: ignore[operator]
-    topic = f"never-read-{uuid.uuid4().hex[:6]}"
+    topic = unique_name("never-read", 6)
     _produce(node, topic, 4 * MiB)
     fetch = codec.encode_request(codec.build_request(1, 12, {
         "replica_id": -1, "max_wait": 0, "min_bytes": 0, "max_bytes": 2 * MiB,
@@ -333,7 +318,7 @@ def test_client_that_never_reads(start_node: object) -> None:
     assert len(latencies) >= 10, "the node never stopped reading the client"
     peak = max(peak, rss(node))
     # without backpressure every fetch would be ~1 MiB held for the client
-    handled = metric_sum(metrics(node), "odradek_requests_total", 'api="fetch"') or 0
+    handled = metric_sum(scrape(node), "odradek_requests_total", 'api="fetch"') or 0
     assert handled < 100, f"{handled} fetches of {sent['fetch']} answered to a client that " \
                           "reads nothing"
     assert peak - rss_before < 64 * MiB, (peak - rss_before) / MiB
@@ -385,7 +370,7 @@ def test_long_poll_ends_with_its_connection(start_node: object) -> None:
     """A Fetch may wait 24 days for data; once its client is gone the wait ends too, or a
     client that opens, fetches and closes in a loop would pile them up (~9 KiB each)."""
     node = start_node()  # type: ignore[operator]
-    topic = f"long-poll-{uuid.uuid4().hex[:6]}"
+    topic = unique_name("long-poll", 6)
     _produce(node, topic, 0)
     fetch = codec.encode_request(codec.build_request(1, 12, {
         "replica_id": -1, "max_wait": 2**31 - 1, "min_bytes": 1, "max_bytes": MiB,
@@ -459,7 +444,7 @@ def test_client_not_reading_answers_loses_its_budget_while_others_wait(
     their budget: while others wait for it, such a client is closed after 5 s."""
     node = start_node(**{"socket.request.max.bytes": MiB,  # type: ignore[operator]
                          "queued.max.request.bytes": 2 * MiB})
-    topic = f"hold-{uuid.uuid4().hex[:6]}"
+    topic = unique_name("hold", 6)
     _produce(node, topic, 4 * MiB)
     fetch = codec.encode_request(codec.build_request(1, 12, {
         "replica_id": -1, "max_wait": 0, "min_bytes": 0, "max_bytes": MiB,
@@ -493,7 +478,7 @@ def test_idle_client_that_does_not_read_is_closed(start_node: object) -> None:
     """Closing waits for the answers already written to be sent, but not forever: an idle
     client that reads nothing is gone, with its buffers, within seconds of the idle limit."""
     node = start_node(**{"connections.max.idle.ms": 1000})  # type: ignore[operator]
-    topic = f"unread-{uuid.uuid4().hex[:6]}"
+    topic = unique_name("unread", 6)
     _produce(node, topic, 4 * MiB)
     fetch = codec.encode_request(codec.build_request(1, 12, {
         "replica_id": -1, "max_wait": 0, "min_bytes": 0, "max_bytes": MiB,

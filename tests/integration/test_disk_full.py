@@ -11,6 +11,7 @@ from kio.schema.errors import ErrorCode
 
 from odradek.broker.kafka.client import KafkaConnection
 from odradek.storage.records import Record, decode_batches, encode_batch
+from tests.helpers import produce_raw
 from tests.integration.harness import NodeProcess
 from tests.tmpfs import small_tmpfs
 
@@ -24,10 +25,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def _produce(c: KafkaConnection, topic: str, value: bytes) -> tuple[ErrorCode, int, str]:
-    r = c.request(0, 9, {"acks": -1, "timeout": 5000, "topic_data": [
-        {"name": topic, "partition_data": [{"index": 0,
-                                            "records": encode_batch([Record(0, value=value)])}]}]})
-    p = r.responses[0].partition_responses[0]
+    p = produce_raw(c, topic, encode_batch([Record(0, value=value)]))
     return p.error_code, p.base_offset, p.error_message or ""
 
 

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
+from tests.helpers import unique_name
 from tests.integration.harness import NodeProcess
 
 pytestmark = pytest.mark.integration
 
 
 def test_data_and_committed_offsets_survive_sigkill(node: NodeProcess) -> None:
-    topic = f"dur-{uuid.uuid4().hex[:8]}"
+    topic = unique_name("dur")
     admin = KafkaAdminClient(bootstrap_servers=node.bootstrap)
     admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
     admin.close()

@@ -7,13 +7,13 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
+from tests.helpers import unique_name
 from tests.integration.harness import REPO, NodeProcess
 
 pytestmark = pytest.mark.integration
@@ -64,7 +64,7 @@ def _assigned(path: Path) -> list[int]:
 
 
 def test_three_members_six_partitions_member_dies(node: NodeProcess, tmp_path: Path) -> None:
-    topic = f"grp-{uuid.uuid4().hex[:8]}"
+    topic = unique_name("grp")
     group = f"group-{topic}"
     admin = KafkaAdminClient(bootstrap_servers=node.bootstrap)
     admin.create_topics([NewTopic(topic, num_partitions=6, replication_factor=1)])
@@ -131,7 +131,7 @@ def test_three_members_six_partitions_member_dies(node: NodeProcess, tmp_path: P
 def test_group_admin_views(node: NodeProcess) -> None:
     from kafka import KafkaConsumer
 
-    topic = f"adm-{uuid.uuid4().hex[:8]}"
+    topic = unique_name("adm")
     group = f"g-{topic}"
     producer = KafkaProducer(bootstrap_servers=node.bootstrap)
     for i in range(10):
@@ -162,7 +162,7 @@ def test_group_admin_views(node: NodeProcess) -> None:
 def test_static_member_restart_keeps_assignment_without_rebalance(node: NodeProcess) -> None:
     from confluent_kafka import Consumer
 
-    topic = f"static-{uuid.uuid4().hex[:8]}"
+    topic = unique_name("static")
     admin = KafkaAdminClient(bootstrap_servers=node.bootstrap)
     admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1)])
     admin.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import pytest
@@ -10,20 +9,15 @@ from kio.schema.errors import ErrorCode
 
 from odradek.broker.kafka.client import KafkaConnection
 from odradek.storage.records import Record, encode_batch
+from tests.helpers import produce_raw, unique_name
 from tests.integration.harness import NodeProcess, free_port
 from tests.integration.proxy import DroppingProxy
 
 pytestmark = pytest.mark.integration
 
 
-def _produce(c: KafkaConnection, topic: str, batch: bytes) -> object:
-    r = c.request(0, 9, {"acks": -1, "timeout": 5000, "topic_data": [
-        {"name": topic, "partition_data": [{"index": 0, "records": batch}]}]})
-    return r.responses[0].partition_responses[0]
-
-
 def test_sequence_checks_at_protocol_level(shared_node: NodeProcess) -> None:
-    topic = f"idem-{uuid.uuid4().hex[:8]}"
+    topic = unique_name("idem")
     with KafkaConnection.to(shared_node.bootstrap) as c:
         c.request(19, 7, {"topics": [{"name": topic, "num_partitions": 1,
                                       "replication_factor": 1}], "timeout": 5000})
@@ -36,13 +30,13 @@ def test_sequence_checks_at_protocol_level(shared_node: NodeProcess) -> None:
                                 producer_id=pid.producer_id, producer_epoch=pid.producer_epoch,
                                 base_sequence=seq)
 
-        first = _produce(c, topic, batch(0))
+        first = produce_raw(c, topic, batch(0))
         assert (first.error_code, first.base_offset) == (ErrorCode.none, 0)
-        again = _produce(c, topic, batch(0))  # a retry of the same batch
+        again = produce_raw(c, topic, batch(0))  # a retry of the same batch
         assert (again.error_code, again.base_offset) == (ErrorCode.none, 0)
-        gap = _produce(c, topic, batch(5))
+        gap = produce_raw(c, topic, batch(5))
         assert gap.error_code == ErrorCode.out_of_order_sequence_number
-        nxt = _produce(c, topic, batch(2))
+        nxt = produce_raw(c, topic, batch(2))
         assert (nxt.error_code, nxt.base_offset) == (ErrorCode.none, 2)
         lo = c.request(2, 7, {"replica_id": -1, "isolation_level": 0, "topics": [
             {"name": topic, "partitions": [{"partition_index": 0, "timestamp": -1}]}]})

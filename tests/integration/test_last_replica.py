@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import struct
 import time
-import uuid
 from pathlib import Path
 from typing import TypeVar
 
@@ -31,6 +30,7 @@ from kio.schema.errors import ErrorCode
 
 from odradek.broker.kafka.client import KafkaConnection
 from odradek.storage.records import Record, encode_batch
+from tests.helpers import unique_name
 from tests.integration.harness import Cluster, NodeProcess, wait_for
 
 pytestmark = pytest.mark.integration
@@ -96,7 +96,7 @@ def test_unclean_last_isr_member_does_not_lead_over_an_eligible_replica(tmp_path
 
 def _scenario(cluster: Cluster) -> None:
     a, b, c = cluster.node(1), cluster.node(2), cluster.node(3)
-    topic = f"lrs-{uuid.uuid4().hex[:6]}"
+    topic = unique_name("lrs", 6)
     admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap)
     admin.create_topics([NewTopic(topic, -1, -1, replica_assignments={0: [1, 2, 3]},
                                   topic_configs={"min.insync.replicas": "2"})])

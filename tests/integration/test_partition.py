@@ -1,7 +1,7 @@
 """Network partitions between real nodes: an isolated leader cannot acknowledge acks=all
 writes; after healing, logs converge and nothing acknowledged is lost.
 
-Three combined nodes, each in its own network namespace (tests/chaos/netns.py); the test
+Three combined nodes, each in its own network namespace (odradek.broker.verify.netns); the test
 process is the client, in the root namespace, and reaches every node directly. A topic
 has three partitions with RF=3 and min.insync.replicas=2; partition i is led by node i + 1,
 so a test can pick a leader that is, or is not, the active controller.
@@ -20,15 +20,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 from kio.schema.errors import ErrorCode
 
 from odradek.broker.kafka.client import ConnectionClosed, KafkaConnection
 from odradek.broker.verify.cluster import NamespacedCluster, StoredRecord, stored_records
+from odradek.broker.verify.faults import quorum_leader
 from odradek.broker.verify.netns import Network
-from odradek.controller.rpc import raft_pb2, raft_pb2_grpc
 from odradek.storage.records import Record, encode_batch
+from tests.integration.harness import wait_for
 from tests.requirements import require_netns
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -73,34 +73,6 @@ def describe(address: str, partition: int) -> Any | None:
     if t.error_code != ErrorCode.none:
         return None
     return next((p for p in t.partitions if p.partition_index == partition), None)
-
-
-def controller_leader(cluster: NamespacedCluster) -> int:
-    """The active controller as the first voter that answers reports it (0: none yet)."""
-    for node_id in cluster.net.nodes:
-        with grpc.insecure_channel(cluster.controller_address(node_id)) as ch:
-            try:
-                r = raft_pb2_grpc.RaftServiceStub(ch).DescribeQuorum(
-                    raft_pb2.DescribeQuorumRequest(), timeout=2)
-            except grpc.RpcError:
-                continue
-        if r.leader_id > 0:
-            return int(r.leader_id)
-    return 0
-
-
-def wait_for(what: str, timeout: float, probe: Callable[[], Any]) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = probe()
-            if last:
-                return last
-        except (OSError, ConnectionClosed) as e:  # a node may be mid-election; ask again
-            last = e
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}: last {last!r}")
 
 
 class Writer:
@@ -161,9 +133,10 @@ def start_cluster(net: Network, base: Path, **overrides: Any) -> tuple[Namespace
             "configs": [{"name": "min.insync.replicas", "value": "2"}]}], "timeout": 10000})
     assert r.topics[0].error_code == ErrorCode.none, r.topics[0]
     for i in range(3):
-        wait_for(f"partition {i} led by node {i + 1} with all three replicas in sync", 30,
-                 lambda i=i: (p := describe(addr[1], i)) is not None
-                 and p.leader_id == i + 1 and len(p.isr_nodes) == 3)
+        wait_for(lambda i=i: (p := describe(addr[1], i)) is not None
+                 and p.leader_id == i + 1 and len(p.isr_nodes) == 3, 30,
+                 f"partition {i} led by node {i + 1} with all three replicas in sync",
+                 interval=0.1)
     return cluster, addr
 
 
@@ -203,7 +176,8 @@ def test_isolated_leader_cannot_ack_and_logs_converge(tmp_path: Path) -> None:
 
 def _isolated_leader(net: Network, cluster: NamespacedCluster, addr: dict[int, str],
                      tmp_path: Path, timings: dict[str, float]) -> None:
-    active = wait_for("an active controller", 20, lambda: controller_leader(cluster))
+    active = wait_for(lambda: quorum_leader(cluster.nodes), 20, "an active controller",
+                      interval=0.1)
     old = next(n for n in net.nodes if n != active)
     part = old - 1
     p = describe(addr[old], part)
@@ -242,7 +216,7 @@ def _isolated_leader(net: Network, cluster: NamespacedCluster, addr: dict[int, s
             p = describe(addr[others[0]], part)
             return p is not None and p.leader_id in others and p.leader_epoch > old_epoch and p
 
-        p = wait_for("a new leader among the majority", 30, new_leader)
+        p = wait_for(new_leader, 30, "a new leader among the majority", interval=0.1)
         new = p.leader_id
         timings["cut -> new leader"] = time.monotonic() - cut_at
         print(f"partition {part}: leader {old} (epoch {old_epoch}) isolated; node {new} leads "
@@ -272,9 +246,9 @@ def _isolated_leader(net: Network, cluster: NamespacedCluster, addr: dict[int, s
 
     healed_at = time.monotonic()
     net.heal()
-    wait_for(f"node {old} back in the ISR after healing", 40,
-             lambda: (p := describe(addr[new], part)) is not None
-             and sorted(p.isr_nodes) == [1, 2, 3])
+    wait_for(lambda: (p := describe(addr[new], part)) is not None
+             and sorted(p.isr_nodes) == [1, 2, 3], 40,
+             f"node {old} back in the ISR after healing", interval=0.1)
     timings["heal -> ISR of 3"] = time.monotonic() - healed_at
     # Acknowledged with all three in the ISR, so every replica holds the log up to here
     # (unless one leaves the ISR again, which the comparison below would show).
@@ -334,7 +308,8 @@ def test_interim_leader_rejoins_after_leadership_fails_back(tmp_path: Path) -> N
 
 def _fail_back(net: Network, cluster: NamespacedCluster, addr: dict[int, str],
                tmp_path: Path, timings: dict[str, float]) -> None:
-    active = wait_for("an active controller", 20, lambda: controller_leader(cluster))
+    active = wait_for(lambda: quorum_leader(cluster.nodes), 20, "an active controller",
+                      interval=0.1)
     old = next(n for n in net.nodes if n != active)
     part = old - 1
     others = [n for n in net.nodes if n != old]
@@ -344,24 +319,24 @@ def _fail_back(net: Network, cluster: NamespacedCluster, addr: dict[int, str],
     old_epoch = describe(addr[old], part).leader_epoch  # type: ignore[union-attr]
     # Isolate the leader; a new one takes over, and nobody writes in its epoch.
     net.isolate(old, keep_client=True)
-    p = wait_for("a new leader among the majority", 30,
-                 lambda: (p := describe(addr[others[0]], part)) is not None
-                 and p.leader_id in others and p.leader_epoch > old_epoch and p)
+    p = wait_for(lambda: (p := describe(addr[others[0]], part)) is not None
+                 and p.leader_id in others and p.leader_epoch > old_epoch and p, 30,
+                 "a new leader among the majority", interval=0.1)
     interim, interim_epoch = p.leader_id, p.leader_epoch
     healed_at = time.monotonic()
     net.heal()
     # The old leader catches up, and the preferred-leader check gives it its partition back.
-    wait_for(f"leadership back on node {old}", 30,
-             lambda: (p := describe(addr[others[0]], part)) is not None
-             and p.leader_id == old and p.leader_epoch > interim_epoch)
+    wait_for(lambda: (p := describe(addr[others[0]], part)) is not None
+             and p.leader_id == old and p.leader_epoch > interim_epoch, 30,
+             f"leadership back on node {old}", interval=0.1)
     timings["heal -> leadership back"] = time.monotonic() - healed_at
     writer.ack("after", [old])
     back_at = time.monotonic()
     try:
-        wait_for(f"node {interim} (interim leader at epoch {interim_epoch}, no writes in it) "
-                 "back in the ISR", 15,
-                 lambda: (p := describe(addr[old], part)) is not None
-                 and sorted(p.isr_nodes) == [1, 2, 3])
+        wait_for(lambda: (p := describe(addr[old], part)) is not None
+                 and sorted(p.isr_nodes) == [1, 2, 3], 15,
+                 f"node {interim} (interim leader at epoch {interim_epoch}, no writes in it) "
+                 "back in the ISR", interval=0.1)
     finally:
         loops = [line for line in cluster.node(interim).logs().splitlines()
                  if "truncating" in line and f"{TOPIC}-{part}" in line]

@@ -23,7 +23,13 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.harness import Cluster, NodeProcess, free_port, wait_for, wait_port
+from tests.integration.harness import (
+    Cluster,
+    free_port,
+    scrape,
+    wait_for,
+    wait_port,
+)
 from tests.requirements import require_tool
 
 pytestmark = pytest.mark.integration
@@ -66,12 +72,6 @@ class Prometheus:
         return self.log_path.read_text(errors="replace")[-4000:]
 
 
-
-
-def scrape(node: NodeProcess) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{node.metrics_port}/metrics",
-                                timeout=5) as r:
-        return r.read().decode()
 
 
 def sample(text: str, name: str) -> float:

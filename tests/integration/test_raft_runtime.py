@@ -17,13 +17,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.harness import free_port
+from tests.integration.harness import free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -113,17 +112,6 @@ class ControllerProcess:
         return self.log_path.read_text(errors="replace")[-6000:]
 
 
-def wait_until(cond: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = cond()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} within {timeout}s")
-        time.sleep(0.02)
-
-
 def leader_of(nodes: dict[int, ControllerProcess], timeout: float = 10.0) -> int:
     def agreed() -> int | None:
         statuses = {i: n.status() for i, n in nodes.items() if n.alive}
@@ -132,7 +120,7 @@ def leader_of(nodes: dict[int, ControllerProcess], timeout: float = 10.0) -> int
             return leaders[0]
         return None
 
-    return wait_until(agreed, timeout, "no leader agreed on by every live node")
+    return wait_for(agreed, timeout, "a leader agreed on by every live node", interval=0.02)
 
 
 def converged(nodes: dict[int, ControllerProcess], timeout: float = 15.0) -> dict[str, Any]:
@@ -143,8 +131,7 @@ def converged(nodes: dict[int, ControllerProcess], timeout: float = 15.0) -> dic
         last[:] = [n.status()["image"] for n in nodes.values() if n.alive]
         return all(image == last[0] for image in last)
 
-    wait_until(same, timeout, f"images did not converge (offsets "
-               f"{[i['offset'] for i in last]})")
+    wait_for(same, timeout, "the images to converge", interval=0.02)
     return last[0]
 
 
@@ -212,7 +199,7 @@ def test_controller_quorum_over_grpc(tmp_path: Path) -> None:
                     return i
             return None
 
-        leader = wait_until(created, 10, "no new leader accepted create-topic")
+        leader = wait_for(created, 10, "a new leader to accept create-topic", interval=0.02)
         failover = time.monotonic() - killed_at
         timings["failover (kill -> first commit)"] = failover
         assert leader != old
