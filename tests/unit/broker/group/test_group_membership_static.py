@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from group_harness import INITIAL_DELAY_MS, Harness, subscription
 from kio.schema.errors import ErrorCode as E
 
 from odradek.broker.group.log import LogAppendError
 from odradek.broker.group.membership import LeavingMember
 from odradek.broker.group.offsets import OffsetCommitEntry
+from tests.unit.broker.group.group_harness import INITIAL_DELAY_MS, Harness, subscription
 
 
 async def stable_static_group(h: Harness, **kw: Any) -> dict[str, str]:

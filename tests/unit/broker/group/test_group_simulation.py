@@ -13,13 +13,13 @@ import asyncio
 import random
 
 import pytest
-from group_harness import Harness
 from kio.schema.errors import ErrorCode as E
 
 from odradek.broker.group.group import GroupState
 from odradek.broker.group.member import JoinResult, SyncResult
 from odradek.broker.group.membership import LeavingMember
 from odradek.broker.group.offsets import OffsetCommitEntry
+from tests.unit.broker.group.group_harness import Harness
 
 GROUP = "sim"
 SESSION = 6_000

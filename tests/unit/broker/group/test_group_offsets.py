@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from group_harness import Harness
 from kio.schema.errors import ErrorCode as E
 
 from odradek.broker.group.log import LogAppendError
 from odradek.broker.group.membership import LeavingMember
 from odradek.broker.group.offsets import OffsetCommitEntry
+from tests.unit.broker.group.group_harness import Harness
 
 
 def entries(**offsets: int) -> dict[tuple[str, int], OffsetCommitEntry]:

@@ -3,11 +3,17 @@
 
 from __future__ import annotations
 
-from group_harness import INITIAL_DELAY_MS, REBALANCE_MS, SESSION_MS, Harness, subscription
 from kio.schema.errors import ErrorCode as E
 
 from odradek.broker.group.log import LogAppendError
 from odradek.broker.group.membership import LeavingMember
+from tests.unit.broker.group.group_harness import (
+    INITIAL_DELAY_MS,
+    REBALANCE_MS,
+    SESSION_MS,
+    Harness,
+    subscription,
+)
 
 
 async def test_three_members_join_and_sync_with_leader_assignment(harness: Harness) -> None:

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from group_harness import Harness, subscription
 from kio.schema.errors import ErrorCode as E
 
 from odradek.broker.group.handlers import APIS
 from odradek.broker.handlers.api import RequestContext
 from odradek.broker.kafka import codec
+from tests.unit.broker.group.group_harness import Harness, subscription
 
 JOIN, SYNC, HEARTBEAT, LEAVE = 11, 14, 12, 13
 COMMIT, FETCH, LIST, DESCRIBE, DELETE, OFFSET_DELETE = 8, 9, 16, 15, 42, 47

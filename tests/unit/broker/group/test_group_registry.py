@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 
-from group_harness import Harness, subscription
 from kio.schema.errors import ErrorCode as E
 
 from odradek.broker.group import records
 from odradek.broker.group.log import InMemoryGroupLog
 from odradek.broker.group.membership import LeavingMember
 from odradek.broker.group.offsets import OffsetCommitEntry
+from tests.unit.broker.group.group_harness import Harness, subscription
 
 
 async def test_new_coordinator_on_same_log_has_offsets_and_generation(harness: Harness) -> None:

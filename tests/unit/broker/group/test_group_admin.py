@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from group_harness import Harness, subscription
 from kio.schema.errors import ErrorCode as E
 
 from odradek.broker.group.log import LogAppendError
 from odradek.broker.group.offsets import OffsetCommitEntry
+from tests.unit.broker.group.group_harness import Harness, subscription
 
 
 async def test_list_groups_with_filters(harness: Harness) -> None:

@@ -7,7 +7,8 @@ import inspect
 from collections.abc import Iterator
 
 import pytest
-from group_harness import Harness
+
+from tests.unit.broker.group.group_harness import Harness
 
 
 @pytest.hookimpl(tryfirst=True)
