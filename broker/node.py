@@ -105,7 +105,8 @@ class Node:
             max_group_size=config["group.max.size"],
             offsets_retention_ms=config["offsets.retention.minutes"] * 60_000,
         )
-        self.metrics.add_collector(NodeCollector(self.replicas, self.groups))
+        self.metrics.add_collector(NodeCollector(
+            self.replicas, self.groups.admin.list_groups, self.groups.offsets.committed_offsets))
         self.metrics.add_collector(MetadataCollector(
             lambda: self.image, lambda: self.plane.is_active_controller))
         for collector in self.plane.collectors():

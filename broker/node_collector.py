@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Protocol
 
 from prometheus_client.core import GaugeMetricFamily
@@ -18,18 +18,15 @@ class GroupListing(Protocol):
     def group_id(self) -> str: ...
 
 
-class CommittedOffsets(Protocol):
-    """What the collector reads of the group coordinator."""
-
-    def list_groups(self) -> Iterable[GroupListing]: ...
-
-    def committed_offsets(self, group_id: str) -> dict[tuple[str, int], int]: ...
-
-
 class NodeCollector(Collector):
-    def __init__(self, replicas: ReplicaManager, groups: CommittedOffsets) -> None:
+    def __init__(self, replicas: ReplicaManager,
+                 list_groups: Callable[[], Iterable[GroupListing]],
+                 committed_offsets: Callable[[str], Mapping[tuple[str, int], int]]) -> None:
+        """``list_groups`` and ``committed_offsets``: the group coordinator's views of the
+        groups it coordinates."""
         self.replicas = replicas
-        self.groups = groups
+        self.list_groups = list_groups
+        self.committed_offsets = committed_offsets
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         led = GaugeMetricFamily("odradek_partitions_led", "Partitions this node leads.")
@@ -80,8 +77,8 @@ class NodeCollector(Collector):
         offline.add_metric([], counts["offline"])
         under_min_isr.add_metric([], counts["min_isr"])
         under_replicated.add_metric([], counts["urp"])
-        for overview in self.groups.list_groups():
-            for (topic, index), committed in self.groups.committed_offsets(
+        for overview in self.list_groups():
+            for (topic, index), committed in self.committed_offsets(
                     overview.group_id).items():
                 labels = [overview.group_id, topic, str(index)]
                 committed_offset.add_metric(labels, committed)

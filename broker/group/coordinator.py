@@ -6,8 +6,9 @@ node coordinates the groups of the partitions it leads. The broker calls
 when it stops; requests for groups elsewhere get NOT_COORDINATOR, and while a partition
 replays its records they get COORDINATOR_LOAD_IN_PROGRESS.
 
-:class:`GroupCoordinator` is the one object the broker holds; it builds the parts and
-hands each request to the one that serves it:
+:class:`GroupCoordinator` is the one object the broker holds; it builds the parts, owns
+their life (partitions loading and unloading, shutdown) and exposes each as an attribute
+that serves its requests directly (``coordinator.membership.join_group(...)``):
 
 * :mod:`~odradek.broker.group.registry` -- the partitions this node owns or is loading,
   the live groups, the writes to ``__consumer_offsets`` and the tasks they run in;
@@ -40,24 +41,13 @@ tombstones for deleted groups/offsets and for expired offsets (checked every
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Iterable, Mapping
-
-from kio.schema.errors import ErrorCode
+from collections.abc import Callable
 
 from odradek.broker.group.admin import GroupAdmin
 from odradek.broker.group.clock import Clock, LoopClock
-from odradek.broker.group.group import (
-    ClassicGroup,
-    CommittedOffset,
-    GroupOverview,
-    GroupSummary,
-    TopicPartition,
-)
 from odradek.broker.group.log import GroupLog
-from odradek.broker.group.member import JoinResult, SyncResult
-from odradek.broker.group.membership import LeavingMember, Membership
-from odradek.broker.group.offsets import DEFAULT_RETENTION_MS, OffsetCommitEntry, OffsetStore
+from odradek.broker.group.membership import Membership
+from odradek.broker.group.offsets import DEFAULT_RETENTION_MS, OffsetStore
 from odradek.broker.group.registry import GroupRegistry
 
 
@@ -82,7 +72,7 @@ class GroupCoordinator:
         clock = clock or LoopClock()
         prefix = f"[node {node_id}] " if node_id is not None else ""
         self._registry = GroupRegistry(group_log, load_batch_size=load_batch_size, log_prefix=prefix)
-        self._membership = Membership(
+        self.membership = Membership(
             self._registry,
             clock,
             initial_rebalance_delay_ms=initial_rebalance_delay_ms,
@@ -92,9 +82,9 @@ class GroupCoordinator:
             new_member_join_timeout_ms=new_member_join_timeout_ms,
             log_prefix=prefix,
         )
-        self._offsets = OffsetStore(
+        self.offsets = OffsetStore(
             self._registry,
-            self._membership,
+            self.membership,
             clock,
             partition_exists=partition_exists,
             offsets_retention_ms=offsets_retention_ms,
@@ -102,7 +92,9 @@ class GroupCoordinator:
             offset_metadata_max_bytes=offset_metadata_max_bytes,
             log_prefix=prefix,
         )
-        self._admin = GroupAdmin(self._registry, self._membership, clock)
+        self.admin = GroupAdmin(self._registry, self.membership, clock)
+        # An attribute each, so the broker reaches the part a request is for without this
+        # class repeating their methods: membership, offsets, admin.
 
     # --- partitions and lifecycle --------------------------------------------------------
 
@@ -126,164 +118,18 @@ class GroupCoordinator:
         the last completed rebalance (like Kafka), and members must heartbeat within
         their session timeout to stay. Call when this node becomes the partition's leader.
         """
-        self._offsets.start_expiry_timer()
-        await self._registry.load(partition, self._membership.on_group_loaded)
+        self.offsets.start_expiry_timer()
+        await self._registry.load(partition, self.membership.on_group_loaded)
 
     def unload_partition(self, partition: int) -> None:
         """Stop coordinating the groups of ``partition`` (this node lost its leadership).
         Parked requests get NOT_COORDINATOR so clients look up the new coordinator."""
-        self._registry.unload(partition, self._membership.on_group_unloaded)
+        self._registry.unload(partition, self.membership.on_group_unloaded)
 
     async def close(self) -> None:
-        self._offsets.stop_expiry_timer()
-        await self._registry.close(self._membership.on_group_unloaded)
+        self.offsets.stop_expiry_timer()
+        await self._registry.close(self.membership.on_group_unloaded)
 
     async def settle(self) -> None:
         """Wait until every write the coordinator started has finished."""
         await self._registry.settle()
-
-    # --- membership ----------------------------------------------------------------------
-
-    def join_group(
-        self,
-        group_id: str,
-        member_id: str,
-        *,
-        group_instance_id: str | None = None,
-        client_id: str = "",
-        client_host: str = "",
-        session_timeout_ms: int,
-        rebalance_timeout_ms: int,
-        protocol_type: str,
-        protocols: list[tuple[str, bytes]],
-        require_known_member_id: bool = True,
-        supports_skip_assignment: bool = False,
-        reason: str | None = None,
-    ) -> asyncio.Future[JoinResult]:
-        """Handle a JoinGroup. The future resolves when the rebalance completes (or at once
-        for errors, MEMBER_ID_REQUIRED and rejoins that need no rebalance)."""
-        return self._membership.join_group(
-            group_id,
-            member_id,
-            group_instance_id=group_instance_id,
-            client_id=client_id,
-            client_host=client_host,
-            session_timeout_ms=session_timeout_ms,
-            rebalance_timeout_ms=rebalance_timeout_ms,
-            protocol_type=protocol_type,
-            protocols=protocols,
-            require_known_member_id=require_known_member_id,
-            supports_skip_assignment=supports_skip_assignment,
-            reason=reason,
-        )
-
-    def sync_group(
-        self,
-        group_id: str,
-        generation_id: int,
-        member_id: str,
-        *,
-        group_instance_id: str | None = None,
-        protocol_type: str | None = None,
-        protocol_name: str | None = None,
-        assignments: Mapping[str, bytes] | None = None,
-    ) -> asyncio.Future[SyncResult]:
-        """Handle a SyncGroup. Followers wait until the leader's assignment is durable."""
-        return self._membership.sync_group(
-            group_id,
-            generation_id,
-            member_id,
-            group_instance_id=group_instance_id,
-            protocol_type=protocol_type,
-            protocol_name=protocol_name,
-            assignments=assignments,
-        )
-
-    def heartbeat(
-        self,
-        group_id: str,
-        generation_id: int,
-        member_id: str,
-        group_instance_id: str | None = None,
-    ) -> ErrorCode:
-        return self._membership.heartbeat(group_id, generation_id, member_id, group_instance_id)
-
-    def leave_group(
-        self, group_id: str, leaving: Iterable[LeavingMember]
-    ) -> tuple[ErrorCode, list[ErrorCode]]:
-        """The top-level error and one error per leaving member, in order."""
-        return self._membership.leave_group(group_id, leaving)
-
-    # --- offsets -------------------------------------------------------------------------
-
-    async def commit_offsets(
-        self,
-        group_id: str,
-        offsets: Mapping[TopicPartition, OffsetCommitEntry],
-        *,
-        generation_id: int = -1,
-        member_id: str = "",
-        group_instance_id: str | None = None,
-        retention_ms: int = -1,
-        api_version: int = 9,
-    ) -> dict[TopicPartition, ErrorCode]:
-        """Commit offsets; answers per partition only once the write is durable."""
-        return await self._offsets.commit_offsets(
-            group_id,
-            offsets,
-            generation_id=generation_id,
-            member_id=member_id,
-            group_instance_id=group_instance_id,
-            retention_ms=retention_ms,
-            api_version=api_version,
-        )
-
-    def fetch_offsets(
-        self, group_id: str, partitions: Iterable[TopicPartition] | None
-    ) -> tuple[ErrorCode, list[tuple[TopicPartition, CommittedOffset | None]]]:
-        """Committed offsets (None where nothing is committed); all of them when
-        ``partitions`` is None."""
-        return self._offsets.fetch_offsets(group_id, partitions)
-
-    async def delete_offsets(
-        self, group_id: str, partitions: Iterable[TopicPartition]
-    ) -> tuple[ErrorCode, dict[TopicPartition, ErrorCode]]:
-        """OffsetDelete: drop committed offsets of topics the group no longer consumes."""
-        return await self._offsets.delete_offsets(group_id, partitions)
-
-    async def expire_offsets(self) -> int:
-        """Remove offsets past ``offsets.retention`` now; how many were removed."""
-        return await self._offsets.expire_offsets()
-
-    def committed_offsets(self, group_id: str) -> dict[TopicPartition, int]:
-        return self._offsets.committed_offsets(group_id)
-
-    # --- admin ---------------------------------------------------------------------------
-
-    def list_groups(
-        self, states: Iterable[str] = (), types: Iterable[str] = ()
-    ) -> list[GroupOverview]:
-        """Groups of the partitions this node coordinates, filtered by state and type
-        names (case-insensitive; empty filter = all)."""
-        return self._admin.list_groups(states, types)
-
-    def list_groups_error(self) -> ErrorCode:
-        return self._admin.list_groups_error()
-
-    def describe_group(self, group_id: str) -> tuple[ErrorCode, GroupSummary | None]:
-        """(error, summary); summary None with no error means the group does not exist."""
-        return self._admin.describe_group(group_id)
-
-    async def delete_groups(self, group_ids: Iterable[str]) -> dict[str, ErrorCode]:
-        """DeleteGroups: remove empty groups and their offsets."""
-        return await self._admin.delete_groups(group_ids)
-
-    def group_state(self, group_id: str) -> str | None:
-        return self._admin.group_state(group_id)
-
-    def group_states(self) -> dict[str, str]:
-        return self._admin.group_states()
-
-    def group(self, group_id: str) -> ClassicGroup | None:
-        """The live group object (read-only use: tests, diagnostics)."""
-        return self._admin.group(group_id)

@@ -52,7 +52,7 @@ async def handle_join_group(node: GroupNode, ctx: RequestContext, req: Any) -> P
     # v0 has no rebalance timeout; Kafka uses the session timeout for it.
     rebalance = session if v == 0 else ms(req.rebalance_timeout)
     instance = _group_instance_id(req)
-    fut = node.groups.join_group(
+    fut = node.groups.membership.join_group(
         req.group_id,
         req.member_id,
         group_instance_id=instance,
@@ -101,7 +101,7 @@ async def handle_sync_group(node: GroupNode, ctx: RequestContext, req: Any) -> P
     assignments: dict[str, bytes] = {}
     for a in req.assignments:
         assignments[a.member_id] = a.assignment
-    fut = node.groups.sync_group(
+    fut = node.groups.membership.sync_group(
         req.group_id,
         req.generation_id,
         req.member_id,
@@ -122,7 +122,7 @@ async def handle_sync_group(node: GroupNode, ctx: RequestContext, req: Any) -> P
 
 
 async def handle_heartbeat(node: GroupNode, ctx: RequestContext, req: Any) -> Payload:
-    err = node.groups.heartbeat(
+    err = node.groups.membership.heartbeat(
         req.group_id, req.generation_id, req.member_id, _group_instance_id(req)
     )
     return ctx.respond({"error_code": err})
@@ -136,7 +136,7 @@ async def handle_leave_group(node: GroupNode, ctx: RequestContext, req: Any) -> 
             LeavingMember(m.member_id, m.group_instance_id, getattr(m, "reason", None))
             for m in req.members
         ]
-    top, errors = node.groups.leave_group(req.group_id, leaving)
+    top, errors = node.groups.membership.leave_group(req.group_id, leaving)
     if ctx.api_version < 3:
         # Single-member versions report the member's error at the top level.
         if top is ErrorCode.none:
@@ -167,7 +167,7 @@ async def handle_offset_commit(node: GroupNode, ctx: RequestContext, req: Any) -
                 p.committed_metadata,
             )
     retention = getattr(req, "retention_time", None)
-    result = await node.groups.commit_offsets(
+    result = await node.groups.offsets.commit_offsets(
         req.group_id,
         offsets,
         generation_id=req.generation_id_or_member_epoch,
@@ -224,7 +224,7 @@ async def handle_offset_fetch(node: GroupNode, ctx: RequestContext, req: Any) ->
     if ctx.api_version >= 8:
         groups = []
         for g in req.groups:
-            err, entries = coord.fetch_offsets(g.group_id, _requested(g.topics))
+            err, entries = coord.offsets.fetch_offsets(g.group_id, _requested(g.topics))
             groups.append(
                 {
                     "group_id": g.group_id,
@@ -234,7 +234,7 @@ async def handle_offset_fetch(node: GroupNode, ctx: RequestContext, req: Any) ->
             )
         return ctx.respond({"groups": groups})
     requested = _requested(req.topics)
-    err, entries = coord.fetch_offsets(req.group_id, requested)
+    err, entries = coord.offsets.fetch_offsets(req.group_id, requested)
     if err is ErrorCode.none:
         return ctx.respond({"topics": _fetched_topics(entries), "error_code": err})
     if ctx.api_version < 2:
@@ -248,12 +248,12 @@ async def handle_offset_fetch(node: GroupNode, ctx: RequestContext, req: Any) ->
 
 async def handle_list_groups(node: GroupNode, ctx: RequestContext, req: Any) -> Payload:
     coord = node.groups
-    groups = coord.list_groups(
+    groups = coord.admin.list_groups(
         getattr(req, "states_filter", ()) or (), getattr(req, "types_filter", ()) or ()
     )
     return ctx.respond(
         {
-            "error_code": coord.list_groups_error(),
+            "error_code": coord.admin.list_groups_error(),
             "groups": [
                 {
                     "group_id": g.group_id,
@@ -272,7 +272,7 @@ async def handle_describe_groups(node: GroupNode, ctx: RequestContext, req: Any)
     include_ops = bool(getattr(req, "include_authorized_operations", False))
     described = []
     for group_id in req.groups:
-        err, summary = coord.describe_group(group_id)
+        err, summary = coord.admin.describe_group(group_id)
         entry: dict[str, Any] = {
             "group_id": group_id,
             "error_code": err,
@@ -310,13 +310,13 @@ async def handle_describe_groups(node: GroupNode, ctx: RequestContext, req: Any)
 
 
 async def handle_delete_groups(node: GroupNode, ctx: RequestContext, req: Any) -> Payload:
-    result = await node.groups.delete_groups(req.groups_names)
+    result = await node.groups.admin.delete_groups(req.groups_names)
     return ctx.respond({"results": [{"group_id": g, "error_code": e} for g, e in result.items()]})
 
 
 async def handle_offset_delete(node: GroupNode, ctx: RequestContext, req: Any) -> Payload:
     partitions = [(t.name, p.partition_index) for t in req.topics for p in t.partitions]
-    err, result = await node.groups.delete_offsets(req.group_id, partitions)
+    err, result = await node.groups.offsets.delete_offsets(req.group_id, partitions)
     if err is not ErrorCode.none:
         return ctx.respond({"error_code": err, "topics": []})
     topics: dict[str, list[dict[str, Any]]] = {}

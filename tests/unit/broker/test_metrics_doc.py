@@ -47,9 +47,9 @@ def _samples(collector: Collector) -> dict[str, float]:
 
 def _exported_names() -> set[str]:
     names = {m.name for m in NodeMetrics(1).registry.collect()}
-    no_groups = SimpleNamespace(list_groups=lambda: [], committed_offsets=lambda g: {})
-    names |= {m.name for m in NodeCollector(SimpleNamespace(partitions={}),  # type: ignore[arg-type]
-                                            no_groups).collect()}
+    no_replicas = SimpleNamespace(partitions={})
+    names |= {m.name for m in NodeCollector(no_replicas, lambda: [],  # type: ignore[arg-type]
+                                            lambda group: {}).collect()}
     # Raft series (controllers) and cluster series (active controller).
     names |= {m.name for m in RaftCollector(FakeRaft()).collect()}  # type: ignore[arg-type]
     names |= {m.name for m in _metadata(True).collect()}

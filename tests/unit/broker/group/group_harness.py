@@ -70,7 +70,7 @@ class Harness:
         protocol_type: str = "consumer",
         skip: bool = False,
     ) -> asyncio.Future[JoinResult]:
-        return self.coord.join_group(
+        return self.coord.membership.join_group(
             group,
             member_id,
             group_instance_id=instance,
@@ -103,7 +103,7 @@ class Harness:
         protocol_type: str | None = None,
         protocol_name: str | None = None,
     ) -> asyncio.Future[SyncResult]:
-        return self.coord.sync_group(
+        return self.coord.membership.sync_group(
             group,
             generation,
             member_id,
@@ -142,5 +142,5 @@ class Harness:
         )
         await self.settle()
         assert lead.done() and all(f.done() for f in followers)
-        assert self.coord.group_state(group) == "Stable"
+        assert self.coord.admin.group_state(group) == "Stable"
         return results

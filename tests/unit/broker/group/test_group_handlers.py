@@ -253,7 +253,7 @@ async def test_leave_every_version(version: int) -> None:
         assert resp.error_code is E.none
         assert [m.error_code for m in resp.members] == [E.none, E.unknown_member_id]
     await h.settle()
-    assert h.coord.group_state("g") == "Empty"
+    assert h.coord.admin.group_state("g") == "Empty"
 
 
 @pytest.mark.parametrize("version", range(2, 10))
@@ -325,9 +325,9 @@ async def test_commit_retention_time_of_v2_to_v4() -> None:
             ],
         },
     )
-    assert h.coord.committed_offsets("g") == {("t", 0): 5}
+    assert h.coord.offsets.committed_offsets("g") == {("t", 0): 5}
     await h.advance(2_000)
-    assert h.coord.committed_offsets("g") == {}
+    assert h.coord.offsets.committed_offsets("g") == {}
 
 
 @pytest.mark.parametrize("version", range(0, 6))
@@ -361,7 +361,7 @@ async def test_describe_every_version(version: int) -> None:
 @pytest.mark.parametrize("version", range(0, 3))
 async def test_delete_groups_every_version(version: int) -> None:
     h = await Harness().load_all()
-    await h.coord.commit_offsets("idle", {})
+    await h.coord.offsets.commit_offsets("idle", {})
     resp = await call(h, DELETE, version, {"groups_names": ["nope"]})
     assert [(r.group_id, r.error_code) for r in resp.results] == [("nope", E.group_id_not_found)]
 

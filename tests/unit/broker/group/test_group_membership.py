@@ -20,17 +20,17 @@ async def test_three_members_join_and_sync_with_leader_assignment(harness: Harne
     h = await harness.load_all()
     ids = [await h.new_member_id("g") for _ in range(3)]
     assert len(set(ids)) == 3 and all(i.startswith("client-") for i in ids)
-    assert h.coord.group_state("g") == "Empty"  # pending members do not start a rebalance
+    assert h.coord.admin.group_state("g") == "Empty"  # pending members do not start a rebalance
 
     futs = [h.join("g", mid) for mid in ids]
-    assert h.coord.group_state("g") == "PreparingRebalance"
+    assert h.coord.admin.group_state("g") == "PreparingRebalance"
     # Everyone joined, but the initial delay of an empty group always runs its course,
     # and is extended once more because members kept arriving during the first one.
     await h.advance(2 * INITIAL_DELAY_MS - 1)
     assert not any(f.done() for f in futs)
     await h.advance(1)
     results = [f.result() for f in futs]
-    assert h.coord.group_state("g") == "CompletingRebalance"
+    assert h.coord.admin.group_state("g") == "CompletingRebalance"
 
     assert {r.error for r in results} == {E.none}
     assert {r.generation_id for r in results} == {1}
@@ -53,7 +53,7 @@ async def test_three_members_join_and_sync_with_leader_assignment(harness: Harne
     assert s1.result().assignment == b"A1"
     assert s2.result().error is E.none and s2.result().assignment == b""
     assert s1.result().protocol_name == "range" and s1.result().protocol_type == "consumer"
-    assert h.coord.group_state("g") == "Stable"
+    assert h.coord.admin.group_state("g") == "Stable"
     # The completed generation was written to the log.
     assert h.log.appends >= 1
 
@@ -61,7 +61,7 @@ async def test_three_members_join_and_sync_with_leader_assignment(harness: Harne
     again = h.sync("g", 1, ids[1])
     assert again.result().assignment == b"A1"
     for mid in ids:
-        assert h.coord.heartbeat("g", 1, mid) is E.none
+        assert h.coord.membership.heartbeat("g", 1, mid) is E.none
 
 
 async def test_protocol_selection_by_vote_among_common_protocols(harness: Harness) -> None:
@@ -99,18 +99,18 @@ async def test_heartbeats_during_rebalance_and_errors(harness: Harness) -> None:
     h = await harness.load_all()
     results = await h.stable_group("g", 2)
     a, b = (r.member_id for r in results)
-    assert h.coord.heartbeat("g", 1, a) is E.none
-    assert h.coord.heartbeat("g", 0, a) is E.illegal_generation
-    assert h.coord.heartbeat("g", 1, "stranger") is E.unknown_member_id
-    assert h.coord.heartbeat("unknown-group", 1, a) is E.unknown_member_id
-    assert h.coord.heartbeat("", 1, a) is E.invalid_group_id
+    assert h.coord.membership.heartbeat("g", 1, a) is E.none
+    assert h.coord.membership.heartbeat("g", 0, a) is E.illegal_generation
+    assert h.coord.membership.heartbeat("g", 1, "stranger") is E.unknown_member_id
+    assert h.coord.membership.heartbeat("unknown-group", 1, a) is E.unknown_member_id
+    assert h.coord.membership.heartbeat("", 1, a) is E.invalid_group_id
 
     # A third member arrives: the group rebalances and the others learn it by heartbeat.
     c = await h.new_member_id("g")
     fc = h.join("g", c)
-    assert h.coord.group_state("g") == "PreparingRebalance"
-    assert h.coord.heartbeat("g", 1, a) is E.rebalance_in_progress
-    assert h.coord.heartbeat("g", 1, b) is E.rebalance_in_progress
+    assert h.coord.admin.group_state("g") == "PreparingRebalance"
+    assert h.coord.membership.heartbeat("g", 1, a) is E.rebalance_in_progress
+    assert h.coord.membership.heartbeat("g", 1, b) is E.rebalance_in_progress
     # SyncGroup during the join phase says the same.
     assert h.sync("g", 1, a).result().error is E.rebalance_in_progress
     fa, fb = h.join("g", a), h.join("g", b)
@@ -118,10 +118,10 @@ async def test_heartbeats_during_rebalance_and_errors(harness: Harness) -> None:
     # All three rejoined: no need to wait for the rebalance timeout.
     for f in (fa, fb, fc):
         assert f.result().error is E.none and f.result().generation_id == 2
-    assert h.coord.group_state("g") == "CompletingRebalance"
+    assert h.coord.admin.group_state("g") == "CompletingRebalance"
     # In CompletingRebalance heartbeats with the new generation are fine.
-    assert h.coord.heartbeat("g", 2, a) is E.none
-    assert h.coord.heartbeat("g", 1, a) is E.illegal_generation
+    assert h.coord.membership.heartbeat("g", 2, a) is E.none
+    assert h.coord.membership.heartbeat("g", 1, a) is E.illegal_generation
 
 
 async def test_session_timeout_expires_member_and_rebalances(harness: Harness) -> None:
@@ -131,13 +131,13 @@ async def test_session_timeout_expires_member_and_rebalances(harness: Harness) -
     # Two members keep heartbeating, the third goes silent.
     for _ in range(3):
         await h.advance(SESSION_MS // 2)
-        assert h.coord.heartbeat("g", 1, ids[0]) in (E.none, E.rebalance_in_progress)
-        h.coord.heartbeat("g", 1, ids[1])
-    group = h.coord.group("g")
+        assert h.coord.membership.heartbeat("g", 1, ids[0]) in (E.none, E.rebalance_in_progress)
+        h.coord.membership.heartbeat("g", 1, ids[1])
+    group = h.coord.admin.group("g")
     assert group is not None
     assert ids[2] not in group.members
-    assert h.coord.group_state("g") == "PreparingRebalance"
-    assert h.coord.heartbeat("g", 1, ids[2]) is E.unknown_member_id
+    assert h.coord.admin.group_state("g") == "PreparingRebalance"
+    assert h.coord.membership.heartbeat("g", 1, ids[2]) is E.unknown_member_id
     f0 = h.join("g", ids[0])
     assert not f0.done()  # ids[1] has not rejoined yet
     f1 = h.join("g", ids[1])
@@ -151,18 +151,18 @@ async def test_rebalance_timeout_removes_members_that_did_not_rejoin(harness: Ha
     results = await h.stable_group("g", 3, rebalance=5_000)
     a, b, c = (r.member_id for r in results)
     fa = h.join("g", a, rebalance=5_000)  # the leader asks for a rebalance
-    assert h.coord.group_state("g") == "PreparingRebalance"
+    assert h.coord.admin.group_state("g") == "PreparingRebalance"
     fb = h.join("g", b, rebalance=5_000)
     # c keeps heartbeating but never rejoins.
     await h.advance(2_500)
-    assert h.coord.heartbeat("g", 1, c) is E.rebalance_in_progress
+    assert h.coord.membership.heartbeat("g", 1, c) is E.rebalance_in_progress
     await h.advance(2_499)
     assert not fa.done()
     await h.advance(1)
     assert fa.result().generation_id == 2
     assert sorted(m.member_id for m in fa.result().members) == sorted([a, b])
     assert fb.result().error is E.none
-    assert h.coord.heartbeat("g", 2, c) is E.unknown_member_id
+    assert h.coord.membership.heartbeat("g", 2, c) is E.unknown_member_id
 
 
 async def test_member_awaiting_join_is_not_expired_by_session_timeout(harness: Harness) -> None:
@@ -171,7 +171,7 @@ async def test_member_awaiting_join_is_not_expired_by_session_timeout(harness: H
     a, b = (r.member_id for r in results)
     fa = h.join("g", a)  # parked in JoinGroup, cannot heartbeat
     await h.advance(10_000)
-    group = h.coord.group("g")
+    group = h.coord.admin.group("g")
     assert group is not None and a in group.members and b not in group.members
     assert fa.result().generation_id == 2  # b timed out, a alone forms generation 2
 
@@ -223,24 +223,24 @@ async def test_leave_group(harness: Harness) -> None:
     h = await harness.load_all()
     results = await h.stable_group("g", 3)
     a, b, c = (r.member_id for r in results)
-    top, errs = h.coord.leave_group(
+    top, errs = h.coord.membership.leave_group(
         "g", [LeavingMember(b), LeavingMember("ghost"), LeavingMember(c, "not-static")]
     )
     assert top is E.none
     assert errs == [E.none, E.unknown_member_id, E.unknown_member_id]
-    assert h.coord.group_state("g") == "PreparingRebalance"
+    assert h.coord.admin.group_state("g") == "PreparingRebalance"
     fa = h.join("g", a)
     fc = h.join("g", c)
     assert fa.result().generation_id == 2 and len(fa.result().members) == 2  # a and c
-    assert h.coord.leave_group("nope", [LeavingMember(a)]) == (E.none, [E.unknown_member_id])
-    assert h.coord.leave_group("", [LeavingMember(a)])[0] is E.invalid_group_id
+    assert h.coord.membership.leave_group("nope", [LeavingMember(a)]) == (E.none, [E.unknown_member_id])
+    assert h.coord.membership.leave_group("", [LeavingMember(a)])[0] is E.invalid_group_id
 
     # Everyone leaving empties the group and bumps the generation.
     gen = fc.result().generation_id
-    h.coord.leave_group("g", [LeavingMember(a), LeavingMember(c)])
+    h.coord.membership.leave_group("g", [LeavingMember(a), LeavingMember(c)])
     await h.settle()
-    assert h.coord.group_state("g") == "Empty"
-    group = h.coord.group("g")
+    assert h.coord.admin.group_state("g") == "Empty"
+    group = h.coord.admin.group("g")
     assert group is not None and group.generation == gen + 1
 
 
@@ -251,7 +251,7 @@ async def test_leave_of_pending_member_lets_rebalance_complete(harness: Harness)
     fa = h.join("g", a)
     await h.settle()
     assert not fa.done()
-    assert h.coord.leave_group("g", [LeavingMember(pending)]) == (E.none, [E.none])
+    assert h.coord.membership.leave_group("g", [LeavingMember(pending)]) == (E.none, [E.none])
     await h.settle()
     assert fa.result().generation_id == 2
 
@@ -265,11 +265,11 @@ async def test_pending_sync_expiry_removes_members_that_never_sync(harness: Harn
     await h.settle()
     assert s.result().error is E.none
     # The follower never syncs (nor heartbeats): out after the rebalance timeout.
-    h.coord.heartbeat("g", 1, leader.member_id)
+    h.coord.membership.heartbeat("g", 1, leader.member_id)
     await h.advance(4_000)
-    group = h.coord.group("g")
+    group = h.coord.admin.group("g")
     assert group is not None and other.member_id not in group.members
-    assert h.coord.group_state("g") == "PreparingRebalance"
+    assert h.coord.admin.group_state("g") == "PreparingRebalance"
 
 
 async def test_sync_validation(harness: Harness) -> None:
@@ -299,7 +299,7 @@ async def test_failed_assignment_write_is_reported_and_group_rebalances(harness:
     await h.settle()
     assert sl.result().error is E.not_coordinator
     assert sf.result().error is E.not_coordinator
-    assert h.coord.group_state("g") == "PreparingRebalance"
+    assert h.coord.admin.group_state("g") == "PreparingRebalance"
 
     h.log.fail_with = TimeoutError()
     fl, ff = h.join("g", leader.member_id), h.join("g", follower.member_id)
@@ -321,10 +321,10 @@ async def test_leader_rejoin_in_stable_triggers_rebalance_follower_does_not(
     follower = next(r for r in results if not r.members).member_id
     same = h.join("g", follower)
     assert same.result().generation_id == 1 and same.result().members == ()
-    assert h.coord.group_state("g") == "Stable"
+    assert h.coord.admin.group_state("g") == "Stable"
     changed = h.join("g", follower, protocols=[("range", subscription("t", "u"))])
     assert not changed.done()
-    assert h.coord.group_state("g") == "PreparingRebalance"
+    assert h.coord.admin.group_state("g") == "PreparingRebalance"
     fl = h.join("g", leader)
     await h.settle()
     assert fl.result().generation_id == 2 and changed.result().generation_id == 2
@@ -337,7 +337,7 @@ async def test_group_max_size(harness: Harness) -> None:
     extra = h.join("g", require_known=False)
     assert extra.result().error is E.group_max_size_reached
     assert extra.result().member_id == ""
-    assert h.coord.group_state("g") == "Stable"
+    assert h.coord.admin.group_state("g") == "Stable"
 
 
 async def test_duplicate_join_supersedes_the_parked_one(harness: Harness) -> None:
@@ -356,7 +356,7 @@ async def test_new_member_that_never_completes_join_times_out(harness: Harness) 
     a = (await h.stable_group("g", 1))[0].member_id
     fb = h.join("g", require_known=False, rebalance=REBALANCE_MS)  # new member, rebalance
     await h.advance(4_000)
-    assert h.coord.heartbeat("g", 1, a) is E.rebalance_in_progress
+    assert h.coord.membership.heartbeat("g", 1, a) is E.rebalance_in_progress
     await h.advance(1_000)
     # The new member's deadline passed while it waited: it is dropped with
     # UNKNOWN_MEMBER_ID (it will retry), and the rest of the group carries on.

@@ -36,17 +36,17 @@ async def test_static_rejoin_replaces_member_without_rebalance(harness: Harness)
     r = f.result()
     assert r.error is E.none
     assert r.member_id != ids["i2"] and r.member_id.startswith("i2-")
-    assert r.generation_id == 1 and h.coord.group_state("g") == "Stable"
+    assert r.generation_id == 1 and h.coord.admin.group_state("g") == "Stable"
     assert r.leader_id == ids["i1"] and r.members == ()
     # It gets its old assignment back with the current generation.
     s = h.sync("g", 1, r.member_id, instance="i2")
     assert s.result().assignment == b"two"
 
     # The old incarnation is fenced everywhere.
-    assert h.coord.heartbeat("g", 1, ids["i2"], "i2") is E.fenced_instance_id
+    assert h.coord.membership.heartbeat("g", 1, ids["i2"], "i2") is E.fenced_instance_id
     assert h.sync("g", 1, ids["i2"], instance="i2").result().error is E.fenced_instance_id
     assert h.join("g", ids["i2"], instance="i2").result().error is E.fenced_instance_id
-    commit = await h.coord.commit_offsets(
+    commit = await h.coord.offsets.commit_offsets(
         "g",
         {("t", 0): OffsetCommitEntry(5)},
         generation_id=1,
@@ -54,9 +54,9 @@ async def test_static_rejoin_replaces_member_without_rebalance(harness: Harness)
         group_instance_id="i2",
     )
     assert commit == {("t", 0): E.fenced_instance_id}
-    assert h.coord.heartbeat("g", 1, r.member_id, "i2") is E.none
+    assert h.coord.membership.heartbeat("g", 1, r.member_id, "i2") is E.none
     # An instance id the group does not know is simply unknown.
-    assert h.coord.heartbeat("g", 1, r.member_id, "i9") is E.unknown_member_id
+    assert h.coord.membership.heartbeat("g", 1, r.member_id, "i9") is E.unknown_member_id
 
 
 async def test_static_leader_rejoin_v9_is_told_to_skip_assignment(harness: Harness) -> None:
@@ -72,7 +72,7 @@ async def test_static_leader_rejoin_v9_is_told_to_skip_assignment(harness: Harne
     await h.settle()
     assert g.result().leader_id == r.member_id != g.result().member_id
     assert not g.result().skip_assignment and g.result().members == ()
-    assert h.coord.group_state("g") == "Stable"
+    assert h.coord.admin.group_state("g") == "Stable"
 
 
 async def test_static_rejoin_with_new_metadata_but_same_protocol_does_not_rebalance(
@@ -85,7 +85,7 @@ async def test_static_rejoin_with_new_metadata_but_same_protocol_does_not_rebala
     f = h.join("g", instance="i2", protocols=[("range", b"other bytes"), ("roundrobin", b"x")])
     await h.settle()
     assert f.result().error is E.none and f.result().generation_id == 1
-    assert h.coord.group_state("g") == "Stable"
+    assert h.coord.admin.group_state("g") == "Stable"
 
 
 async def test_static_rejoin_that_changes_the_protocol_rebalances(harness: Harness) -> None:
@@ -96,10 +96,10 @@ async def test_static_rejoin_that_changes_the_protocol_rebalances(harness: Harne
     r = f.result()
     h.sync("g", 1, r.member_id, {r.member_id: b"a"}, instance="i1")
     await h.settle()
-    assert h.coord.group_state("g") == "Stable"
+    assert h.coord.admin.group_state("g") == "Stable"
     again = h.join("g", instance="i1", protocols=both[::-1])
     # A rebalance ran (and finished at once: the only member has rejoined).
-    assert h.coord.group_state("g") == "CompletingRebalance"
+    assert h.coord.admin.group_state("g") == "CompletingRebalance"
     assert again.result().protocol_name == "roundrobin"
     assert again.result().generation_id == 2
 
@@ -113,7 +113,7 @@ async def test_static_member_survives_a_rebalance_it_misses(harness: Harness) ->
     r = f1.result()
     assert r.generation_id == 2
     assert sorted(m.member_id for m in r.members) == sorted(ids.values())
-    assert h.coord.heartbeat("g", 2, ids["i2"], "i2") is E.none
+    assert h.coord.membership.heartbeat("g", 2, ids["i2"], "i2") is E.none
 
 
 async def test_failed_write_of_static_rejoin_restores_old_member_id(harness: Harness) -> None:
@@ -124,19 +124,19 @@ async def test_failed_write_of_static_rejoin_restores_old_member_id(harness: Har
     await h.settle()
     assert f.result().error is E.coordinator_not_available
     assert f.result().member_id == ""
-    assert h.coord.heartbeat("g", 1, ids["i2"], "i2") is E.none
+    assert h.coord.membership.heartbeat("g", 1, ids["i2"], "i2") is E.none
 
 
 async def test_leave_by_instance_id_and_session_expiry_of_static_member(harness: Harness) -> None:
     h = await harness.load_all()
     ids = await stable_static_group(h)
-    top, errs = h.coord.leave_group(
+    top, errs = h.coord.membership.leave_group(
         "g", [LeavingMember("", "i2"), LeavingMember("", "i7"), LeavingMember(ids["i1"], "i2")]
     )
     assert top is E.none
     assert errs == [E.none, E.unknown_member_id, E.unknown_member_id]
-    assert h.coord.group_state("g") == "PreparingRebalance"
-    group = h.coord.group("g")
+    assert h.coord.admin.group_state("g") == "PreparingRebalance"
+    group = h.coord.admin.group("g")
     assert group is not None and "i2" not in group.static_members
 
 
@@ -147,11 +147,11 @@ async def test_static_join_during_completing_rebalance_restarts_it(harness: Harn
     await h.advance(2 * INITIAL_DELAY_MS)
     old_i2 = f2.result().member_id
     s1 = h.sync("g", 1, old_i2, instance="i2")
-    assert h.coord.group_state("g") == "CompletingRebalance"
+    assert h.coord.admin.group_state("g") == "CompletingRebalance"
     f2b = h.join("g", instance="i2")
     # The old incarnation's parked SyncGroup is fenced, then a new rebalance starts.
     assert s1.result().error is E.fenced_instance_id
-    assert h.coord.group_state("g") == "PreparingRebalance"
+    assert h.coord.admin.group_state("g") == "PreparingRebalance"
     f1b = h.join("g", f1.result().member_id, instance="i1")
     await h.settle()
     assert f1b.result().generation_id == 2 and f2b.result().generation_id == 2

@@ -92,7 +92,7 @@ class Client:
         if self.assignment is None:
             self.rejoin(h)
             return
-        err = h.coord.heartbeat(GROUP, self.generation, self.member_id, self.instance)
+        err = h.coord.membership.heartbeat(GROUP, self.generation, self.member_id, self.instance)
         if err is E.none:
             return
         if err in (E.unknown_member_id, E.fenced_instance_id):
@@ -101,7 +101,7 @@ class Client:
 
 
 def check_invariants(h: Harness, last_generation: list[int]) -> None:
-    group = h.coord.group(GROUP)
+    group = h.coord.admin.group(GROUP)
     if group is None:
         return
     assert group.generation >= last_generation[0]
@@ -148,12 +148,12 @@ async def run(seed: int) -> None:
         elif roll < 0.10:
             c.restart()
         elif roll < 0.13 and c.alive and c.member_id:
-            h.coord.leave_group(GROUP, [LeavingMember(c.member_id, c.instance)])
+            h.coord.membership.leave_group(GROUP, [LeavingMember(c.member_id, c.instance)])
             c.restart()
         elif roll < 0.15:
             h = await failover()
         elif roll < 0.25 and c.alive and c.assignment is not None:
-            await h.coord.commit_offsets(
+            await h.coord.offsets.commit_offsets(
                 GROUP,
                 {("t", 0): OffsetCommitEntry(rng.randint(0, 100))},
                 generation_id=c.generation,
@@ -175,7 +175,7 @@ async def run(seed: int) -> None:
         await h.advance(STEP_MS)
         check_invariants(h, last_generation)
 
-    group = h.coord.group(GROUP)
+    group = h.coord.admin.group(GROUP)
     assert group is not None and group.state is GroupState.STABLE, seed
     assert sorted(group.members) == sorted(c.member_id for c in clients), seed
     assert {c.generation for c in clients} == {group.generation}, seed
