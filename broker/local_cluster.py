@@ -71,6 +71,17 @@ def free_port(host: str = "127.0.0.1") -> int:
     raise RuntimeError("no free port below the ephemeral range")
 
 
+def accepts(address: str, timeout: float = 0.2) -> bool:
+    """Does something accept TCP connections at ``host:port`` now? (A broker's Kafka port
+    accepts once the broker has joined the cluster.)"""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 _live: weakref.WeakSet[NodeProcess] = weakref.WeakSet()
 
 

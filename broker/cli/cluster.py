@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from odradek.broker.local_cluster import accepts
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -65,15 +66,6 @@ def _write_prometheus_config(data_dir: Path, info: dict[str, Any]) -> None:
     tmp.write_text("# Written by `odradek cluster up` for this local cluster.\n"
                    + yaml.safe_dump(config, sort_keys=False))
     os.replace(tmp, data_dir / "prometheus.yml")
-
-
-def _accepts(address: str) -> bool:
-    host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 def up_cmd(args: argparse.Namespace) -> int:
@@ -130,8 +122,8 @@ def up_cmd(args: argparse.Namespace) -> int:
             if code is not None and proc.pid not in reported:
                 reported.add(proc.pid)
                 print(f"odradek: node {cfg['node.id']} exited with code {code}", flush=True)
-            elif (code is None and node["id"] not in ready and _accepts(node["kafka"])
-                  and _accepts(cfg["metrics.listener"])):
+            elif (code is None and node["id"] not in ready and accepts(node["kafka"])
+                  and accepts(cfg["metrics.listener"])):
                 # Progress while the cluster comes up: a node is ready once it serves Kafka
                 # and metrics. A broker's Kafka port accepts only once the controller has
                 # unfenced it, so with every node ready, every broker can take replicas: an

@@ -168,28 +168,19 @@ def _length_step(kafka_type: str, flexible: bool, nullable: bool, name: str) -> 
             return _fit(buf, off, n - 1, name)
 
         return compact
-    if kafka_type == "string":
-        def legacy_string(buf: bytes, off: int, scan: _Scan) -> int:
-            (n,) = _I16.unpack_from(buf, off)
-            off += 2
-            if n < 0:
-                if n == -1 and nullable:
-                    return off
-                raise _null(name) if n == -1 else BoundsError(f"{name}: length {n}")
-            return _fit(buf, off, n, name)
+    # A legacy string's length is an int16, legacy bytes' and records' an int32.
+    prefix = _I16 if kafka_type == "string" else _I32
 
-        return legacy_string
-
-    def legacy_bytes(buf: bytes, off: int, scan: _Scan) -> int:
-        (n,) = _I32.unpack_from(buf, off)
-        off += 4
+    def legacy(buf: bytes, off: int, scan: _Scan) -> int:
+        (n,) = prefix.unpack_from(buf, off)
+        off += prefix.size
         if n < 0:
             if n == -1 and nullable:
                 return off
             raise _null(name) if n == -1 else BoundsError(f"{name}: length {n}")
         return _fit(buf, off, n, name)
 
-    return legacy_bytes
+    return legacy
 
 
 def _skip(n: int) -> Step:

@@ -10,7 +10,6 @@ restarting node as the only bootstrap address, ten times each.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import uuid
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from odradek.broker.local_cluster import accepts
 from tests.integration.flows import FIRST_WRITE_FLOWS as FLOWS
 from tests.integration.flows import LIMIT_S
 from tests.integration.harness import Cluster, NodeProcess
@@ -28,21 +28,12 @@ pytestmark = pytest.mark.integration
 TRIES = 10
 
 
-def _accepts(address: str) -> bool:
-    host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
 def _run_when_ports_open(bootstrap: str, rf: int) -> dict[str, float]:
     """Wait for every address of ``bootstrap`` to accept, then run every client flow at once;
     the time each took, from the ports opening to its first write acknowledged."""
     deadline = time.monotonic() + 90
     for address in bootstrap.split(","):
-        while not _accepts(address):
+        while not accepts(address):
             assert time.monotonic() < deadline, f"{address} never opened"
             time.sleep(0.01)
     opened = time.monotonic()
