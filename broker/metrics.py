@@ -64,15 +64,33 @@ class NodeMetrics:
             "odradek_messages_out_total",
             "Record offsets sent to consumers past their fetch position, per topic.", ["topic"],
             registry=r)
-        self.isr_changes = Counter("odradek_isr_changes_total",
-                                   "ISR shrinks and expands this node asked the controller for "
-                                   "and got.", ["kind"], registry=r)
+        self.isr_changes = Counter(
+            "odradek_isr_changes_total",
+            "ISR shrinks and expands of partitions this node leads, as the metadata applies "
+            "them (asked for by this leader, or made by the controller when it fences a "
+            "broker).", ["kind"], registry=r)
         for kind in ("shrink", "expand"):  # both series exist from the start, at 0
             self.isr_changes.labels(kind=kind)
         self.produce_purgatory = Gauge("odradek_produce_purgatory_size",
                                        "Produce requests waiting for replication.", registry=r)
         self.fetch_purgatory = Gauge("odradek_fetch_purgatory_size",
                                      "Fetch requests waiting for data (long poll).", registry=r)
+
+    def export_apis(self, api_keys: list[int]) -> None:
+        """Request and error counters of every API the node serves exist from the start, at
+        0: ``rate()`` over them sees a series on an idle node, and an alert on errors sees
+        the first one as an increase. (The latency histograms appear with an API's first
+        request: 16 buckets for each of some 60 APIs would be mostly empty series.)"""
+        for key in api_keys:
+            name = self.api_name(key)
+            self.requests.labels(api=name)
+            self.request_errors.labels(api=name)
+
+    def export_topic(self, topic: str) -> None:
+        """A topic's traffic counters exist, at 0, from when this node leads a partition of
+        it (they count on leaders)."""
+        for counter in (self.messages_in, self.bytes_in, self.messages_out, self.bytes_out):
+            counter.labels(topic=topic)
 
     def export_listeners(self, names: list[str]) -> None:
         """Connection series of every listener exist from the start, at 0."""

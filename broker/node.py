@@ -82,12 +82,15 @@ class Node:
             connections_max_idle_ms=config["connections.max.idle.ms"],
             inter_broker_listener=self.inter_broker_listener))
         self.metrics.export_listeners([li.name for li in config.listeners])
+        self.metrics.export_apis(sorted(self.apis))
         self.metrics.request_queue_bytes.set_function(lambda: self.server.budget.used)
         # Set once the image holds this process's registration and the replica manager
         # has taken it: from then on this node answers clients with the cluster as it is.
         self._current = asyncio.Event()
         self.replicas = ReplicaManager(self.node_id, self.data_dir / "logs", self.log_config_for,
                                        self.min_insync_replicas)
+        self.replicas.isr_listeners.append(
+            lambda kind: self.metrics.isr_changes.labels(kind=kind).inc())
         self.replicas.leadership_listeners.append(self._on_leadership)
         self.replication = ReplicationManager(self)
         self.plane = make_plane(config, me)
@@ -235,6 +238,8 @@ class Node:
         if leader:
             asyncio.get_running_loop().create_task(self.groups.load_partition(tp[1]))
         else:
+            if leader:  # the topic's traffic counters exist, at 0, wherever it is led
+                self.metrics.export_topic(tp[0])
             self.groups.unload_partition(tp[1])
 
     def topic_overrides(self, topic: str) -> Mapping[str, str]:

@@ -48,6 +48,9 @@ class ReplicaManager:
         self.partitions: dict[TopicPartition, Partition] = {}
         # Callbacks told when this node gains or loses leadership of a partition.
         self.leadership_listeners: list[Callable[[TopicPartition, bool], None]] = []
+        # Told "shrink" or "expand" when the ISR of a partition this node keeps leading
+        # changes in the metadata (the odradek_isr_changes_total counter).
+        self.isr_listeners: list[Callable[[str], None]] = []
 
     # --- metadata ---------------------------------------------------------------------
 
@@ -76,6 +79,10 @@ class ReplicaManager:
         if change.became_leader or change.stopped_leading or change.new_leader_epoch:
             for cb in self.leadership_listeners:
                 cb(tp, p.is_leader)
+        for kind, happened in (("shrink", change.isr_shrunk), ("expand", change.isr_expanded)):
+            if happened:
+                for listener in self.isr_listeners:
+                    listener(kind)
 
     def _drop(self, tp: TopicPartition) -> None:
         p = self.partitions.pop(tp, None)

@@ -56,6 +56,11 @@ class Change:
     became_leader: bool
     stopped_leading: bool
     new_leader_epoch: bool
+    # The ISR of a partition this broker leads, before and after, lost or gained members
+    # (whoever asked: this leader, or the controller fencing a dead broker). Not set when
+    # the leadership itself is new: that is a leader change, counted elsewhere.
+    isr_shrunk: bool = False
+    isr_expanded: bool = False
 
 
 @dataclass(slots=True)
@@ -77,6 +82,7 @@ class ReplicaState:
 
     def assign(self, a: Assignment, now: float) -> Change:
         was_leader = self.is_leader
+        old_isr = set(self.isr)
         new_epoch = a.leader_epoch != self.leader_epoch
         self.leader, self.leader_epoch = a.leader, a.leader_epoch
         self.partition_epoch = a.partition_epoch
@@ -93,9 +99,12 @@ class ReplicaState:
                     self.followers.setdefault(r, FollowerProgress(-1, now))
         else:
             self.followers = {}
+        kept_leading = was_leader and leads
         return Change(became_leader=leads and not was_leader,
                       stopped_leading=was_leader and not leads,
-                      new_leader_epoch=leads and new_epoch)
+                      new_leader_epoch=leads and new_epoch,
+                      isr_shrunk=kept_leading and bool(old_isr - set(self.isr)),
+                      isr_expanded=kept_leading and bool(set(self.isr) - old_isr))
 
     # --- leader: high watermark and acks=all -----------------------------------------
 

@@ -311,12 +311,12 @@ class ReplicationManager:
                                     new_isr)])
             item = result.partitions[0] if result.partitions else None
             code = result.error_code if result.error_code else (item.error_code if item else 0)
+            # Counted when the change reaches this node's metadata (replica_manager's
+            # isr_listeners), with the controller's own shrinks: by then p.isr is already
+            # the new ISR, so comparing with it here counted every expand as a shrink.
             if code:
                 log.warning("AlterPartition for %s-%d refused: %s", p.topic, p.index,
                             item.error_message if item else result.error_message)
-            else:
-                self.node.metrics.isr_changes.labels(
-                    kind="expand" if len(new_isr) > len(p.isr) else "shrink").inc()
         except Exception as e:
             log.warning("AlterPartition for %s-%d failed: %s", p.topic, p.index, e)
         finally:

@@ -119,3 +119,24 @@ def test_high_watermark_never_exceeds_what_the_isr_holds(
     else:
         assert hw is not None and hw <= log_end
         assert all(hw <= max(held[r], 0) for r in isr if r != ME)
+
+
+def test_isr_changes_of_a_kept_leadership_say_shrink_or_expand() -> None:
+    # odradek_isr_changes_total counts these: the ISR a leader sees before and after the
+    # metadata applies a change, whoever asked for it (issue 17: an expand applied before
+    # the leader's AlterPartition answer came back was counted as a shrink).
+    s = leader(isr=(3, 2))
+    grown = s.assign(Assignment(ME, 5, 11, (1, 2, 3), (1, 2, 3)), 1.0)
+    assert grown.isr_expanded and not grown.isr_shrunk
+    shrunk = s.assign(Assignment(ME, 5, 12, (1, 2, 3), (1, 2)), 2.0)
+    assert shrunk.isr_shrunk and not shrunk.isr_expanded
+    same = s.assign(Assignment(ME, 5, 12, (1, 2, 3), (2, 1)), 3.0)
+    assert not same.isr_shrunk and not same.isr_expanded
+
+
+def test_a_new_leadership_is_not_an_isr_change() -> None:
+    s = ReplicaState(ME)
+    s.assign(Assignment(2, 5, 10, (1, 2, 3), (1, 2, 3)), 0.0)
+    took_over = s.assign(Assignment(ME, 6, 11, (1, 2, 3), (1, 3)), 1.0)
+    assert took_over.became_leader
+    assert not took_over.isr_shrunk and not took_over.isr_expanded
