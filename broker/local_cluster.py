@@ -86,7 +86,10 @@ _live: weakref.WeakSet[NodeProcess] = weakref.WeakSet()
 
 
 @atexit.register
-def _kill_leftovers() -> None:
+def kill_started_nodes() -> None:
+    """SIGKILL every node this process started and has not stopped: what runs at exit, and
+    what a signal handler of the starter (odradek.testing's, on SIGTERM) calls before it
+    dies."""
     for node in list(_live):
         node.kill()
 
@@ -105,6 +108,7 @@ class NodeProcess:
     kafka_port: int = 0
     overrides: dict[str, Any] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
+    paused: bool = False
 
     def __post_init__(self) -> None:
         self.base.mkdir(parents=True, exist_ok=True)
@@ -185,6 +189,7 @@ class NodeProcess:
             self.proc.send_signal(signal.SIGCONT)  # a paused process dies as well
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
+        self.paused = False
         _live.discard(self)
 
     def stop(self, timeout: float = 30.0) -> int:
@@ -192,6 +197,7 @@ class NodeProcess:
         if self.alive():
             assert self.proc is not None
             self.proc.send_signal(signal.SIGCONT)
+            self.paused = False
             self.proc.send_signal(signal.SIGTERM)
             try:
                 return self.proc.wait(timeout)
@@ -209,11 +215,13 @@ class NodeProcess:
         if self.alive():
             assert self.proc is not None
             self.proc.send_signal(signal.SIGSTOP)
+            self.paused = True
 
     def resume(self) -> None:
         if self.alive():
             assert self.proc is not None
             self.proc.send_signal(signal.SIGCONT)
+        self.paused = False
 
     def restart(self, timeout: float = 30.0) -> NodeProcess:
         """Crash and start again with the same data."""

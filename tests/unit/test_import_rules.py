@@ -22,8 +22,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 PRODUCT = ("broker", "controller", "storage")
 # The node's entry point wires the controller in; the fault-injection harness (odradek
-# verify) asks controllers over their gRPC API which of them to kill.
-ENTRY_POINTS = ("broker/cli/", "broker/verify/")
+# verify) asks controllers over their gRPC API which of them to kill; odradek.testing
+# (broker/testing/, the pytest plugin) is users' tests' entry point to local clusters.
+ENTRY_POINTS = ("broker/cli/", "broker/verify/", "broker/testing/")
 SANS_IO = ("controller/raft/", "broker/kafka/codec.py", "broker/kafka/bounds.py",
            "broker/kafka/connection.py", "broker/kafka/budget.py", "broker/replica_state.py",
            "storage/index.py", "storage/retention.py", "storage/recovery.py")
@@ -90,6 +91,23 @@ def test_sans_io_cores(core: str) -> None:
     files = [p for p in _files(*PRODUCT) if _rel(p).startswith(core)]
     assert files, f"{core} names no module"
     assert not _violations(files, ("asyncio", "grpc", "uvloop"))
+
+
+def test_testing_package_is_imported_by_its_installed_name() -> None:
+    """broker/testing/ installs as odradek.testing only (pyproject's package-dir);
+    ``odradek.broker.testing`` would work in an editable install and fail from the wheel."""
+    assert not _violations(_files(*PRODUCT, "tests"), ("odradek.broker.testing",))
+
+
+def test_plugin_module_imports_only_pytest_and_the_standard_library() -> None:
+    """pytest imports the plugin in every run where Odradek is installed (our own suite
+    too): at import time it must not pull in the node's code, YAML or client libraries."""
+    path = REPO / "broker/testing/plugin.py"
+    tree = ast.parse(path.read_text(), str(path))
+    top_level = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
+    names = {a.name for n in top_level if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module or "" for n in top_level if isinstance(n, ast.ImportFrom)}
+    assert names <= {"__future__", "os", "collections.abc", "pathlib", "typing", "pytest"}, names
 
 
 def test_imports_use_the_installed_names() -> None:

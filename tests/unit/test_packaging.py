@@ -16,15 +16,33 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 FOLDERS = ("broker", "controller", "storage")
+# Installed under a name of its own: users' tests import odradek.testing (the pytest plugin).
+MAPPED = {"broker/testing": "odradek.testing"}
+
+
+def _package_name(folder: Path) -> str:
+    rel = str(folder.relative_to(REPO))
+    for path, name in MAPPED.items():
+        if rel == path or rel.startswith(path + "/"):
+            return name + rel[len(path):].replace("/", ".")
+    return "odradek." + rel.replace("/", ".")
 
 
 def test_every_package_folder_is_listed() -> None:
     """pyproject lists packages explicitly (setuptools cannot discover under a prefix)."""
-    found = sorted("odradek." + str(p.parent.relative_to(REPO)).replace("/", ".")
+    found = sorted(_package_name(p.parent)
                    for folder in FOLDERS for p in (REPO / folder).rglob("__init__.py"))
     assert sorted(PYPROJECT["tool"]["setuptools"]["packages"]) == found
     assert PYPROJECT["tool"]["setuptools"]["package-dir"] == {
-        f"odradek.{f}": f for f in FOLDERS}
+        **{f"odradek.{f}": f for f in FOLDERS}, **{n: p for p, n in MAPPED.items()}}
+
+
+def test_pytest_plugin_entry_point() -> None:
+    """``pip install 'odradek[testing]'`` makes pytest load the plugin (docs/testing.md)."""
+    assert PYPROJECT["project"]["entry-points"]["pytest11"] == {
+        "odradek": "odradek.testing.plugin"}
+    assert any(r.startswith("pytest") for r in
+               PYPROJECT["project"]["optional-dependencies"]["testing"])
 
 
 def test_wheel_adds_only_odradek(tmp_path: Path) -> None:
@@ -44,8 +62,12 @@ def test_wheel_adds_only_odradek(tmp_path: Path) -> None:
                     "-q", "-w", str(dist), str(src)], check=True, capture_output=True)
     (wheel,) = dist.glob("odradek-*.whl")
     with zipfile.ZipFile(wheel) as z:
-        tops = {name.split("/", 1)[0] for name in z.namelist()}
+        names = z.namelist()
+    tops = {name.split("/", 1)[0] for name in names}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"odradek"}, tops
+    # broker/testing/ is packaged once, as odradek.testing, not also as odradek.broker.testing.
+    assert "odradek/testing/plugin.py" in names, names
+    assert not [n for n in names if n.startswith("odradek/broker/testing/")]
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
