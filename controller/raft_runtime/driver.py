@@ -146,19 +146,30 @@ class RaftDriver:
         self._stopped.set()
 
     async def _transfer_before_stop(self, timeout_s: float) -> None:
-        status = self.node.status()
-        # Only voters heard from in the last few heartbeats: handing over to one that is down
-        # (e.g. when a whole cluster is being stopped) would only delay this stop.
-        now = self._clock()
-        fresh = 3 * self.node.config.heartbeat_tick * self._tick_s
-        others = [(-p.match, peer) for peer, p in status.progress.items()
-                  if peer != self.node.id and peer in self.node.config.voters
-                  and now - self.last_heard.get(peer, -1e9) <= fresh]
-        if not others:
-            log.info("node %d: stopping as leader; no live voter to hand leadership to",
-                     self.node.id)
+        # Only voters that answer from now on are up: one heard from a moment ago may have
+        # stopped since (a cluster stopped one node at a time), and handing over to it
+        # would only delay this stop; one not heard from lately may be up all the same
+        # (this node was busy stopping its broker side). So wait a few heartbeats for the
+        # answers, and stop waiting once every other voter has answered.
+        asked_at = self._clock()
+        peers = [v for v in self.node.config.voters if v != self.node.id]
+        window = min(timeout_s / 2,
+                     max(4 * self.node.config.heartbeat_tick * self._tick_s, 0.3))
+        answered: list[int] = []
+        while self.running and self.node.role is Role.LEADER:
+            answered = [v for v in peers if self.last_heard.get(v, -1e9) > asked_at]
+            if len(answered) == len(peers) or self._clock() - asked_at >= window:
+                break
+            await asyncio.sleep(self._tick_s / 4)
+        if not (self.running and self.node.role is Role.LEADER):
             return
-        target = min(others)[1]
+        if not answered:
+            log.info("node %d: stopping as leader; no other voter answered within %.1fs, "
+                     "none to hand leadership to", self.node.id, window)
+            return
+        progress = self.node.status().progress
+        # The most up-to-date of them (it can take over without catching up first).
+        target = min((-progress[v].match if v in progress else 0, v) for v in answered)[1]
         log.info("node %d: stopping as leader; handing leadership to node %d", self.node.id,
                  target)
         try:

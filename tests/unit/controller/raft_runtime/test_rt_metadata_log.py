@@ -219,6 +219,55 @@ def test_leader_change_callbacks_and_graceful_handover(tmp_path: Path) -> None:
     run(main())
 
 
+def test_handover_skips_a_voter_that_just_stopped(tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    # issue 17: a cluster stopped one node at a time; the leader, stopped right after a
+    # follower, handed over to that follower (heard from a moment before) and waited out
+    # its transfer timeout. It must pick the voter that is still up.
+    async def main() -> None:
+        c = Cluster(tmp_path, voters=3, tick_ms=50)
+        await c.start()
+        leader = await c.leader()
+        leader_id = next(i for i, n in c.nodes.items() if n is leader)
+        await c.converged()
+        gone, up = sorted(i for i in c.nodes if i != leader_id)  # ties go to the lower id
+        await c.stop(gone)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        await c.stop(leader_id)
+        took = loop.time() - t0
+        # The handover, not the transfer timeout (one election timeout, 10 x 50 ms).
+        assert took < 0.45, took
+        # (It leads alone now: a quorum of one of three voters elects nobody else.)
+        await wait_for(lambda: c.nodes[up].log.is_leader, 1, "the voter still up leads")
+        await c.stop()
+
+    with caplog.at_level("INFO", logger="odradek.raft"):
+        run(main())
+    assert "did not finish" not in caplog.text
+    assert "handing leadership to node" in caplog.text
+
+
+def test_handover_finds_voters_not_heard_from_lately(tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    # issue 17: "no live voter to hand leadership to" with two voters up (the leader had
+    # been too busy stopping its broker side to read their answers lately).
+    async def main() -> None:
+        c = Cluster(tmp_path, voters=3, tick_ms=50)
+        await c.start()
+        leader = await c.leader()
+        leader_id = next(i for i, n in c.nodes.items() if n is leader)
+        await c.converged()
+        leader.log.driver.last_heard.clear()
+        await c.stop(leader_id)
+        await c.leader(timeout=0.45)  # a handover: nobody waits out an election timeout
+        await c.stop()
+
+    with caplog.at_level("INFO", logger="odradek.raft"):
+        run(main())
+    assert "handing leadership to node" in caplog.text
+
+
 def test_lost_leadership_fails_pending_appends_with_not_controller(tmp_path: Path) -> None:
     async def main() -> None:
         c = Cluster(tmp_path, voters=3)
