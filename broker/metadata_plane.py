@@ -54,6 +54,11 @@ class MetadataPlane(Protocol):
         """This node is the controller that accepts metadata writes now."""
         ...
 
+    @property
+    def active_controller_id(self) -> int:
+        """The node id of the active controller as this node knows it (-1: none known)."""
+        ...
+
     async def start(self, listeners: list[tuple[str, str, int]]) -> None:
         """Start the controller side (if any) and register the broker (if any); returns
         while the broker may still be fenced."""

@@ -178,6 +178,10 @@ class Node:
     def broker_epoch(self) -> int:
         return self.plane.broker_epoch
 
+    @property
+    def active_controller_id(self) -> int:
+        return self.plane.active_controller_id
+
     async def stop(self) -> None:
         if self.is_broker and self.live_broker_ids() - {self.node_id}:
             # Someone can take over our leaderships: hand them over before going.

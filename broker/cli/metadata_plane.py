@@ -57,6 +57,10 @@ class LocalMetadataPlane:
     def is_active_controller(self) -> bool:
         return True
 
+    @property
+    def active_controller_id(self) -> int:
+        return self.me.node_id
+
     async def start(self, listeners: list[tuple[str, str, int]]) -> None:
         await self.controller.load()
         node_id, rack = self.me.node_id, self.config["rack"] or None
@@ -140,6 +144,14 @@ class RaftMetadataPlane:
     def is_active_controller(self) -> bool:
         """Raft leader with every committed record applied: it accepts controller writes."""
         return self.raft is not None and self.raft.is_leader
+
+    @property
+    def active_controller_id(self) -> int:
+        """The Raft leader a controller node knows; on a broker-only node the controller
+        its last call reached."""
+        if self.raft is not None:
+            return self.raft.leader_id
+        return self.client.leader_id
 
     async def start(self, listeners: list[tuple[str, str, int]]) -> None:
         cfg = self.config

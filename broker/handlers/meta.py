@@ -34,6 +34,9 @@ class MetaNode(Protocol):
     @property
     def image(self) -> MetadataImage: ...
 
+    @property
+    def active_controller_id(self) -> int: ...
+
     def api_versions_list(self) -> list[dict[str, int]]: ...
 
     async def auto_create_topics(self, names: list[str]) -> None: ...
@@ -43,11 +46,15 @@ class MetaNode(Protocol):
 
 
 def controller_id_for_clients(node: MetaNode) -> int:
-    """Clients cannot reach KRaft controllers; like Kafka, name a live broker instead: this
-    one when it is live (so the answer is stable per broker), else the lowest."""
+    """Clients cannot reach KRaft controllers, so Kafka names a live broker instead. Here the
+    active controller when it is a live broker too (combined nodes), else the lowest live
+    broker: every broker gives the same answer, and `cluster status` shows the controller
+    that is active (an answer that depended on which broker was asked changed from call to
+    call)."""
     live = node.image.unfenced_broker_ids()
-    if node.node_id in live:
-        return node.node_id
+    active = node.active_controller_id
+    if active in live:
+        return active
     return min(live) if live else -1
 
 
