@@ -45,8 +45,10 @@ from odradek.controller.metadata.requests import (
 log = logging.getLogger(__name__)
 
 # While fenced (starting, catching up) or shutting down, the broker is waiting on the
-# controller's next answer, so it asks more often than the steady-state interval.
-_EAGER_INTERVAL_MS = 200
+# controller's next answer, so it asks more often than the steady-state interval: a
+# starting broker is usually unfenced by its second heartbeat, and this pause is part of
+# every node's start-up time. Only fenced or stopping brokers ask this often.
+_EAGER_INTERVAL_MS = 50
 
 
 class BrokerRegistrationError(Exception):

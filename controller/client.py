@@ -167,6 +167,24 @@ class ControllerClient:
         base = min(most, first * 2.0 ** max(failures // len(self._order) - 1, 0))
         return base * (0.5 + self._rng.random() / 2)  # jitter keeps brokers out of lockstep
 
+    async def _wait_before_retry(self, pause: float) -> None:
+        """Sleep ``pause`` seconds, but on a controller node stop as soon as its own Raft
+        names a new leader: while a cluster starts, the pauses have grown to most of a
+        second by the time the first election ends, and every broker would sit them out.
+        (Only a change wakes it: a leader that refused, e.g. while it applies the records
+        of earlier terms, is not asked again before the pause is over.)"""
+        if self._leader_hint is None:
+            await asyncio.sleep(pause)
+            return
+        loop = asyncio.get_running_loop()
+        until = loop.time() + pause
+        known = self._leader_hint()
+        while (left := until - loop.time()) > 0:
+            await asyncio.sleep(min(left, 0.02))
+            hinted = self._leader_hint()
+            if hinted in self._voters and hinted != known:
+                return
+
     async def _call(self, method: str, request: Any, timeout: float | None = None,
                     attempt_timeout: float | None = None) -> Any:
         loop = asyncio.get_running_loop()
@@ -194,7 +212,7 @@ class ControllerClient:
                 failures += 1
                 # Each voter gets one quick try; only after all failed do we wait.
                 if failures % len(self._order) == 0 or self._leader is not None:
-                    await asyncio.sleep(min(self._pause(failures), max(remaining, 0)))
+                    await self._wait_before_retry(min(self._pause(failures), max(remaining, 0)))
                 continue
             self._leader = target
             return response
