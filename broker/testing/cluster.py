@@ -136,6 +136,8 @@ class OdradekCluster:
     timeouts, few ``__consumer_offsets`` partitions, replication factor min(3, nodes)).
     ``data_dir``: the nodes' data and logs go into a fresh subdirectory of it, kept
     afterwards for inspection; by default a temporary directory, removed by stop().
+    ``clean_stop``: whether stop() shuts nodes down cleanly (SIGTERM: logs flushed,
+    leaderships handed over) rather than killing them; by default only with a ``data_dir``.
     """
 
     TEST_DEFAULTS: Mapping[str, Any] = {
@@ -146,9 +148,10 @@ class OdradekCluster:
 
     def __init__(self, nodes: int = 1, config: Mapping[str, Any] | None = None,
                  data_dir: str | os.PathLike[str] | None = None, *,
-                 start_timeout: float = 60.0) -> None:
+                 start_timeout: float = 60.0, clean_stop: bool | None = None) -> None:
         self.spec = ClusterSpec.of(nodes, config, data_dir)
         self.start_timeout = start_timeout
+        self.clean_stop = data_dir is not None if clean_stop is None else clean_stop
         self._owned = _Owned()
         if data_dir is None:
             self._owned.temp_dir = Path(tempfile.mkdtemp(prefix="odradek-test-"))
@@ -161,12 +164,6 @@ class OdradekCluster:
         self._local = LocalCluster(self.base, n=nodes,
                                    overrides={**self.TEST_DEFAULTS, **(config or {})})
         self._started = False
-
-    @classmethod
-    def from_spec(cls, spec: ClusterSpec, *, data_dir: str | os.PathLike[str] | None = None,
-                  start_timeout: float = 60.0) -> OdradekCluster:
-        return cls(spec.nodes, spec.config_dict, spec.data_dir or data_dir,
-                   start_timeout=start_timeout)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -197,15 +194,14 @@ class OdradekCluster:
         return self
 
     def stop(self) -> None:
-        """Stop every node. With data in a temporary directory nothing needs to survive, so
-        nodes are killed at once and the directory removed; with a ``data_dir`` they stop
-        cleanly (logs flushed, leaderships handed over) and the data stays."""
+        """Stop every node: cleanly or by SIGKILL (``clean_stop``); a temporary data
+        directory is removed, a ``data_dir`` stays."""
         with self._owned.lock:
             if self._owned.admin is not None:
                 with contextlib.suppress(Exception):
                     self._owned.admin.close()
                 self._owned.admin = None
-        if self._owned.temp_dir is None and self._started:
+        if self.clean_stop and self._started:
             try:
                 self._local.stop_all(timeout=15)
             except Exception:  # noqa: BLE001 - a node that will not stop is killed below

@@ -89,8 +89,11 @@ class ClusterPool:
             worker = os.environ.get("PYTEST_XDIST_WORKER")
             if data_dir and worker:
                 data_dir = str(Path(data_dir) / worker)
+            # Under pytest's temporary directory the data is scratch: killing the nodes at
+            # the end is enough (and quick); a data dir the user named gets a clean stop.
             cluster = OdradekCluster(spec.nodes, spec.config_dict, data_dir or self.base,
-                                     start_timeout=self.start_timeout)
+                                     start_timeout=self.start_timeout,
+                                     clean_stop=bool(data_dir))
             try:
                 cluster.start()
             except BaseException:

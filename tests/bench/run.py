@@ -14,6 +14,8 @@ Suites:
                memory, and failover without a broker dying with it
   replication  3 combined nodes: RF=3 acks=all ingress, end-to-end latency, leader
                failover (SIGKILL and controlled shutdown)
+  startup      test clusters (odradek.testing): 1 and 3 nodes until a client's first
+               acks=all write is acknowledged, and a 20-test pytest suite sharing one
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import time
 import traceback
 from pathlib import Path
 
-from tests.bench import controller, replication, single_broker
+from tests.bench import controller, replication, single_broker, startup
 from tests.bench.common import (
     Interrupted,
     Report,
@@ -43,7 +45,7 @@ from tests.bench.common import (
 # Kept importable from here, where it used to live.
 __all__ = ["main", "raw_disk_write_mb_s"]
 
-SUITES = ("single", "controller", "controller-dedicated", "replication")
+SUITES = ("startup", "single", "controller", "controller-dedicated", "replication")
 DEFAULT = SUITES
 
 
@@ -88,6 +90,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="one more run at the sustained rate with this linger; < 0 skips it")
     g.add_argument("--leader-failovers", type=int, default=3,
                    help="trials of each of SIGKILL and SIGTERM")
+    g = ap.add_argument_group("startup")
+    g.add_argument("--startup-trials", type=int, default=5,
+                   help="cluster starts of each size (the median is reported)")
     g = ap.add_argument_group("internal: one suite in its own process")
     g.add_argument("--child", help=argparse.SUPPRESS)
     g.add_argument("--child-out", help=argparse.SUPPRESS)
@@ -118,6 +123,8 @@ def run_suite(name: str, args: argparse.Namespace, workdir: Path, report: Report
             rf3_topics=args.rf3_topics,
             layout="dedicated" if name == "controller-dedicated" else "combined"),
             workdir, report, fsync_rate)
+    elif name == "startup":
+        startup.run(startup.StartupArgs(trials=args.startup_trials), workdir, report)
     elif name == "replication":
         replication.run(replication.ReplicationArgs(
             seconds=args.seconds, producers=args.repl_producers,
@@ -129,9 +136,9 @@ def run_suite(name: str, args: argparse.Namespace, workdir: Path, report: Report
 
 # Upper bound on each suite's process, so a wedged cluster cannot hold `make bench` forever,
 # and the time each one needs at least (kept back for it from the suites before it).
-SUITE_LIMIT_S = {"single": 180, "controller": 420, "controller-dedicated": 360,
+SUITE_LIMIT_S = {"startup": 150, "single": 180, "controller": 420, "controller-dedicated": 360,
                  "replication": 360}
-SUITE_RESERVE_S = {"single": 60, "controller": 120, "controller-dedicated": 100,
+SUITE_RESERVE_S = {"startup": 60, "single": 60, "controller": 120, "controller-dedicated": 100,
                    "replication": 150}
 
 
