@@ -7,6 +7,7 @@ import sys
 
 from odradek.broker.cli import (
     cluster,
+    console,
     consume,
     groups,
     healthcheck,
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     groups.add_parser(sub)
     verify.add_parser(sub)
     healthcheck.add_parser(sub)
+    console.add_parser(sub)
     cfg = sub.add_parser("config", help="configuration reference")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     docs = cfg_sub.add_parser("docs", help="print docs/configuration.md (generated)")
