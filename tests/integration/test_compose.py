@@ -232,12 +232,13 @@ def targets_up(port: int) -> dict[str, str]:
 def test_compose_cluster_survives_a_killed_node(images: None, project_factory) -> None:  # type: ignore[no-untyped-def]
     started = time.monotonic()
     ports = {f"NODE{i}_PORT": free_port() for i in (1, 2, 3)}
-    prom_port = free_port()
+    prom_port, console_port = free_port(), free_port()
     p = project_factory(DEPLOY / "docker-compose.yml",
-                        {**{k: str(v) for k, v in ports.items()}, "PROMETHEUS_PORT": str(prom_port)})
+                        {**{k: str(v) for k, v in ports.items()}, "PROMETHEUS_PORT": str(prom_port),
+                         "CONSOLE_PORT": str(console_port)})
     bootstrap = ",".join(f"localhost:{ports[f'NODE{i}_PORT']}" for i in (1, 2, 3))
     # Grafana (its own profile) cannot be pulled here: name the services to start.
-    p.compose("up", "-d", "node1", "node2", "node3", "prometheus")
+    p.compose("up", "-d", "node1", "node2", "node3", "prometheus", "console")
     for node in ("node1", "node2", "node3"):
         wait_for(lambda node=node: p.healthy(node), 120, f"{node} healthy", interval=1.0)
     up_s = time.monotonic() - started
@@ -270,6 +271,21 @@ def test_compose_cluster_survives_a_killed_node(images: None, project_factory) -
     wait_for(lambda: targets_up(prom_port) == {"node1": "up", "node2": "up", "node3": "up"},
              60, "Prometheus scraping 3 nodes", interval=1.0)
 
+    # The console service sees the three brokers, healthy, with each node's metrics.
+    def console(status: str) -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(f"http://localhost:{console_port}/api/overview",
+                                        timeout=10) as r:
+                o: dict[str, Any] = json.load(r)
+        except OSError:
+            return None
+        return o if o["status"] == status else None
+
+    overview = wait_for(lambda: console("healthy"), 60, "the console to report healthy",
+                        interval=1.0)
+    assert [(b["id"], b["metrics"]["up"]) for b in overview["brokers"]] == \
+        [(1, True), (2, True), (3, True)]
+
     # Kill node2 as `docker compose kill node2` does; leadership moves off it.
     node2 = p.container("node2")
     assert any(x["leader_id"] == 2 for x in describe(bootstrap, "orders"))
@@ -279,6 +295,9 @@ def test_compose_cluster_survives_a_killed_node(images: None, project_factory) -
         x["leader_id"] in (1, 3) for x in ps) else None)(describe(bootstrap, "orders")),
         60, "leadership moved off node2", interval=1.0)
     failover_s = time.monotonic() - killed_at
+    degraded = wait_for(lambda: console("degraded"), 60, "the console to report node2 down",
+                        interval=1.0)
+    assert any("node 2" in x or "broker 2" in x for x in degraded["problems"]), degraded
 
     acked += produce(bootstrap, "orders", [f"after-{i}" for i in range(300)])
     consumed = consume_all(bootstrap, "orders", 6)

@@ -201,8 +201,28 @@ def load_compose(path: Path, env: dict[str, str] | None = None) -> dict[str, Any
 
 
 def node_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The services that run a node (the image's default command); the console service
+    runs the same image with `console`."""
     return {name: s for name, s in compose["services"].items()
-            if s.get("image", "").startswith("odradek")}
+            if s.get("image", "").startswith("odradek") and "command" not in s}
+
+
+def test_console_service_reads_every_node() -> None:
+    compose = load_compose(COMPOSE_FILES["combined"][0], {})
+    console = compose["services"]["console"]
+    args = dict(a.removeprefix("--").split("=", 1) for a in console["command"][1:]
+                if a.startswith("--bootstrap") or a.startswith("--listen"))
+    metrics = [a.split("=", 2)[1:] for a in console["command"] if a.startswith("--metrics=")]
+    nodes = node_services(compose)
+    internal = {}
+    for name, service in nodes.items():
+        cfg = node_config(service)
+        listener = next(a for a in cfg["advertised.listeners"] if a.name == "INTERNAL")
+        internal[name] = f"{listener.host}:{listener.port}"
+        assert [str(cfg["node.id"]), f"{name}:{cfg['metrics.listener'].rsplit(':', 1)[1]}"] \
+            in metrics
+    assert sorted(args["bootstrap"].split(",")) == sorted(internal.values())
+    assert console["command"][0] == "console" and args["listen"] == "0.0.0.0:8080"
 
 
 def node_config(service: dict[str, Any]):  # type: ignore[no-untyped-def]
