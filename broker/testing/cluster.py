@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -288,8 +289,7 @@ class OdradekCluster:
         """A kafka-python ``KafkaAdminClient`` on this cluster, shared and closed by stop()."""
         with self._owned.lock:
             if self._owned.admin is None:
-                from kafka.admin import KafkaAdminClient
-
+                KafkaAdminClient = _kafka().admin.KafkaAdminClient
                 self._owned.admin = KafkaAdminClient(
                     bootstrap_servers=self.bootstrap, client_id="odradek-testing",
                     request_timeout_ms=10_000)
@@ -311,8 +311,7 @@ class OdradekCluster:
                       timeout: float = 30.0) -> list[str]:
         """Create several topics at once (``{name: partitions}``, or names for one partition
         each) and wait until each partition has a leader."""
-        from kafka.admin import NewTopic
-
+        NewTopic = _kafka().admin.NewTopic
         wanted = dict(topics) if isinstance(topics, Mapping) else {t: 1 for t in topics}
         rf = replication_factor or min(3, self.spec.nodes)
         new = [NewTopic(name, n, rf, topic_configs=dict(config or {}))
@@ -384,8 +383,7 @@ class OdradekCluster:
     def produce(self, topic: str, values: Iterable[bytes | str], *, key: bytes | None = None,
                 timeout: float = 30.0) -> list[tuple[int, int]]:
         """Write records with acks=all and return their (partition, offset)s, in order."""
-        from kafka import KafkaProducer
-
+        KafkaProducer = _kafka().KafkaProducer
         producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
                                  retries=2**31 - 1, max_in_flight_requests_per_connection=1,
                                  request_timeout_ms=int(timeout * 1000))
@@ -405,8 +403,8 @@ class OdradekCluster:
         """Every record of the topic from the start to its end *now* (each partition's
         high watermark when called), ordered by partition and offset. No consumer group is
         involved, so nothing is committed."""
-        from kafka import KafkaConsumer, TopicPartition
-
+        kafka = _kafka()
+        KafkaConsumer, TopicPartition = kafka.KafkaConsumer, kafka.TopicPartition
         consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
                                  enable_auto_commit=False, auto_offset_reset="earliest",
                                  consumer_timeout_ms=int(timeout * 1000))
@@ -463,6 +461,18 @@ class OdradekCluster:
 
     def __repr__(self) -> str:
         return f"OdradekCluster(nodes={self.spec.nodes}, bootstrap={self.bootstrap!r})"
+
+
+def _kafka() -> Any:
+    """kafka-python, imported without its DeprecationWarnings (it loads its protocol schemas
+    with importlib.resources.read_text, deprecated in Python 3.11): they would land in the
+    warnings summary of every user's test run that uses a helper."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import kafka
+        import kafka.admin
+
+    return kafka
 
 
 def _retry(fn: Callable[[], T], timeout: float, what: str) -> T:

@@ -31,7 +31,7 @@ def _project(tmp_path: Path, *files: str, extra: dict[str, str] | None = None) -
     """A user's project directory (outside this repository, so none of its configuration
     applies) holding the named example files and any extra ones."""
     project = tmp_path / "project"
-    project.mkdir()
+    project.mkdir(parents=True)
     for name in files:
         (project / name).write_text((EXAMPLES / name).read_text())
     for name, text in (extra or {}).items():
@@ -123,6 +123,50 @@ def test_plugin_starts_nothing_unless_asked(venv: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     help_text = _pytest(venv, tmp_path, "--help").stdout
     assert "--odradek-nodes" in help_text and "--odradek-config" in help_text
+
+
+OPTIONS = '''
+import pytest
+from kafka import KafkaProducer
+
+
+def test_config_option_reaches_the_nodes(odradek_cluster, odradek_bootstrap, odradek_topic):
+    producer = KafkaProducer(bootstrap_servers=odradek_bootstrap)
+    producer.send(odradek_topic, b"x").get(timeout=30)  # auto-created: num.partitions
+    producer.close()
+    assert len(odradek_cluster.partitions(odradek_topic)) == 3
+
+
+@pytest.mark.odradek_cluster(nodes=2, config={"num.partitions": 2})
+def test_marker_overrides_the_options(odradek_cluster, odradek_topic):
+    assert len(odradek_cluster.nodes) == 2
+    odradek_cluster.produce(odradek_topic, ["x"])
+    assert len(odradek_cluster.partitions(odradek_topic)) == 2
+'''
+
+BAD_MARKER = '''
+import pytest
+
+
+@pytest.mark.odradek_cluster(3)
+def test_bad(odradek_cluster):
+    pass
+'''
+
+
+def test_options_markers_and_data_dir(venv: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    project = _project(tmp_path, extra={"test_options.py": OPTIONS})
+    proc = _pytest(venv, project, "--odradek-config", "num.partitions=3",
+                   "--odradek-data-dir", str(data))
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    # One cluster per spec, each in a fresh subdirectory of the data dir, logs kept.
+    logs = sorted(p.relative_to(data).parts[0][:11] for p in data.glob("*/node-*.log"))
+    assert logs == ["cluster-1n-", "cluster-2n-", "cluster-2n-"], logs
+
+    bad = _pytest(venv, _project(tmp_path / "bad", extra={"test_bad.py": BAD_MARKER}))
+    assert bad.returncode != 0
+    assert "odradek_cluster takes keyword arguments" in bad.stdout + bad.stderr, bad.stdout
 
 
 HOLD = '''
