@@ -181,8 +181,22 @@ class Partition:
         return self.state.isr_to_add(replica, self.log.high_watermark, self.epoch_start, live)
 
     def isr_without_laggards(self, max_lag_s: float) -> tuple[int, ...] | None:
+        if self.state.drop_lagging_addition(self._clock(), max_lag_s,
+                                            self.log.log_end_offset):
+            self._advance_high_watermark()
+            self.wake()
         return self.state.isr_without_laggards(self._clock(), max_lag_s,
                                                self.log.log_end_offset)
+
+    def propose_isr(self, isr: tuple[int, ...]) -> None:
+        """The leader asks the controller for ``isr``: until the answer is applied, the high
+        watermark also waits for any replica it adds (ReplicaState.maximal_isr)."""
+        self.state.propose_isr(isr)
+
+    def proposal_refused(self, isr: tuple[int, ...]) -> None:
+        self.state.proposal_refused(isr)
+        if self._advance_high_watermark():
+            self.wake()
 
     # --- follower ----------------------------------------------------------------------
 

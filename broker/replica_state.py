@@ -4,7 +4,8 @@ One ``ReplicaState`` per hosted partition holds what the metadata says (leader, 
 replicas, ISR, min ISR) and what the leader has seen of its followers (their log ends and
 when each was last caught up), and decides from them:
 
-* the high watermark a leader may expose: the smallest log end over the ISR, and nothing
+* the high watermark a leader may expose: the smallest log end over the maximal ISR (the
+  ISR and any replica whose addition this leader has asked the controller for), and nothing
   while the ISR is below ``min.insync.replicas`` (KIP-966: an acknowledged acks=all write is
   then on at least min ISR replicas);
 * whether an acks=all write may be appended now (ISR >= min ISR), and when a waiting one is
@@ -73,6 +74,12 @@ class ReplicaState:
     replicas: tuple[int, ...] = ()
     isr: tuple[int, ...] = ()
     followers: dict[int, FollowerProgress] = field(default_factory=dict)
+    # The ISR this leader asked the controller for and has not seen applied or refused.
+    # While an addition is pending, the high watermark waits for the added replica too
+    # (Kafka's "maximal ISR"): the controller may commit the addition, and even elect the
+    # replica leader, before this broker applies the new ISR, so a write acknowledged
+    # without it could be lost to the new leader's truncation.
+    pending_isr: tuple[int, ...] | None = None
 
     @property
     def is_leader(self) -> bool:
@@ -84,6 +91,9 @@ class ReplicaState:
         was_leader = self.is_leader
         old_isr = set(self.isr)
         new_epoch = a.leader_epoch != self.leader_epoch
+        if new_epoch or a.partition_epoch != self.partition_epoch:
+            # The controller applied a change (ours or its own): what was pending is settled.
+            self.pending_isr = None
         self.leader, self.leader_epoch = a.leader, a.leader_epoch
         self.partition_epoch = a.partition_epoch
         self.replicas, self.isr = tuple(a.replicas), tuple(a.isr)
@@ -108,13 +118,31 @@ class ReplicaState:
 
     # --- leader: high watermark and acks=all -----------------------------------------
 
+    @property
+    def maximal_isr(self) -> tuple[int, ...]:
+        """The ISR with the replicas whose addition is pending (a pending removal keeps the
+        replica until the controller has applied it)."""
+        if self.pending_isr is None:
+            return self.isr
+        return tuple(sorted({*self.isr, *self.pending_isr}))
+
+    def propose_isr(self, isr: tuple[int, ...]) -> None:
+        """This leader is asking the controller for ``isr``."""
+        if self.is_leader:
+            self.pending_isr = tuple(isr)
+
+    def proposal_refused(self, isr: tuple[int, ...]) -> None:
+        """The controller answered that it did not apply ``isr``: nothing is pending."""
+        if self.pending_isr == tuple(isr):
+            self.pending_isr = None
+
     def high_watermark(self, log_end: int) -> int | None:
-        """The high watermark the ISR supports now, or None while the ISR is below min ISR.
-        The caller never moves the high watermark back."""
+        """The high watermark the maximal ISR supports now, or None while the ISR is below
+        min ISR. The caller never moves the high watermark back."""
         if not self.is_leader or len(self.isr) < self.min_isr:
             return None
         ends = [log_end]
-        for r in self.isr:
+        for r in self.maximal_isr:
             if r != self.node_id:
                 progress = self.followers.get(r)
                 ends.append(max(progress.log_end, 0) if progress else 0)
@@ -178,6 +206,21 @@ class ReplicaState:
         if not lagging:
             return None
         return tuple(r for r in self.isr if r not in lagging)
+
+    def drop_lagging_addition(self, now: float, max_lag_s: float, log_end: int) -> bool:
+        """Give up a pending addition whose replica stopped keeping up (its request's fate
+        unknown, say the controller never answered): the high watermark must not wait for
+        it forever. If the controller did add it, the controller also fences it once its
+        broker stops heartbeating, so it cannot be elected meanwhile. True if dropped."""
+        if self.pending_isr is None:
+            return False
+        for r in set(self.pending_isr) - set(self.isr):
+            progress = self.followers.get(r)
+            if progress is not None and now - progress.caught_up_at > max_lag_s \
+                    and progress.log_end < log_end:
+                self.pending_isr = None
+                return True
+        return False
 
     # --- follower ----------------------------------------------------------------------
 

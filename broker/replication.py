@@ -305,6 +305,7 @@ class ReplicationManager:
         try:
             log.info("ISR of %s-%d: %s -> %s (%s)", p.topic, p.index, list(p.isr),
                      list(new_isr), why)
+            p.propose_isr(new_isr)
             result = await self.node.controller.alter_partition(
                 self.node.node_id, self.node.broker_epoch,
                 [AlterPartitionItem(p.topic_id, p.index, p.leader_epoch, p.partition_epoch,
@@ -317,7 +318,10 @@ class ReplicationManager:
             if code:
                 log.warning("AlterPartition for %s-%d refused: %s", p.topic, p.index,
                             item.error_message if item else result.error_message)
+                p.proposal_refused(new_isr)
         except Exception as e:
+            # Its fate is unknown: the controller may have applied it. The addition stays
+            # pending until the metadata settles it (or its replica stops keeping up).
             log.warning("AlterPartition for %s-%d failed: %s", p.topic, p.index, e)
         finally:
             self._inflight.discard(tp)

@@ -140,3 +140,49 @@ def test_a_new_leadership_is_not_an_isr_change() -> None:
     took_over = s.assign(Assignment(ME, 6, 11, (1, 2, 3), (1, 3)), 1.0)
     assert took_over.became_leader
     assert not took_over.isr_shrunk and not took_over.isr_expanded
+
+
+def test_a_pending_addition_holds_the_high_watermark() -> None:
+    """Kafka's maximal ISR: once the leader asks to add a replica, the controller may commit
+    it (and elect that replica leader) before this leader applies the change, so nothing the
+    added replica lacks may be acknowledged meanwhile. Found by `odradek verify`: an acked
+    record was truncated after a preferred-leader election moved leadership to a replica
+    that had just rejoined the ISR."""
+    s = leader(isr=(1, 2))
+    s.follower_fetched(2, 100, now=1, log_end=100)
+    s.follower_fetched(3, 90, now=1, log_end=100)  # caught up to the HW of 90
+    assert s.high_watermark(100) == 100  # the ISR is {1, 2}
+    s.propose_isr((1, 2, 3))
+    assert s.maximal_isr == (1, 2, 3)
+    assert s.high_watermark(100) == 90  # waits for 3 as well
+    # The controller applied it: the ISR holds 3, nothing is pending any more.
+    s.assign(Assignment(ME, 5, 11, (1, 2, 3), (1, 2, 3)), now=2)
+    assert s.pending_isr is None and s.high_watermark(100) == 90
+    s.follower_fetched(3, 100, now=3, log_end=100)
+    assert s.high_watermark(100) == 100
+
+
+def test_a_refused_or_abandoned_addition_stops_holding_the_high_watermark() -> None:
+    s = leader(isr=(1, 2))
+    s.follower_fetched(2, 100, now=1, log_end=100)
+    s.follower_fetched(3, 90, now=1, log_end=100)
+    s.propose_isr((1, 2, 3))
+    s.proposal_refused((1, 2, 4))  # not what is pending: no change
+    assert s.high_watermark(100) == 90
+    s.proposal_refused((1, 2, 3))
+    assert s.pending_isr is None and s.high_watermark(100) == 100
+    # Unknown fate (no answer), and the replica stops fetching: given up after the lag time.
+    s.propose_isr((1, 2, 3))
+    assert not s.drop_lagging_addition(now=5, max_lag_s=10, log_end=100)
+    assert s.drop_lagging_addition(now=12, max_lag_s=10, log_end=100)
+    assert s.high_watermark(100) == 100
+
+
+def test_a_pending_removal_keeps_the_replica_until_applied() -> None:
+    s = leader()
+    s.follower_fetched(2, 100, now=1, log_end=100)
+    s.follower_fetched(3, 50, now=1, log_end=100)
+    s.propose_isr((1, 2))
+    assert s.maximal_isr == (1, 2, 3) and s.high_watermark(100) == 50
+    s.assign(Assignment(ME, 5, 11, (1, 2, 3), (1, 2)), now=2)
+    assert s.high_watermark(100) == 100
