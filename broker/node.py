@@ -238,12 +238,12 @@ class Node:
 
     def _on_leadership(self, tp: tuple[str, int], leader: bool) -> None:
         if tp[0] != meta.OFFSETS_TOPIC:
+            if leader:  # the topic's traffic counters exist, at 0, wherever it is led
+                self.metrics.export_topic(tp[0])
             return
         if leader:
             asyncio.get_running_loop().create_task(self.groups.load_partition(tp[1]))
         else:
-            if leader:  # the topic's traffic counters exist, at 0, wherever it is led
-                self.metrics.export_topic(tp[0])
             self.groups.unload_partition(tp[1])
 
     def topic_overrides(self, topic: str) -> Mapping[str, str]:
