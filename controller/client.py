@@ -79,6 +79,18 @@ class _Target:
         return f"{self.node_id}@{self.address}" if self.node_id != NO_LEADER else self.address
 
 
+# Reconnect quickly, as the Raft transport does: after a failed connect a channel refuses
+# every call until its reconnect backoff has passed, and grpc's default backoff starts at
+# 1 s and grows to two minutes. A broker that tried a controller a moment before it
+# listened (every node of a starting cluster does) would otherwise wait that out, and one
+# whose controller restarted could be kept from it for minutes.
+_CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+)
+
+
 class ControllerClient:
     def __init__(
         self,
@@ -128,7 +140,8 @@ class ControllerClient:
     def _stub(self, address: str) -> pb_grpc.ControllerStub:
         stub = self._stubs.get(address)
         if stub is None:
-            channel = self._channels[address] = grpc.aio.insecure_channel(address)
+            channel = self._channels[address] = grpc.aio.insecure_channel(
+                address, options=_CHANNEL_OPTIONS)
             stub = self._stubs[address] = pb_grpc.ControllerStub(channel)
         return stub
 
