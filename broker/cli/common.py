@@ -12,20 +12,136 @@ import argparse
 import dataclasses
 import functools
 import json
+import os
+import re
 import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from kafka.admin import KafkaAdminClient
 
 Command = Callable[[argparse.Namespace], int]
+T = TypeVar("T")
+
+# How long a command keeps retrying errors the server calls retriable (a coordinator still
+# loading, a leader being elected) before it gives up with the last one.
+RETRY_TIMEOUT_S = 15.0
 
 
 class CliError(Exception):
     """An error worth one clear line on stderr."""
+
+
+class RetriableError(CliError):
+    """A server error worth asking again for (``retry`` does, within its timeout)."""
+
+
+# What to do about the server errors users meet most; the server's own message says what.
+_HINTS = {
+    "TopicAlreadyExistsError": "`odradek topics describe` shows it, `odradek topics alter` "
+                               "changes it",
+    "InvalidTopicError": "topic names use ASCII letters, digits, '.', '_' and '-' (at most "
+                         "249 characters)",
+    "InvalidPartitionsError": "a topic has at least one partition, and its count can only "
+                              "grow",
+    "InvalidReplicationFactorError": "give at most as many replicas as there are live brokers "
+                                     "(`odradek cluster status`), or leave "
+                                     "--replication-factor out for the cluster's default",
+    "InvalidConfigurationError": "`odradek config docs` lists the topic configs and their "
+                                 "values",
+    "InvalidRequestError": "check the command's options (`--help`)",
+    "UnknownTopicOrPartitionError": "`odradek topics list` shows the topics",
+    "PolicyViolationError": "the cluster's policy refused it",
+    "GroupIdNotFoundError": "`odradek groups list` shows the groups",
+    "NonEmptyGroupError": "stop the group's consumers first",
+    "TopicAuthorizationFailedError": "the principal lacks the ACL for it",
+    "ClusterAuthorizationFailedError": "the principal lacks the ACL for it",
+}
+
+
+def server_error(what: str, code: int, message: str | None = None) -> CliError:
+    """One line for a Kafka error code a server answered: what failed, the error's name and
+    the server's message, and what to do. A retriable error is a RetriableError."""
+    from kafka.errors import for_code
+
+    cls = for_code(code)
+    name = cls.__name__
+    text = f"{what}: {name.removesuffix('Error')}"
+    detail = message or (getattr(cls, "description", "") or "")
+    if detail:
+        text += f": {detail.rstrip('.')}"
+    hint = _HINTS.get(name)
+    if hint:
+        text += f"; {hint}"
+    return (RetriableError if getattr(cls, "retriable", False) else CliError)(text)
+
+
+def check_code(what: str, code: int | None, message: str | None = None) -> None:
+    if code:
+        raise server_error(what, code, message)
+
+
+_ERROR_MESSAGE = re.compile(r"""error_message=(?:'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)")""")
+_ERROR_CODE = re.compile(r"\[Error (-?\d+)\]")
+
+
+def describe_exception(e: BaseException) -> str:
+    """A client library's exception as one line: kafka-python's errors carry the whole
+    request and response in their text; keep the error's name and the server's message."""
+    from kafka.errors import KafkaError
+
+    text = str(e) or type(e).__name__
+    if isinstance(e, KafkaError):
+        code = getattr(e, "errno", None)
+        m = _ERROR_MESSAGE.search(text)
+        message = (m.group(1) or m.group(2)) if m else None
+        if code is not None and (message or len(text) > 200):
+            return str(server_error("the server refused the request", int(code), message))
+        if len(text) > 300:
+            return f"{type(e).__name__}: {getattr(e, 'description', '') or text[:200]}"
+    name = type(e).__name__
+    return text if text.startswith(name) else f"{name}: {text}"
+
+
+def error_code_in(text: str | None) -> int | None:
+    """The Kafka error code in a kafka-python error string (``[Error 15] ...``)."""
+    m = _ERROR_CODE.search(text or "")
+    return int(m.group(1)) if m else None
+
+
+def check_result_string(what: str, result: object) -> None:
+    """kafka-python answers some calls per resource with ``'OK'`` or an error string
+    (``[Error 40] InvalidConfigurationError: ...``): raise the error as one line."""
+    if result is None or result == "OK" or getattr(result, "errno", None) == 0:
+        return
+    text = result if isinstance(result, str) else str(result)
+    code = error_code_in(text)
+    if code is None:
+        raise CliError(f"{what}: {text}")
+    _, _, message = text.partition(": ")
+    raise server_error(what, code, message or None)
+
+
+def retry(func: Callable[[], T], timeout: float = RETRY_TIMEOUT_S) -> T:
+    """``func()``, asked again while it fails with a retriable error (a RetriableError or
+    a retriable Kafka error), until ``timeout``; then the last error is raised."""
+    from kafka.errors import KafkaError
+
+    deadline = time.monotonic() + timeout
+    delay = 0.1
+    while True:
+        try:
+            return func()
+        except (RetriableError, KafkaError) as e:
+            if not (isinstance(e, RetriableError) or getattr(e, "retriable", False)):
+                raise
+            if time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -48,9 +164,14 @@ def guard(func: Command) -> Command:
             return 1
         except KeyboardInterrupt:
             return 130
+        except BrokenPipeError:
+            # The reader went away (`| head`): stop quietly, as Unix tools do. Python would
+            # complain again when it flushes stdout at exit, so stdout goes nowhere now.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return 0
         except Exception as e:  # noqa: BLE001 - any client failure becomes one line
-            msg = str(e) or type(e).__name__
-            print(f"odradek: error: {type(e).__name__}: {msg}", file=sys.stderr)
+            print(f"odradek: error: {describe_exception(e)}", file=sys.stderr)
             return 1
     return run
 
@@ -64,6 +185,24 @@ def parse_kv(items: list[str] | None, what: str) -> dict[str, str]:
             raise CliError(f"{what} must look like key=value, got {item!r}")
         out[k] = v
     return out
+
+
+def parse_time(text: str, what: str) -> int:
+    """A point in time as milliseconds since the epoch: a number of milliseconds, or an
+    ISO 8601 date and time (``2026-12-06T10:00:00``, ``...Z``, ``...+01:00``; without a
+    zone the machine's local time, as Kafka's tools read it)."""
+    import datetime
+
+    text = text.strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00")
+                                               if text.endswith("Z") else text)
+    except ValueError:
+        raise CliError(f"{what}: {text!r} is neither milliseconds since the epoch nor an ISO "
+                       "date and time such as 2026-12-06T10:00:00") from None
+    return int(when.timestamp() * 1000)
 
 
 def servers(args: argparse.Namespace) -> list[str]:

@@ -4,15 +4,21 @@ offsets and lag."""
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from odradek.broker.cli.common import (
     CliError,
+    RetriableError,
     admin_client,
     common_options,
+    error_code_in,
     guard,
+    parse_time,
     print_json,
+    retry,
+    server_error,
     table,
 )
 from odradek.broker.cli.topics import describe_topics
@@ -58,23 +64,40 @@ class GroupView:
 class ResetOffset:
     topic: str
     partition: int
-    # The group's committed offset after the reset (None: nothing committed there).
-    committed: int | None
+    # The group's committed offset before the reset (None: nothing committed there).
+    current: int | None
+    # The offset the reset commits (with --execute) or would commit (a dry run).
+    new: int
 
 
 # kafka-python's TopicPartition and OffsetAndMetadata are untyped: Any below.
 
 def _group_offsets(admin: KafkaAdminClient, group: str) -> dict[Any, Any]:
-    return dict(admin.list_group_offsets({group: None}).get(group) or {})
+    return retry(lambda: dict(admin.list_group_offsets({group: None}).get(group) or {}))
 
 
 def _describe_group(admin: KafkaAdminClient, group: str) -> dict[str, Any]:
-    info = admin.describe_groups([group]).get(group)
-    if info is None or info.get("error"):
-        raise CliError(f"group {group!r}: {info.get('error') if info else 'not found'}")
-    if info.get("group_state") == "Dead":
-        raise CliError(f"group {group!r} does not exist")
-    return dict(info)
+    """The group's description. Errors the server calls retriable (its coordinator still
+    loading, or not there yet on a fresh cluster) are asked again within the retry
+    timeout, so the answer is the same on the first call as on later ones."""
+
+    def ask() -> dict[str, Any]:
+        info = admin.describe_groups([group]).get(group)
+        if info is None:
+            raise CliError(f"group {group!r} does not exist")
+        error = info.get("error")
+        code = error_code_in(error) if error else None
+        if code == 69 or (not error and info.get("group_state") == "Dead"):  # GroupIdNotFound
+            raise CliError(f"group {group!r} does not exist; `odradek groups list` shows "
+                           "the groups")
+        if error:
+            if code is None:
+                raise CliError(f"group {group!r}: {error}")
+            # A retriable one (the coordinator not there or still loading) is asked again.
+            raise server_error(f"group {group!r}", code, str(error).partition(": ")[2] or None)
+        return dict(info)
+
+    return retry(ask)
 
 
 def _log_ends(admin: KafkaAdminClient, tps: list[Any]) -> dict[Any, int]:
@@ -153,44 +176,100 @@ def groups_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def _group_state_of(admin: KafkaAdminClient, group: str) -> tuple[str | None, int]:
+    """The group's state and member count; (None, 0) for a group that does not exist yet
+    (offsets can be set for it before its first consumer starts)."""
+    try:
+        info = _describe_group(admin, group)
+    except RetriableError:
+        raise
+    except CliError as e:
+        if "does not exist" in str(e):
+            return None, 0
+        raise
+    return info.get("group_state"), len(info.get("members") or [])
+
+
+def _offsets_of(admin: KafkaAdminClient, tps: list[Any], spec: Any) -> dict[Any, int]:
+    """ListOffsets for ``tps`` (an OffsetSpec or a timestamp): offset per partition; a
+    timestamp after the last record gives the log end, as kafka-consumer-groups does."""
+    from kafka.admin import OffsetSpec
+
+    got = admin.list_partition_offsets({tp: spec for tp in tps})
+    missing = [tp for tp in tps if got.get(tp) is None or got[tp].offset < 0]
+    if missing:
+        ends = admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in missing})
+        got.update(ends)
+    return {tp: got[tp].offset for tp in tps}
+
+
 @guard
 def groups_reset_offsets(args: argparse.Namespace) -> int:
     from kafka import TopicPartition
     from kafka.admin import OffsetSpec
+    from kafka.structs import OffsetAndMetadata
 
+    start_ms = (parse_time(args.to_datetime, "--to-datetime")
+                if args.to_datetime is not None else None)
     admin = admin_client(args)
     try:
-        info = _describe_group(admin, args.group)
-        if info.get("group_state") not in ("Empty", None, ""):
-            raise CliError(f"group {args.group!r} is {info.get('group_state')}; stop its "
-                           "consumers before resetting offsets")
+        state, members = _group_state_of(admin, args.group)
+        if members or state not in ("Empty", "Dead", None, ""):
+            # As kafka-consumer-groups: a live member would overwrite the reset with its
+            # next commit, and the coordinator refuses commits from outside the group.
+            raise CliError(f"group {args.group!r} is {state} with {members} member(s): "
+                           "offsets can be reset only while the group is inactive; stop its "
+                           "consumers first")
+        current = _group_offsets(admin, args.group)
         if args.topic:
             t = describe_topics(admin, [args.topic])[0]
             tps = [TopicPartition(args.topic, p["partition_index"]) for p in t["partitions"]]
         else:
-            tps = list(_group_offsets(admin, args.group))
+            tps = list(current)
         if not tps:
             raise CliError(f"group {args.group!r} has no committed offsets; give --topic")
-        # An OffsetSpec (kafka-python's, untyped) or an offset.
-        spec: Any
+        earliest = _offsets_of(admin, tps, OffsetSpec.EARLIEST)
+        latest = _offsets_of(admin, tps, OffsetSpec.LATEST)
+        target: dict[Any, int]
         if args.to_earliest:
-            spec = OffsetSpec.EARLIEST
+            target = earliest
         elif args.to_latest:
-            spec = OffsetSpec.LATEST
+            target = latest
+        elif start_ms is not None:
+            target = _offsets_of(admin, tps, start_ms)
+        elif args.shift_by is not None:
+            missing = [tp for tp in tps if tp not in current or current[tp].offset < 0]
+            if missing:
+                names = ", ".join(f"{tp.topic}-{tp.partition}" for tp in missing)
+                raise CliError(f"--shift-by: group {args.group!r} has no committed offset "
+                               f"for {names}; reset those with another option first")
+            target = {tp: current[tp].offset + args.shift_by for tp in tps}
         else:
-            spec = int(args.to_offset)
-        admin.reset_group_offsets(args.group, {tp: spec for tp in tps})
-        after = _group_offsets(admin, args.group)
+            target = {tp: int(args.to_offset) for tp in tps}
+        # Clamped to what each partition holds, as kafka-consumer-groups does.
+        target = {tp: max(earliest[tp], min(latest[tp], o)) for tp, o in target.items()}
+        if args.execute:
+            result = admin.alter_group_offsets(
+                args.group, {tp: OffsetAndMetadata(o, "", -1) for tp, o in target.items()})
+            for tp, err in (result or {}).items():
+                code = getattr(err, "errno", 0) or 0
+                if code:
+                    raise server_error(f"cannot commit {tp.topic}-{tp.partition} for group "
+                                       f"{args.group!r}", code)
     finally:
         admin.close()
     rows = sorted((ResetOffset(tp.topic, tp.partition,
-                               after[tp].offset if tp in after else None) for tp in tps),
-                  key=lambda r: (r.topic, r.partition))
+                               current[tp].offset if tp in current else None, target[tp])
+                   for tp in tps), key=lambda r: (r.topic, r.partition))
     if args.json:
-        print_json({"group": args.group, "partitions": rows})
+        print_json({"group": args.group, "executed": bool(args.execute), "partitions": rows})
     else:
-        table(["TOPIC", "PARTITION", "NEW-OFFSET"],
-              [[r.topic, r.partition, r.committed] for r in rows])
+        table(["TOPIC", "PARTITION", "CURRENT-OFFSET", "NEW-OFFSET"],
+              [[r.topic, r.partition, "-" if r.current is None else r.current, r.new]
+               for r in rows])
+        if not args.execute:
+            print("dry run: nothing changed; add --execute to commit these offsets",
+                  file=sys.stderr)
     return 0
 
 
@@ -209,11 +288,22 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("group")
     p.set_defaults(func=groups_delete)
     p = gsub.add_parser("reset-offsets", parents=[common],
-                        help="reset the committed offsets of an inactive group")
+                        help="reset the committed offsets of an inactive group (a dry run "
+                             "unless --execute)")
     p.add_argument("group")
     p.add_argument("--topic", help="topic to reset (default: every topic the group committed)")
     to = p.add_mutually_exclusive_group(required=True)
-    to.add_argument("--to-earliest", action="store_true")
-    to.add_argument("--to-latest", action="store_true")
-    to.add_argument("--to-offset", type=int, metavar="N")
+    to.add_argument("--to-earliest", action="store_true", help="each partition's first offset")
+    to.add_argument("--to-latest", action="store_true", help="each partition's log end")
+    to.add_argument("--to-offset", type=int, metavar="N", help="offset N in every partition")
+    to.add_argument("--to-datetime", metavar="TIME",
+                    help="the first record at or after TIME (ISO date and time such as "
+                         "2026-12-06T10:00:00, local time unless it names a zone, or "
+                         "milliseconds since the epoch)")
+    to.add_argument("--shift-by", type=int, metavar="N",
+                    help="move each committed offset by N (negative: back)")
+    run = p.add_mutually_exclusive_group()
+    run.add_argument("--dry-run", action="store_true",
+                     help="show the new offsets only (the default)")
+    run.add_argument("--execute", action="store_true", help="commit the new offsets")
     p.set_defaults(func=groups_reset_offsets)

@@ -103,6 +103,23 @@ def _ask_quorum(controllers: list[str]) -> QuorumView | QuorumUnreachable:
     return QuorumUnreachable("; ".join(errors))
 
 
+def _partition_lines(parts: list[TopicPartitionView], internal: set[str],
+                     include_internal: bool, *, with_isr: bool) -> list[str]:
+    """One line per partition; an internal topic's (__consumer_offsets has 50) summed up in
+    one line unless asked for."""
+    lines = []
+    folded: dict[str, int] = {}
+    for p in sorted(parts, key=lambda p: (p.topic, p.partition)):
+        if p.topic in internal and not include_internal:
+            folded[p.topic] = folded.get(p.topic, 0) + 1
+            continue
+        lines.append(f"  {p.topic}-{p.partition} replicas={p.replicas}"
+                     + (f" isr={p.isr}" if with_isr else ""))
+    for topic, n in sorted(folded.items()):
+        lines.append(f"  {topic}: {n} partition(s) (internal; --include-internal lists them)")
+    return lines
+
+
 @guard
 def cluster_status(args: argparse.Namespace) -> int:
     admin = admin_client(args)
@@ -117,6 +134,7 @@ def cluster_status(args: argparse.Namespace) -> int:
                      key=lambda b: b.id)
     under: list[TopicPartitionView] = []
     offline: list[TopicPartitionView] = []
+    internal = {t["name"] for t in topics if t.get("is_internal") or t["name"].startswith("__")}
     for t in topics:
         for p in t.get("partitions") or []:
             v = PartitionView.of(p)
@@ -137,11 +155,11 @@ def cluster_status(args: argparse.Namespace) -> int:
           [[b.id, f"{b.host}:{b.port}", b.rack or "", "fenced" if b.fenced else "alive"]
            for b in brokers])
     print(f"Under-replicated partitions: {len(under)}")
-    for p in under:
-        print(f"  {p.topic}-{p.partition} replicas={p.replicas} isr={p.isr}")
+    for line in _partition_lines(under, internal, args.include_internal, with_isr=True):
+        print(line)
     print(f"Offline partitions: {len(offline)}")
-    for p in offline:
-        print(f"  {p.topic}-{p.partition} replicas={p.replicas}")
+    for line in _partition_lines(offline, internal, args.include_internal, with_isr=False):
+        print(line)
     q = status.quorum
     if isinstance(q, QuorumUnreachable):
         print(f"Controller quorum: unreachable ({q.error})")
@@ -161,4 +179,7 @@ def add_parser(cluster_sub: argparse._SubParsersAction[argparse.ArgumentParser])
                                     "partitions, controller quorum")
     p.add_argument("--controller", action="append", metavar="HOST:PORT",
                    help="controller gRPC address for the quorum section (repeatable)")
+    p.add_argument("--include-internal", action="store_true",
+                   help="list the partitions of internal topics (__consumer_offsets) one by "
+                        "one instead of one line per topic")
     p.set_defaults(func=cluster_status)

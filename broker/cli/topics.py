@@ -10,11 +10,14 @@ from typing import TYPE_CHECKING, Any
 from odradek.broker.cli.common import (
     CliError,
     admin_client,
+    check_code,
+    check_result_string,
     common_options,
-    error_name,
     guard,
     parse_kv,
     print_json,
+    retry,
+    server_error,
     table,
 )
 
@@ -49,13 +52,16 @@ class TopicView:
 
 def describe_topics(admin: KafkaAdminClient, topics: list[str] | None) -> list[dict[str, Any]]:
     """kafka-python's topic descriptions; a CliError for a topic that does not exist."""
-    result = admin.describe_topics(topics)
-    for t in result:
-        if t.get("error_code"):
-            if t["error_code"] == 3:
-                raise CliError(f"topic {t['name']!r} does not exist")
-            raise CliError(f"topic {t['name']!r}: {error_name(t['error_code'])}")
-    return list(result)
+    def ask() -> list[dict[str, Any]]:
+        result = admin.describe_topics(topics)
+        for t in result:
+            if t.get("error_code"):
+                if t["error_code"] == 3:
+                    raise CliError(f"topic {t['name']!r} does not exist")
+                raise server_error(f"topic {t['name']!r}", t["error_code"])
+        return list(result)
+
+    return retry(ask)
 
 
 @guard
@@ -63,19 +69,30 @@ def topics_create(args: argparse.Namespace) -> int:
     from kafka.admin import NewTopic
 
     configs = parse_kv(args.config, "--config")
+    # -1 (an option left out) leaves the choice to the cluster: its num.partitions and
+    # default.replication.factor, as Kafka's CreateTopics allows since 2.4 (KIP-464).
+    spec = NewTopic(args.topic, -1 if args.partitions is None else args.partitions,
+                    -1 if args.replication_factor is None else args.replication_factor,
+                    topic_configs=configs)
     admin = admin_client(args)
     try:
-        admin.create_topics([NewTopic(args.topic, args.partitions, args.replication_factor,
-                                      topic_configs=configs)])
+        result = admin.create_topics([spec], raise_errors=False)
     finally:
         admin.close()
+    created = (result.get("topics") or [{}])[0]
+    check_code(f"cannot create topic {args.topic!r}", created.get("error_code"),
+               created.get("error_message"))
+    # The server says what it chose (CreateTopics v5+); else what was asked for.
+    partitions = created.get("num_partitions", -1)
+    rf = created.get("replication_factor", -1)
+    partitions = partitions if partitions and partitions > 0 else spec.num_partitions
+    rf = rf if rf and rf > 0 else spec.replication_factor
     if args.json:
-        print_json({"topic": args.topic, "partitions": args.partitions,
-                    "replication_factor": args.replication_factor, "configs": configs,
-                    "created": True})
+        print_json({"topic": args.topic, "partitions": partitions,
+                    "replication_factor": rf, "configs": configs, "created": True})
     else:
-        print(f"created topic {args.topic} ({args.partitions} partitions, "
-              f"replication factor {args.replication_factor})")
+        print(f"created topic {args.topic} ({partitions} partitions, "
+              f"replication factor {rf})")
     return 0
 
 
@@ -126,24 +143,40 @@ def topics_describe(args: argparse.Namespace) -> int:
 
 @guard
 def topics_alter(args: argparse.Namespace) -> int:
-    from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions
+    from kafka.admin import AlterConfigOp, ConfigResource, ConfigResourceType, NewPartitions
 
     configs = parse_kv(args.config, "--config")
-    if args.partitions is None and not configs:
-        raise CliError("nothing to alter: give --partitions N and/or --config key=value")
+    deleted = list(dict.fromkeys(args.delete_config or []))
+    if args.partitions is None and not configs and not deleted:
+        raise CliError("nothing to alter: give --partitions N, --config key=value and/or "
+                       "--delete-config key")
+    both = sorted(set(configs) & set(deleted))
+    if both:
+        raise CliError(f"{', '.join(both)}: given to both --config and --delete-config")
     admin = admin_client(args)
     try:
         describe_topics(admin, [args.topic])
         if args.partitions is not None:
-            admin.create_partitions({args.topic: NewPartitions(args.partitions)})
-        if configs:
-            admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, args.topic,
-                                                configs=configs)])
+            result = admin.create_partitions({args.topic: NewPartitions(args.partitions)},
+                                             raise_errors=False)
+            for r in getattr(result, "results", None) or []:
+                check_code(f"cannot change the partitions of {args.topic!r}", r.error_code,
+                           r.error_message)
+        if configs or deleted:
+            # IncrementalAlterConfigs: only the keys named change (AlterConfigs would reset
+            # every other dynamic config of the topic).
+            ops: dict[str, Any] = {k: (AlterConfigOp.SET, v) for k, v in configs.items()}
+            ops.update({k: (AlterConfigOp.DELETE, None) for k in deleted})
+            answer = admin.alter_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, args.topic, configs=ops)],
+                incremental=True, raise_on_unknown=False)
+            for result in (answer.get("topic") or {}).values():
+                check_result_string(f"cannot change the configs of {args.topic!r}", result)
     finally:
         admin.close()
     if args.json:
         print_json({"topic": args.topic, "partitions": args.partitions, "configs": configs,
-                    "altered": True})
+                    "deleted_configs": deleted, "altered": True})
     else:
         print(f"altered topic {args.topic}")
     return 0
@@ -171,9 +204,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     tsub = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
     p = tsub.add_parser("create", parents=[common], help="create a topic")
     p.add_argument("topic")
-    p.add_argument("--partitions", type=int, default=1)
-    p.add_argument("--replication-factor", type=int, default=1)
-    p.add_argument("--config", action="append", metavar="KEY=VALUE")
+    p.add_argument("--partitions", type=int,
+                   help="partition count (default: the cluster's num.partitions)")
+    p.add_argument("--replication-factor", type=int,
+                   help="replicas per partition (default: the cluster's "
+                        "default.replication.factor)")
+    p.add_argument("--config", action="append", metavar="KEY=VALUE", help="repeatable")
     p.set_defaults(func=topics_create)
     p = tsub.add_parser("list", parents=[common], help="list topics")
     p.add_argument("--internal", action="store_true", help="include internal topics")
@@ -184,7 +220,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = tsub.add_parser("alter", parents=[common], help="add partitions or change configs")
     p.add_argument("topic")
     p.add_argument("--partitions", type=int, help="new (larger) partition count")
-    p.add_argument("--config", action="append", metavar="KEY=VALUE")
+    p.add_argument("--config", action="append", metavar="KEY=VALUE",
+                   help="set a topic config (repeatable)")
+    p.add_argument("--delete-config", action="append", metavar="KEY",
+                   help="remove a topic config, back to the cluster default (repeatable)")
     p.set_defaults(func=topics_alter)
     p = tsub.add_parser("delete", parents=[common], help="delete a topic")
     p.add_argument("topic")
