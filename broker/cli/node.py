@@ -26,6 +26,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.set_defaults(func=run)
 
 
+# In the node's data directory while it runs: `odradek cluster up` finds a node restarted by
+# hand through it, and a second process on the same data directory is refused at once.
+PID_FILE = "node.pid"
+
+
+def running_node_pid(data_dir: Path) -> int | None:
+    """The pid of a live ``odradek node`` process on ``data_dir``, from its pid file (None:
+    no file, or its process is gone or is something else now)."""
+    try:
+        pid = int((data_dir / PID_FILE).read_text().split()[0])
+        os.kill(pid, 0)
+    except PermissionError:
+        pass  # alive, under another user
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return pid  # no /proc (macOS): trust the file, which the node removes at exit
+    is_node = b"node" in argv and any(b"odradek" in part for part in argv)
+    return pid if is_node else None
+
+
 def setup_logging(level: str, node_id: int) -> None:
     logging.basicConfig(
         level=level, stream=sys.stderr,
@@ -38,11 +61,26 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"odradek: invalid configuration: {e}", file=sys.stderr)
         return 2
+    other = running_node_pid(config.data_dir)
+    if other is not None and other != os.getpid():
+        print(f"odradek: node {config.node_id} already runs on {config.data_dir} (pid {other}); "
+              f"stop it first (kill {other})", file=sys.stderr)
+        return 1
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    pid_file = config.data_dir / PID_FILE
+    pid_file.write_text(f"{os.getpid()}\n")
     setup_logging(config["log.level"], config.node_id)
     _raise_open_files_limit(config["max.connections"])
     import uvloop
 
-    return int(uvloop.run(_serve(config, args.parent_pid)))
+    try:
+        return int(uvloop.run(_serve(config, args.parent_pid)))
+    finally:
+        try:
+            if pid_file.read_text().split()[0] == str(os.getpid()):
+                pid_file.unlink()
+        except (OSError, IndexError):
+            pass
 
 
 def _raise_open_files_limit(max_connections: int) -> None:

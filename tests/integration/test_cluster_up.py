@@ -10,9 +10,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -158,3 +160,70 @@ def test_cluster_up_contract_and_resume(tmp_path: Path) -> None:
         _kill_all(proc, data_dir)
         raise
     _stop(proc, info2)
+
+
+def test_a_node_restarted_by_hand_belongs_to_the_cluster(tmp_path: Path) -> None:
+    # issue 17, the README's failover demo: after kill -9 and a restart by hand with the
+    # printed command, cluster.json kept the dead pid, Ctrl-C left the hand-started node
+    # running, and the next run reported it ready, then "node 1 exited with code 1".
+    data_dir = tmp_path / "data"
+    base = _free_base(3)
+    proc, lines = _up(data_dir, base)
+    hand: subprocess.Popen[bytes] | None = None
+    try:
+        assert proc.stdout is not None
+        out = proc.stdout
+
+        def read() -> None:
+            for line in out:
+                lines.append(line.strip())
+
+        threading.Thread(target=read, daemon=True).start()
+        info = json.loads((data_dir / "cluster.json").read_text())
+        victim = info["nodes"][0]
+        os.kill(victim["pid"], signal.SIGKILL)
+        restart = _wait(lambda: next((ln for ln in lines if "start it again with:" in ln),
+                                     None), "cluster up to report the dead node")
+        assert restart.startswith("odradek: node 1 killed by SIGKILL; start it again with: ")
+        assert restart.endswith(f"node --config {victim['config']}")
+        hand = subprocess.Popen([sys.executable, "-m", "odradek.broker.cli.main", "node",
+                                 "--config", victim["config"]],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True, cwd=REPO,
+                                env={**os.environ, "PYTHONPATH": str(REPO)})
+        # Reaped as soon as it exits, as the shell it would be started from does.
+        threading.Thread(target=hand.wait, daemon=True).start()
+        _wait(lambda: json.loads((data_dir / "cluster.json").read_text())["nodes"][0]["pid"]
+              == hand.pid, "cluster.json to name the restarted node")
+        _wait(lambda: f"odradek: node 1 is running again (pid {hand.pid})" in lines,
+              "cluster up to adopt the restarted node")
+        info = json.loads((data_dir / "cluster.json").read_text())
+    except BaseException:
+        if hand is not None:
+            hand.kill()
+        _kill_all(proc, data_dir)
+        raise
+    _stop(proc, info)  # every node of cluster.json stops, the hand-started one too
+    assert hand.poll() is not None or hand.wait(10) is not None
+
+    proc, lines = _up(data_dir, base)
+    info = json.loads((data_dir / "cluster.json").read_text())
+    try:
+        assert not [ln for ln in lines if "exited" in ln or "killed" in ln], lines
+    except BaseException:
+        _kill_all(proc, data_dir)
+        raise
+    _stop(proc, info)
+
+
+def _wait(predicate: Any, what: str, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            got = predicate()
+        except (OSError, ValueError, KeyError):
+            got = None
+        if got:
+            return got
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
