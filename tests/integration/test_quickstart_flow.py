@@ -1,6 +1,7 @@
-"""docs/quickstart.md's "Produce and consume" step runs top to bottom on a fresh cluster,
-as written (issue 17: its client snippet auto-created `orders` with one partition, so the
-next command, `topics create orders --partitions 6`, failed with "already exists")."""
+"""docs/quickstart.md's "Produce and consume" step and the README's admin commands run top
+to bottom on a fresh cluster, as written (issue 17: the quickstart's client snippet
+auto-created `orders` with one partition, so the next command, `topics create orders
+--partitions 6`, failed with "already exists")."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tests.integration.harness import REPO, Cluster
 pytestmark = pytest.mark.integration
 
 QUICKSTART = REPO / "docs" / "quickstart.md"
+README = REPO / "README.md"
 
 
 @pytest.fixture
@@ -30,8 +32,8 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     c.kill_all()
 
 
-def _blocks(section: str) -> list[tuple[str, str]]:
-    text = QUICKSTART.read_text()
+def _blocks(section: str, doc: Path = QUICKSTART) -> list[tuple[str, str]]:
+    text = doc.read_text()
     start = text.index(section)
     end = text.index("\n## ", start + 1)
     return re.findall(r"```(sh|python)\n(.*?)```", text[start:end], re.S)
@@ -74,3 +76,18 @@ def test_produce_and_consume_step_runs_as_written(cluster: Cluster) -> None:
                            "describe", "orders", "--json", "--bootstrap", cluster.bootstrap],
                           capture_output=True, text=True, env=env, timeout=60)
     assert desc.stdout.count('"partition":') == 6, desc.stdout
+
+
+def test_readme_admin_commands_run_as_written(cluster: Cluster) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    blocks = _blocks("## Admin commands", README)
+    assert blocks and all(kind == "sh" for kind, _ in blocks)
+    controller = cluster.nodes[0].overrides["controller.listener"]
+    for _, body in blocks:
+        for line in body.strip().splitlines():
+            line = line.replace("127.0.0.1:9192", controller)
+            proc = subprocess.run(["bash", "-o", "pipefail", "-c",
+                                   _shell_line(line, cluster.bootstrap)],
+                                  capture_output=True, text=True, env=env, timeout=120,
+                                  cwd=REPO)
+            assert proc.returncode == 0, (line, proc.stderr)
