@@ -283,10 +283,3 @@ def table(headers: list[str], rows: Sequence[Sequence[object]]) -> None:
     print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
     for r in cells:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-
-
-def error_name(code: int) -> str:
-    """The Kafka error's class name for an error code, e.g. ``UnknownTopicOrPartitionError``."""
-    from kafka.errors import for_code
-
-    return str(for_code(code).__name__)

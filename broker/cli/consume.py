@@ -154,13 +154,19 @@ def consume(args: argparse.Namespace) -> int:
     # Partitions the group just assigned, to position by --from-timestamp after the poll
     # that assigned them (the client allows no requests inside its rebalance callback).
     to_seek: set[Any] = set()
+    # Whether the group has given this member its share (which may be no partition at all,
+    # when the group has more members than the topic has partitions).
+    joined = False
 
     class Seek(ConsumerRebalanceListener):
         def on_partitions_revoked(self, revoked: Any) -> None:
             to_seek.difference_update(revoked)
 
         def on_partitions_assigned(self, assigned: Any) -> None:
-            to_seek.update(assigned)
+            nonlocal joined
+            joined = True
+            if start_ms is not None:
+                to_seek.update(assigned)
 
     count = 0
     # Where to commit: past the last record written out, per partition.
@@ -173,10 +179,7 @@ def consume(args: argparse.Namespace) -> int:
     broken_pipe: BrokenPipeError | None = None
     try:
         if args.group is not None and args.partition is None:
-            if start_ms is not None:
-                consumer.subscribe([args.topic], listener=Seek())
-            else:
-                consumer.subscribe([args.topic])
+            consumer.subscribe([args.topic], listener=Seek())
         else:
             # No group (or one partition): read the partitions directly, no rebalance.
             tps = [TopicPartition(args.topic, p) for p in
@@ -202,7 +205,7 @@ def consume(args: argparse.Namespace) -> int:
                 # Read from where they were before the seek: fetched again from there.
                 batch = {tp: msgs for tp, msgs in batch.items() if tp not in seek}
             now = time.monotonic()
-            if not consumer.assignment():
+            if not (joined or consumer.assignment()):
                 if not args.follow and now - started > ASSIGNMENT_TIMEOUT_S:
                     raise CliError(f"no partitions assigned after {ASSIGNMENT_TIMEOUT_S:.0f}s"
                                    f" (is group {args.group!r} rebalancing?)")

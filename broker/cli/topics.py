@@ -90,9 +90,11 @@ def topics_create(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"topic": args.topic, "partitions": partitions,
                     "replication_factor": rf, "configs": configs, "created": True})
-    else:
-        print(f"created topic {args.topic} ({partitions} partitions, "
-              f"replication factor {rf})")
+    else:  # (-1: a server too old to say what it chose)
+        shown_partitions = "the cluster's default" if partitions < 0 else partitions
+        shown_rf = "the cluster's default" if rf < 0 else rf
+        print(f"created topic {args.topic} ({shown_partitions} partitions, "
+              f"replication factor {shown_rf})")
     return 0
 
 

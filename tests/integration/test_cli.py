@@ -336,3 +336,26 @@ def test_progress_on_long_work(shared_node: NodeProcess) -> None:
                "--max-messages", "3000")
     assert proc.stdout.splitlines() == [f"line-{i}" for i in range(3000)]
     assert "consumed 3000 record(s) (" in proc.stderr
+
+
+def test_consume_in_a_group_with_no_partition_left_stops_after_its_timeout(
+        shared_node: NodeProcess) -> None:
+    # More members than partitions: this one gets none once the group has rebalanced, and
+    # --timeout-ms counts from then (not from a partition that never comes).
+    topic, group = unique_name("full"), unique_name("fullg")
+    cli(shared_node, "topics", "create", topic, "--partitions", "1")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    holder = subprocess.Popen([sys.executable, "-m", "odradek.broker.cli.main", "consume", topic,
+                               "--group", group, "--follow",
+                               "--bootstrap", shared_node.bootstrap],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        wait_for(lambda: cli_json(shared_node, "groups", "describe", group)["members"], 30,
+                 "the first member to join")
+        started = time.monotonic()
+        proc = cli(shared_node, "consume", topic, "--group", group, "--timeout-ms", "1000")
+        assert "consumed 0 record(s)" in proc.stderr
+        assert time.monotonic() - started < 30
+    finally:
+        holder.send_signal(signal.SIGINT)
+        holder.wait(30)
