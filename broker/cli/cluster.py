@@ -143,7 +143,7 @@ def up_cmd(args: argparse.Namespace) -> int:
     # A node left running from an earlier run (started by hand and not stopped) holds this
     # data dir and its ports: a new one would fail, after the old one looked ready.
     leftovers = [(cfg["node.id"], pid) for cfg, path in configs
-                 if (pid := running_node_pid(Path(cfg["data.dir"]))) is not None]
+                 if (pid := running_node_pid(Path(cfg["data.dir"]), path)) is not None]
     if leftovers:
         pids = " ".join(str(pid) for _, pid in leftovers)
         print("odradek: " + ", ".join(f"node {i} is already running (pid {pid})"
@@ -194,7 +194,7 @@ def up_cmd(args: argparse.Namespace) -> int:
                 print(f"odradek: node {slot.node_id} {how}; start it again with: {odradek} "
                       f"node --config {slot.cfg_path}", flush=True)
             elif slot.down:
-                pid = running_node_pid(slot.data_dir)
+                pid = running_node_pid(slot.data_dir, slot.cfg_path)
                 if pid is not None and pid != slot.pid:
                     # Restarted by hand: watch it, list it and stop it as one of ours.
                     slot.proc, slot.pid, slot.down = None, pid, False

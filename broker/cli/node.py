@@ -31,9 +31,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 PID_FILE = "node.pid"
 
 
-def running_node_pid(data_dir: Path) -> int | None:
-    """The pid of a live ``odradek node`` process on ``data_dir``, from its pid file (None:
-    no file, or its process is gone or is something else now)."""
+def running_node_pid(data_dir: Path, config: Path) -> int | None:
+    """The pid of a live ``odradek node --config <config>`` process on ``data_dir``, from
+    its pid file (None: no file, or its process is gone, or the pid now belongs to another
+    process: a node killed with SIGKILL leaves its file behind)."""
     try:
         pid = int((data_dir / PID_FILE).read_text().split()[0])
         os.kill(pid, 0)
@@ -43,10 +44,13 @@ def running_node_pid(data_dir: Path) -> int | None:
         return None
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        cwd = Path(f"/proc/{pid}/cwd").resolve()
     except OSError:
         return pid  # no /proc (macOS): trust the file, which the node removes at exit
-    is_node = b"node" in argv and any(b"odradek" in part for part in argv)
-    return pid if is_node else None
+    if b"node" not in argv or b"--config" not in argv[:-1]:
+        return None
+    given = Path(os.fsdecode(argv[argv.index(b"--config") + 1]))
+    return pid if (cwd / given).resolve() == config.resolve() else None
 
 
 def setup_logging(level: str, node_id: int) -> None:
@@ -61,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"odradek: invalid configuration: {e}", file=sys.stderr)
         return 2
-    other = running_node_pid(config.data_dir)
+    other = running_node_pid(config.data_dir, Path(args.config))
     if other is not None and other != os.getpid():
         print(f"odradek: node {config.node_id} already runs on {config.data_dir} (pid {other}); "
               f"stop it first (kill {other})", file=sys.stderr)
