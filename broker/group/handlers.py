@@ -15,17 +15,13 @@ from typing import Any, Protocol
 from kio.schema.errors import ErrorCode
 from kio.static.protocol import Payload
 
+from odradek.broker import acl_operations
 from odradek.broker.group.coordinator import GroupCoordinator
 from odradek.broker.group.group import CommittedOffset, TopicPartition
 from odradek.broker.group.membership import LeavingMember
 from odradek.broker.group.offsets import OffsetCommitEntry
 from odradek.broker.handlers.api import ApiSpec, RequestContext
 from odradek.broker.kafka.codec import ms
-
-# Authorized-operations bitfield for a group when there are no ACLs: READ (3),
-# DELETE (6) and DESCRIBE (8) -- the operations Kafka defines on group resources.
-GROUP_AUTHORIZED_OPERATIONS = (1 << 3) | (1 << 6) | (1 << 8)
-AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
 
 
 class GroupNode(Protocol):
@@ -276,9 +272,8 @@ async def handle_describe_groups(node: GroupNode, ctx: RequestContext, req: Any)
         entry: dict[str, Any] = {
             "group_id": group_id,
             "error_code": err,
-            "authorized_operations": (
-                GROUP_AUTHORIZED_OPERATIONS if include_ops else AUTHORIZED_OPERATIONS_OMITTED
-            ),
+            "authorized_operations": acl_operations.authorized(acl_operations.GROUP,
+                                                               include_ops),
         }
         if err is not ErrorCode.none:
             entry.update(group_state="", protocol_type="", protocol_data="", members=[])

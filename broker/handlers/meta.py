@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from kio.schema.errors import ErrorCode
 from kio.static.protocol import Payload
 
+from odradek.broker import acl_operations
 from odradek.broker.config import NodeConfig
 from odradek.broker.handlers.api import ApiSpec, RequestContext
 from odradek.controller.metadata import MetadataImage, PartitionRegistration
@@ -78,7 +79,8 @@ def _partition_entry(node: MetaNode, index: int, reg: PartitionRegistration) -> 
     }
 
 
-def topic_entry(node: MetaNode, name: str) -> dict[str, Any]:
+def topic_entry(node: MetaNode, name: str, *, with_operations: bool = False
+                ) -> dict[str, Any]:
     t = node.image.topics.get(name)
     if t is None:
         return {"error_code": ErrorCode.unknown_topic_or_partition, "name": name,
@@ -89,15 +91,21 @@ def topic_entry(node: MetaNode, name: str) -> dict[str, Any]:
         "topic_id": t.topic_id,
         "is_internal": name in INTERNAL_TOPICS,
         "partitions": [_partition_entry(node, i, reg) for i, reg in sorted(t.partitions.items())],
+        "topic_authorized_operations": acl_operations.authorized(acl_operations.TOPIC,
+                                                                 with_operations),
     }
 
 
 async def handle_metadata(node: MetaNode, ctx: RequestContext, req: Any) -> Payload:
     image = node.image
     requested = req.topics
+    # KIP-430 (v8+): the operations the client may perform, when it asks.
+    topic_ops = bool(getattr(req, "include_topic_authorized_operations", False))
+    cluster_ops = bool(getattr(req, "include_cluster_authorized_operations", False))
     if requested is None or (ctx.api_version == 0 and len(requested) == 0):
         names = sorted(image.topics)
-        requested_entries: list[dict[str, Any]] = [topic_entry(node, n) for n in names]
+        requested_entries: list[dict[str, Any]] = [
+            topic_entry(node, n, with_operations=topic_ops) for n in names]
     else:
         allow_auto = bool(getattr(req, "allow_auto_topic_creation", True))
         requested_entries = []
@@ -117,10 +125,11 @@ async def handle_metadata(node: MetaNode, ctx: RequestContext, req: Any) -> Payl
                     requested_entries.append({"error_code": ErrorCode.unknown_topic_id,
                                               "name": None, "topic_id": tid, "partitions": []})
                 else:
-                    requested_entries.append(topic_entry(node, t.name))
+                    requested_entries.append(topic_entry(node, t.name,
+                                                         with_operations=topic_ops))
                 continue
             if name in image.topics:
-                requested_entries.append(topic_entry(node, name))
+                requested_entries.append(topic_entry(node, name, with_operations=topic_ops))
                 continue
             if topic_name_error(name) is not None:
                 requested_entries.append({"error_code": ErrorCode.invalid_topic_exception,
@@ -134,7 +143,7 @@ async def handle_metadata(node: MetaNode, ctx: RequestContext, req: Any) -> Payl
         for entry in requested_entries:
             if len(entry) == 1:  # placeholder for a topic we may just have created
                 name = entry["name"]
-                entry.update(topic_entry(node, name))
+                entry.update(topic_entry(node, name, with_operations=topic_ops))
                 if name in to_create and entry["error_code"] != ErrorCode.none:
                     # Created but not yet visible here: Kafka's answer is "retry shortly".
                     entry["error_code"] = ErrorCode.leader_not_available
@@ -145,7 +154,8 @@ async def handle_metadata(node: MetaNode, ctx: RequestContext, req: Any) -> Payl
         "cluster_id": node.cluster_id,
         "controller_id": controller_id_for_clients(node),
         "topics": requested_entries,
-        "cluster_authorized_operations": -2147483648,
+        "cluster_authorized_operations": acl_operations.authorized(acl_operations.CLUSTER,
+                                                                   cluster_ops),
     })
 
 
@@ -159,9 +169,12 @@ async def handle_describe_cluster(node: MetaNode, ctx: RequestContext, req: Any)
     brokers = [{"broker_id": e.broker_id, "host": e.host, "port": e.port, "rack": e.rack,
                 "is_fenced": e.fenced}
                for e in node.image.endpoints(ctx.listener_name, include_fenced=include_fenced)]
+    asked = bool(getattr(req, "include_cluster_authorized_operations", False))
     return ctx.respond({"error_code": ErrorCode.none, "cluster_id": node.cluster_id,
                         "controller_id": controller_id_for_clients(node), "brokers": brokers,
-                        "endpoint_type": 1, "throttle_time": 0})
+                        "endpoint_type": 1, "throttle_time": 0,
+                        "cluster_authorized_operations": acl_operations.authorized(
+                            acl_operations.CLUSTER, asked)})
 
 
 async def _coordinator(node: MetaNode, ctx: RequestContext, key: str, key_type: int

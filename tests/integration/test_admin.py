@@ -124,3 +124,43 @@ def test_offset_for_leader_epoch(shared_node: NodeProcess) -> None:
         assert (ok.error_code.value, ok.leader_epoch, ok.end_offset) == (0, 0, 7)
         assert future_epoch.error_code.name == "unknown_leader_epoch"
         assert missing.error_code.name == "unknown_topic_or_partition"
+
+
+def test_authorized_operations_are_reported_when_asked(shared_node: NodeProcess) -> None:
+    """KIP-430 through librdkafka: without an authorizer every operation the resource type
+    supports is allowed (as Kafka answers); before, the cluster and topics reported none."""
+    from confluent_kafka import TopicCollection
+    from confluent_kafka.admin import AclOperation, AdminClient
+    from confluent_kafka.admin import NewTopic as CkNewTopic
+
+    topic, group = unique_name("ops"), unique_name("ops-group")
+    admin = AdminClient({"bootstrap.servers": shared_node.bootstrap})
+    admin.create_topics([CkNewTopic(topic, 1, 1)])[topic].result(30)
+    producer = KafkaProducer(bootstrap_servers=shared_node.bootstrap)
+    producer.send(topic, b"x").get(timeout=30)
+    producer.close()
+    consumer = KafkaConsumer(topic, bootstrap_servers=shared_node.bootstrap, group_id=group,
+                             auto_offset_reset="earliest", consumer_timeout_ms=10_000)
+    next(iter(consumer))
+    consumer.commit()
+    consumer.close()
+
+    cluster = admin.describe_cluster(include_authorized_operations=True).result(30)
+    assert set(cluster.authorized_operations) == {
+        AclOperation.CREATE, AclOperation.CLUSTER_ACTION, AclOperation.DESCRIBE_CONFIGS,
+        AclOperation.ALTER_CONFIGS, AclOperation.IDEMPOTENT_WRITE, AclOperation.ALTER,
+        AclOperation.DESCRIBE}
+    described = admin.describe_topics(TopicCollection([topic]),
+                                      include_authorized_operations=True)[topic].result(30)
+    assert set(described.authorized_operations) == {
+        AclOperation.READ, AclOperation.WRITE, AclOperation.CREATE, AclOperation.DESCRIBE,
+        AclOperation.DELETE, AclOperation.ALTER, AclOperation.DESCRIBE_CONFIGS,
+        AclOperation.ALTER_CONFIGS}
+    g = admin.describe_consumer_groups([group], include_authorized_operations=True)[group] \
+        .result(30)
+    assert set(g.authorized_operations) == {AclOperation.READ, AclOperation.DESCRIBE,
+                                            AclOperation.DELETE}
+    # Not asked: not reported (Kafka's INT32_MIN sentinel, which librdkafka shows as None).
+    assert admin.describe_cluster().result(30).authorized_operations is None
+    assert admin.describe_topics(TopicCollection([topic]))[topic].result(30) \
+        .authorized_operations is None
