@@ -29,8 +29,9 @@ from typing import IO, Any
 
 import yaml
 
-# `python -m <this package>.cli.main` runs the CLI of the installation this module is from.
-_CLI_MODULE = f"{__package__}.cli.main"
+# `python -m <this package>.cli.node` runs `odradek node` of the installation this module is
+# from, without loading the rest of the CLI.
+_NODE_MODULE = f"{__package__}.cli.node"
 _READY_LINE = "odradek node {} ready"
 
 _ports_lock = threading.Lock()
@@ -143,7 +144,7 @@ class NodeProcess:
         return self.proc.pid if self.proc is not None else None
 
     def argv(self) -> list[str]:
-        return [sys.executable, "-m", _CLI_MODULE, "node", "--config", str(self.config_path),
+        return [sys.executable, "-m", _NODE_MODULE, "node", "--config", str(self.config_path),
                 "--parent-pid", str(os.getpid())]
 
     def _spawn(self, argv: list[str], log: IO[bytes], env: dict[str, str]

@@ -172,3 +172,15 @@ async def _serve(config: NodeConfig, parent_pid: int | None = None) -> int:
     log.info("shutting down")
     await node.stop()
     return 0
+
+
+if __name__ == "__main__":
+    # `python -m odradek.broker.cli.node node --config FILE` (the same arguments as `odradek
+    # node`, so running_node_pid recognizes it): how local clusters (tests, verify,
+    # odradek.testing) start nodes. It skips importing every other subcommand, and hypothesis,
+    # which kio's types import to register strategies when it is installed and a node never
+    # uses: together a third of a node's start-up in a development environment.
+    sys.modules.setdefault("hypothesis", None)  # type: ignore[arg-type]
+    _parser = argparse.ArgumentParser(prog="odradek")
+    add_parser(_parser.add_subparsers(dest="command", required=True))
+    sys.exit(run(_parser.parse_args()))
