@@ -16,6 +16,11 @@ from typing import Any
 
 import yaml
 
+from odradek.controller.metadata.broker_configs import (
+    DYNAMIC_BROKER_KEYS_BY_NAME,
+    parse_host_counts,
+)
+
 
 class ConfigError(Exception):
     """A bad node configuration; the message names the key, the value and what is allowed."""
@@ -105,17 +110,10 @@ def parse_listeners(key: str, v: Any) -> tuple[Listener, ...]:
 
 def parse_ip_overrides(text: str) -> dict[str, int]:
     """max.connections.per.ip.overrides: ``host:count,host:count``."""
-    out: dict[str, int] = {}
-    for item in text.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        host, _, count = item.rpartition(":")
-        if not host or not count.isdigit():
-            raise ConfigError(f"max.connections.per.ip.overrides: {item!r} is not host:count "
-                              "(e.g. 10.0.0.5:200)")
-        out[host.strip("[]")] = int(count)
-    return out
+    try:
+        return parse_host_counts(text)
+    except ValueError as e:
+        raise ConfigError(f"max.connections.per.ip.overrides: {e}") from None
 
 
 def _voters(key: str, v: Any) -> tuple[tuple[int, str, int], ...]:
@@ -295,6 +293,24 @@ class NodeConfig:
         return roles
 
 
+def with_dynamic(static: NodeConfig, *levels: Mapping[str, str]) -> NodeConfig:
+    """`static` with the dynamic broker configs of `levels` over it, lowest precedence first
+    (the cluster-wide default, then this broker's own). Values the controller accepted
+    always parse; one that does not (a record from a newer version) is skipped."""
+    values = dict(static.values)
+    for level in levels:
+        for name, value in level.items():
+            if name in DYNAMIC_BROKER_KEYS_BY_NAME and name in KEYS_BY_NAME:
+                if value.strip() == "" and KEYS_BY_NAME[name].default == "":
+                    values[name] = ""  # an empty list, e.g. no per-IP overrides
+                    continue
+                try:
+                    values[name] = KEYS_BY_NAME[name].parse(name, value.strip())
+                except ConfigError:
+                    continue
+    return NodeConfig(values, static.source, static.explicit)
+
+
 def parse_config(raw: Mapping[str, Any], *, env: Mapping[str, str] | None = None,
                  source: Path | None = None) -> NodeConfig:
     """Validate raw key/values (from YAML) plus ODRADEK_* environment overrides."""
@@ -369,10 +385,19 @@ def config_docs() -> str:
         "",
         "This file is generated from `broker/config.py` (`odradek config docs`).",
         "",
-        "| key | default | allowed | meaning |",
-        "|---|---|---|---|",
+        "Keys marked *dynamic* can also change at runtime, without a restart, with Kafka's",
+        "AlterConfigs / IncrementalAlterConfigs on a BROKER resource (`kafka-configs.sh",
+        "--entity-type brokers`): cluster-wide (`--entity-default`, resource name `\"\"`) or for",
+        "one broker (`--entity-name <id>`). A broker's own value beats the cluster-wide one,",
+        "which beats this file, which beats the default. The values live in the metadata log,",
+        "so they survive restarts and reach every node; see docs/operations.md.",
+        "",
+        "| key | default | allowed | dynamic | meaning |",
+        "|---|---|---|---|---|",
     ]
     for k in KEYS:
         default = "(required)" if k.name in REQUIRED else ("" if k.default is None else k.default)
-        lines.append(f"| `{k.name}` | `{default}` | {k.allowed} | {k.doc} |")
+        dyn = DYNAMIC_BROKER_KEYS_BY_NAME.get(k.name)
+        dynamic = f"{dyn.scope}: {dyn.takes_effect}" if dyn else "no"
+        lines.append(f"| `{k.name}` | `{default}` | {k.allowed} | {dynamic} | {k.doc} |")
     return "\n".join(lines) + "\n"

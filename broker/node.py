@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
 
@@ -27,7 +28,13 @@ from odradek.broker.node_collector import NodeCollector
 from odradek.broker.replica_manager import ReplicaManager
 from odradek.broker.replication import ReplicationManager
 from odradek.broker.server import KafkaServer, ServerLimits
-from odradek.controller.metadata import TOPIC_RESOURCE, MetadataDelta, MetadataImage
+from odradek.controller.metadata import (
+    BROKER_RESOURCE,
+    TOPIC_RESOURCE,
+    MetadataDelta,
+    MetadataImage,
+)
+from odradek.controller.metadata.broker_configs import DYNAMIC_BROKER_KEYS_BY_NAME
 from odradek.controller.metadata.delta import local_replicas
 from odradek.controller.metadata.requests import (
     ControllerApi,
@@ -59,7 +66,11 @@ class Node:
 
     def __init__(self, config: NodeConfig, me: NodeIdentity,
                  make_plane: Callable[[NodeConfig, NodeIdentity], MetadataPlane]) -> None:
+        # The config file; `config` is the effective config: the dynamic broker configs of
+        # the metadata image over the file (_apply_dynamic_configs), read live by everyone.
+        self.static_config = config
         self.config = config
+        self.config_levels = topic_configs.BrokerConfigLevels(config)
         self.me = me
         self.node_id = config.node_id
         self.metrics = NodeMetrics(self.node_id)
@@ -214,6 +225,7 @@ class Node:
 
     def _on_metadata(self, delta: MetadataDelta, image: MetadataImage) -> None:
         self.image = image
+        self._apply_dynamic_configs(image)
         if not self._replicas_current:
             # Until the image holds this process's own registration, the records being
             # applied are history (a restart replays the metadata log from its start): this
@@ -236,6 +248,31 @@ class Node:
         if changed:
             self.replicas.update_configs(changed)
 
+    def _apply_dynamic_configs(self, image: MetadataImage) -> None:
+        """Take the dynamic broker configs (cluster-wide, then this broker's) of the image:
+        keys read where they are used see them at once; the connection limits and the
+        log configs of hosted partitions are pushed here."""
+        cluster = image.configs.get((BROKER_RESOURCE, ""), {})
+        own = image.configs.get((BROKER_RESOURCE, str(self.node_id)), {})
+        if cluster == self.config_levels.cluster and own == self.config_levels.own:
+            return
+        old = self.config
+        self.config_levels = topic_configs.BrokerConfigLevels(self.static_config, cluster, own)
+        self.config = self.config_levels.effective
+        changed = {k for k in DYNAMIC_BROKER_KEYS_BY_NAME if old[k] != self.config[k]}
+        if not changed:
+            return
+        log.info("node %d: dynamic broker configs now in effect: %s", self.node_id,
+                 ", ".join(f"{k}={self.config[k]}" for k in sorted(changed)))
+        self.server.limits = dataclasses.replace(
+            self.server.limits,
+            max_connections=self.config["max.connections"],
+            max_connections_per_ip=self.config["max.connections.per.ip"],
+            max_connections_per_ip_overrides=parse_ip_overrides(
+                self.config["max.connections.per.ip.overrides"]))
+        if changed & set(topic_configs.BROKER_TOPIC_DEFAULTS):
+            self.replicas.update_configs({topic for topic, _ in self.replicas.partitions})
+
     def _on_leadership(self, tp: tuple[str, int], leader: bool) -> None:
         if tp[0] != meta.OFFSETS_TOPIC:
             if leader:  # the topic's traffic counters exist, at 0, wherever it is led
@@ -253,10 +290,16 @@ class Node:
         return topic_configs.log_config(self.config, self.topic_overrides(topic))
 
     def describe_topic_configs(self, topic: str) -> list[tuple[str, str, int, str, int]]:
-        return topic_configs.describe_topic(self.config, self.topic_overrides(topic))
+        return topic_configs.describe_topic(self.config_levels, self.topic_overrides(topic))
 
     def describe_broker_configs(self) -> list[tuple[str, str, int, str, int]]:
-        return topic_configs.describe_broker(self.config)
+        return topic_configs.describe_broker(self.config_levels)
+
+    def describe_cluster_default_configs(self) -> list[tuple[str, str, int, str, int]]:
+        return topic_configs.describe_cluster_default(self.config_levels.cluster)
+
+    def broker_config_synonyms(self, name: str) -> list[tuple[str, str, int]]:
+        return self.config_levels.synonyms(name)
 
     def min_insync_replicas(self, topic: str) -> int:
         return int(self.topic_overrides(topic).get("min.insync.replicas", 1))

@@ -8,16 +8,19 @@ from, with Kafka's config source and type codes.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from odradek import storage
+from odradek.controller.metadata.broker_configs import DYNAMIC_BROKER_KEYS_BY_NAME
 from odradek.storage.config import KAFKA_NAMES
 
 if TYPE_CHECKING:
     from odradek.broker.config import NodeConfig
 
 # ConfigSource codes (DescribeConfigs).
-TOPIC_CONFIG, STATIC_BROKER_CONFIG, DEFAULT_CONFIG = 1, 4, 5
+TOPIC_CONFIG, DYNAMIC_BROKER_CONFIG, DYNAMIC_DEFAULT_BROKER_CONFIG = 1, 2, 3
+STATIC_BROKER_CONFIG, DEFAULT_CONFIG = 4, 5
 # ConfigType codes (DescribeConfigs v3+).
 BOOLEAN, STRING, INT, LONG, LIST = 1, 2, 3, 5, 7
 
@@ -56,6 +59,53 @@ _DOCS: Mapping[str, tuple[int, str]] = {
 }
 
 
+@dataclass(frozen=True)
+class BrokerConfigLevels:
+    """One broker's config by level (Kafka's precedence, highest first): its own dynamic
+    values, the cluster-wide dynamic default, its config file, the built-in default."""
+
+    static: NodeConfig
+    cluster: Mapping[str, str] = field(default_factory=dict)
+    own: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def effective(self) -> NodeConfig:
+        from odradek.broker.config import with_dynamic
+
+        return with_dynamic(self.static, self.cluster, self.own)
+
+    def synonyms(self, name: str) -> list[tuple[str, str, int]]:
+        """(name, value, source) of every level that sets `name`, highest precedence first
+        (DescribeConfigs' synonyms)."""
+        out = []
+        if name in DYNAMIC_BROKER_KEYS_BY_NAME:
+            if name in self.own:
+                out.append((name, self.own[name], DYNAMIC_BROKER_CONFIG))
+            if name in self.cluster:
+                out.append((name, self.cluster[name], DYNAMIC_DEFAULT_BROKER_CONFIG))
+        if name in self.static.explicit:
+            out.append((name, _text(self.static[name]), STATIC_BROKER_CONFIG))
+        from odradek.broker.config import KEYS_BY_NAME
+
+        default = KEYS_BY_NAME[name].default if name in KEYS_BY_NAME else None
+        if default is not None:
+            out.append((name, _text(default), DEFAULT_CONFIG))
+        return out
+
+    def source(self, name: str) -> int:
+        levels = self.synonyms(name)
+        return levels[0][2] if levels else DEFAULT_CONFIG
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return ",".join(str(v) if not isinstance(v, tuple) else f"{v[0]}@{v[1]}:{v[2]}"
+                        for v in value)
+    return "" if value is None else str(value)
+
+
 def broker_topic_defaults(node_config: NodeConfig) -> dict[str, str]:
     return {topic_key: str(node_config[broker_key])
             for broker_key, topic_key in BROKER_TOPIC_DEFAULTS.items()}
@@ -66,11 +116,14 @@ def log_config(node_config: NodeConfig, overrides: Mapping[str, str]) -> storage
     return storage.LogConfig.from_kafka_configs(overrides, base=base)
 
 
-def describe_topic(node_config: NodeConfig, overrides: Mapping[str, str]
+def describe_topic(levels: BrokerConfigLevels | NodeConfig, overrides: Mapping[str, str]
                    ) -> list[tuple[str, str, int, str, int]]:
     """(name, value, source, documentation, type) for every topic config."""
-    from_broker = {topic_key for broker_key, topic_key in BROKER_TOPIC_DEFAULTS.items()
-                   if broker_key in node_config.explicit}
+    if not isinstance(levels, BrokerConfigLevels):
+        levels = BrokerConfigLevels(levels)
+    node_config = levels.effective
+    from_broker = {topic_key: levels.source(broker_key)
+                   for broker_key, topic_key in BROKER_TOPIC_DEFAULTS.items()}
     effective = log_config(node_config, overrides).to_kafka_configs()
     rows = []
     for name in sorted(set(KAFKA_NAMES.values()) | set(BROKER_LEVEL_TOPIC_CONFIGS)):
@@ -82,23 +135,29 @@ def describe_topic(node_config: NodeConfig, overrides: Mapping[str, str]
             value = effective[name]
         if name in overrides:
             source = TOPIC_CONFIG
-        elif name in from_broker:
-            source = STATIC_BROKER_CONFIG
         else:
-            source = DEFAULT_CONFIG
+            source = from_broker.get(name, DEFAULT_CONFIG)
         rows.append((name, value, source, doc, ctype))
     return rows
 
 
-def describe_broker(node_config: NodeConfig) -> list[tuple[str, str, int, str, int]]:
+def describe_broker(levels: BrokerConfigLevels | NodeConfig
+                    ) -> list[tuple[str, str, int, str, int]]:
+    """Every node config key with its effective value and where it came from."""
     from odradek.broker.config import KEYS
 
-    rows = []
-    for k in KEYS:
-        value = node_config[k.name]
-        if isinstance(value, tuple):
-            value = ",".join(str(v) if not isinstance(v, tuple) else
-                             f"{v[0]}@{v[1]}:{v[2]}" for v in value)
-        source = STATIC_BROKER_CONFIG if k.name in node_config.explicit else DEFAULT_CONFIG
-        rows.append((k.name, "" if value is None else str(value), source, k.doc, STRING))
-    return rows
+    if not isinstance(levels, BrokerConfigLevels):
+        levels = BrokerConfigLevels(levels)
+    effective = levels.effective
+    return [(k.name, _text(effective[k.name]), levels.source(k.name), k.doc, STRING)
+            for k in KEYS]
+
+
+def describe_cluster_default(cluster: Mapping[str, str]) -> list[tuple[str, str, int, str, int]]:
+    """The cluster-wide dynamic configs (BROKER resource ""), as Kafka lists them: only the
+    keys set at that level."""
+    from odradek.broker.config import KEYS_BY_NAME
+
+    return [(name, value, DYNAMIC_DEFAULT_BROKER_CONFIG,
+             KEYS_BY_NAME[name].doc if name in KEYS_BY_NAME else "", STRING)
+            for name, value in sorted(cluster.items())]

@@ -10,6 +10,7 @@ from kio.static.protocol import Payload
 
 from odradek.broker.handlers.api import ApiSpec, RequestContext
 from odradek.controller.metadata import BROKER_RESOURCE, TOPIC_RESOURCE, MetadataImage
+from odradek.controller.metadata.broker_configs import DYNAMIC_BROKER_KEYS_BY_NAME
 from odradek.controller.metadata.requests import (
     AlterConfigOp,
     AlterConfigsResource,
@@ -42,6 +43,10 @@ class AdminNode(Protocol):
     def describe_topic_configs(self, topic: str) -> list[ConfigRow]: ...
 
     def describe_broker_configs(self) -> list[ConfigRow]: ...
+
+    def describe_cluster_default_configs(self) -> list[ConfigRow]: ...
+
+    def broker_config_synonyms(self, name: str) -> list[tuple[str, str, int]]: ...
 
 
 def controller_failure(e: Exception) -> tuple[ErrorCode, str]:
@@ -125,7 +130,8 @@ async def handle_create_partitions(node: AdminNode, ctx: RequestContext, req: An
         for r in results]})
 
 
-def _describe_one(node: AdminNode, res: Any, include_docs: bool) -> dict[str, Any]:
+def _describe_one(node: AdminNode, res: Any, include_docs: bool, include_synonyms: bool
+                  ) -> dict[str, Any]:
     out: dict[str, Any] = {"resource_type": res.resource_type,
                            "resource_name": res.resource_name, "error_code": ErrorCode.none,
                            "error_message": None, "configs": []}
@@ -136,32 +142,45 @@ def _describe_one(node: AdminNode, res: Any, include_docs: bool) -> dict[str, An
             out["error_message"] = f"topic {res.resource_name!r} does not exist"
             return out
         rows = node.describe_topic_configs(res.resource_name)
-        read_only = False
+        read_only: Collection[str] = ()
     elif res.resource_type == BROKER_RESOURCE:
         if res.resource_name not in ("", str(node.node_id)):
             out["error_code"] = ErrorCode.invalid_request
             out["error_message"] = (f"this is broker {node.node_id}; ask broker "
                                     f"{res.resource_name} for its own configuration")
             return out
-        rows = node.describe_broker_configs()
-        read_only = True
+        if res.resource_name == "":
+            # Kafka lists only the cluster-wide dynamic values for the default resource.
+            rows = node.describe_cluster_default_configs()
+        else:
+            rows = node.describe_broker_configs()
+        read_only = {name for name, *_ in rows if name not in DYNAMIC_BROKER_KEYS_BY_NAME}
     else:
         out["error_code"] = ErrorCode.invalid_request
         out["error_message"] = (f"resource type {res.resource_type} is not supported "
                                 "(2 = topic, 4 = broker)")
         return out
     out["configs"] = [
-        {"name": name, "value": value, "read_only": read_only, "config_source": source,
-         "is_sensitive": False, "synonyms": [], "config_type": ctype,
+        {"name": name, "value": value, "read_only": name in read_only, "config_source": source,
+         "is_sensitive": False, "config_type": ctype,
+         "synonyms": _synonyms(node, res, name) if include_synonyms else [],
          "documentation": doc if include_docs else None}
         for name, value, source, doc, ctype in rows if keys is None or name in keys]
     return out
 
 
+def _synonyms(node: AdminNode, res: Any, name: str) -> list[dict[str, Any]]:
+    if res.resource_type != BROKER_RESOURCE or res.resource_name == "":
+        return []
+    return [{"name": n, "value": v, "source": source}
+            for n, v, source in node.broker_config_synonyms(name)]
+
+
 async def handle_describe_configs(node: AdminNode, ctx: RequestContext, req: Any) -> Payload:
     include_docs = bool(getattr(req, "include_documentation", False))
+    include_synonyms = bool(getattr(req, "include_synonyms", False))
     return ctx.respond({"throttle_time": 0, "results": [
-        _describe_one(node, r, include_docs) for r in req.resources]})
+        _describe_one(node, r, include_docs, include_synonyms) for r in req.resources]})
 
 
 def _failed_alter(resources: Sequence[AlterConfigsResource | IncrementalAlterConfigsResource],
@@ -177,16 +196,45 @@ def _alter_response(results: Sequence[AlterConfigsResult]) -> list[dict[str, Any
             for r in results]
 
 
+def _other_broker(node: AdminNode, resource: AlterConfigsResource | IncrementalAlterConfigsResource
+                  ) -> AlterConfigsResult | None:
+    """As in Kafka, a broker takes per-broker config changes for itself only (clients send
+    them to the broker they name); other names go on to the controller's checks."""
+    name = resource.resource_name
+    if resource.resource_type != BROKER_RESOURCE or not name.isdigit() or \
+            int(name) == node.node_id:
+        return None
+    return AlterConfigsResult(resource.resource_type, name, ErrorCode.invalid_request,
+                              f"Unexpected broker id, expected {node.node_id}, but received "
+                              f"{name}: send per-broker config changes to that broker.")
+
+
+async def _alter(node: AdminNode, ctx: RequestContext, req: Any,
+                 resources: Sequence[Any], incremental: bool) -> Payload:
+    refused = {i: r for i, r in ((i, _other_broker(node, res)) for i, res in enumerate(resources))
+               if r is not None}
+    forwarded = [res for i, res in enumerate(resources) if i not in refused]
+    try:
+        if not forwarded:
+            answers: list[AlterConfigsResult] = []
+        elif incremental:
+            answers = await node.controller.incremental_alter_configs(
+                forwarded, validate_only=req.validate_only)
+        else:
+            answers = await node.controller.alter_configs(forwarded,
+                                                          validate_only=req.validate_only)
+    except ControllerCallFailed as e:
+        return ctx.respond({"throttle_time": 0, "responses": _failed_alter(resources, e)})
+    it = iter(answers)
+    results = [refused[i] if i in refused else next(it) for i in range(len(resources))]
+    return ctx.respond({"throttle_time": 0, "responses": _alter_response(results)})
+
+
 async def handle_alter_configs(node: AdminNode, ctx: RequestContext, req: Any) -> Payload:
     resources = [AlterConfigsResource(r.resource_type, r.resource_name,
                                       {c.name: c.value for c in r.configs})
                  for r in req.resources]
-    try:
-        results = await node.controller.alter_configs(resources,
-                                                      validate_only=req.validate_only)
-    except ControllerCallFailed as e:
-        return ctx.respond({"throttle_time": 0, "responses": _failed_alter(resources, e)})
-    return ctx.respond({"throttle_time": 0, "responses": _alter_response(results)})
+    return await _alter(node, ctx, req, resources, incremental=False)
 
 
 async def handle_incremental_alter_configs(node: AdminNode, ctx: RequestContext, req: Any) -> Payload:
@@ -194,12 +242,7 @@ async def handle_incremental_alter_configs(node: AdminNode, ctx: RequestContext,
         r.resource_type, r.resource_name,
         [AlterConfigOp(c.name, c.config_operation, c.value) for c in r.configs])
         for r in req.resources]
-    try:
-        results = await node.controller.incremental_alter_configs(
-            resources, validate_only=req.validate_only)
-    except ControllerCallFailed as e:
-        return ctx.respond({"throttle_time": 0, "responses": _failed_alter(resources, e)})
-    return ctx.respond({"throttle_time": 0, "responses": _alter_response(results)})
+    return await _alter(node, ctx, req, resources, incremental=True)
 
 
 APIS: tuple[ApiSpec[AdminNode], ...] = (

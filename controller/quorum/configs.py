@@ -1,8 +1,9 @@
 """AlterConfigs (legacy, replaces the whole set) and IncrementalAlterConfigs.
 
-Only topic configs can change. Broker resources are accepted by the records and the image (so
-logs written by later versions with dynamic broker configs still replay) but changes to them
-are refused until dynamic broker configs exist.
+Topic resources hold topic overrides. BROKER resources hold dynamic broker configs (KIP-226):
+resource name "" is the cluster-wide default, a broker id that broker's own values; the keys
+that may change, and their values, are checked against controller/metadata/broker_configs.py.
+As in Kafka, a broker id need not be registered (a broker added later picks its values up).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from odradek.controller.metadata import (
     MetadataImage,
     MetadataRecord,
 )
+from odradek.controller.metadata.broker_configs import DYNAMIC_BROKER_KEYS_BY_NAME, refusal
 from odradek.controller.metadata.records import config_record, partition_change_record
 from odradek.controller.metadata.requests import (
     AlterConfigOp,
@@ -37,7 +39,7 @@ from odradek.controller.quorum.topic_configs import (
 Resource = AlterConfigsResource | IncrementalAlterConfigsResource
 
 
-def _check_resource(image: MetadataImage, resource: Resource, has_changes: bool) -> None:
+def _check_resource(image: MetadataImage, resource: Resource) -> None:
     if resource.resource_type == TOPIC_RESOURCE:
         if resource.resource_name not in image.topics:
             raise ApiError(
@@ -52,12 +54,6 @@ def _check_resource(image: MetadataImage, resource: Resource, has_changes: bool)
                 f"Broker config resource name must be a broker id, or empty for the cluster-wide "
                 f"default; got {name!r}.",
             )
-        if has_changes:
-            raise ApiError(
-                ErrorCode.invalid_request,
-                "Dynamic broker configs are not supported yet: set broker configs in the "
-                "node's config file and restart the node.",
-            )
     else:
         raise ApiError(
             ErrorCode.invalid_request,
@@ -67,15 +63,15 @@ def _check_resource(image: MetadataImage, resource: Resource, has_changes: bool)
 
 
 def _diff(
-    resource_name: str, old: Mapping[str, str], new: Mapping[str, str]
+    resource_type: int, resource_name: str, old: Mapping[str, str], new: Mapping[str, str]
 ) -> list[MetadataRecord]:
     records = [
-        config_record(TOPIC_RESOURCE, resource_name, key, value)
+        config_record(resource_type, resource_name, key, value)
         for key, value in sorted(new.items())
         if old.get(key) != value
     ]
     records.extend(
-        config_record(TOPIC_RESOURCE, resource_name, key, None)
+        config_record(resource_type, resource_name, key, None)
         for key in sorted(old)
         if key not in new
     )
@@ -117,16 +113,18 @@ def _alter(
                     f"Config resource {resource.resource_type}/{resource.resource_name!r} "
                     "appears more than once in the request.",
                 )
-            changes = (
-                resource.configs if isinstance(resource, AlterConfigsResource) else resource.ops
-            )
-            _check_resource(image, resource, has_changes=bool(changes))
+            _check_resource(image, resource)
             if resource.resource_type == TOPIC_RESOURCE:
                 old = image.topic_configs(resource.resource_name)
                 new = new_configs(old, resource)
                 validate_topic_configs(new)
-                records.extend(_diff(resource.resource_name, old, new))
+                records.extend(_diff(TOPIC_RESOURCE, resource.resource_name, old, new))
                 records.extend(_elr_changes(image, resource.resource_name, old, new))
+            else:
+                old = image.configs.get((BROKER_RESOURCE, resource.resource_name), {})
+                _check_broker_keys(resource)
+                new = new_configs(old, resource)
+                records.extend(_diff(BROKER_RESOURCE, resource.resource_name, old, new))
         except ApiError as err:
             results.append(
                 AlterConfigsResult(
@@ -136,6 +134,24 @@ def _alter(
             continue
         results.append(AlterConfigsResult(resource.resource_type, resource.resource_name, NONE))
     return OpResult(() if validate_only else tuple(records), results)
+
+
+def _check_broker_keys(resource: Resource) -> None:
+    """Kafka checks broker config changes before applying them and answers INVALID_REQUEST
+    (KAFKA-13609) naming the key: not dynamically updatable, wrong level, bad value."""
+    per_broker = resource.resource_name != ""
+    if isinstance(resource, AlterConfigsResource):
+        changes = list(resource.configs.items())
+    else:
+        changes = [(op.name, None if op.op == AlterConfigOpType.DELETE else op.value)
+                   for op in resource.ops]
+    for name, value in changes:
+        if value is None and (isinstance(resource, AlterConfigsResource)
+                              or name not in DYNAMIC_BROKER_KEYS_BY_NAME):
+            continue  # a null value is refused below; deleting an unknown key does nothing
+        reason = refusal(name, value, per_broker)
+        if reason is not None:
+            raise ApiError(ErrorCode.invalid_request, reason)
 
 
 def _replace(old: Mapping[str, str], resource: AlterConfigsResource) -> dict[str, str]:
@@ -151,6 +167,7 @@ def _replace(old: Mapping[str, str], resource: AlterConfigsResource) -> dict[str
 
 
 def _apply_ops(old: Mapping[str, str], resource: IncrementalAlterConfigsResource) -> dict[str, str]:
+    is_topic = resource.resource_type == TOPIC_RESOURCE
     names = Counter(op.name for op in resource.ops)
     new = dict(old)
     for op in resource.ops:
@@ -159,11 +176,11 @@ def _apply_ops(old: Mapping[str, str], resource: IncrementalAlterConfigsResource
                 ErrorCode.invalid_request,
                 f"Config {op.name!r} is changed more than once in one request.",
             )
-        _apply_op(new, op)
+        _apply_op(new, op, is_topic)
     return new
 
 
-def _apply_op(configs: dict[str, str], op: AlterConfigOp) -> None:
+def _apply_op(configs: dict[str, str], op: AlterConfigOp, is_topic: bool) -> None:
     if op.op == AlterConfigOpType.DELETE:
         configs.pop(op.name, None)
         return
@@ -181,7 +198,9 @@ def _apply_op(configs: dict[str, str], op: AlterConfigOp) -> None:
     if op.op == AlterConfigOpType.SET:
         configs[op.name] = op.value
         return
-    items = list_config_items(op.name, configs.get(op.name))
+    # No dynamic broker config is a list (Kafka's max.connections.per.ip.overrides is a
+    # STRING), so APPEND and SUBTRACT apply to topic configs only.
+    items = list_config_items(op.name, configs.get(op.name)) if is_topic else None
     if items is None:
         raise ApiError(
             ErrorCode.invalid_config,

@@ -7,6 +7,7 @@ others, as in Kafka.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import uuid
 from collections import Counter
@@ -14,7 +15,14 @@ from collections.abc import Callable, Sequence
 
 from kio.schema.errors import ErrorCode
 
-from odradek.controller.metadata import TOPIC_RESOURCE, MetadataImage, MetadataRecord, TopicImage
+from odradek.controller.metadata import (
+    BROKER_RESOURCE,
+    TOPIC_RESOURCE,
+    MetadataImage,
+    MetadataRecord,
+    TopicImage,
+)
+from odradek.controller.metadata.broker_configs import effective_cluster_default
 from odradek.controller.metadata.names import collision_key, topic_name_error
 from odradek.controller.metadata.records import (
     config_record,
@@ -122,6 +130,22 @@ def _check_partition_budget(count: int, used: int, settings: ControllerSettings)
         )
 
 
+def with_dynamic_defaults(settings: ControllerSettings, image: MetadataImage) -> ControllerSettings:
+    """The controller's defaults for a request's -1, with the cluster-wide dynamic broker
+    configs (BROKER resource "") over the controller's config file."""
+    dynamic = image.configs.get((BROKER_RESOURCE, ""), {})
+    partitions = effective_cluster_default(dynamic, "num.partitions")
+    rf = effective_cluster_default(dynamic, "default.replication.factor")
+    if partitions is None and rf is None:
+        return settings
+    return dataclasses.replace(
+        settings,
+        default_num_partitions=(settings.default_num_partitions if partitions is None
+                                else int(partitions)),
+        default_replication_factor=settings.default_replication_factor if rf is None else int(rf),
+    )
+
+
 def create_topics(
     image: MetadataImage,
     specs: Sequence[CreateTopicSpec],
@@ -130,6 +154,7 @@ def create_topics(
     rng: random.Random,
     validate_only: bool = False,
 ) -> OpResult[list[CreateTopicResult]]:
+    settings = with_dynamic_defaults(settings, image)
     duplicates = _duplicates([spec.name for spec in specs])
     # Collision keys of existing topics and of topics created earlier in this request.
     claimed = {collision_key(name): name for name in image.topics}

@@ -86,3 +86,70 @@ def test_topic_config_sources_tell_defaults_from_operator_settings() -> None:
     assert rows["segment.bytes"] == ("1048576", TOPIC_CONFIG)
     assert rows["retention.bytes"] == ("-1", DEFAULT_CONFIG)
     assert rows["min.insync.replicas"] == ("1", DEFAULT_CONFIG)
+
+
+def test_dynamic_keys_are_node_keys_with_the_same_rules() -> None:
+    """One table says which keys are dynamic (controller side); each must be a node config
+    key whose file parser agrees with the controller's check at the edges."""
+    from odradek.broker.config import KEYS_BY_NAME
+    from odradek.controller.metadata.broker_configs import DYNAMIC_BROKER_KEYS, value_error
+
+    for key in DYNAMIC_BROKER_KEYS:
+        node_key = KEYS_BY_NAME[key.name]
+        samples = ["true", "false", "yes", "x", "1.5", "10.0.0.5:3", "a:b"]
+        if key.minimum is not None:
+            samples += [str(key.minimum), str(key.minimum - 1)]
+        if node_key.default != "":  # an empty optional key is not parsed (parse_config)
+            samples.append(str(node_key.default).lower())
+        for sample in samples:
+            try:
+                node_key.parse(key.name, sample)
+                parsed = True
+            except ConfigError:
+                parsed = False
+            if key.kind == "host:count list" and parsed:
+                from odradek.broker.config import parse_ip_overrides
+
+                try:
+                    parse_ip_overrides(sample)
+                except ConfigError:
+                    parsed = False
+            assert parsed == (value_error(key, sample) is None), (key.name, sample)
+
+
+def test_dynamic_levels_precedence_and_sources() -> None:
+    from odradek.broker.topic_configs import (
+        DEFAULT_CONFIG,
+        DYNAMIC_BROKER_CONFIG,
+        DYNAMIC_DEFAULT_BROKER_CONFIG,
+        STATIC_BROKER_CONFIG,
+        BrokerConfigLevels,
+        describe_broker,
+        describe_topic,
+    )
+
+    static = parse_config({**BASE, "log.retention.ms": 5000, "max.connections": 50}, env={})
+    levels = BrokerConfigLevels(static, cluster={"log.retention.ms": "6000", "max.connections": "40",
+                                                 "auto.create.topics.enable": "false"},
+                                own={"max.connections": "30"})
+    eff = levels.effective
+    assert (eff["max.connections"], eff["log.retention.ms"]) == (30, 6000)
+    assert eff["auto.create.topics.enable"] is False
+    assert eff["num.partitions"] == 1 and static["max.connections"] == 50
+    assert levels.synonyms("max.connections") == [
+        ("max.connections", "30", DYNAMIC_BROKER_CONFIG),
+        ("max.connections", "40", DYNAMIC_DEFAULT_BROKER_CONFIG),
+        ("max.connections", "50", STATIC_BROKER_CONFIG),
+        ("max.connections", str(2**31 - 1), DEFAULT_CONFIG),
+    ]
+    rows = {name: (value, source) for name, value, source, _, _ in describe_broker(levels)}
+    assert rows["max.connections"] == ("30", DYNAMIC_BROKER_CONFIG)
+    assert rows["log.retention.ms"] == ("6000", DYNAMIC_DEFAULT_BROKER_CONFIG)
+    assert rows["auto.create.topics.enable"] == ("false", DYNAMIC_DEFAULT_BROKER_CONFIG)
+    assert rows["num.partitions"] == ("1", DEFAULT_CONFIG)
+    # A key that is not dynamic is never taken from the image, whatever it holds.
+    odd = BrokerConfigLevels(static, cluster={"node.id": "9"})
+    assert odd.effective.node_id == static.node_id
+    topic = {name: (value, source) for name, value, source, _, _ in describe_topic(levels, {})}
+    assert topic["retention.ms"] == ("6000", DYNAMIC_DEFAULT_BROKER_CONFIG)
+    assert topic["segment.bytes"][1] == DEFAULT_CONFIG

@@ -55,7 +55,7 @@ def test_legacy_alter_errors() -> None:
         [
             AlterConfigsResource(TOPIC_RESOURCE, "nope", {}),
             AlterConfigsResource(TOPIC_RESOURCE, "t", {"retention.ms": "x"}),
-            AlterConfigsResource(BROKER_RESOURCE, "1", {"log.retention.ms": "5"}),
+            AlterConfigsResource(BROKER_RESOURCE, "1", {"node.id": "5"}),
             AlterConfigsResource(8, "x", {}),
         ],
     ).response
@@ -65,7 +65,7 @@ def test_legacy_alter_errors() -> None:
         INVALID_REQUEST,
         INVALID_REQUEST,
     ]
-    assert "Dynamic broker configs are not supported" in results[2].error_message
+    assert "Cannot update these configs dynamically: {node.id}" in results[2].error_message
     null = alter_configs(image, [AlterConfigsResource(TOPIC_RESOURCE, "t", {"retention.ms": None})])
     assert null.response[0].error_code == INVALID_REQUEST
 
@@ -122,12 +122,67 @@ def test_incremental_errors() -> None:
         assert result.records == (), i
 
 
-@pytest.mark.parametrize("name", ["", "1"])
-def test_broker_resources(name: str) -> None:
+def broker_configs(image: MetadataImage, name: str) -> dict[str, str]:
+    return dict(image.configs.get((BROKER_RESOURCE, name), {}))
+
+
+@pytest.mark.parametrize("name", ["", "1", "7"])  # 7: not registered, accepted as in Kafka
+def test_broker_resources_set_and_delete(name: str) -> None:
     image = cluster(1)
     # Nothing to change: accepted (tools send this to read back or as no-op).
     assert incremental(image, name=name, rtype=BROKER_RESOURCE).response[0].error_code == 0
-    result = incremental(image, ("log.retention.ms", SET, "5"), name=name, rtype=BROKER_RESOURCE)
-    assert result.response[0].error_code == INVALID_REQUEST and result.records == ()
+    image, (res,) = applied(image, incremental(
+        image, ("log.retention.ms", SET, "5000"), ("max.connections", SET, "10"),
+        name=name, rtype=BROKER_RESOURCE))
+    assert res.error_code == 0 and res.resource_name == name
+    assert broker_configs(image, name) == {"log.retention.ms": "5000", "max.connections": "10"}
+    image, _ = applied(image, incremental(image, ("max.connections", DELETE, None),
+                                          name=name, rtype=BROKER_RESOURCE))
+    assert broker_configs(image, name) == {"log.retention.ms": "5000"}
+    # The other level is untouched.
+    other = "1" if name != "1" else ""
+    assert broker_configs(image, other) == {}
     bad = incremental(image, name="broker-1", rtype=BROKER_RESOURCE)
     assert bad.response[0].error_code == INVALID_REQUEST
+
+
+def test_broker_legacy_alter_replaces_the_dynamic_set() -> None:
+    image = cluster(1)
+    image, _ = applied(image, alter_configs(image, [AlterConfigsResource(
+        BROKER_RESOURCE, "", {"log.retention.ms": "5000", "num.partitions": "3"})]))
+    assert broker_configs(image, "") == {"log.retention.ms": "5000", "num.partitions": "3"}
+    image, _ = applied(image, alter_configs(image, [AlterConfigsResource(
+        BROKER_RESOURCE, "", {"auto.create.topics.enable": "false"})]))
+    assert broker_configs(image, "") == {"auto.create.topics.enable": "false"}
+
+
+@pytest.mark.parametrize(("ops", "name", "code", "words"), [
+    ([("node.id", SET, "3")], "1", INVALID_REQUEST, "Cannot update these configs dynamically"),
+    ([("listeners", SET, "PLAINTEXT://:1")], "", INVALID_REQUEST, "{listeners}"),
+    ([("no.such.key", SET, "1")], "", INVALID_REQUEST, "{no.such.key}"),
+    ([("max.connections", SET, "0")], "1", INVALID_REQUEST, "max.connections"),
+    ([("log.retention.ms", SET, "soon")], "", INVALID_REQUEST, "not an integer"),
+    ([("auto.create.topics.enable", SET, "yes")], "", INVALID_REQUEST, "true or false"),
+    ([("max.connections.per.ip.overrides", SET, "a:b")], "", INVALID_REQUEST, "host:count"),
+    ([("num.partitions", SET, "3")], "1", INVALID_REQUEST, "cluster-wide"),
+    ([("max.connections", SET, None)], "", INVALID_REQUEST, "Null value"),
+    ([("max.connections", APPEND, "5")], "", INVALID_CONFIG, "not a list"),
+    # One bad key refuses the whole resource.
+    ([("max.connections", SET, "5"), ("process.roles", SET, "broker")], "", INVALID_REQUEST,
+     "process.roles"),
+])
+def test_broker_config_refusals(ops, name, code, words) -> None:
+    image = cluster(1)
+    result = incremental(image, *ops, name=name, rtype=BROKER_RESOURCE)
+    (res,) = result.response
+    assert res.error_code == code and words in res.error_message
+    assert result.records == ()
+
+
+def test_broker_config_validate_only_and_unknown_delete() -> None:
+    image = cluster(1)
+    dry = incremental(image, ("max.connections", SET, "5"), name="", rtype=BROKER_RESOURCE,
+                      validate_only=True)
+    assert dry.response[0].error_code == 0 and dry.records == ()
+    gone = incremental(image, ("no.such.key", DELETE, None), name="", rtype=BROKER_RESOURCE)
+    assert gone.response[0].error_code == 0 and gone.records == ()

@@ -7,8 +7,9 @@ from collections import Counter
 
 import pytest
 
-from odradek.controller.metadata import TOPIC_RESOURCE
+from odradek.controller.metadata import BROKER_RESOURCE, TOPIC_RESOURCE
 from odradek.controller.metadata.names import MAX_TOPIC_NAME_LENGTH, topic_name_error
+from odradek.controller.metadata.records import config_record
 from odradek.controller.metadata.requests import (
     CreatePartitionsSpec,
     CreateTopicSpec,
@@ -18,7 +19,13 @@ from odradek.controller.quorum import ControllerSettings
 from odradek.controller.quorum.brokers import fence_broker
 from odradek.controller.quorum.placement import PlacementBroker, place_partitions, rack_interleaved
 from odradek.controller.quorum.topics import create_partitions, create_topics, delete_topics
-from tests.unit.controller.quorum.mdtest_helpers import SETTINGS, applied, cluster, rng
+from tests.unit.controller.quorum.mdtest_helpers import (
+    SETTINGS,
+    applied,
+    cluster,
+    commit,
+    rng,
+)
 
 UNKNOWN_TOPIC_OR_PARTITION = 3
 INVALID_TOPIC_EXCEPTION = 17
@@ -63,6 +70,24 @@ def test_defaults_apply_for_minus_one() -> None:
     settings = ControllerSettings(default_num_partitions=3, default_replication_factor=2)
     (res,) = create(cluster(3), CreateTopicSpec("t"), settings=settings).response
     assert (res.error_code, res.num_partitions, res.replication_factor) == (0, 3, 2)
+
+
+def test_cluster_wide_dynamic_defaults_beat_the_controller_file() -> None:
+    """num.partitions / default.replication.factor set on BROKER "" apply to -1; a per-broker
+    resource is not the cluster's decision and is ignored here (it is refused anyway)."""
+    settings = ControllerSettings(default_num_partitions=3, default_replication_factor=2)
+    image = cluster(3)
+    image = commit(image, [
+        config_record(BROKER_RESOURCE, "", "num.partitions", "5"),
+        config_record(BROKER_RESOURCE, "1", "default.replication.factor", "1"),
+    ])
+    (res,) = create(image, CreateTopicSpec("t"), settings=settings).response
+    assert (res.error_code, res.num_partitions, res.replication_factor) == (0, 5, 2)
+    image = commit(image, [config_record(BROKER_RESOURCE, "", "default.replication.factor", "3")])
+    (res,) = create(image, CreateTopicSpec("t"), settings=settings).response
+    assert (res.num_partitions, res.replication_factor) == (5, 3)
+    (res,) = create(image, CreateTopicSpec("t", 2, 1), settings=settings).response
+    assert (res.num_partitions, res.replication_factor) == (2, 1)
 
 
 def test_validate_only_produces_no_records() -> None:
