@@ -223,3 +223,52 @@ def test_max_connections_applies_to_new_connections(node: NodeProcess) -> None:
     finally:
         for c in conns:
             c.close()
+
+
+def test_every_node_applies_its_levels_and_a_restarted_one_too(tmp_path: Path) -> None:
+    """Two broker-only nodes following a dedicated controller's metadata log: the
+    cluster-wide value reaches both, broker 2's own value only broker 2, the controller
+    uses the cluster-wide num.partitions / default.replication.factor for -1, and a node
+    restarted later applies them as it loads the metadata."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from tests.integration.harness import Cluster
+
+    cluster = Cluster(tmp_path / "c", 2, dedicated_controllers=1).start()
+    try:
+        one, two = cluster.node(1), cluster.node(2)
+        _incremental(one, "", {"auto.create.topics.enable": "false", "num.partitions": "4",
+                               "default.replication.factor": "1"})
+        _incremental(two, "2", {"auto.create.topics.enable": "true"})  # librdkafka -> node 2
+        for n in (one, two):
+            _wait_config(n, "", "num.partitions", ("4", DYNAMIC_DEFAULT))
+        _wait_config(two, "2", "auto.create.topics.enable", ("true", DYNAMIC_BROKER))
+        assert _describe(one, "1")["auto.create.topics.enable"] == ("false", DYNAMIC_DEFAULT)
+        assert _metadata_error(one, unique_name("no"))[0] == "unknown_topic_or_partition"
+        auto = unique_name("auto")
+        wait_for(lambda: _metadata_error(two, auto) == ("none", 4), 15,
+                 "broker 2 to auto-create with 4 partitions")
+
+        admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+        topic = unique_name("minus-one")
+        for fut in admin.create_topics([NewTopic(topic)]).values():  # -1 and -1
+            fut.result(15)
+        meta = admin.list_topics(topic, timeout=15).topics[topic]
+        assert len(meta.partitions) == 4
+        assert {len(p.replicas) for p in meta.partitions.values()} == {1}
+
+        # Kafka: a broker takes per-broker changes for itself only.
+        with KafkaConnection.to(one.bootstrap) as c:
+            r = c.request(44, 1, {"validate_only": False, "resources": [{
+                "resource_type": 4, "resource_name": "2", "configs": [{
+                    "name": "max.connections", "config_operation": 0, "value": "5"}]}]})
+        (res,) = r.responses
+        assert res.error_code.name == "invalid_request"
+        assert "Unexpected broker id, expected 1, but received 2" in res.error_message
+
+        one.kill()
+        one.start()
+        assert _describe(one, "1")["auto.create.topics.enable"] == ("false", DYNAMIC_DEFAULT)
+        assert _metadata_error(one, unique_name("no"))[0] == "unknown_topic_or_partition"
+    finally:
+        cluster.kill_all()
