@@ -164,3 +164,33 @@ def test_authorized_operations_are_reported_when_asked(shared_node: NodeProcess)
     assert admin.describe_cluster().result(30).authorized_operations is None
     assert admin.describe_topics(TopicCollection([topic]))[topic].result(30) \
         .authorized_operations is None
+
+
+def test_describe_log_dirs(shared_node: NodeProcess) -> None:
+    """DescribeLogDirs through kafka-python's admin client: the node's data dir, each
+    hosted partition's size (what kafka-log-dirs.sh shows), the volume's space (v4)."""
+    topic = unique_name("logdirs")
+    admin = KafkaAdminClient(bootstrap_servers=shared_node.bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, 2, 1)])
+        producer = KafkaProducer(bootstrap_servers=shared_node.bootstrap)
+        for _ in range(20):
+            producer.send(topic, b"x" * 1000, partition=1)
+        producer.flush()
+        producer.close()
+        [answer] = admin.describe_log_dirs()
+        assert answer["broker"] == 1
+        [result] = answer["log_dirs"]
+        assert result["error_code"] == 0
+        assert result["log_dir"] == str(shared_node.data_dir.resolve())
+        sizes = {(t["name"], p["partition_index"]): p["partition_size"]
+                 for t in result["topics"] for p in t["partitions"]}
+        assert sizes[(topic, 0)] == 0 and sizes[(topic, 1)] > 20_000
+        assert result["total_bytes"] >= result["usable_bytes"] > 0
+        # Asking for one partition answers only that one.
+        [answer] = admin.describe_log_dirs(topic_partitions={topic: [1]})
+        [result] = answer["log_dirs"]
+        assert [(t["name"], [p["partition_index"] for p in t["partitions"]])
+                for t in result["topics"]] == [(topic, [1])]
+    finally:
+        admin.close()
