@@ -96,6 +96,10 @@ def test_leader_kills_lose_no_acknowledged_write(cluster: Cluster) -> None:
     acked: set[str] = set()
     failed: list[str] = []
     stop = threading.Event()
+    # Set once the producer has flushed: until then `acked` still grows (acks of records in
+    # flight when `stop` was set), and a reader that compared against it earlier could stop
+    # before the last acknowledged records and report them as never consumed.
+    produced = threading.Event()
 
     def produce() -> None:
         p = Producer({"bootstrap.servers": cluster.bootstrap, "enable.idempotence": True,
@@ -124,7 +128,7 @@ def test_leader_kills_lose_no_acknowledged_write(cluster: Cluster) -> None:
         c.subscribe([topic])
         # Drain until every acknowledged value was seen (counts would mislead: a send can
         # fail on the client after the broker stored it, and the reader sees it too).
-        while not stop.is_set() or not acked <= consumed.keys():
+        while not produced.is_set() or not acked <= consumed.keys():
             for m in c.consume(500, timeout=0.5):
                 if m.error() is None:
                     consumed.setdefault(m.value().decode(), []).append(
@@ -133,7 +137,7 @@ def test_leader_kills_lose_no_acknowledged_write(cluster: Cluster) -> None:
                 c.commit(asynchronous=False)
             except Exception:
                 pass  # no offsets yet, or the coordinator is moving
-            if stop.is_set() and time.monotonic() > drain_deadline:
+            if produced.is_set() and time.monotonic() > drain_deadline:
                 break
         c.close()
 
@@ -157,6 +161,7 @@ def test_leader_kills_lose_no_acknowledged_write(cluster: Cluster) -> None:
         stop.set()
         producer.join(120)
         drain_deadline = time.monotonic() + 60
+        produced.set()
         reader.join(120)
     # The returned brokers get their preferred leaderships back.
     wait_for(lambda: all(p["leader_id"] == p["replica_nodes"][0]
