@@ -162,8 +162,8 @@ class OdradekCluster:
             parent.mkdir(parents=True, exist_ok=True)
             # A fresh subdirectory: never reuse (or delete) what is already there.
             self.base = Path(tempfile.mkdtemp(prefix=f"cluster-{nodes}n-", dir=parent))
-        self._local = LocalCluster(self.base, n=nodes,
-                                   overrides={**self.TEST_DEFAULTS, **(config or {})})
+        self._overrides = {**self.TEST_DEFAULTS, **(config or {})}
+        self._local = LocalCluster(self.base, n=nodes, overrides=self._overrides)
         self._started = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -181,18 +181,30 @@ class OdradekCluster:
         if self._started:
             return self
         _kill_nodes_on_sigterm()
-        try:
-            self._local.start(self.start_timeout)
-        except (RuntimeError, TimeoutError, OSError) as e:
-            self._local.kill_all()
-            raise OdradekClusterError(
-                f"the Odradek cluster ({self.spec.nodes} node(s), data in {self.base}) did "
-                f"not start: {_first_line(e)}\nIf a port was taken (\"Address already in "
-                "use\"), run again; if the machine is very slow, raise the start timeout "
-                "(--odradek-start-timeout, or OdradekCluster(start_timeout=...)).\n"
-                f"{self.logs()}") from e
-        self._started = True
-        return self
+        error: BaseException | None = None
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            try:
+                self._local.start(self.start_timeout)
+                self._started = True
+                return self
+            except (RuntimeError, TimeoutError, OSError) as e:
+                self._local.kill_all()
+                error = e
+            # Free ports are drawn at random and checked, but another process (another xdist
+            # worker) may bind one before the node does: start over on new ports, in a
+            # directory of its own (the first attempt's quorum knows the old addresses).
+            logs = self._local.logs().lower()
+            if attempt == _START_ATTEMPTS or not any(
+                    s in logs for s in ("address already in use", "failed to bind")):
+                break
+            self._local = LocalCluster(self.base / f"attempt-{attempt + 1}",
+                                       n=self.spec.nodes, overrides=self._overrides)
+        raise OdradekClusterError(
+            f"the Odradek cluster ({self.spec.nodes} node(s), data in {self.base}) did not "
+            f"start: {_first_line(error) if error else 'no reason given'}\nIf the machine is "
+            "very slow, raise the start timeout (--odradek-start-timeout, or "
+            "OdradekCluster(start_timeout=...)); otherwise the node logs below say why.\n"
+            f"{self.logs()}") from error
 
     def stop(self) -> None:
         """Stop every node: cleanly or by SIGKILL (``clean_stop``); a temporary data
@@ -497,6 +509,7 @@ def _first_line(e: BaseException) -> str:
     return (str(e).splitlines() or [type(e).__name__])[0]
 
 
+_START_ATTEMPTS = 3
 _sigterm_lock = threading.Lock()
 
 

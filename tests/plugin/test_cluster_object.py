@@ -3,6 +3,8 @@ users see, and the repairs the plugin makes between tests (run here from the che
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from odradek.testing import ClusterSpec, OdradekCluster, OdradekClusterError, unique_name
@@ -28,6 +30,20 @@ def test_a_node_that_cannot_start_shows_its_log() -> None:
     message = str(e.value)
     assert "did not start" in message and "no.such.setting" in message, message
     cluster.stop()
+
+
+def test_a_port_taken_before_the_node_binds_it_is_retried_on_new_ports() -> None:
+    """What happens when another xdist worker binds a drawn port first."""
+    cluster = OdradekCluster()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", cluster.nodes[0].kafka_port))
+        taken.listen()
+        try:
+            cluster.start()
+            assert cluster.nodes[0].kafka_port != taken.getsockname()[1]
+            cluster.create_topic("after-retry")
+        finally:
+            cluster.stop()
 
 
 def test_revive_resumes_paused_and_restarts_killed_nodes() -> None:
