@@ -19,7 +19,7 @@ from typing import Protocol
 from prometheus_client.registry import Collector
 
 from odradek.controller.metadata import MetadataLoader
-from odradek.controller.metadata.requests import ControllerApi
+from odradek.controller.metadata.requests import ControllerApi, QuorumDescription
 
 CLEAN_SHUTDOWN_MARKER = ".clean-shutdown"
 
@@ -70,6 +70,11 @@ class MetadataPlane(Protocol):
         """Ask the controller to move this broker's leaderships away."""
 
     async def stop(self) -> None: ...
+
+    async def describe_quorum(self) -> QuorumDescription:
+        """The metadata quorum as its leader describes it (DescribeQuorum);
+        ControllerUnavailable when no leader answers."""
+        ...
 
     def collectors(self) -> list[Collector]:
         """Prometheus collectors of the controller side (the Raft quorum), if any."""

@@ -18,7 +18,7 @@ from odradek.broker import topic_configs
 from odradek.broker.config import NodeConfig, parse_ip_overrides
 from odradek.broker.group.coordinator import GroupCoordinator
 from odradek.broker.group_log import PartitionGroupLog
-from odradek.broker.handlers import admin, fetch, log_dirs, meta, produce
+from odradek.broker.handlers import admin, fetch, log_dirs, meta, produce, quorum
 from odradek.broker.handlers.api import ApiSpec
 from odradek.broker.metadata_collector import MetadataCollector
 from odradek.broker.metadata_plane import CLEAN_SHUTDOWN_MARKER, MetadataPlane, NodeIdentity
@@ -40,6 +40,7 @@ from odradek.controller.metadata.requests import (
     ControllerApi,
     ControllerCallFailed,
     CreateTopicSpec,
+    QuorumDescription,
 )
 
 log = logging.getLogger("odradek.node")
@@ -51,7 +52,7 @@ def handler_table() -> dict[int, ApiSpec[Node]]:
 
     apis: dict[int, ApiSpec[Node]] = {}
     specs: list[Sequence[ApiSpec[Node]]] = [meta.APIS, produce.APIS, fetch.APIS, admin.APIS,
-                                            log_dirs.APIS, group_handlers.APIS]
+                                            log_dirs.APIS, quorum.APIS, group_handlers.APIS]
     for module_specs in specs:
         for spec in module_specs:
             assert spec.api_key not in apis, f"api key {spec.api_key} registered twice"
@@ -192,6 +193,9 @@ class Node:
     @property
     def active_controller_id(self) -> int:
         return self.plane.active_controller_id
+
+    async def describe_quorum(self) -> QuorumDescription:
+        return await self.plane.describe_quorum()
 
     async def stop(self) -> None:
         if self.is_broker and self.live_broker_ids() - {self.node_id}:

@@ -23,10 +23,16 @@ from odradek.broker.lifecycle import BrokerLifecycle, MetadataFollower
 from odradek.broker.metadata_plane import MetadataPlane, NodeIdentity
 from odradek.controller.client import ControllerClient
 from odradek.controller.metadata import MetadataLoader
+from odradek.controller.metadata.requests import (
+    ControllerUnavailable,
+    QuorumDescription,
+    QuorumReplica,
+)
 from odradek.controller.quorum import LocalMetadataLog, QuorumController
 from odradek.controller.quorum.api import ControllerSettings
 from odradek.controller.raft_runtime import SERVER_OPTIONS, RaftMetadataLog, RaftSettings
 from odradek.controller.raft_runtime.metrics import RaftCollector
+from odradek.controller.rpc import raft_pb2, raft_pb2_grpc
 from odradek.controller.service import ControllerService
 
 log = logging.getLogger("odradek.metadata")
@@ -88,6 +94,12 @@ class LocalMetadataPlane:
 
     async def stop(self) -> None:
         self.log.close()
+
+    async def describe_quorum(self) -> QuorumDescription:
+        """A quorum of one: this node leads its own log, in epoch 0 (never elected)."""
+        end = self.log.next_offset
+        me = QuorumReplica(self.me.node_id, end, 0)
+        return QuorumDescription(self.me.node_id, 0, end, (me,), (), {})
 
     def collectors(self) -> list[Collector]:
         return []  # no Raft quorum
@@ -226,8 +238,45 @@ class RaftMetadataPlane:
         with contextlib.suppress(Exception):
             await self.client.close()
 
+    async def describe_quorum(self) -> QuorumDescription:
+        """The leader's view: this node's own when it leads, else asked over gRPC of the
+        voters (the leader hint first; a follower's Raft service forwards to its leader)."""
+        if self.raft is not None and self.raft.is_leader:
+            return _quorum_description(self.raft.describe(), self.voters)
+        hint = self.raft.leader_id if self.raft is not None else self.client.leader_id
+        order = sorted(self.voters, key=lambda i: (i != hint, i))
+        tried = []
+        for node_id in order:
+            address = self.voters[node_id]
+            try:
+                async with grpc.aio.insecure_channel(address) as ch:
+                    answer = await raft_pb2_grpc.RaftServiceStub(ch).DescribeQuorum(
+                        raft_pb2.DescribeQuorumRequest(), timeout=2.0)
+            except grpc.aio.AioRpcError as e:
+                tried.append(f"{node_id}@{address}: {e.code().name}")
+                continue
+            return _quorum_description(answer, self.voters)
+        raise ControllerUnavailable("DescribeQuorum", 2.0 * len(order), tried)
+
     def collectors(self) -> list[Collector]:
         return [RaftCollector(self.raft)] if self.raft is not None else []
+
+
+def _quorum_description(r: raft_pb2.DescribeQuorumResponse,
+                        voters: dict[int, str]) -> QuorumDescription:
+    """Raft's answer in Kafka's terms: the term is the leader epoch, indexes are offsets."""
+
+    def replica(x: raft_pb2.ReplicaState) -> QuorumReplica:
+        return QuorumReplica(x.node_id, x.log_end_offset if x.log_end_offset else -1,
+                             x.last_contact_ms_ago)
+
+    endpoints = {}
+    for node_id, address in voters.items():
+        host, _, port = address.rpartition(":")
+        endpoints[node_id] = (host.strip("[]"), int(port))
+    return QuorumDescription(r.leader_id, r.term, r.high_watermark,
+                             tuple(replica(v) for v in r.voters),
+                             tuple(replica(o) for o in r.observers), endpoints)
 
 
 def make_plane(cfg: NodeConfig, me: NodeIdentity) -> MetadataPlane:

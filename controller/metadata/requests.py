@@ -225,6 +225,31 @@ class MetadataBatch:
 # ----- how a call fails (rather than being answered with an error code) -----
 
 
+@dataclass(frozen=True, slots=True)
+class QuorumReplica:
+    """One member of the metadata quorum as the leader sees it."""
+
+    node_id: int
+    # Offset after the last entry known to be on this replica; -1 unknown.
+    log_end_offset: int
+    # Milliseconds since the leader last heard from it; 0 the leader itself, -1 never.
+    last_contact_ms_ago: int
+
+
+@dataclass(frozen=True, slots=True)
+class QuorumDescription:
+    """The metadata quorum (Kafka's DescribeQuorum for ``__cluster_metadata``), as its
+    leader describes it."""
+
+    leader_id: int
+    leader_epoch: int
+    high_watermark: int
+    voters: tuple[QuorumReplica, ...]
+    observers: tuple[QuorumReplica, ...]
+    # Each voter's controller listener (host, port); empty without a controller listener.
+    voter_endpoints: Mapping[int, tuple[str, int]]
+
+
 class ControllerCallFailed(Exception):
     """The call got no answer from an active controller; the request may or may not have
     been applied. Brokers answer the client with a retriable error."""
