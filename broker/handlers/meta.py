@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any, Protocol
 
 from kio.schema.errors import ErrorCode
@@ -210,9 +211,80 @@ async def handle_find_coordinator(node: MetaNode, ctx: RequestContext, req: Any)
     return ctx.respond(one)
 
 
+# Kafka's cap on partitions per DescribeTopicPartitions answer
+# (max.request.partition.size.limit); a client may ask for fewer.
+DESCRIBE_PARTITIONS_LIMIT = 2000
+
+
+async def handle_describe_topic_partitions(node: MetaNode, ctx: RequestContext, req: Any
+                                           ) -> Payload:
+    """KIP-966: topics with their partitions, ELR included, a page at a time. Topics go in
+    name order and partitions in index order from the cursor; the answer stops at the
+    partition limit and names where the next page starts."""
+    image = node.image
+    cursor = req.cursor
+    asked = [t.name for t in req.topics]
+    if cursor is not None and asked and cursor.topic_name not in asked:
+        # Kafka refuses the request, answering each topic asked for with the error.
+        return ctx.respond({"throttle_time": 0, "next_cursor": None, "topics": [
+            {"error_code": ErrorCode.invalid_request, "name": name,
+             "topic_id": uuid.UUID(int=0), "is_internal": False, "partitions": [],
+             "topic_authorized_operations": acl_operations.OMITTED} for name in asked]})
+    names = sorted(set(asked)) if asked else sorted(image.topics)
+    if cursor is not None:
+        names = [n for n in names if n >= cursor.topic_name]
+    limit = max(1, min(int(req.response_partition_limit), DESCRIBE_PARTITIONS_LIMIT))
+    live = set(image.unfenced_broker_ids())
+    topics: list[dict[str, Any]] = []
+    next_cursor = None
+    left = limit
+    for name in names:
+        t = image.topics.get(name)
+        if t is None:
+            topics.append({"error_code": ErrorCode.unknown_topic_or_partition, "name": name,
+                           "topic_id": uuid.UUID(int=0), "is_internal": False,
+                           "partitions": [], "topic_authorized_operations": acl_operations.OMITTED})
+            continue
+        first = cursor.partition_index if cursor is not None and name == cursor.topic_name \
+            else 0
+        indexes = [i for i in sorted(t.partitions) if i >= first]
+        if not indexes and first > 0:
+            continue
+        if left <= 0:
+            next_cursor = {"topic_name": name, "partition_index": indexes[0] if indexes else 0}
+            break
+        page, rest = indexes[:left], indexes[left:]
+        left -= len(page)
+        parts = []
+        for i in page:
+            reg = t.partitions[i]
+            leads = reg.leader >= 0 and reg.leader in live
+            parts.append({
+                "error_code": ErrorCode.none if leads else ErrorCode.leader_not_available,
+                "partition_index": i,
+                "leader_id": reg.leader if leads else -1,
+                "leader_epoch": reg.leader_epoch,
+                "replica_nodes": list(reg.replicas),
+                "isr_nodes": list(reg.isr),
+                "eligible_leader_replicas": list(reg.elr),
+                # Kafka keeps the ELR members last known before the ELR emptied, to pick an
+                # unclean leader from; the image does not keep them.
+                "last_known_elr": [],
+                "offline_replicas": [r for r in reg.replicas if r not in live],
+            })
+        topics.append({"error_code": ErrorCode.none, "name": name, "topic_id": t.topic_id,
+                       "is_internal": name in INTERNAL_TOPICS, "partitions": parts,
+                       "topic_authorized_operations": acl_operations.bits(acl_operations.TOPIC)})
+        if rest:
+            next_cursor = {"topic_name": name, "partition_index": rest[0]}
+            break
+    return ctx.respond({"throttle_time": 0, "topics": topics, "next_cursor": next_cursor})
+
+
 APIS: tuple[ApiSpec[MetaNode], ...] = (
     ApiSpec(18, 0, 4, handle_api_versions),
     ApiSpec(3, 0, 12, handle_metadata),
     ApiSpec(60, 0, 2, handle_describe_cluster),
     ApiSpec(10, 0, 6, handle_find_coordinator),
+    ApiSpec(75, 0, 0, handle_describe_topic_partitions),
 )

@@ -194,3 +194,37 @@ def test_describe_log_dirs(shared_node: NodeProcess) -> None:
                 for t in result["topics"]] == [(topic, [1])]
     finally:
         admin.close()
+
+
+def test_describe_topic_partitions_pages_with_a_cursor(shared_node: NodeProcess) -> None:
+    """DescribeTopicPartitions (KIP-966, what Kafka 4's Java admin uses to describe topics):
+    name order, index order, a page at most the limit, the cursor where the next starts."""
+    a, b = sorted([unique_name("dtp"), unique_name("dtp")])
+    admin = KafkaAdminClient(bootstrap_servers=shared_node.bootstrap)
+    try:
+        admin.create_topics([NewTopic(a, 5, 1), NewTopic(b, 3, 1)])
+        time.sleep(0.5)
+        page = admin.describe_topic_partitions([b, a], response_partition_limit=4)
+        assert [t["name"] for t in page["topics"]] == [a]
+        [ta] = page["topics"]
+        assert ta["error_code"] == 0 and ta["topic_id"]
+        assert [p["partition_index"] for p in ta["partitions"]] == [0, 1, 2, 3]
+        p0 = ta["partitions"][0]
+        assert (p0["leader_id"], p0["replica_nodes"], p0["isr_nodes"]) == (1, [1], [1])
+        # An empty ELR (kafka-python reads an empty nullable array as None).
+        assert p0["eligible_leader_replicas"] in ([], None) and not p0["offline_replicas"]
+        assert page["next_cursor"] == {"topic_name": a, "partition_index": 4}
+        page = admin.describe_topic_partitions([a, b], response_partition_limit=4,
+                                               cursor=page["next_cursor"])
+        assert [(t["name"], [p["partition_index"] for p in t["partitions"]])
+                for t in page["topics"]] == [(a, [4]), (b, [0, 1, 2])]
+        assert page["next_cursor"] is None
+        missing = unique_name("missing")
+        [t] = admin.describe_topic_partitions([missing])["topics"]
+        assert (t["name"], t["error_code"], t["partitions"]) == (missing, 3, [])
+        # A cursor on a topic not asked for is an invalid request, as in Kafka.
+        answer = admin.describe_topic_partitions(
+            [b], cursor={"topic_name": a, "partition_index": 0})
+        assert [t["error_code"] for t in answer["topics"]] == [42]
+    finally:
+        admin.close()
