@@ -36,6 +36,8 @@ from odradek.controller.metadata.requests import (
     CreateTopicSpec,
     DeleteTopicResult,
     DeleteTopicSpec,
+    ElectionType,
+    ElectLeadersResult,
     HeartbeatResult,
     IncrementalAlterConfigsResource,
     MetadataBatch,
@@ -252,6 +254,14 @@ class ControllerClient:
             topics=[convert.create_partitions_spec_to_pb(s) for s in specs],
             validate_only=validate_only))
         return [convert.create_partitions_result_from_pb(r) for r in response.results]
+
+    async def elect_leaders(self, election_type: ElectionType,
+                            partitions: Sequence[tuple[str, int]] | None
+                            ) -> list[ElectLeadersResult]:
+        response = await self._call("ElectLeaders", pb.ElectLeadersRequest(
+            election_type=int(election_type), all_partitions=partitions is None,
+            partitions=[pb.PartitionRef(topic=t, partition=p) for t, p in partitions or ()]))
+        return [convert.elect_leaders_result_from_pb(r) for r in response.results]
 
     async def alter_configs(
         self, resources: Sequence[AlterConfigsResource], *, validate_only: bool = False

@@ -20,6 +20,8 @@ from odradek.controller.metadata.requests import (
     CreatePartitionsSpec,
     CreateTopicSpec,
     DeleteTopicSpec,
+    ElectionType,
+    ElectLeadersResult,
     IncrementalAlterConfigsResource,
     NotControllerError,
 )
@@ -245,6 +247,31 @@ async def handle_incremental_alter_configs(node: AdminNode, ctx: RequestContext,
     return await _alter(node, ctx, req, resources, incremental=True)
 
 
+async def handle_elect_leaders(node: AdminNode, ctx: RequestContext, req: Any) -> Payload:
+    """Preferred or unclean leader elections (kafka-leader-election.sh); v0 is preferred
+    only. A null partition list asks for every partition."""
+    election = ElectionType(getattr(req, "election_type", ElectionType.PREFERRED))
+    asked = None if req.topic_partitions is None else [
+        (t.topic, int(p)) for t in req.topic_partitions for p in t.partitions]
+    try:
+        results = await node.controller.elect_leaders(election, asked)
+    except ControllerCallFailed as e:
+        code, message = controller_failure(e)
+        if asked is None:
+            return ctx.respond({"throttle_time": 0, "error_code": code,
+                                "replica_election_results": []})
+        results = [ElectLeadersResult(t, p, code, message) for t, p in asked]
+    by_topic: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        by_topic.setdefault(r.topic, []).append({
+            "partition_id": r.partition, "error_code": ErrorCode(r.error_code),
+            "error_message": r.error_message})
+    return ctx.respond({"throttle_time": 0, "error_code": ErrorCode.none,
+                        "replica_election_results": [
+                            {"topic": topic, "partition_result": parts}
+                            for topic, parts in by_topic.items()]})
+
+
 APIS: tuple[ApiSpec[AdminNode], ...] = (
     ApiSpec(19, 2, 7, handle_create_topics),
     ApiSpec(20, 1, 6, handle_delete_topics),
@@ -252,4 +279,5 @@ APIS: tuple[ApiSpec[AdminNode], ...] = (
     ApiSpec(32, 1, 4, handle_describe_configs),
     ApiSpec(33, 0, 2, handle_alter_configs),
     ApiSpec(44, 0, 1, handle_incremental_alter_configs),
+    ApiSpec(43, 0, 2, handle_elect_leaders),
 )

@@ -75,6 +75,23 @@ class CreatePartitionsResult:
     error_message: str | None = None
 
 
+class ElectionType(enum.IntEnum):
+    """Kafka's ElectLeaders election types."""
+
+    PREFERRED = 0
+    UNCLEAN = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ElectLeadersResult:
+    """One partition's election: error 0 when it got the leader asked for."""
+
+    topic: str
+    partition: int
+    error_code: int
+    error_message: str | None = None
+
+
 # ----- configs -----
 
 
@@ -307,6 +324,13 @@ class ControllerApi(Protocol):
 
     async def create_partitions(self, specs: Sequence[CreatePartitionsSpec], *,
                                 validate_only: bool = False) -> list[CreatePartitionsResult]: ...
+
+    async def elect_leaders(self, election_type: ElectionType,
+                            partitions: Sequence[tuple[str, int]] | None
+                            ) -> list[ElectLeadersResult]:
+        """ElectLeaders: ``partitions`` None means every partition (and then only those
+        where an election was needed are reported)."""
+        ...
 
     async def alter_configs(self, resources: Sequence[AlterConfigsResource], *,
                             validate_only: bool = False) -> list[AlterConfigsResult]: ...

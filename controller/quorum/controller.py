@@ -38,6 +38,8 @@ from odradek.controller.metadata.requests import (
     CreateTopicSpec,
     DeleteTopicResult,
     DeleteTopicSpec,
+    ElectionType,
+    ElectLeadersResult,
     IncrementalAlterConfigsResource,
     NotControllerError,
     ProducerIdsResult,
@@ -238,6 +240,15 @@ class QuorumController:
         return await self._run(
             lambda image: partitions.alter_partition(image, broker_id, broker_epoch, items)
         )
+
+    async def elect_leaders(self, election_type: ElectionType,
+                            partitions: Sequence[tuple[str, int]] | None
+                            ) -> list[ElectLeadersResult]:
+        def op(image: MetadataImage) -> OpResult[list[ElectLeadersResult]]:
+            records, results = election.elect_leaders(image, election_type, partitions)
+            return OpResult(tuple(records), results)
+
+        return await self._run(op)
 
     async def elect_preferred_leaders(self) -> int:
         """Give partitions back to their preferred replica where it is ready; returns how

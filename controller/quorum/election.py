@@ -34,6 +34,7 @@ from odradek.controller.metadata import (
     PartitionRegistration,
 )
 from odradek.controller.metadata.records import partition_change_record
+from odradek.controller.metadata.requests import ElectionType, ElectLeadersResult
 from odradek.controller.quorum.topic_configs import min_insync_replicas, unclean_election_enabled
 
 IsUsable = Callable[[int], bool]
@@ -226,3 +227,86 @@ def elect_preferred_leaders(image: MetadataImage) -> list[MetadataRecord]:
                 and image.is_unfenced(preferred)):
             records.append(partition_change_record(topic_id, partition_id, leader=preferred))
     return records
+
+
+# Kafka's error codes for ElectLeaders.
+_UNKNOWN_TOPIC_OR_PARTITION = 3
+_PREFERRED_LEADER_NOT_AVAILABLE = 80
+_ELIGIBLE_LEADERS_NOT_AVAILABLE = 83
+_ELECTION_NOT_NEEDED = 84
+
+
+def elect_leaders(
+    image: MetadataImage, election_type: ElectionType,
+    partitions: Sequence[tuple[str, int]] | None,
+) -> tuple[list[MetadataRecord], list[ElectLeadersResult]]:
+    """ElectLeaders, as Kafka's controller answers it.
+
+    PREFERRED: the first replica leads if it is usable and in the ISR (not needed when it
+    already leads). UNCLEAN: a partition without a usable leader gets one under the rules
+    above with unclean election allowed for it, whatever its topic's config says (not
+    needed when it has a leader). ``partitions`` None: every partition, and only the ones
+    where an election was needed are reported."""
+    wanted = (((t.name, t.topic_id, i, p) for t in image.topics.values()
+               for i, p in sorted(t.partitions.items()))
+              if partitions is None else _named(image, partitions))
+    records: list[MetadataRecord] = []
+    results: list[ElectLeadersResult] = []
+    for name, topic_id, index, current in wanted:
+        if current is None:
+            results.append(ElectLeadersResult(
+                name, index, _UNKNOWN_TOPIC_OR_PARTITION,
+                f"partition {name}-{index} does not exist"))
+            continue
+        if election_type == ElectionType.PREFERRED:
+            record, result = _preferred(image, name, topic_id, index, current)
+        else:
+            record, result = _unclean(image, name, topic_id, index, current)
+        if record is not None:
+            records.append(record)
+        if partitions is not None or result.error_code != _ELECTION_NOT_NEEDED:
+            results.append(result)
+    return records, results
+
+
+def _named(image: MetadataImage, partitions: Sequence[tuple[str, int]]
+           ) -> Iterator[tuple[str, uuid.UUID | None, int, PartitionRegistration | None]]:
+    for name, index in partitions:
+        topic = image.topics.get(name)
+        current = topic.partitions.get(index) if topic is not None else None
+        yield name, topic.topic_id if topic is not None else None, index, current
+
+
+def _preferred(image: MetadataImage, name: str, topic_id: uuid.UUID | None, index: int,
+               current: PartitionRegistration
+               ) -> tuple[MetadataRecord | None, ElectLeadersResult]:
+    preferred = current.replicas[0] if current.replicas else NO_LEADER
+    if current.leader == preferred and image.is_unfenced(preferred):
+        return None, ElectLeadersResult(name, index, _ELECTION_NOT_NEEDED,
+                                        f"replica {preferred} already leads")
+    if preferred not in current.isr or not image.is_unfenced(preferred):
+        return None, ElectLeadersResult(
+            name, index, _PREFERRED_LEADER_NOT_AVAILABLE,
+            f"the preferred replica {preferred} is not in the ISR {list(current.isr)} or "
+            "not live")
+    assert topic_id is not None
+    return (partition_change_record(topic_id, index, leader=preferred),
+            ElectLeadersResult(name, index, 0))
+
+
+def _unclean(image: MetadataImage, name: str, topic_id: uuid.UUID | None, index: int,
+             current: PartitionRegistration
+             ) -> tuple[MetadataRecord | None, ElectLeadersResult]:
+    if current.has_leader and image.is_unfenced(current.leader):
+        return None, ElectLeadersResult(name, index, _ELECTION_NOT_NEEDED,
+                                        f"replica {current.leader} leads")
+    assert topic_id is not None
+    leader, _ = elect_leader(current.replicas, current.isr, current.leader,
+                             image.is_unfenced, True, current.elr)
+    record = partition_change(topic_id, index, current, image.is_unfenced, unclean=True,
+                              min_isr=min_insync_replicas(image.topic_configs(name)))
+    if leader == NO_LEADER or record is None:
+        return None, ElectLeadersResult(
+            name, index, _ELIGIBLE_LEADERS_NOT_AVAILABLE,
+            f"no replica of {name}-{index} is live ({list(current.replicas)})")
+    return record, ElectLeadersResult(name, index, 0)

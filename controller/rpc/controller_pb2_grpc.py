@@ -84,6 +84,11 @@ class ControllerStub:
                 request_serializer=controller__pb2.AllocateProducerIdsRequest.SerializeToString,
                 response_deserializer=controller__pb2.AllocateProducerIdsResponse.FromString,
                 _registered_method=True)
+        self.ElectLeaders = channel.unary_unary(
+                '/odradek.controller.Controller/ElectLeaders',
+                request_serializer=controller__pb2.ElectLeadersRequest.SerializeToString,
+                response_deserializer=controller__pb2.ElectLeadersResponse.FromString,
+                _registered_method=True)
 
 
 class ControllerServicer:
@@ -152,6 +157,12 @@ class ControllerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ElectLeaders(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControllerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -204,6 +215,11 @@ def add_ControllerServicer_to_server(servicer, server):
                     servicer.AllocateProducerIds,
                     request_deserializer=controller__pb2.AllocateProducerIdsRequest.FromString,
                     response_serializer=controller__pb2.AllocateProducerIdsResponse.SerializeToString,
+            ),
+            'ElectLeaders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ElectLeaders,
+                    request_deserializer=controller__pb2.ElectLeadersRequest.FromString,
+                    response_serializer=controller__pb2.ElectLeadersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -476,6 +492,33 @@ class Controller:
             '/odradek.controller.Controller/AllocateProducerIds',
             controller__pb2.AllocateProducerIdsRequest.SerializeToString,
             controller__pb2.AllocateProducerIdsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ElectLeaders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/odradek.controller.Controller/ElectLeaders',
+            controller__pb2.ElectLeadersRequest.SerializeToString,
+            controller__pb2.ElectLeadersResponse.FromString,
             options,
             channel_credentials,
             insecure,

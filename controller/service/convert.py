@@ -28,6 +28,8 @@ from odradek.controller.metadata.requests import (
     CreateTopicSpec,
     DeleteTopicResult,
     DeleteTopicSpec,
+    ElectionType,
+    ElectLeadersResult,
     IncrementalAlterConfigsResource,
     ProducerIdsResult,
     RegisterBrokerResult,
@@ -386,3 +388,22 @@ def alter_partition_result_from_pb(msg: pb.AlterPartitionResponse) -> AlterParti
             for r in msg.partitions
         ),
     )
+
+
+def election_type_from_pb(value: int) -> ElectionType:
+    try:
+        return ElectionType(value)
+    except ValueError:
+        raise ConversionError(
+            f"unknown election type {value}; 0 is preferred, 1 unclean") from None
+
+
+def elect_leaders_result_to_pb(result: ElectLeadersResult) -> pb.ElectLeadersResult:
+    return pb.ElectLeadersResult(topic=result.topic, partition=result.partition,
+                                 error_code=result.error_code,
+                                 error_message=result.error_message)
+
+
+def elect_leaders_result_from_pb(msg: pb.ElectLeadersResult) -> ElectLeadersResult:
+    return ElectLeadersResult(msg.topic, msg.partition, msg.error_code,
+                              msg.error_message if msg.HasField("error_message") else None)

@@ -325,6 +325,18 @@ class ControllerService(pb_grpc.ControllerServicer):
         result = await self._controller.allocate_producer_ids(request.broker_id, epoch)
         return convert.producer_ids_result_to_pb(result)
 
+    @_rpc
+    async def ElectLeaders(  # noqa: N802
+        self, request: pb.ElectLeadersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ElectLeadersResponse:
+        self._require_leader()
+        partitions = None if request.all_partitions else [
+            (p.topic, p.partition) for p in request.partitions]
+        results = await self._controller.elect_leaders(
+            convert.election_type_from_pb(request.election_type), partitions)
+        return pb.ElectLeadersResponse(
+            results=[convert.elect_leaders_result_to_pb(r) for r in results])
+
     # ----- topics -----
 
     @_rpc
