@@ -27,6 +27,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
 
+from kio.schema.errors import ErrorCode
+
 from odradek.controller.metadata import (
     NO_LEADER,
     MetadataImage,
@@ -230,10 +232,10 @@ def elect_preferred_leaders(image: MetadataImage) -> list[MetadataRecord]:
 
 
 # Kafka's error codes for ElectLeaders.
-_UNKNOWN_TOPIC_OR_PARTITION = 3
-_PREFERRED_LEADER_NOT_AVAILABLE = 80
-_ELIGIBLE_LEADERS_NOT_AVAILABLE = 83
-_ELECTION_NOT_NEEDED = 84
+_UNKNOWN_TOPIC_OR_PARTITION = ErrorCode.unknown_topic_or_partition
+_PREFERRED_LEADER_NOT_AVAILABLE = ErrorCode.preferred_leader_not_available
+_ELIGIBLE_LEADERS_NOT_AVAILABLE = ErrorCode.eligible_leaders_not_available
+_ELECTION_NOT_NEEDED = ErrorCode.election_not_needed
 
 
 def elect_leaders(
@@ -291,7 +293,7 @@ def _preferred(image: MetadataImage, name: str, topic_id: uuid.UUID | None, inde
             "not live")
     assert topic_id is not None
     return (partition_change_record(topic_id, index, leader=preferred),
-            ElectLeadersResult(name, index, 0))
+            ElectLeadersResult(name, index, ErrorCode.none))
 
 
 def _unclean(image: MetadataImage, name: str, topic_id: uuid.UUID | None, index: int,
@@ -309,4 +311,4 @@ def _unclean(image: MetadataImage, name: str, topic_id: uuid.UUID | None, index:
         return None, ElectLeadersResult(
             name, index, _ELIGIBLE_LEADERS_NOT_AVAILABLE,
             f"no replica of {name}-{index} is live ({list(current.replicas)})")
-    return record, ElectLeadersResult(name, index, 0)
+    return record, ElectLeadersResult(name, index, ErrorCode.none)

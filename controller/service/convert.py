@@ -405,5 +405,5 @@ def elect_leaders_result_to_pb(result: ElectLeadersResult) -> pb.ElectLeadersRes
 
 
 def elect_leaders_result_from_pb(msg: pb.ElectLeadersResult) -> ElectLeadersResult:
-    return ElectLeadersResult(msg.topic, msg.partition, msg.error_code,
+    return ElectLeadersResult(msg.topic, msg.partition, error_code(msg.error_code),
                               msg.error_message if msg.HasField("error_message") else None)

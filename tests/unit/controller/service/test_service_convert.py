@@ -24,6 +24,7 @@ from odradek.controller.metadata.requests import (
     CreateTopicSpec,
     DeleteTopicResult,
     DeleteTopicSpec,
+    ElectLeadersResult,
     IncrementalAlterConfigsResource,
     ProducerIdsResult,
     RegisterBrokerResult,
@@ -110,6 +111,11 @@ CASES: list[tuple[str, Callable[[Any], Message], Callable[[Any], Any], Any]] = [
          AlterPartitionItemResult(TID, 3, ErrorCode.none, None,
                                   PartitionRegistration((1, 2, 3), (1,), 1, 2, 5, (2, 3))),
      ))),
+    ("elect leaders result", convert.elect_leaders_result_to_pb,
+     convert.elect_leaders_result_from_pb, ElectLeadersResult("t", 3, ErrorCode.none)),
+    ("elect leaders result, error", convert.elect_leaders_result_to_pb,
+     convert.elect_leaders_result_from_pb,
+     ElectLeadersResult("t", 0, ErrorCode.preferred_leader_not_available, "not in the ISR")),
     ("alter partition result, request error", convert.alter_partition_result_to_pb,
      convert.alter_partition_result_from_pb,
      AlterPartitionResult(ErrorCode.stale_broker_epoch, "old epoch")),
@@ -175,6 +181,7 @@ def test_every_rpc_has_its_conversions() -> None:
         "DeleteTopics": "delete_topics", "CreatePartitions": "create_partitions",
         "AlterConfigs": "alter_configs", "IncrementalAlterConfigs": "incremental_alter_configs",
         "AlterPartition": "alter_partition", "AllocateProducerIds": "allocate_producer_ids",
+        "ElectLeaders": "elect_leaders",
     }
     assert set(client_names) == methods
     for name in client_names.values():
@@ -184,6 +191,7 @@ def test_every_rpc_has_its_conversions() -> None:
 @pytest.mark.parametrize("name", [
     "create_topics", "delete_topics", "create_partitions", "alter_configs",
     "incremental_alter_configs", "allocate_producer_ids", "alter_partition", "register_broker",
+    "elect_leaders",
 ])
 def test_client_mirrors_the_controller(name: str) -> None:
     """Broker code may hold either object, so calls must bind the same way on both."""
