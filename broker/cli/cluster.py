@@ -153,8 +153,9 @@ def up_cmd(args: argparse.Namespace) -> int:
         return 1
     slots: list[_Slot] = []
     for cfg, cfg_path in configs:
-        # Own session: Ctrl-C reaches only us, and we stop the nodes one at a time.
-        proc = subprocess.Popen([sys.executable, "-m", "odradek.broker.cli.main", "node",
+        # Own session: Ctrl-C reaches only us, and we stop the nodes one at a time. The
+        # node's own entry point (`odradek node` without the other subcommands' imports).
+        proc = subprocess.Popen([sys.executable, "-m", "odradek.broker.cli.node", "node",
                                  "--config", str(cfg_path)], start_new_session=True)
         slots.append(_Slot(cfg, cfg_path, proc))
     nodes_info = [{
