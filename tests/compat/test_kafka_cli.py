@@ -1,0 +1,493 @@
+"""Kafka's own command-line tools (kafka-topics, kafka-console-producer/consumer,
+kafka-consumer-groups, kafka-leader-election, kafka-log-dirs, kafka-metadata-quorum,
+kafka-configs; Kafka 4.1 from Maven Central, run with Java) against a 3-node cluster: each
+common command's exit code and output, and what it changed seen through another client.
+
+kafka-reassign-partitions is not here: AlterPartitionReassignments is not served yet."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from tests.compat.kafka_tools import (
+    CONFIGS,
+    CONSOLE_CONSUMER,
+    CONSOLE_PRODUCER,
+    CONSUMER_GROUPS,
+    LEADER_ELECTION,
+    LOG_DIRS,
+    METADATA_QUORUM,
+    TOPICS,
+    KafkaTools,
+    kafka_tools,
+)
+from tests.helpers import unique_name
+from tests.integration.harness import Cluster, wait_for
+
+pytestmark = pytest.mark.integration
+
+# 2024-01-01T00:00:00Z: record timestamps for --to-datetime.
+BASE_MS = 1_704_067_200_000
+MINUTE_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    # No automatic rebalancing: only the elections the tests ask for move leaders.
+    c = Cluster(tmp_path_factory.mktemp("kafka-cli"), n=3,
+                overrides={"auto.leader.rebalance.enable": False}).start()
+    yield c
+    c.kill_all()
+
+
+@pytest.fixture(scope="module")
+def tools(cluster: Cluster) -> KafkaTools:
+    return kafka_tools(cluster.bootstrap)
+
+
+@pytest.fixture
+def admin(cluster: Cluster) -> Iterator[KafkaAdminClient]:
+    a = KafkaAdminClient(bootstrap_servers=cluster.bootstrap, request_timeout_ms=15_000)
+    yield a
+    a.close()
+
+
+def partitions_described(out: str) -> dict[int, dict[str, Any]]:
+    """kafka-topics --describe's partition lines, by partition."""
+    parts: dict[int, dict[str, Any]] = {}
+    for m in re.finditer(r"Partition: (\d+)\tLeader: (-?\d+)\tReplicas: ([\d,]*)\tIsr: ([\d,]*)",
+                         out):
+        parts[int(m[1])] = {"leader": int(m[2]),
+                            "replicas": [int(x) for x in m[3].split(",") if x],
+                            "isr": [int(x) for x in m[4].split(",") if x]}
+    return parts
+
+
+def leaders(admin: KafkaAdminClient, topic: str) -> dict[int, int]:
+    [t] = admin.describe_topics([topic])
+    return {p["partition_index"]: p["leader_id"] for p in t["partitions"]}
+
+
+def isrs(admin: KafkaAdminClient, topic: str) -> dict[int, list[int]]:
+    [t] = admin.describe_topics([topic])
+    return {p["partition_index"]: sorted(p["isr_nodes"]) for p in t["partitions"]}
+
+
+def table(out: str, group: str) -> list[list[str]]:
+    """The rows of a kafka-consumer-groups table (describe or reset-offsets) for ``group``."""
+    return [line.split() for line in out.splitlines() if line.split()[:1] == [group]]
+
+
+def offsets(out: str, group: str, column: int) -> dict[int, str]:
+    """Partition -> the value in ``column`` of the group's table rows (one topic)."""
+    return {int(row[2]): row[column] for row in table(out, group)}
+
+
+# --- kafka-topics -----------------------------------------------------------------------
+
+
+def test_topics_create_list_describe_alter_delete(tools: KafkaTools,
+                                                  admin: KafkaAdminClient) -> None:
+    topic = unique_name("cli-topic")
+    out = tools.ok(TOPICS, "--create", "--topic", topic, "--partitions", "3",
+                   "--replication-factor", "3", "--config", "retention.ms=123456",
+                   "--config", "max.message.bytes=200000")
+    assert out.strip() == f"Created topic {topic}."
+
+    assert topic in tools.ok(TOPICS, "--list").split()
+
+    out = tools.ok(TOPICS, "--describe", "--topic", topic)
+    head = out.splitlines()[0]
+    assert head.startswith(f"Topic: {topic}\tTopicId: ")
+    assert "\tPartitionCount: 3\tReplicationFactor: 3\t" in head
+    configs = head.split("Configs: ")[1].split(",")
+    assert sorted(configs) == ["max.message.bytes=200000", "retention.ms=123456"]
+    parts = partitions_described(out)
+    assert sorted(parts) == [0, 1, 2]
+    for p in parts.values():
+        assert sorted(p["replicas"]) == [1, 2, 3]
+        assert sorted(p["isr"]) == [1, 2, 3]
+        assert p["leader"] in p["replicas"]
+    # Replicas spread: not every partition led by the same broker.
+    assert len({p["replicas"][0] for p in parts.values()}) == 3
+
+    # Created again: refused, the tool says why and exits 1.
+    r = tools.run(TOPICS, "--create", "--topic", topic, "--partitions", "1")
+    assert r.returncode == 1, str(r)
+    assert r.stdout.strip() == \
+        f"Error while executing topic command : Topic '{topic}' already exists.", str(r)
+
+    assert tools.ok(TOPICS, "--alter", "--topic", topic, "--partitions", "5") == ""
+    parts = partitions_described(tools.ok(TOPICS, "--describe", "--topic", topic))
+    assert sorted(parts) == [0, 1, 2, 3, 4]
+    assert all(len(p["replicas"]) == 3 for p in parts.values())
+    assert sorted(leaders(admin, topic)) == [0, 1, 2, 3, 4]
+
+    # Fewer partitions: Kafka refuses that.
+    r = tools.run(TOPICS, "--alter", "--topic", topic, "--partitions", "2")
+    assert r.returncode == 1, str(r)
+    assert "Error while executing topic command" in r.output, str(r)
+    assert "partitions" in r.output.lower(), str(r)
+
+    assert tools.ok(TOPICS, "--delete", "--topic", topic) == ""
+    wait_for(lambda: topic not in tools.ok(TOPICS, "--list").split(), 15, "topic deleted")
+    assert topic not in admin.list_topics()
+
+    r = tools.run(TOPICS, "--describe", "--topic", topic)
+    assert r.returncode == 1, str(r)
+    assert f"Topic '{topic}' does not exist" in r.output, str(r)
+
+
+# --- kafka-console-producer / kafka-console-consumer ---------------------------------------
+
+
+def test_console_producer_and_consumer_round_trip(tools: KafkaTools, cluster: Cluster,
+                                                  admin: KafkaAdminClient) -> None:
+    topic = unique_name("cli-console")
+    admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=3)])
+    lines = [f"key-{i}:value {i}" for i in range(20)]
+    tools.ok(CONSOLE_PRODUCER, "--topic", topic, "--property", "parse.key=true",
+             "--property", "key.separator=:", stdin="\n".join(lines) + "\n")
+
+    r = tools.run(CONSOLE_CONSUMER, "--topic", topic, "--from-beginning",
+                  "--max-messages", "20", "--timeout-ms", "20000",
+                  "--property", "print.key=true", "--property", "key.separator=:",
+                  "--property", "print.partition=true")
+    assert r.returncode == 0, str(r)
+    assert "Processed a total of 20 messages" in r.stderr, str(r)
+    # "Partition:<p>:<key>:<value>": key.separator also ends the partition.
+    got = [line.split(":", 2)[1:] for line in r.stdout.splitlines()]
+    assert sorted(kv for _, kv in got) == sorted(lines)
+    # The same key always lands in the same partition (the producer's hash, not Odradek's).
+    by_key = {kv.split(":")[0]: int(part) for part, kv in got}
+    assert len(set(by_key.values())) > 1
+
+    # The keys are record keys, not part of the value: another client sees them so.
+    consumer = KafkaConsumer(topic, bootstrap_servers=cluster.bootstrap,
+                             auto_offset_reset="earliest", consumer_timeout_ms=10_000)
+    try:
+        records = [next(consumer) for _ in range(20)]
+    finally:
+        consumer.close()
+    assert sorted((r.key, r.value) for r in records) == sorted(
+        (f"key-{i}".encode(), f"value {i}".encode()) for i in range(20))
+    assert all(by_key[r.key.decode()] == r.partition for r in records)
+
+
+# --- kafka-consumer-groups --------------------------------------------------------------
+
+
+def _produce(cluster: Cluster, topic: str, partition: int, minutes: range) -> None:
+    """One record per minute in ``minutes`` after BASE_MS, into ``partition``."""
+    producer = KafkaProducer(bootstrap_servers=cluster.bootstrap, acks="all")
+    try:
+        for m in minutes:
+            producer.send(topic, key=b"k", value=f"m{m}".encode(), partition=partition,
+                          timestamp_ms=BASE_MS + m * MINUTE_MS)
+        producer.flush()
+    finally:
+        producer.close()
+
+
+def test_consumer_groups(tools: KafkaTools, cluster: Cluster,
+                         admin: KafkaAdminClient) -> None:
+    topic, group = unique_name("cli-groups"), unique_name("cli-group")
+    admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=3)])
+    _produce(cluster, topic, 0, range(0, 6))   # offsets 0-5, minutes 0-5
+    _produce(cluster, topic, 1, range(0, 4))   # offsets 0-3, minutes 0-3
+
+    # A console consumer in the group reads everything and commits when it closes.
+    r = tools.run(CONSOLE_CONSUMER, "--topic", topic, "--group", group, "--from-beginning",
+                  "--max-messages", "10", "--timeout-ms", "20000")
+    assert r.returncode == 0, str(r)
+    assert len(r.stdout.splitlines()) == 10, str(r)
+
+    assert group in tools.ok(CONSUMER_GROUPS, "--list").split()
+    states = {row[0]: row[1:] for row in
+              (line.split() for line in tools.ok(CONSUMER_GROUPS, "--list", "--state")
+               .splitlines()) if row}
+    assert states["GROUP"] == ["STATE"]
+    assert states[group] == ["Empty"]
+
+    _produce(cluster, topic, 0, range(10, 13))  # offsets 6-8, minutes 10-12: lag 3
+
+    def describe() -> str:
+        return tools.ok(CONSUMER_GROUPS, "--describe", "--group", group)
+
+    out = describe()
+    header = next(line.split() for line in out.splitlines() if line.startswith("GROUP"))
+    assert header == ["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET",
+                      "LAG", "CONSUMER-ID", "HOST", "CLIENT-ID"]
+    rows = {int(row[2]): row for row in table(out, group)}
+    assert rows[0][1] == topic
+    assert rows[0][3:7] == ["6", "9", "3", "-"]
+    assert rows[1][3:7] == ["4", "4", "0", "-"]
+
+    def reset(*args: str) -> dict[int, str]:
+        out = tools.ok(CONSUMER_GROUPS, "--reset-offsets", "--group", group, *args)
+        return offsets(out, group, 3)
+
+    # --dry-run: the plan is printed, nothing is committed.
+    assert reset("--topic", topic, "--to-earliest", "--dry-run") == {0: "0", 1: "0"}
+    assert offsets(describe(), group, 3) == {0: "6", 1: "4"}
+
+    assert reset("--topic", topic, "--to-earliest", "--execute") == {0: "0", 1: "0"}
+    out = describe()
+    assert offsets(out, group, 3) == {0: "0", 1: "0"}
+    assert offsets(out, group, 5) == {0: "9", 1: "4"}  # lag
+
+    assert reset("--topic", f"{topic}:0", "--shift-by", "2", "--execute") == {0: "2"}
+    # Shifted before the log start: clamped to it.
+    assert reset("--topic", f"{topic}:0", "--shift-by", "-5", "--execute") == {0: "0"}
+    assert reset("--all-topics", "--to-latest", "--execute") == {0: "9", 1: "4"}
+    assert offsets(describe(), group, 5) == {0: "0", 1: "0"}
+
+    # --to-datetime: the first record at or after the time; none (partition 1's last is at
+    # minute 3) falls back to the log end, with a warning.
+    out = tools.run(CONSUMER_GROUPS, "--reset-offsets", "--group", group, "--topic", topic,
+                    "--to-datetime", "2024-01-01T00:02:30.000Z", "--execute")
+    assert out.returncode == 0, str(out)
+    assert offsets(out.stdout, group, 3) == {0: "3", 1: "3"}
+    out = tools.run(CONSUMER_GROUPS, "--reset-offsets", "--group", group, "--topic", topic,
+                    "--to-datetime", "2024-01-01T00:05:30.000Z", "--execute")
+    assert out.returncode == 0, str(out)
+    assert offsets(out.stdout, group, 3) == {0: "6", 1: "4"}
+    assert f"Partition 1 from topic {topic} is empty" in out.output, str(out)
+    assert offsets(describe(), group, 3) == {0: "6", 1: "4"}
+
+    # An active member: describe names it; offsets cannot be reset under it.
+    consumer = KafkaConsumer(topic, group_id=group, bootstrap_servers=cluster.bootstrap,
+                             enable_auto_commit=False, client_id="cli-test-member")
+    try:
+        wait_for(lambda: consumer.poll(200) is not None and consumer.assignment(), 30,
+                 "the member's assignment")
+        out = tools.ok(CONSUMER_GROUPS, "--describe", "--group", group)
+        rows = {int(row[2]): row for row in table(out, group)}
+        assert {row[8] for row in rows.values()} == {"cli-test-member"}
+        assert all(row[6].startswith("cli-test-member") for row in rows.values())
+        out = tools.ok(CONSUMER_GROUPS, "--describe", "--group", group, "--members")
+        [member] = table(out, group)
+        assert member[3] == "cli-test-member" and member[4] == "2"
+        out = tools.ok(CONSUMER_GROUPS, "--describe", "--group", group, "--state")
+        [state] = table(out, group)
+        assert state[-2:] == ["Stable", "1"] and "range" in state
+
+        r = tools.run(CONSUMER_GROUPS, "--reset-offsets", "--group", group, "--topic", topic,
+                      "--to-earliest", "--execute")
+        assert "can only be reset if the group" in r.output and "Stable" in r.output, str(r)
+        assert offsets(tools.ok(CONSUMER_GROUPS, "--describe", "--group", group), group,
+                       3) == {0: "6", 1: "4"}
+    finally:
+        consumer.close()
+
+    wait_for(lambda: "Empty" in tools.ok(CONSUMER_GROUPS, "--describe", "--group", group,
+                                         "--state"), 30, "the group empty")
+    out = tools.ok(CONSUMER_GROUPS, "--delete", "--group", group)
+    assert f"Deletion of requested consumer groups ('{group}') was successful." in out
+    assert group not in tools.ok(CONSUMER_GROUPS, "--list").split()
+    # Kafka 4's answer for a group that does not exist (its own DescribeConsumerGroupTest).
+    r = tools.run(CONSUMER_GROUPS, "--describe", "--group", group)
+    assert f"GroupIdNotFoundException: Group {group} not found." in r.output, str(r)
+
+
+# --- kafka-log-dirs ---------------------------------------------------------------------
+
+
+def test_log_dirs_describe(tools: KafkaTools, cluster: Cluster,
+                           admin: KafkaAdminClient) -> None:
+    topic = unique_name("cli-logdirs")
+    admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=3)])
+    _produce(cluster, topic, 0, range(5))  # acks=all: on every replica when it returns
+    r = tools.run(LOG_DIRS, "--describe", "--topic-list", topic)
+    assert r.returncode == 0, str(r)
+    lines = r.stdout.splitlines()
+    assert lines[0] == "Querying brokers for log directories information"
+    assert lines[1] == "Received log directory information from brokers 1,2,3"
+    doc = json.loads(lines[2])
+    assert doc["version"] == 1
+    assert [b["broker"] for b in doc["brokers"]] == [1, 2, 3]
+    sizes = []
+    for b in doc["brokers"]:
+        [d] = b["logDirs"]
+        assert d["error"] is None
+        assert d["logDir"] == str(cluster.node(b["broker"]).data_dir)
+        parts = {p["partition"]: p for p in d["partitions"]}
+        assert sorted(parts) == [f"{topic}-0", f"{topic}-1"]
+        assert parts[f"{topic}-1"]["size"] == 0
+        assert all(p["offsetLag"] == 0 and p["isFuture"] is False for p in parts.values())
+        sizes.append(parts[f"{topic}-0"]["size"])
+    assert sizes[0] > 0 and len(set(sizes)) == 1  # the same batches on every replica
+
+    r = tools.run(LOG_DIRS, "--describe", "--broker-list", "2")
+    assert r.returncode == 0, str(r)
+    [b] = json.loads(r.stdout.splitlines()[2])["brokers"]
+    assert b["broker"] == 2
+    assert {f"{topic}-0", f"{topic}-1"} <= {p["partition"] for p in b["logDirs"][0]["partitions"]}
+
+
+# --- kafka-metadata-quorum --------------------------------------------------------------
+
+
+def test_metadata_quorum_describe(tools: KafkaTools, cluster: Cluster) -> None:
+    out = tools.ok(METADATA_QUORUM, "describe", "--status")
+    status = dict(re.split(r":\s+", line, maxsplit=1) for line in out.splitlines() if line)
+    assert list(status) == ["ClusterId", "LeaderId", "LeaderEpoch", "HighWatermark",
+                            "MaxFollowerLag", "MaxFollowerLagTimeMs", "CurrentVoters",
+                            "CurrentObservers"]
+    leader = int(status["LeaderId"])
+    assert leader in (1, 2, 3)
+    assert int(status["LeaderEpoch"]) >= 1 and int(status["HighWatermark"]) > 0
+    voters = json.loads(status["CurrentVoters"])
+    assert [v["id"] for v in voters] == [1, 2, 3]
+    for v in voters:
+        listener = cluster.node(v["id"]).overrides["controller.listener"]
+        assert v["endpoints"] == [f"CONTROLLER://{listener}"]
+    assert json.loads(status["CurrentObservers"]) == []
+
+    out = tools.ok(METADATA_QUORUM, "describe", "--replication")
+    lines = out.splitlines()
+    assert lines[0].split() == ["NodeId", "DirectoryId", "LogEndOffset", "Lag",
+                                "LastFetchTimestamp", "LastCaughtUpTimestamp", "Status"]
+    rows = {int(row[0]): row for row in (line.split() for line in lines[1:])}
+    assert sorted(rows) == [1, 2, 3]
+    assert rows[leader][-1] == "Leader"
+    assert sorted(row[-1] for row in rows.values()) == ["Follower", "Follower", "Leader"]
+    assert all(int(row[2]) > 0 and int(row[3]) >= 0 for row in rows.values())
+
+
+# --- kafka-configs ----------------------------------------------------------------------
+
+
+def _dynamic_configs(out: str) -> dict[str, str]:
+    """``key=value`` of each config line kafka-configs --describe prints."""
+    found = {}
+    for line in out.splitlines():
+        m = re.match(r"  ([\w.]+)=(\S*) sensitive=", line)
+        if m:
+            found[m[1]] = m[2]
+    return found
+
+
+def test_configs_topic(tools: KafkaTools, admin: KafkaAdminClient) -> None:
+    topic = unique_name("cli-configs")
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=3,
+                                  topic_configs={"retention.ms": "123456"})])
+    describe = ("--describe", "--entity-type", "topics", "--entity-name", topic)
+    out = tools.ok(CONFIGS, *describe)
+    assert out.splitlines()[0] == f"Dynamic configs for topic {topic} are:"
+    assert _dynamic_configs(out) == {"retention.ms": "123456"}
+
+    out = tools.ok(CONFIGS, "--alter", "--entity-type", "topics", "--entity-name", topic,
+                   "--add-config", "retention.ms=99999,max.message.bytes=200000")
+    assert out.strip() == f"Completed updating config for topic {topic}."
+    assert _dynamic_configs(tools.ok(CONFIGS, *describe)) == {
+        "retention.ms": "99999", "max.message.bytes": "200000"}
+
+    tools.ok(CONFIGS, "--alter", "--entity-type", "topics", "--entity-name", topic,
+             "--delete-config", "retention.ms")
+    assert _dynamic_configs(tools.ok(CONFIGS, *describe)) == {"max.message.bytes": "200000"}
+
+    every = _dynamic_configs(tools.ok(CONFIGS, *describe, "--all"))
+    assert every["max.message.bytes"] == "200000"
+    assert every["retention.ms"] == "604800000"  # back to the default
+    assert every["cleanup.policy"] == "delete"
+
+    r = tools.run(CONFIGS, "--alter", "--entity-type", "topics", "--entity-name", topic,
+                  "--add-config", "retention.ms=soon")
+    assert r.returncode == 1, str(r)
+    assert "InvalidConfigurationException" in r.output, str(r)
+
+
+def test_configs_broker_and_cluster_default(tools: KafkaTools) -> None:
+    def describe(*entity: str) -> str:
+        return tools.ok(CONFIGS, "--describe", "--entity-type", "brokers", *entity)
+
+    def alter(*args: str) -> str:
+        return tools.ok(CONFIGS, "--alter", "--entity-type", "brokers", *args)
+
+    out = describe("--entity-name", "1")
+    assert out.splitlines()[0] == "Dynamic configs for broker 1 are:"
+    assert _dynamic_configs(out) == {}
+
+    out = alter("--entity-name", "1", "--add-config", "log.retention.ms=3600000")
+    assert out.strip() == "Completed updating config for broker 1."
+    out = describe("--entity-name", "1")
+    assert _dynamic_configs(out) == {"log.retention.ms": "3600000"}
+    assert "DYNAMIC_BROKER_CONFIG:log.retention.ms=3600000" in out
+    assert _dynamic_configs(describe("--entity-name", "2")) == {}  # one broker's only
+    every = _dynamic_configs(describe("--entity-name", "1", "--all"))
+    assert every["log.retention.ms"] == "3600000"
+    assert every["num.partitions"] == "1"
+
+    out = alter("--entity-default", "--add-config", "max.connections.per.ip=1000")
+    assert out.strip() == "Completed updating default config for brokers in the cluster."
+    out = describe("--entity-default")
+    assert out.splitlines()[0] == "Default configs for brokers in the cluster are:"
+    assert _dynamic_configs(out) == {"max.connections.per.ip": "1000"}
+    every = _dynamic_configs(describe("--entity-name", "2", "--all"))
+    assert every["max.connections.per.ip"] == "1000"  # the cluster-wide value reaches 2
+
+    alter("--entity-name", "1", "--delete-config", "log.retention.ms")
+    alter("--entity-default", "--delete-config", "max.connections.per.ip")
+    assert _dynamic_configs(describe("--entity-name", "1")) == {}
+    assert _dynamic_configs(describe("--entity-default")) == {}
+
+    # A key that cannot change at runtime is refused, as Kafka refuses its read-only ones.
+    r = tools.run(CONFIGS, "--alter", "--entity-type", "brokers", "--entity-name", "1",
+                  "--add-config", "node.id=7")
+    assert r.returncode == 1, str(r)
+    assert "InvalidRequestException" in r.output, str(r)
+    assert "Cannot update these configs dynamically" in r.output and "node.id" in r.output
+
+
+# --- kafka-leader-election (last: it kills and restarts node 2) ------------------------
+
+
+def test_leader_election_preferred(tools: KafkaTools, cluster: Cluster,
+                                   admin: KafkaAdminClient) -> None:
+    topic = unique_name("cli-elect")
+    tools.ok(TOPICS, "--create", "--topic", topic, "--replica-assignment", "2:1:3,2:3:1")
+    wait_for(lambda: leaders(admin, topic) == {0: 2, 1: 2}, 15, "node 2 leading both")
+
+    def elect(*args: str) -> str:
+        return tools.ok(LEADER_ELECTION, "--election-type", "preferred", *args)
+
+    cluster.node(2).kill()
+    try:
+        wait_for(lambda: 2 not in leaders(admin, topic).values(), 20, "leaders off node 2")
+        # The preferred replica is down: the tool says so per partition and exits 1.
+        r = tools.run(LEADER_ELECTION, "--election-type", "preferred", "--topic", topic,
+                      "--partition", "0")
+        assert r.returncode == 1, str(r)
+        assert f"Error completing leader election (PREFERRED) for partition: {topic}-0" \
+            in r.output, str(r)
+        assert "PreferredLeaderNotAvailableException" in r.output, str(r)
+    finally:
+        cluster.node(2).start()
+    wait_for(lambda: isrs(admin, topic) == {0: [1, 2, 3], 1: [1, 2, 3]}, 30,
+             "node 2 back in the ISR")
+    assert 2 not in leaders(admin, topic).values()  # nothing moved leadership back yet
+
+    out = elect("--topic", topic, "--partition", "0")
+    assert out.strip() == \
+        f"Successfully completed leader election (PREFERRED) for partitions {topic}-0"
+    assert leaders(admin, topic) == {0: 2, 1: leaders(admin, topic)[1]}
+    assert leaders(admin, topic)[1] != 2
+
+    # Every partition: only those whose preferred leader was not leading are reported.
+    out = elect("--all-topic-partitions")
+    assert out.startswith("Successfully completed leader election (PREFERRED) for partitions")
+    elected = out.strip().split(" for partitions ")[1].split(", ")
+    assert f"{topic}-1" in elected and f"{topic}-0" not in elected
+    wait_for(lambda: leaders(admin, topic) == {0: 2, 1: 2}, 15, "node 2 leading both again")
+
+    out = elect("--topic", topic, "--partition", "0")
+    assert out.strip() == f"Valid replica already elected for partitions {topic}-0"
+    assert elect("--all-topic-partitions") == ""
