@@ -187,6 +187,26 @@ def parse_kv(items: list[str] | None, what: str) -> dict[str, str]:
     return out
 
 
+def console_properties(props: dict[str, str], flags: set[str], texts: set[str],
+                       text: Callable[[str, str], str]) -> dict[str, object]:
+    """``--property KEY=VALUE`` as kafka-console-producer/-consumer take them: ``flags``
+    are true or false, ``texts`` go through ``text(key, value)``, other keys are refused.
+    The keys come back as field names (``print.key`` -> ``print_key``)."""
+    unknown = sorted(set(props) - flags - texts)
+    if unknown:
+        raise CliError(f"--property: unknown {', '.join(unknown)}; known: "
+                       f"{', '.join(sorted(flags | texts))}")
+    values: dict[str, object] = {}
+    for k, v in props.items():
+        if k in flags:
+            if v.lower() not in ("true", "false"):
+                raise CliError(f"--property {k}: true or false, got {v!r}")
+            values[k.replace(".", "_")] = v.lower() == "true"
+        else:
+            values[k.replace(".", "_")] = text(k, v)
+    return values
+
+
 def parse_time(text: str, what: str) -> int:
     """A point in time as milliseconds since the epoch: a number of milliseconds, or an
     ISO 8601 date and time (``2026-12-06T10:00:00``, ``...Z``, ``...+01:00``; without a

@@ -16,6 +16,7 @@ from odradek.broker.cli.common import (
     admin_client,
     check_reachable,
     common_options,
+    console_properties,
     guard,
     parse_kv,
     parse_time,
@@ -49,22 +50,12 @@ class Format:
 
     @staticmethod
     def of(props: dict[str, str]) -> Format:
-        flags = {"print.key", "print.value", "print.timestamp", "print.partition",
-                 "print.offset", "print.headers"}
-        texts = {"key.separator", "headers.separator", "headers.key.separator", "null.literal"}
-        unknown = sorted(set(props) - flags - texts)
-        if unknown:
-            raise CliError(f"--property: unknown {', '.join(unknown)}; known: "
-                           f"{', '.join(sorted(flags | texts))}")
-        values: dict[str, Any] = {}
-        for k, v in props.items():
-            if k in flags:
-                if v.lower() not in ("true", "false"):
-                    raise CliError(f"--property {k}: true or false, got {v!r}")
-                values[k.replace(".", "_")] = v.lower() == "true"
-            else:
-                values[k.replace(".", "_")] = _unescape(v)
-        return Format(**values)
+        values = console_properties(
+            props, {"print.key", "print.value", "print.timestamp", "print.partition",
+                    "print.offset", "print.headers"},
+            {"key.separator", "headers.separator", "headers.key.separator", "null.literal"},
+            lambda _k, v: _unescape(v))
+        return Format(**values)  # type: ignore[arg-type]
 
     def line(self, msg: Any) -> str:
         fields = []

@@ -12,6 +12,7 @@ from odradek.broker.cli.common import (
     Progress,
     check_reachable,
     common_options,
+    console_properties,
     guard,
     parse_kv,
     print_json,
@@ -43,25 +44,17 @@ class LineFormat:
 
     @staticmethod
     def of(props: dict[str, str]) -> LineFormat:
-        flags = {"parse.key", "parse.headers"}
-        texts = {"key.separator", "headers.delimiter", "headers.separator",
-                 "headers.key.separator", "null.marker"}
-        unknown = sorted(set(props) - flags - texts)
-        if unknown:
-            raise CliError(f"--property: unknown {', '.join(unknown)}; known: "
-                           f"{', '.join(sorted(flags | texts))}")
-        values: dict[str, Any] = {}
-        for k, v in props.items():
-            if k in flags:
-                if v.lower() not in ("true", "false"):
-                    raise CliError(f"--property {k}: true or false, got {v!r}")
-                values[k.replace(".", "_")] = v.lower() == "true"
-            else:
-                v = v.replace("\\t", "\t").replace("\\n", "\n")
-                if not v and k != "null.marker":
-                    raise CliError(f"--property {k}: the separator cannot be empty")
-                values[k.replace(".", "_")] = v
-        return LineFormat(**values)
+        def text(k: str, v: str) -> str:
+            v = v.replace("\\t", "\t").replace("\\n", "\n")
+            if not v and k != "null.marker":
+                raise CliError(f"--property {k}: the separator cannot be empty")
+            return v
+
+        values = console_properties(
+            props, {"parse.key", "parse.headers"},
+            {"key.separator", "headers.delimiter", "headers.separator",
+             "headers.key.separator", "null.marker"}, text)
+        return LineFormat(**values)  # type: ignore[arg-type]
 
     def record(self, line: str, number: int
                ) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]]]:
