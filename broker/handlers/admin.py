@@ -9,6 +9,7 @@ from kio.schema.errors import ErrorCode
 from kio.static.protocol import Payload
 
 from odradek.broker.handlers.api import ApiSpec, RequestContext
+from odradek.broker.topic_configs import BROKER_TOPIC_DEFAULTS, DYNAMIC_BROKER_CONFIG, TOPIC_CONFIG
 from odradek.controller.metadata import BROKER_RESOURCE, TOPIC_RESOURCE, MetadataImage
 from odradek.controller.metadata.broker_configs import DYNAMIC_BROKER_KEYS_BY_NAME
 from odradek.controller.metadata.requests import (
@@ -25,6 +26,9 @@ from odradek.controller.metadata.requests import (
     IncrementalAlterConfigsResource,
     NotControllerError,
 )
+
+# Topic key -> the broker key whose value is its default (Kafka's topic config synonyms).
+_BROKER_KEY_OF_TOPIC_KEY = {t: b for b, t in BROKER_TOPIC_DEFAULTS.items()}
 
 # (name, value, Kafka config source, documentation, Kafka config type) of one config key.
 ConfigRow = tuple[str, str, int, str, int]
@@ -165,17 +169,27 @@ def _describe_one(node: AdminNode, res: Any, include_docs: bool, include_synonym
     out["configs"] = [
         {"name": name, "value": value, "read_only": name in read_only, "config_source": source,
          "is_sensitive": False, "config_type": ctype,
-         "synonyms": _synonyms(node, res, name) if include_synonyms else [],
+         "synonyms": _synonyms(node, res, name, value, source) if include_synonyms else [],
          "documentation": doc if include_docs else None}
         for name, value, source, doc, ctype in rows if keys is None or name in keys]
     return out
 
 
-def _synonyms(node: AdminNode, res: Any, name: str) -> list[dict[str, Any]]:
-    if res.resource_type != BROKER_RESOURCE or res.resource_name == "":
-        return []
-    return [{"name": n, "value": v, "source": source}
-            for n, v, source in node.broker_config_synonyms(name)]
+def _synonyms(node: AdminNode, res: Any, name: str, value: str, source: int
+              ) -> list[dict[str, Any]]:
+    """Kafka's synonyms, highest precedence first: a topic key's own override, then the
+    levels of the broker key that sets its default (``retention.ms`` -> ``log.retention.ms``);
+    a broker key's levels, without the per-broker one for the cluster default resource."""
+    if res.resource_type == TOPIC_RESOURCE:
+        own = ([{"name": name, "value": value, "source": TOPIC_CONFIG}]
+               if source == TOPIC_CONFIG else [])
+        broker_key = _BROKER_KEY_OF_TOPIC_KEY.get(name)
+        return own + ([] if broker_key is None else [
+            {"name": n, "value": v, "source": s}
+            for n, v, s in node.broker_config_synonyms(broker_key)])
+    return [{"name": n, "value": v, "source": s}
+            for n, v, s in node.broker_config_synonyms(name)
+            if res.resource_name != "" or s != DYNAMIC_BROKER_CONFIG]
 
 
 async def handle_describe_configs(node: AdminNode, ctx: RequestContext, req: Any) -> Payload:

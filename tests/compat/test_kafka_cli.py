@@ -262,6 +262,12 @@ def test_consumer_groups(tools: KafkaTools, cluster: Cluster,
     assert f"Partition 1 from topic {topic} is empty" in out.output, str(out)
     assert offsets(describe(), group, 3) == {0: "6", 1: "4"}
 
+    assert reset("--topic", topic, "--to-offset", "4", "--execute") == {0: "4", 1: "4"}
+    # --export: the plan as CSV (topic,partition,offset), for --from-file.
+    out = tools.ok(CONSUMER_GROUPS, "--reset-offsets", "--group", group, "--all-topics",
+                   "--to-current", "--export", "--dry-run")
+    assert sorted(out.split()) == [f"{topic},0,4", f"{topic},1,4"]
+
     # An active member: describe names it; offsets cannot be reset under it.
     consumer = KafkaConsumer(topic, group_id=group, bootstrap_servers=cluster.bootstrap,
                              enable_auto_commit=False, client_id="cli-test-member")
@@ -283,12 +289,20 @@ def test_consumer_groups(tools: KafkaTools, cluster: Cluster,
                       "--to-earliest", "--execute")
         assert "can only be reset if the group" in r.output and "Stable" in r.output, str(r)
         assert offsets(tools.ok(CONSUMER_GROUPS, "--describe", "--group", group), group,
-                       3) == {0: "6", 1: "4"}
+                       3) == {0: "4", 1: "4"}
     finally:
         consumer.close()
 
     wait_for(lambda: "Empty" in tools.ok(CONSUMER_GROUPS, "--describe", "--group", group,
                                          "--state"), 30, "the group empty")
+    out = tools.ok(CONSUMER_GROUPS, "--delete-offsets", "--group", group, "--topic",
+                   f"{topic}:1")
+    assert f"Request succeeded for deleting offsets from group {group}." in out
+    assert [line.split() for line in out.splitlines()[-2:]] == [
+        ["TOPIC", "PARTITION", "STATUS"], [topic, "1", "Successful"]]
+    assert offsets(tools.ok(CONSUMER_GROUPS, "--describe", "--group", group), group,
+                   3) == {0: "4"}
+
     out = tools.ok(CONSUMER_GROUPS, "--delete", "--group", group)
     assert f"Deletion of requested consumer groups ('{group}') was successful." in out
     assert group not in tools.ok(CONSUMER_GROUPS, "--list").split()
@@ -383,6 +397,9 @@ def test_configs_topic(tools: KafkaTools, admin: KafkaAdminClient) -> None:
     out = tools.ok(CONFIGS, *describe)
     assert out.splitlines()[0] == f"Dynamic configs for topic {topic} are:"
     assert _dynamic_configs(out) == {"retention.ms": "123456"}
+    # Synonyms: the topic's own value, then the broker key that gives its default.
+    assert "  retention.ms=123456 sensitive=false synonyms={DYNAMIC_TOPIC_CONFIG:retention.ms=" \
+        "123456, DEFAULT_CONFIG:log.retention.ms=604800000}" in out.splitlines()
 
     out = tools.ok(CONFIGS, "--alter", "--entity-type", "topics", "--entity-name", topic,
                    "--add-config", "retention.ms=99999,max.message.bytes=200000")
@@ -420,7 +437,9 @@ def test_configs_broker_and_cluster_default(tools: KafkaTools) -> None:
     assert out.strip() == "Completed updating config for broker 1."
     out = describe("--entity-name", "1")
     assert _dynamic_configs(out) == {"log.retention.ms": "3600000"}
-    assert "DYNAMIC_BROKER_CONFIG:log.retention.ms=3600000" in out
+    assert "  log.retention.ms=3600000 sensitive=false synonyms={DYNAMIC_BROKER_CONFIG:" \
+        "log.retention.ms=3600000, DEFAULT_CONFIG:log.retention.ms=604800000}" \
+        in out.splitlines()
     assert _dynamic_configs(describe("--entity-name", "2")) == {}  # one broker's only
     every = _dynamic_configs(describe("--entity-name", "1", "--all"))
     assert every["log.retention.ms"] == "3600000"
@@ -431,6 +450,9 @@ def test_configs_broker_and_cluster_default(tools: KafkaTools) -> None:
     out = describe("--entity-default")
     assert out.splitlines()[0] == "Default configs for brokers in the cluster are:"
     assert _dynamic_configs(out) == {"max.connections.per.ip": "1000"}
+    assert "  max.connections.per.ip=1000 sensitive=false synonyms={DYNAMIC_DEFAULT_BROKER_" \
+        "CONFIG:max.connections.per.ip=1000, DEFAULT_CONFIG:max.connections.per.ip=" \
+        "2147483647}" in out.splitlines()
     every = _dynamic_configs(describe("--entity-name", "2", "--all"))
     assert every["max.connections.per.ip"] == "1000"  # the cluster-wide value reaches 2
 
@@ -462,6 +484,13 @@ def test_leader_election_preferred(tools: KafkaTools, cluster: Cluster,
     cluster.node(2).kill()
     try:
         wait_for(lambda: 2 not in leaders(admin, topic).values(), 20, "leaders off node 2")
+        under = wait_for(lambda: partitions_described(tools.ok(
+            TOPICS, "--describe", "--under-replicated-partitions", "--topic", topic)), 30,
+            "the topic's partitions under-replicated")
+        assert sorted(under) == [0, 1]
+        assert all(2 not in p["isr"] and len(p["isr"]) == 2 for p in under.values())
+        assert tools.ok(TOPICS, "--describe", "--unavailable-partitions", "--topic",
+                        topic) == ""
         # The preferred replica is down: the tool says so per partition and exits 1.
         r = tools.run(LEADER_ELECTION, "--election-type", "preferred", "--topic", topic,
                       "--partition", "0")
