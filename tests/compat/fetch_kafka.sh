@@ -32,7 +32,7 @@ cat >"$cache/pom.xml" <<POM
   <dependencies>$deps</dependencies>
 </project>
 POM
-mvn -B -q -f "$cache/pom.xml" dependency:copy-dependencies \
+mvn -B -q -Dstyle.color=never -f "$cache/pom.xml" dependency:copy-dependencies \
   -DincludeScope=runtime -DoutputDirectory="$cache/lib" >&2
 echo "$artifacts" >"$stamp"
 echo "$cache/lib"

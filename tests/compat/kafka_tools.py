@@ -92,6 +92,6 @@ def kafka_tools_lib() -> Path:
     return lib
 
 
-def kafka_tools(bootstrap: str) -> KafkaTools:
+def kafka_tools(bootstrap: str, lib: Path | None = None) -> KafkaTools:
     java = require_tool("java", "apt-get install openjdk-17-jre-headless")
-    return KafkaTools(java, kafka_tools_lib(), bootstrap)
+    return KafkaTools(java, lib or kafka_tools_lib(), bootstrap)

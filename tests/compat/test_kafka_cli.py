@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ from tests.compat.kafka_tools import (
     TOPICS,
     KafkaTools,
     kafka_tools,
+    kafka_tools_lib,
 )
 from tests.helpers import unique_name
 from tests.integration.harness import Cluster, wait_for
@@ -39,7 +41,14 @@ MINUTE_MS = 60_000
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def lib() -> Path:
+    """The tools' jars: looked for (or fetched) before any node starts, so a machine without
+    Java skips at once."""
+    return kafka_tools_lib()
+
+
+@pytest.fixture(scope="module")
+def cluster(lib: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     # No automatic rebalancing: only the elections the tests ask for move leaders.
     c = Cluster(tmp_path_factory.mktemp("kafka-cli"), n=3,
                 overrides={"auto.leader.rebalance.enable": False}).start()
@@ -48,8 +57,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 @pytest.fixture(scope="module")
-def tools(cluster: Cluster) -> KafkaTools:
-    return kafka_tools(cluster.bootstrap)
+def tools(cluster: Cluster, lib: Path) -> KafkaTools:
+    return kafka_tools(cluster.bootstrap, lib)
 
 
 @pytest.fixture
