@@ -9,7 +9,11 @@ from kio.schema.errors import ErrorCode
 from kio.static.protocol import Payload
 
 from odradek.broker.handlers.api import ApiSpec, RequestContext
-from odradek.broker.topic_configs import BROKER_TOPIC_DEFAULTS, DYNAMIC_BROKER_CONFIG, TOPIC_CONFIG
+from odradek.broker.topic_configs import (
+    BROKER_TOPIC_DEFAULTS,
+    DYNAMIC_DEFAULT_BROKER_CONFIG,
+    TOPIC_CONFIG,
+)
 from odradek.controller.metadata import BROKER_RESOURCE, TOPIC_RESOURCE, MetadataImage
 from odradek.controller.metadata.broker_configs import DYNAMIC_BROKER_KEYS_BY_NAME
 from odradek.controller.metadata.requests import (
@@ -179,7 +183,8 @@ def _synonyms(node: AdminNode, res: Any, name: str, value: str, source: int
               ) -> list[dict[str, Any]]:
     """Kafka's synonyms, highest precedence first: a topic key's own override, then the
     levels of the broker key that sets its default (``retention.ms`` -> ``log.retention.ms``);
-    a broker key's levels, without the per-broker one for the cluster default resource."""
+    a broker key's levels; for the cluster default resource only the cluster-wide value
+    (what Kafka 4.1 answers there)."""
     if res.resource_type == TOPIC_RESOURCE:
         own = ([{"name": name, "value": value, "source": TOPIC_CONFIG}]
                if source == TOPIC_CONFIG else [])
@@ -189,7 +194,7 @@ def _synonyms(node: AdminNode, res: Any, name: str, value: str, source: int
             for n, v, s in node.broker_config_synonyms(broker_key)])
     return [{"name": n, "value": v, "source": s}
             for n, v, s in node.broker_config_synonyms(name)
-            if res.resource_name != "" or s != DYNAMIC_BROKER_CONFIG]
+            if res.resource_name != "" or s == DYNAMIC_DEFAULT_BROKER_CONFIG]
 
 
 async def handle_describe_configs(node: AdminNode, ctx: RequestContext, req: Any) -> Payload:

@@ -460,8 +460,7 @@ def test_configs_broker_and_cluster_default(tools: KafkaTools) -> None:
     assert out.splitlines()[0] == "Default configs for brokers in the cluster are:"
     assert _dynamic_configs(out) == {"max.connections.per.ip": "1000"}
     assert "  max.connections.per.ip=1000 sensitive=false synonyms={DYNAMIC_DEFAULT_BROKER_" \
-        "CONFIG:max.connections.per.ip=1000, DEFAULT_CONFIG:max.connections.per.ip=" \
-        "2147483647}" in out.splitlines()
+        "CONFIG:max.connections.per.ip=1000}" in out.splitlines()  # Kafka 4.1 prints the same
     every = _dynamic_configs(describe("--entity-name", "2", "--all"))
     assert every["max.connections.per.ip"] == "1000"  # the cluster-wide value reaches 2
 
