@@ -269,9 +269,17 @@ async def handle_incremental_alter_configs(node: AdminNode, ctx: RequestContext,
 async def handle_elect_leaders(node: AdminNode, ctx: RequestContext, req: Any) -> Payload:
     """Preferred or unclean leader elections (kafka-leader-election.sh); v0 is preferred
     only. A null partition list asks for every partition."""
-    election = ElectionType(getattr(req, "election_type", ElectionType.PREFERRED))
     asked = None if req.topic_partitions is None else [
         (t.topic, int(p)) for t in req.topic_partitions for p in t.partitions]
+    raw_type = int(getattr(req, "election_type", ElectionType.PREFERRED))
+    if raw_type not in tuple(ElectionType):
+        # Kafka cannot parse such a request: INVALID_REQUEST, for each partition named too.
+        message = f"unknown election type {raw_type}: 0 is preferred, 1 unclean"
+        return ctx.respond({"throttle_time": 0, "error_code": ErrorCode.invalid_request,
+                            "replica_election_results": _election_results(
+                                [ElectLeadersResult(t, p, ErrorCode.invalid_request, message)
+                                 for t, p in asked or ()])})
+    election = ElectionType(raw_type)
     try:
         results = await node.controller.elect_leaders(election, asked)
     except ControllerCallFailed as e:
@@ -280,15 +288,17 @@ async def handle_elect_leaders(node: AdminNode, ctx: RequestContext, req: Any) -
             return ctx.respond({"throttle_time": 0, "error_code": code,
                                 "replica_election_results": []})
         results = [ElectLeadersResult(t, p, code, message) for t, p in asked]
+    return ctx.respond({"throttle_time": 0, "error_code": ErrorCode.none,
+                        "replica_election_results": _election_results(results)})
+
+
+def _election_results(results: Sequence[ElectLeadersResult]) -> list[dict[str, Any]]:
     by_topic: dict[str, list[dict[str, Any]]] = {}
     for r in results:
         by_topic.setdefault(r.topic, []).append({
             "partition_id": r.partition, "error_code": ErrorCode(r.error_code),
             "error_message": r.error_message})
-    return ctx.respond({"throttle_time": 0, "error_code": ErrorCode.none,
-                        "replica_election_results": [
-                            {"topic": topic, "partition_result": parts}
-                            for topic, parts in by_topic.items()]})
+    return [{"topic": topic, "partition_result": parts} for topic, parts in by_topic.items()]
 
 
 APIS: tuple[ApiSpec[AdminNode], ...] = (

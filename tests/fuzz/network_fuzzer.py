@@ -76,7 +76,7 @@ FUZZ_GROUP = "fuzz-group"
 # mutation that happens to decode as one is not sent unless --side-effects, because it could
 # delete the fuzzer's own topic or ask for two billion partitions, and the checks after the
 # run would then measure that rather than the transport.
-SIDE_EFFECT_APIS = frozenset({19, 20, 21, 33, 37, 44})
+SIDE_EFFECT_APIS = frozenset({19, 20, 21, 33, 37, 43, 44})
 # Requests a node answers at once (no long poll, no rebalance wait): the valid frames
 # interleaved with mutated ones, so that a reaction time measures the bad frame only.
 QUICK_APIS = frozenset({1, 2, 3, 9, 10, 15, 16, 18, 23, 32, 60})
