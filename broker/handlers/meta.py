@@ -234,7 +234,6 @@ async def handle_describe_topic_partitions(node: MetaNode, ctx: RequestContext, 
     if cursor is not None:
         names = [n for n in names if n >= cursor.topic_name]
     limit = max(1, min(int(req.response_partition_limit), DESCRIBE_PARTITIONS_LIMIT))
-    live = set(image.unfenced_broker_ids())
     topics: list[dict[str, Any]] = []
     next_cursor = None
     left = limit
@@ -255,23 +254,11 @@ async def handle_describe_topic_partitions(node: MetaNode, ctx: RequestContext, 
             break
         page, rest = indexes[:left], indexes[left:]
         left -= len(page)
-        parts = []
-        for i in page:
-            reg = t.partitions[i]
-            leads = reg.leader >= 0 and reg.leader in live
-            parts.append({
-                "error_code": ErrorCode.none if leads else ErrorCode.leader_not_available,
-                "partition_index": i,
-                "leader_id": reg.leader if leads else -1,
-                "leader_epoch": reg.leader_epoch,
-                "replica_nodes": list(reg.replicas),
-                "isr_nodes": list(reg.isr),
-                "eligible_leader_replicas": list(reg.elr),
-                # Kafka keeps the ELR members last known before the ELR emptied, to pick an
-                # unclean leader from; the image does not keep them.
-                "last_known_elr": [],
-                "offline_replicas": [r for r in reg.replicas if r not in live],
-            })
+        # Metadata's partition entry, with the ELR; Kafka keeps the ELR members last known
+        # before the ELR emptied, to pick an unclean leader from; the image does not.
+        parts = [{**_partition_entry(node, i, t.partitions[i]),
+                  "eligible_leader_replicas": list(t.partitions[i].elr),
+                  "last_known_elr": []} for i in page]
         topics.append({"error_code": ErrorCode.none, "name": name, "topic_id": t.topic_id,
                        "is_internal": name in INTERNAL_TOPICS, "partitions": parts,
                        "topic_authorized_operations": acl_operations.bits(acl_operations.TOPIC)})
