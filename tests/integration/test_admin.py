@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -228,3 +229,47 @@ def test_describe_topic_partitions_pages_with_a_cursor(shared_node: NodeProcess)
         assert [t["error_code"] for t in answer["topics"]] == [42]
     finally:
         admin.close()
+
+
+@pytest.mark.parametrize(("api_key", "versions"), [(35, range(1, 5)), (43, range(0, 3)),
+                                                     (55, range(0, 3)), (75, range(0, 1))])
+def test_every_version_of_the_new_admin_apis(shared_node: NodeProcess, api_key: int,
+                                             versions: range) -> None:
+    """The clients above speak the newest versions; this asks every version ApiVersions
+    advertises for DescribeLogDirs, ElectLeaders, DescribeQuorum and DescribeTopicPartitions
+    (kio builds each version's shape) and checks the answer."""
+    topic = unique_name("versions")
+    admin = KafkaAdminClient(bootstrap_servers=shared_node.bootstrap)
+    admin.create_topics([NewTopic(topic, 1, 1)])
+    admin.close()
+    with KafkaConnection.to(shared_node.bootstrap) as c:
+        api = next(a for a in c.request(18, 3, {"client_software_name": "t",
+                                                "client_software_version": "1"}).api_keys
+                   if a.api_key == api_key)
+        assert (api.min_version, api.max_version) == (versions.start, versions.stop - 1)
+        for v in versions:
+            if api_key == 35:
+                r = c.request(35, v, {"topics": [{"topic": topic, "partitions": [0]}]})
+                [result] = r.results
+                assert [t.name for t in result.topics] == [topic], v
+                assert result.topics[0].partitions[0].partition_index == 0
+            elif api_key == 43:
+                data: dict[str, Any] = {"topic_partitions": [
+                    {"topic": topic, "partitions": [0]}], "timeout": 5000}
+                if v >= 1:
+                    data["election_type"] = 0
+                r = c.request(43, v, data)
+                [res] = r.replica_election_results
+                # One replica, already the leader: nothing to elect.
+                assert res.partition_result[0].error_code.name == "election_not_needed", v
+            elif api_key == 55:
+                r = c.request(55, v, {"topics": [{"topic_name": "__cluster_metadata",
+                                                  "partitions": [{"partition_index": 0}]}]})
+                p = r.topics[0].partitions[0]
+                assert (p.error_code.value, p.leader_id) == (0, 1), v
+                assert [x.replica_id for x in p.current_voters] == [1]
+            else:
+                r = c.request(75, v, {"topics": [{"name": topic}],
+                                      "response_partition_limit": 10, "cursor": None})
+                [t] = r.topics
+                assert (t.name, t.error_code.value, len(t.partitions)) == (topic, 0, 1)
