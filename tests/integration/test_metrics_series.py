@@ -83,6 +83,13 @@ def test_isr_changes_count_the_failure_as_shrinks_and_the_recovery_as_expands(
     shrinks, expands = _isr_changes(survivors, "shrink"), _isr_changes(survivors, "expand")
     victim.kill()
     wait_for(lambda: _isr_changes(survivors, "shrink") > shrinks, 30, "ISR shrinks counted")
+    # Shrinks go on arriving until the controller has fenced the victim, which takes it out
+    # of every ISR left in one batch: only then is the outage's count complete.
+    wait_for(lambda: any(b["id"] == victim.node_id and b["fenced"]
+                         for b in cli_json(cluster, "cluster", "status")["brokers"])
+             and all(victim.node_id not in p["isr"]
+                     for p in cli_json(cluster, "topics", "describe", topic)["partitions"]),
+             30, "the victim fenced and out of every ISR")
     assert _isr_changes(survivors, "expand") == expands
     after_outage = _isr_changes(survivors, "shrink")
     victim.start()
