@@ -4,13 +4,34 @@
 # Maven Central into a cache directory, for tests/compat. Idempotent: a cache that is complete
 # (its .complete stamp names the same coordinates) is left alone, so a warm run costs nothing.
 #
-#   tests/compat/fetch_kafka.sh            -> prints the directory holding the jars
+# The first argument names a set of jars, each cached in its own directory:
+#   tools    (default) the CLI tools: tests/compat/test_kafka_cli.py
+#   connect  Kafka Connect's runtime and the FileStream connectors: tests/compat/test_connect.py
+#   streams  Kafka Streams and the Java client: tests/compat/test_streams.py
+#
+#   tests/compat/fetch_kafka.sh [SET]      -> prints the directory holding the jars
 #   KAFKA_TOOLS_VERSION=4.1.1 KAFKA_TOOLS_CACHE=/some/dir tests/compat/fetch_kafka.sh
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 version="${KAFKA_TOOLS_VERSION:-4.1.1}"
-cache="${KAFKA_TOOLS_CACHE:-$root/.ci/cache/kafka-$version}"
-artifacts="org.apache.kafka:kafka-tools:$version org.apache.kafka:kafka_2.13:$version org.slf4j:slf4j-nop:1.7.36"
+set_name="${1:-tools}"
+case "$set_name" in
+  tools)
+    artifacts="org.apache.kafka:kafka-tools:$version org.apache.kafka:kafka_2.13:$version org.slf4j:slf4j-nop:1.7.36"
+    default_cache="$root/.ci/cache/kafka-$version" ;;
+  connect)
+    artifacts="org.apache.kafka:connect-runtime:$version org.apache.kafka:connect-file:$version org.apache.kafka:connect-json:$version"
+    default_cache="$root/.ci/cache/kafka-connect-$version" ;;
+  streams)
+    artifacts="org.apache.kafka:kafka-streams:$version org.apache.kafka:kafka-clients:$version org.slf4j:slf4j-nop:1.7.36"
+    default_cache="$root/.ci/cache/kafka-streams-$version" ;;
+  *) echo "unknown jar set '$set_name': expected tools, connect or streams" >&2; exit 2 ;;
+esac
+if [[ "$set_name" == tools ]]; then
+  cache="${KAFKA_TOOLS_CACHE:-$default_cache}"
+else
+  cache="$default_cache"
+fi
 stamp="$cache/.complete"
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$artifacts" ]]; then
   echo "$cache/lib"
