@@ -20,7 +20,7 @@ case "$set_name" in
     artifacts="org.apache.kafka:kafka-tools:$version org.apache.kafka:kafka_2.13:$version org.slf4j:slf4j-nop:1.7.36"
     default_cache="$root/.ci/cache/kafka-$version" ;;
   connect)
-    artifacts="org.apache.kafka:connect-runtime:$version org.apache.kafka:connect-file:$version org.apache.kafka:connect-json:$version"
+    artifacts="org.apache.kafka:connect-runtime:$version org.apache.kafka:connect-file:$version org.apache.kafka:connect-json:$version org.slf4j:slf4j-simple:1.7.36"
     default_cache="$root/.ci/cache/kafka-connect-$version" ;;
   streams)
     artifacts="org.apache.kafka:kafka-streams:$version org.apache.kafka:kafka-clients:$version org.slf4j:slf4j-nop:1.7.36"
