@@ -67,6 +67,28 @@ def _str(key: str, v: Any) -> str:
     return str(v)
 
 
+def _float(lo: float, hi: float | None = None) -> Callable[[str, Any], float]:
+    def parse(key: str, v: Any) -> float:
+        if isinstance(v, bool) or not isinstance(v, int | float | str):
+            raise ConfigError(f"{key}: {v!r} is not a number")
+        try:
+            n = float(v)
+        except ValueError:
+            raise ConfigError(f"{key}: {v!r} is not a number") from None
+        if n != n or n < lo or (hi is not None and n > hi):
+            raise ConfigError(f"{key}: {n} is outside [{lo}, {hi if hi is not None else 'inf'}]")
+        return n
+
+    return parse
+
+
+def _cleanup_policy(key: str, v: Any) -> str:
+    items = [i.strip() for i in (v.split(",") if isinstance(v, str) else v or [])]
+    if not items or any(i not in ("delete", "compact") for i in items):
+        raise ConfigError(f"{key}: {v!r} is not delete, compact or compact,delete")
+    return ",".join(items)
+
+
 def _choice(*allowed: str) -> Callable[[str, Any], str]:
     def parse(key: str, v: Any) -> str:
         if v not in allowed:
@@ -226,6 +248,35 @@ KEYS: tuple[Key, ...] = (
     Key("log.flush.interval.ms", _int(1), 2**63 - 1, "fsync at least this often.", ">= 1"),
     Key("log.flush.scheduler.interval.ms", _int(10), 1000,
         "How often the flush policy is checked.", ">= 10"),
+    Key("log.cleanup.policy", _cleanup_policy, "delete",
+        "Cleanup policy of topics without their own cleanup.policy.",
+        "delete, compact, compact,delete"),
+    Key("log.cleaner.enable", _bool, True,
+        "Run the log cleaner, which compacts the topics with cleanup.policy=compact "
+        "(__consumer_offsets among them).", "true, false"),
+    Key("log.cleaner.threads", _int(1, 64), 1,
+        "Logs cleaned at once, each in a worker process (processes, not threads: cleaning "
+        "is Python work that must not hold the event loop's interpreter lock).", "1..64"),
+    Key("log.cleaner.io.max.bytes.per.second", _float(1.0), float("inf"),
+        "Bytes per second each cleaning may read and write together.", "> 0"),
+    Key("log.cleaner.dedupe.buffer.size", _int(1024 * 1024), 128 * _MB,
+        "Memory for a cleaning's key -> offset map, shared by the worker processes; a "
+        "log with more distinct keys in its dirty part is cleaned in several passes.",
+        ">= 1048576"),
+    Key("log.cleaner.backoff.ms", _int(10), 15_000,
+        "Pause between the cleaner's looks at the logs when none needs cleaning.", ">= 10"),
+    Key("log.cleaner.min.cleanable.ratio", _float(0.0, 1.0), 0.5,
+        "Default min.cleanable.dirty.ratio: the share of a log's bytes that must be "
+        "uncleaned before it is cleaned.", "0..1"),
+    Key("log.cleaner.delete.retention.ms", _int(0), 24 * 3600 * 1000,
+        "Default delete.retention.ms: how long tombstones stay readable once cleaned.",
+        ">= 0"),
+    Key("log.cleaner.min.compaction.lag.ms", _int(0), 0,
+        "Default min.compaction.lag.ms: records younger than this are not compacted.",
+        ">= 0"),
+    Key("log.cleaner.max.compaction.lag.ms", _int(1), 2**63 - 1,
+        "Default max.compaction.lag.ms: a record older than this is compacted even if "
+        "the log is not dirty enough.", ">= 1"),
     Key("inter.broker.listener.name", _str, "",
         "Listener other brokers use to fetch from this one; empty = the first listener.",
         "listener name"),

@@ -42,6 +42,7 @@ from odradek.controller.metadata.requests import (
     CreateTopicSpec,
     QuorumDescription,
 )
+from odradek.storage.cleaner import CleanerConfig, LogCleaner
 
 log = logging.getLogger("odradek.node")
 
@@ -60,6 +61,16 @@ def handler_table() -> dict[int, ApiSpec[Node]]:
     return apis
 
 
+
+
+def cleaner_config(config: NodeConfig) -> CleanerConfig:
+    return CleanerConfig(
+        enable=config["log.cleaner.enable"],
+        threads=config["log.cleaner.threads"],
+        io_max_bytes_per_second=config["log.cleaner.io.max.bytes.per.second"],
+        dedupe_buffer_size=config["log.cleaner.dedupe.buffer.size"],
+        backoff_ms=config["log.cleaner.backoff.ms"],
+    )
 
 class Node:
     """The broker side of one node, around the metadata plane it is given (a local log or a
@@ -100,7 +111,8 @@ class Node:
         # has taken it: from then on this node answers clients with the cluster as it is.
         self._current = asyncio.Event()
         self.replicas = ReplicaManager(self.node_id, self.data_dir / "logs", self.log_config_for,
-                                       self.min_insync_replicas)
+                                       self.min_insync_replicas,
+                                       cleaner=LogCleaner(cleaner_config(config)))
         self.replicas.isr_listeners.append(
             lambda kind: self.metrics.isr_changes.labels(kind=kind).inc())
         self.replicas.leadership_listeners.append(self._on_leadership)
@@ -153,6 +165,8 @@ class Node:
         if self.is_broker:
             await self._until_current()
             self.replication.start()
+            if self.replicas.cleaner is not None:
+                self.replicas.cleaner.start()
             self._tasks.append(asyncio.create_task(self._every(
                 self.config["log.retention.check.interval.ms"],
                 self.replicas.enforce_retention)))

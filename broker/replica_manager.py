@@ -19,6 +19,7 @@ from odradek import storage
 from odradek.broker.partition import Partition
 from odradek.controller.metadata import MetadataImage, PartitionRegistration
 from odradek.controller.metadata.delta import LocalReplicaChanges
+from odradek.storage.cleaner import LogCleaner
 from odradek.storage.errors import StorageError
 
 log = logging.getLogger("odradek.replicas")
@@ -38,8 +39,12 @@ class ReplicaManager:
         log_config_for: Callable[[str], storage.LogConfig],
         min_isr_for: Callable[[str], int],
         now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        cleaner: LogCleaner | None = None,
     ) -> None:
         self.node_id = node_id
+        # Compacts the logs of compacted topics; every hosted log is registered with it
+        # (it looks at each one's cleanup.policy when it runs).
+        self.cleaner = cleaner
         self.log_dir = log_dir
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.log_config_for = log_config_for
@@ -66,6 +71,8 @@ class ReplicaManager:
             if topic in topics:
                 p.log.config = self.log_config_for(topic)
                 p.set_min_isr(self.min_isr_for(topic))
+        if self.cleaner is not None:
+            self.cleaner.wake()  # a log may have become compacted, or dirtier by its ratio
 
     def _become(self, tp: TopicPartition, reg: PartitionRegistration,
                 topic_id: uuid.UUID | None) -> None:
@@ -75,6 +82,8 @@ class ReplicaManager:
             plog = storage.PartitionLog.open(path, self.log_config_for(tp[0]), now_ms=self.now_ms)
             p = Partition(tp[0], tp[1], plog, self.node_id, self.min_isr_for(tp[0]))
             self.partitions[tp] = p
+            if self.cleaner is not None:
+                self.cleaner.add(partition_dir_name(*tp), plog)
         change = p.assign(reg, topic_id)
         if change.became_leader or change.stopped_leading or change.new_leader_epoch:
             for cb in self.leadership_listeners:
@@ -88,6 +97,8 @@ class ReplicaManager:
         p = self.partitions.pop(tp, None)
         if p is None:
             return
+        if self.cleaner is not None:
+            self.cleaner.remove(partition_dir_name(*tp))
         if p.is_leader:
             for cb in self.leadership_listeners:
                 cb(tp, False)
@@ -142,6 +153,8 @@ class ReplicaManager:
                 log.error("flush failed for %s-%d: %s", p.topic, p.index, e)
 
     def close(self) -> None:
+        if self.cleaner is not None:
+            self.cleaner.stop()
         for p in self.partitions.values():
             p.close()
             try:

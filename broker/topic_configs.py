@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 TOPIC_CONFIG, DYNAMIC_BROKER_CONFIG, DYNAMIC_DEFAULT_BROKER_CONFIG = 1, 2, 3
 STATIC_BROKER_CONFIG, DEFAULT_CONFIG = 4, 5
 # ConfigType codes (DescribeConfigs v3+).
-BOOLEAN, STRING, INT, LONG, LIST = 1, 2, 3, 5, 7
+BOOLEAN, STRING, INT, LONG, DOUBLE, LIST = 1, 2, 3, 5, 6, 7
 
 # Broker-wide defaults for topic configs: broker key -> topic key (Kafka's names).
 BROKER_TOPIC_DEFAULTS: Mapping[str, str] = {
@@ -33,6 +33,11 @@ BROKER_TOPIC_DEFAULTS: Mapping[str, str] = {
     "log.flush.interval.messages": "flush.messages",
     "log.flush.interval.ms": "flush.ms",
     "message.max.bytes": "max.message.bytes",
+    "log.cleanup.policy": "cleanup.policy",
+    "log.cleaner.min.cleanable.ratio": "min.cleanable.dirty.ratio",
+    "log.cleaner.delete.retention.ms": "delete.retention.ms",
+    "log.cleaner.min.compaction.lag.ms": "min.compaction.lag.ms",
+    "log.cleaner.max.compaction.lag.ms": "max.compaction.lag.ms",
 }
 
 # Topic configs the broker acts on beyond the log's own, with their defaults.
@@ -55,7 +60,15 @@ _DOCS: Mapping[str, tuple[int, str]] = {
     "flush.ms": (LONG, "fsync at least this often."),
     "max.message.bytes": (INT, "Largest record batch accepted."),
     "message.timestamp.type": (STRING, "CreateTime or LogAppendTime."),
-    "cleanup.policy": (LIST, "delete (compaction is accepted but not implemented)."),
+    "cleanup.policy": (LIST, "delete: retention by time and size; compact: keep the latest "
+                             "record of every key; or both."),
+    "min.cleanable.dirty.ratio": (DOUBLE, "Share of the log not yet cleaned that makes the "
+                                          "cleaner compact it."),
+    "min.compaction.lag.ms": (LONG, "Records younger than this are not compacted."),
+    "max.compaction.lag.ms": (LONG, "Records older than this are compacted even if the log "
+                                    "is not dirty enough."),
+    "delete.retention.ms": (LONG, "How long a tombstone stays readable after the cleaner "
+                                  "first keeps it."),
 }
 
 

@@ -24,6 +24,10 @@ KAFKA_NAMES: dict[str, str] = {
     "max_message_bytes": "max.message.bytes",
     "message_timestamp_type": "message.timestamp.type",
     "cleanup_policy": "cleanup.policy",
+    "min_cleanable_dirty_ratio": "min.cleanable.dirty.ratio",
+    "min_compaction_lag_ms": "min.compaction.lag.ms",
+    "max_compaction_lag_ms": "max.compaction.lag.ms",
+    "delete_retention_ms": "delete.retention.ms",
 }
 _FIELDS_BY_KAFKA_NAME = {v: k for k, v in KAFKA_NAMES.items()}
 
@@ -35,20 +39,16 @@ OTHER_TOPIC_CONFIGS = frozenset(
         "compression.gzip.level",
         "compression.lz4.level",
         "compression.zstd.level",
-        "delete.retention.ms",
         "file.delete.delay.ms",
         "follower.replication.throttled.replicas",
         "leader.replication.throttled.replicas",
         "local.retention.bytes",
         "local.retention.ms",
-        "max.compaction.lag.ms",
         "message.downconversion.enable",
         "message.format.version",
         "message.timestamp.after.max.ms",
         "message.timestamp.before.max.ms",
         "message.timestamp.difference.max.ms",
-        "min.cleanable.dirty.ratio",
-        "min.compaction.lag.ms",
         "min.insync.replicas",
         "preallocate",
         "remote.log.copy.disable",
@@ -73,6 +73,13 @@ _RANGES: dict[str, tuple[int, int]] = {
     "flush_messages": (1, LONG_MAX),
     "flush_ms": (0, LONG_MAX),
     "max_message_bytes": (0, INT_MAX),
+    "min_compaction_lag_ms": (0, LONG_MAX),
+    "max_compaction_lag_ms": (1, LONG_MAX),
+    "delete_retention_ms": (0, LONG_MAX),
+}
+# The float fields, with their closed ranges.
+_FLOAT_RANGES: dict[str, tuple[float, float]] = {
+    "min_cleanable_dirty_ratio": (0.0, 1.0),
 }
 
 
@@ -80,9 +87,8 @@ _RANGES: dict[str, tuple[int, int]] = {
 class LogConfig:
     """Storage settings of one partition log. Field names mirror Kafka's config names.
 
-    ``cleanup_policy`` accepts ``compact`` (alone or as ``compact,delete``) but log
-    compaction is not implemented: a compact-only log keeps everything, a
-    ``compact,delete`` log is retained like ``delete``.
+    ``cleanup_policy`` is ``delete`` (retention by time and size), ``compact`` (the log
+    cleaner keeps the latest record of every key, storage/cleaner.py) or both.
     """
 
     segment_bytes: int = 1024 * 1024 * 1024
@@ -96,6 +102,10 @@ class LogConfig:
     max_message_bytes: int = 1024 * 1024 + 12  # 1048588, Kafka's default
     message_timestamp_type: str = "CreateTime"
     cleanup_policy: str = "delete"
+    min_cleanable_dirty_ratio: float = 0.5
+    min_compaction_lag_ms: int = 0
+    max_compaction_lag_ms: int = LONG_MAX
+    delete_retention_ms: int = 24 * 3600 * 1000  # tombstones stay readable this long
 
     def __post_init__(self) -> None:
         for name, (lo, hi) in _RANGES.items():
@@ -104,6 +114,14 @@ class LogConfig:
                 raise InvalidConfigError(
                     f"invalid value {value!r} for {KAFKA_NAMES[name]}: "
                     f"expected an integer in [{lo}, {hi}]"
+                )
+        for name, (flo, fhi) in _FLOAT_RANGES.items():
+            fvalue = getattr(self, name)
+            if (isinstance(fvalue, bool) or not isinstance(fvalue, int | float)
+                    or not flo <= fvalue <= fhi):
+                raise InvalidConfigError(
+                    f"invalid value {fvalue!r} for {KAFKA_NAMES[name]}: "
+                    f"expected a number in [{flo}, {fhi}]"
                 )
         if self.message_timestamp_type not in TIMESTAMP_TYPES:
             raise InvalidConfigError(
@@ -120,6 +138,18 @@ class LogConfig:
     @property
     def deletes_by_retention(self) -> bool:
         return "delete" in (p.strip() for p in self.cleanup_policy.split(","))
+
+    @property
+    def compacts(self) -> bool:
+        return "compact" in (p.strip() for p in self.cleanup_policy.split(","))
+
+    @property
+    def roll_ms(self) -> int:
+        """Age at which the active segment rolls: segment.ms, and for a compacted log also
+        max.compaction.lag.ms (KIP-354), since the cleaner never touches the active one."""
+        if self.compacts:
+            return min(self.segment_ms, self.max_compaction_lag_ms)
+        return self.segment_ms
 
     @property
     def log_append_time(self) -> bool:
@@ -154,6 +184,14 @@ class LogConfig:
                 except ValueError:
                     raise InvalidConfigError(
                         f"invalid value {raw!r} for {key}: expected an integer in [{lo}, {hi}]"
+                    ) from None
+            elif name in _FLOAT_RANGES:
+                flo, fhi = _FLOAT_RANGES[name]
+                try:
+                    value = float(text)
+                except ValueError:
+                    raise InvalidConfigError(
+                        f"invalid value {raw!r} for {key}: expected a number in [{flo}, {fhi}]"
                     ) from None
             elif name == "cleanup_policy":
                 value = ",".join(p.strip() for p in text.split(","))

@@ -7,6 +7,7 @@ Directory layout::
     log-start-offset-checkpoint                        moved by DeleteRecords/retention
     high-watermark-checkpoint                          written on flush and close
     recovery-point-checkpoint                          everything below it is fsynced
+    cleaner-offset-checkpoint                          compacted logs: clean below it
     clean-shutdown                                     present only while closed cleanly
 
 Durability model: an append is one write to the active segment; it reaches the disk on
@@ -23,6 +24,7 @@ from __future__ import annotations
 import bisect
 import errno
 import logging
+import os
 import shutil
 import struct
 import threading
@@ -32,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from odradek.storage import checkpoint, recovery, retention
+from odradek.storage import checkpoint, cleaning, compaction, recovery, retention
 from odradek.storage.batch import (
     HEADER_SIZE,
     LOG_OVERHEAD,
@@ -57,8 +59,14 @@ from odradek.storage.errors import (
 from odradek.storage.producer_state import AppendOrigin, ProducerStateManager
 from odradek.storage.records import decode_records
 from odradek.storage.segment import (
+    CLEANED_SUFFIX,
+    INDEX_SUFFIX,
+    LOG_SUFFIX,
+    SWAP_SUFFIX,
+    TIMEINDEX_SUFFIX,
     BatchSpan,
     LogSegment,
+    segment_file_name,
 )
 
 __all__ = [
@@ -76,6 +84,7 @@ CLEAN_SHUTDOWN_FILE = "clean-shutdown"
 LOG_START_CHECKPOINT = "log-start-offset-checkpoint"
 HIGH_WATERMARK_CHECKPOINT = "high-watermark-checkpoint"
 RECOVERY_POINT_CHECKPOINT = "recovery-point-checkpoint"
+CLEANER_CHECKPOINT = "cleaner-offset-checkpoint"
 
 _I32 = struct.Struct(">i")
 _OFFSET_LENGTH = struct.Struct(">qi")
@@ -101,6 +110,15 @@ class ReadResult:
     records: bytes | memoryview  # whole batches only
     first_batch_offset: int  # base offset of the first batch returned, -1 if none
     next_offset: int  # offset after the last batch returned (the requested one if none)
+
+
+@dataclass(frozen=True, slots=True)
+class CleanTicket:
+    """The broker's half of a CleanJob: the live segments the copies will replace, as they
+    were when the job was made (checked again before the swap)."""
+
+    job: cleaning.CleanJob
+    segments: tuple[tuple[LogSegment, int, int], ...]  # (segment, size, rewrites)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +148,10 @@ class PartitionLog:
         self._last_flush_ms = 0
         self._offline: str | None = None
         self._closed = False
+        self._cleaner_point = 0  # compacted logs: the log is clean below this offset
+        # Earliest delete horizon of the tombstones the last cleaning kept (not persisted:
+        # after a restart they go at the next cleaning the dirty ratio triggers).
+        self.min_delete_horizon: int | None = None
         self.leader_epochs = LeaderEpochCache(
             directory / EPOCH_CHECKPOINT, log_end_offset=lambda: self._leo
         )
@@ -220,6 +242,8 @@ class PartitionLog:
         self._last_flush_ms = now
         if log_start is None or log_start != self._log_start:
             checkpoint.write_offset(d / LOG_START_CHECKPOINT, self._log_start)
+        point = recovery.read_checkpoint(d, CLEANER_CHECKPOINT) or 0
+        self._cleaner_point = min(max(point, self._log_start), self._leo)
 
     def _rebuild_from_headers(self, *, epochs: bool) -> None:
         """Rebuild producer state (and, if asked, the epoch cache) from batch headers."""
@@ -351,6 +375,8 @@ class PartitionLog:
                 )
             if origin is AppendOrigin.CLIENT:
                 _validate_client_batch(h)
+        if cfg.compacts and origin is AppendOrigin.CLIENT:
+            _refuse_keyless(buf, headers, self.directory)
         with self._lock:
             self._check_usable()
             try:
@@ -399,7 +425,8 @@ class PartitionLog:
     def append_as_follower(self, records: bytes | bytearray | memoryview) -> AppendResult:
         """Follower append of batches that already carry the leader's offsets.
 
-        The first batch must start at the log end offset and offsets must increase
+        The first batch must start at or after the log end offset (after it when the
+        leader's cleaner removed the records in between) and offsets must increase
         (OffsetOutOfSequenceError otherwise). No idempotence or size checks: the leader
         made them.
         """
@@ -409,7 +436,7 @@ class PartitionLog:
         with self._lock:
             self._check_usable()
             leo = self._leo
-            if headers[0].base_offset != leo:
+            if headers[0].base_offset < leo:
                 raise OffsetOutOfSequenceError(
                     f"follower append to {self.directory} starts at offset "
                     f"{headers[0].base_offset} but the log end offset is {leo}"
@@ -473,7 +500,7 @@ class PartitionLog:
         last_offset = spans[-1][2]
         if seg.size and (
             seg.size + len(data) > cfg.segment_bytes
-            or (seg.rolling_base_ms is not None and now - seg.rolling_base_ms > cfg.segment_ms)
+            or (seg.rolling_base_ms is not None and now - seg.rolling_base_ms > cfg.roll_ms)
             or seg.offset_index.is_full
             or seg.time_index.is_full
             or last_offset - seg.base_offset > INT_MAX
@@ -788,6 +815,8 @@ class PartitionLog:
                 self._hw = min(self._hw, self._leo)
                 if self._recovery_point > self._leo:
                     self._set_recovery_point(self._leo)
+                if self._cleaner_point > self._leo:
+                    self._set_cleaner_point(self._leo)
                 self.leader_epochs.truncate_from_end(self._leo)
                 self._rebuild_from_headers(epochs=False)
             except OSError as e:
@@ -813,9 +842,137 @@ class PartitionLog:
         self._segments = [self._new_segment(offset)]
         self._log_start = self._leo = self._hw = offset
         self._set_recovery_point(offset)
+        self._set_cleaner_point(offset)
         self.leader_epochs.clear()
         self.producer_state.clear()
         self._unflushed = 0
+
+    # --- compaction (the cleaner, storage/cleaner.py, drives these) ---------------------
+
+    @property
+    def cleaner_point(self) -> int:
+        """Compacted logs: every record below this offset has been cleaned."""
+        return max(self._cleaner_point, self._log_start)
+
+    def _set_cleaner_point(self, offset: int) -> None:
+        if offset != self._cleaner_point:
+            self._cleaner_point = offset
+            checkpoint.write_offset(self.directory / CLEANER_CHECKPOINT, offset)
+
+    def dirtiness(self, now_ms: int | None = None) -> compaction.Dirtiness:
+        """How much of the log the cleaner could clean now, and how dirty it is."""
+        with self._lock:
+            self._check_usable()
+            cfg = self._config
+            return compaction.dirtiness(
+                self._segments, cleaner_point=self._cleaner_point, log_start=self._log_start,
+                high_watermark=self._hw, now_ms=self._now_ms() if now_ms is None else now_ms,
+                min_compaction_lag_ms=cfg.min_compaction_lag_ms,
+                max_compaction_lag_ms=cfg.max_compaction_lag_ms,
+            )
+
+    def prepare_clean(self, *, now_ms: int, map_capacity: int, io_bytes_per_second: float,
+                      horizon_only: bool = False) -> CleanTicket | None:
+        """A cleaning job over the sealed segments up to the dirty section's end, or None
+        when there is nothing dirty to clean. ``horizon_only``: nothing new is dirty but
+        tombstones' delete horizons passed, so the clean part is rewritten without them."""
+        with self._lock:
+            self._check_usable()
+            cfg = self._config
+            dirt = self.dirtiness(now_ms)
+            end = dirt.first_dirty if horizon_only else dirt.first_uncleanable
+            if not horizon_only and dirt.first_uncleanable <= dirt.first_dirty:
+                return None
+            chosen = [s for s in self._segments[:-1] if s.base_offset < end]
+            if not chosen:
+                return None
+            shapes = [compaction.SegmentShape(s.base_offset, s.next_offset, s.size,
+                                              len(s.offset_index), len(s.time_index))
+                      for s in chosen]
+            by_base = {s.base_offset: s for s in chosen}
+            index_entries = chosen[0].offset_index.max_entries if chosen else 1
+            time_entries = chosen[0].time_index.max_entries if chosen else 1
+            groups = compaction.group_segments(
+                shapes, max_bytes=cfg.segment_bytes, max_index_entries=index_entries,
+                max_time_entries=time_entries)
+            job = cleaning.CleanJob(
+                directory=str(self.directory),
+                groups=tuple(
+                    tuple(cleaning.SegmentRef(g.base_offset, g.next_offset, g.size,
+                                              str(by_base[g.base_offset].log_path))
+                          for g in group)
+                    for group in groups),
+                first_dirty=dirt.first_dirty,
+                first_uncleanable=dirt.first_uncleanable,
+                now_ms=now_ms,
+                delete_retention_ms=cfg.delete_retention_ms,
+                index_interval_bytes=cfg.index_interval_bytes,
+                segment_index_bytes=cfg.segment_index_bytes,
+                map_capacity=map_capacity,
+                producer_last_offsets=frozenset(
+                    e.last_offset for e in self.producer_state.producers.values()),
+                io_bytes_per_second=io_bytes_per_second,
+            )
+            return CleanTicket(job, tuple((s, s.size, s.rewrites) for s in chosen))
+
+    def swap_cleaned(self, ticket: CleanTicket, result: cleaning.CleanResult) -> int:
+        """Put the cleaned copies in place of the segments they were made from; returns how
+        many groups were swapped.
+
+        A group whose segments changed since the job was made (deleted by retention, cut by
+        truncation) is discarded, and so is everything after it: the offset map may have
+        counted records that are gone. Each swap is crash-safe: once the copy is renamed to
+        ``<base>.<end>.swap`` (fsynced) recovery finishes it; before that it is discarded.
+        """
+        with self._lock:
+            d = self.directory
+            try:
+                if self.offline:
+                    return 0
+                live = {id(seg): (size, rewrites) for seg, size, rewrites in ticket.segments}
+                by_base = {seg.base_offset: seg for seg, _, _ in ticket.segments}
+                swapped = 0
+                for group in result.groups:
+                    olds = [by_base[b] for b in group.replaced]
+                    try:
+                        first = self._segments.index(olds[0])
+                    except ValueError:
+                        break
+                    if (self._segments[first:first + len(olds)] != olds
+                            or first + len(olds) >= len(self._segments)
+                            or any((s.size, s.rewrites) != live[id(s)] for s in olds)):
+                        break
+                    self._swap_group(group, olds, first)
+                    swapped += 1
+                if swapped == len(result.groups):
+                    self._set_cleaner_point(max(result.end_offset, self._cleaner_point))
+                    self.min_delete_horizon = result.min_delete_horizon
+                return swapped
+            except OSError as e:
+                self._go_offline("swap of cleaned segments", e)
+            finally:
+                cleaning.discard_cleaned(d)
+
+    def _swap_group(self, group: cleaning.CleanedGroup, olds: list[LogSegment],
+                    first: int) -> None:
+        d = self.directory
+        base = group.base_offset
+        cleaned = d / (segment_file_name(base, LOG_SUFFIX) + CLEANED_SUFFIX)
+        swap = d / f"{base:020d}.{group.end_offset:020d}{SWAP_SUFFIX}"
+        os.rename(cleaned, swap)
+        checkpoint.fsync_dir(d)  # from here on recovery completes the swap
+        for seg in olds:
+            seg.delete()
+        for suffix in (INDEX_SUFFIX, TIMEINDEX_SUFFIX):
+            os.rename(d / (segment_file_name(base, suffix) + CLEANED_SUFFIX),
+                      d / segment_file_name(base, suffix))
+        os.rename(swap, d / segment_file_name(base, LOG_SUFFIX))
+        checkpoint.fsync_dir(d)
+        after = self._segments[first + len(olds)]
+        seg, _ = LogSegment.open(d, base, index_interval_bytes=self._config.index_interval_bytes,
+                                 segment_index_bytes=self._config.segment_index_bytes,
+                                 offset_limit=after.base_offset)
+        self._segments[first:first + len(olds)] = [seg]
 
     # --- flushing and lifecycle -------------------------------------------------------
 
@@ -905,6 +1062,19 @@ class PartitionLog:
             f"PartitionLog({self.directory}, start={self._log_start}, end={self._leo}, "
             f"hw={self._hw}, segments={len(self._segments)})"
         )
+
+
+def _refuse_keyless(buf: bytearray, headers: list[BatchHeader], directory: Path) -> None:
+    """A compacted log keeps the latest record per key, so a record without one could never
+    be kept; Kafka refuses it at produce time (INVALID_RECORD)."""
+    pos = 0
+    for h in headers:
+        with memoryview(buf)[pos:pos + h.total_size] as raw:
+            if compaction.keyless_records(h, raw):
+                raise InvalidRecordError(
+                    f"compacted topic cannot accept a record without a key ({directory.name}); "
+                    "give every record a key, or set cleanup.policy=delete")
+        pos += h.total_size
 
 
 def _validate_client_batch(h: BatchHeader) -> None:

@@ -2,8 +2,9 @@
 on disk and repair what a crash left half-done. storage/log.py (PartitionLog.open) puts them
 together; each step here works on the directory and the segments it is given.
 
-- Leftovers of interrupted deletes and checkpoint writes are removed, and index files
-  without their log.
+- Leftovers of interrupted deletes, checkpoint writes and cleanings are removed, and index
+  files without their log; a cleaned segment that was already named ``.swap`` replaces the
+  segments it was made from (the swap is finished).
 - Segments after the recovery point (all of them after an unclean stop) are scanned, CRC by
   CRC; a torn tail is cut off, and segments after a cut are deleted: a log cut short cannot
   continue in a later segment.
@@ -22,25 +23,30 @@ from odradek.storage.config import LogConfig
 from odradek.storage.epochs import EpochEntry
 from odradek.storage.errors import CheckpointCorruptError, CorruptRecordError
 from odradek.storage.segment import (
+    CLEANED_SUFFIX,
     DELETED_SUFFIX,
     LOG_SUFFIX,
     SEGMENT_SUFFIXES,
+    SWAP_SUFFIX,
     LogSegment,
     delete_segment_files,
     parse_segment_file_name,
+    segment_file_name,
 )
 
 log = logging.getLogger("odradek.storage.log")
 
 
 def clean_directory(directory: Path) -> list[int]:
-    """Remove leftovers of interrupted deletes and checkpoint writes; return the base
-    offsets of the segments present."""
+    """Remove leftovers of interrupted deletes, checkpoint writes and cleanings, finish
+    interrupted swaps of cleaned segments; return the base offsets of the segments present."""
     logs: set[int] = set()
     others: list[tuple[int, Path]] = []
+    swaps: list[tuple[int, int, Path]] = []
     for path in directory.iterdir():
         name = path.name
-        if name.endswith(DELETED_SUFFIX) or name.endswith(checkpoint.TMP_SUFFIX):
+        if (name.endswith(DELETED_SUFFIX) or name.endswith(checkpoint.TMP_SUFFIX)
+                or name.endswith(CLEANED_SUFFIX)):
             path.unlink(missing_ok=True)
             continue
         parsed = parse_segment_file_name(name)
@@ -51,6 +57,22 @@ def clean_directory(directory: Path) -> list[int]:
             logs.add(base)
         elif suffix in SEGMENT_SUFFIXES:
             others.append((base, path))
+        elif suffix.endswith(SWAP_SUFFIX):
+            end_text = suffix[1:-len(SWAP_SUFFIX)]
+            if len(end_text) == 20 and end_text.isdigit():
+                swaps.append((base, int(end_text), path))
+    for base, end, path in sorted(swaps):
+        # The cleaner's copy was complete and fsynced before it was named .swap: it replaces
+        # every segment starting in [base, end). Its indexes are rebuilt on open.
+        log.warning("%s: completing the interrupted swap of cleaned segment %d", directory, base)
+        for old in sorted(b for b in logs | {b for b, _ in others} if base <= b < end):
+            delete_segment_files(directory, old)
+            logs.discard(old)
+        others = [(b, p) for b, p in others if not base <= b < end]
+        path.rename(directory / segment_file_name(base, LOG_SUFFIX))
+        logs.add(base)
+    if swaps:
+        checkpoint.fsync_dir(directory)
     for base, path in others:
         if base not in logs:
             path.unlink(missing_ok=True)  # index of a segment whose log is gone

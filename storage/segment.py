@@ -30,6 +30,11 @@ LOG_SUFFIX = ".log"
 INDEX_SUFFIX = ".index"
 TIMEINDEX_SUFFIX = ".timeindex"
 DELETED_SUFFIX = ".deleted"
+# The log cleaner writes a segment's replacement under CLEANED_SUFFIX, then renames its log
+# to "<base>.<end>.swap" (end: the first offset after the segments it replaces), the point
+# from which recovery completes the swap instead of discarding it (storage/recovery.py).
+CLEANED_SUFFIX = ".cleaned"
+SWAP_SUFFIX = ".swap"
 SEGMENT_SUFFIXES = (LOG_SUFFIX, INDEX_SUFFIX, TIMEINDEX_SUFFIX)
 
 # Reads for locating an offset start small (the target is within about one index
@@ -89,8 +94,10 @@ class LogSegment:
         offset_index: OffsetIndex,
         time_index: TimeIndex,
         index_interval_bytes: int,
+        suffix: str = "",
     ) -> None:
         self.directory = directory
+        self.suffix = suffix  # "" for a live segment, CLEANED_SUFFIX while being written
         self.base_offset = base_offset
         self.fd = fd
         self.size = size
@@ -105,19 +112,22 @@ class LogSegment:
         # or for a segment found on disk its first batch's timestamp.
         self.rolling_base_ms: int | None = None
         self._unsynced = False
+        # Bumped whenever bytes already written are cut off: the cleaner, which rewrites
+        # sealed segments off the lock, checks it before swapping its copy in.
+        self.rewrites = 0
 
     # --- construction ------------------------------------------------------------------
 
     @property
     def log_path(self) -> Path:
-        return self.directory / segment_file_name(self.base_offset, LOG_SUFFIX)
+        return self.directory / (segment_file_name(self.base_offset, LOG_SUFFIX) + self.suffix)
 
     @staticmethod
-    def _paths(directory: Path, base_offset: int) -> tuple[Path, Path, Path]:
+    def _paths(directory: Path, base_offset: int, suffix: str = "") -> tuple[Path, Path, Path]:
         return (
-            directory / segment_file_name(base_offset, LOG_SUFFIX),
-            directory / segment_file_name(base_offset, INDEX_SUFFIX),
-            directory / segment_file_name(base_offset, TIMEINDEX_SUFFIX),
+            directory / (segment_file_name(base_offset, LOG_SUFFIX) + suffix),
+            directory / (segment_file_name(base_offset, INDEX_SUFFIX) + suffix),
+            directory / (segment_file_name(base_offset, TIMEINDEX_SUFFIX) + suffix),
         )
 
     @classmethod
@@ -128,8 +138,9 @@ class LogSegment:
         *,
         index_interval_bytes: int,
         segment_index_bytes: int,
+        suffix: str = "",
     ) -> LogSegment:
-        log_path, index_path, time_path = cls._paths(directory, base_offset)
+        log_path, index_path, time_path = cls._paths(directory, base_offset, suffix)
         fd = os.open(log_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
         try:
             seg = cls(
@@ -140,6 +151,7 @@ class LogSegment:
                 OffsetIndex(index_path, base_offset, segment_index_bytes),
                 TimeIndex(time_path, base_offset, segment_index_bytes),
                 index_interval_bytes,
+                suffix,
             )
             seg.offset_index.flush(fsync=False)
             seg.time_index.flush(fsync=False)
@@ -379,6 +391,7 @@ class LogSegment:
         removed = self.size - pos
         os.ftruncate(self.fd, pos)
         self.size = pos
+        self.rewrites += 1
         self._unsynced = True
         self.offset_index.truncate_to_position(pos)
         self.time_index.truncate_to_offset(found[1])

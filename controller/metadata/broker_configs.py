@@ -24,7 +24,7 @@ CLUSTER_ONLY = "cluster-wide only"
 @dataclass(frozen=True, slots=True)
 class DynamicKey:
     name: str
-    kind: str  # "int", "bool" or "host:count list"
+    kind: str  # "int", "bool", "ratio", "cleanup policy" or "host:count list"
     minimum: int | None
     scope: str
     takes_effect: str  # how a running node applies it (docs)
@@ -48,6 +48,18 @@ DYNAMIC_BROKER_KEYS: tuple[DynamicKey, ...] = (
                "fsync policy of topics without their own flush.ms"),
     DynamicKey("message.max.bytes", "int", 1, ANY_LEVEL,
                "largest batch accepted by topics without their own max.message.bytes"),
+    DynamicKey("log.cleanup.policy", "cleanup policy", None, ANY_LEVEL,
+               "retention and the log cleaner, for topics without their own cleanup.policy"),
+    DynamicKey("log.cleaner.min.cleanable.ratio", "ratio", None, ANY_LEVEL,
+               "the log cleaner's next look, for topics without their own "
+               "min.cleanable.dirty.ratio"),
+    DynamicKey("log.cleaner.delete.retention.ms", "int", 0, ANY_LEVEL,
+               "tombstones the cleaner keeps next, for topics without delete.retention.ms"),
+    DynamicKey("log.cleaner.min.compaction.lag.ms", "int", 0, ANY_LEVEL,
+               "the log cleaner's next look, for topics without min.compaction.lag.ms"),
+    DynamicKey("log.cleaner.max.compaction.lag.ms", "int", 1, ANY_LEVEL,
+               "the log cleaner's next look and segment rolling, for topics without "
+               "max.compaction.lag.ms"),
     DynamicKey("max.connections", "int", 1, ANY_LEVEL,
                "new connections; open ones are not closed"),
     DynamicKey("max.connections.per.ip", "int", 1, ANY_LEVEL,
@@ -89,6 +101,21 @@ def value_error(key: DynamicKey, value: str) -> str | None:
     if key.kind == "bool":
         if text.lower() not in ("true", "false"):
             return f"Invalid value {value!r} for configuration {key.name}: must be true or false."
+        return None
+    if key.kind == "cleanup policy":
+        items = [i.strip() for i in text.split(",")]
+        if not text or any(i not in ("delete", "compact") for i in items):
+            return (f"Invalid value {value!r} for configuration {key.name}: must be delete, "
+                    "compact or compact,delete.")
+        return None
+    if key.kind == "ratio":
+        try:
+            ratio = float(text)
+        except ValueError:
+            ratio = -1.0
+        if not 0.0 <= ratio <= 1.0:
+            return (f"Invalid value {value!r} for configuration {key.name}: must be a number "
+                    "between 0 and 1.")
         return None
     if key.kind == "host:count list":
         try:

@@ -284,12 +284,23 @@ def test_retention_by_size(tmp_path: Path) -> None:
     assert log.enforce_retention(0) == 0
 
 
-def test_compact_only_policy_keeps_everything(tmp_path: Path) -> None:
+def test_compact_only_policy_is_not_retained_by_time(tmp_path: Path) -> None:
     log = open_log(tmp_path / "t-0", segment_bytes=200, retention_ms=0, cleanup_policy="compact")
     for _ in range(5):
-        log.append(make_batch(1, ts=1), leader_epoch=0)
+        log.append(make_batch(1, ts=1, key=b"k"), leader_epoch=0)
     log.high_watermark = 5
     assert log.enforce_retention(10**12) == 0
+
+
+def test_compacted_log_refuses_records_without_a_key(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "t-0", cleanup_policy="compact")
+    with pytest.raises(InvalidRecordError, match="without a key"):
+        log.append(make_batch(2), leader_epoch=0)
+    assert log.log_end_offset == 0
+    log.append(make_batch(2, key=b"k"), leader_epoch=0)
+    # Replicated batches were checked by their leader.
+    log.append_as_follower(make_batch(1, base_offset=2))
+    assert log.log_end_offset == 3
 
 
 def test_delete_records(tmp_path: Path) -> None:
@@ -362,8 +373,6 @@ def test_follower_append(tmp_path: Path) -> None:
     assert (result.base_offset, result.last_offset, result.record_count) == (0, 7, 8)
     assert all(s.size_bytes <= 3 * one for s in log.segments)
     assert log.leader_epochs.entries == (EpochEntry(1, 0), EpochEntry(3, 4))
-    with pytest.raises(OffsetOutOfSequenceError, match="starts at offset 9 but the log end"):
-        log.append_as_follower(make_batch(1, base_offset=9))
     with pytest.raises(OffsetOutOfSequenceError, match="starts at offset 7"):
         log.append_as_follower(make_batch(1, base_offset=7))
     with pytest.raises(OffsetOutOfSequenceError, match="does not follow"):
@@ -371,6 +380,10 @@ def test_follower_append(tmp_path: Path) -> None:
     # Batches keep the leader's bytes exactly.
     assert log.read(0, 1000).records[:one] == make_batch(1, base_offset=0, leader_epoch=1)
     assert log.log_end_offset == 8
+    # After the log end: the leader's cleaner removed offset 8 (a compacted topic).
+    log.append_as_follower(make_batch(1, base_offset=9))
+    assert log.log_end_offset == 10
+    assert log.read(8, 1000).first_batch_offset == 9
 
 
 def test_high_watermark_is_clamped_and_persisted(tmp_path: Path) -> None:

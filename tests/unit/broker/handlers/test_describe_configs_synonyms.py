@@ -63,8 +63,9 @@ def test_topic_synonyms_are_the_override_then_the_broker_key_levels() -> None:
     ]
     # Not overridden: only the broker key's levels.
     assert got["segment.bytes"] == [("log.segment.bytes", "1073741824", DEFAULT_CONFIG)]
+    assert got["cleanup.policy"] == [("log.cleanup.policy", "delete", DEFAULT_CONFIG)]
     # No broker key behind it and no override: none, as in Kafka.
-    assert got["cleanup.policy"] == []
+    assert got["message.timestamp.type"] == []
 
 
 def test_broker_and_cluster_default_synonyms() -> None:
