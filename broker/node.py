@@ -359,7 +359,7 @@ class Node:
                 results = await self.controller.create_topics([CreateTopicSpec(
                     meta.OFFSETS_TOPIC, self.config["offsets.topic.num.partitions"], rf,
                     configs={"cleanup.policy": "compact",
-                             "segment.bytes": str(100 * 1024 * 1024)},
+                             "segment.bytes": str(self.config["offsets.topic.segment.bytes"])},
                 )])
             except ControllerCallFailed as e:
                 log.warning("creating %s failed: %s", meta.OFFSETS_TOPIC, e)

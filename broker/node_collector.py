@@ -1,14 +1,17 @@
-"""Gauges computed when Prometheus scrapes: partitions, log sizes and consumer lag."""
+"""Gauges computed when Prometheus scrapes: partitions, log sizes, the log cleaner and
+consumer lag."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Protocol
 
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from odradek.broker.partition import Partition
 from odradek.broker.replica_manager import ReplicaManager
+from odradek.storage.errors import StorageError
 
 
 class GroupListing(Protocol):
@@ -28,7 +31,7 @@ class NodeCollector(Collector):
         self.list_groups = list_groups
         self.committed_offsets = committed_offsets
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         led = GaugeMetricFamily("odradek_partitions_led", "Partitions this node leads.")
         hosted = GaugeMetricFamily("odradek_partitions_hosted",
                                    "Partition replicas on this node.")
@@ -89,3 +92,61 @@ class NodeCollector(Collector):
                     lag.add_metric(labels, max(0, held.log.high_watermark - committed))
         yield from (led, hosted, offline, under_min_isr, under_replicated, size, end, hw,
                     committed_offset, lag)
+        yield from self._cleaner(parts)
+
+    def _cleaner(self, parts: list[Partition]) -> Iterator[Metric]:
+        """The log cleaner: per compacted partition, how far it is cleaned and how dirty it
+        is; overall, what the cleaner did (Kafka's kafka.log:type=LogCleaner* beans)."""
+        dirty = GaugeMetricFamily(
+            "odradek_log_cleaner_dirty_ratio",
+            "Share of a compacted partition's cleanable bytes not yet cleaned (the cleaner "
+            "starts at min.cleanable.dirty.ratio).", labels=["topic", "partition"])
+        point = GaugeMetricFamily(
+            "odradek_log_cleaner_cleaned_offset",
+            "Offset below which a compacted partition's log is cleaned (its checkpoint).",
+            labels=["topic", "partition"])
+        for p in parts:
+            if p.log.offline or not p.log.config.compacts:
+                continue
+            labels = [p.topic, str(p.index)]
+            try:
+                dirty.add_metric(labels, p.log.dirtiness().ratio)
+            except StorageError:
+                continue
+            point.add_metric(labels, p.log.cleaner_point)
+        yield dirty
+        yield point
+        cleaner = self.replicas.cleaner
+        if cleaner is None:
+            return
+        s = cleaner.stats
+        for name, doc, value in (
+                ("odradek_log_cleaner_cleanings", "Cleanings finished.", s.cleanings),
+                ("odradek_log_cleaner_failures", "Cleanings that failed.", s.failures),
+                ("odradek_log_cleaner_read_bytes", "Bytes the cleaner read.", s.bytes_read),
+                ("odradek_log_cleaner_written_bytes", "Bytes the cleaner wrote.",
+                 s.bytes_written),
+                ("odradek_log_cleaner_removed_records", "Records the cleaner removed.",
+                 s.records_removed)):
+            counter = CounterMetricFamily(name, doc)
+            counter.add_metric([], value)
+            yield counter
+        for name, doc, gauge_value in (
+                ("odradek_log_cleaner_max_dirty_ratio",
+                 "Highest dirty ratio among the compacted partitions at the last look.",
+                 s.max_dirty_ratio),
+                ("odradek_log_cleaner_max_compaction_delay_seconds",
+                 "How far the most overdue partition is past max.compaction.lag.ms (<= 0: "
+                 "none is overdue).", s.max_compaction_delay_s),
+                ("odradek_log_cleaner_last_clean_seconds", "Duration of the last cleaning.",
+                 s.last_clean_seconds),
+                ("odradek_log_cleaner_max_clean_seconds", "Longest cleaning so far.",
+                 s.max_clean_seconds),
+                ("odradek_log_cleaner_recopy_ratio",
+                 "Bytes written over bytes read in the last cleaning.", s.last_recopy_ratio),
+                ("odradek_log_cleaner_uncleanable_partitions",
+                 "Partitions the cleaner gave up on after an error (see the node's log).",
+                 len(s.uncleanable))):
+            gauge = GaugeMetricFamily(name, doc)
+            gauge.add_metric([], gauge_value)
+            yield gauge

@@ -47,7 +47,9 @@ def _samples(collector: Collector) -> dict[str, float]:
 
 def _exported_names() -> set[str]:
     names = {m.name for m in NodeMetrics(1).registry.collect()}
-    no_replicas = SimpleNamespace(partitions={})
+    from odradek.storage.cleaner import CleanerConfig, LogCleaner
+
+    no_replicas = SimpleNamespace(partitions={}, cleaner=LogCleaner(CleanerConfig()))
     names |= {m.name for m in NodeCollector(no_replicas, lambda: [],  # type: ignore[arg-type]
                                             lambda group: {}).collect()}
     # Raft series (controllers) and cluster series (active controller).
