@@ -125,13 +125,16 @@ class LogCleaner:
         or, if the process dies first, when the log is next opened)."""
         self._stopping.set()
         self._wake.set()
+        # Killing the workers first ends the scheduler's wait for their results at once.
+        self._stop_pool()
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
         self._stop_pool()
 
     def _stop_pool(self) -> None:
-        pool, self._pool = self._pool, None
+        with self._lock:
+            pool, self._pool = self._pool, None
         if pool is None:
             return
         # A cleaning can take minutes; nothing it wrote is live until swapped in.
@@ -221,11 +224,15 @@ class LogCleaner:
             return
         if ticket is None:
             return
-        if self._pool is None:
-            self._pool = cf.ProcessPoolExecutor(
-                max_workers=self.config.threads, initializer=_worker_init,
-                mp_context=multiprocessing.get_context("spawn"))
-        self._in_progress[name] = (ticket, self._pool.submit(cleaning.run_clean, ticket.job))
+        with self._lock:
+            if self._stopping.is_set():
+                return
+            if self._pool is None:
+                self._pool = cf.ProcessPoolExecutor(
+                    max_workers=self.config.threads, initializer=_worker_init,
+                    mp_context=multiprocessing.get_context("spawn"))
+            future = self._pool.submit(cleaning.run_clean, ticket.job)
+        self._in_progress[name] = (ticket, future)
 
     def _collect(self, timeout: float) -> None:
         """Swap in the cleanings that finished (waiting up to ``timeout`` for one)."""
@@ -248,6 +255,9 @@ class LogCleaner:
         try:
             result = fut.result()
         except BrokenProcessPool:
+            cleaning.discard_cleaned(Path(directory))
+            if self._stopping.is_set():
+                return
             # The worker died (killed, out of memory): start a new one next time.
             log.error("the log cleaner's worker died while cleaning %s; retrying later", name)
             self.stats.failures += 1

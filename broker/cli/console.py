@@ -8,11 +8,14 @@ addresses from there.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-DEFAULT_CLUSTER_FILE = Path("odradek-data/cluster.json")
+from odradek.broker.console.targets import (
+    DEFAULT_CLUSTER_FILE,
+    MetricsTarget,
+    from_cluster_file,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -38,20 +41,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 def console_cmd(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from odradek.broker.console.app import MetricsTarget, make_app
+    from odradek.broker.console.app import make_app
 
     bootstrap = args.bootstrap
     metrics = [MetricsTarget.parse(m) for m in args.metrics]
     if bootstrap is None:
         try:
-            info = json.loads(args.cluster_file.read_text())
-        except (OSError, ValueError) as e:
+            bootstrap, from_file = from_cluster_file(args.cluster_file)
+        except (OSError, ValueError, KeyError) as e:
             print(f"odradek: give --bootstrap, or run `make run` (odradek cluster up) first: "
                   f"cannot read {args.cluster_file} ({e})", file=sys.stderr)
             return 2
-        bootstrap = info["bootstrap"]
         if not metrics:
-            metrics = [MetricsTarget(n["metrics"], n["id"]) for n in info.get("nodes", [])]
+            metrics = from_file
     host, _, port = args.listen.rpartition(":")
     if not port.isdigit():
         print(f"odradek: --listen takes HOST:PORT, got {args.listen!r}", file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from odradek.broker.cli.common import (
@@ -19,6 +20,12 @@ from odradek.broker.cli.common import (
     retry,
     server_error,
     table,
+)
+from odradek.broker.console.targets import (
+    DEFAULT_CLUSTER_FILE,
+    MetricsTarget,
+    from_cluster_file,
+    partition_gauges,
 )
 
 if TYPE_CHECKING:
@@ -41,6 +48,16 @@ class PartitionView:
 
 
 @dataclass(frozen=True, slots=True)
+class CleanerView:
+    """The log cleaner's progress on a compacted partition, as its leader reports it."""
+
+    partition: int
+    node: int | None
+    cleaned_offset: int
+    dirty_ratio: float
+
+
+@dataclass(frozen=True, slots=True)
 class TopicView:
     topic: str
     # Whatever the client library gives (a UUID); shown as its string.
@@ -48,6 +65,37 @@ class TopicView:
     internal: bool
     partitions: list[PartitionView]
     configs: dict[str, object]
+    # Compacted topics, when the nodes' metrics could be read (--metrics or cluster.json).
+    cleaner: list[CleanerView] | None = None
+
+
+CLEANER_GAUGES = {"odradek_log_cleaner_cleaned_offset", "odradek_log_cleaner_dirty_ratio"}
+
+
+def cleaner_progress(targets: list[MetricsTarget], topic: str,
+                     leaders: dict[int, int | None]) -> list[CleanerView] | None:
+    """Each partition's cleaner progress from its leader's /metrics (from any replica's when
+    the targets carry no node ids); None when no node could be read."""
+    by_node: dict[int | None, dict[tuple[str, int], float]] = {}
+    for target in targets:
+        try:
+            by_node[target.node_id] = partition_gauges(target, CLEANER_GAUGES, topic)
+        except (OSError, ValueError):
+            continue
+    if not by_node:
+        return None
+    out = []
+    for partition, leader in sorted(leaders.items()):
+        sources = [leader] if leader in by_node else list(by_node)
+        for node in sources:
+            gauges = by_node[node]
+            if ("odradek_log_cleaner_cleaned_offset", partition) in gauges:
+                out.append(CleanerView(
+                    partition, node,
+                    int(gauges[("odradek_log_cleaner_cleaned_offset", partition)]),
+                    gauges.get(("odradek_log_cleaner_dirty_ratio", partition), 0.0)))
+                break
+    return out
 
 
 def describe_topics(admin: KafkaAdminClient, topics: list[str] | None) -> list[dict[str, Any]]:
@@ -128,7 +176,16 @@ def topics_describe(args: argparse.Namespace) -> int:
         k: (v.get("value") if isinstance(v, dict) else v)
         for k, v in (cfg.get("topic", {}).get(args.topic) or {}).items()}
     parts = sorted((PartitionView.of(p) for p in t["partitions"]), key=lambda p: p.partition)
-    view = TopicView(t["name"], t.get("topic_id"), t["is_internal"], parts, configs)
+    cleaner = None
+    if "compact" in str(configs.get("cleanup.policy", "")):
+        targets = [MetricsTarget.parse(m) for m in args.metrics]
+        if not targets:
+            try:
+                targets = from_cluster_file(args.cluster_file)[1]
+            except (OSError, ValueError, KeyError):
+                targets = []
+        cleaner = cleaner_progress(targets, args.topic, {p.partition: p.leader for p in parts})
+    view = TopicView(t["name"], t.get("topic_id"), t["is_internal"], parts, configs, cleaner)
     if args.json:
         print_json(view)
         return 0
@@ -140,6 +197,14 @@ def topics_describe(args: argparse.Namespace) -> int:
     table(["PARTITION", "LEADER", "REPLICAS", "ISR"],
           [[p.partition, p.leader, ",".join(map(str, p.replicas)), ",".join(map(str, p.isr))]
            for p in parts])
+    if cleaner:
+        print("Log cleaner (from each leader's metrics):")
+        table(["PARTITION", "NODE", "CLEANED TO OFFSET", "DIRTY"],
+              [[c.partition, c.node if c.node is not None else "-", c.cleaned_offset,
+                f"{c.dirty_ratio:.0%}"] for c in cleaner])
+    elif cleaner is None and "compact" in str(configs.get("cleanup.policy", "")):
+        print("Log cleaner: give --metrics ID=HOST:PORT (or run in the directory of "
+              "`odradek cluster up`) to see how far each partition is cleaned")
     return 0
 
 
@@ -216,8 +281,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = tsub.add_parser("list", parents=[common], help="list topics")
     p.add_argument("--internal", action="store_true", help="include internal topics")
     p.set_defaults(func=topics_list)
-    p = tsub.add_parser("describe", parents=[common], help="partitions, leaders, ISR, configs")
+    p = tsub.add_parser("describe", parents=[common],
+                        help="partitions, leaders, ISR, configs, the log cleaner's progress")
     p.add_argument("topic")
+    p.add_argument("--metrics", action="append", default=[], metavar="[NODE_ID=]HOST:PORT",
+                   help="a node's metrics address (repeatable), read for the log cleaner's "
+                        "progress on compacted topics; default: the nodes in --cluster-file")
+    p.add_argument("--cluster-file", type=Path, default=DEFAULT_CLUSTER_FILE,
+                   help="cluster.json of `odradek cluster up` (default: %(default)s)")
     p.set_defaults(func=topics_describe)
     p = tsub.add_parser("alter", parents=[common], help="add partitions or change configs")
     p.add_argument("topic")

@@ -16,7 +16,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -24,34 +23,11 @@ from aiohttp import ClientConnectorError, ClientSession, ClientTimeout, web
 
 from odradek.broker.console.metrics_view import NodeHealth, node_health, quorum, unreachable
 from odradek.broker.console.reader import MAX_MESSAGES, ClusterError, ClusterReader
+from odradek.broker.console.targets import MetricsTarget
 
 log = logging.getLogger("odradek.console")
 T = TypeVar("T")
 SCRAPE_TIMEOUT_S = 2.0
-
-
-@dataclass(frozen=True, slots=True)
-class MetricsTarget:
-    """A node's /metrics URL, and the node's id when it is known (``ID=URL`` on the command
-    line, or from cluster.json): the id joins the node's health to its broker."""
-
-    url: str
-    node_id: int | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> MetricsTarget:
-        node, sep, url = text.partition("=")
-        if sep and node.strip().isdigit():
-            return cls(_metrics_url(url.strip()), int(node))
-        return cls(_metrics_url(text.strip()))
-
-
-def _metrics_url(url: str) -> str:
-    if "://" not in url:
-        url = "http://" + url
-    if not url.rstrip("/").endswith("/metrics"):
-        url = url.rstrip("/") + "/metrics"
-    return url
 
 
 def jsonable(value: Any) -> Any:

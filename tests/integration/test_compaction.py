@@ -5,6 +5,8 @@ and __consumer_offsets stays bounded under a group that commits all the time."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -146,6 +148,17 @@ def test_replicas_clean_their_logs_and_consumers_see_the_latest_values(
     assert all(s is not None and s < ROUNDS * KEYS * 100 / 4 for s in sizes), sizes
     assert sum(metric(n, "odradek_log_cleaner_removed_records_total")
                for n in cluster.all_nodes()) >= 3 * (written - 3 * KEYS)
+
+    # `odradek topics describe` shows how far the leader cleaned, from its metrics.
+    out = subprocess.run(
+        [sys.executable, "-m", "odradek.broker.cli.main", "topics", "describe", topic,
+         "--bootstrap", cluster.bootstrap,
+         *[a for n in cluster.all_nodes() for a in ("--metrics", f"{n.node_id}={n.metrics_url}")]],
+        capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "CLEANED TO OFFSET" in out.stdout and "cleanup.policy=compact" in out.stdout
+    row = out.stdout.splitlines()[-1].split()
+    assert row[0] == "0" and int(row[2]) >= written - 2 * KEYS, out.stdout
 
     records = consume_all(cluster, topic)
     assert len(records) < written / 4

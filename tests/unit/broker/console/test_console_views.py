@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from odradek.broker.console.app import MetricsTarget, jsonable
+from odradek.broker.console.app import jsonable
+from odradek.broker.console.targets import MetricsTarget
 from odradek.broker.console.metrics_view import node_health, quorum, unreachable
 from odradek.broker.console.reader import PartitionView, shown
 
