@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit integration sim bench lint proto chaos fuzz clean
+.PHONY: run test unit integration sim bench lint proto chaos fuzz soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,12 @@ chaos: $(STAMP)
 fuzz: $(STAMP)
 	$(BIN)/python -m tests.fuzz.decode_fuzzer --runs $(or $(RUNS),1000000)
 	$(BIN)/python -m tests.fuzz.network_fuzzer --duration $(or $(NET_DURATION),300)
+
+# Long runs of what make test checks briefly: a consumer group committing without a pause
+# for SOAK_S seconds (default 600) while __consumer_offsets must stay compacted.
+soak: $(STAMP)
+	COMPACTION_SOAK_S=$(or $(SOAK_S),600) $(BIN)/python -m pytest -q -s -p no:cacheprovider \
+		tests/integration/test_compaction.py -k consumer_offsets_stay_bounded
 
 proto: $(STAMP)
 	$(BIN)/python -m odradek.controller.rpc.regenerate
