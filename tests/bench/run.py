@@ -16,6 +16,10 @@ Suites:
                failover (SIGKILL and controlled shutdown)
   startup      test clusters (odradek.testing): 1 and 3 nodes until a client's first
                acks=all write is acknowledged, and a 20-test pytest suite sharing one
+  compaction   the log cleaner: MB/s of dirty log cleaned (a log built on disk, cleaned
+               as a worker does), and produce latency p50/p99 on a compacted topic with
+               the cleaner off and on (fresh 1- then 3-node cluster each). Not in 'all': the
+               default suites already share out its budget; use --suite compaction
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import time
 import traceback
 from pathlib import Path
 
-from tests.bench import controller, replication, single_broker, startup
+from tests.bench import compaction, controller, replication, single_broker, startup
 from tests.bench.common import (
     Interrupted,
     Report,
@@ -45,8 +49,11 @@ from tests.bench.common import (
 # Kept importable from here, where it used to live.
 __all__ = ["main", "raw_disk_write_mb_s"]
 
-SUITES = ("startup", "single", "controller", "controller-dedicated", "replication")
-DEFAULT = SUITES
+SUITES = ("startup", "single", "controller", "controller-dedicated", "replication",
+          "compaction")
+# compaction (about 2 minutes) is left out of 'all': the other suites' limits already share
+# out the whole 12-minute default budget, so adding it would cut the others short.
+DEFAULT = SUITES[:-1]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -93,6 +100,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g = ap.add_argument_group("startup")
     g.add_argument("--startup-trials", type=int, default=5,
                    help="cluster starts of each size (the median is reported)")
+    g = ap.add_argument_group("compaction")
+    g.add_argument("--clean-log-mb", type=int, default=384,
+                   help="size of the log cleaned in isolation")
+    g.add_argument("--clean-segment-mb", type=int, default=64,
+                   help="its segment.bytes, in MiB")
+    g.add_argument("--clean-keys", type=int, default=100_000,
+                   help="distinct keys of that log (1 KiB values)")
+    g.add_argument("--compaction-rate", type=int, default=3000,
+                   help="records/s (1 KiB, keyed, acks=all) of the produce latency runs")
+    g.add_argument("--compaction-seconds", type=float, default=20,
+                   help="measured window of each latency run (after a 5 s warm-up)")
+    g.add_argument("--compaction-nodes", default="1,3",
+                   help="cluster sizes of the latency runs, comma-separated (RF = nodes)")
     g = ap.add_argument_group("internal: one suite in its own process")
     g.add_argument("--child", help=argparse.SUPPRESS)
     g.add_argument("--child-out", help=argparse.SUPPRESS)
@@ -132,14 +152,20 @@ def run_suite(name: str, args: argparse.Namespace, workdir: Path, report: Report
             latency_seconds=args.latency_seconds, latency_linger_ms=args.latency_linger_ms,
             latency_short_linger_ms=args.latency_short_linger_ms,
             failover_trials=args.leader_failovers), workdir, report, disk)
+    elif name == "compaction":
+        compaction.run(compaction.CompactionArgs(
+            log_mb=args.clean_log_mb, segment_mb=args.clean_segment_mb, keys=args.clean_keys,
+            rate=args.compaction_rate, seconds=args.compaction_seconds,
+            nodes=tuple(int(n) for n in args.compaction_nodes.split(",") if n.strip())),
+            workdir, report, disk)
 
 
 # Upper bound on each suite's process, so a wedged cluster cannot hold `make bench` forever,
 # and the time each one needs at least (kept back for it from the suites before it).
 SUITE_LIMIT_S = {"startup": 150, "single": 180, "controller": 420, "controller-dedicated": 360,
-                 "replication": 360}
+                 "replication": 360, "compaction": 330}
 SUITE_RESERVE_S = {"startup": 60, "single": 60, "controller": 120, "controller-dedicated": 100,
-                   "replication": 150}
+                   "replication": 150, "compaction": 150}
 
 
 def run_child(name: str, args: argparse.Namespace, workdir: Path, disk: float,
