@@ -287,8 +287,8 @@ def _latency_run(args: CompactionArgs, workdir: Path, nodes: int, cleaner: bool
                  ) -> dict[str, Any]:
     from kafka.admin import KafkaAdminClient, NewTopic
 
-    from odradek.broker.local_cluster import LocalCluster
     from tests.helpers import metric_sum
+    from tests.integration.harness import Cluster as LocalCluster
     from tests.integration.harness import scrape
 
     name = "on" if cleaner else "off"
