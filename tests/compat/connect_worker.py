@@ -165,12 +165,3 @@ class ConnectWorker:
                 if e.status != 409 or time.monotonic() > deadline:
                     raise
             time.sleep(0.5)
-
-    def status(self, name: str) -> Any:
-        return self.request("GET", f"/connectors/{name}/status")
-
-    def running(self, name: str) -> bool:
-        """The connector and every one of its tasks are RUNNING (at least one task)."""
-        s = self.status(name)
-        return (s["connector"]["state"] == "RUNNING" and bool(s["tasks"])
-                and all(t["state"] == "RUNNING" for t in s["tasks"]))

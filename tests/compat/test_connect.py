@@ -5,15 +5,16 @@ killed with SIGKILL.
 
 The crash test, and exactly what it asserts:
 
-1. 200 numbered lines go source file -> topic ``data`` (one partition, RF 3, led by the
-   broker that also leads the offset topic's partition) -> sink file.
+1. 200 numbered lines go source file -> topic ``connect-data`` (one partition, RF 3, led by
+   the broker that also leads the offset topic's partition) -> sink file, and the source
+   commits their offset.
 2. That broker is killed (-9). 200 more lines are appended; all of them must reach the sink
    file while it is down (the worker's producer, consumer and offset store fail over).
 3. 200 more lines are appended and, as soon as the first of them reaches the sink, the worker
-   is killed (-9), mid-flight: the batch read and produced, its source offset and part of
-   its sink offsets usually not yet committed. The source offset then committed (the last record for the file in
-   the offset topic: a byte position), the sink group's committed offset and the sink file so
-   far are read.
+   is killed (-9), mid-flight: the batch read and produced, its source offset and part of its
+   sink offsets usually not yet committed. Then the source offset committed (the last record
+   for the file in the offset topic: a byte position), the sink group's committed offset and
+   the sink file so far are read.
 4. The worker is started again, then the broker; everything must reach the sink, and the
    broker must catch up into every ISR of the data and internal topics.
 
@@ -32,7 +33,10 @@ nowhere else:
 
 Offsets-topic and status-topic partitions are set to 1 so "the" offset partition and its
 leader are well defined; leaders do not move back when the broker returns (automatic leader
-rebalancing is off), so the only faults are the two kills.
+rebalancing is off), so the only faults are the two kills. The worker's admin timeout is
+shortened to bound a known stall of Kafka 4.1.1's admin client after a broker is fenced
+(KAFKA-20673; see the worker fixture), which is not Odradek's to fix: Kafka leaves fenced
+brokers out of Metadata just the same.
 """
 
 from __future__ import annotations
@@ -102,6 +106,14 @@ def worker(cluster: Cluster, lib: Path,
         "consumer.heartbeat.interval.ms": 1000,
         # Reassign a departed worker's connectors at once instead of after 5 minutes.
         "scheduled.rebalance.max.delay.ms": 0,
+        # Kafka 4.1.1's admin client sends ListOffsets straight to a partition's cached
+        # leader; once that broker is fenced, and so gone from Metadata, the call waits for
+        # it until default.api.timeout.ms (KAFKA-20673, fixed after 4.1). Connect's offset,
+        # config and status stores then retry with a fresh lookup, so this bounds the stall
+        # (60 s by default) when the killed broker led an internal topic. The admin refuses a
+        # request timeout above it.
+        "default.api.timeout.ms": 8000,
+        "request.timeout.ms": 8000,
     })
     try:
         yield w.start()
@@ -313,3 +325,7 @@ def test_file_pipeline_survives_broker_and_worker_crash(
 
     wait_for(caught_up, 30, f"broker {victim} back in every ISR")
 
+    # Connect reads the sink's offsets back from the group (Admin ListConsumerGroupOffsets).
+    assert worker.request("GET", f"/connectors/{SINK}/offsets") == {"offsets": [
+        {"partition": {"kafka_topic": DATA, "kafka_partition": 0},
+         "offset": {"kafka_offset": len(topic)}}]}
