@@ -143,7 +143,7 @@ class NodeCollector(Collector):
                 ("odradek_log_cleaner_max_clean_seconds", "Longest cleaning so far.",
                  s.max_clean_seconds),
                 ("odradek_log_cleaner_recopy_ratio",
-                 "Bytes written over bytes read in the last cleaning.", s.last_recopy_ratio),
+                 "Bytes written over bytes read by the copy pass of the last cleaning.", s.last_recopy_ratio),
                 ("odradek_log_cleaner_uncleanable_partitions",
                  "Partitions the cleaner gave up on after an error (see the node's log).",
                  len(s.uncleanable))):

@@ -4,7 +4,7 @@ A scheduler thread looks at every compacted log every ``log.cleaner.backoff.ms``
 woken), picks the dirtiest ones whose dirty ratio reached ``min.cleanable.dirty.ratio`` (or
 whose oldest dirty record passed ``max.compaction.lag.ms``, or whose tombstones' delete
 horizon passed), and hands each to a worker. Workers are processes, not threads
-(``log.cleaner.threads`` of them, started on first use, at a lower CPU priority): decoding
+(``log.cleaner.threads`` of them, started on first use, scheduled SCHED_IDLE): decoding
 and re-encoding records is Python work that would otherwise hold the interpreter lock the
 broker's event loop needs. The worker writes the cleaned copies (storage/cleaning.py); this
 thread swaps them in under the log's lock (PartitionLog.swap_cleaned), a few renames.
@@ -59,11 +59,17 @@ class CleanerStats:
 
 
 def _worker_init() -> None:
-    # Second to the broker for the CPU: cleaning can wait, requests cannot.
+    # Second to the broker for the CPU: cleaning can wait, requests cannot. SCHED_IDLE gives
+    # the worker almost no share while its broker (in the same autogroup) wants the core;
+    # nice alone does not (it ranks within the group). Several brokers on one host compete
+    # as groups, so there log.cleaner.io.max.bytes.per.second is what bounds the cleaners.
     try:
-        os.nice(10)
-    except OSError:
-        pass
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        try:
+            os.nice(19)
+        except OSError:
+            pass
 
 
 class LogCleaner:
@@ -283,7 +289,9 @@ class LogCleaner:
         s.records_removed += result.records_removed
         s.last_clean_seconds = result.elapsed_s
         s.max_clean_seconds = max(s.max_clean_seconds, result.elapsed_s)
-        s.last_recopy_ratio = result.bytes_written / result.bytes_read if result.bytes_read else 0
+        # Kafka's cleaner-recopy-percent: bytes written over bytes read by the copy pass.
+        s.last_recopy_ratio = (result.bytes_written / result.copy_bytes_read
+                               if result.copy_bytes_read else 0.0)
         log.info("cleaned %s up to offset %d: %d of %d groups swapped, %d records removed, "
                  "%.1f MB read, %.1f MB written in %.2f s", name, result.end_offset, swapped,
                  len(result.groups), result.records_removed, result.bytes_read / 1e6,

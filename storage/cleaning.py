@@ -67,7 +67,7 @@ class CleanedGroup:
 class CleanResult:
     end_offset: int  # the new cleaner point: the log is clean below it
     groups: tuple[CleanedGroup, ...]
-    bytes_read: int
+    bytes_read: int  # both passes: building the offset map and copying
     bytes_written: int
     records_read: int
     records_removed: int
@@ -75,6 +75,7 @@ class CleanResult:
     min_delete_horizon: int | None
     elapsed_s: float
     map_full: bool = False
+    copy_bytes_read: int = 0  # the copy pass alone (Kafka's recopy ratio divides by it)
 
 
 @dataclass
@@ -84,6 +85,11 @@ class Throttle:
     rate: float
     started: float = field(default_factory=time.monotonic)
     done: int = 0
+    read: int = 0
+
+    def add_read(self, n: int) -> None:
+        self.read += n
+        self.add(n)
 
     def add(self, n: int) -> None:
         self.done += n
@@ -103,17 +109,23 @@ def iter_segment(path: str, size: int, throttle: Throttle
         buf = b""
         off = 0  # buf holds the file from pos - off
         while pos < size:
-            if len(buf) - off < LOG_OVERHEAD:
-                buf, off = os.pread(fd, min(READ_CHUNK, size - pos), pos), 0
-                throttle.add(len(buf))
+            have = len(buf) - off
+            if have < LOG_OVERHEAD or have < _LENGTH.unpack_from(buf, off + 8)[0] + LOG_OVERHEAD:
+                # Keep the start of the batch already read and read on from where buf ends,
+                # so no byte is read twice.
+                want = min(READ_CHUNK, size - pos - have)
+                if have >= LOG_OVERHEAD:
+                    want = max(want, _LENGTH.unpack_from(buf, off + 8)[0] + LOG_OVERHEAD - have)
+                more = os.pread(fd, want, pos + have) if want > 0 else b""
+                throttle.add_read(len(more))
+                buf, off = bytes(buf[off:]) + more, 0
                 if len(buf) < LOG_OVERHEAD:
                     raise CorruptRecordError(f"{path}: segment ends early at {pos}")
             total = _LENGTH.unpack_from(buf, off + 8)[0] + LOG_OVERHEAD
             if len(buf) - off < total:
-                buf, off = os.pread(fd, max(min(READ_CHUNK, size - pos), total), pos), 0
-                throttle.add(len(buf))
-                if len(buf) < total:
+                if pos + len(buf) - off >= size:
                     raise CorruptRecordError(f"{path}: truncated batch at {pos}")
+                continue
             view = memoryview(buf)[off:off + total]
             header = read_batch_header(view, 0, position_base=pos)
             yield header, view
@@ -163,6 +175,7 @@ def run_clean(job: CleanJob) -> CleanResult:
     throttle = Throttle(job.io_bytes_per_second)
     offset_map = compaction.OffsetMap(job.map_capacity)
     mapped, full = build_offset_map(job, offset_map, throttle)
+    map_read = throttle.read
     end = offset_map.latest_offset + 1
     directory = Path(job.directory)
     cleaned: list[CleanedGroup] = []
@@ -205,9 +218,9 @@ def run_clean(job: CleanJob) -> CleanResult:
     except BaseException:
         discard_cleaned(directory)
         raise
-    return CleanResult(end, tuple(cleaned), throttle.done - written, written,
+    return CleanResult(end, tuple(cleaned), throttle.read, written,
                        max(read_records, mapped), removed, min_horizon,
-                       time.monotonic() - started, bool(full))
+                       time.monotonic() - started, bool(full), throttle.read - map_read)
 
 
 def discard_cleaned(directory: Path) -> None:

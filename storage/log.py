@@ -931,7 +931,7 @@ class PartitionLog:
                     return 0
                 live = {id(seg): (size, rewrites) for seg, size, rewrites in ticket.segments}
                 by_base = {seg.base_offset: seg for seg, _, _ in ticket.segments}
-                swapped = 0
+                valid: list[tuple[cleaning.CleanedGroup, list[LogSegment]]] = []
                 for group in result.groups:
                     olds = [by_base[b] for b in group.replaced]
                     try:
@@ -942,37 +942,45 @@ class PartitionLog:
                             or first + len(olds) >= len(self._segments)
                             or any((s.size, s.rewrites) != live[id(s)] for s in olds)):
                         break
-                    self._swap_group(group, olds, first)
-                    swapped += 1
-                if swapped == len(result.groups):
+                    valid.append((group, olds))
+                if valid:
+                    self._swap_groups(valid)
+                if len(valid) == len(result.groups):
                     self._set_cleaner_point(max(result.end_offset, self._cleaner_point))
                     self.min_delete_horizon = result.min_delete_horizon
-                return swapped
+                return len(valid)
             except OSError as e:
                 self._go_offline("swap of cleaned segments", e)
             finally:
                 cleaning.discard_cleaned(d)
 
-    def _swap_group(self, group: cleaning.CleanedGroup, olds: list[LogSegment],
-                    first: int) -> None:
+    def _swap_groups(self, groups: list[tuple[cleaning.CleanedGroup, list[LogSegment]]]
+                     ) -> None:
+        """Swap every group in, with two directory fsyncs in all: one makes the ``.swap``
+        names durable (from then on recovery completes the swaps), one the final names."""
         d = self.directory
-        base = group.base_offset
-        cleaned = d / (segment_file_name(base, LOG_SUFFIX) + CLEANED_SUFFIX)
-        swap = d / f"{base:020d}.{group.end_offset:020d}{SWAP_SUFFIX}"
-        os.rename(cleaned, swap)
-        checkpoint.fsync_dir(d)  # from here on recovery completes the swap
-        for seg in olds:
-            seg.delete()
-        for suffix in (INDEX_SUFFIX, TIMEINDEX_SUFFIX):
-            os.rename(d / (segment_file_name(base, suffix) + CLEANED_SUFFIX),
-                      d / segment_file_name(base, suffix))
-        os.rename(swap, d / segment_file_name(base, LOG_SUFFIX))
+        for group, _ in groups:
+            os.rename(d / (segment_file_name(group.base_offset, LOG_SUFFIX) + CLEANED_SUFFIX),
+                      d / f"{group.base_offset:020d}.{group.end_offset:020d}{SWAP_SUFFIX}")
         checkpoint.fsync_dir(d)
-        after = self._segments[first + len(olds)]
-        seg, _ = LogSegment.open(d, base, index_interval_bytes=self._config.index_interval_bytes,
-                                 segment_index_bytes=self._config.segment_index_bytes,
-                                 offset_limit=after.base_offset)
-        self._segments[first:first + len(olds)] = [seg]
+        for group, olds in groups:
+            base = group.base_offset
+            for seg in olds:
+                seg.delete()
+            for suffix in (INDEX_SUFFIX, TIMEINDEX_SUFFIX):
+                os.rename(d / (segment_file_name(base, suffix) + CLEANED_SUFFIX),
+                          d / segment_file_name(base, suffix))
+            os.rename(d / f"{base:020d}.{group.end_offset:020d}{SWAP_SUFFIX}",
+                      d / segment_file_name(base, LOG_SUFFIX))
+        checkpoint.fsync_dir(d)
+        for group, olds in groups:
+            first = self._segments.index(olds[0])
+            after = self._segments[first + len(olds)]
+            seg, _ = LogSegment.open(
+                d, group.base_offset, index_interval_bytes=self._config.index_interval_bytes,
+                segment_index_bytes=self._config.segment_index_bytes,
+                offset_limit=after.base_offset)
+            self._segments[first:first + len(olds)] = [seg]
 
     # --- flushing and lifecycle -------------------------------------------------------
 

@@ -10,6 +10,7 @@ import pytest
 
 from odradek.storage import (
     Compression,
+    CorruptRecordError,
     PartitionLog,
     Record,
     TimestampType,
@@ -379,3 +380,25 @@ def test_a_crash_at_any_point_of_the_swap_loses_nothing(tmp_path: Path, step: in
     # And the next cleaning finishes the job.
     clean(log, clock)
     assert dict((k, v) for _, k, v in contents(log)) == latest
+
+
+def test_the_worker_reads_each_byte_once_across_chunk_boundaries(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from odradek.storage import cleaning
+
+    monkeypatch.setattr(cleaning, "READ_CHUNK", 100)  # batches straddle every chunk
+    clock = Clock()
+    log = compacted_log(tmp_path / "t-0", clock, segment_bytes=10_000)
+    for i in range(30):
+        log.append(keyed([(b"k%d" % j, b"v" * (i * 7 % 90)) for j in range(1 + i % 3)]),
+                   leader_epoch=0)
+    log.roll()
+    seg = log.segments[0]
+    throttle = cleaning.Throttle(float("inf"))
+    got = [h.base_offset for h, _ in cleaning.iter_segment(str(seg.path), seg.size_bytes,
+                                                           throttle)]
+    assert got == sorted(set(got)) and len(got) == 30
+    assert throttle.read == seg.size_bytes
+    # A segment cut mid-batch is reported, not looped on.
+    with pytest.raises(CorruptRecordError, match="truncated|ends early"):
+        list(cleaning.iter_segment(str(seg.path), seg.size_bytes + 40, throttle))
