@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from odradek.broker.console.app import jsonable
-from odradek.broker.console.targets import MetricsTarget
 from odradek.broker.console.metrics_view import node_health, quorum, unreachable
 from odradek.broker.console.reader import PartitionView, shown
+from odradek.broker.console.targets import MetricsTarget
 
 METRICS = """\
 # HELP odradek_controller_active 1 on the active controller.
