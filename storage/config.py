@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -172,10 +173,11 @@ class LogConfig:
             if name is None:
                 if key in OTHER_TOPIC_CONFIGS:
                     continue
-                raise InvalidConfigError(
-                    f"unknown topic config {key!r}; storage configs are: "
-                    f"{', '.join(sorted(_FIELDS_BY_KAFKA_NAME))}"
-                )
+                # The nearest names, not all of them: the message must stay one short line.
+                near = difflib.get_close_matches(
+                    key, sorted([*_FIELDS_BY_KAFKA_NAME, *OTHER_TOPIC_CONFIGS]), n=3)
+                hint = f"; did you mean {', '.join(near)}?" if near else ""
+                raise InvalidConfigError(f"unknown topic config {key!r}{hint}")
             if raw is None:
                 continue
             text = str(raw).strip()
