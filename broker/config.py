@@ -294,6 +294,12 @@ KEYS: tuple[Key, ...] = (
         "Replication factor of __consumer_offsets (capped to the brokers present).", ">= 1"),
     Key("offsets.topic.segment.bytes", _int(14), 100 * _MB,
         "segment.bytes of __consumer_offsets: smaller segments are compacted sooner.",
+    Key("max.incremental.fetch.session.cache.slots", _int(0), 1000,
+        "Fetch sessions (KIP-227) this broker keeps; a full cache answers new fetchers "
+        "without a session (full requests each time). 0 = no sessions.", ">= 0"),
+    Key("min.incremental.fetch.session.eviction.ms", _int(0), 120_000,
+        "A fetch session unused this long may be evicted for a new one; a newer one only "
+        "for a follower's (privileged) or a larger session, as in Kafka.", ">= 0"),
         ">= 14"),
     Key("offsets.retention.minutes", _int(1), 7 * 24 * 60,
         "Committed offsets of empty groups are kept this long.", ">= 1"),

@@ -75,6 +75,34 @@ class NodeMetrics:
                                        "Produce requests waiting for replication.", registry=r)
         self.fetch_purgatory = Gauge("odradek_fetch_purgatory_size",
                                      "Fetch requests waiting for data (long poll).", registry=r)
+        self.fetch_sessions = Gauge(
+            "odradek_fetch_sessions",
+            "Incremental fetch sessions (KIP-227) this broker holds for consumers and "
+            "followers.", registry=r)
+        self.fetch_session_partitions = Gauge(
+            "odradek_fetch_session_partitions",
+            "Partitions cached in this broker's fetch sessions.", registry=r)
+        self.fetch_session_evictions = Counter(
+            "odradek_fetch_session_evictions_total",
+            "Fetch sessions evicted to make room for new ones (the cache holds "
+            "max.incremental.fetch.session.cache.slots).", registry=r)
+        self.replica_fetch_requests = Counter(
+            "odradek_replica_fetch_requests_total",
+            "Fetch requests this broker's follower fetchers sent, per kind: full (every "
+            "followed partition named) or incremental (a fetch session: only changes).",
+            ["kind"], registry=r)
+        self.replica_fetch_partitions = Counter(
+            "odradek_replica_fetch_partitions_total",
+            "Partitions named (fetched or forgotten) in the follower fetch requests, per "
+            "kind of request.", ["kind"], registry=r)
+        self.replica_fetch_request_bytes = Counter(
+            "odradek_replica_fetch_request_bytes_total",
+            "Bytes of the follower fetch requests sent, per kind of request.", ["kind"],
+            registry=r)
+        for kind in ("full", "incremental"):
+            self.replica_fetch_requests.labels(kind=kind)
+            self.replica_fetch_partitions.labels(kind=kind)
+            self.replica_fetch_request_bytes.labels(kind=kind)
 
     def export_apis(self, api_keys: list[int]) -> None:
         """Request and error counters of every API the node serves exist from the start, at

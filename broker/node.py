@@ -16,6 +16,7 @@ from kio.schema.errors import ErrorCode
 from odradek import storage
 from odradek.broker import topic_configs
 from odradek.broker.config import NodeConfig, parse_ip_overrides
+from odradek.broker.fetch_sessions import FetchSessionCache
 from odradek.broker.group.coordinator import GroupCoordinator
 from odradek.broker.group_log import PartitionGroupLog
 from odradek.broker.handlers import admin, fetch, log_dirs, meta, produce, quorum
@@ -117,6 +118,13 @@ class Node:
             lambda kind: self.metrics.isr_changes.labels(kind=kind).inc())
         self.replicas.leadership_listeners.append(self._on_leadership)
         self.replication = ReplicationManager(self)
+        self.fetch_sessions = FetchSessionCache(
+            config["max.incremental.fetch.session.cache.slots"],
+            config["min.incremental.fetch.session.eviction.ms"],
+            on_evict=self.metrics.fetch_session_evictions.inc)
+        self.metrics.fetch_sessions.set_function(lambda: len(self.fetch_sessions))
+        self.metrics.fetch_session_partitions.set_function(
+            lambda: self.fetch_sessions.total_partitions)
         self.plane = make_plane(config, me)
         # The controller's operations: local, or a client of the active controller.
         self.controller: ControllerApi = self.plane.controller

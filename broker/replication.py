@@ -26,6 +26,7 @@ from kio.schema.errors import ErrorCode
 from kio.schema.fetch.v12.response import PartitionData
 
 from odradek.broker.config import NodeConfig
+from odradek.broker.fetch_sessions import FetcherSession, FetchPlan
 from odradek.broker.kafka.async_client import AsyncKafkaConnection, BrokerConnectionError
 from odradek.broker.metrics import NodeMetrics
 from odradek.broker.partition import Partition
@@ -88,6 +89,7 @@ class LeaderFetcher:
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._conn: AsyncKafkaConnection | None = None
+        self.session = FetcherSession()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -111,6 +113,8 @@ class LeaderFetcher:
         if self._conn is None or (self._conn.host, self._conn.port) != (ep.host, ep.port):
             if self._conn is not None:
                 await self._conn.close()
+            # The leader moved to another address (restarted): our session died with it.
+            self.session.reset()
             self._conn = AsyncKafkaConnection(
                 ep.host, ep.port, client_id=f"odradek-replica-fetcher-{self.node.node_id}")
         return self._conn
@@ -136,33 +140,59 @@ class LeaderFetcher:
                 log.exception("follower fetch from broker %d failed", self.leader_id)
                 await asyncio.sleep(_BACKOFF_S)
 
+    def _wanted(self, parts: dict[tuple[str, int], Partition]
+                ) -> dict[tuple[str, int], tuple[Any, ...]]:
+        """What the next fetch would say of each partition (an offline log fetches nothing):
+        a fetch session names a partition again only when this changed. The partition
+        object is part of it, so a re-created replica is named even at the same position."""
+        max_bytes = self.node.config["replica.fetch.max.bytes"]
+        return {tp: (p, p.leader_epoch, p.log.log_end_offset,
+                     p.log.leader_epochs.latest_epoch, p.log.log_start_offset, max_bytes)
+                for tp, p in parts.items() if not p.log.offline}
+
     async def _fetch_once(self, conn: AsyncKafkaConnection) -> None:
         parts = dict(self.partitions)
-        by_topic: dict[str, list[dict[str, Any]]] = {}
-        for (topic, index), p in parts.items():
-            if p.log.offline:
-                continue
-            by_topic.setdefault(topic, []).append({
-                "partition": index,
-                "current_leader_epoch": p.leader_epoch,
-                "fetch_offset": p.log.log_end_offset,
-                "last_fetched_epoch": p.log.leader_epochs.latest_epoch,
-                "log_start_offset": p.log.log_start_offset,
-                "partition_max_bytes": self.node.config["replica.fetch.max.bytes"],
-            })
-        if not by_topic:
+        wanted = self._wanted(parts)
+        if not wanted:
             await asyncio.sleep(_BACKOFF_S)
             return
+        # A fetch session (KIP-227): after one full fetch, name only the partitions whose
+        # position changed, and the ones no longer followed from this leader, so an idle
+        # follower's requests do not grow with its partitions.
+        plan = self.session.build(wanted)
+        by_topic: dict[str, list[dict[str, Any]]] = {}
+        for (topic, index), (_, leader_epoch, offset, last_epoch, start, max_bytes) \
+                in plan.send.items():
+            by_topic.setdefault(topic, []).append({
+                "partition": index, "current_leader_epoch": leader_epoch,
+                "fetch_offset": offset, "last_fetched_epoch": last_epoch,
+                "log_start_offset": start, "partition_max_bytes": max_bytes})
+        forgotten: dict[str, list[int]] = {}
+        for topic, index in plan.forgotten:
+            forgotten.setdefault(topic, []).append(index)
         wait_ms = self.node.config["replica.fetch.wait.max.ms"]
-        response = await conn.request(1, FETCH_VERSION, {
-            "replica_id": self.node.node_id, "max_wait": wait_ms, "min_bytes": 1,
-            "max_bytes": self.node.config["replica.fetch.response.max.bytes"],
-            "isolation_level": 0, "session_id": 0, "session_epoch": -1,
-            "topics": [{"topic": t, "partitions": ps} for t, ps in by_topic.items()],
-        }, timeout=wait_ms / 1000 + 30)
+        try:
+            response = await conn.request(1, FETCH_VERSION, {
+                "replica_id": self.node.node_id, "max_wait": wait_ms, "min_bytes": 1,
+                "max_bytes": self.node.config["replica.fetch.response.max.bytes"],
+                "isolation_level": 0, "session_id": plan.session_id,
+                "session_epoch": plan.epoch,
+                "topics": [{"topic": t, "partitions": ps} for t, ps in by_topic.items()],
+                "forgotten_topics_data": [{"topic": t, "partitions": ps}
+                                          for t, ps in forgotten.items()],
+            }, timeout=wait_ms / 1000 + 30)
+        except BaseException:
+            # Whether the leader took this request is unknown: start over with a full
+            # fetch (which also closes the old session there).
+            self.session.on_failure()
+            raise
+        self._count(plan, conn.last_request_bytes)
+        self.session.on_response(plan, response.error_code, response.session_id)
         if response.error_code != ErrorCode.none:
-            log.warning("fetch from broker %d: %s", self.leader_id, response.error_code.name)
-            await asyncio.sleep(_BACKOFF_S)
+            log.log(logging.INFO if plan.full else logging.DEBUG,
+                    "fetch from broker %d: %s", self.leader_id, response.error_code.name)
+            if plan.full:
+                await asyncio.sleep(_BACKOFF_S)
             return
         backoff = False
         for t in response.responses:
@@ -175,6 +205,13 @@ class LeaderFetcher:
                 backoff |= not self._apply(fetched, pd)
         if backoff:
             await asyncio.sleep(_BACKOFF_S)
+
+    def _count(self, plan: FetchPlan, size: int) -> None:
+        kind = "full" if plan.full else "incremental"
+        m = self.node.metrics
+        m.replica_fetch_requests.labels(kind=kind).inc()
+        m.replica_fetch_partitions.labels(kind=kind).inc(len(plan.send) + len(plan.forgotten))
+        m.replica_fetch_request_bytes.labels(kind=kind).inc(size)
 
     def _apply(self, p: Partition, pd: PartitionData) -> bool:
         """Apply one partition's fetch answer; False when the fetcher should back off."""

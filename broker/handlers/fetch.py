@@ -9,6 +9,14 @@ from kio.schema.errors import ErrorCode
 from kio.static.protocol import Payload
 
 from odradek.broker.config import NodeConfig
+from odradek.broker.fetch_sessions import (
+    FINAL_EPOCH,
+    INVALID_SESSION_ID,
+    ContextKind,
+    FetchContext,
+    FetchSessionCache,
+    new_context,
+)
 from odradek.broker.handlers.api import ApiSpec, RequestContext
 from odradek.broker.handlers.errors import error_code_for
 from odradek.broker.kafka.codec import ms
@@ -43,6 +51,9 @@ class FetchNode(Protocol):
 
     @property
     def stopping(self) -> bool: ...
+
+    @property
+    def fetch_sessions(self) -> FetchSessionCache: ...
 
 
 def leader_partition(node: FetchNode, topic: str, index: int, current_epoch: int = -1
@@ -109,37 +120,54 @@ def _read_partition(node: FetchNode, topic: str, fp: Any, max_bytes: int, min_on
     return out, len(result.records), p
 
 
+def _fetch_context(node: FetchNode, req: Any, replica_id: int) -> FetchContext:
+    """The request's fetch session context (KIP-227). Fetch v4-6 predate sessions: their
+    requests are sessionless."""
+    fetch_data = [((t.topic, fp.partition), fp) for t in req.topics for fp in t.partitions]
+    forgotten = [(t.topic, int(index)) for t in getattr(req, "forgotten_topics_data", ())
+                 for index in t.partitions]
+    return new_context(node.fetch_sessions, int(time.monotonic() * 1000),
+                       int(getattr(req, "session_id", INVALID_SESSION_ID)),
+                       int(getattr(req, "session_epoch", FINAL_EPOCH)),
+                       replica_id >= 0, fetch_data, forgotten)
+
+
+def _grouped(answers: list[tuple[tuple[str, int], dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Partition answers as the response's topics, each topic once, in first-seen order."""
+    by_topic: dict[str, list[dict[str, Any]]] = {}
+    for (topic, _), entry in answers:
+        by_topic.setdefault(topic, []).append(entry)
+    return [{"topic": t, "partitions": ps} for t, ps in by_topic.items()]
+
+
 async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payload:
-    session_id = getattr(req, "session_id", 0)
-    session_epoch = getattr(req, "session_epoch", -1)
-    if session_id != 0:
-        # We never hand out sessions (session_id 0 in every answer), so none can be known.
-        return ctx.respond({"error_code": ErrorCode.fetch_session_id_not_found,
-                            "session_id": 0, "responses": []})
-    if session_epoch > 0:
-        return ctx.respond({"error_code": ErrorCode.invalid_fetch_session_epoch,
-                            "session_id": 0, "responses": []})
     replica_id = int(getattr(req, "replica_id", -1))
+    context = _fetch_context(node, req, replica_id)
+    if context.kind is ContextKind.ERROR:
+        return ctx.respond({"error_code": context.error, "session_id": INVALID_SESSION_ID,
+                            "responses": []})
     max_wait_s = max(0, ms(req.max_wait)) / 1000
     deadline = time.monotonic() + max_wait_s
     max_total = min(int(getattr(req, "max_bytes", 2**31 - 1)), node.config["fetch.max.bytes"])
     min_bytes = int(req.min_bytes)
     while True:
-        topics_out, total, parts, errors = [], 0, [], False
-        for t in req.topics:
-            parts_out = []
-            for fp in t.partitions:
-                budget = max(0, min(fp.partition_max_bytes, max_total - total))
-                entry, n, p = _read_partition(node, t.topic, fp, budget, total == 0, replica_id)
-                total += n
-                errors = errors or entry.get("error_code", ErrorCode.none) != ErrorCode.none
-                if p is not None:
-                    parts.append(p)
-                parts_out.append(entry)
-            topics_out.append({"topic": t.topic, "partitions": parts_out})
+        answers: list[tuple[tuple[str, int], dict[str, Any]]] = []
+        total, parts, urgent = 0, [], False
+        for tp, fp in context.partitions:
+            budget = max(0, min(fp.partition_max_bytes, max_total - total))
+            entry, n, p = _read_partition(node, tp[0], fp, budget, total == 0, replica_id)
+            total += n
+            # Errors and diverging epochs answer at once, as Kafka's delayed fetch does.
+            urgent = urgent or entry.get("error_code", ErrorCode.none) != ErrorCode.none \
+                or "diverging_epoch" in entry
+            if p is not None:
+                parts.append(p)
+            answers.append((tp, entry))
         remaining = deadline - time.monotonic()
-        if total >= min_bytes or errors or remaining <= 0 or not parts:
+        if total >= min_bytes or urgent or remaining <= 0 or not parts:
             break
+        # An incremental fetch with nothing to say parks here too: it waits on every
+        # partition of its session, not only on those the request named.
         node.metrics.fetch_purgatory.inc()
         try:
             await node.replicas.wait_for_data(parts, remaining)
@@ -147,6 +175,9 @@ async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payloa
             node.metrics.fetch_purgatory.dec()
         if node.stopping:
             break
+    session_id, answers = context.finish(node.fetch_sessions, int(time.monotonic() * 1000),
+                                         answers)
+    topics_out = _grouped(answers)
     if replica_id < 0:
         for t in topics_out:
             n = sum(len(p["records"]) for p in t["partitions"])
@@ -154,8 +185,8 @@ async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payloa
                 node.metrics.bytes_out.labels(topic=t["topic"]).inc(n)
                 node.metrics.messages_out.labels(topic=t["topic"]).inc(
                     sum(p.get(MESSAGES_KEY, 0) for p in t["partitions"]))
-    return ctx.respond({"throttle_time": 0, "error_code": ErrorCode.none, "session_id": 0,
-                        "responses": topics_out})
+    return ctx.respond({"throttle_time": 0, "error_code": ErrorCode.none,
+                        "session_id": session_id, "responses": topics_out})
 
 
 async def handle_list_offsets(node: FetchNode, ctx: RequestContext, req: Any) -> Payload:

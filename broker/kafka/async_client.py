@@ -28,6 +28,8 @@ class AsyncKafkaConnection:
         self._writer: asyncio.StreamWriter | None = None
         self._ids = itertools.count(1)
         self._lock = asyncio.Lock()
+        # Size of the last request frame sent (the follower fetchers count their bytes).
+        self.last_request_bytes = 0
 
     async def connect(self, timeout: float = 5.0) -> None:
         try:
@@ -59,7 +61,9 @@ class AsyncKafkaConnection:
             correlation_id = next(self._ids)
             body = codec.build_request(api_key, version, data)
             try:
-                self._writer.write(codec.encode_request(body, correlation_id, self.client_id))
+                frame_out = codec.encode_request(body, correlation_id, self.client_id)
+                self.last_request_bytes = len(frame_out)
+                self._writer.write(frame_out)
                 await self._writer.drain()
                 head = await asyncio.wait_for(self._reader.readexactly(4), timeout)
                 (size,) = _SIZE.unpack(head)
