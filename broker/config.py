@@ -198,6 +198,12 @@ KEYS: tuple[Key, ...] = (
         ">= 100"),
     Key("broker.heartbeat.interval.ms", _int(10), 500,
         "How often a broker heartbeats to the active controller.", ">= 10"),
+    Key("broker.session.disconnect.grace.ms", _int(0), 300,
+        "A broker process holds a stream open to the active controller; when the stream "
+        "closes (the process died, its connections closed by the kernel) and no new one opens "
+        "within this time, the broker is fenced without waiting for "
+        "broker.session.timeout.ms. A paused or cut-off broker closes nothing: its session "
+        "timeout still applies. 0 = only the session timeout.", ">= 0"),
     Key("controlled.shutdown.timeout.ms", _int(0), 30_000,
         "On SIGTERM, how long a broker waits for its leaderships to move away.", ">= 0"),
     Key("auto.leader.rebalance.enable", _bool, True,
@@ -288,18 +294,18 @@ KEYS: tuple[Key, ...] = (
         ">= 1024"),
     Key("replica.fetch.response.max.bytes", _int(1024), 10 * _MB,
         "Bytes in one follower fetch response.", ">= 1024"),
-    Key("offsets.topic.num.partitions", _int(1, 1000), 50,
-        "Partitions of __consumer_offsets.", "1..1000"),
-    Key("offsets.topic.replication.factor", _int(1), 3,
-        "Replication factor of __consumer_offsets (capped to the brokers present).", ">= 1"),
-    Key("offsets.topic.segment.bytes", _int(14), 100 * _MB,
-        "segment.bytes of __consumer_offsets: smaller segments are compacted sooner.",
     Key("max.incremental.fetch.session.cache.slots", _int(0), 1000,
         "Fetch sessions (KIP-227) this broker keeps; a full cache answers new fetchers "
         "without a session (full requests each time). 0 = no sessions.", ">= 0"),
     Key("min.incremental.fetch.session.eviction.ms", _int(0), 120_000,
         "A fetch session unused this long may be evicted for a new one; a newer one only "
         "for a follower's (privileged) or a larger session, as in Kafka.", ">= 0"),
+    Key("offsets.topic.num.partitions", _int(1, 1000), 50,
+        "Partitions of __consumer_offsets.", "1..1000"),
+    Key("offsets.topic.replication.factor", _int(1), 3,
+        "Replication factor of __consumer_offsets (capped to the brokers present).", ">= 1"),
+    Key("offsets.topic.segment.bytes", _int(14), 100 * _MB,
+        "segment.bytes of __consumer_offsets: smaller segments are compacted sooner.",
         ">= 14"),
     Key("offsets.retention.minutes", _int(1), 7 * 24 * 60,
         "Committed offsets of empty groups are kept this long.", ">= 1"),

@@ -92,6 +92,8 @@ class BrokerLifecycle:
         self._may_shutdown = asyncio.Event()
         self._poke = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Holds the BrokerLiveness stream of the current registration (see _hold_liveness).
+        self._liveness: asyncio.Task[None] | None = None
 
     @property
     def is_fenced(self) -> bool:
@@ -128,11 +130,12 @@ class BrokerLifecycle:
         return True
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._liveness):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._liveness = None
 
     # ----- internals -----
 
@@ -171,7 +174,29 @@ class BrokerLifecycle:
             self._previous_shutdown_clean = True
             self._set_fenced(True)
             log.info("broker %d registered with epoch %d", self.broker_id, self.broker_epoch)
+            self._start_liveness()
             return
+
+    def _start_liveness(self) -> None:
+        if self._liveness is not None:
+            self._liveness.cancel()
+        self._liveness = asyncio.create_task(self._hold_liveness(self.broker_epoch),
+                                             name=f"liveness-{self.broker_id}")
+
+    async def _hold_liveness(self, epoch: int) -> None:
+        """While this process runs, a stream to the active controller stays open: when the
+        process dies the kernel closes it, and the controller fences this broker within
+        broker.session.disconnect.grace.ms instead of a whole session timeout."""
+        try:
+            code = await self._client.hold_liveness(self.broker_id, epoch)
+        except (ControllerUnavailable, ControllerError) as exc:
+            log.warning("broker %d: liveness stream failed: %s; heartbeats alone keep the "
+                        "session", self.broker_id, exc)
+            return
+        # The registration is not current: the heartbeats find out too and register again,
+        # which starts a new stream.
+        log.info("broker %d: liveness stream refused (%s)", self.broker_id,
+                 ErrorCode(code).name)
 
     def _set_fenced(self, fenced: bool) -> None:
         if fenced != self._fenced:

@@ -14,9 +14,10 @@ Kafka's admin client): a retried create then answers TOPIC_ALREADY_EXISTS.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -354,48 +355,80 @@ class ControllerClient:
         again and resumes after the last batch it yielded (a partly received batch is asked
         for again). Raises ControllerError only for errors that retrying cannot fix."""
         next_offset = from_offset
+        pending: list[tuple[int, bytes]] = []
+
+        def request() -> pb.FetchMetadataRequest:
+            # Asked again on every reconnect: resume after the last batch yielded.
+            return pb.FetchMetadataRequest(from_offset=next_offset)
+
+        async with contextlib.aclosing(self._leader_stream("FetchMetadata", request)) as stream:
+            async for message in stream:
+                if message is None:
+                    pending = []  # a new stream: it starts at a batch boundary
+                    continue
+                pending.extend((e.offset, e.record) for e in message.entries)
+                if not message.batch_end:
+                    continue
+                batch = MetadataBatch(tuple(pending), message.snapshot)
+                pending = []
+                if not batch.records:
+                    continue
+                if not batch.snapshot and batch.records[0][0] != next_offset:
+                    raise ControllerError(
+                        "FetchMetadata", "the active controller", "DATA_LOSS",
+                        f"asked for offset {next_offset}, the batch starts at "
+                        f"{batch.records[0][0]}")
+                next_offset = batch.last_offset + 1
+                yield batch
+
+    async def hold_liveness(self, broker_id: int, broker_epoch: int) -> int:
+        """Keep a BrokerLiveness stream open to the active controller, following it across
+        failovers, until cancelled: the controller fences this broker soon after the stream
+        closes for good (the process died). Returns the Kafka error code with which the
+        controller refused the registration (register again), if it does."""
+        request = pb.BrokerLivenessRequest(broker_id=broker_id, broker_epoch=broker_epoch)
+        async with contextlib.aclosing(
+                self._leader_stream("BrokerLiveness", lambda: request)) as stream:
+            async for message in stream:
+                if message is not None and message.error_code:
+                    return int(message.error_code)
+        raise AssertionError("a leader stream never ends")  # pragma: no cover
+
+    async def _leader_stream(self, rpc: str, request: Callable[[], Any]
+                             ) -> AsyncGenerator[Any, None]:
+        """The messages of server-streaming call `rpc` on the active controller, forever:
+        on a redirect, an error worth retrying, a clean end or a silent connection it finds
+        the active controller again and calls again with a fresh `request()`, yielding None
+        first so the caller drops what it holds of the broken stream. Raises ControllerError
+        only for errors that retrying cannot fix."""
         failures = 0
         while True:
             target = self._target()
-            call = self._stub(target.address).FetchMetadata(
-                pb.FetchMetadataRequest(from_offset=next_offset))
-            pending: list[tuple[int, bytes]] = []
+            call = getattr(self._stub(target.address), rpc)(request())
+            yield None
             try:
                 while True:
                     try:
                         message = await asyncio.wait_for(call.read(), self._idle_timeout)
                     except TimeoutError:
-                        log.warning("metadata stream from controller %s silent for %.0fs; "
-                                    "reconnecting", target, self._idle_timeout)
+                        log.warning("%s stream from controller %s silent for %.0fs; "
+                                    "reconnecting", rpc, target, self._idle_timeout)
                         self._leader = None
                         break
                     if message is grpc.aio.EOF:
                         break  # the server ended the stream cleanly; find the leader again
                     self._leader, failures = target, 0
-                    pending.extend((e.offset, e.record) for e in message.entries)
-                    if not message.batch_end:
-                        continue
-                    batch = MetadataBatch(tuple(pending), message.snapshot)
-                    pending = []
-                    if not batch.records:
-                        continue
-                    if not batch.snapshot and batch.records[0][0] != next_offset:
-                        raise ControllerError(
-                            "FetchMetadata", str(target), "DATA_LOSS",
-                            f"asked for offset {next_offset}, the batch starts at "
-                            f"{batch.records[0][0]}")
-                    next_offset = batch.last_offset + 1
-                    yield batch
+                    yield message
             except grpc.aio.AioRpcError as error:
                 if not (self._is_redirect(error) or error.code() in _RETRYABLE):
-                    raise ControllerError("FetchMetadata", str(target), error.code().name,
+                    raise ControllerError(rpc, str(target), error.code().name,
                                           error.details() or "") from error
                 if self._follow(target, error):
                     continue
                 failures += 1
                 log.log(logging.WARNING if failures % len(self._order) == 0 else logging.DEBUG,
-                        "metadata stream from controller %s failed: %s (%s); resuming at "
-                        "offset %d", target, error.code().name, error.details(), next_offset)
+                        "%s stream from controller %s failed: %s (%s); calling again", rpc,
+                        target, error.code().name, error.details())
                 if failures % len(self._order) == 0:
                     await asyncio.sleep(self._pause(failures))
                 continue

@@ -141,6 +141,7 @@ class RaftMetadataPlane:
                 self.quorum_controller, self.raft, self.raft,
                 session_timeout_ms=cfg["broker.session.timeout.ms"],
                 heartbeat_interval_ms=cfg["broker.heartbeat.interval.ms"],
+                disconnect_grace_ms=cfg["broker.session.disconnect.grace.ms"],
                 node_id=me.node_id)
         # Every operation, even on a controller node, goes to whichever node is active.
         raft = self.raft

@@ -21,6 +21,20 @@ class RegisterBrokerRequest(_message.Message):
     previous_shutdown_clean: bool
     def __init__(self, broker_id: _Optional[int] = ..., incarnation_id: _Optional[str] = ..., listeners: _Optional[_Iterable[_Union[_metadata_pb2.Listener, _Mapping]]] = ..., rack: _Optional[str] = ..., previous_shutdown_clean: _Optional[bool] = ...) -> None: ...
 
+class BrokerLivenessRequest(_message.Message):
+    __slots__ = ("broker_id", "broker_epoch")
+    BROKER_ID_FIELD_NUMBER: _ClassVar[int]
+    BROKER_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    broker_id: int
+    broker_epoch: int
+    def __init__(self, broker_id: _Optional[int] = ..., broker_epoch: _Optional[int] = ...) -> None: ...
+
+class BrokerLivenessResponse(_message.Message):
+    __slots__ = ("error_code",)
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    error_code: int
+    def __init__(self, error_code: _Optional[int] = ...) -> None: ...
+
 class RegisterBrokerResponse(_message.Message):
     __slots__ = ("error_code", "error_message", "broker_epoch", "heartbeat_interval_ms", "session_timeout_ms")
     ERROR_CODE_FIELD_NUMBER: _ClassVar[int]

@@ -89,6 +89,11 @@ class ControllerStub:
                 request_serializer=controller__pb2.ElectLeadersRequest.SerializeToString,
                 response_deserializer=controller__pb2.ElectLeadersResponse.FromString,
                 _registered_method=True)
+        self.BrokerLiveness = channel.unary_stream(
+                '/odradek.controller.Controller/BrokerLiveness',
+                request_serializer=controller__pb2.BrokerLivenessRequest.SerializeToString,
+                response_deserializer=controller__pb2.BrokerLivenessResponse.FromString,
+                _registered_method=True)
 
 
 class ControllerServicer:
@@ -163,6 +168,18 @@ class ControllerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BrokerLiveness(self, request, context):
+        """Held open by every registered broker process for as long as it runs: the controller
+        learns that the process died when the kernel closes its connection, long before its
+        session would expire, and fences it after a short grace unless it holds a liveness
+        stream or heartbeats again (a paused or cut-off broker closes nothing, so its session
+        timeout still applies). Keep-alive messages every few seconds; the stream ends like
+        FetchMetadata when this controller stops being the active one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControllerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -220,6 +237,11 @@ def add_ControllerServicer_to_server(servicer, server):
                     servicer.ElectLeaders,
                     request_deserializer=controller__pb2.ElectLeadersRequest.FromString,
                     response_serializer=controller__pb2.ElectLeadersResponse.SerializeToString,
+            ),
+            'BrokerLiveness': grpc.unary_stream_rpc_method_handler(
+                    servicer.BrokerLiveness,
+                    request_deserializer=controller__pb2.BrokerLivenessRequest.FromString,
+                    response_serializer=controller__pb2.BrokerLivenessResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -519,6 +541,33 @@ class Controller:
             '/odradek.controller.Controller/ElectLeaders',
             controller__pb2.ElectLeadersRequest.SerializeToString,
             controller__pb2.ElectLeadersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BrokerLiveness(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/odradek.controller.Controller/BrokerLiveness',
+            controller__pb2.BrokerLivenessRequest.SerializeToString,
+            controller__pb2.BrokerLivenessResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -48,6 +48,7 @@ from odradek.controller.service.metadata_stream import (
 from odradek.controller.service.quorum_info import NO_LEADER, QuorumInfo
 from odradek.controller.service.redirect import Redirect
 from odradek.controller.service.sessions import (
+    DEFAULT_DISCONNECT_GRACE_MS,
     DEFAULT_HEARTBEAT_INTERVAL_MS,
     DEFAULT_SESSION_TIMEOUT_MS,
     BrokerSessions,
@@ -107,6 +108,7 @@ class ControllerService(pb_grpc.ControllerServicer):
         stream_keepalive_s: float = 3.0,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         node_id: int | None = None,
+        disconnect_grace_ms: int = DEFAULT_DISCONNECT_GRACE_MS,
     ) -> None:
         """`metadata_log` is read (read_from) for FetchMetadata; `snapshot_records` builds the
         snapshot sent when a broker asks for records the log no longer holds (default: the
@@ -122,7 +124,11 @@ class ControllerService(pb_grpc.ControllerServicer):
         self._quorum = quorum
         self._log = metadata_log
         self._snapshot = snapshot_records or default_snapshot(lambda: controller.image)
-        self.sessions = BrokerSessions(session_timeout_ms, clock)
+        self.sessions = BrokerSessions(session_timeout_ms, clock, disconnect_grace_ms)
+        self._clock = clock
+        # Set when a session's deadline moved earlier (a liveness stream ended), so that the
+        # expiry loop looks again at the new deadline rather than at its next period.
+        self._expiry_wake = asyncio.Event()
         self.session_timeout_ms = session_timeout_ms
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self._keepalive = stream_keepalive_s
@@ -188,15 +194,30 @@ class ControllerService(pb_grpc.ControllerServicer):
         # check cheap with the default 9 s timeout.
         period = min(self.sessions.session_timeout / 10, 0.5)
         while True:
-            await asyncio.sleep(period)
+            delay = period
+            deadline = self.sessions.next_deadline()
+            if deadline is not None:
+                # At the earliest deadline, not up to a period after it (crash detection
+                # cuts a session to a fraction of a second); never a busy loop.
+                delay = max(0.01, min(period, deadline - self._clock() + 0.005))
+            self._expiry_wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._expiry_wake.wait(), delay)
             if not self._quorum.is_leader or self._closed:
                 continue
             image = self._controller.image
             self.sessions.track_unfenced(image)
+            lost = self.sessions.disconnected()
             for broker_id, epoch in self.sessions.expire(image):
-                log.warning(
-                    "%s: broker %d sent no heartbeat for %d ms (broker.session.timeout.ms); "
-                    "fencing it", self._name, broker_id, self.session_timeout_ms)
+                if broker_id in lost:
+                    log.warning(
+                        "%s: broker %d closed its liveness stream (its process is gone) and "
+                        "did not reconnect within broker.session.disconnect.grace.ms; "
+                        "fencing it", self._name, broker_id)
+                else:
+                    log.warning(
+                        "%s: broker %d sent no heartbeat for %d ms (broker.session.timeout.ms); "
+                        "fencing it", self._name, broker_id, self.session_timeout_ms)
                 try:
                     result = await self._controller.fence_broker(broker_id, epoch)
                 except NotControllerError:
@@ -417,6 +438,38 @@ class ControllerService(pb_grpc.ControllerServicer):
                 yield message
         except Exception as exc:
             refused = self._refusal(exc, "FetchMetadata")
+        else:
+            return
+        await context.abort(refused.code, refused.message, refused.metadata)
+
+    async def BrokerLiveness(  # noqa: N802
+        self, request: pb.BrokerLivenessRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.BrokerLivenessResponse]:
+        broker_id, epoch = request.broker_id, request.broker_epoch
+        try:
+            self._require_leader()
+            code = self.sessions.liveness_opened(self._controller.image, broker_id, epoch)
+            if code != ErrorCode.none:
+                yield pb.BrokerLivenessResponse(error_code=code)
+                return
+            try:
+                while True:
+                    # Keep-alives only; the stream's end is the message. Metadata changes
+                    # wake this to notice a lost leadership at once.
+                    changed = self._changed
+                    try:
+                        await asyncio.wait_for(changed.wait(), self._keepalive)
+                    except TimeoutError:
+                        yield pb.BrokerLivenessResponse()
+                    if self._closed:
+                        return
+                    self._require_leader()
+            finally:
+                # Runs when the broker's connection closes (grpc cancels the call), too.
+                if self.sessions.liveness_closed(broker_id, epoch):
+                    self._expiry_wake.set()
+        except Exception as exc:
+            refused = self._refusal(exc, "BrokerLiveness")
         else:
             return
         await context.abort(refused.code, refused.message, refused.metadata)

@@ -12,6 +12,11 @@ rules, following Kafka's BrokerHeartbeatManager:
 - Controlled shutdown: a heartbeat with want_shutdown marks the session as shutting down for
   good (this registration is never unfenced again); the controller fences the broker and tells
   it to stop once it leads no partition.
+- Crash detection (beyond Kafka): a broker process holds a liveness stream open to the active
+  controller. When the last stream of a registration ends (the kernel closes a dead process's
+  connections at once), the session is cut to `disconnect_grace` unless a stream opens again
+  (a live broker reopens it at once); heartbeats then only extend it by the grace. A paused
+  or cut-off broker closes nothing, so only its session timeout fences it.
 
 The class decides; the servicer runs the fence/unfence operations it asks for. Time comes
 from an injected clock (seconds) so tests need not sleep.
@@ -32,6 +37,7 @@ Clock = Callable[[], float]
 
 DEFAULT_SESSION_TIMEOUT_MS = 9000
 DEFAULT_HEARTBEAT_INTERVAL_MS = 2000
+DEFAULT_DISCONNECT_GRACE_MS = 300
 
 
 class HeartbeatAction(enum.Enum):
@@ -53,6 +59,8 @@ class _Session:
     epoch: int
     deadline: float
     shutting_down: bool = False
+    streams: int = 0  # liveness streams open for this registration
+    disconnected: bool = False  # it held a stream and lost the last one
 
 
 def leads_any(image: MetadataImage, broker_id: int) -> bool:
@@ -65,11 +73,14 @@ def leads_any(image: MetadataImage, broker_id: int) -> bool:
 
 class BrokerSessions:
     def __init__(
-        self, session_timeout_ms: int = DEFAULT_SESSION_TIMEOUT_MS, clock: Clock = time.monotonic
+        self, session_timeout_ms: int = DEFAULT_SESSION_TIMEOUT_MS, clock: Clock = time.monotonic,
+        disconnect_grace_ms: int = DEFAULT_DISCONNECT_GRACE_MS,
     ) -> None:
         if session_timeout_ms <= 0:
             raise ValueError(f"broker.session.timeout.ms must be > 0; got {session_timeout_ms}")
         self.session_timeout = session_timeout_ms / 1000
+        # 0 turns crash detection off: only the session timeout fences.
+        self.disconnect_grace = min(disconnect_grace_ms / 1000, self.session_timeout)
         self._clock = clock
         self._sessions: dict[int, _Session] = {}
 
@@ -115,7 +126,10 @@ class BrokerSessions:
         session = self._sessions.get(broker_id)
         if session is None or session.epoch != epoch:
             session = self._sessions[broker_id] = _Session(epoch, 0.0)
-        session.deadline = self._clock() + self.session_timeout
+        # A broker that lost its liveness stream must open it again to get a full session: a
+        # heartbeat sent just before its process died may arrive after the stream ended.
+        session.deadline = self._clock() + (
+            self.disconnect_grace if session.disconnected else self.session_timeout)
         if want_shutdown:
             session.shutting_down = True
         caught_up = metadata_offset >= broker.epoch
@@ -126,6 +140,39 @@ class BrokerSessions:
         else:
             action = HeartbeatAction.NONE
         return HeartbeatDecision(ErrorCode.none, None, action, caught_up)
+
+    def liveness_opened(self, image: MetadataImage, broker_id: int, epoch: int) -> int:
+        """A liveness stream of the broker's registration `epoch` opened: proof of life, a
+        full session. Returns a Kafka error code (the registration must be current)."""
+        broker = image.brokers.get(broker_id)
+        if broker is None:
+            return ErrorCode.broker_id_not_registered
+        if broker.epoch != epoch:
+            return ErrorCode.stale_broker_epoch
+        session = self._sessions.get(broker_id)
+        if session is None or session.epoch != epoch:
+            session = self._sessions[broker_id] = _Session(epoch, 0.0)
+        session.streams += 1
+        session.disconnected = False
+        session.deadline = max(session.deadline, self._clock() + self.session_timeout)
+        return ErrorCode.none
+
+    def liveness_closed(self, broker_id: int, epoch: int) -> bool:
+        """A liveness stream ended; True when it was the registration's last and the session
+        is now cut to the grace (the caller should check expiry at that time)."""
+        session = self._sessions.get(broker_id)
+        if session is None or session.epoch != epoch or session.streams <= 0:
+            return False
+        session.streams -= 1
+        if session.streams or self.disconnect_grace <= 0 or session.shutting_down:
+            return False
+        session.disconnected = True
+        session.deadline = min(session.deadline, self._clock() + self.disconnect_grace)
+        return True
+
+    def disconnected(self) -> set[int]:
+        """Brokers whose session is cut short because their liveness stream ended."""
+        return {b for b, session in self._sessions.items() if session.disconnected}
 
     def should_shutdown(self, image: MetadataImage, broker_id: int) -> bool:
         """A shutting-down broker may stop once it is fenced and leads nothing."""

@@ -94,6 +94,7 @@ async def serve(
     controller: QuorumController | None = None,
     metadata_log: LocalMetadataLog | None = None,
     session_timeout_ms: int = SESSION_MS,
+    disconnect_grace_ms: int = 300,
 ) -> AsyncIterator[Served]:
     own_log = metadata_log is None
     if metadata_log is None:
@@ -106,7 +107,7 @@ async def serve(
     service = ControllerService(
         controller, quorum, readable,
         session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=HEARTBEAT_MS,
-        stream_keepalive_s=0.5)
+        stream_keepalive_s=0.5, disconnect_grace_ms=disconnect_grace_ms)
     server = grpc.aio.server()
     service.add_to_server(server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -172,7 +173,10 @@ def leaders(image: MetadataImage, topic: str) -> dict[int, int]:
 async def test_brokers_unfence_when_caught_up_and_are_fenced_when_heartbeats_stop(
     tmp_path: Path,
 ) -> None:
-    async with serve(tmp_path) as s:
+    # Stopping a broker in-process also closes its liveness stream, which would fence it at
+    # once (test_a_stopped_broker_is_fenced_when_its_liveness_stream_closes): without the
+    # grace, only the session timeout fences, which is what this test is about.
+    async with serve(tmp_path, disconnect_grace_ms=0) as s:
         client = client_for({1: s.address})
         async with broker(client, 1) as (b1, _), broker(client, 2) as (b2, f2):
             await b1.start()
@@ -206,8 +210,28 @@ async def test_brokers_unfence_when_caught_up_and_are_fenced_when_heartbeats_sto
 
 
 @asynctest
-async def test_restarted_broker_waits_for_its_old_session_to_expire(tmp_path: Path) -> None:
+async def test_a_stopped_broker_is_fenced_when_its_liveness_stream_closes(
+        tmp_path: Path) -> None:
     async with serve(tmp_path) as s:
+        client = client_for({1: s.address})
+        async with broker(client, 1) as (b1, _), broker(client, 2) as (b2, _):
+            await b1.start()
+            await b2.start()
+            await b1.wait_unfenced(5)
+            await b2.wait_unfenced(5)
+            stopped = time.monotonic()
+            await b2.stop()  # its streams close, as a dead process's would
+            while s.controller.image.is_unfenced(2):
+                await asyncio.sleep(0.02)
+            # Within the 300 ms grace (plus the fencing itself), not the session timeout.
+            assert time.monotonic() - stopped < SESSION_MS / 1000 * 0.5
+            assert s.controller.image.is_unfenced(1)
+
+
+@asynctest
+async def test_restarted_broker_waits_for_its_old_session_to_expire(tmp_path: Path) -> None:
+    # Without crash detection: a process that died is only known dead at its session's end.
+    async with serve(tmp_path, disconnect_grace_ms=0) as s:
         client = client_for({1: s.address})
         async with broker(client, 1) as (old, _):
             await old.start()

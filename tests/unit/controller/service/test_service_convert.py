@@ -181,7 +181,7 @@ def test_every_rpc_has_its_conversions() -> None:
         "DeleteTopics": "delete_topics", "CreatePartitions": "create_partitions",
         "AlterConfigs": "alter_configs", "IncrementalAlterConfigs": "incremental_alter_configs",
         "AlterPartition": "alter_partition", "AllocateProducerIds": "allocate_producer_ids",
-        "ElectLeaders": "elect_leaders",
+        "ElectLeaders": "elect_leaders", "BrokerLiveness": "hold_liveness",
     }
     assert set(client_names) == methods
     for name in client_names.values():

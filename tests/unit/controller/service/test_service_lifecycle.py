@@ -47,6 +47,7 @@ class ScriptedClient:
         self.heartbeat_calls: list[dict[str, Any]] = []
         self.batches: asyncio.Queue[MetadataBatch] = asyncio.Queue()
         self.fetched_from: list[int] = []
+        self.liveness_epochs: list[int] = []
 
     @staticmethod
     def _next(queue: list[Any]) -> Any:
@@ -68,6 +69,11 @@ class ScriptedClient:
         self.fetched_from.append(from_offset)
         while True:
             yield await self.batches.get()
+
+    async def hold_liveness(self, broker_id: int, epoch: int) -> int:
+        self.liveness_epochs.append(epoch)
+        await asyncio.Event().wait()  # held until the lifecycle cancels it
+        return OK
 
 
 def registered(epoch: int, code: int = OK, interval_ms: int = 0) -> Registration:

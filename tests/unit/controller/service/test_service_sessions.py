@@ -216,3 +216,59 @@ def test_clear_forgets_everything(sessions: BrokerSessions) -> None:
 def test_timeout_must_be_positive() -> None:
     with pytest.raises(ValueError, match="session.timeout"):
         BrokerSessions(0)
+
+
+def test_a_closed_liveness_stream_cuts_the_session_to_the_grace(clock: Clock) -> None:
+    sessions = BrokerSessions(TIMEOUT_MS, clock, disconnect_grace_ms=300)
+    image = unfence(register(MetadataImage.EMPTY, 1), 1)
+    epoch = image.brokers[1].epoch
+    sessions.registered(1, epoch)
+    assert sessions.liveness_opened(image, 1, epoch) == ErrorCode.none
+    assert sessions.liveness_opened(image, 1, epoch + 1) == ErrorCode.stale_broker_epoch
+    assert sessions.liveness_opened(image, 2, 0) == ErrorCode.broker_id_not_registered
+    clock.advance(5000)
+    assert sessions.liveness_closed(1, epoch)
+    assert sessions.disconnected() == {1}
+    # A heartbeat sent just before the process died extends the grace only.
+    sessions.heartbeat(image, 1, epoch, 5)
+    clock.advance(299)
+    assert sessions.expire(image) == []
+    clock.advance(2)
+    assert sessions.expire(image) == [(1, epoch)]
+
+
+def test_a_live_broker_reopens_its_stream_and_keeps_a_full_session(clock: Clock) -> None:
+    sessions = BrokerSessions(TIMEOUT_MS, clock, disconnect_grace_ms=300)
+    image = unfence(register(MetadataImage.EMPTY, 1), 1)
+    epoch = image.brokers[1].epoch
+    sessions.registered(1, epoch)
+    sessions.liveness_opened(image, 1, epoch)
+    sessions.liveness_opened(image, 1, epoch)  # a second stream (a reconnect overlapping)
+    assert not sessions.liveness_closed(1, epoch)  # one is still open
+    assert sessions.liveness_closed(1, epoch)
+    clock.advance(100)
+    sessions.liveness_opened(image, 1, epoch)
+    assert sessions.disconnected() == set()
+    clock.advance(TIMEOUT_MS - 200)
+    sessions.heartbeat(image, 1, epoch, 5)
+    clock.advance(TIMEOUT_MS - 1)
+    assert sessions.expire(image) == []
+
+
+def test_without_a_grace_or_a_stream_only_the_timeout_fences(clock: Clock) -> None:
+    image = unfence(register(MetadataImage.EMPTY, 1), 1)
+    epoch = image.brokers[1].epoch
+    off = BrokerSessions(TIMEOUT_MS, clock, disconnect_grace_ms=0)
+    off.registered(1, epoch)
+    off.liveness_opened(image, 1, epoch)
+    assert not off.liveness_closed(1, epoch)
+    clock.advance(TIMEOUT_MS - 1)
+    assert off.expire(image) == []
+    # A stream closing under a controlled shutdown is no crash either.
+    sessions = BrokerSessions(TIMEOUT_MS, clock, disconnect_grace_ms=300)
+    sessions.registered(1, epoch)
+    sessions.liveness_opened(image, 1, epoch)
+    sessions.heartbeat(image, 1, epoch, 5, want_shutdown=True)
+    assert not sessions.liveness_closed(1, epoch)
+    # Closing a stream of an older registration changes nothing.
+    assert not sessions.liveness_closed(1, epoch - 1)

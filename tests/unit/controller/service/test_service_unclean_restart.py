@@ -3,6 +3,7 @@ RegisterBroker field, its reading when absent, and BrokerLifecycle's use of it."
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
 from pathlib import Path
@@ -83,6 +84,10 @@ class RecordingClient:
         self.heartbeats += 1
         code = ErrorCode.stale_broker_epoch if self.heartbeats == 1 else ErrorCode.none
         return HeartbeatResult(code, None, False, True, False)
+
+    async def hold_liveness(self, broker_id: int, epoch: int) -> int:
+        await asyncio.Event().wait()
+        return ErrorCode.none
 
 
 async def test_lifecycle_reports_an_unclean_start_once() -> None:

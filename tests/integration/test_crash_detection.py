@@ -1,0 +1,88 @@
+"""A crashed broker is fenced as soon as its liveness stream closes, long before its session
+would expire; a paused one keeps its session until the timeout, as before.
+
+The session timeout here is 20 s, far above anything the test waits for: a broker fenced
+within a few seconds of a SIGKILL can only have been fenced by the closed stream
+(broker.session.disconnect.grace.ms, 300 ms), and a paused broker that is still unfenced
+after several seconds shows that a quiet connection fences nothing early."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from tests.helpers import unique_name
+from tests.integration.harness import Cluster, NodeProcess, metric, wait_for
+
+pytestmark = pytest.mark.integration
+
+SESSION_MS = 20_000
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = Cluster(tmp_path_factory.mktemp("crash"), n=3, overrides={
+        "broker.session.timeout.ms": SESSION_MS,
+        "auto.leader.rebalance.enable": False,
+    }).start()
+    yield c
+    c.kill_all()
+
+
+def live_brokers(cluster: Cluster, via: NodeProcess) -> set[int]:
+    """Unfenced brokers, as Metadata lists them (fenced ones are left out, as in Kafka)."""
+    admin = AdminClient({"bootstrap.servers": via.bootstrap})
+    return set(admin.list_topics(timeout=5).brokers)
+
+
+def not_active_controller(cluster: Cluster) -> list[NodeProcess]:
+    return [n for n in cluster.all_nodes() if metric(n, "odradek_controller_active") == 0]
+
+
+def test_a_killed_broker_is_fenced_at_once_and_its_leaderships_move(cluster: Cluster) -> None:
+    victim, witness = not_active_controller(cluster)
+    topic = unique_name("crash")
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    for fut in admin.create_topics([NewTopic(topic, 6, 3)]).values():
+        fut.result(30)
+    led = wait_for(lambda: [p.id for p in admin.list_topics(topic, timeout=5).topics[topic]
+                            .partitions.values() if p.leader == victim.node_id], 10,
+                   "partitions led by the victim")
+    assert led
+
+    victim.kill()
+    killed = time.monotonic()
+    wait_for(lambda: victim.node_id not in live_brokers(cluster, witness), 10,
+             "the killed broker to be fenced")
+    fenced_after = time.monotonic() - killed
+    assert fenced_after < SESSION_MS / 1000 / 2, fenced_after
+    meta = AdminClient({"bootstrap.servers": witness.bootstrap}).list_topics(topic, timeout=5)
+    assert all(p.leader != victim.node_id for p in meta.topics[topic].partitions.values())
+    # Writes to every partition succeed on the new leaders.
+    producer = Producer({"bootstrap.servers": witness.bootstrap, "acks": "all",
+                         "message.timeout.ms": 10_000})
+    for partition in range(6):
+        producer.produce(topic, b"after", partition=partition)
+    assert producer.flush(15) == 0
+    # The restarted process registers at once: its old session is already over.
+    victim.start()
+    wait_for(lambda: victim.node_id in live_brokers(cluster, witness), 30,
+             "the restarted broker to be unfenced")
+    assert "closed its liveness stream" in "".join(n.logs() for n in cluster.all_nodes())
+
+
+def test_a_paused_broker_keeps_its_session_until_the_timeout(cluster: Cluster) -> None:
+    victim, witness = not_active_controller(cluster)
+    wait_for(lambda: live_brokers(cluster, witness) == {1, 2, 3}, 30, "all brokers unfenced")
+    victim.pause()
+    try:
+        time.sleep(4)  # more than ten times the grace: a quiet connection is no crash
+        assert victim.node_id in live_brokers(cluster, witness)
+    finally:
+        victim.resume()
+    time.sleep(1)
+    assert live_brokers(cluster, witness) == {1, 2, 3}
