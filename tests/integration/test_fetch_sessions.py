@@ -242,3 +242,25 @@ def test_librdkafka_sessionless_fetches_still_work(cluster: Cluster) -> None:
             got.append((msg.partition(), msg.offset()))
     c.close()
     assert sorted(got) == sorted(acked)
+
+
+def test_java_console_consumer_opens_a_session(cluster: Cluster) -> None:
+    """Kafka 4.1.1's own consumer (kafka-console-consumer) fetches through a session."""
+    from tests.compat.kafka_tools import CONSOLE_CONSUMER, kafka_tools
+
+    tools = kafka_tools(cluster.bootstrap)  # skips by hand without Java; CI installs it
+    topic = unique_name("fs-java")
+    create(cluster, topic, 12)
+    produce(cluster, topic, [(p, f"{p}".encode()) for p in range(12)])
+    sessions = sum(metric(n, "odradek_fetch_sessions") for n in cluster.nodes)
+    result: list[Any] = []
+    run = threading.Thread(target=lambda: result.append(tools.run(
+        CONSOLE_CONSUMER, "--topic", topic, "--from-beginning", "--timeout-ms", "6000")))
+    run.start()
+    peak = sessions
+    while run.is_alive():
+        peak = max(peak, sum(metric(n, "odradek_fetch_sessions") for n in cluster.nodes))
+        time.sleep(0.3)
+    run.join()
+    assert result and "Processed a total of 12 messages" in result[0].stderr, result
+    assert peak > sessions
