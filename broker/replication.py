@@ -221,8 +221,12 @@ class LeaderFetcher:
             if err == ErrorCode.none:
                 diverging = pd.diverging_epoch
                 if diverging.epoch >= 0 or diverging.end_offset >= 0:
+                    before = (plog.log_end_offset, plog.leader_epochs.latest_epoch)
                     self._truncate_diverging(p, diverging.epoch, diverging.end_offset)
-                    return True
+                    # The leader answers a diverging epoch at once: if truncating changed
+                    # nothing, the next fetch would ask the same, so back off instead of
+                    # spinning.
+                    return (plog.log_end_offset, plog.leader_epochs.latest_epoch) != before
                 if pd.records:
                     plog.append_as_follower(bytes(pd.records))
                 p.follow_leader_high_watermark(pd.high_watermark)
