@@ -32,9 +32,10 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import InvalidRecordError
 from kafka.structs import OffsetAndMetadata
 
-from odradek.storage import LogConfig, PartitionLog, decode_batches
+from odradek.storage import LogConfig, PartitionLog
 from tests.helpers import metric_sum, unique_name
 from tests.integration.harness import Cluster, NodeProcess, metric, scrape, wait_for
+from tests.unit.storage.storage_testlib import read_records
 
 pytestmark = pytest.mark.integration
 
@@ -299,15 +300,7 @@ def test_each_replica_log_on_disk_is_compacted_and_agrees(cluster: Cluster) -> N
         d = next(Path(node.data_dir).rglob(f"{topic}-0"))
         plog = PartitionLog.open(d, LogConfig(cleanup_policy="compact"))
         try:
-            got = []
-            offset = plog.log_start_offset
-            while offset < plog.log_end_offset:
-                r = plog.read(offset, 1 << 20)
-                if not r.records:
-                    break
-                for _, recs in decode_batches(r.records):
-                    got.extend((x.offset, x.key, x.value) for x in recs)
-                offset = r.next_offset
+            got = read_records(plog)
             below = [k for o, k, _ in got if o < plog.cleaner_point]
             assert len(below) == len(set(below)), node.node_id
             assert [o for o, _, _ in got] == sorted({o for o, _, _ in got})

@@ -15,7 +15,6 @@ from odradek.storage import (
     Record,
     TimestampType,
     decode_batch,
-    decode_batches,
     encode_batch,
     read_batch_header,
 )
@@ -28,7 +27,7 @@ from odradek.storage.compaction import (
     filter_batch,
     group_segments,
 )
-from tests.unit.storage.storage_testlib import Clock, crash, open_log
+from tests.unit.storage.storage_testlib import Clock, crash, open_log, read_records
 
 DAY = 24 * 3600 * 1000
 
@@ -168,17 +167,6 @@ def clean(log: PartitionLog, clock: Clock, capacity: int = 10_000,
     return result
 
 
-def contents(log: PartitionLog) -> list[tuple[int, bytes | None, bytes | None]]:
-    out = []
-    offset = log.log_start_offset
-    while offset < log.log_end_offset:
-        r = log.read(offset, 1 << 20)
-        if not r.records:
-            break
-        for _, records in decode_batches(r.records):
-            out.extend((x.offset, x.key, x.value) for x in records)
-        offset = r.next_offset
-    return out
 
 
 def write(log: PartitionLog, pairs: list[tuple[bytes, bytes | None]], ts: int = 1000) -> None:
@@ -201,7 +189,7 @@ def test_a_log_is_cleaned_to_the_latest_value_of_each_key(tmp_path: Path) -> Non
     assert dirt.first_dirty == 0 and dirt.ratio == 1.0
     result = clean(log, clock)
     assert result is not None and result.records_removed > 0
-    got = contents(log)
+    got = read_records(log)
     offsets = [o for o, _, _ in got]
     assert offsets == sorted(set(offsets))
     below = [(k, v) for o, k, v in got if o < log.cleaner_point]
@@ -214,7 +202,7 @@ def test_a_log_is_cleaned_to_the_latest_value_of_each_key(tmp_path: Path) -> Non
     point = log.cleaner_point
     log.close()
     log = compacted_log(tmp_path / "t-0", clock)
-    assert log.cleaner_point == point and contents(log) == got
+    assert log.cleaner_point == point and read_records(log) == got
     # A second cleaning merges the now small segments.
     segments = len(log.segments)
     write(log, [(b"k0", b"new")])
@@ -222,7 +210,7 @@ def test_a_log_is_cleaned_to_the_latest_value_of_each_key(tmp_path: Path) -> Non
     write(log, [(b"k1", b"newer")])
     clean(log, clock)
     assert len(log.segments) < segments
-    assert dict((k, v) for _, k, v in contents(log))[b"k0"] == b"new"
+    assert dict((k, v) for _, k, v in read_records(log))[b"k0"] == b"new"
 
 
 def test_nothing_at_or_above_the_high_watermark_or_in_the_active_segment_is_cleaned(
@@ -233,12 +221,12 @@ def test_nothing_at_or_above_the_high_watermark_or_in_the_active_segment_is_clea
     log.high_watermark = 5
     assert log.dirtiness().first_uncleanable == 5
     clean(log, clock)
-    assert [o for o, _, _ in contents(log)][:1] == [4]
-    assert len(contents(log)) == 26
+    assert [o for o, _, _ in read_records(log)][:1] == [4]
+    assert len(read_records(log)) == 26
     log.high_watermark = log.log_end_offset
     clean(log, clock)
     active = log.segments[-1].base_offset
-    assert [o for o, _, _ in contents(log)] == [active - 1, *range(active, 30)]
+    assert [o for o, _, _ in read_records(log)] == [active - 1, *range(active, 30)]
 
 
 def test_min_compaction_lag_keeps_young_records(tmp_path: Path) -> None:
@@ -247,7 +235,7 @@ def test_min_compaction_lag_keeps_young_records(tmp_path: Path) -> None:
     write(log, [(b"k", b"old%d" % i) for i in range(10)], ts=clock() - 120_000)
     write(log, [(b"k", b"young%d" % i) for i in range(10)], ts=clock())
     clean(log, clock)
-    values = [v for _, _, v in contents(log)]
+    values = [v for _, _, v in read_records(log)]
     assert all(v is not None and v.startswith(b"young") for v in values[-10:])
     assert not any(v is not None and v.startswith(b"old") for v in values[:-11])
 
@@ -273,13 +261,13 @@ def test_tombstones_stay_for_delete_retention_then_go(tmp_path: Path) -> None:
     write(log, [(b"a", b"1"), (b"b", b"1"), (b"a", None)] * 5)
     write(log, [(b"x", b"%d" % i) for i in range(20)])
     clean(log, clock)
-    assert (b"a", None) in [(k, v) for _, k, v in contents(log)]
+    assert (b"a", None) in [(k, v) for _, k, v in read_records(log)]
     assert log.min_delete_horizon == clock() + 1000
     assert clean(log, clock, horizon_only=True) is not None
-    assert (b"a", None) in [(k, v) for _, k, v in contents(log)]
+    assert (b"a", None) in [(k, v) for _, k, v in read_records(log)]
     clock.advance(1000)
     clean(log, clock, horizon_only=True)
-    assert b"a" not in {k for _, k, _ in contents(log)}
+    assert b"a" not in {k for _, k, _ in read_records(log)}
     assert log.min_delete_horizon is None
 
 
@@ -310,9 +298,9 @@ def test_cleaning_is_abandoned_when_the_log_changed_under_it(tmp_path: Path) -> 
     assert ticket is not None
     result = run_clean(ticket.job)
     log.truncate_to(3)  # a follower truncating into the cleaned range
-    before = contents(log)
+    before = read_records(log)
     assert log.swap_cleaned(ticket, result) == 0
-    assert contents(log) == before and log.cleaner_point == 0
+    assert read_records(log) == before and log.cleaner_point == 0
     assert not [p for p in os.listdir(log.directory) if p.endswith(".cleaned")]
 
 
@@ -325,7 +313,7 @@ def test_a_full_offset_map_cleans_in_several_passes(tmp_path: Path) -> None:
     for _ in range(10):
         if clean(log, clock, capacity=12) is None:
             break
-    got = contents(log)
+    got = read_records(log)
     assert dict((k, v) for _, k, v in got) == {b"k%d" % i: b"w" for i in range(30)}
 
 
@@ -338,7 +326,7 @@ def test_a_crash_at_any_point_of_the_swap_loses_nothing(tmp_path: Path, step: in
     clock = Clock()
     log = compacted_log(tmp_path / "t-0", clock, segment_bytes=300)
     write(log, [(b"k%d" % (i % 3), b"v%d" % i) for i in range(24)])
-    before = contents(log)
+    before = read_records(log)
     latest = dict((k, v) for _, k, v in before)
     ticket = log.prepare_clean(now_ms=clock(), map_capacity=100,
                                io_bytes_per_second=float("inf"))
@@ -371,7 +359,7 @@ def test_a_crash_at_any_point_of_the_swap_loses_nothing(tmp_path: Path, step: in
     monkeypatch.undo()
     crash(log)
     log = compacted_log(tmp_path / "t-0", clock, segment_bytes=300)
-    after = contents(log)
+    after = read_records(log)
     offsets = [o for o, _, _ in after]
     assert offsets == sorted(set(offsets))
     assert set(after) <= set(before)
@@ -379,7 +367,7 @@ def test_a_crash_at_any_point_of_the_swap_loses_nothing(tmp_path: Path, step: in
     assert not [p for p in os.listdir(log.directory) if p.endswith((".swap", ".cleaned"))]
     # And the next cleaning finishes the job.
     clean(log, clock)
-    assert dict((k, v) for _, k, v in contents(log)) == latest
+    assert dict((k, v) for _, k, v in read_records(log)) == latest
 
 
 def test_the_worker_reads_each_byte_once_across_chunk_boundaries(

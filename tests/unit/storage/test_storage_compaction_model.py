@@ -23,8 +23,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from odradek.storage import Compression, LogConfig, PartitionLog, Record, encode_batch
 from odradek.storage import log as log_module
 from odradek.storage.cleaning import run_clean
-from tests.unit.storage.storage_testlib import Clock, crash
-from tests.unit.storage.test_storage_compaction import contents
+from tests.unit.storage.storage_testlib import Clock, crash, read_records
 
 CONFIG = LogConfig(cleanup_policy="compact", segment_bytes=500, index_interval_bytes=100,
                    segment_index_bytes=64, delete_retention_ms=5_000)
@@ -137,7 +136,7 @@ class CompactionModel(RuleBasedStateMachine):
 
     @invariant()
     def cleaned_log_matches_the_model(self) -> None:
-        got = contents(self.log)
+        got = read_records(self.log)
         offsets = [o for o, _, _ in got]
         assert offsets == sorted(set(offsets)), "offsets must strictly increase"
         for offset, key, value in got:
