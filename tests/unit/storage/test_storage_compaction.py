@@ -390,3 +390,21 @@ def test_the_worker_reads_each_byte_once_across_chunk_boundaries(
     # A segment cut mid-batch is reported, not looped on.
     with pytest.raises(CorruptRecordError, match="truncated|ends early"):
         list(cleaning.iter_segment(str(seg.path), seg.size_bytes + 40, throttle))
+
+
+def test_compact_delete_logs_are_cleaned_and_retained(tmp_path: Path) -> None:
+    clock = Clock(10 * DAY)
+    log = compacted_log(tmp_path / "t-0", clock, cleanup_policy="compact,delete",
+                        retention_ms=DAY)
+    write(log, [(b"k%d" % (i % 3), b"old%d" % i) for i in range(30)], ts=clock() - 2 * DAY)
+    write(log, [(b"k%d" % (i % 3), b"new%d" % i) for i in range(30)], ts=clock())
+    epochs = log.leader_epochs.entries
+    clean(log, clock)
+    assert len(read_records(log)) < 60
+    # Cleaning keeps the leader-epoch history (offsets never move).
+    assert log.leader_epochs.entries == epochs
+    # Retention still deletes what is older than retention.ms, compacted or not.
+    assert log.enforce_retention(clock()) > 0
+    assert all(v is not None and v.startswith(b"new") for _, _, v in read_records(log))
+    assert dict((k, v) for _, k, v in read_records(log)) == {
+        b"k0": b"new27", b"k1": b"new28", b"k2": b"new29"}
