@@ -22,10 +22,17 @@ MEMBER = r"""
 import sys, time
 from kafka import KafkaConsumer
 bootstrap, topic, group, out_path = sys.argv[1:5]
-consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
+consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
                          enable_auto_commit=False, auto_offset_reset="earliest",
                          session_timeout_ms=6000, heartbeat_interval_ms=500,
                          max_poll_records=20)
+# Learn the topic's partitions before joining. A kafka-python 3.0 leader that joins before
+# its metadata arrives assigns nothing, rejoins when the metadata comes, and if that rejoin
+# crosses a rebalance for a new member it can hang after its SyncGroup response (it never
+# applies the assignment nor heartbeats again; seen about once in six runs, client side).
+while not consumer.partitions_for_topic(topic):
+    time.sleep(0.1)
+consumer.subscribe([topic])
 with open(out_path, "a") as out:
     while True:
         batch = consumer.poll(timeout_ms=200)
