@@ -54,6 +54,7 @@ fuzz: $(STAMP)
 # for SOAK_S seconds (default 600) while __consumer_offsets must stay compacted.
 soak: $(STAMP)
 	COMPACTION_SOAK_S=$(or $(SOAK_S),600) $(BIN)/python -m pytest -q -s -p no:cacheprovider \
+		--timeout $$(( $(or $(SOAK_S),600) + 300 )) \
 		tests/integration/test_compaction.py -k consumer_offsets_stay_bounded
 
 proto: $(STAMP)
