@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from kio.schema.errors import ErrorCode
@@ -220,3 +220,19 @@ class Partition:
                 wait.done.set_result(AckState.NOT_LEADER)
         self._acks = []
         self.wake()
+
+
+async def wait_for_any(parts: Iterable[Partition], timeout_s: float) -> None:
+    """Until one of ``parts`` wakes its waiters (an append, a high watermark move, a
+    leadership change) or ``timeout_s`` passes."""
+    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    parts = list(parts)
+    for p in parts:
+        p.waiters.add(fut)
+    try:
+        await asyncio.wait_for(fut, timeout_s)
+    except TimeoutError:
+        pass
+    finally:
+        for p in parts:
+            p.waiters.discard(fut)

@@ -7,7 +7,6 @@ from requests, so every broker arrives at the same answer from the same records.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import shutil
 import time
@@ -16,7 +15,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from odradek import storage
-from odradek.broker.partition import Partition
+from odradek.broker.partition import Partition, wait_for_any
 from odradek.controller.metadata import MetadataImage, PartitionRegistration
 from odradek.controller.metadata.delta import LocalReplicaChanges
 from odradek.storage.cleaner import LogCleaner
@@ -115,18 +114,7 @@ class ReplicaManager:
 
     async def wait_for_data(self, parts: Iterable[Partition], timeout_s: float) -> None:
         """Wait until one of ``parts`` gets an append (or a leadership change) or timeout."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-        parts = list(parts)
-        for p in parts:
-            p.waiters.add(fut)
-        try:
-            await asyncio.wait_for(fut, timeout_s)
-        except TimeoutError:
-            pass
-        finally:
-            for p in parts:
-                p.waiters.discard(fut)
+        await wait_for_any(parts, timeout_s)
 
     # --- housekeeping ---------------------------------------------------------------------
 

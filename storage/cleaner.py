@@ -17,7 +17,6 @@ import logging
 import multiprocessing
 import os
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -85,9 +84,6 @@ class LogCleaner:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._pool: cf.ProcessPoolExecutor | None = None
-        # Scans and cleanings finished, for tests and tools that wait for the cleaner.
-        self._rounds = 0
-        self._round_done = threading.Condition()
 
     # --- registry (any thread) -----------------------------------------------------------
 
@@ -104,19 +100,6 @@ class LogCleaner:
     def wake(self) -> None:
         """Look at the logs now rather than after the backoff (configs changed, tests)."""
         self._wake.set()
-
-    def dirtiness(self) -> dict[str, compaction.Dirtiness]:
-        """Every compacted log's dirtiness right now."""
-        with self._lock:
-            logs = list(self._logs.items())
-        out = {}
-        for name, plog in logs:
-            if plog.config.compacts and not plog.offline:
-                try:
-                    out[name] = plog.dirtiness()
-                except StorageError:
-                    continue
-        return out
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -152,22 +135,6 @@ class LogCleaner:
         for p in processes:
             p.join(timeout=5)
 
-    def wait_for_round(self, after: int, timeout: float) -> int:
-        """Block until the scheduler finishes a round numbered above ``after``; returns the
-        current round number (for tests)."""
-        deadline = time.monotonic() + timeout
-        with self._round_done:
-            while self._rounds <= after:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._round_done.wait(left)
-            return self._rounds
-
-    @property
-    def rounds(self) -> int:
-        return self._rounds
-
     # --- the scheduler thread ------------------------------------------------------------
 
     def _run(self) -> None:
@@ -176,9 +143,6 @@ class LogCleaner:
                 self._round()
             except Exception:  # keep cleaning other logs whatever one of them did
                 log.exception("log cleaner round failed")
-            with self._round_done:
-                self._rounds += 1
-                self._round_done.notify_all()
             if self._in_progress:
                 self._collect(timeout=self.config.backoff_ms / 1000)
             else:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -326,9 +326,3 @@ def group_segments(segments: Sequence[SegmentShape], *, max_bytes: int,
                 continue
         groups.append([seg])
     return groups
-
-
-def last_batches_of_producers(producers: Mapping[int, int]) -> frozenset[int]:
-    """The last offsets of the producers' last batches: those batches stay, empty if need
-    be."""
-    return frozenset(producers.values())

@@ -19,7 +19,7 @@ from odradek.broker.handlers import fetch
 from odradek.broker.handlers.api import RequestContext
 from odradek.broker.kafka import codec
 from odradek.broker.metrics import NodeMetrics
-from odradek.broker.partition import Partition
+from odradek.broker.partition import Partition, wait_for_any
 from odradek.broker.replication import LeaderFetcher
 from odradek.controller.metadata import PartitionRegistration
 from odradek.storage.records import Record, encode_batch
@@ -32,19 +32,6 @@ def partition(path: Path, topic: str, index: int, node_id: int) -> Partition:
     return p
 
 
-async def _wait_for_data(parts: list[Partition], timeout_s: float) -> None:
-    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    for p in parts:
-        p.waiters.add(fut)
-    try:
-        await asyncio.wait_for(fut, timeout_s)
-    except TimeoutError:
-        pass
-    finally:
-        for p in parts:
-            p.waiters.discard(fut)
-
-
 class Leader:
     """Node 1: what handle_fetch uses of a node, over real partitions."""
 
@@ -52,7 +39,7 @@ class Leader:
         self.parts = parts
         self.config = {"fetch.max.bytes": 50 << 20}
         self.image = SimpleNamespace(topics={})
-        self.replicas = SimpleNamespace(get=parts.get, wait_for_data=_wait_for_data)
+        self.replicas = SimpleNamespace(get=parts.get, wait_for_data=wait_for_any)
         self.replication = SimpleNamespace(on_follower_fetch=self._fetched)
         self.metrics = NodeMetrics(1)
         self.stopping = False
