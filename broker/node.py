@@ -36,7 +36,7 @@ from odradek.controller.metadata import (
     MetadataImage,
 )
 from odradek.controller.metadata.broker_configs import DYNAMIC_BROKER_KEYS_BY_NAME
-from odradek.controller.metadata.delta import local_replicas
+from odradek.controller.metadata.delta import LocalReplicaChanges, local_replicas
 from odradek.controller.metadata.requests import (
     ControllerApi,
     ControllerCallFailed,
@@ -72,6 +72,16 @@ def cleaner_config(config: NodeConfig) -> CleanerConfig:
         dedupe_buffer_size=config["log.cleaner.dedupe.buffer.size"],
         backoff_ms=config["log.cleaner.backoff.ms"],
     )
+
+@dataclasses.dataclass(slots=True)
+class _ReplicaChanges:
+    """One delta's work for the replica manager, queued by the metadata listener."""
+
+    changes: LocalReplicaChanges
+    image: MetadataImage
+    configs: set[str]  # topics whose configs changed
+    first: bool  # the first image holding this process's registration
+
 
 class Node:
     """The broker side of one node, around the metadata plane it is given (a local log or a
@@ -111,6 +121,7 @@ class Node:
         # Set once the image holds this process's registration and the replica manager
         # has taken it: from then on this node answers clients with the cluster as it is.
         self._current = asyncio.Event()
+        self._replica_changes: asyncio.Queue[_ReplicaChanges] = asyncio.Queue()
         self.replicas = ReplicaManager(self.node_id, self.data_dir / "logs", self.log_config_for,
                                        self.min_insync_replicas,
                                        cleaner=LogCleaner(cleaner_config(config)))
@@ -169,6 +180,8 @@ class Node:
                 self.bound[li.name] = (li.host, port)
         listeners = [(li.name, li.host, li.port or self.bound[li.name][1])
                      for li in self.config.advertised_listeners]
+        self._tasks.append(asyncio.create_task(self._apply_replica_changes(),
+                                               name=f"replica-changes-{self.node_id}"))
         await self.plane.start(listeners)
         if self.is_broker:
             await self._until_current()
@@ -250,6 +263,9 @@ class Node:
     # --- metadata -----------------------------------------------------------------------
 
     def _on_metadata(self, delta: MetadataDelta, image: MetadataImage) -> None:
+        """The loader's listener: called as records commit (in a combined node, inside the
+        Raft driver), so it only takes the image and queues the local replica changes:
+        _apply_replica_changes applies them in order without holding the loop."""
         self.image = image
         self._apply_dynamic_configs(image)
         if not self._replicas_current:
@@ -263,16 +279,30 @@ class Node:
             if reg is None or reg.incarnation_id != self.incarnation_id:
                 return
             self._replicas_current = True
-            self.replicas.apply_delta(local_replicas(image, self.node_id), image)
-            self._current.set()
+            changes = local_replicas(image, self.node_id)
+            first = True
         else:
-            self.replicas.apply_delta(delta.local_changes(self.node_id), image)
-        if not self.stopping:
-            self.replication.update_fetchers()
+            changes = delta.local_changes(self.node_id)
+            first = False
         changed = {name for rtype, name in delta.changed_config_resources()
                    if rtype == TOPIC_RESOURCE}
-        if changed:
-            self.replicas.update_configs(changed)
+        self._replica_changes.put_nowait(_ReplicaChanges(changes, image, changed, first))
+
+    async def _apply_replica_changes(self) -> None:
+        """Apply queued local replica changes one delta at a time, in log order."""
+        while True:
+            item = await self._replica_changes.get()
+            try:
+                await self.replicas.apply(item.changes, item.image)
+                if item.first:
+                    self._current.set()
+                if not self.stopping:
+                    self.replication.update_fetchers()
+                if item.configs:
+                    self.replicas.update_configs(item.configs)
+            except Exception:
+                log.exception("applying the metadata image at offset %d to the local "
+                              "replicas failed", item.image.offset)
 
     def _apply_dynamic_configs(self, image: MetadataImage) -> None:
         """Take the dynamic broker configs (cluster-wide, then this broker's) of the image:
@@ -334,8 +364,8 @@ class Node:
         t = self.image.topics.get(topic)
         return t is not None and partition in t.partitions
 
-    def live_broker_ids(self) -> set[int]:
-        return set(self.image.unfenced_broker_ids())
+    def live_broker_ids(self) -> frozenset[int]:
+        return self.image.unfenced_ids
 
     def api_versions_list(self) -> list[dict[str, int]]:
         return self.server.api_versions

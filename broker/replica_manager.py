@@ -1,12 +1,18 @@
 """The partitions this broker hosts (broker/partition.py), created, updated and dropped from
 the metadata.
 
-The replica manager learns what it hosts only from metadata deltas (``apply_delta``), never
+The replica manager learns what it hosts only from metadata deltas (``apply``), never
 from requests, so every broker arrives at the same answer from the same records.
+
+A delta can name thousands of partitions (a bulk creation, a broker taking over another's
+leaderships). ``apply`` gives the event loop back every ``APPLY_SLICE_S`` so heartbeats,
+Raft and client requests go on meanwhile, and deleted logs are removed from disk in a
+thread. The node applies deltas one at a time, in log order (Node._apply_replica_changes).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 import time
@@ -24,6 +30,13 @@ from odradek.storage.errors import StorageError
 log = logging.getLogger("odradek.replicas")
 
 TopicPartition = tuple[str, int]
+
+# Longest stretch of metadata application between two returns to the event loop.
+APPLY_SLICE_S = 0.005
+# Partition directories being removed carry this suffix (Kafka's "-delete"): a topic
+# deleted and created again gets a fresh directory at once, and a removal cut short by a
+# crash is finished at the next start.
+DELETE_SUFFIX = "-delete"
 
 
 def partition_dir_name(topic: str, index: int) -> str:
@@ -46,6 +59,9 @@ class ReplicaManager:
         self.cleaner = cleaner
         self.log_dir = log_dir
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._removals: set[asyncio.Task[None]] = set()
+        for leftover in self.log_dir.glob(f"*{DELETE_SUFFIX}"):
+            shutil.rmtree(leftover, ignore_errors=True)
         self.log_config_for = log_config_for
         self.min_isr_for = min_isr_for
         self.now_ms = now_ms
@@ -59,11 +75,28 @@ class ReplicaManager:
     # --- metadata ---------------------------------------------------------------------
 
     def apply_delta(self, changes: LocalReplicaChanges, image: MetadataImage) -> None:
-        """Apply a MetadataDelta's local changes for this node."""
+        """Apply a MetadataDelta's local changes for this node, all at once."""
         for tp in changes.deleted:
             self._drop(tp)
         for tp, reg in [*changes.leaders.items(), *changes.followers.items()]:
             self._become(tp, reg, changes.topic_ids.get(tp[0]))
+
+    async def apply(self, changes: LocalReplicaChanges, image: MetadataImage) -> None:
+        """``apply_delta``, returning to the event loop every ``APPLY_SLICE_S``."""
+        slice_start = time.perf_counter()
+
+        async def maybe_yield() -> None:
+            nonlocal slice_start
+            if time.perf_counter() - slice_start >= APPLY_SLICE_S:
+                await asyncio.sleep(0)
+                slice_start = time.perf_counter()
+
+        for tp in changes.deleted:
+            self._drop(tp)
+            await maybe_yield()
+        for tp, reg in [*changes.leaders.items(), *changes.followers.items()]:
+            self._become(tp, reg, changes.topic_ids.get(tp[0]))
+            await maybe_yield()
 
     def update_configs(self, topics: Iterable[str]) -> None:
         for (topic, _), p in self.partitions.items():
@@ -102,10 +135,28 @@ class ReplicaManager:
             for cb in self.leadership_listeners:
                 cb(tp, False)
         p.close()
+        directory = self.log_dir / partition_dir_name(*tp)
         try:
-            p.log.delete()
-        except StorageError:
-            shutil.rmtree(self.log_dir / partition_dir_name(*tp), ignore_errors=True)
+            p.log.close_for_delete()
+            doomed = directory.with_name(f"{directory.name}.{uuid.uuid4().hex}{DELETE_SUFFIX}")
+            directory.rename(doomed)
+        except (StorageError, OSError) as e:
+            log.warning("removing %s: %s", directory, e)
+            shutil.rmtree(directory, ignore_errors=True)
+            return
+        self._remove_later(doomed)
+
+    def _remove_later(self, doomed: Path) -> None:
+        """Remove a renamed partition directory in a thread (thousands of files for a big
+        log); without a running loop (tests), at once."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            shutil.rmtree(doomed, ignore_errors=True)
+            return
+        task = loop.create_task(asyncio.to_thread(shutil.rmtree, doomed, ignore_errors=True))
+        self._removals.add(task)
+        task.add_done_callback(self._removals.discard)
 
     # --- data path ----------------------------------------------------------------------
 

@@ -1,6 +1,9 @@
 """Small atomically replaced files: write a temp file, fsync it, rename, fsync the dir.
 
-A reader therefore sees either the old or the new content, never a torn mix.
+A reader therefore sees either the old or the new content, never a torn mix. ``sync=False``
+skips both fsyncs: a process crash still sees the old or the new file, a machine crash may
+leave an empty one; only files that recovery rebuilds after an unclean shutdown are written
+that way (the leader-epoch checkpoint).
 """
 
 from __future__ import annotations
@@ -22,18 +25,28 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes, *, sync: bool = True) -> None:
     tmp = path.with_name(path.name + TMP_SUFFIX)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    fsync_dir(path.parent)
+    if sync:
+        fsync_dir(path.parent)
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_lines(path: Path) -> list[str] | None:
@@ -66,5 +79,6 @@ def write_offset(path: Path, value: int) -> None:
     write_atomic(path, f"{_VERSION}\n{value}\n".encode())
 
 
-def write_lines(path: Path, lines: list[str]) -> None:
-    write_atomic(path, "".join(f"{line}\n" for line in [str(_VERSION), *lines]).encode())
+def write_lines(path: Path, lines: list[str], *, sync: bool = True) -> None:
+    write_atomic(path, "".join(f"{line}\n" for line in [str(_VERSION), *lines]).encode(),
+                 sync=sync)

@@ -3,7 +3,16 @@
 Followers use it (through OffsetForLeaderEpoch / the fetch diverging-epoch field) to find
 where their log diverged from the leader's. Persisted in ``leader-epoch-checkpoint`` in
 Kafka's text format (version, count, then ``epoch start_offset`` lines), replaced
-atomically on every change; changes are rare (one per leadership change).
+atomically on every change; changes are rare (one per leadership change), but a broker
+taking over thousands of leaderships makes thousands at once.
+
+The file is replaced without fsync (``sync()`` makes it durable; the log calls it on every
+flush and on close). A process crash still finds the latest content. After a machine crash
+the file may be older than the log, or empty: an unclean open merges the epochs the batch
+headers name into it (PartitionLog._load), as Kafka's segment recovery assigns the epochs of
+the batches it recovers, and an unreadable file is rebuilt from the headers. The only
+entries that cannot be recovered so are epochs that wrote no batch, and those change no
+OffsetForLeaderEpoch answer (the previous epoch ends where the next data starts either way).
 """
 
 from __future__ import annotations
@@ -42,6 +51,8 @@ class LeaderEpochCache:
         self.path = path
         self._entries: list[EpochEntry] = list(entries)
         self._log_end_offset = log_end_offset
+        # The file was replaced since its last fsync.
+        self._unsynced = False
 
     @classmethod
     def load(
@@ -132,12 +143,18 @@ class LeaderEpochCache:
         break monotonicity (epoch or start offset >= the new one) are dropped first, as
         Kafka does when a stale leader's entries are superseded.
         """
+        if not self._assign_entry(EpochEntry(epoch, start_offset)):
+            return False
+        self.flush()
+        return True
+
+    def _assign_entry(self, new: EpochEntry) -> bool:
+        epoch, start_offset = new.epoch, new.start_offset
         if epoch < 0 or start_offset < 0:
             return False
         latest = self.latest_entry
         if latest is not None and latest.epoch == epoch and latest.start_offset <= start_offset:
             return False
-        new = EpochEntry(epoch, start_offset)
         removed = []
         while self._entries and (
             self._entries[-1].epoch >= epoch or self._entries[-1].start_offset >= start_offset
@@ -152,7 +169,6 @@ class LeaderEpochCache:
                 "%s: new entry %s truncates non-monotonic entries %s", self.path, new, removed
             )
         self._entries.append(new)
-        self.flush()
         return True
 
     def truncate_from_end(self, end_offset: int) -> None:
@@ -186,12 +202,32 @@ class LeaderEpochCache:
         self._entries = list(entries)
         self.flush()
 
+    def merge_from_headers(self, found: Iterable[EpochEntry]) -> None:
+        """After an unclean shutdown: take the epochs of recovered batches that are newer
+        than the file's latest (a machine crash can lose the file's last replacements)."""
+        changed = False
+        for entry in found:
+            if entry.epoch > self.latest_epoch:
+                changed |= self._assign_entry(entry)
+        if changed:
+            self.flush()
+
     def flush(self) -> None:
+        """Replace the file (not yet durable: see the module's docstring)."""
         if self.path is None:
             return
         lines = [str(len(self._entries))]
         lines += [f"{e.epoch} {e.start_offset}" for e in self._entries]
-        checkpoint.write_lines(self.path, lines)
+        checkpoint.write_lines(self.path, lines, sync=False)
+        self._unsynced = True
+
+    def sync(self) -> None:
+        """Make the latest replacement durable (file and directory entry)."""
+        if self.path is None or not self._unsynced:
+            return
+        checkpoint.fsync_file(self.path)
+        checkpoint.fsync_dir(self.path.parent)
+        self._unsynced = False
 
     def __repr__(self) -> str:
         return f"LeaderEpochCache({self._entries!r})"

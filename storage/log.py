@@ -149,6 +149,7 @@ class PartitionLog:
         self._offline: str | None = None
         self._closed = False
         self._cleaner_point = 0  # compacted logs: the log is clean below this offset
+        self._dirs_synced = True  # False from creation to the first flush (see _load)
         # Earliest delete horizon of the tombstones the last cleaning kept (not persisted:
         # after a restart they go at the next cleaning the dirty ratio triggers).
         self.min_delete_horizon: int | None = None
@@ -185,6 +186,12 @@ class PartitionLog:
 
     def _load(self) -> None:
         d = self.directory
+        # A new partition's empty log is created without fsyncs (a broker taking thousands
+        # of partitions at once would spend seconds in them): a machine crash before its
+        # first flush at worst loses an empty directory, which the next start creates again.
+        # That first flush makes the directory entries durable (_flush_locked).
+        fresh = not d.exists()
+        self._dirs_synced = not fresh
         d.mkdir(parents=True, exist_ok=True)
         marker = d / CLEAN_SHUTDOWN_FILE
         clean = marker.exists()
@@ -202,7 +209,7 @@ class PartitionLog:
         self._segments = recovery.open_segments(d, self._config, bases, recovery_point)
 
         if not self._segments:
-            self._segments.append(self._new_segment(log_start or 0))
+            self._segments.append(self._new_segment(log_start or 0, sync_dir=not fresh))
         self._leo = self._segments[-1].next_offset
         self._log_start = max(log_start or 0, self._segments[0].base_offset)
         restarted = self._log_start > self._leo
@@ -226,7 +233,7 @@ class PartitionLog:
             rebuild_epochs = True
         if restarted:
             self.leader_epochs.clear()
-        self._rebuild_from_headers(epochs=rebuild_epochs)
+        self._rebuild_from_headers(epochs=rebuild_epochs, merge_epochs=not clean)
         self.leader_epochs.truncate_from_end(self._leo)
         self.leader_epochs.truncate_from_start(self._log_start)
 
@@ -240,13 +247,15 @@ class PartitionLog:
         if first_ts is not None:
             active.rolling_base_ms = min(first_ts, now)
         self._last_flush_ms = now
-        if log_start is None or log_start != self._log_start:
+        if (log_start or 0) != self._log_start:  # absent means 0
             checkpoint.write_offset(d / LOG_START_CHECKPOINT, self._log_start)
         point = recovery.read_checkpoint(d, CLEANER_CHECKPOINT) or 0
         self._cleaner_point = min(max(point, self._log_start), self._leo)
 
-    def _rebuild_from_headers(self, *, epochs: bool) -> None:
-        """Rebuild producer state (and, if asked, the epoch cache) from batch headers."""
+    def _rebuild_from_headers(self, *, epochs: bool, merge_epochs: bool = False) -> None:
+        """Rebuild producer state from batch headers; the epoch cache too if asked
+        (``epochs``), or only the epochs newer than its file's (``merge_epochs``, after an
+        unclean shutdown: the checkpoint is replaced without fsync, see storage/epochs.py)."""
         headers = recovery.batch_headers(self.directory, self._segments)
         self.producer_state.clear()
         for segment_headers in headers:
@@ -254,15 +263,18 @@ class PartitionLog:
         self.producer_state.truncate_head(self._log_start)
         if epochs:
             self.leader_epochs.replace(recovery.epochs_from_headers(headers))
+        elif merge_epochs:
+            self.leader_epochs.merge_from_headers(recovery.epochs_from_headers(headers))
 
-    def _new_segment(self, base_offset: int) -> LogSegment:
+    def _new_segment(self, base_offset: int, *, sync_dir: bool = True) -> LogSegment:
         seg = LogSegment.create(
             self.directory,
             base_offset,
             index_interval_bytes=self._config.index_interval_bytes,
             segment_index_bytes=self._config.segment_index_bytes,
         )
-        checkpoint.fsync_dir(self.directory)
+        if sync_dir:
+            checkpoint.fsync_dir(self.directory)
         return seg
 
     # --- state -------------------------------------------------------------------------
@@ -994,6 +1006,12 @@ class PartitionLog:
                 self._go_offline("flush", e)
 
     def _flush_locked(self) -> None:
+        # The epochs of the data about to be durable are durable first.
+        self.leader_epochs.sync()
+        if not self._dirs_synced:  # a new log's first flush: its entries in both directories
+            checkpoint.fsync_dir(self.directory)
+            checkpoint.fsync_dir(self.directory.parent)
+            self._dirs_synced = True
         for seg in self._segments:
             seg.flush()
         self._set_recovery_point(self._leo)
@@ -1053,6 +1071,12 @@ class PartitionLog:
         for seg in self._segments:
             seg.close()
         self._closed = True
+
+    def close_for_delete(self) -> None:
+        """Close the files of a log about to be removed (no flush, no clean marker): the
+        caller renames the directory away and removes it."""
+        with self._lock:
+            self._release()
 
     def delete(self) -> None:
         """Close and remove the partition directory (topic deletion)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -107,7 +108,13 @@ class MetadataImage:
         return image.partitions.get(partition) if image is not None else None
 
     def unfenced_broker_ids(self) -> list[int]:
-        return sorted(b.id for b in self.brokers.values() if not b.fenced)
+        return sorted(self.unfenced_ids)
+
+    @cached_property
+    def unfenced_ids(self) -> frozenset[int]:
+        """Asked for every partition of every follower fetch: computed once per image
+        (cached_property writes the instance dict, which a frozen dataclass allows)."""
+        return frozenset(b.id for b in self.brokers.values() if not b.fenced)
 
     def is_unfenced(self, broker_id: int) -> bool:
         broker = self.brokers.get(broker_id)

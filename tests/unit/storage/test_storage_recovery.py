@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from odradek.storage import EpochEntry, PartitionLog
+from odradek.storage import EpochEntry, LogConfig, PartitionLog
 from tests.unit.storage.storage_testlib import Clock, crash, make_batch, open_log, read_all
 
 BATCH = len(make_batch(2))
@@ -167,6 +167,43 @@ def test_leader_epoch_checkpoint_rebuilt_when_missing_or_corrupt(tmp_path: Path)
     assert reopen(d).leader_epochs.entries == entries
 
 
+def test_epochs_a_stale_checkpoint_lost_come_back_from_the_batches(tmp_path: Path) -> None:
+    # The checkpoint is replaced without fsync: a machine crash can leave an older file
+    # than the log. An unclean open takes the newer epochs from the recovered batches.
+    d = tmp_path / "t-0"
+    log = build(d)
+    entries = log.leader_epochs.entries
+    assert len(entries) >= 2
+    crash(log)
+    first = entries[0]
+    (d / "leader-epoch-checkpoint").write_text(f"0\n1\n{first.epoch} {first.start_offset}\n")
+    assert reopen(d).leader_epochs.entries == entries
+
+
+def test_a_new_log_is_created_without_fsync_and_made_durable_by_its_first_flush(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def counting(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting)
+    d = tmp_path / "t-0"
+    log = PartitionLog.open(d, LogConfig())
+    log.leader_epochs.assign(0, 0)
+    assert synced == []
+    log.append(make_batch(1), leader_epoch=0)
+    log.flush()
+    assert str(d) in synced and str(tmp_path) in synced  # both directory entries
+    assert str(d / "leader-epoch-checkpoint") in synced
+    synced.clear()
+    log.append(make_batch(1), leader_epoch=0)
+    log.flush()
+    assert str(tmp_path) not in synced  # once per log
+
+
 def test_leftovers_are_cleaned(tmp_path: Path) -> None:
     d = tmp_path / "t-0"
     build(d, 2).close()
@@ -178,7 +215,6 @@ def test_leftovers_are_cleaned(tmp_path: Path) -> None:
     assert sorted(p.name for p in d.iterdir() if not p.name[0].isdigit()) == [
         "high-watermark-checkpoint",
         "leader-epoch-checkpoint",
-        "log-start-offset-checkpoint",
         "partition.metadata",
         "recovery-point-checkpoint",
     ]
