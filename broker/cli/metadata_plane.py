@@ -34,6 +34,7 @@ from odradek.controller.raft_runtime import SERVER_OPTIONS, RaftMetadataLog, Raf
 from odradek.controller.raft_runtime.metrics import RaftCollector
 from odradek.controller.rpc import raft_pb2, raft_pb2_grpc
 from odradek.controller.service import ControllerService
+from odradek.controller.service.metrics import SessionsCollector
 
 log = logging.getLogger("odradek.metadata")
 
@@ -260,7 +261,12 @@ class RaftMetadataPlane:
         raise ControllerUnavailable("DescribeQuorum", 2.0 * len(order), tried)
 
     def collectors(self) -> list[Collector]:
-        return [RaftCollector(self.raft)] if self.raft is not None else []
+        out: list[Collector] = []
+        if self.raft is not None:
+            out.append(RaftCollector(self.raft))
+        if self.service is not None:
+            out.append(SessionsCollector(self.service.sessions))
+        return out
 
 
 def _quorum_description(r: raft_pb2.DescribeQuorumResponse,

@@ -453,14 +453,22 @@ class ControllerService(pb_grpc.ControllerServicer):
                 yield pb.BrokerLivenessResponse(error_code=code)
                 return
             try:
+                loop = asyncio.get_running_loop()
+                sent = loop.time()
                 while True:
                     # Keep-alives only; the stream's end is the message. Metadata changes
-                    # wake this to notice a lost leadership at once.
-                    changed = self._changed
-                    try:
-                        await asyncio.wait_for(changed.wait(), self._keepalive)
-                    except TimeoutError:
+                    # wake this to notice a lost leadership at once. The keep-alive is due by
+                    # the clock, not by a quiet wait: while metadata commits faster than the
+                    # keep-alive interval (a bulk creation) every wait ends early, and the
+                    # broker would take the stream for silent and drop it.
+                    due = self._keepalive - (loop.time() - sent)
+                    if due <= 0:
                         yield pb.BrokerLivenessResponse()
+                        sent = loop.time()
+                        continue
+                    changed = self._changed
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(changed.wait(), due)
                     if self._closed:
                         return
                     self._require_leader()

@@ -19,7 +19,10 @@ rules, following Kafka's BrokerHeartbeatManager:
   or cut-off broker closes nothing, so only its session timeout fences it.
 
 The class decides; the servicer runs the fence/unfence operations it asks for. Time comes
-from an injected clock (seconds) so tests need not sleep.
+from an injected clock (seconds) so tests need not sleep. It also keeps what an operator
+needs to see that brokers are not close to being fenced by mistake: the gaps between a
+broker's heartbeats as they reach this controller (``HeartbeatGaps``), and why brokers were
+fenced.
 """
 
 from __future__ import annotations
@@ -61,6 +64,34 @@ class _Session:
     shutting_down: bool = False
     streams: int = 0  # liveness streams open for this registration
     disconnected: bool = False  # it held a stream and lost the last one
+    last_heartbeat: float | None = None
+
+
+# Upper bounds (seconds) of the heartbeat gap histogram: around the default 0.5 s interval,
+# up to past the default 2 s session timeout.
+GAP_BUCKETS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, float("inf"))
+
+
+@dataclass
+class HeartbeatGaps:
+    """Time between consecutive heartbeats of each broker as this controller received
+    them: a histogram (cumulative buckets, Prometheus style) and the longest one."""
+
+    buckets: dict[int, list[int]]
+    total: dict[int, float]
+    longest: dict[int, float]
+
+    @classmethod
+    def empty(cls) -> HeartbeatGaps:
+        return cls({}, {}, {})
+
+    def observe(self, broker_id: int, gap: float) -> None:
+        counts = self.buckets.setdefault(broker_id, [0] * len(GAP_BUCKETS))
+        for i, bound in enumerate(GAP_BUCKETS):
+            if gap <= bound:
+                counts[i] += 1
+        self.total[broker_id] = self.total.get(broker_id, 0.0) + gap
+        self.longest[broker_id] = max(self.longest.get(broker_id, 0.0), gap)
 
 
 def leads_any(image: MetadataImage, broker_id: int) -> bool:
@@ -83,6 +114,10 @@ class BrokerSessions:
         self.disconnect_grace = min(disconnect_grace_ms / 1000, self.session_timeout)
         self._clock = clock
         self._sessions: dict[int, _Session] = {}
+        self.gaps = HeartbeatGaps.empty()
+        # Brokers this controller fenced, by why: "session_timeout" (no heartbeat in time),
+        # "process_gone" (liveness stream closed, not reopened within the grace).
+        self.fenced_by_reason: dict[str, int] = {}
 
     def __contains__(self, broker_id: int) -> bool:
         return broker_id in self._sessions
@@ -126,9 +161,13 @@ class BrokerSessions:
         session = self._sessions.get(broker_id)
         if session is None or session.epoch != epoch:
             session = self._sessions[broker_id] = _Session(epoch, 0.0)
+        now = self._clock()
+        if session.last_heartbeat is not None:
+            self.gaps.observe(broker_id, now - session.last_heartbeat)
+        session.last_heartbeat = now
         # A broker that lost its liveness stream must open it again to get a full session: a
         # heartbeat sent just before its process died may arrive after the stream ended.
-        session.deadline = self._clock() + (
+        session.deadline = now + (
             self.disconnect_grace if session.disconnected else self.session_timeout)
         if want_shutdown:
             session.shutting_down = True
@@ -195,6 +234,8 @@ class BrokerSessions:
             broker = image.brokers.get(broker_id)
             if broker is not None and broker.epoch == session.epoch and not broker.fenced:
                 to_fence.append((broker_id, session.epoch))
+                reason = "process_gone" if session.disconnected else "session_timeout"
+                self.fenced_by_reason[reason] = self.fenced_by_reason.get(reason, 0) + 1
         return to_fence
 
     def track_unfenced(self, image: MetadataImage) -> None:

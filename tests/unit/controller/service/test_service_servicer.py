@@ -5,6 +5,7 @@ tests/integration/test_controller_service.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import uuid
 from collections.abc import Iterator, Sequence
@@ -341,4 +342,35 @@ async def test_idle_streams_send_keepalives_and_end_when_leadership_moves(
         await asyncio.wait_for(anext(stream), 1)
     assert ctx.code == grpc.StatusCode.FAILED_PRECONDITION
     assert ctx.metadata[LEADER_ID_KEY] == "2"
+    await node.service.close()
+
+
+async def test_liveness_keepalives_keep_coming_while_metadata_changes_all_the_time(
+    tmp_path: Path,
+) -> None:
+    # A bulk creation commits records faster than the keep-alive interval; the keep-alives
+    # must still come by the clock, or the broker takes its stream for silent, drops it,
+    # and is fenced as if its process had died.
+    node = await started(tmp_path)
+    epoch = await node.register(1)
+    await node.heartbeat(1, epoch)
+    stream = node.service.BrokerLiveness(
+        pb.BrokerLivenessRequest(broker_id=1, broker_epoch=epoch), Context())
+    received = 0
+
+    async def read() -> None:
+        nonlocal received
+        async for _ in stream:
+            received += 1
+
+    reader = asyncio.create_task(read())
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 0.5  # ten keep-alive intervals
+    while loop.time() < end:
+        node.service._on_metadata(None, node.image)  # type: ignore[arg-type]
+        await asyncio.sleep(0.01)
+    assert received >= 5
+    reader.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await reader
     await node.service.close()

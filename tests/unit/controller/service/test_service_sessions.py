@@ -272,3 +272,37 @@ def test_without_a_grace_or_a_stream_only_the_timeout_fences(clock: Clock) -> No
     assert not sessions.liveness_closed(1, epoch)
     # Closing a stream of an older registration changes nothing.
     assert not sessions.liveness_closed(1, epoch - 1)
+
+
+def test_heartbeat_gaps_and_fencing_reasons_are_recorded(clock: Clock) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from odradek.controller.service.metrics import SessionsCollector
+
+    sessions = BrokerSessions(TIMEOUT_MS, clock, disconnect_grace_ms=300)
+    image = unfence(register(unfence(register(MetadataImage.EMPTY, 1), 1), 2), 2)
+    e1, e2 = image.brokers[1].epoch, image.brokers[2].epoch
+    sessions.heartbeat(image, 1, e1, 5)  # the first heartbeat of a session: no gap yet
+    for gap_ms in (500, 500, 1200):
+        clock.advance(gap_ms)
+        sessions.heartbeat(image, 1, e1, 5)
+    assert sessions.gaps.longest == {1: pytest.approx(1.2)}
+    assert sessions.gaps.buckets[1][1] == 2  # <= 0.5 s
+    assert sessions.gaps.buckets[1][3] == 2  # <= 1.0 s: the 1.2 s gap is above it
+    # Broker 2 goes silent; broker 1's process is gone (its stream closed).
+    sessions.heartbeat(image, 2, e2, 5)
+    sessions.liveness_opened(image, 1, e1)
+    assert sessions.liveness_closed(1, e1)
+    clock.advance(TIMEOUT_MS + 1)
+    assert sorted(sessions.expire(image)) == [(1, e1), (2, e2)]
+    assert sessions.fenced_by_reason == {"process_gone": 1, "session_timeout": 1}
+
+    registry = CollectorRegistry()
+    registry.register(SessionsCollector(sessions))
+    text = generate_latest(registry).decode()
+    assert 'odradek_controller_broker_heartbeat_gap_seconds_bucket{broker="1",le="1.0"} 2.0' \
+        in text
+    assert 'odradek_controller_broker_heartbeat_gap_seconds_count{broker="1"} 3.0' in text
+    assert 'odradek_controller_broker_heartbeat_gap_max_seconds{broker="1"} 1.2' in text
+    assert 'odradek_controller_brokers_fenced_total{reason="process_gone"} 1.0' in text
+    assert 'odradek_controller_brokers_fenced_total{reason="session_timeout"} 1.0' in text
