@@ -193,6 +193,12 @@ class PartitionLog:
         fresh = not d.exists()
         self._dirs_synced = not fresh
         d.mkdir(parents=True, exist_ok=True)
+        if fresh:
+            # Nothing to recover: skip the checkpoint reads and header scans (a broker
+            # creates thousands of logs at once).
+            self._segments.append(self._new_segment(0, sync_dir=False))
+            self._last_flush_ms = self._now_ms()
+            return
         marker = d / CLEAN_SHUTDOWN_FILE
         clean = marker.exists()
         if clean:

@@ -153,8 +153,9 @@ class LogSegment:
                 index_interval_bytes,
                 suffix,
             )
-            seg.offset_index.flush(fsync=False)
-            seg.time_index.flush(fsync=False)
+            # The index files are written at the segment's first flush: an empty segment
+            # needs none (open() takes missing indexes of an empty log as empty), and a
+            # broker creating thousands of partitions saves two files each.
         except BaseException:
             os.close(fd)
             raise
@@ -193,7 +194,9 @@ class LogSegment:
                 TimeIndex(time_path, base_offset, segment_index_bytes),
                 index_interval_bytes,
             )
-            if not recover:
+            if not recover and size == 0 and not (index_path.exists() or time_path.exists()):
+                pass  # created and never flushed: nothing to index, nothing to recover
+            elif not recover:
                 try:
                     seg.offset_index = OffsetIndex.load(
                         index_path,
