@@ -16,6 +16,14 @@ valuable one (followers' sessions are privileged over consumers', larger over sm
 and a session is protected for that long after its creation). A full fetch that finds no
 room is answered as a sessionless one (session id 0), as Kafka does.
 
+Fetch v13 and later name topics by id (KIP-516): a session opened by such a request keys its
+partitions by (topic id, partition), and one opened by an older request by (topic name,
+partition); a request of the other kind gets FETCH_SESSION_TOPIC_ID_ERROR, as in Kafka. A
+partition keyed by id keeps the topic name it was first resolved to (or none: an id the
+broker did not know, tried again on each request until it resolves), so a topic deleted
+and created again under the same name does not silently continue the old one: the fetcher
+must forget the old id and add the new one.
+
 ``FetcherSession`` is the fetcher's side (Kafka's ``FetchSessionHandler``), used by the
 follower fetchers.
 
@@ -26,6 +34,7 @@ from __future__ import annotations
 
 import enum
 import random
+import uuid
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +46,11 @@ INITIAL_EPOCH = 0  # a full request that opens a session
 FINAL_EPOCH = -1  # a full request without a session (closes the one named, if any)
 INT32_MAX = 2**31 - 1
 
-TopicPartition = tuple[str, int]
+# How a session names a partition: (topic name, index) before Fetch v13, (topic id, index)
+# from v13 on (None: the null id, which no topic has).
+PartitionKey = tuple[str | uuid.UUID | None, int]
+# Resolves a (topic id, index) key to its topic's name, None for an unknown id.
+Resolver = Callable[[PartitionKey], str | None]
 
 
 def next_epoch(epoch: int) -> int:
@@ -53,6 +66,9 @@ class CachedPartition:
     the last answer told the fetcher (an incremental answer repeats only changes)."""
 
     params: Any  # the request's partition entry (fetch_offset, current_leader_epoch, ...)
+    # The topic's name when the key is a topic id: resolved once and then kept (Kafka's
+    # maybeResolveUnknownName), None while the id is unknown.
+    topic: str | None = None
     high_watermark: int = -1
     last_stable_offset: int = -1
     log_start_offset: int = -1
@@ -84,24 +100,27 @@ class CachedPartition:
 class FetchSession:
     id: int
     privileged: bool  # a follower's session
-    partitions: dict[TopicPartition, CachedPartition]
+    partitions: dict[PartitionKey, CachedPartition]
     creation_ms: int
     last_used_ms: int
     epoch: int  # the epoch the next request must carry
     cached_size: int = -1  # partitions when last touched (the eviction order uses it)
+    uses_topic_ids: bool = False  # opened by Fetch v13+: keys are (topic id, index)
 
     def evictable_key(self) -> tuple[bool, int, int]:
         # Kafka's EvictableKey order: consumers before followers, small before large.
         return (self.privileged, self.cached_size, self.id)
 
-    def update(self, fetch_data: Iterable[tuple[TopicPartition, Any]],
-               forgotten: Iterable[TopicPartition]) -> None:
+    def update(self, fetch_data: Iterable[tuple[PartitionKey, Any]],
+               forgotten: Iterable[PartitionKey], resolve: Resolver | None) -> None:
         """An incremental request: named partitions are added or get new parameters, then
-        forgotten ones leave (a partition named in both leaves, as in Kafka)."""
+        forgotten ones leave (a partition named in both leaves, as in Kafka). A partition
+        already held keeps its topic name."""
         for tp, params in fetch_data:
             cached = self.partitions.get(tp)
             if cached is None:
-                self.partitions[tp] = CachedPartition(params)
+                self.partitions[tp] = CachedPartition(
+                    params, resolve(tp) if resolve is not None else None)
             else:
                 cached.params = params
         for tp in forgotten:
@@ -139,13 +158,14 @@ class FetchSessionCache:
                 return sid
 
     def maybe_create(self, now_ms: int, privileged: bool,
-                     partitions: dict[TopicPartition, CachedPartition]) -> int:
+                     partitions: dict[PartitionKey, CachedPartition],
+                     uses_topic_ids: bool = False) -> int:
         """A new session holding ``partitions``; its id, or 0 when the cache has no room."""
         if len(self.sessions) >= self.max_entries and not self._try_evict(
                 privileged, (privileged, len(partitions), 0), now_ms):
             return INVALID_SESSION_ID
         session = FetchSession(self._new_id(), privileged, partitions, now_ms, now_ms,
-                               next_epoch(INITIAL_EPOCH))
+                               next_epoch(INITIAL_EPOCH), uses_topic_ids=uses_topic_ids)
         self.sessions[session.id] = session
         self.touch(session, now_ms)
         return session.id
@@ -211,24 +231,35 @@ class FetchContext:
     of their answers go back."""
 
     kind: ContextKind
-    partitions: list[tuple[TopicPartition, Any]] = field(default_factory=list)
+    partitions: list[tuple[PartitionKey, Any]] = field(default_factory=list)
     session: FetchSession | None = None
     privileged: bool = False
     error: ErrorCode = ErrorCode.none
+    uses_topic_ids: bool = False
+    # With topic ids: each partition's topic name, None for an id the broker does not know.
+    names: dict[PartitionKey, str | None] = field(default_factory=dict)
+
+    def topic_name(self, tp: PartitionKey) -> str | None:
+        """The name of the topic of ``tp``, one of ``self.partitions``."""
+        if self.uses_topic_ids:
+            return self.names[tp]
+        assert isinstance(tp[0], str)
+        return tp[0]
 
     def finish(self, cache: FetchSessionCache, now_ms: int,
-               answers: list[tuple[TopicPartition, dict[str, Any]]]
-               ) -> tuple[int, list[tuple[TopicPartition, dict[str, Any]]]]:
+               answers: list[tuple[PartitionKey, dict[str, Any]]]
+               ) -> tuple[int, list[tuple[PartitionKey, dict[str, Any]]]]:
         """The answer's session id and partitions, given the answers read for
         ``self.partitions`` (same order). Records what the fetcher now knows."""
         if self.kind is ContextKind.FULL:
             params = dict(self.partitions)
-            cached_parts: dict[TopicPartition, CachedPartition] = {}
+            cached_parts: dict[PartitionKey, CachedPartition] = {}
             for tp, entry in answers:
-                cp = CachedPartition(params[tp])
+                cp = CachedPartition(params[tp], self.names.get(tp))
                 cp.must_respond(entry, update=True)
                 cached_parts[tp] = cp
-            return cache.maybe_create(now_ms, self.privileged, cached_parts), answers
+            return cache.maybe_create(now_ms, self.privileged, cached_parts,
+                                      self.uses_topic_ids), answers
         if self.kind is ContextKind.INCREMENTAL:
             session = self.session
             assert session is not None
@@ -249,34 +280,58 @@ class FetchContext:
 
 
 def new_context(cache: FetchSessionCache, now_ms: int, session_id: int, epoch: int,
-                privileged: bool, fetch_data: list[tuple[TopicPartition, Any]],
-                forgotten: list[TopicPartition]) -> FetchContext:
+                privileged: bool, fetch_data: list[tuple[PartitionKey, Any]],
+                forgotten: list[PartitionKey], *, uses_topic_ids: bool = False,
+                resolve: Resolver | None = None) -> FetchContext:
     """How to serve a Fetch request carrying ``session_id`` and ``epoch`` (Kafka's
-    FetchManager.newContext). A full request closes the session it names."""
+    FetchManager.newContext). A full request closes the session it names.
+
+    ``uses_topic_ids``: the request is Fetch v13+, its keys are (topic id, index) and
+    ``resolve`` names their topics as of now."""
+    if uses_topic_ids and resolve is None:
+        raise ValueError("a request naming topics by id needs a resolver")
+
+    def named(parts: list[tuple[PartitionKey, Any]]) -> dict[PartitionKey, str | None]:
+        return {tp: resolve(tp) for tp, _ in parts} if resolve is not None else {}
+
     if epoch in (INITIAL_EPOCH, FINAL_EPOCH):
         if session_id != INVALID_SESSION_ID:
             cache.remove(session_id)
         # A partition named twice is read once, with its last parameters (a session holds
         # each partition once).
         parts = list(dict(fetch_data).items())
-        if epoch == FINAL_EPOCH:
-            return FetchContext(ContextKind.SESSIONLESS, parts)
-        return FetchContext(ContextKind.FULL, parts, privileged=privileged)
+        kind = ContextKind.SESSIONLESS if epoch == FINAL_EPOCH else ContextKind.FULL
+        return FetchContext(kind, parts, privileged=privileged and kind is ContextKind.FULL,
+                            uses_topic_ids=uses_topic_ids, names=named(parts))
     session = cache.get(session_id)
     if session is None:
         return FetchContext(ContextKind.ERROR, error=ErrorCode.fetch_session_id_not_found)
     if session.epoch != epoch:
         return FetchContext(ContextKind.ERROR, error=ErrorCode.invalid_fetch_session_epoch)
-    session.update(fetch_data, forgotten)
+    if session.uses_topic_ids != uses_topic_ids:
+        # A session opened with topic ids continued by a request without (or the reverse):
+        # its keys cannot name the request's partitions.
+        return FetchContext(ContextKind.ERROR, error=ErrorCode.fetch_session_topic_id_error)
+    session.update(fetch_data, forgotten, resolve)
     if not session.partitions:
         # Everything forgotten: the session ends, and the request is answered sessionless.
         cache.remove(session.id)
-        return FetchContext(ContextKind.SESSIONLESS, list(dict(fetch_data).items()))
+        parts = list(dict(fetch_data).items())
+        return FetchContext(ContextKind.SESSIONLESS, parts, uses_topic_ids=uses_topic_ids,
+                            names=named(parts))
     cache.touch(session, now_ms)
     session.epoch = next_epoch(session.epoch)
+    names: dict[PartitionKey, str | None] = {}
+    if uses_topic_ids:
+        assert resolve is not None
+        for tp, cp in session.partitions.items():
+            if cp.topic is None:  # an id unknown until now may be known by now
+                cp.topic = resolve(tp)
+            names[tp] = cp.topic
     return FetchContext(ContextKind.INCREMENTAL,
                         [(tp, cp.params) for tp, cp in session.partitions.items()],
-                        session=session, privileged=privileged)
+                        session=session, privileged=privileged,
+                        uses_topic_ids=uses_topic_ids, names=names)
 
 
 # --- the fetcher's side -----------------------------------------------------------------
@@ -287,8 +342,8 @@ class FetchPlan:
 
     session_id: int
     epoch: int
-    send: dict[TopicPartition, Any]
-    forgotten: list[TopicPartition]
+    send: dict[PartitionKey, Any]
+    forgotten: list[PartitionKey]
 
     @property
     def full(self) -> bool:
@@ -305,9 +360,9 @@ class FetcherSession:
     def __init__(self) -> None:
         self.session_id = INVALID_SESSION_ID
         self.epoch = INITIAL_EPOCH
-        self._sent: dict[TopicPartition, Hashable] = {}
+        self._sent: dict[PartitionKey, Hashable] = {}
 
-    def build(self, wanted: Mapping[TopicPartition, Hashable]) -> FetchPlan:
+    def build(self, wanted: Mapping[PartitionKey, Hashable]) -> FetchPlan:
         if self.epoch == INITIAL_EPOCH:
             self._sent = dict(wanted)
             return FetchPlan(self.session_id, INITIAL_EPOCH, dict(wanted), [])

@@ -1,7 +1,11 @@
 """Replication between brokers: follower fetchers and the leader's in-sync replica set.
 
 Followers fetch from their partition's leader with the ordinary Fetch API (replica_id set),
-one fetcher per leader broker carrying all partitions followed from it. A fetch carries the
+one fetcher per leader broker carrying all partitions followed from it, at the highest
+Fetch version both brokers serve (asked with ApiVersions on each connection): from v13
+topics are named by id, so a topic deleted and created again under its name is never
+confused with the old one, and from v15 the follower also sends its broker epoch, which
+the leader checks before taking it into the ISR (KIP-903). A fetch carries the
 follower's last epoch, and the leader answers a diverging epoch when the follower's log
 went past the point where it agrees with the leader (KIP-320/595); the follower truncates
 there, never to its own high watermark (the KIP-101 failure).
@@ -22,11 +26,11 @@ from typing import Any, Protocol
 
 from kio.schema.errors import ErrorCode
 
-# Followers speak Fetch v12 (FETCH_VERSION): its answers' partitions are of this type.
-from kio.schema.fetch.v12.response import PartitionData
+# Followers speak Fetch v12-v18: their answers' partitions have the fields of this type.
+from kio.schema.fetch.v18.response import PartitionData
 
 from odradek.broker.config import NodeConfig
-from odradek.broker.fetch_sessions import FetcherSession, FetchPlan
+from odradek.broker.fetch_sessions import FetcherSession, FetchPlan, PartitionKey
 from odradek.broker.kafka.async_client import AsyncKafkaConnection, BrokerConnectionError
 from odradek.broker.metrics import NodeMetrics
 from odradek.broker.partition import Partition
@@ -37,7 +41,9 @@ from odradek.storage.errors import StorageError
 
 log = logging.getLogger("odradek.replication")
 
-FETCH_VERSION = 12
+FETCH_VERSION = 18  # the highest a follower asks for
+MIN_FETCH_VERSION = 12  # last_fetched_epoch (diverging epochs) is there from v12
+FETCH_TOPIC_IDS_VERSION = 13
 _BACKOFF_S = 0.5
 
 
@@ -90,6 +96,7 @@ class LeaderFetcher:
         self._task: asyncio.Task[None] | None = None
         self._conn: AsyncKafkaConnection | None = None
         self.session = FetcherSession()
+        self._version_used: int | None = None  # the Fetch version of the last request
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -140,19 +147,44 @@ class LeaderFetcher:
                 log.exception("follower fetch from broker %d failed", self.leader_id)
                 await asyncio.sleep(_BACKOFF_S)
 
-    def _wanted(self, parts: dict[tuple[str, int], Partition]
-                ) -> dict[tuple[str, int], tuple[Any, ...]]:
-        """What the next fetch would say of each partition (an offline log fetches nothing):
-        a fetch session names a partition again only when this changed. The partition
-        object is part of it, so a re-created replica is named even at the same position."""
+    async def _version(self, conn: AsyncKafkaConnection,
+                       parts: dict[tuple[str, int], Partition]) -> int:
+        """The Fetch version of the next request: the highest both brokers serve, but with
+        names (v12) if a partition has no topic id (every partition from metadata has)."""
+        lo, hi = (await conn.api_versions()).get(1, (0, -1))
+        version = min(FETCH_VERSION, hi)
+        if version < max(lo, MIN_FETCH_VERSION):
+            raise BrokerConnectionError(
+                f"broker {self.leader_id} serves Fetch v{lo}-v{hi}, not v{MIN_FETCH_VERSION}+")
+        if version >= FETCH_TOPIC_IDS_VERSION and any(p.topic_id is None
+                                                      for p in parts.values()):
+            version = MIN_FETCH_VERSION
+        used = self._version_used
+        if used is not None and (version >= FETCH_TOPIC_IDS_VERSION) \
+                != (used >= FETCH_TOPIC_IDS_VERSION):
+            self.session.reset()  # a session's partitions are keyed by ids or by names
+        self._version_used = version
+        return version
+
+    def _wanted(self, parts: dict[tuple[str, int], Partition], by_id: bool
+                ) -> dict[PartitionKey, tuple[Any, ...]]:
+        """What the next fetch would say of each partition (an offline log fetches nothing),
+        by (topic id, index) from Fetch v13, else by (topic, index): a fetch session names a
+        partition again only when this changed. The partition object is part of it, so a
+        re-created replica is named even at the same position; a topic created again under
+        its name has another id, so the old id is forgotten and the new one added."""
         max_bytes = self.node.config["replica.fetch.max.bytes"]
-        return {tp: (p, p.leader_epoch, p.log.log_end_offset,
-                     p.log.leader_epochs.latest_epoch, p.log.log_start_offset, max_bytes)
+        return {(p.topic_id if by_id else tp[0], tp[1]): (
+                    p, p.leader_epoch, p.log.log_end_offset, p.log.leader_epochs.latest_epoch,
+                    p.log.log_start_offset, max_bytes)
                 for tp, p in parts.items() if not p.log.offline}
 
     async def _fetch_once(self, conn: AsyncKafkaConnection) -> None:
         parts = dict(self.partitions)
-        wanted = self._wanted(parts)
+        version = await self._version(conn, parts)
+        by_id = version >= FETCH_TOPIC_IDS_VERSION
+        topic_field = "topic_id" if by_id else "topic"
+        wanted = self._wanted(parts, by_id)
         if not wanted:
             await asyncio.sleep(_BACKOFF_S)
             return
@@ -160,25 +192,30 @@ class LeaderFetcher:
         # position changed, and the ones no longer followed from this leader, so an idle
         # follower's requests do not grow with its partitions.
         plan = self.session.build(wanted)
-        by_topic: dict[str, list[dict[str, Any]]] = {}
+        by_topic: dict[Any, list[dict[str, Any]]] = {}
         for (topic, index), (_, leader_epoch, offset, last_epoch, start, max_bytes) \
                 in plan.send.items():
             by_topic.setdefault(topic, []).append({
                 "partition": index, "current_leader_epoch": leader_epoch,
                 "fetch_offset": offset, "last_fetched_epoch": last_epoch,
                 "log_start_offset": start, "partition_max_bytes": max_bytes})
-        forgotten: dict[str, list[int]] = {}
+        forgotten: dict[Any, list[int]] = {}
         for topic, index in plan.forgotten:
             forgotten.setdefault(topic, []).append(index)
         wait_ms = self.node.config["replica.fetch.wait.max.ms"]
         try:
-            response = await conn.request(1, FETCH_VERSION, {
-                "replica_id": self.node.node_id, "max_wait": wait_ms, "min_bytes": 1,
+            # replica_id up to v14, replica_state (with the broker epoch) from v15: the codec
+            # keeps the one the version has.
+            response = await conn.request(1, version, {
+                "replica_id": self.node.node_id,
+                "replica_state": {"replica_id": self.node.node_id,
+                                  "replica_epoch": self.node.broker_epoch},
+                "max_wait": wait_ms, "min_bytes": 1,
                 "max_bytes": self.node.config["replica.fetch.response.max.bytes"],
                 "isolation_level": 0, "session_id": plan.session_id,
                 "session_epoch": plan.epoch,
-                "topics": [{"topic": t, "partitions": ps} for t, ps in by_topic.items()],
-                "forgotten_topics_data": [{"topic": t, "partitions": ps}
+                "topics": [{topic_field: t, "partitions": ps} for t, ps in by_topic.items()],
+                "forgotten_topics_data": [{topic_field: t, "partitions": ps}
                                           for t, ps in forgotten.items()],
             }, timeout=wait_ms / 1000 + 30)
         except BaseException:
@@ -196,11 +233,15 @@ class LeaderFetcher:
             return
         backoff = False
         for t in response.responses:
+            topic = t.topic_id if by_id else t.topic
             for pd in t.partitions:
-                fetched = parts.get((t.topic, pd.partition_index))
+                asked = wanted.get((topic, pd.partition_index))
+                if asked is None:
+                    continue
+                fetched: Partition = asked[0]
                 # Skip answers for partitions whose leadership changed while we waited.
-                if fetched is None or fetched.is_leader \
-                        or self.partitions.get((t.topic, pd.partition_index)) is not fetched:
+                if fetched.is_leader \
+                        or self.partitions.get((fetched.topic, fetched.index)) is not fetched:
                     continue
                 backoff |= not self._apply(fetched, pd)
         if backoff:
@@ -245,8 +286,9 @@ class LeaderFetcher:
             log.error("replicating %s-%d from broker %d: %s", p.topic, p.index,
                       self.leader_id, e)
             return False
-        # NOT_LEADER_OR_FOLLOWER, FENCED/UNKNOWN_LEADER_EPOCH, UNKNOWN_TOPIC...: the leader
-        # and we disagree about metadata; it settles when the next records arrive.
+        # NOT_LEADER_OR_FOLLOWER, FENCED/UNKNOWN_LEADER_EPOCH, UNKNOWN_TOPIC_(OR_PARTITION|ID),
+        # INCONSISTENT_TOPIC_ID: the leader and we disagree about metadata; it settles when
+        # the next records arrive.
         log.debug("fetch %s-%d from %d: %s", p.topic, p.index, self.leader_id, err.name)
         return False
 
@@ -316,9 +358,17 @@ class ReplicationManager:
 
     # --- leaders ------------------------------------------------------------------------
 
-    def on_follower_fetch(self, p: Partition, replica_id: int, offset: int) -> None:
-        new_isr = p.follower_fetched(replica_id, offset,
-                                     live=replica_id in self.node.live_broker_ids())
+    def on_follower_fetch(self, p: Partition, replica_id: int, offset: int,
+                          replica_epoch: int = -1) -> None:
+        """A follower fetched ``p`` from ``offset``. It may join the ISR only if it is alive
+        and, when its fetch carries its broker epoch (Fetch v15+, KIP-903), that epoch is the
+        one of its current registration: a fetch of a broker's earlier process must not
+        bring back into the ISR a replica that may have lost data since."""
+        eligible = replica_id in self.node.live_broker_ids()
+        if eligible and replica_epoch >= 0:
+            reg = self.node.image.brokers.get(replica_id)
+            eligible = reg is not None and reg.epoch == replica_epoch
+        new_isr = p.follower_fetched(replica_id, offset, live=eligible)
         if new_isr is not None:
             self._request_isr(p, new_isr, "caught up")
 

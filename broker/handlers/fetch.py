@@ -1,8 +1,19 @@
-"""Fetch (long poll), ListOffsets, OffsetForLeaderEpoch and DeleteRecords."""
+"""Fetch (long poll), ListOffsets, OffsetForLeaderEpoch and DeleteRecords.
+
+Fetch v13 and later name topics by id (KIP-516): an id this broker's metadata does not know
+is answered UNKNOWN_TOPIC_ID, and one whose topic's log here has another id (the topic was
+deleted and created again under its name) INCONSISTENT_TOPIC_ID; answers name topics by id
+too. From v15 a follower names itself in ``replica_state`` with its broker epoch (KIP-903),
+and from v16 a partition answered NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH carries its
+current leader, whose address is in ``node_endpoints`` (KIP-951). v17's replica directory id
+and v18's follower high watermark are read and ignored, as Kafka's brokers do (only its
+KRaft controllers use them).
+"""
 
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any, Protocol
 
 from kio.schema.errors import ErrorCode
@@ -15,6 +26,7 @@ from odradek.broker.fetch_sessions import (
     ContextKind,
     FetchContext,
     FetchSessionCache,
+    PartitionKey,
     new_context,
 )
 from odradek.broker.handlers.api import ApiSpec, RequestContext
@@ -29,6 +41,11 @@ from odradek.storage.errors import StorageError
 
 EARLIEST, LATEST, MAX_TIMESTAMP = -2, -1, -3
 MESSAGES_KEY = "_messages_sent"
+FETCH_TOPIC_IDS_VERSION = 13  # topics named by id (KIP-516)
+FETCH_REPLICA_STATE_VERSION = 15  # the follower's id and broker epoch in replica_state
+FETCH_NODE_ENDPOINTS_VERSION = 16  # leader hints (KIP-951)
+_LEADER_HINT_ERRORS = frozenset({ErrorCode.not_leader_or_follower,
+                                 ErrorCode.fenced_leader_epoch})
 
 
 class FetchNode(Protocol):
@@ -56,10 +73,14 @@ class FetchNode(Protocol):
     def fetch_sessions(self) -> FetchSessionCache: ...
 
 
-def leader_partition(node: FetchNode, topic: str, index: int, current_epoch: int = -1
-                     ) -> tuple[Partition | None, ErrorCode]:
-    """The partition if this node leads it at ``current_epoch`` (-1: any), else the error."""
+def leader_partition(node: FetchNode, topic: str, index: int, current_epoch: int = -1,
+                     topic_id: uuid.UUID | None = None) -> tuple[Partition | None, ErrorCode]:
+    """The partition if this node leads it at ``current_epoch`` (-1: any), else the error.
+    ``topic_id``, when given, must be the id of the topic whose log this node holds."""
     p = node.replicas.get((topic, index))
+    if p is not None and topic_id is not None and p.topic_id is not None \
+            and p.topic_id != topic_id:
+        return None, ErrorCode.inconsistent_topic_id
     if p is None or not p.is_leader:
         t = node.image.topics.get(topic)
         if t is None or index not in t.partitions:
@@ -74,20 +95,30 @@ def leader_partition(node: FetchNode, topic: str, index: int, current_epoch: int
     return p, ErrorCode.none
 
 
-def _read_partition(node: FetchNode, topic: str, fp: Any, max_bytes: int, min_one: bool,
-                    replica_id: int) -> tuple[dict[str, Any], int, Partition | None]:
+def _error_entry(index: int, error: ErrorCode) -> dict[str, Any]:
+    return {"partition_index": index, "error_code": error, "high_watermark": -1,
+            "last_stable_offset": -1, "log_start_offset": -1, "records": b"",
+            "aborted_transactions": None}
+
+
+def _read_partition(node: FetchNode, topic: str, topic_id: uuid.UUID | None, fp: Any,
+                    max_bytes: int, min_one: bool, replica_id: int, replica_epoch: int
+                    ) -> tuple[dict[str, Any], int, Partition | None]:
     """One partition of a fetch: (response entry, bytes returned, partition or None)."""
-    out: dict[str, Any] = {"partition_index": fp.partition, "high_watermark": -1,
-                           "last_stable_offset": -1, "log_start_offset": -1, "records": b"",
-                           "aborted_transactions": None}
+    index = fp.partition
+    t = node.image.topics.get(topic)
+    if t is None or index not in t.partitions:
+        # As Kafka's fetch path: a partition the metadata no longer has is unknown, even
+        # while its log is still being removed here.
+        return _error_entry(index, ErrorCode.unknown_topic_or_partition), 0, None
     # current_leader_epoch is in fetch partitions from v9 only (KIP-320).
-    p, err = leader_partition(node, topic, fp.partition,
-                              getattr(fp, "current_leader_epoch", -1))
+    p, err = leader_partition(node, topic, index, getattr(fp, "current_leader_epoch", -1),
+                              topic_id)
     if p is None:
-        out["error_code"] = err
-        return out, 0, None
+        return _error_entry(index, err), 0, None
+    out: dict[str, Any] = {"partition_index": index, "records": b"",
+                           "aborted_transactions": None}
     plog = p.log
-    out["current_leader"] = {"leader_id": p.leader_id, "leader_epoch": p.leader_epoch}
     hw = plog.high_watermark
     out["high_watermark"] = hw
     out["last_stable_offset"] = hw
@@ -101,7 +132,7 @@ def _read_partition(node: FetchNode, topic: str, fp: Any, max_bytes: int, min_on
             out["diverging_epoch"] = {"epoch": epoch, "end_offset": end}
             return out, 0, p
     if replica_id >= 0:
-        node.replication.on_follower_fetch(p, replica_id, offset)
+        node.replication.on_follower_fetch(p, replica_id, offset, replica_epoch)
     upper = plog.log_end_offset if replica_id >= 0 else hw
     if offset < plog.log_start_offset or offset > plog.log_end_offset:
         out["error_code"] = ErrorCode.offset_out_of_range
@@ -120,29 +151,84 @@ def _read_partition(node: FetchNode, topic: str, fp: Any, max_bytes: int, min_on
     return out, len(result.records), p
 
 
-def _fetch_context(node: FetchNode, req: Any, replica_id: int) -> FetchContext:
+def _fetch_context(node: FetchNode, req: Any, version: int, replica_id: int) -> FetchContext:
     """The request's fetch session context (KIP-227). Fetch v4-6 predate sessions: their
-    requests are sessionless."""
-    fetch_data = [((t.topic, fp.partition), fp) for t in req.topics for fp in t.partitions]
-    forgotten = [(t.topic, int(index)) for t in getattr(req, "forgotten_topics_data", ())
-                 for index in t.partitions]
+    requests are sessionless. From v13 partitions are keyed by topic id."""
+    forgotten_topics = getattr(req, "forgotten_topics_data", ())
+    uses_ids = version >= FETCH_TOPIC_IDS_VERSION
+    if uses_ids:
+        by_id = node.image.topics_by_id
+
+        def resolve(tp: PartitionKey) -> str | None:
+            t = by_id.get(tp[0])  # type: ignore[arg-type]  # None (the null id): no topic
+            return None if t is None else t.name
+
+        fetch_data = [((t.topic_id, int(fp.partition)), fp) for t in req.topics
+                      for fp in t.partitions]
+        forgotten = [(t.topic_id, int(index)) for t in forgotten_topics
+                     for index in t.partitions]
+    else:
+        fetch_data = [((t.topic, int(fp.partition)), fp) for t in req.topics
+                      for fp in t.partitions]
+        forgotten = [(t.topic, int(index)) for t in forgotten_topics for index in t.partitions]
     return new_context(node.fetch_sessions, int(time.monotonic() * 1000),
                        int(getattr(req, "session_id", INVALID_SESSION_ID)),
                        int(getattr(req, "session_epoch", FINAL_EPOCH)),
-                       replica_id >= 0, fetch_data, forgotten)
+                       replica_id >= 0, fetch_data, forgotten,
+                       uses_topic_ids=uses_ids, resolve=resolve if uses_ids else None)
 
 
-def _grouped(answers: list[tuple[tuple[str, int], dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Partition answers as the response's topics, each topic once, in first-seen order."""
-    by_topic: dict[str, list[dict[str, Any]]] = {}
-    for (topic, _), entry in answers:
-        by_topic.setdefault(topic, []).append(entry)
-    return [{"topic": t, "partitions": ps} for t, ps in by_topic.items()]
+def _replica(req: Any, version: int) -> tuple[int, int]:
+    """(replica id, broker epoch) of a follower's fetch, (-1, -1) for a consumer's."""
+    if version >= FETCH_REPLICA_STATE_VERSION:
+        state = req.replica_state
+        return int(state.replica_id), int(state.replica_epoch)
+    return int(getattr(req, "replica_id", -1)), -1
+
+
+def _grouped(answers: list[tuple[PartitionKey, dict[str, Any]]], context: FetchContext
+             ) -> list[dict[str, Any]]:
+    """Partition answers as the response's topics, each topic once, in first-seen order
+    (named by id from v13: two ids of one name are two topics)."""
+    by_topic: dict[Any, dict[str, Any]] = {}
+    for tp, entry in answers:
+        topic = by_topic.get(tp[0])
+        if topic is None:
+            topic = by_topic[tp[0]] = {"topic": context.topic_name(tp), "topic_id": tp[0],
+                                       "partitions": []}
+        topic["partitions"].append(entry)
+    return list(by_topic.values())
+
+
+def _leader_hints(node: FetchNode, listener: str, topics: list[dict[str, Any]]
+                  ) -> list[dict[str, Any]]:
+    """KIP-951, as Kafka's brokers give it: each partition answered NOT_LEADER_OR_FOLLOWER or
+    FENCED_LEADER_EPOCH gets its current leader (this node's view of its replica, else the
+    metadata), and the answer the addresses of those leaders that are alive."""
+    endpoints: dict[int, dict[str, Any]] = {}
+    for t in topics:
+        for entry in t["partitions"]:
+            if entry.get("error_code", ErrorCode.none) not in _LEADER_HINT_ERRORS:
+                continue
+            index = entry["partition_index"]
+            p = node.replicas.get((t["topic"], index))
+            if p is not None:
+                leader, epoch = p.leader_id, p.leader_epoch
+            else:
+                reg = node.image.partition(t["topic"], index)
+                leader, epoch = (reg.leader, reg.leader_epoch) if reg is not None else (-1, -1)
+            entry["current_leader"] = {"leader_id": leader, "leader_epoch": epoch}
+            ep = node.image.endpoint(leader, listener) if leader >= 0 else None
+            if ep is not None:
+                endpoints[leader] = {"node_id": leader, "host": ep.host, "port": ep.port,
+                                     "rack": ep.rack}
+    return [endpoints[i] for i in sorted(endpoints)]
 
 
 async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payload:
-    replica_id = int(getattr(req, "replica_id", -1))
-    context = _fetch_context(node, req, replica_id)
+    version = ctx.api_version
+    replica_id, replica_epoch = _replica(req, version)
+    context = _fetch_context(node, req, version, replica_id)
     if context.kind is ContextKind.ERROR:
         return ctx.respond({"error_code": context.error, "session_id": INVALID_SESSION_ID,
                             "responses": []})
@@ -150,12 +236,20 @@ async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payloa
     deadline = time.monotonic() + max_wait_s
     max_total = min(int(getattr(req, "max_bytes", 2**31 - 1)), node.config["fetch.max.bytes"])
     min_bytes = int(req.min_bytes)
+    uses_ids = context.uses_topic_ids
     while True:
-        answers: list[tuple[tuple[str, int], dict[str, Any]]] = []
+        answers: list[tuple[PartitionKey, dict[str, Any]]] = []
         total, parts, urgent = 0, [], False
         for tp, fp in context.partitions:
-            budget = max(0, min(fp.partition_max_bytes, max_total - total))
-            entry, n, p = _read_partition(node, tp[0], fp, budget, total == 0, replica_id)
+            name = context.topic_name(tp)
+            if name is None:
+                # An id this broker's metadata does not know (Kafka: UNKNOWN_TOPIC_ID).
+                entry, n, p = _error_entry(tp[1], ErrorCode.unknown_topic_id), 0, None
+            else:
+                budget = max(0, min(fp.partition_max_bytes, max_total - total))
+                entry, n, p = _read_partition(
+                    node, name, tp[0] if uses_ids else None,  # type: ignore[arg-type]
+                    fp, budget, total == 0, replica_id, replica_epoch)
             total += n
             # Errors and diverging epochs answer at once, as Kafka's delayed fetch does.
             urgent = urgent or entry.get("error_code", ErrorCode.none) != ErrorCode.none \
@@ -177,7 +271,7 @@ async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payloa
             break
     session_id, answers = context.finish(node.fetch_sessions, int(time.monotonic() * 1000),
                                          answers)
-    topics_out = _grouped(answers)
+    topics_out = _grouped(answers, context)
     if replica_id < 0:
         for t in topics_out:
             n = sum(len(p["records"]) for p in t["partitions"])
@@ -185,8 +279,11 @@ async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payloa
                 node.metrics.bytes_out.labels(topic=t["topic"]).inc(n)
                 node.metrics.messages_out.labels(topic=t["topic"]).inc(
                     sum(p.get(MESSAGES_KEY, 0) for p in t["partitions"]))
+    node_endpoints = _leader_hints(node, ctx.listener_name, topics_out) \
+        if version >= FETCH_NODE_ENDPOINTS_VERSION else []
     return ctx.respond({"throttle_time": 0, "error_code": ErrorCode.none,
-                        "session_id": session_id, "responses": topics_out})
+                        "session_id": session_id, "responses": topics_out,
+                        "node_endpoints": node_endpoints})
 
 
 async def handle_list_offsets(node: FetchNode, ctx: RequestContext, req: Any) -> Payload:

@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import struct
+from collections.abc import Mapping
 from typing import Any
+
+from kio.schema.errors import ErrorCode
 
 from odradek.broker.kafka import codec
 
@@ -30,6 +33,9 @@ class AsyncKafkaConnection:
         self._lock = asyncio.Lock()
         # Size of the last request frame sent (the follower fetchers count their bytes).
         self.last_request_bytes = 0
+        # The peer's ApiVersions, asked once per connection (a peer restarted at the same
+        # address may serve other versions).
+        self._versions: dict[int, tuple[int, int]] | None = None
 
     async def connect(self, timeout: float = 5.0) -> None:
         try:
@@ -50,12 +56,27 @@ class AsyncKafkaConnection:
             except (OSError, ConnectionError):
                 pass
         self._reader = self._writer = None
+        self._versions = None
+
+    async def api_versions(self, timeout: float = 10.0) -> Mapping[int, tuple[int, int]]:
+        """(min, max) version of each API the peer serves, by API key."""
+        if self._versions is None or not self.connected:
+            self._versions = None
+            response = await self.request(codec.API_VERSIONS_KEY, 0, {}, timeout)
+            if response.error_code != ErrorCode.none:
+                await self.close()
+                raise BrokerConnectionError(
+                    f"{self.host}:{self.port} refused ApiVersions: {response.error_code.name}")
+            self._versions = {int(k.api_key): (int(k.min_version), int(k.max_version))
+                              for k in response.api_keys}
+        return self._versions
 
     async def request(self, api_key: int, version: int, data: dict[str, Any],
                       timeout: float) -> Any:
         """Send one request and return the decoded response body."""
         async with self._lock:
             if not self.connected:
+                self._versions = None  # a new connection may reach another process
                 await self.connect()
             assert self._reader is not None and self._writer is not None
             correlation_id = next(self._ids)

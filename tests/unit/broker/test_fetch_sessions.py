@@ -5,6 +5,7 @@ FetchSessionCache)."""
 from __future__ import annotations
 
 import random
+import uuid
 from typing import Any
 
 from kio.schema.errors import ErrorCode
@@ -226,3 +227,108 @@ def test_the_fetcher_side_names_only_changes() -> None:
     s.on_response(plan, ErrorCode.none, 0)
     plan = s.build(moved)
     assert (plan.session_id, plan.epoch, len(plan.send)) == (0, 0, 199)
+
+
+# --- sessions with topic ids (Fetch v13+, KIP-516) ---------------------------------------
+
+OLD, NEW, STRANGER = uuid.UUID(int=1), uuid.UUID(int=2), uuid.UUID(int=3)
+
+
+def resolver(ids: dict[uuid.UUID, str]) -> Any:
+    """The broker's image as a resolver of (topic id, index) keys; ``ids`` may change."""
+    return lambda tp: ids.get(tp[0])
+
+
+def test_a_session_opened_with_topic_ids_is_keyed_by_id() -> None:
+    c = cache()
+    ids = {OLD: "t"}
+    ctx = new_context(c, T0, 0, 0, False, [((OLD, 0), "p0"), ((OLD, 1), "p1"),
+                                           ((OLD, 1), "p1-last")], [],
+                      uses_topic_ids=True, resolve=resolver(ids))
+    assert ctx.kind is ContextKind.FULL
+    assert ctx.partitions == [((OLD, 0), "p0"), ((OLD, 1), "p1-last")]
+    assert [ctx.topic_name(tp) for tp, _ in ctx.partitions] == ["t", "t"]
+    sid, _ = answer(ctx, c)
+    assert c.sessions[sid].uses_topic_ids
+    # Incremental: added, updated and forgotten by id.
+    ctx = new_context(c, T0, sid, 1, False, [((OLD, 1), "p1-new"), ((OLD, 2), "p2")],
+                      [(OLD, 0)], uses_topic_ids=True, resolve=resolver(ids))
+    assert ctx.kind is ContextKind.INCREMENTAL
+    assert ctx.partitions == [((OLD, 1), "p1-new"), ((OLD, 2), "p2")]
+    assert [ctx.topic_name(tp) for tp, _ in ctx.partitions] == ["t", "t"]
+    # Forgetting the topic's name forgets nothing: the session's keys are ids.
+    ctx = new_context(c, T0, sid, 2, False, [], [("t", 1)], uses_topic_ids=True,
+                      resolve=resolver(ids))
+    assert [tp for tp, _ in ctx.partitions] == [(OLD, 1), (OLD, 2)]
+
+
+def test_a_session_continues_only_with_requests_of_its_kind() -> None:
+    """Kafka's FETCH_SESSION_TOPIC_ID_ERROR: a session opened by v13+ continued by v12- (or
+    the reverse). The check follows the epoch check, and does not use up the epoch."""
+    c = cache()
+    by_id = new_context(c, T0, 0, 0, False, [((OLD, 0), "p")], [], uses_topic_ids=True,
+                        resolve=resolver({OLD: "t"}))
+    id_sid, _ = answer(by_id, c)
+    name_sid = open_session(c)
+    for sid, uses_ids in ((id_sid, False), (name_sid, True)):
+        kwargs: dict[str, Any] = {"uses_topic_ids": uses_ids,
+                                  "resolve": resolver({OLD: "t"}) if uses_ids else None}
+        ctx = new_context(c, T0, sid, 1, False, [], [], **kwargs)
+        assert (ctx.kind, ctx.error) == (ContextKind.ERROR,
+                                         ErrorCode.fetch_session_topic_id_error)
+        # A wrong epoch is reported first.
+        ctx = new_context(c, T0, sid, 5, False, [], [], **kwargs)
+        assert ctx.error == ErrorCode.invalid_fetch_session_epoch
+        assert c.sessions[sid].epoch == 1
+    assert new_context(c, T0, id_sid, 1, False, [], [], uses_topic_ids=True,
+                       resolve=resolver({OLD: "t"})).kind is ContextKind.INCREMENTAL
+    assert new_context(c, T0, name_sid, 1, False, [], []).kind is ContextKind.INCREMENTAL
+    # A full request of either kind replaces a session of the other kind.
+    ctx = new_context(c, T0, id_sid, 0, False, [(("t", 0), "p")], [])
+    sid, _ = answer(ctx, c)
+    assert id_sid not in c.sessions and not c.sessions[sid].uses_topic_ids
+
+
+def test_an_unknown_topic_id_stays_in_the_session_until_it_resolves() -> None:
+    c = cache()
+    ids: dict[uuid.UUID, str] = {OLD: "t"}
+    ctx = new_context(c, T0, 0, 0, False, [((OLD, 0), "p"), ((STRANGER, 0), "s")], [],
+                      uses_topic_ids=True, resolve=resolver(ids))
+    assert [ctx.topic_name(tp) for tp, _ in ctx.partitions] == ["t", None]
+    sid, _ = answer(ctx, c, **{f"{STRANGER}0": {**entry(0, hw=-1),
+                                               "error_code": ErrorCode.unknown_topic_id}})
+    ctx = new_context(c, T0, sid, 1, False, [], [], uses_topic_ids=True,
+                      resolve=resolver(ids))
+    assert ctx.names == {(OLD, 0): "t", (STRANGER, 0): None}
+    # This broker's metadata learns the topic: the next request reads it by name.
+    ids[STRANGER] = "s"
+    ctx = new_context(c, T0, sid, 2, False, [], [], uses_topic_ids=True,
+                      resolve=resolver(ids))
+    assert ctx.names == {(OLD, 0): "t", (STRANGER, 0): "s"}
+
+
+def test_a_topic_recreated_under_its_name_is_another_partition_of_the_session() -> None:
+    """The session keeps the name an id was resolved to: after the topic is deleted and
+    created again (same name, new id) the old key still names "t", and the handler answers
+    it INCONSISTENT_TOPIC_ID (the log now has the new id) until the fetcher forgets the old
+    id and adds the new one, as Kafka's clients do."""
+    c = cache()
+    ids = {OLD: "t"}
+    ctx = new_context(c, T0, 0, 0, False, [((OLD, 0), "p")], [], uses_topic_ids=True,
+                      resolve=resolver(ids))
+    sid, _ = answer(ctx, c)
+    del ids[OLD]
+    ids[NEW] = "t"
+    ctx = new_context(c, T0, sid, 1, False, [], [], uses_topic_ids=True,
+                      resolve=resolver(ids))
+    assert ctx.names == {(OLD, 0): "t"}
+    # Both ids in one request: the new one is added, the old one forgotten.
+    ctx = new_context(c, T0, sid, 2, False, [((NEW, 0), "p-new")], [(OLD, 0)],
+                      uses_topic_ids=True, resolve=resolver(ids))
+    assert ctx.partitions == [((NEW, 0), "p-new")] and ctx.names == {(NEW, 0): "t"}
+    assert answer(ctx, c) == (sid, [(NEW, 0)])  # its first answer
+    # Until it forgets the old id, a fetcher has both in its session, apart.
+    ctx = new_context(c, T0, sid, 3, False, [((OLD, 0), "p-old")], [],
+                      uses_topic_ids=True, resolve=resolver(ids))
+    assert [tp for tp, _ in ctx.partitions] == [(NEW, 0), (OLD, 0)]
+    assert ctx.names == {(NEW, 0): "t", (OLD, 0): None}

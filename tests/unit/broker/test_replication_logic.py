@@ -12,7 +12,7 @@ from kio.schema.errors import ErrorCode
 from odradek import storage
 from odradek.broker.handlers.fetch import _read_partition
 from odradek.broker.partition import Partition
-from odradek.broker.replication import LeaderFetcher
+from odradek.broker.replication import LeaderFetcher, ReplicationManager
 from odradek.controller.metadata import PartitionRegistration
 from odradek.storage.records import Record, decode_batches, encode_batch
 
@@ -50,9 +50,10 @@ def fetch_round(leader: Partition, follower: Partition, fetcher: LeaderFetcher) 
                           partition_max_bytes=1 << 20)
     leader_node = SimpleNamespace(
         replicas=SimpleNamespace(get=lambda tp: leader),
-        image=SimpleNamespace(topics={}),
-        replication=SimpleNamespace(on_follower_fetch=lambda p, r, o: None))
-    entry, _, _ = _read_partition(leader_node, "t", req, 1 << 20, True, replica_id=2)
+        image=SimpleNamespace(topics={"t": SimpleNamespace(partitions={0: None})}),
+        replication=SimpleNamespace(on_follower_fetch=lambda p, r, o, e: None))
+    entry, _, _ = _read_partition(leader_node, "t", None, req, 1 << 20, True, replica_id=2,
+                                  replica_epoch=-1)
     pd = SimpleNamespace(
         error_code=entry.get("error_code", ErrorCode.none),
         diverging_epoch=SimpleNamespace(**entry.get("diverging_epoch",
@@ -108,3 +109,17 @@ def test_follower_that_missed_an_epoch_converges(tmp_path: Path) -> None:
         fetch_round(leader, follower, fetcher)
     assert values(follower) == values(leader)
     assert values(follower)[:8] == [f"c{i}" for i in range(8)]
+
+
+def test_a_fetch_from_an_earlier_process_of_a_follower_does_not_make_it_in_sync() -> None:
+    """KIP-903: from Fetch v15 a follower sends its broker epoch; the leader counts it
+    toward the ISR only if that is its current registration's epoch (a fetch without one,
+    v14 and older, is judged by liveness alone, as in Kafka)."""
+    eligible: list[bool] = []
+    p = SimpleNamespace(follower_fetched=lambda replica, offset, live: eligible.append(live))
+    node = SimpleNamespace(live_broker_ids=lambda: frozenset({2}),
+                           image=SimpleNamespace(brokers={2: SimpleNamespace(epoch=41)}))
+    manager = ReplicationManager(node)  # type: ignore[arg-type]
+    for replica, epoch in ((2, -1), (2, 41), (2, 40), (3, 7)):
+        manager.on_follower_fetch(p, replica, 5, epoch)  # type: ignore[arg-type]
+    assert eligible == [True, True, False, False]
