@@ -4,6 +4,12 @@ aiohttp parses HTTP (its C parser bounds request lines and headers) and closes c
 that stay silent or send their headers too slowly (``keepalive_timeout``); on top of that
 this endpoint refuses connections beyond ``MAX_CONNECTIONS``, so the port cannot be used to
 exhaust a node's memory or descriptors.
+
+The page is built in a thread, one build at a time, shared by the scrapes that arrive
+while it is built: with thousands of partitions it takes hundreds of milliseconds, which
+on the event loop would delay heartbeats and requests (and a scrape flood would multiply
+it). Collectors run beside the loop, so they copy what they iterate (``list(d.values())``
+is atomic under the GIL); a collection that still meets a dict changing size is retried.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -26,6 +33,8 @@ _aiohttp_log.setLevel(logging.CRITICAL + 1)
 
 # Prometheus and a few humans: far more than enough, and few enough to be harmless.
 MAX_CONNECTIONS = 64
+# A collection that meets a dict changing size under it is tried this many times.
+COLLECT_ATTEMPTS = 3
 # Idle keep-alive connections, and clients that trickle their request, are closed after this.
 IDLE_TIMEOUT_S = 5.0
 
@@ -68,6 +77,8 @@ class MetricsServer:
         self.server: asyncio.Server | None = None
         self.port = 0
         self.refused = 0
+        self._building: asyncio.Future[bytes] | None = None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="metrics")
 
     async def start(self, host: str, port: int) -> int:
         loop = asyncio.get_running_loop()
@@ -87,6 +98,24 @@ class MetricsServer:
             self.server.close()
             await self._http.shutdown(1.0)
             await self.server.wait_closed()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _generate(self) -> bytes:
+        for attempt in range(COLLECT_ATTEMPTS):
+            try:
+                return generate_latest(self.exposed)
+            except RuntimeError as e:  # "dictionary changed size during iteration"
+                if attempt + 1 == COLLECT_ATTEMPTS:
+                    raise
+                log.debug("metrics collection raced a change (%s); collecting again", e)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def page(self) -> bytes:
+        """The metrics page, built in the metrics thread; concurrent callers share one build."""
+        if self._building is None or self._building.done():
+            loop = asyncio.get_running_loop()
+            self._building = loop.run_in_executor(self._executor, self._generate)
+        return await asyncio.shield(self._building)
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         if request.path != "/metrics":
@@ -95,7 +124,7 @@ class MetricsServer:
             return web.Response(status=405, text="only GET and HEAD\n",
                                 headers={"Allow": "GET, HEAD"})
         try:
-            body = generate_latest(self.exposed)
+            body = await self.page()
         except Exception:
             log.exception("collecting metrics failed")
             return web.Response(status=500, text="collecting metrics failed; see the node's "

@@ -293,4 +293,5 @@ class OffsetStore:
         group = self._registry.get(group_id)
         if group is None or group.is_(DEAD):
             return {}
-        return {tp: o.offset for tp, o in group.offsets.items()}
+        # list(): also read by the metrics thread while commits land
+        return {tp: o.offset for tp, o in list(group.offsets.items())}

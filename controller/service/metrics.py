@@ -38,8 +38,8 @@ class SessionsCollector(Collector):
             "odradek_controller_broker_heartbeat_gap_max_seconds",
             "Longest time between two heartbeats of a broker seen by this controller while "
             "active.", labels=["broker"])
-        for broker_id in sorted(gaps.buckets):
-            counts = gaps.buckets[broker_id]
+        for broker_id in sorted(list(gaps.buckets)):  # read from the metrics thread
+            counts = list(gaps.buckets[broker_id])
             hist.add_metric(
                 [str(broker_id)],
                 [(_bound(b), float(c)) for b, c in zip(GAP_BUCKETS, counts, strict=True)],
@@ -53,7 +53,7 @@ class SessionsCollector(Collector):
             "broker.session.timeout.ms) or process_gone (its liveness stream closed and did "
             "not reopen within broker.session.disconnect.grace.ms).", labels=["reason"])
         for reason in FENCING_REASONS:
-            fenced.add_metric([reason], self.sessions.fenced_by_reason.get(reason, 0))
+            fenced.add_metric([reason], dict(self.sessions.fenced_by_reason).get(reason, 0))
         yield fenced
 
 
