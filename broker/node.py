@@ -21,6 +21,7 @@ from odradek.broker.group.coordinator import GroupCoordinator
 from odradek.broker.group_log import PartitionGroupLog
 from odradek.broker.handlers import admin, fetch, log_dirs, meta, produce, quorum
 from odradek.broker.handlers.api import ApiSpec
+from odradek.broker.loop_watchdog import LoopWatchdog
 from odradek.broker.metadata_collector import MetadataCollector
 from odradek.broker.metadata_plane import CLEAN_SHUTDOWN_MARKER, MetadataPlane, NodeIdentity
 from odradek.broker.metrics import NodeMetrics
@@ -97,6 +98,7 @@ class Node:
         self.me = me
         self.node_id = config.node_id
         self.metrics = NodeMetrics(self.node_id)
+        self.watchdog = LoopWatchdog(self.metrics.registry)
         self.stopping = False
         self.data_dir = config.data_dir
         self.cluster_id = me.cluster_id
@@ -180,6 +182,7 @@ class Node:
                 self.bound[li.name] = (li.host, port)
         listeners = [(li.name, li.host, li.port or self.bound[li.name][1])
                      for li in self.config.advertised_listeners]
+        self.watchdog.start()
         self._tasks.append(asyncio.create_task(self._apply_replica_changes(),
                                                name=f"replica-changes-{self.node_id}"))
         await self.plane.start(listeners)
@@ -249,6 +252,7 @@ class Node:
             await self.metrics_server.stop()
         self.replicas.close()
         await self.plane.stop()
+        await self.watchdog.stop()
         (self.data_dir / CLEAN_SHUTDOWN_MARKER).touch()  # read by node_identity() next time
         log.info("node %d stopped cleanly", self.node_id)
 

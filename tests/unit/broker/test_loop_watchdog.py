@@ -1,0 +1,42 @@
+"""The loop watchdog: lag is measured, and a stall is counted once and logged with the
+code that held the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from odradek.broker.loop_watchdog import LoopWatchdog
+
+
+def hold_the_loop_for(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def test_a_stall_is_counted_once_and_names_the_code_holding_the_loop(
+        caplog: pytest.LogCaptureFixture) -> None:
+    registry = CollectorRegistry()
+
+    async def run() -> None:
+        dog = LoopWatchdog(registry, stall_s=0.2)
+        dog.start()
+        await asyncio.sleep(0.2)  # healthy: ticks, no stall
+        assert registry.get_sample_value("odradek_event_loop_stalls_total") == 0
+        hold_the_loop_for(0.6)
+        await asyncio.sleep(0.2)
+        await dog.stop()
+
+    with caplog.at_level(logging.WARNING, logger="odradek.loop"):
+        asyncio.run(run())
+    assert registry.get_sample_value("odradek_event_loop_stalls_total") == 1
+    [record] = [r for r in caplog.records if "has not run" in r.getMessage()]
+    assert "hold_the_loop_for" in record.getMessage()
+    lags = registry.get_sample_value("odradek_event_loop_lag_seconds_count") or 0
+    assert lags >= 4
+    # The tick after the stall was about 0.6 s late.
+    assert (registry.get_sample_value("odradek_event_loop_lag_seconds_bucket", {"le": "0.25"})
+            or 0) < lags
