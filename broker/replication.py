@@ -29,6 +29,7 @@ from kio.schema.errors import ErrorCode
 # Followers speak Fetch v12-v18: their answers' partitions have the fields of this type.
 from kio.schema.fetch.v18.response import PartitionData
 
+from odradek.broker.alter_partition import AlterPartitionBatcher
 from odradek.broker.config import NodeConfig
 from odradek.broker.fetch_sessions import FetcherSession, FetchPlan, PartitionKey
 from odradek.broker.kafka.async_client import AsyncKafkaConnection, BrokerConnectionError
@@ -36,7 +37,11 @@ from odradek.broker.metrics import NodeMetrics
 from odradek.broker.partition import Partition
 from odradek.broker.replica_manager import ReplicaManager
 from odradek.controller.metadata import MetadataImage
-from odradek.controller.metadata.requests import AlterPartitionItem, ControllerApi
+from odradek.controller.metadata.requests import (
+    AlterPartitionItem,
+    AlterPartitionItemResult,
+    ControllerApi,
+)
 from odradek.storage.errors import StorageError
 
 log = logging.getLogger("odradek.replication")
@@ -324,7 +329,10 @@ class ReplicationManager:
         self.node = node
         self.fetchers: dict[int, LeaderFetcher] = {}
         self._isr_task: asyncio.Task[None] | None = None
-        self._inflight: set[tuple[str, int]] = set()
+        # ISR proposals go to the controller in batches, one request in flight.
+        self.alter_partition = AlterPartitionBatcher(
+            lambda items: node.controller.alter_partition(node.node_id, node.broker_epoch,
+                                                          items))
 
     def start(self) -> None:
         self._isr_task = asyncio.get_running_loop().create_task(self._isr_loop())
@@ -337,6 +345,7 @@ class ReplicationManager:
         for f in list(self.fetchers.values()):
             await f.stop()
         self.fetchers.clear()
+        await self.alter_partition.close()
 
     # --- followers ----------------------------------------------------------------------
 
@@ -385,34 +394,25 @@ class ReplicationManager:
 
     def _request_isr(self, p: Partition, new_isr: tuple[int, ...], why: str) -> None:
         tp = (p.topic, p.index)
-        if tp in self._inflight or p.topic_id is None:
+        if p.topic_id is None or self.alter_partition.busy(tp):
             return
-        self._inflight.add(tp)
-        asyncio.get_running_loop().create_task(self._alter_isr(p, new_isr, why))
+        log.info("ISR of %s-%d: %s -> %s (%s)", p.topic, p.index, list(p.isr), list(new_isr),
+                 why)
+        p.propose_isr(new_isr)
+        item = AlterPartitionItem(p.topic_id, p.index, p.leader_epoch, p.partition_epoch,
+                                  new_isr)
+        self.alter_partition.submit(
+            tp, item, lambda outcome: self._isr_answered(p, new_isr, outcome))
 
-    async def _alter_isr(self, p: Partition, new_isr: tuple[int, ...], why: str) -> None:
-        tp = (p.topic, p.index)
-        assert p.topic_id is not None  # _request_isr does not ask for a partition without
-        try:
-            log.info("ISR of %s-%d: %s -> %s (%s)", p.topic, p.index, list(p.isr),
-                     list(new_isr), why)
-            p.propose_isr(new_isr)
-            result = await self.node.controller.alter_partition(
-                self.node.node_id, self.node.broker_epoch,
-                [AlterPartitionItem(p.topic_id, p.index, p.leader_epoch, p.partition_epoch,
-                                    new_isr)])
-            item = result.partitions[0] if result.partitions else None
-            code = result.error_code if result.error_code else (item.error_code if item else 0)
-            # Counted when the change reaches this node's metadata (replica_manager's
-            # isr_listeners), with the controller's own shrinks: by then p.isr is already
-            # the new ISR, so comparing with it here counted every expand as a shrink.
-            if code:
-                log.warning("AlterPartition for %s-%d refused: %s", p.topic, p.index,
-                            item.error_message if item else result.error_message)
-                p.proposal_refused(new_isr)
-        except Exception as e:
+    def _isr_answered(self, p: Partition, new_isr: tuple[int, ...],
+                      outcome: AlterPartitionItemResult | BaseException) -> None:
+        # Counted when the change reaches this node's metadata (replica_manager's
+        # isr_listeners), with the controller's own shrinks.
+        if isinstance(outcome, BaseException):
             # Its fate is unknown: the controller may have applied it. The addition stays
             # pending until the metadata settles it (or its replica stops keeping up).
-            log.warning("AlterPartition for %s-%d failed: %s", p.topic, p.index, e)
-        finally:
-            self._inflight.discard(tp)
+            log.warning("AlterPartition for %s-%d failed: %s", p.topic, p.index, outcome)
+        elif outcome.error_code:
+            log.warning("AlterPartition for %s-%d refused: %s", p.topic, p.index,
+                        outcome.error_message)
+            p.proposal_refused(new_isr)
