@@ -99,6 +99,11 @@ def _config_defaults() -> dict[str, Any]:
     return dict(json.loads(out))
 
 
+def config_defaults() -> dict[str, Any]:
+    """Every node configuration key's default, as the installed odradek says."""
+    return dict(_config_defaults())
+
+
 def config_default(key: str) -> Any:
     """Default of a node configuration key, as the installed odradek says."""
     return _config_defaults()[key]
@@ -133,6 +138,21 @@ def describe_quorum(addresses: Sequence[str], timeout: float = 1.0,
     return out
 
 
+def quorum_views(nodes: Sequence[Any], timeout: float = 1.0,
+                 local_only: bool = True) -> list[QuorumView]:
+    """The quorum as the live ones of ``nodes`` (controllers) describe it. Odradek nodes
+    answer over gRPC, each with its own view (``local_only``) or the leader's; Kafka nodes
+    (tests.bench.kafka_peer) answer DescribeQuorum on their controller listener, and only
+    the active controller does."""
+    from tests.bench.kafka_peer import KafkaNode
+
+    live = [n for n in nodes if n.alive()]
+    if any(isinstance(n, KafkaNode) for n in live):
+        return [v for n in live if (v := n.quorum_view(timeout)) is not None]
+    return describe_quorum([n.overrides["controller.listener"] for n in live], timeout,
+                           local_only)
+
+
 def unfenced_brokers(bootstrap: str, timeout: float = 10.0) -> set[int]:
     """Ids of the registered, unfenced brokers as one of ``bootstrap`` sees them.
 
@@ -164,9 +184,13 @@ class Report:
     # Where a suite running in its own process keeps its results, rewritten on every
     # change so that what was measured survives the process crashing.
     sink: Path | None = None
+    # A suite run against a peer (--peer kafka): its figures are keyed "kafka_<figure>"
+    # and its sections name the peer.
+    figure_prefix: str = ""
+    section_suffix: str = ""
 
     def section(self, title: str) -> None:
-        self.row(f"[{title}]", "")
+        self.row(f"[{title}{self.section_suffix}]", "")
 
     def row(self, name: str, value: str) -> None:
         self.rows.append((name, value))
@@ -175,7 +199,7 @@ class Report:
     def figure(self, key: str, value: Any) -> None:
         if isinstance(value, float):
             value = round(value, 3)
-        self.figures[key] = value
+        self.figures[self.figure_prefix + key] = value
         self._save()
 
     def note(self, text: str) -> None:
@@ -263,3 +287,52 @@ def stop_processes(procs: Sequence[Any]) -> None:
         if p.is_alive():
             p.kill()
             p.join(5)
+
+
+@dataclass(frozen=True)
+class Compared:
+    """A figure of a suite shown beside the same figure measured on the peer (--peer)."""
+
+    key: str
+    label: str
+    unit: str
+    digits: int = 1
+    how: str = "value"  # "median": of a list of trials; "sum": over a dict of nodes
+    ratio: bool = True  # False for settings and counts, where a ratio says nothing
+
+    def value(self, figures: dict[str, Any], prefix: str = "") -> float | None:
+        v = figures.get(prefix + self.key)
+        if self.how == "median":
+            trials = [x for x in v or () if isinstance(x, int | float)]
+            return median(trials) if trials else None
+        if self.how == "sum":
+            return float(sum(v.values())) if isinstance(v, dict) and v else None
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            return None
+        return float(v)
+
+    def text(self, v: float | None) -> str:
+        return "-" if v is None else f"{v:,.{self.digits}f} {self.unit}"
+
+
+def compare_rows(report: Report, title: str, specs: Sequence[Compared],
+                 figures: dict[str, Any], peer: str = "kafka") -> dict[str, float]:
+    """Rows ``odradek X | kafka Y (X/Y x)`` for the figures both runs measured; returns
+    the ratios (odradek / peer) by figure key."""
+    prefix = f"{peer}_"
+    rows = []
+    ratios: dict[str, float] = {}
+    for spec in specs:
+        ours, theirs = spec.value(figures), spec.value(figures, prefix)
+        if ours is None and theirs is None:
+            continue
+        text = f"odradek {spec.text(ours)} | {peer} {spec.text(theirs)}"
+        if spec.ratio and ours is not None and theirs:
+            ratios[spec.key] = round(ours / theirs, 3)
+            text += f" ({ours / theirs:.2f}x)"
+        rows.append((spec.label, text))
+    report.section(title)
+    for label, text in rows or [("no figure measured on both", "-")]:
+        report.row(label, text)
+    return ratios
+

@@ -8,6 +8,9 @@
 #   tools    (default) the CLI tools: tests/compat/test_kafka_cli.py
 #   connect  Kafka Connect's runtime and the FileStream connectors: tests/compat/test_connect.py
 #   streams  Kafka Streams and the Java client: tests/compat/test_streams.py
+#   broker   the broker and its storage tool (kafka_2.13: kafka.Kafka, kafka.tools.StorageTool)
+#            with log4j2 behind slf4j, so a broker's log says why it stopped:
+#            tests/bench/kafka_peer.py (make bench --peer kafka)
 #
 #   tests/compat/fetch_kafka.sh [SET]      -> prints the directory holding the jars
 #   KAFKA_TOOLS_VERSION=4.1.1 KAFKA_TOOLS_CACHE=/some/dir tests/compat/fetch_kafka.sh
@@ -25,7 +28,10 @@ case "$set_name" in
   streams)
     artifacts="org.apache.kafka:kafka-streams:$version org.apache.kafka:kafka-clients:$version org.slf4j:slf4j-nop:1.7.36"
     default_cache="$root/.ci/cache/kafka-streams-$version" ;;
-  *) echo "unknown jar set '$set_name': expected tools, connect or streams" >&2; exit 2 ;;
+  broker)
+    artifacts="org.apache.kafka:kafka_2.13:$version org.apache.logging.log4j:log4j-slf4j-impl:2.24.3"
+    default_cache="$root/.ci/cache/kafka-broker-$version" ;;
+  *) echo "unknown jar set '$set_name': expected tools, connect, streams or broker" >&2; exit 2 ;;
 esac
 if [[ "$set_name" == tools ]]; then
   cache="${KAFKA_TOOLS_CACHE:-$default_cache}"
