@@ -18,17 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from tests.bench.common import (
+    Compared,
     Report,
     bench_dir,
     config_default,
     cpu_seconds,
-    describe_quorum,
     median,
+    quorum_views,
     rss_mb,
     unfenced_brokers,
     wait_for,
 )
-from tests.integration.harness import Cluster, NodeProcess
+from tests.bench.kafka_peer import KafkaCluster, KafkaPeer, create_topic_at
+from tests.integration.harness import Cluster
 
 TOPIC_ALREADY_EXISTS = 36
 
@@ -68,18 +70,14 @@ def _admin(bootstrap: str) -> Any:
     return AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
 
 
-def _quorum_members(c: Cluster) -> list[NodeProcess]:
+def _quorum_members(c: Any) -> list[Any]:
     return c.controllers or c.nodes
 
 
-def _addresses(nodes: list[NodeProcess]) -> list[str]:
-    return [n.overrides["controller.listener"] for n in nodes if n.alive()]
-
-
-def _leader(c: Cluster) -> tuple[int, int]:
+def _leader(c: Any) -> tuple[int, int]:
     """(leader id, term) once a live controller knows a leader."""
     def known() -> tuple[int, int] | None:
-        for v in describe_quorum(_addresses(_quorum_members(c)), local_only=False):
+        for v in quorum_views(_quorum_members(c), local_only=False):
             if v.leader_id > 0:
                 return v.leader_id, v.term
         return None
@@ -87,11 +85,11 @@ def _leader(c: Cluster) -> tuple[int, int]:
     return wait_for(known, 60, "an active controller")
 
 
-def _by_id(c: Cluster, node_id: int) -> NodeProcess:
+def _by_id(c: Any, node_id: int) -> Any:
     return next(n for n in c.nodes + c.controllers if n.node_id == node_id)
 
 
-def _live_bootstrap(c: Cluster) -> str:
+def _live_bootstrap(c: Any) -> str:
     return ",".join(n.bootstrap for n in c.nodes if n.alive())
 
 
@@ -162,7 +160,7 @@ def validate_only_rate(bootstrap: str, topics: int, partitions: int, rf: int) ->
     return topics * partitions / (time.perf_counter() - t0)
 
 
-def _settle(c: Cluster, expected_brokers: int, timeout: float = 120) -> float:
+def _settle(c: Any, expected_brokers: int, timeout: float = 120) -> float:
     """Wait until a controller leads and every broker is registered and unfenced (brokers
     fenced by missed heartbeats during a heavy creation come back by themselves)."""
     t0 = time.perf_counter()
@@ -175,7 +173,7 @@ def _settle(c: Cluster, expected_brokers: int, timeout: float = 120) -> float:
     return time.perf_counter() - t0
 
 
-def _try_settle(c: Cluster, timeout: float) -> float | None:
+def _try_settle(c: Any, timeout: float) -> float | None:
     """_settle, but a cluster that does not settle is a result to report, not a crash."""
     try:
         return _settle(c, 3, timeout)
@@ -183,13 +181,13 @@ def _try_settle(c: Cluster, timeout: float) -> float | None:
         return None
 
 
-def _metadata_records(c: Cluster) -> int:
+def _metadata_records(c: Any) -> int:
     """Offset of the last metadata record applied, as the active controller reports it."""
-    views = describe_quorum(_addresses(_quorum_members(c)), local_only=False, timeout=5)
+    views = quorum_views(_quorum_members(c), local_only=False, timeout=5)
     return max((v.committed_record_offset for v in views), default=-1)
 
 
-def _cpu_percent(nodes: list[NodeProcess], seconds: float) -> dict[int, float]:
+def _cpu_percent(nodes: list[Any], seconds: float) -> dict[int, float]:
     before = {n.node_id: cpu_seconds(n.proc.pid) for n in nodes if n.alive() and n.proc}
     time.sleep(seconds)
     return {n.node_id: (cpu_seconds(n.proc.pid) - before[n.node_id]) / seconds * 100
@@ -205,9 +203,15 @@ class FailoverResult:
     restart_s: float | None = None
 
 
-def failover_trial(c: Cluster, trial: int, limit_s: float = 60.0) -> FailoverResult:
+def failover_trial(c: Any, trial: int, limit_s: float = 60.0) -> FailoverResult:
     """SIGKILL the active controller; time until a survivor names a new leader, and until
-    a CreateTopics sent through a surviving broker is acknowledged (a committed record)."""
+    a CreateTopics sent through a surviving broker is acknowledged (a committed record).
+
+    On Kafka the CreateTopics go straight to the surviving brokers in turn (they forward
+    them to the active controller): librdkafka's admin client sends them to the broker its
+    metadata names as controller, which Kafka picks at random among live brokers and can
+    be the one just killed; the client then waited out its request timeout, three times
+    in a row, without looking again."""
     from confluent_kafka.admin import NewTopic
 
     for attempt in range(5):
@@ -221,14 +225,15 @@ def failover_trial(c: Cluster, trial: int, limit_s: float = 60.0) -> FailoverRes
             break
     victim = _by_id(c, old)
     survivors = [n for n in _quorum_members(c) if n.node_id != old]
+    direct = ([n.bootstrap for n in c.nodes if n.node_id != old and n.alive()]
+              if isinstance(c, KafkaCluster) else [])
     elected: list[float] = []
     new_leader: list[int] = []
     done = threading.Event()
 
     def watch_election(t0: float) -> None:
-        addrs = _addresses(survivors)
         while not done.is_set() and time.perf_counter() - t0 < limit_s:
-            for v in describe_quorum(addrs, timeout=0.3):
+            for v in quorum_views(survivors, timeout=0.3):
                 if v.leader_id > 0 and v.leader_id != old and v.term > old_term:
                     elected.append(time.perf_counter() - t0)
                     new_leader.append(v.leader_id)
@@ -245,6 +250,16 @@ def failover_trial(c: Cluster, trial: int, limit_s: float = 60.0) -> FailoverRes
         while time.perf_counter() - t0 < limit_s:
             name = f"failover-probe-{trial}-{k}"
             k += 1
+            if direct:
+                try:
+                    committed = create_topic_at(direct[k % len(direct)], name, 1, 1, 15) == 0
+                except (OSError, EOFError, ValueError):
+                    committed = False
+                if not committed:
+                    time.sleep(0.01)
+                    continue
+                write_s = time.perf_counter() - t0
+                break
             fut = admin.create_topics([NewTopic(name, 1, 1)], request_timeout=15,
                                       operation_timeout=15)[name]
             try:
@@ -278,7 +293,7 @@ def _creation_rows(report: Report, label: str, out: CreateOutcome, fsync_rate: f
     return rate
 
 
-def _rss_rows(report: Report, c: Cluster, layout: str, leader: int, idle: dict[int, float],
+def _rss_rows(report: Report, c: Any, layout: str, leader: int, idle: dict[int, float],
               loaded: dict[int, float], cpu: dict[int, float], partitions: int) -> None:
     ctrl_ids = {n.node_id for n in _quorum_members(c)}
     for nid in sorted(idle):
@@ -292,7 +307,38 @@ def _rss_rows(report: Report, c: Cluster, layout: str, leader: int, idle: dict[i
                    f"CPU while idle {cpu.get(nid, 0):.0f}%")
 
 
-def run(args: ControllerArgs, workdir: Path, report: Report, fsync_rate: float) -> None:
+def compared(tag: str) -> tuple[Compared, ...]:
+    """Figures shown beside the same figures measured on the peer (--peer kafka)."""
+    return tuple(Compared(f"{tag}_{key}", label, unit, digits, how, ratio)
+                 for key, label, unit, digits, how, ratio in (
+        ("validate_only_partitions_per_s", "CreateTopics validate_only", "partitions/s", 0,
+         "value", True),
+        ("create_single_partitions_per_s", "create, 1 topic/request", "partitions/s", 0,
+         "value", True),
+        ("create_partitions_per_s", "create the image, batched requests", "partitions/s", 0,
+         "value", True),
+        ("create_partitions", "  partitions created", "", 0, "value", False),
+        ("settle_seconds", "  every broker unfenced again after", "s", 1, "value", True),
+        ("metadata_records", "  metadata records committed", "", 0, "value", False),
+        ("rss_idle_mib", "RSS of all nodes, idle", "MiB", 0, "sum", True),
+        ("rss_loaded_mib", "RSS of all nodes with the image", "MiB", 0, "sum", True),
+        ("idle_cpu_percent", "CPU of all nodes while idle with the image", "%", 0, "sum",
+         True),
+        ("failover_elected_ms", "controller kill -9: new leader elected, median", "ms", 0,
+         "median", True),
+        ("failover_first_write_ms", "controller kill -9: first committed CreateTopics, "
+         "median", "ms", 0, "median", True),
+        ("election_timeout_ms", "  election timeout (configured)", "ms", 0, "value", False),
+        ("create_rf3_partitions_per_s", "fresh cluster: create RF=3, batched requests",
+         "partitions/s", 0, "value", True),
+        ("rf3_idle_cpu_percent", "  CPU of all nodes while idle with them", "%", 0, "sum",
+         True),
+    ))
+
+
+def run(args: ControllerArgs, workdir: Path, report: Report, fsync_rate: float,
+        peer: KafkaPeer | None = None) -> None:
+    """Odradek nodes, or with ``peer`` Kafka nodes with the same settings and layout."""
     layout = args.layout
     tag = "controller" if layout == "combined" else "controller_dedicated"
     label = ("3 combined broker+controller nodes" if layout == "combined"
@@ -302,10 +348,24 @@ def run(args: ControllerArgs, workdir: Path, report: Report, fsync_rate: float) 
                    f"partitions, RF={rf}")
     report.row("disk fsync rate (4 KiB write + fsync)", f"{fsync_rate:.0f} /s")
     report.figure("fsync_per_s", fsync_rate)
-    election_ms = config_default("controller.quorum.election.timeout.ms")
+    election_ms = (config_default("controller.quorum.election.timeout.ms") if peer is None
+                   else peer.setting(3, "controller.quorum.election.timeout.ms"))
     report.figure(f"{tag}_election_timeout_ms", election_ms)
+    # A Kafka follower starts an election only after the leader has been silent for
+    # controller.quorum.fetch.timeout.ms; Odradek has no such separate timeout.
+    fetch_timeout = ""
+    if peer is not None:
+        fetch_ms = peer.settings(3).get("controller.quorum.fetch.timeout.ms")
+        fetch_timeout = (f"; quorum fetch timeout {fetch_ms} ms" if fetch_ms else
+                         "; quorum fetch timeout 2000 ms (Kafka's default)")
+        report.note("Kafka controller failover: the CreateTopics probes go to the surviving "
+                     "brokers directly (librdkafka's admin client waits on the broker "
+                     "Kafka's metadata names as controller, a random live one that can be "
+                     "the node just killed)")
+    dedicated = 3 if layout == "dedicated" else 0
     with bench_dir(workdir, tag) as base:
-        c = Cluster(base, 3, dedicated_controllers=3 if layout == "dedicated" else 0)
+        c: Any = (Cluster(base, 3, dedicated_controllers=dedicated) if peer is None
+                  else peer.cluster(base, 3, dedicated_controllers=dedicated))
         try:
             c.start()
             _settle(c, 3)
@@ -349,7 +409,9 @@ def run(args: ControllerArgs, workdir: Path, report: Report, fsync_rate: float) 
             report.row("  metadata records committed so far",
                        f"{records + 1} for {batched.created + single.created} topics, "
                        f"{batched.partitions + single.partitions} partitions (fencing a "
-                       "broker adds a leader change per partition it leads)")
+                       "broker adds a leader change per partition it leads"
+                       + (")" if peer is None else "; Kafka's count includes a NoOpRecord "
+                          "every metadata.max.idle.interval.ms)"))
             report.figure(f"{tag}_metadata_records", records + 1)
 
             time.sleep(2)
@@ -374,7 +436,8 @@ def run(args: ControllerArgs, workdir: Path, report: Report, fsync_rate: float) 
                 report.row(f"controller failover: kill -9 node {t.killed}, {image} partitions",
                            f"node {t.new_leader} elected after {elected}, first committed "
                            f"write (CreateTopics) after {write} (target < 1000 ms; "
-                           f"election timeout {election_ms}-{2 * election_ms} ms)")
+                           f"election timeout {election_ms}-{2 * election_ms} ms"
+                           f"{fetch_timeout})")
                 report.figure(f"{tag}_failover_elected_ms",
                               [round(x.elected_s * 1000) if x.elected_s is not None else None
                                for x in trials])
@@ -395,17 +458,19 @@ def run(args: ControllerArgs, workdir: Path, report: Report, fsync_rate: float) 
         finally:
             c.kill_all()
     if args.rf3_topics > 0 and rf != 3:
-        _rf3_creation(args, workdir, report, fsync_rate, tag)
+        _rf3_creation(args, workdir, report, fsync_rate, tag, peer)
 
 
 def _rf3_creation(args: ControllerArgs, workdir: Path, report: Report, fsync_rate: float,
-                  tag: str) -> None:
+                  tag: str, peer: KafkaPeer | None = None) -> None:
     """Creation with RF=3 on a fresh cluster: every broker creates every partition's log,
     and followers start fetching. Bounded: the image above is RF=1 because RF=3 at 10,000
     partitions does not settle on two shared cores."""
-    report.row(f"[fresh cluster: {args.rf3_topics} topics x {args.partitions}, RF=3]", "")
+    report.section(f"fresh cluster: {args.rf3_topics} topics x {args.partitions}, RF=3")
     with bench_dir(workdir, f"{tag}-rf3") as base:
-        c = Cluster(base, 3, dedicated_controllers=3 if args.layout == "dedicated" else 0)
+        dedicated = 3 if args.layout == "dedicated" else 0
+        c: Any = (Cluster(base, 3, dedicated_controllers=dedicated) if peer is None
+                  else peer.cluster(base, 3, dedicated_controllers=dedicated))
         try:
             c.start()
             _settle(c, 3)

@@ -18,22 +18,26 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tests.bench.common import (
     SPAWN,
+    Compared,
     Report,
     bench_dir,
     config_default,
-    describe_quorum,
     median,
     percentile,
+    quorum_views,
     stop_processes,
     unfenced_brokers,
     wait_for,
 )
 from tests.bench.single_broker import RECORD, produce_throughput
-from tests.integration.harness import Cluster, NodeProcess
+from tests.integration.harness import Cluster
+
+if TYPE_CHECKING:
+    from tests.bench.kafka_peer import KafkaPeer
 
 STAMP = struct.Struct(">qq")  # send time (CLOCK_MONOTONIC ns, shared by all processes), seq
 
@@ -311,25 +315,24 @@ class FailoverTrial:
     epochs: str
 
 
-def _active_controller(c: Cluster) -> int:
-    addrs = [n.overrides["controller.listener"] for n in c.nodes if n.alive()]
-    return wait_for(lambda: next((v.leader_id for v in describe_quorum(addrs, local_only=False)
+def _active_controller(c: Any) -> int:
+    return wait_for(lambda: next((v.leader_id for v in quorum_views(c.nodes, local_only=False)
                                   if v.leader_id > 0), None), 60, "an active controller")
 
 
-def _live_brokers(c: Cluster, expected: int) -> bool:
+def _live_brokers(c: Any, expected: int) -> bool:
     live = ",".join(n.bootstrap for n in c.nodes if n.alive())
     return len(unfenced_brokers(live)) >= expected
 
 
-def failover_trial(c: Cluster, kind: str, trial: int) -> FailoverTrial:
+def failover_trial(c: Any, kind: str, trial: int) -> FailoverTrial:
     """Leader of a fresh RF=3 partition is a node that is not the active controller (so
     only a partition leader moves); stop it with SIGKILL or SIGTERM while a probe writes."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
     controller = _active_controller(c)
     candidates = [n for n in c.nodes if n.node_id != controller]
-    victim: NodeProcess = candidates[trial % len(candidates)]
+    victim = candidates[trial % len(candidates)]
     others = [n.node_id for n in c.nodes if n is not victim]
     topic = f"failover-{kind}-{trial}"
     admin = AdminClient({"bootstrap.servers": c.bootstrap, "log_level": 3})
@@ -375,11 +378,35 @@ def failover_trial(c: Cluster, kind: str, trial: int) -> FailoverTrial:
                          probe.failed, f"{old}->{max(epochs.values()) if epochs else '?'}")
 
 
-def run(args: ReplicationArgs, workdir: Path, report: Report, disk: float) -> None:
-    session_ms = config_default("broker.session.timeout.ms")
+# Shown beside the same figures measured on the peer (--peer kafka).
+COMPARED = (
+    Compared("rf3_produce_mb_s", "produce RF=3 acks=all, 1 KiB", "MB/s"),
+    Compared("e2e_target_mb_s", "end-to-end latency measured at", "MB/s", ratio=False),
+    Compared("e2e_p50_ms", "end-to-end RF=3 acks=all p50", "ms"),
+    Compared("e2e_p99_ms", "end-to-end RF=3 acks=all p99", "ms"),
+    Compared("e2e_p999_ms", "end-to-end RF=3 acks=all p99.9", "ms"),
+    Compared("e2e_producer_ack_p99_ms", "  send -> acks=all acknowledgement p99", "ms"),
+    Compared("e2e_short_linger_p99_ms", "end-to-end p99, shorter linger.ms", "ms"),
+    Compared("failover_kill_ms", "leader SIGKILL -> first write on new leader, median", "ms",
+             0, "median"),
+    Compared("failover_kill_max_ack_gap_ms", "  longest pause between acks", "ms", 0),
+    Compared("failover_term_ms", "leader SIGTERM -> first write on new leader, median", "ms",
+             0, "median"),
+    Compared("failover_term_max_ack_gap_ms", "  longest pause between acks", "ms", 0),
+    Compared("broker_session_timeout_ms", "broker session timeout (configured)", "ms", 0,
+             ratio=False),
+)
+
+
+def run(args: ReplicationArgs, workdir: Path, report: Report, disk: float,
+        peer: KafkaPeer | None = None) -> None:
+    """Three combined Odradek nodes, or with ``peer`` three combined Kafka nodes with the
+    same settings."""
+    session_ms = (config_default("broker.session.timeout.ms") if peer is None
+                  else peer.setting(3, "broker.session.timeout.ms"))
     report.section("replication: 3 combined nodes, default settings, RF=3")
     with bench_dir(workdir, "replication") as base:
-        c = Cluster(base, 3)
+        c: Any = Cluster(base, 3) if peer is None else peer.cluster(base, 3)
         try:
             c.start()
             wait_for(lambda: _live_brokers(c, 3), 60, "3 unfenced brokers")

@@ -20,6 +20,11 @@ Suites:
                as a worker does), and produce latency p50/p99 on a compacted topic with
                the cleaner off and on (fresh 1- then 3-node cluster each). Not in 'all': the
                default suites already share out its budget; use --suite compaction
+
+--peer kafka runs single, controller, controller-dedicated and replication again against
+Apache Kafka 4.x in KRaft mode (same layout and settings, jars from Maven Central cached in
+.ci/cache/kafka-broker-<version>), right after Odradek's run of each, and shows every figure
+beside Kafka's with the ratio odradek / kafka.
 """
 
 from __future__ import annotations
@@ -34,16 +39,28 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.bench import compaction, controller, replication, single_broker, startup
 from tests.bench.common import (
+    Compared,
     Interrupted,
     Report,
     bench_dir,
     cleanup_on_signals,
+    compare_rows,
     fsyncs_per_s,
     raw_disk_write_mb_s,
+)
+from tests.bench.kafka_peer import (
+    DEFAULT_HEAP,
+    KAFKA_VERSION,
+    KafkaPeer,
+    fetch_jars,
+    java_binary,
+    parse_overrides,
 )
 
 # Kept importable from here, where it used to live.
@@ -54,6 +71,16 @@ SUITES = ("startup", "single", "controller", "controller-dedicated", "replicatio
 # compaction (about 2 minutes) is left out of 'all': the other suites' limits already share
 # out the whole 12-minute default budget, so adding it would cut the others short.
 DEFAULT = SUITES[:-1]
+PEERS = ("kafka",)
+# Suites that cannot run against a peer, and why.
+NO_PEER = {
+    "startup": "it starts odradek.testing's own test clusters",
+    "compaction": "its cleaner half builds and cleans logs with Odradek's storage code "
+                  "in-process",
+}
+# The whole run's budget by default, in seconds; with a peer every suite runs twice.
+BUDGET_S = 720
+PEER_BUDGET_S = 2 * BUDGET_S
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -62,9 +89,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--suite", default="all",
                     help=f"comma-separated suites from {', '.join(SUITES)}; "
                          f"'all' = {','.join(DEFAULT)}")
-    ap.add_argument("--budget", type=float, default=720,
-                    help="seconds for the whole run; a suite that would overrun its share "
-                         "is stopped and reports what it measured so far")
+    ap.add_argument("--budget", type=float, default=None,
+                    help=f"seconds for the whole run (default {BUDGET_S}, {PEER_BUDGET_S} "
+                         "with --peer); a suite that would overrun its share is stopped and "
+                         "reports what it measured so far")
     ap.add_argument("--seconds", type=float, default=15,
                     help="length of each throughput run")
     ap.add_argument("--producers", type=int, default=2,
@@ -113,13 +141,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="measured window of each latency run (after a 5 s warm-up)")
     g.add_argument("--compaction-nodes", default="1,3",
                    help="cluster sizes of the latency runs, comma-separated (RF = nodes)")
+    g = ap.add_argument_group("peer")
+    g.add_argument("--peer", choices=PEERS,
+                   help="also run each suite that can against Apache Kafka (KRaft, same "
+                        "layout and settings) right after Odradek, and show the ratios")
+    g.add_argument("--kafka-version", default=KAFKA_VERSION,
+                   help="Kafka release (4.x) whose broker jars are fetched from Maven Central")
+    g.add_argument("--kafka-heap", default=DEFAULT_HEAP,
+                   help="-Xmx/-Xms of each Kafka process (kafka-server-start.sh's default)")
+    g.add_argument("--kafka-config", action="append", default=[], metavar="KEY=VALUE",
+                   help="a server property for every Kafka node over the mirrored settings "
+                        "(repeatable)")
     g = ap.add_argument_group("internal: one suite in its own process")
     g.add_argument("--child", help=argparse.SUPPRESS)
     g.add_argument("--child-out", help=argparse.SUPPRESS)
     g.add_argument("--workdir", help=argparse.SUPPRESS)
     g.add_argument("--disk-mb-s", type=float, default=0.0, help=argparse.SUPPRESS)
     g.add_argument("--fsync-per-s", type=float, default=0.0, help=argparse.SUPPRESS)
+    g.add_argument("--child-peer", choices=PEERS, help=argparse.SUPPRESS)
+    g.add_argument("--kafka-lib", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.budget is None:
+        args.budget = PEER_BUDGET_S if args.peer else BUDGET_S
+    try:
+        args.kafka_overrides = parse_overrides(args.kafka_config)
+    except ValueError as e:
+        ap.error(str(e))
     names = DEFAULT if args.suite == "all" else tuple(
         s.strip() for s in args.suite.split(",") if s.strip())
     unknown = [s for s in names if s not in SUITES]
@@ -129,11 +176,57 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+@dataclass(frozen=True)
+class Step:
+    """One suite run in its own process: against Odradek, or against the peer."""
+
+    suite: str
+    peer: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.suite if self.peer is None else f"{self.suite} on {self.peer}"
+
+    @property
+    def key(self) -> str:
+        """Its name in result files and figure keys."""
+        base = self.suite.replace("-", "_")
+        return base if self.peer is None else f"{self.peer}_{base}"
+
+
+def plan(suites: Sequence[str], peer: str | None) -> list[Step]:
+    """Each suite, and right after it its run against the peer where it can have one."""
+    steps = []
+    for name in suites:
+        steps.append(Step(name))
+        if peer and name not in NO_PEER:
+            steps.append(Step(name, peer))
+    return steps
+
+
+def compared(name: str) -> tuple[Compared, ...]:
+    """The figures of a suite shown beside the peer's."""
+    if name == "single":
+        return single_broker.COMPARED
+    if name == "replication":
+        return replication.COMPARED
+    if name.startswith("controller"):
+        return controller.compared(name.replace("-", "_"))
+    return ()
+
+
+def kafka_peer(args: argparse.Namespace) -> KafkaPeer:
+    return KafkaPeer(Path(args.kafka_lib), args.kafka_version, args.kafka_heap,
+                     args.kafka_overrides)
+
+
 def run_suite(name: str, args: argparse.Namespace, workdir: Path, report: Report,
-              disk: float, fsync_rate: float) -> None:
+              disk: float, fsync_rate: float, peer: KafkaPeer | None = None) -> None:
+    if peer is not None and name in NO_PEER:
+        raise ValueError(f"{name} cannot run against a peer: {NO_PEER[name]}")
     if name == "single":
         single_broker.run(single_broker.SingleBrokerArgs(
-            args.seconds, args.producers, args.partitions), workdir, report, disk)
+            args.seconds, args.producers, args.partitions), workdir, report, disk, peer)
     elif name.startswith("controller"):
         controller.run(controller.ControllerArgs(
             topics=args.topics, partitions=args.topic_partitions,
@@ -142,7 +235,7 @@ def run_suite(name: str, args: argparse.Namespace, workdir: Path, report: Report
             create_deadline=args.create_deadline, failover_trials=args.controller_failovers,
             rf3_topics=args.rf3_topics,
             layout="dedicated" if name == "controller-dedicated" else "combined"),
-            workdir, report, fsync_rate)
+            workdir, report, fsync_rate, peer)
     elif name == "startup":
         startup.run(startup.StartupArgs(trials=args.startup_trials), workdir, report)
     elif name == "replication":
@@ -151,7 +244,7 @@ def run_suite(name: str, args: argparse.Namespace, workdir: Path, report: Report
             partitions=args.repl_partitions, latency_mb_s=args.latency_mb_s,
             latency_seconds=args.latency_seconds, latency_linger_ms=args.latency_linger_ms,
             latency_short_linger_ms=args.latency_short_linger_ms,
-            failover_trials=args.leader_failovers), workdir, report, disk)
+            failover_trials=args.leader_failovers), workdir, report, disk, peer)
     elif name == "compaction":
         compaction.run(compaction.CompactionArgs(
             log_mb=args.clean_log_mb, segment_mb=args.clean_segment_mb, keys=args.clean_keys,
@@ -168,18 +261,20 @@ SUITE_RESERVE_S = {"startup": 60, "single": 60, "controller": 120, "controller-d
                    "replication": 150, "compaction": 150}
 
 
-def run_child(name: str, args: argparse.Namespace, workdir: Path, disk: float,
+def run_child(step: Step, args: argparse.Namespace, workdir: Path, disk: float,
               fsync_rate: float, out: Path) -> int:
     """Inside the suite's own process: run it, results go to ``out`` as they come."""
     # A client library aborting (SIGABRT) still shows where in the suite it happened.
     faulthandler.enable(all_threads=True)
-    report = Report(sink=out)
+    peer = kafka_peer(args) if step.peer == "kafka" else None
+    report = (Report(sink=out) if peer is None else
+              Report(sink=out, figure_prefix=f"{step.peer}_", section_suffix=f" on {peer.name}"))
     with cleanup_on_signals():
         try:
-            run_suite(name, args, workdir, report, disk, fsync_rate)
+            run_suite(step.suite, args, workdir, report, disk, fsync_rate, peer)
         except Exception as e:
             traceback.print_exc()
-            report.row(f"[{name}] FAILED", f"{type(e).__name__}: {str(e)[:300]}")
+            report.row(f"[{step.label}] FAILED", f"{type(e).__name__}: {str(e)[:300]}")
             return 1
     return 0
 
@@ -199,15 +294,26 @@ def _end_group(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(10)
 
 
-def run_isolated(name: str, argv: list[str], workdir: Path, disk: float, fsync_rate: float,
-                 report: Report, limit: float) -> bool:
-    """Run one suite in its own process group. A client library aborting (librdkafka has
-    asserted under this product's error paths) or a wedged cluster then costs one suite,
-    and no node process outlives the run."""
-    out = workdir / f"{name}.json"
-    cmd = [sys.executable, "-m", "tests.bench.run", *argv, "--child", name,
+def child_argv(step: Step, argv: list[str], workdir: Path, disk: float, fsync_rate: float,
+               out: Path, kafka_lib: Path | None = None) -> list[str]:
+    """The command line of the process that runs ``step``."""
+    cmd = [sys.executable, "-m", "tests.bench.run", *argv, "--child", step.suite,
            "--child-out", str(out), "--workdir", str(workdir), "--disk-mb-s", str(disk),
            "--fsync-per-s", str(fsync_rate)]
+    if step.peer is not None:
+        assert kafka_lib is not None, "a peer step needs the peer's jars"
+        cmd += ["--child-peer", step.peer, "--kafka-lib", str(kafka_lib)]
+    return cmd
+
+
+def run_isolated(step: Step, argv: list[str], workdir: Path, disk: float, fsync_rate: float,
+                 report: Report, limit: float, kafka_lib: Path | None = None) -> bool:
+    """Run one suite in its own process group. A client library aborting (librdkafka has
+    asserted under this product's error paths) or a wedged cluster then costs one suite,
+    and no node process outlives the run (Kafka's JVMs stay in that group too)."""
+    name = step.label
+    out = workdir / f"{step.key}.json"
+    cmd = child_argv(step, argv, workdir, disk, fsync_rate, out, kafka_lib)
     proc = subprocess.Popen(cmd, start_new_session=True)
     code: int | None = None
     try:
@@ -230,12 +336,26 @@ def run_isolated(name: str, argv: list[str], workdir: Path, disk: float, fsync_r
     return False
 
 
+def prepare_peer(args: argparse.Namespace, report: Report) -> Path | None:
+    """The peer's jars (fetched once, before any suite: the download is no suite's
+    time), or None with the reason reported: the Odradek suites still run."""
+    try:
+        java_binary()
+        lib = fetch_jars(args.kafka_version)
+    except Exception as e:  # noqa: BLE001 - reported; the peer's runs are skipped
+        report.row(f"[{args.peer}] NOT RUN", f"{type(e).__name__}: {str(e)[:300]}")
+        return None
+    report.row(f"{args.peer} peer", f"apache kafka {args.kafka_version} (KRaft), jars in {lib}, "
+                                    f"heap {args.kafka_heap} per process")
+    return lib
+
+
 def main(argv: list[str] | None = None) -> int:
     raw = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(raw)
     if args.child:
-        return run_child(args.child, args, Path(args.workdir), args.disk_mb_s,
-                         args.fsync_per_s, Path(args.child_out))
+        return run_child(Step(args.child, args.child_peer), args, Path(args.workdir),
+                         args.disk_mb_s, args.fsync_per_s, Path(args.child_out))
     report = Report()
     failed: list[str] = []
     interrupted = False
@@ -246,21 +366,36 @@ def main(argv: list[str] | None = None) -> int:
             s.startswith("controller") for s in args.suites) else 0.0
         report.row("raw disk write (1 MiB blocks + fsync)", f"{disk:.1f} MB/s")
         report.figure("disk_write_mb_s", round(disk, 1))
-        for i, name in enumerate(args.suites):
+        steps = plan(args.suites, args.peer)
+        kafka_lib = prepare_peer(args, report) if args.peer else None
+        ratios: dict[str, float] = {}
+        for i, step in enumerate(steps):
+            name = step.suite
+            if step.peer is not None and kafka_lib is None:
+                continue  # the peer could not be prepared (reported above)
             t0 = time.perf_counter()
             left = args.budget - (t0 - started) - sum(
-                SUITE_RESERVE_S.get(n, 60) for n in args.suites[i + 1:])
+                SUITE_RESERVE_S.get(s.suite, 60) for s in steps[i + 1:]
+                if s.peer is None or kafka_lib is not None)
             limit = max(SUITE_RESERVE_S.get(name, 60), min(SUITE_LIMIT_S.get(name, 600), left))
             try:
-                if not run_isolated(name, raw, workdir, disk, fsync_rate, report, limit):
-                    failed.append(name)
+                if not run_isolated(step, raw, workdir, disk, fsync_rate, report, limit,
+                                    kafka_lib):
+                    failed.append(step.label)
             except Interrupted:
-                failed.append(name)
-                report.row(f"[{name}] INTERRUPTED", "stopped by a signal; results so far")
+                failed.append(step.label)
+                report.row(f"[{step.label}] INTERRUPTED", "stopped by a signal; results so far")
                 interrupted = True
                 break
-            report.figure(f"{name.replace('-', '_')}_suite_seconds",
-                          round(time.perf_counter() - t0, 1))
+            report.figure(f"{step.key}_suite_seconds", round(time.perf_counter() - t0, 1))
+            if args.peer and step.peer is None and name in NO_PEER:
+                report.row(f"[{name}] not run against {args.peer}", NO_PEER[name])
+            if step.peer is not None:
+                ratios.update(compare_rows(
+                    report, f"{name}: odradek vs {step.peer} {args.kafka_version}, same run "
+                            "(ratio = odradek / kafka)", compared(name), report.figures,
+                    step.peer))
+                report.figure("kafka_ratio", ratios)
         if not interrupted:
             # Measured again at the end: how far the machine's bandwidth moved meanwhile.
             end_disk = raw_disk_write_mb_s(workdir)

@@ -14,15 +14,20 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tests.bench.common import (
     SPAWN,
+    Compared,
     Report,
     bench_dir,
     stop_node,
     stop_processes,
 )
 from tests.integration.harness import NodeProcess
+
+if TYPE_CHECKING:
+    from tests.bench.kafka_peer import KafkaPeer
 
 RECORD = 1024
 
@@ -138,12 +143,24 @@ class SingleBrokerArgs:
     partitions: int = 4
 
 
-def run(args: SingleBrokerArgs, workdir: Path, report: Report, disk: float) -> None:
+# Shown beside the same figures measured on the peer (--peer kafka).
+COMPARED = (
+    Compared("produce_mb_s", "produce acks=1, 1 KiB", "MB/s"),
+    Compared("consume_mb_s", "consume", "MB/s"),
+    Compared("produce_p50_ms", "produce latency at 1000 msg/s, p50", "ms", 2),
+    Compared("produce_p99_ms", "produce latency at 1000 msg/s, p99", "ms", 2),
+)
+
+
+def run(args: SingleBrokerArgs, workdir: Path, report: Report, disk: float,
+        peer: KafkaPeer | None = None) -> None:
+    """One Odradek node, or with ``peer`` one Kafka node with the same settings."""
     from kafka.admin import KafkaAdminClient, NewTopic
 
     report.section("single broker: one node, RF=1")
     with bench_dir(workdir, "single") as tmp:
-        node = NodeProcess(tmp / "bench")
+        node: Any = (NodeProcess(tmp / "bench") if peer is None
+                     else peer.cluster(tmp / "bench", 1).nodes[0])
         try:
             node.start()
             admin = KafkaAdminClient(bootstrap_servers=node.bootstrap)
