@@ -9,7 +9,9 @@ such steps visible:
   ``odradek_event_loop_lag_seconds``);
 * a thread checks that the ticker keeps ticking; when the loop has not run for
   ``stall_s`` it logs the loop thread's stack once for that stall (the code holding the
-  loop) and counts it (``odradek_event_loop_stalls_total``).
+  loop) and how much of the stall the loop thread spent on a CPU (little means the process
+  was starved of CPU or blocked in a system call, not computing), and counts it
+  (``odradek_event_loop_stalls_total``).
 
 The thread only reads a timestamp and, on a stall, the other thread's frames
 (``sys._current_frames``): it costs nothing while the loop is healthy.
@@ -45,13 +47,19 @@ class LoopWatchdog:
             "Times the event loop ran nothing for the stall threshold; each is logged with "
             "the code that held it.", registry=registry)
         self._last_tick = time.monotonic()
+        self._last_tick_cpu = 0.0
         self._loop_thread: int | None = None
+        self._cpu_clock: int | None = None
         self._task: asyncio.Task[None] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         self._loop_thread = threading.get_ident()
+        try:
+            self._cpu_clock = time.pthread_getcpuclockid(self._loop_thread)
+        except (AttributeError, OSError):  # not on every platform
+            self._cpu_clock = None
         self._last_tick = time.monotonic()
         self._task = asyncio.get_running_loop().create_task(self._tick(), name="loop-ticker")
         self._thread = threading.Thread(target=self._watch, name="loop-watchdog", daemon=True)
@@ -73,6 +81,7 @@ class LoopWatchdog:
             now = time.monotonic()
             self.lag.observe(max(0.0, now - due))
             self._last_tick = now
+            self._last_tick_cpu = time.thread_time()
 
     def _watch(self) -> None:
         reported = False
@@ -87,5 +96,9 @@ class LoopWatchdog:
             self.stalls.inc()
             frame = sys._current_frames().get(self._loop_thread or 0)
             stack = "".join(traceback.format_stack(frame)[-12:]) if frame else "(unknown)\n"
-            log.warning("the event loop has not run for %.2fs (heartbeats, Raft and requests "
-                        "wait meanwhile); it is running:\n%s", held, stack.rstrip())
+            cpu = ""
+            if self._cpu_clock is not None:
+                on_cpu = time.clock_gettime(self._cpu_clock) - self._last_tick_cpu
+                cpu = f", {on_cpu:.2f}s of it on a CPU"
+            log.warning("the event loop has not run for %.2fs%s (heartbeats, Raft and requests "
+                        "wait meanwhile); it is running:\n%s", held, cpu, stack.rstrip())
