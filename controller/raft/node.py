@@ -252,6 +252,24 @@ class RaftNode:
         else:
             self._send_append(target)
 
+    def forget_leader(self, leader: int, campaign_within_ticks: int = 2) -> bool:
+        """The runtime saw ``leader``'s process go (its connection closed): stop counting
+        on it (etcd's ForgetLeader). Out of its lease, this follower grants pre-votes at
+        once, and its election timer is brought forward so that it campaigns within
+        ``campaign_within_ticks`` (at a random tick, so two followers that both noticed do
+        not split their votes every time) instead of a whole election timeout.
+
+        Safe whatever the truth: a leader that is alive after all is followed again at its
+        next heartbeat, and a pre-vote only succeeds where a majority also lost the leader
+        (the others are still in its lease and refuse). Returns whether anything changed."""
+        if self.role is not Role.FOLLOWER or self.lead != leader or self.is_observer:
+            return False
+        self.lead = None
+        ahead = 1 + self._rng.randrange(max(1, campaign_within_ticks))
+        self.election_elapsed = max(self.election_elapsed,
+                                    self.randomized_election_timeout - ahead)
+        return True
+
     def compact(self, index: int, snapshot_data: bytes) -> None:
         """Replace entries <= index by a snapshot of the state machine at ``index``."""
         if index <= self.log.snapshot_index:

@@ -251,6 +251,14 @@ class RaftDriver:
         self.node.transfer_leadership(target)
         self._wake.set()
 
+    def peer_lost(self, peer_id: int) -> None:
+        """The transport lost its connection to ``peer_id``: if that is our leader, stop
+        waiting a whole election timeout for it (RaftNode.forget_leader)."""
+        if self.node.forget_leader(peer_id):
+            log.info("node %d: lost the connection to the leader, node %d; campaigning "
+                     "unless it comes back", self.node.id, peer_id)
+            self._wake.set()
+
     def on_leader_change(self, callback: LeaderChangeCallback) -> None:
         """``callback()`` runs on the event loop after any change of is_leader, leader_id or
         term."""

@@ -144,6 +144,8 @@ class RaftMetadataLog:
         self.driver = RaftDriver(node, self._store, self._transport, apply=self._apply,
                                  restore=self._restore, initial_snapshot=view.snapshot,
                                  tick_ms=settings.tick_ms)
+        if isinstance(self._transport, GrpcTransport):
+            self._transport.on_peer_lost = self.driver.peer_lost
         # Committed batches since the last snapshot, for read_from().
         self._batches: deque[_Batch] = deque()
         self._next_offset = 0

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import random
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -83,6 +83,7 @@ class _Peer:
         self.stats = PeerStats(address)
         self.channel: grpc.aio.Channel | None = None
         self.task: asyncio.Task[None] | None = None
+        self.watch: asyncio.Task[None] | None = None
         self._drop_logged = False
 
     def enqueue(self, m: Message) -> None:
@@ -102,8 +103,27 @@ class _Peer:
         self.channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
         self.task = asyncio.get_running_loop().create_task(
             self._run(), name=f"raft-send-{self.owner.node_id}-to-{self.peer_id}")
+        self.watch = asyncio.get_running_loop().create_task(
+            self._watch(), name=f"raft-watch-{self.owner.node_id}-to-{self.peer_id}")
         if self.queue:
             self.wakeup.set()
+
+    async def _watch(self) -> None:
+        """Tell the owner when an established connection to the peer is lost: the kernel
+        closes a dead process's sockets at once, long before an election timeout."""
+        assert self.channel is not None
+        ready = grpc.ChannelConnectivity.READY
+        state = self.channel.get_state(try_to_connect=False)
+        while True:
+            await self.channel.wait_for_state_change(state)
+            new = self.channel.get_state(try_to_connect=False)
+            if state is ready and new is not ready and self.owner.on_peer_lost is not None:
+                try:
+                    self.owner.on_peer_lost(self.peer_id)
+                except Exception:
+                    log.exception("node %d: handling the loss of node %d failed",
+                                  self.owner.node_id, self.peer_id)
+            state = new
 
     def _next_batch(self) -> list[Message]:
         batch: list[Message] = []
@@ -156,10 +176,12 @@ class _Peer:
                 backoff = self.owner.backoff_s
 
     async def close(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
+        for task in (self.task, self.watch):
+            if task is None:
+                continue
+            task.cancel()
             try:
-                await self.task
+                await task
             except asyncio.CancelledError:
                 pass
         if self.channel is not None:
@@ -189,6 +211,8 @@ class GrpcTransport:
         self.backoff_max_s = backoff_max_s
         self.rng = rng or random.Random()
         self._peers: dict[int, _Peer] = {p: _Peer(self, p, a) for p, a in peers.items()}
+        # Called with a peer's id when an established connection to it is lost.
+        self.on_peer_lost: Callable[[int], None] | None = None
         self._started = False
         self._unknown_logged: set[int] = set()
 

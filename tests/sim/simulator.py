@@ -41,7 +41,7 @@ from tests.sim.invariants import InvariantChecker, InvariantViolation, LivenessV
 
 TICK = 10  # virtual time units per Raft tick
 
-_TICK, _DELIVER, _READY, _PROPOSE, _FAULT, _RESTART, _UNBLOCK = range(7)
+_TICK, _DELIVER, _READY, _PROPOSE, _FAULT, _RESTART, _UNBLOCK, _PEER_LOST = range(8)
 _KIND_NAMES = ["tick", "deliver", "ready", "propose", "fault", "restart", "unblock"]
 
 
@@ -254,6 +254,14 @@ class Simulation:
         elif kind == _UNBLOCK:
             self.blocked.discard(arg)
             self._note("unblock", arg)
+        elif kind == _PEER_LOST:
+            observer, lost = arg
+            node = self.nodes[observer]
+            if node.raft is not None and node.incarnation == inc \
+                    and node.raft.forget_leader(lost):
+                self._note("forget leader", f"{observer} forgets {lost}")
+                self.stats["forgot leader"] += 1
+                self._schedule_ready(node)
         self.events_run += 1
         self.fingerprint = hash((self.fingerprint, t, kind))
         self.checker.observe(self.nodes.values())
@@ -360,6 +368,12 @@ class Simulation:
         self.stats["crashes"] += 1
         self.stats[f"crash {how}"] += 1
         self._note("crash", f"{node.id} {how}")
+        # The runtime: the survivors' connections to a dead process close within a moment,
+        # and they forget it if it led them (RaftNode.forget_leader).
+        for other in self.nodes.values():
+            if other is not node and other.raft is not None:
+                self._push(self.now + self.rng.randint(0, 2 * TICK), _PEER_LOST,
+                           (other.id, node.id), other.incarnation)
         if self.faults_enabled:
             delay = self.rng.randint(1, 8 * self.sc.election_tick) * TICK
             self._push(self.now + delay, _RESTART, node.id, node.incarnation)
@@ -499,6 +513,15 @@ class Simulation:
                 | {(o, victim) for o in ids if o != victim},
                 heal_at,
             )
+            # Sometimes the cut is seen as lost connections on both sides (a live leader
+            # forgotten; a cut-off follower forgetting a leader that is fine).
+            if rng.random() < 0.5:
+                for a, b in [(o, victim) for o in ids if o != victim] + \
+                        [(victim, o) for o in ids if o != victim]:
+                    node = self.nodes[a]
+                    if node.raft is not None:
+                        self._push(self.now + rng.randint(0, 2 * TICK), _PEER_LOST, (a, b),
+                                   node.incarnation)
         elif action == "split":
             side = set(rng.sample(ids, rng.randint(1, len(ids) - 1)))
             self._block({(a, b) for a in ids for b in ids if (a in side) != (b in side)}, heal_at)

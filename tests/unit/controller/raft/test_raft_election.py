@@ -176,3 +176,38 @@ def test_restart_recovers_term_and_vote() -> None:
     node = c.start(2)
     assert node.term == 1 and node.vote == 1 and node.log.committed == 1
     assert node.role is Role.FOLLOWER and node.lead is None
+
+
+def test_followers_that_lost_the_leaders_connection_elect_within_two_ticks() -> None:
+    # The runtime sees a dead leader's connections close; forget_leader skips the wait for
+    # a whole election timeout (10-19 ticks) without giving up pre-vote's protection.
+    c = Cluster()
+    c.campaign(1)
+    c.crash(1)
+    assert c[2].forget_leader(1) and c[3].forget_leader(1)
+    assert c[2].lead is None
+    assert not c[2].forget_leader(1)  # once
+    # Node 2's timer fires within two ticks (timers of different processes are not in step:
+    # node 3, out of the lease too, grants its pre-vote and vote meanwhile).
+    for _ in range(2):
+        c.tick(2)
+        c.stabilize()
+    leader = c.leader()
+    assert leader is c[2] and leader.term == 2 and c[3].lead == 2
+
+
+def test_one_follower_forgetting_a_live_leader_disrupts_nothing() -> None:
+    c = Cluster()
+    c.campaign(1)
+    assert c[3].forget_leader(1)  # a connection glitch; node 2 still hears the leader
+    for _ in range(3):
+        c.tick(2)
+        c.tick(3)
+        c.stabilize()
+    # Node 3's pre-vote is refused by node 2 (in the leader's lease); the leader's next
+    # heartbeat gives node 3 its leader back.
+    c.tick(1)
+    c.stabilize()
+    assert c.leader() is c[1] and {n.term for n in c.up()} == {1}
+    assert c[3].lead == 1
+    assert not c[1].forget_leader(1)  # a leader forgets nobody
