@@ -268,6 +268,12 @@ class RaftMetadataLog:
         lead = self.driver.leader_id
         return NO_LEADER if lead is None else lead
 
+    def lost_peers(self) -> frozenset[int]:
+        """Voters whose connection to this node was lost (their process probably died)."""
+        if isinstance(self._transport, GrpcTransport):
+            return self._transport.lost_peers()
+        return frozenset()
+
     @property
     def leader_address(self) -> str | None:
         return self.address_of(self.leader_id)

@@ -84,6 +84,7 @@ class _Peer:
         self.channel: grpc.aio.Channel | None = None
         self.task: asyncio.Task[None] | None = None
         self.watch: asyncio.Task[None] | None = None
+        self.lost = False  # connected once, and not now
         self._drop_logged = False
 
     def enqueue(self, m: Message) -> None:
@@ -117,6 +118,10 @@ class _Peer:
         while True:
             await self.channel.wait_for_state_change(state)
             new = self.channel.get_state(try_to_connect=False)
+            if new is ready:
+                self.lost = False
+            elif state is ready:
+                self.lost = True
             if state is ready and new is not ready and self.owner.on_peer_lost is not None:
                 try:
                     self.owner.on_peer_lost(self.peer_id)
@@ -252,6 +257,10 @@ class GrpcTransport:
                 peer = self._peers[peer_id] = _Peer(self, peer_id, address)
                 if self._started:
                     peer.start()
+
+    def lost_peers(self) -> frozenset[int]:
+        """Peers whose connection was established and is not now (a dead process's)."""
+        return frozenset(p for p, peer in self._peers.items() if peer.lost)
 
     def channel(self, peer_id: int) -> grpc.aio.Channel | None:
         """The channel to a peer, for other calls (DescribeQuorum forwarding)."""

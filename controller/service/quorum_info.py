@@ -37,6 +37,8 @@ class QuorumInfo(Protocol):
 
     def on_leader_change(self, cb: LeaderChangeCallback) -> None: ...
 
+    def lost_peers(self) -> frozenset[int]: ...  # voters whose connection to us is down
+
 
 class ManualQuorumInfo:
     """A QuorumInfo whose state is set by `set()`; for tests and single-node setups."""
@@ -54,6 +56,7 @@ class ManualQuorumInfo:
         self._leader_address = leader_address
         self._term = term
         self._callbacks: list[LeaderChangeCallback] = []
+        self.lost: frozenset[int] = frozenset()
 
     @property
     def is_leader(self) -> bool:
@@ -73,6 +76,9 @@ class ManualQuorumInfo:
 
     def on_leader_change(self, cb: LeaderChangeCallback) -> None:
         self._callbacks.append(cb)
+
+    def lost_peers(self) -> frozenset[int]:
+        return self.lost
 
     def set(
         self,

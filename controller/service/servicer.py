@@ -180,8 +180,11 @@ class ControllerService(pb_grpc.ControllerServicer):
         if self._quorum.is_leader:
             if self._leading_term != self._quorum.term:
                 self._leading_term = self._quorum.term
-                # The old leader's timers are lost with it: everyone gets a full session.
-                self.sessions.reset(self._controller.image)
+                # The old leader's timers are lost with it: everyone gets a full session,
+                # but for the brokers of nodes whose connection we lost (the old leader's own
+                # process, in a combined node), which must show up within two heartbeats.
+                self.sessions.reset(self._controller.image, self._quorum.lost_peers(),
+                                    2 * self.heartbeat_interval_ms / 1000)
                 log.info("%s: active in term %d; %d broker sessions started", self._name,
                          self._quorum.term, len(self._controller.image.unfenced_broker_ids()))
         else:

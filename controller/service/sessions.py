@@ -8,7 +8,10 @@ rules, following Kafka's BrokerHeartbeatManager:
 - A session that sees no heartbeat for `session_timeout` expires; the controller fences the
   broker, which moves its leaderships away.
 - A new active controller knows nothing of the old one's timers, so it gives every registered
-  unfenced broker a fresh full session (`reset`) before expiring anyone.
+  unfenced broker a fresh full session (`reset`) before expiring anyone; except a broker
+  whose node's connection to this controller was lost (in a combined node, the process of
+  the dead controller itself): its session starts cut to `suspect_grace`, as if its
+  liveness stream had closed, and opening one gives it the full session.
 - Controlled shutdown: a heartbeat with want_shutdown marks the session as shutting down for
   good (this registration is never unfenced again); the controller fences the broker and tells
   it to stop once it leads no partition.
@@ -65,6 +68,7 @@ class _Session:
     streams: int = 0  # liveness streams open for this registration
     disconnected: bool = False  # it held a stream and lost the last one
     last_heartbeat: float | None = None
+    grace: float = 0.0  # what a heartbeat extends a disconnected session by
 
 
 # Upper bounds (seconds) of the heartbeat gap histogram: around the default 0.5 s interval,
@@ -168,7 +172,7 @@ class BrokerSessions:
         # A broker that lost its liveness stream must open it again to get a full session: a
         # heartbeat sent just before its process died may arrive after the stream ended.
         session.deadline = now + (
-            self.disconnect_grace if session.disconnected else self.session_timeout)
+            session.grace if session.disconnected else self.session_timeout)
         if want_shutdown:
             session.shutting_down = True
         caught_up = metadata_offset >= broker.epoch
@@ -206,6 +210,7 @@ class BrokerSessions:
         if session.streams or self.disconnect_grace <= 0 or session.shutting_down:
             return False
         session.disconnected = True
+        session.grace = self.disconnect_grace
         session.deadline = min(session.deadline, self._clock() + self.disconnect_grace)
         return True
 
@@ -251,11 +256,25 @@ class BrokerSessions:
             if not broker.fenced and broker.id not in self._sessions:
                 self._sessions[broker.id] = _Session(broker.epoch, deadline)
 
-    def reset(self, image: MetadataImage) -> None:
+    def reset(self, image: MetadataImage, suspects: frozenset[int] = frozenset(),
+              suspect_grace: float = 0.0) -> None:
         """Called when this controller becomes active: every registered unfenced broker gets
-        a fresh full session, since this controller cannot know when they last heartbeated."""
+        a fresh full session, since this controller cannot know when they last heartbeated;
+        ``suspects`` (brokers whose node this controller has lost its connection to) get
+        ``suspect_grace`` to open a liveness stream here, and heartbeats extend theirs by
+        as much until they do."""
         self._sessions.clear()
         self.track_unfenced(image)
+        if self.disconnect_grace <= 0:
+            return
+        grace = min(max(suspect_grace, self.disconnect_grace), self.session_timeout)
+        deadline = self._clock() + grace
+        for broker_id in suspects:
+            session = self._sessions.get(broker_id)
+            if session is not None:
+                session.disconnected = True
+                session.grace = grace
+                session.deadline = min(session.deadline, deadline)
 
     def clear(self) -> None:
         self._sessions.clear()

@@ -86,3 +86,32 @@ def test_a_paused_broker_keeps_its_session_until_the_timeout(cluster: Cluster) -
         victim.resume()
     time.sleep(1)
     assert live_brokers(cluster, witness) == {1, 2, 3}
+
+
+def test_a_killed_active_controller_is_replaced_and_its_broker_fenced_at_once(
+        cluster: Cluster) -> None:
+    # The other controllers see their connections to the dead node close: they elect a new
+    # leader without waiting out an election timeout, and the new active controller gives
+    # the dead node's broker two heartbeat intervals, not the 20 s session.
+    wait_for(lambda: live_brokers(cluster, cluster.nodes[0]) == {1, 2, 3}, 30,
+             "all brokers unfenced")
+    victim = next(n for n in cluster.all_nodes() if metric(n, "odradek_controller_active") == 1)
+    witness = next(n for n in cluster.all_nodes() if n is not victim)
+    victim.kill()
+    killed = time.monotonic()
+    wait_for(lambda: any(metric(n, "odradek_controller_active") == 1
+                         for n in cluster.all_nodes() if n is not victim), 10,
+             "a new active controller")
+    elected_after = time.monotonic() - killed
+    wait_for(lambda: victim.node_id not in live_brokers(cluster, witness), 10,
+             "the dead controller's broker to be fenced")
+    fenced_after = time.monotonic() - killed
+    # Election timeout 1 s (1-2 s to an election without the lost connection); two
+    # heartbeat intervals of 500 ms for the broker; margin for a loaded machine.
+    assert elected_after < 1.0, elected_after
+    assert fenced_after < 3.0, fenced_after
+    logs = "".join(n.logs() for n in cluster.all_nodes())
+    assert "lost the connection to the leader" in logs
+    victim.start()
+    wait_for(lambda: live_brokers(cluster, witness) == {1, 2, 3}, 30,
+             "the restarted node's broker to be unfenced")

@@ -306,3 +306,31 @@ def test_heartbeat_gaps_and_fencing_reasons_are_recorded(clock: Clock) -> None:
     assert 'odradek_controller_broker_heartbeat_gap_max_seconds{broker="1"} 1.2' in text
     assert 'odradek_controller_brokers_fenced_total{reason="process_gone"} 1.0' in text
     assert 'odradek_controller_brokers_fenced_total{reason="session_timeout"} 1.0' in text
+
+
+def test_a_new_controller_cuts_the_session_of_a_broker_whose_node_it_lost(
+        clock: Clock) -> None:
+    # In a combined node the dead active controller's broker died with it: the new
+    # controller, which lost its connection to that node, gives its broker two heartbeat
+    # intervals to show up instead of a whole session timeout.
+    sessions = BrokerSessions(TIMEOUT_MS, clock, disconnect_grace_ms=300)
+    image = unfence(register(unfence(register(MetadataImage.EMPTY, 1), 1), 2), 2)
+    e1, e2 = image.brokers[1].epoch, image.brokers[2].epoch
+    sessions.reset(image, suspects=frozenset({1}), suspect_grace=1.0)
+    clock.advance(999)
+    assert sessions.expire(image) == []
+    clock.advance(2)
+    assert sessions.expire(image) == [(1, e1)]
+    assert sessions.fenced_by_reason == {"process_gone": 1}
+
+    # A suspect that is alive after all: its heartbeats keep it, its stream makes it whole.
+    sessions.reset(image, suspects=frozenset({2}), suspect_grace=1.0)
+    for _ in range(4):
+        clock.advance(500)
+        sessions.heartbeat(image, 2, e2, 5)
+        assert sessions.expire(image) == []
+    sessions.liveness_opened(image, 2, e2)
+    clock.advance(TIMEOUT_MS - 1)
+    sessions.heartbeat(image, 2, e2, 5)
+    clock.advance(TIMEOUT_MS - 1)
+    assert (2, e2) not in sessions.expire(image)  # broker 1, silent all along, goes
