@@ -165,9 +165,11 @@ class LeaderFetcher:
                                                       for p in parts.values()):
             version = MIN_FETCH_VERSION
         used = self._version_used
-        if used is not None and (version >= FETCH_TOPIC_IDS_VERSION) \
-                != (used >= FETCH_TOPIC_IDS_VERSION):
-            self.session.reset()  # a session's partitions are keyed by ids or by names
+        if version != used:
+            log.info("fetching from broker %d with Fetch v%d", self.leader_id, version)
+            if used is not None and (version >= FETCH_TOPIC_IDS_VERSION) \
+                    != (used >= FETCH_TOPIC_IDS_VERSION):
+                self.session.reset()  # a session's partitions are keyed by ids or by names
         self._version_used = version
         return version
 

@@ -365,7 +365,7 @@ async def handle_delete_records(node: FetchNode, ctx: RequestContext, req: Any) 
 
 
 APIS: tuple[ApiSpec[FetchNode], ...] = (
-    ApiSpec(1, 4, 12, handle_fetch),
+    ApiSpec(1, 4, 18, handle_fetch),
     ApiSpec(2, 1, 7, handle_list_offsets),
     ApiSpec(23, 2, 4, handle_offset_for_leader_epoch),
     ApiSpec(21, 0, 2, handle_delete_records),
