@@ -299,6 +299,9 @@ class Compared:
     digits: int = 1
     how: str = "value"  # "median": of a list of trials; "sum": over a dict of nodes
     ratio: bool = True  # False for settings and counts, where a ratio says nothing
+    # A figure that must be the same in both runs for a ratio to mean something (the rate
+    # a latency was measured at: the suite halves it while a cluster cannot keep up).
+    same: str = ""
 
     def value(self, figures: dict[str, Any], prefix: str = "") -> float | None:
         v = figures.get(prefix + self.key)
@@ -312,7 +315,7 @@ class Compared:
         return float(v)
 
     def text(self, v: float | None) -> str:
-        return "-" if v is None else f"{v:,.{self.digits}f} {self.unit}"
+        return "-" if v is None else f"{v:,.{self.digits}f} {self.unit}".rstrip()
 
 
 def compare_rows(report: Report, title: str, specs: Sequence[Compared],
@@ -327,7 +330,9 @@ def compare_rows(report: Report, title: str, specs: Sequence[Compared],
         if ours is None and theirs is None:
             continue
         text = f"odradek {spec.text(ours)} | {peer} {spec.text(theirs)}"
-        if spec.ratio and ours is not None and theirs:
+        if spec.same and figures.get(spec.same) != figures.get(prefix + spec.same):
+            text += f" (no ratio: {spec.same} differs)"
+        elif spec.ratio and ours is not None and theirs:
             ratios[spec.key] = round(ours / theirs, 3)
             text += f" ({ours / theirs:.2f}x)"
         rows.append((spec.label, text))

@@ -192,12 +192,20 @@ def test_peer_report_and_side_by_side_rows(tmp_path: Path) -> None:
     parent.figure("failover_kill_ms", [400, 600])
     parent.figure("rss_mib", {"1": 90.0, "2": 110.0})
     parent.figure("timeout_ms", 2000)
+    parent.figure("records", 12106)
+    child.figure("records", 12150)
+    parent.figure("rate", 10.0)
+    child.figure("rate", 5.0)
+    parent.figure("p99_ms", 20.0)
+    child.figure("p99_ms", 40.0)
     assert parent.merge_file(tmp_path / "k.json")
     assert parent.rows == [("[single broker on apache kafka 4.1.1]", "")]
     specs = [Compared("produce_mb_s", "produce", "MB/s"),
              Compared("failover_kill_ms", "failover", "ms", 0, "median"),
              Compared("rss_mib", "RSS", "MiB", 0, "sum"),
              Compared("timeout_ms", "timeout", "ms", 0, ratio=False),
+             Compared("records", "records", "", 0, ratio=False),
+             Compared("p99_ms", "p99", "ms", same="rate"),
              Compared("never_measured", "nothing", "s")]
     ratios = compare_rows(parent, "single: odradek vs kafka", specs, parent.figures)
     assert parent.rows[1:] == [
@@ -206,6 +214,8 @@ def test_peer_report_and_side_by_side_rows(tmp_path: Path) -> None:
         ("failover", "odradek 500 ms | kafka 1,100 ms (0.45x)"),
         ("RSS", "odradek 200 MiB | kafka 900 MiB (0.22x)"),
         ("timeout", "odradek 2,000 ms | kafka -"),
+        ("records", "odradek 12,106 | kafka 12,150"),
+        ("p99", "odradek 20.0 ms | kafka 40.0 ms (no ratio: rate differs)"),
     ]
     assert ratios == {"produce_mb_s": 0.4, "failover_kill_ms": 0.455, "rss_mib": 0.222}
 
