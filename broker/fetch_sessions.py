@@ -72,6 +72,11 @@ class CachedPartition:
     high_watermark: int = -1
     last_stable_offset: int = -1
     log_start_offset: int = -1
+    # The partition object and its change count when an answer last left the fetcher
+    # caught up with nothing to say; while both still hold, an incremental fetch that does
+    # not name the partition skips reading it (see handlers/fetch.py). None: read it.
+    seen: object | None = None
+    seen_changes: int = -1
 
     def must_respond(self, entry: Mapping[str, Any], update: bool) -> bool:
         """Whether the answer ``entry`` of this partition has something the fetcher does not
@@ -238,6 +243,18 @@ class FetchContext:
     uses_topic_ids: bool = False
     # With topic ids: each partition's topic name, None for an id the broker does not know.
     names: dict[PartitionKey, str | None] = field(default_factory=dict)
+    # Incremental: the partitions the request named (new or with new parameters).
+    named: frozenset[PartitionKey] = frozenset()
+
+    def unchanged(self, tp: PartitionKey, current: object, changes: int) -> bool:
+        """Incremental, not named, and ``current`` (the partition now hosted for ``tp``)
+        has not changed since an answer left the fetcher caught up with it."""
+        if self.kind is not ContextKind.INCREMENTAL or tp in self.named:
+            return False
+        assert self.session is not None
+        held = self.session.partitions.get(tp)
+        return (held is not None and held.seen is current
+                and held.seen_changes == changes)
 
     def topic_name(self, tp: PartitionKey) -> str | None:
         """The name of the topic of ``tp``, one of ``self.partitions``."""
@@ -247,16 +264,21 @@ class FetchContext:
         return tp[0]
 
     def finish(self, cache: FetchSessionCache, now_ms: int,
-               answers: list[tuple[PartitionKey, dict[str, Any]]]
+               answers: list[tuple[PartitionKey, dict[str, Any]]],
+               caught_up: Mapping[PartitionKey, tuple[object, int]] | None = None,
                ) -> tuple[int, list[tuple[PartitionKey, dict[str, Any]]]]:
         """The answer's session id and partitions, given the answers read for
-        ``self.partitions`` (same order). Records what the fetcher now knows."""
+        ``self.partitions`` (same order; partitions skipped as ``unchanged`` have none).
+        Records what the fetcher now knows; ``caught_up``: the partitions read whose answer
+        left the fetcher with nothing more to read, with their object and change count."""
+        caught_up = caught_up or {}
         if self.kind is ContextKind.FULL:
             params = dict(self.partitions)
             cached_parts: dict[PartitionKey, CachedPartition] = {}
             for tp, entry in answers:
                 cp = CachedPartition(params[tp], self.names.get(tp))
                 cp.must_respond(entry, update=True)
+                cp.seen, cp.seen_changes = caught_up.get(tp, (None, -1))
                 cached_parts[tp] = cp
             return cache.maybe_create(now_ms, self.privileged, cached_parts,
                                       self.uses_topic_ids), answers
@@ -268,6 +290,7 @@ class FetchContext:
                 held = session.partitions.get(tp)
                 if held is None:  # forgotten by a later request while this one waited
                     continue
+                held.seen, held.seen_changes = caught_up.get(tp, (None, -1))
                 if held.must_respond(entry, update=True):
                     out.append((tp, entry))
                     if entry.get("records"):
@@ -331,7 +354,8 @@ def new_context(cache: FetchSessionCache, now_ms: int, session_id: int, epoch: i
     return FetchContext(ContextKind.INCREMENTAL,
                         [(tp, cp.params) for tp, cp in session.partitions.items()],
                         session=session, privileged=privileged,
-                        uses_topic_ids=uses_topic_ids, names=names)
+                        uses_topic_ids=uses_topic_ids, names=names,
+                        named=frozenset(tp for tp, _ in fetch_data))
 
 
 # --- the fetcher's side -----------------------------------------------------------------

@@ -56,6 +56,9 @@ class Partition:
         self._clock = clock
         # Long-polling fetches: woken by any append, high watermark move or leadership change.
         self.waiters: set[asyncio.Future[None]] = set()
+        # Counts those wake-ups: a fetch session that saw this value when its fetcher was
+        # caught up need not read the partition again until it moves (handlers/fetch.py).
+        self.changes = 0
         self._acks: list[_AckWait] = []
 
     # --- what the metadata says ------------------------------------------------------
@@ -208,6 +211,7 @@ class Partition:
     # --- waiting -----------------------------------------------------------------------
 
     def wake(self) -> None:
+        self.changes += 1
         for fut in self.waiters:
             if not fut.done():
                 fut.set_result(None)

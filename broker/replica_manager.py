@@ -176,7 +176,10 @@ class ReplicaManager:
             if p.log.offline:
                 continue
             try:
-                deleted += p.log.enforce_retention(now)
+                removed = p.log.enforce_retention(now)
+                if removed:
+                    p.wake()  # the log start moved: fetchers are told
+                deleted += removed
             except StorageError as e:
                 log.error("retention failed for %s-%d: %s", p.topic, p.index, e)
         return deleted

@@ -12,6 +12,7 @@ KRaft controllers use them).
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any, Protocol
@@ -41,6 +42,8 @@ from odradek.storage.errors import StorageError
 
 EARLIEST, LATEST, MAX_TIMESTAMP = -2, -1, -3
 MESSAGES_KEY = "_messages_sent"
+# Longest stretch of reading partitions for one fetch before the loop runs others.
+FETCH_SLICE_S = 0.005
 FETCH_TOPIC_IDS_VERSION = 13  # topics named by id (KIP-516)
 FETCH_REPLICA_STATE_VERSION = 15  # the follower's id and broker epoch in replica_state
 FETCH_NODE_ENDPOINTS_VERSION = 16  # leader hints (KIP-951)
@@ -151,6 +154,24 @@ def _read_partition(node: FetchNode, topic: str, topic_id: uuid.UUID | None, fp:
     return out, len(result.records), p
 
 
+def _still_in_metadata(node: FetchNode, name: str, tp: PartitionKey, by_id: bool) -> bool:
+    """The metadata still has the partition (under the same topic id): a deletion reaches
+    the image before the replica manager drops the log, and must be answered at once."""
+    t = node.image.topics.get(name)
+    return t is not None and tp[1] in t.partitions and (not by_id or t.topic_id == tp[0])
+
+
+def _caught_up(entry: dict[str, Any], fp: Any, p: Partition, replica_id: int) -> bool:
+    """The answer leaves the fetcher with nothing more to read from ``p``: no error, no
+    records, no divergence, and its position at the end it may read (the log end for a
+    follower, the high watermark for a consumer)."""
+    if entry.get("records") or entry.get("error_code", ErrorCode.none) != ErrorCode.none \
+            or "diverging_epoch" in entry:
+        return False
+    end = p.log.log_end_offset if replica_id >= 0 else p.log.high_watermark
+    return bool(fp.fetch_offset >= end)
+
+
 def _fetch_context(node: FetchNode, req: Any, version: int, replica_id: int) -> FetchContext:
     """The request's fetch session context (KIP-227). Fetch v4-6 predate sessions: their
     requests are sessionless. From v13 partitions are keyed by topic id."""
@@ -240,16 +261,38 @@ async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payloa
     while True:
         answers: list[tuple[PartitionKey, dict[str, Any]]] = []
         total, parts, urgent = 0, [], False
+        caught_up: dict[PartitionKey, tuple[object, int]] = {}
+        slice_start = time.perf_counter()
         for tp, fp in context.partitions:
+            if time.perf_counter() - slice_start > FETCH_SLICE_S:
+                # A session of thousands of partitions: let heartbeats and others run.
+                await asyncio.sleep(0)
+                slice_start = time.perf_counter()
             name = context.topic_name(tp)
             if name is None:
                 # An id this broker's metadata does not know (Kafka: UNKNOWN_TOPIC_ID).
                 entry, n, p = _error_entry(tp[1], ErrorCode.unknown_topic_id), 0, None
             else:
+                p = node.replicas.get((name, tp[1]))
+                if p is not None and context.unchanged(tp, p, p.changes) \
+                        and _still_in_metadata(node, name, tp, uses_ids):
+                    # Nothing happened to it since an answer left this fetcher caught up:
+                    # nothing to say, nothing to read. A follower still reports in (its
+                    # position holds, which keeps it in the ISR).
+                    # (If that moves the high watermark, the partition counts a change and
+                    # is read, with the new mark, by the next fetch.)
+                    if replica_id >= 0:
+                        node.replication.on_follower_fetch(p, replica_id, fp.fetch_offset,
+                                                           replica_epoch)
+                    parts.append(p)
+                    continue
+                changes = p.changes if p is not None else -1
                 budget = max(0, min(fp.partition_max_bytes, max_total - total))
                 entry, n, p = _read_partition(
                     node, name, tp[0] if uses_ids else None,  # type: ignore[arg-type]
                     fp, budget, total == 0, replica_id, replica_epoch)
+                if p is not None and _caught_up(entry, fp, p, replica_id):
+                    caught_up[tp] = (p, changes)
             total += n
             # Errors and diverging epochs answer at once, as Kafka's delayed fetch does.
             urgent = urgent or entry.get("error_code", ErrorCode.none) != ErrorCode.none \
@@ -270,7 +313,7 @@ async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payloa
         if node.stopping:
             break
     session_id, answers = context.finish(node.fetch_sessions, int(time.monotonic() * 1000),
-                                         answers)
+                                         answers, caught_up)
     topics_out = _grouped(answers, context)
     if replica_id < 0:
         for t in topics_out:

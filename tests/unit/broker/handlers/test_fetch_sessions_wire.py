@@ -495,3 +495,58 @@ def test_the_follower_forgets_a_recreated_topics_old_id(tmp_path: Path) -> None:
     session = conn.leader.fetch_sessions.sessions[fetcher.session.session_id]
     assert set(session.partitions) == {(topic_id("topic-0"), 0), (new, 1),
                                        (topic_id("topic-2"), 2)}
+
+
+def test_an_idle_session_reads_only_what_changed(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """An incremental fetch does not read a partition it does not name while nothing
+    happened to it since an answer left the fetcher caught up; one that still has data to
+    give, or was appended to, or whose log start moved, is read."""
+    parts, leader = single_leader(tmp_path, "a", "b", "c")
+    reads: list[str] = []
+    real = fetch._read_partition
+
+    def counting(node: Any, topic: str, *args: Any) -> Any:
+        reads.append(topic)
+        return real(node, topic, *args)
+
+    monkeypatch.setattr(fetch, "_read_partition", counting)
+    # Every partition holds one record (offset 0): a full fetch from offset 1 is caught up,
+    # except "c", read from 0 with room for nothing: it still has data to give.
+    small = part(0, offset=0)
+    small["partition_max_bytes"] = 0
+    full = ask(leader, 12, consumer_fetch(0, 0, [
+        {"topic": "a", "partitions": [part(0, offset=1)]},
+        {"topic": "b", "partitions": [part(0, offset=1)]},
+        {"topic": "c", "partitions": [small]}]))
+    sid = full.session_id
+    assert sid and sorted(reads) == ["a", "b", "c"]
+    reads.clear()
+    ask(leader, 12, consumer_fetch(sid, 1, []))
+    assert reads == ["c"]  # a and b unchanged and caught up: not read
+    # An append to "b": read, and its record answered.
+    parts[("b", 0)].append(encode_batch([Record(0, value=b"w")]), acks_all=False)
+    reads.clear()
+    resp = ask(leader, 12, consumer_fetch(sid, 2, []))
+    assert "b" in reads and "a" not in reads
+    assert ("b", 0, ErrorCode.none) in answers(resp, 12)
+    # A deletion reaches the metadata before the log is dropped: answered at once.
+    leader.image = image_of({tp: p for tp, p in parts.items() if tp[0] != "a"})
+    resp = ask(leader, 12, consumer_fetch(sid, 3, []))
+    assert ("a", 0, ErrorCode.unknown_topic_or_partition) in answers(resp, 12)
+
+
+def test_a_follower_skipping_idle_partitions_still_reports_its_position(
+        tmp_path: Path) -> None:
+    """Skipped partitions of a follower's session still record the follower's fetch (its
+    place in the ISR depends on it)."""
+    leaders, fetcher, conn = setup(tmp_path, 6)
+
+    async def run() -> None:
+        for _ in range(3):
+            await fetcher._fetch_once(conn)  # type: ignore[arg-type]
+        conn.leader.follower_offsets.clear()
+        await fetcher._fetch_once(conn)  # type: ignore[arg-type]
+
+    asyncio.run(run())
+    assert len(conn.leader.follower_offsets) == 6
