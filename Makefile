@@ -29,8 +29,9 @@ sim: $(STAMP)
 integration: $(STAMP)
 	$(BIN)/python -m pytest -q tests/integration
 
+# BENCH_ARGS= passes options through, e.g. BENCH_ARGS="--peer kafka" (tests/bench/README.md).
 bench: $(STAMP)
-	$(BIN)/python -m tests.bench.run
+	$(BIN)/python -m tests.bench.run $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check broker controller storage tests
