@@ -183,6 +183,12 @@ class Partition:
             self.wake()
         return self.state.isr_to_add(replica, self.log.high_watermark, self.epoch_start, live)
 
+    def follower_held(self, replica: int, offset: int) -> bool:
+        """A follower's fetch found it in the ISR at the position it last reported: the
+        cheap form of follower_fetched (ReplicaState.follower_held); False when the full
+        one is needed."""
+        return self.state.follower_held(replica, offset, self._clock(), self.log.log_end_offset)
+
     def isr_without_laggards(self, max_lag_s: float) -> tuple[int, ...] | None:
         if self.state.drop_lagging_addition(self._clock(), max_lag_s,
                                             self.log.log_end_offset):

@@ -176,6 +176,17 @@ class ReplicaState:
         if offset >= log_end:
             progress.caught_up_at = now
 
+    def follower_held(self, replica: int, offset: int, now: float, log_end: int) -> bool:
+        """``follower_fetched`` for an ISR member whose position ``offset`` is the one it
+        last reported: only its caught-up time can change (its position moves no high
+        watermark and adds it to no ISR). False, changing nothing, in any other case."""
+        progress = self.followers.get(replica)
+        if progress is None or progress.log_end != offset or replica not in self.isr:
+            return False
+        if offset >= log_end:
+            progress.caught_up_at = now
+        return True
+
     def isr_to_add(self, replica: int, high_watermark: int, epoch_start: int,
                    live: bool) -> tuple[int, ...] | None:
         """The ISR with ``replica`` added, when it has caught up: it holds everything up to

@@ -281,7 +281,7 @@ async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payloa
                     # position holds, which keeps it in the ISR).
                     # (If that moves the high watermark, the partition counts a change and
                     # is read, with the new mark, by the next fetch.)
-                    if replica_id >= 0:
+                    if replica_id >= 0 and not p.follower_held(replica_id, fp.fetch_offset):
                         node.replication.on_follower_fetch(p, replica_id, fp.fetch_offset,
                                                            replica_epoch)
                     parts.append(p)

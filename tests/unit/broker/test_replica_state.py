@@ -186,3 +186,16 @@ def test_a_pending_removal_keeps_the_replica_until_applied() -> None:
     assert s.maximal_isr == (1, 2, 3) and s.high_watermark(100) == 50
     s.assign(Assignment(ME, 5, 11, (1, 2, 3), (1, 2)), now=2)
     assert s.high_watermark(100) == 100
+
+
+def test_a_held_position_keeps_an_isr_member_caught_up_and_nothing_else() -> None:
+    # The cheap path of an incremental fetch that skipped an unchanged partition.
+    s = leader(isr=(1, 2), now=0)
+    assert not s.follower_held(2, 100, now=1, log_end=100)  # never fetched: full path
+    s.follower_fetched(2, 100, now=1, log_end=100)
+    assert s.follower_held(2, 100, now=20, log_end=100)
+    assert s.isr_without_laggards(now=25, max_lag_s=10, log_end=100) is None  # caught up at 20
+    assert not s.follower_held(2, 90, now=21, log_end=100)  # another position: full path
+    # Not in the ISR: the full path decides whether it joins.
+    s.follower_fetched(3, 100, now=1, log_end=100)
+    assert not s.follower_held(3, 100, now=2, log_end=100)
