@@ -94,11 +94,20 @@ class LoopWatchdog:
                 continue  # one report per stall
             reported = True
             self.stalls.inc()
-            frame = sys._current_frames().get(self._loop_thread or 0)
-            stack = "".join(traceback.format_stack(frame)[-12:]) if frame else "(unknown)\n"
+            stack = self._loop_stack()
             cpu = ""
             if self._cpu_clock is not None:
                 on_cpu = time.clock_gettime(self._cpu_clock) - self._last_tick_cpu
                 cpu = f", {on_cpu:.2f}s of it on a CPU"
             log.warning("the event loop has not run for %.2fs%s (heartbeats, Raft and requests "
                         "wait meanwhile); it is running:\n%s", held, cpu, stack.rstrip())
+
+    def _loop_stack(self) -> str:
+        """The loop thread's stack, as text. The frame objects are dropped before this
+        returns: held on to, they would keep the stalled code's locals alive (a 100 MB
+        request being refused, say) until the next stall."""
+        frame = sys._current_frames().get(self._loop_thread or 0)
+        try:
+            return "".join(traceback.format_stack(frame)[-12:]) if frame else "(unknown)\n"
+        finally:
+            del frame

@@ -40,3 +40,32 @@ def test_a_stall_is_counted_once_and_names_the_code_holding_the_loop(
     # The tick after the stall was about 0.6 s late.
     assert (registry.get_sample_value("odradek_event_loop_lag_seconds_bucket", {"le": "0.25"})
             or 0) < lags
+
+
+def test_a_stall_report_does_not_keep_the_stalled_codes_locals_alive() -> None:
+    import gc
+    import weakref
+
+    class Big:
+        pass
+
+    registry = CollectorRegistry()
+    refs: list[weakref.ref[Big]] = []
+
+    def stall_holding_something() -> None:
+        big = Big()
+        refs.append(weakref.ref(big))
+        time.sleep(0.5)
+
+    async def run() -> None:
+        dog = LoopWatchdog(registry, stall_s=0.2)
+        dog.start()
+        await asyncio.sleep(0.1)
+        stall_holding_something()
+        await asyncio.sleep(0.3)
+        gc.collect()
+        assert registry.get_sample_value("odradek_event_loop_stalls_total") == 1
+        assert refs[0]() is None, "the watchdog still holds the stalled frame's locals"
+        await dog.stop()
+
+    asyncio.run(run())
