@@ -25,7 +25,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import yaml
 
@@ -268,7 +268,7 @@ class LocalCluster:
     def start(self, timeout: float = 60.0) -> LocalCluster:
         """Start every node at once (nodes wait for a controller quorum, so they must start
         together) and wait until all serve."""
-        _in_parallel(lambda n: n.start(timeout), self.all_nodes(), on_error=self.kill_all)
+        in_parallel(lambda n: n.start(timeout), self.all_nodes(), on_error=self.kill_all)
         return self
 
     def node(self, node_id: int) -> NodeProcess:
@@ -292,11 +292,16 @@ class LocalCluster:
         return "\n".join(f"--- node {n.node_id} ---\n{n.logs()}" for n in self.all_nodes())
 
 
-def _in_parallel(fn: Callable[[NodeProcess], object], nodes: Iterable[NodeProcess],
-                 on_error: Callable[[], None]) -> None:
+_N = TypeVar("_N")
+
+
+def in_parallel(fn: Callable[[_N], object], nodes: Iterable[_N],
+                on_error: Callable[[], None]) -> None:
+    """``fn`` on every node at once, in threads (a node's start waits for its peers);
+    if any fails, ``on_error()`` and its exception is raised."""
     errors: list[BaseException] = []
 
-    def run(node: NodeProcess) -> None:
+    def run(node: _N) -> None:
         try:
             fn(node)
         except BaseException as e:  # reported below

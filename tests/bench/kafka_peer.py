@@ -29,17 +29,17 @@ import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import yaml
 
+from odradek.broker.local_cluster import in_parallel
 from tests.bench.common import QuorumView, config_defaults, unfenced_brokers
 from tests.integration.harness import REPO, Cluster, NodeProcess, free_port
 
@@ -500,7 +500,7 @@ class KafkaCluster:
     def start(self, timeout: float = 180.0) -> KafkaCluster:
         """Format and start every node at once (brokers wait for the controller quorum) and
         wait until every broker is registered and unfenced."""
-        _in_parallel(lambda n: n.start(timeout), self.all_nodes(), on_error=self.kill_all)
+        in_parallel(lambda n: n.start(timeout), self.all_nodes(), on_error=self.kill_all)
         deadline = time.monotonic() + timeout
         want = {n.node_id for n in self.nodes}
         seen: set[int] = set()
@@ -526,23 +526,3 @@ class KafkaCluster:
 
     def logs(self) -> str:
         return "\n".join(f"--- kafka node {n.node_id} ---\n{n.logs()}" for n in self.all_nodes())
-
-
-def _in_parallel(fn: Callable[[KafkaNode], object], nodes: Sequence[KafkaNode],
-                 on_error: Callable[[], None]) -> None:
-    errors: list[BaseException] = []
-
-    def run(node: KafkaNode) -> None:
-        try:
-            fn(node)
-        except BaseException as e:  # reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in nodes]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        on_error()
-        raise errors[0]
