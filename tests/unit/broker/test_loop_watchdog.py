@@ -24,17 +24,18 @@ def test_a_stall_is_counted_once_and_names_the_code_holding_the_loop(
     async def run() -> None:
         dog = LoopWatchdog(registry, stall_s=0.2)
         dog.start()
-        await asyncio.sleep(0.2)  # healthy: ticks, no stall
-        assert registry.get_sample_value("odradek_event_loop_stalls_total") == 0
+        await asyncio.sleep(0.2)  # healthy: ticks
         hold_the_loop_for(0.6)
         await asyncio.sleep(0.2)
         await dog.stop()
 
     with caplog.at_level(logging.WARNING, logger="odradek.loop"):
         asyncio.run(run())
-    assert registry.get_sample_value("odradek_event_loop_stalls_total") == 1
-    [record] = [r for r in caplog.records if "has not run" in r.getMessage()]
-    assert "hold_the_loop_for" in record.getMessage()
+    # Once for this stall (a loaded machine may starve the loop into others: those name
+    # other code).
+    stalls = registry.get_sample_value("odradek_event_loop_stalls_total") or 0
+    held = [r for r in caplog.records if "hold_the_loop_for" in r.getMessage()]
+    assert len(held) == 1 and stalls >= 1
     lags = registry.get_sample_value("odradek_event_loop_lag_seconds_count") or 0
     assert lags >= 4
     # The tick after the stall was about 0.6 s late.
@@ -64,7 +65,7 @@ def test_a_stall_report_does_not_keep_the_stalled_codes_locals_alive() -> None:
         stall_holding_something()
         await asyncio.sleep(0.3)
         gc.collect()
-        assert registry.get_sample_value("odradek_event_loop_stalls_total") == 1
+        assert (registry.get_sample_value("odradek_event_loop_stalls_total") or 0) >= 1
         assert refs[0]() is None, "the watchdog still holds the stalled frame's locals"
         await dog.stop()
 

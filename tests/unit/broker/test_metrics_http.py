@@ -57,7 +57,7 @@ async def _scrapes_share_one_build() -> None:
     assert all(b"odradek_test_slow 1.0" in p for p in pages)
     assert slow.calls == 1  # five scrapes, one build
     assert slow.threads and threading.main_thread().name not in slow.threads
-    assert ticks >= 15  # the loop ran on during the 0.3 s build
+    assert ticks >= 5  # the loop ran on during the 0.3 s build (on it: at most 1)
     await server.stop()
 
 
