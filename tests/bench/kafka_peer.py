@@ -39,9 +39,8 @@ from typing import IO, Any
 
 import yaml
 
-from odradek.broker.local_cluster import in_parallel
 from tests.bench.common import QuorumView, config_defaults, unfenced_brokers
-from tests.integration.harness import REPO, Cluster, NodeProcess, free_port
+from tests.integration.harness import REPO, Cluster, NodeProcess, free_port, in_parallel
 
 KAFKA_VERSION = "4.1.1"
 FETCH_SCRIPT = REPO / "tests" / "compat" / "fetch_kafka.sh"

@@ -15,11 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from odradek.broker.local_cluster import LocalCluster, NodeProcess, free_port
+from odradek.broker.local_cluster import LocalCluster, NodeProcess, free_port, in_parallel
 from tests.helpers import metric_sum
 
-__all__ = ["REPO", "Cluster", "LocalCluster", "NodeProcess", "free_port", "metric",
-           "scrape", "wait_for", "wait_port"]
+__all__ = ["REPO", "Cluster", "LocalCluster", "NodeProcess", "free_port", "in_parallel",
+           "metric", "scrape", "wait_for", "wait_port"]
 
 T = TypeVar("T")
 
