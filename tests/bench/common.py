@@ -157,7 +157,7 @@ def unfenced_brokers(bootstrap: str, timeout: float = 10.0) -> set[int]:
     """Ids of the registered, unfenced brokers as one of ``bootstrap`` sees them.
 
     DescribeCluster rather than an all-topics Metadata request: cheaper with 10,000
-    partitions, and the product rejects librdkafka's all-topics Metadata v12 request.
+    partitions (librdkafka's list_topics() over 10,000 RF=3 partitions takes about 0.6 s).
     Through kafka-python: librdkafka's describe_cluster aborted the process
     (rd_kafka_admin_response_parse: assertion `rko_result`) twice right after a large
     creation, and a poll loop should not be able to take the benchmark down."""
