@@ -246,15 +246,19 @@ class FetchContext:
     # Incremental: the partitions the request named (new or with new parameters).
     named: frozenset[PartitionKey] = frozenset()
 
-    def unchanged(self, tp: PartitionKey, current: object, changes: int) -> bool:
+    def unchanged(self, tp: PartitionKey, current: object, changes: int,
+                  log_start_offset: int) -> bool:
         """Incremental, not named, and ``current`` (the partition now hosted for ``tp``)
-        has not changed since an answer left the fetcher caught up with it."""
+        has not changed since an answer left the fetcher caught up with it: the same wake-up
+        count, and the log start offset the fetcher was last told (retention and
+        DeleteRecords move it without waking anyone)."""
         if self.kind is not ContextKind.INCREMENTAL or tp in self.named:
             return False
         assert self.session is not None
         held = self.session.partitions.get(tp)
         return (held is not None and held.seen is current
-                and held.seen_changes == changes)
+                and held.seen_changes == changes
+                and held.log_start_offset == log_start_offset)
 
     def topic_name(self, tp: PartitionKey) -> str | None:
         """The name of the topic of ``tp``, one of ``self.partitions``."""

@@ -176,10 +176,7 @@ class ReplicaManager:
             if p.log.offline:
                 continue
             try:
-                removed = p.log.enforce_retention(now)
-                if removed:
-                    p.wake()  # the log start moved: fetchers are told
-                deleted += removed
+                deleted += p.log.enforce_retention(now)
             except StorageError as e:
                 log.error("retention failed for %s-%d: %s", p.topic, p.index, e)
         return deleted

@@ -274,7 +274,8 @@ async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payloa
                 entry, n, p = _error_entry(tp[1], ErrorCode.unknown_topic_id), 0, None
             else:
                 p = node.replicas.get((name, tp[1]))
-                if p is not None and context.unchanged(tp, p, p.changes) \
+                if p is not None and context.unchanged(tp, p, p.changes,
+                                                       p.log.log_start_offset) \
                         and _still_in_metadata(node, name, tp, uses_ids):
                     # Nothing happened to it since an answer left this fetcher caught up:
                     # nothing to say, nothing to read. A follower still reports in (its

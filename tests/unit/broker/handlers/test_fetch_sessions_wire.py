@@ -530,9 +530,16 @@ def test_an_idle_session_reads_only_what_changed(tmp_path: Path,
     resp = ask(leader, 12, consumer_fetch(sid, 2, []))
     assert "b" in reads and "a" not in reads
     assert ("b", 0, ErrorCode.none) in answers(resp, 12)
+    # DeleteRecords moves "a"'s log start without waking anyone: still read and told.
+    parts[("a", 0)].log.delete_records(1)
+    reads.clear()
+    resp = ask(leader, 12, consumer_fetch(sid, 3, []))
+    assert "a" in reads
+    assert [p.log_start_offset for t in resp.responses if t.topic == "a"
+            for p in t.partitions] == [1]
     # A deletion reaches the metadata before the log is dropped: answered at once.
     leader.image = image_of({tp: p for tp, p in parts.items() if tp[0] != "a"})
-    resp = ask(leader, 12, consumer_fetch(sid, 3, []))
+    resp = ask(leader, 12, consumer_fetch(sid, 4, []))
     assert ("a", 0, ErrorCode.unknown_topic_or_partition) in answers(resp, 12)
 
 
