@@ -5,7 +5,7 @@ The replica manager learns what it hosts only from metadata deltas (``apply``), 
 from requests, so every broker arrives at the same answer from the same records.
 
 A delta can name thousands of partitions (a bulk creation, a broker taking over another's
-leaderships). ``apply`` gives the event loop back every ``APPLY_SLICE_S`` so heartbeats,
+leaderships). ``apply`` gives the event loop back every ``LOOP_SLICE_S`` so heartbeats,
 Raft and client requests go on meanwhile, and deleted logs are removed from disk in a
 thread. The node applies deltas one at a time, in log order (Node._apply_replica_changes).
 """
@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from odradek import storage
+from odradek.broker.loop_slice import LoopSlice
 from odradek.broker.partition import Partition, wait_for_any
 from odradek.controller.metadata import MetadataImage, PartitionRegistration
 from odradek.controller.metadata.delta import LocalReplicaChanges
@@ -31,8 +32,6 @@ log = logging.getLogger("odradek.replicas")
 
 TopicPartition = tuple[str, int]
 
-# Longest stretch of metadata application between two returns to the event loop.
-APPLY_SLICE_S = 0.005
 # Partition directories being removed carry this suffix (Kafka's "-delete"): a topic
 # deleted and created again gets a fresh directory at once, and a removal cut short by a
 # crash is finished at the next start.
@@ -74,29 +73,18 @@ class ReplicaManager:
 
     # --- metadata ---------------------------------------------------------------------
 
-    def apply_delta(self, changes: LocalReplicaChanges, image: MetadataImage) -> None:
-        """Apply a MetadataDelta's local changes for this node, all at once."""
-        for tp in changes.deleted:
-            self._drop(tp)
-        for tp, reg in [*changes.leaders.items(), *changes.followers.items()]:
-            self._become(tp, reg, changes.topic_ids.get(tp[0]))
-
     async def apply(self, changes: LocalReplicaChanges, image: MetadataImage) -> None:
-        """``apply_delta``, returning to the event loop every ``APPLY_SLICE_S``."""
-        slice_start = time.perf_counter()
-
-        async def maybe_yield() -> None:
-            nonlocal slice_start
-            if time.perf_counter() - slice_start >= APPLY_SLICE_S:
-                await asyncio.sleep(0)
-                slice_start = time.perf_counter()
-
+        """Apply a MetadataDelta's local changes for this node, giving the event loop back
+        every ``LOOP_SLICE_S``."""
+        loop_slice = LoopSlice()
         for tp in changes.deleted:
             self._drop(tp)
-            await maybe_yield()
+            if loop_slice.due():
+                await loop_slice.pause()
         for tp, reg in [*changes.leaders.items(), *changes.followers.items()]:
             self._become(tp, reg, changes.topic_ids.get(tp[0]))
-            await maybe_yield()
+            if loop_slice.due():
+                await loop_slice.pause()
 
     def update_configs(self, topics: Iterable[str]) -> None:
         for (topic, _), p in self.partitions.items():

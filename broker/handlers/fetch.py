@@ -12,7 +12,6 @@ KRaft controllers use them).
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from typing import Any, Protocol
@@ -33,6 +32,7 @@ from odradek.broker.fetch_sessions import (
 from odradek.broker.handlers.api import ApiSpec, RequestContext
 from odradek.broker.handlers.errors import error_code_for
 from odradek.broker.kafka.codec import ms
+from odradek.broker.loop_slice import LoopSlice
 from odradek.broker.metrics import NodeMetrics
 from odradek.broker.partition import Partition
 from odradek.broker.replica_manager import ReplicaManager
@@ -42,8 +42,6 @@ from odradek.storage.errors import StorageError
 
 EARLIEST, LATEST, MAX_TIMESTAMP = -2, -1, -3
 MESSAGES_KEY = "_messages_sent"
-# Longest stretch of reading partitions for one fetch before the loop runs others.
-FETCH_SLICE_S = 0.005
 FETCH_TOPIC_IDS_VERSION = 13  # topics named by id (KIP-516)
 FETCH_REPLICA_STATE_VERSION = 15  # the follower's id and broker epoch in replica_state
 FETCH_NODE_ENDPOINTS_VERSION = 16  # leader hints (KIP-951)
@@ -262,12 +260,10 @@ async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payloa
         answers: list[tuple[PartitionKey, dict[str, Any]]] = []
         total, parts, urgent = 0, [], False
         caught_up: dict[PartitionKey, tuple[object, int]] = {}
-        slice_start = time.perf_counter()
+        loop_slice = LoopSlice()  # a session of thousands of partitions lets others run
         for tp, fp in context.partitions:
-            if time.perf_counter() - slice_start > FETCH_SLICE_S:
-                # A session of thousands of partitions: let heartbeats and others run.
-                await asyncio.sleep(0)
-                slice_start = time.perf_counter()
+            if loop_slice.due():
+                await loop_slice.pause()
             name = context.topic_name(tp)
             if name is None:
                 # An id this broker's metadata does not know (Kafka: UNKNOWN_TOPIC_ID).
