@@ -45,7 +45,6 @@ class AlterPartitionBatcher:
         self._queued: dict[Key, _Pending] = {}
         self._inflight: set[Key] = set()
         self._task: asyncio.Task[None] | None = None
-        self.requests = 0  # AlterPartition calls made (tests, diagnostics)
 
     def busy(self, key: Key) -> bool:
         """A proposal for the partition is queued or in flight."""
@@ -75,7 +74,6 @@ class AlterPartitionBatcher:
             batch = {k: self._queued.pop(k) for k in keys}
             self._inflight.update(keys)
             try:
-                self.requests += 1
                 result = await self._send([p.item for p in batch.values()])
             except Exception as e:  # noqa: BLE001 - every proposal learns it
                 for pending in batch.values():

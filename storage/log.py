@@ -25,7 +25,6 @@ import bisect
 import errno
 import logging
 import os
-import shutil
 import struct
 import threading
 import time
@@ -1083,17 +1082,6 @@ class PartitionLog:
         caller renames the directory away and removes it."""
         with self._lock:
             self._release()
-
-    def delete(self) -> None:
-        """Close and remove the partition directory (topic deletion)."""
-        with self._lock:
-            self._release()
-            try:
-                shutil.rmtree(self.directory)
-            except FileNotFoundError:
-                pass
-            except OSError as e:
-                raise LogOfflineError(f"cannot delete partition log {self.directory}: {e}") from e
 
     def __repr__(self) -> str:
         return (

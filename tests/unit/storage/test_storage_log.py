@@ -465,8 +465,8 @@ def test_closed_and_deleted(tmp_path: Path) -> None:
     with pytest.raises(LogOfflineError, match="closed"):
         log.append(make_batch(1), leader_epoch=0)
     log = open_log(tmp_path / "t-0")
-    log.delete()
-    assert not (tmp_path / "t-0").exists()
+    log.close_for_delete()  # topic deletion: closed without a clean marker or a flush
+    assert log.offline and not (tmp_path / "t-0" / "clean-shutdown").exists()
 
 
 def test_compressed_batches_are_stored_as_received(tmp_path: Path) -> None:
