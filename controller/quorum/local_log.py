@@ -24,6 +24,8 @@ from pathlib import Path
 
 import crc32c
 
+from odradek.storage.checkpoint import fsync_dir
+
 log = logging.getLogger(__name__)
 
 LOG_FILE_NAME = "metadata.log"
@@ -108,7 +110,7 @@ class LocalMetadataLog:
             ) from None
         if created:
             # The new file's directory entry must survive a crash too.
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         # Base offset and file position of every batch, for read_from().
         self._bases: list[int] = []
         self._positions: list[int] = []
@@ -196,11 +198,3 @@ class LocalMetadataLog:
         if self._fd >= 0:
             os.close(self._fd)  # also releases the flock
             self._fd = -1
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -28,6 +28,7 @@ from crc32c import crc32c
 
 from odradek.controller.raft.messages import Entry, EntryKind, HardState, Snapshot, SnapshotMeta
 from odradek.controller.raft.storage import RaftStorageView
+from odradek.storage.checkpoint import fsync_dir
 
 if TYPE_CHECKING:
     from odradek.controller.raft.node import Ready
@@ -93,14 +94,6 @@ def _read_records(buf: bytes) -> tuple[list[tuple[int, Entry]], int]:
     return out, pos
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_atomically(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
@@ -109,7 +102,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     # The rename itself is only durable once the directory is.
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _checked_payload(raw: bytes, magic: bytes, what: Path) -> bytes:
@@ -261,7 +254,7 @@ class FileLogStore:
                 f.flush()
                 os.fsync(f.fileno())
         if changed_dir:
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
 
     def compact(self, index: int) -> None:
         """Delete whole segments holding only entries <= ``index`` (covered by a snapshot)."""
@@ -270,7 +263,7 @@ class FileLogStore:
             self._segments.pop(0).path.unlink()
             changed = True
         if changed:
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
 
     # ------------------------------------------------------------------ internals
 
@@ -288,7 +281,7 @@ class FileLogStore:
             f.write(SEGMENT_MAGIC)
             f.flush()
             os.fsync(f.fileno())
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
         self._segments.append(seg)
         return seg
 
@@ -323,7 +316,7 @@ class FileLogStore:
             if len(raw) < len(SEGMENT_MAGIC) or raw[: len(SEGMENT_MAGIC)] != SEGMENT_MAGIC:
                 if last and SEGMENT_MAGIC.startswith(raw):
                     path.unlink()  # crashed while creating it
-                    _fsync_dir(self.dir)
+                    fsync_dir(self.dir)
                     continue
                 raise CorruptLogError(f"{path}: bad segment header")
             records, valid_end = _read_records(raw)
@@ -348,7 +341,7 @@ class FileLogStore:
                     os.fsync(f.fileno())
             if not seg.offsets and last:
                 path.unlink()  # crashed before its first record was durable
-                _fsync_dir(self.dir)
+                fsync_dir(self.dir)
                 continue
             if self._segments and first_index != self._segments[-1].last_index + 1:
                 raise CorruptLogError(
