@@ -4,7 +4,9 @@ transactions v2."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+from typing import Any
 
 import pytest
 
@@ -25,6 +27,7 @@ from odradek.broker.txn.metadata import (
     ProducerFenced,
     TransactionMetadata,
     TxnState,
+    TxnTransit,
 )
 
 NOW = 1_000_000
@@ -288,7 +291,5 @@ def test_complete_checks_what_a_transition_may_change() -> None:
         fence.complete_transition(fence.prepare_fence_producer_epoch())
 
 
-def _with(transit: object, **changes: object) -> object:
-    import dataclasses
-
-    return dataclasses.replace(transit, **changes)  # type: ignore[type-var]
+def _with(transit: TxnTransit, **changes: Any) -> TxnTransit:
+    return dataclasses.replace(transit, **changes)
