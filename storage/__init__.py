@@ -20,6 +20,7 @@ from odradek.storage.errors import (
     InvalidConfigError,
     InvalidProducerEpochError,
     InvalidRecordError,
+    InvalidTxnStateError,
     LogOfflineError,
     OffsetOutOfRangeError,
     OffsetOutOfSequenceError,
@@ -27,30 +28,39 @@ from odradek.storage.errors import (
     RecordBatchTooLargeError,
     RecordTooLargeError,
     StorageError,
+    TransactionCoordinatorFencedError,
     UnsupportedMagicError,
 )
 from odradek.storage.log import AppendResult, PartitionLog, ReadResult, SegmentInfo
-from odradek.storage.producer_state import AppendOrigin, ProducerStateManager
+from odradek.storage.producer_state import AppendOrigin, CompletedTxn, ProducerStateManager
 from odradek.storage.records import (
     DecodedRecord,
+    EndTxnMarker,
     Record,
     decode_batch,
     decode_batches,
     encode_batch,
+    encode_marker_batch,
+    parse_marker,
 )
+from odradek.storage.txn_index import AbortedTxn
 
 __all__ = [
     "HEADER_SIZE",
+    "AbortedTxn",
     "AppendOrigin",
     "AppendResult",
     "BatchHeader",
+    "CompletedTxn",
     "Compression",
     "CorruptRecordError",
     "DecodedRecord",
+    "EndTxnMarker",
     "EpochEntry",
     "InvalidConfigError",
     "InvalidProducerEpochError",
     "InvalidRecordError",
+    "InvalidTxnStateError",
     "LeaderEpochCache",
     "LogConfig",
     "LogOfflineError",
@@ -66,12 +76,15 @@ __all__ = [
     "SegmentInfo",
     "StorageError",
     "TimestampType",
+    "TransactionCoordinatorFencedError",
     "UnsupportedMagicError",
     "assign_offsets",
     "decode_batch",
     "decode_batches",
     "encode_batch",
+    "encode_marker_batch",
     "iter_batches",
     "parse_batches",
+    "parse_marker",
     "read_batch_header",
 ]

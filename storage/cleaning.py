@@ -20,9 +20,10 @@ from pathlib import Path
 
 from odradek.storage import compaction
 from odradek.storage.batch import LOG_OVERHEAD, BatchHeader, read_batch_header
-from odradek.storage.errors import CorruptRecordError
-from odradek.storage.records import decode_records
+from odradek.storage.errors import CorruptRecordError, InvalidRecordError
+from odradek.storage.records import EndTxnMarker, decode_records, parse_marker
 from odradek.storage.segment import CLEANED_SUFFIX, LogSegment
+from odradek.storage.txn_index import AbortedTxn
 
 _LENGTH = struct.Struct(">i")
 READ_CHUNK = 1024 * 1024
@@ -53,6 +54,8 @@ class CleanJob:
     # Last offsets of the producers' last batches: those stay, empty if need be.
     producer_last_offsets: frozenset[int]
     io_bytes_per_second: float
+    # Index entries of the aborted transactions that may have records in the groups.
+    aborted_txns: tuple[AbortedTxn, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +145,7 @@ def build_offset_map(job: CleanJob, offset_map: compaction.OffsetMap, throttle: 
     Returns (records read, whether the map filled up as 0/1)."""
     records = 0
     offset_map.latest_offset = job.first_dirty - 1
+    txns = compaction.CleanedTxns(t for t in job.aborted_txns if t.last_offset >= job.first_dirty)
     for group in job.groups:
         for ref in group:
             if ref.next_offset <= job.first_dirty:
@@ -154,6 +158,13 @@ def build_offset_map(job: CleanJob, offset_map: compaction.OffsetMap, throttle: 
                 if header.base_offset >= job.first_uncleanable:
                     return records, 0
                 if header.is_control:
+                    marker, empty = _marker(header, raw)
+                    txns.on_marker(header, marker, empty=empty)
+                    offset_map.latest_offset = header.last_offset
+                    continue
+                if txns.on_data_batch(header):
+                    # Aborted: its keys must not make committed records obsolete.
+                    records += header.records_count
                     offset_map.latest_offset = header.last_offset
                     continue
                 if not offset_map.has_room_for(header.records_count):
@@ -169,6 +180,17 @@ def build_offset_map(job: CleanJob, offset_map: compaction.OffsetMap, throttle: 
     return records, 0
 
 
+def _marker(header: BatchHeader, raw: memoryview) -> tuple[EndTxnMarker | None, bool]:
+    """(the marker of a control batch, whether the batch is empty); an unreadable control
+    record gives (None, False): it is kept as it is."""
+    if header.records_count == 0:
+        return None, True
+    try:
+        return parse_marker(header, raw), False
+    except (CorruptRecordError, InvalidRecordError):
+        return None, False
+
+
 def run_clean(job: CleanJob) -> CleanResult:
     """Clean the log ``job`` describes into ``.cleaned`` files beside its segments."""
     started = time.monotonic()
@@ -181,6 +203,7 @@ def run_clean(job: CleanJob) -> CleanResult:
     cleaned: list[CleanedGroup] = []
     written = removed = read_records = 0
     min_horizon: int | None = None
+    txns = compaction.CleanedTxns(job.aborted_txns)
     try:
         for group in job.groups:
             if group[0].base_offset >= end:
@@ -192,11 +215,24 @@ def run_clean(job: CleanJob) -> CleanResult:
             try:
                 for ref in group:
                     for header, raw in iter_segment(ref.path, ref.size, throttle):
+                        # Past the mapped range (at or above the last stable offset, or
+                        # what a full map left for the next cleaning) nothing changes.
+                        mapped = header.last_offset <= offset_map.latest_offset
+                        aborted = discardable = False
+                        if header.is_control:
+                            marker, empty = _marker(header, raw)
+                            discardable, txn = txns.on_marker(header, marker, empty=empty)
+                            discardable &= mapped
+                            if txn is not None and not discardable:
+                                seg.txn_index.append(txn)
+                        else:
+                            aborted = txns.on_data_batch(header) and mapped
                         out = compaction.filter_batch(
                             header, raw, offset_map, now_ms=job.now_ms,
                             delete_retention_ms=job.delete_retention_ms,
                             keep_empty=(header.has_producer_id
-                                        and header.last_offset in job.producer_last_offsets))
+                                        and header.last_offset in job.producer_last_offsets),
+                            aborted=aborted, marker_discardable=discardable)
                         read_records += out.kept + out.removed
                         removed += out.removed
                         if out.horizon is not None:

@@ -20,14 +20,24 @@ Kafka's log cleaner (LogCleaner.scala, KIP-58, KIP-354, KIP-534), restated:
   agree on where every batch starts. A batch left without records is dropped, except the last
   batch of a producer, which stays as an empty batch so the producer's sequence and epoch
   survive (idempotence after a restart rebuilds its state from the log).
-* Control batches (transaction markers) are copied as they are.
+* Transactions (Kafka's CleanedTransactionMetadata): nothing at or above the last stable
+  offset is cleaned (an open transaction may still abort). The records of aborted
+  transactions go, whatever their keys (the aborted-transaction indexes say which: a
+  transactional batch of a producer between a transaction's first offset and its ABORT
+  marker), and they are never put in the offset map, so an aborted write cannot make a
+  committed one obsolete. A marker stays while any batch of its transaction remains in the
+  cleaned range -- an ABORT then keeps its index entry, which the cleaned segment's index
+  gets again -- and once none does, it gets a delete horizon like a tombstone's batch
+  (KIP-534) and goes at the first cleaning after it, so a consumer reading from the start
+  within ``delete.retention.ms`` still sees it. A producer's last data batch (its last
+  sequence) or, with no data left, its last marker (its epoch) stays as an empty batch.
 """
 
 from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -44,11 +54,13 @@ from odradek.storage.batch import (
 from odradek.storage.records import (
     XERIAL_MAGIC,
     DecodedRecord,
+    EndTxnMarker,
     Record,
     compress,
     decode_records,
     encode_record,
 )
+from odradek.storage.txn_index import AbortedTxn
 
 # Attribute bit 6 of a v2 batch: its base timestamp is the delete horizon (KIP-534).
 DELETE_HORIZON_BIT = 0x40
@@ -131,12 +143,27 @@ def filter_batch(
     now_ms: int,
     delete_retention_ms: int,
     keep_empty: bool,
+    aborted: bool = False,
+    marker_discardable: bool = False,
 ) -> Filtered:
     """Clean one batch (``raw`` holds exactly its bytes) against ``offset_map``.
 
     ``keep_empty``: the batch is its producer's last, so it stays (empty if need be).
+    ``aborted``: a data batch of an aborted transaction, whose records all go.
+    ``marker_discardable``: a control batch whose transaction has no batch left, which
+    gets a delete horizon and goes once it passed (see ``CleanedTxns``).
     """
-    if header.attributes & CONTROL_BIT or header.last_offset > offset_map.latest_offset:
+    if header.attributes & CONTROL_BIT:
+        if not marker_discardable:
+            return Filtered(bytes(raw), header.records_count, 0)
+        return _filter_marker(header, raw, now_ms=now_ms,
+                              delete_retention_ms=delete_retention_ms, keep_empty=keep_empty)
+    if aborted:
+        removed = header.records_count
+        if not keep_empty:
+            return Filtered(None, 0, removed)
+        return Filtered(empty_batch(header) if removed else bytes(raw), 0, removed)
+    if header.last_offset > offset_map.latest_offset:
         return Filtered(bytes(raw), header.records_count, 0)
     records = decode_records(header, raw)
     horizon = delete_horizon(header)
@@ -165,6 +192,87 @@ def filter_batch(
         horizon = now_ms + delete_retention_ms
     return Filtered(rebuild_batch(header, raw, kept, horizon if tombstones else None),
                     len(kept), removed, horizon if tombstones else None)
+
+
+def _filter_marker(header: BatchHeader, raw: bytes | bytearray | memoryview, *, now_ms: int,
+                   delete_retention_ms: int, keep_empty: bool) -> Filtered:
+    count = header.records_count
+    horizon = delete_horizon(header)
+    if horizon is not None and horizon <= now_ms:
+        if not keep_empty:
+            return Filtered(None, 0, count)
+        return Filtered(empty_batch(header) if count else bytes(raw), 0, count)
+    if not count:  # emptied by an earlier cleaning: nothing left to wait for
+        return Filtered(bytes(raw) if keep_empty else None, 0, 0)
+    if horizon is None:
+        horizon = now_ms + delete_retention_ms
+        records = decode_records(header, raw)
+        return Filtered(rebuild_batch(header, raw, records, horizon), count, 0, horizon)
+    return Filtered(bytes(raw), count, 0, horizon)
+
+
+class CleanedTxns:
+    """Transaction state of one pass of the cleaner over a log, in offset order (Kafka's
+    CleanedTransactionMetadata): which data batches belong to aborted transactions and
+    which markers no longer have a batch of their transaction before them.
+
+    ``aborted`` are the index entries of the aborted transactions that may overlap the
+    pass. A producer has at most one transaction open at a time, so between an aborted
+    transaction's first offset and its marker every transactional batch of its producer is
+    part of it.
+    """
+
+    def __init__(self, aborted: Iterable[AbortedTxn]) -> None:
+        self._pending = sorted(aborted, key=lambda t: (t.first_offset, t.last_offset))
+        self._next = 0
+        self._aborted: dict[int, _AbortedSeen] = {}  # producer id -> its aborted txn
+        self._committed: set[int] = set()  # producers with a batch of an open commit seen
+
+    def _start_up_to(self, offset: int) -> None:
+        pending = self._pending
+        while self._next < len(pending) and pending[self._next].first_offset <= offset:
+            txn = pending[self._next]
+            self._next += 1
+            self._aborted.setdefault(txn.producer_id, _AbortedSeen(txn))
+
+    def on_data_batch(self, header: BatchHeader) -> bool:
+        """Whether the batch belongs to an aborted transaction."""
+        self._start_up_to(header.last_offset)
+        if not header.is_transactional:
+            return False
+        state = self._aborted.get(header.producer_id)
+        if state is not None:
+            state.seen = True
+            return True
+        self._committed.add(header.producer_id)
+        return False
+
+    def on_marker(self, header: BatchHeader, marker: EndTxnMarker | None, *, empty: bool
+                  ) -> tuple[bool, AbortedTxn | None]:
+        """(whether the marker may go, the index entry of its aborted transaction if one
+        remains). ``empty``: a control batch already emptied; ``marker`` None otherwise
+        means a control record we cannot read, which stays."""
+        self._start_up_to(header.last_offset)
+        pid = header.producer_id
+        if empty:
+            return True, None
+        if marker is None:
+            return False, None
+        if marker.commit:
+            if pid in self._committed:
+                self._committed.discard(pid)
+                return False, None
+            return True, None
+        state = self._aborted.pop(pid, None)
+        if state is None:
+            return True, None
+        return not state.seen, state.txn
+
+
+@dataclass(slots=True)
+class _AbortedSeen:
+    txn: AbortedTxn
+    seen: bool = False  # a batch of the transaction is still in the log
 
 
 def rebuild_batch(header: BatchHeader, raw: bytes | bytearray | memoryview,

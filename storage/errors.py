@@ -71,6 +71,19 @@ class InvalidProducerEpochError(StorageError):
     error_code = 47  # INVALID_PRODUCER_EPOCH
 
 
+class InvalidTxnStateError(StorageError):
+    """A producer with an open transaction wrote outside it (a non-transactional batch)."""
+
+    error_code = 48  # INVALID_TXN_STATE
+
+
+class TransactionCoordinatorFencedError(StorageError):
+    """A transaction marker came from a coordinator epoch older than one already seen for
+    the producer: a zombie coordinator that lost the transactional id to a newer one."""
+
+    error_code = 52  # TRANSACTION_COORDINATOR_FENCED
+
+
 class LogOfflineError(StorageError):
     """The log hit an I/O error and refuses every further operation until reopened."""
 
@@ -85,6 +98,13 @@ class InvalidConfigError(StorageError):
 
 class IndexCorruptError(StorageError):
     """An index file failed its sanity check; the log rebuilds it instead of raising."""
+
+    error_code = -1
+
+
+class SnapshotCorruptError(StorageError):
+    """A producer-state snapshot failed its version or CRC check; the log ignores it and
+    rebuilds the state from the batches instead of raising."""
 
     error_code = -1
 

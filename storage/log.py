@@ -3,6 +3,8 @@
 Directory layout::
 
     00000000000000000000.log / .index / .timeindex   segments, named by base offset
+    00000000000000000000.txnindex                      aborted transactions of the segment
+    00000000000000000100.snapshot                      producer state below offset 100
     leader-epoch-checkpoint                            epoch -> start offset
     log-start-offset-checkpoint                        moved by DeleteRecords/retention
     high-watermark-checkpoint                          written on flush and close
@@ -17,6 +19,27 @@ recovery point can hold torn data; those are CRC-checked and cut at the first ba
 
 All public methods are serialized by one lock (reads too: retention closes segment
 files, and a pread on a recycled descriptor would return another file's bytes).
+
+Transactions (KIP-98): the last stable offset is min(first unstable offset, high watermark)
+(storage/producer_state.py says what is unstable); read_committed readers read below it and
+get the aborted transactions of what they read from the segments' transaction indexes.
+
+Producer state is snapshotted (storage/producer_snapshot.py) when a segment rolls, when the
+log closes cleanly and when retention forgets a producer, and rebuilt on open and after a
+truncation from the newest snapshot at or below the log end plus the batches after it; with
+no usable snapshot, from every batch of the log. Snapshots are pruned to the newest at or
+below min(high watermark, recovery point) -- neither a crash nor a truncation to at least the
+high watermark can need an older one -- plus those above it and the newest at or below the
+active segment's base (the one a crash needs to rebuild that segment's transaction index).
+Keeping those means a replay never crosses the point where retention forgot a producer,
+which is what makes a rebuilt state equal to the one the log had (a producer forgotten and
+then writing again starts afresh; replaying across the forgetting would not know). A
+truncation below the high watermark may lose that guarantee for such a producer's older
+batches, and only those.
+
+Transaction indexes lost in a crash (the segments being recovered) or found missing or
+damaged are rebuilt on open by replaying producer state from a snapshot at or below the
+first such segment (its transactions may begin earlier), writing their abort entries again.
 """
 
 from __future__ import annotations
@@ -33,7 +56,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from odradek.storage import checkpoint, cleaning, compaction, recovery, retention
+from odradek.storage import (
+    checkpoint,
+    cleaning,
+    compaction,
+    producer_snapshot,
+    recovery,
+    retention,
+)
 from odradek.storage.batch import (
     HEADER_SIZE,
     LOG_OVERHEAD,
@@ -54,21 +84,30 @@ from odradek.storage.errors import (
     OffsetOutOfSequenceError,
     RecordBatchTooLargeError,
     RecordTooLargeError,
+    SnapshotCorruptError,
 )
-from odradek.storage.producer_state import AppendOrigin, ProducerStateManager
-from odradek.storage.records import decode_records
+from odradek.storage.producer_state import (
+    AppendOrigin,
+    CompletedTxn,
+    PendingBatch,
+    ProducerStateManager,
+)
+from odradek.storage.records import EndTxnMarker, decode_records, parse_marker
 from odradek.storage.segment import (
     CLEANED_SUFFIX,
     INDEX_SUFFIX,
     LOG_SUFFIX,
     SWAP_SUFFIX,
     TIMEINDEX_SUFFIX,
+    TXNINDEX_SUFFIX,
     BatchSpan,
     LogSegment,
     segment_file_name,
 )
+from odradek.storage.txn_index import AbortedTxn
 
 __all__ = [
+    "AbortedTxn",
     "AppendOrigin",
     "AppendResult",
     "LogConfig",
@@ -87,6 +126,7 @@ CLEANER_CHECKPOINT = "cleaner-offset-checkpoint"
 
 _I32 = struct.Struct(">i")
 _OFFSET_LENGTH = struct.Struct(">qi")
+REPLAY_CHUNK = 4096  # batches applied to producer state at a time when replaying
 _LAST_DELTA_POS = 23
 
 
@@ -109,6 +149,9 @@ class ReadResult:
     records: bytes | memoryview  # whole batches only
     first_batch_offset: int  # base offset of the first batch returned, -1 if none
     next_offset: int  # offset after the last batch returned (the requested one if none)
+    # read_committed reads: the transactions that aborted within what was read (a Fetch
+    # response's aborted_transactions); None for other reads.
+    aborted: tuple[AbortedTxn, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +199,7 @@ class PartitionLog:
             directory / EPOCH_CHECKPOINT, log_end_offset=lambda: self._leo
         )
         self.producer_state = ProducerStateManager()
+        self._snapshots: list[int] = []  # offsets of the producer-state snapshots on disk
 
     # --- opening -----------------------------------------------------------------------
 
@@ -238,13 +282,15 @@ class PartitionLog:
             rebuild_epochs = True
         if restarted:
             self.leader_epochs.clear()
-        self._rebuild_from_headers(epochs=rebuild_epochs, merge_epochs=not clean)
+        self._rebuild_epochs(rebuild=rebuild_epochs, merge=not clean)
         self.leader_epochs.truncate_from_end(self._leo)
         self.leader_epochs.truncate_from_start(self._log_start)
 
         hw = recovery.read_checkpoint(d, HIGH_WATERMARK_CHECKPOINT)
         self._hw = min(max(hw or 0, self._log_start), self._leo)
         self._hw_checkpointed = hw
+        self._load_producer_state()
+        self.producer_state.on_high_watermark(self._hw)
         self._recovery_point = self._leo
         active = self._segments[-1]
         first_ts = active.first_batch_max_timestamp()
@@ -257,19 +303,174 @@ class PartitionLog:
         point = recovery.read_checkpoint(d, CLEANER_CHECKPOINT) or 0
         self._cleaner_point = min(max(point, self._log_start), self._leo)
 
-    def _rebuild_from_headers(self, *, epochs: bool, merge_epochs: bool = False) -> None:
-        """Rebuild producer state from batch headers; the epoch cache too if asked
-        (``epochs``), or only the epochs newer than its file's (``merge_epochs``, after an
-        unclean shutdown: the checkpoint is replaced without fsync, see storage/epochs.py)."""
+    def _rebuild_epochs(self, *, rebuild: bool, merge: bool) -> None:
+        """Rebuild the epoch cache from batch headers (``rebuild``), or take only the epochs
+        newer than its file's (``merge``, after an unclean shutdown: the checkpoint is
+        replaced without fsync, see storage/epochs.py)."""
+        if not (rebuild or merge):
+            return
         headers = recovery.batch_headers(self.directory, self._segments)
-        self.producer_state.clear()
-        for segment_headers in headers:
-            self.producer_state.update_from_log(segment_headers)
-        self.producer_state.truncate_head(self._log_start)
-        if epochs:
+        if rebuild:
             self.leader_epochs.replace(recovery.epochs_from_headers(headers))
-        elif merge_epochs:
+        else:
             self.leader_epochs.merge_from_headers(recovery.epochs_from_headers(headers))
+
+    # --- producer state: snapshots and replay -------------------------------------------
+
+    def _load_producer_state(self) -> None:
+        """On open: the newest usable snapshot plus the batches after it; on the way, the
+        transaction indexes of the segments that lost theirs are written again."""
+        found = producer_snapshot.list_offsets(self.directory)
+        first_base = self._segments[0].base_offset
+        # Above the log end: they describe batches a crash lost, which a later write
+        # would replace with others. Gone durably before anything is written.
+        beyond = [o for o in found if o > self._leo]
+        for offset in beyond:
+            self._snapshot_path(offset).unlink(missing_ok=True)
+        if beyond:
+            checkpoint.fsync_dir(self.directory)
+        self._snapshots = [o for o in found if o <= self._leo]
+        psm = self.producer_state
+        start = self._load_snapshot(psm, self._leo)
+        stale = [seg for seg in self._segments if seg.txn_index_stale]
+        if stale:
+            first_stale = stale[0].base_offset
+            if start <= first_stale:
+                self._replay(psm, start, rebuild_indexes=True)
+            else:
+                scratch = ProducerStateManager()
+                self._replay(scratch, self._load_snapshot(scratch, first_stale),
+                             rebuild_indexes=True)
+                self._replay(psm, start)
+            for seg in stale:
+                seg.txn_index.flush()
+                seg.txn_index_stale = False
+        else:
+            self._replay(psm, start)
+        psm.truncate_head(self._log_start)
+        if any(o < first_base for o in self._snapshots):
+            self._prune_snapshots()
+
+    def _rebuild_producer_state(self) -> None:
+        """After a truncation: the newest snapshot at or below the new end, replayed."""
+        psm = self.producer_state
+        self._replay(psm, self._load_snapshot(psm, self._leo))
+        psm.truncate_head(self._log_start)
+        psm.on_high_watermark(self._hw)
+
+    def _snapshot_path(self, offset: int) -> Path:
+        return self.directory / producer_snapshot.file_name(offset)
+
+    def _load_snapshot(self, psm: ProducerStateManager, limit: int) -> int:
+        """Load the newest intact snapshot at or below ``limit`` into ``psm`` (or clear it
+        when there is none); returns the offset from which batches must be replayed."""
+        first_base = self._segments[0].base_offset
+        for offset in reversed(self._snapshots):
+            if offset > limit:
+                continue
+            if offset < first_base:
+                break  # the batches between it and the first segment are gone
+            try:
+                producers, unreplicated = producer_snapshot.read(self._snapshot_path(offset))
+            except (SnapshotCorruptError, FileNotFoundError) as e:
+                log.warning("%s: ignoring producer snapshot %d: %s", self.directory, offset, e)
+                self._snapshot_path(offset).unlink(missing_ok=True)
+                self._snapshots.remove(offset)
+                continue
+            psm.load(producers, unreplicated, offset)
+            return offset
+        psm.clear(first_base)
+        return first_base
+
+    def _replay(self, psm: ProducerStateManager, start: int, *,
+                rebuild_indexes: bool = False) -> None:
+        """Apply every batch from ``start`` to the log end to ``psm``; with
+        ``rebuild_indexes`` the aborts it finds in stale segments go into their indexes."""
+        for seg in self._segments:
+            if seg.next_offset <= start or not seg.size:
+                continue
+            pos = 0
+            if start > seg.base_offset:
+                found = seg.locate(start)
+                if found is None:
+                    continue
+                pos = found[0]
+            chunk: list[PendingBatch] = []
+            batches = self._segment_batches(seg, pos)
+            while True:
+                try:
+                    for batch in batches:
+                        chunk.append(batch)
+                        if len(chunk) == REPLAY_CHUNK:
+                            break
+                except CorruptRecordError as e:
+                    # Damage inside an old segment of a cleanly closed log: keep what
+                    # precedes it; reading there fails later, as it would in Kafka.
+                    log.error("%s: %s", self.directory, e)
+                    batches = iter(())
+                if not chunk:
+                    break
+                completed = psm.apply(chunk)
+                chunk = []
+                if rebuild_indexes and seg.txn_index_stale:
+                    for txn, lso in completed:
+                        if txn.is_aborted:
+                            seg.txn_index.append(AbortedTxn(
+                                txn.producer_id, txn.first_offset, txn.last_offset, lso))
+        psm.map_end_offset = self._leo
+
+    def _segment_batches(self, seg: LogSegment, pos: int) -> Iterator[PendingBatch]:
+        for at, header in seg.iter_batches(pos):
+            marker = None
+            if header.is_control and header.producer_id >= 0:
+                marker = self._stored_marker(seg, at, header)
+            yield PendingBatch(header, header.base_offset, header.max_timestamp, marker)
+
+    def _stored_marker(self, seg: LogSegment, pos: int, header: BatchHeader
+                       ) -> EndTxnMarker | None:
+        try:
+            return parse_marker(header, seg.read(pos, header.total_size))
+        except (CorruptRecordError, InvalidRecordError) as e:
+            log.warning("%s: control batch at offset %d is not a readable transaction "
+                        "marker, taken as empty: %s", self.directory, header.base_offset, e)
+            return None
+
+    def _take_snapshot(self, offset: int) -> None:
+        psm = self.producer_state
+        data = producer_snapshot.encode(psm.producers.values(), psm.unreplicated_txns.values())
+        checkpoint.write_atomic(self._snapshot_path(offset), data)
+        if offset not in self._snapshots:
+            bisect.insort(self._snapshots, offset)
+        self._prune_snapshots()
+
+    def _prune_snapshots(self) -> None:
+        """Keep what a crash or a truncation to at least the high watermark can need (see
+        the module docstring); delete the rest."""
+        snaps = self._snapshots
+        if len(snaps) <= 1 and (not snaps or snaps[0] >= self._segments[0].base_offset):
+            return
+        bound = min(self._hw, self._recovery_point)
+        keep = {o for o in snaps if o > bound}
+        for limit in (bound, self._segments[-1].base_offset):
+            below = [o for o in snaps if o <= limit]
+            if below:
+                keep.add(below[-1])
+        first_base = self._segments[0].base_offset
+        for offset in snaps:
+            if offset not in keep or offset < first_base:
+                self._snapshot_path(offset).unlink(missing_ok=True)
+        self._snapshots = [o for o in snaps if o in keep and o >= first_base]
+
+    def _index_aborts(self, completed: list[tuple[CompletedTxn, int]]) -> None:
+        """Write the abort entries of an append into the segments holding their markers."""
+        for txn, lso in completed:
+            if not txn.is_aborted:
+                continue
+            i = len(self._segments) - 1
+            while i > 0 and self._segments[i].base_offset > txn.last_offset:
+                i -= 1
+            self._segments[i].txn_index.append(
+                AbortedTxn(txn.producer_id, txn.first_offset, txn.last_offset, lso))
 
     def _new_segment(self, base_offset: int, *, sync_dir: bool = True) -> LogSegment:
         seg = LogSegment.create(
@@ -311,9 +512,26 @@ class PartitionLog:
 
     @high_watermark.setter
     def high_watermark(self, offset: int) -> None:
-        """Set by the broker; clamped to [log_start_offset, log_end_offset]."""
+        """Set by the broker; clamped to [log_start_offset, log_end_offset]. Moves the last
+        stable offset with it."""
         with self._lock:
             self._hw = min(max(offset, self._log_start), self._leo)
+            self.producer_state.on_high_watermark(self._hw)
+
+    @property
+    def first_unstable_offset(self) -> int | None:
+        """First offset of the oldest transaction still open, or completed by a marker not
+        yet below the high watermark (never below the log start offset); None if none."""
+        first = self.producer_state.first_unstable_offset
+        return None if first is None else max(first, self._log_start)
+
+    @property
+    def last_stable_offset(self) -> int:
+        """What read_committed consumers may read up to (exclusive), and what ListOffsets
+        answers as the latest offset for them: min(first unstable offset, high watermark)."""
+        with self._lock:
+            first = self.first_unstable_offset
+            return self._hw if first is None else min(first, self._hw)
 
     @property
     def size_bytes(self) -> int:
@@ -408,12 +626,14 @@ class PartitionLog:
                 for h in headers:
                     last = offset + h.last_offset_delta
                     max_ts = h.max_timestamp if append_time is None else append_time
-                    pending.append((h, offset, max_ts))
+                    marker = parse_marker(h, buf, pos) if h.is_control else None
+                    pending.append(PendingBatch(h, offset, max_ts, marker))
                     spans.append((pos, offset, last, max_ts, h.total_size))
                     offset = last + 1
                     pos += h.total_size
                     count += h.records_count
-                updates, duplicate = self.producer_state.prepare(pending, origin)
+                plan = self.producer_state.prepare(pending, origin)
+                duplicate = plan.duplicate
                 if duplicate is not None:
                     return AppendResult(
                         duplicate.first_offset,
@@ -427,7 +647,7 @@ class PartitionLog:
                 if leader_epoch >= 0 and leader_epoch != self.leader_epochs.latest_epoch:
                     self.leader_epochs.assign(leader_epoch, leo)
                 self._write(buf, spans, now)
-                self.producer_state.commit(updates)
+                self._index_aborts(self.producer_state.commit(plan))
                 self._after_write(count)
                 return AppendResult(
                     leo,
@@ -459,6 +679,7 @@ class PartitionLog:
                     f"{headers[0].base_offset} but the log end offset is {leo}"
                 )
             spans: list[BatchSpan] = []
+            pending: list[PendingBatch] = []
             prev_last = leo - 1
             pos = 0
             count = 0
@@ -469,6 +690,10 @@ class PartitionLog:
                         f"{h.base_offset} does not follow offset {prev_last}"
                     )
                 spans.append((pos, h.base_offset, h.last_offset, h.max_timestamp, h.total_size))
+                marker = None
+                if h.is_control and h.producer_id >= 0:
+                    marker = self._replicated_marker(h, records, pos)
+                pending.append(PendingBatch(h, h.base_offset, h.max_timestamp, marker))
                 prev_last = h.last_offset
                 pos += h.total_size
                 count += h.records_count
@@ -478,7 +703,7 @@ class PartitionLog:
                     if epoch >= 0 and epoch != self.leader_epochs.latest_epoch:
                         self.leader_epochs.assign(epoch, h.base_offset)
                 self._write(records, spans, self._now_ms())
-                self.producer_state.update_from_log(headers)
+                self._index_aborts(self.producer_state.apply(pending))
                 self._after_write(count)
                 return AppendResult(
                     headers[0].base_offset,
@@ -489,6 +714,16 @@ class PartitionLog:
                 )
             except OSError as e:
                 self._go_offline("follower append", e)
+
+    def _replicated_marker(self, header: BatchHeader, buf: bytes | bytearray | memoryview,
+                           pos: int) -> EndTxnMarker | None:
+        try:
+            return parse_marker(header, buf, pos)
+        except (CorruptRecordError, InvalidRecordError) as e:
+            log.warning("%s: replicated control batch at offset %d is not a readable "
+                        "transaction marker, taken as empty: %s", self.directory,
+                        header.base_offset, e)
+            return None
 
     def _write(self, buf: bytes | bytearray | memoryview, spans: list[BatchSpan], now: int) -> None:
         """Write batches to the active segment, rolling (and splitting) as needed."""
@@ -537,7 +772,12 @@ class PartitionLog:
         """Seal the active segment (fsync) and start a new one at ``base_offset``."""
         old = self._segments[-1]
         old.seal()
-        new = self._new_segment(self._leo if base_offset is None else base_offset)
+        base = self._leo if base_offset is None else base_offset
+        # Only when the state covers everything written: a write split over segments rolls
+        # before its batches are applied (the next roll or the close takes one then).
+        if self.producer_state.map_end_offset == self._leo:
+            self._take_snapshot(base)
+        new = self._new_segment(base)
         self._segments.append(new)
         # Everything before the new segment is on disk now.
         self._unflushed = 0
@@ -562,6 +802,37 @@ class PartitionLog:
 
     # --- reading -----------------------------------------------------------------------
 
+    def read_committed(self, offset: int, max_bytes: int, *,
+                       min_one_batch: bool = True) -> ReadResult:
+        """A read_committed Fetch: whole batches below the last stable offset, and in
+        ``aborted`` the transactions that aborted within them (the consumer drops their
+        records). Raises as ``read``."""
+        with self._lock:
+            result = self.read(offset, max_bytes, max_offset=self.last_stable_offset,
+                               min_one_batch=min_one_batch)
+            if not result.records:
+                return ReadResult(result.records, result.first_batch_offset,
+                                  result.next_offset, ())
+            aborted = self.aborted_transactions(offset, result.next_offset)
+            return ReadResult(result.records, result.first_batch_offset, result.next_offset,
+                              tuple(aborted))
+
+    def aborted_transactions(self, start_offset: int, upper_bound_offset: int
+                             ) -> list[AbortedTxn]:
+        """The aborted transactions overlapping [start_offset, upper_bound_offset): their
+        marker is at or after the start and they began before the bound (Kafka's
+        collectAbortedTransactions). Searched from the segment holding ``start_offset``
+        on, stopping at an entry whose LSO reached the bound."""
+        with self._lock:
+            self._check_usable()
+            found: list[AbortedTxn] = []
+            for seg in self._segments[max(self._segment_index(start_offset), 0):]:
+                txns, complete = seg.txn_index.collect(start_offset, upper_bound_offset)
+                found.extend(txns)
+                if complete:
+                    break
+            return found
+
     def _segment_index(self, offset: int) -> int:
         return bisect.bisect_right(self._segments, offset, key=lambda s: s.base_offset) - 1
 
@@ -581,8 +852,8 @@ class PartitionLog:
     ) -> ReadResult:
         """Whole batches from the one holding ``offset``, up to ``max_bytes``.
 
-        Batches reaching ``max_offset`` (exclusive; the high watermark for consumers) are
-        left out. With ``min_one_batch`` the first batch is returned even if larger than
+        Batches reaching ``max_offset`` (exclusive; the high watermark for consumers, the
+        last stable offset for read_committed ones: see ``read_committed``) are left out. With ``min_one_batch`` the first batch is returned even if larger than
         ``max_bytes``. Reads stay within one segment. Raises OffsetOutOfRangeError below
         the log start or above the log end offset.
         """
@@ -767,8 +1038,14 @@ class PartitionLog:
         checkpoint.write_offset(self.directory / LOG_START_CHECKPOINT, offset)
         self._log_start = offset
         self._hw = max(self._hw, offset)
+        self.producer_state.on_high_watermark(self._hw)
         self.leader_epochs.truncate_from_start(offset)
-        self.producer_state.truncate_head(offset)
+        if self.producer_state.truncate_head(offset):
+            # A replay from an older snapshot would not know the producer was forgotten
+            # here (it could then remember batches of the producer's previous life).
+            self._take_snapshot(self._leo)
+        else:
+            self._prune_snapshots()
 
     def delete_records(self, before_offset: int) -> int:
         """DeleteRecords: move the log start offset up to ``before_offset`` (-1: the high
@@ -835,7 +1112,13 @@ class PartitionLog:
                 if self._cleaner_point > self._leo:
                     self._set_cleaner_point(self._leo)
                 self.leader_epochs.truncate_from_end(self._leo)
-                self._rebuild_from_headers(epochs=False)
+                # Snapshots above the new end describe batches about to be replaced; their
+                # deletion (and any earlier one) must be durable before those are written.
+                for gone in [o for o in self._snapshots if o > self._leo]:
+                    self._snapshot_path(gone).unlink(missing_ok=True)
+                    self._snapshots.remove(gone)
+                checkpoint.fsync_dir(self.directory)
+                self._rebuild_producer_state()
             except OSError as e:
                 self._go_offline("truncate", e)
             return True
@@ -856,12 +1139,15 @@ class PartitionLog:
         checkpoint.write_offset(self.directory / LOG_START_CHECKPOINT, offset)
         for seg in self._segments:
             seg.delete()
+        for snap in producer_snapshot.list_offsets(self.directory):
+            self._snapshot_path(snap).unlink(missing_ok=True)
+        self._snapshots = []
         self._segments = [self._new_segment(offset)]
         self._log_start = self._leo = self._hw = offset
         self._set_recovery_point(offset)
         self._set_cleaner_point(offset)
         self.leader_epochs.clear()
-        self.producer_state.clear()
+        self.producer_state.clear(offset)
         self._unflushed = 0
 
     # --- compaction (the cleaner, storage/cleaner.py, drives these) ---------------------
@@ -881,9 +1167,12 @@ class PartitionLog:
         with self._lock:
             self._check_usable()
             cfg = self._config
+            # Nothing at or above the last stable offset is cleaned: an open transaction's
+            # records may yet abort, and the cleaner removes aborted records.
             return compaction.dirtiness(
                 self._segments, cleaner_point=self._cleaner_point, log_start=self._log_start,
-                high_watermark=self._hw, now_ms=self._now_ms() if now_ms is None else now_ms,
+                high_watermark=self.last_stable_offset,
+                now_ms=self._now_ms() if now_ms is None else now_ms,
                 min_compaction_lag_ms=cfg.min_compaction_lag_ms,
                 max_compaction_lag_ms=cfg.max_compaction_lag_ms,
             )
@@ -927,8 +1216,14 @@ class PartitionLog:
                 segment_index_bytes=cfg.segment_index_bytes,
                 map_capacity=map_capacity,
                 producer_last_offsets=frozenset(
-                    e.last_offset for e in self.producer_state.producers.values()),
+                    # Kafka's rule: the last data batch holds the sequence to continue from;
+                    # a producer with none keeps its last marker, which holds its epoch.
+                    e.last_data_offset if e.batches else e.last_offset
+                    for e in self.producer_state.producers.values()),
                 io_bytes_per_second=io_bytes_per_second,
+                aborted_txns=tuple(
+                    txn for seg in self._segments for txn in seg.txn_index.entries
+                    if txn.first_offset < chosen[-1].next_offset),
             )
             return CleanTicket(job, tuple((s, s.size, s.rewrites) for s in chosen))
 
@@ -984,7 +1279,7 @@ class PartitionLog:
             base = group.base_offset
             for seg in olds:
                 seg.delete()
-            for suffix in (INDEX_SUFFIX, TIMEINDEX_SUFFIX):
+            for suffix in (INDEX_SUFFIX, TIMEINDEX_SUFFIX, TXNINDEX_SUFFIX):
                 os.rename(d / (segment_file_name(base, suffix) + CLEANED_SUFFIX),
                           d / segment_file_name(base, suffix))
             os.rename(d / f"{base:020d}.{group.end_offset:020d}{SWAP_SUFFIX}",
@@ -1021,6 +1316,7 @@ class PartitionLog:
             seg.flush()
         self._set_recovery_point(self._leo)
         self._checkpoint_hw()
+        self._prune_snapshots()
         self._unflushed = 0
         self._last_flush_ms = self._now_ms()
 
@@ -1066,6 +1362,10 @@ class PartitionLog:
             try:
                 self._segments[-1].seal()
                 self._flush_locked()
+                if not self._snapshots or self._snapshots[-1] != self._leo:
+                    # A snapshot at the end already holds this state: only appends change
+                    # producers without a new snapshot, and they move the end.
+                    self._take_snapshot(self._leo)
                 self._release()
                 checkpoint.write_atomic(self.directory / CLEAN_SHUTDOWN_FILE, b"")
             except OSError as e:

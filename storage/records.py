@@ -10,6 +10,12 @@ A record inside a batch::
     (headerKeyLength varint | headerKey | headerValueLength varint | headerValue)*
 
 All varints are zig-zag encoded; a length of -1 means null.
+
+Transaction markers (KIP-98) are control batches (attribute bits 4 and 5 set, no sequence)
+holding one record whose key is ``version int16 = 0 | type int16`` (0 = ABORT, 1 = COMMIT,
+Kafka's ControlRecordType) and whose value is ``version int16 = 0 | coordinator_epoch
+int32`` (Kafka's EndTransactionMarker). The log must read that key to learn whether a
+transaction committed or aborted; the header alone does not say.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from odradek.storage.batch import (
     batch_crc,
     read_batch_header,
 )
-from odradek.storage.errors import CorruptRecordError
+from odradek.storage.errors import CorruptRecordError, InvalidRecordError
 
 Header = tuple[str, bytes | None]
 
@@ -44,6 +50,21 @@ XERIAL_MAGIC = b"\x82SNAPPY\x00"
 _XERIAL_HEADER = XERIAL_MAGIC + struct.pack(">ii", 1, 1)
 _XERIAL_BLOCK = 32 * 1024
 _U32 = struct.Struct(">I")
+_CONTROL_KEY = struct.Struct(">hh")  # version, type
+_MARKER_VALUE = struct.Struct(">hi")  # version, coordinator epoch
+
+CONTROL_TYPE_ABORT = 0
+CONTROL_TYPE_COMMIT = 1
+MARKER_VERSION = 0
+
+
+@dataclass(frozen=True, slots=True)
+class EndTxnMarker:
+    """What a transaction marker says: commit or abort, and the coordinator epoch that wrote
+    it (a marker from an older coordinator epoch is a zombie's)."""
+
+    commit: bool
+    coordinator_epoch: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,3 +333,75 @@ def decode_batches(
         header = read_batch_header(buf, pos)
         yield header, decode_records(header, buf, pos)
         pos += header.total_size
+
+
+# --- transaction markers ---------------------------------------------------------------
+
+
+def encode_marker_batch(
+    producer_id: int,
+    producer_epoch: int,
+    coordinator_epoch: int,
+    commit: bool,
+    timestamp_ms: int,
+    *,
+    base_offset: int = 0,
+    partition_leader_epoch: int = -1,
+) -> bytes:
+    """A transaction marker batch, byte for byte what Kafka's
+    ``MemoryRecords.withEndTransactionMarker`` builds (uncompressed, CreateTime, no sequence,
+    one record at offset delta 0 with the marker timestamp)."""
+    key = _CONTROL_KEY.pack(MARKER_VERSION,
+                            CONTROL_TYPE_COMMIT if commit else CONTROL_TYPE_ABORT)
+    value = _MARKER_VALUE.pack(MARKER_VERSION, coordinator_epoch)
+    return encode_batch(
+        [Record(0, 0, key, value)],
+        base_offset=base_offset,
+        producer_id=producer_id,
+        producer_epoch=producer_epoch,
+        base_sequence=-1,
+        partition_leader_epoch=partition_leader_epoch,
+        timestamp_ms=timestamp_ms,
+        is_transactional=True,
+        is_control=True,
+    )
+
+
+def parse_marker(
+    header: BatchHeader, buf: bytes | bytearray | memoryview, pos: int = 0
+) -> EndTxnMarker | None:
+    """The marker held by the control batch whose header was read at ``pos`` of ``buf``.
+
+    None for a control batch without records (the cleaner leaves those). Raises
+    InvalidRecordError for a control record that is not a transaction marker, and
+    CorruptRecordError for one that does not parse. Versions above 0 are read as version 0,
+    as Kafka does (fields are only ever appended).
+    """
+    if header.records_count == 0:
+        return None
+    records = decode_records(header, buf, pos)
+    if not records:
+        return None
+    key, value = records[0].key, records[0].value
+    if key is None or len(key) < _CONTROL_KEY.size:
+        raise CorruptRecordError(
+            f"control record at offset {header.base_offset} has a key of "
+            f"{0 if key is None else len(key)} bytes, a control key needs 4")
+    version, kind = _CONTROL_KEY.unpack_from(key)
+    if version < 0:
+        raise CorruptRecordError(
+            f"control record at offset {header.base_offset} has key version {version}")
+    if kind not in (CONTROL_TYPE_ABORT, CONTROL_TYPE_COMMIT):
+        raise InvalidRecordError(
+            f"control record at offset {header.base_offset} has type {kind}, not a "
+            "transaction marker (0 = ABORT, 1 = COMMIT)")
+    if value is None or len(value) < _MARKER_VALUE.size:
+        raise CorruptRecordError(
+            f"transaction marker at offset {header.base_offset} has a value of "
+            f"{0 if value is None else len(value)} bytes, it needs 6")
+    value_version, coordinator_epoch = _MARKER_VALUE.unpack_from(value)
+    if value_version < 0:
+        raise CorruptRecordError(
+            f"transaction marker at offset {header.base_offset} has value version "
+            f"{value_version}")
+    return EndTxnMarker(kind == CONTROL_TYPE_COMMIT, coordinator_epoch)

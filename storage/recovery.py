@@ -8,8 +8,10 @@ together; each step here works on the directory and the segments it is given.
 - Segments after the recovery point (all of them after an unclean stop) are scanned, CRC by
   CRC; a torn tail is cut off, and segments after a cut are deleted: a log cut short cannot
   continue in a later segment.
-- Producer state and, when its checkpoint is lost or damaged, the leader-epoch cache are
-  rebuilt from the batch headers.
+- The leader-epoch cache is rebuilt from the batch headers when its checkpoint is lost or
+  damaged. Producer state and the transaction indexes of recovered segments are rebuilt by
+  the log from a producer-state snapshot and the batches after it (storage/log.py).
+- Index files without their log are removed, the ``.txnindex`` of a segment included.
 """
 
 from __future__ import annotations

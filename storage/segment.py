@@ -1,4 +1,5 @@
-"""One log segment: ``<base offset, 20 digits>.log`` plus its ``.index`` and ``.timeindex``.
+"""One log segment: ``<base offset, 20 digits>.log`` plus its ``.index``, ``.timeindex`` and
+``.txnindex`` (aborted transactions, storage/txn_index.py).
 
 The ``.log`` file is a plain concatenation of v2 record batches. It is opened with
 O_APPEND: an append is one ``os.write`` and reads are ``os.pread`` on the same
@@ -23,19 +24,21 @@ from odradek.storage.batch import (
 )
 from odradek.storage.errors import CorruptRecordError, IndexCorruptError
 from odradek.storage.index import OffsetIndex, TimeIndex
+from odradek.storage.txn_index import TransactionIndex
 
 log = logging.getLogger("odradek.storage")
 
 LOG_SUFFIX = ".log"
 INDEX_SUFFIX = ".index"
 TIMEINDEX_SUFFIX = ".timeindex"
+TXNINDEX_SUFFIX = ".txnindex"
 DELETED_SUFFIX = ".deleted"
 # The log cleaner writes a segment's replacement under CLEANED_SUFFIX, then renames its log
 # to "<base>.<end>.swap" (end: the first offset after the segments it replaces), the point
 # from which recovery completes the swap instead of discarding it (storage/recovery.py).
 CLEANED_SUFFIX = ".cleaned"
 SWAP_SUFFIX = ".swap"
-SEGMENT_SUFFIXES = (LOG_SUFFIX, INDEX_SUFFIX, TIMEINDEX_SUFFIX)
+SEGMENT_SUFFIXES = (LOG_SUFFIX, INDEX_SUFFIX, TIMEINDEX_SUFFIX, TXNINDEX_SUFFIX)
 
 # Reads for locating an offset start small (the target is within about one index
 # interval of the indexed position); full scans use big chunks to limit syscalls.
@@ -95,6 +98,7 @@ class LogSegment:
         time_index: TimeIndex,
         index_interval_bytes: int,
         suffix: str = "",
+        txn_index: TransactionIndex | None = None,
     ) -> None:
         self.directory = directory
         self.suffix = suffix  # "" for a live segment, CLEANED_SUFFIX while being written
@@ -103,6 +107,12 @@ class LogSegment:
         self.size = size
         self.offset_index = offset_index
         self.time_index = time_index
+        self.txn_index = txn_index or TransactionIndex(
+            directory / (segment_file_name(base_offset, TXNINDEX_SUFFIX) + suffix), base_offset)
+        # True when the transaction index was lost, damaged or reset by recovery: the
+        # partition log rebuilds it by replaying producer state, which this segment alone
+        # cannot do (a transaction may begin in an earlier segment).
+        self.txn_index_stale = False
         self.index_interval_bytes = index_interval_bytes
         self.next_offset = base_offset
         self.max_timestamp = NO_TIMESTAMP
@@ -194,6 +204,8 @@ class LogSegment:
                 TimeIndex(time_path, base_offset, segment_index_bytes),
                 index_interval_bytes,
             )
+            seg._load_txn_index(offset_limit, fresh=size == 0 and not (
+                index_path.exists() or time_path.exists()))
             if not recover and size == 0 and not (index_path.exists() or time_path.exists()):
                 pass  # created and never flushed: nothing to index, nothing to recover
             elif not recover:
@@ -217,6 +229,22 @@ class LogSegment:
             os.close(fd)
             raise
         return seg, truncated
+
+    def _load_txn_index(self, offset_limit: int | None, *, fresh: bool) -> None:
+        path = self.txn_index.path
+        try:
+            loaded = TransactionIndex.load(path, self.base_offset, offset_limit=offset_limit)
+        except IndexCorruptError as e:
+            log.warning("%s; rebuilding it", e)
+            self.txn_index.reset()
+            self.txn_index_stale = True
+            return
+        if loaded is not None:
+            self.txn_index = loaded
+        elif not fresh:
+            # Written at the segment's first flush, so missing next to flushed data: lost.
+            log.warning("%s is missing; rebuilding it", path)
+            self.txn_index_stale = True
 
     # --- scanning ----------------------------------------------------------------------
 
@@ -320,6 +348,8 @@ class LogSegment:
         """
         self.offset_index.reset()
         self.time_index.reset()
+        self.txn_index.reset()
+        self.txn_index_stale = True
         self.max_timestamp, self.offset_of_max_timestamp = NO_TIMESTAMP, self.base_offset - 1
         self.next_offset = self.base_offset
         self._bytes_since_index = 0
@@ -398,6 +428,8 @@ class LogSegment:
         self._unsynced = True
         self.offset_index.truncate_to_position(pos)
         self.time_index.truncate_to_offset(found[1])
+        # An abort's entry goes with its marker; the marker starts the batch cut at ``pos``.
+        self.txn_index.truncate_to(found[1])
         self._load_tail()
         if self.size == 0:
             self.rolling_base_ms = None
@@ -423,6 +455,7 @@ class LogSegment:
             self._unsynced = False
         self.offset_index.flush()
         self.time_index.flush()
+        self.txn_index.flush()
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -487,6 +487,8 @@ def test_files_on_disk(tmp_path: Path) -> None:
         "00000000000000000000.index",
         "00000000000000000000.log",
         "00000000000000000000.timeindex",
+        "00000000000000000000.txnindex",  # empty: no transaction aborted
+        "00000000000000000002.snapshot",  # producer state at the close
         "clean-shutdown",
         "high-watermark-checkpoint",
         "leader-epoch-checkpoint",
@@ -494,6 +496,7 @@ def test_files_on_disk(tmp_path: Path) -> None:
     ]
     index = (d / "00000000000000000000.index").read_bytes()
     assert struct.unpack(">II", index) == (1, len(make_batch(1)))
+    assert (d / "00000000000000000000.txnindex").read_bytes() == b""
 
 
 def test_one_write_per_append_and_preads_for_reads(
