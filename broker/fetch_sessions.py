@@ -24,6 +24,13 @@ broker did not know, tried again on each request until it resolves), so a topic 
 and created again under the same name does not silently continue the old one: the fetcher
 must forget the old id and add the new one.
 
+An incremental request reads only the partitions it names, those whose last answer did
+not leave the fetcher caught up ("unsettled"), and those that changed since they were read:
+each partition read tells its session of its next change (broker/partition_watch.py), so
+an idle session of thousands of partitions costs nothing per partition. A follower caught
+up on a partition it is in the ISR of is "held" there (ReplicaState.hold_follower): the
+session's clock, set at each request, is its caught-up time until the leader appends.
+
 ``FetcherSession`` is the fetcher's side (Kafka's ``FetchSessionHandler``), used by the
 follower fetchers.
 
@@ -40,6 +47,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kio.schema.errors import ErrorCode
+
+from odradek.broker.partition_watch import PartitionWatch, Watched
+from odradek.broker.replica_state import FetchClock
 
 INVALID_SESSION_ID = 0
 INITIAL_EPOCH = 0  # a full request that opens a session
@@ -72,11 +82,8 @@ class CachedPartition:
     high_watermark: int = -1
     last_stable_offset: int = -1
     log_start_offset: int = -1
-    # The partition object and its change count when an answer last left the fetcher
-    # caught up with nothing to say; while both still hold, an incremental fetch that does
-    # not name the partition skips reading it (see handlers/fetch.py). None: read it.
-    seen: object | None = None
-    seen_changes: int = -1
+    # Its place in the session's order (partitions that returned data move to the end).
+    order: int = 0
 
     def must_respond(self, entry: Mapping[str, Any], update: bool) -> bool:
         """Whether the answer ``entry`` of this partition has something the fetcher does not
@@ -111,6 +118,18 @@ class FetchSession:
     epoch: int  # the epoch the next request must carry
     cached_size: int = -1  # partitions when last touched (the eviction order uses it)
     uses_topic_ids: bool = False  # opened by Fetch v13+: keys are (topic id, index)
+    # Partitions read and unchanged since, as the partitions tell (the rest is read).
+    watch: PartitionWatch[PartitionKey] = field(default_factory=PartitionWatch)
+    # Partitions whose last answer did not leave the fetcher caught up: read each time.
+    unsettled: set[PartitionKey] = field(default_factory=set)
+    # When its latest request came (a follower's caught-up time on held partitions).
+    clock: FetchClock = field(default_factory=FetchClock)
+    next_order: int = 0
+
+    def place_last(self, tp: PartitionKey, cached: CachedPartition) -> None:
+        cached.order = self.next_order
+        self.next_order += 1
+        self.partitions[tp] = cached
 
     def evictable_key(self) -> tuple[bool, int, int]:
         # Kafka's EvictableKey order: consumers before followers, small before large.
@@ -124,12 +143,18 @@ class FetchSession:
         for tp, params in fetch_data:
             cached = self.partitions.get(tp)
             if cached is None:
-                self.partitions[tp] = CachedPartition(
-                    params, resolve(tp) if resolve is not None else None)
+                self.place_last(tp, CachedPartition(
+                    params, resolve(tp) if resolve is not None else None))
+                self.unsettled.add(tp)
             else:
                 cached.params = params
         for tp in forgotten:
-            self.partitions.pop(tp, None)
+            if self.partitions.pop(tp, None) is not None:
+                self.watch.unwatch(tp)
+                self.unsettled.discard(tp)
+
+    def close(self) -> None:
+        self.watch.close()
 
 
 class FetchSessionCache:
@@ -164,16 +189,21 @@ class FetchSessionCache:
 
     def maybe_create(self, now_ms: int, privileged: bool,
                      partitions: dict[PartitionKey, CachedPartition],
-                     uses_topic_ids: bool = False) -> int:
-        """A new session holding ``partitions``; its id, or 0 when the cache has no room."""
+                     uses_topic_ids: bool = False,
+                     clock: FetchClock | None = None) -> FetchSession | None:
+        """A new session holding ``partitions`` (in their order); None when the cache has
+        no room."""
         if len(self.sessions) >= self.max_entries and not self._try_evict(
                 privileged, (privileged, len(partitions), 0), now_ms):
-            return INVALID_SESSION_ID
-        session = FetchSession(self._new_id(), privileged, partitions, now_ms, now_ms,
-                               next_epoch(INITIAL_EPOCH), uses_topic_ids=uses_topic_ids)
+            return None
+        session = FetchSession(self._new_id(), privileged, {}, now_ms, now_ms,
+                               next_epoch(INITIAL_EPOCH), uses_topic_ids=uses_topic_ids,
+                               clock=clock or FetchClock(now_ms / 1000))
+        for tp, cached in partitions.items():
+            session.place_last(tp, cached)
         self.sessions[session.id] = session
         self.touch(session, now_ms)
-        return session.id
+        return session
 
     def _try_evict(self, privileged: bool, key: tuple[bool, int, int], now_ms: int) -> bool:
         if not self.sessions:
@@ -201,6 +231,7 @@ class FetchSessionCache:
     def remove(self, session_id: int) -> FetchSession | None:
         session = self.sessions.pop(session_id, None)
         if session is not None:
+            session.close()
             self._evictable_by_all.discard(session_id)
             self._evictable_by_privileged.discard(session_id)
             self.total_partitions -= max(0, session.cached_size)
@@ -236,72 +267,111 @@ class FetchContext:
     of their answers go back."""
 
     kind: ContextKind
-    partitions: list[tuple[PartitionKey, Any]] = field(default_factory=list)
+    # Full and sessionless requests: every partition they name.
+    requested: list[tuple[PartitionKey, Any]] = field(default_factory=list)
     session: FetchSession | None = None
     privileged: bool = False
     error: ErrorCode = ErrorCode.none
     uses_topic_ids: bool = False
-    # With topic ids: each partition's topic name, None for an id the broker does not know.
+    # With topic ids (full and sessionless): each partition's topic name, None for an id
+    # the broker does not know. An incremental request asks its session.
     names: dict[PartitionKey, str | None] = field(default_factory=dict)
     # Incremental: the partitions the request named (new or with new parameters).
     named: frozenset[PartitionKey] = frozenset()
+    # The follower's caught-up clock while this request reads (None: sessionless).
+    clock: FetchClock | None = None
+    resolve: Resolver | None = None
+    # Incremental: what this request reads, grown by the changes seen while it waits.
+    _reading: set[PartitionKey] = field(default_factory=set)
 
-    def unchanged(self, tp: PartitionKey, current: object, changes: int,
-                  log_start_offset: int) -> bool:
-        """Incremental, not named, and ``current`` (the partition now hosted for ``tp``)
-        has not changed since an answer left the fetcher caught up with it: the same wake-up
-        count, and the log start offset the fetcher was last told (retention and
-        DeleteRecords move it without waking anyone)."""
-        if self.kind is not ContextKind.INCREMENTAL or tp in self.named:
-            return False
-        assert self.session is not None
-        held = self.session.partitions.get(tp)
-        return (held is not None and held.seen is current
-                and held.seen_changes == changes
-                and held.log_start_offset == log_start_offset)
+    @property
+    def partitions(self) -> list[tuple[PartitionKey, Any]]:
+        """The partitions to read now, with their parameters, in the session's order.
+
+        Full and sessionless: all the request names. Incremental: the ones it names, the
+        unsettled ones, and those that changed since they were read (also while this
+        request waited); the others have nothing new."""
+        session = self.session
+        if self.kind is not ContextKind.INCREMENTAL or session is None:
+            return self.requested
+        reading = self._reading
+        reading.update(session.watch.take())
+        reading.update(session.unsettled)
+        reading.update(self.named)
+        held = session.partitions
+        if len(reading) * 4 >= len(held):
+            return [(tp, cp.params) for tp, cp in held.items() if tp in reading]
+        present = [(held[tp].order, tp) for tp in reading if tp in held]
+        present.sort(key=lambda item: item[0])
+        return [(tp, held[tp].params) for _, tp in present]
+
+    def read(self, tp: PartitionKey, partition: Watched) -> None:
+        """``partition`` was read for ``tp``: an incremental request's session hears of its
+        next change (also while this request waits)."""
+        if self.kind is ContextKind.INCREMENTAL and self.session is not None:
+            self.session.watch.watch(tp, partition)
 
     def topic_name(self, tp: PartitionKey) -> str | None:
         """The name of the topic of ``tp``, one of ``self.partitions``."""
-        if self.uses_topic_ids:
-            return self.names[tp]
-        assert isinstance(tp[0], str)
-        return tp[0]
+        if not self.uses_topic_ids:
+            assert isinstance(tp[0], str)
+            return tp[0]
+        if self.kind is ContextKind.INCREMENTAL and self.session is not None:
+            cp = self.session.partitions.get(tp)
+            if cp is None:
+                return None
+            if cp.topic is None and self.resolve is not None:
+                cp.topic = self.resolve(tp)  # an id unknown until now may be known by now
+            return cp.topic
+        return self.names[tp]
 
     def finish(self, cache: FetchSessionCache, now_ms: int,
                answers: list[tuple[PartitionKey, dict[str, Any]]],
-               caught_up: Mapping[PartitionKey, tuple[object, int]] | None = None,
+               caught_up: Mapping[PartitionKey, tuple[Watched, int]] | None = None,
                ) -> tuple[int, list[tuple[PartitionKey, dict[str, Any]]]]:
-        """The answer's session id and partitions, given the answers read for
-        ``self.partitions`` (same order; partitions skipped as ``unchanged`` have none).
-        Records what the fetcher now knows; ``caught_up``: the partitions read whose answer
-        left the fetcher with nothing more to read, with their object and change count."""
+        """The answer's session id and partitions, given the answers read (in the order of
+        ``self.partitions``). Records what the fetcher now knows; ``caught_up``: the
+        partitions read whose answer left the fetcher with nothing more to read, with the
+        partition and its change count when read."""
         caught_up = caught_up or {}
         if self.kind is ContextKind.FULL:
-            params = dict(self.partitions)
+            params = dict(self.requested)
             cached_parts: dict[PartitionKey, CachedPartition] = {}
             for tp, entry in answers:
                 cp = CachedPartition(params[tp], self.names.get(tp))
                 cp.must_respond(entry, update=True)
-                cp.seen, cp.seen_changes = caught_up.get(tp, (None, -1))
                 cached_parts[tp] = cp
-            return cache.maybe_create(now_ms, self.privileged, cached_parts,
-                                      self.uses_topic_ids), answers
+            session = cache.maybe_create(now_ms, self.privileged, cached_parts,
+                                         self.uses_topic_ids, self.clock)
+            if session is None:
+                return INVALID_SESSION_ID, answers
+            self.session = session
+            for tp, _ in answers:
+                seen = caught_up.get(tp)
+                if seen is not None and seen[0].changes == seen[1]:
+                    session.watch.watch(tp, seen[0])
+                else:
+                    session.unsettled.add(tp)  # also: changed since it was read
+            return session.id, answers
         if self.kind is ContextKind.INCREMENTAL:
             session = self.session
             assert session is not None
             out = []
             for tp, entry in answers:
-                held = session.partitions.get(tp)
-                if held is None:  # forgotten by a later request while this one waited
+                cached = session.partitions.get(tp)
+                if cached is None:  # forgotten by a later request while this one waited
                     continue
-                held.seen, held.seen_changes = caught_up.get(tp, (None, -1))
-                if held.must_respond(entry, update=True):
+                if tp in caught_up:
+                    session.unsettled.discard(tp)  # its watch tells of any change since
+                else:
+                    session.unsettled.add(tp)
+                if cached.must_respond(entry, update=True):
                     out.append((tp, entry))
                     if entry.get("records"):
                         # Partitions that returned data go to the end of the session's
                         # order, so that a size-limited answer serves the others next time.
                         del session.partitions[tp]
-                        session.partitions[tp] = held
+                        session.place_last(tp, cached)
             return session.id, out
         return INVALID_SESSION_ID, answers
 
@@ -329,7 +399,9 @@ def new_context(cache: FetchSessionCache, now_ms: int, session_id: int, epoch: i
         parts = list(dict(fetch_data).items())
         kind = ContextKind.SESSIONLESS if epoch == FINAL_EPOCH else ContextKind.FULL
         return FetchContext(kind, parts, privileged=privileged and kind is ContextKind.FULL,
-                            uses_topic_ids=uses_topic_ids, names=named(parts))
+                            uses_topic_ids=uses_topic_ids, names=named(parts),
+                            clock=FetchClock(now_ms / 1000) if kind is ContextKind.FULL
+                            else None)
     session = cache.get(session_id)
     if session is None:
         return FetchContext(ContextKind.ERROR, error=ErrorCode.fetch_session_id_not_found)
@@ -348,18 +420,10 @@ def new_context(cache: FetchSessionCache, now_ms: int, session_id: int, epoch: i
                             names=named(parts))
     cache.touch(session, now_ms)
     session.epoch = next_epoch(session.epoch)
-    names: dict[PartitionKey, str | None] = {}
-    if uses_topic_ids:
-        assert resolve is not None
-        for tp, cp in session.partitions.items():
-            if cp.topic is None:  # an id unknown until now may be known by now
-                cp.topic = resolve(tp)
-            names[tp] = cp.topic
-    return FetchContext(ContextKind.INCREMENTAL,
-                        [(tp, cp.params) for tp, cp in session.partitions.items()],
-                        session=session, privileged=privileged,
-                        uses_topic_ids=uses_topic_ids, names=names,
-                        named=frozenset(tp for tp, _ in fetch_data))
+    session.clock.at = now_ms / 1000
+    return FetchContext(ContextKind.INCREMENTAL, session=session, privileged=privileged,
+                        uses_topic_ids=uses_topic_ids, named=frozenset(tp for tp, _ in fetch_data),
+                        clock=session.clock, resolve=resolve)
 
 
 # --- the fetcher's side -----------------------------------------------------------------
@@ -390,13 +454,28 @@ class FetcherSession:
         self.epoch = INITIAL_EPOCH
         self._sent: dict[PartitionKey, Hashable] = {}
 
-    def build(self, wanted: Mapping[PartitionKey, Hashable]) -> FetchPlan:
+    def build(self, wanted: Mapping[PartitionKey, Hashable],
+              changed: Iterable[PartitionKey] | None = None) -> FetchPlan:
+        """The next request. ``changed``: the only keys whose value or presence in
+        ``wanted`` may differ from the last plan's (None: any), so that an idle fetcher of
+        thousands of partitions does not compare them all."""
         if self.epoch == INITIAL_EPOCH:
             self._sent = dict(wanted)
             return FetchPlan(self.session_id, INITIAL_EPOCH, dict(wanted), [])
-        send = {tp: v for tp, v in wanted.items() if self._sent.get(tp, _ABSENT) != v}
-        forgotten = [tp for tp in self._sent if tp not in wanted]
-        self._sent = dict(wanted)
+        if changed is None:
+            send = {tp: v for tp, v in wanted.items() if self._sent.get(tp, _ABSENT) != v}
+            forgotten = [tp for tp in self._sent if tp not in wanted]
+            self._sent = dict(wanted)
+            return FetchPlan(self.session_id, self.epoch, send, forgotten)
+        send, forgotten = {}, []
+        for tp in changed:
+            value = wanted.get(tp, _ABSENT)
+            if value is _ABSENT:
+                if self._sent.pop(tp, _ABSENT) is not _ABSENT:
+                    forgotten.append(tp)
+            elif self._sent.get(tp, _ABSENT) != value:
+                send[tp] = value
+                self._sent[tp] = value
         return FetchPlan(self.session_id, self.epoch, send, forgotten)
 
     def on_response(self, plan: FetchPlan, error: ErrorCode, session_id: int) -> None:

@@ -8,7 +8,8 @@ catch-up and lag) to its log and to the waiting requests:
   on a follower from its leader's;
 * acks=all writes wait here (``wait_replicated``) until the high watermark covers them, the
   ISR falls below min ISR, leadership moves, or time runs out;
-* long-polling fetches wait here (``waiters``) until anything they could read changes.
+* long-polling fetches wait here (``waiters``) until anything they could read changes, and
+  readers of many partitions ask to be told of the next change (``notify_once``).
 
 The replica manager creates partitions and hands them metadata; the fetch handler and the
 follower fetchers report what followers and leaders said.
@@ -19,13 +20,15 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from kio.schema.errors import ErrorCode
 
 from odradek import storage
-from odradek.broker.replica_state import AckState, Assignment, Change, ReplicaState
+from odradek.broker.partition_watch import ChangeListener, K
+from odradek.broker.replica_state import AckState, Assignment, Change, FetchClock, ReplicaState
 from odradek.controller.metadata import PartitionRegistration
 
 _ACK_ERRORS = {
@@ -56,9 +59,13 @@ class Partition:
         self._clock = clock
         # Long-polling fetches: woken by any append, high watermark move or leadership change.
         self.waiters: set[asyncio.Future[None]] = set()
-        # Counts those wake-ups: a fetch session that saw this value when its fetcher was
-        # caught up need not read the partition again until it moves (handlers/fetch.py).
+        # Counts those wake-ups: a reader that saw this value when it read the partition
+        # knows whether anything happened since.
         self.changes = 0
+        # Readers to tell, once, at the next wake-up (broker/partition_watch.py): fetch
+        # sessions and follower fetchers that hold thousands of partitions and must not
+        # visit them all to find the few that changed.
+        self._listeners: dict[tuple[int, Hashable], ChangeListener[Any]] = {}
         self._acks: list[_AckWait] = []
 
     # --- what the metadata says ------------------------------------------------------
@@ -123,6 +130,7 @@ class Partition:
             raise NotEnoughReplicas(f"ISR {list(self.isr)} is smaller than "
                                     f"min.insync.replicas={self.state.min_isr}")
         result = self.log.append(records, leader_epoch=self.leader_epoch)
+        self.state.log_end_moved(self.log.log_end_offset)
         self._advance_high_watermark()
         self.wake()
         return result
@@ -183,11 +191,12 @@ class Partition:
             self.wake()
         return self.state.isr_to_add(replica, self.log.high_watermark, self.epoch_start, live)
 
-    def follower_held(self, replica: int, offset: int) -> bool:
-        """A follower's fetch found it in the ISR at the position it last reported: the
-        cheap form of follower_fetched (ReplicaState.follower_held); False when the full
-        one is needed."""
-        return self.state.follower_held(replica, offset, self._clock(), self.log.log_end_offset)
+    def hold_follower(self, replica: int, clock: FetchClock) -> bool:
+        """The follower, in the ISR and caught up as of this read, stays caught up as long
+        as this log's end does not move: its caught-up time is then the time of its
+        session's latest request (``clock``), and its session need not read this partition
+        on each request to say so. False when it is not in that state."""
+        return self.state.hold_follower(replica, self.log.log_end_offset, clock)
 
     def isr_without_laggards(self, max_lag_s: float) -> tuple[int, ...] | None:
         if self.state.drop_lagging_addition(self._clock(), max_lag_s,
@@ -207,6 +216,12 @@ class Partition:
         if self._advance_high_watermark():
             self.wake()
 
+    def delete_records(self, before_offset: int) -> int:
+        """DeleteRecords: the new log start offset, told to the partition's readers."""
+        start = self.log.delete_records(before_offset)
+        self.wake()
+        return start
+
     # --- follower ----------------------------------------------------------------------
 
     def follow_leader_high_watermark(self, leader_high_watermark: int) -> None:
@@ -222,6 +237,17 @@ class Partition:
             if not fut.done():
                 fut.set_result(None)
         self.waiters.clear()
+        if self._listeners:
+            listeners, self._listeners = self._listeners, {}
+            for (_, key), listener in listeners.items():
+                listener.partition_changed(key)
+
+    def notify_once(self, listener: ChangeListener[K], key: K) -> None:
+        """Call ``listener.partition_changed(key)`` at the next wake-up (once)."""
+        self._listeners[(id(listener), key)] = listener
+
+    def forget(self, listener: ChangeListener[K], key: K) -> None:
+        self._listeners.pop((id(listener), key), None)
 
     def close(self) -> None:
         """Leaving this broker: fail what waits on it."""

@@ -35,12 +35,36 @@ class Assignment:
     isr: tuple[int, ...]
 
 
+class FetchClock:
+    """When a follower's fetch session last made a request (the clock of the partitions).
+
+    Shared by the partitions the session holds without reading them (see
+    ``ReplicaState.hold_follower``): one write per request instead of one per partition."""
+
+    __slots__ = ("at",)
+
+    def __init__(self, at: float = 0.0) -> None:
+        self.at = at
+
+
 @dataclass(slots=True)
 class FollowerProgress:
     # The follower's log end as its last fetch offset said (-1: not fetched this epoch).
     log_end: int = -1
     # When it last fetched at or past the leader's log end.
     caught_up_at: float = 0.0
+    # Set while the follower is caught up at ``log_end`` and its session's requests say so
+    # without naming this partition: until the leader's log end moves, each of them is a
+    # fetch at the log end, made at ``held.at``.
+    held: FetchClock | None = None
+
+    def release(self, log_end: int) -> None:
+        """The leader's log end is now ``log_end``: a hold that no longer describes the
+        follower's position ends, its last request being the last time it was caught up."""
+        held = self.held
+        if held is not None and self.log_end < log_end:
+            self.caught_up_at = max(self.caught_up_at, held.at)
+            self.held = None
 
 
 class AckState(enum.Enum):
@@ -172,20 +196,28 @@ class ReplicaState:
             if replica not in self.replicas or replica == self.node_id:
                 return
             progress = self.followers[replica] = FollowerProgress(-1, now)
+        progress.release(log_end)
+        progress.held = None
         progress.log_end = offset
         if offset >= log_end:
             progress.caught_up_at = now
 
-    def follower_held(self, replica: int, offset: int, now: float, log_end: int) -> bool:
-        """``follower_fetched`` for an ISR member whose position ``offset`` is the one it
-        last reported: only its caught-up time can change (its position moves no high
-        watermark and adds it to no ISR). False, changing nothing, in any other case."""
+    def hold_follower(self, replica: int, log_end: int, clock: FetchClock) -> bool:
+        """Let ``clock`` stand for the fetches of a follower that is in the ISR and has
+        just fetched at the leader's log end ``log_end``, until that end moves
+        (``log_end_moved``). False, changing nothing, if it is not in that state."""
         progress = self.followers.get(replica)
-        if progress is None or progress.log_end != offset or replica not in self.isr:
+        if progress is None or progress.log_end < log_end or replica not in self.isr:
             return False
-        if offset >= log_end:
-            progress.caught_up_at = now
+        progress.held = clock
         return True
+
+    def log_end_moved(self, log_end: int) -> None:
+        """The leader appended: followers held at the old end were last caught up at
+        their session's latest request."""
+        for progress in self.followers.values():
+            if progress.held is not None:
+                progress.release(log_end)
 
     def isr_to_add(self, replica: int, high_watermark: int, epoch_start: int,
                    live: bool) -> tuple[int, ...] | None:

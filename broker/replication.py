@@ -35,6 +35,7 @@ from odradek.broker.fetch_sessions import FetcherSession, FetchPlan, PartitionKe
 from odradek.broker.kafka.async_client import AsyncKafkaConnection, BrokerConnectionError
 from odradek.broker.metrics import NodeMetrics
 from odradek.broker.partition import Partition
+from odradek.broker.partition_watch import PartitionWatch
 from odradek.broker.replica_manager import ReplicaManager
 from odradek.controller.metadata import MetadataImage
 from odradek.controller.metadata.requests import (
@@ -102,6 +103,14 @@ class LeaderFetcher:
         self._conn: AsyncKafkaConnection | None = None
         self.session = FetcherSession()
         self._version_used: int | None = None  # the Fetch version of the last request
+        # What the next request would say of each partition, kept up to date from the
+        # partitions' own change notices (broker/partition_watch.py) instead of visiting
+        # thousands of them on every request.
+        self._wanted: dict[PartitionKey, tuple[Any, ...]] = {}
+        self._wanted_key: dict[tuple[str, int], PartitionKey] = {}
+        self._watch: PartitionWatch[tuple[str, int]] = PartitionWatch()
+        self._wanted_basis: tuple[bool, int] | None = None  # (by topic id, max bytes)
+        self._unnamed = False  # a partition without topic id: fetch by name (v12)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -113,9 +122,18 @@ class LeaderFetcher:
                 await self._task
         if self._conn is not None:
             await self._conn.close()
+        self._watch.close()
 
     def set_partitions(self, parts: dict[tuple[str, int], Partition]) -> None:
-        self.partitions = parts
+        old, self.partitions = self.partitions, parts
+        unnamed = False
+        for tp, p in parts.items():
+            unnamed = unnamed or p.topic_id is None
+            if old.get(tp) is not p:
+                self._watch.mark(tp)  # added, or another replica object
+        for tp in old.keys() - parts.keys():
+            self._watch.mark(tp)
+        self._unnamed = unnamed
         self._changed.set()
 
     async def _connection(self) -> AsyncKafkaConnection | None:
@@ -152,8 +170,7 @@ class LeaderFetcher:
                 log.exception("follower fetch from broker %d failed", self.leader_id)
                 await asyncio.sleep(_BACKOFF_S)
 
-    async def _version(self, conn: AsyncKafkaConnection,
-                       parts: dict[tuple[str, int], Partition]) -> int:
+    async def _version(self, conn: AsyncKafkaConnection) -> int:
         """The Fetch version of the next request: the highest both brokers serve, but with
         names (v12) if a partition has no topic id (every partition from metadata has)."""
         lo, hi = (await conn.api_versions()).get(1, (0, -1))
@@ -161,8 +178,7 @@ class LeaderFetcher:
         if version < max(lo, MIN_FETCH_VERSION):
             raise BrokerConnectionError(
                 f"broker {self.leader_id} serves Fetch v{lo}-v{hi}, not v{MIN_FETCH_VERSION}+")
-        if version >= FETCH_TOPIC_IDS_VERSION and any(p.topic_id is None
-                                                      for p in parts.values()):
+        if version >= FETCH_TOPIC_IDS_VERSION and self._unnamed:
             version = MIN_FETCH_VERSION
         used = self._version_used
         if version != used:
@@ -173,32 +189,59 @@ class LeaderFetcher:
         self._version_used = version
         return version
 
-    def _wanted(self, parts: dict[tuple[str, int], Partition], by_id: bool
-                ) -> dict[PartitionKey, tuple[Any, ...]]:
-        """What the next fetch would say of each partition (an offline log fetches nothing),
-        by (topic id, index) from Fetch v13, else by (topic, index): a fetch session names a
-        partition again only when this changed. The partition object is part of it, so a
-        re-created replica is named even at the same position; a topic created again under
-        its name has another id, so the old id is forgotten and the new one added."""
+    def _refresh_wanted(self, by_id: bool) -> set[PartitionKey] | None:
+        """Bring ``_wanted`` up to date: what the next fetch would say of each partition (an
+        offline log fetches nothing), by (topic id, index) from Fetch v13, else by (topic,
+        index). A fetch session names a partition again only when this changed. The
+        partition object is part of it, so a re-created replica is named even at the same
+        position; a topic created again under its name has another id, so the old id is
+        forgotten and the new one added. Returns the keys that may have changed, None when
+        all may have."""
         max_bytes = self.node.config["replica.fetch.max.bytes"]
-        return {(p.topic_id if by_id else tp[0], tp[1]): (
-                    p, p.leader_epoch, p.log.log_end_offset, p.log.leader_epochs.latest_epoch,
-                    p.log.log_start_offset, max_bytes)
-                for tp, p in parts.items() if not p.log.offline}
+        if self._wanted_basis != (by_id, max_bytes):
+            self._watch.close()
+            self._wanted.clear()
+            self._wanted_key.clear()
+            for tp, each in self.partitions.items():
+                self._want(tp, each, by_id, max_bytes)
+            self._wanted_basis = (by_id, max_bytes)
+            return None
+        keys: set[PartitionKey] = set()
+        for tp in self._watch.take():
+            old = self._wanted_key.pop(tp, None)
+            if old is not None:
+                del self._wanted[old]
+                keys.add(old)
+            p = self.partitions.get(tp)
+            if p is not None:
+                keys.add(self._want(tp, p, by_id, max_bytes))
+        return keys
+
+    def _want(self, tp: tuple[str, int], p: Partition, by_id: bool, max_bytes: int
+              ) -> PartitionKey:
+        key: PartitionKey = (p.topic_id if by_id else tp[0], tp[1])
+        self._watch.watch(tp, p)  # its next change (own appends included) updates it
+        plog = p.log
+        if not plog.offline:
+            self._wanted[key] = (p, p.leader_epoch, plog.log_end_offset,
+                                 plog.leader_epochs.latest_epoch, plog.log_start_offset,
+                                 max_bytes)
+            self._wanted_key[tp] = key
+        return key
 
     async def _fetch_once(self, conn: AsyncKafkaConnection) -> None:
-        parts = dict(self.partitions)
-        version = await self._version(conn, parts)
+        version = await self._version(conn)
         by_id = version >= FETCH_TOPIC_IDS_VERSION
         topic_field = "topic_id" if by_id else "topic"
-        wanted = self._wanted(parts, by_id)
+        changed = self._refresh_wanted(by_id)
+        wanted = self._wanted
         if not wanted:
             await asyncio.sleep(_BACKOFF_S)
             return
         # A fetch session (KIP-227): after one full fetch, name only the partitions whose
         # position changed, and the ones no longer followed from this leader, so an idle
         # follower's requests do not grow with its partitions.
-        plan = self.session.build(wanted)
+        plan = self.session.build(wanted, changed)
         by_topic: dict[Any, list[dict[str, Any]]] = {}
         for (topic, index), (_, leader_epoch, offset, last_epoch, start, max_bytes) \
                 in plan.send.items():
@@ -251,6 +294,8 @@ class LeaderFetcher:
                         or self.partitions.get((fetched.topic, fetched.index)) is not fetched:
                     continue
                 backoff |= not self._apply(fetched, pd)
+                # Whatever the answer did (truncations wake no one), ask anew next time.
+                self._watch.mark((fetched.topic, fetched.index))
         if backoff:
             await asyncio.sleep(_BACKOFF_S)
 

@@ -12,6 +12,7 @@ KRaft controllers use them).
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any, Protocol
@@ -35,6 +36,7 @@ from odradek.broker.kafka.codec import ms
 from odradek.broker.loop_slice import LoopSlice
 from odradek.broker.metrics import NodeMetrics
 from odradek.broker.partition import Partition
+from odradek.broker.partition_watch import PartitionWatch
 from odradek.broker.replica_manager import ReplicaManager
 from odradek.broker.replication import ReplicationManager
 from odradek.controller.metadata import MetadataImage
@@ -152,13 +154,6 @@ def _read_partition(node: FetchNode, topic: str, topic_id: uuid.UUID | None, fp:
     return out, len(result.records), p
 
 
-def _still_in_metadata(node: FetchNode, name: str, tp: PartitionKey, by_id: bool) -> bool:
-    """The metadata still has the partition (under the same topic id): a deletion reaches
-    the image before the replica manager drops the log, and must be answered at once."""
-    t = node.image.topics.get(name)
-    return t is not None and tp[1] in t.partitions and (not by_id or t.topic_id == tp[0])
-
-
 def _caught_up(entry: dict[str, Any], fp: Any, p: Partition, replica_id: int) -> bool:
     """The answer leaves the fetcher with nothing more to read from ``p``: no error, no
     records, no divergence, and its position at the end it may read (the log end for a
@@ -244,6 +239,26 @@ def _leader_hints(node: FetchNode, listener: str, topics: list[dict[str, Any]]
     return [endpoints[i] for i in sorted(endpoints)]
 
 
+async def _session_changed(watch: PartitionWatch[PartitionKey], timeout_s: float) -> None:
+    """Until a partition ``watch`` watches changes, or ``timeout_s`` passes."""
+    if watch.changed:
+        return
+    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def changed() -> None:
+        if not fut.done():
+            fut.set_result(None)
+
+    watch.on_change = changed
+    try:
+        await asyncio.wait_for(fut, timeout_s)
+    except TimeoutError:
+        pass
+    finally:
+        if watch.on_change is changed:
+            watch.on_change = None
+
+
 async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payload:
     version = ctx.api_version
     replica_id, replica_epoch = _replica(req, version)
@@ -259,7 +274,7 @@ async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payloa
     while True:
         answers: list[tuple[PartitionKey, dict[str, Any]]] = []
         total, parts, urgent = 0, [], False
-        caught_up: dict[PartitionKey, tuple[object, int]] = {}
+        caught_up: dict[PartitionKey, tuple[Partition, int]] = {}
         loop_slice = LoopSlice()  # a session of thousands of partitions lets others run
         for tp, fp in context.partitions:
             if loop_slice.due():
@@ -269,26 +284,20 @@ async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payloa
                 # An id this broker's metadata does not know (Kafka: UNKNOWN_TOPIC_ID).
                 entry, n, p = _error_entry(tp[1], ErrorCode.unknown_topic_id), 0, None
             else:
-                p = node.replicas.get((name, tp[1]))
-                if p is not None and context.unchanged(tp, p, p.changes,
-                                                       p.log.log_start_offset) \
-                        and _still_in_metadata(node, name, tp, uses_ids):
-                    # Nothing happened to it since an answer left this fetcher caught up:
-                    # nothing to say, nothing to read. A follower still reports in (its
-                    # position holds, which keeps it in the ISR).
-                    # (If that moves the high watermark, the partition counts a change and
-                    # is read, with the new mark, by the next fetch.)
-                    if replica_id >= 0 and not p.follower_held(replica_id, fp.fetch_offset):
-                        node.replication.on_follower_fetch(p, replica_id, fp.fetch_offset,
-                                                           replica_epoch)
-                    parts.append(p)
-                    continue
-                changes = p.changes if p is not None else -1
+                hosted = node.replicas.get((name, tp[1]))
+                changes = hosted.changes if hosted is not None else -1
                 budget = max(0, min(fp.partition_max_bytes, max_total - total))
                 entry, n, p = _read_partition(
                     node, name, tp[0] if uses_ids else None,  # type: ignore[arg-type]
                     fp, budget, total == 0, replica_id, replica_epoch)
-                if p is not None and _caught_up(entry, fp, p, replica_id):
+                if hosted is not None:
+                    context.read(tp, hosted)
+                if p is not None and _caught_up(entry, fp, p, replica_id) and (
+                        replica_id < 0 or context.clock is None
+                        or p.hold_follower(replica_id, context.clock)):
+                    # Nothing more to read, until the partition changes (an ISR follower
+                    # is held there: see ReplicaState.hold_follower; one that is not must
+                    # be read again, so that it may join the ISR).
                     caught_up[tp] = (p, changes)
             total += n
             # Errors and diverging epochs answer at once, as Kafka's delayed fetch does.
@@ -298,13 +307,18 @@ async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payloa
                 parts.append(p)
             answers.append((tp, entry))
         remaining = deadline - time.monotonic()
-        if total >= min_bytes or urgent or remaining <= 0 or not parts:
+        session = context.session if context.kind is ContextKind.INCREMENTAL else None
+        if total >= min_bytes or urgent or remaining <= 0 \
+                or not (parts or (session is not None and len(session.watch))):
             break
-        # An incremental fetch with nothing to say parks here too: it waits on every
-        # partition of its session, not only on those the request named.
         node.metrics.fetch_purgatory.inc()
         try:
-            await node.replicas.wait_for_data(parts, remaining)
+            if session is not None:
+                # An incremental fetch parks on its session: every partition of it it has
+                # read tells it of its next change, and the others are read already.
+                await _session_changed(session.watch, remaining)
+            else:
+                await node.replicas.wait_for_data(parts, remaining)
         finally:
             node.metrics.fetch_purgatory.dec()
         if node.stopping:
@@ -397,7 +411,7 @@ async def handle_delete_records(node: FetchNode, ctx: RequestContext, req: Any) 
                 out["error_code"] = ErrorCode.offset_out_of_range
                 continue
             try:
-                out["low_watermark"] = p.log.delete_records(target)
+                out["low_watermark"] = p.delete_records(target)
             except StorageError as e:
                 out["error_code"] = error_code_for(e)
         topics_out.append({"name": t.name, "partitions": parts_out})

@@ -219,6 +219,12 @@ class RaftNode:
         else:
             self._tick_election()
 
+    def heartbeat_now(self) -> None:
+        """As leader, heartbeat every peer now rather than at the next heartbeat tick
+        (etcd's MsgBeat): the answers tell who is up at this moment."""
+        if self.role is Role.LEADER:
+            self._bcast_heartbeat()
+
     def propose(self, data: bytes) -> int:
         if self.role is not Role.LEADER:
             raise NotLeaderError(self.lead)
@@ -528,11 +534,14 @@ class RaftNode:
                     pr.recent_active = peer == self.id
             self.lead_transferee = None
         if self.heartbeat_elapsed >= self.config.heartbeat_tick:
-            self.heartbeat_elapsed = 0
-            for peer, pr in self.progress.items():
-                if peer != self.id:
-                    commit = min(pr.match, self.log.committed)
-                    self._send(Heartbeat(self.id, peer, self.term, commit))
+            self._bcast_heartbeat()
+
+    def _bcast_heartbeat(self) -> None:
+        self.heartbeat_elapsed = 0
+        for peer, pr in self.progress.items():
+            if peer != self.id:
+                commit = min(pr.match, self.log.committed)
+                self._send(Heartbeat(self.id, peer, self.term, commit))
 
     # ------------------------------------------------------------------ elections
 

@@ -176,6 +176,8 @@ class RaftDriver:
         # answers, and stop waiting once every other voter has answered.
         asked_at = self._clock()
         peers = [v for v in self.node.config.voters if v != self.node.id]
+        self.node.heartbeat_now()  # ask now, not at the next heartbeat tick
+        self._wake.set()
         window = min(timeout_s / 2,
                      max(4 * self.node.config.heartbeat_tick * self._tick_s, 0.3))
         answered: list[int] = []

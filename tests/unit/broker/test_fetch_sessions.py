@@ -41,6 +41,11 @@ def answer(ctx: FetchContext, c: FetchSessionCache, now: int = T0,
     return sid, [tp for tp, _ in out]
 
 
+def names(ctx: FetchContext) -> dict[Any, str | None]:
+    """The topic name of each partition the request reads."""
+    return {tp: ctx.topic_name(tp) for tp, _ in ctx.partitions}
+
+
 def open_session(c: FetchSessionCache, n: int = 3, *, privileged: bool = False,
                  now: int = T0) -> int:
     ctx = new_context(c, now, 0, 0, privileged, [(("t", i), f"p{i}") for i in range(n)], [])
@@ -299,12 +304,12 @@ def test_an_unknown_topic_id_stays_in_the_session_until_it_resolves() -> None:
                                                "error_code": ErrorCode.unknown_topic_id}})
     ctx = new_context(c, T0, sid, 1, False, [], [], uses_topic_ids=True,
                       resolve=resolver(ids))
-    assert ctx.names == {(OLD, 0): "t", (STRANGER, 0): None}
+    assert names(ctx) == {(OLD, 0): "t", (STRANGER, 0): None}
     # This broker's metadata learns the topic: the next request reads it by name.
     ids[STRANGER] = "s"
     ctx = new_context(c, T0, sid, 2, False, [], [], uses_topic_ids=True,
                       resolve=resolver(ids))
-    assert ctx.names == {(OLD, 0): "t", (STRANGER, 0): "s"}
+    assert names(ctx) == {(OLD, 0): "t", (STRANGER, 0): "s"}
 
 
 def test_a_topic_recreated_under_its_name_is_another_partition_of_the_session() -> None:
@@ -321,14 +326,73 @@ def test_a_topic_recreated_under_its_name_is_another_partition_of_the_session() 
     ids[NEW] = "t"
     ctx = new_context(c, T0, sid, 1, False, [], [], uses_topic_ids=True,
                       resolve=resolver(ids))
-    assert ctx.names == {(OLD, 0): "t"}
+    assert names(ctx) == {(OLD, 0): "t"}
     # Both ids in one request: the new one is added, the old one forgotten.
     ctx = new_context(c, T0, sid, 2, False, [((NEW, 0), "p-new")], [(OLD, 0)],
                       uses_topic_ids=True, resolve=resolver(ids))
-    assert ctx.partitions == [((NEW, 0), "p-new")] and ctx.names == {(NEW, 0): "t"}
+    assert ctx.partitions == [((NEW, 0), "p-new")] and names(ctx) == {(NEW, 0): "t"}
     assert answer(ctx, c) == (sid, [(NEW, 0)])  # its first answer
     # Until it forgets the old id, a fetcher has both in its session, apart.
     ctx = new_context(c, T0, sid, 3, False, [((OLD, 0), "p-old")], [],
                       uses_topic_ids=True, resolve=resolver(ids))
     assert [tp for tp, _ in ctx.partitions] == [(NEW, 0), (OLD, 0)]
-    assert ctx.names == {(NEW, 0): "t", (OLD, 0): None}
+    assert names(ctx) == {(NEW, 0): "t", (OLD, 0): None}
+
+
+class Part:
+    """A partition as fetch sessions see it: it tells its listeners of its next change."""
+
+    def __init__(self) -> None:
+        self.changes = 0
+        self.listeners: dict[Any, Any] = {}
+
+    def notify_once(self, listener: Any, key: Any) -> None:
+        self.listeners[(id(listener), key)] = listener
+
+    def forget(self, listener: Any, key: Any) -> None:
+        self.listeners.pop((id(listener), key), None)
+
+    def wake(self) -> None:
+        self.changes += 1
+        listeners, self.listeners = self.listeners, {}
+        for (_, key), listener in listeners.items():
+            listener.partition_changed(key)
+
+
+def test_an_incremental_request_reads_only_named_unsettled_and_changed_partitions() -> None:
+    c = cache()
+    parts = {("t", i): Part() for i in range(12)}
+    ctx = new_context(c, T0, 0, 0, True, [(tp, f"p{tp[1]}") for tp in parts], [])
+    answers = [(tp, entry(tp[1])) for tp, _ in ctx.partitions]
+    # All caught up but t3, whose answer left something to read; t5 changed since its read.
+    caught = {tp: (p, p.changes) for tp, p in parts.items() if tp != ("t", 3)}
+    parts[("t", 5)].wake()
+    sid, _ = ctx.finish(c, T0, answers, caught)
+    session = c.sessions[sid]
+    assert session.unsettled == {("t", 3), ("t", 5)} and len(session.watch) == 10
+    parts[("t", 9)].wake()
+    parts[("t", 1)].wake()
+    ctx = new_context(c, T0 + 500, sid, 1, True, [(("t", 7), "p7-new")], [])
+    assert session.clock.at == (T0 + 500) / 1000  # held followers count this request
+    # In the session's order; t1 and t9 told of a change, t7 named, t3 and t5 unsettled.
+    assert [tp[1] for tp, _ in ctx.partitions] == [1, 3, 5, 7, 9]
+    for tp, _ in ctx.partitions:
+        ctx.read(tp, parts[tp])  # type: ignore[arg-type]
+    parts[("t", 11)].wake()  # while the request waits: read too, in order
+    assert [tp[1] for tp, _ in ctx.partitions] == [1, 3, 5, 7, 9, 11]
+    answers = [(tp, entry(tp[1], records=b"x" if tp == ("t", 1) else b""))
+               for tp, _ in ctx.partitions]
+    caught = {tp: (parts[tp], parts[tp].changes) for tp, _ in ctx.partitions
+              if tp != ("t", 9)}
+    assert ctx.finish(c, T0 + 500, answers, caught)[1][0][0] == ("t", 1)
+    assert session.unsettled == {("t", 9)}
+    # t1 returned records: last in the order now.
+    parts[("t", 1)].wake()
+    parts[("t", 2)].wake()
+    ctx = new_context(c, T0 + 1000, sid, 2, True, [], [])
+    assert [tp[1] for tp, _ in ctx.partitions] == [2, 9, 1]
+    # A forgotten partition is no longer watched; a closed session leaves nothing behind.
+    new_context(c, T0 + 1500, sid, 3, True, [], [("t", 4)])
+    assert not parts[("t", 4)].listeners
+    c.remove(sid)
+    assert not any(p.listeners for p in parts.values())

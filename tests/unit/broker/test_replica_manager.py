@@ -12,6 +12,7 @@ from odradek import storage
 from odradek.broker.replica_manager import DELETE_SUFFIX, ReplicaManager
 from odradek.controller.metadata import MetadataImage, PartitionRegistration
 from odradek.controller.metadata.delta import LocalReplicaChanges
+from odradek.storage.records import Record, encode_batch
 
 TID = uuid.UUID(int=5)
 
@@ -55,3 +56,35 @@ def test_a_removal_cut_short_is_finished_at_the_next_start(tmp_path: Path) -> No
     (log_dir / "kept-0").mkdir()
     manager(log_dir).close()
     assert sorted(p.name for p in log_dir.iterdir()) == ["kept-0"]
+
+
+def test_flush_ms_flushes_only_the_logs_that_have_it(tmp_path: Path) -> None:
+    """flush_due visits the logs with a flush.ms, including one given it at run time, and
+    flushes them once it has passed; the others keep their data unflushed (the default)."""
+    now = [1_000_000]
+    configs = {"timed": storage.LogConfig(flush_ms=100), "plain": storage.LogConfig()}
+    rm = ReplicaManager(1, tmp_path, lambda topic: configs[topic], lambda _: 1,
+                        now_ms=lambda: now[0])
+    reg = PartitionRegistration(replicas=(1,), isr=(1,), leader=1, leader_epoch=0,
+                                partition_epoch=0)
+    changes = LocalReplicaChanges(leaders={("timed", 0): reg, ("plain", 0): reg},
+                                  followers={}, deleted=set(),
+                                  topic_ids={"timed": TID, "plain": uuid.UUID(int=6)})
+    asyncio.run(rm.apply(changes, MetadataImage.EMPTY))
+    batch = encode_batch([Record(0, value=b"v")])
+    for tp in (("timed", 0), ("plain", 0)):
+        p = rm.get(tp)
+        assert p is not None
+        p.append(batch, acks_all=False)
+    timed, plain = rm.get(("timed", 0)), rm.get(("plain", 0))
+    assert timed is not None and plain is not None
+    rm.flush_due()
+    assert timed.log.unflushed_messages == 1  # flush.ms has not passed yet
+    now[0] += 100
+    rm.flush_due()
+    assert timed.log.unflushed_messages == 0 and plain.log.unflushed_messages == 1
+    configs["plain"] = storage.LogConfig(flush_ms=50)
+    rm.update_configs({"plain"})
+    rm.flush_due()
+    assert plain.log.unflushed_messages == 0
+    rm.close()

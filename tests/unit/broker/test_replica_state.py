@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from odradek.broker.replica_state import AckState, Assignment, ReplicaState
+from odradek.broker.replica_state import AckState, Assignment, FetchClock, ReplicaState
 
 ME = 1
 
@@ -188,14 +188,36 @@ def test_a_pending_removal_keeps_the_replica_until_applied() -> None:
     assert s.high_watermark(100) == 100
 
 
-def test_a_held_position_keeps_an_isr_member_caught_up_and_nothing_else() -> None:
-    # The cheap path of an incremental fetch that skipped an unchanged partition.
+def test_a_held_follower_was_caught_up_at_its_sessions_latest_request() -> None:
+    # A fetch session that no longer reads an unchanged partition lets the session's clock
+    # stand for the follower's fetches at the log end, until the log end moves.
     s = leader(isr=(1, 2), now=0)
-    assert not s.follower_held(2, 100, now=1, log_end=100)  # never fetched: full path
+    clock = FetchClock(1)
+    assert not s.hold_follower(2, 100, clock)  # never fetched: not caught up
     s.follower_fetched(2, 100, now=1, log_end=100)
-    assert s.follower_held(2, 100, now=20, log_end=100)
-    assert s.isr_without_laggards(now=25, max_lag_s=10, log_end=100) is None  # caught up at 20
-    assert not s.follower_held(2, 90, now=21, log_end=100)  # another position: full path
-    # Not in the ISR: the full path decides whether it joins.
+    assert s.hold_follower(2, 100, clock)
+    clock.at = 20  # the session's requests go on without naming the partition
+    s.log_end_moved(110)  # an append: the follower was last caught up at 20
+    assert s.followers[2].held is None and s.followers[2].caught_up_at == 20
+    assert s.isr_without_laggards(now=29, max_lag_s=10, log_end=110) is None
+    assert s.isr_without_laggards(now=31, max_lag_s=10, log_end=110) == (1,)
+    clock.at = 40  # a later request does not count once the hold ended
+    s.log_end_moved(120)
+    assert s.followers[2].caught_up_at == 20
+
+
+def test_a_follower_is_held_only_in_the_isr_and_at_the_log_end() -> None:
+    s = leader(isr=(1, 2), now=0)
+    s.follower_fetched(2, 90, now=1, log_end=100)
+    assert not s.hold_follower(2, 100, FetchClock(1))  # behind
     s.follower_fetched(3, 100, now=1, log_end=100)
-    assert not s.follower_held(3, 100, now=2, log_end=100)
+    assert not s.hold_follower(3, 100, FetchClock(1))  # not in the ISR: the full path
+    # A read of the partition ends a hold (its position is known again).
+    s.follower_fetched(2, 100, now=2, log_end=100)
+    clock = FetchClock(5)
+    assert s.hold_follower(2, 100, clock)
+    s.follower_fetched(2, 100, now=6, log_end=100)
+    assert s.followers[2].held is None
+    clock.at = 50
+    s.log_end_moved(110)
+    assert s.followers[2].caught_up_at == 6

@@ -88,6 +88,7 @@ class Leader:
     def _fetched(self, p: Partition, replica_id: int, offset: int, replica_epoch: int) -> None:
         self.follower_offsets[(p.topic, p.index)] = offset
         self.follower_epochs.add(replica_epoch)
+        p.follower_fetched(replica_id, offset, live=True)
 
 
 class Loopback:
@@ -377,9 +378,11 @@ def test_a_topic_recreated_under_its_name_while_a_session_reads_it(tmp_path: Pat
         {"topic_id": topic_id("other"), "partitions": [part(0, offset=1)]}], version=16))
     sid = full.session_id
     assert sid != 0 and all(e == ErrorCode.none for *_, e in answers(full, 16))
-    # Deleted: gone from the metadata (its log may still be on its way out here).
+    # Deleted: gone from the metadata, then the replica manager drops the replica, which
+    # tells the session (its log may still be on its way out here).
     remaining = {tp: p for tp, p in parts.items() if tp[0] != "t"}
     leader.image = image_of(remaining)
+    parts[("t", 0)].close()
     resp = ask(leader, 16, consumer_fetch(sid, 1, [], version=16))
     assert answers(resp, 16) == [(old, 0, ErrorCode.unknown_topic_or_partition)]
     # Created again under the same name: a new id, a new empty log.
@@ -530,23 +533,26 @@ def test_an_idle_session_reads_only_what_changed(tmp_path: Path,
     resp = ask(leader, 12, consumer_fetch(sid, 2, []))
     assert "b" in reads and "a" not in reads
     assert ("b", 0, ErrorCode.none) in answers(resp, 12)
-    # DeleteRecords moves "a"'s log start without waking anyone: still read and told.
-    parts[("a", 0)].log.delete_records(1)
+    # DeleteRecords moves "a"'s log start: read and told.
+    parts[("a", 0)].delete_records(1)
     reads.clear()
     resp = ask(leader, 12, consumer_fetch(sid, 3, []))
     assert "a" in reads
     assert [p.log_start_offset for t in resp.responses if t.topic == "a"
             for p in t.partitions] == [1]
-    # A deletion reaches the metadata before the log is dropped: answered at once.
+    # A deletion: the metadata loses the topic, then the replica manager drops the replica,
+    # which tells the session; answered at once.
     leader.image = image_of({tp: p for tp, p in parts.items() if tp[0] != "a"})
+    parts[("a", 0)].close()
     resp = ask(leader, 12, consumer_fetch(sid, 4, []))
     assert ("a", 0, ErrorCode.unknown_topic_or_partition) in answers(resp, 12)
 
 
-def test_a_follower_skipping_idle_partitions_still_reports_its_position(
+def test_an_idle_follower_is_held_caught_up_by_its_sessions_requests(
         tmp_path: Path) -> None:
-    """Skipped partitions of a follower's session still record the follower's fetch (its
-    place in the ISR depends on it)."""
+    """An idle follower's session reads none of its partitions, yet each of its requests
+    keeps the follower caught up (its place in the ISR depends on it): when the leader
+    appends, the follower was last caught up at its latest request."""
     leaders, fetcher, conn = setup(tmp_path, 6)
 
     async def run() -> None:
@@ -556,4 +562,14 @@ def test_a_follower_skipping_idle_partitions_still_reports_its_position(
         await fetcher._fetch_once(conn)  # type: ignore[arg-type]
 
     asyncio.run(run())
-    assert len(conn.leader.follower_offsets) == 6
+    assert conn.leader.follower_offsets == {}  # no partition read
+    [session] = conn.leader.fetch_sessions.sessions.values()
+    p = leaders[("topic-0", 0)]
+    progress = p.state.followers[2]
+    assert progress.held is session.clock and session.clock.at > progress.caught_up_at
+    last_request = session.clock.at
+    p.append(encode_batch([Record(0, value=b"v")]), acks_all=False)
+    assert progress.held is None and progress.caught_up_at == last_request
+    # The next request reads the partition again, and only it.
+    asyncio.run(fetcher._fetch_once(conn))  # type: ignore[arg-type]
+    assert conn.leader.follower_offsets == {("topic-0", 0): 0}

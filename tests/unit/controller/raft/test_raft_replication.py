@@ -222,3 +222,22 @@ def test_entries_commit_on_every_node_in_order() -> None:
     for i in (1, 2, 3):
         assert [e.data for e in c.applied[i]][1:] == [b"%d" % k for k in range(20)]
     assert c[3].role is Role.LEADER
+
+
+def test_heartbeat_now_asks_every_peer_at_once_and_restarts_the_interval() -> None:
+    # The leader's handover at shutdown asks who is up without waiting for the next beat.
+    c = Cluster(heartbeat_tick=3)
+    c.campaign(1)
+    c.sent.clear()
+    c[1].heartbeat_now()
+    c.stabilize()
+    assert sorted(m.dst for m in c.sent if isinstance(m, Heartbeat)) == [2, 3]
+    c.sent.clear()
+    c.tick_all(2)  # the interval starts over: no beat two ticks later
+    assert not [m for m in c.sent if isinstance(m, Heartbeat)]
+    c.tick_all(1)
+    assert sorted(m.dst for m in c.sent if isinstance(m, Heartbeat)) == [2, 3]
+    c.sent.clear()
+    c[2].heartbeat_now()  # a follower has nothing to beat
+    c.stabilize()
+    assert not c.sent
