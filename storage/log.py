@@ -27,15 +27,16 @@ get the aborted transactions of what they read from the segments' transaction in
 Producer state is snapshotted (storage/producer_snapshot.py) when a segment rolls, when the
 log closes cleanly and when retention forgets a producer, and rebuilt on open and after a
 truncation from the newest snapshot at or below the log end plus the batches after it; with
-no usable snapshot, from every batch of the log. Snapshots are pruned to the newest at or
-below min(high watermark, recovery point) -- neither a crash nor a truncation to at least the
-high watermark can need an older one -- plus those above it and the newest at or below the
-active segment's base (the one a crash needs to rebuild that segment's transaction index).
-Keeping those means a replay never crosses the point where retention forgot a producer,
-which is what makes a rebuilt state equal to the one the log had (a producer forgotten and
-then writing again starts afresh; replaying across the forgetting would not know). A
-truncation below the high watermark may lose that guarantee for such a producer's older
-batches, and only those.
+no usable snapshot, from every batch of the log. Kept: the newest; the newest at or below
+min(high watermark, recovery point) -- neither a crash nor a truncation to at least the high
+watermark can need an older one; the newest at or below the active segment's base (what a
+crash needs to rebuild that segment's transaction index); and, while above that bound, those
+written because retention forgot a producer. The last are why a replay never crosses a point
+where a producer was forgotten, which is what makes a rebuilt state equal to the one the log
+had: a producer forgotten and then writing again starts afresh, and a replay across the
+forgetting would not know it happened. A truncation below the high watermark may lose that
+guarantee for such a producer's older batches (what a retry of a batch deleted by retention
+would be answered), and only those.
 
 Transaction indexes lost in a crash (the segments being recovered) or found missing or
 damaged are rebuilt on open by replaying producer state from a snapshot at or below the
@@ -200,6 +201,8 @@ class PartitionLog:
         )
         self.producer_state = ProducerStateManager()
         self._snapshots: list[int] = []  # offsets of the producer-state snapshots on disk
+        self._forgetting: set[int] = set()  # those written because a producer was forgotten
+        self._snapshot_due = False  # a roll skipped its snapshot (see _roll)
 
     # --- opening -----------------------------------------------------------------------
 
@@ -330,6 +333,9 @@ class PartitionLog:
         if beyond:
             checkpoint.fsync_dir(self.directory)
         self._snapshots = [o for o in found if o <= self._leo]
+        self._forgetting = {
+            o for o in self._snapshots if o > self._hw and
+            producer_snapshot.read_flags(self._snapshot_path(o)) & producer_snapshot.FLAG_FORGOT}
         psm = self.producer_state
         start = self._load_snapshot(psm, self._leo)
         stale = [seg for seg in self._segments if seg.txn_index_stale]
@@ -347,7 +353,7 @@ class PartitionLog:
                 seg.txn_index_stale = False
         else:
             self._replay(psm, start)
-        psm.truncate_head(self._log_start)
+        self._forget_below_log_start()
         if any(o < first_base for o in self._snapshots):
             self._prune_snapshots()
 
@@ -355,8 +361,19 @@ class PartitionLog:
         """After a truncation: the newest snapshot at or below the new end, replayed."""
         psm = self.producer_state
         self._replay(psm, self._load_snapshot(psm, self._leo))
-        psm.truncate_head(self._log_start)
+        self._forget_below_log_start()
         psm.on_high_watermark(self._hw)
+
+    def _forget_below_log_start(self) -> bool:
+        """Forget the producers retention left without a write (storage/producer_state.py),
+        and remember in a snapshot that they were forgotten here: a replay from an older one
+        would not know, and would give a producer writing again afterwards the batches of
+        its previous life. Also after a crash or a truncation, which can take away the
+        writes that had kept a producer."""
+        if not self.producer_state.truncate_head(self._log_start):
+            return False
+        self._take_snapshot(self._leo, forgot=True)
+        return True
 
     def _snapshot_path(self, offset: int) -> Path:
         return self.directory / producer_snapshot.file_name(offset)
@@ -374,8 +391,7 @@ class PartitionLog:
                 producers, unreplicated = producer_snapshot.read(self._snapshot_path(offset))
             except (SnapshotCorruptError, FileNotFoundError) as e:
                 log.warning("%s: ignoring producer snapshot %d: %s", self.directory, offset, e)
-                self._snapshot_path(offset).unlink(missing_ok=True)
-                self._snapshots.remove(offset)
+                self._drop_snapshot(offset)
                 continue
             psm.load(producers, unreplicated, offset)
             return offset
@@ -435,13 +451,31 @@ class PartitionLog:
                         "marker, taken as empty: %s", self.directory, header.base_offset, e)
             return None
 
-    def _take_snapshot(self, offset: int) -> None:
+    def _take_snapshot(self, offset: int, *, forgot: bool = False) -> None:
+        # Replacing one taken where a producer was forgotten: the state is still after that.
+        forgot = forgot or offset in self._forgetting
         psm = self.producer_state
-        data = producer_snapshot.encode(psm.producers.values(), psm.unreplicated_txns.values())
+        data = producer_snapshot.encode(psm.producers.values(), psm.unreplicated_txns.values(),
+                                        forgot=forgot)
         checkpoint.write_atomic(self._snapshot_path(offset), data)
         if offset not in self._snapshots:
             bisect.insort(self._snapshots, offset)
+        if forgot:
+            self._forgetting.add(offset)
         self._prune_snapshots()
+
+    def _drop_snapshot(self, offset: int) -> None:
+        self._snapshot_path(offset).unlink(missing_ok=True)
+        self._snapshots.remove(offset)
+        self._forgetting.discard(offset)
+
+    def _snapshot_if_due(self) -> None:
+        # Every roll leaves a snapshot at or after it: the cleaner only removes a marker
+        # from a sealed segment, and a replay must not start before a removed marker whose
+        # transaction it would then find open (see _swap_groups).
+        if self._snapshot_due:
+            self._snapshot_due = False
+            self._take_snapshot(self._leo)
 
     def _prune_snapshots(self) -> None:
         """Keep what a crash or a truncation to at least the high watermark can need (see
@@ -450,16 +484,15 @@ class PartitionLog:
         if len(snaps) <= 1 and (not snaps or snaps[0] >= self._segments[0].base_offset):
             return
         bound = min(self._hw, self._recovery_point)
-        keep = {o for o in snaps if o > bound}
+        keep = {snaps[-1]} | {o for o in self._forgetting if o > bound}
         for limit in (bound, self._segments[-1].base_offset):
             below = [o for o in snaps if o <= limit]
             if below:
                 keep.add(below[-1])
         first_base = self._segments[0].base_offset
-        for offset in snaps:
+        for offset in list(snaps):
             if offset not in keep or offset < first_base:
-                self._snapshot_path(offset).unlink(missing_ok=True)
-        self._snapshots = [o for o in snaps if o in keep and o >= first_base]
+                self._drop_snapshot(offset)
 
     def _index_aborts(self, completed: list[tuple[CompletedTxn, int]]) -> None:
         """Write the abort entries of an append into the segments holding their markers."""
@@ -648,6 +681,7 @@ class PartitionLog:
                     self.leader_epochs.assign(leader_epoch, leo)
                 self._write(buf, spans, now)
                 self._index_aborts(self.producer_state.commit(plan))
+                self._snapshot_if_due()
                 self._after_write(count)
                 return AppendResult(
                     leo,
@@ -704,6 +738,7 @@ class PartitionLog:
                         self.leader_epochs.assign(epoch, h.base_offset)
                 self._write(records, spans, self._now_ms())
                 self._index_aborts(self.producer_state.apply(pending))
+                self._snapshot_if_due()
                 self._after_write(count)
                 return AppendResult(
                     headers[0].base_offset,
@@ -774,9 +809,11 @@ class PartitionLog:
         old.seal()
         base = self._leo if base_offset is None else base_offset
         # Only when the state covers everything written: a write split over segments rolls
-        # before its batches are applied (the next roll or the close takes one then).
+        # before its batches are applied; the append takes one at its end instead.
         if self.producer_state.map_end_offset == self._leo:
             self._take_snapshot(base)
+        else:
+            self._snapshot_due = True
         new = self._new_segment(base)
         self._segments.append(new)
         # Everything before the new segment is on disk now.
@@ -1040,11 +1077,7 @@ class PartitionLog:
         self._hw = max(self._hw, offset)
         self.producer_state.on_high_watermark(self._hw)
         self.leader_epochs.truncate_from_start(offset)
-        if self.producer_state.truncate_head(offset):
-            # A replay from an older snapshot would not know the producer was forgotten
-            # here (it could then remember batches of the producer's previous life).
-            self._take_snapshot(self._leo)
-        else:
+        if not self._forget_below_log_start():
             self._prune_snapshots()
 
     def delete_records(self, before_offset: int) -> int:
@@ -1115,8 +1148,7 @@ class PartitionLog:
                 # Snapshots above the new end describe batches about to be replaced; their
                 # deletion (and any earlier one) must be durable before those are written.
                 for gone in [o for o in self._snapshots if o > self._leo]:
-                    self._snapshot_path(gone).unlink(missing_ok=True)
-                    self._snapshots.remove(gone)
+                    self._drop_snapshot(gone)
                 checkpoint.fsync_dir(self.directory)
                 self._rebuild_producer_state()
             except OSError as e:
@@ -1142,6 +1174,8 @@ class PartitionLog:
         for snap in producer_snapshot.list_offsets(self.directory):
             self._snapshot_path(snap).unlink(missing_ok=True)
         self._snapshots = []
+        self._forgetting = set()
+        self._snapshot_due = False
         self._segments = [self._new_segment(offset)]
         self._log_start = self._leo = self._hw = offset
         self._set_recovery_point(offset)
@@ -1271,6 +1305,12 @@ class PartitionLog:
         """Swap every group in, with two directory fsyncs in all: one makes the ``.swap``
         names durable (from then on recovery completes the swaps), one the final names."""
         d = self.directory
+        # A snapshot inside the cleaned range may hold a transaction open whose marker the
+        # cleaning removes (with the last of its records): replaying from it would never
+        # close it. They go before the swap can be completed by recovery (same fsync).
+        cleaned_end = max(group.end_offset for group, _ in groups)
+        for offset in [o for o in self._snapshots if o < cleaned_end]:
+            self._drop_snapshot(offset)
         for group, _ in groups:
             os.rename(d / (segment_file_name(group.base_offset, LOG_SUFFIX) + CLEANED_SUFFIX),
                       d / f"{group.base_offset:020d}.{group.end_offset:020d}{SWAP_SUFFIX}")

@@ -14,7 +14,8 @@ the CRC field); the body is ours, because Kafka's keeps one batch per producer a
 the five a retrying producer may resend, the offset of its last marker, and the completed
 transactions whose markers are not yet replicated (the last stable offset waits for them)::
 
-    version int16 = 1 | crc uint32
+    version int16 = 1 | crc uint32 | flags int8 (bit 0: written because retention forgot a
+    producer; the log keeps such a snapshot longer, see storage/log.py)
     producer count int32, then per producer:
         producer_id int64 | epoch int16 | coordinator_epoch int32 |
         current_txn_first_offset int64 (-1: none) | last_offset int64 (data or marker) |
@@ -43,6 +44,8 @@ SUFFIX = ".snapshot"
 VERSION = 1
 
 _HEADER = struct.Struct(">hI")
+_FLAGS = struct.Struct(">b")
+FLAG_FORGOT = 0x01
 _COUNT = struct.Struct(">i")
 _ENTRY = struct.Struct(">qhiqqqb")
 _BATCH = struct.Struct(">iiqqq")
@@ -70,8 +73,9 @@ def list_offsets(directory: Path) -> list[int]:
     return sorted(found)
 
 
-def encode(producers: Iterable[ProducerEntry], unreplicated: Iterable[CompletedTxn]) -> bytes:
-    body = bytearray()
+def encode(producers: Iterable[ProducerEntry], unreplicated: Iterable[CompletedTxn], *,
+           forgot: bool = False) -> bytes:
+    body = bytearray(_FLAGS.pack(FLAG_FORGOT if forgot else 0))
     entries = sorted(producers, key=lambda e: e.producer_id)
     body += _COUNT.pack(len(entries))
     for e in entries:
@@ -101,7 +105,7 @@ def decode(data: bytes, what: str = "snapshot") -> tuple[list[ProducerEntry], li
         raise SnapshotCorruptError(f"{what} fails its CRC: stored 0x{crc:08x}, computed "
                                    f"0x{computed:08x}")
     try:
-        pos = 0
+        pos = _FLAGS.size
         (count,) = _COUNT.unpack_from(body, pos)
         pos += _COUNT.size
         if count < 0:
@@ -130,6 +134,19 @@ def decode(data: bytes, what: str = "snapshot") -> tuple[list[ProducerEntry], li
     if pos != len(body):
         raise SnapshotCorruptError(f"{what} has {len(body) - pos} bytes after its entries")
     return producers, txns
+
+
+def read_flags(path: Path) -> int:
+    """The flags of a snapshot, unchecked (0 for a file too short to hold them): enough to
+    decide whether to keep it; loading it checks everything."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_HEADER.size + _FLAGS.size)
+    except OSError:
+        return 0
+    if len(head) < _HEADER.size + _FLAGS.size:
+        return 0
+    return int(_FLAGS.unpack_from(head, _HEADER.size)[0])
 
 
 def read(path: Path) -> tuple[list[ProducerEntry], list[CompletedTxn]]:

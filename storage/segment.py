@@ -204,8 +204,9 @@ class LogSegment:
                 TimeIndex(time_path, base_offset, segment_index_bytes),
                 index_interval_bytes,
             )
-            seg._load_txn_index(offset_limit, fresh=size == 0 and not (
-                index_path.exists() or time_path.exists()))
+            # The transaction index is written at the segment's first flush, with the offset
+            # index: without that one, its absence says nothing.
+            seg._load_txn_index(offset_limit, expected=index_path.exists())
             if not recover and size == 0 and not (index_path.exists() or time_path.exists()):
                 pass  # created and never flushed: nothing to index, nothing to recover
             elif not recover:
@@ -230,7 +231,7 @@ class LogSegment:
             raise
         return seg, truncated
 
-    def _load_txn_index(self, offset_limit: int | None, *, fresh: bool) -> None:
+    def _load_txn_index(self, offset_limit: int | None, *, expected: bool) -> None:
         path = self.txn_index.path
         try:
             loaded = TransactionIndex.load(path, self.base_offset, offset_limit=offset_limit)
@@ -241,8 +242,7 @@ class LogSegment:
             return
         if loaded is not None:
             self.txn_index = loaded
-        elif not fresh:
-            # Written at the segment's first flush, so missing next to flushed data: lost.
+        elif expected:
             log.warning("%s is missing; rebuilding it", path)
             self.txn_index_stale = True
 

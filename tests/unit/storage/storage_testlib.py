@@ -89,3 +89,20 @@ def read_records(log: PartitionLog) -> list[tuple[int, bytes | None, bytes | Non
             out.extend((x.offset, x.key, x.value) for x in records)
         offset = r.next_offset
     return out
+
+
+def txn_batch(pid: int, seq: int, n: int = 2, *, epoch: int = 0, key: bytes = b"k",
+              value: bytes = b"v", ts: int = 1_000_000) -> bytes:
+    """A transactional batch of ``n`` records by producer ``pid``."""
+    return encode_batch([Record(i, i, key, value) for i in range(n)], producer_id=pid,
+                        producer_epoch=epoch, base_sequence=seq, is_transactional=True,
+                        timestamp_ms=ts)
+
+
+def end_txn(log: PartitionLog, pid: int, *, commit: bool, epoch: int = 0,
+            coordinator_epoch: int = 0, ts: int = 1_000_000) -> int:
+    """Write a transaction marker as the transaction coordinator does; returns its offset."""
+    from odradek.storage import AppendOrigin, encode_marker_batch
+
+    marker = encode_marker_batch(pid, epoch, coordinator_epoch, commit, ts)
+    return log.append(marker, leader_epoch=0, origin=AppendOrigin.COORDINATOR).base_offset

@@ -9,13 +9,18 @@ from pathlib import Path
 import pytest
 
 from odradek.storage import (
+    AbortedTxn,
     Compression,
     CorruptRecordError,
+    EndTxnMarker,
     PartitionLog,
     Record,
     TimestampType,
     decode_batch,
+    decode_batches,
     encode_batch,
+    encode_marker_batch,
+    parse_marker,
     read_batch_header,
 )
 from odradek.storage import log as log_module
@@ -27,7 +32,7 @@ from odradek.storage.compaction import (
     filter_batch,
     group_segments,
 )
-from tests.unit.storage.storage_testlib import Clock, crash, open_log, read_records
+from tests.unit.storage.storage_testlib import Clock, crash, end_txn, open_log, read_records
 
 DAY = 24 * 3600 * 1000
 
@@ -408,3 +413,143 @@ def test_compact_delete_logs_are_cleaned_and_retained(tmp_path: Path) -> None:
     assert all(v is not None and v.startswith(b"new") for _, _, v in read_records(log))
     assert dict((k, v) for _, k, v in read_records(log)) == {
         b"k0": b"new27", b"k1": b"new28", b"k2": b"new29"}
+
+
+# --- transactions --------------------------------------------------------------------------
+
+
+def txn_keyed(pid: int, seq: int, pairs: list[tuple[bytes, bytes | None]], ts: int = 1000
+              ) -> bytes:
+    return encode_batch([Record(i, 0, k, v) for i, (k, v) in enumerate(pairs)],
+                        producer_id=pid, producer_epoch=0, base_sequence=seq,
+                        is_transactional=True, timestamp_ms=ts)
+
+
+def batches(log: PartitionLog) -> list[tuple[int, bool, int, list[tuple[bytes | None,
+                                                                        bytes | None]]]]:
+    """(base offset, is control, attributes, [(key, value)]) of every batch in the log."""
+    out = []
+    offset = log.log_start_offset
+    while offset < log.log_end_offset:
+        r = log.read(offset, 1 << 20)
+        if not r.records:
+            break
+        for header, records in decode_batches(r.records):
+            out.append((header.base_offset, header.is_control, header.attributes,
+                        [(x.key, x.value) for x in records]))
+        offset = r.next_offset
+    return out
+
+
+def test_filtering_a_marker() -> None:
+    marker = encode_marker_batch(7, 0, 1, False, 500, base_offset=40)
+    m = full_map(latest=100)
+    header = read_batch_header(marker)
+
+    def run(raw: bytes, *, now: int, discardable: bool = True, keep_empty: bool = False
+            ) -> tuple[bytes | None, int | None]:
+        out = filter_batch(read_batch_header(raw), raw, m, now_ms=now, delete_retention_ms=DAY,
+                           keep_empty=keep_empty, marker_discardable=discardable)
+        return out.data, out.horizon
+
+    assert run(marker, now=0, discardable=False) == (marker, None)
+    stamped, horizon = run(marker, now=5000)
+    assert stamped is not None and horizon == 5000 + DAY
+    h = read_batch_header(stamped)
+    assert h.attributes & DELETE_HORIZON_BIT and h.base_timestamp == 5000 + DAY
+    assert (h.base_offset, h.is_control, h.producer_id) == (40, True, 7)
+    assert parse_marker(h, stamped) == EndTxnMarker(False, 1)  # still readable
+    assert run(stamped, now=5000 + DAY - 1) == (stamped, 5000 + DAY)
+    assert run(stamped, now=5000 + DAY) == (None, None)
+    empty, _ = run(stamped, now=5000 + DAY, keep_empty=True)
+    assert empty is not None
+    e = read_batch_header(empty)
+    assert (e.records_count, e.base_offset, e.is_control, e.producer_epoch) == (0, 40, True, 0)
+    assert header.records_count == 1
+
+
+def test_aborted_batches_go_whole_or_stay_empty_as_a_producers_last() -> None:
+    raw = txn_keyed(7, 4, [(b"a", b"1"), (b"b", b"2")])
+    m = full_map((b"a", 0), (b"b", 1), latest=50)
+    out = filter_batch(read_batch_header(raw), raw, m, now_ms=0, delete_retention_ms=DAY,
+                       keep_empty=False, aborted=True)
+    assert (out.data, out.removed) == (None, 2)
+    out = filter_batch(read_batch_header(raw), raw, m, now_ms=0, delete_retention_ms=DAY,
+                       keep_empty=True, aborted=True)
+    assert out.data is not None
+    h, records = decode_batch(out.data)
+    assert records == [] and (h.producer_id, h.base_sequence, h.is_transactional) == (7, 4, True)
+
+
+def test_the_cleaner_stops_at_the_last_stable_offset(tmp_path: Path) -> None:
+    clock = Clock()
+    log = compacted_log(tmp_path / "t-0", clock)
+    write(log, [(b"k", b"v%d" % i) for i in range(10)])  # 0-9
+    log.append(txn_keyed(7, 0, [(b"k", b"open")]), leader_epoch=0)  # 10: never decided
+    write(log, [(b"k", b"w%d" % i) for i in range(20)])  # 11-30
+    assert log.last_stable_offset == 10
+    assert log.dirtiness().first_uncleanable == 10
+    clean(log, clock)
+    assert [o for o, _, _ in read_records(log)] == [9, *range(10, 31)]
+    assert log.cleaner_point == 10
+
+
+def transactional_history(log: PartitionLog) -> None:
+    write(log, [(b"a", b"committed")])  # 0
+    log.append(txn_keyed(7, 0, [(b"a", b"aborted"), (b"b", b"aborted")]), leader_epoch=0)  # 1-2
+    log.append(txn_keyed(8, 0, [(b"c", b"kept")]), leader_epoch=0)  # 3
+    assert end_txn(log, 7, commit=False) == 4
+    assert end_txn(log, 8, commit=True) == 5
+    # Both producers write again, so the transactional batches are not their last.
+    log.append(keyed([(b"d", b"later")], pid=7, seq=2), leader_epoch=0)  # 6
+    log.append(keyed([(b"e", b"later")], pid=8, seq=1), leader_epoch=0)  # 7
+    write(log, [(b"z%d" % (i % 3), b"%d" % i) for i in range(30)])  # 8-37
+
+
+def test_aborted_records_go_and_markers_follow_their_data(tmp_path: Path) -> None:
+    clock = Clock()
+    log = compacted_log(tmp_path / "t-0", clock, delete_retention_ms=1000)
+    transactional_history(log)
+    assert log.aborted_transactions(0, 8) == [AbortedTxn(7, 1, 4, 3)]
+    clean(log, clock)
+    got = batches(log)
+    data = {o: recs for o, control, _, recs in got if not control}
+    # The aborted batch is gone; the committed key a (offset 0) is not made obsolete by it.
+    assert 1 not in data and data[0] == [(b"a", b"committed")] and data[3] == [(b"c", b"kept")]
+    markers = {o: attrs for o, control, attrs, _ in got if control}
+    # This pass saw the transactions' batches: both markers stay as they were, and the
+    # cleaned segment's index keeps the abort.
+    assert set(markers) == {4, 5} and not any(a & DELETE_HORIZON_BIT for a in markers.values())
+    assert log.aborted_transactions(0, 8) == [AbortedTxn(7, 1, 4, 3)]
+    # The next pass finds no batch of the aborted transaction: the abort gets a horizon and
+    # leaves the index; the commit stays while its data does.
+    clean(log, clock, horizon_only=True)
+    markers = {o: attrs for o, control, attrs, _ in batches(log) if control}
+    assert markers[4] & DELETE_HORIZON_BIT and not markers[5] & DELETE_HORIZON_BIT
+    assert log.aborted_transactions(0, 8) == []
+    assert log.min_delete_horizon == clock() + 1000
+    clock.advance(1000)
+    clean(log, clock, horizon_only=True)
+    assert [o for o, control, _, _ in batches(log) if control] == [5]
+    # Offsets never moved, and it all survives a restart.
+    got = batches(log)
+    log.close()
+    log = compacted_log(tmp_path / "t-0", clock, delete_retention_ms=1000)
+    assert batches(log) == got
+
+
+def test_a_cleaned_abort_keeps_its_index_entry_across_a_restart(tmp_path: Path) -> None:
+    clock = Clock()
+    log = compacted_log(tmp_path / "t-0", clock)
+    log.append(txn_keyed(7, 0, [(b"a", b"x")]), leader_epoch=0)  # 0
+    end_txn(log, 7, commit=False)  # 1: P7's last data batch stays, empty, and so the marker
+    write(log, [(b"z%d" % (i % 3), b"%d" % i) for i in range(30)])
+    clean(log, clock)
+    got = batches(log)
+    assert got[0][:2] == (0, False) and got[0][3] == []
+    assert got[1][:2] == (1, True)
+    assert log.aborted_transactions(0, 2) == [AbortedTxn(7, 0, 1, 2)]
+    log.close()
+    log = compacted_log(tmp_path / "t-0", clock)
+    assert log.aborted_transactions(0, 2) == [AbortedTxn(7, 0, 1, 2)]
+    assert log.producer_state.entry(7).last_seq == 0

@@ -1,12 +1,15 @@
-"""Model-based test of log compaction: random writes, tombstones, segment rolls, cleanings
-(some cut short by a crash mid-swap), time passing and crashes against a model of every
-record written.
+"""Model-based test of log compaction: random writes, tombstones, transactional writes that
+commit or abort, segment rolls, cleanings (some cut short by a crash mid-swap), time passing
+and crashes against a model of every record written and of every transaction's fate.
 
 After every step: offsets strictly increase; every record read is one that was written at
 that offset; nothing at or above the cleaner's point changed (after a crash mid-swap: above
 the end of that cleaning, whose swap recovery finished without moving the checkpoint);
-below it each key appears at most once; and replaying the whole log (last writer wins, tombstones delete) gives exactly
-the model's latest value of every live key.
+below it each key appears at most once and no record of an aborted transaction remains; the
+cleaner's point never passes an open transaction; and reading the log as a read_committed
+consumer does (below the last stable offset, dropping the aborted transactions the log
+names) and replaying it (last writer wins, tombstones delete) gives exactly the model's
+latest value of every live key among the plain and committed records below that offset.
 """
 
 from __future__ import annotations
@@ -20,14 +23,23 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from odradek.storage import Compression, LogConfig, PartitionLog, Record, encode_batch
+from odradek.storage import (
+    Compression,
+    LogConfig,
+    PartitionLog,
+    Record,
+    decode_batches,
+    encode_batch,
+    parse_marker,
+)
 from odradek.storage import log as log_module
 from odradek.storage.cleaning import run_clean
-from tests.unit.storage.storage_testlib import Clock, crash, read_records
+from tests.unit.storage.storage_testlib import Clock, crash, end_txn
 
 CONFIG = LogConfig(cleanup_policy="compact", segment_bytes=500, index_interval_bytes=100,
                    segment_index_bytes=64, delete_retention_ms=5_000)
 KEYS = [b"k%d" % i for i in range(6)]
+TRANSACTIONAL = [21, 22]
 
 
 class Crash(BaseException):
@@ -42,6 +54,9 @@ class CompactionModel(RuleBasedStateMachine):
         self.clock = Clock()
         self.log = PartitionLog.open(self.dir, CONFIG, now_ms=self.clock)
         self.written: dict[int, tuple[bytes, bytes | None]] = {}  # offset -> (key, value)
+        # Offsets of transactional records: pending per producer, then decided.
+        self.open_txn: dict[int, list[int]] = {pid: [] for pid in TRANSACTIONAL}
+        self.aborted: set[int] = set()
         self.counter = 0
         # The furthest any cleaning reached: a swap cut short by a crash is finished on
         # reopen, but the cleaner's checkpoint is not moved (the next cleaning redoes it).
@@ -64,6 +79,33 @@ class CompactionModel(RuleBasedStateMachine):
         result = self.log.append(data, leader_epoch=0)
         for rec in records:
             self.written[result.base_offset + rec.offset_delta] = (rec.key or b"", rec.value)
+        self.log.high_watermark = self.log.log_end_offset
+
+    @rule(pid=st.sampled_from(TRANSACTIONAL),
+          batch=st.lists(st.tuples(st.sampled_from(KEYS), st.booleans()), min_size=1,
+                         max_size=3))
+    def transactional_write(self, pid: int, batch: list[tuple[bytes, bool]]) -> None:
+        entry = self.log.producer_state.entry(pid)
+        seq = 0 if entry is None or not entry.batches else entry.last_seq + 1
+        records = []
+        for i, (key, tombstone) in enumerate(batch):
+            self.counter += 1
+            records.append(Record(i, i, key, None if tombstone else b"t%d" % self.counter))
+        data = encode_batch(records, producer_id=pid, producer_epoch=0, base_sequence=seq,
+                            is_transactional=True, timestamp_ms=self.clock())
+        result = self.log.append(data, leader_epoch=0)
+        for rec in records:
+            offset = result.base_offset + rec.offset_delta
+            self.written[offset] = (rec.key or b"", rec.value)
+            self.open_txn[pid].append(offset)
+        self.log.high_watermark = self.log.log_end_offset
+
+    @rule(pid=st.sampled_from(TRANSACTIONAL), commit=st.booleans())
+    def end_transaction(self, pid: int, commit: bool) -> None:
+        end_txn(self.log, pid, commit=commit, ts=self.clock())
+        if not commit:
+            self.aborted.update(self.open_txn[pid])
+        self.open_txn[pid] = []
         self.log.high_watermark = self.log.log_end_offset
 
     @rule()
@@ -134,9 +176,59 @@ class CompactionModel(RuleBasedStateMachine):
         self.log = PartitionLog.open(self.dir, CONFIG, now_ms=self.clock)
         self.log.high_watermark = self.log.log_end_offset
 
+    def _read(self) -> list[tuple[int, bytes | None, bytes | None, int, bool]]:
+        """(offset, key, value, producer, transactional) of every data record; markers are
+        checked to be readable and skipped."""
+        out = []
+        offset = self.log.log_start_offset
+        while offset < self.log.log_end_offset:
+            r = self.log.read(offset, 1 << 20)
+            if not r.records:
+                break
+            pos = 0
+            for header, records in decode_batches(r.records):
+                if header.is_control:
+                    assert header.records_count == 0 or parse_marker(
+                        header, bytes(r.records), pos) is not None
+                else:
+                    out.extend((x.offset, x.key, x.value, header.producer_id,
+                                header.is_transactional) for x in records)
+                pos += header.total_size
+            offset = r.next_offset
+        return out
+
+    def _read_committed(self) -> list[tuple[int, bytes | None, bytes | None]]:
+        """What a read_committed consumer gets: below the LSO, aborted transactions (named
+        by the log) dropped, as Kafka's consumer does it with the Fetch answer's list."""
+        log = self.log
+        lso = log.last_stable_offset
+        aborted = sorted(log.aborted_transactions(log.log_start_offset, lso),
+                         key=lambda t: t.first_offset)
+        active: set[int] = set()
+        out = []
+        offset = log.log_start_offset
+        while offset < lso:
+            r = log.read(offset, 1 << 20, max_offset=lso)
+            if not r.records:
+                break
+            pos = 0
+            for header, records in decode_batches(r.records):
+                while aborted and aborted[0].first_offset <= header.last_offset:
+                    active.add(aborted.pop(0).producer_id)
+                if header.is_control:
+                    marker = parse_marker(header, bytes(r.records), pos)
+                    if marker is not None and not marker.commit:
+                        active.discard(header.producer_id)
+                elif not (header.is_transactional and header.producer_id in active):
+                    out.extend((x.offset, x.key, x.value) for x in records)
+                pos += header.total_size
+            offset = r.next_offset
+        return out
+
     @invariant()
     def cleaned_log_matches_the_model(self) -> None:
-        got = read_records(self.log)
+        full = self._read()
+        got = [(o, k, v) for o, k, v, _, _ in full]
         offsets = [o for o, _, _ in got]
         assert offsets == sorted(set(offsets)), "offsets must strictly increase"
         for offset, key, value in got:
@@ -149,14 +241,22 @@ class CompactionModel(RuleBasedStateMachine):
             "records at or above the cleaner's point must be untouched")
         below_keys = [k for o, k, _ in got if o < point]
         assert len(below_keys) == len(set(below_keys)), "one record per key below the point"
+        assert not [o for o in offsets if o < point and o in self.aborted], (
+            "no record of an aborted transaction below the cleaner's point")
+        open_offsets = [o for pending in self.open_txn.values() for o in pending]
+        assert point <= min(open_offsets, default=point), "never clean an open transaction"
+        lso = self.log.last_stable_offset
+        assert lso == min(open_offsets, default=self.log.log_end_offset)
         replay: dict[bytes, bytes] = {}
-        for _, key, value in got:
+        for _, key, value in self._read_committed():
             if value is None:
                 replay.pop(key, None)
             else:
                 replay[key] = value
         model: dict[bytes, bytes] = {}
         for offset in sorted(self.written):
+            if offset >= lso or offset in self.aborted:
+                continue
             key, value = self.written[offset]
             if value is None:
                 model.pop(key, None)
