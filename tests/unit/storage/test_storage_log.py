@@ -562,3 +562,25 @@ def test_truncate_at_the_log_end_drops_an_epoch_that_holds_no_record(tmp_path: P
     assert log.truncate_to(log.log_end_offset) is False
     assert log.leader_epochs.latest_epoch == 0
     log.close()
+
+
+def test_a_follower_write_over_several_segments_indexes_aborts_where_their_markers_are(
+        tmp_path: Path) -> None:
+    from odradek.storage import AbortedTxn, AppendOrigin, encode_marker_batch
+    from tests.unit.storage.storage_testlib import txn_batch
+
+    leader = open_log(tmp_path / "leader")
+    leader.append(txn_batch(5, 0, 3), leader_epoch=0)  # 0-2
+    for _ in range(6):
+        leader.append(make_batch(2), leader_epoch=0)  # 3-14
+    leader.append(encode_marker_batch(5, 0, 1, False, 0), leader_epoch=0,
+                  origin=AppendOrigin.COORDINATOR)  # 15
+    follower = open_log(tmp_path / "follower", segment_bytes=300)
+    follower.append_as_follower(leader.read(0, 1 << 20).records)
+    bases = [s.base_offset for s in follower.segments]
+    assert len(bases) > 2
+    holder = max(b for b in bases if b <= 15)
+    assert follower.aborted_transactions(0, 16) == [AbortedTxn(5, 0, 15, 16)]
+    found = [(seg.base_offset, t.last_offset)
+             for seg in follower._segments for t in seg.txn_index.entries]
+    assert found == [(holder, 15)]

@@ -157,3 +157,37 @@ def test_follower_appends_update_state_without_checks(tmp_path: Path) -> None:
     follower.append_as_follower(leader.read(0, 10_000).records)
     assert follower.producer_state.entry(42).last_seq == 101
     assert produce(follower, 100).duplicate
+
+
+def test_coordinator_writes_are_checked_for_epoch_not_sequence(tmp_path: Path) -> None:
+    log = open_log(tmp_path / "t-0")
+    produce(log, 0, epoch=3)
+    with pytest.raises(InvalidProducerEpochError, match="epoch 2, older than the last seen epoch 3"):
+        log.append(make_batch(1, pid=42, epoch=2, seq=2), leader_epoch=0,
+                   origin=AppendOrigin.COORDINATOR)
+    # Coordinators (offset commits inside transactions) write without sequences to check.
+    result = log.append(make_batch(1, pid=42, epoch=3, seq=77), leader_epoch=0,
+                        origin=AppendOrigin.COORDINATOR)
+    assert result.base_offset == 2 and log.producer_state.entry(42).last_seq == 77
+
+
+@pytest.mark.parametrize("clean", [True, False])
+def test_every_retained_batch_survives_a_restart(tmp_path: Path, clean: bool) -> None:
+    """A snapshot keeps all five batches a retrying producer may resend (Kafka's keeps one)."""
+    d = tmp_path / "t-0"
+    log = open_log(d)
+    for i in range(BATCHES_TO_RETAIN + 1):
+        produce(log, 2 * i)
+    log.roll()
+    produce(log, 2 * (BATCHES_TO_RETAIN + 1))
+    if clean:
+        log.close()
+    else:
+        log.flush()
+        crash(log)
+    log = open_log(d)
+    oldest_retained = produce(log, 4)  # the 3rd batch: the 1st and 2nd were dropped
+    assert oldest_retained.duplicate and oldest_retained.base_offset == 4
+    with pytest.raises(OutOfOrderSequenceError):
+        produce(log, 2)
+    assert produce(log, 14).base_offset == 14
