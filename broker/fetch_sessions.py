@@ -125,6 +125,10 @@ class FetchSession:
     # When its latest request came (a follower's caught-up time on held partitions).
     clock: FetchClock = field(default_factory=FetchClock)
     next_order: int = 0
+    replica_id: int = -1  # the follower's broker id (privileged sessions)
+    # Set by ``FetchSessionCache.nudge``: the parked request answers now, so that the
+    # follower's next request can name the partitions it lacks.
+    nudged: bool = False
 
     def place_last(self, tp: PartitionKey, cached: CachedPartition) -> None:
         cached.order = self.next_order
@@ -174,6 +178,7 @@ class FetchSessionCache:
         # the cache is small (1000 slots) and a search happens only when it is full.
         self._evictable_by_all: set[int] = set()
         self._evictable_by_privileged: set[int] = set()
+        self._by_replica: dict[int, set[int]] = {}  # follower id -> its session ids
 
     def __len__(self) -> int:
         return len(self.sessions)
@@ -190,7 +195,8 @@ class FetchSessionCache:
     def maybe_create(self, now_ms: int, privileged: bool,
                      partitions: dict[PartitionKey, CachedPartition],
                      uses_topic_ids: bool = False,
-                     clock: FetchClock | None = None) -> FetchSession | None:
+                     clock: FetchClock | None = None,
+                     replica_id: int = -1) -> FetchSession | None:
         """A new session holding ``partitions`` (in their order); None when the cache has
         no room."""
         if len(self.sessions) >= self.max_entries and not self._try_evict(
@@ -198,10 +204,13 @@ class FetchSessionCache:
             return None
         session = FetchSession(self._new_id(), privileged, {}, now_ms, now_ms,
                                next_epoch(INITIAL_EPOCH), uses_topic_ids=uses_topic_ids,
-                               clock=clock or FetchClock(now_ms / 1000))
+                               clock=clock or FetchClock(now_ms / 1000),
+                               replica_id=replica_id if privileged else -1)
         for tp, cached in partitions.items():
             session.place_last(tp, cached)
         self.sessions[session.id] = session
+        if session.replica_id >= 0:
+            self._by_replica.setdefault(session.replica_id, set()).add(session.id)
         self.touch(session, now_ms)
         return session
 
@@ -232,10 +241,27 @@ class FetchSessionCache:
         session = self.sessions.pop(session_id, None)
         if session is not None:
             session.close()
+            ids = self._by_replica.get(session.replica_id)
+            if ids is not None:
+                ids.discard(session_id)
+                if not ids:
+                    del self._by_replica[session.replica_id]
             self._evictable_by_all.discard(session_id)
             self._evictable_by_privileged.discard(session_id)
             self.total_partitions -= max(0, session.cached_size)
         return session
+
+    def nudge(self, replica_ids: Iterable[int]) -> None:
+        """Answer the parked requests of these followers' sessions now: a partition they
+        must replicate (this node became its leader, and a write waits for them) is not in
+        their sessions yet, and would otherwise wait for ``replica.fetch.wait.max.ms``
+        until their next request names it (their fetchers add it only between requests)."""
+        for replica in replica_ids:
+            for session_id in self._by_replica.get(replica, ()):
+                session = self.sessions[session_id]
+                session.nudged = True
+                if session.watch.on_change is not None:
+                    session.watch.on_change()
 
     def touch(self, session: FetchSession, now_ms: int) -> None:
         """The session was used: it is now the most recently used, and its size and age
@@ -280,6 +306,7 @@ class FetchContext:
     named: frozenset[PartitionKey] = frozenset()
     # The follower's caught-up clock while this request reads (None: sessionless).
     clock: FetchClock | None = None
+    replica_id: int = -1
     resolve: Resolver | None = None
     # Incremental: what this request reads, grown by the changes seen while it waits.
     _reading: set[PartitionKey] = field(default_factory=set)
@@ -342,7 +369,7 @@ class FetchContext:
                 cp.must_respond(entry, update=True)
                 cached_parts[tp] = cp
             session = cache.maybe_create(now_ms, self.privileged, cached_parts,
-                                         self.uses_topic_ids, self.clock)
+                                         self.uses_topic_ids, self.clock, self.replica_id)
             if session is None:
                 return INVALID_SESSION_ID, answers
             self.session = session
@@ -379,9 +406,10 @@ class FetchContext:
 def new_context(cache: FetchSessionCache, now_ms: int, session_id: int, epoch: int,
                 privileged: bool, fetch_data: list[tuple[PartitionKey, Any]],
                 forgotten: list[PartitionKey], *, uses_topic_ids: bool = False,
-                resolve: Resolver | None = None) -> FetchContext:
+                resolve: Resolver | None = None, replica_id: int = -1) -> FetchContext:
     """How to serve a Fetch request carrying ``session_id`` and ``epoch`` (Kafka's
-    FetchManager.newContext). A full request closes the session it names.
+    FetchManager.newContext). A full request closes the session it names. ``replica_id``:
+    the follower's broker id (``privileged``), so that its session can be nudged.
 
     ``uses_topic_ids``: the request is Fetch v13+, its keys are (topic id, index) and
     ``resolve`` names their topics as of now."""
@@ -401,7 +429,7 @@ def new_context(cache: FetchSessionCache, now_ms: int, session_id: int, epoch: i
         return FetchContext(kind, parts, privileged=privileged and kind is ContextKind.FULL,
                             uses_topic_ids=uses_topic_ids, names=named(parts),
                             clock=FetchClock(now_ms / 1000) if kind is ContextKind.FULL
-                            else None)
+                            else None, replica_id=replica_id)
     session = cache.get(session_id)
     if session is None:
         return FetchContext(ContextKind.ERROR, error=ErrorCode.fetch_session_id_not_found)
@@ -421,6 +449,7 @@ def new_context(cache: FetchSessionCache, now_ms: int, session_id: int, epoch: i
     cache.touch(session, now_ms)
     session.epoch = next_epoch(session.epoch)
     session.clock.at = now_ms / 1000
+    session.nudged = False  # this request is the one a nudge asked for
     return FetchContext(ContextKind.INCREMENTAL, session=session, privileged=privileged,
                         uses_topic_ids=uses_topic_ids, named=frozenset(tp for tp, _ in fetch_data),
                         clock=session.clock, resolve=resolve)

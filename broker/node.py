@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import io
 import logging
 from collections.abc import Callable, Mapping, Sequence
 
@@ -84,6 +85,25 @@ class _ReplicaChanges:
     first: bool  # the first image holding this process's registration
 
 
+# How long a clean stop may take before the node logs what it is waiting for.
+STOP_REPORT_S = 10.0
+
+
+async def _report_slow_stop(node_id: int, after_s: float) -> None:
+    await asyncio.sleep(after_s)
+    me = asyncio.current_task()
+    stacks = []
+    for task in asyncio.all_tasks():
+        if task is me or task.done():
+            continue
+        out = io.StringIO()
+        task.print_stack(limit=12, file=out)
+        stacks.append(out.getvalue())
+    log.error("node %d: stopping has taken %.0f s; the tasks still running (a stop should "
+              "take a second; send SIGKILL if it does not end, and report these stacks):\n%s",
+              node_id, after_s, "\n".join(stacks))
+
+
 class Node:
     """The broker side of one node, around the metadata plane it is given (a local log or a
     Raft quorum: odradek.broker.cli.metadata_plane wires either in)."""
@@ -135,6 +155,7 @@ class Node:
             config["max.incremental.fetch.session.cache.slots"],
             config["min.incremental.fetch.session.eviction.ms"],
             on_evict=self.metrics.fetch_session_evictions.inc)
+        self.replicas.nudge_followers = self.fetch_sessions.nudge
         self.metrics.fetch_sessions.set_function(lambda: len(self.fetch_sessions))
         self.metrics.fetch_session_partitions.set_function(
             lambda: self.fetch_sessions.total_partitions)
@@ -236,6 +257,14 @@ class Node:
         return await self.plane.describe_quorum()
 
     async def stop(self) -> None:
+        # A stop that hangs is a process the operator has to kill: say what it waits for.
+        reporter = asyncio.create_task(_report_slow_stop(self.node_id, STOP_REPORT_S))
+        try:
+            await self._stop()
+        finally:
+            reporter.cancel()
+
+    async def _stop(self) -> None:
         if self.is_broker and self.live_broker_ids() - {self.node_id}:
             # Someone can take over our leaderships: hand them over before going.
             await self.plane.controlled_shutdown()
@@ -369,7 +398,8 @@ class Node:
         return t is not None and partition in t.partitions
 
     def live_broker_ids(self) -> frozenset[int]:
-        return self.image.unfenced_ids
+        """Brokers that may lead or join an ISR: unfenced, not shutting down."""
+        return self.image.usable_ids
 
     def api_versions_list(self) -> list[dict[str, int]]:
         return self.server.api_versions

@@ -67,6 +67,9 @@ class Partition:
         # visit them all to find the few that changed.
         self._listeners: dict[tuple[int, Hashable], ChangeListener[Any]] = {}
         self._acks: list[_AckWait] = []
+        # Told which followers a write waits for although they have not fetched since this
+        # leadership began (the fetch sessions nudge them: FetchSessionCache.nudge).
+        self.on_unfetched_followers: Callable[[list[int]], None] | None = None
 
     # --- what the metadata says ------------------------------------------------------
 
@@ -133,6 +136,10 @@ class Partition:
         self.state.log_end_moved(self.log.log_end_offset)
         self._advance_high_watermark()
         self.wake()
+        if self.on_unfetched_followers is not None:
+            missing = self.state.unfetched_followers()
+            if missing:
+                self.on_unfetched_followers(missing)
         return result
 
     async def wait_replicated(self, target: int, timeout_s: float) -> ErrorCode:

@@ -66,6 +66,9 @@ class ReplicaManager:
         self.min_isr_for = min_isr_for
         self.now_ms = now_ms
         self.partitions: dict[TopicPartition, Partition] = {}
+        # Set by the node: wakes the fetch sessions of followers that have not fetched a
+        # partition they must replicate (Partition.on_unfetched_followers).
+        self.nudge_followers: Callable[[list[int]], None] | None = None
         # The partitions whose log has a flush.ms, which flush_due visits.
         self._flushed_by_time: dict[TopicPartition, Partition] = {}
         # Callbacks told when this node gains or loses leadership of a partition.
@@ -105,6 +108,7 @@ class ReplicaManager:
             path = self.log_dir / partition_dir_name(*tp)
             plog = storage.PartitionLog.open(path, self.log_config_for(tp[0]), now_ms=self.now_ms)
             p = Partition(tp[0], tp[1], plog, self.node_id, self.min_isr_for(tp[0]))
+            p.on_unfetched_followers = self.nudge_followers
             self.partitions[tp] = p
             self._track_flush(tp, p)
             if self.cleaner is not None:

@@ -212,6 +212,13 @@ class ReplicaState:
         progress.held = clock
         return True
 
+    def unfetched_followers(self) -> list[int]:
+        """Followers a write waits for (the maximal ISR) that have not fetched this
+        partition since this leadership began: their fetchers may not know of it yet."""
+        return [r for r in self.maximal_isr
+                if r != self.node_id and (p := self.followers.get(r)) is not None
+                and p.log_end < 0]
+
     def log_end_moved(self, log_end: int) -> None:
         """The leader appended: followers held at the old end were last caught up at
         their session's latest request."""

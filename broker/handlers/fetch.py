@@ -189,7 +189,8 @@ def _fetch_context(node: FetchNode, req: Any, version: int, replica_id: int) -> 
                        int(getattr(req, "session_id", INVALID_SESSION_ID)),
                        int(getattr(req, "session_epoch", FINAL_EPOCH)),
                        replica_id >= 0, fetch_data, forgotten,
-                       uses_topic_ids=uses_ids, resolve=resolve if uses_ids else None)
+                       uses_topic_ids=uses_ids, resolve=resolve if uses_ids else None,
+                       replica_id=replica_id)
 
 
 def _replica(req: Any, version: int) -> tuple[int, int]:
@@ -285,13 +286,16 @@ async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payloa
                 entry, n, p = _error_entry(tp[1], ErrorCode.unknown_topic_id), 0, None
             else:
                 hosted = node.replicas.get((name, tp[1]))
-                changes = hosted.changes if hosted is not None else -1
+                changes = -1
+                if hosted is not None:
+                    changes = hosted.changes
+                    # Before the read: a change it makes (a follower's fetch moving the
+                    # high watermark) must be read again.
+                    context.read(tp, hosted)
                 budget = max(0, min(fp.partition_max_bytes, max_total - total))
                 entry, n, p = _read_partition(
                     node, name, tp[0] if uses_ids else None,  # type: ignore[arg-type]
                     fp, budget, total == 0, replica_id, replica_epoch)
-                if hosted is not None:
-                    context.read(tp, hosted)
                 if p is not None and _caught_up(entry, fp, p, replica_id) and (
                         replica_id < 0 or context.clock is None
                         or p.hold_follower(replica_id, context.clock)):
@@ -309,7 +313,8 @@ async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payloa
         remaining = deadline - time.monotonic()
         session = context.session if context.kind is ContextKind.INCREMENTAL else None
         if total >= min_bytes or urgent or remaining <= 0 \
-                or not (parts or (session is not None and len(session.watch))):
+                or not (parts or (session is not None and len(session.watch))) \
+                or (session is not None and session.nudged):
             break
         node.metrics.fetch_purgatory.inc()
         try:

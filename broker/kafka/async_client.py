@@ -14,6 +14,7 @@ from kio.schema.errors import ErrorCode
 from odradek.broker.kafka import codec
 
 _SIZE = struct.Struct(">i")
+CLOSE_TIMEOUT_S = 1.0
 
 
 class BrokerConnectionError(Exception):
@@ -48,15 +49,21 @@ class AsyncKafkaConnection:
     def connected(self) -> bool:
         return self._writer is not None and not self._writer.is_closing()
 
-    async def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            try:
-                await self._writer.wait_closed()
-            except (OSError, ConnectionError):
-                pass
+    async def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
+        """Close the connection; after ``timeout`` the socket is dropped without waiting for
+        unsent bytes (a peer that stopped reading must not hold a broker's stop)."""
+        writer = self._writer
         self._reader = self._writer = None
         self._versions = None
+        if writer is None:
+            return
+        writer.close()
+        try:
+            await asyncio.wait_for(writer.wait_closed(), timeout)
+        except (OSError, ConnectionError):
+            pass
+        except TimeoutError:
+            writer.transport.abort()
 
     async def api_versions(self, timeout: float = 10.0) -> Mapping[int, tuple[int, int]]:
         """(min, max) version of each API the peer serves, by API key."""

@@ -187,6 +187,7 @@ class MetadataDelta:
             rack=rec.rack if rec.HasField("rack") else None,
             fenced=rec.fenced,
             epoch=offset,
+            in_controlled_shutdown=rec.in_controlled_shutdown,
         )
 
     def _replay_fence_broker(self, rec: pb.FenceBrokerRecord, offset: int) -> None:
@@ -195,7 +196,14 @@ class MetadataDelta:
 
     def _replay_unfence_broker(self, rec: pb.UnfenceBrokerRecord, offset: int) -> None:
         current = self._registered(rec.broker_id, rec.broker_epoch, "UnfenceBrokerRecord")
-        self._brokers[rec.broker_id] = dataclasses.replace(current, fenced=False)
+        self._brokers[rec.broker_id] = dataclasses.replace(
+            current, fenced=False, in_controlled_shutdown=False)
+
+    def _replay_broker_controlled_shutdown(self, rec: pb.BrokerControlledShutdownRecord,
+                                           offset: int) -> None:
+        current = self._registered(rec.broker_id, rec.broker_epoch,
+                                   "BrokerControlledShutdownRecord")
+        self._brokers[rec.broker_id] = dataclasses.replace(current, in_controlled_shutdown=True)
 
     def _replay_unregister_broker(self, rec: pb.UnregisterBrokerRecord, offset: int) -> None:
         self._registered(rec.broker_id, rec.broker_epoch, "UnregisterBrokerRecord")
@@ -367,6 +375,7 @@ _REPLAY: dict[str, Callable[[MetadataDelta, Any, int], None]] = {
     "register_broker": MetadataDelta._replay_register_broker,
     "fence_broker": MetadataDelta._replay_fence_broker,
     "unfence_broker": MetadataDelta._replay_unfence_broker,
+    "broker_controlled_shutdown": MetadataDelta._replay_broker_controlled_shutdown,
     "unregister_broker": MetadataDelta._replay_unregister_broker,
     "topic": MetadataDelta._replay_topic,
     "partition": MetadataDelta._replay_partition,

@@ -29,6 +29,7 @@ from odradek.controller.metadata import (
     MetadataRecord,
 )
 from odradek.controller.metadata.records import (
+    broker_controlled_shutdown_record,
     config_record,
     fence_broker_record,
     no_op_record,
@@ -127,6 +128,7 @@ def _broker_changes(base: MetadataImage, target: MetadataImage,
             record = register_broker_record(
                 new.id, new.incarnation_id,
                 [(x.name, x.host, x.port) for x in new.listeners], new.rack, new.fenced,
+                new.in_controlled_shutdown,
             )
             registrations.append((new.epoch, record))
         elif old != new:
@@ -136,8 +138,14 @@ def _broker_changes(base: MetadataImage, target: MetadataImage,
                 raise SnapshotError(
                     f"broker {broker_id} changed its registration without a new epoch"
                 )
-            make = fence_broker_record if new.fenced else unfence_broker_record
-            others.append(make(broker_id, new.epoch))
+            # Unfencing also ends a controlled shutdown; fencing keeps it.
+            in_shutdown = old.in_controlled_shutdown
+            if new.fenced != old.fenced or (in_shutdown and not new.in_controlled_shutdown):
+                make = fence_broker_record if new.fenced else unfence_broker_record
+                others.append(make(broker_id, new.epoch))
+                in_shutdown = in_shutdown and new.fenced
+            if new.in_controlled_shutdown and not in_shutdown:
+                others.append(broker_controlled_shutdown_record(broker_id, new.epoch))
     return registrations
 
 

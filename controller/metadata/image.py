@@ -43,6 +43,14 @@ class BrokerRegistration:
     # Offset of the RegisterBrokerRecord: Kafka's broker epoch. Requests from a broker carry
     # it so that a request from an older process of the same broker id can be refused.
     epoch: int
+    # Shutting down (Kafka's InControlledShutdown): listed for clients, but neither leader
+    # nor ISR member nor new replica any more; fenced once its process is gone.
+    in_controlled_shutdown: bool = False
+
+    @property
+    def usable(self) -> bool:
+        """May lead, join an ISR or get new replicas."""
+        return not self.fenced and not self.in_controlled_shutdown
 
     def listener(self, name: str) -> Listener | None:
         return next((lst for lst in self.listeners if lst.name == name), None)
@@ -119,6 +127,16 @@ class MetadataImage:
     def is_unfenced(self, broker_id: int) -> bool:
         broker = self.brokers.get(broker_id)
         return broker is not None and not broker.fenced
+
+    @cached_property
+    def usable_ids(self) -> frozenset[int]:
+        """Brokers that may lead, join an ISR or get new replicas: unfenced and not shutting
+        down."""
+        return frozenset(b.id for b in self.brokers.values() if b.usable)
+
+    def is_usable(self, broker_id: int) -> bool:
+        broker = self.brokers.get(broker_id)
+        return broker is not None and broker.usable
 
     def endpoints(self, listener_name: str, *, include_fenced: bool = False
                   ) -> list[BrokerEndpoint]:

@@ -54,12 +54,14 @@ def register_broker_record(
     listeners: Iterable[tuple[str, str, int]] = (),
     rack: str | None = None,
     fenced: bool = True,
+    in_controlled_shutdown: bool = False,
 ) -> pb.MetadataRecord:
     rec = pb.RegisterBrokerRecord(
         broker_id=broker_id,
         incarnation_id=incarnation_id,
         listeners=[pb.Listener(name=n, host=h, port=p) for n, h, p in listeners],
         fenced=fenced,
+        in_controlled_shutdown=in_controlled_shutdown,
     )
     if rack is not None:
         rec.rack = rack
@@ -70,6 +72,11 @@ def fence_broker_record(broker_id: int, broker_epoch: int) -> pb.MetadataRecord:
     return pb.MetadataRecord(
         fence_broker=pb.FenceBrokerRecord(broker_id=broker_id, broker_epoch=broker_epoch)
     )
+
+
+def broker_controlled_shutdown_record(broker_id: int, broker_epoch: int) -> pb.MetadataRecord:
+    return pb.MetadataRecord(broker_controlled_shutdown=pb.BrokerControlledShutdownRecord(
+        broker_id=broker_id, broker_epoch=broker_epoch))
 
 
 def unfence_broker_record(broker_id: int, broker_epoch: int) -> pb.MetadataRecord:

@@ -2,7 +2,9 @@
 
 A broker registers fenced with a new incarnation each time its process starts; it is unfenced
 once it has caught up with the metadata log (its heartbeat says so) and fenced again when its
-session ends. Fencing and unregistering move leadership and ISR membership off the broker.
+session ends. Fencing and unregistering move leadership and ISR membership off the broker; so
+does a controlled shutdown, which leaves the broker unfenced (still listed for clients) until
+its process is gone.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from kio.schema.errors import ErrorCode
 
 from odradek.controller.metadata import BrokerRegistration, MetadataImage, MetadataRecord
 from odradek.controller.metadata.records import (
+    broker_controlled_shutdown_record,
     fence_broker_record,
     producer_ids_record,
     register_broker_record,
@@ -135,6 +138,24 @@ def fence_broker(
     if broker.fenced:
         return OpResult((), BrokerResult(NONE))
     records = [fence_broker_record(broker_id, broker.epoch), *move_off_broker(image, broker_id)]
+    return OpResult(tuple(records), BrokerResult(NONE))
+
+
+def begin_controlled_shutdown(
+    image: MetadataImage, broker_id: int, broker_epoch: int | None = None
+) -> OpResult[BrokerResult]:
+    """Kafka's controlled shutdown: the broker's leaderships and ISR places move to others
+    and it takes no new ones, but it stays unfenced, so clients still find it in their broker
+    lists while they move to the new leaders (librdkafka loses a partition it is moving when
+    its old leader leaves the list in the same metadata answer). It is fenced once gone."""
+    try:
+        broker = registered_broker(image, broker_id, broker_epoch)
+    except ApiError as err:
+        return OpResult((), BrokerResult(err.code, err.message))
+    if broker.fenced or broker.in_controlled_shutdown:
+        return OpResult((), BrokerResult(NONE))
+    records = [broker_controlled_shutdown_record(broker_id, broker.epoch),
+               *move_off_broker(image, broker_id)]
     return OpResult(tuple(records), BrokerResult(NONE))
 
 

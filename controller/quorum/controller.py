@@ -213,6 +213,13 @@ class QuorumController:
     async def fence_broker(self, broker_id: int, broker_epoch: int | None = None) -> BrokerResult:
         return await self._run(lambda image: brokers.fence_broker(image, broker_id, broker_epoch))
 
+    async def begin_controlled_shutdown(
+        self, broker_id: int, broker_epoch: int | None = None
+    ) -> BrokerResult:
+        return await self._run(
+            lambda image: brokers.begin_controlled_shutdown(image, broker_id, broker_epoch)
+        )
+
     async def unfence_broker(
         self, broker_id: int, broker_epoch: int | None = None
     ) -> BrokerResult:

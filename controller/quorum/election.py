@@ -1,7 +1,8 @@
 """Leader election, ISR and ELR changes for one partition, following Kafka's rules (KIP-966
 for the eligible leader replicas, ELR).
 
-- The current leader stays while it is in the ISR and usable (registered and unfenced).
+- The current leader stays while it is in the ISR and usable (registered, unfenced and not
+  in controlled shutdown).
 - Otherwise the new leader is the first replica, in replica order, that is in the ISR and
   usable; the replica order is the preference order an operator set or placement chose.
 - Otherwise the first usable ELR member leads, with ISR = [itself]: it holds every record up
@@ -137,7 +138,7 @@ def move_off_broker(
     it led. With `eligible` false (the broker goes away for good) it also leaves every ELR
     and joins none."""
     def usable(b: int) -> bool:
-        return b != broker_id and image.is_unfenced(b)
+        return b != broker_id and image.is_usable(b)
 
     ineligible = () if eligible else (broker_id,)
     records = []
@@ -168,7 +169,7 @@ def drop_unclean_replica(image: MetadataImage, broker_id: int) -> list[MetadataR
     Where no other replica is left in the ISR or ELR it stays: nobody is known to hold more,
     and removing it would leave the partition without a leader for good."""
     def usable(b: int) -> bool:
-        return b != broker_id and image.is_unfenced(b)
+        return b != broker_id and image.is_usable(b)
 
     records = []
     for name, topic_id, partition_id, partition in _partitions(image):
@@ -194,9 +195,9 @@ def drop_unclean_replica(image: MetadataImage, broker_id: int) -> list[MetadataR
 
 
 def elect_leaderless(image: MetadataImage, now_usable: int) -> list[MetadataRecord]:
-    """Changes giving a leader to leaderless partitions once `now_usable` is unfenced."""
+    """Changes giving a leader to leaderless partitions once `now_usable` is usable."""
     def usable(b: int) -> bool:
-        return b == now_usable or image.is_unfenced(b)
+        return b == now_usable or image.is_usable(b)
 
     records = []
     for name, topic_id, partition_id, partition in _partitions(image):
@@ -226,7 +227,7 @@ def elect_preferred_leaders(image: MetadataImage) -> list[MetadataRecord]:
             continue
         preferred = partition.replicas[0]
         if (partition.leader != preferred and preferred in partition.isr
-                and image.is_unfenced(preferred)):
+                and image.is_usable(preferred)):
             records.append(partition_change_record(topic_id, partition_id, leader=preferred))
     return records
 
@@ -283,10 +284,10 @@ def _preferred(image: MetadataImage, name: str, topic_id: uuid.UUID | None, inde
                current: PartitionRegistration
                ) -> tuple[MetadataRecord | None, ElectLeadersResult]:
     preferred = current.replicas[0] if current.replicas else NO_LEADER
-    if current.leader == preferred and image.is_unfenced(preferred):
+    if current.leader == preferred and image.is_usable(preferred):
         return None, ElectLeadersResult(name, index, _ELECTION_NOT_NEEDED,
                                         f"replica {preferred} already leads")
-    if preferred not in current.isr or not image.is_unfenced(preferred):
+    if preferred not in current.isr or not image.is_usable(preferred):
         return None, ElectLeadersResult(
             name, index, _PREFERRED_LEADER_NOT_AVAILABLE,
             f"the preferred replica {preferred} is not in the ISR {list(current.isr)} or "
@@ -299,13 +300,13 @@ def _preferred(image: MetadataImage, name: str, topic_id: uuid.UUID | None, inde
 def _unclean(image: MetadataImage, name: str, topic_id: uuid.UUID | None, index: int,
              current: PartitionRegistration
              ) -> tuple[MetadataRecord | None, ElectLeadersResult]:
-    if current.has_leader and image.is_unfenced(current.leader):
+    if current.has_leader and image.is_usable(current.leader):
         return None, ElectLeadersResult(name, index, _ELECTION_NOT_NEEDED,
                                         f"replica {current.leader} leads")
     assert topic_id is not None
     leader, _ = elect_leader(current.replicas, current.isr, current.leader,
-                             image.is_unfenced, True, current.elr)
-    record = partition_change(topic_id, index, current, image.is_unfenced, unclean=True,
+                             image.is_usable, True, current.elr)
+    record = partition_change(topic_id, index, current, image.is_usable, unclean=True,
                               min_isr=min_insync_replicas(image.topic_configs(name)))
     if leader == NO_LEADER or record is None:
         return None, ElectLeadersResult(

@@ -77,12 +77,12 @@ def _check(
             ErrorCode.invalid_request,
             f"{where}: ISR {new_isr} must include the leader {current.leader}.",
         )
-    ineligible = [b for b in new_isr if not image.is_unfenced(b)]
+    ineligible = [b for b in new_isr if not image.is_usable(b)]
     if ineligible:
         raise ApiError(
             ErrorCode.ineligible_replica,
-            f"{where}: replicas {ineligible} are fenced or not registered and cannot join "
-            "the ISR.",
+            f"{where}: replicas {ineligible} are fenced, shutting down or not registered and "
+            "cannot join the ISR.",
         )
     return current
 

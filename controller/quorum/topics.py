@@ -44,7 +44,7 @@ from odradek.controller.quorum.topic_configs import MIN_INSYNC_REPLICAS, validat
 
 
 def usable_brokers(image: MetadataImage) -> list[PlacementBroker]:
-    return [PlacementBroker(b.id, b.rack) for b in image.brokers.values() if not b.fenced]
+    return [PlacementBroker(b.id, b.rack) for b in image.brokers.values() if b.usable]
 
 
 def new_topic_id(rng: random.Random, taken: Callable[[uuid.UUID], bool]) -> uuid.UUID:
@@ -82,7 +82,7 @@ def _check_assignment(
             f"{where} has {len(replicas)} replica(s), but the topic's other partitions have "
             f"{expected_rf}: all partitions of a topic need the same replication factor.",
         )
-    if not any(image.is_unfenced(b) for b in replicas):
+    if not any(image.is_usable(b) for b in replicas):
         raise ApiError(
             ErrorCode.invalid_replica_assignment,
             f"{where} lists only fenced brokers {list(replicas)}; include at least one live broker.",
@@ -97,7 +97,7 @@ def _partition_records(
     for offset, replicas in enumerate(placements):
         # Fenced brokers named in a manual assignment start outside the ISR; they join once
         # they are back and caught up.
-        isr = [b for b in replicas if image.is_unfenced(b)]
+        isr = [b for b in replicas if image.is_usable(b)]
         records.append(partition_record(topic_id, first_id + offset, replicas, isr, isr[0]))
     return records
 

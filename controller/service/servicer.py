@@ -211,8 +211,12 @@ class ControllerService(pb_grpc.ControllerServicer):
             image = self._controller.image
             self.sessions.track_unfenced(image)
             lost = self.sessions.disconnected()
+            stopping = {b for b in lost if self.sessions.is_shutting_down(b)}
             for broker_id, epoch in self.sessions.expire(image):
-                if broker_id in lost:
+                if broker_id in stopping:
+                    log.info("%s: broker %d stopped after its controlled shutdown; fencing it",
+                             self._name, broker_id)
+                elif broker_id in lost:
                     log.warning(
                         "%s: broker %d closed its liveness stream (its process is gone) and "
                         "did not reconnect within broker.session.disconnect.grace.ms; "
@@ -318,8 +322,12 @@ class ControllerService(pb_grpc.ControllerServicer):
         if decision.action is HeartbeatAction.FENCE:
             op = await self._controller.fence_broker(broker_id, epoch)
             if op.error_code == ErrorCode.none:
-                log.info("%s: broker %d fenced on its request (%s)", self._name, broker_id,
-                         "controlled shutdown" if request.want_shutdown else "want_fence")
+                log.info("%s: broker %d fenced on its request", self._name, broker_id)
+        elif decision.action is HeartbeatAction.CONTROLLED_SHUTDOWN:
+            op = await self._controller.begin_controlled_shutdown(broker_id, epoch)
+            if op.error_code == ErrorCode.none:
+                log.info("%s: broker %d in controlled shutdown: its leaderships moved away",
+                         self._name, broker_id)
         elif decision.action is HeartbeatAction.UNFENCE:
             op = await self._controller.unfence_broker(broker_id, epoch)
             if op.error_code == ErrorCode.none:

@@ -13,8 +13,11 @@ rules, following Kafka's BrokerHeartbeatManager:
   the dead controller itself): its session starts cut to `suspect_grace`, as if its
   liveness stream had closed, and opening one gives it the full session.
 - Controlled shutdown: a heartbeat with want_shutdown marks the session as shutting down for
-  good (this registration is never unfenced again); the controller fences the broker and tells
-  it to stop once it leads no partition.
+  good (this registration is never unfenced again); the controller moves the broker's
+  leaderships and ISR places away (Kafka's InControlledShutdown: it stays unfenced, so clients
+  keep it in their broker lists while they move to the new leaders) and tells it to stop once
+  it leads no partition. It is fenced when its liveness stream ends (the process stopped),
+  or at its session timeout.
 - Crash detection (beyond Kafka): a broker process holds a liveness stream open to the active
   controller. When the last stream of a registration ends (the kernel closes a dead process's
   connections at once), the session is cut to `disconnect_grace` unless a stream opens again
@@ -50,6 +53,7 @@ class HeartbeatAction(enum.Enum):
     NONE = "none"
     FENCE = "fence"
     UNFENCE = "unfence"
+    CONTROLLED_SHUTDOWN = "controlled_shutdown"
 
 
 @dataclass(frozen=True)
@@ -176,8 +180,11 @@ class BrokerSessions:
         if want_shutdown:
             session.shutting_down = True
         caught_up = metadata_offset >= broker.epoch
-        if session.shutting_down or want_fence:
+        if want_fence:
             action = HeartbeatAction.FENCE if not broker.fenced else HeartbeatAction.NONE
+        elif session.shutting_down:
+            action = (HeartbeatAction.CONTROLLED_SHUTDOWN
+                      if broker.usable else HeartbeatAction.NONE)
         elif broker.fenced and caught_up:
             action = HeartbeatAction.UNFENCE
         else:
@@ -207,7 +214,14 @@ class BrokerSessions:
         if session is None or session.epoch != epoch or session.streams <= 0:
             return False
         session.streams -= 1
-        if session.streams or self.disconnect_grace <= 0 or session.shutting_down:
+        if session.streams:
+            return False
+        if session.shutting_down:
+            # It said it is going, and now it is gone: no reason to wait.
+            session.disconnected = True
+            session.deadline = self._clock()
+            return True
+        if self.disconnect_grace <= 0:
             return False
         session.disconnected = True
         session.grace = self.disconnect_grace
@@ -219,13 +233,13 @@ class BrokerSessions:
         return {b for b, session in self._sessions.items() if session.disconnected}
 
     def should_shutdown(self, image: MetadataImage, broker_id: int) -> bool:
-        """A shutting-down broker may stop once it is fenced and leads nothing."""
+        """A shutting-down broker may stop once it is out of use (in controlled shutdown, or
+        fenced) and leads nothing."""
         broker = image.brokers.get(broker_id)
         if broker is None:
             return True  # unregistered: nothing left to hand over
-        return (
-            self.is_shutting_down(broker_id) and broker.fenced and not leads_any(image, broker_id)
-        )
+        return (self.is_shutting_down(broker_id) and not broker.usable
+                and not leads_any(image, broker_id))
 
     def expire(self, image: MetadataImage) -> list[tuple[int, int]]:
         """Drop the sessions past their deadline; return (broker id, epoch) of those whose
@@ -239,6 +253,8 @@ class BrokerSessions:
             broker = image.brokers.get(broker_id)
             if broker is not None and broker.epoch == session.epoch and not broker.fenced:
                 to_fence.append((broker_id, session.epoch))
+                if session.shutting_down:
+                    continue  # a controlled shutdown ending: not a failure
                 reason = "process_gone" if session.disconnected else "session_timeout"
                 self.fenced_by_reason[reason] = self.fenced_by_reason.get(reason, 0) + 1
         return to_fence

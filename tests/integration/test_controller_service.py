@@ -266,13 +266,21 @@ async def test_controlled_shutdown_moves_leaders_then_lets_the_broker_stop(
 
             assert await b2.controlled_shutdown(5)
             image = s.controller.image
-            assert not image.is_unfenced(2)
+            # Kafka's controlled shutdown: out of use, still listed for clients.
+            assert not image.is_usable(2) and image.is_unfenced(2)
+            assert image.brokers[2].in_controlled_shutdown
             assert set(leaders(image, "t").values()) == {1}
             # Its only replica left: no leader, but it stays the ISR's last member.
             assert image.partition("solo", 0).leader == NO_LEADER
             assert image.partition("solo", 0).isr == (2,)
-            # Well before the 5 s session could have expired.
-            assert b2.is_fenced
+            # The process stops (its liveness stream closes): fenced at once, well before
+            # the 5 s session could have expired.
+            await b2.stop()
+            for _ in range(100):
+                if not s.controller.image.is_unfenced(2):
+                    break
+                await asyncio.sleep(0.01)
+            assert not s.controller.image.is_unfenced(2)
         await client.close()
 
 

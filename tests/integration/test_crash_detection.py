@@ -8,6 +8,8 @@ after several seconds shows that a quiet connection fences nothing early."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Iterator
 
@@ -115,3 +117,46 @@ def test_a_killed_active_controller_is_replaced_and_its_broker_fenced_at_once(
     victim.start()
     wait_for(lambda: live_brokers(cluster, witness) == {1, 2, 3}, 30,
              "the restarted node's broker to be unfenced")
+
+
+def test_a_stopping_broker_stays_listed_until_its_leaderships_have_moved(
+        cluster: Cluster) -> None:
+    """Kafka's controlled shutdown: a SIGTERMed broker first hands its leaderships over and
+    stays in the Metadata broker list while clients move to the new leaders; it leaves the
+    list once its process has stopped (fenced when its liveness stream closes, long before
+    its 20 s session would end). Told both at once, librdkafka loses track of a partition it
+    is moving for half a second."""
+    victim, witness = not_active_controller(cluster)
+    wait_for(lambda: live_brokers(cluster, witness) == {1, 2, 3}, 30, "all brokers unfenced")
+    topic = unique_name("stop")
+    admin = AdminClient({"bootstrap.servers": witness.bootstrap})
+    for fut in admin.create_topics([NewTopic(topic, 6, 3)]).values():
+        fut.result(30)
+    wait_for(lambda: any(p.leader == victim.node_id for p in admin.list_topics(
+        topic, timeout=5).topics[topic].partitions.values()), 10, "a partition the victim leads")
+
+    seen: list[tuple[float, bool, bool]] = []  # (when, victim listed, victim leads)
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            with contextlib.suppress(Exception):
+                meta = admin.list_topics(topic, timeout=2)
+                leads = any(p.leader == victim.node_id
+                            for p in meta.topics[topic].partitions.values())
+                seen.append((time.monotonic(), victim.node_id in meta.brokers, leads))
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    victim.stop(timeout=30)
+    exited = time.monotonic()
+    wait_for(lambda: seen and not seen[-1][1], 10, "the stopped broker to leave the list")
+    done.set()
+    watcher.join(10)
+    delisted = next(t for t, listed, _ in seen if not listed)
+    assert delisted - exited < SESSION_MS / 1000 / 4
+    assert not any(leads for _, listed, leads in seen if not listed)
+    assert any(listed and not leads for _, listed, leads in seen), \
+        "the broker was never listed after its leaderships had moved"
+    victim.start()
+    wait_for(lambda: live_brokers(cluster, witness) == {1, 2, 3}, 30, "the broker back")

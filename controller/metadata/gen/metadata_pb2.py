@@ -24,41 +24,43 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0emetadata.proto\x12\x10odradek.metadata\"4\n\x08Listener\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\x05\"\x9c\x01\n\x14RegisterBrokerRecord\x12\x11\n\tbroker_id\x18\x01 \x01(\x05\x12\x16\n\x0eincarnation_id\x18\x02 \x01(\t\x12-\n\tlisteners\x18\x03 \x03(\x0b\x32\x1a.odradek.metadata.Listener\x12\x11\n\x04rack\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x0e\n\x06\x66\x65nced\x18\x05 \x01(\x08\x42\x07\n\x05_rack\"<\n\x11\x46\x65nceBrokerRecord\x12\x11\n\tbroker_id\x18\x01 \x01(\x05\x12\x14\n\x0c\x62roker_epoch\x18\x02 \x01(\x03\">\n\x13UnfenceBrokerRecord\x12\x11\n\tbroker_id\x18\x01 \x01(\x05\x12\x14\n\x0c\x62roker_epoch\x18\x02 \x01(\x03\"A\n\x16UnregisterBrokerRecord\x12\x11\n\tbroker_id\x18\x01 \x01(\x05\x12\x14\n\x0c\x62roker_epoch\x18\x02 \x01(\x03\"-\n\x0bTopicRecord\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08topic_id\x18\x02 \x01(\x0c\"\xed\x01\n\x0fPartitionRecord\x12\x10\n\x08topic_id\x18\x01 \x01(\x0c\x12\x14\n\x0cpartition_id\x18\x02 \x01(\x05\x12\x10\n\x08replicas\x18\x03 \x03(\x05\x12\x0b\n\x03isr\x18\x04 \x03(\x05\x12\x0e\n\x06leader\x18\x05 \x01(\x05\x12\x14\n\x0cleader_epoch\x18\x06 \x01(\x05\x12\x17\n\x0fpartition_epoch\x18\x07 \x01(\x05\x12\x19\n\x11removing_replicas\x18\x08 \x03(\x05\x12\x17\n\x0f\x61\x64\x64ing_replicas\x18\t \x03(\x05\x12 \n\x18\x65ligible_leader_replicas\x18\n \x03(\x05\"!\n\x0bReplicaList\x12\x12\n\nbroker_ids\x18\x01 \x03(\x05\"\xfd\x01\n\x15PartitionChangeRecord\x12\x10\n\x08topic_id\x18\x01 \x01(\x0c\x12\x14\n\x0cpartition_id\x18\x02 \x01(\x05\x12*\n\x03isr\x18\x03 \x01(\x0b\x32\x1d.odradek.metadata.ReplicaList\x12\x13\n\x06leader\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12/\n\x08replicas\x18\x05 \x01(\x0b\x32\x1d.odradek.metadata.ReplicaList\x12?\n\x18\x65ligible_leader_replicas\x18\x06 \x01(\x0b\x32\x1d.odradek.metadata.ReplicaListB\t\n\x07_leader\"\x8e\x01\n\x0c\x43onfigRecord\x12;\n\rresource_type\x18\x01 \x01(\x0e\x32$.odradek.metadata.ConfigResourceType\x12\x15\n\rresource_name\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x12\n\x05value\x18\x04 \x01(\tH\x00\x88\x01\x01\x42\x08\n\x06_value\"%\n\x11RemoveTopicRecord\x12\x10\n\x08topic_id\x18\x01 \x01(\x0c\"V\n\x11ProducerIdsRecord\x12\x11\n\tbroker_id\x18\x01 \x01(\x05\x12\x14\n\x0c\x62roker_epoch\x18\x02 \x01(\x03\x12\x18\n\x10next_producer_id\x18\x03 \x01(\x03\"\x0c\n\nNoOpRecord\"\xaa\x05\n\x0eMetadataRecord\x12\x41\n\x0fregister_broker\x18\x01 \x01(\x0b\x32&.odradek.metadata.RegisterBrokerRecordH\x00\x12;\n\x0c\x66\x65nce_broker\x18\x02 \x01(\x0b\x32#.odradek.metadata.FenceBrokerRecordH\x00\x12?\n\x0eunfence_broker\x18\x03 \x01(\x0b\x32%.odradek.metadata.UnfenceBrokerRecordH\x00\x12\x45\n\x11unregister_broker\x18\x04 \x01(\x0b\x32(.odradek.metadata.UnregisterBrokerRecordH\x00\x12.\n\x05topic\x18\x05 \x01(\x0b\x32\x1d.odradek.metadata.TopicRecordH\x00\x12\x36\n\tpartition\x18\x06 \x01(\x0b\x32!.odradek.metadata.PartitionRecordH\x00\x12\x43\n\x10partition_change\x18\x07 \x01(\x0b\x32\'.odradek.metadata.PartitionChangeRecordH\x00\x12\x30\n\x06\x63onfig\x18\x08 \x01(\x0b\x32\x1e.odradek.metadata.ConfigRecordH\x00\x12;\n\x0cremove_topic\x18\t \x01(\x0b\x32#.odradek.metadata.RemoveTopicRecordH\x00\x12;\n\x0cproducer_ids\x18\n \x01(\x0b\x32#.odradek.metadata.ProducerIdsRecordH\x00\x12-\n\x05no_op\x18\x0b \x01(\x0b\x32\x1c.odradek.metadata.NoOpRecordH\x00\x42\x08\n\x06record*w\n\x12\x43onfigResourceType\x12 \n\x1c\x43ONFIG_RESOURCE_TYPE_UNKNOWN\x10\x00\x12\x1e\n\x1a\x43ONFIG_RESOURCE_TYPE_TOPIC\x10\x02\x12\x1f\n\x1b\x43ONFIG_RESOURCE_TYPE_BROKER\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0emetadata.proto\x12\x10odradek.metadata\"4\n\x08Listener\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\x05\"\xbc\x01\n\x14RegisterBrokerRecord\x12\x11\n\tbroker_id\x18\x01 \x01(\x05\x12\x16\n\x0eincarnation_id\x18\x02 \x01(\t\x12-\n\tlisteners\x18\x03 \x03(\x0b\x32\x1a.odradek.metadata.Listener\x12\x11\n\x04rack\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x0e\n\x06\x66\x65nced\x18\x05 \x01(\x08\x12\x1e\n\x16in_controlled_shutdown\x18\x06 \x01(\x08\x42\x07\n\x05_rack\"<\n\x11\x46\x65nceBrokerRecord\x12\x11\n\tbroker_id\x18\x01 \x01(\x05\x12\x14\n\x0c\x62roker_epoch\x18\x02 \x01(\x03\">\n\x13UnfenceBrokerRecord\x12\x11\n\tbroker_id\x18\x01 \x01(\x05\x12\x14\n\x0c\x62roker_epoch\x18\x02 \x01(\x03\"I\n\x1e\x42rokerControlledShutdownRecord\x12\x11\n\tbroker_id\x18\x01 \x01(\x05\x12\x14\n\x0c\x62roker_epoch\x18\x02 \x01(\x03\"A\n\x16UnregisterBrokerRecord\x12\x11\n\tbroker_id\x18\x01 \x01(\x05\x12\x14\n\x0c\x62roker_epoch\x18\x02 \x01(\x03\"-\n\x0bTopicRecord\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08topic_id\x18\x02 \x01(\x0c\"\xed\x01\n\x0fPartitionRecord\x12\x10\n\x08topic_id\x18\x01 \x01(\x0c\x12\x14\n\x0cpartition_id\x18\x02 \x01(\x05\x12\x10\n\x08replicas\x18\x03 \x03(\x05\x12\x0b\n\x03isr\x18\x04 \x03(\x05\x12\x0e\n\x06leader\x18\x05 \x01(\x05\x12\x14\n\x0cleader_epoch\x18\x06 \x01(\x05\x12\x17\n\x0fpartition_epoch\x18\x07 \x01(\x05\x12\x19\n\x11removing_replicas\x18\x08 \x03(\x05\x12\x17\n\x0f\x61\x64\x64ing_replicas\x18\t \x03(\x05\x12 \n\x18\x65ligible_leader_replicas\x18\n \x03(\x05\"!\n\x0bReplicaList\x12\x12\n\nbroker_ids\x18\x01 \x03(\x05\"\xfd\x01\n\x15PartitionChangeRecord\x12\x10\n\x08topic_id\x18\x01 \x01(\x0c\x12\x14\n\x0cpartition_id\x18\x02 \x01(\x05\x12*\n\x03isr\x18\x03 \x01(\x0b\x32\x1d.odradek.metadata.ReplicaList\x12\x13\n\x06leader\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12/\n\x08replicas\x18\x05 \x01(\x0b\x32\x1d.odradek.metadata.ReplicaList\x12?\n\x18\x65ligible_leader_replicas\x18\x06 \x01(\x0b\x32\x1d.odradek.metadata.ReplicaListB\t\n\x07_leader\"\x8e\x01\n\x0c\x43onfigRecord\x12;\n\rresource_type\x18\x01 \x01(\x0e\x32$.odradek.metadata.ConfigResourceType\x12\x15\n\rresource_name\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x12\n\x05value\x18\x04 \x01(\tH\x00\x88\x01\x01\x42\x08\n\x06_value\"%\n\x11RemoveTopicRecord\x12\x10\n\x08topic_id\x18\x01 \x01(\x0c\"V\n\x11ProducerIdsRecord\x12\x11\n\tbroker_id\x18\x01 \x01(\x05\x12\x14\n\x0c\x62roker_epoch\x18\x02 \x01(\x03\x12\x18\n\x10next_producer_id\x18\x03 \x01(\x03\"\x0c\n\nNoOpRecord\"\x82\x06\n\x0eMetadataRecord\x12\x41\n\x0fregister_broker\x18\x01 \x01(\x0b\x32&.odradek.metadata.RegisterBrokerRecordH\x00\x12;\n\x0c\x66\x65nce_broker\x18\x02 \x01(\x0b\x32#.odradek.metadata.FenceBrokerRecordH\x00\x12?\n\x0eunfence_broker\x18\x03 \x01(\x0b\x32%.odradek.metadata.UnfenceBrokerRecordH\x00\x12\x45\n\x11unregister_broker\x18\x04 \x01(\x0b\x32(.odradek.metadata.UnregisterBrokerRecordH\x00\x12.\n\x05topic\x18\x05 \x01(\x0b\x32\x1d.odradek.metadata.TopicRecordH\x00\x12\x36\n\tpartition\x18\x06 \x01(\x0b\x32!.odradek.metadata.PartitionRecordH\x00\x12\x43\n\x10partition_change\x18\x07 \x01(\x0b\x32\'.odradek.metadata.PartitionChangeRecordH\x00\x12\x30\n\x06\x63onfig\x18\x08 \x01(\x0b\x32\x1e.odradek.metadata.ConfigRecordH\x00\x12;\n\x0cremove_topic\x18\t \x01(\x0b\x32#.odradek.metadata.RemoveTopicRecordH\x00\x12;\n\x0cproducer_ids\x18\n \x01(\x0b\x32#.odradek.metadata.ProducerIdsRecordH\x00\x12-\n\x05no_op\x18\x0b \x01(\x0b\x32\x1c.odradek.metadata.NoOpRecordH\x00\x12V\n\x1a\x62roker_controlled_shutdown\x18\x0c \x01(\x0b\x32\x30.odradek.metadata.BrokerControlledShutdownRecordH\x00\x42\x08\n\x06record*w\n\x12\x43onfigResourceType\x12 \n\x1c\x43ONFIG_RESOURCE_TYPE_UNKNOWN\x10\x00\x12\x1e\n\x1a\x43ONFIG_RESOURCE_TYPE_TOPIC\x10\x02\x12\x1f\n\x1b\x43ONFIG_RESOURCE_TYPE_BROKER\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'metadata_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CONFIGRESOURCETYPE']._serialized_start=1991
-  _globals['_CONFIGRESOURCETYPE']._serialized_end=2110
+  _globals['_CONFIGRESOURCETYPE']._serialized_start=2186
+  _globals['_CONFIGRESOURCETYPE']._serialized_end=2305
   _globals['_LISTENER']._serialized_start=36
   _globals['_LISTENER']._serialized_end=88
   _globals['_REGISTERBROKERRECORD']._serialized_start=91
-  _globals['_REGISTERBROKERRECORD']._serialized_end=247
-  _globals['_FENCEBROKERRECORD']._serialized_start=249
-  _globals['_FENCEBROKERRECORD']._serialized_end=309
-  _globals['_UNFENCEBROKERRECORD']._serialized_start=311
-  _globals['_UNFENCEBROKERRECORD']._serialized_end=373
-  _globals['_UNREGISTERBROKERRECORD']._serialized_start=375
-  _globals['_UNREGISTERBROKERRECORD']._serialized_end=440
-  _globals['_TOPICRECORD']._serialized_start=442
-  _globals['_TOPICRECORD']._serialized_end=487
-  _globals['_PARTITIONRECORD']._serialized_start=490
-  _globals['_PARTITIONRECORD']._serialized_end=727
-  _globals['_REPLICALIST']._serialized_start=729
-  _globals['_REPLICALIST']._serialized_end=762
-  _globals['_PARTITIONCHANGERECORD']._serialized_start=765
-  _globals['_PARTITIONCHANGERECORD']._serialized_end=1018
-  _globals['_CONFIGRECORD']._serialized_start=1021
-  _globals['_CONFIGRECORD']._serialized_end=1163
-  _globals['_REMOVETOPICRECORD']._serialized_start=1165
-  _globals['_REMOVETOPICRECORD']._serialized_end=1202
-  _globals['_PRODUCERIDSRECORD']._serialized_start=1204
-  _globals['_PRODUCERIDSRECORD']._serialized_end=1290
-  _globals['_NOOPRECORD']._serialized_start=1292
-  _globals['_NOOPRECORD']._serialized_end=1304
-  _globals['_METADATARECORD']._serialized_start=1307
-  _globals['_METADATARECORD']._serialized_end=1989
+  _globals['_REGISTERBROKERRECORD']._serialized_end=279
+  _globals['_FENCEBROKERRECORD']._serialized_start=281
+  _globals['_FENCEBROKERRECORD']._serialized_end=341
+  _globals['_UNFENCEBROKERRECORD']._serialized_start=343
+  _globals['_UNFENCEBROKERRECORD']._serialized_end=405
+  _globals['_BROKERCONTROLLEDSHUTDOWNRECORD']._serialized_start=407
+  _globals['_BROKERCONTROLLEDSHUTDOWNRECORD']._serialized_end=480
+  _globals['_UNREGISTERBROKERRECORD']._serialized_start=482
+  _globals['_UNREGISTERBROKERRECORD']._serialized_end=547
+  _globals['_TOPICRECORD']._serialized_start=549
+  _globals['_TOPICRECORD']._serialized_end=594
+  _globals['_PARTITIONRECORD']._serialized_start=597
+  _globals['_PARTITIONRECORD']._serialized_end=834
+  _globals['_REPLICALIST']._serialized_start=836
+  _globals['_REPLICALIST']._serialized_end=869
+  _globals['_PARTITIONCHANGERECORD']._serialized_start=872
+  _globals['_PARTITIONCHANGERECORD']._serialized_end=1125
+  _globals['_CONFIGRECORD']._serialized_start=1128
+  _globals['_CONFIGRECORD']._serialized_end=1270
+  _globals['_REMOVETOPICRECORD']._serialized_start=1272
+  _globals['_REMOVETOPICRECORD']._serialized_end=1309
+  _globals['_PRODUCERIDSRECORD']._serialized_start=1311
+  _globals['_PRODUCERIDSRECORD']._serialized_end=1397
+  _globals['_NOOPRECORD']._serialized_start=1399
+  _globals['_NOOPRECORD']._serialized_end=1411
+  _globals['_METADATARECORD']._serialized_start=1414
+  _globals['_METADATARECORD']._serialized_end=2184
 # @@protoc_insertion_point(module_scope)

@@ -221,3 +221,14 @@ def test_a_follower_is_held_only_in_the_isr_and_at_the_log_end() -> None:
     clock.at = 50
     s.log_end_moved(110)
     assert s.followers[2].caught_up_at == 6
+
+
+def test_unfetched_followers_are_the_isr_members_not_heard_from_this_leadership() -> None:
+    s = leader(isr=(1, 2))
+    assert s.unfetched_followers() == [2]  # 3 is out of the ISR: no write waits for it
+    s.follower_fetched(2, 0, now=1, log_end=0)
+    assert s.unfetched_followers() == []
+    s.propose_isr((1, 2, 3))  # a pending addition: writes wait for 3 too
+    assert s.unfetched_followers() == [3]
+    s.assign(Assignment(ME, 6, 11, (1, 2, 3), (1, 2, 3)), now=2)  # a new leadership
+    assert s.unfetched_followers() == [2, 3]

@@ -573,3 +573,40 @@ def test_an_idle_follower_is_held_caught_up_by_its_sessions_requests(
     # The next request reads the partition again, and only it.
     asyncio.run(fetcher._fetch_once(conn))  # type: ignore[arg-type]
     assert conn.leader.follower_offsets == {("topic-0", 0): 0}
+
+
+def test_a_write_waiting_for_a_follower_answers_its_parked_fetch(tmp_path: Path) -> None:
+    """A new leader's write waits for a follower whose fetcher does not have the partition
+    yet (it adds partitions between requests): the follower's parked fetch is answered at
+    once, not after replica.fetch.wait.max.ms, so its next request can name it."""
+    leaders, fetcher, conn = setup(tmp_path, 3)
+    leader = conn.leader
+    new = partition(tmp_path / "new", "new", 0, 1)
+    new.on_unfetched_followers = leader.fetch_sessions.nudge
+    follower_new = partition(tmp_path / "new-f", "new", 0, 2)
+
+    async def run() -> None:
+        await fetcher._fetch_once(conn)  # type: ignore[arg-type]  # the session opens
+        await fetcher._fetch_once(conn)  # type: ignore[arg-type]  # and settles
+        fetcher.node.config["replica.fetch.wait.max.ms"] = 5000  # type: ignore[index]
+        parked = asyncio.create_task(fetcher._fetch_once(conn))  # type: ignore[arg-type]
+        await asyncio.sleep(0.2)
+        assert not parked.done()
+        # This node becomes leader of "new" (the follower has not heard yet), and a
+        # producer writes to it.
+        leader.parts[("new", 0)] = new
+        leader.image = image_of(leader.parts)
+        new.append(encode_batch([Record(0, value=b"v")]), acks_all=True)
+        await asyncio.wait_for(parked, 2)  # answered well before its 5 s wait
+        # The follower learns of the partition; its next request names it and the write's
+        # high watermark moves.
+        fetcher.set_partitions({**fetcher.partitions, ("new", 0): follower_new})
+        await asyncio.wait_for(fetcher._fetch_once(conn), 2)  # type: ignore[arg-type]
+        assert follower_new.log.log_end_offset == 1
+        # Its next fetch, at the log end, moves the write's high watermark (and parks).
+        last = asyncio.create_task(fetcher._fetch_once(conn))  # type: ignore[arg-type]
+        await asyncio.sleep(0.2)
+        assert new.log.high_watermark == 1
+        last.cancel()
+
+    asyncio.run(run())

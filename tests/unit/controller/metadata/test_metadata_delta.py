@@ -25,6 +25,7 @@ from odradek.controller.metadata import (
     encode_record,
 )
 from odradek.controller.metadata.records import (
+    broker_controlled_shutdown_record,
     config_record,
     fence_broker_record,
     no_op_record,
@@ -112,6 +113,21 @@ def test_replay_brokers() -> None:
     assert image.brokers[1].fenced
     image = build([unregister_broker_record(2, 1)], image)
     assert 2 not in image.brokers
+
+
+def test_a_broker_in_controlled_shutdown_is_listed_but_not_usable() -> None:
+    image = build([unfence_broker_record(1, 0)], build(cluster_records()))
+    assert image.is_usable(1) and 1 in image.usable_ids
+    image = build([broker_controlled_shutdown_record(1, 0)], image)
+    assert image.brokers[1].in_controlled_shutdown and image.is_unfenced(1)
+    assert not image.is_usable(1) and 1 not in image.usable_ids
+    assert 1 in image.unfenced_ids  # clients still find it
+    image = build([fence_broker_record(1, 0)], image)  # its process stopped
+    assert image.brokers[1].in_controlled_shutdown and not image.is_unfenced(1)
+    image = build([unfence_broker_record(1, 0)], image)  # unfencing ends the state
+    assert image.is_usable(1) and not image.brokers[1].in_controlled_shutdown
+    with pytest.raises(MetadataReplayError, match="epoch"):
+        replay_all(image, [broker_controlled_shutdown_record(1, 5)])
 
 
 def test_replay_refuses_stale_broker_epoch_and_unknown_broker() -> None:

@@ -15,6 +15,7 @@ from odradek.controller.metadata import (
     MetadataRecord,
 )
 from odradek.controller.metadata.records import (
+    broker_controlled_shutdown_record,
     config_record,
     fence_broker_record,
     no_op_record,
@@ -50,6 +51,8 @@ def random_batch(image: MetadataImage, rng: random.Random) -> list[MetadataRecor
                                        rng.choice([None, "r1", "r2"]), rng.random() < 0.5)]
     if kind == "fence" and brokers:
         b = rng.choice(brokers)
+        if not b.in_controlled_shutdown and rng.random() < 0.3:
+            return [broker_controlled_shutdown_record(b.id, b.epoch)]
         make = unfence_broker_record if b.fenced else fence_broker_record
         return [make(b.id, b.epoch)]
     if kind == "unregister" and brokers:

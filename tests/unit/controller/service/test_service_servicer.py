@@ -265,14 +265,35 @@ async def test_controlled_shutdown(tmp_path: Path) -> None:
         await node.heartbeat(b, epoch)
     [t] = await node.controller.create_topics([CreateTopicSpec("t", 4, 2)])
     assert t.error_code == 0
+    stream = node.service.BrokerLiveness(
+        pb.BrokerLivenessRequest(broker_id=2, broker_epoch=epochs[2]), Context())
+    reader = asyncio.create_task(anext(stream))
+    await asyncio.sleep(0.05)
     hb = await node.heartbeat(2, epochs[2], want_shutdown=True)
-    assert hb.is_fenced and hb.should_shutdown
+    # Kafka's controlled shutdown: leaderships and ISR places moved, no new ones, but still
+    # unfenced (clients keep it in their broker lists while they move to the new leaders).
+    assert not hb.is_fenced and hb.should_shutdown
     assert {p.leader for p in node.image.topics["t"].partitions.values()} == {1}
-    # It may keep heartbeating; it stays fenced even without asking again.
+    assert all(p.isr == (1,) for p in node.image.topics["t"].partitions.values())
+    broker = node.image.brokers[2]
+    assert broker.in_controlled_shutdown and not broker.fenced
+    assert 2 not in node.image.usable_ids and node.image.is_unfenced(2)
+    # It may keep heartbeating; it stays shut down even without asking again.
     hb = await node.heartbeat(2, epochs[2])
-    assert hb.is_fenced and hb.should_shutdown
+    assert hb.should_shutdown and node.image.brokers[2].in_controlled_shutdown
     hb = await node.heartbeat(1, epochs[1])
     assert not hb.is_fenced and not hb.should_shutdown
+    # Its process stops: its liveness stream ends, and it is fenced at once.
+    reader.cancel()
+    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+        await reader
+    await stream.aclose()
+    for _ in range(50):
+        if node.image.brokers[2].fenced:
+            break
+        await asyncio.sleep(0.02)
+    assert node.image.brokers[2].fenced
+    assert node.service.sessions.fenced_by_reason == {}  # a shutdown, not a failure
     await node.service.close()
 
 

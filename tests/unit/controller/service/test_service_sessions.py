@@ -10,6 +10,7 @@ from kio.schema.errors import ErrorCode
 
 from odradek.controller.metadata import MetadataDelta, MetadataImage, MetadataRecord
 from odradek.controller.metadata.records import (
+    broker_controlled_shutdown_record,
     fence_broker_record,
     partition_change_record,
     partition_record,
@@ -168,17 +169,22 @@ def test_controlled_shutdown(sessions: BrokerSessions) -> None:
                            partition_record(TID, 1, [1, 2], [1, 2], 1)])
     epoch = image.brokers[2].epoch
     decision = sessions.heartbeat(image, 2, epoch, image.offset, want_shutdown=True)
-    assert decision.action is HeartbeatAction.FENCE
-    assert not sessions.should_shutdown(image, 2)  # still unfenced, still leading
-    # The fence moved leadership (as fence_broker's records do).
-    image = commit(image, [fence_broker_record(2, epoch),
+    assert decision.action is HeartbeatAction.CONTROLLED_SHUTDOWN
+    assert not sessions.should_shutdown(image, 2)  # still usable, still leading
+    # The controlled shutdown moved leadership (as begin_controlled_shutdown's records do);
+    # the broker stays unfenced.
+    image = commit(image, [broker_controlled_shutdown_record(2, epoch),
                            partition_change_record(TID, 0, isr=[1], leader=1),
                            partition_change_record(TID, 1, isr=[1])])
     assert sessions.should_shutdown(image, 2)
     assert not sessions.should_shutdown(image, 1)
-    # The flag sticks: a shutting-down broker is not unfenced, even without want_shutdown.
+    # The flag sticks: nothing more to do, and a shutting-down broker is never unfenced
+    # again, even without want_shutdown.
     again = sessions.heartbeat(image, 2, epoch, image.offset)
     assert again.action is HeartbeatAction.NONE
+    assert sessions.should_shutdown(image, 2)
+    image = commit(image, [fence_broker_record(2, epoch)])
+    assert sessions.heartbeat(image, 2, epoch, image.offset).action is HeartbeatAction.NONE
     assert sessions.should_shutdown(image, 2)
 
 
@@ -264,12 +270,15 @@ def test_without_a_grace_or_a_stream_only_the_timeout_fences(clock: Clock) -> No
     assert not off.liveness_closed(1, epoch)
     clock.advance(TIMEOUT_MS - 1)
     assert off.expire(image) == []
-    # A stream closing under a controlled shutdown is no crash either.
-    sessions = BrokerSessions(TIMEOUT_MS, clock, disconnect_grace_ms=300)
-    sessions.registered(1, epoch)
-    sessions.liveness_opened(image, 1, epoch)
-    sessions.heartbeat(image, 1, epoch, 5, want_shutdown=True)
-    assert not sessions.liveness_closed(1, epoch)
+    # A stream closing under a controlled shutdown is the process stopping as it said: it
+    # is fenced at once, with or without a grace, and that is no failure.
+    for grace_ms in (0, 300):
+        sessions = BrokerSessions(TIMEOUT_MS, clock, disconnect_grace_ms=grace_ms)
+        sessions.registered(1, epoch)
+        sessions.liveness_opened(image, 1, epoch)
+        sessions.heartbeat(image, 1, epoch, 5, want_shutdown=True)
+        assert sessions.liveness_closed(1, epoch)
+        assert sessions.expire(image) == [(1, epoch)] and sessions.fenced_by_reason == {}
     # Closing a stream of an older registration changes nothing.
     assert not sessions.liveness_closed(1, epoch - 1)
 
