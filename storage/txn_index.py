@@ -166,15 +166,18 @@ class TransactionIndex:
 
     def flush(self) -> None:
         """Make the file durable, creating it (empty) if it was never written."""
-        if self._exists and not self._unsynced:
+        if not self._exists:
+            # Empty: only its name could be lost in a crash, and a lost index is rebuilt.
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
+            self._exists = True
             return
-        fresh = 0 if self._exists else os.O_TRUNC
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | fresh, 0o644)
+        if not self._unsynced:
+            return
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
-        self._exists = True
         self._unsynced = False
 
     def delete(self) -> None:
