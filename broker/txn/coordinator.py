@@ -925,6 +925,8 @@ class TransactionCoordinator:
         return removed
 
     def _start_timers(self) -> None:
+        if not self._registry.active:
+            return
         if self._abort_timer is None:
             self._abort_timer = self._clock.call_later(
                 self.abort_timed_out_transactions_interval_ms, self._on_abort_timer

@@ -187,3 +187,4 @@ async def test_close_refuses_everything() -> None:
     assert h.coord.describe_transactions(["x"])[0].error is E.coordinator_not_available
     await h.coord.load_partition(0, 9)
     assert h.coord.owned_partitions() == set()
+    assert h.clock.pending() == 0  # no timer left behind
