@@ -75,7 +75,7 @@ from odradek.broker.txn.metadata import (
     supports_epoch_bump,
 )
 from odradek.broker.txn.producer_ids import ProducerIdSource
-from odradek.broker.txn.records import encode_key, encode_value
+from odradek.broker.txn.records import RecordFormatError, encode_key, encode_value
 from odradek.broker.txn.registry import TxnRegistry
 from odradek.broker.txn.views import (
     ListTransactionsResult,
@@ -87,6 +87,8 @@ from odradek.broker.txn.views import (
 log = logging.getLogger("odradek.txn")
 
 GROUP_METADATA_TOPIC = "__consumer_offsets"
+# TransactionLogKey stores the id as a string with an int16 length.
+MAX_TRANSACTIONAL_ID_BYTES = 0x7FFF
 
 DEFAULT_TRANSACTION_MAX_TIMEOUT_MS = 900_000
 DEFAULT_TRANSACTIONAL_ID_EXPIRATION_MS = 7 * 24 * 60 * 60 * 1000
@@ -284,7 +286,8 @@ class TransactionCoordinator:
             if isinstance(pid, ErrorCode):
                 return InitProducerIdResult(pid)
             return InitProducerIdResult(ErrorCode.none, pid, 0)
-        if not transactional_id:
+        if not transactional_id or len(transactional_id.encode()) > MAX_TRANSACTIONAL_ID_BYTES:
+            # (Flexible requests can carry longer strings than the record's key can hold.)
             return InitProducerIdResult(ErrorCode.invalid_request)
         if not 0 < timeout_ms <= self.transaction_max_timeout_ms:
             return InitProducerIdResult(ErrorCode.invalid_transaction_timeout)
@@ -378,7 +381,8 @@ class TransactionCoordinator:
         if md.state not in (EMPTY, COMPLETE_ABORT, COMPLETE_COMMIT):
             raise AssertionError(f"{md!r} is in a state no coordinator leaves it in")
         now = self._clock.now_ms()
-        if md.is_producer_epoch_exhausted and (expected is None or expected[1] == md.producer_epoch):
+        exhausted = md.is_producer_epoch_exhausted
+        if exhausted and (expected is None or expected[1] == md.producer_epoch):
             if spare is None:
                 return _NEED_PID
             return md.prepare_producer_id_rotation(spare, timeout_ms, now, expected is not None)
@@ -406,6 +410,8 @@ class TransactionCoordinator:
         Unknown partitions fail the request (UNKNOWN_TOPIC_OR_PARTITION for them,
         OPERATION_NOT_ATTEMPTED for the rest); authorization is the caller's."""
         parts = frozenset(partitions)
+        if not parts:
+            return {}  # nothing to add, nothing to answer
         missing = {tp for tp in parts if not self._partition_exists(*tp)}
         if missing:
             return {
@@ -724,10 +730,16 @@ class TransactionCoordinator:
         retries the same write)."""
         txn_id = md.transactional_id
         partition = self._registry.partition_for(txn_id)
-        value = encode_value(transit.to_log_value(), self._value_version())
-        exc = await self._registry.append(
-            partition, [(encode_key(txn_id), value)], coordinator_epoch
-        )
+        try:
+            value = encode_value(transit.to_log_value(), self._value_version())
+            record = (encode_key(txn_id), value)
+        except RecordFormatError as e:
+            log.error("%scannot write %s of %s: %s", self._prefix, transit.state.state_name,
+                      txn_id, e)
+            if not keep_pending:
+                md.abort_transition()
+            return ErrorCode.unknown_server_error
+        exc = await self._registry.append(partition, [record], coordinator_epoch)
         current = self._registry.is_current(md, coordinator_epoch)
         if exc is None:
             if not current:

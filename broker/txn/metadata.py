@@ -548,7 +548,8 @@ class TransactionMetadata:
 
     def _valid_epoch(self, transit: TxnTransit) -> bool:
         v2 = supports_epoch_bump(transit.client_transaction_version)
-        if v2 and transit.state in (COMPLETE_COMMIT, COMPLETE_ABORT) and transit.producer_epoch == 0:
+        completing = transit.state in (COMPLETE_COMMIT, COMPLETE_ABORT)
+        if v2 and completing and transit.producer_epoch == 0:
             # Completing across an epoch overflow: a new producer id at epoch 0.
             return (
                 transit.last_producer_epoch == self.last_producer_epoch

@@ -26,6 +26,8 @@ async def test_add_partitions_checks_the_producer() -> None:
     assert await h.add("a", pid, epoch + 1) is E.producer_fenced
     assert await h.add("a", pid, epoch + 1, api_version=1) is E.invalid_producer_epoch
     assert await h.add("", pid, epoch) is E.invalid_request
+    assert await h.coord.add_partitions_to_txn("a", pid, epoch, []) == {}
+    assert h.md("a").state is TxnState.EMPTY
     assert h.log.appends == 1
 
 

@@ -40,6 +40,7 @@ async def test_requests_are_validated() -> None:
     assert (await h.init("a", -5)).error is E.invalid_transaction_timeout
     assert (await h.init("a", 100_001)).error is E.invalid_transaction_timeout
     assert (await h.init("a", 100_000)).error is E.none
+    assert (await h.init("x" * 40_000)).error is E.invalid_request  # too long for the key
     assert (await h.init("a", producer_id=5)).error is E.invalid_request  # id without epoch
     assert (await h.init("a", producer_epoch=5)).error is E.invalid_request
     assert h.pids.calls == 1
