@@ -107,7 +107,8 @@ class BrokerLifecycle:
 
     async def wait_unfenced(self, timeout: float) -> None:
         try:
-            await asyncio.wait_for(self._unfenced.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._unfenced.wait()
         except TimeoutError:
             raise TimeoutError(
                 f"broker {self.broker_id} still fenced after {timeout:.1f}s: it has not caught up "
@@ -120,7 +121,8 @@ class BrokerLifecycle:
         self._shutting_down = True
         self._poke.set()
         try:
-            await asyncio.wait_for(self._may_shutdown.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._may_shutdown.wait()
         except TimeoutError:
             log.warning("broker %d: controlled shutdown not confirmed within %.1fs; stopping "
                         "anyway (the controller fences us when the session expires)",
@@ -229,7 +231,8 @@ class BrokerLifecycle:
                     return
             self._poke.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._poke.wait(), self._next_delay())
+                async with asyncio.timeout(self._next_delay()):
+                    await self._poke.wait()
 
     async def _handle(self, hb: HeartbeatResult) -> None:
         if hb.error_code in (ErrorCode.stale_broker_epoch, ErrorCode.broker_id_not_registered):

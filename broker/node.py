@@ -8,9 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import io
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from kio.schema.errors import ErrorCode
 
@@ -87,21 +87,41 @@ class _ReplicaChanges:
 
 # How long a clean stop may take before the node logs what it is waiting for.
 STOP_REPORT_S = 10.0
+# How long a stopping broker keeps answering after its leaderships moved away.
+HANDOVER_LINGER_S = 0.25
 
 
-async def _report_slow_stop(node_id: int, after_s: float) -> None:
-    await asyncio.sleep(after_s)
+def task_stacks() -> str:
+    """Where every pending task of the running loop waits (a hung stop, SIGUSR2)."""
     me = asyncio.current_task()
     stacks = []
     for task in asyncio.all_tasks():
         if task is me or task.done():
             continue
-        out = io.StringIO()
-        task.print_stack(limit=12, file=out)
-        stacks.append(out.getvalue())
+        # Not task.print_stack: it fails on frames without a line number (gRPC's Cython
+        # coroutines), which is when this is needed.
+        lines = [f"{task.get_name()}:"]
+        # The chain of awaits, outermost first (Task.get_stack shows one frame only).
+        awaited: Any = task.get_coro()
+        for _ in range(30):
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            if frame is None:
+                lines.append(f"  awaiting {awaited!r}")
+                break
+            code = frame.f_code
+            lines.append(f"  {code.co_filename}:{frame.f_lineno} in {code.co_name}")
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+            if awaited is None:
+                break
+        stacks.append("\n".join(lines))
+    return "\n".join(stacks)
+
+
+async def _report_slow_stop(node_id: int, after_s: float) -> None:
+    await asyncio.sleep(after_s)
     log.error("node %d: stopping has taken %.0f s; the tasks still running (a stop should "
               "take a second; send SIGKILL if it does not end, and report these stacks):\n%s",
-              node_id, after_s, "\n".join(stacks))
+              node_id, after_s, task_stacks())
 
 
 class Node:
@@ -237,7 +257,8 @@ class Node:
         while True:
             try:
                 await self.plane.wait_unfenced(step)
-                await asyncio.wait_for(self._current.wait(), step)
+                async with asyncio.timeout(step):
+                    await self._current.wait()
                 return
             except TimeoutError as e:
                 waited += step
@@ -267,7 +288,14 @@ class Node:
     async def _stop(self) -> None:
         if self.is_broker and self.live_broker_ids() - {self.node_id}:
             # Someone can take over our leaderships: hand them over before going.
+            led = any(p.is_leader for p in self.replicas.partitions.values())
             await self.plane.controlled_shutdown()
+            if led:
+                # Answer a moment longer: clients writing or reading here get
+                # NOT_LEADER_OR_FOLLOWER with the new leader (KIP-951) or refresh their
+                # metadata over a connection that is still up, instead of a closed socket
+                # and a reconnect backoff (librdkafka then waits up to half a second).
+                await asyncio.sleep(HANDOVER_LINGER_S)
         self.stopping = True
         for t in self._tasks:
             t.cancel()

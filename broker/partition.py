@@ -151,7 +151,8 @@ class Partition:
         wait = _AckWait(target, asyncio.get_running_loop().create_future())
         self._acks.append(wait)
         try:
-            return _ACK_ERRORS[await asyncio.wait_for(asyncio.shield(wait.done), timeout_s)]
+            async with asyncio.timeout(timeout_s):
+                return _ACK_ERRORS[await asyncio.shield(wait.done)]
         except TimeoutError:
             return ErrorCode.request_timed_out
         finally:
@@ -273,7 +274,8 @@ async def wait_for_any(parts: Iterable[Partition], timeout_s: float) -> None:
     for p in parts:
         p.waiters.add(fut)
     try:
-        await asyncio.wait_for(fut, timeout_s)
+        async with asyncio.timeout(timeout_s):
+            await fut
     except TimeoutError:
         pass
     finally:

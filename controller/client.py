@@ -409,7 +409,8 @@ class ControllerClient:
             try:
                 while True:
                     try:
-                        message = await asyncio.wait_for(call.read(), self._idle_timeout)
+                        async with asyncio.timeout(self._idle_timeout):
+                            message = await call.read()
                     except TimeoutError:
                         log.warning("%s stream from controller %s silent for %.0fs; "
                                     "reconnecting", rpc, target, self._idle_timeout)

@@ -130,6 +130,14 @@ async def _watch_parent(pid: int, stop: asyncio.Event) -> None:
             pass  # alive, under another user
 
 
+def _log_tasks(node_id: int) -> None:
+    """SIGUSR2: log where every task of the node waits (for a node that seems stuck)."""
+    from odradek.broker.node import task_stacks
+
+    logging.getLogger("odradek.node").warning("node %d: its tasks, on SIGUSR2:\n%s",
+                                              node_id, task_stacks())
+
+
 def build_node(config: NodeConfig) -> Node:
     """The node's wiring: its identity from its data directory, its metadata plane (local
     log or Raft quorum, with the controller and gRPC it needs), and the broker around it."""
@@ -165,6 +173,7 @@ async def _serve(config: NodeConfig, parent_pid: int | None = None) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR2, _log_tasks, config.node_id)
     print(f"odradek node {config.node_id} ready", flush=True)
     await stop.wait()
     if watcher is not None:

@@ -32,6 +32,7 @@ from odradek.broker.fetch_sessions import (
 )
 from odradek.broker.handlers.api import ApiSpec, RequestContext
 from odradek.broker.handlers.errors import error_code_for
+from odradek.broker.handlers.leader_hints import LeaderHints
 from odradek.broker.kafka.codec import ms
 from odradek.broker.loop_slice import LoopSlice
 from odradek.broker.metrics import NodeMetrics
@@ -217,27 +218,15 @@ def _grouped(answers: list[tuple[PartitionKey, dict[str, Any]]], context: FetchC
 
 def _leader_hints(node: FetchNode, listener: str, topics: list[dict[str, Any]]
                   ) -> list[dict[str, Any]]:
-    """KIP-951, as Kafka's brokers give it: each partition answered NOT_LEADER_OR_FOLLOWER or
-    FENCED_LEADER_EPOCH gets its current leader (this node's view of its replica, else the
-    metadata), and the answer the addresses of those leaders that are alive."""
-    endpoints: dict[int, dict[str, Any]] = {}
+    """Each partition answered NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH gets its
+    current leader; the answer's node endpoints (KIP-951)."""
+    hints = LeaderHints(node, listener)
     for t in topics:
         for entry in t["partitions"]:
-            if entry.get("error_code", ErrorCode.none) not in _LEADER_HINT_ERRORS:
-                continue
-            index = entry["partition_index"]
-            p = node.replicas.get((t["topic"], index))
-            if p is not None:
-                leader, epoch = p.leader_id, p.leader_epoch
-            else:
-                reg = node.image.partition(t["topic"], index)
-                leader, epoch = (reg.leader, reg.leader_epoch) if reg is not None else (-1, -1)
-            entry["current_leader"] = {"leader_id": leader, "leader_epoch": epoch}
-            ep = node.image.endpoint(leader, listener) if leader >= 0 else None
-            if ep is not None:
-                endpoints[leader] = {"node_id": leader, "host": ep.host, "port": ep.port,
-                                     "rack": ep.rack}
-    return [endpoints[i] for i in sorted(endpoints)]
+            if entry.get("error_code", ErrorCode.none) in _LEADER_HINT_ERRORS:
+                entry["current_leader"] = hints.current_leader(t["topic"],
+                                                               entry["partition_index"])
+    return hints.node_endpoints()
 
 
 async def _session_changed(watch: PartitionWatch[PartitionKey], timeout_s: float) -> None:
@@ -252,7 +241,8 @@ async def _session_changed(watch: PartitionWatch[PartitionKey], timeout_s: float
 
     watch.on_change = changed
     try:
-        await asyncio.wait_for(fut, timeout_s)
+        async with asyncio.timeout(timeout_s):
+            await fut
     except TimeoutError:
         pass
     finally:

@@ -1,4 +1,9 @@
-"""Produce and InitProducerId."""
+"""Produce and InitProducerId.
+
+From Produce v10 a partition answered NOT_LEADER_OR_FOLLOWER names its current leader and
+the answer carries that leader's address (KIP-951): a producer whose leader moved (a
+controlled shutdown, a failover) goes there at once instead of refreshing its metadata
+first."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from kio.static.protocol import Payload
 
 from odradek.broker.handlers.api import ApiSpec, RequestContext
 from odradek.broker.handlers.errors import error_code_for
+from odradek.broker.handlers.leader_hints import LeaderHints
 from odradek.broker.handlers.meta import INTERNAL_TOPICS
 from odradek.broker.kafka.codec import ms
 from odradek.broker.metrics import NodeMetrics
@@ -37,8 +43,13 @@ class ProduceNode(Protocol):
     async def next_producer_id(self) -> int: ...
 
 
+PRODUCE_LEADER_HINTS_VERSION = 10
+
+
 async def handle_produce(node: ProduceNode, ctx: RequestContext, req: Any) -> Payload | None:
     acks = int(req.acks)
+    hints = (LeaderHints(node, ctx.listener_name)
+             if ctx.api_version >= PRODUCE_LEADER_HINTS_VERSION else None)
     topics_out = []
     waits: list[tuple[dict[str, Any], Partition, int]] = []
     for t in req.topic_data:
@@ -67,6 +78,8 @@ async def handle_produce(node: ProduceNode, ctx: RequestContext, req: Any) -> Pa
                     if known is None or pd.index not in known.partitions
                     else ErrorCode.not_leader_or_follower
                 )
+                if hints is not None and out["error_code"] == ErrorCode.not_leader_or_follower:
+                    out["current_leader"] = hints.current_leader(t.name, pd.index)
                 continue
             if not pd.records:
                 out["error_code"] = ErrorCode.corrupt_message
@@ -101,12 +114,16 @@ async def handle_produce(node: ProduceNode, ctx: RequestContext, req: Any) -> Pa
                                            for _, p, target in waits))
         finally:
             node.metrics.produce_purgatory.dec()
-        for (out, _, _), code in zip(waits, codes, strict=True):
+        for (out, p, _), code in zip(waits, codes, strict=True):
             if code != ErrorCode.none:
                 out["error_code"] = code
+                if hints is not None and code == ErrorCode.not_leader_or_follower:
+                    # Leadership moved while the write waited for its replicas.
+                    out["current_leader"] = hints.current_leader(p.topic, p.index)
     if acks == 0:
         return None
-    return ctx.respond({"responses": topics_out, "throttle_time": 0})
+    return ctx.respond({"responses": topics_out, "throttle_time": 0,
+                        "node_endpoints": hints.node_endpoints() if hints is not None else []})
 
 
 async def handle_init_producer_id(node: ProduceNode, ctx: RequestContext, req: Any

@@ -40,8 +40,9 @@ class AsyncKafkaConnection:
 
     async def connect(self, timeout: float = 5.0) -> None:
         try:
-            self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port, limit=1 << 20), timeout)
+            async with asyncio.timeout(timeout):
+                self._reader, self._writer = await asyncio.open_connection(
+                    self.host, self.port, limit=1 << 20)
         except (OSError, TimeoutError) as e:
             raise BrokerConnectionError(f"cannot connect to {self.host}:{self.port}: {e}") from e
 
@@ -59,7 +60,8 @@ class AsyncKafkaConnection:
             return
         writer.close()
         try:
-            await asyncio.wait_for(writer.wait_closed(), timeout)
+            async with asyncio.timeout(timeout):
+                await writer.wait_closed()
         except (OSError, ConnectionError):
             pass
         except TimeoutError:
@@ -93,11 +95,13 @@ class AsyncKafkaConnection:
                 self.last_request_bytes = len(frame_out)
                 self._writer.write(frame_out)
                 await self._writer.drain()
-                head = await asyncio.wait_for(self._reader.readexactly(4), timeout)
+                async with asyncio.timeout(timeout):
+                    head = await self._reader.readexactly(4)
                 (size,) = _SIZE.unpack(head)
                 if not 0 < size <= self.max_response_bytes:
                     raise BrokerConnectionError(f"response size {size} out of bounds")
-                frame = await asyncio.wait_for(self._reader.readexactly(size), timeout)
+                async with asyncio.timeout(timeout):
+                    frame = await self._reader.readexactly(size)
             except (OSError, asyncio.IncompleteReadError, TimeoutError) as e:
                 await self.close()
                 raise BrokerConnectionError(

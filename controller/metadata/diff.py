@@ -138,9 +138,12 @@ def _broker_changes(base: MetadataImage, target: MetadataImage,
                 raise SnapshotError(
                     f"broker {broker_id} changed its registration without a new epoch"
                 )
-            # Unfencing also ends a controlled shutdown; fencing keeps it.
-            in_shutdown = old.in_controlled_shutdown
-            if new.fenced != old.fenced or (in_shutdown and not new.in_controlled_shutdown):
+            # Only unfencing ends a controlled shutdown; fencing keeps it.
+            fenced, in_shutdown = old.fenced, old.in_controlled_shutdown
+            if in_shutdown and not new.in_controlled_shutdown:
+                others.append(unfence_broker_record(broker_id, new.epoch))
+                fenced = in_shutdown = False
+            if new.fenced != fenced:
                 make = fence_broker_record if new.fenced else unfence_broker_record
                 others.append(make(broker_id, new.epoch))
                 in_shutdown = in_shutdown and new.fenced

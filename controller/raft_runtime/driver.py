@@ -309,7 +309,8 @@ class RaftDriver:
     async def _wait_state_change(self, timeout_s: float) -> None:
         event = self._state_changed
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await event.wait()
 
     def _notify_state(self) -> None:
         # Waiters hold the old event; replacing it re-arms for the next change.

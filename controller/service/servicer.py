@@ -205,7 +205,8 @@ class ControllerService(pb_grpc.ControllerServicer):
                 delay = max(0.01, min(period, deadline - self._clock() + 0.005))
             self._expiry_wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._expiry_wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._expiry_wake.wait()
             if not self._quorum.is_leader or self._closed:
                 continue
             image = self._controller.image
@@ -479,7 +480,8 @@ class ControllerService(pb_grpc.ControllerServicer):
                         continue
                     changed = self._changed
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(changed.wait(), due)
+                        async with asyncio.timeout(due):
+                            await changed.wait()
                     if self._closed:
                         return
                     self._require_leader()
@@ -513,7 +515,8 @@ class ControllerService(pb_grpc.ControllerServicer):
                 next_offset = end + 1
                 continue
             try:
-                await asyncio.wait_for(changed.wait(), self._keepalive)
+                async with asyncio.timeout(self._keepalive):
+                    await changed.wait()
             except TimeoutError:
                 yield pb.FetchMetadataResponse()
 

@@ -16,8 +16,8 @@ rules, following Kafka's BrokerHeartbeatManager:
   good (this registration is never unfenced again); the controller moves the broker's
   leaderships and ISR places away (Kafka's InControlledShutdown: it stays unfenced, so clients
   keep it in their broker lists while they move to the new leaders) and tells it to stop once
-  it leads no partition. It is fenced when its liveness stream ends (the process stopped),
-  or at its session timeout.
+  it leads no partition. It is fenced `disconnect_grace` after its liveness stream ends (the
+  process stopped), or at its session timeout.
 - Crash detection (beyond Kafka): a broker process holds a liveness stream open to the active
   controller. When the last stream of a registration ends (the kernel closes a dead process's
   connections at once), the session is cut to `disconnect_grace` unless a stream opens again
@@ -216,16 +216,18 @@ class BrokerSessions:
         session.streams -= 1
         if session.streams:
             return False
-        if session.shutting_down:
-            # It said it is going, and now it is gone: no reason to wait.
-            session.disconnected = True
-            session.deadline = self._clock()
-            return True
-        if self.disconnect_grace <= 0:
-            return False
+        grace = self.disconnect_grace
+        if grace <= 0:
+            if not session.shutting_down:
+                return False
+            grace = 0.0  # it said it was going, and it is gone
+        # A broker stopped after its controlled shutdown stays listed for the grace too:
+        # clients that refresh their metadata meanwhile learn the new leaders while it is
+        # still in their broker lists (librdkafka loses a partition it is moving when both
+        # change in one answer).
         session.disconnected = True
-        session.grace = self.disconnect_grace
-        session.deadline = min(session.deadline, self._clock() + self.disconnect_grace)
+        session.grace = grace
+        session.deadline = min(session.deadline, self._clock() + grace)
         return True
 
     def disconnected(self) -> set[int]:

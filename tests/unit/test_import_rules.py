@@ -27,7 +27,11 @@ PRODUCT = ("broker", "controller", "storage")
 ENTRY_POINTS = ("broker/cli/", "broker/verify/", "broker/testing/")
 SANS_IO = ("controller/raft/", "broker/kafka/codec.py", "broker/kafka/bounds.py",
            "broker/kafka/connection.py", "broker/kafka/budget.py", "broker/replica_state.py",
-           "storage/index.py", "storage/retention.py", "storage/recovery.py")
+           "broker/fetch_sessions.py", "broker/partition_watch.py",
+           "broker/txn/records.py", "broker/txn/metadata.py", "broker/txn/loading.py",
+           "broker/txn/markers.py", "broker/txn/producer_ids.py",
+           "storage/index.py", "storage/retention.py", "storage/recovery.py",
+           "storage/txn_index.py", "storage/producer_state.py", "storage/producer_snapshot.py")
 
 
 def _imports(path: Path) -> Iterator[tuple[int, str]]:

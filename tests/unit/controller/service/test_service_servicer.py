@@ -283,11 +283,15 @@ async def test_controlled_shutdown(tmp_path: Path) -> None:
     assert hb.should_shutdown and node.image.brokers[2].in_controlled_shutdown
     hb = await node.heartbeat(1, epochs[1])
     assert not hb.is_fenced and not hb.should_shutdown
-    # Its process stops: its liveness stream ends, and it is fenced at once.
+    # Its process stops: its liveness stream ends, and it is fenced after the disconnect
+    # grace (still listed meanwhile, for clients moving to the new leaders).
     reader.cancel()
     with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
         await reader
     await stream.aclose()
+    await asyncio.sleep(0.1)
+    assert not node.image.brokers[2].fenced
+    node.clock.now += node.service.sessions.disconnect_grace
     for _ in range(50):
         if node.image.brokers[2].fenced:
             break

@@ -271,13 +271,17 @@ def test_without_a_grace_or_a_stream_only_the_timeout_fences(clock: Clock) -> No
     clock.advance(TIMEOUT_MS - 1)
     assert off.expire(image) == []
     # A stream closing under a controlled shutdown is the process stopping as it said: it
-    # is fenced at once, with or without a grace, and that is no failure.
+    # is fenced after the grace (clients meanwhile learn the new leaders while it is still
+    # listed), at once without one, and that is no failure.
     for grace_ms in (0, 300):
         sessions = BrokerSessions(TIMEOUT_MS, clock, disconnect_grace_ms=grace_ms)
         sessions.registered(1, epoch)
         sessions.liveness_opened(image, 1, epoch)
         sessions.heartbeat(image, 1, epoch, 5, want_shutdown=True)
         assert sessions.liveness_closed(1, epoch)
+        if grace_ms:
+            assert sessions.expire(image) == []
+            clock.advance(grace_ms)
         assert sessions.expire(image) == [(1, epoch)] and sessions.fenced_by_reason == {}
     # Closing a stream of an older registration changes nothing.
     assert not sessions.liveness_closed(1, epoch - 1)
