@@ -117,3 +117,17 @@ def test_plugin_module_imports_only_pytest_and_the_standard_library() -> None:
 def test_imports_use_the_installed_names() -> None:
     """`import storage` would load a second copy of the package from the source folder."""
     assert not _violations(_files(*PRODUCT, "tests", "deploy"), PRODUCT)
+
+
+def test_no_asyncio_wait_for_in_product_code() -> None:
+    """Python 3.11's asyncio.wait_for loses a cancellation that arrives together with the
+    awaited result: a cancelled loop then runs on, and whatever awaits it (a node's stop)
+    waits forever. asyncio.timeout() has no such race."""
+    calls = []
+    for path in _files(*PRODUCT):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr == "wait_for" \
+                    and isinstance(node.value, ast.Name) and node.value.id == "asyncio":
+                calls.append(f"{_rel(path)}:{node.lineno}")
+    assert not calls, f"use asyncio.timeout() instead of asyncio.wait_for at {calls}"
