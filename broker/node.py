@@ -285,11 +285,28 @@ class Node:
         finally:
             reporter.cancel()
 
+    async def _hand_over(self) -> None:
+        """The controlled shutdown, given up as soon as no other broker could take over
+        (all of them stopping too: with the quorum going, the hand-over might never
+        commit, and the stop would wait out controlled.shutdown.timeout.ms)."""
+        handover = asyncio.create_task(self.plane.controlled_shutdown())
+        try:
+            while not handover.done():
+                if not self.live_broker_ids() - {self.node_id}:
+                    log.info("no other broker can take over (all are stopping); not waiting "
+                             "for the controlled shutdown")
+                    handover.cancel()
+                    break
+                await asyncio.wait({handover}, timeout=0.05)
+        finally:
+            with contextlib.suppress(asyncio.CancelledError):
+                await handover
+
     async def _stop(self) -> None:
         if self.is_broker and self.live_broker_ids() - {self.node_id}:
             # Someone can take over our leaderships: hand them over before going.
             led = any(p.is_leader for p in self.replicas.partitions.values())
-            await self.plane.controlled_shutdown()
+            await self._hand_over()
             if led:
                 # Answer a moment longer: clients writing or reading here get
                 # NOT_LEADER_OR_FOLLOWER with the new leader (KIP-951) or refresh their
