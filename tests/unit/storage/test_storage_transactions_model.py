@@ -18,6 +18,7 @@ state may remember older batches of a producer that retention forgot (storage/lo
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -264,5 +265,7 @@ class ProducerStateModel(RuleBasedStateMachine):
 
 
 TestProducerStateModel = ProducerStateModel.TestCase
-TestProducerStateModel.settings = settings(max_examples=60, stateful_step_count=40,
-                                           deadline=None)
+# 30 examples keep `make test` within its budget; MODEL_EXAMPLES=300 for a long run.
+TestProducerStateModel.settings = settings(
+    max_examples=int(os.environ.get("MODEL_EXAMPLES", "30")), stateful_step_count=40,
+    deadline=None)
