@@ -332,8 +332,12 @@ class TransactionCoordinator:
         if step.state is TxnState.PREPARE_EPOCH_FENCE:
             # Abort the zombie's transaction; this epoch is never handed out. The client
             # retries and then gets an epoch of its own (bumped once more).
+            next_pid = NO_PRODUCER_ID
+            if self._fence_needs_producer_id(md):
+                assert spare is not None  # _prepare_init asked for one
+                next_pid = spare
             abort = md.prepare_fenced_abort(
-                step, self.transaction_version_level, self._clock.now_ms()
+                step, self.transaction_version_level, self._clock.now_ms(), next_pid
             )
             code, _ = await self._write_prepare(md, coord_epoch, abort, fence=True)
             return InitProducerIdResult(
@@ -377,6 +381,8 @@ class TransactionCoordinator:
         if md.state in (PREPARE_ABORT, PREPARE_COMMIT):
             return ErrorCode.concurrent_transactions
         if md.state is ONGOING:
+            if spare is None and self._fence_needs_producer_id(md):
+                return _NEED_PID
             return md.prepare_fence_producer_epoch()
         if md.state not in (EMPTY, COMPLETE_ABORT, COMPLETE_COMMIT):
             raise AssertionError(f"{md!r} is in a state no coordinator leaves it in")
@@ -889,6 +895,16 @@ class TransactionCoordinator:
                 md.producer_epoch,
                 md.txn_timeout_ms,
             )
+            if self._fence_needs_producer_id(md):
+                # The abort completes to a new producer id: fetch one first.
+                self._registry.spawn(
+                    self._abort_timed_out_with_new_producer_id(
+                        md, coord_epoch, md.producer_id, md.producer_epoch
+                    ),
+                    self._registry.partition_for(md.transactional_id),
+                )
+                started += 1
+                continue
             fence = md.prepare_fence_producer_epoch()
             abort = md.prepare_fenced_abort(fence, self.transaction_version_level, now)
             self._registry.spawn(
@@ -897,6 +913,40 @@ class TransactionCoordinator:
             )
             started += 1
         return started
+
+    def _fence_needs_producer_id(self, md: TransactionMetadata) -> bool:
+        """Whether fencing ``md``'s producer and aborting its transaction must move the id
+        to a new producer id: with transactions v2 when its epoch is exhausted (Kafka's
+        TransactionCoordinator.endTransaction rotates on the epoch-fence path too). The
+        fence and the abort's bump would otherwise leave it at Short.MAX_VALUE, past the
+        last epoch a client may hold, with no epoch left to fence the next producer."""
+        return supports_epoch_bump(self.transaction_version_level) and (
+            md.is_producer_epoch_exhausted
+        )
+
+    async def _abort_timed_out_with_new_producer_id(
+        self, md: TransactionMetadata, coordinator_epoch: int, producer_id: int, epoch: int
+    ) -> None:
+        """Abort a timed out transaction whose epochs are exhausted: its abort completes to
+        a new producer id at epoch 0. Nothing happens if the transaction changed while the
+        producer id was fetched, or if none can be had (the next run tries again)."""
+        pid = await self._new_producer_id()
+        if isinstance(pid, ErrorCode):
+            log.info("%snot aborting %s now: no producer id (%s)", self._prefix,
+                     md.transactional_id, pid.name)
+            return
+        now = self._clock.now_ms()
+        if (
+            not self._registry.is_current(md, coordinator_epoch)
+            or md.pending_transition
+            or md.state is not ONGOING
+            or (md.producer_id, md.producer_epoch) != (producer_id, epoch)
+            or md.txn_start_timestamp + md.txn_timeout_ms >= now
+        ):
+            return
+        fence = md.prepare_fence_producer_epoch()
+        abort = md.prepare_fenced_abort(fence, self.transaction_version_level, now, pid)
+        await self._write_prepare(md, coordinator_epoch, abort, fence=True)
 
     async def expire_transactional_ids(self) -> int:
         """Remove ids idle (Empty, CompleteCommit, CompleteAbort) for longer than

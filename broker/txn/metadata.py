@@ -328,12 +328,23 @@ class TransactionMetadata:
         return self.prepare_transition(PREPARE_EPOCH_FENCE, producer_epoch=epoch)
 
     def prepare_fenced_abort(
-        self, fence: TxnTransit, transaction_version: int, now_ms: int
+        self,
+        fence: TxnTransit,
+        transaction_version: int,
+        now_ms: int,
+        next_producer_id: int = NO_PRODUCER_ID,
     ) -> TxnTransit:
         """PrepareEpochFence (pending) -> PrepareAbort at the fenced epoch.
 
         The fenced epoch becomes the in-memory epoch now (and stays so if the abort's write
         fails: ``has_failed_epoch_fence``), so the fenced producer is refused from here on.
+
+        With transactions v2, a fence of an exhausted epoch (the producer holds
+        Short.MAX_VALUE - 1: the fence and the abort's bump both end at Short.MAX_VALUE)
+        must come with ``next_producer_id``: the abort completes to that producer id at
+        epoch 0 (Kafka's TransactionCoordinator rotates the producer id on the fence path
+        too). Otherwise the id would complete at Short.MAX_VALUE, an EndTxn retry at
+        MAX - 1 would hand that epoch out, and the next fence could not go above it.
         """
         if self.pending_state is not PREPARE_EPOCH_FENCE or fence.state is not PREPARE_EPOCH_FENCE:
             raise IllegalTransition(f"{self.transactional_id}: no epoch fence is pending")
@@ -341,7 +352,7 @@ class TransactionMetadata:
         self.producer_epoch = fence.producer_epoch
         self.last_producer_epoch = NO_PRODUCER_EPOCH
         return self.prepare_abort_or_commit(
-            PREPARE_ABORT, transaction_version, NO_PRODUCER_ID, now_ms, no_partition_added=False
+            PREPARE_ABORT, transaction_version, next_producer_id, now_ms, no_partition_added=False
         )
 
     def prepare_increment_producer_epoch(

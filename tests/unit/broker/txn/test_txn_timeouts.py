@@ -9,9 +9,11 @@ from typing import Any
 from kio.schema.errors import ErrorCode as E
 
 from odradek.broker.txn.log import LogAppendError
-from odradek.broker.txn.metadata import TxnState
+from odradek.broker.txn.metadata import MAX_EPOCH, TxnState
+from odradek.broker.txn.records import TxnLogValue, encode_key, encode_value
 from tests.unit.broker.txn.txn_harness import Harness, history, states
 
+V2 = 5  # AddPartitionsToTxn v4+ and EndTxn v5+ are transactions v2
 ABORT_INTERVAL = 1_000
 EXPIRY_INTERVAL = 60_000
 EXPIRATION = 600_000
@@ -83,6 +85,84 @@ async def test_a_failed_timeout_abort_is_tried_again_at_the_same_epoch() -> None
     assert states(h.log, "a") == ["Empty", "Ongoing", "PrepareAbort", "CompleteAbort"]
     assert [v.producer_epoch for v in history(h.log, "a") if v] == [epoch, epoch, epoch + 1,
                                                                     epoch + 1]
+
+
+async def _exhausted(h: Harness, txn: str = "a") -> tuple[int, int]:
+    """``txn`` with a v2 transaction open at the last epoch a client may hold (MAX - 1)."""
+    value = TxnLogValue(500, MAX_EPOCH - 2, 1_000, TxnState.EMPTY.state_id, None, 1, -1,
+                        client_transaction_version=2)
+    h.log.partitions.setdefault(h.partition(txn), []).append(
+        (encode_key(txn), encode_value(value))
+    )
+    await h.load_all()
+    pid, epoch = await h.producer(txn, timeout=1_000)
+    assert (pid, epoch) == (500, MAX_EPOCH - 1)
+    assert await h.add(txn, pid, epoch, ("t", 0), api_version=V2) is E.none
+    return pid, epoch
+
+
+def _epochs(h: Harness, txn: str) -> list[tuple[str, int, int, int]]:
+    return [
+        (TxnState.from_id(v.transaction_status).state_name, v.producer_id, v.producer_epoch,
+         v.next_producer_id)
+        for v in history(h.log, txn) if v is not None
+    ]
+
+
+async def test_v2_timeout_at_an_exhausted_epoch_moves_to_a_new_producer_id() -> None:
+    # Kafka rotates the producer id on the epoch-fence path too: the fence and the abort
+    # end at Short.MAX_VALUE, and the transaction completes to the next producer id, so
+    # no client is ever handed Short.MAX_VALUE (nothing could fence it).
+    h = harness(level=2)
+    pid, epoch = await _exhausted(h)
+    await h.advance(3_000, step=ABORT_INTERVAL)
+    assert _epochs(h, "a")[-2:] == [
+        ("PrepareAbort", 500, MAX_EPOCH, 1000), ("CompleteAbort", 1000, 0, -1)
+    ]
+    assert {(m.producer_id, m.producer_epoch) for m in h.markers.for_txn("a")} == {
+        (500, MAX_EPOCH)
+    }
+    # The producer's late abort is taken as a retry across the overflow (as in Kafka).
+    r = await h.end("a", pid, epoch, commit=False, api_version=V2)
+    assert (r.error, r.producer_id, r.producer_epoch) == (E.none, 1000, 0)
+    # Its other requests are refused.
+    assert await h.add("a", pid, epoch, ("t", 1), api_version=V2) in (
+        E.producer_fenced, E.invalid_producer_id_mapping
+    )
+    assert (await h.end("a", pid, epoch, api_version=V2)).error is E.invalid_txn_state
+    assert h.markers.violations == []
+
+
+async def test_v2_timeout_at_an_exhausted_epoch_waits_for_a_producer_id() -> None:
+    h = harness(level=2)
+    await _exhausted(h)
+    h.clock.advance(1_001)
+    h.pids.fail_with = RuntimeError("no block")
+    assert h.coord.abort_timed_out_transactions() == 1
+    await h.settle()
+    md = h.md("a")
+    assert (md.state, md.pending_state, md.producer_epoch) == (
+        TxnState.ONGOING, None, MAX_EPOCH - 1
+    )
+    await h.advance(ABORT_INTERVAL, step=ABORT_INTERVAL)
+    assert _epochs(h, "a")[-1] == ("CompleteAbort", 1000, 0, -1)
+
+
+async def test_v2_fence_by_a_new_producer_at_an_exhausted_epoch_moves_to_a_new_producer_id(
+) -> None:
+    h = harness(level=2)
+    pid, epoch = await _exhausted(h)
+    assert (await h.init("a")).error is E.concurrent_transactions
+    await h.settle()
+    assert _epochs(h, "a")[-2:] == [
+        ("PrepareAbort", 500, MAX_EPOCH, 1000), ("CompleteAbort", 1000, 0, -1)
+    ]
+    r = await h.init("a")
+    assert (r.error, r.producer_id, r.producer_epoch) == (E.none, 1000, 1)
+    assert await h.add("a", pid, epoch, ("t", 1), api_version=V2) in (
+        E.producer_fenced, E.invalid_producer_id_mapping
+    )
+    assert h.markers.violations == []
 
 
 async def test_idle_ids_expire_with_a_tombstone() -> None:
