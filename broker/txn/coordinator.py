@@ -33,7 +33,7 @@ Transaction versions: what a request may do follows its API version, as in Kafka
 (AddPartitionsToTxn v4+ and EndTxn v5+ are transactions v2, AddOffsetsToTxn is always v0);
 ``transaction_version_level`` (the cluster's finalized ``transaction.version``) decides the
 record format (value v1 from level 1) and how the coordinator's own aborts (timeouts,
-fencing) are done.
+fencing) are done (as v2 also when the transaction itself is a v2 one).
 """
 
 from __future__ import annotations
@@ -337,7 +337,7 @@ class TransactionCoordinator:
                 assert spare is not None  # _prepare_init asked for one
                 next_pid = spare
             abort = md.prepare_fenced_abort(
-                step, self.transaction_version_level, self._clock.now_ms(), next_pid
+                step, self._fence_version(md), self._clock.now_ms(), next_pid
             )
             code, _ = await self._write_prepare(md, coord_epoch, abort, fence=True)
             return InitProducerIdResult(
@@ -906,7 +906,7 @@ class TransactionCoordinator:
                 started += 1
                 continue
             fence = md.prepare_fence_producer_epoch()
-            abort = md.prepare_fenced_abort(fence, self.transaction_version_level, now)
+            abort = md.prepare_fenced_abort(fence, self._fence_version(md), now)
             self._registry.spawn(
                 self._write_prepare(md, coord_epoch, abort, fence=True),
                 self._registry.partition_for(md.transactional_id),
@@ -920,9 +920,14 @@ class TransactionCoordinator:
         TransactionCoordinator.endTransaction rotates on the epoch-fence path too). The
         fence and the abort's bump would otherwise leave it at Short.MAX_VALUE, past the
         last epoch a client may hold, with no epoch left to fence the next producer."""
-        return supports_epoch_bump(self.transaction_version_level) and (
-            md.is_producer_epoch_exhausted
-        )
+        return supports_epoch_bump(self._fence_version(md)) and md.is_producer_epoch_exhausted
+
+    def _fence_version(self, md: TransactionMetadata) -> int:
+        """The transaction version of an abort the coordinator starts itself: the cluster's,
+        or the transaction's own if that is higher (a v2 client, whose EndTxn v5 was
+        accepted, takes the epoch after the abort's for a retry of its own abort; a v0
+        abort of its exhausted epoch would leave Short.MAX_VALUE for it to be handed)."""
+        return max(self.transaction_version_level, md.client_transaction_version)
 
     async def _abort_timed_out_with_new_producer_id(
         self, md: TransactionMetadata, coordinator_epoch: int, producer_id: int, epoch: int
@@ -945,7 +950,7 @@ class TransactionCoordinator:
         ):
             return
         fence = md.prepare_fence_producer_epoch()
-        abort = md.prepare_fenced_abort(fence, self.transaction_version_level, now, pid)
+        abort = md.prepare_fenced_abort(fence, self._fence_version(md), now, pid)
         await self._write_prepare(md, coordinator_epoch, abort, fence=True)
 
     async def expire_transactional_ids(self) -> int:
