@@ -64,9 +64,6 @@ class PartitionWatch(Generic[K]):
         self._watching[key] = partition
         partition.notify_once(self, key)
 
-    def watching(self, key: K) -> bool:
-        return key in self._watching
-
     def __len__(self) -> int:
         """How many partitions are to tell of their next change."""
         return len(self._watching)

@@ -120,8 +120,8 @@ class MetadataImage:
 
     @cached_property
     def unfenced_ids(self) -> frozenset[int]:
-        """Asked for every partition of every follower fetch: computed once per image
-        (cached_property writes the instance dict, which a frozen dataclass allows)."""
+        """The brokers Metadata lists, asked for by every Metadata request: computed once per
+        image (cached_property writes the instance dict, which a frozen dataclass allows)."""
         return frozenset(b.id for b in self.brokers.values() if not b.fenced)
 
     def is_unfenced(self, broker_id: int) -> bool:
@@ -131,7 +131,8 @@ class MetadataImage:
     @cached_property
     def usable_ids(self) -> frozenset[int]:
         """Brokers that may lead, join an ISR or get new replicas: unfenced and not shutting
-        down."""
+        down. Asked for by every follower fetch that reads a partition: computed once per
+        image."""
         return frozenset(b.id for b in self.brokers.values() if b.usable)
 
     def is_usable(self, broker_id: int) -> bool:
