@@ -126,13 +126,15 @@ class Partition:
 
     # --- leader: appends and acks=all ------------------------------------------------
 
-    def append(self, records: bytes, *, acks_all: bool) -> storage.AppendResult:
-        """Append a client's (or the group coordinator's) batches as leader. An acks=all
+    def append(self, records: bytes, *, acks_all: bool,
+               origin: storage.AppendOrigin = storage.AppendOrigin.CLIENT
+               ) -> storage.AppendResult:
+        """Append a client's (or a coordinator's: ``origin``) batches as leader. An acks=all
         write is refused first when it could not be acknowledged (NotEnoughReplicas)."""
         if acks_all and not self.state.may_append_acks_all():
             raise NotEnoughReplicas(f"ISR {list(self.isr)} is smaller than "
                                     f"min.insync.replicas={self.state.min_isr}")
-        result = self.log.append(records, leader_epoch=self.leader_epoch)
+        result = self.log.append(records, leader_epoch=self.leader_epoch, origin=origin)
         self.state.log_end_moved(self.log.log_end_offset)
         self._advance_high_watermark()
         self.wake()
