@@ -127,6 +127,7 @@ class NodeProcess:
             "group.initial.rebalance.delay.ms": 0,
             "group.min.session.timeout.ms": 500,
             "offsets.topic.num.partitions": 5,
+            "transaction.state.log.num.partitions": 5,
         }
         cfg.update(self.overrides)
         self.config_path.write_text(yaml.safe_dump(cfg))

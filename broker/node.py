@@ -20,7 +20,7 @@ from odradek.broker.config import NodeConfig, parse_ip_overrides
 from odradek.broker.fetch_sessions import FetchSessionCache
 from odradek.broker.group.coordinator import GroupCoordinator
 from odradek.broker.group_log import PartitionGroupLog
-from odradek.broker.handlers import admin, fetch, log_dirs, meta, produce, quorum
+from odradek.broker.handlers import admin, fetch, log_dirs, meta, produce, quorum, txn
 from odradek.broker.handlers.api import ApiSpec
 from odradek.broker.loop_watchdog import LoopWatchdog
 from odradek.broker.metadata_collector import MetadataCollector
@@ -31,6 +31,9 @@ from odradek.broker.node_collector import NodeCollector
 from odradek.broker.replica_manager import ReplicaManager
 from odradek.broker.replication import ReplicationManager
 from odradek.broker.server import KafkaServer, ServerLimits
+from odradek.broker.txn import TransactionCoordinator
+from odradek.broker.txn_markers import BrokerMarkerSender, MarkerWriter
+from odradek.broker.txn_state_log import PartitionTxnLog
 from odradek.controller.metadata import (
     BROKER_RESOURCE,
     TOPIC_RESOURCE,
@@ -56,7 +59,8 @@ def handler_table() -> dict[int, ApiSpec[Node]]:
 
     apis: dict[int, ApiSpec[Node]] = {}
     specs: list[Sequence[ApiSpec[Node]]] = [meta.APIS, produce.APIS, fetch.APIS, admin.APIS,
-                                            log_dirs.APIS, quorum.APIS, group_handlers.APIS]
+                                            log_dirs.APIS, quorum.APIS, group_handlers.APIS,
+                                            txn.APIS]
     for module_specs in specs:
         for spec in module_specs:
             assert spec.api_key not in apis, f"api key {spec.api_key} registered twice"
@@ -194,6 +198,27 @@ class Node:
             max_group_size=config["group.max.size"],
             offsets_retention_ms=config["offsets.retention.minutes"] * 60_000,
         )
+        self.marker_writer = MarkerWriter(self, self.replicas, self.groups)
+        self.marker_sender = BrokerMarkerSender(self, self.marker_writer)
+        self.transactions = TransactionCoordinator(
+            PartitionTxnLog(self.replicas, meta.TRANSACTION_STATE_TOPIC,
+                            config["transaction.state.log.num.partitions"]),
+            self.marker_sender,
+            self,
+            partition_exists=self._partition_exists,
+            group_partition_for=self.groups.partition_for,
+            transaction_max_timeout_ms=config["transaction.max.timeout.ms"],
+            transactional_id_expiration_ms=config["transactional.id.expiration.ms"],
+            abort_timed_out_transactions_interval_ms=config[
+                "transaction.abort.timed.out.transaction.cleanup.interval.ms"],
+            remove_expired_transactional_ids_interval_ms=config[
+                "transaction.remove.expired.transaction.cleanup.interval.ms"],
+            # Classic transactions: transactions v2 (KIP-890 part 2) is not served yet, and
+            # ApiVersions finalizes no transaction.version.
+            transaction_version_level=0,
+            node_id=self.node_id,
+        )
+        self._coordinator_loads: set[asyncio.Task[None]] = set()
         self.metrics.add_collector(NodeCollector(
             self.replicas, self.groups.admin.list_groups, self.groups.offsets.committed_offsets))
         self.metrics.add_collector(MetadataCollector(
@@ -204,7 +229,7 @@ class Node:
         self.bound: dict[str, tuple[str, int]] = {}
         self._pid_block: tuple[int, int] = (0, 0)
         self._tasks: list[asyncio.Task[None]] = []
-        self._offsets_topic_lock = asyncio.Lock()
+        self._internal_topic_lock = asyncio.Lock()
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -321,6 +346,8 @@ class Node:
                 await t
         await self.server.close()
         await self.replication.stop()
+        await self.transactions.close()
+        await self.marker_sender.close()
         await self.groups.close()
         if self.metrics_server:
             await self.metrics_server.stop()
@@ -408,14 +435,30 @@ class Node:
             self.replicas.update_configs({topic for topic, _ in self.replicas.partitions})
 
     def _on_leadership(self, tp: tuple[str, int], leader: bool) -> None:
-        if tp[0] != meta.OFFSETS_TOPIC:
-            if leader:  # the topic's traffic counters exist, at 0, wherever it is led
-                self.metrics.export_topic(tp[0])
-            return
-        if leader:
-            asyncio.get_running_loop().create_task(self.groups.load_partition(tp[1]))
-        else:
-            self.groups.unload_partition(tp[1])
+        if tp[0] == meta.OFFSETS_TOPIC:
+            if leader:
+                asyncio.get_running_loop().create_task(self.groups.load_partition(tp[1]))
+            else:
+                self.groups.unload_partition(tp[1])
+        elif tp[0] == meta.TRANSACTION_STATE_TOPIC:
+            p = self.replicas.get(tp)
+            if leader and p is not None:
+                # The partition's leader epoch is the coordinator epoch its markers carry.
+                task = asyncio.get_running_loop().create_task(
+                    self._load_transactions(tp[1], p.leader_epoch))
+                self._coordinator_loads.add(task)
+                task.add_done_callback(self._coordinator_loads.discard)
+            else:
+                self.transactions.unload_partition(tp[1])
+        elif leader:  # the topic's traffic counters exist, at 0, wherever it is led
+            self.metrics.export_topic(tp[0])
+
+    async def _load_transactions(self, partition: int, leader_epoch: int) -> None:
+        # Only if still leading at that epoch: a leadership lost before this task ran must
+        # not be loaded after the unload that followed it.
+        p = self.replicas.get((meta.TRANSACTION_STATE_TOPIC, partition))
+        if p is not None and p.is_leader and p.leader_epoch == leader_epoch:
+            await self.transactions.load_partition(partition, leader_epoch)
 
     def topic_overrides(self, topic: str) -> Mapping[str, str]:
         return self.image.topic_configs(topic)
@@ -464,34 +507,46 @@ class Node:
             if r.error_code not in (0, ErrorCode.topic_already_exists.value):
                 log.warning("auto-creating topic %s failed: %s", r.name, r.error_message)
 
-    async def ensure_offsets_topic(self) -> bool:
-        if meta.OFFSETS_TOPIC in self.image.topics:
+    def _internal_topic_spec(self, name: str) -> CreateTopicSpec:
+        """How an internal topic is created: compacted, its replication factor capped to
+        the brokers present (a one-broker cluster still gets one), and so its min ISR."""
+        prefix = "offsets.topic" if name == meta.OFFSETS_TOPIC else "transaction.state.log"
+        live = max(1, len(self.live_broker_ids()))
+        rf = min(self.config[f"{prefix}.replication.factor"], live)
+        configs = {"cleanup.policy": "compact",
+                   "segment.bytes": str(self.config[f"{prefix}.segment.bytes"])}
+        if name == meta.TRANSACTION_STATE_TOPIC:
+            configs["min.insync.replicas"] = str(
+                min(self.config["transaction.state.log.min.isr"], rf))
+        return CreateTopicSpec(name, self.config[f"{prefix}.num.partitions"], rf,
+                               configs=configs)
+
+    async def ensure_internal_topic(self, name: str) -> bool:
+        """Create __consumer_offsets or __transaction_state on first use, as Kafka does."""
+        if name in self.image.topics:
             return True
-        async with self._offsets_topic_lock:
-            if meta.OFFSETS_TOPIC in self.image.topics:
+        async with self._internal_topic_lock:
+            if name in self.image.topics:
                 return True
-            rf = min(self.config["offsets.topic.replication.factor"],
-                     max(1, len(self.live_broker_ids())))
             try:
-                results = await self.controller.create_topics([CreateTopicSpec(
-                    meta.OFFSETS_TOPIC, self.config["offsets.topic.num.partitions"], rf,
-                    configs={"cleanup.policy": "compact",
-                             "segment.bytes": str(self.config["offsets.topic.segment.bytes"])},
-                )])
+                results = await self.controller.create_topics([self._internal_topic_spec(name)])
             except ControllerCallFailed as e:
-                log.warning("creating %s failed: %s", meta.OFFSETS_TOPIC, e)
+                log.warning("creating %s failed: %s", name, e)
                 return False
             for r in results:
                 if r.error_code not in (0, ErrorCode.topic_already_exists.value):
-                    log.error("creating %s failed: %s", meta.OFFSETS_TOPIC, r.error_message)
-        return meta.OFFSETS_TOPIC in self.image.topics
+                    log.error("creating %s failed: %s", name, r.error_message)
+        return name in self.image.topics
 
-    async def group_coordinator_endpoint(self, group_id: str, listener_name: str
-                                         ) -> tuple[int, str, int] | None:
-        if not await self.ensure_offsets_topic():
+    async def coordinator_endpoint(self, key: str, key_type: int, listener_name: str
+                                   ) -> tuple[int, str, int] | None:
+        if key_type == meta.GROUP_KEY:
+            topic, partition = meta.OFFSETS_TOPIC, self.groups.partition_for(key)
+        else:
+            topic, partition = meta.TRANSACTION_STATE_TOPIC, self.transactions.partition_for(key)
+        if not await self.ensure_internal_topic(topic):
             return None
-        t = self.image.topics[meta.OFFSETS_TOPIC]
-        reg = t.partitions.get(self.groups.partition_for(group_id))
+        reg = self.image.topics[topic].partitions.get(partition)
         if reg is None or reg.leader < 0:
             return None
         ep = self.image.endpoint(reg.leader, listener_name)

@@ -18,7 +18,11 @@ from odradek.controller.metadata.names import topic_name_error
 log = logging.getLogger("odradek.meta")
 
 OFFSETS_TOPIC = "__consumer_offsets"
-INTERNAL_TOPICS = frozenset({OFFSETS_TOPIC})
+TRANSACTION_STATE_TOPIC = "__transaction_state"
+INTERNAL_TOPICS = frozenset({OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC})
+# FindCoordinator key types.
+GROUP_KEY = 0
+TRANSACTION_KEY = 1
 
 
 class MetaNode(Protocol):
@@ -43,8 +47,11 @@ class MetaNode(Protocol):
 
     async def auto_create_topics(self, names: list[str]) -> None: ...
 
-    async def group_coordinator_endpoint(self, group_id: str, listener_name: str
-                                         ) -> tuple[int, str, int] | None: ...
+    async def coordinator_endpoint(self, key: str, key_type: int, listener_name: str
+                                   ) -> tuple[int, str, int] | None:
+        """The coordinator of a group (GROUP_KEY) or transactional id (TRANSACTION_KEY):
+        the leader of its internal topic's partition, created on first use."""
+        ...
 
 
 def controller_id_for_clients(node: MetaNode) -> int:
@@ -182,18 +189,21 @@ async def _coordinator(node: MetaNode, ctx: RequestContext, key: str, key_type: 
                        ) -> dict[str, Any]:
     out: dict[str, Any] = {"key": key, "node_id": -1, "host": "", "port": -1,
                            "error_message": None}
-    if key_type != 0:
+    if key_type not in (GROUP_KEY, TRANSACTION_KEY):
         out["error_code"] = ErrorCode.invalid_request
-        out["error_message"] = "transactions are not supported; only group coordinators exist"
+        out["error_message"] = (f"unknown coordinator key type {key_type}: 0 (group) and 1 "
+                                "(transaction) exist")
         return out
+    what = "group" if key_type == GROUP_KEY else "transaction"
     if not key:
-        out["error_code"] = ErrorCode.invalid_group_id
-        out["error_message"] = "group id must not be empty"
+        out["error_code"] = (ErrorCode.invalid_group_id if key_type == GROUP_KEY
+                             else ErrorCode.invalid_request)
+        out["error_message"] = f"{what} coordinator key must not be empty"
         return out
-    found = await node.group_coordinator_endpoint(key, ctx.listener_name)
+    found = await node.coordinator_endpoint(key, key_type, ctx.listener_name)
     if found is None:
         out["error_code"] = ErrorCode.coordinator_not_available
-        out["error_message"] = "the group coordinator is not available yet; retry"
+        out["error_message"] = f"the {what} coordinator is not available yet; retry"
         return out
     out["error_code"] = ErrorCode.none
     out["node_id"], out["host"], out["port"] = found

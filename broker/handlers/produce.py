@@ -1,4 +1,4 @@
-"""Produce and InitProducerId.
+"""Produce.
 
 From Produce v10 a partition answered NOT_LEADER_OR_FOLLOWER names its current leader and
 the answer carries that leader's address (KIP-951): a producer whose leader moved (a
@@ -29,7 +29,7 @@ log = logging.getLogger("odradek.produce")
 
 
 class ProduceNode(Protocol):
-    """What Produce and InitProducerId use of the node."""
+    """What Produce uses of the node."""
 
     @property
     def image(self) -> MetadataImage: ...
@@ -39,8 +39,6 @@ class ProduceNode(Protocol):
 
     @property
     def metrics(self) -> NodeMetrics: ...
-
-    async def next_producer_id(self) -> int: ...
 
 
 PRODUCE_LEADER_HINTS_VERSION = 10
@@ -59,10 +57,6 @@ async def handle_produce(node: ProduceNode, ctx: RequestContext, req: Any) -> Pa
             parts_out.append(out)
             if acks not in (-1, 0, 1):
                 out["error_code"] = ErrorCode.invalid_required_acks
-                continue
-            if req.transactional_id is not None:
-                out["error_code"] = ErrorCode.transactional_id_authorization_failed
-                out["error_message"] = "transactions are not supported by this cluster"
                 continue
             if t.name in INTERNAL_TOPICS:
                 # As in Kafka: only the broker writes __consumer_offsets. A client's records
@@ -126,28 +120,6 @@ async def handle_produce(node: ProduceNode, ctx: RequestContext, req: Any) -> Pa
                         "node_endpoints": hints.node_endpoints() if hints is not None else []})
 
 
-async def handle_init_producer_id(node: ProduceNode, ctx: RequestContext, req: Any
-                                  ) -> Payload:
-    if req.transactional_id is not None:
-        # Transactions are not implemented; refusing here keeps clients from half-using them.
-        return ctx.respond({"error_code": ErrorCode.transactional_id_authorization_failed,
-                            "producer_id": -1, "producer_epoch": -1})
-    current_id = int(getattr(req, "producer_id", -1))
-    current_epoch = int(getattr(req, "producer_epoch", -1))
-    if current_id >= 0 and 0 <= current_epoch < 32766:
-        # KIP-360: an idempotent producer may bump its own epoch to reset sequences.
-        return ctx.respond({"error_code": ErrorCode.none, "producer_id": current_id,
-                            "producer_epoch": current_epoch + 1})
-    try:
-        pid = await node.next_producer_id()
-    except Exception as e:  # the controller is unreachable or refused
-        log.warning("producer id allocation failed: %s", e)
-        return ctx.respond({"error_code": ErrorCode.coordinator_not_available,
-                            "producer_id": -1, "producer_epoch": -1})
-    return ctx.respond({"error_code": ErrorCode.none, "producer_id": pid, "producer_epoch": 0})
-
-
 APIS: tuple[ApiSpec[ProduceNode], ...] = (
     ApiSpec(0, 3, 11, handle_produce),
-    ApiSpec(22, 0, 4, handle_init_producer_id),
 )

@@ -134,7 +134,7 @@ class OdradekCluster:
 
     ``config`` adds node configuration keys to every node, on top of defaults that suit tests
     (a consumer group's first rebalance without the 3 s wait, short minimum session
-    timeouts, few ``__consumer_offsets`` partitions, replication factor min(3, nodes)).
+    timeouts, few ``__consumer_offsets`` and ``__transaction_state`` partitions, replication factor min(3, nodes)).
     ``data_dir``: the nodes' data and logs go into a fresh subdirectory of it, kept
     afterwards for inspection; by default a temporary directory, removed by stop().
     ``clean_stop``: whether stop() shuts nodes down cleanly (SIGTERM: logs flushed,
@@ -145,6 +145,7 @@ class OdradekCluster:
         "group.initial.rebalance.delay.ms": 0,
         "group.min.session.timeout.ms": 500,
         "offsets.topic.num.partitions": 5,
+        "transaction.state.log.num.partitions": 5,
     }
 
     def __init__(self, nodes: int = 1, config: Mapping[str, Any] | None = None,
