@@ -30,6 +30,9 @@ each partition read tells its session of its next change (broker/partition_watch
 an idle session of thousands of partitions costs nothing per partition. A follower caught
 up on a partition it is in the ISR of is "held" there (ReplicaState.hold_follower): the
 session's clock, set at each request, is its caught-up time until the leader appends.
+Where a consumer is caught up depends on its isolation level (the last stable offset for
+READ_COMMITTED, the high watermark otherwise): a request of another level than the
+session's last reads every partition of it again.
 
 ``FetcherSession`` is the fetcher's side (Kafka's ``FetchSessionHandler``), used by the
 follower fetchers.
@@ -129,6 +132,8 @@ class FetchSession:
     # Set by ``FetchSessionCache.nudge``: the parked request answers now, so that the
     # follower's next request can name the partitions it lacks.
     nudged: bool = False
+    # The isolation level of its latest request: "caught up" was judged by it.
+    read_committed: bool = False
 
     def place_last(self, tp: PartitionKey, cached: CachedPartition) -> None:
         cached.order = self.next_order
@@ -308,6 +313,7 @@ class FetchContext:
     clock: FetchClock | None = None
     replica_id: int = -1
     resolve: Resolver | None = None
+    read_committed: bool = False  # the request's isolation level is READ_COMMITTED
     # Incremental: what this request reads, grown by the changes seen while it waits.
     _reading: set[PartitionKey] = field(default_factory=set)
 
@@ -373,6 +379,7 @@ class FetchContext:
             if session is None:
                 return INVALID_SESSION_ID, answers
             self.session = session
+            session.read_committed = self.read_committed
             for tp, _ in answers:
                 seen = caught_up.get(tp)
                 if seen is not None and seen[0].changes == seen[1]:
@@ -406,10 +413,12 @@ class FetchContext:
 def new_context(cache: FetchSessionCache, now_ms: int, session_id: int, epoch: int,
                 privileged: bool, fetch_data: list[tuple[PartitionKey, Any]],
                 forgotten: list[PartitionKey], *, uses_topic_ids: bool = False,
-                resolve: Resolver | None = None, replica_id: int = -1) -> FetchContext:
+                resolve: Resolver | None = None, replica_id: int = -1,
+                read_committed: bool = False) -> FetchContext:
     """How to serve a Fetch request carrying ``session_id`` and ``epoch`` (Kafka's
     FetchManager.newContext). A full request closes the session it names. ``replica_id``:
     the follower's broker id (``privileged``), so that its session can be nudged.
+    ``read_committed``: a consumer's READ_COMMITTED request.
 
     ``uses_topic_ids``: the request is Fetch v13+, its keys are (topic id, index) and
     ``resolve`` names their topics as of now."""
@@ -429,7 +438,7 @@ def new_context(cache: FetchSessionCache, now_ms: int, session_id: int, epoch: i
         return FetchContext(kind, parts, privileged=privileged and kind is ContextKind.FULL,
                             uses_topic_ids=uses_topic_ids, names=named(parts),
                             clock=FetchClock(now_ms / 1000) if kind is ContextKind.FULL
-                            else None, replica_id=replica_id)
+                            else None, replica_id=replica_id, read_committed=read_committed)
     session = cache.get(session_id)
     if session is None:
         return FetchContext(ContextKind.ERROR, error=ErrorCode.fetch_session_id_not_found)
@@ -450,9 +459,14 @@ def new_context(cache: FetchSessionCache, now_ms: int, session_id: int, epoch: i
     session.epoch = next_epoch(session.epoch)
     session.clock.at = now_ms / 1000
     session.nudged = False  # this request is the one a nudge asked for
+    if session.read_committed != read_committed:
+        # Caught up at the last stable offset is not caught up at the high watermark: what
+        # the last request left unread may be readable now.
+        session.read_committed = read_committed
+        session.unsettled.update(session.partitions)
     return FetchContext(ContextKind.INCREMENTAL, session=session, privileged=privileged,
                         uses_topic_ids=uses_topic_ids, named=frozenset(tp for tp, _ in fetch_data),
-                        clock=session.clock, resolve=resolve)
+                        clock=session.clock, resolve=resolve, read_committed=read_committed)
 
 
 # --- the fetcher's side -----------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Gauges computed when Prometheus scrapes: partitions, log sizes, the log cleaner and
-consumer lag."""
+"""Gauges computed when Prometheus scrapes: partitions, log sizes, transactions holding
+back read_committed consumers, the log cleaner and consumer lag."""
 
 from __future__ import annotations
 
@@ -52,6 +52,11 @@ class NodeCollector(Collector):
             "odradek_log_high_watermark",
             "High watermark of a partition as this replica knows it (exact on the leader).",
             labels=["topic", "partition"])
+        lso_lag = GaugeMetricFamily(
+            "odradek_partition_last_stable_offset_lag",
+            "High watermark minus last stable offset of a partition led here: offsets "
+            "read_committed consumers cannot read yet because a transaction is open.",
+            labels=["topic", "partition"])
         committed_offset = GaugeMetricFamily(
             "odradek_consumer_group_committed_offset",
             "Committed offset per group and partition (groups coordinated by this node).",
@@ -75,6 +80,10 @@ class NodeCollector(Collector):
                 counts["led"] += 1
                 counts["urp"] += len(p.isr) < len(p.replicas)
                 counts["min_isr"] += p.under_min_isr
+                # Kafka's LastStableOffsetLag. The LSO is read first: it is never above the
+                # high watermark, which only grows on a leader, so the lag is not negative.
+                lso = p.log.last_stable_offset
+                lso_lag.add_metric(labels, max(0, p.log.high_watermark - lso))
         led.add_metric([], counts["led"])
         hosted.add_metric([], len(parts))
         offline.add_metric([], counts["offline"])
@@ -91,7 +100,7 @@ class NodeCollector(Collector):
                 if held is not None and not held.log.offline:
                     lag.add_metric(labels, max(0, held.log.high_watermark - committed))
         yield from (led, hosted, offline, under_min_isr, under_replicated, size, end, hw,
-                    committed_offset, lag)
+                    lso_lag, committed_offset, lag)
         yield from self._cleaner(parts)
 
     def _cleaner(self, parts: list[Partition]) -> Iterator[Metric]:

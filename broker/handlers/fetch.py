@@ -8,6 +8,12 @@ and from v16 a partition answered NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH 
 current leader, whose address is in ``node_endpoints`` (KIP-951). v17's replica directory id
 and v18's follower high watermark are read and ignored, as Kafka's brokers do (only its
 KRaft controllers use them).
+
+Transactions (KIP-98): every partition answered carries its last stable offset (LSO). A
+consumer fetching with isolation_level READ_COMMITTED (v4+) reads only below it and is told
+the aborted transactions within what it read, whose records it drops; READ_UNCOMMITTED reads
+up to the high watermark, and a follower up to the log end. ListOffsets (v2+) answers the
+latest offset, and finds timestamps, below the same bound of its isolation level.
 """
 
 from __future__ import annotations
@@ -41,9 +47,11 @@ from odradek.broker.partition_watch import PartitionWatch
 from odradek.broker.replica_manager import ReplicaManager
 from odradek.broker.replication import ReplicationManager
 from odradek.controller.metadata import MetadataImage
+from odradek.storage import PartitionLog
 from odradek.storage.errors import StorageError
 
 EARLIEST, LATEST, MAX_TIMESTAMP = -2, -1, -3
+READ_UNCOMMITTED, READ_COMMITTED = 0, 1  # isolation_level of Fetch v4+ and ListOffsets v2+
 MESSAGES_KEY = "_messages_sent"
 FETCH_TOPIC_IDS_VERSION = 13  # topics named by id (KIP-516)
 FETCH_REPLICA_STATE_VERSION = 15  # the follower's id and broker epoch in replica_state
@@ -106,9 +114,11 @@ def _error_entry(index: int, error: ErrorCode) -> dict[str, Any]:
 
 
 def _read_partition(node: FetchNode, topic: str, topic_id: uuid.UUID | None, fp: Any,
-                    max_bytes: int, min_one: bool, replica_id: int, replica_epoch: int
+                    max_bytes: int, min_one: bool, replica_id: int, replica_epoch: int,
+                    read_committed: bool = False
                     ) -> tuple[dict[str, Any], int, Partition | None]:
-    """One partition of a fetch: (response entry, bytes returned, partition or None)."""
+    """One partition of a fetch: (response entry, bytes returned, partition or None).
+    ``read_committed``: a consumer's READ_COMMITTED fetch (ignored for a follower's)."""
     index = fp.partition
     t = node.image.topics.get(topic)
     if t is None or index not in t.partitions:
@@ -123,9 +133,8 @@ def _read_partition(node: FetchNode, topic: str, topic_id: uuid.UUID | None, fp:
     out: dict[str, Any] = {"partition_index": index, "records": b"",
                            "aborted_transactions": None}
     plog = p.log
-    hw = plog.high_watermark
-    out["high_watermark"] = hw
-    out["last_stable_offset"] = hw
+    out["high_watermark"] = plog.high_watermark
+    out["last_stable_offset"] = plog.last_stable_offset
     out["log_start_offset"] = plog.log_start_offset
     offset = fp.fetch_offset
     last_epoch = getattr(fp, "last_fetched_epoch", -1)
@@ -137,16 +146,28 @@ def _read_partition(node: FetchNode, topic: str, topic_id: uuid.UUID | None, fp:
             return out, 0, p
     if replica_id >= 0:
         node.replication.on_follower_fetch(p, replica_id, offset, replica_epoch)
-    upper = plog.log_end_offset if replica_id >= 0 else hw
+    committed = read_committed and replica_id < 0
     if offset < plog.log_start_offset or offset > plog.log_end_offset:
         out["error_code"] = ErrorCode.offset_out_of_range
         return out, 0, p
-    if offset >= upper:
+    if committed:
+        # As Kafka: a READ_COMMITTED answer always has the list, empty when nothing
+        # aborted within what it returns (null is for READ_UNCOMMITTED).
+        out["aborted_transactions"] = []
+    end = _readable_end(p, replica_id, committed)
+    if offset >= end:
         return out, 0, p
     try:
-        result = plog.read(offset, max_bytes, max_offset=upper, min_one_batch=min_one)
+        if committed:
+            result = plog.read_committed(offset, max_bytes, min_one_batch=min_one)
+            out["aborted_transactions"] = [
+                {"producer_id": a.producer_id, "first_offset": a.first_offset}
+                for a in result.aborted or ()]
+        else:
+            result = plog.read(offset, max_bytes, max_offset=end, min_one_batch=min_one)
     except StorageError as e:
         out["error_code"] = error_code_for(e)
+        out["aborted_transactions"] = None
         return out, 0, p
     out["records"] = result.records
     # For odradek_messages_out_total: offsets past the fetch position (the first batch may
@@ -155,18 +176,28 @@ def _read_partition(node: FetchNode, topic: str, topic_id: uuid.UUID | None, fp:
     return out, len(result.records), p
 
 
-def _caught_up(entry: dict[str, Any], fp: Any, p: Partition, replica_id: int) -> bool:
+def _readable_end(p: Partition, replica_id: int, read_committed: bool) -> int:
+    """Where a fetcher's reading of ``p`` stops (exclusive): the log end for a follower,
+    the last stable offset for a READ_COMMITTED consumer, the high watermark for others."""
+    if replica_id >= 0:
+        return p.log.log_end_offset
+    return p.log.last_stable_offset if read_committed else p.log.high_watermark
+
+
+def _caught_up(entry: dict[str, Any], fp: Any, p: Partition, replica_id: int,
+               read_committed: bool = False) -> bool:
     """The answer leaves the fetcher with nothing more to read from ``p``: no error, no
-    records, no divergence, and its position at the end it may read (the log end for a
-    follower, the high watermark for a consumer)."""
+    records, no divergence, and its position at the end it may read (``_readable_end``).
+    A READ_COMMITTED consumer's end, the last stable offset, moves only with an append (a
+    marker) or a high watermark move, both of which wake the partition's readers."""
     if entry.get("records") or entry.get("error_code", ErrorCode.none) != ErrorCode.none \
             or "diverging_epoch" in entry:
         return False
-    end = p.log.log_end_offset if replica_id >= 0 else p.log.high_watermark
-    return bool(fp.fetch_offset >= end)
+    return bool(fp.fetch_offset >= _readable_end(p, replica_id, read_committed))
 
 
-def _fetch_context(node: FetchNode, req: Any, version: int, replica_id: int) -> FetchContext:
+def _fetch_context(node: FetchNode, req: Any, version: int, replica_id: int,
+                   read_committed: bool) -> FetchContext:
     """The request's fetch session context (KIP-227). Fetch v4-6 predate sessions: their
     requests are sessionless. From v13 partitions are keyed by topic id."""
     forgotten_topics = getattr(req, "forgotten_topics_data", ())
@@ -191,7 +222,7 @@ def _fetch_context(node: FetchNode, req: Any, version: int, replica_id: int) -> 
                        int(getattr(req, "session_epoch", FINAL_EPOCH)),
                        replica_id >= 0, fetch_data, forgotten,
                        uses_topic_ids=uses_ids, resolve=resolve if uses_ids else None,
-                       replica_id=replica_id)
+                       replica_id=replica_id, read_committed=read_committed)
 
 
 def _replica(req: Any, version: int) -> tuple[int, int]:
@@ -253,7 +284,10 @@ async def _session_changed(watch: PartitionWatch[PartitionKey], timeout_s: float
 async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payload:
     version = ctx.api_version
     replica_id, replica_epoch = _replica(req, version)
-    context = _fetch_context(node, req, version, replica_id)
+    # A follower reads to the log end whatever it asks (Kafka's FetchIsolation.of).
+    read_committed = replica_id < 0 and int(
+        getattr(req, "isolation_level", READ_UNCOMMITTED)) == READ_COMMITTED
+    context = _fetch_context(node, req, version, replica_id, read_committed)
     if context.kind is ContextKind.ERROR:
         return ctx.respond({"error_code": context.error, "session_id": INVALID_SESSION_ID,
                             "responses": []})
@@ -285,8 +319,8 @@ async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payloa
                 budget = max(0, min(fp.partition_max_bytes, max_total - total))
                 entry, n, p = _read_partition(
                     node, name, tp[0] if uses_ids else None,  # type: ignore[arg-type]
-                    fp, budget, total == 0, replica_id, replica_epoch)
-                if p is not None and _caught_up(entry, fp, p, replica_id) and (
+                    fp, budget, total == 0, replica_id, replica_epoch, read_committed)
+                if p is not None and _caught_up(entry, fp, p, replica_id, read_committed) and (
                         replica_id < 0 or context.clock is None
                         or p.hold_follower(replica_id, context.clock)):
                     # Nothing more to read, until the partition changes (an ISR follower
@@ -336,6 +370,8 @@ async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payloa
 
 
 async def handle_list_offsets(node: FetchNode, ctx: RequestContext, req: Any) -> Payload:
+    # isolation_level is in requests from v2; v1's readers see up to the high watermark.
+    read_committed = int(getattr(req, "isolation_level", READ_UNCOMMITTED)) == READ_COMMITTED
     topics_out = []
     for t in req.topics:
         parts_out = []
@@ -349,27 +385,34 @@ async def handle_list_offsets(node: FetchNode, ctx: RequestContext, req: Any) ->
                 out["error_code"] = err
                 continue
             out["leader_epoch"] = p.leader_epoch
-            plog = p.log
-            ts = int(lp.timestamp)
             try:
-                if ts == LATEST:
-                    out["offset"] = plog.high_watermark
-                elif ts == EARLIEST:
-                    out["offset"] = plog.log_start_offset
-                elif ts == MAX_TIMESTAMP:
-                    found = plog.max_timestamp_offset()
-                    if found is not None:
-                        out["offset"], out["timestamp"] = found
-                elif ts < 0:
-                    out["error_code"] = ErrorCode.invalid_request
-                else:
-                    found = plog.offset_for_timestamp(ts)
-                    if found is not None and found[0] < plog.high_watermark:
-                        out["offset"], out["timestamp"] = found
+                _list_offset(p.log, int(lp.timestamp), read_committed, out)
             except StorageError as e:
                 out["error_code"] = error_code_for(e)
         topics_out.append({"name": t.name, "partitions": parts_out})
     return ctx.respond({"throttle_time": 0, "topics": topics_out})
+
+
+def _list_offset(plog: PartitionLog, ts: int, read_committed: bool,
+                 out: dict[str, Any]) -> None:
+    """One partition of ListOffsets into ``out``. As Kafka's Partition.fetchOffsetForTimestamp:
+    the latest offset is the last stable offset for READ_COMMITTED and the high watermark
+    otherwise; a timestamp lookup (and MAX_TIMESTAMP) finds its record in the whole log and
+    answers none (-1) when that record is at or past that bound, which consumers of the
+    isolation level could not read yet."""
+    fetchable = plog.last_stable_offset if read_committed else plog.high_watermark
+    if ts == LATEST:
+        out["offset"] = fetchable
+        return
+    if ts == EARLIEST:
+        out["offset"] = plog.log_start_offset
+        return
+    if ts < 0 and ts != MAX_TIMESTAMP:
+        out["error_code"] = ErrorCode.invalid_request
+        return
+    found = plog.max_timestamp_offset() if ts == MAX_TIMESTAMP else plog.offset_for_timestamp(ts)
+    if found is not None and found[0] < fetchable:
+        out["offset"], out["timestamp"] = found
 
 
 async def handle_offset_for_leader_epoch(node: FetchNode, ctx: RequestContext, req: Any) -> Payload:
