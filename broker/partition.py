@@ -103,8 +103,10 @@ class Partition:
 
     def set_min_isr(self, min_isr: int) -> None:
         self.state.min_isr = min_isr
-        if self.is_leader:
-            self._advance_high_watermark()
+        # A lower min ISR can move the high watermark (and with it the LSO): parked
+        # fetches and sessions must hear of it as of any other move.
+        if self.is_leader and self._advance_high_watermark():
+            self.wake()
         self._settle_acks()
 
     def assign(self, reg: PartitionRegistration, topic_id: uuid.UUID | None) -> Change:
