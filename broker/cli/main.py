@@ -15,6 +15,7 @@ from odradek.broker.cli import (
     produce,
     status,
     topics,
+    transactions,
     verify,
 )
 
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_parser(sub)
     consume.add_parser(sub)
     groups.add_parser(sub)
+    transactions.add_parser(sub)
     verify.add_parser(sub)
     healthcheck.add_parser(sub)
     console.add_parser(sub)
