@@ -83,7 +83,11 @@ class GroupAdmin:
         for partition, groups in by_partition.items():
             records: list[Record] = []
             for group in groups:
-                records += [(offset_key(group.group_id, t, p), None) for t, p in group.offsets]
+                # Kafka deletes a group's pending transactional offsets with it: their
+                # tombstones make replay drop them, and the transaction's marker later
+                # finds nothing to commit.
+                doomed = [*group.offsets, *(group.pending_txn_partitions() - group.offsets.keys())]
+                records += [(offset_key(group.group_id, t, p), None) for t, p in doomed]
                 records.append((group_key(group.group_id), None))
             exc = await self._registry.append(partition, records)
             for group in groups:

@@ -14,8 +14,8 @@ that serves its requests directly (``coordinator.membership.join_group(...)``):
   the live groups, the writes to ``__consumer_offsets`` and the tasks they run in;
 * :mod:`~odradek.broker.group.membership` -- JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
   rebalances and their timers;
-* :mod:`~odradek.broker.group.offsets` -- OffsetCommit, OffsetFetch, OffsetDelete and
-  offset expiry;
+* :mod:`~odradek.broker.group.offsets` -- OffsetCommit, TxnOffsetCommit, OffsetFetch,
+  OffsetDelete and offset expiry;
 * :mod:`~odradek.broker.group.admin` -- ListGroups, DescribeGroups, DeleteGroups and the
   views metrics and tools read.
 
@@ -31,7 +31,9 @@ What the broker must do:
   ``partition_exists(topic, partition)`` (commits to unknown partitions are refused);
 * ``await load_partition(p)`` / ``unload_partition(p)`` on gaining / losing leadership of
   ``__consumer_offsets-p`` (idempotent; an unload during a load abandons it);
-* ``await close()`` on shutdown (parked requests are answered, timers cancelled).
+* ``await close()`` on shutdown (parked requests are answered, timers cancelled);
+* ``on_transaction_completed(p, producer_id, commit)`` once a transaction marker is
+  durable on ``__consumer_offsets-p`` (pending TxnOffsetCommit offsets take effect).
 
 Durable writes: offset commits (answered after the append), group metadata after each
 completed rebalance, when a group becomes empty and on a static member's replacement,
@@ -125,6 +127,16 @@ class GroupCoordinator:
         """Stop coordinating the groups of ``partition`` (this node lost its leadership).
         Parked requests get NOT_COORDINATOR so clients look up the new coordinator."""
         self._registry.unload(partition, self.membership.on_group_unloaded)
+
+    def on_transaction_completed(self, offsets_partition: int, producer_id: int,
+                                 commit: bool) -> None:
+        """The COMMIT (``commit``) or ABORT marker of ``producer_id`` was appended and
+        replicated on ``__consumer_offsets-<offsets_partition>``: that producer's pending
+        transactional offsets in the groups of the partition become committed (unless a
+        plain commit was written after them) or are dropped. Call it from WriteTxnMarkers
+        once the marker is durable; calls for partitions this node does not coordinate do
+        nothing, and one arriving while the partition loads takes effect after the load."""
+        self.offsets.complete_transaction(offsets_partition, producer_id, commit)
 
     async def close(self) -> None:
         self.offsets.stop_expiry_timer()

@@ -58,6 +58,15 @@ class CommittedOffset:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingTxnOffset:
+    """A TxnOffsetCommit awaiting its producer's transaction marker, with the log offset of
+    its record: at COMMIT it only replaces a committed offset written before it."""
+
+    record_offset: int
+    value: CommittedOffset
+
+
+@dataclass(frozen=True, slots=True)
 class MemberSummary:
     member_id: str
     group_instance_id: str | None
@@ -104,10 +113,16 @@ class ClassicGroup:
     new_member_added: bool = False
     subscribed_topics: frozenset[str] | None = None
     offsets: dict[TopicPartition, CommittedOffset] = field(default_factory=dict)
-    # Commits are applied in the order they were handed to the log, not the order the
-    # appends finished; this is the sequence of the last applied one per partition.
+    # Commits are applied in log order, not the order the appends finished: this is the
+    # log offset of the record behind each committed offset (Kafka compares the same, so
+    # a transaction committing late does not undo a newer plain commit).
     offset_seq: dict[TopicPartition, int] = field(default_factory=dict)
     pending_commits: Counter[TopicPartition] = field(default_factory=Counter)
+    # Transactional commits per producer id, invisible to OffsetFetch until the producer's
+    # COMMIT marker and dropped by its ABORT (Kafka's pendingTransactionalOffsetCommits).
+    pending_txn_offsets: dict[int, dict[TopicPartition, PendingTxnOffset]] = field(
+        default_factory=dict
+    )
     join_timer: TimerHandle | None = None
     sync_timer: TimerHandle | None = None
 
@@ -303,8 +318,16 @@ class ClassicGroup:
         return None
 
     def validate_offset_commit(
-        self, member_id: str, instance_id: str | None, generation_id: int
+        self,
+        member_id: str,
+        instance_id: str | None,
+        generation_id: int,
+        *,
+        transactional: bool = False,
     ) -> ErrorCode | None:
+        """Kafka's checks; a transactional commit (TxnOffsetCommit) skips the two that
+        depend on the group's state, since before v3 it carries no member id or generation
+        and a producer's transaction does not wait for a rebalance."""
         if self.state is GroupState.DEAD:
             return ErrorCode.coordinator_not_available
         if generation_id < 0 and self.state is GroupState.EMPTY:
@@ -317,10 +340,10 @@ class ClassicGroup:
                 return err
             if generation_id != self.generation:
                 return ErrorCode.illegal_generation
-        elif self.state is not GroupState.EMPTY:
+        elif self.state is not GroupState.EMPTY and not transactional:
             # Without member id and generation, only an empty group accepts commits.
             return ErrorCode.unknown_member_id
-        if self.state is GroupState.COMPLETING_REBALANCE:
+        if self.state is GroupState.COMPLETING_REBALANCE and not transactional:
             # The member knows the new generation but has no assignment yet; it should
             # finish SyncGroup first. Clients handle this error by rejoining gracefully.
             return ErrorCode.rebalance_in_progress
@@ -329,9 +352,41 @@ class ClassicGroup:
     # --- offsets -------------------------------------------------------------------
 
     def apply_offset(self, tp: TopicPartition, value: CommittedOffset, seq: int) -> None:
+        """Commit ``value``, written at log offset ``seq``, unless a later record set it."""
         if self.offset_seq.get(tp, -1) < seq:
             self.offsets[tp] = value
             self.offset_seq[tp] = seq
+
+    def remove_offset(self, tp: TopicPartition) -> None:
+        """What an offset tombstone does (Kafka's replay): the committed offset goes, and
+        so does every transaction's pending offset for the partition."""
+        self.offsets.pop(tp, None)
+        self.offset_seq.pop(tp, None)
+        for producer_id, pending in list(self.pending_txn_offsets.items()):
+            pending.pop(tp, None)
+            if not pending:
+                del self.pending_txn_offsets[producer_id]
+
+    def add_txn_offset(
+        self, producer_id: int, tp: TopicPartition, value: CommittedOffset, record_offset: int
+    ) -> None:
+        pending = self.pending_txn_offsets.setdefault(producer_id, {})
+        pending[tp] = PendingTxnOffset(record_offset, value)
+
+    def complete_txn(self, producer_id: int, commit: bool) -> bool:
+        """The producer's transaction ended: its offsets become committed (where no later
+        plain commit exists) or are dropped. False if it had none in this group."""
+        pending = self.pending_txn_offsets.pop(producer_id, None)
+        if pending is None:
+            return False
+        if commit:
+            for tp, p in pending.items():
+                self.apply_offset(tp, p.value, p.record_offset)
+        return True
+
+    def pending_txn_partitions(self) -> set[TopicPartition]:
+        """Partitions with a transactional commit awaiting its marker."""
+        return {tp for pending in self.pending_txn_offsets.values() for tp in pending}
 
     def expired_offsets(self, now_ms: int, retention_ms: int) -> list[TopicPartition]:
         """Offsets due for removal, following Kafka's rules (KIP-211): in an empty group,
@@ -351,8 +406,11 @@ class ClassicGroup:
         elif self.protocol_type is not None:
             return []
         out = []
+        # An offset a transaction is about to replace stays until the transaction ends
+        # (Kafka's cleanupExpiredOffsets).
+        in_txn = self.pending_txn_partitions()
         for tp, o in self.offsets.items():
-            if tp[0] in keep or self.pending_commits[tp] > 0:
+            if tp[0] in keep or self.pending_commits[tp] > 0 or tp in in_txn:
                 continue
             if o.expire_timestamp is not None:
                 expired = now_ms >= o.expire_timestamp

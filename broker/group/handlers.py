@@ -5,7 +5,8 @@ builds the response with ``ctx.respond`` (which drops fields older versions lack
 per-version differences live here: v0 JoinGroup has no rebalance timeout, JoinGroup v4+
 requires a known member id, LeaveGroup v3+ batches members, OffsetCommit v2-v4 carry a
 retention time, OffsetFetch v8+ asks for several groups, DescribeGroups v6 reports
-missing groups as GROUP_ID_NOT_FOUND, and so on.
+missing groups as GROUP_ID_NOT_FOUND, TxnOffsetCommit v3+ names the member and its
+generation (KIP-447), and so on.
 """
 
 from __future__ import annotations
@@ -191,19 +192,62 @@ async def handle_offset_commit(node: GroupNode, ctx: RequestContext, req: Any) -
     )
 
 
+async def handle_txn_offset_commit(node: GroupNode, ctx: RequestContext, req: Any) -> Payload:
+    offsets: dict[TopicPartition, OffsetCommitEntry] = {}
+    for t in req.topics:
+        for p in t.partitions:
+            offsets[(t.name, p.partition_index)] = OffsetCommitEntry(
+                p.committed_offset,
+                getattr(p, "committed_leader_epoch", -1),
+                p.committed_metadata,
+            )
+    # Before v3 (KIP-447) the request names no member: generation -1 and no member id.
+    result = await node.groups.offsets.commit_transactional_offsets(
+        req.group_id,
+        offsets,
+        producer_id=req.producer_id,
+        producer_epoch=req.producer_epoch,
+        generation_id=getattr(req, "generation_id", -1),
+        member_id=getattr(req, "member_id", ""),
+        group_instance_id=_group_instance_id(req),
+    )
+    return ctx.respond(
+        {
+            "topics": [
+                {
+                    "name": t.name,
+                    "partitions": [
+                        {
+                            "partition_index": p.partition_index,
+                            "error_code": result[(t.name, p.partition_index)],
+                        }
+                        for p in t.partitions
+                    ],
+                }
+                for t in req.topics
+            ]
+        }
+    )
+
+
 def _fetched_topics(
     entries: list[tuple[TopicPartition, CommittedOffset | None]],
     partition_error: ErrorCode = ErrorCode.none,
+    unstable: set[TopicPartition] | frozenset[TopicPartition] = frozenset(),
 ) -> list[dict[str, Any]]:
     topics: dict[str, list[dict[str, Any]]] = {}
-    for (topic, partition), o in entries:
-        topics.setdefault(topic, []).append(
+    for tp, o in entries:
+        if tp in unstable:
+            # Kafka answers no offset here: the client retries until the transaction ends.
+            o = None
+        topics.setdefault(tp[0], []).append(
             {
-                "partition_index": partition,
+                "partition_index": tp[1],
                 "committed_offset": -1 if o is None else o.offset,
                 "committed_leader_epoch": -1 if o is None else o.leader_epoch,
                 "metadata": "" if o is None else o.metadata,
-                "error_code": partition_error,
+                "error_code": ErrorCode.unstable_offset_commit if tp in unstable
+                else partition_error,
             }
         )
     return [{"name": name, "partitions": parts} for name, parts in topics.items()]
@@ -217,6 +261,13 @@ def _requested(topics: Any) -> list[TopicPartition] | None:
 
 async def handle_offset_fetch(node: GroupNode, ctx: RequestContext, req: Any) -> Payload:
     coord = node.groups
+    # v7+: a consumer that reads committed data only (read_committed) asks for stable
+    # offsets, and is told UNSTABLE_OFFSET_COMMIT where a transaction may still move one.
+    require_stable = bool(getattr(req, "require_stable", False))
+
+    def unstable(group_id: str) -> set[TopicPartition]:
+        return coord.offsets.unstable_partitions(group_id) if require_stable else set()
+
     if ctx.api_version >= 8:
         groups = []
         for g in req.groups:
@@ -225,14 +276,21 @@ async def handle_offset_fetch(node: GroupNode, ctx: RequestContext, req: Any) ->
                 {
                     "group_id": g.group_id,
                     "error_code": err,
-                    "topics": _fetched_topics(entries) if err is ErrorCode.none else [],
+                    "topics": _fetched_topics(entries, unstable=unstable(g.group_id))
+                    if err is ErrorCode.none
+                    else [],
                 }
             )
         return ctx.respond({"groups": groups})
     requested = _requested(req.topics)
     err, entries = coord.offsets.fetch_offsets(req.group_id, requested)
     if err is ErrorCode.none:
-        return ctx.respond({"topics": _fetched_topics(entries), "error_code": err})
+        return ctx.respond(
+            {
+                "topics": _fetched_topics(entries, unstable=unstable(req.group_id)),
+                "error_code": err,
+            }
+        )
     if ctx.api_version < 2:
         # v1 has no top-level error: every requested partition carries it.
         missing: list[tuple[TopicPartition, CommittedOffset | None]] = [
@@ -333,6 +391,9 @@ APIS: tuple[ApiSpec[GroupNode], ...] = (
     # v10 names topics by id (KIP-848's protocol); not served.
     ApiSpec(8, 2, 9, handle_offset_commit),
     ApiSpec(9, 1, 9, handle_offset_fetch),
+    # v5 (KIP-890 part 2) makes the coordinator add the group's partition to the
+    # transaction itself, which needs the transaction coordinator; not served.
+    ApiSpec(28, 0, 4, handle_txn_offset_commit),
     ApiSpec(16, 0, 5, handle_list_groups),
     ApiSpec(15, 0, 6, handle_describe_groups),
     ApiSpec(42, 0, 2, handle_delete_groups),

@@ -5,11 +5,25 @@ Replay is last-writer-wins per key, like log compaction: the latest offset recor
 tombstone removes what came before. Groups come back as Kafka brings them back: with the
 generation, protocol, leader, members and assignments of their last completed rebalance
 (Stable), or Empty; a group with offsets but no metadata is a "simple" group.
+
+Transactional offset commits (TxnOffsetCommit, records of a transactional batch) are
+held per producer id until that producer's marker: COMMIT makes them committed where no
+plain commit was written after them, ABORT drops them, and a transaction still open at
+the end of the log stays pending (its marker reaches the coordinator later, through
+``GroupCoordinator.on_transaction_completed``). A tombstone also removes the pending
+offsets of its partition, as in Kafka's OffsetMetadataManager.replay.
 """
 
 from __future__ import annotations
 
-from odradek.broker.group.group import ClassicGroup, CommittedOffset, GroupState, TopicPartition
+from odradek.broker.group.group import (
+    ClassicGroup,
+    CommittedOffset,
+    GroupState,
+    PendingTxnOffset,
+    TopicPartition,
+)
+from odradek.broker.group.log import LogEntry, LogMarker
 from odradek.broker.group.member import Member
 from odradek.broker.group.records import (
     GroupKey,
@@ -20,39 +34,70 @@ from odradek.broker.group.records import (
     decode_offset_value,
 )
 
+# group -> partition -> (log offset of the record, offset)
+_Offsets = dict[str, dict[TopicPartition, tuple[int, CommittedOffset]]]
+
 
 class Replay:
-    """Accumulates records in log order; ``groups()`` gives the resulting groups."""
+    """Accumulates log entries in log order; ``groups()`` gives the resulting groups."""
 
     def __init__(self) -> None:
-        self.offsets: dict[str, dict[TopicPartition, CommittedOffset]] = {}
+        self.offsets: _Offsets = {}
         self.metadata: dict[str, GroupValue | None] = {}
+        # producer id -> its open transaction's offsets
+        self.pending: dict[int, _Offsets] = {}
 
-    def apply(self, key: bytes, value: bytes | None) -> None:
-        """Apply one record; raises RecordFormatError for one that cannot be decoded."""
-        k = decode_key(key)
+    def apply(self, entry: LogEntry) -> None:
+        """Apply one entry; raises RecordFormatError for a record that cannot be decoded."""
+        if isinstance(entry, LogMarker):
+            self._end_txn(entry.producer_id, entry.commit)
+            return
+        k = decode_key(entry.key)
         if isinstance(k, OffsetKey):
             tp = (k.topic, k.partition)
-            if value is None:
+            if entry.value is None:
                 self.offsets.get(k.group, {}).pop(tp, None)
-            else:
-                v = decode_offset_value(value)
-                self.offsets.setdefault(k.group, {})[tp] = CommittedOffset(
-                    v.offset, v.leader_epoch, v.metadata, v.commit_timestamp, v.expire_timestamp
-                )
+                for txn in self.pending.values():
+                    txn.get(k.group, {}).pop(tp, None)
+                return
+            v = decode_offset_value(entry.value)
+            value = CommittedOffset(
+                v.offset, v.leader_epoch, v.metadata, v.commit_timestamp, v.expire_timestamp
+            )
+            target = self.pending.setdefault(entry.producer_id, {}) if entry.transactional \
+                else self.offsets
+            target.setdefault(k.group, {})[tp] = (entry.offset, value)
         elif isinstance(k, GroupKey):
-            self.metadata[k.group] = None if value is None else decode_group_value(value)
+            self.metadata[k.group] = None if entry.value is None else decode_group_value(entry.value)
+
+    def _end_txn(self, producer_id: int, commit: bool) -> None:
+        txn = self.pending.pop(producer_id, None)
+        if txn is None or not commit:
+            return
+        for group_id, offsets in txn.items():
+            committed = self.offsets.setdefault(group_id, {})
+            for tp, (at, value) in offsets.items():
+                current = committed.get(tp)
+                # A plain commit written after the transactional one stays.
+                if current is None or current[0] < at:
+                    committed[tp] = (at, value)
 
     def groups(self) -> list[ClassicGroup]:
+        pending_groups = [g for txn in self.pending.values() for g, o in txn.items() if o]
         out = []
-        for group_id in dict.fromkeys([*self.metadata, *self.offsets]):
+        for group_id in dict.fromkeys([*self.metadata, *self.offsets, *pending_groups]):
             meta = self.metadata.get(group_id)
             offsets = self.offsets.get(group_id) or {}
-            if meta is None and not offsets:
-                continue  # deleted
             group = group_from_record(group_id, meta) if meta else ClassicGroup(group_id)
-            group.offsets = offsets
-            group.offset_seq = {tp: 0 for tp in offsets}
+            group.offsets = {tp: value for tp, (_, value) in offsets.items()}
+            group.offset_seq = {tp: at for tp, (at, _) in offsets.items()}
+            for producer_id, txn in self.pending.items():
+                if txn.get(group_id):
+                    group.pending_txn_offsets[producer_id] = {
+                        tp: PendingTxnOffset(at, value) for tp, (at, value) in txn[group_id].items()
+                    }
+            if meta is None and not group.offsets and not group.pending_txn_offsets:
+                continue  # deleted
             out.append(group)
         return out
 

@@ -10,38 +10,81 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Protocol
 
 from kio.schema.errors import ErrorCode
 
 Record = tuple[bytes, bytes | None]
 
+NO_PRODUCER_ID = -1
+
+
+@dataclass(frozen=True, slots=True)
+class TxnProducer:
+    """The transactional producer a TxnOffsetCommit writes for: its records form one
+    transactional batch of this producer id and epoch (the log fences older epochs)."""
+
+    producer_id: int
+    producer_epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """A record read back from the log, with what replay needs of its batch: a record of a
+    transactional batch only counts once its producer's COMMIT marker follows."""
+
+    offset: int
+    key: bytes
+    value: bytes | None
+    producer_id: int = NO_PRODUCER_ID
+    transactional: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LogMarker:
+    """A transaction marker (control batch): the producer's open transaction ends here."""
+
+    offset: int
+    producer_id: int
+    commit: bool
+
+
+LogEntry = LogRecord | LogMarker
+
 
 class GroupLog(Protocol):
     num_partitions: int
 
-    async def append(self, partition: int, records: list[Record]) -> None:
-        """Durably append (replicated per acks=all) or raise. A None value is a tombstone."""
+    async def append(
+        self, partition: int, records: list[Record], producer: TxnProducer | None = None
+    ) -> int:
+        """Durably append (replicated per acks=all) or raise; returns the log offset of the
+        first record (the rest follow it). A None value is a tombstone. With ``producer``
+        the records are one transactional batch of that producer."""
         ...
 
-    def read(self, partition: int) -> Iterable[Record]:
-        """Every record of the partition, in log order."""
+    def read(self, partition: int) -> Iterable[LogEntry]:
+        """Every record and transaction marker of the partition, in log order."""
         ...
 
 
 class InMemoryGroupLog:
-    """A GroupLog in a dict, with knobs to make appends fail or wait."""
+    """A GroupLog in a dict, with knobs to make appends fail or wait. Offsets are list
+    positions; tests add markers with ``append_marker`` (the broker writes real ones)."""
 
     def __init__(self, num_partitions: int = 50) -> None:
         self.num_partitions = num_partitions
-        self.partitions: dict[int, list[Record]] = {}
+        self.partitions: dict[int, list[LogEntry]] = {}
         self.fail_with: BaseException | None = None
         self.fail_once = True
         # When set, appends wait for it: lets tests observe state while a write is in flight.
         self.gate: asyncio.Event | None = None
         self.appends = 0
 
-    async def append(self, partition: int, records: list[Record]) -> None:
+    async def append(
+        self, partition: int, records: list[Record], producer: TxnProducer | None = None
+    ) -> int:
         if self.gate is not None:
             await self.gate.wait()
         if self.fail_with is not None:
@@ -50,9 +93,31 @@ class InMemoryGroupLog:
                 self.fail_with = None
             raise exc
         self.appends += 1
-        self.partitions.setdefault(partition, []).extend(records)
+        entries = self.partitions.setdefault(partition, [])
+        first = len(entries)
+        pid = producer.producer_id if producer is not None else NO_PRODUCER_ID
+        for key, value in records:
+            entries.append(LogRecord(len(entries), key, value, pid, producer is not None))
+        return first
 
-    def read(self, partition: int) -> Iterable[Record]:
+    def put(self, partition: int, key: bytes, value: bytes | None) -> None:
+        """Add a plain record as if an earlier coordinator had written it."""
+        entries = self.partitions.setdefault(partition, [])
+        entries.append(LogRecord(len(entries), key, value))
+
+    def append_marker(self, partition: int, producer_id: int, commit: bool) -> None:
+        """What the broker's WriteTxnMarkers does to a __consumer_offsets partition."""
+        entries = self.partitions.setdefault(partition, [])
+        entries.append(LogMarker(len(entries), producer_id, commit))
+
+    def records(self, partition: int) -> list[Record]:
+        """The (key, value) of every record, markers left out."""
+        return [
+            (e.key, e.value) for e in self.partitions.get(partition, [])
+            if isinstance(e, LogRecord)
+        ]
+
+    def read(self, partition: int) -> Iterable[LogEntry]:
         return list(self.partitions.get(partition, []))
 
 

@@ -1,16 +1,23 @@
-"""The committed-offset store: OffsetCommit, OffsetFetch, OffsetDelete and offset expiry.
+"""The committed-offset store: OffsetCommit, TxnOffsetCommit, OffsetFetch, OffsetDelete
+and offset expiry.
 
 Offsets are kept per group (``ClassicGroup.offsets``) and written to the group's partition
 of ``__consumer_offsets``; a commit is answered only once its write is durable, and
-commits apply in the order they were handed to the log, not the order their writes
-finished. Offsets past ``offsets.retention`` are removed with tombstones, checked every
-``offsets_retention_check_interval_ms`` (Kafka's rules, KIP-211: see
+commits apply in log order (by the log offset of their record), not the order their
+writes finished. Offsets past ``offsets.retention`` are removed with tombstones, checked
+every ``offsets_retention_check_interval_ms`` (Kafka's rules, KIP-211: see
 ``ClassicGroup.expired_offsets``).
+
+Transactional commits (KIP-98, KIP-447) are written as one transactional batch of the
+producer and stay pending per producer id (``ClassicGroup.pending_txn_offsets``), unseen
+by OffsetFetch, until the producer's transaction marker is durable on the partition: the
+broker then calls ``complete_transaction`` (through
+``GroupCoordinator.on_transaction_completed``). Expiry leaves alone an offset a
+transaction is about to replace, and a group with an open transaction.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -20,13 +27,14 @@ from kio.schema.errors import ErrorCode
 from odradek.broker.group import consumer_protocol
 from odradek.broker.group.clock import Clock, TimerHandle
 from odradek.broker.group.group import ClassicGroup, CommittedOffset, GroupState, TopicPartition
-from odradek.broker.group.log import Record, admin_write_error, offset_commit_error
+from odradek.broker.group.log import Record, TxnProducer, admin_write_error, offset_commit_error
 from odradek.broker.group.membership import Membership
 from odradek.broker.group.records import OffsetValue, encode_offset_value, group_key, offset_key
 from odradek.broker.group.registry import (
     OFFSET_COMMIT,
     OFFSET_DELETE,
     OFFSET_FETCH,
+    TXN_OFFSET_COMMIT,
     GroupRegistry,
 )
 
@@ -68,7 +76,6 @@ class OffsetStore:
         self.offsets_retention_check_interval_ms = offsets_retention_check_interval_ms
         self.offset_metadata_max_bytes = offset_metadata_max_bytes
         self._log_prefix = log_prefix
-        self._commit_seq = itertools.count(1)
         self._expiry_timer: TimerHandle | None = None
 
     # --- commit, fetch, delete ------------------------------------------------------------
@@ -85,6 +92,101 @@ class OffsetStore:
         api_version: int = 9,
     ) -> dict[TopicPartition, ErrorCode]:
         """Commit offsets; answers per partition only once the write is durable."""
+        result, valid = self._known_partitions(offsets)
+        if not valid:
+            return result
+        # v9 clients understand GROUP_ID_NOT_FOUND; older ones expect ILLEGAL_GENERATION.
+        missing = ErrorCode.group_id_not_found if api_version >= 9 else ErrorCode.illegal_generation
+        group, created, err = self._group_for_commit(group_id, OFFSET_COMMIT, generation_id, missing)
+        if err is None and group is not None:
+            err = group.validate_offset_commit(member_id, group_instance_id, generation_id)
+        if err is not None or group is None:
+            return self._fail(result, valid, err)
+        member = group.members.get(member_id)
+        if member is not None and group.is_(STABLE, PREPARING):
+            # A commit proves the member is alive, as a heartbeat would.
+            self._membership.schedule_heartbeat(group, member)
+        now = self._clock.now_ms()
+        expire = now + retention_ms if retention_ms >= 0 else None
+        staged, records = self._stage(group_id, valid, now, expire, result)
+        if not records:
+            return result
+        written = await self._write(group, staged, records, None)
+        if not isinstance(written, BaseException) and self._registry.is_live(group):
+            for i, (tp, value) in enumerate(staged.items()):
+                group.apply_offset(tp, value, written + i)
+        elif isinstance(written, BaseException) and created:
+            self._drop_if_unused(group)
+        return self._answer(result, staged, written)
+
+    async def commit_transactional_offsets(
+        self,
+        group_id: str,
+        offsets: Mapping[TopicPartition, OffsetCommitEntry],
+        *,
+        producer_id: int,
+        producer_epoch: int,
+        generation_id: int = -1,
+        member_id: str = "",
+        group_instance_id: str | None = None,
+    ) -> dict[TopicPartition, ErrorCode]:
+        """TxnOffsetCommit: write the offsets as one transactional batch of the producer
+        (the log refuses a fenced epoch) and keep them pending until the producer's
+        transaction marker reaches this partition (``complete_transaction``)."""
+        result, valid = self._known_partitions(offsets)
+        if not valid:
+            return result
+        group, created, err = self._group_for_commit(
+            group_id, TXN_OFFSET_COMMIT, generation_id, ErrorCode.illegal_generation
+        )
+        if err is None and group is not None:
+            err = group.validate_offset_commit(
+                member_id, group_instance_id, generation_id, transactional=True
+            )
+        if err is not None or group is None:
+            return self._fail(result, valid, err)
+        staged, records = self._stage(group_id, valid, self._clock.now_ms(), None, result)
+        if not records:
+            return result
+        written = await self._write(group, staged, records, TxnProducer(producer_id, producer_epoch))
+        if not isinstance(written, BaseException) and self._registry.is_live(group):
+            for i, (tp, value) in enumerate(staged.items()):
+                group.add_txn_offset(producer_id, tp, value, written + i)
+        elif isinstance(written, BaseException) and created:
+            self._drop_if_unused(group)
+        return self._answer(result, staged, written)
+
+    def complete_transaction(self, partition: int, producer_id: int, commit: bool) -> None:
+        """The producer's COMMIT or ABORT marker is durable on ``partition``: its pending
+        offsets in the groups of that partition become committed or are dropped. While
+        the partition loads this waits for the load (whose read may end before the
+        marker); on a partition this node does not coordinate there is nothing to do (a
+        later load reads the marker from the log)."""
+        if self._registry.is_loading(partition):
+            self._registry.after_load(
+                partition, lambda: self.complete_transaction(partition, producer_id, commit)
+            )
+            return
+        if not self._registry.owns(partition):
+            return
+        for group in self._registry.groups():
+            if (
+                producer_id in group.pending_txn_offsets
+                and self._registry.partition_for(group.group_id) == partition
+                and group.complete_txn(producer_id, commit)
+            ):
+                log.debug(
+                    "%s%s transactional offsets of producer %d in group %s",
+                    self._log_prefix,
+                    "committed" if commit else "aborted",
+                    producer_id,
+                    group.group_id,
+                )
+
+    def _known_partitions(
+        self, offsets: Mapping[TopicPartition, OffsetCommitEntry]
+    ) -> tuple[dict[TopicPartition, ErrorCode], dict[TopicPartition, OffsetCommitEntry]]:
+        """(answers for partitions that do not exist, the entries of those that do)."""
         result: dict[TopicPartition, ErrorCode] = {}
         valid: dict[TopicPartition, OffsetCommitEntry] = {}
         for tp, entry in offsets.items():
@@ -92,38 +194,47 @@ class OffsetStore:
                 valid[tp] = entry
             else:
                 result[tp] = ErrorCode.unknown_topic_or_partition
-        if not valid:
-            return result
-        err = self._registry.status(group_id, OFFSET_COMMIT)
-        group = self._registry.get(group_id)
-        created = False
-        if err is None and group is None:
-            if generation_id < 0:
-                # A consumer that manages its own assignment ("simple" group) or an admin
-                # tool: the group exists only to hold offsets.
-                group = ClassicGroup(group_id, state_timestamp=self._clock.now_ms())
-                self._registry.add(group)
-                created = True
-            else:
-                # v9 clients understand GROUP_ID_NOT_FOUND; older ones expect this.
-                err = (
-                    ErrorCode.group_id_not_found
-                    if api_version >= 9
-                    else ErrorCode.illegal_generation
-                )
-        if err is None and group is not None:
-            err = group.validate_offset_commit(member_id, group_instance_id, generation_id)
-        if err is not None or group is None:
-            for tp in valid:
-                result[tp] = err or ErrorCode.unknown_server_error
-            return result
-        member = group.members.get(member_id)
-        if member is not None and group.is_(STABLE, PREPARING):
-            # A commit proves the member is alive, as a heartbeat would.
-            self._membership.schedule_heartbeat(group, member)
+        return result, valid
 
-        now = self._clock.now_ms()
-        expire = now + retention_ms if retention_ms >= 0 else None
+    def _group_for_commit(
+        self, group_id: str, api: int, generation_id: int, missing: ErrorCode
+    ) -> tuple[ClassicGroup | None, bool, ErrorCode | None]:
+        """(group, whether this created it, error): a commit without a generation to a
+        group that does not exist creates a "simple" group; with one it gets ``missing``."""
+        err = self._registry.status(group_id, api)
+        if err is not None:
+            return None, False, err
+        group = self._registry.get(group_id)
+        if group is not None:
+            return group, False, None
+        if generation_id >= 0:
+            return None, False, missing
+        # A consumer that manages its own assignment ("simple" group), an admin tool or a
+        # transactional producer: the group exists only to hold offsets.
+        group = ClassicGroup(group_id, state_timestamp=self._clock.now_ms())
+        self._registry.add(group)
+        return group, True, None
+
+    @staticmethod
+    def _fail(
+        result: dict[TopicPartition, ErrorCode],
+        valid: Mapping[TopicPartition, OffsetCommitEntry],
+        err: ErrorCode | None,
+    ) -> dict[TopicPartition, ErrorCode]:
+        for tp in valid:
+            result[tp] = err or ErrorCode.unknown_server_error
+        return result
+
+    def _stage(
+        self,
+        group_id: str,
+        valid: Mapping[TopicPartition, OffsetCommitEntry],
+        now: int,
+        expire: int | None,
+        result: dict[TopicPartition, ErrorCode],
+    ) -> tuple[dict[TopicPartition, CommittedOffset], list[Record]]:
+        """The offsets to write and their records, in the same order; oversized metadata
+        is answered in ``result`` instead."""
         records: list[Record] = []
         staged: dict[TopicPartition, CommittedOffset] = {}
         for tp, entry in valid.items():
@@ -142,24 +253,35 @@ class OffsetStore:
                     ),
                 )
             )
-        if not records:
-            return result
-        seq = next(self._commit_seq)
+        return staged, records
+
+    async def _write(
+        self,
+        group: ClassicGroup,
+        staged: Mapping[TopicPartition, CommittedOffset],
+        records: list[Record],
+        producer: TxnProducer | None,
+    ) -> int | BaseException:
+        # Counted while in flight, so expiry and cleanup leave the partitions alone.
         for tp in staged:
             group.pending_commits[tp] += 1
         try:
-            exc = await self._registry.append(self._registry.partition_for(group_id), records)
+            return await self._registry.write(
+                self._registry.partition_for(group.group_id), records, producer
+            )
         finally:
             for tp in staged:
                 group.pending_commits[tp] -= 1
                 if group.pending_commits[tp] <= 0:
                     del group.pending_commits[tp]
-        code = ErrorCode.none if exc is None else offset_commit_error(exc)
-        if exc is None and self._registry.is_live(group):
-            for tp, value in staged.items():
-                group.apply_offset(tp, value, seq)
-        elif exc is not None and created:
-            self._drop_if_unused(group)
+
+    @staticmethod
+    def _answer(
+        result: dict[TopicPartition, ErrorCode],
+        staged: Mapping[TopicPartition, CommittedOffset],
+        written: int | BaseException,
+    ) -> dict[TopicPartition, ErrorCode]:
+        code = offset_commit_error(written) if isinstance(written, BaseException) else ErrorCode.none
         for tp in staged:
             result[tp] = code
         return result
@@ -170,6 +292,7 @@ class OffsetStore:
             and group.is_(EMPTY)
             and not group.offsets
             and not group.pending_commits
+            and not group.pending_txn_offsets
             and not group.pending_members
             and group.protocol_type is None
             and group.generation == 0
@@ -191,6 +314,15 @@ class OffsetStore:
         if partitions is None:
             return ErrorCode.none, sorted(group.offsets.items())
         return ErrorCode.none, [(tp, group.offsets.get(tp)) for tp in partitions]
+
+    def unstable_partitions(self, group_id: str) -> set[TopicPartition]:
+        """Partitions of the group with a transactional commit awaiting its marker: an
+        OffsetFetch with require_stable (v7+) answers them UNSTABLE_OFFSET_COMMIT, so a
+        consumer starting up does not read from an offset a transaction may still move."""
+        group = self._registry.get(group_id)
+        if group is None or group.is_(DEAD):
+            return set()
+        return group.pending_txn_partitions()
 
     async def delete_offsets(
         self, group_id: str, partitions: Iterable[TopicPartition]
@@ -215,7 +347,9 @@ class OffsetStore:
                 result[tp] = ErrorCode.group_subscribed_to_topic
             else:
                 result[tp] = ErrorCode.none
-                if tp in group.offsets:
+                # A pending transactional offset is deleted too (Kafka writes the
+                # tombstone for it as well, and replay drops it then).
+                if tp in group.offsets or tp in group.pending_txn_partitions():
                     to_delete.append(tp)
         if to_delete:
             records: list[Record] = [(offset_key(group_id, t, p), None) for t, p in to_delete]
@@ -227,8 +361,7 @@ class OffsetStore:
                         result[tp] = code
             elif self._registry.is_live(group):
                 for tp in to_delete:
-                    group.offsets.pop(tp, None)
-                    group.offset_seq.pop(tp, None)
+                    group.remove_offset(tp)
         return ErrorCode.none, result
 
     # --- expiry ---------------------------------------------------------------------------
@@ -265,8 +398,7 @@ class OffsetStore:
             expired = group.expired_offsets(now, self.offsets_retention_ms)
             records = by_partition.setdefault(partition, [])
             for tp in expired:
-                group.offsets.pop(tp, None)
-                group.offset_seq.pop(tp, None)
+                group.remove_offset(tp)
                 records.append((offset_key(group.group_id, tp[0], tp[1]), None))
             removed += len(expired)
             if (
@@ -274,6 +406,8 @@ class OffsetStore:
                 and not group.offsets
                 and not group.pending_commits
                 and not group.pending_members
+                # An open transaction keeps its group (Kafka's cleanupExpiredOffsets).
+                and not group.pending_txn_offsets
             ):
                 group.transition(DEAD, now)
                 self._registry.discard(group)

@@ -30,7 +30,8 @@ Values start with their own int16 version:
     We write v3.
 
 A null value (tombstone) deletes the offset or the group. Keys of any other version
-(transactions, the KIP-848 protocol) are skipped on load.
+(the KIP-848 protocol's records) are skipped on load. Transactional offset commits use
+the same offset records, in a transactional batch of their producer (see loading.py).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from kio.schema.errors import ErrorCode
 
 from odradek.broker.group.group import ClassicGroup, GroupState
 from odradek.broker.group.loading import Replay
-from odradek.broker.group.log import GroupLog, Record
+from odradek.broker.group.log import GroupLog, Record, TxnProducer
 from odradek.broker.group.partitioning import partition_for
 from odradek.broker.group.records import RecordFormatError
 
@@ -30,6 +30,7 @@ log = logging.getLogger("odradek.group")
 # API keys, for the per-API rules in GroupRegistry.status.
 JOIN_GROUP, HEARTBEAT, LEAVE_GROUP, SYNC_GROUP = 11, 12, 13, 14
 OFFSET_COMMIT, OFFSET_FETCH, DESCRIBE_GROUPS, DELETE_GROUPS, OFFSET_DELETE = 8, 9, 15, 42, 47
+TXN_OFFSET_COMMIT = 28
 # Kafka accepts the empty group id where it only names stored state (offsets, describe,
 # delete), for compatibility with old clients; membership APIs need a real id.
 _EMPTY_ID_ALLOWED = frozenset({OFFSET_COMMIT, OFFSET_FETCH, DESCRIBE_GROUPS, DELETE_GROUPS})
@@ -55,6 +56,9 @@ class GroupRegistry:
         self._epochs = itertools.count(1)
         self._active = True
         self._tasks: set[asyncio.Task[object]] = set()
+        # What must happen to a partition's groups once its load finishes (transactions
+        # that completed while it was being read; see after_load).
+        self._after_load: dict[int, list[Callable[[], None]]] = {}
 
     # --- partitions ----------------------------------------------------------------------
 
@@ -78,6 +82,14 @@ class GroupRegistry:
 
     def loading_partitions(self) -> set[int]:
         return set(self._loading)
+
+    def is_loading(self, partition: int) -> bool:
+        return partition in self._loading
+
+    def after_load(self, partition: int, action: Callable[[], None]) -> None:
+        """Run ``action`` once the load of ``partition`` (in progress) has made its groups
+        live; dropped if the load is abandoned (the next load reads the log again)."""
+        self._after_load.setdefault(partition, []).append(action)
 
     def status(self, group_id: str, api: int) -> ErrorCode | None:
         """Why this node cannot serve ``api`` for ``group_id`` now, or None if it can."""
@@ -106,6 +118,7 @@ class GroupRegistry:
             log.exception("%sloading __consumer_offsets-%d failed", self._log_prefix, partition)
             if self._loading.get(partition) == epoch:
                 del self._loading[partition]
+                self._after_load.pop(partition, None)
             return
         if groups is None or self._loading.get(partition) != epoch:
             return  # unloaded (and maybe reloaded) while we were reading
@@ -114,6 +127,8 @@ class GroupRegistry:
         for group in groups:
             self._groups[group.group_id] = group
             on_loaded(group)
+        for action in self._after_load.pop(partition, []):
+            action()
         log.info(
             "%sloaded %d groups from __consumer_offsets-%d",
             self._log_prefix,
@@ -124,6 +139,7 @@ class GroupRegistry:
     def unload(self, partition: int, on_unloaded: GroupCallback) -> None:
         """Drop the groups of ``partition``, calling ``on_unloaded`` for each."""
         was_loading = self._loading.pop(partition, None) is not None
+        self._after_load.pop(partition, None)
         if self._owned.pop(partition, None) is None and not was_loading:
             return
         unloaded = 0
@@ -152,14 +168,14 @@ class GroupRegistry:
 
     async def _replay(self, partition: int, epoch: int) -> list[ClassicGroup] | None:
         replay = Replay()
-        for i, (key, value) in enumerate(self._log.read(partition)):
+        for i, entry in enumerate(self._log.read(partition)):
             if i and i % self._load_batch == 0:
                 # Let requests (answered COORDINATOR_LOAD_IN_PROGRESS) through meanwhile.
                 await asyncio.sleep(0)
                 if self._loading.get(partition) != epoch:
                     return None
             try:
-                replay.apply(key, value)
+                replay.apply(entry)
             except RecordFormatError as e:
                 log.warning(
                     "%sskipping undecodable record in __consumer_offsets-%d: %s",
@@ -198,11 +214,19 @@ class GroupRegistry:
 
     async def append(self, partition: int, records: list[Record]) -> BaseException | None:
         """Append to the log; the exception if it failed or we lost the partition meanwhile."""
+        written = await self.write(partition, records)
+        return written if isinstance(written, BaseException) else None
+
+    async def write(
+        self, partition: int, records: list[Record], producer: TxnProducer | None = None
+    ) -> int | BaseException:
+        """Append to the log: the log offset of the first record, or the exception if it
+        failed or we lost the partition meanwhile."""
         epoch = self._owned.get(partition)
         if epoch is None:
             return NotCoordinator()
         try:
-            await self._log.append(partition, records)
+            first = await self._log.append(partition, records, producer)
         except asyncio.CancelledError:
             raise
         except Exception as e:
@@ -212,7 +236,7 @@ class GroupRegistry:
             return e
         if self._owned.get(partition) != epoch:
             return NotCoordinator()
-        return None
+        return first
 
     def spawn(self, coro: Coroutine[object, object, object]) -> None:
         """Run ``coro`` (a write and what follows it) as a task the registry owns."""

@@ -16,6 +16,7 @@ from tests.unit.broker.group.group_harness import Harness, subscription
 
 JOIN, SYNC, HEARTBEAT, LEAVE = 11, 14, 12, 13
 COMMIT, FETCH, LIST, DESCRIBE, DELETE, OFFSET_DELETE = 8, 9, 16, 15, 42, 47
+TXN_COMMIT = 28
 SPECS = {spec.api_key: spec for spec in APIS}
 
 
@@ -67,6 +68,7 @@ def test_served_versions() -> None:
         DESCRIBE: (0, 6),
         DELETE: (0, 2),
         OFFSET_DELETE: (0, 0),
+        TXN_COMMIT: (0, 4),
     }
     for key, (lo, hi) in served.items():
         kio_lo, kio_hi = codec.kio_versions(key) or (0, -1)

@@ -196,7 +196,7 @@ async def test_offsets_of_empty_group_expire_after_retention() -> None:
     assert h.coord.admin.group_state("g") is None
     # Tombstones were written for the offsets and the groups.
     p = h.coord.partition_for("g")
-    assert any(v is None for _, v in h.log.partitions[p])
+    assert any(v is None for _, v in h.log.records(p))
 
 
 async def test_explicit_retention_time_of_old_commit_versions() -> None:

@@ -109,11 +109,10 @@ async def test_unload_answers_not_coordinator_and_releases_parked_requests(
 async def test_requests_during_load_get_load_in_progress() -> None:
     log = InMemoryGroupLog(num_partitions=1)
     for i in range(50):
-        log.partitions.setdefault(0, []).append(
-            (
-                records.offset_key("g", "t", 0),
-                records.encode_offset_value(records.OffsetValue(i, -1, "", 1)),
-            )
+        log.put(
+            0,
+            records.offset_key("g", "t", 0),
+            records.encode_offset_value(records.OffsetValue(i, -1, "", 1)),
         )
     h = Harness(log=log, load_batch_size=10)
     load = asyncio.ensure_future(h.coord.load_partition(0))
@@ -133,12 +132,12 @@ async def test_requests_during_load_get_load_in_progress() -> None:
 
 async def test_unload_during_load_abandons_it() -> None:
     log = InMemoryGroupLog(num_partitions=1)
-    log.partitions[0] = [
-        (
+    for _ in range(30):
+        log.put(
+            0,
             records.offset_key("g", "t", 0),
             records.encode_offset_value(records.OffsetValue(1, -1, "", 1)),
         )
-    ] * 30
     h = Harness(log=log, load_batch_size=10)
     load = asyncio.ensure_future(h.coord.load_partition(0))
     await asyncio.sleep(0)
@@ -158,7 +157,7 @@ async def test_close_releases_everything(harness: Harness) -> None:
 
 async def test_undecodable_records_are_skipped() -> None:
     log = InMemoryGroupLog(num_partitions=1)
-    log.partitions[0] = [
+    for key, value in [
         (b"\x00", b"junk"),
         (records.offset_key("g", "t", 0), b"\x00\x09garbage"),
         (b"\x00\x05unknown-key-type", b"x"),
@@ -166,7 +165,8 @@ async def test_undecodable_records_are_skipped() -> None:
             records.offset_key("g", "t", 1),
             records.encode_offset_value(records.OffsetValue(5, -1, "", 1)),
         ),
-    ]
+    ]:
+        log.put(0, key, value)
     h = Harness(log=log)
     await h.coord.load_partition(0)
     assert h.coord.offsets.committed_offsets("g") == {("t", 1): 5}
