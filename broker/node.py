@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -20,7 +21,16 @@ from odradek.broker.config import NodeConfig, parse_ip_overrides
 from odradek.broker.fetch_sessions import FetchSessionCache
 from odradek.broker.group.coordinator import GroupCoordinator
 from odradek.broker.group_log import PartitionGroupLog
-from odradek.broker.handlers import admin, fetch, log_dirs, meta, produce, quorum, txn
+from odradek.broker.handlers import (
+    admin,
+    fetch,
+    log_dirs,
+    meta,
+    produce,
+    quorum,
+    txn,
+    txn_admin,
+)
 from odradek.broker.handlers.api import ApiSpec
 from odradek.broker.loop_watchdog import LoopWatchdog
 from odradek.broker.metadata_collector import MetadataCollector
@@ -33,6 +43,7 @@ from odradek.broker.replication import ReplicationManager
 from odradek.broker.server import KafkaServer, ServerLimits
 from odradek.broker.txn import TransactionCoordinator
 from odradek.broker.txn_markers import BrokerMarkerSender, MarkerWriter
+from odradek.broker.txn_metrics import TxnCollector
 from odradek.broker.txn_state_log import PartitionTxnLog
 from odradek.controller.metadata import (
     BROKER_RESOURCE,
@@ -60,7 +71,7 @@ def handler_table() -> dict[int, ApiSpec[Node]]:
     apis: dict[int, ApiSpec[Node]] = {}
     specs: list[Sequence[ApiSpec[Node]]] = [meta.APIS, produce.APIS, fetch.APIS, admin.APIS,
                                             log_dirs.APIS, quorum.APIS, group_handlers.APIS,
-                                            txn.APIS]
+                                            txn.APIS, txn_admin.APIS]
     for module_specs in specs:
         for spec in module_specs:
             assert spec.api_key not in apis, f"api key {spec.api_key} registered twice"
@@ -221,6 +232,8 @@ class Node:
         self._coordinator_loads: set[asyncio.Task[None]] = set()
         self.metrics.add_collector(NodeCollector(
             self.replicas, self.groups.admin.list_groups, self.groups.offsets.committed_offsets))
+        self.metrics.add_collector(TxnCollector(lambda: self.transactions,
+                                                lambda: int(time.time() * 1000)))
         self.metrics.add_collector(MetadataCollector(
             lambda: self.image, lambda: self.plane.is_active_controller))
         for collector in self.plane.collectors():

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from odradek.broker.txn.coordinator import TransactionCoordinator
@@ -51,6 +51,14 @@ class TxnCollector(Collector):
             "odradek_transaction_coordinator_loading_partitions",
             "__transaction_state partitions this node is still loading (their ids get "
             "COORDINATOR_LOAD_IN_PROGRESS meanwhile).")
+        completed = CounterMetricFamily(
+            "odradek_transactions_completed",
+            "Transactions this node's coordinator completed (markers written, Complete* "
+            "record durable) since it started, by result.", labels=["result"])
+        timeouts = CounterMetricFamily(
+            "odradek_transaction_timeout_aborts",
+            "Transactions this node's coordinator aborted because they ran past their "
+            "transaction.timeout.ms, since it started.")
         coord = self.coordinator()
         counts = dict.fromkeys(STATE_LABELS.values(), 0)
         age_ms = 0
@@ -68,10 +76,13 @@ class TxnCollector(Collector):
         else:
             owned.add_metric([], 0)
             loading.add_metric([], 0)
+        for result in ("commit", "abort"):
+            completed.add_metric([result], coord.completed[result] if coord else 0)
+        timeouts.add_metric([], coord.timeout_aborts if coord else 0)
         for label, n in counts.items():
             by_state.add_metric([label], n)
         oldest.add_metric([], age_ms / 1000)
-        yield from (by_state, oldest, owned, loading)
+        yield from (by_state, oldest, owned, loading, completed, timeouts)
 
     def _oldest_open_ms(self, coord: TransactionCoordinator, open_ids: list[str]) -> int:
         starts = [d.transaction_start_time_ms for d in coord.describe_transactions(open_ids)

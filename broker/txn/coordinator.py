@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -196,6 +197,10 @@ class TransactionCoordinator:
         self.retry_backoff_ms = retry_backoff_ms
         self._prefix = prefix
         self._abort_timer: TimerHandle | None = None
+        # Totals since start (metrics): transactions completed here by result, and the
+        # aborts this coordinator started because a transaction ran past its timeout.
+        self.completed: Counter[str] = Counter()
+        self.timeout_aborts = 0
         self._expiry_timer: TimerHandle | None = None
 
     # --- partitions and lifecycle --------------------------------------------------------
@@ -852,6 +857,7 @@ class TransactionCoordinator:
             if code is ErrorCode.none:
                 log.debug("%scompleted %s: %s", self._prefix, md.transactional_id,
                           complete.state.state_name)
+                self.completed["commit" if complete.state is COMPLETE_COMMIT else "abort"] += 1
                 return
             if code in (ErrorCode.not_coordinator, ErrorCode.coordinator_load_in_progress):
                 return
@@ -912,6 +918,7 @@ class TransactionCoordinator:
                 self._registry.partition_for(md.transactional_id),
             )
             started += 1
+        self.timeout_aborts += started
         return started
 
     def _fence_needs_producer_id(self, md: TransactionMetadata) -> bool:

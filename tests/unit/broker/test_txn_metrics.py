@@ -48,6 +48,28 @@ def test_transactions_by_state_and_oldest_open() -> None:
     assert got["odradek_transaction_oldest_open_seconds"] == 45
     assert got["odradek_transaction_coordinator_partitions"] == 4
     assert got["odradek_transaction_coordinator_loading_partitions"] == 0
+    # "done" aborted by its producer; "stuck" not completed (its markers hang).
+    assert got["odradek_transactions_completed_total{abort}"] == 1
+    assert got["odradek_transactions_completed_total{commit}"] == 0
+    assert got["odradek_transaction_timeout_aborts_total"] == 0
+
+
+def test_timeout_aborts_and_completions_are_counted() -> None:
+    async def run() -> dict[str, float]:
+        h = await coordinator()
+        assert h.markers.gate is not None
+        h.markers.gate.set()  # "stuck" commits
+        # "old" and "new" run past their 60 s timeout; the coordinator's periodic check
+        # (on the harness clock) aborts them.
+        h.clock.advance(60_000)
+        h.coord.abort_timed_out_transactions()
+        await h.settle()
+        return samples(TxnCollector(lambda: h.coord, h.clock.now_ms))
+
+    got = asyncio.run(run())
+    assert got["odradek_transaction_timeout_aborts_total"] == 2
+    assert got["odradek_transactions_completed_total{commit}"] == 1
+    assert got["odradek_transactions_completed_total{abort}"] == 3
 
 
 def test_a_node_coordinating_nothing() -> None:
@@ -63,6 +85,7 @@ def test_a_node_coordinating_nothing() -> None:
 
 def test_every_transaction_metric_is_documented() -> None:
     names = {m.name for m in TxnCollector(lambda: None, lambda: 0).collect()}
-    assert len(names) == 4
+    assert len(names) == 6
     for name in names:
-        assert f"`{name}`" in DOC, f"{name} is not in docs/metrics.md"
+        assert f"`{name}`" in DOC or f"`{name}_total`" in DOC, \
+            f"{name} is not in docs/metrics.md"
