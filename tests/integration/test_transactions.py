@@ -1,0 +1,219 @@
+"""Transactions with real clients: committed records are read once, aborted ones never by
+read_committed consumers, zombies are fenced, and an abandoned transaction times out."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from tests.helpers import unique_name
+from tests.integration.harness import NodeProcess, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def txn_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    # Timed-out transactions are looked for every half second (10 s by default).
+    n = NodeProcess(tmp_path_factory.mktemp("txn"), overrides={
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms": 500}).start()
+    yield n
+    n.kill()
+
+
+def create_topic(bootstrap: str, partitions: int = 2, replication: int = 1) -> str:
+    topic = unique_name("txn")
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, partitions, replication)])[topic].result(15)
+    return topic
+
+
+def consume(bootstrap: str, topic: str, isolation: str, expect: int,
+            settle_s: float = 1.0, timeout_s: float = 20.0) -> list[str]:
+    """Values read from the start of ``topic``, in order per partition (partitions one
+    after the other), once ``expect`` arrived and nothing more came for ``settle_s``."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_name("g"),
+                  "auto.offset.reset": "earliest", "isolation.level": isolation,
+                  "enable.auto.commit": False})
+    c.subscribe([topic])
+    by_partition: dict[int, list[str]] = {}
+    try:
+        deadline = time.monotonic() + timeout_s
+        quiet_until = None
+        while time.monotonic() < deadline:
+            m = c.poll(0.2)
+            count = sum(map(len, by_partition.values()))
+            if m is None or m.error() is not None:
+                if count >= expect:
+                    quiet_until = quiet_until or time.monotonic() + settle_s
+                    if time.monotonic() >= quiet_until:
+                        break
+                continue
+            quiet_until = None
+            by_partition.setdefault(m.partition(), []).append(m.value().decode())
+    finally:
+        c.close()
+    return [v for p in sorted(by_partition) for v in by_partition[p]]
+
+
+def test_confluent_commit_and_abort_are_seen_by_read_committed(txn_node: NodeProcess) -> None:
+    bs = txn_node.bootstrap
+    topic = create_topic(bs, partitions=1)
+    p = Producer({"bootstrap.servers": bs, "transactional.id": unique_name("tid")})
+    p.init_transactions(30)
+    for i, commit in enumerate((True, False, True, False, True)):
+        p.begin_transaction()
+        for j in range(4):
+            p.produce(topic, key=str(j).encode(), value=f"{i}-{j}".encode())
+        p.flush(10)  # on the broker before the transaction ends (the abort is real)
+        if commit:
+            p.commit_transaction(30)
+        else:
+            p.abort_transaction(30)
+    committed = [f"{i}-{j}" for i in (0, 2, 4) for j in range(4)]
+    assert consume(bs, topic, "read_committed", len(committed)) == committed
+    everything = [f"{i}-{j}" for i in range(5) for j in range(4)]
+    assert consume(bs, topic, "read_uncommitted", len(everything)) == everything
+
+
+def test_open_transaction_holds_read_committed_back(txn_node: NodeProcess) -> None:
+    bs = txn_node.bootstrap
+    topic = create_topic(bs, partitions=1)
+    plain = Producer({"bootstrap.servers": bs})
+    plain.produce(topic, value=b"before")
+    plain.flush(10)
+    p = Producer({"bootstrap.servers": bs, "transactional.id": unique_name("tid")})
+    p.init_transactions(30)
+    p.begin_transaction()
+    p.produce(topic, value=b"in-txn")
+    p.flush(10)
+    plain.produce(topic, value=b"after")  # behind the open transaction: not stable yet
+    plain.flush(10)
+    assert consume(bs, topic, "read_committed", 1) == ["before"]
+    p.commit_transaction(30)
+    assert consume(bs, topic, "read_committed", 3) == ["before", "in-txn", "after"]
+
+
+def test_a_new_producer_fences_the_zombie(txn_node: NodeProcess) -> None:
+    bs = txn_node.bootstrap
+    topic = create_topic(bs, partitions=1)
+    tid = unique_name("tid")
+    zombie = Producer({"bootstrap.servers": bs, "transactional.id": tid})
+    zombie.init_transactions(30)
+    zombie.begin_transaction()
+    zombie.produce(topic, value=b"zombie")
+    zombie.flush(10)
+    successor = Producer({"bootstrap.servers": bs, "transactional.id": tid})
+    # Aborts the zombie's open transaction (fencing it) before answering.
+    successor.init_transactions(30)
+    successor.begin_transaction()
+    successor.produce(topic, value=b"successor")
+    successor.commit_transaction(30)
+    with pytest.raises(KafkaException) as err:
+        zombie.produce(topic, value=b"late")
+        zombie.commit_transaction(10)
+    assert err.value.args[0].fatal() or "fenced" in str(err.value).lower()
+    assert consume(bs, topic, "read_committed", 1) == ["successor"]
+
+
+def test_abandoned_transaction_times_out_and_aborts(txn_node: NodeProcess) -> None:
+    bs = txn_node.bootstrap
+    topic = create_topic(bs, partitions=1)
+    p = Producer({"bootstrap.servers": bs, "transactional.id": unique_name("tid"),
+                  "transaction.timeout.ms": 1500})
+    p.init_transactions(30)
+    p.begin_transaction()
+    p.produce(topic, value=b"abandoned")
+    p.flush(10)
+    plain = Producer({"bootstrap.servers": bs})
+    plain.produce(topic, value=b"later")
+    plain.flush(10)
+    # The coordinator aborts it after 1.5 s: the records behind it become readable.
+    assert consume(bs, topic, "read_committed", 1, timeout_s=30) == ["later"]
+
+
+def test_kafka_python_transactional_producer(txn_node: NodeProcess) -> None:
+    from kafka import KafkaConsumer, KafkaProducer
+
+    bs = txn_node.bootstrap
+    topic = create_topic(bs, partitions=2)
+    p = KafkaProducer(bootstrap_servers=bs, transactional_id=unique_name("tid"))
+    try:
+        p.init_transactions()
+        p.begin_transaction()
+        for i in range(6):
+            p.send(topic, value=f"c{i}".encode(), partition=i % 2)
+        p.commit_transaction()
+        p.begin_transaction()
+        for i in range(6):
+            p.send(topic, value=f"a{i}".encode(), partition=i % 2)
+        p.flush()
+        p.abort_transaction()
+    finally:
+        p.close()
+    c = KafkaConsumer(topic, bootstrap_servers=bs, auto_offset_reset="earliest",
+                      isolation_level="read_committed", consumer_timeout_ms=4000)
+    try:
+        got = sorted(m.value.decode() for m in c)
+    finally:
+        c.close()
+    assert got == [f"c{i}" for i in range(6)]
+
+
+def test_aiokafka_transactional_producer(txn_node: NodeProcess) -> None:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    bs = txn_node.bootstrap
+    topic = create_topic(bs, partitions=1)
+
+    async def run() -> list[str]:
+        p = AIOKafkaProducer(bootstrap_servers=bs, transactional_id=unique_name("tid"))
+        await p.start()
+        try:
+            async with p.transaction():
+                for i in range(5):
+                    await p.send(topic, f"c{i}".encode())
+            await p.begin_transaction()
+            await (await p.send(topic, b"aborted"))
+            await p.abort_transaction()
+            async with p.transaction():
+                await p.send(topic, b"last")
+        finally:
+            await p.stop()
+        c = AIOKafkaConsumer(topic, bootstrap_servers=bs, auto_offset_reset="earliest",
+                             isolation_level="read_committed")
+        await c.start()
+        got: list[str] = []
+        try:
+            async with asyncio.timeout(20):
+                while len(got) < 6:
+                    batch = await c.getmany(timeout_ms=500)
+                    got += [m.value.decode() for ms in batch.values() for m in ms]
+            more = await c.getmany(timeout_ms=1000)
+            got += [m.value.decode() for ms in more.values() for m in ms]
+        finally:
+            await c.stop()
+        return got
+
+    assert asyncio.run(run()) == [f"c{i}" for i in range(5)] + ["last"]
+
+
+def test_find_coordinator_for_a_transactional_id(txn_node: NodeProcess) -> None:
+    from kio.schema.errors import ErrorCode
+
+    from odradek.broker.kafka.client import KafkaConnection
+
+    with KafkaConnection.to(txn_node.bootstrap) as c:
+        found = wait_for(lambda: (lambda r: r if r.error_code == ErrorCode.none else None)(
+            c.request(10, 4, {"key_type": 1, "coordinator_keys": ["some-id"]}).coordinators[0]),
+            20, "the transaction coordinator")
+        assert found.node_id == txn_node.node_id
+        empty = c.request(10, 4, {"key_type": 1, "coordinator_keys": [""]}).coordinators[0]
+        assert empty.error_code == ErrorCode.invalid_request
+        bad = c.request(10, 4, {"key_type": 7, "coordinator_keys": ["x"]}).coordinators[0]
+        assert bad.error_code == ErrorCode.invalid_request
