@@ -45,6 +45,7 @@ from odradek.broker.txn import TransactionCoordinator
 from odradek.broker.txn_markers import BrokerMarkerSender, MarkerWriter
 from odradek.broker.txn_metrics import TxnCollector
 from odradek.broker.txn_state_log import PartitionTxnLog
+from odradek.broker.txn_verification import TxnVerifier
 from odradek.controller.metadata import (
     BROKER_RESOURCE,
     TOPIC_RESOURCE,
@@ -229,6 +230,7 @@ class Node:
             transaction_version_level=0,
             node_id=self.node_id,
         )
+        self.txn_verifier = TxnVerifier(self)
         self._coordinator_loads: set[asyncio.Task[None]] = set()
         self.metrics.add_collector(NodeCollector(
             self.replicas, self.groups.admin.list_groups, self.groups.offsets.committed_offsets))
@@ -361,6 +363,7 @@ class Node:
         await self.replication.stop()
         await self.transactions.close()
         await self.marker_sender.close()
+        await self.txn_verifier.close()
         await self.groups.close()
         if self.metrics_server:
             await self.metrics_server.stop()

@@ -70,6 +70,12 @@ class Partition:
         # Told which followers a write waits for although they have not fetched since this
         # leadership began (the fetch sessions nudge them: FetchSessionCache.nudge).
         self.on_unfetched_followers: Callable[[list[int]], None] | None = None
+        # KIP-890 part 1: a transactional producer's first write of a transaction here is
+        # verified with its transaction coordinator first. The token taken before asking
+        # holds until a marker of that producer is written here or the leadership changes,
+        # so a write verified before its transaction ended cannot open a new one after it
+        # (Kafka's VerificationGuard). By producer id: (token, leader epoch).
+        self._txn_verifications: dict[int, tuple[object, int]] = {}
 
     # --- what the metadata says ------------------------------------------------------
 
@@ -125,6 +131,31 @@ class Partition:
         self._settle_acks()
         self.wake()
         return change
+
+    # --- leader: transaction verification (KIP-890 part 1) ------------------------------
+
+    def begin_txn_verification(self, producer_id: int) -> object:
+        """The token a write takes before asking the coordinator (shared by concurrent
+        writes of the producer: the first to append opens the transaction for all)."""
+        held = self._txn_verifications.get(producer_id)
+        if held is None or held[1] != self.leader_epoch:
+            held = (object(), self.leader_epoch)
+            self._txn_verifications[producer_id] = held
+        return held[0]
+
+    def txn_verification_holds(self, producer_id: int, token: object) -> bool:
+        held = self._txn_verifications.get(producer_id)
+        return held is not None and held[0] is token and held[1] == self.leader_epoch
+
+    def end_txn_verification(self, producer_id: int) -> None:
+        """A marker of the producer was written (or its transaction opened): verifications
+        begun before no longer hold."""
+        self._txn_verifications.pop(producer_id, None)
+
+    def txn_open(self, producer_id: int) -> bool:
+        """Whether the producer has a transaction open in this partition's log."""
+        entry = self.log.producer_state.entry(producer_id)
+        return entry is not None and entry.current_txn_first_offset is not None
 
     # --- leader: appends and acks=all ------------------------------------------------
 

@@ -26,7 +26,7 @@ from typing import Protocol
 from kio.schema.errors import ErrorCode
 
 from odradek import storage
-from odradek.broker.kafka.async_client import AsyncKafkaConnection, BrokerConnectionError
+from odradek.broker.inter_broker import BrokerConnections, InterBrokerNode
 from odradek.broker.partition import NotEnoughReplicas
 from odradek.broker.replica_manager import ReplicaManager
 from odradek.broker.txn.markers import MarkerRequest
@@ -84,6 +84,8 @@ class MarkerWriter:
                            if t is None or index not in t.partitions
                            else ErrorCode.not_leader_or_follower)
                 continue
+            # Writes of this producer verified before this marker no longer hold.
+            p.end_txn_verification(marker.producer_id)
             batch = encode_marker_batch(marker.producer_id, marker.producer_epoch,
                                         marker.coordinator_epoch, marker.commit, now)
             try:
@@ -112,24 +114,13 @@ class _ImageSource(Protocol):
     def image(self) -> MetadataImage: ...
 
 
-class MarkerNode(_ImageSource, Protocol):
-    """What the marker sender uses of the node."""
-
-    @property
-    def node_id(self) -> int: ...
-
-    @property
-    def inter_broker_listener(self) -> str: ...
-
-
 class BrokerMarkerSender:
     """The coordinator's MarkerSender: markers to every partition's leader."""
 
-    def __init__(self, node: MarkerNode, writer: MarkerWriter) -> None:
+    def __init__(self, node: InterBrokerNode, writer: MarkerWriter) -> None:
         self._node = node
         self._writer = writer
-        self._conns: dict[int, AsyncKafkaConnection] = {}
-        self._closed = False
+        self._conns = BrokerConnections(node, "txn-markers")
 
     async def send_markers(self, request: MarkerRequest) -> Mapping[TopicPartition, ErrorCode]:
         image = self._node.image
@@ -160,7 +151,7 @@ class BrokerMarkerSender:
                         request.commit, partitions)
         if leader == self._node.node_id:
             return await self._writer.write(marker)
-        conn = self._connection(leader)
+        conn = self._conns.get(leader)
         topics: dict[str, list[int]] = defaultdict(list)
         for topic, index in partitions:
             topics[topic].append(index)
@@ -178,21 +169,5 @@ class BrokerMarkerSender:
                     out[(str(t.name), int(pr.partition_index))] = ErrorCode(pr.error_code)
         return out
 
-    def _connection(self, broker_id: int) -> AsyncKafkaConnection:
-        if self._closed:
-            raise BrokerConnectionError("the marker sender is closed (the node is stopping)")
-        ep = self._node.image.endpoint(broker_id, self._node.inter_broker_listener)
-        if ep is None:
-            raise BrokerConnectionError(f"broker {broker_id} has no address on listener "
-                                        f"{self._node.inter_broker_listener} (fenced?)")
-        conn = self._conns.get(broker_id)
-        if conn is None or (conn.host, conn.port) != (ep.host, ep.port):
-            conn = AsyncKafkaConnection(ep.host, ep.port,
-                                        client_id=f"odradek-txn-markers-{self._node.node_id}")
-            self._conns[broker_id] = conn
-        return conn
-
     async def close(self) -> None:
-        self._closed = True
-        conns, self._conns = list(self._conns.values()), {}
-        await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
+        await self._conns.close()

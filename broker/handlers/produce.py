@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kio.schema.errors import ErrorCode
@@ -22,7 +23,9 @@ from odradek.broker.kafka.codec import ms
 from odradek.broker.metrics import NodeMetrics
 from odradek.broker.partition import NotEnoughReplicas, Partition
 from odradek.broker.replica_manager import ReplicaManager
+from odradek.broker.txn_verification import TxnVerifier
 from odradek.controller.metadata import MetadataImage
+from odradek.storage.batch import iter_batches
 from odradek.storage.errors import StorageError
 
 log = logging.getLogger("odradek.produce")
@@ -40,8 +43,71 @@ class ProduceNode(Protocol):
     @property
     def metrics(self) -> NodeMetrics: ...
 
+    @property
+    def txn_verifier(self) -> TxnVerifier: ...
+
 
 PRODUCE_LEADER_HINTS_VERSION = 10
+
+
+@dataclass(frozen=True, slots=True)
+class _Verification:
+    """A transaction's first write to a partition, checked with its coordinator."""
+
+    producer_id: int
+    token: object
+    error: ErrorCode
+
+    def refusal(self, p: Partition) -> tuple[ErrorCode, str] | None:
+        if self.error == ErrorCode.invalid_record:
+            return self.error, "a transactional request carries the records of one producer"
+        if self.error != ErrorCode.none:
+            p.end_txn_verification(self.producer_id)
+            return self.error, (f"the transaction coordinator did not confirm that the "
+                                f"partition is in producer {self.producer_id}'s transaction "
+                                f"({self.error.name})")
+        if not p.txn_open(self.producer_id) \
+                and not p.txn_verification_holds(self.producer_id, self.token):
+            # A marker of this producer was written while the coordinator was asked.
+            return ErrorCode.invalid_txn_state, (
+                f"producer {self.producer_id}'s transaction ended while this write was "
+                "being verified")
+        return None
+
+
+async def _verify_transaction(node: ProduceNode, req: Any
+                              ) -> dict[tuple[str, int], _Verification]:
+    """KIP-890 part 1: the partitions where this request would open the producer's
+    transaction, each with what its coordinator said (broker/txn_verification.py)."""
+    if req.transactional_id is None:
+        return {}
+    tokens: dict[tuple[str, int], object] = {}
+    mixed: dict[tuple[str, int], _Verification] = {}
+    producer: tuple[int, int] | None = None
+    for t in req.topic_data:
+        for pd in t.partition_data:
+            p = node.replicas.get((t.name, pd.index))
+            if p is None or not p.is_leader or not pd.records or t.name in INTERNAL_TOPICS:
+                continue
+            try:
+                header = next(iter_batches(pd.records, verify_crc=False), None)
+            except StorageError:
+                continue  # the append refuses it with the reason
+            if header is None or not header.is_transactional or header.producer_id < 0 \
+                    or p.txn_open(header.producer_id):
+                continue
+            producer = producer or (header.producer_id, header.producer_epoch)
+            if header.producer_id != producer[0]:  # Kafka refuses these as well
+                mixed[(t.name, pd.index)] = _Verification(header.producer_id, None,
+                                                          ErrorCode.invalid_record)
+                continue
+            tokens[(t.name, pd.index)] = p.begin_txn_verification(header.producer_id)
+    if producer is None:
+        return {}
+    codes = await node.txn_verifier.verify(str(req.transactional_id), producer[0], producer[1],
+                                           tokens)
+    return mixed | {tp: _Verification(producer[0], token, codes[tp])
+                    for tp, token in tokens.items()}
 
 
 async def handle_produce(node: ProduceNode, ctx: RequestContext, req: Any) -> Payload | None:
@@ -50,6 +116,7 @@ async def handle_produce(node: ProduceNode, ctx: RequestContext, req: Any) -> Pa
              if ctx.api_version >= PRODUCE_LEADER_HINTS_VERSION else None)
     topics_out = []
     waits: list[tuple[dict[str, Any], Partition, int]] = []
+    verified = await _verify_transaction(node, req)
     for t in req.topic_data:
         parts_out = []
         for pd in t.partition_data:
@@ -79,6 +146,12 @@ async def handle_produce(node: ProduceNode, ctx: RequestContext, req: Any) -> Pa
                 out["error_code"] = ErrorCode.corrupt_message
                 out["error_message"] = "produce request carried no record batch"
                 continue
+            check = verified.get((t.name, pd.index))
+            if check is not None:
+                refusal = check.refusal(p)
+                if refusal is not None:
+                    out["error_code"], out["error_message"] = refusal
+                    continue
             try:
                 result = p.append(bytes(pd.records), acks_all=acks == -1)
             except NotEnoughReplicas as e:
@@ -91,6 +164,8 @@ async def handle_produce(node: ProduceNode, ctx: RequestContext, req: Any) -> Pa
                 if out["error_code"] == ErrorCode.kafka_storage_error:
                     log.error("partition %s-%d offline: %s", t.name, pd.index, e)
                 continue
+            if check is not None:
+                p.end_txn_verification(check.producer_id)  # its transaction is open now
             out["base_offset"] = result.base_offset
             out["log_append_time"] = result.log_append_time_ms
             out["log_start_offset"] = result.log_start_offset

@@ -20,11 +20,13 @@ from kio.static.protocol import Payload
 
 from odradek.broker.handlers.api import ApiSpec, RequestContext
 from odradek.broker.kafka.codec import ms
-from odradek.broker.txn import TransactionCoordinator
+from odradek.broker.txn import AddPartitionsTxn, TransactionCoordinator
 from odradek.broker.txn_markers import Marker, MarkerWriter
 
 log = logging.getLogger("odradek.txn")
 
+# AddPartitionsToTxn v4+ is sent by brokers (KIP-890); clients use v0-v3.
+BROKER_ADD_PARTITIONS_VERSION = 4
 # KIP-360: an idempotent producer may bump its own epoch up to here.
 _MAX_BUMPABLE_EPOCH = 32766
 
@@ -67,6 +69,8 @@ async def handle_init_producer_id(node: TxnNode, ctx: RequestContext, req: Any) 
 
 async def handle_add_partitions_to_txn(node: TxnNode, ctx: RequestContext, req: Any
                                        ) -> Payload:
+    if ctx.api_version >= BROKER_ADD_PARTITIONS_VERSION:
+        return await _add_partitions_for_brokers(node, ctx, req)
     wanted = [(str(t.name), int(i)) for t in req.v3_and_below_topics for i in t.partitions]
     results = await node.transactions.add_partitions_to_txn(
         str(req.v3_and_below_transactional_id), int(req.v3_and_below_producer_id),
@@ -78,6 +82,28 @@ async def handle_add_partitions_to_txn(node: TxnNode, ctx: RequestContext, req: 
                                                                     ErrorCode.none)})
     return ctx.respond({"throttle_time": 0, "results_by_topic_v3_and_below": [
         {"name": name, "results_by_partition": parts} for name, parts in by_topic.items()]})
+
+
+async def _add_partitions_for_brokers(node: TxnNode, ctx: RequestContext, req: Any
+                                      ) -> Payload:
+    """v4+: what partition leaders send, several transactions at once, each verified
+    (verify_only, KIP-890 part 1) or added (transactions v2's implicit add)."""
+    txns = [AddPartitionsTxn(str(t.transactional_id), int(t.producer_id),
+                             int(t.producer_epoch),
+                             frozenset((str(tp.name), int(i)) for tp in t.topics
+                                       for i in tp.partitions),
+                             verify_only=bool(t.verify_only))
+            for t in req.transactions]
+    results = await node.transactions.add_partitions_batch(txns, api_version=ctx.api_version)
+    out = []
+    for txn_id, codes in results.items():
+        by_topic: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for (topic, index), code in codes.items():
+            by_topic[topic].append({"partition_index": index, "partition_error_code": code})
+        out.append({"transactional_id": txn_id, "topic_results": [
+            {"name": name, "results_by_partition": parts} for name, parts in by_topic.items()]})
+    return ctx.respond({"throttle_time": 0, "error_code": ErrorCode.none,
+                        "results_by_transaction": out})
 
 
 async def handle_add_offsets_to_txn(node: TxnNode, ctx: RequestContext, req: Any) -> Payload:
@@ -115,7 +141,7 @@ async def handle_write_txn_markers(node: TxnNode, ctx: RequestContext, req: Any)
 
 APIS: tuple[ApiSpec[TxnNode], ...] = (
     ApiSpec(22, 0, 5, handle_init_producer_id),
-    ApiSpec(24, 0, 3, handle_add_partitions_to_txn),
+    ApiSpec(24, 0, 5, handle_add_partitions_to_txn),
     ApiSpec(25, 0, 3, handle_add_offsets_to_txn),
     ApiSpec(26, 0, 4, handle_end_txn),
     ApiSpec(27, 1, 1, handle_write_txn_markers),

@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.helpers import unique_name
-from tests.integration.harness import NodeProcess, wait_for
+from tests.integration.harness import Cluster, NodeProcess, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -217,3 +219,83 @@ def test_find_coordinator_for_a_transactional_id(txn_node: NodeProcess) -> None:
         assert empty.error_code == ErrorCode.invalid_request
         bad = c.request(10, 4, {"key_type": 7, "coordinator_keys": ["x"]}).coordinators[0]
         assert bad.error_code == ErrorCode.invalid_request
+
+
+def test_a_write_outside_the_transaction_cannot_open_one(tmp_path: Path) -> None:
+    """KIP-890 part 1: a transactional write to a partition not added to the producer's
+    transaction (a late retry, a zombie after its abort) is refused by the partition's
+    leader after asking the coordinator (on this node or another), so it cannot open a
+    transaction no coordinator knows and hold back read_committed consumers for good."""
+    from kio.schema.errors import ErrorCode
+
+    from odradek.broker.kafka.client import KafkaConnection
+    from odradek.storage.records import Record, encode_batch
+
+    cluster = Cluster(tmp_path / "c3", 3).start()
+    try:
+        bs = cluster.nodes[0].bootstrap
+        topic = create_topic(bs, partitions=3, replication=1)
+        tid = unique_name("tid")
+        with KafkaConnection.to(bs) as c:
+            coordinator = wait_for(lambda: (lambda r: r if r.error_code == 0 else None)(
+                c.request(10, 4, {"key_type": 1, "coordinator_keys": [tid]}).coordinators[0]),
+                30, "the transaction coordinator").node_id
+            md = c.request(3, 12, {"topics": [{"name": topic, "topic_id": None}]})
+            leaders = {p.partition_index: p.leader_id for p in md.topics[0].partitions}
+        with KafkaConnection.to(cluster.node(coordinator).bootstrap) as coord:
+            init = wait_for(lambda: (lambda r: r if r.error_code == 0 else None)(
+                coord.request(22, 4, {"transactional_id": tid, "transaction_timeout": 60000,
+                                      "producer_id": -1, "producer_epoch": -1})),
+                30, "a producer id")
+        pid, epoch = init.producer_id, init.producer_epoch
+        seq = dict.fromkeys(leaders, 0)
+
+        def produce(partition: int) -> Any:
+            batch = encode_batch([Record(0, value=b"v")], producer_id=pid, producer_epoch=epoch,
+                                 base_sequence=seq[partition], is_transactional=True)
+            with KafkaConnection.to(cluster.node(leaders[partition]).bootstrap) as c:
+                r = c.request(0, 9, {"transactional_id": tid, "acks": -1, "timeout": 5000,
+                                     "topic_data": [{"name": topic, "partition_data": [
+                                         {"index": partition, "records": batch}]}]})
+            out = r.responses[0].partition_responses[0]
+            if out.error_code == ErrorCode.none:
+                seq[partition] += 1
+            return out
+
+        def stable(partition: int) -> bool:
+            with KafkaConnection.to(cluster.node(leaders[partition]).bootstrap) as c:
+                ends = [c.request(2, 5, {"replica_id": -1, "isolation_level": level, "topics": [
+                    {"name": topic, "partitions": [{"partition_index": partition,
+                                                    "current_leader_epoch": -1,
+                                                    "timestamp": -1}]}]}
+                                  ).topics[0].partitions[0].offset for level in (0, 1)]
+            return ends[0] == ends[1]
+
+        with KafkaConnection.to(cluster.node(coordinator).bootstrap) as coord:
+            # Not added: refused on every partition, wherever its leader is.
+            for partition in leaders:
+                refused = produce(partition)
+                assert refused.error_code == ErrorCode.invalid_txn_state, partition
+                assert stable(partition)
+            added = coord.request(24, 3, {"v3_and_below_transactional_id": tid,
+                                          "v3_and_below_producer_id": pid,
+                                          "v3_and_below_producer_epoch": epoch,
+                                          "v3_and_below_topics": [
+                                              {"name": topic, "partitions": list(leaders)}]})
+            assert all(r.partition_error_code == ErrorCode.none
+                       for t in added.results_by_topic_v3_and_below
+                       for r in t.results_by_partition)
+            for partition in leaders:
+                assert produce(partition).error_code == ErrorCode.none
+                assert not stable(partition)  # the transaction is open
+            ended = coord.request(26, 3, {"transactional_id": tid, "producer_id": pid,
+                                          "producer_epoch": epoch, "committed": False})
+            assert ended.error_code == ErrorCode.none
+            for partition in leaders:
+                wait_for(lambda p=partition: stable(p), 20, "the abort markers")
+                # A late write after the abort does not open a transaction again.
+                assert produce(partition).error_code == ErrorCode.invalid_txn_state
+                assert stable(partition)
+        assert len(set(leaders.values()) - {coordinator}) >= 1  # the remote path ran too
+    finally:
+        cluster.kill_all()
