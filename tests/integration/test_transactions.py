@@ -299,3 +299,71 @@ def test_a_write_outside_the_transaction_cannot_open_one(tmp_path: Path) -> None
         assert len(set(leaders.values()) - {coordinator}) >= 1  # the remote path ran too
     finally:
         cluster.kill_all()
+
+
+def odradek_json(*args: str) -> Any:
+    import json
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "odradek.broker.cli.main", *args, "--json"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_operator_finds_and_aborts_a_hanging_transaction(txn_node: NodeProcess) -> None:
+    """`odradek transactions`: a live transaction is listed and described; a hanging one
+    (a transactional write no coordinator knows, as an old client's late write left it)
+    is found and aborted, which lets read_committed consumers past it."""
+    from kio.schema.errors import ErrorCode
+
+    from odradek.broker.kafka.client import KafkaConnection
+    from odradek.storage.records import Record, encode_batch
+    from tests.helpers import produce_raw
+    from tests.integration.harness import metric
+
+    bs = txn_node.bootstrap
+    topic = create_topic(bs, partitions=2)
+    tid = unique_name("tid")
+    live = Producer({"bootstrap.servers": bs, "transactional.id": tid})
+    live.init_transactions(30)
+    live.begin_transaction()
+    live.produce(topic, value=b"live", partition=0)
+    live.flush(10)
+    # The hanging one: a transactional batch written without a transactional id in the
+    # request (no verification), its records an hour old.
+    hour_ago = int(time.time() * 1000) - 3_600_000
+    with KafkaConnection.to(bs) as c:
+        pid = c.request(22, 4, {"transactional_id": None, "transaction_timeout": 60000,
+                                "producer_id": -1, "producer_epoch": -1}).producer_id
+        hung = produce_raw(c, topic, encode_batch(
+            [Record(0, value=b"hung")], producer_id=pid, producer_epoch=0, base_sequence=0,
+            is_transactional=True, timestamp_ms=hour_ago), partition=1)
+        assert hung.error_code == ErrorCode.none
+        plain = encode_batch([Record(0, value=b"after")])
+        assert produce_raw(c, topic, plain, partition=1).error_code == ErrorCode.none
+
+    listed = odradek_json("transactions", "list", "--bootstrap", bs)
+    assert any(t["transactional_id"] == tid and t["state"] == "Ongoing"
+               for t in listed), listed
+    described = odradek_json("transactions", "describe", "--transactional-id", tid,
+                             "--bootstrap", bs)
+    assert described["state"] == "Ongoing" and f"{topic}-0" in described["partitions"]
+    producers = odradek_json("transactions", "describe-producers", "--topic", topic,
+                             "--partition", "1", "--bootstrap", bs)["producers"]
+    assert [p["current_txn_start_offset"] for p in producers
+            if p["producer_id"] == pid] == [hung.base_offset]
+    hanging = odradek_json("transactions", "find-hanging", "--max-transaction-timeout", "1",
+                           "--bootstrap", bs)
+    assert [(h["topic"], h["partition"], h["producer_id"]) for h in hanging] == \
+        [(topic, 1, pid)]  # not the live transaction: its coordinator knows it
+    assert metric(txn_node, "odradek_transactions", 'state="ongoing"') >= 1
+    assert consume(bs, topic, "read_committed", 0, settle_s=1.0, timeout_s=3) == []
+
+    aborted = odradek_json("transactions", "abort", "--topic", topic, "--partition", "1",
+                           "--start-offset", str(hung.base_offset), "--bootstrap", bs)
+    assert aborted["aborted"] and aborted["producer_id"] == pid
+    assert consume(bs, topic, "read_committed", 1) == ["after"]
+    live.commit_transaction(30)
+    assert consume(bs, topic, "read_committed", 2) == ["live", "after"]
