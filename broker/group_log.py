@@ -40,7 +40,6 @@ class PartitionLookup(Protocol):
 
 
 _APPEND_TIMEOUT_MS = 5000
-_READ_CHUNK = 1 << 20
 
 
 class PartitionGroupLog:
@@ -89,14 +88,9 @@ class PartitionGroupLog:
         return result.base_offset
 
     def read(self, partition: int) -> Iterator[LogEntry]:
-        p = self._leader(partition)
-        plog = p.log
+        plog = self._leader(partition).log
         offset = plog.log_start_offset
-        end = plog.log_end_offset
-        while offset < end:
-            result = plog.read(offset, _READ_CHUNK, max_offset=end, min_one_batch=True)
-            if not result.records:
-                break
+        for result in plog.scan():
             yield from _entries(result.records, offset)
             offset = result.next_offset
 

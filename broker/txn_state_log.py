@@ -20,7 +20,6 @@ from odradek.broker.txn.log import LogAppendError
 from odradek.storage.errors import StorageError
 from odradek.storage.records import Record, decode_batches, encode_batch
 
-_READ_CHUNK = 1 << 20
 # How long a write waits for its replicas (Kafka uses request.timeout.ms, 30 s): past it
 # the client is told COORDINATOR_NOT_AVAILABLE and retries.
 APPEND_TIMEOUT_MS = 30_000
@@ -68,11 +67,7 @@ class PartitionTxnLog:
     def read(self, partition: int) -> Iterator[tuple[bytes, bytes | None]]:
         plog = self._leader(partition).log
         offset = plog.log_start_offset
-        end = plog.log_end_offset
-        while offset < end:
-            result = plog.read(offset, _READ_CHUNK, max_offset=end, min_one_batch=True)
-            if not result.records:
-                break
+        for result in plog.scan():
             for header, recs in decode_batches(result.records):
                 if header.is_control:
                     continue

@@ -916,6 +916,18 @@ class PartitionLog:
                 self._go_offline("read", e)
             return empty
 
+    def scan(self, chunk_bytes: int = 1 << 20) -> Iterator[ReadResult]:
+        """The log from its start to its end as of the call, as reads of whole batches of
+        about ``chunk_bytes`` each (a coordinator loading its state from its partition)."""
+        offset = self.log_start_offset
+        end = self.log_end_offset
+        while offset < end:
+            result = self.read(offset, chunk_bytes, max_offset=end, min_one_batch=True)
+            if not result.records:
+                return
+            yield result
+            offset = result.next_offset
+
     def _read_from(
         self,
         seg: LogSegment,

@@ -11,6 +11,7 @@ generation (KIP-447), and so on.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from kio.schema.errors import ErrorCode
@@ -173,23 +174,15 @@ async def handle_offset_commit(node: GroupNode, ctx: RequestContext, req: Any) -
         retention_ms=-1 if retention is None else ms(retention),
         api_version=ctx.api_version,
     )
-    return ctx.respond(
-        {
-            "topics": [
-                {
-                    "name": t.name,
-                    "partitions": [
-                        {
-                            "partition_index": p.partition_index,
-                            "error_code": result[(t.name, p.partition_index)],
-                        }
-                        for p in t.partitions
-                    ],
-                }
-                for t in req.topics
-            ]
-        }
-    )
+    return ctx.respond({"topics": _commit_answer(req, result)})
+
+
+def _commit_answer(req: Any, result: Mapping[TopicPartition, ErrorCode]
+                   ) -> list[dict[str, Any]]:
+    """OffsetCommit's and TxnOffsetCommit's answer: each partition asked, with its error."""
+    return [{"name": t.name, "partitions": [
+        {"partition_index": p.partition_index, "error_code": result[(t.name, p.partition_index)]}
+        for p in t.partitions]} for t in req.topics]
 
 
 async def handle_txn_offset_commit(node: GroupNode, ctx: RequestContext, req: Any) -> Payload:
@@ -211,23 +204,7 @@ async def handle_txn_offset_commit(node: GroupNode, ctx: RequestContext, req: An
         member_id=getattr(req, "member_id", ""),
         group_instance_id=_group_instance_id(req),
     )
-    return ctx.respond(
-        {
-            "topics": [
-                {
-                    "name": t.name,
-                    "partitions": [
-                        {
-                            "partition_index": p.partition_index,
-                            "error_code": result[(t.name, p.partition_index)],
-                        }
-                        for p in t.partitions
-                    ],
-                }
-                for t in req.topics
-            ]
-        }
-    )
+    return ctx.respond({"topics": _commit_answer(req, result)})
 
 
 def _fetched_topics(
