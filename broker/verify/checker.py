@@ -152,13 +152,15 @@ class Anomaly:
 class CheckResult:
     anomalies: dict[str, list[Anomaly]]
     stats: dict[str, Any] = field(default_factory=dict)
+    # The kinds this check looks for, in report order (txn_checker.py has its own).
+    kinds: tuple[str, ...] = ANOMALY_KINDS
 
     @property
     def ok(self) -> bool:
         return not any(self.anomalies.values())
 
     def counts(self) -> dict[str, int]:
-        return {kind: len(self.anomalies.get(kind, [])) for kind in ANOMALY_KINDS}
+        return {kind: len(self.anomalies.get(kind, [])) for kind in self.kinds}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -170,7 +172,7 @@ class CheckResult:
 
     def summary(self, examples: int = 5) -> str:
         s = self.stats
-        lines = [
+        lines = list(s["headline"]) if "headline" in s else [
             f"Checked {s.get('events', 0)} events: {s.get('sends', 0)} sends, "
             f"{s.get('acks', 0)} acks, {s.get('fails_definite', 0)} definite and "
             f"{s.get('fails_indeterminate', 0)} indeterminate failures, "
@@ -188,7 +190,7 @@ class CheckResult:
         else:
             found = ", ".join(f"{k} {n}" for k, n in counts.items() if n)
             lines.append(f"Verdict: FAIL: {total} anomalies ({found})")
-        for kind in ANOMALY_KINDS:
+        for kind in self.kinds:
             found_list = self.anomalies.get(kind, [])
             if not found_list:
                 continue

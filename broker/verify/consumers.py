@@ -30,10 +30,16 @@ class Reader(ClientThread):
     """A consumer thread that records what it polls."""
 
     manual = False  # reads every partition by manual assignment (not in a group)
+    default_isolation = "read_uncommitted"  # the library's default isolation.level
 
     def __init__(self, name: str, cfg: WorkloadConfig, record: Record, clock: Clock,
-                 log: Log) -> None:
+                 log: Log, *, isolation: str | None = None, claimed: str | None = None) -> None:
+        """``isolation`` is the isolation.level to read with (None: the library's default);
+        ``claimed`` is the one recorded in the history, normally the same: only the
+        transactional workload's negative control records another (transactions.py)."""
         super().__init__(name, cfg, record, clock, log, thread_name=f"reader-{name}")
+        self.isolation = isolation or self.default_isolation
+        self.claimed = claimed or self.isolation
         self.polled = 0
         self.positions: dict[int, int] = {}  # partition -> next offset, from what was polled
         self.errors: Counter[str] = Counter()
@@ -56,7 +62,8 @@ class Reader(ClientThread):
         self.polled_record(partition, offset, msg.value())
 
     def assigned(self, partitions: list[int], group: str | None) -> None:
-        self.record(Assign(self.clock(), self.name, self.cfg.topic, sorted(partitions), group))
+        self.record(Assign(self.clock(), self.name, self.cfg.topic, sorted(partitions), group,
+                           self.claimed))
 
     def _run(self) -> None:
         while not self._stopping.is_set():
@@ -72,12 +79,14 @@ class Reader(ClientThread):
 
 
 class ConfluentGroupConsumer(Reader):
+    default_isolation = "read_committed"  # librdkafka's default
+
     def session(self) -> None:
         from confluent_kafka import Consumer
 
         c = Consumer({
             "bootstrap.servers": self.cfg.bootstrap, "logger": CLIENT_LOG,
-            "group.id": self.cfg.group,
+            "group.id": self.cfg.group, "isolation.level": self.isolation,
             "client.id": self.name, "auto.offset.reset": "earliest",
             "enable.auto.commit": True, "auto.commit.interval.ms": 1000,
             "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000,
@@ -118,6 +127,7 @@ class KafkaPythonGroupConsumer(Reader):
         c = KafkaConsumer(
             bootstrap_servers=self.cfg.bootstrap.split(","), group_id=self.cfg.group,
             client_id=self.name, auto_offset_reset="earliest", enable_auto_commit=True,
+            isolation_level=self.isolation,
             auto_commit_interval_ms=1000, session_timeout_ms=6000,
             heartbeat_interval_ms=1000, request_timeout_ms=15000,
             partition_assignment_strategy=[RangePartitionAssignor],
@@ -139,13 +149,14 @@ class ConfluentManualReader(Reader):
     over from the beginning as a new session instead."""
 
     manual = True
+    default_isolation = "read_committed"  # librdkafka's default
 
     def session(self) -> None:
         from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
         c = Consumer({
             "bootstrap.servers": self.cfg.bootstrap, "logger": CLIENT_LOG,
-            "group.id": self.cfg.reader_group,
+            "group.id": self.cfg.reader_group, "isolation.level": self.isolation,
             "client.id": self.name, "enable.auto.commit": False,
             "enable.auto.offset.store": False, "auto.offset.reset": "error",
             "topic.metadata.refresh.interval.ms": 5000,
@@ -191,6 +202,7 @@ class KafkaPythonManualReader(Reader):
 
         c = KafkaConsumer(bootstrap_servers=self.cfg.bootstrap.split(","), group_id=None,
                           client_id=self.name, enable_auto_commit=False,
+                          isolation_level=self.isolation,
                           auto_offset_reset="none", request_timeout_ms=15000,
                           metadata_max_age_ms=5000)
         tps = {p: TopicPartition(self.cfg.topic, p) for p in range(self.cfg.partitions)}

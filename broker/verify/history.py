@@ -84,6 +84,7 @@ class Assign:
     topic: str
     partitions: list[int]
     group: str | None = None
+    isolation: str = "read_uncommitted"  # the consumer's isolation.level
 
 
 @dataclass(frozen=True)
@@ -123,13 +124,45 @@ class FinalRead:
     records: list[list[Any]]
     end_offset: int
     start_offset: int = 0
+    isolation: str = "read_uncommitted"  # read_committed: only committed records, to the LSO
 
 
-Event = RunInfo | Send | Ack | Fail | Assign | Poll | Fault | FinalRead
+@dataclass(frozen=True)
+class TxnEnd:
+    """How transaction ``txn`` of transactional producer ``client`` ended, as the client saw
+    it. ``records`` are its ``[topic, partition, value]`` (each value was also a Send).
+    ``outcome``: ``committed`` (EndTxn commit acknowledged), ``aborted`` (abort acknowledged,
+    or commit never requested: the producer was fenced or failed first, so the coordinator
+    aborts it), or ``unknown`` (commit requested, answer never had). ``commit_t`` is when the
+    commit was first requested (None: never)."""
+
+    t: float
+    client: str
+    txn: str
+    outcome: str
+    records: list[list[Any]]
+    commit_t: float | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Lso:
+    """``client`` learnt ``topic``/``partition``'s last stable offset ``lso`` from a
+    READ_COMMITTED ListOffsets answered in leader epoch ``leader_epoch`` (-1: unknown)."""
+
+    t: float
+    client: str
+    topic: str
+    partition: int
+    lso: int
+    leader_epoch: int
+
+
+Event = RunInfo | Send | Ack | Fail | Assign | Poll | Fault | FinalRead | TxnEnd | Lso
 
 KINDS: dict[str, type[Event]] = {
     "run": RunInfo, "send": Send, "ack": Ack, "fail": Fail, "assign": Assign, "poll": Poll,
-    "fault": Fault, "final": FinalRead,
+    "fault": Fault, "final": FinalRead, "txn": TxnEnd, "lso": Lso,
 }
 _NAME = {cls: name for name, cls in KINDS.items()}
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from odradek.broker.verify import checker
-from odradek.broker.verify.checker import ANOMALY_KINDS, CheckResult
+from odradek.broker.verify.checker import CheckResult
 from odradek.broker.verify.fault_windows import FaultTime, fault_windows
 from odradek.broker.verify.history import Ack, Event, Fail, Poll, RunInfo, Send
 
@@ -261,7 +261,7 @@ def _plot(path: Path, run: _Run, result: CheckResult, title: str) -> None:
         top.text(w["start"], 0.98 - 0.07 * lane, text, transform=label_tf, fontsize=8,
                  va="top", ha="left", color=colour[w["kind"]], fontweight="bold",
                  clip_on=True)
-    times = sorted(a.t for kind in ANOMALY_KINDS for a in result.anomalies.get(kind, ())
+    times = sorted(a.t for kind in result.kinds for a in result.anomalies.get(kind, ())
                    if a.t is not None)
     if times:
         top.plot(times, [0.02] * len(times), "^", transform=label_tf, color="red",

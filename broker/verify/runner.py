@@ -49,6 +49,9 @@ from odradek.broker.verify.faults import (
 from odradek.broker.verify.final_read import final_read
 from odradek.broker.verify.report import write_report
 from odradek.broker.verify.topic_admin import create_topic, end_offsets, wait_healthy
+from odradek.broker.verify.transactions import NODE_OVERRIDES as TXN_NODE_OVERRIDES
+from odradek.broker.verify.transactions import TxnWorkload, txn_final_read
+from odradek.broker.verify.txn_checker import check_txn
 from odradek.broker.verify.workload import Workload
 
 # Failure detection a few times faster than the defaults, so a fault of a few seconds
@@ -87,6 +90,10 @@ class Options:
     unflushed: str = "random"
     topic: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
+    workload: str = "plain"  # "plain" (workload.py) or "txn" (transactions.py)
+    # Negative control of the txn workload: its readers read read_uncommitted while the
+    # history says read_committed (transactions.py).
+    txn_misread: bool = False
 
 
 @dataclass
@@ -120,6 +127,10 @@ def repro_command(o: Options, seed: int, kinds: list[str], netns: bool) -> str:
     argv += ["--replication-factor", str(o.replication_factor), "--min-insync",
              str(o.min_insync), "--acks", o.acks, "--partitions", str(o.partitions),
              "--rate", f"{o.rate:g}", "--recovery-window", f"{o.recovery_window:g}"]
+    if o.workload != "plain":
+        argv += ["--workload", o.workload]
+    if o.txn_misread:
+        argv += ["--txn-misread"]
     return shlex.join(argv)
 
 
@@ -162,6 +173,12 @@ def validate(o: Options) -> None:
         raise SetupError(f"--min-insync {o.min_insync} must be within 1..--replication-factor")
     if o.partitions < 1:
         raise SetupError("--partitions must be at least 1")
+    if o.workload not in ("plain", "txn"):
+        raise SetupError(f"--workload {o.workload}: plain or txn")
+    if o.txn_misread and o.workload != "txn":
+        raise SetupError("--txn-misread is a negative control of --workload txn")
+    if o.workload == "txn" and o.acks != "all":
+        raise SetupError("--workload txn needs --acks all (transactions are idempotent)")
     if o.unflushed not in ("random", "all"):
         raise SetupError(f"--unflushed {o.unflushed}: random or all")
     bad = [k for k in o.faults or [] if k not in ALL_KINDS]
@@ -215,10 +232,11 @@ def run(o: Options, log: Callable[[str], None] = print) -> Outcome:
         "mode": "external" if external else "netns" if netns else "processes",
         "nodes": 0 if external else o.nodes, "topic": topic, "partitions": o.partitions,
         "replication_factor": o.replication_factor, "min_insync_replicas": o.min_insync,
-        "acks": o.acks, "duration": o.duration, "interval": o.interval, "rate": o.rate,
+        "acks": o.acks, "workload": o.workload, "txn_misread": o.txn_misread,
+        "duration": o.duration, "interval": o.interval, "rate": o.rate,
         "faults": kinds, "unavailable_faults": unavailable, "unflushed": o.unflushed,
         "fault_duration": [o.fault_min, o.fault_max], "recovery_window": o.recovery_window,
-        "node_overrides": {**NODE_OVERRIDES, **o.overrides},
+        "node_overrides": _node_overrides(o),
         "schedule": [p.describe() for p in schedule],
     }
     log(f"odradek verify: seed {seed}, run directory {run_dir}")
@@ -231,7 +249,7 @@ def run(o: Options, log: Callable[[str], None] = print) -> Outcome:
     recorder(history.RunInfo(0.0, seed, command, config))
     errors: list[str] = []
     timings: dict[str, float] = {}
-    workload: Workload | None = None
+    workload: Workload | TxnWorkload | None = None
     injector: Injector | None = None
     with contextlib.ExitStack() as stack:
         stack.callback(recorder.close)
@@ -260,7 +278,8 @@ def run(o: Options, log: Callable[[str], None] = print) -> Outcome:
                              acks=o.acks, rate=o.rate, group=f"verify-{seed}",
                              reader_group=f"verify-{seed}-readers",
                              client_debug=os.environ.get("CHAOS_CLIENT_DEBUG", ""))
-        workload = Workload(cfg, recorder, clock, log)
+        workload = (TxnWorkload(cfg, recorder, clock, log, seed=seed, misread=o.txn_misread)
+                    if o.workload == "txn" else Workload(cfg, recorder, clock, log))
         stack.callback(workload.abandon)  # runs before the cluster goes, if still running
         workload.start()
         started = clock()
@@ -285,6 +304,12 @@ def run(o: Options, log: Callable[[str], None] = print) -> Outcome:
         if problem and not external:
             errors.append(f"after healing: {problem}")
         timings["healthy"] = clock()
+        if isinstance(workload, TxnWorkload):
+            errors += _txn_finish(workload, bootstrap, topic, o, recorder, clock, cfg, log)
+            timings["final read"] = clock()
+            events = history.read(path)
+            return _finish(run_dir, events, o, seed, command, errors, timings, workload,
+                           injector, schedule, log)
         try:
             ends = end_offsets(bootstrap, topic, o.partitions, cfg.reader_group)
             if not workload.catch_up(ends, 20):
@@ -330,7 +355,7 @@ def _client_logs(path: Path) -> Iterator[None]:
 
 def _start_cluster(stack: contextlib.ExitStack, base: Path, o: Options, netns: bool,
                    log: Callable[[str], None]) -> LocalCluster:
-    overrides = {**NODE_OVERRIDES, **o.overrides}
+    overrides = _node_overrides(o)
     try:
         cluster: LocalCluster
         if netns:
@@ -351,6 +376,25 @@ def _start_cluster(stack: contextlib.ExitStack, base: Path, o: Options, netns: b
     return cluster
 
 
+def _node_overrides(o: Options) -> dict[str, Any]:
+    txn = TXN_NODE_OVERRIDES if o.workload == "txn" else {}
+    return {**NODE_OVERRIDES, **txn, **o.overrides}
+
+
+def _txn_finish(workload: TxnWorkload, bootstrap: str, topic: str, o: Options,
+                recorder: history.Recorder, clock: Callable[[], float], cfg: WorkloadConfig,
+                log: Callable[[str], None]) -> list[str]:
+    """The transactional run's end: the final read first (it waits for the last stable
+    offsets to reach the high watermarks), then the readers catch up with what it read (a
+    high watermark may lie past the last record, on a marker, which readers never poll)."""
+    problems, ends = txn_final_read(bootstrap, topic, o.partitions, recorder, clock,
+                                    cfg.reader_group, misread=o.txn_misread)
+    if not workload.catch_up(ends, 30):
+        log("readers did not reach the final read's last records within 30s")
+    workload.stop_readers()
+    return problems
+
+
 def _stop_cluster(cluster: LocalCluster) -> None:
     cluster.kill_all()  # a paused node is resumed first, so it dies as well
 
@@ -359,7 +403,7 @@ def _quiet(_: str) -> None:
     pass
 
 
-def _progress(workload: Workload) -> str:
+def _progress(workload: Workload | TxnWorkload) -> str:
     s = workload.summary()
     acks = sum(p["acked"] for p in s["producers"].values())
     sent = sum(p["sent"] for p in s["producers"].values())
@@ -368,10 +412,12 @@ def _progress(workload: Workload) -> str:
 
 
 def _finish(run_dir: Path, events: list[history.Event], o: Options, seed: int, command: str,
-            errors: list[str], timings: dict[str, float], workload: Workload | None,
+            errors: list[str], timings: dict[str, float],
+            workload: Workload | TxnWorkload | None,
             injector: Injector | None, schedule: list[Planned],
             log: Callable[[str], None]) -> Outcome:
-    result = check(events, recovery_window=o.recovery_window)
+    result = (check_txn(events) if o.workload == "txn"
+              else check(events, recovery_window=o.recovery_window))
     applied = [{"kind": a.kind, "targets": a.targets, "planned": a.planned.describe(),
                 "detail": a.detail} for a in (injector.applied if injector else [])]
     stats = {
