@@ -155,8 +155,9 @@ def _markdown(run: _Run, result: CheckResult, title: str, phases: list[dict[str,
     else:
         found = ", ".join(f"{k} {n}" for k, n in counts.items() if n)
         out.append(f"**Verdict: FAIL**: {total} anomalies ({found}).")
+    window = result.stats.get("recovery_window")
     out += ["", f"- Seed: `{seed}`",
-            f"- Recovery window: {result.stats.get('recovery_window')} s",
+            f"- Recovery window: {'-' if window is None else f'{window} s'}",
             f"- Unreadable check: {result.stats.get('unreadable_check')}",
             "", "Reproduce the run with:", "", "```sh", command, "```", "",
             "## Configuration", "", "```json",

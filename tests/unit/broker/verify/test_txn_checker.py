@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,7 @@ from odradek.broker.verify.history import (
     Send,
     TxnEnd,
 )
+from odradek.broker.verify.report import write_report
 from odradek.broker.verify.txn_checker import TXN_ANOMALY_KINDS, check_txn
 
 TOPIC = "txn"
@@ -247,3 +249,11 @@ def test_a_regrouped_session_starting_inside_a_transaction_is_not_torn() -> None
              and e.offset > offs[-1]]
     resumed += [dataclasses.replace(e, client="g", t=40.2) for e in later]
     assert check_txn([*events, *resumed]).ok
+
+
+def test_report_of_a_transactional_run_lists_its_kinds(tmp_path: Path) -> None:
+    events = plant_lost(clean_history(8))
+    result = check_txn(events)
+    md = write_report(tmp_path, events, result, title="txn").read_text()
+    assert "**Verdict: FAIL**" in md and "| torn_transaction | 0 |" in md
+    assert "| lost | 1 |" in md and "transactions (" in md
