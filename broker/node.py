@@ -16,7 +16,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from odradek import storage
-from odradek.broker import topic_configs
+from odradek.broker import features, topic_configs
 from odradek.broker.config import NodeConfig, parse_ip_overrides
 from odradek.broker.fetch_sessions import FetchSessionCache
 from odradek.broker.group.coordinator import GroupCoordinator
@@ -225,9 +225,9 @@ class Node:
                 "transaction.abort.timed.out.transaction.cleanup.interval.ms"],
             remove_expired_transactional_ids_interval_ms=config[
                 "transaction.remove.expired.transaction.cleanup.interval.ms"],
-            # Classic transactions: transactions v2 (KIP-890 part 2) is not served yet, and
-            # ApiVersions finalizes no transaction.version.
-            transaction_version_level=0,
+            # The finalized transaction.version: how the coordinator's own aborts and
+            # records are written (broker/features.py).
+            transaction_version_level=features.FINALIZED[features.TRANSACTION_VERSION],
             node_id=self.node_id,
         )
         self.txn_verifier = TxnVerifier(self)

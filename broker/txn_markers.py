@@ -26,6 +26,7 @@ from typing import Protocol
 from kio.schema.errors import ErrorCode
 
 from odradek import storage
+from odradek.broker.handlers.meta import OFFSETS_TOPIC
 from odradek.broker.inter_broker import BrokerConnections, InterBrokerNode
 from odradek.broker.partition import NotEnoughReplicas
 from odradek.broker.replica_manager import ReplicaManager
@@ -37,7 +38,6 @@ from odradek.storage.records import encode_marker_batch
 
 log = logging.getLogger("odradek.txn.markers")
 
-OFFSETS_TOPIC = "__consumer_offsets"
 WRITE_TXN_MARKERS_KEY = 27
 WRITE_TXN_MARKERS_VERSION = 1
 # How long one marker write waits for its replicas (Kafka: request.timeout.ms); the

@@ -32,7 +32,8 @@ from odradek.broker.txn.metadata import TopicPartition
 log = logging.getLogger("odradek.txn.verification")
 
 ADD_PARTITIONS_TO_TXN_KEY = 24
-VERIFY_VERSION = 4  # the first with verify_only and batched transactions
+# v4 brought verify_only and batched transactions, v5 TRANSACTION_ABORTABLE.
+VERIFY_VERSION = 5
 VERIFY_TIMEOUT_S = 10.0
 
 _RETRY_LATER = frozenset({
@@ -47,13 +48,14 @@ class VerifierNode(InterBrokerNode, Protocol):
     def transactions(self) -> TransactionCoordinator: ...
 
 
-def for_producer(code: ErrorCode) -> ErrorCode:
-    """A coordinator's verification answer as a Produce error a producer acts on."""
+def for_producer(code: ErrorCode, knows_abortable: bool = False) -> ErrorCode:
+    """A coordinator's answer as an error a producer acts on; ``knows_abortable``: the
+    request's version has TRANSACTION_ABORTABLE (Produce v11+, TxnOffsetCommit v4+)."""
     if code in _RETRY_LATER:
         return ErrorCode.not_enough_replicas
     if code is ErrorCode.producer_fenced:
         return ErrorCode.invalid_producer_epoch
-    if code is ErrorCode.transaction_abortable:
+    if code is ErrorCode.transaction_abortable and not knows_abortable:
         return ErrorCode.invalid_txn_state
     return code
 
@@ -64,15 +66,26 @@ class TxnVerifier:
         self._conns = BrokerConnections(node, "txn-verification")
 
     async def verify(self, transactional_id: str, producer_id: int, producer_epoch: int,
-                     partitions: Iterable[TopicPartition]) -> dict[TopicPartition, ErrorCode]:
+                     partitions: Iterable[TopicPartition], *, add: bool = False,
+                     knows_abortable: bool = False) -> dict[TopicPartition, ErrorCode]:
         """Per partition: NONE when it is in the producer's ongoing transaction, else the
-        Produce error to answer."""
+        error to answer. With ``add`` (transactions v2: Produce v12, TxnOffsetCommit v5)
+        the coordinator adds the partitions instead of only checking them."""
+        got = await self.ask(transactional_id, producer_id, producer_epoch, partitions,
+                             add=add)
+        return {tp: for_producer(code, knows_abortable) for tp, code in got.items()}
+
+    async def ask(self, transactional_id: str, producer_id: int, producer_epoch: int,
+                  partitions: Iterable[TopicPartition], *, add: bool = False
+                  ) -> dict[TopicPartition, ErrorCode]:
+        """The coordinator's own answer per partition (COORDINATOR_NOT_AVAILABLE when it
+        cannot be reached or is not known yet)."""
         parts = frozenset(partitions)
         coordinator = self._coordinator_id(transactional_id)
         if coordinator is None:
-            return dict.fromkeys(parts, ErrorCode.not_enough_replicas)
+            return dict.fromkeys(parts, ErrorCode.coordinator_not_available)
         txn = AddPartitionsTxn(transactional_id, producer_id, producer_epoch, parts,
-                               verify_only=True)
+                               verify_only=not add)
         if coordinator == self._node.node_id:
             answers = (await self._node.transactions.add_partitions_batch([txn]))
             got = answers.get(transactional_id, {})
@@ -82,9 +95,8 @@ class TxnVerifier:
             except BrokerConnectionError as e:
                 log.info("verifying the transaction of %s with broker %d failed: %s",
                          transactional_id, coordinator, e)
-                return dict.fromkeys(parts, ErrorCode.not_enough_replicas)
-        return {tp: for_producer(got.get(tp, ErrorCode.coordinator_not_available))
-                for tp in parts}
+                return dict.fromkeys(parts, ErrorCode.coordinator_not_available)
+        return {tp: got.get(tp, ErrorCode.coordinator_not_available) for tp in parts}
 
     def _coordinator_id(self, transactional_id: str) -> int | None:
         t = self._node.image.topics.get(TRANSACTION_STATE_TOPIC)
@@ -101,7 +113,7 @@ class TxnVerifier:
         response = await self._conns.get(broker_id).request(
             ADD_PARTITIONS_TO_TXN_KEY, VERIFY_VERSION, {"transactions": [{
                 "transactional_id": txn.transactional_id, "producer_id": txn.producer_id,
-                "producer_epoch": txn.producer_epoch, "verify_only": True,
+                "producer_epoch": txn.producer_epoch, "verify_only": txn.verify_only,
                 "topics": [{"name": n, "partitions": idx} for n, idx in topics.items()],
             }]}, timeout=VERIFY_TIMEOUT_S)
         if response.error_code != ErrorCode.none:

@@ -23,14 +23,21 @@ from odradek.broker.group.group import CommittedOffset, TopicPartition
 from odradek.broker.group.membership import LeavingMember
 from odradek.broker.group.offsets import OffsetCommitEntry
 from odradek.broker.handlers.api import ApiSpec, RequestContext
+from odradek.broker.handlers.meta import OFFSETS_TOPIC
 from odradek.broker.kafka.codec import ms
+from odradek.broker.txn_verification import TxnVerifier
 
 
 class GroupNode(Protocol):
-    """What the group handlers use of the node: its group coordinator."""
+    """What the group handlers use of the node: its group coordinator, and the
+    transaction verifier TxnOffsetCommit v5 adds the offsets partition to a transaction
+    with."""
 
     @property
     def groups(self) -> GroupCoordinator: ...
+
+    @property
+    def txn_verifier(self) -> TxnVerifier: ...
 
 
 def _client_host(ctx: RequestContext) -> str:
@@ -185,7 +192,31 @@ def _commit_answer(req: Any, result: Mapping[TopicPartition, ErrorCode]
         for p in t.partitions]} for t in req.topics]
 
 
+# From v5 (transactions v2, KIP-890 part 2) the client sends no AddOffsetsToTxn: the group
+# coordinator adds the group's __consumer_offsets partition to the transaction itself.
+TXN_OFFSET_COMMIT_ADDS_VERSION = 5
+# The transaction coordinator's "not now" answers, as TxnOffsetCommit clients retry them.
+_TXN_RETRY_LATER = frozenset({
+    ErrorCode.concurrent_transactions, ErrorCode.coordinator_not_available,
+    ErrorCode.not_coordinator, ErrorCode.coordinator_load_in_progress,
+    ErrorCode.network_exception, ErrorCode.request_timed_out})
+
+
+async def _add_offsets_partition(node: GroupNode, req: Any) -> ErrorCode:
+    tp = (OFFSETS_TOPIC, node.groups.partition_for(req.group_id))
+    got = await node.txn_verifier.ask(str(req.transactional_id), int(req.producer_id),
+                                      int(req.producer_epoch), [tp], add=True)
+    code = got[tp]
+    return ErrorCode.coordinator_load_in_progress if code in _TXN_RETRY_LATER else code
+
+
 async def handle_txn_offset_commit(node: GroupNode, ctx: RequestContext, req: Any) -> Payload:
+    if ctx.api_version >= TXN_OFFSET_COMMIT_ADDS_VERSION:
+        added = await _add_offsets_partition(node, req)
+        if added != ErrorCode.none:
+            failed = {(t.name, p.partition_index): added for t in req.topics
+                      for p in t.partitions}
+            return ctx.respond({"topics": _commit_answer(req, failed)})
     offsets: dict[TopicPartition, OffsetCommitEntry] = {}
     for t in req.topics:
         for p in t.partitions:
@@ -370,7 +401,7 @@ APIS: tuple[ApiSpec[GroupNode], ...] = (
     ApiSpec(9, 1, 9, handle_offset_fetch),
     # v5 (KIP-890 part 2) makes the coordinator add the group's partition to the
     # transaction itself, which needs the transaction coordinator; not served.
-    ApiSpec(28, 0, 4, handle_txn_offset_commit),
+    ApiSpec(28, 0, 5, handle_txn_offset_commit),
     ApiSpec(16, 0, 5, handle_list_groups),
     ApiSpec(15, 0, 6, handle_describe_groups),
     ApiSpec(42, 0, 2, handle_delete_groups),

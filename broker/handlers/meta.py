@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from kio.schema.errors import ErrorCode
 from kio.static.protocol import Payload
 
-from odradek.broker import acl_operations
+from odradek.broker import acl_operations, features
 from odradek.broker.config import NodeConfig
 from odradek.broker.handlers.api import ApiSpec, RequestContext
 from odradek.controller.metadata import MetadataImage, PartitionRegistration
@@ -68,8 +68,9 @@ def controller_id_for_clients(node: MetaNode) -> int:
 
 
 async def handle_api_versions(node: MetaNode, ctx: RequestContext, req: Any) -> Payload:
+    # Features (KIP-584) from v3; kio leaves them out of older versions' answers.
     return ctx.respond({"error_code": ErrorCode.none, "api_keys": node.api_versions_list(),
-                        "throttle_time": 0})
+                        "throttle_time": 0, **features.api_versions_fields(node.image.offset)})
 
 
 def _partition_entry(node: MetaNode, index: int, reg: PartitionRegistration) -> dict[str, Any]:

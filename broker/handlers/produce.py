@@ -48,6 +48,9 @@ class ProduceNode(Protocol):
 
 
 PRODUCE_LEADER_HINTS_VERSION = 10
+# Transactions v2 clients (KIP-890 part 2) send v12: their partitions are added by the
+# leader's call to the coordinator, not by AddPartitionsToTxn.
+PRODUCE_TXN_V2_VERSION = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +78,11 @@ class _Verification:
         return None
 
 
-async def _verify_transaction(node: ProduceNode, req: Any
+async def _verify_transaction(node: ProduceNode, req: Any, version: int
                               ) -> dict[tuple[str, int], _Verification]:
-    """KIP-890 part 1: the partitions where this request would open the producer's
-    transaction, each with what its coordinator said (broker/txn_verification.py)."""
+    """KIP-890: the partitions where this request would open the producer's transaction,
+    each with what its coordinator said (broker/txn_verification.py). From v12
+    (transactions v2) the coordinator adds them to the transaction."""
     if req.transactional_id is None:
         return {}
     tokens: dict[tuple[str, int], object] = {}
@@ -104,8 +108,9 @@ async def _verify_transaction(node: ProduceNode, req: Any
             tokens[(t.name, pd.index)] = p.begin_txn_verification(header.producer_id)
     if producer is None:
         return {}
-    codes = await node.txn_verifier.verify(str(req.transactional_id), producer[0], producer[1],
-                                           tokens)
+    codes = await node.txn_verifier.verify(
+        str(req.transactional_id), producer[0], producer[1], tokens,
+        add=version >= PRODUCE_TXN_V2_VERSION, knows_abortable=version >= 11)
     return mixed | {tp: _Verification(producer[0], token, codes[tp])
                     for tp, token in tokens.items()}
 
@@ -116,7 +121,7 @@ async def handle_produce(node: ProduceNode, ctx: RequestContext, req: Any) -> Pa
              if ctx.api_version >= PRODUCE_LEADER_HINTS_VERSION else None)
     topics_out = []
     waits: list[tuple[dict[str, Any], Partition, int]] = []
-    verified = await _verify_transaction(node, req)
+    verified = await _verify_transaction(node, req, ctx.api_version)
     for t in req.topic_data:
         parts_out = []
         for pd in t.partition_data:
@@ -196,5 +201,5 @@ async def handle_produce(node: ProduceNode, ctx: RequestContext, req: Any) -> Pa
 
 
 APIS: tuple[ApiSpec[ProduceNode], ...] = (
-    ApiSpec(0, 3, 11, handle_produce),
+    ApiSpec(0, 3, 12, handle_produce),
 )

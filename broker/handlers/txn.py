@@ -3,9 +3,10 @@ AddOffsetsToTxn, EndTxn), and WriteTxnMarkers, which coordinators send to partit
 
 The coordinator (odradek.broker.txn) answers for the transactional ids whose
 ``__transaction_state`` partition this node leads; the others get NOT_COORDINATOR and the
-client asks FindCoordinator again. Served are the versions of classic transactions
-(transaction.version 0/1); transactions v2 (KIP-890: AddPartitionsToTxn v4+, EndTxn v5,
-Produce v12) are not advertised.
+client asks FindCoordinator again. Both the classic protocol and transactions v2 (KIP-890 part 2:
+EndTxn v5 answers the epoch the producer goes on with; the partitions come from Produce v12
+and TxnOffsetCommit v5) are served, as the cluster finalizes transaction.version 2
+(broker/features.py).
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ async def handle_write_txn_markers(node: TxnNode, ctx: RequestContext, req: Any)
 APIS: tuple[ApiSpec[TxnNode], ...] = (
     ApiSpec(22, 0, 5, handle_init_producer_id),
     ApiSpec(24, 0, 5, handle_add_partitions_to_txn),
-    ApiSpec(25, 0, 3, handle_add_offsets_to_txn),
-    ApiSpec(26, 0, 4, handle_end_txn),
+    ApiSpec(25, 0, 4, handle_add_offsets_to_txn),
+    ApiSpec(26, 0, 5, handle_end_txn),
     ApiSpec(27, 1, 1, handle_write_txn_markers),
 )

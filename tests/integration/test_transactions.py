@@ -293,8 +293,12 @@ def test_a_write_outside_the_transaction_cannot_open_one(tmp_path: Path) -> None
             assert ended.error_code == ErrorCode.none
             for partition in leaders:
                 wait_for(lambda p=partition: stable(p), 20, "the abort markers")
-                # A late write after the abort does not open a transaction again.
-                assert produce(partition).error_code == ErrorCode.invalid_txn_state
+                # A late write after the abort does not open a transaction again (while the
+                # coordinator still completes the abort it answers "not yet": retried).
+                late = wait_for(lambda p=partition: (lambda r: r if r.error_code !=
+                                ErrorCode.not_enough_replicas else None)(produce(p)),
+                                20, "the coordinator's verdict")
+                assert late.error_code == ErrorCode.invalid_txn_state
                 assert stable(partition)
         assert len(set(leaders.values()) - {coordinator}) >= 1  # the remote path ran too
     finally:
@@ -367,3 +371,74 @@ def test_operator_finds_and_aborts_a_hanging_transaction(txn_node: NodeProcess) 
     assert consume(bs, topic, "read_committed", 1) == ["after"]
     live.commit_transaction(30)
     assert consume(bs, topic, "read_committed", 2) == ["live", "after"]
+
+
+def test_transactions_v2_at_the_protocol_level(txn_node: NodeProcess) -> None:
+    """KIP-890 part 2, as Kafka 4's Java client speaks it once ApiVersions finalizes
+    transaction.version 2: Produce v12 adds the partition itself, TxnOffsetCommit v5 the
+    group's offsets partition, and EndTxn v5 answers the bumped epoch the producer goes on
+    with."""
+    from kio.schema.errors import ErrorCode
+
+    from odradek.broker.kafka.client import KafkaConnection
+    from odradek.storage.records import Record, encode_batch
+
+    bs = txn_node.bootstrap
+    topic = create_topic(bs, partitions=1)
+    tid, group = unique_name("tid"), unique_name("g")
+    with KafkaConnection.to(bs) as c:
+        versions = c.request(18, 3, {"client_software_name": "t",
+                                     "client_software_version": "1"})
+        assert [(f.name, f.min_version_level, f.max_version_level)
+                for f in versions.finalized_features] == [("transaction.version", 2, 2)]
+        for key_type, key in ((1, tid), (0, group)):  # as a client finds its coordinators
+            wait_for(lambda kt=key_type, k=key: c.request(
+                10, 4, {"key_type": kt, "coordinator_keys": [k]}).coordinators[0].error_code == 0,
+                30, "the coordinators")
+        init = wait_for(lambda: (lambda r: r if r.error_code == 0 else None)(
+            c.request(22, 5, {"transactional_id": tid, "transaction_timeout": 60000,
+                              "producer_id": -1, "producer_epoch": -1})), 30, "a producer id")
+        pid, epoch = init.producer_id, init.producer_epoch
+
+        def produce(value: bytes, seq: int) -> Any:
+            batch = encode_batch([Record(0, value=value)], producer_id=pid, producer_epoch=epoch,
+                                 base_sequence=seq, is_transactional=True)
+            return c.request(0, 12, {"transactional_id": tid, "acks": -1, "timeout": 5000,
+                                     "topic_data": [{"name": topic, "partition_data": [
+                                         {"index": 0, "records": batch}]}]}
+                             ).responses[0].partition_responses[0]
+
+        def end(commit: bool) -> Any:
+            return c.request(26, 5, {"transactional_id": tid, "producer_id": pid,
+                                     "producer_epoch": epoch, "committed": commit})
+
+        # Transaction 1: a record and the group's offset, no AddPartitionsToTxn and no
+        # AddOffsetsToTxn: the broker adds both partitions.
+        assert produce(b"one", 0).error_code == ErrorCode.none
+        committed = c.request(28, 5, {
+            "transactional_id": tid, "group_id": group, "producer_id": pid,
+            "producer_epoch": epoch, "generation_id": -1, "member_id": "",
+            "group_instance_id": None, "topics": [{"name": topic, "partitions": [
+                {"partition_index": 0, "committed_offset": 42, "committed_leader_epoch": -1,
+                 "committed_metadata": ""}]}]})
+        assert committed.topics[0].partitions[0].error_code == ErrorCode.none
+        ended = end(True)
+        assert ended.error_code == ErrorCode.none
+        assert (ended.producer_id, ended.producer_epoch) == (pid, epoch + 1)
+        epoch = ended.producer_epoch
+        # Transaction 2, at the bumped epoch (sequences start over), aborted. Until the
+        # first one's markers are written the coordinator answers "not yet", which the
+        # leader passes on as NOT_ENOUGH_REPLICAS: producers retry.
+        wait_for(lambda: produce(b"two", 0).error_code == ErrorCode.none, 20,
+                 "the second transaction's first write")
+        ended = end(False)
+        assert ended.error_code == ErrorCode.none and ended.producer_epoch == epoch + 1
+
+        def offset() -> int | None:
+            r = c.request(9, 7, {"group_id": group, "require_stable": True,
+                                 "topics": [{"name": topic, "partition_indexes": [0]}]})
+            p = r.topics[0].partitions[0]
+            return p.committed_offset if p.error_code == ErrorCode.none else None
+
+        assert wait_for(offset, 20, "the transactional offset commit") == 42
+    assert consume(bs, topic, "read_committed", 1) == ["one"]

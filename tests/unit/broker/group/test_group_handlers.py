@@ -68,7 +68,7 @@ def test_served_versions() -> None:
         DESCRIBE: (0, 6),
         DELETE: (0, 2),
         OFFSET_DELETE: (0, 0),
-        TXN_COMMIT: (0, 4),
+        TXN_COMMIT: (0, 5),
     }
     for key, (lo, hi) in served.items():
         kio_lo, kio_hi = codec.kio_versions(key) or (0, -1)
