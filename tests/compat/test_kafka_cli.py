@@ -535,3 +535,34 @@ def test_leader_election_preferred(tools: KafkaTools, cluster: Cluster,
     out = elect("--topic", topic, "--partition", "0")
     assert out.strip() == f"Valid replica already elected for partitions {topic}-0"
     assert topic not in elect("--all-topic-partitions")
+
+
+TRANSACTIONS = "org.apache.kafka.tools.TransactionsCommand"
+
+
+def test_transactions_tool(tools: KafkaTools, cluster: Cluster, admin: KafkaAdminClient) -> None:
+    """kafka-transactions.sh against an open transaction: list, describe,
+    describe-producers, and find-hanging (which finds none: its coordinator knows it)."""
+    from confluent_kafka import Producer
+
+    topic, tid = unique_name("txtool"), unique_name("tid")
+    admin.create_topics([NewTopic(topic, 1, 3)])
+    p = Producer({"bootstrap.servers": cluster.bootstrap, "transactional.id": tid})
+    p.init_transactions(30)
+    p.begin_transaction()
+    p.produce(topic, value=b"open")
+    p.flush(10)
+    try:
+        listed = tools.ok(TRANSACTIONS, "list")
+        row = next(line.split() for line in listed.splitlines() if line.startswith(tid))
+        assert row[3] == "Ongoing", listed
+        described = tools.ok(TRANSACTIONS, "describe", "--transactional-id", tid)
+        assert f"{topic}-0" in described and "Ongoing" in described, described
+        producers = tools.ok(TRANSACTIONS, "describe-producers", "--topic", topic,
+                             "--partition", "0")
+        lines = [line.split() for line in producers.splitlines()[1:] if line.strip()]
+        assert len(lines) == 1 and lines[0][-1] == "0", producers  # its transaction starts at 0
+        hanging = tools.ok(TRANSACTIONS, "find-hanging", "--broker-id", "1")
+        assert topic not in hanging, hanging
+    finally:
+        p.commit_transaction(30)
