@@ -1,11 +1,13 @@
 """A stateful Kafka Streams application (Kafka Streams 4.1, tests/compat/streams/SumApp.java)
 on a 3-node cluster: it restores its RocksDB store from its changelog topic on Odradek after
-its local state is wiped and a broker is killed.
+its local state is wiped and a broker is killed; and with exactly_once_v2 it writes each input
+record's update exactly once through a broker kill and its own SIGKILL.
 
 SumApp keeps, per lower-cased key, the count and the sum of the numbers of an input topic in a
-persistent store with a changelog topic (at_least_once: Odradek has no transactions yet), and
-writes every update of that table to an output topic. Lower-casing re-keys the stream, so
-Streams also goes through a repartition topic (CreateTopics with configs, DeleteRecords).
+persistent store with a changelog topic, and writes every update of that table to an output
+topic. Lower-casing re-keys the stream, so Streams also goes through a repartition topic
+(CreateTopics with configs, DeleteRecords). Under exactly_once_v2 the changelog, repartition
+and output records and the input offsets of each commit go in one transaction.
 
 Run by hand without a JDK or Maven, the test skips and says what is missing; in CI (.ci/run
 installs both and fetches the jars first) a missing piece fails it (tests/requirements.py).
@@ -13,38 +15,32 @@ installs both and fetches the jars first) a missing piece fails it (tests/requir
 
 from __future__ import annotations
 
-import hashlib
+import json
 import os
 import random
 import shutil
 import subprocess
+import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 
+from tests.compat.java_app import SOURCES, JavaApp, compile_app
 from tests.compat.kafka_tools import FETCH
+from tests.compat.txn_checks import Trickle, freeze_mid_transaction, transaction_coordinator
 from tests.helpers import unique_name
 from tests.integration.harness import REPO, Cluster, NodeProcess, wait_for
 from tests.requirements import require, require_tool
 
 pytestmark = pytest.mark.integration
 
-SOURCE = Path(__file__).resolve().parent / "streams" / "SumApp.java"
+SOURCE = SOURCES / "SumApp.java"
 STORE = "sums"  # SumApp.STORE
 REPARTITION = "by-key"  # SumApp's Grouped name
-# Short-lived JVMs: the C1 compiler only starts them faster on two cores.
-JVM_FLAGS = ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xshare:auto", "-Xmx256m"]
-
-
-@dataclass(frozen=True)
-class StreamsApp:
-    java: str
-    classpath: str
 
 
 def streams_lib() -> Path:
@@ -66,31 +62,14 @@ def streams_lib() -> Path:
 
 
 @pytest.fixture(scope="module")
-def app() -> StreamsApp:
+def app() -> JavaApp:
     """SumApp compiled against the Streams jars, before any node starts (a machine without a
-    JDK skips at once). The classes are cached under the source's hash: a warm run does not
-    recompile, an edited source is compiled again."""
-    java = require_tool("java", "apt-get install openjdk-17-jre-headless")
-    javac = require_tool("javac", "apt-get install openjdk-17-jdk-headless")
-    lib = streams_lib()
-    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:16]
-    classes = lib.parent / f"sumapp-{digest}"
-    if not (classes / "SumApp.class").exists():
-        building = classes.with_name(f"{classes.name}.tmp{os.getpid()}")
-        shutil.rmtree(building, ignore_errors=True)
-        p = subprocess.run([javac, "-d", str(building), "-cp", str(lib / "*"), str(SOURCE)],
-                           capture_output=True, text=True, timeout=300)
-        assert p.returncode == 0, f"javac {SOURCE.name} failed:\n{p.stdout}{p.stderr}"
-        # Renamed into place whole: a concurrent or interrupted run never sees half of it.
-        try:
-            building.rename(classes)
-        except OSError:
-            shutil.rmtree(building, ignore_errors=True)
-    return StreamsApp(java, f"{lib / '*'}{os.pathsep}{classes}")
+    JDK skips at once)."""
+    return compile_app(SOURCE, streams_lib())
 
 
 @pytest.fixture(scope="module")
-def cluster(app: StreamsApp, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def cluster(app: JavaApp, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     c = Cluster(tmp_path_factory.mktemp("streams"), n=3).start()
     yield c
     c.kill_all()
@@ -99,14 +78,13 @@ def cluster(app: StreamsApp, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 class RunningApp:
     """One SumApp process; its stdout and stderr go to files the test reads."""
 
-    def __init__(self, app: StreamsApp, bootstrap: str, app_id: str, source: str, sink: str,
-                 state_dir: Path, logs: Path) -> None:
+    def __init__(self, app: JavaApp, bootstrap: str, app_id: str, source: str, sink: str,
+                 state_dir: Path, logs: Path, guarantee: str = "at_least_once") -> None:
         self.out = logs.with_suffix(".out")
         self.err = logs.with_suffix(".err")
         with open(self.out, "wb") as out, open(self.err, "wb") as err:
             self.proc = subprocess.Popen(
-                [app.java, *JVM_FLAGS, "-cp", app.classpath, "SumApp", bootstrap, app_id,
-                 source, sink, str(state_dir)],
+                app.argv(bootstrap, app_id, source, sink, str(state_dir), guarantee),
                 stdin=subprocess.PIPE, stdout=out, stderr=err)
 
     def lines(self) -> list[str]:
@@ -149,6 +127,10 @@ def produce(bootstrap: str, topic: str, records: list[tuple[str, int]]) -> None:
         producer.close()
 
 
+def encode(records: list[tuple[str, int]]) -> list[tuple[bytes, bytes]]:
+    return [(key.encode(), str(value).encode()) for key, value in records]
+
+
 def aggregates(records: list[tuple[str, int]]) -> dict[str, tuple[int, int]]:
     """SumApp's table over ``records``: lower-cased key -> (count, sum)."""
     table: dict[str, tuple[int, int]] = {}
@@ -161,9 +143,10 @@ def aggregates(records: list[tuple[str, int]]) -> dict[str, tuple[int, int]]:
 class Output:
     """The output topic as read so far, from its beginning, by one consumer."""
 
-    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
+    def __init__(self, bootstrap: str, topic: str, partitions: int,
+                 isolation: str = "read_uncommitted") -> None:
         self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                      enable_auto_commit=False)
+                                      enable_auto_commit=False, isolation_level=isolation)
         self.consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
         # (partition, offset, key, (count, sum)) in the order read.
         self.records: list[tuple[int, int, str, tuple[int, int]]] = []
@@ -212,7 +195,7 @@ def leaders(admin: KafkaAdminClient, topic: str) -> dict[int, int]:
 
 
 def test_state_restored_from_changelog_after_state_wipe_and_broker_kill(
-        app: StreamsApp, cluster: Cluster, tmp_path: Path) -> None:
+        app: JavaApp, cluster: Cluster, tmp_path: Path) -> None:
     """SumApp runs over a first batch and stops cleanly; its state dir is wiped, a second
     batch is produced, the broker leading the busiest changelog partition is killed -9, and
     SumApp starts again with nothing on disk. It must rebuild its store from the changelog on
@@ -325,3 +308,102 @@ def test_state_restored_from_changelog_after_state_wipe_and_broker_kill(
     assert res["topic"][changelog]["cleanup.policy"]["config_source"] == "DYNAMIC_TOPIC_CONFIG"
     assert res["topic"][repartition]["cleanup.policy"]["value"] == "delete"
     assert res["topic"][repartition]["retention.ms"]["value"] == "-1"
+
+
+@pytest.fixture
+def eos_cluster(app: JavaApp, tmp_path: Path) -> Iterator[Cluster]:
+    """A cluster of its own: the test kills a node, and the module's cluster has lost one
+    already (two dead of three would leave no controller quorum)."""
+    c = Cluster(tmp_path / "eos", n=3).start()
+    yield c
+    c.kill_all()
+
+
+def test_exactly_once_v2_through_a_broker_kill_and_an_app_crash(
+        app: JavaApp, eos_cluster: Cluster, tmp_path: Path) -> None:
+    """SumApp with processing.guarantee=exactly_once_v2, while input keeps arriving:
+    1. the broker coordinating its transactions is killed -9 under it; it carries on;
+    2. SumApp itself is frozen while its transaction has written output, then SIGKILLed,
+       and started again (same state dir, so the same transactional id: its InitProducerId
+       fences the dead instance and aborts that transaction; Streams, finding no clean
+       checkpoint under EOS, restores its store from the changelog, read_committed).
+    At-least-once would process again, and write again, the records of step 2 whose
+    offsets were not committed; exactly once must not.
+
+    What a read_committed reader of the output then sees, asserted exactly:
+    - one update per input record, no more: for each key, in offset order, counts 1..n
+      each once, and the sum steps from one update to the next are that key's input values
+      (each input record counted exactly once; the order across input partitions is free);
+    - the last update of each key is its aggregate over all input;
+    - the output holds more records under read_uncommitted: the killed transaction's
+      output is there, aborted, and filtered out (the test exercised an abort).
+    """
+    cluster = eos_cluster
+    bootstrap = cluster.bootstrap
+    app_id = unique_name("eos-sums")
+    source, sink = unique_name("eos-in"), unique_name("eos-out")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
+    try:
+        admin.create_topics([NewTopic(source, 3, 3), NewTopic(sink, 3, 3)])
+    finally:
+        admin.close()
+    rng = random.Random(11)
+    keys = ["apple", "Apple", "APPLE", "pear", "Pear", "fig", "plum", "kiwi", "Kiwi", "lime"]
+    batches = [[(rng.choice(keys), rng.randint(-50, 100)) for _ in range(n)]
+               for n in (60, 150, 150)]
+    produce(bootstrap, source, batches[0])
+
+    state_dir = tmp_path / "state"
+    output = Output(bootstrap, sink, 3, isolation="read_committed")
+    running: RunningApp | None = None
+    try:
+        running = RunningApp(app, bootstrap, app_id, source, sink, state_dir,
+                             tmp_path / "eos1", guarantee="exactly_once_v2")
+        output.wait_for_table(aggregates(batches[0]), 60, running)
+
+        # 1. The transaction coordinator dies while input arrives.
+        [process_id] = [json.loads(f.read_text())["processId"]
+                        for f in state_dir.glob("*/kafka-streams-process-metadata")]
+        coordinator = cluster.node(transaction_coordinator(bootstrap,
+                                                           f"{app_id}-{process_id}-1"))
+        survivors = ",".join(n.bootstrap for n in cluster.nodes if n is not coordinator)
+        feeder = Trickle(survivors, source, encode(batches[1]))
+        time.sleep(0.5)
+        coordinator.kill()
+        feeder.done()
+        output.wait_for_table(aggregates(batches[0] + batches[1]), 60, running)
+
+        # 2. SumApp dies with a transaction open, input still arriving.
+        feeder = Trickle(survivors, source, encode(batches[2]), per_second=20)
+        freeze_mid_transaction(running.proc, survivors, sink, 3)
+        running.kill()
+        feeder.done()
+        running = RunningApp(app, survivors, app_id, source, sink, state_dir,
+                             tmp_path / "eos2", guarantee="exactly_once_v2")
+        output.wait_for_table(aggregates([r for b in batches for r in b]), 60, running)
+        running.stop()
+        output.drain()
+        uncommitted = Output(survivors, sink, 3)
+        try:
+            uncommitted.drain()
+        finally:
+            uncommitted.close()
+    finally:
+        if running is not None:
+            running.kill()
+        output.close()
+
+    inputs = [r for b in batches for r in b]
+    values: dict[str, list[int]] = {}
+    for key, value in inputs:
+        values.setdefault(key.lower(), []).append(value)
+    for key, vals in values.items():
+        updates = sorted((p, o, agg) for p, o, k, agg in output.records if k == key)
+        counts = [count for _, _, (count, _) in updates]
+        assert counts == list(range(1, len(vals) + 1)), (key, counts)
+        sums = [total for _, _, (_, total) in updates]
+        steps = [b - a for a, b in zip([0, *sums], sums, strict=False)]
+        assert Counter(steps) == Counter(vals), (key, steps, vals)
+    assert len(output.records) == len(inputs)
+    assert len(uncommitted.records) > len(output.records), \
+        "no aborted output: SumApp was not killed inside a transaction"

@@ -1,19 +1,24 @@
 """A Quix Streams application keeps its state in changelog topics on Odradek and restores it
-from there after losing its local state, while one broker is down.
+from there after losing its local state, while one broker is down; and with exactly-once it
+writes each input's aggregate exactly once through a broker kill and its own SIGKILL.
 
 The application (tests/integration/quix_app.py, its own process) keeps a running sum and
 count per key in a RocksDB store that Quix backs with a compacted changelog topic it creates
-on the cluster, and writes each new aggregate to an output topic.
+on the cluster, and writes each new aggregate to an output topic. Under exactly-once
+(confluent-kafka's transactional producer, the classic transaction protocol) each
+checkpoint's changelog and output records and input offsets are one transaction.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -99,9 +104,12 @@ def produce(bootstrap: str, topic: str, values: list[tuple[str, int]]) -> None:
         producer.close()
 
 
-def read_all(bootstrap: str, topic: str) -> list[tuple[int, int, str, dict[str, int]]]:
-    """Every record of ``topic`` now: (partition, offset, key, value)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+def read_all(bootstrap: str, topic: str, isolation: str = "read_uncommitted",
+             ) -> list[tuple[int, int, str, dict[str, int]]]:
+    """Every record of ``topic`` now (under read_committed: up to the last stable offset):
+    (partition, offset, key, value)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             isolation_level=isolation)
     try:
         tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
         consumer.assign(tps)
@@ -132,10 +140,11 @@ def aggregates(values: list[tuple[str, int]]) -> dict[str, dict[str, int]]:
 
 
 def wait_for_output(c: Cluster, app: App, topic: str, want: dict[str, dict[str, int]],
-                    what: str) -> list[tuple[int, int, str, dict[str, int]]]:
+                    what: str, isolation: str = "read_uncommitted",
+                    ) -> list[tuple[int, int, str, dict[str, int]]]:
     def done() -> list[tuple[int, int, str, dict[str, int]]] | None:
         app.check_alive()
-        records = read_all(live_bootstrap(c), topic)
+        records = read_all(live_bootstrap(c), topic, isolation)
         return records if latest_per_key(records) == want else None
 
     try:
@@ -241,3 +250,94 @@ def test_state_is_restored_from_changelog_after_losing_local_state(
     assert configs["topic"][changelog]["cleanup.policy"]["value"] == "compact"
     assert len(desc["partitions"]) == PARTITIONS
     assert all(len(p["replica_nodes"]) == 3 for p in desc["partitions"]), desc
+
+
+@pytest.fixture
+def eos_cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """A cluster of its own: the test kills a node, and the module's cluster may have lost
+    one already (two dead of three would leave no controller quorum)."""
+    c = Cluster(tmp_path / "eos", n=3).start()
+    yield c
+    c.kill_all()
+
+
+def test_exactly_once_through_a_broker_kill_and_an_app_crash(
+        eos_cluster: Cluster, tmp_path: Path) -> None:
+    """The app with processing_guarantee="exactly-once", while input keeps arriving:
+    1. the broker coordinating its transactions is killed -9 under it; it carries on;
+    2. the app itself is frozen while its transaction has written output, then SIGKILLed
+       and started again with the same transactional id: its InitProducerId fences the dead
+       instance and aborts that transaction, and Quix recovers its store from the changelog
+       up to the last committed checkpoint.
+    At-least-once would process again, and write again, the inputs of step 2 whose offsets
+    were not committed; exactly once must not.
+
+    What a read_committed reader of the output then sees, asserted exactly: for every key,
+    in offset order, one aggregate per input, counts 1..n and the running sums of its inputs
+    in the order produced (a key's inputs are on one partition). The output holds more
+    records under read_uncommitted: the killed transaction's aggregates are there, aborted
+    and filtered out, so the test did exercise an abort.
+    """
+    require(importlib.util.find_spec("quixstreams") is not None,
+            "quixstreams is not installed (pip install -e '.[test]')")
+    from tests.compat.txn_checks import Trickle, freeze_mid_transaction, transaction_coordinator
+
+    cluster = eos_cluster
+    group = unique_name("quix-eos")
+    input_topic, output_topic = unique_name("quix-in"), unique_name("quix-out")
+    args = ["--bootstrap", cluster.bootstrap, "--group", group, "--input", input_topic,
+            "--output", output_topic, "--state-dir", str(tmp_path / "state"),
+            "--guarantee", "exactly-once"]
+    admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap)
+    try:
+        admin.create_topics([NewTopic(input_topic, PARTITIONS, 3),
+                             NewTopic(output_topic, PARTITIONS, 3)])
+    finally:
+        admin.close()
+    batches = [[(KEYS[i % len(KEYS)], base + i) for i in range(n)]
+               for base, n in ((0, 30), (1000, 120), (2000, 120))]
+
+    def encode(values: list[tuple[str, int]]) -> list[tuple[bytes, bytes]]:
+        return [(k.encode(), json.dumps({"n": n}).encode()) for k, n in values]
+
+    produce(cluster.bootstrap, input_topic, batches[0])
+    app = App(tmp_path, args)
+    try:
+        wait_for_output(cluster, app, output_topic, aggregates(batches[0]),
+                        "the first inputs' aggregates, committed", "read_committed")
+
+        # 1. The transaction coordinator dies while input arrives.
+        coordinator = cluster.node(transaction_coordinator(cluster.bootstrap,
+                                                           f"{group}-quix-app"))
+        survivors = ",".join(n.bootstrap for n in cluster.nodes if n is not coordinator)
+        feeder = Trickle(survivors, input_topic, encode(batches[1]))
+        time.sleep(0.5)
+        coordinator.kill()
+        feeder.done()
+        wait_for_output(cluster, app, output_topic, aggregates(batches[0] + batches[1]),
+                        "the aggregates after the broker kill, committed", "read_committed")
+
+        # 2. The app dies with a transaction open, input still arriving.
+        feeder = Trickle(survivors, input_topic, encode(batches[2]), per_second=20)
+        freeze_mid_transaction(app.proc, survivors, output_topic, PARTITIONS)
+        app.kill()
+        feeder.done()
+        # As in the test above: librdkafka's admin client must not be sent to a dead
+        # controller at the app's start.
+        wait_for(lambda: fenced(cluster, coordinator.node_id, [input_topic, output_topic]),
+                 20, f"the cluster to fence broker {coordinator.node_id}")
+        app = App(tmp_path, [survivors if a == cluster.bootstrap else a for a in args])
+        every = [r for b in batches for r in b]
+        committed = wait_for_output(cluster, app, output_topic, aggregates(every),
+                                    "the aggregates of all input, committed", "read_committed")
+    finally:
+        app.kill()
+    written = read_all(survivors, output_topic)
+
+    for key in KEYS:
+        got = [value for _, _, k, value in sorted(committed) if k == key]
+        sums = itertools.accumulate(n for k, n in every if k == key)
+        assert got == [{"sum": s, "count": i + 1} for i, s in enumerate(sums)], key
+    assert len(committed) == len(every)
+    assert len(written) > len(committed), \
+        "no aborted output: the app was not killed inside a transaction"

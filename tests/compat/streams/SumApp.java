@@ -3,7 +3,10 @@
 // backed by a changelog topic, with every update of the table written to an output topic.
 //
 //   java -cp <kafka-streams jars>:<dir of SumApp.class> SumApp \
-//       BOOTSTRAP APPLICATION_ID INPUT_TOPIC OUTPUT_TOPIC STATE_DIR
+//       BOOTSTRAP APPLICATION_ID INPUT_TOPIC OUTPUT_TOPIC STATE_DIR [GUARANTEE]
+//
+// GUARANTEE is Streams' processing.guarantee: at_least_once (the default) or exactly_once_v2
+// (the store's changelog, the output and the input offsets committed in one transaction).
 //
 // Input records: key = any string, value = a decimal integer. Keys are lower-cased before
 // grouping, which re-keys the stream, so Streams routes it through an internal repartition
@@ -48,20 +51,22 @@ public final class SumApp {
     }
 
     public static void main(String[] args) throws Exception {
-        if (args.length != 5) {
-            System.err.println("usage: SumApp BOOTSTRAP APPLICATION_ID INPUT_TOPIC OUTPUT_TOPIC STATE_DIR");
+        if (args.length != 5 && args.length != 6) {
+            System.err.println("usage: SumApp BOOTSTRAP APPLICATION_ID INPUT_TOPIC OUTPUT_TOPIC STATE_DIR [GUARANTEE]");
             System.exit(2);
         }
         String bootstrap = args[0], appId = args[1], input = args[2], output = args[3];
         String stateDir = args[4];
+        String guarantee = args.length == 6 ? args[5] : StreamsConfig.AT_LEAST_ONCE;
 
         Properties props = new Properties();
         props.put(StreamsConfig.APPLICATION_ID_CONFIG, appId);
         props.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         props.put(StreamsConfig.STATE_DIR_CONFIG, stateDir);
-        // Odradek has no transactions yet, so not exactly_once_v2.
-        props.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.AT_LEAST_ONCE);
-        // Commit (offsets, store flush, changelog) often: the test waits on the output.
+        props.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, guarantee);
+        // Commit (offsets, store flush, changelog; under exactly_once_v2 the transaction)
+        // often: the test waits on the output, which a read_committed reader only sees
+        // committed.
         props.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, 200);
         // Purge the repartition topic (DeleteRecords up to the committed offsets) at every
         // commit rather than every 30 s, so a short run does it too.
