@@ -328,13 +328,13 @@ class LsoProbe(ClientThread):
                 futures = admin.list_offsets(request, request_timeout=5,
                                              isolation_level=IsolationLevel.READ_COMMITTED)
             except Exception as e:  # noqa: BLE001 - asked again next period
-                self.errors[type(e).__name__] += 1
+                self.errors[f"{type(e).__name__}: {str(e)[:100]}"] += 1
                 continue
             for tp, future in futures.items():
                 try:
                     info = future.result(timeout=15)
                 except Exception as e:  # noqa: BLE001 - a fault: asked again next period
-                    self.errors[type(e).__name__] += 1
+                    self.errors[f"{type(e).__name__}: {str(e)[:100]}"] += 1
                     continue
                 self.answers += 1
                 seen = (info.offset, info.leader_epoch if info.leader_epoch is not None

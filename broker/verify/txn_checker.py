@@ -40,6 +40,13 @@ Anomaly kinds:
     first unstable offset only move forward, so the LSO (their minimum) does too. A new leader
     may answer a lower LSO at first (its high watermark catches up with the old leader's
     after a round of fetches, as in Kafka), so a change of epoch starts over.
+``unseen``
+    A read_committed reader with manual assignment (it reads every partition it was
+    assigned from the start, to the end) never got as far as a committed record of the
+    final read (one per reader and partition): it stopped short of committed data, though the
+    run let the readers catch up with the final read after the cluster healed. Records it
+    went past without polling are ``torn_transaction`` instead. Group members share the
+    partitions and are not judged.
 ``no_final_read``, ``no_commits``
     A partition written to has no final read; no transaction committed at all (the run
     tested nothing). Neither may pass.
@@ -79,12 +86,13 @@ LOST = "lost"
 DUPLICATE = "duplicate"
 PHANTOM_READ = "phantom_read"
 LSO_REGRESSION = "lso_regression"
+UNSEEN = "unseen"
 NO_FINAL_READ = "no_final_read"
 NO_COMMITS = "no_commits"
 
 TXN_ANOMALY_KINDS: tuple[str, ...] = (
     ABORTED_READ, UNCOMMITTED_READ, TORN_TRANSACTION, LOST, DUPLICATE, PHANTOM_READ,
-    LSO_REGRESSION, NO_FINAL_READ, NO_COMMITS,
+    LSO_REGRESSION, UNSEEN, NO_FINAL_READ, NO_COMMITS,
 )
 READ_COMMITTED = "read_committed"
 
@@ -99,6 +107,7 @@ class _Session:
     topic: str
     partition: int
     committed: bool
+    manual: bool
     offsets: set[int] = field(default_factory=set)
     first: int = -1
     last: int = -1
@@ -135,7 +144,7 @@ class _Seen:
                 key = (e.client, e.topic, e.partition)
                 s = current.get(key)
                 if s is None:
-                    s = current[key] = _Session(e.client, e.topic, e.partition, rc)
+                    s = current[key] = _Session(e.client, e.topic, e.partition, rc, False)
                     seen.sessions.append(s)
                     held.setdefault((e.client, e.topic), []).append(e.partition)
                 if s.first < 0:
@@ -160,7 +169,7 @@ class _Seen:
                     current.pop((e.client, e.topic, p), None)
                 for p in e.partitions:
                     s = current[(e.client, e.topic, p)] = _Session(
-                        e.client, e.topic, p, e.isolation == READ_COMMITTED)
+                        e.client, e.topic, p, e.isolation == READ_COMMITTED, e.group is None)
                     seen.sessions.append(s)
             elif type(e) is TxnEnd:
                 seen.txns[e.txn] = e
@@ -198,6 +207,7 @@ def check_txn(events: Sequence[Event]) -> CheckResult:
     _lost_and_atomicity(seen, final_at, out)
     _torn_sessions(seen, final_at, out)
     _lso_regressions(seen, out)
+    _unseen(seen, out)
     for tp, t in sorted(seen.written.items()):
         if tp not in seen.finals:
             out.add(NO_FINAL_READ, tp, (), None, None, t,
@@ -356,6 +366,31 @@ def _torn_sessions(seen: _Seen, final_at: dict[str, list[tuple[TP, int]]],
                         f"of committed transaction {txn_id} in {_w(tp)} (offsets "
                         f"{sorted(span)}) and went on to @{s.last} without offsets "
                         f"{missing}")
+
+
+def _unseen(seen: _Seen, out: _Out) -> None:
+    """UNSEEN: a manual read_committed reader's furthest poll of a partition, over all its
+    sessions, stops short of committed records of the final read."""
+    furthest: dict[tuple[str, TP], tuple[int, float]] = {}
+    for s in seen.sessions:
+        if not (s.committed and s.manual):
+            continue
+        key = (s.client, (s.topic, s.partition))
+        prev = furthest.get(key, (-1, 0.0))
+        furthest[key] = max(prev, (s.last, s.last_t))
+    for (client, tp), (last, last_t) in sorted(furthest.items()):
+        fr = seen.finals.get(tp)
+        if fr is None:
+            continue
+        beyond = [int(o) for o, v in fr.records
+                  if int(o) > last and (end := _outcome(seen, v)) is not None
+                  and end.outcome == "committed"]
+        if beyond:
+            at = f"@{last} at t={last_t:.3f}" if last >= 0 else "nothing"
+            out.add(UNSEEN, tp, (beyond[0], beyond[-1]), None, client, fr.t,
+                    f"{client} (read_committed) polled {_w(tp)} up to {at}, never the "
+                    f"{len(beyond)} committed records of the final read from @{beyond[0]} "
+                    f"to @{beyond[-1]}")
 
 
 def _lso_regressions(seen: _Seen, out: _Out) -> None:

@@ -94,8 +94,9 @@ def acked_at(events: list[Event], value: str) -> tuple[int, int]:
 
 def extra_reader(events: list[Event], t: float, p: int, offset: int, value: str,
                  level: str = RC) -> list[Event]:
-    """The history plus a new reader session polling one record."""
-    return [*events, Assign(t, "late", TOPIC, [p], None, level),
+    """The history plus a new group member's session polling one record (a group member,
+    so the records it does not read are no ``unseen``)."""
+    return [*events, Assign(t, "late", TOPIC, [p], "late-group", level),
             Poll(t + 0.001, "late", TOPIC, p, offset, value)]
 
 
@@ -171,6 +172,12 @@ def plant_lso_regression(events: list[Event]) -> list[Event]:
     return [*events, dataclasses.replace(last, t=last.t + 0.5, lso=last.lso - 1)]
 
 
+def plant_unseen(events: list[Event]) -> list[Event]:
+    """The rc reader stops before the last committed record of partition 0."""
+    last = [e for e in events if isinstance(e, Poll) and e.client == "rc" and e.partition == 0][-1]
+    return [e for e in events if e is not last]
+
+
 def plant_no_final_read(events: list[Event]) -> list[Event]:
     return [e for e in events if not (isinstance(e, FinalRead) and e.partition == 1)]
 
@@ -187,6 +194,7 @@ PLANTS: dict[str, Callable[[list[Event]], list[Event]]] = {
     "duplicate": plant_duplicate,
     "phantom_read": plant_phantom_read,
     "lso_regression": plant_lso_regression,
+    "unseen": plant_unseen,
     "no_final_read": plant_no_final_read,
     "no_commits": plant_no_commits,
 }
