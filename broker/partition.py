@@ -152,10 +152,14 @@ class Partition:
         begun before no longer hold."""
         self._txn_verifications.pop(producer_id, None)
 
-    def txn_open(self, producer_id: int) -> bool:
-        """Whether the producer has a transaction open in this partition's log."""
+    def txn_open(self, producer_id: int, producer_epoch: int) -> bool:
+        """Whether the producer has a transaction open in this partition's log at that
+        epoch. With transactions v2 every transaction has its own epoch: a write at a newer
+        one starts the next transaction, even while the last one's marker has not reached
+        this partition yet (it must then wait for it, not join the open one)."""
         entry = self.log.producer_state.entry(producer_id)
-        return entry is not None and entry.current_txn_first_offset is not None
+        return (entry is not None and entry.current_txn_first_offset is not None
+                and entry.epoch == producer_epoch)
 
     # --- leader: appends and acks=all ------------------------------------------------
 

@@ -58,6 +58,7 @@ class _Verification:
     """A transaction's first write to a partition, checked with its coordinator."""
 
     producer_id: int
+    producer_epoch: int
     token: object
     error: ErrorCode
 
@@ -69,7 +70,7 @@ class _Verification:
             return self.error, (f"the transaction coordinator did not confirm that the "
                                 f"partition is in producer {self.producer_id}'s transaction "
                                 f"({self.error.name})")
-        if not p.txn_open(self.producer_id) \
+        if not p.txn_open(self.producer_id, self.producer_epoch) \
                 and not p.txn_verification_holds(self.producer_id, self.token):
             # A marker of this producer was written while the coordinator was asked.
             return ErrorCode.invalid_txn_state, (
@@ -98,12 +99,12 @@ async def _verify_transaction(node: ProduceNode, req: Any, version: int
             except StorageError:
                 continue  # the append refuses it with the reason
             if header is None or not header.is_transactional or header.producer_id < 0 \
-                    or p.txn_open(header.producer_id):
+                    or p.txn_open(header.producer_id, header.producer_epoch):
                 continue
             producer = producer or (header.producer_id, header.producer_epoch)
             if header.producer_id != producer[0]:  # Kafka refuses these as well
-                mixed[(t.name, pd.index)] = _Verification(header.producer_id, None,
-                                                          ErrorCode.invalid_record)
+                mixed[(t.name, pd.index)] = _Verification(
+                    header.producer_id, header.producer_epoch, None, ErrorCode.invalid_record)
                 continue
             tokens[(t.name, pd.index)] = p.begin_txn_verification(header.producer_id)
     if producer is None:
@@ -111,7 +112,7 @@ async def _verify_transaction(node: ProduceNode, req: Any, version: int
     codes = await node.txn_verifier.verify(
         str(req.transactional_id), producer[0], producer[1], tokens,
         add=version >= PRODUCE_TXN_V2_VERSION, knows_abortable=version >= 11)
-    return mixed | {tp: _Verification(producer[0], token, codes[tp])
+    return mixed | {tp: _Verification(producer[0], producer[1], token, codes[tp])
                     for tp, token in tokens.items()}
 
 

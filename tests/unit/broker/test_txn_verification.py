@@ -37,16 +37,16 @@ def abort_marker() -> bytes:
 def test_a_verified_write_opens_the_transaction(leader: Partition) -> None:
     token = leader.begin_txn_verification(PID)
     assert leader.begin_txn_verification(PID) is token  # concurrent writes share it
-    assert _Verification(PID, token, ErrorCode.none).refusal(leader) is None
+    assert _Verification(PID, EPOCH, token, ErrorCode.none).refusal(leader) is None
     leader.append(txn_batch(), acks_all=False)
-    assert leader.txn_open(PID)
+    assert leader.txn_open(PID, EPOCH)
 
 
 def test_a_marker_written_during_verification_voids_it(leader: Partition) -> None:
     token = leader.begin_txn_verification(PID)
     leader.end_txn_verification(PID)  # what MarkerWriter does before an ABORT marker
     leader.append(abort_marker(), acks_all=False, origin=storage.AppendOrigin.COORDINATOR)
-    refusal = _Verification(PID, token, ErrorCode.none).refusal(leader)
+    refusal = _Verification(PID, EPOCH, token, ErrorCode.none).refusal(leader)
     assert refusal is not None and refusal[0] == ErrorCode.invalid_txn_state
 
 
@@ -55,7 +55,7 @@ def test_a_transaction_opened_meanwhile_lets_a_concurrent_write_through(
     token = leader.begin_txn_verification(PID)
     leader.append(txn_batch(0), acks_all=False)
     leader.end_txn_verification(PID)  # the first write opened the transaction
-    assert _Verification(PID, token, ErrorCode.none).refusal(leader) is None
+    assert _Verification(PID, EPOCH, token, ErrorCode.none).refusal(leader) is None
 
 
 def test_a_new_leader_epoch_voids_a_verification(leader: Partition) -> None:
@@ -67,7 +67,7 @@ def test_a_new_leader_epoch_voids_a_verification(leader: Partition) -> None:
 
 def test_a_refused_verification_is_forgotten(leader: Partition) -> None:
     token = leader.begin_txn_verification(PID)
-    refusal = _Verification(PID, token, ErrorCode.invalid_txn_state).refusal(leader)
+    refusal = _Verification(PID, EPOCH, token, ErrorCode.invalid_txn_state).refusal(leader)
     assert refusal is not None and refusal[0] == ErrorCode.invalid_txn_state
     assert not leader.txn_verification_holds(PID, token)
 
@@ -81,3 +81,14 @@ def test_coordinator_answers_as_producers_know_them() -> None:
         assert for_producer(retry) == ErrorCode.not_enough_replicas
     assert for_producer(ErrorCode.invalid_producer_id_mapping) == \
         ErrorCode.invalid_producer_id_mapping
+
+
+def test_a_write_at_a_newer_epoch_starts_the_next_transaction(leader: Partition) -> None:
+    """Transactions v2: the next transaction (epoch + 1) may write before the last one's
+    marker reached this partition; it is not part of the open one, and is verified."""
+    leader.append(txn_batch(), acks_all=False)
+    assert leader.txn_open(PID, EPOCH)
+    assert not leader.txn_open(PID, EPOCH + 1)
+    token = leader.begin_txn_verification(PID)
+    refusal = _Verification(PID, EPOCH + 1, token, ErrorCode.not_enough_replicas).refusal(leader)
+    assert refusal is not None and refusal[0] == ErrorCode.not_enough_replicas
