@@ -14,6 +14,9 @@ Suites:
                memory, and failover without a broker dying with it
   replication  3 combined nodes: RF=3 acks=all ingress, end-to-end latency, leader
                failover (SIGKILL and controlled shutdown)
+  transactions 3 combined nodes, RF=3 acks=all: a transactional producer committing every
+               100 ms beside an idempotent one (MB/s, the ratio), commit_transaction
+               latency, read_committed end-to-end latency
   startup      test clusters (odradek.testing): 1 and 3 nodes until a client's first
                acks=all write is acknowledged, and a 20-test pytest suite sharing one
   compaction   the log cleaner: MB/s of dirty log cleaned (a log built on disk, cleaned
@@ -21,7 +24,7 @@ Suites:
                the cleaner off and on (fresh 1- then 3-node cluster each). Not in 'all': the
                default suites already share out its budget; use --suite compaction
 
---peer kafka runs single, controller, controller-dedicated and replication again against
+--peer kafka runs single, controller, controller-dedicated, replication and transactions again against
 Apache Kafka 4.x in KRaft mode (same layout and settings, jars from Maven Central cached in
 .ci/cache/kafka-broker-<version>), right after Odradek's run of each, and shows every figure
 beside Kafka's with the ratio odradek / kafka.
@@ -43,7 +46,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.bench import compaction, controller, replication, single_broker, startup
+from tests.bench import (
+    compaction,
+    controller,
+    replication,
+    single_broker,
+    startup,
+    transactions,
+)
 from tests.bench.common import (
     Compared,
     Interrupted,
@@ -67,7 +77,7 @@ from tests.bench.kafka_peer import (
 __all__ = ["main", "raw_disk_write_mb_s"]
 
 SUITES = ("startup", "single", "controller", "controller-dedicated", "replication",
-          "compaction")
+          "transactions", "compaction")
 # compaction (about 2 minutes) is left out of 'all': the other suites' limits already share
 # out the whole 12-minute default budget, so adding it would cut the others short.
 DEFAULT = SUITES[:-1]
@@ -79,7 +89,8 @@ NO_PEER = {
                   "in-process",
 }
 # The whole run's budget by default, in seconds; with a peer every suite runs twice.
-BUDGET_S = 720
+# 12 minutes for the suites before transactions, plus the 2 its limit gives it.
+BUDGET_S = 840
 PEER_BUDGET_S = 2 * BUDGET_S
 
 
@@ -125,6 +136,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="one more run at the sustained rate with this linger; < 0 skips it")
     g.add_argument("--leader-failovers", type=int, default=3,
                    help="trials of each of SIGKILL and SIGTERM")
+    g = ap.add_argument_group("transactions")
+    g.add_argument("--txn-partitions", type=int, default=6,
+                   help="partitions of each topic (RF=3); --seconds per throughput phase")
+    g.add_argument("--txn-rounds", type=int, default=2,
+                   help="idempotent and transactional runs alternate this many times, "
+                        "--seconds in all for each (idem, txn, txn, idem, ...)")
+    g.add_argument("--txn-warmup", type=float, default=10.0,
+                   help="seconds of untimed transactional producing before them")
+    g.add_argument("--commit-ms", type=float, default=100.0,
+                   help="the transactional producer commits this often")
+    g.add_argument("--txn-e2e-mb-s", type=float, default=10.0,
+                   help="rate of the read_committed end-to-end latency run")
+    g.add_argument("--txn-e2e-seconds", type=float, default=10.0)
     g = ap.add_argument_group("startup")
     g.add_argument("--startup-trials", type=int, default=5,
                    help="cluster starts of each size (the median is reported)")
@@ -210,6 +234,8 @@ def compared(name: str) -> tuple[Compared, ...]:
         return single_broker.COMPARED
     if name == "replication":
         return replication.COMPARED
+    if name == "transactions":
+        return transactions.COMPARED
     if name.startswith("controller"):
         return controller.compared(name.replace("-", "_"))
     return ()
@@ -245,6 +271,13 @@ def run_suite(name: str, args: argparse.Namespace, workdir: Path, report: Report
             latency_seconds=args.latency_seconds, latency_linger_ms=args.latency_linger_ms,
             latency_short_linger_ms=args.latency_short_linger_ms,
             failover_trials=args.leader_failovers), workdir, report, disk, peer)
+    elif name == "transactions":
+        transactions.run(transactions.TransactionsArgs(
+            seconds=args.seconds, rounds=args.txn_rounds, warmup=args.txn_warmup,
+            partitions=args.txn_partitions,
+            commit_ms=args.commit_ms,
+            e2e_mb_s=args.txn_e2e_mb_s, e2e_seconds=args.txn_e2e_seconds),
+            workdir, report, disk, peer)
     elif name == "compaction":
         compaction.run(compaction.CompactionArgs(
             log_mb=args.clean_log_mb, segment_mb=args.clean_segment_mb, keys=args.clean_keys,
@@ -256,9 +289,9 @@ def run_suite(name: str, args: argparse.Namespace, workdir: Path, report: Report
 # Upper bound on each suite's process, so a wedged cluster cannot hold `make bench` forever,
 # and the time each one needs at least (kept back for it from the suites before it).
 SUITE_LIMIT_S = {"startup": 150, "single": 180, "controller": 420, "controller-dedicated": 360,
-                 "replication": 360, "compaction": 330}
+                 "replication": 360, "transactions": 180, "compaction": 330}
 SUITE_RESERVE_S = {"startup": 60, "single": 60, "controller": 120, "controller-dedicated": 100,
-                   "replication": 150, "compaction": 150}
+                   "replication": 150, "transactions": 90, "compaction": 150}
 
 
 def run_child(step: Step, args: argparse.Namespace, workdir: Path, disk: float,
