@@ -38,7 +38,8 @@ lint: $(STAMP)
 	$(BIN)/python -m tests.typecheck
 
 # A long fault-injection run (default 10 minutes, a fault every 15 s; DURATION=, INTERVAL=,
-# SEED= and VERIFY_ARGS= adjust it), then the namespace fault tests.
+# SEED= and VERIFY_ARGS= adjust it; VERIFY_ARGS="--workload txn" checks transactions),
+# then the namespace fault tests.
 chaos: $(STAMP)
 	$(BIN)/odradek verify --duration $(or $(DURATION),600) --interval $(or $(INTERVAL),15) \
 		$(if $(SEED),--seed $(SEED)) $(VERIFY_ARGS)

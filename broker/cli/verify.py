@@ -58,6 +58,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                    "readable (default 30)")
     p.add_argument("--out", type=Path, default=None,
                    help="run directory (default ./odradek-verify/<time>-seed<seed>)")
+    p.add_argument("--workload", choices=("plain", "txn"), default="plain",
+                   help="plain: idempotent and plain producers (default); txn: transactional "
+                   "producers with read_committed readers (docs/reliability.md)")
+    p.add_argument("--txn-misread", action="store_true",
+                   help="negative control of --workload txn: readers read read_uncommitted "
+                   "while the checker is told read_committed; must find aborted reads")
     p.add_argument("--bootstrap", default=None,
                    help="check an existing cluster instead (no faults injected: yours, e.g. "
                    "docker compose kill); the topic is created if absent")
@@ -83,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
         faults=faults, netns=args.netns, replication_factor=args.replication_factor,
         min_insync=args.min_insync, acks=args.acks, partitions=args.partitions,
         recovery_window=args.recovery_window, out=args.out, bootstrap=args.bootstrap,
-        rate=args.rate, fault_min=fault_min, fault_max=fault_max, unflushed=args.unflushed)
+        rate=args.rate, fault_min=fault_min, fault_max=fault_max, unflushed=args.unflushed,
+        workload=args.workload, txn_misread=args.txn_misread)
     # SIGTERM unwinds like Ctrl-C, so the nodes, the namespaces and the clients are cleaned up.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
