@@ -29,7 +29,7 @@ def test_short_transactional_fault_run_finds_no_anomalies(tmp_path: Path) -> Non
     writes every 8 s (with namespaces also an isolated node) from a fixed seed."""
     netns = use_netns()
     kinds = [*PROCESS_KINDS, *(["isolate"] if netns else [])]
-    outcome = run(Options(duration=25, interval=8, seed=20261207, faults=kinds, netns=netns,
+    outcome = run(Options(duration=20, interval=7, seed=20261207, faults=kinds, netns=netns,
                           fault_min=3, fault_max=5, partitions=6, workload="txn",
                           out=tmp_path / "run"))
     result = outcome.result
@@ -62,7 +62,7 @@ def test_negative_control_reading_uncommitted_finds_aborted_reads(tmp_path: Path
     read_committed (--txn-misread): the aborted transactions' records, really in the log,
     must be reported as aborted reads."""
     netns = use_netns()
-    outcome = run(Options(duration=15, interval=30, seed=7, faults=[], netns=netns,
+    outcome = run(Options(duration=8, interval=30, seed=7, faults=[], netns=netns,
                           partitions=3, workload="txn", txn_misread=True,
                           out=tmp_path / "control"))
     counts = outcome.result.counts()

@@ -914,6 +914,38 @@ async def warm_up(targets: Sequence[Target], seeds: SeedPool) -> None:
             c.abort()
 
 
+def warm_inter_broker(bootstrap: str) -> None:
+    """One committed transaction per ``__transaction_state`` partition, each writing to every
+    partition of the fuzz topic: every node then holds the connections brokers keep to each
+    other for transactions (markers from coordinators to leaders, verification from leaders
+    to coordinators), so the connection baseline includes them and a mutated transactional
+    request during the run cannot look like a leak by opening one."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient
+
+    from odradek.broker.group.partitioning import partition_for
+
+    def one(txn_id: str) -> None:
+        p = Producer({"bootstrap.servers": bootstrap, "transactional.id": txn_id})
+        p.init_transactions(30)
+        p.begin_transaction()
+        for i in range(3):
+            p.produce(FUZZ_TOPIC, value=b"warm", partition=i)
+        p.commit_transaction(30)
+
+    one("fuzz-warm")  # creates __transaction_state
+    topics = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=30).topics
+    n = len(topics["__transaction_state"].partitions)
+    wanted: dict[int, str] = {}
+    i = 0
+    while len(wanted) < n:
+        txn_id = f"fuzz-warm-{i}"
+        wanted.setdefault(partition_for(txn_id, n), txn_id)
+        i += 1
+    for txn_id in wanted.values():
+        one(txn_id)
+
+
 def produce_consume_check(bootstrap: str) -> tuple[bool, str]:
     """A real client still works: a new topic with RF=3, 100 acks=all records, read back."""
     from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
@@ -1136,6 +1168,7 @@ async def fuzz(nodes: Sequence[NodeInfo], opts: Options, bootstrap: str,
                seeds: SeedPool) -> tuple[dict[str, Any], Stats]:
     targets = [n.target for n in nodes]
     await warm_up(targets, seeds)
+    await asyncio.to_thread(warm_inter_broker, bootstrap)
     await asyncio.sleep(2)
     before_metrics = {str(n.node_id): node_metrics(n) for n in nodes}
     rss_before = {n.node_id: n.rss() for n in nodes}

@@ -31,7 +31,7 @@ def rewind(consumer: Consumer) -> None:
                                      tp.offset if tp.offset >= 0 else 0))
 
 
-STUCK_S = 25
+STUCK_S = 15
 
 
 def stuck() -> None:
