@@ -56,8 +56,9 @@ import contextlib
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from odradek.broker.verify.clients import (
     CLIENT_LOG,
@@ -78,6 +79,20 @@ from odradek.broker.verify.history import Ack, Fail, Send
 DEFINITE_CODES = {3: "UNKNOWN_TOPIC_OR_PARTITION", 5: "LEADER_NOT_AVAILABLE",
                   19: "NOT_ENOUGH_REPLICAS"}
 MAX_IN_FLIGHT = 2000  # per producer: stop handing out values while this many are unresolved
+
+
+class Drainable(Protocol):
+    def stop(self, drain_timeout: float) -> None: ...
+
+
+def stop_all(producers: Sequence[Drainable], drain_timeout: float) -> None:
+    """Stop every producer at once: each drains what it has in flight (up to
+    ``drain_timeout``) while the others do."""
+    threads = [threading.Thread(target=p.stop, args=(drain_timeout,)) for p in producers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 @dataclass

@@ -53,7 +53,7 @@ from odradek.broker.verify.consumers import (
     Reader,
 )
 from odradek.broker.verify.history import Ack, Fail, FinalRead, Lso, Send, TxnEnd
-from odradek.broker.verify.producers import ClientStats
+from odradek.broker.verify.producers import ClientStats, stop_all
 
 ABORT_SHARE = 0.15
 FENCE_SHARE = 0.05
@@ -377,12 +377,7 @@ class TxnWorkload:
             p.start()
 
     def stop_producers(self, drain_timeout: float = 20.0) -> None:
-        threads = [threading.Thread(target=p.stop, args=(drain_timeout,))
-                   for p in self.producers]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        stop_all(self.producers, drain_timeout)
 
     def catch_up(self, ends: dict[int, int], timeout: float) -> bool:
         """Wait until the manual readers have polled up to ``ends`` (partition -> the offset

@@ -18,7 +18,6 @@ the topic, waits for it to be healthy and does the final read.
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
@@ -30,7 +29,12 @@ from odradek.broker.verify.consumers import (
     KafkaPythonManualReader,
     Reader,
 )
-from odradek.broker.verify.producers import ConfluentProducer, KafkaPythonProducer, Producer
+from odradek.broker.verify.producers import (
+    ConfluentProducer,
+    KafkaPythonProducer,
+    Producer,
+    stop_all,
+)
 
 
 class Workload:
@@ -66,12 +70,7 @@ class Workload:
             p.start()
 
     def stop_producers(self, drain_timeout: float = 20.0) -> None:
-        threads = [threading.Thread(target=p.stop, args=(drain_timeout,))
-                   for p in self.producers]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        stop_all(self.producers, drain_timeout)
 
     def catch_up(self, ends: dict[int, tuple[int, int]], timeout: float) -> bool:
         """Wait until the manual readers have polled up to ``ends``' high watermarks."""
