@@ -163,7 +163,14 @@ async def handle_leave_group(node: GroupNode, ctx: RequestContext, req: Any) -> 
 
 
 async def handle_offset_commit(node: GroupNode, ctx: RequestContext, req: Any) -> Payload:
-    offsets = _commit_entries(req)
+    offsets: dict[TopicPartition, OffsetCommitEntry] = {}
+    for t in req.topics:
+        for p in t.partitions:
+            offsets[(t.name, p.partition_index)] = OffsetCommitEntry(
+                p.committed_offset,
+                getattr(p, "committed_leader_epoch", -1),
+                p.committed_metadata,
+            )
     retention = getattr(req, "retention_time", None)
     result = await node.groups.offsets.commit_offsets(
         req.group_id,
@@ -175,15 +182,6 @@ async def handle_offset_commit(node: GroupNode, ctx: RequestContext, req: Any) -
         api_version=ctx.api_version,
     )
     return ctx.respond({"topics": _commit_answer(req, result)})
-
-
-def _commit_entries(req: Any) -> dict[TopicPartition, OffsetCommitEntry]:
-    """OffsetCommit's and TxnOffsetCommit's offsets, by partition (the leader epoch is in
-    the request from OffsetCommit v6 and TxnOffsetCommit v2)."""
-    return {(t.name, p.partition_index): OffsetCommitEntry(
-                p.committed_offset, getattr(p, "committed_leader_epoch", -1),
-                p.committed_metadata)
-            for t in req.topics for p in t.partitions}
 
 
 def _commit_answer(req: Any, result: Mapping[TopicPartition, ErrorCode]
@@ -219,7 +217,14 @@ async def handle_txn_offset_commit(node: GroupNode, ctx: RequestContext, req: An
             failed = {(t.name, p.partition_index): added for t in req.topics
                       for p in t.partitions}
             return ctx.respond({"topics": _commit_answer(req, failed)})
-    offsets = _commit_entries(req)
+    offsets: dict[TopicPartition, OffsetCommitEntry] = {}
+    for t in req.topics:
+        for p in t.partitions:
+            offsets[(t.name, p.partition_index)] = OffsetCommitEntry(
+                p.committed_offset,
+                getattr(p, "committed_leader_epoch", -1),
+                p.committed_metadata,
+            )
     # Before v3 (KIP-447) the request names no member: generation -1 and no member id.
     result = await node.groups.offsets.commit_transactional_offsets(
         req.group_id,
