@@ -54,13 +54,22 @@ class Trickle(threading.Thread):
 
 def transaction_coordinator(bootstrap: str, transactional_id: str) -> int:
     """The node id of ``transactional_id``'s transaction coordinator (FindCoordinator)."""
+    return coordinator(bootstrap, transactional_id, key_type=1)
+
+
+def group_coordinator(bootstrap: str, group: str) -> int:
+    """The node id of consumer group ``group``'s coordinator (FindCoordinator)."""
+    return coordinator(bootstrap, group, key_type=0)
+
+
+def coordinator(bootstrap: str, key: str, key_type: int) -> int:
     from odradek.broker.kafka.client import KafkaConnection
 
     def find() -> Any:
         with KafkaConnection.to(bootstrap.split(",")[0]) as c:
-            found = c.request(10, 4, {"key_type": 1, "coordinator_keys": [transactional_id]})
+            found = c.request(10, 4, {"key_type": key_type, "coordinator_keys": [key]})
             return found.coordinators[0] if found.coordinators[0].error_code == 0 else None
-    return int(wait_for(find, 20, f"the transaction coordinator of {transactional_id}").node_id)
+    return int(wait_for(find, 20, f"the coordinator of {key}").node_id)
 
 
 class Ends:
