@@ -9,6 +9,7 @@ underscores (``log.retention.ms`` -> ``ODRADEK_LOG_RETENTION_MS``).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,6 +155,62 @@ def _voters(key: str, v: Any) -> tuple[tuple[int, str, int], ...]:
     return tuple(out)
 
 
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+# Kafka's other mechanisms: named so a Kafka configuration that enables them gets a clear
+# refusal rather than "unknown mechanism".
+_UNSUPPORTED_MECHANISMS = ("GSSAPI", "OAUTHBEARER")
+
+
+def _protocol_map(key: str, v: Any) -> dict[str, str]:
+    """listener.security.protocol.map: ``NAME:PROTOCOL,NAME:PROTOCOL``."""
+    out: dict[str, str] = {}
+    for item in str(v).split(","):
+        name, sep, protocol = item.strip().partition(":")
+        if not sep or not name.strip():
+            raise ConfigError(f"{key}: {item.strip()!r} is not NAME:PROTOCOL "
+                              "(e.g. CLIENTS:SASL_SSL)")
+        if protocol.strip().upper() not in SECURITY_PROTOCOLS:
+            raise ConfigError(f"{key}: {protocol.strip()!r} is not a security protocol "
+                              f"(allowed: {', '.join(SECURITY_PROTOCOLS)})")
+        out[name.strip().upper()] = protocol.strip().upper()
+    return out
+
+
+def _list_of(*allowed: str) -> Callable[[str, Any], tuple[str, ...]]:
+    def parse(key: str, v: Any) -> tuple[str, ...]:
+        items = [str(i).strip() for i in (v.split(",") if isinstance(v, str) else v or [])]
+        items = [i for i in items if i]
+        bad = [i for i in items if i not in allowed]
+        if bad:
+            raise ConfigError(f"{key}: {bad[0]!r} is not one of {', '.join(allowed)}")
+        return tuple(items)
+
+    return parse
+
+
+def _mechanisms(key: str, v: Any) -> tuple[str, ...]:
+    items = _list_of(*SASL_MECHANISMS, *_UNSUPPORTED_MECHANISMS)(key, v)
+    return tuple(i.upper() for i in items)
+
+
+def _endpoint_identification(key: str, v: Any) -> str:
+    if v in ("", None):
+        return ""
+    if str(v).lower() != "https":
+        raise ConfigError(f"{key}: {v!r} is not https or empty (no host name check)")
+    return "https"
+
+
+def _any_str(key: str, v: Any) -> str:
+    """An optional string that may be empty (a password, a PEM text)."""
+    if v is None:
+        return ""
+    if not isinstance(v, str | int) or isinstance(v, bool):
+        raise ConfigError(f"{key}: {v!r} is not a string")
+    return str(v)
+
+
 def _path(key: str, v: Any) -> Path:
     return Path(_str(key, v))
 
@@ -283,6 +340,52 @@ KEYS: tuple[Key, ...] = (
     Key("log.cleaner.max.compaction.lag.ms", _int(1), 2**63 - 1,
         "Default max.compaction.lag.ms: a record older than this is compacted even if "
         "the log is not dirty enough.", ">= 1"),
+    Key("listener.security.protocol.map", _protocol_map,
+        "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
+        "Security protocol of each listener name, NAME:PROTOCOL comma separated.",
+        "PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"),
+    Key("ssl.keystore.type", _choice("PEM"), "PEM",
+        "Format of the key store: PEM (Java key stores are not read; convert them with "
+        "openssl).", "PEM"),
+    Key("ssl.keystore.location", _any_str, "",
+        "PEM file holding this node's private key and certificate chain.", "path"),
+    Key("ssl.keystore.certificate.chain", _any_str, "",
+        "This node's certificate chain as PEM text (instead of ssl.keystore.location).",
+        "PEM"),
+    Key("ssl.keystore.key", _any_str, "",
+        "This node's private key as PEM text (with ssl.keystore.certificate.chain).", "PEM"),
+    Key("ssl.key.password", _any_str, "", "Password of an encrypted private key.", "string"),
+    Key("ssl.truststore.type", _choice("PEM"), "PEM", "Format of the trust store.", "PEM"),
+    Key("ssl.truststore.location", _any_str, "",
+        "PEM file of the CA certificates trusted for peers (clients with ssl.client.auth, "
+        "other brokers as a client).", "path"),
+    Key("ssl.truststore.certificates", _any_str, "",
+        "Trusted CA certificates as PEM text (instead of ssl.truststore.location).", "PEM"),
+    Key("ssl.client.auth", _choice("none", "requested", "required"), "none",
+        "Mutual TLS: whether clients must (required) or may (requested) present a "
+        "certificate; its subject becomes the principal.", "none, requested, required"),
+    Key("ssl.enabled.protocols", _list_of("TLSv1.2", "TLSv1.3"), "TLSv1.2,TLSv1.3",
+        "TLS versions accepted.", "TLSv1.2, TLSv1.3"),
+    Key("ssl.cipher.suites", _any_str, "",
+        "OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's); empty = defaults.",
+        "cipher list"),
+    Key("ssl.endpoint.identification.algorithm", _endpoint_identification, "https",
+        "As a client of another broker: check that its certificate names the host "
+        "connected to (https), or not (empty).", "https or empty"),
+    Key("sasl.enabled.mechanisms", _mechanisms, "GSSAPI",
+        "SASL mechanisms SASL listeners offer. Kafka's default, GSSAPI, is not supported: "
+        "a SASL listener needs PLAIN, SCRAM-SHA-256 and/or SCRAM-SHA-512 here.",
+        "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"),
+    Key("sasl.mechanism.inter.broker.protocol", _choice(*SASL_MECHANISMS, "GSSAPI"), "GSSAPI",
+        "Mechanism a broker authenticates with to another one when the inter-broker "
+        "listener uses SASL (its credentials: the username and password of that listener's "
+        "sasl.jaas.config).", "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"),
+    Key("connections.max.reauth.ms", _int(0), 0,
+        "SASL sessions last this long; a client re-authenticates on the same connection "
+        "(KIP-368) or it is closed at its next request. 0 = sessions never expire.", ">= 0"),
+    Key("connection.failed.authentication.delay.ms", _int(0), 100,
+        "A failed authentication is answered, and its connection closed, after this delay, "
+        "which slows password guessing.", ">= 0"),
     Key("inter.broker.listener.name", _str, "",
         "Listener other brokers use to fetch from this one; empty = the first listener.",
         "listener name"),
@@ -377,6 +480,36 @@ class NodeConfig:
         roles: tuple[str, ...] = self.values["process.roles"]
         return roles
 
+    @property
+    def inter_broker_listener(self) -> str:
+        return str(self.values["inter.broker.listener.name"] or self.listeners[0].name)
+
+    def security_protocol(self, listener: str) -> str:
+        return str(self.values["listener.security.protocol.map"][listener])
+
+    def listener_value(self, listener: str, key: str) -> Any:
+        """``key`` for one listener: its ``listener.name.<listener>.<key>``, else ``key``."""
+        scoped = self.values.get(LISTENER_OVERRIDES, {}).get(listener, {})
+        return scoped[key] if key in scoped else self.values[key]
+
+    def jaas_config(self, listener: str, mechanism: str) -> str:
+        scoped = self.values.get(LISTENER_OVERRIDES, {}).get(listener, {})
+        return str(scoped.get(f"{mechanism.lower()}.{JAAS_KEY}", ""))
+
+    def plain_users(self, listener: str) -> dict[str, str]:
+        """The PLAIN users of a listener: ``user_<name>="<password>"`` of its JAAS entry."""
+        from odradek.broker.security.jaas import parse_jaas_config, plain_users
+
+        return plain_users(parse_jaas_config(self.jaas_config(listener, "PLAIN")))
+
+    def inter_broker_credentials(self) -> tuple[str, str] | None:
+        """This broker's username and password towards the others, when they use SASL."""
+        from odradek.broker.security.jaas import client_credentials, parse_jaas_config
+
+        mechanism = self.values["sasl.mechanism.inter.broker.protocol"]
+        return client_credentials(parse_jaas_config(
+            self.jaas_config(self.inter_broker_listener, mechanism)))
+
 
 def with_dynamic(static: NodeConfig, *levels: Mapping[str, str]) -> NodeConfig:
     """`static` with the dynamic broker configs of `levels` over it, lowest precedence first
@@ -402,7 +535,13 @@ def parse_config(raw: Mapping[str, Any], *, env: Mapping[str, str] | None = None
     if not isinstance(raw, Mapping):
         raise ConfigError(f"the configuration must be a mapping of keys to values, got {raw!r}")
     merged: dict[str, Any] = {}
+    scoped: dict[str, dict[str, Any]] = {}
     for key, value in raw.items():
+        listener_key = _LISTENER_KEY.fullmatch(str(key))
+        if listener_key is not None:
+            name, rest = listener_key.group(1).upper(), listener_key.group(2)
+            scoped.setdefault(name, {})[rest] = _parse_scoped(str(key), rest, value)
+            continue
         if key not in KEYS_BY_NAME:
             raise ConfigError(f"{key}: unknown configuration key{_suggest(str(key))}")
         merged[key] = value
@@ -433,7 +572,109 @@ def parse_config(raw: Mapping[str, Any], *, env: Mapping[str, str] | None = None
     if values["group.min.session.timeout.ms"] > values["group.max.session.timeout.ms"]:
         raise ConfigError("group.min.session.timeout.ms must not exceed "
                           "group.max.session.timeout.ms")
-    return NodeConfig(values, source, frozenset(merged))
+    values[LISTENER_OVERRIDES] = scoped
+    config = NodeConfig(values, source, frozenset(merged))
+    _check_security(config)
+    return config
+
+
+# Kafka's listener-scoped keys: ``listener.name.<listener>.<key>`` overrides ``<key>`` for
+# that listener only; SASL's JAAS configuration exists only in this form, per mechanism:
+# ``listener.name.<listener>.<mechanism>.sasl.jaas.config``.
+_LISTENER_KEY = re.compile(r"listener\.name\.([A-Za-z0-9_-]+)\.(.+)")
+LISTENER_SCOPED = frozenset({
+    "ssl.keystore.type", "ssl.keystore.location", "ssl.keystore.certificate.chain",
+    "ssl.keystore.key", "ssl.key.password", "ssl.truststore.type", "ssl.truststore.location",
+    "ssl.truststore.certificates", "ssl.client.auth", "ssl.enabled.protocols",
+    "ssl.cipher.suites", "sasl.enabled.mechanisms", "connections.max.reauth.ms",
+})
+JAAS_KEY = "sasl.jaas.config"
+# Where the listener-scoped values live in NodeConfig.values: {LISTENER: {key: value}}.
+LISTENER_OVERRIDES = "listener.name"
+
+
+def _parse_scoped(full_key: str, key: str, value: Any) -> Any:
+    if key in LISTENER_SCOPED:
+        return KEYS_BY_NAME[key].parse(full_key, value)
+    mechanism, _, rest = key.partition(".")
+    if rest == JAAS_KEY and mechanism.upper() in SASL_MECHANISMS:
+        from odradek.broker.security.jaas import parse_jaas_config
+
+        text = _any_str(full_key, value)
+        try:
+            parse_jaas_config(text)
+        except ValueError as e:
+            raise ConfigError(f"{full_key}: {e}") from None
+        return text
+    if rest == JAAS_KEY:
+        raise ConfigError(f"{full_key}: {mechanism!r} is not a supported SASL mechanism "
+                          f"(allowed: {', '.join(m.lower() for m in SASL_MECHANISMS)})")
+    raise ConfigError(f"{full_key}: {key!r} cannot be set per listener (listener-scoped "
+                      f"keys: {', '.join(sorted(LISTENER_SCOPED))}, and "
+                      f"<mechanism>.{JAAS_KEY})")
+
+
+def _check_security(config: NodeConfig) -> None:
+    """What Kafka checks of listeners' security at start-up, with what to do about it."""
+    names = [li.name for li in config.listeners] + [li.name for li in
+                                                     config.advertised_listeners]
+    protocols = config["listener.security.protocol.map"]
+    for name in names:
+        if name not in protocols:
+            raise ConfigError(
+                f"listeners: listener {name} has no security protocol: add {name}:PLAINTEXT "
+                "(or SSL, SASL_PLAINTEXT, SASL_SSL) to listener.security.protocol.map")
+    for name in config[LISTENER_OVERRIDES]:
+        if name not in {li.name for li in config.listeners}:
+            raise ConfigError(f"listener.name.{name.lower()}.*: there is no listener {name} "
+                              "in listeners")
+    for li in config.listeners:
+        protocol = config.security_protocol(li.name)
+        if protocol in ("SSL", "SASL_SSL"):
+            keystore = config.listener_value(li.name, "ssl.keystore.location")
+            inline = (config.listener_value(li.name, "ssl.keystore.certificate.chain"),
+                      config.listener_value(li.name, "ssl.keystore.key"))
+            if not keystore and not all(inline):
+                raise ConfigError(
+                    f"listener {li.name} ({protocol}) needs a certificate: set "
+                    "ssl.keystore.location (a PEM file with the key and the certificate "
+                    "chain) or ssl.keystore.certificate.chain and ssl.keystore.key, "
+                    f"globally or as listener.name.{li.name.lower()}.ssl.*")
+            auth = config.listener_value(li.name, "ssl.client.auth")
+            trusted = (config.listener_value(li.name, "ssl.truststore.location")
+                       or config.listener_value(li.name, "ssl.truststore.certificates"))
+            if auth != "none" and not trusted:
+                raise ConfigError(
+                    f"listener {li.name}: ssl.client.auth={auth} needs the CAs that sign "
+                    "client certificates: set ssl.truststore.location")
+        if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+            mechanisms = config.listener_value(li.name, "sasl.enabled.mechanisms")
+            unsupported = [m for m in mechanisms if m not in SASL_MECHANISMS]
+            if unsupported or not mechanisms:
+                raise ConfigError(
+                    f"listener {li.name} ({protocol}): sasl.enabled.mechanisms is "
+                    f"{','.join(mechanisms) or 'empty'}; {', '.join(unsupported) or 'none'} "
+                    "is not supported by Odradek: set it to PLAIN, SCRAM-SHA-256 and/or "
+                    "SCRAM-SHA-512")
+            if "PLAIN" in mechanisms and not config.plain_users(li.name):
+                raise ConfigError(
+                    f"listener {li.name} enables PLAIN but has no users: set "
+                    f"listener.name.{li.name.lower()}.plain.sasl.jaas.config to "
+                    "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                    'user_<name>="<password>" ...;')
+    inter = config["inter.broker.listener.name"] or config.listeners[0].name
+    if config.security_protocol(inter) in ("SASL_PLAINTEXT", "SASL_SSL"):
+        mechanism = config["sasl.mechanism.inter.broker.protocol"]
+        if mechanism not in config.listener_value(inter, "sasl.enabled.mechanisms"):
+            raise ConfigError(
+                f"sasl.mechanism.inter.broker.protocol is {mechanism}, which the "
+                f"inter-broker listener {inter} does not enable (sasl.enabled.mechanisms): "
+                "set it to one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 that it enables")
+        if config.inter_broker_credentials() is None:
+            raise ConfigError(
+                f"the inter-broker listener {inter} uses SASL: give this broker's own "
+                f"username and password in listener.name.{inter.lower()}."
+                f"{mechanism.lower()}.{JAAS_KEY} (username=\"...\" password=\"...\")")
 
 
 # Variables of the same prefix that are not configuration keys.
@@ -485,4 +726,20 @@ def config_docs() -> str:
         dyn = DYNAMIC_BROKER_KEYS_BY_NAME.get(k.name)
         dynamic = f"{dyn.scope}: {dyn.takes_effect}" if dyn else "no"
         lines.append(f"| `{k.name}` | `{default}` | {k.allowed} | {dynamic} | {k.doc} |")
+    lines += [
+        "",
+        "## Listener-scoped keys",
+        "",
+        "As in Kafka, `listener.name.<listener>.<key>` sets a key for one listener only (the",
+        "listener name in lower case), over the global value. These keys can be scoped:",
+        ", ".join(f"`{k}`" for k in sorted(LISTENER_SCOPED)) + ".",
+        "",
+        "SASL users and this broker's own SASL identity exist only in this form, per",
+        "mechanism: `listener.name.<listener>.<mechanism>.sasl.jaas.config` (mechanism `plain`,",
+        "`scram-sha-256` or `scram-sha-512`), with Kafka's JAAS syntax. PLAIN users are its",
+        '`user_<name>="<password>"` options; the inter-broker listener\'s `username` and',
+        "`password` are what this broker authenticates with to the others. SCRAM users live",
+        "in the cluster metadata (`odradek users`, or Kafka's AlterUserScramCredentials).",
+        "Listener-scoped keys have no environment variable form. See docs/security.md.",
+    ]
     return "\n".join(lines) + "\n"

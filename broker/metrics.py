@@ -47,6 +47,14 @@ class NodeMetrics:
             ["reason"], registry=r)
         for reason in ("idle", "stalled", "unread_responses"):
             self.connections_closed.labels(reason=reason)
+        self.authentications = Counter(
+            "odradek_authentications_total",
+            "Successful SASL authentications (re-authentications included), per listener.",
+            ["listener"], registry=r)
+        self.authentication_failures = Counter(
+            "odradek_authentication_failures_total",
+            "Connections closed for failed SASL authentication or for requests sent before "
+            "it completed, per listener.", ["listener"], registry=r)
         self.request_queue_bytes = Gauge(
             "odradek_request_queue_bytes",
             "Bytes of received requests waiting to be handled (bounded by "
@@ -126,6 +134,8 @@ class NodeMetrics:
             self.connections.labels(listener=name)
             for reason in ("max_connections", "max_connections_per_ip"):
                 self.connections_refused.labels(listener=name, reason=reason)
+            self.authentications.labels(listener=name)
+            self.authentication_failures.labels(listener=name)
 
     @staticmethod
     def api_name(api_key: int) -> str:

@@ -40,6 +40,8 @@ from odradek.broker.metrics_http import MetricsServer
 from odradek.broker.node_collector import NodeCollector
 from odradek.broker.replica_manager import ReplicaManager
 from odradek.broker.replication import ReplicationManager
+from odradek.broker.security.listeners import listener_security
+from odradek.broker.security.scram import ScramCredential
 from odradek.broker.server import KafkaServer, ServerLimits
 from odradek.broker.txn import TransactionCoordinator
 from odradek.broker.txn_markers import BrokerMarkerSender, MarkerWriter
@@ -252,6 +254,15 @@ class Node:
     def is_broker(self) -> bool:
         return "broker" in self.config.roles
 
+    def scram_credential(self, user: str, mechanism: str) -> ScramCredential | None:
+        """A SCRAM user's credential as the cluster metadata holds it now (SASL listeners
+        look it up at each authentication, so a changed password applies at once)."""
+        stored = self.image.scram_credentials.get((user, mechanism))
+        if stored is None:
+            return None
+        return ScramCredential(stored.salt, stored.stored_key, stored.server_key,
+                               stored.iterations)
+
     async def start(self) -> None:
         if self.is_broker:
             # Bound now (an ephemeral port must be known to register it), but accepting
@@ -259,7 +270,8 @@ class Node:
             # earlier would be told of an empty cluster, and librdkafka, for one, would
             # not ask again for minutes.
             for li in self.config.listeners:
-                port = await self.server.listen(li.name, li.host, li.port)
+                security = listener_security(self.config, li.name, self.scram_credential)
+                port = await self.server.listen(li.name, li.host, li.port, security)
                 self.bound[li.name] = (li.host, port)
         listeners = [(li.name, li.host, li.port or self.bound[li.name][1])
                      for li in self.config.advertised_listeners]

@@ -36,8 +36,9 @@ import asyncio
 import collections
 import itertools
 import logging
+import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
@@ -55,6 +56,12 @@ from odradek.broker.kafka.connection import (
     VersionRejected,
 )
 from odradek.broker.metrics import NodeMetrics
+from odradek.broker.security import tls
+from odradek.broker.security.authentication import (
+    SASL_AUTHENTICATE,
+    SASL_HANDSHAKE,
+    Authenticator,
+)
 
 log = logging.getLogger("odradek.server")
 
@@ -95,6 +102,22 @@ class ServerLimits:
         return self.max_connections_per_ip_overrides.get(host, self.max_connections_per_ip)
 
 
+@dataclass(frozen=True, slots=True)
+class ListenerSecurity:
+    """How a listener secures its connections: TLS (``ssl`` set) and SASL
+    (``authenticator`` makes each connection's state machine)."""
+
+    protocol: str = "PLAINTEXT"
+    ssl: ssl.SSLContext | None = None
+    authenticator: Callable[[], Authenticator] | None = None
+    failed_authentication_delay_s: float = 0.1
+
+
+# A TLS handshake must finish within this: until it does the connection is not counted
+# against max.connections, so it must not linger (asyncio's default is 60 s).
+_TLS_HANDSHAKE_TIMEOUT_S = 10.0
+
+
 class RateLimitedLog:
     """At most one line per ``interval`` seconds per kind; the rest are counted and the
     count is reported with the next line, so a flood of bad connections cannot turn into a
@@ -129,10 +152,16 @@ S = TypeVar("S", bound=ServedNode)
 
 
 class KafkaProtocol(asyncio.Protocol, Generic[S]):
-    def __init__(self, server: KafkaServer[S], listener_name: str) -> None:
+    def __init__(self, server: KafkaServer[S], listener_name: str,
+                 security: ListenerSecurity) -> None:
         self.server = server
         self.node = server.node
         self.listener_name = listener_name
+        self.security = security
+        # Who the client is: its certificate's subject on TLS, its SASL identity once
+        # authenticated, else ANONYMOUS (Kafka's principals).
+        self.principal = tls.ANONYMOUS
+        self.auth = security.authenticator() if security.authenticator else None
         self.conn = ServerConnection(server.supported, server.limits.max_request_bytes,
                                      server.budget.try_reserve)
         self.conn_id = next(_conn_ids)
@@ -166,6 +195,12 @@ class KafkaProtocol(asyncio.Protocol, Generic[S]):
         if peer:
             self.host = str(peer[0])
             self.peer = f"{peer[0]}:{peer[1]}"
+        if self.security.ssl is not None:
+            try:
+                self.principal = tls.principal(transport.get_extra_info("ssl_object"))
+            except ValueError:  # a certificate the TLS layer accepted but cannot parse
+                transport.close()
+                return
         refusal = self.server.admit(self)
         if refusal is not None:
             self.server.bad_peers.warning(
@@ -302,6 +337,16 @@ class KafkaProtocol(asyncio.Protocol, Generic[S]):
                 if isinstance(event, VersionRejected):
                     self._write(self._version_rejected(event))
                     continue
+                if self.auth is not None:
+                    api_key = event.request.api_key
+                    refusal = self.auth.refusal(api_key)
+                    if refusal is not None:
+                        self._refuse(refusal)
+                        break
+                    if api_key in (SASL_HANDSHAKE, SASL_AUTHENTICATE):
+                        if not await self._sasl(event):
+                            break
+                        continue
                 self.busy = True
                 self._handling = event.request.api_key
                 try:
@@ -323,6 +368,47 @@ class KafkaProtocol(asyncio.Protocol, Generic[S]):
                 self.server.budget_released()
             self.close()
 
+    def _refuse(self, reason: str) -> None:
+        self.server.bad_peers.warning("unauthenticated", "closing connection from %s on %s: %s",
+                                      self.peer, self.listener_name, reason)
+        self.node.metrics.authentication_failures.labels(listener=self.listener_name).inc()
+        self._closing = True
+
+    async def _sasl(self, event: RequestReceived) -> bool:
+        """Answer SaslHandshake or SaslAuthenticate; False when the connection must close."""
+        assert self.auth is not None
+        req = event.request
+        if req.api_key == SASL_HANDSHAKE:
+            answer = self.auth.handshake(str(req.body.mechanism))
+            body = codec.build_response(req.api_key, req.api_version, {
+                "error_code": answer.error_code, "mechanisms": list(answer.mechanisms)})
+        else:
+            answer = self.auth.authenticate(bytes(req.body.auth_bytes), req.api_version)
+            body = codec.build_response(req.api_key, req.api_version, {
+                "error_code": answer.error_code, "error_message": answer.error_message,
+                "auth_bytes": answer.auth_bytes,
+                "session_lifetime_ms": answer.session_lifetime_ms})
+        if answer.error_code == ErrorCode.none and self.auth.authenticated:
+            self.principal = self.auth.principal or self.principal
+        if answer.failed:
+            self.server.bad_peers.warning(
+                "authentication", "authentication of %s on %s failed: %s", self.peer,
+                self.listener_name, answer.error_message)
+            self.node.metrics.authentication_failures.labels(
+                listener=self.listener_name).inc()
+            # Kafka's connection.failed.authentication.delay.ms: a password guesser waits
+            # for each answer. Only this connection waits; its reads stop meanwhile.
+            await asyncio.sleep(self.security.failed_authentication_delay_s)
+        elif answer.error_code == ErrorCode.none and self.auth.authenticated \
+                and req.api_key == SASL_AUTHENTICATE:
+            self.node.metrics.authentications.labels(listener=self.listener_name).inc()
+        self._write(codec.encode_response(req.api_key, req.api_version, req.correlation_id,
+                                          body))
+        if answer.close:
+            self._closing = True
+            return False
+        return True
+
     def _write(self, data: bytes | memoryview) -> None:
         if self.transport and not self.transport.is_closing():
             self.last_active = time.monotonic()
@@ -333,7 +419,7 @@ class KafkaProtocol(asyncio.Protocol, Generic[S]):
         spec = self.server.apis[req.api_key]
         ctx = RequestContext(
             req.api_key, req.api_version, req.correlation_id, req.client_id,
-            self.host, self.conn_id, self.listener_name,
+            self.host, self.conn_id, self.listener_name, self.principal,
         )
         started = time.perf_counter()
         metrics = self.node.metrics
@@ -413,12 +499,15 @@ class KafkaServer(Generic[S]):
         self._stall_watch: asyncio.Task[None] | None = None
         self.serving = False
 
-    async def listen(self, name: str, host: str, port: int) -> int:
+    async def listen(self, name: str, host: str, port: int,
+                     security: ListenerSecurity | None = None) -> int:
         """Bind a listener; it accepts connections only after ``start_serving``."""
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: KafkaProtocol[S](self, name), host, port,
-                                          reuse_address=True, backlog=1024,
-                                          start_serving=False)
+        sec = security or ListenerSecurity()
+        server = await loop.create_server(
+            lambda: KafkaProtocol[S](self, name, sec), host, port, reuse_address=True,
+            backlog=1024, start_serving=False, ssl=sec.ssl,
+            ssl_handshake_timeout=_TLS_HANDSHAKE_TIMEOUT_S if sec.ssl else None)
         self.servers.append(server)
         self.listener_names.add(name)
         return int(server.sockets[0].getsockname()[1])

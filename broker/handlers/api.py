@@ -31,6 +31,9 @@ class RequestContext:
     client_host: str
     connection_id: int
     listener_name: str = "PLAINTEXT"
+    # The authenticated client: "User:<name>" (SASL), "User:<certificate subject>"
+    # (mutual TLS) or "User:ANONYMOUS".
+    principal: str = "User:ANONYMOUS"
 
     def respond(self, data: dict[str, Any]) -> Payload:
         """The response entity for this request's API and version, built from plain data."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -97,6 +97,18 @@ class BrokerEndpoint:
     fenced: bool
 
 
+@dataclass(frozen=True, slots=True)
+class ScramCredentialInfo:
+    """A user's stored SCRAM credential for one mechanism (Kafka's
+    UserScramCredentialRecord): never the password, only what verifies it."""
+
+    salt: bytes
+    # Out of repr, as in logs: with a captured exchange, StoredKey gives away the ClientKey.
+    stored_key: bytes = field(repr=False)
+    server_key: bytes = field(repr=False)
+    iterations: int = 4096
+
+
 @dataclass(frozen=True)
 class MetadataImage:
     offset: int
@@ -105,6 +117,9 @@ class MetadataImage:
     topics_by_id: Mapping[uuid.UUID, TopicImage]
     configs: Mapping[ConfigResource, Mapping[str, str]]
     next_producer_id: int
+    # (user name, mechanism) -> credential, e.g. ("alice", "SCRAM-SHA-256").
+    scram_credentials: Mapping[tuple[str, str], ScramCredentialInfo] = field(
+        default_factory=lambda: _NOTHING)
 
     EMPTY: ClassVar[MetadataImage]
 

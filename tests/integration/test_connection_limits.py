@@ -163,6 +163,7 @@ def test_max_connections_spares_a_separate_inter_broker_listener(start_node: obj
     node = start_node(**{  # type: ignore[operator]
         "max.connections": 2,
         "listeners": f"PLAINTEXT://127.0.0.1:{port},INTERNAL://127.0.0.1:{internal}",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT",
         "inter.broker.listener.name": "INTERNAL"})
     kept = [connect(node, port) for _ in range(2)]
     assert all(answers(s) for s in kept)

@@ -28,6 +28,7 @@ def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Cl
         cfg = yaml.safe_load(n.config_path.read_text())
         internal, external = ports[n.node_id]["INTERNAL"], ports[n.node_id]["EXTERNAL"]
         cfg["listeners"] = f"INTERNAL://127.0.0.1:{internal},EXTERNAL://127.0.0.1:{external}"
+        cfg["listener.security.protocol.map"] = "INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT"
         # Different host names tell the two listeners' answers apart.
         cfg["advertised.listeners"] = (f"INTERNAL://127.0.0.1:{internal},"
                                        f"EXTERNAL://localhost:{external}")

@@ -46,6 +46,7 @@ def test_environment_overrides() -> None:
 
 def test_advertised_listeners_default_to_listeners() -> None:
     cfg = parse_config({**BASE, "listeners": "PLAINTEXT://0.0.0.0:9092,INTERNAL://0.0.0.0:19092",
+                        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT",
                         "advertised.listeners": "PLAINTEXT://localhost:9092"}, env={})
     adv = {li.name: (li.host, li.port) for li in cfg.advertised_listeners}
     assert adv == {"PLAINTEXT": ("localhost", 9092), "INTERNAL": ("0.0.0.0", 19092)}
