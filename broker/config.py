@@ -500,15 +500,16 @@ class NodeConfig:
         """The PLAIN users of a listener: ``user_<name>="<password>"`` of its JAAS entry."""
         from odradek.broker.security.jaas import parse_jaas_config, plain_users
 
-        return plain_users(parse_jaas_config(self.jaas_config(listener, "PLAIN")))
+        text = self.jaas_config(listener, "PLAIN")
+        return plain_users(parse_jaas_config(text)) if text else {}
 
     def inter_broker_credentials(self) -> tuple[str, str] | None:
         """This broker's username and password towards the others, when they use SASL."""
         from odradek.broker.security.jaas import client_credentials, parse_jaas_config
 
         mechanism = self.values["sasl.mechanism.inter.broker.protocol"]
-        return client_credentials(parse_jaas_config(
-            self.jaas_config(self.inter_broker_listener, mechanism)))
+        text = self.jaas_config(self.inter_broker_listener, mechanism)
+        return client_credentials(parse_jaas_config(text)) if text else None
 
 
 def with_dynamic(static: NodeConfig, *levels: Mapping[str, str]) -> NodeConfig:

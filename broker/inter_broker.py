@@ -9,6 +9,7 @@ import asyncio
 from typing import Protocol
 
 from odradek.broker.kafka.async_client import AsyncKafkaConnection, BrokerConnectionError
+from odradek.broker.security.sasl_client import ClientSecurity
 from odradek.controller.metadata import MetadataImage
 
 
@@ -21,6 +22,9 @@ class InterBrokerNode(Protocol):
 
     @property
     def inter_broker_listener(self) -> str: ...
+
+    @property
+    def inter_broker_security(self) -> ClientSecurity: ...
 
 
 class BrokerConnections:
@@ -48,7 +52,8 @@ class BrokerConnections:
                 task = asyncio.get_running_loop().create_task(conn.close())
                 self._closing.add(task)
                 task.add_done_callback(self._closing.discard)
-            conn = AsyncKafkaConnection(ep.host, ep.port, client_id=self._client_id)
+            conn = AsyncKafkaConnection(ep.host, ep.port, client_id=self._client_id,
+                                        security=self._node.inter_broker_security)
             self._conns[broker_id] = conn
         return conn
 

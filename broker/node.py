@@ -28,6 +28,8 @@ from odradek.broker.handlers import (
     meta,
     produce,
     quorum,
+    sasl,
+    scram_credentials,
     txn,
     txn_admin,
 )
@@ -40,7 +42,7 @@ from odradek.broker.metrics_http import MetricsServer
 from odradek.broker.node_collector import NodeCollector
 from odradek.broker.replica_manager import ReplicaManager
 from odradek.broker.replication import ReplicationManager
-from odradek.broker.security.listeners import listener_security
+from odradek.broker.security.listeners import inter_broker_client, listener_security
 from odradek.broker.security.scram import ScramCredential
 from odradek.broker.server import KafkaServer, ServerLimits
 from odradek.broker.txn import TransactionCoordinator
@@ -74,7 +76,8 @@ def handler_table() -> dict[int, ApiSpec[Node]]:
     apis: dict[int, ApiSpec[Node]] = {}
     specs: list[Sequence[ApiSpec[Node]]] = [meta.APIS, produce.APIS, fetch.APIS, admin.APIS,
                                             log_dirs.APIS, quorum.APIS, group_handlers.APIS,
-                                            txn.APIS, txn_admin.APIS]
+                                            txn.APIS, txn_admin.APIS, sasl.APIS,
+                                            scram_credentials.APIS]
     for module_specs in specs:
         for spec in module_specs:
             assert spec.api_key not in apis, f"api key {spec.api_key} registered twice"
@@ -164,8 +167,9 @@ class Node:
         self.image: MetadataImage = MetadataImage.EMPTY
         self._replicas_current = False
         self.apis = handler_table()
-        self.inter_broker_listener = (config["inter.broker.listener.name"]
-                                      or config.listeners[0].name)
+        self.inter_broker_listener = config.inter_broker_listener
+        # How this broker reaches the others' inter-broker listener (TLS, SASL).
+        self.inter_broker_security = inter_broker_client(config)
         self.server = KafkaServer(self, self.apis, ServerLimits(
             max_request_bytes=config["socket.request.max.bytes"],
             queued_max_request_bytes=config["queued.max.request.bytes"],

@@ -37,6 +37,7 @@ from odradek.broker.metrics import NodeMetrics
 from odradek.broker.partition import Partition
 from odradek.broker.partition_watch import PartitionWatch
 from odradek.broker.replica_manager import ReplicaManager
+from odradek.broker.security.sasl_client import ClientSecurity
 from odradek.controller.metadata import MetadataImage
 from odradek.controller.metadata.requests import (
     AlterPartitionItem,
@@ -75,6 +76,9 @@ class ReplicationNode(Protocol):
 
     @property
     def inter_broker_listener(self) -> str: ...
+
+    @property
+    def inter_broker_security(self) -> ClientSecurity: ...
 
     @property
     def replicas(self) -> ReplicaManager: ...
@@ -146,7 +150,8 @@ class LeaderFetcher:
             # The leader moved to another address (restarted): our session died with it.
             self.session.reset()
             self._conn = AsyncKafkaConnection(
-                ep.host, ep.port, client_id=f"odradek-replica-fetcher-{self.node.node_id}")
+                ep.host, ep.port, client_id=f"odradek-replica-fetcher-{self.node.node_id}",
+                security=self.node.inter_broker_security)
         return self._conn
 
     async def _run(self) -> None:

@@ -60,6 +60,7 @@ from odradek.broker.security import tls
 from odradek.broker.security.authentication import (
     SASL_AUTHENTICATE,
     SASL_HANDSHAKE,
+    Answer,
     Authenticator,
 )
 
@@ -330,6 +331,10 @@ class KafkaProtocol(asyncio.Protocol, Generic[S]):
                 frame = await self._next_frame()
                 if frame is None:
                     break
+                if self.auth is not None and self.auth.raw_tokens:
+                    if not await self._raw_token(frame.frame):
+                        break
+                    continue
                 event = self.conn.decode(frame.frame)
                 if isinstance(event, ProtocolViolation):
                     self._violation(event.reason)
@@ -379,7 +384,7 @@ class KafkaProtocol(asyncio.Protocol, Generic[S]):
         assert self.auth is not None
         req = event.request
         if req.api_key == SASL_HANDSHAKE:
-            answer = self.auth.handshake(str(req.body.mechanism))
+            answer = self.auth.handshake(str(req.body.mechanism), req.api_version)
             body = codec.build_response(req.api_key, req.api_version, {
                 "error_code": answer.error_code, "mechanisms": list(answer.mechanisms)})
         else:
@@ -390,6 +395,30 @@ class KafkaProtocol(asyncio.Protocol, Generic[S]):
                 "session_lifetime_ms": answer.session_lifetime_ms})
         if answer.error_code == ErrorCode.none and self.auth.authenticated:
             self.principal = self.auth.principal or self.principal
+        await self._after_step(answer, req.api_key == SASL_AUTHENTICATE)
+        self._write(codec.encode_response(req.api_key, req.api_version, req.correlation_id,
+                                          body))
+        if answer.close:
+            self._closing = True
+            return False
+        return True
+
+    async def _raw_token(self, token: bytes) -> bool:
+        """A bare SASL token (after SaslHandshake v0): answered bare, or the connection
+        closes, as Kafka does, without an answer when the exchange fails."""
+        assert self.auth is not None
+        answer = self.auth.authenticate(token, 0)
+        if self.auth.authenticated:
+            self.principal = self.auth.principal or self.principal
+        await self._after_step(answer, True)
+        if answer.close:
+            self._closing = True
+            return False
+        self._write(len(answer.auth_bytes).to_bytes(4, "big") + answer.auth_bytes)
+        return True
+
+    async def _after_step(self, answer: Answer, authenticate: bool) -> None:
+        assert self.auth is not None
         if answer.failed:
             self.server.bad_peers.warning(
                 "authentication", "authentication of %s on %s failed: %s", self.peer,
@@ -399,15 +428,8 @@ class KafkaProtocol(asyncio.Protocol, Generic[S]):
             # Kafka's connection.failed.authentication.delay.ms: a password guesser waits
             # for each answer. Only this connection waits; its reads stop meanwhile.
             await asyncio.sleep(self.security.failed_authentication_delay_s)
-        elif answer.error_code == ErrorCode.none and self.auth.authenticated \
-                and req.api_key == SASL_AUTHENTICATE:
+        elif answer.error_code == ErrorCode.none and self.auth.authenticated and authenticate:
             self.node.metrics.authentications.labels(listener=self.listener_name).inc()
-        self._write(codec.encode_response(req.api_key, req.api_version, req.correlation_id,
-                                          body))
-        if answer.close:
-            self._closing = True
-            return False
-        return True
 
     def _write(self, data: bytes | memoryview) -> None:
         if self.transport and not self.transport.is_closing():

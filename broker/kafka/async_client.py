@@ -12,6 +12,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from odradek.broker.kafka import codec
+from odradek.broker.security.sasl_client import ClientSecurity, SaslClientError, client_for
 
 _SIZE = struct.Struct(">i")
 CLOSE_TIMEOUT_S = 1.0
@@ -23,9 +24,11 @@ class BrokerConnectionError(Exception):
 
 class AsyncKafkaConnection:
     def __init__(self, host: str, port: int, *, client_id: str,
-                 max_response_bytes: int = 256 << 20) -> None:
+                 max_response_bytes: int = 256 << 20,
+                 security: ClientSecurity | None = None) -> None:
         self.host = host
         self.port = port
+        self.security = security or ClientSecurity()
         self.client_id = client_id
         self.max_response_bytes = max_response_bytes
         self._reader: asyncio.StreamReader | None = None
@@ -39,12 +42,39 @@ class AsyncKafkaConnection:
         self._versions: dict[int, tuple[int, int]] | None = None
 
     async def connect(self, timeout: float = 5.0) -> None:
+        context = self.security.ssl
         try:
             async with asyncio.timeout(timeout):
                 self._reader, self._writer = await asyncio.open_connection(
-                    self.host, self.port, limit=1 << 20)
+                    self.host, self.port, limit=1 << 20, ssl=context,
+                    server_hostname=self.host if context is not None else None)
         except (OSError, TimeoutError) as e:
             raise BrokerConnectionError(f"cannot connect to {self.host}:{self.port}: {e}") from e
+        if self.security.sasl is not None:
+            await self._authenticate(*self.security.sasl, timeout=10.0)
+
+    async def _authenticate(self, mechanism: str, username: str, password: str,
+                            timeout: float) -> None:
+        """SaslHandshake v1, then SaslAuthenticate until the mechanism is done."""
+        handshake = await self._exchange(17, 1, {"mechanism": mechanism}, timeout)
+        if handshake.error_code != ErrorCode.none:
+            await self.close()
+            raise BrokerConnectionError(
+                f"{self.host}:{self.port} refused SASL mechanism {mechanism} "
+                f"({handshake.error_code.name}; it enables {list(handshake.mechanisms)})")
+        client = client_for(mechanism, username, password)
+        token: bytes | None = client.first()
+        try:
+            while token is not None:
+                answer = await self._exchange(36, 2, {"auth_bytes": token}, timeout)
+                if answer.error_code != ErrorCode.none:
+                    raise SaslClientError(f"{answer.error_code.name}: {answer.error_message}")
+                token = client.step(bytes(answer.auth_bytes))
+        except SaslClientError as e:
+            await self.close()
+            raise BrokerConnectionError(
+                f"SASL {mechanism} authentication as {username} to {self.host}:{self.port} "
+                f"failed: {e}") from None
 
     @property
     def connected(self) -> bool:
@@ -87,32 +117,39 @@ class AsyncKafkaConnection:
             if not self.connected:
                 self._versions = None  # a new connection may reach another process
                 await self.connect()
-            assert self._reader is not None and self._writer is not None
-            correlation_id = next(self._ids)
-            body = codec.build_request(api_key, version, data)
-            try:
-                frame_out = codec.encode_request(body, correlation_id, self.client_id)
-                self.last_request_bytes = len(frame_out)
-                self._writer.write(frame_out)
-                await self._writer.drain()
-                async with asyncio.timeout(timeout):
-                    head = await self._reader.readexactly(4)
-                (size,) = _SIZE.unpack(head)
-                if not 0 < size <= self.max_response_bytes:
-                    raise BrokerConnectionError(f"response size {size} out of bounds")
-                async with asyncio.timeout(timeout):
-                    frame = await self._reader.readexactly(size)
-            except (OSError, asyncio.IncompleteReadError, TimeoutError) as e:
-                await self.close()
-                raise BrokerConnectionError(
-                    f"request to {self.host}:{self.port} failed: {e!r}") from e
-            try:
-                got_id, response = codec.decode_response(frame, api_key, version)
-            except codec.MalformedResponse as e:
-                await self.close()
-                raise BrokerConnectionError(f"{self.host}:{self.port}: {e}") from None
-            if got_id != correlation_id:
-                await self.close()
-                raise BrokerConnectionError(
-                    f"response {got_id} does not answer request {correlation_id}")
-            return response
+            return await self._exchange(api_key, version, data, timeout)
+
+    async def _exchange(self, api_key: int, version: int, data: dict[str, Any],
+                        timeout: float) -> Any:
+        """One request and its response on the open connection (the caller holds the
+        lock, or is connecting)."""
+        if self._reader is None or self._writer is None:
+            raise BrokerConnectionError(f"not connected to {self.host}:{self.port}")
+        correlation_id = next(self._ids)
+        body = codec.build_request(api_key, version, data)
+        try:
+            frame_out = codec.encode_request(body, correlation_id, self.client_id)
+            self.last_request_bytes = len(frame_out)
+            self._writer.write(frame_out)
+            await self._writer.drain()
+            async with asyncio.timeout(timeout):
+                head = await self._reader.readexactly(4)
+            (size,) = _SIZE.unpack(head)
+            if not 0 < size <= self.max_response_bytes:
+                raise BrokerConnectionError(f"response size {size} out of bounds")
+            async with asyncio.timeout(timeout):
+                frame = await self._reader.readexactly(size)
+        except (OSError, asyncio.IncompleteReadError, TimeoutError) as e:
+            await self.close()
+            raise BrokerConnectionError(
+                f"request to {self.host}:{self.port} failed: {e!r}") from e
+        try:
+            got_id, response = codec.decode_response(frame, api_key, version)
+        except codec.MalformedResponse as e:
+            await self.close()
+            raise BrokerConnectionError(f"{self.host}:{self.port}: {e}") from None
+        if got_id != correlation_id:
+            await self.close()
+            raise BrokerConnectionError(
+                f"response {got_id} does not answer request {correlation_id}")
+        return response

@@ -8,9 +8,10 @@ Kafka's rules, which clients rely on:
   anything else closes the connection (Kafka: "Unexpected Kafka request of type ... during
   SASL handshake").
 * SaslHandshake v1 names the mechanism; the tokens then travel in SaslAuthenticate
-  requests. (SaslHandshake v0, whose tokens had no Kafka framing, left Kafka in 4.0 and is
-  not served.) An unknown mechanism is answered UNSUPPORTED_SASL_MECHANISM with the enabled
-  ones, and the connection is closed.
+  requests. After SaslHandshake v0 they travel bare, each a size-prefixed frame without a
+  Kafka header, both ways (``raw_tokens``); older librdkafka (kcat) still speaks it. An
+  unknown mechanism is answered UNSUPPORTED_SASL_MECHANISM with the enabled ones, and the
+  connection is closed.
 * A failed exchange is answered SASL_AUTHENTICATION_FAILED and the connection closed,
   after ``connection.failed.authentication.delay.ms``.
 * With ``connections.max.reauth.ms`` the session lasts that long (KIP-368): SaslAuthenticate
@@ -69,6 +70,8 @@ class Authenticator:
         self.mechanism: str | None = None
         self._server: SaslServer | None = None
         self._expires_at: float | None = None  # monotonic seconds; None = never
+        # After SaslHandshake v0: the next frames are bare SASL tokens.
+        self.raw_tokens = False
 
     @property
     def authenticated(self) -> bool:
@@ -89,8 +92,12 @@ class Authenticator:
                     "did not re-authenticate")
         return None
 
-    def handshake(self, mechanism: str) -> Answer:
+    def handshake(self, mechanism: str, version: int = 1) -> Answer:
         if self.state is State.AUTHENTICATED:
+            if version == 0:
+                self.state = State.FAILED
+                return Answer(ErrorCode.illegal_sasl_state,
+                              "re-authentication needs SaslHandshake v1", close=True)
             # KIP-368: a re-authentication starts with a new handshake.
             if mechanism != self.mechanism:
                 self.state = State.FAILED
@@ -113,6 +120,7 @@ class Authenticator:
         self.mechanism = mechanism
         self._server = self._new_server(mechanism)
         self.state = State.AUTHENTICATE
+        self.raw_tokens = version == 0
         return Answer(ErrorCode.none, mechanisms=self.mechanisms)
 
     def authenticate(self, auth_bytes: bytes, version: int) -> Answer:
@@ -141,6 +149,7 @@ class Authenticator:
         self.principal = step.principal
         self.state = State.AUTHENTICATED
         self._server = None
+        self.raw_tokens = False
         lifetime = 0
         if self._reauth_ms > 0:
             self._expires_at = self._clock() + self._reauth_ms / 1000

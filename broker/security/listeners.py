@@ -5,16 +5,15 @@ and the same for this broker's own connections to the others' inter-broker liste
 
 from __future__ import annotations
 
-import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from odradek.broker.config import NodeConfig
 from odradek.broker.security import tls
 from odradek.broker.security.authentication import Authenticator
 from odradek.broker.security.plain import PlainServer
 from odradek.broker.security.sasl import SaslServer
+from odradek.broker.security.sasl_client import ClientSecurity
 from odradek.broker.security.scram import ScramCredential, ScramServer
 from odradek.broker.server import ListenerSecurity
 
@@ -66,15 +65,6 @@ def listener_security(config: NodeConfig, listener: str,
         config["connection.failed.authentication.delay.ms"] / 1000)
 
 
-@dataclass(frozen=True, slots=True)
-class ClientSecurity:
-    """How this broker connects to another broker's inter-broker listener."""
-
-    ssl: ssl.SSLContext | None = None
-    # (mechanism, username, password) when that listener uses SASL.
-    sasl: tuple[str, str, str] | None = None
-
-
 def inter_broker_client(config: NodeConfig) -> ClientSecurity:
     listener = config.inter_broker_listener
     protocol = config.security_protocol(listener)
@@ -88,3 +78,12 @@ def inter_broker_client(config: NodeConfig) -> ClientSecurity:
         assert credentials is not None  # the configuration check demands them
         sasl = (str(config["sasl.mechanism.inter.broker.protocol"]), *credentials)
     return ClientSecurity(context, sasl)
+
+
+def check(config: NodeConfig) -> None:
+    """Build every listener's TLS context and the inter-broker client's once, so that an
+    unusable key or trust store stops the node before it starts (``TlsConfigError``)."""
+    for li in config.listeners:
+        listener_security(config, li.name, lambda user, mechanism: None)
+    if "broker" in config.roles:
+        inter_broker_client(config)

@@ -1,0 +1,326 @@
+"""TLS and SASL on real listeners, with real clients (issue 15).
+
+One three-node cluster whose nodes each have the listeners a secured deployment uses:
+
+* INTERNAL, SASL_SSL with PLAIN: the inter-broker listener, so replication and the
+  brokers' own requests to each other (transaction markers) authenticate too;
+* SSL with ``ssl.client.auth=required``: mutual TLS;
+* SASL_SSL and SASL_PLAINTEXT with PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512;
+* PLAINTEXT, which the tests use to set things up.
+
+Each client library connects the way its users configure it for a secure Kafka; wrong
+passwords, unknown users, missing, expired or untrusted certificates and the wrong protocol
+on a port are refused with the error Kafka gives, and the nodes carry on serving.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError
+
+from odradek.broker.kafka import codec
+from tests.certs import CertificateAuthority, Issued
+from tests.helpers import unique_name
+from tests.integration.harness import Cluster, free_port, metric
+from tests.requirements import require
+
+pytestmark = pytest.mark.integration
+
+USERS = {"alice": "alice-secret", "bob": "bob-secret"}
+BROKER_USER = ("broker", "broker-secret")
+LISTENERS = ("INTERNAL", "SSL", "SASL_SSL", "SASL_PLAINTEXT")
+
+
+@dataclass
+class Secured:
+    cluster: Cluster
+    ca: CertificateAuthority
+    ports: dict[str, list[int]]  # listener -> each node's port
+    client: Issued  # a client certificate the CA signed (CN=alice-client)
+
+    def bootstrap(self, listener: str) -> str:
+        host = "localhost" if listener != "PLAINTEXT" else "127.0.0.1"
+        return ",".join(f"{host}:{p}" for p in self.ports[listener])
+
+
+def _plain_jaas(users: dict[str, str], me: tuple[str, str] | None = None) -> str:
+    options = " ".join(f'user_{u}="{p}"' for u, p in users.items())
+    own = f'username="{me[0]}" password="{me[1]}" ' if me else ""
+    return f"org.apache.kafka.common.security.plain.PlainLoginModule required {own}{options};"
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
+    tmp = tmp_path_factory.mktemp("security")
+    ca = CertificateAuthority(tmp / "certs")
+    server = ca.issue("broker", server=True, key_password="key-pass")
+    client = ca.issue("alice-client")
+    c = Cluster(tmp, 3)
+    ports: dict[str, list[int]] = {name: [] for name in (*LISTENERS, "PLAINTEXT")}
+    for n in c.nodes:
+        mine = {name: free_port() for name in LISTENERS}
+        for name, port in mine.items():
+            ports[name].append(port)
+        ports["PLAINTEXT"].append(n.kafka_port)
+        cfg = yaml.safe_load(n.config_path.read_text())
+        cfg["listeners"] = ",".join([f"PLAINTEXT://127.0.0.1:{n.kafka_port}"] + [
+            f"{name}://127.0.0.1:{port}" for name, port in mine.items()])
+        cfg["advertised.listeners"] = ",".join([f"PLAINTEXT://127.0.0.1:{n.kafka_port}"] + [
+            f"{name}://localhost:{port}" for name, port in mine.items()])
+        cfg["listener.security.protocol.map"] = (
+            "PLAINTEXT:PLAINTEXT,INTERNAL:SASL_SSL,SSL:SSL,SASL_SSL:SASL_SSL,"
+            "SASL_PLAINTEXT:SASL_PLAINTEXT")
+        cfg["inter.broker.listener.name"] = "INTERNAL"
+        cfg["sasl.mechanism.inter.broker.protocol"] = "PLAIN"
+        cfg["ssl.keystore.location"] = str(server.pem)
+        cfg["ssl.key.password"] = "key-pass"
+        cfg["ssl.truststore.location"] = str(ca.ca_file)
+        cfg["sasl.enabled.mechanisms"] = "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"
+        cfg["listener.name.internal.sasl.enabled.mechanisms"] = "PLAIN"
+        cfg["listener.name.internal.plain.sasl.jaas.config"] = _plain_jaas(
+            {BROKER_USER[0]: BROKER_USER[1]}, BROKER_USER)
+        cfg["listener.name.ssl.ssl.client.auth"] = "required"
+        for name in ("sasl_ssl", "sasl_plaintext"):
+            cfg[f"listener.name.{name}.plain.sasl.jaas.config"] = _plain_jaas(USERS)
+        n.config_path.write_text(yaml.safe_dump(cfg))
+    c.start()
+    yield Secured(c, ca, ports, client)
+    c.kill_all()
+
+
+def _sasl(s: Secured, listener: str, user: str, password: str,
+          mechanism: str = "PLAIN") -> dict[str, Any]:
+    """kafka-python's settings for a SASL listener."""
+    kw: dict[str, Any] = {"bootstrap_servers": s.bootstrap(listener),
+                          "security_protocol": listener, "sasl_mechanism": mechanism,
+                          "sasl_plain_username": user, "sasl_plain_password": password}
+    if listener == "SASL_SSL":
+        kw["ssl_cafile"] = str(s.ca.ca_file)
+    return kw
+
+
+def _round_trip(producer_kw: dict[str, Any], consumer_kw: dict[str, Any], topic: str,
+                n: int = 20) -> None:
+    producer = KafkaProducer(acks="all", **producer_kw)
+    try:
+        for i in range(n):
+            producer.send(topic, key=str(i).encode(), value=f"v{i}".encode())
+        producer.flush(30)
+    finally:
+        producer.close()
+    consumer = KafkaConsumer(topic, auto_offset_reset="earliest", consumer_timeout_ms=15_000,
+                             **consumer_kw)
+    try:
+        got = [m.value for m in consumer]
+    finally:
+        consumer.close()
+    assert sorted(got) == sorted(f"v{i}".encode() for i in range(n))
+
+
+def _topic(s: Secured, partitions: int = 3) -> str:
+    name = unique_name("sec")
+    admin = KafkaAdminClient(bootstrap_servers=s.bootstrap("PLAINTEXT"))
+    try:
+        admin.create_topics([NewTopic(name, partitions, 3)])
+    finally:
+        admin.close()
+    return name
+
+
+def test_kafka_python_over_sasl_ssl_plain_replicates_over_a_sasl_ssl_inter_broker_listener(
+        secured: Secured) -> None:
+    """acks=all on RF=3 completes only when the followers fetched over INTERNAL (SASL_SSL
+    with the brokers' own PLAIN identity)."""
+    topic = _topic(secured)
+    kw = _sasl(secured, "SASL_SSL", "alice", USERS["alice"])
+    _round_trip(kw, kw, topic)
+    for n in secured.cluster.nodes:
+        assert metric(n, "odradek_authentications_total", 'listener="INTERNAL"') > 0
+
+
+def test_confluent_kafka_over_mutual_tls(secured: Secured) -> None:
+    from confluent_kafka import Consumer, Producer
+
+    topic = _topic(secured)
+    conf = {"bootstrap.servers": secured.bootstrap("SSL"), "security.protocol": "SSL",
+            "ssl.ca.location": str(secured.ca.ca_file),
+            "ssl.certificate.location": str(secured.client.cert),
+            "ssl.key.location": str(secured.client.key)}
+    p = Producer({**conf, "acks": "all"})
+    for i in range(10):
+        p.produce(topic, value=f"m{i}".encode())
+    assert p.flush(30) == 0
+    c = Consumer({**conf, "group.id": unique_name("mtls"), "auto.offset.reset": "earliest"})
+    c.subscribe([topic])
+    got: list[bytes] = []
+    deadline = time.monotonic() + 30
+    while len(got) < 10 and time.monotonic() < deadline:
+        m = c.poll(1.0)
+        if m is not None and m.error() is None:
+            got.append(m.value())
+    c.close()
+    assert sorted(got) == sorted(f"m{i}".encode() for i in range(10))
+
+
+def test_aiokafka_over_sasl_plaintext(secured: Secured) -> None:
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    topic = _topic(secured, partitions=1)
+    kw = {"bootstrap_servers": secured.bootstrap("SASL_PLAINTEXT"),
+          "security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN",
+          "sasl_plain_username": "bob", "sasl_plain_password": USERS["bob"]}
+
+    async def run() -> list[bytes]:
+        producer = AIOKafkaProducer(acks="all", **kw)
+        await producer.start()
+        try:
+            for i in range(5):
+                await producer.send_and_wait(topic, f"a{i}".encode())
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(topic, auto_offset_reset="earliest", **kw)
+        await consumer.start()
+        try:
+            batch = await consumer.getmany(timeout_ms=10_000, max_records=5)
+            return [m.value for msgs in batch.values() for m in msgs]
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(run()) == [f"a{i}".encode() for i in range(5)]
+
+
+def test_kcat_over_sasl_ssl(secured: Secured) -> None:
+    require(shutil.which("kcat") is not None, "kcat is not installed (apt-get install kcat)")
+    topic = _topic(secured, partitions=1)
+    common = ["kcat", "-b", secured.bootstrap("SASL_SSL"), "-X", "security.protocol=SASL_SSL",
+              "-X", "sasl.mechanisms=PLAIN", "-X", "sasl.username=alice",
+              "-X", f"sasl.password={USERS['alice']}",
+              "-X", f"ssl.ca.location={secured.ca.ca_file}", "-t", topic]
+    subprocess.run([*common, "-P"], input=b"k1\nk2\n", check=True, timeout=60)
+    out = subprocess.run([*common, "-C", "-e", "-o", "beginning", "-q"], check=True,
+                         capture_output=True, timeout=60).stdout
+    assert out.split() == [b"k1", b"k2"]
+
+
+@pytest.mark.parametrize("user,password", [("alice", "wrong"), ("mallory", "x")])
+def test_wrong_password_and_unknown_user_are_refused(secured: Secured, user: str,
+                                                      password: str,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    from confluent_kafka import KafkaError as RdKafkaError
+    from confluent_kafka import Producer
+
+    node = secured.cluster.nodes[0]
+    before = metric(node, "odradek_authentication_failures_total", 'listener="SASL_SSL"')
+    errors: list[Any] = []
+    producer = Producer({"bootstrap.servers": f"localhost:{secured.ports['SASL_SSL'][0]}",
+                         "security.protocol": "SASL_SSL", "sasl.mechanisms": "PLAIN",
+                         "sasl.username": user, "sasl.password": password,
+                         "ssl.ca.location": str(secured.ca.ca_file),
+                         "error_cb": errors.append})
+    deadline = time.monotonic() + 20
+    while not errors and time.monotonic() < deadline:
+        producer.poll(0.5)
+    assert errors and errors[0].code() == RdKafkaError._AUTHENTICATION, errors
+    assert "Authentication failed" in errors[0].str()
+    assert metric(node, "odradek_authentication_failures_total",
+                  'listener="SASL_SSL"') > before
+    # kafka-python is told the same (and, as it does with Kafka, retries until it gives up).
+    caplog.clear()
+    with pytest.raises(KafkaError):
+        KafkaAdminClient(**_sasl(secured, "SASL_SSL", user, password),
+                         request_timeout_ms=5000).close()
+    assert "SaslAuthenticationFailedError: Authentication failed" in caplog.text
+
+
+def _request(api_key: int, version: int, data: dict[str, Any]) -> bytes:
+    return bytes(codec.encode_request(codec.build_request(api_key, version, data), 1, "t"))
+
+
+def _tls_client(s: Secured, cert: Issued | None, ca_file: Path | None = None
+                ) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(ca_file or s.ca.ca_file))
+    if cert is not None:
+        ctx.load_cert_chain(str(cert.cert), str(cert.key))
+    return ctx
+
+
+def _handshake(s: Secured, ctx: ssl.SSLContext) -> bytes:
+    """TLS to node 1's mutual-TLS listener, then ApiVersions; what comes back (b"" when
+    the node closed the connection)."""
+    with socket.create_connection(("127.0.0.1", s.ports["SSL"][0]), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as tls_sock:
+            tls_sock.sendall(_request(18, 0, {}))
+            try:
+                return tls_sock.recv(4)
+            except (ssl.SSLError, ConnectionError):
+                return b""
+
+
+def test_mutual_tls_refuses_missing_expired_and_untrusted_certificates(
+        secured: Secured, tmp_path: Path) -> None:
+    assert len(_handshake(secured, _tls_client(secured, secured.client))) == 4
+    expired = secured.ca.issue("expired-client", expired=True)
+    stranger_ca = CertificateAuthority(tmp_path / "other", "Stranger CA")
+    stranger = stranger_ca.issue("stranger")
+    for cert in (None, expired, stranger):
+        try:
+            got = _handshake(secured, _tls_client(secured, cert))
+        except (ssl.SSLError, ConnectionError):
+            got = b""
+        assert got == b"", f"the node answered a client with certificate {cert}"
+    # A client that does not trust the node's CA gives up on its own.
+    with pytest.raises(ssl.SSLError):
+        _handshake(secured, _tls_client(secured, secured.client, stranger_ca.ca_file))
+    assert all(n.alive() for n in secured.cluster.nodes)
+
+
+def test_wrong_protocol_on_a_port_is_refused_and_the_node_serves_on(secured: Secured) -> None:
+    node = secured.cluster.nodes[0]
+    # Plaintext Kafka to a TLS port: the TLS layer drops it.
+    with socket.create_connection(("127.0.0.1", secured.ports["SASL_SSL"][0]), timeout=10) as s:
+        s.sendall(_request(18, 0, {}))
+        s.settimeout(10)
+        reply = b""
+        while chunk := s.recv(4096):  # at most a TLS alert, then the close
+            reply += chunk
+        assert not reply or reply[0] == 0x15, reply  # 0x15: a TLS alert record
+    # TLS to a plaintext port: the ClientHello is not a Kafka frame.
+    ctx = ssl.create_default_context(cafile=str(secured.ca.ca_file))
+    with socket.create_connection(("127.0.0.1", node.kafka_port), timeout=10) as raw:
+        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+            ctx.wrap_socket(raw, server_hostname="localhost")
+    # A SASL listener closes a connection that skips authentication.
+    with socket.create_connection(("127.0.0.1", secured.ports["SASL_PLAINTEXT"][0]),
+                                  timeout=10) as s:
+        s.sendall(_request(3, 1, {"topics": None}))
+        s.settimeout(10)
+        assert s.recv(64) == b""
+    _round_trip(*[_sasl(secured, "SASL_PLAINTEXT", "alice", USERS["alice"])] * 2,
+                _topic(secured, 1), n=3)
+    assert all(n.alive() for n in secured.cluster.nodes)
+
+
+def test_a_node_refuses_to_start_with_an_unusable_key_store(tmp_path: Path) -> None:
+    c = Cluster(tmp_path, 1)
+    n = c.nodes[0]
+    cfg = yaml.safe_load(n.config_path.read_text())
+    cfg["listeners"] = f"SSL://127.0.0.1:{n.kafka_port}"
+    cfg["ssl.keystore.location"] = str(tmp_path / "missing.pem")
+    n.config_path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(RuntimeError, match="ssl.keystore.location .*missing.pem does not exist"):
+        n.start(timeout=20)
