@@ -202,6 +202,19 @@ def _endpoint_identification(key: str, v: Any) -> str:
     return "https"
 
 
+_STANDARD_AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+
+
+def _authorizer(key: str, v: Any) -> str:
+    if v in ("", None):
+        return ""
+    if str(v) != _STANDARD_AUTHORIZER:
+        raise ConfigError(f"{key}: {v!r} is not an authorizer Odradek has: use "
+                          f"{_STANDARD_AUTHORIZER} (Kafka's KRaft authorizer; ACLs live in "
+                          "the cluster metadata) or leave it empty")
+    return str(v)
+
+
 def _any_str(key: str, v: Any) -> str:
     """An optional string that may be empty (a password, a PEM text)."""
     if v is None:
@@ -386,6 +399,18 @@ KEYS: tuple[Key, ...] = (
     Key("connection.failed.authentication.delay.ms", _int(0), 100,
         "A failed authentication is answered, and its connection closed, after this delay, "
         "which slows password guessing.", ">= 0"),
+    Key("authorizer.class.name", _authorizer, "",
+        "The ACL authorizer: org.apache.kafka.metadata.authorizer.StandardAuthorizer "
+        "enforces the ACLs in the cluster metadata; empty = no authorization (every "
+        "request allowed, ACL APIs answer SECURITY_DISABLED).",
+        "empty or org.apache.kafka.metadata.authorizer.StandardAuthorizer"),
+    Key("super.users", _any_str, "",
+        "Principals allowed everything, semicolon separated (User:admin;User:broker). "
+        "Brokers act as their inter-broker listener's principal, which belongs here when "
+        "the authorizer is on.", "principal list"),
+    Key("allow.everyone.if.no.acl.found", _bool, False,
+        "With the authorizer on: whether a resource no ACL names is open to everyone.",
+        "true, false"),
     Key("inter.broker.listener.name", _str, "",
         "Listener other brokers use to fetch from this one; empty = the first listener.",
         "listener name"),

@@ -42,6 +42,8 @@ from odradek.broker.metrics_http import MetricsServer
 from odradek.broker.node_collector import NodeCollector
 from odradek.broker.replica_manager import ReplicaManager
 from odradek.broker.replication import ReplicationManager
+from odradek.broker.security.authorization import Authorization, parse_super_users
+from odradek.broker.security.authorizer import AclIndex
 from odradek.broker.security.listeners import inter_broker_client, listener_security
 from odradek.broker.security.scram import ScramCredential
 from odradek.broker.server import KafkaServer, ServerLimits
@@ -168,6 +170,12 @@ class Node:
         self._replicas_current = False
         self.apis = handler_table()
         self.inter_broker_listener = config.inter_broker_listener
+        # The ACLs of the cluster metadata, current with self.image (kept by the metadata
+        # listener), and what handlers ask of them.
+        self.acls: AclIndex = AclIndex.EMPTY
+        self.authorization = Authorization(
+            bool(config["authorizer.class.name"]), parse_super_users(config["super.users"]),
+            config["allow.everyone.if.no.acl.found"], lambda: self.acls)
         # How this broker reaches the others' inter-broker listener (TLS, SASL).
         self.inter_broker_security = inter_broker_client(config)
         self.server = KafkaServer(self, self.apis, ServerLimits(
