@@ -29,6 +29,7 @@ from odradek.controller.metadata.requests import (
     AlterConfigsResult,
     AlterPartitionItem,
     AlterPartitionResult,
+    AlterScramCredentialResult,
     ControllerError,
     ControllerUnavailable,
     CreatePartitionsResult,
@@ -45,6 +46,8 @@ from odradek.controller.metadata.requests import (
     ProducerIdsResult,
     RegisterBrokerResult,
     Registration,
+    ScramCredentialDeletion,
+    ScramCredentialUpsertion,
 )
 from odradek.controller.rpc import controller_pb2 as pb
 from odradek.controller.rpc import controller_pb2_grpc as pb_grpc
@@ -279,6 +282,16 @@ class ControllerClient:
             resources=[convert.incremental_resource_to_pb(r) for r in resources],
             validate_only=validate_only))
         return [convert.alter_configs_result_from_pb(r) for r in response.results]
+
+    async def alter_user_scram_credentials(
+        self, deletions: Sequence[ScramCredentialDeletion],
+        upsertions: Sequence[ScramCredentialUpsertion],
+    ) -> list[AlterScramCredentialResult]:
+        response = await self._call("AlterUserScramCredentials",
+                                    pb.AlterUserScramCredentialsRequest(
+            deletions=[convert.scram_deletion_to_pb(d) for d in deletions],
+            upsertions=[convert.scram_upsertion_to_pb(u) for u in upsertions]))
+        return [convert.scram_result_from_pb(r) for r in response.results]
 
     async def register(
         self,

@@ -16,6 +16,7 @@ from odradek.broker.cli import (
     status,
     topics,
     transactions,
+    users,
     verify,
 )
 
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     consume.add_parser(sub)
     groups.add_parser(sub)
     transactions.add_parser(sub)
+    users.add_parser(sub)
     verify.add_parser(sub)
     healthcheck.add_parser(sub)
     console.add_parser(sub)

@@ -27,14 +27,12 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from odradek.broker.security.sasl import SaslFailure, SaslStep
+from odradek.controller.metadata import scram as stored_scram
+from odradek.controller.metadata.scram import MAX_ITERATIONS, MIN_ITERATIONS
 
-# Kafka's bounds for a SCRAM credential's iteration count (ScramMechanism).
-MIN_ITERATIONS = 4096
-MAX_ITERATIONS = 16384
-
-# mechanism -> hashlib name of its hash function.
-_HASHES = {"SCRAM-SHA-256": "sha256", "SCRAM-SHA-512": "sha512"}
-SCRAM_MECHANISMS = tuple(_HASHES)
+# The key derivation and the bounds are the metadata layer's: the controller derives the
+# stored keys when a credential is altered, and logins must check against the same thing.
+SCRAM_MECHANISMS = tuple(stored_scram.MECHANISM_CODES)
 
 
 @dataclass(frozen=True)
@@ -49,11 +47,7 @@ class ScramCredential:
 
 
 def _hash_name(mechanism: str) -> str:
-    try:
-        return _HASHES[mechanism]
-    except KeyError:
-        raise ValueError(f"unknown SCRAM mechanism {mechanism!r}: use one of "
-                         f"{', '.join(SCRAM_MECHANISMS)}") from None
+    return stored_scram.hash_name(mechanism)
 
 
 def check_iterations(iterations: int) -> None:
@@ -67,24 +61,18 @@ def credential_from_salted_password(mechanism: str, salted_password: bytes, salt
                                     iterations: int) -> ScramCredential:
     """The credential for a SaltedPassword, which is what AlterUserScramCredentials
     carries (the client derives it; the password never reaches the broker)."""
-    name = _hash_name(mechanism)
     check_iterations(iterations)
-    client_key = hmac.digest(salted_password, b"Client Key", name)
-    return ScramCredential(
-        salt=salt,
-        stored_key=hashlib.new(name, client_key).digest(),
-        server_key=hmac.digest(salted_password, b"Server Key", name),
-        iterations=iterations,
-    )
+    stored = stored_scram.credential_from_salted_password(mechanism, salted_password, salt,
+                                                          iterations)
+    return ScramCredential(stored.salt, stored.stored_key, stored.server_key, stored.iterations)
 
 
 def derive_credential(mechanism: str, password: str, salt: bytes,
                       iterations: int) -> ScramCredential:
     """The credential for a password: SaltedPassword = Hi(password, salt, iterations),
     Hi being PBKDF2 with the mechanism's HMAC."""
-    name = _hash_name(mechanism)
     check_iterations(iterations)
-    salted = hashlib.pbkdf2_hmac(name, password.encode("utf-8"), salt, iterations)
+    salted = stored_scram.salted_password(mechanism, password, salt, iterations)
     return credential_from_salted_password(mechanism, salted, salt, iterations)
 
 

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from odradek.controller.metadata.gen import metadata_pb2 as pb
 from odradek.controller.metadata.image import (
@@ -22,9 +22,11 @@ from odradek.controller.metadata.image import (
     Listener,
     MetadataImage,
     PartitionRegistration,
+    ScramCredentialInfo,
     TopicImage,
 )
 from odradek.controller.metadata.records import uuid_from_bytes
+from odradek.controller.metadata.scram import mechanism_name
 
 
 class MetadataReplayError(Exception):
@@ -120,6 +122,8 @@ class MetadataDelta:
         # None marks a deleted key.
         self._configs: dict[ConfigResource, dict[str, str | None]] = {}
         self._next_producer_id: int | None = None
+        # (user, mechanism name) -> credential; None marks a removed one.
+        self._scram: dict[tuple[str, str], ScramCredentialInfo | None] = {}
 
     # ----- reading the state as of the last replayed record -----
 
@@ -154,6 +158,12 @@ class MetadataDelta:
 
     def changed_config_resources(self) -> set[ConfigResource]:
         return set(self._configs)
+
+    def scram_credential(self, user: str, mechanism: str) -> ScramCredentialInfo | None:
+        key = (user, mechanism)
+        if key in self._scram:
+            return self._scram[key]
+        return self.image.scram_credentials.get(key)
 
     # ----- replay -----
 
@@ -278,6 +288,30 @@ class MetadataDelta:
     def _replay_no_op(self, rec: pb.NoOpRecord, offset: int) -> None:
         pass
 
+    @staticmethod
+    def _scram_mechanism(code: int, what: str) -> str:
+        name = mechanism_name(code)
+        if name is None:
+            # The controller refuses unknown mechanisms, so the log cannot hold one.
+            raise MetadataReplayError(f"{what}: unknown SCRAM mechanism type {code}")
+        return name
+
+    def _replay_user_scram_credential(self, rec: pb.UserScramCredentialRecord,
+                                      offset: int) -> None:
+        mechanism = self._scram_mechanism(rec.mechanism, "UserScramCredentialRecord")
+        self._scram[(rec.name, mechanism)] = ScramCredentialInfo(
+            salt=rec.salt, stored_key=rec.stored_key, server_key=rec.server_key,
+            iterations=rec.iterations)
+
+    def _replay_remove_user_scram_credential(self, rec: pb.RemoveUserScramCredentialRecord,
+                                             offset: int) -> None:
+        mechanism = self._scram_mechanism(rec.mechanism, "RemoveUserScramCredentialRecord")
+        if self.scram_credential(rec.name, mechanism) is None:
+            raise MetadataReplayError(
+                f"RemoveUserScramCredentialRecord: user {rec.name!r} has no {mechanism} "
+                "credential")
+        self._scram[(rec.name, mechanism)] = None
+
     @property
     def next_producer_id(self) -> int:
         if self._next_producer_id is not None:
@@ -336,6 +370,7 @@ class MetadataDelta:
             topics_by_id=topics_by_id,
             configs=configs,
             next_producer_id=self.next_producer_id,
+            scram_credentials=_merged(base.scram_credentials, self._scram),
         )
 
     def local_changes(self, broker_id: int) -> LocalReplicaChanges:
@@ -356,6 +391,24 @@ class MetadataDelta:
                     if before is not None and broker_id in before.replicas:
                         changes.deleted.add(key)
         return changes
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _merged(base: Mapping[K, V], changes: Mapping[K, V | None]) -> Mapping[K, V]:
+    """``base`` with ``changes`` applied (None removes a key); ``base`` itself when nothing
+    changed, so an image shares every part a delta did not touch."""
+    if not changes:
+        return base
+    merged = dict(base)
+    for key, value in changes.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return MappingProxyType(merged)
 
 
 def local_replicas(image: MetadataImage, broker_id: int) -> LocalReplicaChanges:
@@ -384,6 +437,8 @@ _REPLAY: dict[str, Callable[[MetadataDelta, Any, int], None]] = {
     "remove_topic": MetadataDelta._replay_remove_topic,
     "producer_ids": MetadataDelta._replay_producer_ids,
     "no_op": MetadataDelta._replay_no_op,
+    "user_scram_credential": MetadataDelta._replay_user_scram_credential,
+    "remove_user_scram_credential": MetadataDelta._replay_remove_user_scram_credential,
 }
 
 __all__ = [

@@ -37,10 +37,13 @@ from odradek.controller.metadata.records import (
     producer_ids_record,
     register_broker_record,
     remove_topic_record,
+    remove_user_scram_credential_record,
     topic_record,
     unfence_broker_record,
     unregister_broker_record,
+    user_scram_credential_record,
 )
+from odradek.controller.metadata.scram import MECHANISM_CODES
 
 OffsetRecord = tuple[int, MetadataRecord]
 
@@ -83,6 +86,7 @@ def diff_records(base: MetadataImage, target: MetadataImage) -> list[OffsetRecor
     registrations = _broker_changes(base, target, others)
     removed = _topic_changes(base, target, others)
     _config_changes(base, target, removed, others)
+    _scram_changes(base, target, others)
     if target.next_producer_id != base.next_producer_id:
         if target.next_producer_id < base.next_producer_id:
             raise SnapshotError(
@@ -193,3 +197,17 @@ def _config_changes(base: MetadataImage, target: MetadataImage, removed: Sequenc
         for key in sorted(old.keys() | new.keys()):
             if old.get(key) != new.get(key):
                 others.append(config_record(resource[0], resource[1], key, new.get(key)))
+
+
+def _scram_changes(base: MetadataImage, target: MetadataImage,
+                   others: list[MetadataRecord]) -> None:
+    old, new = base.scram_credentials, target.scram_credentials
+    for key in sorted(old.keys() | new.keys()):
+        user, mechanism = key
+        credential = new.get(key)
+        if credential is None:
+            others.append(remove_user_scram_credential_record(user, MECHANISM_CODES[mechanism]))
+        elif old.get(key) != credential:
+            others.append(user_scram_credential_record(
+                user, MECHANISM_CODES[mechanism], credential.salt, credential.stored_key,
+                credential.server_key, credential.iterations))

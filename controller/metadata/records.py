@@ -173,3 +173,16 @@ def producer_ids_record(
 
 def no_op_record() -> pb.MetadataRecord:
     return pb.MetadataRecord(no_op=pb.NoOpRecord())
+
+
+def user_scram_credential_record(name: str, mechanism: int, salt: bytes, stored_key: bytes,
+                                 server_key: bytes, iterations: int) -> pb.MetadataRecord:
+    """``mechanism`` is Kafka's ScramMechanism type (controller/metadata/scram.py)."""
+    return pb.MetadataRecord(user_scram_credential=pb.UserScramCredentialRecord(
+        name=name, mechanism=mechanism, salt=salt, stored_key=stored_key,
+        server_key=server_key, iterations=iterations))
+
+
+def remove_user_scram_credential_record(name: str, mechanism: int) -> pb.MetadataRecord:
+    return pb.MetadataRecord(remove_user_scram_credential=pb.RemoveUserScramCredentialRecord(
+        name=name, mechanism=mechanism))

@@ -133,6 +133,34 @@ class AlterConfigsResult:
     error_message: str | None = None
 
 
+# ----- SCRAM credentials (KIP-554) -----
+
+
+@dataclass(frozen=True)
+class ScramCredentialDeletion:
+    user: str
+    mechanism: int  # Kafka's ScramMechanism type (controller/metadata/scram.py)
+
+
+@dataclass(frozen=True)
+class ScramCredentialUpsertion:
+    """A new credential: the client salted and hashed the password (SaltedPassword); the
+    controller derives what the log stores from it."""
+
+    user: str
+    mechanism: int
+    iterations: int
+    salt: bytes
+    salted_password: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class AlterScramCredentialResult:
+    user: str
+    error_code: int
+    error_message: str | None = None
+
+
 # ----- brokers -----
 
 
@@ -338,6 +366,12 @@ class ControllerApi(Protocol):
     async def incremental_alter_configs(
         self, resources: Sequence[IncrementalAlterConfigsResource], *,
         validate_only: bool = False) -> list[AlterConfigsResult]: ...
+
+    async def alter_user_scram_credentials(
+        self, deletions: Sequence[ScramCredentialDeletion],
+        upsertions: Sequence[ScramCredentialUpsertion]) -> list[AlterScramCredentialResult]:
+        """AlterUserScramCredentials: one result per user named."""
+        ...
 
     async def register_broker(self, broker_id: int, incarnation_id: str,
                               listeners: Sequence[Listener | tuple[str, str, int]],

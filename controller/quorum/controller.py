@@ -30,6 +30,7 @@ from odradek.controller.metadata.requests import (
     AlterConfigsResult,
     AlterPartitionItem,
     AlterPartitionResult,
+    AlterScramCredentialResult,
     BrokerResult,
     ControllerFailedError,
     CreatePartitionsResult,
@@ -45,8 +46,10 @@ from odradek.controller.metadata.requests import (
     ProducerIdsResult,
     RegisterBrokerRequest,
     RegisterBrokerResult,
+    ScramCredentialDeletion,
+    ScramCredentialUpsertion,
 )
-from odradek.controller.quorum import brokers, configs, election, partitions, topics
+from odradek.controller.quorum import brokers, configs, election, partitions, scram, topics
 from odradek.controller.quorum.api import ControllerSettings, OpResult
 from odradek.controller.quorum.log import MetadataLog
 
@@ -183,6 +186,15 @@ class QuorumController:
         return await self._run(
             lambda image: configs.incremental_alter_configs(image, resources, validate_only)
         )
+
+    # ----- security -----
+
+    async def alter_user_scram_credentials(
+        self, deletions: Sequence[ScramCredentialDeletion],
+        upsertions: Sequence[ScramCredentialUpsertion],
+    ) -> list[AlterScramCredentialResult]:
+        return await self._run(
+            lambda image: scram.alter_user_scram_credentials(image, deletions, upsertions))
 
     # ----- brokers -----
 

@@ -89,6 +89,11 @@ class ControllerStub:
                 request_serializer=controller__pb2.ElectLeadersRequest.SerializeToString,
                 response_deserializer=controller__pb2.ElectLeadersResponse.FromString,
                 _registered_method=True)
+        self.AlterUserScramCredentials = channel.unary_unary(
+                '/odradek.controller.Controller/AlterUserScramCredentials',
+                request_serializer=controller__pb2.AlterUserScramCredentialsRequest.SerializeToString,
+                response_deserializer=controller__pb2.AlterUserScramCredentialsResponse.FromString,
+                _registered_method=True)
         self.BrokerLiveness = channel.unary_stream(
                 '/odradek.controller.Controller/BrokerLiveness',
                 request_serializer=controller__pb2.BrokerLivenessRequest.SerializeToString,
@@ -168,6 +173,12 @@ class ControllerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AlterUserScramCredentials(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def BrokerLiveness(self, request, context):
         """Held open by every registered broker process for as long as it runs: the controller
         learns that the process died when the kernel closes its connection, long before its
@@ -237,6 +248,11 @@ def add_ControllerServicer_to_server(servicer, server):
                     servicer.ElectLeaders,
                     request_deserializer=controller__pb2.ElectLeadersRequest.FromString,
                     response_serializer=controller__pb2.ElectLeadersResponse.SerializeToString,
+            ),
+            'AlterUserScramCredentials': grpc.unary_unary_rpc_method_handler(
+                    servicer.AlterUserScramCredentials,
+                    request_deserializer=controller__pb2.AlterUserScramCredentialsRequest.FromString,
+                    response_serializer=controller__pb2.AlterUserScramCredentialsResponse.SerializeToString,
             ),
             'BrokerLiveness': grpc.unary_stream_rpc_method_handler(
                     servicer.BrokerLiveness,
@@ -541,6 +557,33 @@ class Controller:
             '/odradek.controller.Controller/ElectLeaders',
             controller__pb2.ElectLeadersRequest.SerializeToString,
             controller__pb2.ElectLeadersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AlterUserScramCredentials(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/odradek.controller.Controller/AlterUserScramCredentials',
+            controller__pb2.AlterUserScramCredentialsRequest.SerializeToString,
+            controller__pb2.AlterUserScramCredentialsResponse.FromString,
             options,
             channel_credentials,
             insecure,

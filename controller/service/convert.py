@@ -22,6 +22,7 @@ from odradek.controller.metadata.requests import (
     AlterPartitionItem,
     AlterPartitionItemResult,
     AlterPartitionResult,
+    AlterScramCredentialResult,
     CreatePartitionsResult,
     CreatePartitionsSpec,
     CreateTopicResult,
@@ -33,6 +34,8 @@ from odradek.controller.metadata.requests import (
     IncrementalAlterConfigsResource,
     ProducerIdsResult,
     RegisterBrokerResult,
+    ScramCredentialDeletion,
+    ScramCredentialUpsertion,
 )
 from odradek.controller.rpc import controller_pb2 as pb
 
@@ -407,3 +410,35 @@ def elect_leaders_result_to_pb(result: ElectLeadersResult) -> pb.ElectLeadersRes
 def elect_leaders_result_from_pb(msg: pb.ElectLeadersResult) -> ElectLeadersResult:
     return ElectLeadersResult(msg.topic, msg.partition, error_code(msg.error_code),
                               msg.error_message if msg.HasField("error_message") else None)
+
+
+# ----- SCRAM credentials -----
+
+
+def scram_deletion_to_pb(d: ScramCredentialDeletion) -> pb.ScramCredentialDeletion:
+    return pb.ScramCredentialDeletion(user=d.user, mechanism=d.mechanism)
+
+
+def scram_deletion_from_pb(msg: pb.ScramCredentialDeletion) -> ScramCredentialDeletion:
+    return ScramCredentialDeletion(msg.user, msg.mechanism)
+
+
+def scram_upsertion_to_pb(u: ScramCredentialUpsertion) -> pb.ScramCredentialUpsertion:
+    return pb.ScramCredentialUpsertion(user=u.user, mechanism=u.mechanism,
+                                       iterations=u.iterations, salt=u.salt,
+                                       salted_password=u.salted_password)
+
+
+def scram_upsertion_from_pb(msg: pb.ScramCredentialUpsertion) -> ScramCredentialUpsertion:
+    return ScramCredentialUpsertion(msg.user, msg.mechanism, msg.iterations, msg.salt,
+                                    msg.salted_password)
+
+
+def scram_result_to_pb(r: AlterScramCredentialResult) -> pb.AlterUserScramCredentialResult:
+    return pb.AlterUserScramCredentialResult(user=r.user, error_code=r.error_code,
+                                             error_message=r.error_message)
+
+
+def scram_result_from_pb(msg: pb.AlterUserScramCredentialResult) -> AlterScramCredentialResult:
+    return AlterScramCredentialResult(msg.user, error_code(msg.error_code),
+                                      _opt(msg, "error_message"))

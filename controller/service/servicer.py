@@ -370,6 +370,19 @@ class ControllerService(pb_grpc.ControllerServicer):
         return pb.ElectLeadersResponse(
             results=[convert.elect_leaders_result_to_pb(r) for r in results])
 
+    # ----- security -----
+
+    @_rpc
+    async def AlterUserScramCredentials(  # noqa: N802
+        self, request: pb.AlterUserScramCredentialsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.AlterUserScramCredentialsResponse:
+        self._require_leader()
+        results = await self._controller.alter_user_scram_credentials(
+            [convert.scram_deletion_from_pb(d) for d in request.deletions],
+            [convert.scram_upsertion_from_pb(u) for u in request.upsertions])
+        return pb.AlterUserScramCredentialsResponse(
+            results=[convert.scram_result_to_pb(r) for r in results])
+
     # ----- topics -----
 
     @_rpc
