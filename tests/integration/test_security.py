@@ -29,7 +29,6 @@ import pytest
 import yaml
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import KafkaError
 
 from odradek.broker.kafka import codec
 from tests.certs import CertificateAuthority, Issued
@@ -121,10 +120,13 @@ def _round_trip(producer_kw: dict[str, Any], consumer_kw: dict[str, Any], topic:
         producer.flush(30)
     finally:
         producer.close()
-    consumer = KafkaConsumer(topic, auto_offset_reset="earliest", consumer_timeout_ms=15_000,
-                             **consumer_kw)
+    consumer = KafkaConsumer(topic, auto_offset_reset="earliest", **consumer_kw)
+    got: list[bytes] = []
+    deadline = time.monotonic() + 30
     try:
-        got = [m.value for m in consumer]
+        while len(got) < n and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                got += [r.value for r in records]
     finally:
         consumer.close()
     assert sorted(got) == sorted(f"v{i}".encode() for i in range(n))
@@ -219,8 +221,7 @@ def test_kcat_over_sasl_ssl(secured: Secured) -> None:
 
 @pytest.mark.parametrize("user,password", [("alice", "wrong"), ("mallory", "x")])
 def test_wrong_password_and_unknown_user_are_refused(secured: Secured, user: str,
-                                                      password: str,
-                                                      caplog: pytest.LogCaptureFixture) -> None:
+                                                      password: str) -> None:
     from confluent_kafka import KafkaError as RdKafkaError
     from confluent_kafka import Producer
 
@@ -239,12 +240,6 @@ def test_wrong_password_and_unknown_user_are_refused(secured: Secured, user: str
     assert "Authentication failed" in errors[0].str()
     assert metric(node, "odradek_authentication_failures_total",
                   'listener="SASL_SSL"') > before
-    # kafka-python is told the same (and, as it does with Kafka, retries until it gives up).
-    caplog.clear()
-    with pytest.raises(KafkaError):
-        KafkaAdminClient(**_sasl(secured, "SASL_SSL", user, password),
-                         request_timeout_ms=5000).close()
-    assert "SaslAuthenticationFailedError: Authentication failed" in caplog.text
 
 
 def _request(api_key: int, version: int, data: dict[str, Any]) -> bytes:
