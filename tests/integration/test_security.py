@@ -96,8 +96,27 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
             cfg[f"listener.name.{name}.plain.sasl.jaas.config"] = _plain_jaas(USERS)
         n.config_path.write_text(yaml.safe_dump(cfg))
     c.start()
+    _add_scram_users(",".join(f"127.0.0.1:{p}" for p in ports["PLAINTEXT"]))
     yield Secured(c, ca, ports, client)
     c.kill_all()
+
+
+# SCRAM users live in the cluster metadata: (user, mechanism) -> password.
+SCRAM_USERS = {("carol", "SCRAM-SHA-256"): "carol-secret",
+               ("dave", "SCRAM-SHA-512"): "dave-secret"}
+
+
+def _add_scram_users(bootstrap: str) -> None:
+    from kafka.admin import ScramMechanism, UserScramCredentialUpsertion
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        result = admin.alter_user_scram_credentials([
+            UserScramCredentialUpsertion(user, ScramMechanism[mech.replace("-", "_")], pw)
+            for (user, mech), pw in SCRAM_USERS.items()])
+        assert all(not err for err in result.values()), result
+    finally:
+        admin.close()
 
 
 def _sasl(s: Secured, listener: str, user: str, password: str,
@@ -319,3 +338,47 @@ def test_a_node_refuses_to_start_with_an_unusable_key_store(tmp_path: Path) -> N
     n.config_path.write_text(yaml.safe_dump(cfg))
     with pytest.raises(RuntimeError, match="ssl.keystore.location .*missing.pem does not exist"):
         n.start(timeout=20)
+
+
+@pytest.mark.parametrize("user,mechanism", list(SCRAM_USERS))
+def test_scram_logins_with_each_client(secured: Secured, user: str, mechanism: str) -> None:
+    """A user the cluster metadata holds logs in with SCRAM from kafka-python, librdkafka
+    and aiokafka; the same user with the other mechanism (no credential) is refused."""
+    import asyncio
+
+    from aiokafka import AIOKafkaProducer
+    from confluent_kafka import KafkaError as RdKafkaError
+    from confluent_kafka import Producer
+
+    password = SCRAM_USERS[(user, mechanism)]
+    topic = _topic(secured, 1)
+    kw = _sasl(secured, "SASL_SSL", user, password, mechanism)
+    _round_trip(kw, kw, topic, n=5)
+
+    conf = {"bootstrap.servers": secured.bootstrap("SASL_PLAINTEXT"),
+            "security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": mechanism,
+            "sasl.username": user, "sasl.password": password}
+    p = Producer(conf)
+    p.produce(topic, b"from-librdkafka")
+    assert p.flush(30) == 0
+
+    async def aio() -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=secured.bootstrap("SASL_PLAINTEXT"),
+            security_protocol="SASL_PLAINTEXT", sasl_mechanism=mechanism,
+            sasl_plain_username=user, sasl_plain_password=password)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, b"from-aiokafka")
+        finally:
+            await producer.stop()
+
+    asyncio.run(aio())
+
+    other = "SCRAM-SHA-512" if mechanism == "SCRAM-SHA-256" else "SCRAM-SHA-256"
+    errors: list[Any] = []
+    refused = Producer({**conf, "sasl.mechanisms": other, "error_cb": errors.append})
+    deadline = time.monotonic() + 20
+    while not errors and time.monotonic() < deadline:
+        refused.poll(0.5)
+    assert errors and errors[0].code() == RdKafkaError._AUTHENTICATION, errors
