@@ -382,3 +382,52 @@ def test_scram_logins_with_each_client(secured: Secured, user: str, mechanism: s
     while not errors and time.monotonic() < deadline:
         refused.poll(0.5)
     assert errors and errors[0].code() == RdKafkaError._AUTHENTICATION, errors
+
+
+def test_java_client_over_sasl_ssl_scram_and_mutual_tls(secured: Secured,
+                                                        tmp_path: Path) -> None:
+    """Kafka 4.1's Java client (its console producer, consumer and admin tool), configured
+    as for a secured Kafka: SCRAM-SHA-512 over SASL_SSL, and a client certificate over SSL,
+    with PEM trust and key stores."""
+    from tests.compat.kafka_tools import (
+        CONSOLE_CONSUMER,
+        CONSOLE_PRODUCER,
+        TOPICS,
+        KafkaTools,
+        kafka_tools_lib,
+    )
+
+    lib = kafka_tools_lib()
+    scram = tmp_path / "scram.properties"
+    scram.write_text(
+        "security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\n"
+        "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="dave" password="{SCRAM_USERS[("dave", "SCRAM-SHA-512")]}";\n'
+        f"ssl.truststore.type=PEM\nssl.truststore.location={secured.ca.ca_file}\n")
+    mtls = tmp_path / "mtls.properties"
+    keystore = tmp_path / "client-keystore.pem"
+    keystore.write_bytes(secured.client.key.read_bytes() + secured.client.cert.read_bytes())
+    mtls.write_text(
+        "security.protocol=SSL\n"
+        f"ssl.truststore.type=PEM\nssl.truststore.location={secured.ca.ca_file}\n"
+        f"ssl.keystore.type=PEM\nssl.keystore.location={keystore}\n")
+    topic = _topic(secured, 2)
+
+    over_scram = KafkaTools("java", lib, secured.bootstrap("SASL_SSL"))
+    listed = over_scram.ok(TOPICS, "--list", "--command-config", str(scram))
+    assert topic in listed.split()
+    over_scram.ok(CONSOLE_PRODUCER, "--topic", topic, "--producer.config", str(scram),
+                  stdin="s1\ns2\n")
+    over_tls = KafkaTools("java", lib, secured.bootstrap("SSL"))
+    over_tls.ok(CONSOLE_PRODUCER, "--topic", topic, "--producer.config", str(mtls),
+                stdin="t1\n")
+    r = over_tls.run(CONSOLE_CONSUMER, "--topic", topic, "--from-beginning",
+                     "--max-messages", "3", "--timeout-ms", "20000",
+                     "--consumer.config", str(mtls))
+    assert r.returncode == 0, str(r)
+    assert sorted(r.stdout.split()) == ["s1", "s2", "t1"], str(r)
+
+    # A wrong SCRAM password: the Java client reports Kafka's authentication error.
+    scram.write_text(scram.read_text().replace("dave-secret", "not-it"))
+    r = over_scram.run(TOPICS, "--list", "--command-config", str(scram), timeout=60)
+    assert r.returncode != 0 and "Authentication failed" in r.output, str(r)
