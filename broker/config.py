@@ -466,6 +466,9 @@ KEYS: tuple[Key, ...] = (
     Key("log.level", _log_level, "INFO", "Log level.", "DEBUG, INFO, WARNING, ERROR"),
 )
 KEYS_BY_NAME: Mapping[str, Key] = {k.name: k for k in KEYS}
+# Kafka's PASSWORD-typed keys: DescribeConfigs says they are set, never what they hold.
+SENSITIVE_KEYS = frozenset({"ssl.key.password", "ssl.keystore.key",
+                            "ssl.keystore.certificate.chain", "ssl.truststore.certificates"})
 REQUIRED = ("node.id", "data.dir")
 
 

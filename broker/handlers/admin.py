@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from kio.schema.errors import ErrorCode
 from kio.static.protocol import Payload
 
+from odradek.broker.config import SENSITIVE_KEYS
 from odradek.broker.handlers.api import ApiSpec, RequestContext
 from odradek.broker.topic_configs import (
     BROKER_TOPIC_DEFAULTS,
@@ -171,9 +172,12 @@ def _describe_one(node: AdminNode, res: Any, include_docs: bool, include_synonym
                                 "(2 = topic, 4 = broker)")
         return out
     out["configs"] = [
-        {"name": name, "value": value, "read_only": name in read_only, "config_source": source,
-         "is_sensitive": False, "config_type": ctype,
-         "synonyms": _synonyms(node, res, name, value, source) if include_synonyms else [],
+        {"name": name, "value": None if name in SENSITIVE_KEYS else value,
+         "read_only": name in read_only, "config_source": source,
+         "is_sensitive": name in SENSITIVE_KEYS, "config_type": ctype,
+         "synonyms": ([] if not include_synonyms else
+                      [{**syn, "value": None} if name in SENSITIVE_KEYS else syn
+                       for syn in _synonyms(node, res, name, value, source)]),
          "documentation": doc if include_docs else None}
         for name, value, source, doc, ctype in rows if keys is None or name in keys]
     return out

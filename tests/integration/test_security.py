@@ -431,3 +431,17 @@ def test_java_client_over_sasl_ssl_scram_and_mutual_tls(secured: Secured,
     scram.write_text(scram.read_text().replace("dave-secret", "not-it"))
     r = over_scram.run(TOPICS, "--list", "--command-config", str(scram), timeout=60)
     assert r.returncode != 0 and "Authentication failed" in r.output, str(r)
+
+
+def test_describe_configs_hides_secrets(secured: Secured) -> None:
+    """ssl.key.password & co. are Kafka PASSWORD keys: described as set and sensitive, with
+    no value."""
+    from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+
+    admin = AdminClient({"bootstrap.servers": secured.bootstrap("PLAINTEXT")})
+    resource = ConfigResource(ResourceType.BROKER, str(secured.cluster.nodes[0].node_id))
+    configs = admin.describe_configs([resource])[resource].result(timeout=30)
+    password = configs["ssl.key.password"]
+    assert password.is_sensitive and password.value is None
+    assert not configs["ssl.keystore.location"].is_sensitive
+    assert configs["ssl.keystore.location"].value.endswith("broker.pem")
