@@ -47,6 +47,10 @@ class NodeMetrics:
             ["reason"], registry=r)
         for reason in ("idle", "stalled", "unread_responses"):
             self.connections_closed.labels(reason=reason)
+        self.throttled_requests = Counter(
+            "odradek_throttled_requests_total",
+            "Requests answered with a throttle time because their client exceeded a quota "
+            "(produce, fetch or request rate), per API.", ["api"], registry=r)
         self.authentications = Counter(
             "odradek_authentications_total",
             "Successful SASL authentications (re-authentications included), per listener.",

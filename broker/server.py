@@ -63,6 +63,13 @@ from odradek.broker.security.authentication import (
     Answer,
     Authenticator,
 )
+from odradek.broker.security.throttling import (
+    FETCH,
+    PRODUCE,
+    Throttling,
+    with_throttle,
+    without_records,
+)
 
 log = logging.getLogger("odradek.server")
 
@@ -148,8 +155,15 @@ class ServedNode(Protocol):
     @property
     def metrics(self) -> NodeMetrics: ...
 
+    @property
+    def throttling(self) -> Throttling: ...
+
 
 S = TypeVar("S", bound=ServedNode)
+# Requests whose handlers park (a fetch's long poll, a produce waiting for acks=all, a
+# rebalance): their wall time is mostly waiting, not event-loop work, so the request quota
+# counts only the encoding of their answer.
+_PARKING = frozenset({0, 1, 11, 14})
 
 
 class KafkaProtocol(asyncio.Protocol, Generic[S]):
@@ -181,6 +195,7 @@ class KafkaProtocol(asyncio.Protocol, Generic[S]):
         self._handling: int | None = None  # its api key
         self._handler: asyncio.Future[Payload | None] | None = None
         self.last_active = time.monotonic()
+        self._muted_until = 0.0
         self._reading = True
         self._task: asyncio.Task[None] | None = None
         self.bytes_received = 0
@@ -316,6 +331,13 @@ class KafkaProtocol(asyncio.Protocol, Generic[S]):
         # event loop until all are answered (bystanders saw 0.5 s stalls).
         await asyncio.sleep(0)
         await self._writable.wait()
+        if self._muted_until:
+            # Throttled (KIP-219): the answer went out; the next request waits out the
+            # throttle time, and reading stops once the read-ahead is full.
+            delay = self._muted_until - time.monotonic()
+            self._muted_until = 0.0
+            if delay > 0:
+                await asyncio.sleep(delay)
         if not self.frames:
             return None
         frame = self.frames.popleft()
@@ -462,9 +484,43 @@ class KafkaProtocol(asyncio.Protocol, Generic[S]):
         finally:
             self._handler = None
             metrics.observe_request(req.api_key, time.perf_counter() - started, event.size)
+        throttling = self.node.throttling
+        if not throttling.active or throttling.exempt(req.api_key, req.body):
+            if body is None:
+                return None
+            return codec.encode_response(req.api_key, req.api_version, req.correlation_id,
+                                         body)
+        return self._throttled(event, body, started, throttling)
+
+    def _throttled(self, event: RequestReceived, body: Payload | None, started: float,
+                   throttling: Throttling) -> bytes | memoryview | None:
+        """The answer under client quotas: usage recorded, ``throttle_time_ms`` set and the
+        connection muted when a quota is exceeded (KIP-219)."""
+        req = event.request
+        client_id = req.client_id or ""
+        encode_from = time.perf_counter()
+        throttle = 0
+        if req.api_key == PRODUCE:
+            throttle = throttling.produced(self.principal, client_id, event.size)
+        out = None if body is None else codec.encode_response(
+            req.api_key, req.api_version, req.correlation_id, body)
+        if req.api_key == FETCH and out is not None:
+            fetch_throttle = throttling.fetched(self.principal, client_id, len(out))
+            if fetch_throttle:
+                body = without_records(body)
+                throttle = max(throttle, fetch_throttle)
+        now = time.perf_counter()
+        loop_s = now - (encode_from if req.api_key in _PARKING else started)
+        throttle = max(throttle, throttling.handled(self.principal, client_id, loop_s * 1000))
+        if throttle <= 0:
+            return out
+        self.node.metrics.throttled_requests.labels(api=self.node.metrics.api_name(
+            req.api_key)).inc()
+        self._muted_until = time.monotonic() + throttle / 1000
         if body is None:
-            return None
-        return codec.encode_response(req.api_key, req.api_version, req.correlation_id, body)
+            return None  # acks=0: nothing to say, but the connection is held all the same
+        return codec.encode_response(req.api_key, req.api_version, req.correlation_id,
+                                     with_throttle(body, throttle))
 
     def _version_rejected(self, ev: VersionRejected) -> memoryview:
         body = codec.build_response(

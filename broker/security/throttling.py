@@ -1,0 +1,102 @@
+"""Client quotas applied to requests (KIP-13, KIP-124, KIP-219): what the transport asks
+after a handler answered, and how it changes the answer.
+
+Per client (the principal's name as Kafka's quota ``user``, and the request's client id)
+the node measures produced bytes (``producer_byte_rate``), bytes fetched by consumers
+(``consumer_byte_rate``) and event-loop time spent on its requests (``request_percentage``)
+against the quotas in the cluster metadata (``quotas.QuotaConfigs``). A client over a quota
+gets its answer at once with ``throttle_time_ms`` set, and its connection is not read for
+that long (KIP-219: clients that honour the field wait the same time; others are held
+anyway). A throttled consumer fetch is answered without records, and its bytes are taken
+back, as Kafka does.
+
+Exempt, as in Kafka: follower fetches and WriteTxnMarkers (brokers' own traffic), and the
+requests that come before any quota can apply (ApiVersions, SASL).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import time
+from collections.abc import Callable
+from typing import Any
+
+from odradek.broker.security.quotas import ClientQuotaManager, QuotaConfigs
+
+PRODUCE, FETCH, API_VERSIONS, WRITE_TXN_MARKERS = 0, 1, 18, 27
+SASL_HANDSHAKE, SASL_AUTHENTICATE = 17, 36
+_EXEMPT = frozenset({API_VERSIONS, WRITE_TXN_MARKERS, SASL_HANDSHAKE, SASL_AUTHENTICATE})
+
+
+def quota_user(principal: str) -> str:
+    """Kafka's quota ``user`` of a principal: its name ("User:alice" -> "alice")."""
+    return principal.partition(":")[2] or principal
+
+
+def is_follower_fetch(request: Any) -> bool:
+    state = getattr(request, "replica_state", None)
+    replica = getattr(state, "replica_id", None) if state is not None else None
+    if replica is None:
+        replica = getattr(request, "replica_id", -1)
+    return int(replica if replica is not None else -1) >= 0
+
+
+class Throttling:
+    def __init__(self, configs: Callable[[], QuotaConfigs],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._configs = configs
+        self._clock = clock
+        self.produce = ClientQuotaManager("produce", configs)
+        self.fetch = ClientQuotaManager("fetch", configs)
+        self.request = ClientQuotaManager("request", configs)
+
+    @property
+    def active(self) -> bool:
+        """Whether any quota exists: without one nothing is measured (the common case
+        costs one check per request)."""
+        return len(self._configs()) > 0
+
+    def exempt(self, api_key: int, request: Any) -> bool:
+        return api_key in _EXEMPT or (api_key == FETCH and is_follower_fetch(request))
+
+    def produced(self, principal: str, client_id: str, request_bytes: int) -> int:
+        return self.produce.record_and_throttle(quota_user(principal), client_id,
+                                                request_bytes, self._clock())
+
+    def fetched(self, principal: str, client_id: str, response_bytes: int) -> int:
+        """Record a consumer fetch's bytes; when that throttles, take them back (the
+        answer goes out without records) and return the throttle."""
+        user, now = quota_user(principal), self._clock()
+        throttle = self.fetch.record_and_throttle(user, client_id, response_bytes, now)
+        if throttle:
+            self.fetch.unrecord(user, client_id, response_bytes, now)
+        return throttle
+
+    def handled(self, principal: str, client_id: str, loop_ms: float) -> int:
+        return self.request.record_and_throttle(quota_user(principal), client_id, loop_ms,
+                                                self._clock())
+
+    def expire_idle(self) -> None:
+        now = self._clock()
+        for manager in (self.produce, self.fetch, self.request):
+            manager.expire_idle(now)
+
+
+def with_throttle(body: Any, throttle_ms: int) -> Any:
+    """The response with ``throttle_time_ms`` set (kio names it ``throttle_time``), for
+    every response that has the field."""
+    if not hasattr(body, "throttle_time"):
+        return body
+    return dataclasses.replace(body, throttle_time=datetime.timedelta(
+        milliseconds=throttle_ms))
+
+
+def without_records(fetch_response: Any) -> Any:
+    """A Fetch response with every partition's records left out: what a throttled consumer
+    gets. Its partitions (high watermarks, errors) stay, so a fetch session's view of what
+    the client was told stays true; the client fetches the records again afterwards."""
+    return dataclasses.replace(fetch_response, responses=tuple(
+        dataclasses.replace(topic, partitions=tuple(
+            dataclasses.replace(p, records=None) for p in topic.partitions))
+        for topic in fetch_response.responses))
