@@ -22,6 +22,7 @@ from odradek.broker.fetch_sessions import FetchSessionCache
 from odradek.broker.group.coordinator import GroupCoordinator
 from odradek.broker.group_log import PartitionGroupLog
 from odradek.broker.handlers import (
+    acls,
     admin,
     fetch,
     log_dirs,
@@ -42,6 +43,7 @@ from odradek.broker.metrics_http import MetricsServer
 from odradek.broker.node_collector import NodeCollector
 from odradek.broker.replica_manager import ReplicaManager
 from odradek.broker.replication import ReplicationManager
+from odradek.broker.security.acl_metadata import updated_index
 from odradek.broker.security.authorization import Authorization, parse_super_users
 from odradek.broker.security.authorizer import AclIndex
 from odradek.broker.security.listeners import inter_broker_client, listener_security
@@ -79,7 +81,7 @@ def handler_table() -> dict[int, ApiSpec[Node]]:
     specs: list[Sequence[ApiSpec[Node]]] = [meta.APIS, produce.APIS, fetch.APIS, admin.APIS,
                                             log_dirs.APIS, quorum.APIS, group_handlers.APIS,
                                             txn.APIS, txn_admin.APIS, sasl.APIS,
-                                            scram_credentials.APIS]
+                                            scram_credentials.APIS, acls.APIS]
     for module_specs in specs:
         for spec in module_specs:
             assert spec.api_key not in apis, f"api key {spec.api_key} registered twice"
@@ -411,6 +413,8 @@ class Node:
         """The loader's listener: called as records commit (in a combined node, inside the
         Raft driver), so it only takes the image and queues the local replica changes:
         _apply_replica_changes applies them in order without holding the loop."""
+        # From the image being replaced: a new index only when the ACLs changed.
+        self.acls = updated_index(self.acls, self.image.acls, image.acls)
         self.image = image
         self._apply_dynamic_configs(image)
         if not self._replicas_current:

@@ -24,6 +24,7 @@ from typing import Any
 import grpc
 
 from odradek.controller.metadata import Listener
+from odradek.controller.metadata.acls import AclFilter, StandardAcl
 from odradek.controller.metadata.requests import (
     AlterConfigsResource,
     AlterConfigsResult,
@@ -32,10 +33,12 @@ from odradek.controller.metadata.requests import (
     AlterScramCredentialResult,
     ControllerError,
     ControllerUnavailable,
+    CreateAclResult,
     CreatePartitionsResult,
     CreatePartitionsSpec,
     CreateTopicResult,
     CreateTopicSpec,
+    DeleteAclsResult,
     DeleteTopicResult,
     DeleteTopicSpec,
     ElectionType,
@@ -292,6 +295,16 @@ class ControllerClient:
             deletions=[convert.scram_deletion_to_pb(d) for d in deletions],
             upsertions=[convert.scram_upsertion_to_pb(u) for u in upsertions]))
         return [convert.scram_result_from_pb(r) for r in response.results]
+
+    async def create_acls(self, acls: Sequence[StandardAcl]) -> list[CreateAclResult]:
+        response = await self._call("CreateAcls", pb.CreateAclsRequest(
+            acls=[convert.acl_to_pb(a) for a in acls]))
+        return [convert.create_acl_result_from_pb(r) for r in response.results]
+
+    async def delete_acls(self, filters: Sequence[AclFilter]) -> list[DeleteAclsResult]:
+        response = await self._call("DeleteAcls", pb.DeleteAclsRequest(
+            filters=[convert.acl_filter_to_pb(f) for f in filters]))
+        return [convert.delete_acls_result_from_pb(r) for r in response.results]
 
     async def register(
         self,

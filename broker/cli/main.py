@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from odradek.broker.cli import (
+    acls,
     cluster,
     console,
     consume,
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     groups.add_parser(sub)
     transactions.add_parser(sub)
     users.add_parser(sub)
+    acls.add_parser(sub)
     verify.add_parser(sub)
     healthcheck.add_parser(sub)
     console.add_parser(sub)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from odradek.controller.metadata.acls import StandardAcl
 from odradek.controller.metadata.gen import metadata_pb2 as pb
 from odradek.controller.metadata.image import (
     TOPIC_RESOURCE,
@@ -124,6 +125,8 @@ class MetadataDelta:
         self._next_producer_id: int | None = None
         # (user, mechanism name) -> credential; None marks a removed one.
         self._scram: dict[tuple[str, str], ScramCredentialInfo | None] = {}
+        # ACL id -> ACL; None marks a removed one.
+        self._acls: dict[uuid.UUID, StandardAcl | None] = {}
 
     # ----- reading the state as of the last replayed record -----
 
@@ -158,6 +161,15 @@ class MetadataDelta:
 
     def changed_config_resources(self) -> set[ConfigResource]:
         return set(self._configs)
+
+    def acl(self, acl_id: uuid.UUID) -> StandardAcl | None:
+        if acl_id in self._acls:
+            return self._acls[acl_id]
+        return self.image.acls.get(acl_id)
+
+    def changed_acl_ids(self) -> set[uuid.UUID]:
+        """ACLs added or removed by this delta."""
+        return set(self._acls)
 
     def scram_credential(self, user: str, mechanism: str) -> ScramCredentialInfo | None:
         key = (user, mechanism)
@@ -312,6 +324,23 @@ class MetadataDelta:
                 "credential")
         self._scram[(rec.name, mechanism)] = None
 
+    def _replay_access_control_entry(self, rec: pb.AccessControlEntryRecord,
+                                     offset: int) -> None:
+        acl_id = uuid_from_bytes(rec.id)
+        if self.acl(acl_id) is not None:
+            raise MetadataReplayError(f"AccessControlEntryRecord: ACL id {acl_id} is in use")
+        self._acls[acl_id] = StandardAcl(
+            resource_type=rec.resource_type, resource_name=rec.resource_name,
+            pattern_type=rec.pattern_type, principal=rec.principal, host=rec.host,
+            operation=rec.operation, permission_type=rec.permission_type)
+
+    def _replay_remove_access_control_entry(self, rec: pb.RemoveAccessControlEntryRecord,
+                                            offset: int) -> None:
+        acl_id = uuid_from_bytes(rec.id)
+        if self.acl(acl_id) is None:
+            raise MetadataReplayError(f"RemoveAccessControlEntryRecord: no ACL with id {acl_id}")
+        self._acls[acl_id] = None
+
     @property
     def next_producer_id(self) -> int:
         if self._next_producer_id is not None:
@@ -371,6 +400,7 @@ class MetadataDelta:
             configs=configs,
             next_producer_id=self.next_producer_id,
             scram_credentials=_merged(base.scram_credentials, self._scram),
+            acls=_merged(base.acls, self._acls),
         )
 
     def local_changes(self, broker_id: int) -> LocalReplicaChanges:
@@ -439,6 +469,8 @@ _REPLAY: dict[str, Callable[[MetadataDelta, Any, int], None]] = {
     "no_op": MetadataDelta._replay_no_op,
     "user_scram_credential": MetadataDelta._replay_user_scram_credential,
     "remove_user_scram_credential": MetadataDelta._replay_remove_user_scram_credential,
+    "access_control_entry": MetadataDelta._replay_access_control_entry,
+    "remove_access_control_entry": MetadataDelta._replay_remove_access_control_entry,
 }
 
 __all__ = [

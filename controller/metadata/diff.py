@@ -29,6 +29,7 @@ from odradek.controller.metadata import (
     MetadataRecord,
 )
 from odradek.controller.metadata.records import (
+    access_control_entry_record,
     broker_controlled_shutdown_record,
     config_record,
     fence_broker_record,
@@ -36,6 +37,7 @@ from odradek.controller.metadata.records import (
     partition_record,
     producer_ids_record,
     register_broker_record,
+    remove_access_control_entry_record,
     remove_topic_record,
     remove_user_scram_credential_record,
     topic_record,
@@ -87,6 +89,7 @@ def diff_records(base: MetadataImage, target: MetadataImage) -> list[OffsetRecor
     removed = _topic_changes(base, target, others)
     _config_changes(base, target, removed, others)
     _scram_changes(base, target, others)
+    _acl_changes(base, target, others)
     if target.next_producer_id != base.next_producer_id:
         if target.next_producer_id < base.next_producer_id:
             raise SnapshotError(
@@ -211,3 +214,15 @@ def _scram_changes(base: MetadataImage, target: MetadataImage,
             others.append(user_scram_credential_record(
                 user, MECHANISM_CODES[mechanism], credential.salt, credential.stored_key,
                 credential.server_key, credential.iterations))
+
+
+def _acl_changes(base: MetadataImage, target: MetadataImage,
+                 others: list[MetadataRecord]) -> None:
+    old, new = base.acls, target.acls
+    for acl_id in sorted(old.keys() - new.keys()):
+        others.append(remove_access_control_entry_record(acl_id))
+    for acl_id in sorted(new.keys() - old.keys()):
+        others.append(access_control_entry_record(acl_id, new[acl_id]))
+    for acl_id in sorted(old.keys() & new.keys()):
+        if old[acl_id] != new[acl_id]:
+            raise SnapshotError(f"ACL {acl_id} changed; an ACL is only ever added or removed")

@@ -14,6 +14,8 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any, ClassVar
 
+from odradek.controller.metadata.acls import StandardAcl
+
 NO_LEADER = -1
 
 # Kafka's ConfigResource.Type codes.
@@ -120,6 +122,8 @@ class MetadataImage:
     # (user name, mechanism) -> credential, e.g. ("alice", "SCRAM-SHA-256").
     scram_credentials: Mapping[tuple[str, str], ScramCredentialInfo] = field(
         default_factory=lambda: _NOTHING)
+    # ACL id (Kafka's StandardAclWithId's Uuid) -> the ACL.
+    acls: Mapping[uuid.UUID, StandardAcl] = field(default_factory=lambda: _NOTHING)
 
     EMPTY: ClassVar[MetadataImage]
 

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import cast
 
+from odradek.controller.metadata.acls import StandardAcl
 from odradek.controller.metadata.gen import metadata_pb2 as pb
 
 MetadataRecord = pb.MetadataRecord
@@ -186,3 +187,15 @@ def user_scram_credential_record(name: str, mechanism: int, salt: bytes, stored_
 def remove_user_scram_credential_record(name: str, mechanism: int) -> pb.MetadataRecord:
     return pb.MetadataRecord(remove_user_scram_credential=pb.RemoveUserScramCredentialRecord(
         name=name, mechanism=mechanism))
+
+
+def access_control_entry_record(acl_id: uuid.UUID, acl: StandardAcl) -> pb.MetadataRecord:
+    return pb.MetadataRecord(access_control_entry=pb.AccessControlEntryRecord(
+        id=acl_id.bytes, resource_type=acl.resource_type, resource_name=acl.resource_name,
+        pattern_type=acl.pattern_type, principal=acl.principal, host=acl.host,
+        operation=acl.operation, permission_type=acl.permission_type))
+
+
+def remove_access_control_entry_record(acl_id: uuid.UUID) -> pb.MetadataRecord:
+    return pb.MetadataRecord(remove_access_control_entry=pb.RemoveAccessControlEntryRecord(
+        id=acl_id.bytes))

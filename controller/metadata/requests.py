@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from odradek.controller.metadata import Listener, PartitionRegistration
+from odradek.controller.metadata.acls import AclFilter, StandardAcl
 
 # ----- topics -----
 
@@ -159,6 +160,24 @@ class AlterScramCredentialResult:
     user: str
     error_code: int
     error_message: str | None = None
+
+
+# ----- ACLs -----
+
+
+@dataclass(frozen=True)
+class CreateAclResult:
+    error_code: int
+    error_message: str | None = None
+
+
+@dataclass(frozen=True)
+class DeleteAclsResult:
+    """One DeleteAcls filter's outcome: the ACLs it matched, all removed."""
+
+    error_code: int
+    error_message: str | None = None
+    matching: tuple[StandardAcl, ...] = ()
 
 
 # ----- brokers -----
@@ -371,6 +390,14 @@ class ControllerApi(Protocol):
         self, deletions: Sequence[ScramCredentialDeletion],
         upsertions: Sequence[ScramCredentialUpsertion]) -> list[AlterScramCredentialResult]:
         """AlterUserScramCredentials: one result per user named."""
+        ...
+
+    async def create_acls(self, acls: Sequence[StandardAcl]) -> list[CreateAclResult]:
+        """CreateAcls of ACLs the broker checked: one result per ACL, in order."""
+        ...
+
+    async def delete_acls(self, filters: Sequence[AclFilter]) -> list[DeleteAclsResult]:
+        """DeleteAcls: one result per filter, in order, with the ACLs it removed."""
         ...
 
     async def register_broker(self, broker_id: int, incarnation_id: str,

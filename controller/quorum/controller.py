@@ -25,6 +25,7 @@ from odradek.controller.metadata import (
     decode_record,
     encode_record,
 )
+from odradek.controller.metadata.acls import AclFilter, StandardAcl
 from odradek.controller.metadata.requests import (
     AlterConfigsResource,
     AlterConfigsResult,
@@ -33,10 +34,12 @@ from odradek.controller.metadata.requests import (
     AlterScramCredentialResult,
     BrokerResult,
     ControllerFailedError,
+    CreateAclResult,
     CreatePartitionsResult,
     CreatePartitionsSpec,
     CreateTopicResult,
     CreateTopicSpec,
+    DeleteAclsResult,
     DeleteTopicResult,
     DeleteTopicSpec,
     ElectionType,
@@ -49,7 +52,15 @@ from odradek.controller.metadata.requests import (
     ScramCredentialDeletion,
     ScramCredentialUpsertion,
 )
-from odradek.controller.quorum import brokers, configs, election, partitions, scram, topics
+from odradek.controller.quorum import acls as acl_ops
+from odradek.controller.quorum import (
+    brokers,
+    configs,
+    election,
+    partitions,
+    scram,
+    topics,
+)
 from odradek.controller.quorum.api import ControllerSettings, OpResult
 from odradek.controller.quorum.log import MetadataLog
 
@@ -195,6 +206,12 @@ class QuorumController:
     ) -> list[AlterScramCredentialResult]:
         return await self._run(
             lambda image: scram.alter_user_scram_credentials(image, deletions, upsertions))
+
+    async def create_acls(self, acls: Sequence[StandardAcl]) -> list[CreateAclResult]:
+        return await self._run(lambda image: acl_ops.create_acls(image, acls, self._rng))
+
+    async def delete_acls(self, filters: Sequence[AclFilter]) -> list[DeleteAclsResult]:
+        return await self._run(lambda image: acl_ops.delete_acls(image, filters))
 
     # ----- brokers -----
 

@@ -94,6 +94,16 @@ class ControllerStub:
                 request_serializer=controller__pb2.AlterUserScramCredentialsRequest.SerializeToString,
                 response_deserializer=controller__pb2.AlterUserScramCredentialsResponse.FromString,
                 _registered_method=True)
+        self.CreateAcls = channel.unary_unary(
+                '/odradek.controller.Controller/CreateAcls',
+                request_serializer=controller__pb2.CreateAclsRequest.SerializeToString,
+                response_deserializer=controller__pb2.CreateAclsResponse.FromString,
+                _registered_method=True)
+        self.DeleteAcls = channel.unary_unary(
+                '/odradek.controller.Controller/DeleteAcls',
+                request_serializer=controller__pb2.DeleteAclsRequest.SerializeToString,
+                response_deserializer=controller__pb2.DeleteAclsResponse.FromString,
+                _registered_method=True)
         self.BrokerLiveness = channel.unary_stream(
                 '/odradek.controller.Controller/BrokerLiveness',
                 request_serializer=controller__pb2.BrokerLivenessRequest.SerializeToString,
@@ -179,6 +189,18 @@ class ControllerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateAcls(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteAcls(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def BrokerLiveness(self, request, context):
         """Held open by every registered broker process for as long as it runs: the controller
         learns that the process died when the kernel closes its connection, long before its
@@ -253,6 +275,16 @@ def add_ControllerServicer_to_server(servicer, server):
                     servicer.AlterUserScramCredentials,
                     request_deserializer=controller__pb2.AlterUserScramCredentialsRequest.FromString,
                     response_serializer=controller__pb2.AlterUserScramCredentialsResponse.SerializeToString,
+            ),
+            'CreateAcls': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateAcls,
+                    request_deserializer=controller__pb2.CreateAclsRequest.FromString,
+                    response_serializer=controller__pb2.CreateAclsResponse.SerializeToString,
+            ),
+            'DeleteAcls': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAcls,
+                    request_deserializer=controller__pb2.DeleteAclsRequest.FromString,
+                    response_serializer=controller__pb2.DeleteAclsResponse.SerializeToString,
             ),
             'BrokerLiveness': grpc.unary_stream_rpc_method_handler(
                     servicer.BrokerLiveness,
@@ -584,6 +616,60 @@ class Controller:
             '/odradek.controller.Controller/AlterUserScramCredentials',
             controller__pb2.AlterUserScramCredentialsRequest.SerializeToString,
             controller__pb2.AlterUserScramCredentialsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateAcls(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/odradek.controller.Controller/CreateAcls',
+            controller__pb2.CreateAclsRequest.SerializeToString,
+            controller__pb2.CreateAclsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAcls(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/odradek.controller.Controller/DeleteAcls',
+            controller__pb2.DeleteAclsRequest.SerializeToString,
+            controller__pb2.DeleteAclsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from kio.schema.errors import ErrorCode
 
 from odradek.controller.metadata import Listener, PartitionRegistration
+from odradek.controller.metadata.acls import AclFilter, StandardAcl
 from odradek.controller.metadata.gen import metadata_pb2 as mpb
 from odradek.controller.metadata.requests import (
     AlterConfigOp,
@@ -23,10 +24,12 @@ from odradek.controller.metadata.requests import (
     AlterPartitionItemResult,
     AlterPartitionResult,
     AlterScramCredentialResult,
+    CreateAclResult,
     CreatePartitionsResult,
     CreatePartitionsSpec,
     CreateTopicResult,
     CreateTopicSpec,
+    DeleteAclsResult,
     DeleteTopicResult,
     DeleteTopicSpec,
     ElectionType,
@@ -442,3 +445,47 @@ def scram_result_to_pb(r: AlterScramCredentialResult) -> pb.AlterUserScramCreden
 def scram_result_from_pb(msg: pb.AlterUserScramCredentialResult) -> AlterScramCredentialResult:
     return AlterScramCredentialResult(msg.user, error_code(msg.error_code),
                                       _opt(msg, "error_message"))
+
+
+# ----- ACLs -----
+
+
+def acl_to_pb(acl: StandardAcl) -> pb.Acl:
+    return pb.Acl(resource_type=acl.resource_type, resource_name=acl.resource_name,
+                  pattern_type=acl.pattern_type, principal=acl.principal, host=acl.host,
+                  operation=acl.operation, permission_type=acl.permission_type)
+
+
+def acl_from_pb(msg: pb.Acl) -> StandardAcl:
+    return StandardAcl(msg.resource_type, msg.resource_name, msg.pattern_type, msg.principal,
+                       msg.host, msg.operation, msg.permission_type)
+
+
+def acl_filter_to_pb(f: AclFilter) -> pb.AclFilter:
+    return pb.AclFilter(resource_type=f.resource_type, resource_name=f.resource_name,
+                        pattern_type=f.pattern_type, principal=f.principal, host=f.host,
+                        operation=f.operation, permission_type=f.permission_type)
+
+
+def acl_filter_from_pb(msg: pb.AclFilter) -> AclFilter:
+    return AclFilter(msg.resource_type, _opt(msg, "resource_name"), msg.pattern_type,
+                     _opt(msg, "principal"), _opt(msg, "host"), msg.operation,
+                     msg.permission_type)
+
+
+def create_acl_result_to_pb(r: CreateAclResult) -> pb.CreateAclResult:
+    return pb.CreateAclResult(error_code=r.error_code, error_message=r.error_message)
+
+
+def create_acl_result_from_pb(msg: pb.CreateAclResult) -> CreateAclResult:
+    return CreateAclResult(error_code(msg.error_code), _opt(msg, "error_message"))
+
+
+def delete_acls_result_to_pb(r: DeleteAclsResult) -> pb.DeleteAclsResult:
+    return pb.DeleteAclsResult(error_code=r.error_code, error_message=r.error_message,
+                               matching=[acl_to_pb(a) for a in r.matching])
+
+
+def delete_acls_result_from_pb(msg: pb.DeleteAclsResult) -> DeleteAclsResult:
+    return DeleteAclsResult(error_code(msg.error_code), _opt(msg, "error_message"),
+                            tuple(acl_from_pb(a) for a in msg.matching))

@@ -383,6 +383,26 @@ class ControllerService(pb_grpc.ControllerServicer):
         return pb.AlterUserScramCredentialsResponse(
             results=[convert.scram_result_to_pb(r) for r in results])
 
+    @_rpc
+    async def CreateAcls(  # noqa: N802
+        self, request: pb.CreateAclsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateAclsResponse:
+        self._require_leader()
+        results = await self._controller.create_acls(
+            [convert.acl_from_pb(a) for a in request.acls])
+        return pb.CreateAclsResponse(
+            results=[convert.create_acl_result_to_pb(r) for r in results])
+
+    @_rpc
+    async def DeleteAcls(  # noqa: N802
+        self, request: pb.DeleteAclsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteAclsResponse:
+        self._require_leader()
+        results = await self._controller.delete_acls(
+            [convert.acl_filter_from_pb(f) for f in request.filters])
+        return pb.DeleteAclsResponse(
+            results=[convert.delete_acls_result_to_pb(r) for r in results])
+
     # ----- topics -----
 
     @_rpc

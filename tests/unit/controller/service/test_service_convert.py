@@ -183,6 +183,7 @@ def test_every_rpc_has_its_conversions() -> None:
         "AlterPartition": "alter_partition", "AllocateProducerIds": "allocate_producer_ids",
         "ElectLeaders": "elect_leaders", "BrokerLiveness": "hold_liveness",
         "AlterUserScramCredentials": "alter_user_scram_credentials",
+        "CreateAcls": "create_acls", "DeleteAcls": "delete_acls",
     }
     assert set(client_names) == methods
     for name in client_names.values():
@@ -192,7 +193,7 @@ def test_every_rpc_has_its_conversions() -> None:
 @pytest.mark.parametrize("name", [
     "create_topics", "delete_topics", "create_partitions", "alter_configs",
     "incremental_alter_configs", "allocate_producer_ids", "alter_partition", "register_broker",
-    "elect_leaders", "alter_user_scram_credentials",
+    "elect_leaders", "alter_user_scram_credentials", "create_acls", "delete_acls",
 ])
 def test_client_mirrors_the_controller(name: str) -> None:
     """Broker code may hold either object, so calls must bind the same way on both."""
