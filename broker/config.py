@@ -253,6 +253,11 @@ KEYS: tuple[Key, ...] = (
         "listener list"),
     Key("controller.listener", _str, "127.0.0.1:9093",
         "host:port of the controller quorum gRPC endpoint.", "host:port"),
+    Key("controller.listener.names", _str, "CONTROLLER",
+        "Name of the controller listener (controller.listener) in "
+        "listener.security.protocol.map: absent there = PLAINTEXT; SSL = TLS with mutual "
+        "authentication for Raft and for brokers' registration, heartbeats and metadata "
+        "(ssl.* settings, also as listener.name.<name>.ssl.*).", "listener name"),
     Key("controller.quorum.voters", _voters, "",
         "Controller voters, id@host:port comma separated; empty = single-node metadata log.",
         "id@host:port list"),
@@ -509,6 +514,10 @@ class NodeConfig:
         return roles
 
     @property
+    def controller_listener_name(self) -> str:
+        return str(self.values["controller.listener.names"]).split(",")[0].strip().upper()
+
+    @property
     def inter_broker_listener(self) -> str:
         return str(self.values["inter.broker.listener.name"] or self.listeners[0].name)
 
@@ -654,7 +663,8 @@ def _check_security(config: NodeConfig) -> None:
                 f"listeners: listener {name} has no security protocol: add {name}:PLAINTEXT "
                 "(or SSL, SASL_PLAINTEXT, SASL_SSL) to listener.security.protocol.map")
     for name in config[LISTENER_OVERRIDES]:
-        if name not in {li.name for li in config.listeners}:
+        if name not in {li.name for li in config.listeners} | {
+                config.controller_listener_name}:
             raise ConfigError(f"listener.name.{name.lower()}.*: there is no listener {name} "
                               "in listeners")
     for li in config.listeners:

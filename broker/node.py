@@ -47,7 +47,9 @@ from odradek.broker.security.acl_metadata import updated_index
 from odradek.broker.security.authorization import Authorization, parse_super_users
 from odradek.broker.security.authorizer import AclIndex
 from odradek.broker.security.listeners import inter_broker_client, listener_security
+from odradek.broker.security.quotas import QuotaConfigs
 from odradek.broker.security.scram import ScramCredential
+from odradek.broker.security.throttling import Throttling
 from odradek.broker.server import KafkaServer, ServerLimits
 from odradek.broker.txn import TransactionCoordinator
 from odradek.broker.txn_markers import BrokerMarkerSender, MarkerWriter
@@ -175,6 +177,10 @@ class Node:
         # The ACLs of the cluster metadata, current with self.image (kept by the metadata
         # listener), and what handlers ask of them.
         self.acls: AclIndex = AclIndex.EMPTY
+        # Client quotas of the cluster metadata, current with self.image (kept by the
+        # metadata listener), and their enforcement by the transport.
+        self.quota_configs = QuotaConfigs()
+        self.throttling = Throttling(lambda: self.quota_configs)
         self.authorization = Authorization(
             bool(config["authorizer.class.name"]), parse_super_users(config["super.users"]),
             config["allow.everyone.if.no.acl.found"], lambda: self.acls)
@@ -303,6 +309,9 @@ class Node:
                 self.replicas.enforce_retention)))
             self._tasks.append(asyncio.create_task(self._every(
                 self.config["log.flush.scheduler.interval.ms"], self.replicas.flush_due)))
+            # Quota sensors of clients gone for an hour are dropped (Kafka's sensor expiry).
+            self._tasks.append(asyncio.create_task(self._every(
+                30_000, self.throttling.expire_idle)))
             await self.server.start_serving()
         if self.config["metrics.listener"]:
             host, _, port = self.config["metrics.listener"].rpartition(":")

@@ -23,6 +23,7 @@ from typing import Any
 
 import grpc
 
+from odradek.controller.grpc_security import PLAINTEXT, GrpcSecurity
 from odradek.controller.metadata import Listener
 from odradek.controller.metadata.acls import AclFilter, StandardAcl
 from odradek.controller.metadata.requests import (
@@ -111,6 +112,7 @@ class ControllerClient:
         stream_idle_timeout_s: float = 10.0,
         rng: random.Random | None = None,
         leader_hint: Callable[[], int] | None = None,
+        security: GrpcSecurity = PLAINTEXT,
     ) -> None:
         """`voters`: controller id -> "host:port" of its gRPC listener. `request_timeout_s`
         bounds a whole call, retries included; one attempt gets at most `attempt_timeout_s`.
@@ -122,6 +124,7 @@ class ControllerClient:
         if not voters:
             raise ValueError("ControllerClient needs at least one controller voter")
         self._voters = dict(sorted(voters.items()))
+        self._security = security
         self._order = list(self._voters)
         self._request_timeout = request_timeout_s
         self._attempt_timeout = attempt_timeout_s
@@ -149,7 +152,7 @@ class ControllerClient:
     def _stub(self, address: str) -> pb_grpc.ControllerStub:
         stub = self._stubs.get(address)
         if stub is None:
-            channel = self._channels[address] = grpc.aio.insecure_channel(
+            channel = self._channels[address] = self._security.channel(
                 address, options=_CHANNEL_OPTIONS)
             stub = self._stubs[address] = pb_grpc.ControllerStub(channel)
         return stub

@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 from odradek.broker.config import NodeConfig
 from odradek.broker.lifecycle import BrokerLifecycle, MetadataFollower
 from odradek.broker.metadata_plane import MetadataPlane, NodeIdentity
+from odradek.broker.security.listeners import controller_security
 from odradek.controller.client import ControllerClient
 from odradek.controller.metadata import MetadataLoader
 from odradek.controller.metadata.requests import (
@@ -116,6 +117,8 @@ class RaftMetadataPlane:
         self.loader = MetadataLoader()
         voters = cfg["controller.quorum.voters"]
         self.voters = {i: f"{h}:{p}" for i, h, p in voters}
+        # Raft, registration, heartbeats and the metadata stream: plaintext or mutual TLS.
+        self.security = controller_security(cfg)
         self.is_controller = "controller" in cfg.roles
         self.is_broker = "broker" in cfg.roles
         self.raft: RaftMetadataLog | None = None
@@ -133,7 +136,8 @@ class RaftMetadataPlane:
                 node_id=me.node_id, voters=self.voters, data_dir=me.data_dir / "metadata-raft",
                 cluster_id=me.cluster_id, tick_ms=tick_ms,
                 election_tick=max(2, cfg["controller.quorum.election.timeout.ms"] // tick_ms),
-                snapshot_interval_records=cfg["metadata.snapshot.interval.records"]),
+                snapshot_interval_records=cfg["metadata.snapshot.interval.records"],
+                security=self.security),
                 self.loader)
             self.quorum_controller = QuorumController(
                 self.raft, settings=controller_settings(cfg), rng=random.Random(),
@@ -147,7 +151,8 @@ class RaftMetadataPlane:
         # Every operation, even on a controller node, goes to whichever node is active.
         raft = self.raft
         self.client = ControllerClient(
-            self.voters, leader_hint=(lambda: raft.leader_id) if raft is not None else None)
+            self.voters, leader_hint=(lambda: raft.leader_id) if raft is not None else None,
+            security=self.security)
         self.controller = self.client
 
     @property
@@ -174,7 +179,7 @@ class RaftMetadataPlane:
             self.raft.add_to_server(self.server)
             self.service.add_to_server(self.server)
             address = cfg["controller.listener"]
-            if self.server.add_insecure_port(address) == 0:
+            if self.security.add_port(self.server, address) == 0:
                 raise OSError(f"cannot listen on controller.listener {address}")
             await self.server.start()
             await self.raft.start()
@@ -251,7 +256,7 @@ class RaftMetadataPlane:
         for node_id in order:
             address = self.voters[node_id]
             try:
-                async with grpc.aio.insecure_channel(address) as ch:
+                async with self.security.channel(address) as ch:
                     answer = await raft_pb2_grpc.RaftServiceStub(ch).DescribeQuorum(
                         raft_pb2.DescribeQuorumRequest(), timeout=2.0)
             except grpc.aio.AioRpcError as e:

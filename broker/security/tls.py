@@ -19,6 +19,7 @@ import ssl
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from odradek.broker.config import ConfigError
 
@@ -171,3 +172,50 @@ def subject_name(der: bytes) -> str:
     from cryptography import x509
 
     return x509.load_der_x509_certificate(der).subject.rfc4514_string()
+
+
+def grpc_material(s: TlsSettings, what: str) -> tuple[bytes, bytes, bytes]:
+    """(CA certificates, private key, certificate chain) as gRPC takes them: PEM, the key
+    unencrypted (gRPC has no key password), read from the same stores as a listener's."""
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        if s.keystore_location:
+            keystore = Path(s.keystore_location).read_bytes()
+        else:
+            keystore = (s.keystore_key + "\n" + s.keystore_certificate_chain).encode()
+        roots = (Path(s.truststore_location).read_bytes() if s.truststore_location
+                 else s.truststore_certificates.encode())
+    except OSError as e:
+        raise TlsConfigError(f"{what}: cannot read {e.filename}: {e.strerror}") from None
+    key_pem = _pem_blocks(keystore, b"PRIVATE KEY")
+    chain = _pem_blocks(keystore, b"CERTIFICATE")
+    if not key_pem or not chain:
+        raise TlsConfigError(f"{what}: the key store must hold a private key and a "
+                             "certificate chain, PEM")
+    try:
+        key = serialization.load_pem_private_key(
+            key_pem[0], password=s.key_password.encode() or None)
+    except (ValueError, TypeError) as e:
+        raise TlsConfigError(f"{what}: cannot open the private key ({e}); check "
+                             "ssl.key.password") from None
+    plain = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption())
+    return roots, plain, b"".join(chain)
+
+
+def _pem_blocks(data: bytes, kind: bytes) -> list[bytes]:
+    """The PEM blocks of ``data`` whose label ends with ``kind`` ("ENCRYPTED PRIVATE KEY",
+    "EC PRIVATE KEY" and "PRIVATE KEY" all end with PRIVATE KEY)."""
+    out, rest = [], data
+    while (start := rest.find(b"-----BEGIN ")) >= 0:
+        label_end = rest.find(b"-----", start + 11)
+        label = rest[start + 11:label_end]
+        end_marker = b"-----END " + label + b"-----"
+        end = rest.find(end_marker, label_end)
+        if label_end < 0 or end < 0:
+            break
+        if label.endswith(kind):
+            out.append(rest[start:end + len(end_marker)] + b"\n")
+        rest = rest[end + len(end_marker):]
+    return out

@@ -140,7 +140,8 @@ class RaftMetadataLog:
             queue_size=settings.peer_queue_size, max_batch=settings.max_batch_messages,
             rpc_timeout_s=settings.rpc_timeout_ms / 1000,
             backoff_s=settings.reconnect_backoff_ms / 1000,
-            backoff_max_s=settings.reconnect_backoff_max_ms / 1000)
+            backoff_max_s=settings.reconnect_backoff_max_ms / 1000,
+            security=settings.security)
         self.driver = RaftDriver(node, self._store, self._transport, apply=self._apply,
                                  restore=self._restore, initial_snapshot=view.snapshot,
                                  tick_ms=settings.tick_ms)

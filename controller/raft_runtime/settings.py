@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from odradek.controller.grpc_security import PLAINTEXT, GrpcSecurity
 from odradek.controller.raft import RaftConfig
 
 
@@ -37,6 +38,8 @@ class RaftSettings:
     # list them to replicate to them; a node whose id is here rather than in voters follows
     # the log and never votes or campaigns.
     observers: Mapping[int, str] = field(default_factory=dict)
+    # How the peers' gRPC channels are secured (controller/grpc_security.py).
+    security: GrpcSecurity = PLAINTEXT
     # Batches carrying another cluster id are refused; "" disables the check.
     cluster_id: str = ""
     # Time is counted in ticks: elections start after election_tick..2*election_tick ticks

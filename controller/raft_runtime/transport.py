@@ -20,6 +20,7 @@ from typing import Protocol
 
 import grpc
 
+from odradek.controller.grpc_security import PLAINTEXT, GrpcSecurity
 from odradek.controller.raft import InstallSnapshotRequest, Message
 from odradek.controller.raft_runtime.wire import batch_to_pb
 from odradek.controller.rpc import raft_pb2_grpc
@@ -101,7 +102,7 @@ class _Peer:
         self.wakeup.set()
 
     def start(self) -> None:
-        self.channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        self.channel = self.owner.security.channel(self.address, options=CHANNEL_OPTIONS)
         self.task = asyncio.get_running_loop().create_task(
             self._run(), name=f"raft-send-{self.owner.node_id}-to-{self.peer_id}")
         self.watch = asyncio.get_running_loop().create_task(
@@ -206,8 +207,10 @@ class GrpcTransport:
         backoff_s: float = 0.05,
         backoff_max_s: float = 2.0,
         rng: random.Random | None = None,
+        security: GrpcSecurity = PLAINTEXT,
     ) -> None:
         self.node_id = node_id
+        self.security = security
         self.cluster_id = cluster_id
         self.queue_size = queue_size
         self.max_batch = max_batch

@@ -79,9 +79,11 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
             f"{name}://127.0.0.1:{port}" for name, port in mine.items()])
         cfg["advertised.listeners"] = ",".join([f"PLAINTEXT://127.0.0.1:{n.kafka_port}"] + [
             f"{name}://localhost:{port}" for name, port in mine.items()])
+        # CONTROLLER: the controllers' gRPC listener (Raft, registration, heartbeats,
+        # the metadata stream), TLS with mutual authentication.
         cfg["listener.security.protocol.map"] = (
             "PLAINTEXT:PLAINTEXT,INTERNAL:SASL_SSL,SSL:SSL,SASL_SSL:SASL_SSL,"
-            "SASL_PLAINTEXT:SASL_PLAINTEXT")
+            "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SSL")
         cfg["inter.broker.listener.name"] = "INTERNAL"
         cfg["sasl.mechanism.inter.broker.protocol"] = "PLAIN"
         cfg["ssl.keystore.location"] = str(server.pem)
@@ -445,3 +447,31 @@ def test_describe_configs_hides_secrets(secured: Secured) -> None:
     assert password.is_sensitive and password.value is None
     assert not configs["ssl.keystore.location"].is_sensitive
     assert configs["ssl.keystore.location"].value.endswith("broker.pem")
+
+
+def test_the_controller_listener_requires_mutual_tls(secured: Secured) -> None:
+    """The cluster formed over CONTROLLER:SSL (the fixture's nodes registered and elected
+    over it); a client without a certificate, or without TLS, gets nothing from it."""
+    import grpc
+
+    from odradek.controller.rpc import raft_pb2, raft_pb2_grpc
+
+    node = secured.cluster.nodes[0]
+    address = yaml.safe_load(node.config_path.read_text())["controller.listener"]
+
+    def describe(channel: grpc.Channel) -> object:
+        return raft_pb2_grpc.RaftServiceStub(channel).DescribeQuorum(
+            raft_pb2.DescribeQuorumRequest(), timeout=5)
+
+    with grpc.insecure_channel(address) as plain:
+        with pytest.raises(grpc.RpcError):
+            describe(plain)
+    roots = secured.ca.ca_file.read_bytes()
+    with grpc.secure_channel(address, grpc.ssl_channel_credentials(roots)) as anonymous:
+        with pytest.raises(grpc.RpcError):
+            describe(anonymous)
+    client = secured.client
+    creds = grpc.ssl_channel_credentials(roots, client.key.read_bytes(),
+                                         client.cert.read_bytes())
+    with grpc.secure_channel(address, creds) as trusted:
+        assert describe(trusted) is not None
