@@ -18,7 +18,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from kafka.admin import KafkaAdminClient
@@ -150,7 +150,19 @@ def common_options() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", default="127.0.0.1:9092",
                    help="Kafka bootstrap servers, host:port[,host:port] (default 127.0.0.1:9092)")
     p.add_argument("--json", action="store_true", help="machine-readable JSON output")
+    p.add_argument("--command-config", metavar="FILE",
+                   help="Kafka client properties for a secured cluster (security.protocol, "
+                        "sasl.mechanism, sasl.jaas.config, ssl.truststore.location, "
+                        "ssl.keystore.location; PEM), as Kafka's tools take them")
     return p
+
+
+def security_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """kafka-python's connection settings for --command-config (none without it)."""
+    from odradek.broker.cli import client_config
+
+    config = client_config.of(args)
+    return config.kafka_python() if config.protocol != "PLAINTEXT" else {}
 
 
 def guard(func: Command) -> Command:
@@ -280,7 +292,7 @@ def admin_client(args: argparse.Namespace) -> KafkaAdminClient:
     check_reachable(args)
     try:
         return KafkaAdminClient(bootstrap_servers=servers(args), client_id="odradek-cli",
-                                request_timeout_ms=15000)
+                                request_timeout_ms=15000, **security_kwargs(args))
     except Exception as e:
         raise CliError(f"cannot connect to {args.bootstrap}: {e}") from e
 

@@ -20,6 +20,7 @@ from odradek.broker.cli.common import (
     guard,
     parse_kv,
     parse_time,
+    security_kwargs,
     servers,
 )
 from odradek.broker.cli.topics import describe_topics
@@ -138,7 +139,7 @@ def consume(args: argparse.Namespace) -> int:
         consumer = KafkaConsumer(
             bootstrap_servers=servers(args), group_id=args.group, client_id="odradek-cli",
             auto_offset_reset="earliest" if args.from_beginning else "latest",
-            enable_auto_commit=False)
+            enable_auto_commit=False, **security_kwargs(args))
     except Exception as e:
         raise CliError(f"cannot connect to {args.bootstrap}: {e}") from e
 

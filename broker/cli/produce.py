@@ -16,6 +16,7 @@ from odradek.broker.cli.common import (
     guard,
     parse_kv,
     print_json,
+    security_kwargs,
     servers,
 )
 
@@ -100,7 +101,7 @@ def produce(args: argparse.Namespace) -> int:
     try:
         producer = KafkaProducer(bootstrap_servers=servers(args), acks=args.acks
                                  if args.acks == "all" else int(args.acks),
-                                 client_id="odradek-cli")
+                                 client_id="odradek-cli", **security_kwargs(args))
     except Exception as e:
         raise CliError(f"cannot connect to {args.bootstrap}: {e}") from e
     results: list[ProducedRecord] = []

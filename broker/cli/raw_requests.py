@@ -19,13 +19,18 @@ RETRIABLE_CODES = frozenset({7, 41})
 
 
 def _connect(args: argparse.Namespace) -> Any:
-    from odradek.broker.kafka.client import KafkaConnection
+    from odradek.broker.cli import client_config
+    from odradek.broker.kafka.client import AuthenticationFailed, KafkaConnection
 
     check_reachable(args)
     errors = []
     for server in servers(args):
         try:
-            return KafkaConnection.to(server, timeout=30.0)
+            return KafkaConnection.to(server, timeout=30.0,
+                                      security=client_config.of(args).security())
+        except AuthenticationFailed as e:
+            raise CliError(f"{server} refused this command's credentials: {e} (check "
+                           "--command-config)") from None
         except (OSError, ValueError) as e:
             errors.append(f"{server}: {e}")
     raise CliError(f"cannot connect to {args.bootstrap} ({'; '.join(errors)})")

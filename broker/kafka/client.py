@@ -8,6 +8,7 @@ import struct
 from typing import Any
 
 from odradek.broker.kafka import codec
+from odradek.broker.security.sasl_client import ClientSecurity, SaslClientError, client_for
 
 _SIZE = struct.Struct(">i")
 
@@ -16,13 +17,45 @@ class ConnectionClosed(Exception):
     pass
 
 
+class AuthenticationFailed(Exception):
+    """The broker refused this client's SASL credentials (or mechanism)."""
+
+
 class KafkaConnection:
     def __init__(self, host: str, port: int, *, client_id: str = "odradek-cli",
-                 timeout: float = 30.0) -> None:
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                 timeout: float = 30.0, security: ClientSecurity | None = None) -> None:
+        raw = socket.create_connection((host, port), timeout=timeout)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock: socket.socket = raw
         self.client_id = client_id
         self._ids = itertools.count(1)
+        security = security or ClientSecurity()
+        try:
+            if security.ssl is not None:
+                self.sock = security.ssl.wrap_socket(raw, server_hostname=host)
+            if security.sasl is not None:
+                self._authenticate(*security.sasl)
+        except BaseException:
+            self.sock.close()
+            raise
+
+    def _authenticate(self, mechanism: str, username: str, password: str) -> None:
+        """SaslHandshake v1, then SaslAuthenticate until the mechanism is done."""
+        handshake = self.request(17, 1, {"mechanism": mechanism})
+        if handshake.error_code != 0:
+            raise AuthenticationFailed(
+                f"the broker refused SASL mechanism {mechanism} ({handshake.error_code.name}; "
+                f"it enables {', '.join(handshake.mechanisms)})")
+        client = client_for(mechanism, username, password)
+        token: bytes | None = client.first()
+        while token is not None:
+            answer = self.request(36, 2, {"auth_bytes": token})
+            if answer.error_code != 0:
+                raise AuthenticationFailed(f"{answer.error_message or answer.error_code.name}")
+            try:
+                token = client.step(bytes(answer.auth_bytes))
+            except SaslClientError as e:
+                raise AuthenticationFailed(str(e)) from None
 
     @classmethod
     def to(cls, address: str, **kw: Any) -> KafkaConnection:

@@ -19,6 +19,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -475,3 +476,35 @@ def test_the_controller_listener_requires_mutual_tls(secured: Secured) -> None:
                                          client.cert.read_bytes())
     with grpc.secure_channel(address, creds) as trusted:
         assert describe(trusted) is not None
+
+
+def test_the_cli_connects_with_command_config(secured: Secured, tmp_path: Path) -> None:
+    """odradek's admin commands take Kafka's client properties file (--command-config):
+    SCRAM over SASL_SSL for kafka-python-backed commands (topics, produce, consume) and
+    for our own client's (users)."""
+    config = tmp_path / "client.properties"
+    config.write_text(
+        "# as for kafka-topics.sh\nsecurity.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-256\n"
+        "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule \\\n"
+        f'  required username="carol" password="{SCRAM_USERS[("carol", "SCRAM-SHA-256")]}";\n'
+        f"ssl.truststore.type=PEM\nssl.truststore.location={secured.ca.ca_file}\n")
+    topic = _topic(secured, 1)
+
+    def odradek(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(Path(sys.executable).with_name("odradek")), *args, "--bootstrap",
+             secured.bootstrap("SASL_SSL"), "--command-config", str(config)],
+            input=stdin, capture_output=True, text=True, timeout=60)
+
+    listed = odradek("topics", "list", "--json")
+    assert listed.returncode == 0 and topic in listed.stdout, listed.stderr
+    produced = odradek("produce", topic, stdin="c1\nc2\n")
+    assert produced.returncode == 0, produced.stderr
+    consumed = odradek("consume", topic, "--from-beginning", "--max-messages", "2",
+                       "--timeout-ms", "20000")
+    assert consumed.returncode == 0 and consumed.stdout.split() == ["c1", "c2"], consumed
+    users = odradek("users", "list", "--json")
+    assert users.returncode == 0 and "dave" in users.stdout, users.stderr
+    config.write_text(config.read_text().replace("carol-secret", "wrong"))
+    refused = odradek("users", "list")
+    assert refused.returncode != 0 and "Authentication failed" in refused.stderr, refused
