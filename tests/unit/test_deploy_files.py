@@ -298,3 +298,48 @@ def test_prometheus_config_is_valid(layout: str) -> None:
     r = subprocess.run([promtool, "check", "config", "--syntax-only", str(prometheus_path)],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_secure_compose_nodes_are_valid(tmp_path: Path) -> None:
+    """deploy/secure/setup.sh's output, as docker-compose.secure.yml mounts it, makes every
+    node a valid secured configuration whose key and trust stores load (what a node checks
+    before it starts), with the brokers' own SASL identity; the client properties it writes
+    load as Kafka client settings."""
+    require_tool("openssl", "apt-get install openssl")
+    from odradek.broker.cli.client_config import load as load_client_config
+    from odradek.broker.security import listeners
+
+    out = tmp_path / "generated"
+    r = subprocess.run(["sh", str(DEPLOY / "secure" / "setup.sh"), str(out)],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+    mounted = "/etc/odradek/certs"
+
+    def here(value: str) -> str:
+        return value.replace(mounted, str(out))
+
+    compose = load_compose(DEPLOY / "docker-compose.secure.yml", {})
+    nodes = node_services(compose)
+    assert sorted(nodes) == ["node1", "node2", "node3"]
+    base = yaml.safe_load(here((out / "node.yaml").read_text()))
+    for name, service in nodes.items():
+        assert f"./secure/generated:{mounted}:ro" in service["volumes"]
+        assert "./secure/generated/node.yaml:/etc/odradek/node.yaml:ro" in service["volumes"]
+        env = {k: here(str(v)) for k, v in service["environment"].items()}
+        cfg = parse_config(base, env=env)
+        listeners.check(cfg)  # builds the TLS contexts from the generated files
+        assert {cfg.security_protocol(li.name) for li in cfg.listeners} == {"SASL_SSL"}
+        assert listeners.controller_security(cfg).protocol == "SSL"
+        assert cfg["authorizer.class.name"]
+        assert cfg.inter_broker_credentials() is not None
+        assert cfg.inter_broker_credentials()[0] == "broker"  # type: ignore[index]
+        assert {"broker", "admin"} <= set(cfg.plain_users("INTERNAL"))
+        assert f"/{name}.pem" in cfg["ssl.keystore.location"]
+    admin = load_client_config(str(out / "admin.properties"))
+    assert (admin.protocol, admin.mechanism, admin.username) == ("SASL_SSL", "PLAIN", "admin")
+    app = load_client_config(str(out / "app.properties"))
+    assert (app.mechanism, app.username) == ("SCRAM-SHA-512", "app")
+    app.security()  # its trust store (the generated CA) loads
+    # The setup service makes `app` with the password setup.sh generated for it.
+    setup = " ".join(compose["services"]["setup"]["command"])
+    assert "--user app --mechanism SCRAM-SHA-512 < /etc/odradek/certs/app.password" in setup
