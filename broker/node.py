@@ -24,6 +24,7 @@ from odradek.broker.group_log import PartitionGroupLog
 from odradek.broker.handlers import (
     acls,
     admin,
+    client_quotas,
     fetch,
     log_dirs,
     meta,
@@ -47,6 +48,7 @@ from odradek.broker.security.acl_metadata import updated_index
 from odradek.broker.security.authorization import Authorization, parse_super_users
 from odradek.broker.security.authorizer import AclIndex
 from odradek.broker.security.listeners import inter_broker_client, listener_security
+from odradek.broker.security.quota_metadata import quota_configs_of
 from odradek.broker.security.quotas import QuotaConfigs
 from odradek.broker.security.scram import ScramCredential
 from odradek.broker.security.throttling import Throttling
@@ -83,7 +85,8 @@ def handler_table() -> dict[int, ApiSpec[Node]]:
     specs: list[Sequence[ApiSpec[Node]]] = [meta.APIS, produce.APIS, fetch.APIS, admin.APIS,
                                             log_dirs.APIS, quorum.APIS, group_handlers.APIS,
                                             txn.APIS, txn_admin.APIS, sasl.APIS,
-                                            scram_credentials.APIS, acls.APIS]
+                                            scram_credentials.APIS, acls.APIS,
+                                            client_quotas.APIS]
     for module_specs in specs:
         for spec in module_specs:
             assert spec.api_key not in apis, f"api key {spec.api_key} registered twice"
@@ -424,6 +427,8 @@ class Node:
         _apply_replica_changes applies them in order without holding the loop."""
         # From the image being replaced: a new index only when the ACLs changed.
         self.acls = updated_index(self.acls, self.image.acls, image.acls)
+        self.quota_configs = quota_configs_of(self.quota_configs, self.image.client_quotas,
+                                              image.client_quotas)
         self.image = image
         self._apply_dynamic_configs(image)
         if not self._replicas_current:

@@ -26,7 +26,9 @@ import grpc
 from odradek.controller.grpc_security import PLAINTEXT, GrpcSecurity
 from odradek.controller.metadata import Listener
 from odradek.controller.metadata.acls import AclFilter, StandardAcl
+from odradek.controller.metadata.client_quotas import ClientQuotaChange
 from odradek.controller.metadata.requests import (
+    AlterClientQuotasResult,
     AlterConfigsResource,
     AlterConfigsResult,
     AlterPartitionItem,
@@ -308,6 +310,12 @@ class ControllerClient:
         response = await self._call("DeleteAcls", pb.DeleteAclsRequest(
             filters=[convert.acl_filter_to_pb(f) for f in filters]))
         return [convert.delete_acls_result_from_pb(r) for r in response.results]
+
+    async def alter_client_quotas(self, changes: Sequence[ClientQuotaChange]
+                                  ) -> AlterClientQuotasResult:
+        response = await self._call("AlterClientQuotas", pb.AlterClientQuotasRequest(
+            changes=[convert.client_quota_change_to_pb(c) for c in changes]))
+        return convert.alter_client_quotas_result_from_pb(response)
 
     async def register(
         self,

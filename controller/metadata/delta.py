@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from odradek.controller.metadata.acls import StandardAcl
+from odradek.controller.metadata.client_quotas import QuotaEntityKey, entity_key
 from odradek.controller.metadata.gen import metadata_pb2 as pb
 from odradek.controller.metadata.image import (
     TOPIC_RESOURCE,
@@ -28,6 +29,8 @@ from odradek.controller.metadata.image import (
 )
 from odradek.controller.metadata.records import uuid_from_bytes
 from odradek.controller.metadata.scram import mechanism_name
+
+_NO_QUOTAS: Mapping[str, float] = MappingProxyType({})
 
 
 class MetadataReplayError(Exception):
@@ -127,6 +130,8 @@ class MetadataDelta:
         self._scram: dict[tuple[str, str], ScramCredentialInfo | None] = {}
         # ACL id -> ACL; None marks a removed one.
         self._acls: dict[uuid.UUID, StandardAcl | None] = {}
+        # Quota entity -> its changed keys; None marks a removed key.
+        self._quotas: dict[QuotaEntityKey, dict[str, float | None]] = {}
 
     # ----- reading the state as of the last replayed record -----
 
@@ -166,6 +171,15 @@ class MetadataDelta:
         if acl_id in self._acls:
             return self._acls[acl_id]
         return self.image.acls.get(acl_id)
+
+    def client_quota(self, entity: QuotaEntityKey, key: str) -> float | None:
+        changed = self._quotas.get(entity, {})
+        if key in changed:
+            return changed[key]
+        return self.image.client_quotas.get(entity, {}).get(key)
+
+    def changed_client_quota_entities(self) -> set[QuotaEntityKey]:
+        return set(self._quotas)
 
     def changed_acl_ids(self) -> set[uuid.UUID]:
         """ACLs added or removed by this delta."""
@@ -341,6 +355,14 @@ class MetadataDelta:
             raise MetadataReplayError(f"RemoveAccessControlEntryRecord: no ACL with id {acl_id}")
         self._acls[acl_id] = None
 
+    def _replay_client_quota(self, rec: pb.ClientQuotaRecord, offset: int) -> None:
+        entity = entity_key((e.entity_type, e.entity_name if e.HasField("entity_name")
+                             else None) for e in rec.entity)
+        if not entity:
+            raise MetadataReplayError("ClientQuotaRecord: an entity needs a component")
+        # As Kafka's: removing a key that is not set changes nothing.
+        self._quotas.setdefault(entity, {})[rec.key] = None if rec.remove else rec.value
+
     @property
     def next_producer_id(self) -> int:
         if self._next_producer_id is not None:
@@ -401,7 +423,21 @@ class MetadataDelta:
             next_producer_id=self.next_producer_id,
             scram_credentials=_merged(base.scram_credentials, self._scram),
             acls=_merged(base.acls, self._acls),
+            client_quotas=self._merged_client_quotas(),
         )
+
+    def _merged_client_quotas(self) -> Mapping[QuotaEntityKey, Mapping[str, float]]:
+        base = self.image.client_quotas
+        if not self._quotas:
+            return base
+        merged = dict(base)
+        for entity, changes in self._quotas.items():
+            values = _merged(base.get(entity, _NO_QUOTAS), changes)
+            if values:
+                merged[entity] = values
+            else:
+                merged.pop(entity, None)
+        return MappingProxyType(merged)
 
     def local_changes(self, broker_id: int) -> LocalReplicaChanges:
         changes = LocalReplicaChanges(leaders={}, followers={}, deleted=set(), topic_ids={})
@@ -471,6 +507,7 @@ _REPLAY: dict[str, Callable[[MetadataDelta, Any, int], None]] = {
     "remove_user_scram_credential": MetadataDelta._replay_remove_user_scram_credential,
     "access_control_entry": MetadataDelta._replay_access_control_entry,
     "remove_access_control_entry": MetadataDelta._replay_remove_access_control_entry,
+    "client_quota": MetadataDelta._replay_client_quota,
 }
 
 __all__ = [

@@ -31,6 +31,7 @@ from odradek.controller.metadata import (
 from odradek.controller.metadata.records import (
     access_control_entry_record,
     broker_controlled_shutdown_record,
+    client_quota_record,
     config_record,
     fence_broker_record,
     no_op_record,
@@ -90,6 +91,7 @@ def diff_records(base: MetadataImage, target: MetadataImage) -> list[OffsetRecor
     _config_changes(base, target, removed, others)
     _scram_changes(base, target, others)
     _acl_changes(base, target, others)
+    _client_quota_changes(base, target, others)
     if target.next_producer_id != base.next_producer_id:
         if target.next_producer_id < base.next_producer_id:
             raise SnapshotError(
@@ -226,3 +228,13 @@ def _acl_changes(base: MetadataImage, target: MetadataImage,
     for acl_id in sorted(old.keys() & new.keys()):
         if old[acl_id] != new[acl_id]:
             raise SnapshotError(f"ACL {acl_id} changed; an ACL is only ever added or removed")
+
+
+def _client_quota_changes(base: MetadataImage, target: MetadataImage,
+                          others: list[MetadataRecord]) -> None:
+    old, new = base.client_quotas, target.client_quotas
+    for entity in sorted(old.keys() | new.keys(), key=repr):
+        before, after = old.get(entity, {}), new.get(entity, {})
+        for key in sorted(before.keys() | after.keys()):
+            if before.get(key) != after.get(key):
+                others.append(client_quota_record(entity, key, after.get(key)))

@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar
 
 from odradek.controller.metadata.acls import StandardAcl
+from odradek.controller.metadata.client_quotas import QuotaEntityKey
 
 NO_LEADER = -1
 
@@ -124,6 +125,10 @@ class MetadataImage:
         default_factory=lambda: _NOTHING)
     # ACL id (Kafka's StandardAclWithId's Uuid) -> the ACL.
     acls: Mapping[uuid.UUID, StandardAcl] = field(default_factory=lambda: _NOTHING)
+    # Client quota entity (its components, sorted by type; a None name is the default
+    # entity) -> {quota key: value}; entities without a key are left out.
+    client_quotas: Mapping[QuotaEntityKey, Mapping[str, float]] = field(
+        default_factory=lambda: _NOTHING)
 
     EMPTY: ClassVar[MetadataImage]
 

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import cast
 
 from odradek.controller.metadata.acls import StandardAcl
+from odradek.controller.metadata.client_quotas import QuotaEntityKey
 from odradek.controller.metadata.gen import metadata_pb2 as pb
 
 MetadataRecord = pb.MetadataRecord
@@ -199,3 +200,12 @@ def access_control_entry_record(acl_id: uuid.UUID, acl: StandardAcl) -> pb.Metad
 def remove_access_control_entry_record(acl_id: uuid.UUID) -> pb.MetadataRecord:
     return pb.MetadataRecord(remove_access_control_entry=pb.RemoveAccessControlEntryRecord(
         id=acl_id.bytes))
+
+
+def client_quota_record(entity: QuotaEntityKey, key: str, value: float | None
+                        ) -> pb.MetadataRecord:
+    """value None removes the key."""
+    rec = pb.ClientQuotaRecord(
+        entity=[pb.ClientQuotaRecord.EntityData(entity_type=t, entity_name=n) for t, n in entity],
+        key=key, value=0.0 if value is None else value, remove=value is None)
+    return pb.MetadataRecord(client_quota=rec)

@@ -17,6 +17,7 @@ from typing import Protocol
 
 from odradek.controller.metadata import Listener, PartitionRegistration
 from odradek.controller.metadata.acls import AclFilter, StandardAcl
+from odradek.controller.metadata.client_quotas import ClientQuotaChange
 
 # ----- topics -----
 
@@ -178,6 +179,17 @@ class DeleteAclsResult:
     error_code: int
     error_message: str | None = None
     matching: tuple[StandardAcl, ...] = ()
+
+
+# ----- client quotas -----
+
+
+@dataclass(frozen=True)
+class AlterClientQuotasResult:
+    """The whole request's outcome: the controller applies all of it or nothing."""
+
+    error_code: int
+    error_message: str | None = None
 
 
 # ----- brokers -----
@@ -398,6 +410,11 @@ class ControllerApi(Protocol):
 
     async def delete_acls(self, filters: Sequence[AclFilter]) -> list[DeleteAclsResult]:
         """DeleteAcls: one result per filter, in order, with the ACLs it removed."""
+        ...
+
+    async def alter_client_quotas(self, changes: Sequence[ClientQuotaChange]
+                                  ) -> AlterClientQuotasResult:
+        """The ops of AlterClientQuotas entries the broker checked, applied together."""
         ...
 
     async def register_broker(self, broker_id: int, incarnation_id: str,

@@ -26,7 +26,9 @@ from odradek.controller.metadata import (
     encode_record,
 )
 from odradek.controller.metadata.acls import AclFilter, StandardAcl
+from odradek.controller.metadata.client_quotas import ClientQuotaChange
 from odradek.controller.metadata.requests import (
+    AlterClientQuotasResult,
     AlterConfigsResource,
     AlterConfigsResult,
     AlterPartitionItem,
@@ -55,6 +57,7 @@ from odradek.controller.metadata.requests import (
 from odradek.controller.quorum import acls as acl_ops
 from odradek.controller.quorum import (
     brokers,
+    client_quotas,
     configs,
     election,
     partitions,
@@ -212,6 +215,11 @@ class QuorumController:
 
     async def delete_acls(self, filters: Sequence[AclFilter]) -> list[DeleteAclsResult]:
         return await self._run(lambda image: acl_ops.delete_acls(image, filters))
+
+    async def alter_client_quotas(self, changes: Sequence[ClientQuotaChange]
+                                  ) -> AlterClientQuotasResult:
+        return await self._run(
+            lambda image: client_quotas.alter_client_quotas(image, changes))
 
     # ----- brokers -----
 

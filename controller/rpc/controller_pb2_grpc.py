@@ -104,6 +104,11 @@ class ControllerStub:
                 request_serializer=controller__pb2.DeleteAclsRequest.SerializeToString,
                 response_deserializer=controller__pb2.DeleteAclsResponse.FromString,
                 _registered_method=True)
+        self.AlterClientQuotas = channel.unary_unary(
+                '/odradek.controller.Controller/AlterClientQuotas',
+                request_serializer=controller__pb2.AlterClientQuotasRequest.SerializeToString,
+                response_deserializer=controller__pb2.AlterClientQuotasResponse.FromString,
+                _registered_method=True)
         self.BrokerLiveness = channel.unary_stream(
                 '/odradek.controller.Controller/BrokerLiveness',
                 request_serializer=controller__pb2.BrokerLivenessRequest.SerializeToString,
@@ -201,6 +206,12 @@ class ControllerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AlterClientQuotas(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def BrokerLiveness(self, request, context):
         """Held open by every registered broker process for as long as it runs: the controller
         learns that the process died when the kernel closes its connection, long before its
@@ -285,6 +296,11 @@ def add_ControllerServicer_to_server(servicer, server):
                     servicer.DeleteAcls,
                     request_deserializer=controller__pb2.DeleteAclsRequest.FromString,
                     response_serializer=controller__pb2.DeleteAclsResponse.SerializeToString,
+            ),
+            'AlterClientQuotas': grpc.unary_unary_rpc_method_handler(
+                    servicer.AlterClientQuotas,
+                    request_deserializer=controller__pb2.AlterClientQuotasRequest.FromString,
+                    response_serializer=controller__pb2.AlterClientQuotasResponse.SerializeToString,
             ),
             'BrokerLiveness': grpc.unary_stream_rpc_method_handler(
                     servicer.BrokerLiveness,
@@ -670,6 +686,33 @@ class Controller:
             '/odradek.controller.Controller/DeleteAcls',
             controller__pb2.DeleteAclsRequest.SerializeToString,
             controller__pb2.DeleteAclsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AlterClientQuotas(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/odradek.controller.Controller/AlterClientQuotas',
+            controller__pb2.AlterClientQuotasRequest.SerializeToString,
+            controller__pb2.AlterClientQuotasResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -15,8 +15,10 @@ from kio.schema.errors import ErrorCode
 
 from odradek.controller.metadata import Listener, PartitionRegistration
 from odradek.controller.metadata.acls import AclFilter, StandardAcl
+from odradek.controller.metadata.client_quotas import ClientQuotaChange, entity_key
 from odradek.controller.metadata.gen import metadata_pb2 as mpb
 from odradek.controller.metadata.requests import (
+    AlterClientQuotasResult,
     AlterConfigOp,
     AlterConfigsResource,
     AlterConfigsResult,
@@ -489,3 +491,28 @@ def delete_acls_result_to_pb(r: DeleteAclsResult) -> pb.DeleteAclsResult:
 def delete_acls_result_from_pb(msg: pb.DeleteAclsResult) -> DeleteAclsResult:
     return DeleteAclsResult(error_code(msg.error_code), _opt(msg, "error_message"),
                             tuple(acl_from_pb(a) for a in msg.matching))
+
+
+# ----- client quotas -----
+
+
+def client_quota_change_to_pb(c: ClientQuotaChange) -> pb.ClientQuotaChange:
+    return pb.ClientQuotaChange(
+        entity=[mpb.ClientQuotaRecord.EntityData(entity_type=t, entity_name=n)
+                for t, n in c.entity], key=c.key, value=c.value)
+
+
+def client_quota_change_from_pb(msg: pb.ClientQuotaChange) -> ClientQuotaChange:
+    entity = entity_key((e.entity_type, e.entity_name if e.HasField("entity_name") else None)
+                        for e in msg.entity)
+    return ClientQuotaChange(entity, msg.key, msg.value if msg.HasField("value") else None)
+
+
+def alter_client_quotas_result_to_pb(r: AlterClientQuotasResult
+                                     ) -> pb.AlterClientQuotasResponse:
+    return pb.AlterClientQuotasResponse(error_code=r.error_code, error_message=r.error_message)
+
+
+def alter_client_quotas_result_from_pb(msg: pb.AlterClientQuotasResponse
+                                       ) -> AlterClientQuotasResult:
+    return AlterClientQuotasResult(error_code(msg.error_code), _opt(msg, "error_message"))

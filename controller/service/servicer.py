@@ -403,6 +403,15 @@ class ControllerService(pb_grpc.ControllerServicer):
         return pb.DeleteAclsResponse(
             results=[convert.delete_acls_result_to_pb(r) for r in results])
 
+    @_rpc
+    async def AlterClientQuotas(  # noqa: N802
+        self, request: pb.AlterClientQuotasRequest, context: grpc.aio.ServicerContext
+    ) -> pb.AlterClientQuotasResponse:
+        self._require_leader()
+        result = await self._controller.alter_client_quotas(
+            [convert.client_quota_change_from_pb(c) for c in request.changes])
+        return convert.alter_client_quotas_result_to_pb(result)
+
     # ----- topics -----
 
     @_rpc

@@ -305,3 +305,64 @@ def test_acls_command(cluster: Cluster) -> None:
     deleted = json.loads(cli(cluster, "acls", "delete", "--group", "cli-g", "--operation",
                              "Read", "--json").stdout)
     assert [a["operation"] for a in deleted["deleted"]] == ["Read"]
+
+
+# --- client quotas --------------------------------------------------------------------------
+
+
+def test_client_quotas_over_the_protocol(cluster: Cluster) -> None:
+    """Neither kafka-python nor confluent-kafka has the client quota APIs: our own client
+    sends AlterClientQuotas to broker 1 and DescribeClientQuotas to broker 3."""
+    from odradek.broker.kafka.client import KafkaConnection
+
+    def entry(user: str | None, client: str | None, key: str, value: float | None
+              ) -> dict[str, Any]:
+        entity = [{"entity_type": "user", "entity_name": user}]
+        if client is not None:
+            entity.append({"entity_type": "client-id", "entity_name": client})
+        return {"entity": entity, "ops": [{"key": key, "value": value or 0.0,
+                                           "remove": value is None}]}
+
+    with KafkaConnection.to(cluster.node(1).bootstrap) as one, \
+            KafkaConnection.to(cluster.node(3).bootstrap) as three:
+        altered = one.request(49, 1, {"validate_only": False, "entries": [
+            entry("q-alice", None, "producer_byte_rate", 1048576.0),
+            entry("q-alice", "q-app", "request_percentage", 25.0),
+            entry(None, None, "consumer_byte_rate", 2097152.0),
+            entry("q-bob", None, "producer_byte_rate", 0.5)]})
+        assert [(int(e.error_code), e.error_message) for e in altered.entries] == [
+            (0, None), (0, None), (0, None),
+            (42, "producer_byte_rate cannot be a fractional value.")]
+
+        def describe(*components: tuple[str, int, str | None], strict: bool = False) -> Any:
+            return three.request(48, 1, {"strict": strict, "components": [
+                {"entity_type": t, "match_type": m, "match": n} for t, m, n in components]})
+
+        def alice() -> dict[Any, Any] | None:
+            got = describe(("user", 0, "q-alice"))
+            found = {tuple((e.entity_type, e.entity_name) for e in en.entity):
+                     {v.key: v.value for v in en.values} for en in got.entries}
+            return found if len(found) == 2 else None
+
+        assert wait_for(alice, 10, "q-alice's quotas on broker 3") == {
+            (("user", "q-alice"),): {"producer_byte_rate": 1048576.0},
+            (("user", "q-alice"), ("client-id", "q-app")): {"request_percentage": 25.0}}
+        default = describe(("user", 1, None), strict=True)
+        assert [[(e.entity_type, e.entity_name) for e in en.entity] for en in default.entries
+                ] == [[("user", None)]]
+        bad = describe(("user", 0, None))
+        assert int(bad.error_code) == 42 and bad.entries is None
+
+        # validate_only checks and changes nothing; a removal takes the key away.
+        checked = one.request(49, 1, {"validate_only": True, "entries": [
+            entry("q-carol", None, "producer_byte_rate", 100.0)]})
+        assert int(checked.entries[0].error_code) == 0
+        one.request(49, 0, {"validate_only": False, "entries": [
+            entry("q-alice", None, "producer_byte_rate", None)]})
+
+        def removed() -> bool:
+            got = describe(("user", 0, "q-alice"), strict=True)
+            return not got.entries
+
+        wait_for(removed, 10, "q-alice's producer quota removed")
+        assert not describe(("user", 0, "q-carol")).entries
