@@ -125,6 +125,7 @@ class NodeMetrics:
             name = self.api_name(key)
             self.requests.labels(api=name)
             self.request_errors.labels(api=name)
+            self.throttled_requests.labels(api=name)
 
     def export_topic(self, topic: str) -> None:
         """A topic's traffic counters exist, at 0, from when this node leads a partition of

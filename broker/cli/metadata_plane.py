@@ -21,8 +21,10 @@ from prometheus_client.registry import Collector
 from odradek.broker.config import NodeConfig
 from odradek.broker.lifecycle import BrokerLifecycle, MetadataFollower
 from odradek.broker.metadata_plane import MetadataPlane, NodeIdentity
-from odradek.broker.security.listeners import controller_security
+from odradek.broker.security import tls
+from odradek.broker.security.listeners import tls_settings
 from odradek.controller.client import ControllerClient
+from odradek.controller.grpc_security import PLAINTEXT, GrpcSecurity
 from odradek.controller.metadata import MetadataLoader
 from odradek.controller.metadata.requests import (
     ControllerUnavailable,
@@ -295,3 +297,25 @@ def make_plane(cfg: NodeConfig, me: NodeIdentity) -> MetadataPlane:
     if cfg["controller.quorum.voters"]:
         return RaftMetadataPlane(cfg, me)
     return LocalMetadataPlane(cfg, me)
+
+
+def controller_security(config: NodeConfig) -> GrpcSecurity:
+    """How the controllers' gRPC listener and every channel to it are secured: the
+    protocol of ``controller.listener.names`` in ``listener.security.protocol.map``
+    (PLAINTEXT when it is not there), SSL meaning TLS with mutual authentication."""
+    name = config.controller_listener_name
+    protocol = config["listener.security.protocol.map"].get(name, "PLAINTEXT")
+    if protocol == "PLAINTEXT":
+        return PLAINTEXT
+    what = f"controller listener {name}"
+    settings = tls_settings(config, name)
+    if protocol != "SSL":
+        raise tls.TlsConfigError(
+            f"{what} is {protocol}: the controllers' gRPC listener supports PLAINTEXT or SSL "
+            "(TLS with mutual authentication by certificate), not SASL")
+    if not settings.has_keystore or not settings.has_truststore:
+        raise tls.TlsConfigError(
+            f"{what} is SSL: it needs ssl.keystore.location (this node's key and "
+            "certificate) and ssl.truststore.location (the CAs of the other nodes' "
+            f"certificates), globally or as listener.name.{name.lower()}.ssl.*")
+    return GrpcSecurity(tls.grpc_material(settings, what))

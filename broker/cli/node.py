@@ -62,9 +62,11 @@ def setup_logging(level: str, node_id: int) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(Path(args.config))
+        from odradek.broker.cli.metadata_plane import controller_security
         from odradek.broker.security import listeners
 
         listeners.check(config)
+        controller_security(config)
     except ConfigError as e:
         print(f"odradek: invalid configuration: {e}", file=sys.stderr)
         return 2

@@ -16,7 +16,6 @@ from odradek.broker.security.sasl import SaslServer
 from odradek.broker.security.sasl_client import ClientSecurity
 from odradek.broker.security.scram import ScramCredential, ScramServer
 from odradek.broker.server import ListenerSecurity
-from odradek.controller.grpc_security import PLAINTEXT, GrpcSecurity
 
 # (user, mechanism) -> the user's stored SCRAM credential, from the cluster metadata.
 ScramLookup = Callable[[str, str], ScramCredential | None]
@@ -81,28 +80,6 @@ def inter_broker_client(config: NodeConfig) -> ClientSecurity:
     return ClientSecurity(context, sasl)
 
 
-def controller_security(config: NodeConfig) -> GrpcSecurity:
-    """How the controllers' gRPC listener and every channel to it are secured: the
-    protocol of ``controller.listener.names`` in ``listener.security.protocol.map``
-    (PLAINTEXT when it is not there), SSL meaning TLS with mutual authentication."""
-    name = config.controller_listener_name
-    protocol = config["listener.security.protocol.map"].get(name, "PLAINTEXT")
-    if protocol == "PLAINTEXT":
-        return PLAINTEXT
-    what = f"controller listener {name}"
-    settings = tls_settings(config, name)
-    if protocol != "SSL":
-        raise tls.TlsConfigError(
-            f"{what} is {protocol}: the controllers' gRPC listener supports PLAINTEXT or SSL "
-            "(TLS with mutual authentication by certificate), not SASL")
-    if not settings.has_keystore or not settings.has_truststore:
-        raise tls.TlsConfigError(
-            f"{what} is SSL: it needs ssl.keystore.location (this node's key and "
-            "certificate) and ssl.truststore.location (the CAs of the other nodes' "
-            f"certificates), globally or as listener.name.{name.lower()}.ssl.*")
-    return GrpcSecurity(tls.grpc_material(settings, what))
-
-
 def check(config: NodeConfig) -> None:
     """Build every listener's TLS context and the inter-broker client's once, so that an
     unusable key or trust store stops the node before it starts (``TlsConfigError``)."""
@@ -110,4 +87,3 @@ def check(config: NodeConfig) -> None:
         listener_security(config, li.name, lambda user, mechanism: None)
     if "broker" in config.roles:
         inter_broker_client(config)
-    controller_security(config)

@@ -93,10 +93,10 @@ def with_throttle(body: Any, throttle_ms: int) -> Any:
 
 
 def without_records(fetch_response: Any) -> Any:
-    """A Fetch response with every partition's records left out: what a throttled consumer
-    gets. Its partitions (high watermarks, errors) stay, so a fetch session's view of what
+    """A Fetch response with every partition's records left out (empty, not null: clients
+    such as kafka-python cannot read null records): what a throttled consumer gets. Its partitions (high watermarks, errors) stay, so a fetch session's view of what
     the client was told stays true; the client fetches the records again afterwards."""
     return dataclasses.replace(fetch_response, responses=tuple(
         dataclasses.replace(topic, partitions=tuple(
-            dataclasses.replace(p, records=None) for p in topic.partitions))
+            dataclasses.replace(p, records=b"") for p in topic.partitions))
         for topic in fetch_response.responses))

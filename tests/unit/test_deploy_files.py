@@ -307,6 +307,7 @@ def test_secure_compose_nodes_are_valid(tmp_path: Path) -> None:
     load as Kafka client settings."""
     require_tool("openssl", "apt-get install openssl")
     from odradek.broker.cli.client_config import load as load_client_config
+    from odradek.broker.cli.metadata_plane import controller_security
     from odradek.broker.security import listeners
 
     out = tmp_path / "generated"
@@ -329,7 +330,7 @@ def test_secure_compose_nodes_are_valid(tmp_path: Path) -> None:
         cfg = parse_config(base, env=env)
         listeners.check(cfg)  # builds the TLS contexts from the generated files
         assert {cfg.security_protocol(li.name) for li in cfg.listeners} == {"SASL_SSL"}
-        assert listeners.controller_security(cfg).protocol == "SSL"
+        assert controller_security(cfg).protocol == "SSL"
         assert cfg["authorizer.class.name"]
         assert cfg.inter_broker_credentials() is not None
         assert cfg.inter_broker_credentials()[0] == "broker"  # type: ignore[index]

@@ -78,6 +78,6 @@ def test_throttled_answers() -> None:
         {"partition_index": 0, "high_watermark": 7, "records": b"\0" * 70}]}]})
     empty = without_records(fetch)
     partition = empty.responses[0].partitions[0]
-    assert partition.records is None and partition.high_watermark == 7
+    assert partition.records == b"" and partition.high_watermark == 7
     # Both encode.
     codec.encode_response(1, 12, 1, with_throttle(empty, 10))
