@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -154,3 +155,66 @@ def test_dynamic_levels_precedence_and_sources() -> None:
     topic = {name: (value, source) for name, value, source, _, _ in describe_topic(levels, {})}
     assert topic["retention.ms"] == ("6000", DYNAMIC_DEFAULT_BROKER_CONFIG)
     assert topic["segment.bytes"][1] == DEFAULT_CONFIG
+
+
+# --- listener security (issue 15) -----------------------------------------------------------
+
+_JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
+         'username="b" password="bp" user_b="bp" user_alice="ap";')
+
+
+@pytest.mark.parametrize("extra,message", [
+    ({"listeners": "CLIENTS://127.0.0.1:9092"}, "listener CLIENTS has no security protocol"),
+    ({"listeners": "SSL://127.0.0.1:9092"}, "listener SSL (SSL) needs a certificate"),
+    ({"listeners": "SSL://127.0.0.1:9092", "ssl.keystore.location": "/k.pem",
+      "ssl.client.auth": "required"}, "needs the CAs that sign client certificates"),
+    ({"listeners": "SASL_PLAINTEXT://127.0.0.1:9092"},
+     "GSSAPI is not supported by Odradek"),
+    ({"listeners": "SASL_PLAINTEXT://127.0.0.1:9092", "sasl.enabled.mechanisms": "PLAIN"},
+     "enables PLAIN but has no users"),
+    ({"listeners": "SASL_PLAINTEXT://127.0.0.1:9092",
+      "sasl.enabled.mechanisms": "SCRAM-SHA-256"},
+     "sasl.mechanism.inter.broker.protocol is GSSAPI"),
+    ({"listeners": "SASL_PLAINTEXT://127.0.0.1:9092", "sasl.enabled.mechanisms": "PLAIN",
+      "sasl.mechanism.inter.broker.protocol": "PLAIN",
+      "listener.name.sasl_plaintext.plain.sasl.jaas.config":
+          'org.apache.kafka.common.security.plain.PlainLoginModule required user_a="x";'},
+     "give this broker's own username and password"),
+    ({"listener.name.sasl_plaintext.plain.sasl.jaas.config": "nonsense"},
+     "listener.name.sasl_plaintext.plain.sasl.jaas.config"),
+    ({"listener.name.plaintext.log.retention.ms": "5"}, "cannot be set per listener"),
+    ({"listener.name.plaintext.gssapi.sasl.jaas.config": "x"},
+     "'gssapi' is not a supported SASL mechanism"),
+    ({"listener.name.other.ssl.client.auth": "required"}, "there is no listener OTHER"),
+    ({"authorizer.class.name": "kafka.security.authorizer.AclAuthorizer"},
+     "is not an authorizer Odradek has"),
+    ({"listener.security.protocol.map": "A:TLS"}, "'TLS' is not a security protocol"),
+])
+def test_security_misconfigurations_are_refused_with_what_to_do(extra: dict[str, str],
+                                                                  message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_config({**BASE, **extra}, env={})
+
+
+def test_listener_scoped_keys_override_global_ones() -> None:
+    cfg = parse_config({
+        **BASE,
+        "listeners": "INTERNAL://127.0.0.1:9093,CLIENTS://127.0.0.1:9092",
+        "listener.security.protocol.map": "INTERNAL:SASL_PLAINTEXT,CLIENTS:SASL_SSL",
+        "inter.broker.listener.name": "INTERNAL",
+        "sasl.mechanism.inter.broker.protocol": "PLAIN",
+        "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+        "ssl.keystore.location": "/etc/k.pem",
+        "listener.name.internal.sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.internal.plain.sasl.jaas.config": _JAAS,
+        "listener.name.clients.ssl.client.auth": "requested",
+        "ssl.truststore.location": "/etc/ca.pem",
+    }, env={})
+    assert cfg.listener_value("INTERNAL", "sasl.enabled.mechanisms") == ("PLAIN",)
+    assert cfg.listener_value("CLIENTS", "sasl.enabled.mechanisms") == ("SCRAM-SHA-512",)
+    assert cfg.listener_value("CLIENTS", "ssl.client.auth") == "requested"
+    assert cfg.listener_value("INTERNAL", "ssl.client.auth") == "none"
+    assert cfg.plain_users("INTERNAL") == {"b": "bp", "alice": "ap"}
+    assert cfg.plain_users("CLIENTS") == {}
+    assert cfg.inter_broker_credentials() == ("b", "bp")
+    assert cfg.security_protocol("CLIENTS") == "SASL_SSL"
