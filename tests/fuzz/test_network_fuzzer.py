@@ -1,7 +1,7 @@
 """A short run of the network fuzzer against its own live 3-node cluster passes every check.
 
 The long run is ``make fuzz`` (300 s, 2,000 idle connections); this one keeps the same mix
-for 40 s with 500 idle connections, so that ``make test`` catches a node that dies, leaks,
+for 28 s with 500 idle connections, so that ``make test`` catches a node that dies, leaks,
 logs a traceback or is slow to refuse a bad frame. docs/fuzzing.md, "Network fuzzer".
 """
 
@@ -27,7 +27,7 @@ def test_short_network_fuzz_run(tmp_path: Path) -> None:
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.fuzz.network_fuzzer", "--duration", "40",
+        [sys.executable, "-m", "tests.fuzz.network_fuzzer", "--duration", "28",
          "--idle", "500", "--connections", "40", "--big-frame-interval", "15",
          "--seed", "20240610", "--out", str(out)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=220)

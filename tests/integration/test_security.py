@@ -508,3 +508,41 @@ def test_the_cli_connects_with_command_config(secured: Secured, tmp_path: Path) 
     config.write_text(config.read_text().replace("carol-secret", "wrong"))
     refused = odradek("users", "list")
     assert refused.returncode != 0 and "Authentication failed" in refused.stderr, refused
+
+
+def test_hostile_sasl_exchanges_are_refused_and_the_node_serves_on(secured: Secured) -> None:
+    """Junk where SASL tokens go: each connection is answered or closed, never more."""
+    import random
+
+    rng = random.Random(15)
+    port = secured.ports["SASL_PLAINTEXT"][0]
+
+    def exchange(*frames: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            for f in frames:
+                s.sendall(f)
+            s.settimeout(5)
+            out = b""
+            try:
+                while chunk := s.recv(65536):
+                    out += chunk
+            except (TimeoutError, ConnectionError):
+                pass
+            return out
+
+    junk = [rng.randbytes(n) for n in (0, 1, 7, 300, 100_000)]
+    for token in junk:
+        # SaslHandshake v0, then a bare token of junk (the v0 exchange has no Kafka header).
+        exchange(_request(17, 0, {"mechanism": "PLAIN"}),
+                 len(token).to_bytes(4, "big") + token)
+        exchange(_request(17, 0, {"mechanism": "SCRAM-SHA-512"}),
+                 len(token).to_bytes(4, "big") + token)
+        exchange(_request(17, 1, {"mechanism": "SCRAM-SHA-256"}),
+                 _request(36, 2, {"auth_bytes": token}))
+    exchange(_request(17, 1, {"mechanism": "P" * 30_000}))
+    exchange(_request(36, 2, {"auth_bytes": b"\0alice\0alice-secret"}))  # no handshake
+    node = secured.cluster.nodes[0]
+    assert node.alive()
+    assert "Traceback" not in node.logs(200_000)
+    _round_trip(*[_sasl(secured, "SASL_PLAINTEXT", "alice", USERS["alice"])] * 2,
+                _topic(secured, 1), n=3)
