@@ -7,6 +7,15 @@ requires a known member id, LeaveGroup v3+ batches members, OffsetCommit v2-v4 c
 retention time, OffsetFetch v8+ asks for several groups, DescribeGroups v6 reports
 missing groups as GROUP_ID_NOT_FOUND, TxnOffsetCommit v3+ names the member and its
 generation (KIP-447), and so on.
+
+Authorization is Kafka's (KafkaApis): the membership APIs (JoinGroup, SyncGroup, Heartbeat,
+LeaveGroup) and OffsetCommit need READ on the GROUP; OffsetCommit also READ on each TOPIC;
+OffsetFetch DESCRIBE on the GROUP and on each TOPIC (offsets of other topics are left out
+of an all-partitions fetch); DescribeGroups DESCRIBE on each GROUP; ListGroups lists every
+group with DESCRIBE on the CLUSTER, else those it may DESCRIBE; DeleteGroups DELETE on each
+GROUP; OffsetDelete DELETE on the GROUP and READ on each TOPIC; TxnOffsetCommit WRITE on
+the TRANSACTIONAL_ID, READ on the GROUP and on each TOPIC. Refused topics never reach the
+coordinator.
 """
 
 from __future__ import annotations
@@ -23,8 +32,10 @@ from odradek.broker.group.group import CommittedOffset, TopicPartition
 from odradek.broker.group.membership import LeavingMember
 from odradek.broker.group.offsets import OffsetCommitEntry
 from odradek.broker.handlers.api import ApiSpec, RequestContext
+from odradek.broker.handlers.authz import AclOperation, ResourceType, cluster_allowed, message
 from odradek.broker.handlers.meta import OFFSETS_TOPIC
 from odradek.broker.kafka.codec import ms
+from odradek.broker.security.authorization import Authorization
 from odradek.broker.txn_verification import TxnVerifier
 
 
@@ -38,6 +49,23 @@ class GroupNode(Protocol):
 
     @property
     def txn_verifier(self) -> TxnVerifier: ...
+
+    @property
+    def authorization(self) -> Authorization: ...
+
+
+def _may(node: GroupNode, ctx: RequestContext, operation: AclOperation, group_id: str) -> bool:
+    """May the principal do ``operation`` to the group?"""
+    return node.authorization.allowed(ctx, operation, ResourceType.GROUP, group_id)
+
+
+def _denied_topics(node: GroupNode, ctx: RequestContext, operation: AclOperation,
+                   names: set[str]) -> set[str]:
+    """Of ``names``, the topics the principal may not do ``operation`` to."""
+    authorization = node.authorization
+    if not authorization.enabled:
+        return set()
+    return names - authorization.allowed_names(ctx, operation, ResourceType.TOPIC, names)
 
 
 def _client_host(ctx: RequestContext) -> str:
@@ -53,6 +81,12 @@ def _group_instance_id(req: Any) -> str | None:
 
 async def handle_join_group(node: GroupNode, ctx: RequestContext, req: Any) -> Payload:
     v = ctx.api_version
+    if not _may(node, ctx, AclOperation.READ, req.group_id):
+        # Kafka's JoinGroup error response.
+        return ctx.respond({"error_code": ErrorCode.group_authorization_failed,
+                            "generation_id": -1, "protocol_type": None,
+                            "protocol_name": None if v >= 7 else "", "leader": "",
+                            "member_id": "", "members": []})
     session = ms(req.session_timeout)
     # v0 has no rebalance timeout; Kafka uses the session timeout for it.
     rebalance = session if v == 0 else ms(req.rebalance_timeout)
@@ -103,6 +137,9 @@ async def handle_sync_group(node: GroupNode, ctx: RequestContext, req: Any) -> P
     if ctx.api_version >= 5 and (protocol_type is None or protocol_name is None):
         # v5+ clients must echo the protocol they got from JoinGroup.
         return ctx.respond({"error_code": ErrorCode.inconsistent_group_protocol})
+    if not _may(node, ctx, AclOperation.READ, req.group_id):
+        return ctx.respond({"error_code": ErrorCode.group_authorization_failed,
+                            "protocol_type": None, "protocol_name": None, "assignment": b""})
     assignments: dict[str, bytes] = {}
     for a in req.assignments:
         assignments[a.member_id] = a.assignment
@@ -127,6 +164,8 @@ async def handle_sync_group(node: GroupNode, ctx: RequestContext, req: Any) -> P
 
 
 async def handle_heartbeat(node: GroupNode, ctx: RequestContext, req: Any) -> Payload:
+    if not _may(node, ctx, AclOperation.READ, req.group_id):
+        return ctx.respond({"error_code": ErrorCode.group_authorization_failed})
     err = node.groups.membership.heartbeat(
         req.group_id, req.generation_id, req.member_id, _group_instance_id(req)
     )
@@ -134,6 +173,8 @@ async def handle_heartbeat(node: GroupNode, ctx: RequestContext, req: Any) -> Pa
 
 
 async def handle_leave_group(node: GroupNode, ctx: RequestContext, req: Any) -> Payload:
+    if not _may(node, ctx, AclOperation.READ, req.group_id):
+        return ctx.respond({"error_code": ErrorCode.group_authorization_failed, "members": []})
     if ctx.api_version < 3:
         leaving = [LeavingMember(req.member_id)]
     else:
@@ -162,15 +203,40 @@ async def handle_leave_group(node: GroupNode, ctx: RequestContext, req: Any) -> 
     )
 
 
-async def handle_offset_commit(node: GroupNode, ctx: RequestContext, req: Any) -> Payload:
+def _refused_commit(req: Any, code: ErrorCode) -> dict[TopicPartition, ErrorCode]:
+    """Every partition of an offset commit answered ``code`` (Kafka's error response)."""
+    return {(t.name, p.partition_index): code for t in req.topics for p in t.partitions}
+
+
+def _offsets_to_commit(req: Any, denied: set[str]
+                       ) -> tuple[dict[TopicPartition, OffsetCommitEntry],
+                                  dict[TopicPartition, ErrorCode]]:
+    """The request's offsets of the topics not ``denied``, and TOPIC_AUTHORIZATION_FAILED
+    for the partitions of those that are."""
     offsets: dict[TopicPartition, OffsetCommitEntry] = {}
+    refused: dict[TopicPartition, ErrorCode] = {}
     for t in req.topics:
         for p in t.partitions:
-            offsets[(t.name, p.partition_index)] = OffsetCommitEntry(
+            tp = (t.name, p.partition_index)
+            if t.name in denied:
+                refused[tp] = ErrorCode.topic_authorization_failed
+                continue
+            offsets[tp] = OffsetCommitEntry(
                 p.committed_offset,
                 getattr(p, "committed_leader_epoch", -1),
                 p.committed_metadata,
             )
+    return offsets, refused
+
+
+async def handle_offset_commit(node: GroupNode, ctx: RequestContext, req: Any) -> Payload:
+    if not _may(node, ctx, AclOperation.READ, req.group_id):
+        return ctx.respond({"topics": _commit_answer(
+            req, _refused_commit(req, ErrorCode.group_authorization_failed))})
+    denied = _denied_topics(node, ctx, AclOperation.READ, {t.name for t in req.topics})
+    offsets, refused = _offsets_to_commit(req, denied)
+    if refused and not offsets:
+        return ctx.respond({"topics": _commit_answer(req, refused)})
     retention = getattr(req, "retention_time", None)
     result = await node.groups.offsets.commit_offsets(
         req.group_id,
@@ -181,7 +247,7 @@ async def handle_offset_commit(node: GroupNode, ctx: RequestContext, req: Any) -
         retention_ms=-1 if retention is None else ms(retention),
         api_version=ctx.api_version,
     )
-    return ctx.respond({"topics": _commit_answer(req, result)})
+    return ctx.respond({"topics": _commit_answer(req, {**result, **refused})})
 
 
 def _commit_answer(req: Any, result: Mapping[TopicPartition, ErrorCode]
@@ -211,20 +277,24 @@ async def _add_offsets_partition(node: GroupNode, req: Any) -> ErrorCode:
 
 
 async def handle_txn_offset_commit(node: GroupNode, ctx: RequestContext, req: Any) -> Payload:
+    # Kafka's order: the transactional id (which implies the producer id), the group, then
+    # each topic; all before the offsets partition joins the transaction (v5).
+    if not node.authorization.allowed(ctx, AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID,
+                                      str(req.transactional_id)):
+        return ctx.respond({"topics": _commit_answer(
+            req, _refused_commit(req, ErrorCode.transactional_id_authorization_failed))})
+    if not _may(node, ctx, AclOperation.READ, req.group_id):
+        return ctx.respond({"topics": _commit_answer(
+            req, _refused_commit(req, ErrorCode.group_authorization_failed))})
+    denied = _denied_topics(node, ctx, AclOperation.READ, {t.name for t in req.topics})
+    offsets, refused = _offsets_to_commit(req, denied)
+    if refused and not offsets:
+        return ctx.respond({"topics": _commit_answer(req, refused)})
     if ctx.api_version >= TXN_OFFSET_COMMIT_ADDS_VERSION:
         added = await _add_offsets_partition(node, req)
         if added != ErrorCode.none:
-            failed = {(t.name, p.partition_index): added for t in req.topics
-                      for p in t.partitions}
-            return ctx.respond({"topics": _commit_answer(req, failed)})
-    offsets: dict[TopicPartition, OffsetCommitEntry] = {}
-    for t in req.topics:
-        for p in t.partitions:
-            offsets[(t.name, p.partition_index)] = OffsetCommitEntry(
-                p.committed_offset,
-                getattr(p, "committed_leader_epoch", -1),
-                p.committed_metadata,
-            )
+            return ctx.respond({"topics": _commit_answer(
+                req, {**_refused_commit(req, added), **refused})})
     # Before v3 (KIP-447) the request names no member: generation -1 and no member id.
     result = await node.groups.offsets.commit_transactional_offsets(
         req.group_id,
@@ -235,7 +305,7 @@ async def handle_txn_offset_commit(node: GroupNode, ctx: RequestContext, req: An
         member_id=getattr(req, "member_id", ""),
         group_instance_id=_group_instance_id(req),
     )
-    return ctx.respond({"topics": _commit_answer(req, result)})
+    return ctx.respond({"topics": _commit_answer(req, {**result, **refused})})
 
 
 def _fetched_topics(
@@ -267,42 +337,57 @@ def _requested(topics: Any) -> list[TopicPartition] | None:
     return [(t.name, p) for t in topics for p in t.partition_indexes]
 
 
+def _fetch_group_offsets(node: GroupNode, ctx: RequestContext, group_id: str, topics: Any,
+                         require_stable: bool) -> tuple[ErrorCode, list[dict[str, Any]]]:
+    """One group's OffsetFetch (authorized on the group already): its error, and its
+    topics. Offsets of topics the principal may not DESCRIBE are not told: left out of an
+    all-partitions fetch, answered TOPIC_AUTHORIZATION_FAILED when asked for."""
+    offsets = node.groups.offsets
+    requested = _requested(topics)
+    denied: list[TopicPartition] = []
+    if requested is not None:
+        refused = _denied_topics(node, ctx, AclOperation.DESCRIBE, {tp[0] for tp in requested})
+        if refused:
+            denied = [tp for tp in requested if tp[0] in refused]
+            requested = [tp for tp in requested if tp[0] not in refused]
+    err, entries = offsets.fetch_offsets(group_id, requested)
+    if err is not ErrorCode.none:
+        return err, []
+    if topics is None:
+        hidden = _denied_topics(node, ctx, AclOperation.DESCRIBE, {tp[0] for tp, _ in entries})
+        if hidden:
+            entries = [(tp, o) for tp, o in entries if tp[0] not in hidden]
+    unstable = offsets.unstable_partitions(group_id) if require_stable else set()
+    answer = _fetched_topics(entries, unstable=unstable)
+    if denied:
+        answer += _fetched_topics([(tp, None) for tp in denied],
+                                  ErrorCode.topic_authorization_failed)
+    return ErrorCode.none, answer
+
+
 async def handle_offset_fetch(node: GroupNode, ctx: RequestContext, req: Any) -> Payload:
-    coord = node.groups
     # v7+: a consumer that reads committed data only (read_committed) asks for stable
     # offsets, and is told UNSTABLE_OFFSET_COMMIT where a transaction may still move one.
     require_stable = bool(getattr(req, "require_stable", False))
 
-    def unstable(group_id: str) -> set[TopicPartition]:
-        return coord.offsets.unstable_partitions(group_id) if require_stable else set()
+    def one(group_id: str, topics: Any) -> tuple[ErrorCode, list[dict[str, Any]]]:
+        if not _may(node, ctx, AclOperation.DESCRIBE, group_id):
+            return ErrorCode.group_authorization_failed, []
+        return _fetch_group_offsets(node, ctx, group_id, topics, require_stable)
 
     if ctx.api_version >= 8:
         groups = []
         for g in req.groups:
-            err, entries = coord.offsets.fetch_offsets(g.group_id, _requested(g.topics))
-            groups.append(
-                {
-                    "group_id": g.group_id,
-                    "error_code": err,
-                    "topics": _fetched_topics(entries, unstable=unstable(g.group_id))
-                    if err is ErrorCode.none
-                    else [],
-                }
-            )
+            err, fetched = one(g.group_id, g.topics)
+            groups.append({"group_id": g.group_id, "error_code": err, "topics": fetched})
         return ctx.respond({"groups": groups})
-    requested = _requested(req.topics)
-    err, entries = coord.offsets.fetch_offsets(req.group_id, requested)
+    err, fetched = one(req.group_id, req.topics)
     if err is ErrorCode.none:
-        return ctx.respond(
-            {
-                "topics": _fetched_topics(entries, unstable=unstable(req.group_id)),
-                "error_code": err,
-            }
-        )
+        return ctx.respond({"topics": fetched, "error_code": err})
     if ctx.api_version < 2:
         # v1 has no top-level error: every requested partition carries it.
         missing: list[tuple[TopicPartition, CommittedOffset | None]] = [
-            (tp, None) for tp in requested or []
+            (tp, None) for tp in _requested(req.topics) or []
         ]
         return ctx.respond({"topics": _fetched_topics(missing, err)})
     return ctx.respond({"topics": [], "error_code": err})
@@ -313,6 +398,12 @@ async def handle_list_groups(node: GroupNode, ctx: RequestContext, req: Any) -> 
     groups = coord.admin.list_groups(
         getattr(req, "states_filter", ()) or (), getattr(req, "types_filter", ()) or ()
     )
+    authorization = node.authorization
+    if authorization.enabled and not cluster_allowed(authorization, ctx, AclOperation.DESCRIBE):
+        # Without DESCRIBE on the cluster, only the groups the principal may describe.
+        allowed = authorization.allowed_names(ctx, AclOperation.DESCRIBE, ResourceType.GROUP,
+                                              [g.group_id for g in groups])
+        groups = [g for g in groups if g.group_id in allowed]
     return ctx.respond(
         {
             "error_code": coord.admin.list_groups_error(),
@@ -333,14 +424,18 @@ async def handle_describe_groups(node: GroupNode, ctx: RequestContext, req: Any)
     coord = node.groups
     include_ops = bool(getattr(req, "include_authorized_operations", False))
     described = []
+    authorization = node.authorization
     for group_id in req.groups:
+        if not _may(node, ctx, AclOperation.DESCRIBE, group_id):
+            code = ErrorCode.group_authorization_failed
+            described.append({"group_id": group_id, "error_code": code,
+                              "error_message": message(code), "group_state": "",
+                              "protocol_type": "", "protocol_data": "", "members": [],
+                              "authorized_operations": acl_operations.OMITTED})
+            continue
         err, summary = coord.admin.describe_group(group_id)
-        entry: dict[str, Any] = {
-            "group_id": group_id,
-            "error_code": err,
-            "authorized_operations": acl_operations.authorized(acl_operations.GROUP,
-                                                               include_ops),
-        }
+        entry: dict[str, Any] = {"group_id": group_id, "error_code": err,
+                                 "authorized_operations": acl_operations.OMITTED}
         if err is not ErrorCode.none:
             entry.update(group_state="", protocol_type="", protocol_data="", members=[])
         elif summary is None:
@@ -366,23 +461,43 @@ async def handle_describe_groups(node: GroupNode, ctx: RequestContext, req: Any)
                     for m in summary.members
                 ],
             )
+        if include_ops and entry["error_code"] is ErrorCode.none:
+            # KIP-430: what the principal may do to the group (Kafka tells it only of a
+            # group described without error).
+            entry["authorized_operations"] = authorization.operations(
+                ctx, ResourceType.GROUP, group_id, acl_operations.GROUP)
         described.append(entry)
     return ctx.respond({"groups": described})
 
 
 async def handle_delete_groups(node: GroupNode, ctx: RequestContext, req: Any) -> Payload:
-    result = await node.groups.admin.delete_groups(req.groups_names)
-    return ctx.respond({"results": [{"group_id": g, "error_code": e} for g, e in result.items()]})
+    names = list(dict.fromkeys(req.groups_names))
+    allowed = node.authorization.allowed_names(ctx, AclOperation.DELETE, ResourceType.GROUP,
+                                               names)
+    deletable = [g for g in names if g in allowed]
+    result = await node.groups.admin.delete_groups(deletable) if deletable else {}
+    return ctx.respond({"results": [
+        {"group_id": g, "error_code": result[g] if g in allowed
+         else ErrorCode.group_authorization_failed} for g in names]})
 
 
 async def handle_offset_delete(node: GroupNode, ctx: RequestContext, req: Any) -> Payload:
-    partitions = [(t.name, p.partition_index) for t in req.topics for p in t.partitions]
+    if not _may(node, ctx, AclOperation.DELETE, req.group_id):
+        return ctx.respond({"error_code": ErrorCode.group_authorization_failed, "topics": []})
+    denied = _denied_topics(node, ctx, AclOperation.READ, {t.name for t in req.topics})
+    partitions = [(t.name, p.partition_index) for t in req.topics for p in t.partitions
+                  if t.name not in denied]
     err, result = await node.groups.offsets.delete_offsets(req.group_id, partitions)
     if err is not ErrorCode.none:
         return ctx.respond({"error_code": err, "topics": []})
     topics: dict[str, list[dict[str, Any]]] = {}
     for (topic, partition), e in result.items():
         topics.setdefault(topic, []).append({"partition_index": partition, "error_code": e})
+    for t in req.topics:
+        if t.name in denied:
+            topics.setdefault(t.name, []).extend(
+                {"partition_index": p.partition_index,
+                 "error_code": ErrorCode.topic_authorization_failed} for p in t.partitions)
     return ctx.respond(
         {
             "error_code": ErrorCode.none,

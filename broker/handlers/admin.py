@@ -1,7 +1,17 @@
-"""Admin APIs: topics, partitions and configs. Every change goes through the controller."""
+"""Admin APIs: topics, partitions and configs. Every change goes through the controller.
+
+Authorization is Kafka's (its KRaft ControllerApis and ConfigHelper): CreateTopics needs
+CREATE on the CLUSTER or on each TOPIC, and answers a created topic's configs only with
+DESCRIBE_CONFIGS on it; DeleteTopics DELETE on the CLUSTER or on each TOPIC (a topic the
+principal may not DESCRIBE is refused before its existence is looked at); CreatePartitions
+ALTER on the TOPIC; DescribeConfigs DESCRIBE_CONFIGS and AlterConfigs and
+IncrementalAlterConfigs ALTER_CONFIGS, on the TOPIC for topics and on the CLUSTER for
+brokers; ElectLeaders ALTER on the CLUSTER. Refused items never reach the controller.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 
@@ -10,6 +20,9 @@ from kio.static.protocol import Payload
 
 from odradek.broker.config import SENSITIVE_KEYS
 from odradek.broker.handlers.api import ApiSpec, RequestContext
+from odradek.broker.handlers.authz import AclOperation, ResourceType, cluster_allowed
+from odradek.broker.handlers.authz import message as denial
+from odradek.broker.security.authorization import Authorization
 from odradek.broker.topic_configs import (
     BROKER_TOPIC_DEFAULTS,
     DYNAMIC_DEFAULT_BROKER_CONFIG,
@@ -25,6 +38,7 @@ from odradek.controller.metadata.requests import (
     ControllerCallFailed,
     CreatePartitionsSpec,
     CreateTopicSpec,
+    DeleteTopicResult,
     DeleteTopicSpec,
     ElectionType,
     ElectLeadersResult,
@@ -51,6 +65,9 @@ class AdminNode(Protocol):
     @property
     def controller(self) -> ControllerApi: ...
 
+    @property
+    def authorization(self) -> Authorization: ...
+
     def describe_topic_configs(self, topic: str) -> list[ConfigRow]: ...
 
     def describe_broker_configs(self) -> list[ConfigRow]: ...
@@ -75,29 +92,58 @@ def _config_entries(node: AdminNode, topic: str, keys: Collection[str] | None = 
             if keys is None or name in keys]
 
 
+def _unique_names(names: Sequence[str]) -> set[str]:
+    """Names a request gives once: the others are the controller's to refuse as
+    duplicates, whatever the principal may do (Kafka leaves them out of authorization)."""
+    return {name for name, n in Counter(names).items() if n == 1}
+
+
 async def handle_create_topics(node: AdminNode, ctx: RequestContext, req: Any) -> Payload:
+    authorization = node.authorization
+    refused: set[str] = set()  # no CREATE: answered here
+    hidden: set[str] = set()  # created, but no DESCRIBE_CONFIGS: configs not answered
+    if authorization.enabled:
+        unique = _unique_names([t.name for t in req.topics])
+        if not cluster_allowed(authorization, ctx, AclOperation.CREATE):
+            refused = unique - authorization.allowed_names(ctx, AclOperation.CREATE,
+                                                           ResourceType.TOPIC, unique)
+        hidden = unique - authorization.allowed_names(ctx, AclOperation.DESCRIBE_CONFIGS,
+                                                      ResourceType.TOPIC, unique)
+    asked = [t for t in req.topics if t.name not in refused]
     specs = []
-    for t in req.topics:
+    for t in asked:
         specs.append(CreateTopicSpec(
             name=t.name, num_partitions=t.num_partitions,
             replication_factor=t.replication_factor,
             assignments={a.partition_index: tuple(a.broker_ids) for a in t.assignments},
             configs={c.name: c.value for c in t.configs}))
     try:
-        results = await node.controller.create_topics(specs, validate_only=req.validate_only)
+        results = (await node.controller.create_topics(specs, validate_only=req.validate_only)
+                   if specs else [])
     except ControllerCallFailed as e:
         code, message = controller_failure(e)
         return ctx.respond({"throttle_time": 0, "topics": [
+            _refused_topic(t.name) if t.name in refused else
             {"name": t.name, "error_code": code, "error_message": message, "configs": None}
             for t in req.topics]})
+    answers = iter(results)
     out = []
-    for r in results:
+    for t in req.topics:
+        if t.name in refused:
+            out.append(_refused_topic(t.name))
+            continue
+        r = next(answers)
         entry: dict[str, Any] = {"name": r.name, "topic_id": r.topic_id,
                                  "error_code": r.error_code, "error_message": r.error_message,
                                  "num_partitions": r.num_partitions,
                                  "replication_factor": r.replication_factor, "configs": None}
         if r.error_code == ErrorCode.none:
-            if req.validate_only:
+            if r.name in hidden:
+                # Kafka's controller: created, but its settings are not told to a principal
+                # that may not describe its configs.
+                entry.update(num_partitions=-1, replication_factor=-1, configs=[],
+                             topic_config_error_code=ErrorCode.topic_authorization_failed)
+            elif req.validate_only:
                 entry["configs"] = [{"name": k, "value": v, "config_source": 1}
                                     for k, v in r.configs.items()]
             else:
@@ -106,39 +152,105 @@ async def handle_create_topics(node: AdminNode, ctx: RequestContext, req: Any) -
     return ctx.respond({"throttle_time": 0, "topics": out})
 
 
+def _refused_topic(name: str) -> dict[str, Any]:
+    # Kafka's ControllerApis message.
+    return {"name": name, "topic_id": None, "error_code": ErrorCode.topic_authorization_failed,
+            "error_message": "Authorization failed.", "configs": None}
+
+
 async def handle_delete_topics(node: AdminNode, ctx: RequestContext, req: Any) -> Payload:
     if ctx.api_version >= 6:
         specs = [DeleteTopicSpec(name=t.name, topic_id=t.topic_id) for t in req.topics]
     else:
         specs = [DeleteTopicSpec(name=n) for n in req.topic_names]
+    refused = _refused_deletions(node, ctx, specs) if node.authorization.enabled else {}
+    forwarded = [sp for i, sp in enumerate(specs) if i not in refused]
     try:
-        results = await node.controller.delete_topics(specs)
+        results = await node.controller.delete_topics(forwarded) if forwarded else []
     except ControllerCallFailed as e:
         code, message = controller_failure(e)
-        return ctx.respond({"throttle_time": 0, "responses": [
-            {"name": sp.name, "topic_id": sp.topic_id, "error_code": code,
-             "error_message": message} for sp in specs]})
+        failed = [DeleteTopicResult(sp.name, sp.topic_id, code, message) for sp in forwarded]
+        results = failed
+    answers = iter(results)
     return ctx.respond({"throttle_time": 0, "responses": [
         {"name": r.name, "topic_id": r.topic_id, "error_code": r.error_code,
-         "error_message": r.error_message} for r in results]})
+         "error_message": r.error_message}
+        for r in (refused[i] if i in refused else next(answers) for i in range(len(specs)))]})
+
+
+def _refused_deletions(node: AdminNode, ctx: RequestContext, specs: Sequence[DeleteTopicSpec]
+                       ) -> dict[int, DeleteTopicResult]:
+    """The deletions the principal may not make, by index, answered as Kafka's controller
+    does: DELETE on the CLUSTER allows all; otherwise a topic needs DELETE on it, and one
+    named without DESCRIBE on it is refused before its existence is looked at. Invalid or
+    unknown specs go on to the controller, which says what is wrong with them."""
+    authorization = node.authorization
+    if cluster_allowed(authorization, ctx, AclOperation.DELETE):
+        return {}
+    image = node.image
+    names: list[str | None] = []
+    for sp in specs:
+        if sp.name is not None and sp.topic_id is None:
+            names.append(sp.name)
+        elif sp.name is None and sp.topic_id is not None:
+            t = image.topics_by_id.get(sp.topic_id)
+            names.append(None if t is None else t.name)
+        else:
+            names.append(None)
+    known = {n for n in names if n is not None}
+    describable = authorization.allowed_names(ctx, AclOperation.DESCRIBE, ResourceType.TOPIC,
+                                              known)
+    deletable = authorization.allowed_names(ctx, AclOperation.DELETE, ResourceType.TOPIC,
+                                            known)
+    refused: dict[int, DeleteTopicResult] = {}
+    code = ErrorCode.topic_authorization_failed
+    for i, (sp, name) in enumerate(zip(specs, names, strict=True)):
+        if name is None or name in deletable:
+            continue
+        if sp.topic_id is not None:
+            # Named by id (ids are not secret): the name only if it may be described.
+            refused[i] = DeleteTopicResult(name if name in describable else None, sp.topic_id,
+                                           code, denial(code))
+        elif name not in describable or name in image.topics:
+            refused[i] = DeleteTopicResult(name, None, code, denial(code))
+        # else: describable and absent, the controller answers UNKNOWN_TOPIC_OR_PARTITION
+    return refused
 
 
 async def handle_create_partitions(node: AdminNode, ctx: RequestContext, req: Any) -> Payload:
+    authorization = node.authorization
+    refused: set[str] = set()
+    if authorization.enabled:
+        unique = _unique_names([t.name for t in req.topics])
+        refused = unique - authorization.allowed_names(ctx, AclOperation.ALTER,
+                                                       ResourceType.TOPIC, unique)
     specs = [CreatePartitionsSpec(
         name=t.name, count=t.count,
         assignments=None if t.assignments is None else [tuple(a.broker_ids)
                                                         for a in t.assignments])
-        for t in req.topics]
+        for t in req.topics if t.name not in refused]
+    denied = {"error_code": ErrorCode.topic_authorization_failed,
+              "error_message": denial(ErrorCode.topic_authorization_failed)}
     try:
-        results = await node.controller.create_partitions(specs,
-                                                          validate_only=req.validate_only)
+        results = (await node.controller.create_partitions(specs,
+                                                           validate_only=req.validate_only)
+                   if specs else [])
     except ControllerCallFailed as e:
         code, message = controller_failure(e)
         return ctx.respond({"throttle_time": 0, "results": [
-            {"name": sp.name, "error_code": code, "error_message": message} for sp in specs]})
-    return ctx.respond({"throttle_time": 0, "results": [
-        {"name": r.name, "error_code": r.error_code, "error_message": r.error_message}
-        for r in results]})
+            {"name": t.name, **denied} if t.name in refused else
+            {"name": t.name, "error_code": code, "error_message": message}
+            for t in req.topics]})
+    answers = iter(results)
+    out = []
+    for t in req.topics:
+        if t.name in refused:
+            out.append({"name": t.name, **denied})
+        else:
+            r = next(answers)
+            out.append({"name": r.name, "error_code": r.error_code,
+                        "error_message": r.error_message})
+    return ctx.respond({"throttle_time": 0, "results": out})
 
 
 def _describe_one(node: AdminNode, res: Any, include_docs: bool, include_synonyms: bool
@@ -201,11 +313,47 @@ def _synonyms(node: AdminNode, res: Any, name: str, value: str, source: int
             if res.resource_name != "" or s == DYNAMIC_DEFAULT_BROKER_CONFIG]
 
 
+# Config resource types other than topics (2) and brokers (4) that Kafka authorizes.
+_BROKER_LOGGER, _CLIENT_METRICS, _GROUP_CONFIG = 8, 16, 32
+
+
+def _config_denial(node: AdminNode, ctx: RequestContext, operation: AclOperation,
+                   resource_type: int, name: str, *, broker_logger: bool = True
+                   ) -> ErrorCode | None:
+    """The error refusing ``operation`` (DESCRIBE_CONFIGS, ALTER_CONFIGS) on a config
+    resource, as Kafka: topics on the TOPIC, brokers (and their loggers, client metrics)
+    on the CLUSTER, groups on the GROUP. None when allowed, or for a type Kafka does not
+    authorize (the resource is refused for what it is further on)."""
+    authorization = node.authorization
+    if resource_type == TOPIC_RESOURCE:
+        target, resource, code = (ResourceType.TOPIC, name,
+                                  ErrorCode.topic_authorization_failed)
+    elif resource_type in (BROKER_RESOURCE, _CLIENT_METRICS) or (
+            broker_logger and resource_type == _BROKER_LOGGER):
+        return None if cluster_allowed(authorization, ctx, operation) \
+            else ErrorCode.cluster_authorization_failed
+    elif resource_type == _GROUP_CONFIG:
+        target, resource, code = (ResourceType.GROUP, name,
+                                  ErrorCode.group_authorization_failed)
+    else:
+        return None
+    return None if authorization.allowed(ctx, operation, target, resource) else code
+
+
 async def handle_describe_configs(node: AdminNode, ctx: RequestContext, req: Any) -> Payload:
     include_docs = bool(getattr(req, "include_documentation", False))
     include_synonyms = bool(getattr(req, "include_synonyms", False))
-    return ctx.respond({"throttle_time": 0, "results": [
-        _describe_one(node, r, include_docs, include_synonyms) for r in req.resources]})
+    results = []
+    for r in req.resources:
+        denied = _config_denial(node, ctx, AclOperation.DESCRIBE_CONFIGS, r.resource_type,
+                                r.resource_name)
+        if denied is not None:
+            results.append({"resource_type": r.resource_type,
+                            "resource_name": r.resource_name, "error_code": denied,
+                            "error_message": denial(denied), "configs": []})
+        else:
+            results.append(_describe_one(node, r, include_docs, include_synonyms))
+    return ctx.respond({"throttle_time": 0, "results": results})
 
 
 def _failed_alter(resources: Sequence[AlterConfigsResource | IncrementalAlterConfigsResource],
@@ -238,6 +386,16 @@ async def _alter(node: AdminNode, ctx: RequestContext, req: Any,
                  resources: Sequence[Any], incremental: bool) -> Payload:
     refused = {i: r for i, r in ((i, _other_broker(node, res)) for i, res in enumerate(resources))
                if r is not None}
+    if node.authorization.enabled:
+        for i, res in enumerate(resources):
+            if i in refused:
+                continue
+            # Legacy AlterConfigs has no broker loggers (Kafka refuses them as invalid).
+            denied = _config_denial(node, ctx, AclOperation.ALTER_CONFIGS, res.resource_type,
+                                    res.resource_name, broker_logger=incremental)
+            if denied is not None:
+                refused[i] = AlterConfigsResult(res.resource_type, res.resource_name, denied,
+                                                denial(denied))
     forwarded = [res for i, res in enumerate(resources) if i not in refused]
     try:
         if not forwarded:
@@ -282,6 +440,13 @@ async def handle_elect_leaders(node: AdminNode, ctx: RequestContext, req: Any) -
         return ctx.respond({"throttle_time": 0, "error_code": ErrorCode.invalid_request,
                             "replica_election_results": _election_results(
                                 [ElectLeadersResult(t, p, ErrorCode.invalid_request, message)
+                                 for t, p in asked or ()])})
+    if not cluster_allowed(node.authorization, ctx, AclOperation.ALTER):
+        # Kafka's error response: the request's error, on each partition named too.
+        code = ErrorCode.cluster_authorization_failed
+        return ctx.respond({"throttle_time": 0, "error_code": code,
+                            "replica_election_results": _election_results(
+                                [ElectLeadersResult(t, p, code, denial(code))
                                  for t, p in asked or ()])})
     election = ElectionType(raw_type)
     try:

@@ -14,6 +14,13 @@ consumer fetching with isolation_level READ_COMMITTED (v4+) reads only below it 
 the aborted transactions within what it read, whose records it drops; READ_UNCOMMITTED reads
 up to the high watermark, and a follower up to the log end. ListOffsets (v2+) answers the
 latest offset, and finds timestamps, below the same bound of its isolation level.
+
+Authorization is Kafka's: a consumer's Fetch needs READ on each TOPIC, a follower's (a
+replica id) CLUSTER_ACTION on the CLUSTER, else every partition is answered
+TOPIC_AUTHORIZATION_FAILED; ListOffsets needs DESCRIBE on the TOPIC, OffsetForLeaderEpoch
+CLUSTER_ACTION on the CLUSTER (followers) or DESCRIBE on the TOPIC (consumers, KIP-320),
+DeleteRecords DELETE on the TOPIC. The topic is authorized before its existence is looked
+at, so that a client cannot probe for topics it may not see.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from odradek.broker.fetch_sessions import (
     new_context,
 )
 from odradek.broker.handlers.api import ApiSpec, RequestContext
+from odradek.broker.handlers.authz import AclOperation, ResourceType, cluster_allowed
 from odradek.broker.handlers.errors import error_code_for
 from odradek.broker.handlers.leader_hints import LeaderHints
 from odradek.broker.kafka.codec import ms
@@ -46,6 +54,7 @@ from odradek.broker.partition import Partition
 from odradek.broker.partition_watch import PartitionWatch
 from odradek.broker.replica_manager import ReplicaManager
 from odradek.broker.replication import ReplicationManager
+from odradek.broker.security.authorization import Authorization
 from odradek.controller.metadata import MetadataImage
 from odradek.storage import PartitionLog
 from odradek.storage.errors import StorageError
@@ -83,6 +92,9 @@ class FetchNode(Protocol):
 
     @property
     def fetch_sessions(self) -> FetchSessionCache: ...
+
+    @property
+    def authorization(self) -> Authorization: ...
 
 
 def leader_partition(node: FetchNode, topic: str, index: int, current_epoch: int = -1,
@@ -281,6 +293,25 @@ async def _session_changed(watch: PartitionWatch[PartitionKey], timeout_s: float
             watch.on_change = None
 
 
+def _may_read(authorization: Authorization, ctx: RequestContext, decided: dict[str, bool],
+              topic: str) -> bool:
+    """READ on ``topic``, asked of the authorizer once per request (``decided``)."""
+    allowed = decided.get(topic)
+    if allowed is None:
+        allowed = decided[topic] = authorization.allowed(ctx, AclOperation.READ,
+                                                         ResourceType.TOPIC, topic)
+    return allowed
+
+
+def _denied_topics(node: FetchNode, ctx: RequestContext, operation: AclOperation,
+                   names: set[str]) -> set[str]:
+    """Of ``names``, the topics the principal may not do ``operation`` to."""
+    authorization = node.authorization
+    if not authorization.enabled:
+        return set()
+    return names - authorization.allowed_names(ctx, operation, ResourceType.TOPIC, names)
+
+
 async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payload:
     version = ctx.api_version
     replica_id, replica_epoch = _replica(req, version)
@@ -291,6 +322,17 @@ async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payloa
     if context.kind is ContextKind.ERROR:
         return ctx.respond({"error_code": context.error, "session_id": INVALID_SESSION_ID,
                             "responses": []})
+    # Authorization (Kafka's handleFetchRequest): a follower needs CLUSTER_ACTION, or all
+    # its partitions are refused; a consumer needs READ on each topic, decided once per
+    # topic per request (``readable``). Nothing to do without an authorizer.
+    authorization = node.authorization
+    refuse_all = False
+    readable: dict[str, bool] | None = None
+    if authorization.enabled:
+        if replica_id >= 0:
+            refuse_all = not cluster_allowed(authorization, ctx, AclOperation.CLUSTER_ACTION)
+        else:
+            readable = {}
     max_wait_s = max(0, ms(req.max_wait)) / 1000
     deadline = time.monotonic() + max_wait_s
     max_total = min(int(getattr(req, "max_bytes", 2**31 - 1)), node.config["fetch.max.bytes"])
@@ -305,9 +347,13 @@ async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payloa
             if loop_slice.due():
                 await loop_slice.pause()
             name = context.topic_name(tp)
-            if name is None:
+            if refuse_all:
+                entry, n, p = _error_entry(tp[1], ErrorCode.topic_authorization_failed), 0, None
+            elif name is None:
                 # An id this broker's metadata does not know (Kafka: UNKNOWN_TOPIC_ID).
                 entry, n, p = _error_entry(tp[1], ErrorCode.unknown_topic_id), 0, None
+            elif readable is not None and not _may_read(authorization, ctx, readable, name):
+                entry, n, p = _error_entry(tp[1], ErrorCode.topic_authorization_failed), 0, None
             else:
                 hosted = node.replicas.get((name, tp[1]))
                 changes = -1
@@ -372,6 +418,7 @@ async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payloa
 async def handle_list_offsets(node: FetchNode, ctx: RequestContext, req: Any) -> Payload:
     # isolation_level is in requests from v2; v1's readers see up to the high watermark.
     read_committed = int(getattr(req, "isolation_level", READ_UNCOMMITTED)) == READ_COMMITTED
+    denied = _denied_topics(node, ctx, AclOperation.DESCRIBE, {t.name for t in req.topics})
     topics_out = []
     for t in req.topics:
         parts_out = []
@@ -379,6 +426,9 @@ async def handle_list_offsets(node: FetchNode, ctx: RequestContext, req: Any) ->
             out: dict[str, Any] = {"partition_index": lp.partition_index, "timestamp": -1,
                                    "offset": -1, "leader_epoch": -1}
             parts_out.append(out)
+            if t.name in denied:
+                out["error_code"] = ErrorCode.topic_authorization_failed
+                continue
             p, err = leader_partition(node, t.name, lp.partition_index,
                                       getattr(lp, "current_leader_epoch", -1))
             if p is None:
@@ -416,6 +466,12 @@ def _list_offset(plog: PartitionLog, ts: int, read_committed: bool,
 
 
 async def handle_offset_for_leader_epoch(node: FetchNode, ctx: RequestContext, req: Any) -> Payload:
+    # Followers ask with CLUSTER_ACTION; consumers (KIP-320) need DESCRIBE on the topic.
+    denied: set[str] = set()
+    authorization = node.authorization
+    if authorization.enabled and not cluster_allowed(authorization, ctx,
+                                                     AclOperation.CLUSTER_ACTION):
+        denied = _denied_topics(node, ctx, AclOperation.DESCRIBE, {t.topic for t in req.topics})
     topics_out = []
     for t in req.topics:
         parts_out = []
@@ -423,6 +479,9 @@ async def handle_offset_for_leader_epoch(node: FetchNode, ctx: RequestContext, r
             out: dict[str, Any] = {"partition": lp.partition, "leader_epoch": -1,
                                    "end_offset": -1}
             parts_out.append(out)
+            if t.topic in denied:
+                out["error_code"] = ErrorCode.topic_authorization_failed
+                continue
             p, err = leader_partition(node, t.topic, lp.partition, lp.current_leader_epoch)
             if p is None:
                 out["error_code"] = err
@@ -434,12 +493,16 @@ async def handle_offset_for_leader_epoch(node: FetchNode, ctx: RequestContext, r
 
 
 async def handle_delete_records(node: FetchNode, ctx: RequestContext, req: Any) -> Payload:
+    denied = _denied_topics(node, ctx, AclOperation.DELETE, {t.name for t in req.topics})
     topics_out = []
     for t in req.topics:
         parts_out = []
         for dp in t.partitions:
             out: dict[str, Any] = {"partition_index": dp.partition_index, "low_watermark": -1}
             parts_out.append(out)
+            if t.name in denied:
+                out["error_code"] = ErrorCode.topic_authorization_failed
+                continue
             p, err = leader_partition(node, t.name, dp.partition_index)
             if p is None:
                 out["error_code"] = err

@@ -3,6 +3,9 @@ left on the volume (what `kafka-log-dirs.sh --describe` and the admin clients sh
 
 A node has one log directory, ``data.dir``; each hosted partition's log is reported there
 (an offline log, after a disk error, is left out: its size is not known).
+
+It needs DESCRIBE on the CLUSTER (Kafka's rule); without it the answer is
+CLUSTER_AUTHORIZATION_FAILED (from v3, which has the field) and no log directory.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from kio.static.protocol import Payload
 
 from odradek.broker.config import NodeConfig
 from odradek.broker.handlers.api import ApiSpec, RequestContext
+from odradek.broker.handlers.authz import AclOperation, cluster_allowed
 from odradek.broker.replica_manager import ReplicaManager
+from odradek.broker.security.authorization import Authorization
 
 
 class LogDirsNode(Protocol):
@@ -27,6 +32,9 @@ class LogDirsNode(Protocol):
 
     @property
     def replicas(self) -> ReplicaManager: ...
+
+    @property
+    def authorization(self) -> Authorization: ...
 
 
 def volume_bytes(path: Path) -> tuple[int, int]:
@@ -40,6 +48,10 @@ def volume_bytes(path: Path) -> tuple[int, int]:
 
 async def handle_describe_log_dirs(node: LogDirsNode, ctx: RequestContext, req: Any
                                    ) -> Payload:
+    if not cluster_allowed(node.authorization, ctx, AclOperation.DESCRIBE):
+        return ctx.respond({"throttle_time": 0,
+                            "error_code": ErrorCode.cluster_authorization_failed,
+                            "results": []})
     # A null topic list asks for every partition; otherwise only those named.
     wanted = (None if req.topics is None
               else {t.topic: set(t.partitions) for t in req.topics})

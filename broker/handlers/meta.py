@@ -1,4 +1,13 @@
-"""ApiVersions, Metadata, DescribeCluster and FindCoordinator."""
+"""ApiVersions, Metadata, DescribeCluster, FindCoordinator and DescribeTopicPartitions.
+
+Authorization is Kafka's. Metadata and DescribeTopicPartitions answer only the topics the
+principal may DESCRIBE: a topic asked for by name without it is answered
+TOPIC_AUTHORIZATION_FAILED (its existence undisclosed), and "every topic" silently leaves
+it out; creating a topic on the fly needs CREATE on the CLUSTER or on the TOPIC. The
+KIP-430 authorized-operations fields hold what the authorizer allows (every supported
+operation without one); DescribeCluster's needs DESCRIBE on the CLUSTER, else it is 0.
+FindCoordinator needs DESCRIBE on the GROUP or TRANSACTIONAL_ID it names.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +21,14 @@ from kio.static.protocol import Payload
 from odradek.broker import acl_operations, features
 from odradek.broker.config import NodeConfig
 from odradek.broker.handlers.api import ApiSpec, RequestContext
+from odradek.broker.handlers.authz import (
+    CLUSTER_NAME,
+    AclOperation,
+    ResourceType,
+    cluster_allowed,
+    message,
+)
+from odradek.broker.security.authorization import Authorization
 from odradek.controller.metadata import MetadataImage, PartitionRegistration
 from odradek.controller.metadata.names import topic_name_error
 
@@ -42,6 +59,9 @@ class MetaNode(Protocol):
 
     @property
     def active_controller_id(self) -> int: ...
+
+    @property
+    def authorization(self) -> Authorization: ...
 
     def api_versions_list(self) -> list[dict[str, int]]: ...
 
@@ -88,35 +108,100 @@ def _partition_entry(node: MetaNode, index: int, reg: PartitionRegistration) -> 
     }
 
 
-def topic_entry(node: MetaNode, name: str, *, with_operations: bool = False
+def topic_entry(node: MetaNode, name: str, *, operations: int = acl_operations.OMITTED
                 ) -> dict[str, Any]:
+    """Metadata's answer for one topic the principal may describe; ``operations``: its
+    KIP-430 authorized operations (OMITTED when the client did not ask)."""
     t = node.image.topics.get(name)
     if t is None:
         return {"error_code": ErrorCode.unknown_topic_or_partition, "name": name,
-                "topic_id": None, "partitions": []}
+                "topic_id": None, "partitions": [], "topic_authorized_operations": operations}
     return {
         "error_code": ErrorCode.none,
         "name": name,
         "topic_id": t.topic_id,
         "is_internal": name in INTERNAL_TOPICS,
         "partitions": [_partition_entry(node, i, reg) for i, reg in sorted(t.partitions.items())],
-        "topic_authorized_operations": acl_operations.authorized(acl_operations.TOPIC,
-                                                                 with_operations),
+        "topic_authorized_operations": operations,
     }
+
+
+def _unauthorized_topic(name: str | None, topic_id: uuid.UUID | None = None,
+                        is_internal: bool = False) -> dict[str, Any]:
+    """A topic the principal may not see (or create): no id unless asked for by id (ids
+    are not secret, names are), no partitions."""
+    return {"error_code": ErrorCode.topic_authorization_failed, "name": name,
+            "topic_id": topic_id, "is_internal": is_internal, "partitions": []}
+
+
+class _TopicAccess:
+    """The DESCRIBE and CREATE decisions of one Metadata request, each asked once."""
+
+    def __init__(self, node: MetaNode, ctx: RequestContext, asked_operations: bool) -> None:
+        self.authorization = node.authorization
+        self.enabled = self.authorization.enabled
+        self.ctx = ctx
+        self.asked_operations = asked_operations
+        self._describe: dict[str, bool] = {}
+        self._cluster_create: bool | None = None
+
+    def describable(self, name: str) -> bool:
+        if not self.enabled:
+            return True
+        allowed = self._describe.get(name)
+        if allowed is None:
+            allowed = self._describe[name] = self.authorization.allowed(
+                self.ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, name)
+        return allowed
+
+    def creatable(self, name: str) -> bool:
+        """CREATE on the CLUSTER, or else on the topic (Kafka's auto-creation check)."""
+        if not self.enabled:
+            return True
+        if self._cluster_create is None:
+            self._cluster_create = cluster_allowed(self.authorization, self.ctx,
+                                                   AclOperation.CREATE)
+        return self._cluster_create or self.authorization.allowed(
+            self.ctx, AclOperation.CREATE, ResourceType.TOPIC, name)
+
+    def operations(self, name: str) -> int:
+        if not self.asked_operations:
+            return acl_operations.OMITTED
+        return self.authorization.operations(self.ctx, ResourceType.TOPIC, name,
+                                             acl_operations.TOPIC)
+
+
+def _cluster_operations(node: MetaNode, ctx: RequestContext, asked: bool) -> int:
+    """KIP-430's cluster field: OMITTED unless asked; 0 without DESCRIBE on the cluster
+    (Kafka's rule), else the cluster operations the principal may do."""
+    if not asked:
+        return acl_operations.OMITTED
+    authorization = node.authorization
+    if not cluster_allowed(authorization, ctx, AclOperation.DESCRIBE):
+        return 0
+    return authorization.operations(ctx, ResourceType.CLUSTER, CLUSTER_NAME,
+                                    acl_operations.CLUSTER)
 
 
 async def handle_metadata(node: MetaNode, ctx: RequestContext, req: Any) -> Payload:
     image = node.image
     requested = req.topics
     # KIP-430 (v8+): the operations the client may perform, when it asks.
-    topic_ops = bool(getattr(req, "include_topic_authorized_operations", False))
+    access = _TopicAccess(node, ctx, bool(getattr(req, "include_topic_authorized_operations",
+                                                  False)))
     cluster_ops = bool(getattr(req, "include_cluster_authorized_operations", False))
     if requested is None or (ctx.api_version == 0 and len(requested) == 0):
+        # Every topic: those the principal may not describe are left out, unmentioned.
         names = sorted(image.topics)
+        if access.enabled:
+            allowed = access.authorization.allowed_names(ctx, AclOperation.DESCRIBE,
+                                                         ResourceType.TOPIC, names)
+            names = [n for n in names if n in allowed]
         requested_entries: list[dict[str, Any]] = [
-            topic_entry(node, n, with_operations=topic_ops) for n in names]
+            topic_entry(node, n, operations=access.operations(n)) for n in names]
     else:
-        allow_auto = bool(getattr(req, "allow_auto_topic_creation", True))
+        allow_auto = bool(getattr(req, "allow_auto_topic_creation", True)) \
+            and bool(node.config["auto.create.topics.enable"])
         requested_entries = []
         to_create = []
         for rt in requested:
@@ -133,18 +218,30 @@ async def handle_metadata(node: MetaNode, ctx: RequestContext, req: Any) -> Payl
                 if t is None:
                     requested_entries.append({"error_code": ErrorCode.unknown_topic_id,
                                               "name": None, "topic_id": tid, "partitions": []})
+                elif not access.describable(t.name):
+                    requested_entries.append(_unauthorized_topic(None, tid))
                 else:
                     requested_entries.append(topic_entry(node, t.name,
-                                                         with_operations=topic_ops))
+                                                         operations=access.operations(t.name)))
+                continue
+            if not access.describable(name):
+                # Before looking the name up: its existence is not this principal's business.
+                requested_entries.append(_unauthorized_topic(name))
                 continue
             if name in image.topics:
-                requested_entries.append(topic_entry(node, name, with_operations=topic_ops))
+                requested_entries.append(topic_entry(node, name,
+                                                     operations=access.operations(name)))
+                continue
+            if allow_auto and not access.creatable(name):
+                requested_entries.append(_unauthorized_topic(name,
+                                                             is_internal=name in INTERNAL_TOPICS))
                 continue
             if topic_name_error(name) is not None:
                 requested_entries.append({"error_code": ErrorCode.invalid_topic_exception,
-                                          "name": name, "topic_id": None, "partitions": []})
+                                          "name": name, "topic_id": None, "partitions": [],
+                                          "topic_authorized_operations": access.operations(name)})
                 continue
-            if allow_auto and node.config["auto.create.topics.enable"]:
+            if allow_auto:
                 to_create.append(name)
             requested_entries.append({"name": name})
         if to_create:
@@ -152,7 +249,7 @@ async def handle_metadata(node: MetaNode, ctx: RequestContext, req: Any) -> Payl
         for entry in requested_entries:
             if len(entry) == 1:  # placeholder for a topic we may just have created
                 name = entry["name"]
-                entry.update(topic_entry(node, name, with_operations=topic_ops))
+                entry.update(topic_entry(node, name, operations=access.operations(name)))
                 if name in to_create and entry["error_code"] != ErrorCode.none:
                     # Created but not yet visible here: Kafka's answer is "retry shortly".
                     entry["error_code"] = ErrorCode.leader_not_available
@@ -163,8 +260,7 @@ async def handle_metadata(node: MetaNode, ctx: RequestContext, req: Any) -> Payl
         "cluster_id": node.cluster_id,
         "controller_id": controller_id_for_clients(node),
         "topics": requested_entries,
-        "cluster_authorized_operations": acl_operations.authorized(acl_operations.CLUSTER,
-                                                                   cluster_ops),
+        "cluster_authorized_operations": _cluster_operations(node, ctx, cluster_ops),
     })
 
 
@@ -179,11 +275,13 @@ async def handle_describe_cluster(node: MetaNode, ctx: RequestContext, req: Any)
                 "is_fenced": e.fenced}
                for e in node.image.endpoints(ctx.listener_name, include_fenced=include_fenced)]
     asked = bool(getattr(req, "include_cluster_authorized_operations", False))
+    # As Kafka's brokers: anyone may describe the cluster; DESCRIBE on it only decides
+    # whether the authorized operations are told (0 without it).
     return ctx.respond({"error_code": ErrorCode.none, "cluster_id": node.cluster_id,
                         "controller_id": controller_id_for_clients(node), "brokers": brokers,
                         "endpoint_type": 1, "throttle_time": 0,
-                        "cluster_authorized_operations": acl_operations.authorized(
-                            acl_operations.CLUSTER, asked)})
+                        "cluster_authorized_operations": _cluster_operations(node, ctx,
+                                                                              asked)})
 
 
 async def _coordinator(node: MetaNode, ctx: RequestContext, key: str, key_type: int
@@ -196,6 +294,15 @@ async def _coordinator(node: MetaNode, ctx: RequestContext, key: str, key_type: 
                                 "(transaction) exist")
         return out
     what = "group" if key_type == GROUP_KEY else "transaction"
+    # Kafka authorizes the key first, whatever it is: DESCRIBE on the group or id.
+    resource_type, denied = ((ResourceType.GROUP, ErrorCode.group_authorization_failed)
+                             if key_type == GROUP_KEY else
+                             (ResourceType.TRANSACTIONAL_ID,
+                              ErrorCode.transactional_id_authorization_failed))
+    if not node.authorization.allowed(ctx, AclOperation.DESCRIBE, resource_type, key):
+        out["error_code"] = denied
+        out["error_message"] = message(denied)
+        return out
     if not key:
         out["error_code"] = (ErrorCode.invalid_group_id if key_type == GROUP_KEY
                              else ErrorCode.invalid_request)
@@ -241,19 +348,35 @@ async def handle_describe_topic_partitions(node: MetaNode, ctx: RequestContext, 
             {"error_code": ErrorCode.invalid_request, "name": name,
              "topic_id": uuid.UUID(int=0), "is_internal": False, "partitions": [],
              "topic_authorized_operations": acl_operations.OMITTED} for name in asked]})
+    fetch_all = not asked
     names = sorted(set(asked)) if asked else sorted(image.topics)
     if cursor is not None:
         names = [n for n in names if n >= cursor.topic_name]
     limit = max(1, min(int(req.response_partition_limit), DESCRIBE_PARTITIONS_LIMIT))
+    authorization = node.authorization
+    check = authorization.enabled
     topics: list[dict[str, Any]] = []
+    # Kafka's handler answers the topics asked for that the principal may not describe
+    # after the others, undisclosed (no id); "every topic" leaves them out. As Kafka's, the
+    # names are authorized as the page is filled, so none past the page's end are.
+    unauthorized: list[dict[str, Any]] = []
     next_cursor = None
     left = limit
     for name in names:
+        if check and not authorization.allowed(ctx, AclOperation.DESCRIBE,
+                                               ResourceType.TOPIC, name):
+            if not fetch_all:
+                unauthorized.append({"error_code": ErrorCode.topic_authorization_failed,
+                                     "name": name, "topic_id": uuid.UUID(int=0),
+                                     "is_internal": False, "partitions": [],
+                                     "topic_authorized_operations": acl_operations.OMITTED})
+            continue
         t = image.topics.get(name)
         if t is None:
             topics.append({"error_code": ErrorCode.unknown_topic_or_partition, "name": name,
                            "topic_id": uuid.UUID(int=0), "is_internal": False,
-                           "partitions": [], "topic_authorized_operations": acl_operations.OMITTED})
+                           "partitions": [], "topic_authorized_operations": authorization.operations(
+                               ctx, ResourceType.TOPIC, name, acl_operations.TOPIC)})
             continue
         first = cursor.partition_index if cursor is not None and name == cursor.topic_name \
             else 0
@@ -272,11 +395,13 @@ async def handle_describe_topic_partitions(node: MetaNode, ctx: RequestContext, 
                   "last_known_elr": []} for i in page]
         topics.append({"error_code": ErrorCode.none, "name": name, "topic_id": t.topic_id,
                        "is_internal": name in INTERNAL_TOPICS, "partitions": parts,
-                       "topic_authorized_operations": acl_operations.bits(acl_operations.TOPIC)})
+                       "topic_authorized_operations": authorization.operations(
+                           ctx, ResourceType.TOPIC, name, acl_operations.TOPIC)})
         if rest:
             next_cursor = {"topic_name": name, "partition_index": rest[0]}
             break
-    return ctx.respond({"throttle_time": 0, "topics": topics, "next_cursor": next_cursor})
+    return ctx.respond({"throttle_time": 0, "topics": topics + unauthorized,
+                        "next_cursor": next_cursor})
 
 
 APIS: tuple[ApiSpec[MetaNode], ...] = (

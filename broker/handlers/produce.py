@@ -1,5 +1,12 @@
 """Produce.
 
+Authorization is Kafka's (KafkaApis.handleProduceRequest): a request carrying
+transactional records needs WRITE on its TRANSACTIONAL_ID, else every partition is
+answered TRANSACTIONAL_ID_AUTHORIZATION_FAILED; each partition needs WRITE on its TOPIC,
+checked before the topic's existence so that an unauthorized producer cannot probe for
+topics. Idempotent records need nothing more: since Kafka 3.0 (KIP-679) a producer may
+write idempotently wherever it may write, and InitProducerId checks IDEMPOTENT_WRITE.
+
 From Produce v10 a partition answered NOT_LEADER_OR_FOLLOWER names its current leader and
 the answer carries that leader's address (KIP-951): a producer whose leader moved (a
 controlled shutdown, a failover) goes there at once instead of refreshing its metadata
@@ -16,6 +23,7 @@ from kio.schema.errors import ErrorCode
 from kio.static.protocol import Payload
 
 from odradek.broker.handlers.api import ApiSpec, RequestContext
+from odradek.broker.handlers.authz import AclOperation, ResourceType
 from odradek.broker.handlers.errors import error_code_for
 from odradek.broker.handlers.leader_hints import LeaderHints
 from odradek.broker.handlers.meta import INTERNAL_TOPICS
@@ -23,9 +31,16 @@ from odradek.broker.kafka.codec import ms
 from odradek.broker.metrics import NodeMetrics
 from odradek.broker.partition import NotEnoughReplicas, Partition
 from odradek.broker.replica_manager import ReplicaManager
+from odradek.broker.security.authorization import Authorization
 from odradek.broker.txn_verification import TxnVerifier
 from odradek.controller.metadata import MetadataImage
-from odradek.storage.batch import iter_batches
+from odradek.storage.batch import (
+    ATTRIBUTES_POS,
+    MAGIC_POS,
+    MAGIC_V2,
+    TRANSACTIONAL_BIT,
+    iter_batches,
+)
 from odradek.storage.errors import StorageError
 
 log = logging.getLogger("odradek.produce")
@@ -45,6 +60,9 @@ class ProduceNode(Protocol):
 
     @property
     def txn_verifier(self) -> TxnVerifier: ...
+
+    @property
+    def authorization(self) -> Authorization: ...
 
 
 PRODUCE_LEADER_HINTS_VERSION = 10
@@ -79,17 +97,21 @@ class _Verification:
         return None
 
 
-async def _verify_transaction(node: ProduceNode, req: Any, version: int
+async def _verify_transaction(node: ProduceNode, req: Any, version: int,
+                              denied: frozenset[str] | set[str]
                               ) -> dict[tuple[str, int], _Verification]:
     """KIP-890: the partitions where this request would open the producer's transaction,
     each with what its coordinator said (broker/txn_verification.py). From v12
-    (transactions v2) the coordinator adds them to the transaction."""
+    (transactions v2) the coordinator adds them to the transaction. Topics in ``denied``
+    (no WRITE) are not written, so not verified either."""
     if req.transactional_id is None:
         return {}
     tokens: dict[tuple[str, int], object] = {}
     mixed: dict[tuple[str, int], _Verification] = {}
     producer: tuple[int, int] | None = None
     for t in req.topic_data:
+        if t.name in denied:
+            continue
         for pd in t.partition_data:
             p = node.replicas.get((t.name, pd.index))
             if p is None or not p.is_leader or not pd.records or t.name in INTERNAL_TOPICS:
@@ -116,18 +138,66 @@ async def _verify_transaction(node: ProduceNode, req: Any, version: int
                     for tp, token in tokens.items()}
 
 
+def _has_transactional_records(req: Any) -> bool:
+    """Is the first batch of some partition's records transactional? (Kafka's
+    RequestUtils.hasTransactionalRecords: a request holds one producer's batches.)"""
+    for t in req.topic_data:
+        for pd in t.partition_data:
+            records = pd.records
+            if records and len(records) > ATTRIBUTES_POS + 1 and records[MAGIC_POS] == MAGIC_V2 \
+                    and records[ATTRIBUTES_POS + 1] & TRANSACTIONAL_BIT:
+                return True
+    return False
+
+
+def _refused(ctx: RequestContext, req: Any, code: ErrorCode) -> Payload:
+    """Every partition of the request answered ``code`` (Kafka's getErrorResponse)."""
+    return ctx.respond({"throttle_time": 0, "node_endpoints": [], "responses": [
+        {"name": t.name, "partition_responses": [
+            {"index": pd.index, "error_code": code, "base_offset": -1, "log_start_offset": -1}
+            for pd in t.partition_data]} for t in req.topic_data]})
+
+
+def _denied_topics(authorization: Authorization, ctx: RequestContext, req: Any
+                   ) -> set[str] | None:
+    """The topics this request may not write to, or None when the request may not write
+    at all (its transactional records and no WRITE on the transactional id)."""
+    if _has_transactional_records(req):
+        txn_id = req.transactional_id
+        if txn_id is None or not authorization.allowed(
+                ctx, AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID, str(txn_id)):
+            return None
+    names = {t.name for t in req.topic_data}
+    return names - authorization.allowed_names(ctx, AclOperation.WRITE, ResourceType.TOPIC,
+                                               names)
+
+
 async def handle_produce(node: ProduceNode, ctx: RequestContext, req: Any) -> Payload | None:
     acks = int(req.acks)
+    denied: frozenset[str] | set[str] = frozenset()
+    authorization = node.authorization
+    if authorization.enabled:
+        found = _denied_topics(authorization, ctx, req)
+        if found is None:
+            return None if acks == 0 else _refused(
+                ctx, req, ErrorCode.transactional_id_authorization_failed)
+        denied = found
     hints = (LeaderHints(node, ctx.listener_name)
              if ctx.api_version >= PRODUCE_LEADER_HINTS_VERSION else None)
     topics_out = []
     waits: list[tuple[dict[str, Any], Partition, int]] = []
-    verified = await _verify_transaction(node, req, ctx.api_version)
+    verified = await _verify_transaction(node, req, ctx.api_version, denied)
     for t in req.topic_data:
         parts_out = []
+        topic_denied = t.name in denied
         for pd in t.partition_data:
             out: dict[str, Any] = {"index": pd.index, "base_offset": -1, "log_start_offset": -1}
             parts_out.append(out)
+            if topic_denied:
+                # Before anything else about the partition: whether the topic exists is
+                # not the business of a producer that may not write to it.
+                out["error_code"] = ErrorCode.topic_authorization_failed
+                continue
             if acks not in (-1, 0, 1):
                 out["error_code"] = ErrorCode.invalid_required_acks
                 continue

@@ -3,6 +3,9 @@
 ``kafka-metadata-quorum.sh --bootstrap-server ... describe --status/--replication`` and
 the admin clients' describeMetadataQuorum ask a broker; as Kafka's brokers forward it to the
 controller, this broker asks the quorum's leader (MetadataPlane.describe_quorum).
+
+It needs DESCRIBE on the CLUSTER, as Kafka's controller checks; without it the answer is
+CLUSTER_AUTHORIZATION_FAILED and nothing about the quorum.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from kio.schema.errors import ErrorCode
 from kio.static.protocol import Payload
 
 from odradek.broker.handlers.api import ApiSpec, RequestContext
+from odradek.broker.handlers.authz import AclOperation, cluster_allowed, message
+from odradek.broker.security.authorization import Authorization
 from odradek.controller.metadata.requests import (
     ControllerCallFailed,
     QuorumDescription,
@@ -29,6 +34,9 @@ class QuorumNode(Protocol):
     """What DescribeQuorum uses of the node: the quorum's description."""
 
     async def describe_quorum(self) -> QuorumDescription: ...
+
+    @property
+    def authorization(self) -> Authorization: ...
 
 
 def _replica(r: QuorumReplica, leader_log_end: int, now_ms: int) -> dict[str, Any]:
@@ -48,6 +56,10 @@ def _partition_error(index: int, code: ErrorCode, message: str) -> dict[str, Any
 
 
 async def handle_describe_quorum(node: QuorumNode, ctx: RequestContext, req: Any) -> Payload:
+    if not cluster_allowed(node.authorization, ctx, AclOperation.DESCRIBE):
+        code = ErrorCode.cluster_authorization_failed
+        return ctx.respond({"error_code": code, "error_message": message(code),
+                            "topics": [], "nodes": []})
     asked = [(t.topic_name, p.partition_index) for t in req.topics for p in t.partitions]
     if asked != [(METADATA_TOPIC, 0)]:
         # Kafka's raft client describes its one partition only.

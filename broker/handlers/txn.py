@@ -7,6 +7,14 @@ client asks FindCoordinator again. Both the classic protocol and transactions v2
 EndTxn v5 answers the epoch the producer goes on with; the partitions come from Produce v12
 and TxnOffsetCommit v5) are served, as the cluster finalizes transaction.version 2
 (broker/features.py).
+
+Authorization is Kafka's: a transactional id's APIs (InitProducerId with one,
+AddPartitionsToTxn v0-v3, AddOffsetsToTxn, EndTxn) need WRITE on the TRANSACTIONAL_ID;
+AddPartitionsToTxn also WRITE on each TOPIC (any partition refused fails the whole
+transaction's request: the others are answered OPERATION_NOT_ATTEMPTED), and
+AddOffsetsToTxn READ on the GROUP. An idempotent producer's InitProducerId needs
+IDEMPOTENT_WRITE on the CLUSTER or WRITE on some topic (KIP-679). What brokers send each
+other (AddPartitionsToTxn v4+, WriteTxnMarkers) needs CLUSTER_ACTION on the CLUSTER.
 """
 
 from __future__ import annotations
@@ -14,15 +22,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from kio.schema.errors import ErrorCode
 from kio.static.protocol import Payload
 
 from odradek.broker.handlers.api import ApiSpec, RequestContext
+from odradek.broker.handlers.authz import AclOperation, ResourceType, cluster_allowed
+from odradek.broker.handlers.meta import INTERNAL_TOPICS
 from odradek.broker.kafka.codec import ms
+from odradek.broker.security.authorization import Authorization
 from odradek.broker.txn import AddPartitionsTxn, TransactionCoordinator
 from odradek.broker.txn_markers import Marker, MarkerWriter
+from odradek.controller.metadata import MetadataImage
 
 log = logging.getLogger("odradek.txn")
 
@@ -41,12 +54,40 @@ class TxnNode(Protocol):
     @property
     def marker_writer(self) -> MarkerWriter: ...
 
+    @property
+    def authorization(self) -> Authorization: ...
+
+    @property
+    def image(self) -> MetadataImage: ...
+
     async def next_producer_id(self) -> int: ...
+
+
+def _may_write_txn(authorization: Authorization, ctx: RequestContext, transactional_id: str
+                   ) -> bool:
+    return authorization.allowed(ctx, AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID,
+                                 transactional_id)
+
+
+def _may_write_idempotently(authorization: Authorization, ctx: RequestContext) -> bool:
+    """KIP-679: IDEMPOTENT_WRITE on the cluster, or WRITE on at least one topic."""
+    return cluster_allowed(authorization, ctx, AclOperation.IDEMPOTENT_WRITE) \
+        or authorization.allowed_by_type(ctx, AclOperation.WRITE, ResourceType.TOPIC)
 
 
 async def handle_init_producer_id(node: TxnNode, ctx: RequestContext, req: Any) -> Payload:
     current_id = int(getattr(req, "producer_id", -1))
     current_epoch = int(getattr(req, "producer_epoch", -1))
+    authorization = node.authorization
+    denied = None
+    if req.transactional_id is not None:
+        if not _may_write_txn(authorization, ctx, str(req.transactional_id)):
+            denied = ErrorCode.transactional_id_authorization_failed
+    elif not _may_write_idempotently(authorization, ctx):
+        denied = ErrorCode.cluster_authorization_failed
+    if denied is not None:
+        return ctx.respond({"error_code": denied, "producer_id": -1, "producer_epoch": -1,
+                            "throttle_time": 0})
     if req.transactional_id is not None:
         result = await node.transactions.init_producer_id(
             str(req.transactional_id), ms(req.transaction_timeout),
@@ -71,11 +112,20 @@ async def handle_init_producer_id(node: TxnNode, ctx: RequestContext, req: Any) 
 async def handle_add_partitions_to_txn(node: TxnNode, ctx: RequestContext, req: Any
                                        ) -> Payload:
     if ctx.api_version >= BROKER_ADD_PARTITIONS_VERSION:
+        if not cluster_allowed(node.authorization, ctx, AclOperation.CLUSTER_ACTION):
+            return ctx.respond({"throttle_time": 0,
+                                "error_code": ErrorCode.cluster_authorization_failed,
+                                "results_by_transaction": []})
         return await _add_partitions_for_brokers(node, ctx, req)
     wanted = [(str(t.name), int(i)) for t in req.v3_and_below_topics for i in t.partitions]
-    results = await node.transactions.add_partitions_to_txn(
-        str(req.v3_and_below_transactional_id), int(req.v3_and_below_producer_id),
-        int(req.v3_and_below_producer_epoch), wanted, api_version=ctx.api_version)
+    txn_id = str(req.v3_and_below_transactional_id)
+    refused = _refused_partitions(node, ctx, txn_id, wanted)
+    if refused is not None:
+        results = refused
+    else:
+        results = await node.transactions.add_partitions_to_txn(
+            txn_id, int(req.v3_and_below_producer_id),
+            int(req.v3_and_below_producer_epoch), wanted, api_version=ctx.api_version)
     by_topic: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for topic, index in wanted:
         by_topic[topic].append({"partition_index": index,
@@ -83,6 +133,37 @@ async def handle_add_partitions_to_txn(node: TxnNode, ctx: RequestContext, req: 
                                                                     ErrorCode.none)})
     return ctx.respond({"throttle_time": 0, "results_by_topic_v3_and_below": [
         {"name": name, "results_by_partition": parts} for name, parts in by_topic.items()]})
+
+
+def _refused_partitions(node: TxnNode, ctx: RequestContext, txn_id: str,
+                        wanted: list[tuple[str, int]]
+                        ) -> dict[tuple[str, int], ErrorCode] | None:
+    """A client's AddPartitionsToTxn as Kafka refuses it, or None to go on: without WRITE
+    on the transactional id, every partition is refused; else partitions of topics it may
+    not WRITE to, and those of internal topics (never added this way, whoever asks),
+    fail the request: TOPIC_AUTHORIZATION_FAILED for them, UNKNOWN_TOPIC_OR_PARTITION for
+    unknown ones, OPERATION_NOT_ATTEMPTED for the rest."""
+    authorization = node.authorization
+    if not _may_write_txn(authorization, ctx, txn_id):
+        return dict.fromkeys(wanted, ErrorCode.transactional_id_authorization_failed)
+    names = {topic for topic, _ in wanted}
+    denied = names & INTERNAL_TOPICS
+    if authorization.enabled:
+        denied |= names - authorization.allowed_names(ctx, AclOperation.WRITE,
+                                                      ResourceType.TOPIC, names - denied)
+    if not denied:
+        return None
+    topics = node.image.topics
+
+    def code(topic: str, index: int) -> ErrorCode:
+        if topic in denied:
+            return ErrorCode.topic_authorization_failed
+        t = topics.get(topic)
+        if t is None or index not in t.partitions:
+            return ErrorCode.unknown_topic_or_partition
+        return ErrorCode.operation_not_attempted
+
+    return {(topic, index): code(topic, index) for topic, index in wanted}
 
 
 async def _add_partitions_for_brokers(node: TxnNode, ctx: RequestContext, req: Any
@@ -108,6 +189,13 @@ async def _add_partitions_for_brokers(node: TxnNode, ctx: RequestContext, req: A
 
 
 async def handle_add_offsets_to_txn(node: TxnNode, ctx: RequestContext, req: Any) -> Payload:
+    authorization = node.authorization
+    if not _may_write_txn(authorization, ctx, str(req.transactional_id)):
+        return ctx.respond({"throttle_time": 0,
+                            "error_code": ErrorCode.transactional_id_authorization_failed})
+    if not authorization.allowed(ctx, AclOperation.READ, ResourceType.GROUP, str(req.group_id)):
+        return ctx.respond({"throttle_time": 0,
+                            "error_code": ErrorCode.group_authorization_failed})
     code = await node.transactions.add_offsets_to_txn(
         str(req.transactional_id), int(req.producer_id), int(req.producer_epoch),
         str(req.group_id), api_version=ctx.api_version)
@@ -115,6 +203,10 @@ async def handle_add_offsets_to_txn(node: TxnNode, ctx: RequestContext, req: Any
 
 
 async def handle_end_txn(node: TxnNode, ctx: RequestContext, req: Any) -> Payload:
+    if not _may_write_txn(node.authorization, ctx, str(req.transactional_id)):
+        return ctx.respond({"throttle_time": 0,
+                            "error_code": ErrorCode.transactional_id_authorization_failed,
+                            "producer_id": -1, "producer_epoch": -1})
     result = await node.transactions.end_txn(
         str(req.transactional_id), int(req.producer_id), int(req.producer_epoch),
         bool(req.committed), api_version=ctx.api_version)
@@ -128,8 +220,19 @@ async def handle_write_txn_markers(node: TxnNode, ctx: RequestContext, req: Any)
                       bool(m.transaction_result),
                       tuple((str(t.name), int(i)) for t in m.topics for i in t.partition_indexes))
                for m in req.markers]
+    if not cluster_allowed(node.authorization, ctx, AclOperation.CLUSTER_ACTION):
+        # Only brokers write markers: Kafka's error response refuses every partition.
+        refused = ErrorCode.cluster_authorization_failed
+        answers: list[dict[tuple[str, int], ErrorCode]] = [
+            dict.fromkeys(m.partitions, refused) for m in markers]
+        return ctx.respond({"markers": _markers_answer(markers, answers)})
     # The markers of different transactions are independent: written and replicated at once.
     answers = await asyncio.gather(*(node.marker_writer.write(m) for m in markers))
+    return ctx.respond({"markers": _markers_answer(markers, answers)})
+
+
+def _markers_answer(markers: list[Marker], answers: Sequence[Mapping[tuple[str, int], ErrorCode]]
+                    ) -> list[dict[str, Any]]:
     markers_out = []
     for marker, codes in zip(markers, answers, strict=True):
         by_topic: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -137,7 +240,7 @@ async def handle_write_txn_markers(node: TxnNode, ctx: RequestContext, req: Any)
             by_topic[topic].append({"partition_index": index, "error_code": code})
         markers_out.append({"producer_id": marker.producer_id, "topics": [
             {"name": name, "partitions": parts} for name, parts in by_topic.items()]})
-    return ctx.respond({"markers": markers_out})
+    return markers_out
 
 
 APIS: tuple[ApiSpec[TxnNode], ...] = (

@@ -5,6 +5,11 @@
 These are what ``kafka-transactions.sh`` and ``odradek transactions`` use to find hanging
 transactions: a partition whose open transaction holds back its last stable offset while
 its coordinator no longer knows it.
+
+Authorization is Kafka's: DescribeTransactions needs DESCRIBE on each TRANSACTIONAL_ID and
+tells only the partitions of topics the principal may DESCRIBE; ListTransactions lists
+only the ids it may DESCRIBE; DescribeProducers needs READ on the TOPIC, checked before
+the topic's existence.
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ from kio.schema.errors import ErrorCode
 from kio.static.protocol import Payload
 
 from odradek.broker.handlers.api import ApiSpec, RequestContext
+from odradek.broker.handlers.authz import AclOperation, ResourceType, message
 from odradek.broker.partition import Partition
 from odradek.broker.replica_manager import ReplicaManager
+from odradek.broker.security.authorization import Authorization
 from odradek.broker.txn.coordinator import TransactionCoordinator
 from odradek.broker.txn.views import TransactionDescription
 from odradek.controller.metadata import MetadataImage
@@ -36,8 +43,11 @@ class TxnAdminNode(Protocol):
     @property
     def image(self) -> MetadataImage: ...
 
+    @property
+    def authorization(self) -> Authorization: ...
 
-def _description(d: TransactionDescription) -> dict[str, Any]:
+
+def _description(d: TransactionDescription, hidden: set[str]) -> dict[str, Any]:
     return {
         "error_code": d.error,
         "transactional_id": d.transactional_id,
@@ -46,17 +56,41 @@ def _description(d: TransactionDescription) -> dict[str, Any]:
         "transaction_start_time": d.transaction_start_time_ms,
         "producer_id": d.producer_id,
         "producer_epoch": d.producer_epoch,
-        "topics": [{"topic": t, "partitions": list(ps)} for t, ps in d.topics.items()],
+        "topics": [{"topic": t, "partitions": list(ps)} for t, ps in d.topics.items()
+                   if t not in hidden],
     }
+
+
+def _unauthorized_description(transactional_id: str) -> dict[str, Any]:
+    # Kafka's answer: the error, the id, and the other fields at their defaults.
+    return {"error_code": ErrorCode.transactional_id_authorization_failed,
+            "transactional_id": transactional_id, "transaction_state": "",
+            "transaction_timeout": 0, "transaction_start_time": 0, "producer_id": 0,
+            "producer_epoch": 0, "topics": []}
 
 
 async def handle_describe_transactions(node: TxnAdminNode, ctx: RequestContext, req: Any
                                        ) -> Payload:
     """Each id is answered by its coordinator: ids of ``__transaction_state`` partitions
     this node does not lead get NOT_COORDINATOR (clients find the coordinator first)."""
-    descriptions = node.transactions.describe_transactions(list(req.transactional_ids))
-    return ctx.respond({"throttle_time": 0,
-                        "transaction_states": [_description(d) for d in descriptions]})
+    authorization = node.authorization
+    ids = list(req.transactional_ids)
+    allowed = authorization.allowed_names(ctx, AclOperation.DESCRIBE,
+                                          ResourceType.TRANSACTIONAL_ID, ids)
+    described = iter(node.transactions.describe_transactions([i for i in ids if i in allowed]))
+    states = []
+    for txn_id in ids:
+        if txn_id not in allowed:
+            states.append(_unauthorized_description(txn_id))
+            continue
+        d = next(described)
+        # Only the partitions of topics the principal may describe (Kafka's filter).
+        hidden = set()
+        if authorization.enabled:
+            hidden = set(d.topics) - authorization.allowed_names(
+                ctx, AclOperation.DESCRIBE, ResourceType.TOPIC, d.topics)
+        states.append(_description(d, hidden))
+    return ctx.respond({"throttle_time": 0, "transaction_states": states})
 
 
 async def handle_list_transactions(node: TxnAdminNode, ctx: RequestContext, req: Any
@@ -69,6 +103,14 @@ async def handle_list_transactions(node: TxnAdminNode, ctx: RequestContext, req:
         duration_filter_ms=int(getattr(req, "duration_filter", -1)),
         transactional_id_pattern=getattr(req, "transactional_id_pattern", None),
     )
+    # Only the ids the principal may describe (Kafka's filter).
+    listed = list(result.transactions)
+    authorization = node.authorization
+    if authorization.enabled:
+        allowed = authorization.allowed_names(ctx, AclOperation.DESCRIBE,
+                                              ResourceType.TRANSACTIONAL_ID,
+                                              [t.transactional_id for t in listed])
+        listed = [t for t in listed if t.transactional_id in allowed]
     return ctx.respond({
         "throttle_time": 0,
         "error_code": result.error,
@@ -76,7 +118,7 @@ async def handle_list_transactions(node: TxnAdminNode, ctx: RequestContext, req:
         "transaction_states": [
             {"transactional_id": t.transactional_id, "producer_id": t.producer_id,
              "transaction_state": t.state}
-            for t in result.transactions],
+            for t in listed],
     })
 
 
@@ -116,11 +158,21 @@ def _producers(node: TxnAdminNode, topic: str, index: int) -> dict[str, Any]:
                 for e in producers]}
 
 
+def _refused_producers(index: int) -> dict[str, Any]:
+    code = ErrorCode.topic_authorization_failed
+    return {"partition_index": index, "error_code": code, "error_message": message(code),
+            "active_producers": []}
+
+
 async def handle_describe_producers(node: TxnAdminNode, ctx: RequestContext, req: Any
                                     ) -> Payload:
+    names = {t.name for t in req.topics}
+    readable = node.authorization.allowed_names(ctx, AclOperation.READ, ResourceType.TOPIC,
+                                                names)
     return ctx.respond({"throttle_time": 0, "topics": [
         {"name": t.name,
-         "partitions": [_producers(node, t.name, int(i)) for i in t.partition_indexes]}
+         "partitions": [_producers(node, t.name, int(i)) if t.name in readable
+                        else _refused_producers(int(i)) for i in t.partition_indexes]}
         for t in req.topics]})
 
 

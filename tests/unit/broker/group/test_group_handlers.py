@@ -13,6 +13,7 @@ from odradek.broker.group.handlers import APIS
 from odradek.broker.handlers.api import RequestContext
 from odradek.broker.kafka import codec
 from tests.unit.broker.group.group_harness import Harness, subscription
+from tests.unit.broker.handlers.acl_fixtures import OFF
 
 JOIN, SYNC, HEARTBEAT, LEAVE = 11, 14, 12, 13
 COMMIT, FETCH, LIST, DESCRIBE, DELETE, OFFSET_DELETE = 8, 9, 16, 15, 42, 47
@@ -23,6 +24,7 @@ SPECS = {spec.api_key: spec for spec in APIS}
 @dataclass
 class FakeNode:
     groups: Any
+    authorization: Any = OFF
 
 
 async def call(

@@ -11,6 +11,7 @@ from odradek.broker.handlers import admin
 from odradek.broker.handlers.api import RequestContext
 from odradek.broker.kafka.codec import build_request
 from odradek.controller.metadata.requests import ControllerUnavailable
+from tests.unit.broker.handlers.acl_fixtures import OFF
 
 
 class DownController:
@@ -26,7 +27,7 @@ def ctx(api_key: int, version: int) -> RequestContext:
 
 
 def test_create_topics_and_alter_configs_answer_request_timed_out() -> None:
-    node = SimpleNamespace(controller=DownController())
+    node = SimpleNamespace(controller=DownController(), authorization=OFF)
     req = build_request(19, 7, {"topics": [{"name": "a", "num_partitions": 1,
                                             "replication_factor": 1}], "timeout": 1000})
     resp = asyncio.run(admin.handle_create_topics(node, ctx(19, 7), req))

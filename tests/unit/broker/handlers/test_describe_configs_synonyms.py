@@ -24,6 +24,7 @@ from odradek.broker.topic_configs import (
     describe_topic,
 )
 from odradek.controller.metadata import BROKER_RESOURCE, TOPIC_RESOURCE
+from tests.unit.broker.handlers.acl_fixtures import OFF
 
 
 def _node() -> SimpleNamespace:
@@ -34,7 +35,7 @@ def _node() -> SimpleNamespace:
                                 own={"log.retention.ms": "7000", "max.connections": "30"})
     overrides = {"retention.ms": "1234"}
     return SimpleNamespace(
-        node_id=1, image=SimpleNamespace(topics={"t": object()}),
+        node_id=1, image=SimpleNamespace(topics={"t": object()}), authorization=OFF,
         describe_topic_configs=lambda topic: describe_topic(levels, overrides),
         describe_broker_configs=lambda: describe_broker(levels),
         describe_cluster_default_configs=lambda: describe_cluster_default(levels.cluster),

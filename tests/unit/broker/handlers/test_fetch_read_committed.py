@@ -27,6 +27,7 @@ from odradek.broker.partition import Partition, wait_for_any
 from odradek.controller.metadata import PartitionRegistration
 from odradek.controller.metadata.image import MetadataImage, TopicImage
 from odradek.storage import AppendOrigin, Record, decode_batches, encode_batch, encode_marker_batch
+from tests.unit.broker.handlers.acl_fixtures import OFF
 
 TOPIC = "t"
 TID = uuid.uuid5(uuid.NAMESPACE_OID, TOPIC)
@@ -52,6 +53,7 @@ class Node:
         self.metrics = NodeMetrics(1)
         self.stopping = False
         self.fetch_sessions = FetchSessionCache(1000, 120_000)
+        self.authorization = OFF
 
 
 def leader(path: Path, replicas: tuple[int, ...] = (1,)) -> Partition:

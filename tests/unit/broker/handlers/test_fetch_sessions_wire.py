@@ -32,6 +32,7 @@ from odradek.controller.metadata.image import (
     TopicImage,
 )
 from odradek.storage.records import Record, encode_batch
+from tests.unit.broker.handlers.acl_fixtures import OFF
 
 # Fetch versions a leader may serve: names up to v12, topic ids from v13, replica_state
 # from v15, node_endpoints from v16.
@@ -82,6 +83,7 @@ class Leader:
         self.metrics = NodeMetrics(1)
         self.stopping = False
         self.fetch_sessions = FetchSessionCache(1000, 120_000)
+        self.authorization = OFF
         self.follower_offsets: dict[tuple[str, int], int] = {}
         self.follower_epochs: set[int] = set()
 

@@ -19,6 +19,7 @@ from odradek.broker.kafka import codec
 from odradek.broker.partition import Partition
 from odradek.storage import AppendOrigin, encode_marker_batch
 from odradek.storage.records import Record, encode_batch
+from tests.unit.broker.handlers.acl_fixtures import OFF
 from tests.unit.broker.handlers.test_fetch_sessions_wire import image_of, partition
 from tests.unit.broker.txn.txn_harness import Harness
 
@@ -32,6 +33,7 @@ class Node:
                  image_parts: dict[tuple[str, int], Partition] | None = None) -> None:
         self.transactions = transactions
         self.replicas = SimpleNamespace(get=parts.get)
+        self.authorization = OFF
         self.image = image_of(image_parts or parts)
 
 
