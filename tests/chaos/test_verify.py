@@ -44,12 +44,12 @@ def fault_phases(events: list[history.Event]) -> dict[str, Counter[str]]:
 
 @pytest.mark.timeout(420)
 def test_short_fault_run_finds_no_anomalies(tmp_path: Path) -> None:
-    """About two minutes: RF=3, min.insync.replicas=2, acks=all; one fault every 12 s
+    """About a minute and a half: RF=3, min.insync.replicas=2, acks=all; one fault every 9 s
     (node kill, pause, active-controller kill, crash losing unflushed writes, and with
     namespaces an isolated node and one-way cuts) from a fixed seed."""
     netns = use_netns()
     kinds = [*PROCESS_KINDS, *(["isolate", "oneway"] if netns else [])]
-    outcome = run(Options(duration=75, interval=12, seed=20240611, faults=kinds, netns=netns,
+    outcome = run(Options(duration=55, interval=9, seed=20240611, faults=kinds, netns=netns,
                           replication_factor=3, min_insync=2, acks="all", partitions=6,
                           out=tmp_path / "run"))
     events = history.read(outcome.run_dir / "history.jsonl")
@@ -60,7 +60,7 @@ def test_short_fault_run_finds_no_anomalies(tmp_path: Path) -> None:
 
     # The workload really ran: thousands of acknowledged writes, read back by every reader.
     acks = sum(1 for _ in history.iter_type(events, history.Ack))
-    assert acks >= 3000, f"only {acks} writes acknowledged in 75 s"
+    assert acks >= 2000, f"only {acks} writes acknowledged in 55 s"
     polled = Counter(e.client for e in history.iter_type(events, history.Poll))
     assert set(polled) >= {"ckgroup", "kpgroup", "ckreader", "kpreader"}, polled
     finals = list(history.iter_type(events, history.FinalRead))
