@@ -18,6 +18,8 @@ from kio.static.protocol import Payload
 from odradek.broker.acl_operations import AclOperation
 from odradek.broker.handlers.admin import controller_failure
 from odradek.broker.handlers.api import ApiSpec, RequestContext
+from odradek.broker.handlers.authz import cluster_allowed
+from odradek.broker.handlers.authz import message as denial
 from odradek.broker.security.acl import (
     AccessControlEntry,
     AclBinding,
@@ -34,6 +36,7 @@ from odradek.broker.security.acl_metadata import (
     stored_acl,
     stored_filter,
 )
+from odradek.broker.security.authorization import Authorization
 from odradek.broker.security.authorizer import AclIndex
 from odradek.controller.metadata.acls import AclFilter, StandardAcl
 from odradek.controller.metadata.requests import (
@@ -47,9 +50,6 @@ from odradek.controller.metadata.requests import (
 NO_AUTHORIZER = "No Authorizer is configured."
 
 
-class AuthorizationState(Protocol):
-    @property
-    def enabled(self) -> bool: ...
 
 
 class AclNode(Protocol):
@@ -57,7 +57,7 @@ class AclNode(Protocol):
     def acls(self) -> AclIndex: ...
 
     @property
-    def authorization(self) -> AuthorizationState: ...
+    def authorization(self) -> Authorization: ...
 
     @property
     def controller(self) -> ControllerApi: ...
@@ -94,6 +94,11 @@ async def handle_describe_acls(node: AclNode, ctx: RequestContext, req: Any) -> 
     if not node.authorization.enabled:
         return ctx.respond({"throttle_time": 0, "error_code": ErrorCode.security_disabled,
                             "error_message": NO_AUTHORIZER, "resources": []})
+    if not cluster_allowed(node.authorization, ctx, AclOperation.DESCRIBE):
+        return ctx.respond({"throttle_time": 0,
+                            "error_code": ErrorCode.cluster_authorization_failed,
+                            "error_message": denial(ErrorCode.cluster_authorization_failed),
+                            "resources": []})
     acl_filter = _filter_of(req)
     error = validate_filter(acl_filter)
     if error is not None:
@@ -116,6 +121,11 @@ async def handle_create_acls(node: AclNode, ctx: RequestContext, req: Any) -> Pa
     if not node.authorization.enabled:
         return ctx.respond({"throttle_time": 0, "results": [
             {"error_code": ErrorCode.security_disabled, "error_message": NO_AUTHORIZER}
+            for _ in req.creations]})
+    if not cluster_allowed(node.authorization, ctx, AclOperation.ALTER):
+        return ctx.respond({"throttle_time": 0, "results": [
+            {"error_code": ErrorCode.cluster_authorization_failed,
+             "error_message": denial(ErrorCode.cluster_authorization_failed)}
             for _ in req.creations]})
     results: list[CreateAclResult | None] = []
     valid: list[StandardAcl] = []
@@ -141,6 +151,11 @@ async def handle_delete_acls(node: AclNode, ctx: RequestContext, req: Any) -> Pa
     if not node.authorization.enabled:
         return ctx.respond({"throttle_time": 0, "filter_results": [
             {"error_code": ErrorCode.security_disabled, "error_message": NO_AUTHORIZER,
+             "matching_acls": []} for _ in req.filters]})
+    if not cluster_allowed(node.authorization, ctx, AclOperation.ALTER):
+        return ctx.respond({"throttle_time": 0, "filter_results": [
+            {"error_code": ErrorCode.cluster_authorization_failed,
+             "error_message": denial(ErrorCode.cluster_authorization_failed),
              "matching_acls": []} for _ in req.filters]})
     results: list[DeleteAclsResult | None] = []
     valid: list[AclFilter] = []

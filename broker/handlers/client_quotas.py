@@ -16,6 +16,9 @@ from kio.static.protocol import Payload
 
 from odradek.broker.handlers.admin import controller_failure
 from odradek.broker.handlers.api import ApiSpec, RequestContext
+from odradek.broker.handlers.authz import AclOperation, cluster_allowed
+from odradek.broker.handlers.authz import message as denial
+from odradek.broker.security.authorization import Authorization
 from odradek.broker.security.quotas import (
     Alteration,
     FilterComponent,
@@ -34,9 +37,16 @@ class QuotaNode(Protocol):
     @property
     def controller(self) -> ControllerApi: ...
 
+    @property
+    def authorization(self) -> Authorization: ...
+
 
 async def handle_describe_client_quotas(node: QuotaNode, ctx: RequestContext, req: Any
                                         ) -> Payload:
+    if not cluster_allowed(node.authorization, ctx, AclOperation.DESCRIBE_CONFIGS):
+        denied = ErrorCode.cluster_authorization_failed
+        return ctx.respond({"throttle_time": 0, "error_code": denied,
+                            "error_message": denial(denied), "entries": None})
     components = [FilterComponent(c.entity_type, int(c.match_type), c.match)
                   for c in req.components]
     try:
@@ -57,6 +67,12 @@ async def handle_alter_client_quotas(node: QuotaNode, ctx: RequestContext, req: 
                           tuple(QuotaOp(op.key, None if op.remove else float(op.value))
                                 for op in entry.ops))
                for entry in req.entries]
+    if not cluster_allowed(node.authorization, ctx, AclOperation.ALTER_CONFIGS):
+        denied = ErrorCode.cluster_authorization_failed
+        return ctx.respond({"throttle_time": 0, "entries": [
+            {"error_code": denied, "error_message": denial(denied),
+             "entity": [{"entity_type": t, "entity_name": n} for t, n in entry.entity]}
+            for entry in entries]})
     # The checks against this broker's quotas give each entry Kafka's answer; what to
     # change is decided by the controller against its own image, so every op of a valid
     # entry is sent, not only those that differ here.

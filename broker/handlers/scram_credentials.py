@@ -14,6 +14,9 @@ from kio.static.protocol import Payload
 
 from odradek.broker.handlers.admin import controller_failure
 from odradek.broker.handlers.api import ApiSpec, RequestContext
+from odradek.broker.handlers.authz import AclOperation, cluster_allowed
+from odradek.broker.handlers.authz import message as denial
+from odradek.broker.security.authorization import Authorization
 from odradek.controller.metadata import MetadataImage
 from odradek.controller.metadata.requests import (
     ControllerApi,
@@ -34,6 +37,9 @@ class ScramNode(Protocol):
 
     @property
     def controller(self) -> ControllerApi: ...
+
+    @property
+    def authorization(self) -> Authorization: ...
 
 
 def describe(image: MetadataImage, users: list[str] | None) -> list[dict[str, Any]]:
@@ -67,6 +73,10 @@ def describe(image: MetadataImage, users: list[str] | None) -> list[dict[str, An
 
 async def handle_describe_user_scram_credentials(node: ScramNode, ctx: RequestContext,
                                                  req: Any) -> Payload:
+    if not cluster_allowed(node.authorization, ctx, AclOperation.DESCRIBE):
+        denied = ErrorCode.cluster_authorization_failed
+        return ctx.respond({"throttle_time": 0, "error_code": denied,
+                            "error_message": denial(denied), "results": []})
     users = None if req.users is None else [u.name for u in req.users]
     return ctx.respond({"throttle_time": 0, "error_code": ErrorCode.none,
                         "error_message": None, "results": describe(node.image, users)})
@@ -78,6 +88,12 @@ async def handle_alter_user_scram_credentials(node: ScramNode, ctx: RequestConte
     upsertions = [ScramCredentialUpsertion(u.name, int(u.mechanism), int(u.iterations),
                                            bytes(u.salt), bytes(u.salted_password))
                   for u in req.upsertions]
+    if not cluster_allowed(node.authorization, ctx, AclOperation.ALTER):
+        denied = ErrorCode.cluster_authorization_failed
+        users = dict.fromkeys([d.user for d in deletions] + [u.user for u in upsertions])
+        return ctx.respond({"throttle_time": 0, "results": [
+            {"user": user, "error_code": denied, "error_message": denial(denied)}
+            for user in users]})
     try:
         results = await node.controller.alter_user_scram_credentials(deletions, upsertions)
     except ControllerCallFailed as e:

@@ -15,6 +15,7 @@ from odradek.broker.handlers import acls as handlers
 from odradek.broker.handlers.api import RequestContext
 from odradek.broker.kafka import codec
 from odradek.broker.security.acl_metadata import updated_index
+from odradek.broker.security.authorization import Authorization
 from odradek.broker.security.authorizer import AclIndex
 from odradek.controller.metadata import MetadataDelta, MetadataImage
 from odradek.controller.metadata.acls import StandardAcl
@@ -58,7 +59,10 @@ class Node:
     def __init__(self, enabled: bool = True) -> None:
         self.image = MetadataImage.EMPTY
         self.acls = AclIndex.EMPTY
-        self.authorization = SimpleNamespace(enabled=enabled)
+        # User:ANONYMOUS (the tests' principal) is a super user: these tests are about
+        # what the APIs do; test_acl_apis_need_the_cluster_permission about who may.
+        self.authorization = Authorization(enabled, frozenset({"User:ANONYMOUS"}), False,
+                                           lambda: self.acls)
         self.controller = Controller(self)
 
     def set_image(self, image: MetadataImage) -> None:
@@ -67,11 +71,13 @@ class Node:
         self.image = image
 
 
-def call(node: Node, api_key: int, data: dict[str, Any], version: int = 3) -> Any:
+def call(node: Node, api_key: int, data: dict[str, Any], version: int = 3,
+         principal: str = "User:ANONYMOUS") -> Any:
     frame = codec.encode_request(codec.build_request(api_key, version, data), 5, "t")
     req = codec.decode_request(frame[4:], SERVED).body
     handler = {s.api_key: s.handler for s in handlers.APIS}[api_key]
-    payload = asyncio.run(handler(node, RequestContext(api_key, version, 5, "t", "h", 1), req))  # type: ignore[arg-type]
+    ctx = RequestContext(api_key, version, 5, "t", "h", 1, principal=principal)
+    payload = asyncio.run(handler(node, ctx, req))  # type: ignore[arg-type]
     out = bytes(codec.encode_response(api_key, version, 5, payload))
     return codec.decode_response(out[4:], api_key, version)[1]
 
@@ -166,3 +172,17 @@ def test_updated_index_shares_unchanged_state_and_skips_unusable_acls() -> None:
     index = updated_index(AclIndex.EMPTY, MetadataImage.EMPTY.acls, image.acls)
     assert list(dict(index.items())) == [uuid.UUID(int=1)]
     assert updated_index(index, image.acls, image.acls) is index
+
+
+def test_acl_apis_need_the_cluster_permission() -> None:
+    """Kafka's AclApis: DESCRIBE on the cluster to describe, ALTER to create or delete."""
+    node = Node()
+    denied = call(node, 29, acl_filter(), principal="User:bob")
+    assert int(denied.error_code) == 31
+    created = call(node, 30, {"creations": [{
+        "resource_type": 2, "resource_name": "t", "resource_pattern_type": 3,
+        "principal": "User:bob", "host": "*", "operation": 2, "permission_type": 3}]},
+        principal="User:bob")
+    assert [int(r.error_code) for r in created.results] == [31]
+    deleted = call(node, 31, {"filters": [acl_filter()]}, principal="User:bob")
+    assert [int(r.error_code) for r in deleted.filter_results] == [31]

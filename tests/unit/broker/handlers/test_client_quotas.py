@@ -12,6 +12,8 @@ from kio.schema.errors import ErrorCode
 from odradek.broker.handlers import client_quotas as handlers
 from odradek.broker.handlers.api import RequestContext
 from odradek.broker.kafka import codec
+from odradek.broker.security.authorization import Authorization
+from odradek.broker.security.authorizer import AclIndex
 from odradek.broker.security.quota_metadata import quota_configs_of
 from odradek.broker.security.quotas import QuotaConfigs
 from odradek.controller.metadata import MetadataDelta, MetadataImage
@@ -39,9 +41,11 @@ class Controller:
 
 
 class Node:
-    def __init__(self) -> None:
+    def __init__(self, authorizer: bool = False) -> None:
         self.image = MetadataImage.EMPTY
         self.quota_configs = QuotaConfigs()
+        self.authorization = Authorization(authorizer, frozenset({"User:admin"}), False,
+                                           lambda: AclIndex.EMPTY)
         self.controller = Controller(self)
 
     def set_image(self, image: MetadataImage) -> None:
@@ -51,11 +55,13 @@ class Node:
         self.image = image
 
 
-def call(node: Node, api_key: int, data: dict[str, Any], version: int = 1) -> Any:
+def call(node: Node, api_key: int, data: dict[str, Any], version: int = 1,
+         principal: str = "User:ANONYMOUS") -> Any:
     frame = codec.encode_request(codec.build_request(api_key, version, data), 5, "t")
     req = codec.decode_request(frame[4:], SERVED).body
     handler = {s.api_key: s.handler for s in handlers.APIS}[api_key]
-    payload = asyncio.run(handler(node, RequestContext(api_key, version, 5, "t", "h", 1), req))  # type: ignore[arg-type]
+    ctx = RequestContext(api_key, version, 5, "t", "h", 1, principal=principal)
+    payload = asyncio.run(handler(node, ctx, req))  # type: ignore[arg-type]
     out = bytes(codec.encode_response(api_key, version, 5, payload))
     return codec.decode_response(out[4:], api_key, version)[1]
 
@@ -164,3 +170,17 @@ def test_quota_configs_follow_images_by_identity() -> None:
     configs = QuotaConfigs()
     image = MetadataImage.EMPTY
     assert quota_configs_of(configs, image.client_quotas, image.client_quotas) is configs
+
+
+def test_quota_apis_need_the_cluster_config_permissions() -> None:
+    """Kafka: DESCRIBE_CONFIGS on the cluster to describe quotas, ALTER_CONFIGS to alter."""
+    node = Node(authorizer=True)
+    described = call(node, 48, {"strict": False, "components": []}, principal="User:bob")
+    assert int(described.error_code) == 31
+    altered = call(node, 49, {"validate_only": False, "entries": [{
+        "entity": [{"entity_type": "user", "entity_name": "bob"}],
+        "ops": [{"key": "producer_byte_rate", "value": 1000.0, "remove": False}]}]},
+        principal="User:bob")
+    assert [int(e.error_code) for e in altered.entries] == [31]
+    assert int(call(node, 48, {"strict": False, "components": []},
+                    principal="User:admin").error_code) == 0

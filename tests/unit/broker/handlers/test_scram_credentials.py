@@ -11,6 +11,8 @@ from kio.schema.errors import ErrorCode
 from odradek.broker.handlers import scram_credentials
 from odradek.broker.handlers.api import RequestContext
 from odradek.broker.kafka import codec
+from odradek.broker.security.authorization import Authorization
+from odradek.broker.security.authorizer import AclIndex
 from odradek.controller.metadata import MetadataDelta, MetadataImage
 from odradek.controller.metadata.records import user_scram_credential_record
 from odradek.controller.metadata.requests import (
@@ -38,9 +40,13 @@ class Controller:
 
 
 class Node:
-    def __init__(self, image: MetadataImage, controller: Controller | None = None) -> None:
+    def __init__(self, image: MetadataImage, controller: Controller | None = None,
+                 authorizer: bool = False) -> None:
         self.image = image
         self.controller = controller or Controller()
+        # With the authorizer on, only User:admin may describe or alter credentials.
+        self.authorization = Authorization(authorizer, frozenset({"User:admin"}), False,
+                                           lambda: AclIndex.EMPTY)
 
 
 def image_with(*creds: tuple[str, int, int]) -> MetadataImage:
@@ -51,11 +57,13 @@ def image_with(*creds: tuple[str, int, int]) -> MetadataImage:
     return delta.apply()
 
 
-def call(node: Node, api_key: int, data: dict[str, Any]) -> Any:
+def call(node: Node, api_key: int, data: dict[str, Any],
+         principal: str = "User:ANONYMOUS") -> Any:
     frame = codec.encode_request(codec.build_request(api_key, 0, data), 5, "t")
     req = codec.decode_request(frame[4:], SERVED).body
     handler = {s.api_key: s.handler for s in scram_credentials.APIS}[api_key]
-    payload = asyncio.run(handler(node, RequestContext(api_key, 0, 5, "t", "h", 1), req))  # type: ignore[arg-type]
+    ctx = RequestContext(api_key, 0, 5, "t", "h", 1, principal=principal)
+    payload = asyncio.run(handler(node, ctx, req))  # type: ignore[arg-type]
     out = bytes(codec.encode_response(api_key, 0, 5, payload))
     return codec.decode_response(out[4:], api_key, 0)[1]
 
@@ -111,3 +119,13 @@ def test_alter_without_a_controller_answers_a_retriable_error_per_user() -> None
                                                    "salted_password": b"p"}]})
     assert [(r.user, int(r.error_code)) for r in response.results] == [
         ("alice", ErrorCode.request_timed_out), ("bob", ErrorCode.request_timed_out)]
+
+
+def test_only_principals_allowed_on_the_cluster_describe_or_alter_credentials() -> None:
+    node = Node(image_with(("alice", 1, 4096)), authorizer=True)
+    denied = call(node, 50, {"users": None}, principal="User:alice")
+    assert int(denied.error_code) == 31 and denied.results == ()
+    altered = call(node, 51, {"deletions": [{"name": "alice", "mechanism": 1}],
+                              "upsertions": []}, principal="User:alice")
+    assert [(r.user, int(r.error_code)) for r in altered.results] == [("alice", 31)]
+    assert int(call(node, 50, {"users": None}, principal="User:admin").error_code) == 0
