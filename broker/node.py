@@ -49,7 +49,7 @@ from odradek.broker.security.authorization import Authorization, parse_super_use
 from odradek.broker.security.authorizer import AclIndex
 from odradek.broker.security.listeners import inter_broker_client, listener_security
 from odradek.broker.security.quota_metadata import quota_configs_of
-from odradek.broker.security.quotas import QuotaConfigs
+from odradek.broker.security.quotas import ControllerMutationQuotaManager, QuotaConfigs
 from odradek.broker.security.scram import ScramCredential
 from odradek.broker.security.throttling import Throttling
 from odradek.broker.server import KafkaServer, ServerLimits
@@ -184,6 +184,7 @@ class Node:
         # metadata listener), and their enforcement by the transport.
         self.quota_configs = QuotaConfigs()
         self.throttling = Throttling(lambda: self.quota_configs)
+        self.mutation_quotas = ControllerMutationQuotaManager(lambda: self.quota_configs)
         self.authorization = Authorization(
             bool(config["authorizer.class.name"]), parse_super_users(config["super.users"]),
             config["allow.everyone.if.no.acl.found"], lambda: self.acls)
@@ -277,6 +278,10 @@ class Node:
     def is_broker(self) -> bool:
         return "broker" in self.config.roles
 
+    def _expire_quota_sensors(self) -> None:
+        self.throttling.expire_idle()
+        self.mutation_quotas.expire_idle(time.monotonic())
+
     def scram_credential(self, user: str, mechanism: str) -> ScramCredential | None:
         """A SCRAM user's credential as the cluster metadata holds it now (SASL listeners
         look it up at each authentication, so a changed password applies at once)."""
@@ -314,7 +319,7 @@ class Node:
                 self.config["log.flush.scheduler.interval.ms"], self.replicas.flush_due)))
             # Quota sensors of clients gone for an hour are dropped (Kafka's sensor expiry).
             self._tasks.append(asyncio.create_task(self._every(
-                30_000, self.throttling.expire_idle)))
+                30_000, self._expire_quota_sensors)))
             await self.server.start_serving()
         if self.config["metrics.listener"]:
             host, _, port = self.config["metrics.listener"].rpartition(":")

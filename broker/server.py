@@ -67,6 +67,7 @@ from odradek.broker.security.throttling import (
     FETCH,
     PRODUCE,
     Throttling,
+    throttle_ms_of,
     with_throttle,
     without_records,
 )
@@ -511,7 +512,8 @@ class KafkaProtocol(asyncio.Protocol, Generic[S]):
                 throttle = max(throttle, fetch_throttle)
         now = time.perf_counter()
         loop_s = now - (encode_from if req.api_key in _PARKING else started)
-        throttle = max(throttle, throttling.handled(self.principal, client_id, loop_s * 1000))
+        throttle = max(throttle, throttling.handled(self.principal, client_id, loop_s * 1000),
+                       throttle_ms_of(body))  # the handler's own (controller mutations)
         if throttle <= 0:
             return out
         self.node.metrics.throttled_requests.labels(api=self.node.metrics.api_name(

@@ -11,6 +11,7 @@ brokers; ElectLeaders ALTER on the CLUSTER. Refused items never reach the contro
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Collection, Sequence
 from typing import Any, Protocol
@@ -18,11 +19,16 @@ from typing import Any, Protocol
 from kio.schema.errors import ErrorCode
 from kio.static.protocol import Payload
 
-from odradek.broker.config import SENSITIVE_KEYS
+from odradek.broker.config import SENSITIVE_KEYS, NodeConfig
 from odradek.broker.handlers.api import ApiSpec, RequestContext
 from odradek.broker.handlers.authz import AclOperation, ResourceType, cluster_allowed
 from odradek.broker.handlers.authz import message as denial
 from odradek.broker.security.authorization import Authorization
+from odradek.broker.security.quotas import (
+    ControllerMutationQuotaManager,
+    is_strict_mutation_quota,
+)
+from odradek.broker.security.throttling import quota_user
 from odradek.broker.topic_configs import (
     BROKER_TOPIC_DEFAULTS,
     DYNAMIC_DEFAULT_BROKER_CONFIG,
@@ -68,6 +74,12 @@ class AdminNode(Protocol):
     @property
     def authorization(self) -> Authorization: ...
 
+    @property
+    def mutation_quotas(self) -> ControllerMutationQuotaManager: ...
+
+    @property
+    def config(self) -> NodeConfig: ...
+
     def describe_topic_configs(self, topic: str) -> list[ConfigRow]: ...
 
     def describe_broker_configs(self) -> list[ConfigRow]: ...
@@ -109,7 +121,12 @@ async def handle_create_topics(node: AdminNode, ctx: RequestContext, req: Any) -
                                                            ResourceType.TOPIC, unique)
         hidden = unique - authorization.allowed_names(ctx, AclOperation.DESCRIBE_CONFIGS,
                                                       ResourceType.TOPIC, unique)
-    asked = [t for t in req.topics if t.name not in refused]
+    quota_refused, throttle = set[str](), 0
+    if not req.validate_only:
+        quota_refused, throttle = _charge_mutations(node, ctx, [
+            (t.name, _created_partitions(node, t)) for t in req.topics
+            if t.name not in refused])
+    asked = [t for t in req.topics if t.name not in refused | quota_refused]
     specs = []
     for t in asked:
         specs.append(CreateTopicSpec(
@@ -122,15 +139,20 @@ async def handle_create_topics(node: AdminNode, ctx: RequestContext, req: Any) -
                    if specs else [])
     except ControllerCallFailed as e:
         code, message = controller_failure(e)
-        return ctx.respond({"throttle_time": 0, "topics": [
+        return ctx.respond({"throttle_time": throttle, "topics": [
             _refused_topic(t.name) if t.name in refused else
-            {"name": t.name, "error_code": code, "error_message": message, "configs": None}
+            {"name": t.name, **_QUOTA_REFUSAL, "configs": None} if t.name in quota_refused
+            else {"name": t.name, "error_code": code, "error_message": message,
+                  "configs": None}
             for t in req.topics]})
     answers = iter(results)
     out = []
     for t in req.topics:
         if t.name in refused:
             out.append(_refused_topic(t.name))
+            continue
+        if t.name in quota_refused:
+            out.append({"name": t.name, **_QUOTA_REFUSAL, "configs": None})
             continue
         r = next(answers)
         entry: dict[str, Any] = {"name": r.name, "topic_id": r.topic_id,
@@ -149,7 +171,34 @@ async def handle_create_topics(node: AdminNode, ctx: RequestContext, req: Any) -
             else:
                 entry["configs"] = _config_entries(node, r.name)
         out.append(entry)
-    return ctx.respond({"throttle_time": 0, "topics": out})
+    return ctx.respond({"throttle_time": throttle, "topics": out})
+
+
+# Kafka's THROTTLING_QUOTA_EXCEEDED answer for a topic refused by controller_mutation_rate.
+_QUOTA_REFUSAL = {"error_code": ErrorCode.throttling_quota_exceeded,
+                  "error_message": "The throttling quota has been exceeded."}
+
+
+def _charge_mutations(node: AdminNode, ctx: RequestContext, topics: Sequence[tuple[str, int]]
+                      ) -> tuple[set[str], int]:
+    """Charge each topic's partition mutations to the client's controller_mutation_rate
+    quota (KIP-599), in order: the topics a strict quota refuses (CreateTopics v6+,
+    DeleteTopics v5+, CreatePartitions v3+), and the response's throttle time. Charged
+    before the controller validates them, unlike Kafka, so an invalid topic costs too."""
+    now = time.monotonic()
+    quota = node.mutation_quotas.new_quota(
+        quota_user(ctx.principal), ctx.client_id or "",
+        is_strict_mutation_quota(ctx.api_key, ctx.api_version), now)
+    refused = {name for name, partitions in topics if not quota.record(partitions, now)}
+    return refused, quota.throttle_time_ms(now)
+
+
+def _created_partitions(node: AdminNode, t: Any) -> int:
+    if t.num_partitions > 0:
+        return int(t.num_partitions)
+    if t.assignments:
+        return len(t.assignments)
+    return int(node.config["num.partitions"])
 
 
 def _refused_topic(name: str) -> dict[str, Any]:
@@ -164,6 +213,16 @@ async def handle_delete_topics(node: AdminNode, ctx: RequestContext, req: Any) -
     else:
         specs = [DeleteTopicSpec(name=n) for n in req.topic_names]
     refused = _refused_deletions(node, ctx, specs) if node.authorization.enabled else {}
+    image = node.image
+    topics = [(i, image.topics_by_id.get(sp.topic_id) if sp.topic_id is not None
+               else image.topics.get(sp.name or "")) for i, sp in enumerate(specs)
+              if i not in refused]
+    quota_refused, throttle = _charge_mutations(node, ctx, [
+        (str(i), len(t.partitions)) for i, t in topics if t is not None])
+    for i in map(int, quota_refused):
+        refused[i] = DeleteTopicResult(specs[i].name, specs[i].topic_id,
+                                       ErrorCode.throttling_quota_exceeded,
+                                       str(_QUOTA_REFUSAL["error_message"]))
     forwarded = [sp for i, sp in enumerate(specs) if i not in refused]
     try:
         results = await node.controller.delete_topics(forwarded) if forwarded else []
@@ -172,7 +231,7 @@ async def handle_delete_topics(node: AdminNode, ctx: RequestContext, req: Any) -
         failed = [DeleteTopicResult(sp.name, sp.topic_id, code, message) for sp in forwarded]
         results = failed
     answers = iter(results)
-    return ctx.respond({"throttle_time": 0, "responses": [
+    return ctx.respond({"throttle_time": throttle, "responses": [
         {"name": r.name, "topic_id": r.topic_id, "error_code": r.error_code,
          "error_message": r.error_message}
         for r in (refused[i] if i in refused else next(answers) for i in range(len(specs)))]})
@@ -224,11 +283,18 @@ async def handle_create_partitions(node: AdminNode, ctx: RequestContext, req: An
         unique = _unique_names([t.name for t in req.topics])
         refused = unique - authorization.allowed_names(ctx, AclOperation.ALTER,
                                                        ResourceType.TOPIC, unique)
+    quota_refused, throttle = set[str](), 0
+    if not req.validate_only:
+        current = node.image.topics
+        quota_refused, throttle = _charge_mutations(node, ctx, [
+            (t.name, max(0, t.count - len(current[t.name].partitions))) for t in req.topics
+            if t.name not in refused and t.name in current])
+    refused_all = refused | quota_refused
     specs = [CreatePartitionsSpec(
         name=t.name, count=t.count,
         assignments=None if t.assignments is None else [tuple(a.broker_ids)
                                                         for a in t.assignments])
-        for t in req.topics if t.name not in refused]
+        for t in req.topics if t.name not in refused_all]
     denied = {"error_code": ErrorCode.topic_authorization_failed,
               "error_message": denial(ErrorCode.topic_authorization_failed)}
     try:
@@ -237,8 +303,9 @@ async def handle_create_partitions(node: AdminNode, ctx: RequestContext, req: An
                    if specs else [])
     except ControllerCallFailed as e:
         code, message = controller_failure(e)
-        return ctx.respond({"throttle_time": 0, "results": [
+        return ctx.respond({"throttle_time": throttle, "results": [
             {"name": t.name, **denied} if t.name in refused else
+            {"name": t.name, **_QUOTA_REFUSAL} if t.name in quota_refused else
             {"name": t.name, "error_code": code, "error_message": message}
             for t in req.topics]})
     answers = iter(results)
@@ -246,11 +313,13 @@ async def handle_create_partitions(node: AdminNode, ctx: RequestContext, req: An
     for t in req.topics:
         if t.name in refused:
             out.append({"name": t.name, **denied})
+        elif t.name in quota_refused:
+            out.append({"name": t.name, **_QUOTA_REFUSAL})
         else:
             r = next(answers)
             out.append({"name": r.name, "error_code": r.error_code,
                         "error_message": r.error_message})
-    return ctx.respond({"throttle_time": 0, "results": out})
+    return ctx.respond({"throttle_time": throttle, "results": out})
 
 
 def _describe_one(node: AdminNode, res: Any, include_docs: bool, include_synonyms: bool

@@ -83,6 +83,12 @@ class Throttling:
             manager.expire_idle(now)
 
 
+def throttle_ms_of(body: Any) -> int:
+    """The throttle time a handler put in its answer (0 when none)."""
+    value = getattr(body, "throttle_time", None)
+    return int(value.total_seconds() * 1000) if isinstance(value, datetime.timedelta) else 0
+
+
 def with_throttle(body: Any, throttle_ms: int) -> Any:
     """The response with ``throttle_time_ms`` set (kio names it ``throttle_time``), for
     every response that has the field."""

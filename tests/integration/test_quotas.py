@@ -128,3 +128,28 @@ def test_quota_changes_need_a_valid_value(cluster: Cluster, tmp_path: Path) -> N
             "ops": [{"key": "producer_byte_rate", "value": -5.0, "remove": False}]}]})
     (entry,) = answer.entries
     assert int(entry.error_code) == 42 and "greater than 0" in entry.error_message
+
+
+def test_controller_mutation_rate_refuses_and_throttles_topic_creation(cluster: Cluster
+                                                                       ) -> None:
+    """KIP-599 with a strict CreateTopics (v6+): topics are accepted while the client's
+    token bucket (burst 11 s x rate) is not negative, the next one is refused with
+    THROTTLING_QUOTA_EXCEEDED and the answer says how long to wait."""
+    set_quota(cluster, "creator", "controller_mutation_rate", 2.0)
+    names = [unique_name("mut") for _ in range(4)]
+    with KafkaConnection.to(cluster.bootstrap, client_id="creator") as conn:
+        answer = conn.request(19, 7, {"timeout_ms": 10_000, "validate_only": False, "topics": [
+            {"name": n, "num_partitions": 10, "replication_factor": 1, "assignments": [],
+             "configs": []} for n in names]})
+    codes = [int(t.error_code) for t in answer.topics]
+    # 22 tokens: 10 + 10 taken, 2 left (not negative) lets the third through to -8.
+    assert codes == [0, 0, 0, 89], codes
+    assert answer.topics[3].error_message == "The throttling quota has been exceeded."
+    throttle = answer.throttle_time.total_seconds()
+    assert 3.0 <= throttle <= 4.1, throttle  # 8 tokens at 2 per second
+    # Another client is not charged for it.
+    with KafkaConnection.to(cluster.bootstrap, client_id="other") as conn:
+        other = conn.request(19, 7, {"timeout_ms": 10_000, "validate_only": False, "topics": [
+            {"name": unique_name("mut"), "num_partitions": 10, "replication_factor": 1,
+             "assignments": [], "configs": []}]})
+    assert [int(t.error_code) for t in other.topics] == [0]

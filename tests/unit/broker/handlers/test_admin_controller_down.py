@@ -10,6 +10,8 @@ from kio.schema.errors import ErrorCode
 from odradek.broker.handlers import admin
 from odradek.broker.handlers.api import RequestContext
 from odradek.broker.kafka.codec import build_request
+from odradek.broker.security.quotas import ControllerMutationQuotaManager, QuotaConfigs
+from odradek.controller.metadata import MetadataImage
 from odradek.controller.metadata.requests import ControllerUnavailable
 from tests.unit.broker.handlers.acl_fixtures import OFF
 
@@ -27,7 +29,9 @@ def ctx(api_key: int, version: int) -> RequestContext:
 
 
 def test_create_topics_and_alter_configs_answer_request_timed_out() -> None:
-    node = SimpleNamespace(controller=DownController(), authorization=OFF)
+    node = SimpleNamespace(controller=DownController(), authorization=OFF,
+                           image=MetadataImage.EMPTY,
+                           mutation_quotas=ControllerMutationQuotaManager(QuotaConfigs))
     req = build_request(19, 7, {"topics": [{"name": "a", "num_partitions": 1,
                                             "replication_factor": 1}], "timeout": 1000})
     resp = asyncio.run(admin.handle_create_topics(node, ctx(19, 7), req))

@@ -17,6 +17,7 @@ from odradek.broker.handlers import admin, log_dirs, quorum
 from odradek.broker.kafka import codec
 from odradek.broker.security.acl import PatternType
 from odradek.broker.security.authorization import Authorization
+from odradek.broker.security.quotas import ControllerMutationQuotaManager, QuotaConfigs
 from odradek.controller.metadata import BROKER_RESOURCE, TOPIC_RESOURCE
 from odradek.controller.metadata.requests import (
     AlterConfigsResult,
@@ -95,7 +96,8 @@ def node(auth: Authorization, tmp_path: Path | None = None) -> Any:
         describe_broker_configs=lambda: [ROW], describe_cluster_default_configs=lambda: [],
         broker_config_synonyms=lambda name: [],
         config={"data.dir": str(tmp_path or ".")}, replicas=SimpleNamespace(partitions={}),
-        describe_quorum=quorum_unreachable)
+        describe_quorum=quorum_unreachable,
+        mutation_quotas=ControllerMutationQuotaManager(QuotaConfigs))
 
 
 async def quorum_unreachable() -> Any:
