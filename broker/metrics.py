@@ -55,6 +55,11 @@ class NodeMetrics:
             "odradek_authentications_total",
             "Successful SASL authentications (re-authentications included), per listener.",
             ["listener"], registry=r)
+        self.reauthentications = Counter(
+            "odradek_reauthentications_total",
+            "SASL sessions renewed on their connection before they expired (KIP-368, "
+            "connections.max.reauth.ms), per listener; also counted in "
+            "odradek_authentications_total.", ["listener"], registry=r)
         self.authentication_failures = Counter(
             "odradek_authentication_failures_total",
             "Connections closed for failed SASL authentication or for requests sent before "
@@ -140,6 +145,7 @@ class NodeMetrics:
             for reason in ("max_connections", "max_connections_per_ip"):
                 self.connections_refused.labels(listener=name, reason=reason)
             self.authentications.labels(listener=name)
+            self.reauthentications.labels(listener=name)
             self.authentication_failures.labels(listener=name)
 
     @staticmethod

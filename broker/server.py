@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import datetime
 import itertools
 import logging
 import ssl
@@ -415,7 +416,9 @@ class KafkaProtocol(asyncio.Protocol, Generic[S]):
             body = codec.build_response(req.api_key, req.api_version, {
                 "error_code": answer.error_code, "error_message": answer.error_message,
                 "auth_bytes": answer.auth_bytes,
-                "session_lifetime_ms": answer.session_lifetime_ms})
+                # kio's name for session_lifetime_ms (a duration, as all *_ms fields)
+                "session_lifetime": datetime.timedelta(
+                    milliseconds=answer.session_lifetime_ms)})
         if answer.error_code == ErrorCode.none and self.auth.authenticated:
             self.principal = self.auth.principal or self.principal
         await self._after_step(answer, req.api_key == SASL_AUTHENTICATE)
@@ -453,6 +456,8 @@ class KafkaProtocol(asyncio.Protocol, Generic[S]):
             await asyncio.sleep(self.security.failed_authentication_delay_s)
         elif answer.error_code == ErrorCode.none and self.auth.authenticated and authenticate:
             self.node.metrics.authentications.labels(listener=self.listener_name).inc()
+            if answer.reauthenticated:
+                self.node.metrics.reauthentications.labels(listener=self.listener_name).inc()
 
     def _write(self, data: bytes | memoryview) -> None:
         if self.transport and not self.transport.is_closing():

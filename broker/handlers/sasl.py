@@ -23,7 +23,7 @@ async def handle_sasl_handshake(node: object, ctx: RequestContext, req: Any) -> 
 async def handle_sasl_authenticate(node: object, ctx: RequestContext, req: Any) -> Payload:
     return ctx.respond({"error_code": ErrorCode.illegal_sasl_state,
                         "error_message": f"listener {ctx.listener_name} does not use SASL",
-                        "auth_bytes": b"", "session_lifetime_ms": 0})
+                        "auth_bytes": b""})
 
 
 APIS: list[ApiSpec[object]] = [

@@ -56,6 +56,8 @@ class Answer:
     mechanisms: tuple[str, ...] = ()
     close: bool = False
     failed: bool = False
+    # A session renewed on its connection (KIP-368), not a first login.
+    reauthenticated: bool = False
 
 
 class Authenticator:
@@ -146,6 +148,7 @@ class Authenticator:
             return Answer(ErrorCode.sasl_authentication_failed,
                           "re-authentication must keep the principal "
                           f"{self.principal}", close=True, failed=True)
+        renewed = self.state is State.REAUTH_AUTHENTICATE
         self.principal = step.principal
         self.state = State.AUTHENTICATED
         self._server = None
@@ -156,4 +159,5 @@ class Authenticator:
             # A client too old to re-authenticate (SaslAuthenticate v0) cannot be told;
             # its connection is closed at its first request after the session ends.
             lifetime = self._reauth_ms if version >= 1 else 0
-        return Answer(ErrorCode.none, auth_bytes=step.challenge, session_lifetime_ms=lifetime)
+        return Answer(ErrorCode.none, auth_bytes=step.challenge, session_lifetime_ms=lifetime,
+                      reauthenticated=renewed)

@@ -41,7 +41,8 @@ pytestmark = pytest.mark.integration
 
 USERS = {"alice": "alice-secret", "bob": "bob-secret"}
 BROKER_USER = ("broker", "broker-secret")
-LISTENERS = ("INTERNAL", "SSL", "SASL_SSL", "SASL_PLAINTEXT")
+LISTENERS = ("INTERNAL", "SSL", "SASL_SSL", "SASL_PLAINTEXT", "REAUTH")
+REAUTH_MS = 1500
 
 
 @dataclass
@@ -52,7 +53,7 @@ class Secured:
     client: Issued  # a client certificate the CA signed (CN=alice-client)
 
     def bootstrap(self, listener: str) -> str:
-        host = "localhost" if listener != "PLAINTEXT" else "127.0.0.1"
+        host = "localhost" if listener not in ("PLAINTEXT", "REAUTH") else "127.0.0.1"
         return ",".join(f"{host}:{p}" for p in self.ports[listener])
 
 
@@ -84,7 +85,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
         # the metadata stream), TLS with mutual authentication.
         cfg["listener.security.protocol.map"] = (
             "PLAINTEXT:PLAINTEXT,INTERNAL:SASL_SSL,SSL:SSL,SASL_SSL:SASL_SSL,"
-            "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SSL")
+            "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SSL,REAUTH:SASL_PLAINTEXT")
         cfg["inter.broker.listener.name"] = "INTERNAL"
         cfg["sasl.mechanism.inter.broker.protocol"] = "PLAIN"
         cfg["ssl.keystore.location"] = str(server.pem)
@@ -95,7 +96,10 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
         cfg["listener.name.internal.plain.sasl.jaas.config"] = _plain_jaas(
             {BROKER_USER[0]: BROKER_USER[1]}, BROKER_USER)
         cfg["listener.name.ssl.ssl.client.auth"] = "required"
-        for name in ("sasl_ssl", "sasl_plaintext"):
+        # REAUTH: SASL sessions of 1.5 s (KIP-368), for the re-authentication test only.
+        cfg["listener.name.reauth.connections.max.reauth.ms"] = REAUTH_MS
+        cfg["listener.name.reauth.sasl.enabled.mechanisms"] = "PLAIN"
+        for name in ("sasl_ssl", "sasl_plaintext", "reauth"):
             cfg[f"listener.name.{name}.plain.sasl.jaas.config"] = _plain_jaas(USERS)
         n.config_path.write_text(yaml.safe_dump(cfg))
     c.start()
@@ -546,3 +550,63 @@ def test_hostile_sasl_exchanges_are_refused_and_the_node_serves_on(secured: Secu
     assert "Traceback" not in node.logs(200_000)
     _round_trip(*[_sasl(secured, "SASL_PLAINTEXT", "alice", USERS["alice"])] * 2,
                 _topic(secured, 1), n=3)
+
+
+def test_sessions_expire_and_clients_reauthenticate(secured: Secured, tmp_path: Path) -> None:
+    """KIP-368 on the REAUTH listener (sessions of 1.5 s): Kafka's Java client and
+    librdkafka, told the session lifetime by SaslAuthenticate, renew their sessions on
+    their connections and keep producing; nothing is lost. A connection that does not
+    renew in time is closed at its next request (the unit tests cover that rule)."""
+    from confluent_kafka import Producer
+
+    from tests.compat.kafka_tools import CONSOLE_PRODUCER, KafkaTools, kafka_tools_lib
+
+    labels = 'listener="REAUTH"'
+
+    def total(name: str) -> float:  # over the nodes: the partition's leader is any of them
+        return sum(metric(n, name, labels) for n in secured.cluster.nodes)
+
+    topic = _topic(secured, 1)
+    bootstrap = f"127.0.0.1:{secured.ports['REAUTH'][0]}"
+    before = total("odradek_reauthentications_total")
+    props = tmp_path / "plain.properties"
+    props.write_text(
+        "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=PLAIN\n"
+        "sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required "
+        f'username="alice" password="{USERS["alice"]}";\n')
+    tools = KafkaTools("java", kafka_tools_lib(), bootstrap)
+    java = subprocess.Popen(
+        [tools.java, "-cp", tools.classpath, CONSOLE_PRODUCER, "--bootstrap-server",
+         bootstrap, "--topic", topic, "--producer.config", str(props)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert java.stdin is not None
+    for i in range(12):  # 4.8 s: three session lifetimes
+        java.stdin.write(f"j{i}\n")
+        java.stdin.flush()
+        time.sleep(0.4)
+    _, err = java.communicate(timeout=60)  # closes stdin: the producer flushes and exits
+    assert java.returncode == 0, err
+    renewed = total("odradek_reauthentications_total") - before
+    assert renewed >= 1, (renewed, err[-2000:])
+
+    before = total("odradek_reauthentications_total")
+    delivered: list[object] = []
+    p = Producer({"bootstrap.servers": bootstrap, "security.protocol": "SASL_PLAINTEXT",
+                  "sasl.mechanisms": "PLAIN", "sasl.username": "bob",
+                  "sasl.password": USERS["bob"]})
+    for i in range(10):  # 4 s
+        p.produce(topic, f"r{i}".encode(), on_delivery=lambda e, m: delivered.append(e))
+        p.poll(0)
+        time.sleep(0.4)
+    assert p.flush(30) == 0
+    assert delivered == [None] * 10
+    assert total("odradek_reauthentications_total") - before >= 1
+    consumer = KafkaConsumer(topic, bootstrap_servers=secured.bootstrap("PLAINTEXT"),
+                             auto_offset_reset="earliest")
+    got: list[bytes] = []
+    deadline = time.monotonic() + 30
+    while len(got) < 22 and time.monotonic() < deadline:
+        got += [r.value for rs in consumer.poll(timeout_ms=500).values() for r in rs]
+    consumer.close()
+    assert sorted(got) == sorted([f"j{i}".encode() for i in range(12)]
+                                 + [f"r{i}".encode() for i in range(10)])
