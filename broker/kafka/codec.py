@@ -347,7 +347,25 @@ def _convert(p: _FieldPlan, value: Any) -> Any:
 
 
 def build_response(api_key: int, version: int, data: typing.Mapping[str, Any]) -> Payload:
+    unknown = data.keys() - _response_fields(api_key)
+    if unknown:
+        # A misspelt field would be dropped without a word (kio names *_ms fields without
+        # the suffix: throttle_time, session_lifetime): refuse it instead.
+        raise ValueError(f"{api_key_map[api_key]} responses have no field "
+                         f"{', '.join(sorted(unknown))} in any version")
     return build(response_class(api_key, version), data)
+
+
+@cache
+def _response_fields(api_key: int) -> frozenset[str]:
+    """Top-level field names of ``api_key``'s response in any version kio knows."""
+    names: set[str] = set()
+    for version in schema_name_map[api_key_map[api_key]]:
+        try:
+            names |= {f.name for f in fields(response_class(api_key, version))}
+        except (KeyError, ImportError):
+            continue
+    return frozenset(names)
 
 
 def build_request(api_key: int, version: int, data: typing.Mapping[str, Any]
