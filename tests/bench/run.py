@@ -23,6 +23,11 @@ Suites:
                as a worker does), and produce latency p50/p99 on a compacted topic with
                the cleaner off and on (fresh 1- then 3-node cluster each). Not in 'all': the
                default suites already share out its budget; use --suite compaction
+  security     one node with PLAINTEXT, SSL, SASL_PLAINTEXT and SASL_SSL listeners:
+               produce/consume MB/s over TLS beside plaintext (ratio, node CPU), produce
+               latency p50/p99 of an authenticated client alone and during a storm of
+               10,000 failed SASL PLAIN logins, and client quotas (producer_byte_rate)
+               when the node serves AlterClientQuotas. Not in 'all' either: --suite security
 
 --peer kafka runs single, controller, controller-dedicated, replication and transactions again against
 Apache Kafka 4.x in KRaft mode (same layout and settings, jars from Maven Central cached in
@@ -50,6 +55,7 @@ from tests.bench import (
     compaction,
     controller,
     replication,
+    security,
     single_broker,
     startup,
     transactions,
@@ -77,16 +83,20 @@ from tests.bench.kafka_peer import (
 __all__ = ["main", "raw_disk_write_mb_s"]
 
 SUITES = ("startup", "single", "controller", "controller-dedicated", "replication",
-          "transactions", "compaction")
-# compaction (about 2 minutes) is left out of 'all': the other suites' limits already share
-# out the whole 12-minute default budget, so adding it would cut the others short.
-DEFAULT = SUITES[:-1]
+          "transactions", "compaction", "security")
+# compaction and security (about 2 and 3 minutes) are left out of 'all': the other suites'
+# limits already share out the whole 12-minute default budget, so adding them would cut
+# the others short.
+DEFAULT = tuple(s for s in SUITES if s not in ("compaction", "security"))
 PEERS = ("kafka",)
 # Suites that cannot run against a peer, and why.
 NO_PEER = {
     "startup": "it starts odradek.testing's own test clusters",
     "compaction": "its cleaner half builds and cleans logs with Odradek's storage code "
                   "in-process",
+    "security": "its figures are ratios within one node's run (TLS / plaintext, storm / "
+                "alone, achieved / quota); a Kafka run of it would need JAAS and key store "
+                "setup of its own and is not written",
 }
 # The whole run's budget by default, in seconds; with a peer every suite runs twice.
 # 12 minutes for the suites before transactions, plus the 2 its limit gives it.
@@ -165,6 +175,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="measured window of each latency run (after a 5 s warm-up)")
     g.add_argument("--compaction-nodes", default="1,3",
                    help="cluster sizes of the latency runs, comma-separated (RF = nodes)")
+    g = ap.add_argument_group("security")
+    g.add_argument("--sec-seconds", type=float, default=8,
+                   help="length of each produce throughput run over a listener")
+    g.add_argument("--sec-listeners", default="PLAINTEXT,SSL,SASL_SSL",
+                   help="listeners of the throughput runs, in this order, comma-separated "
+                        "(the others are given as ratios to PLAINTEXT)")
+    g.add_argument("--auth-latency-seconds", type=float, default=12,
+                   help="each produce latency window: alone, during the storm, alone again")
+    g.add_argument("--storm-attempts", type=int, default=10_000,
+                   help="failed SASL PLAIN logins the storm makes (at least)")
+    g.add_argument("--storm-connections", type=int, default=150,
+                   help="storm connections in flight at once (each failure is delayed by "
+                        "connection.failed.authentication.delay.ms)")
+    g.add_argument("--storm-procs", type=int, default=2, help="processes making the storm")
+    g.add_argument("--quota-mb-s", type=float, default=2.0,
+                   help="producer_byte_rate of client id 'limited', in MB/s")
+    g.add_argument("--quota-seconds", type=float, default=30,
+                   help="the limited producer's run (its rate is taken over whole periods "
+                        "of the quota's sawtooth, about 13 s each)")
+    g.add_argument("--free-seconds", type=float, default=6,
+                   help="the free producer's runs: alone, beside the limited one, alone "
+                        "again (the first second is not counted)")
     g = ap.add_argument_group("peer")
     g.add_argument("--peer", choices=PEERS,
                    help="also run each suite that can against Apache Kafka (KRaft, same "
@@ -284,14 +316,22 @@ def run_suite(name: str, args: argparse.Namespace, workdir: Path, report: Report
             rate=args.compaction_rate, seconds=args.compaction_seconds,
             nodes=tuple(int(n) for n in args.compaction_nodes.split(",") if n.strip())),
             workdir, report, disk)
+    elif name == "security":
+        security.run(security.SecurityArgs(
+            seconds=args.sec_seconds, producers=args.producers, partitions=args.partitions,
+            tls_listeners=tuple(s.strip() for s in args.sec_listeners.split(",") if s.strip()),
+            latency_seconds=args.auth_latency_seconds, storm_attempts=args.storm_attempts,
+            storm_connections=args.storm_connections, storm_procs=args.storm_procs,
+            quota_mb_s=args.quota_mb_s, quota_seconds=args.quota_seconds,
+            free_seconds=args.free_seconds), workdir, report)
 
 
 # Upper bound on each suite's process, so a wedged cluster cannot hold `make bench` forever,
 # and the time each one needs at least (kept back for it from the suites before it).
 SUITE_LIMIT_S = {"startup": 150, "single": 180, "controller": 420, "controller-dedicated": 360,
-                 "replication": 360, "transactions": 180, "compaction": 330}
+                 "replication": 360, "transactions": 180, "compaction": 330, "security": 300}
 SUITE_RESERVE_S = {"startup": 60, "single": 60, "controller": 120, "controller-dedicated": 100,
-                   "replication": 150, "transactions": 90, "compaction": 150}
+                   "replication": 150, "transactions": 90, "compaction": 150, "security": 180}
 
 
 def run_child(step: Step, args: argparse.Namespace, workdir: Path, disk: float,
