@@ -322,16 +322,21 @@ class KafkaProtocol(asyncio.Protocol, Generic[S]):
     # --- serving -----------------------------------------------------------------------
 
     async def _next_frame(self) -> FrameReceived | None:
+        waited = False
         while not self.frames:
             if self._closing:
                 return None
             self._wakeup.clear()
             await self._wakeup.wait()
-        # Take turns with every other connection: most handlers finish without suspending,
-        # and awaiting a set Event does not yield, so a client that pipelines thousands of
-        # cheap requests (one read can frame 256 KiB of them) would otherwise hold the
-        # event loop until all are answered (bystanders saw 0.5 s stalls).
-        await asyncio.sleep(0)
+            waited = True
+        if not waited:
+            # Take turns with every other connection: most handlers finish without
+            # suspending, and a frame already queued needs no wait, so a client that
+            # pipelines thousands of cheap requests (one read can frame 256 KiB of them)
+            # would otherwise hold the event loop until all are answered (bystanders saw
+            # 0.5 s stalls). A connection that just waited for its frame has had its turn:
+            # yielding again would only add a loop iteration to every request's latency.
+            await asyncio.sleep(0)
         await self._writable.wait()
         if self._muted_until:
             # Throttled (KIP-219): the answer went out; the next request waits out the
@@ -473,12 +478,18 @@ class KafkaProtocol(asyncio.Protocol, Generic[S]):
         )
         started = time.perf_counter()
         metrics = self.node.metrics
-        handler = self._handler = asyncio.ensure_future(spec.handler(self.node, ctx, req.body))
+        call = spec.handler(self.node, ctx, req.body)
+        # Only a request that connection_lost may cancel (a fetch's long poll) runs as a
+        # task of its own; the others run in this connection's task, which saves every
+        # request a loop iteration (a busy loop's iteration is its latency).
+        handler = self._handler = (asyncio.ensure_future(call)
+                                   if req.api_key in _CANCEL_ON_CLOSE else None)
         try:
-            body = await handler
+            body = await (handler if handler is not None else call)
         except asyncio.CancelledError:
             current = asyncio.current_task()
-            if handler.cancelled() and self._lost and not (current and current.cancelling()):
+            if handler is not None and handler.cancelled() and self._lost \
+                    and not (current and current.cancelling()):
                 return None  # cancelled by connection_lost: the next frames still count
             raise
         except Exception:

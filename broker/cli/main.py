@@ -14,6 +14,7 @@ from odradek.broker.cli import (
     healthcheck,
     node,
     produce,
+    quotas,
     status,
     topics,
     transactions,
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     transactions.add_parser(sub)
     users.add_parser(sub)
     acls.add_parser(sub)
+    quotas.add_parser(sub)
     verify.add_parser(sub)
     healthcheck.add_parser(sub)
     console.add_parser(sub)

@@ -153,3 +153,28 @@ def test_controller_mutation_rate_refuses_and_throttles_topic_creation(cluster: 
             {"name": unique_name("mut"), "num_partitions": 10, "replication_factor": 1,
              "assignments": [], "configs": []}]})
     assert [int(t.error_code) for t in other.topics] == [0]
+
+
+def test_the_quotas_command(cluster: Cluster) -> None:
+    import json
+    import subprocess
+    import sys
+
+    def odradek(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(Path(sys.executable).with_name("odradek")), "quotas", *args,
+                               "--bootstrap", cluster.bootstrap], capture_output=True,
+                              text=True, timeout=60)
+
+    r = odradek("set", "--user", "carol", "--client-id", "<default>",
+                "--config", "producer_byte_rate=1024", "--config", "request_percentage=50")
+    assert r.returncode == 0, r.stderr
+    listed = wait_for(lambda: json.loads(odradek("list", "--user", "carol", "--json").stdout)
+                      or None, 10, "carol's quotas")
+    assert listed == [{"user": "carol", "client_id": "<default>",
+                       "values": {"producer_byte_rate": 1024.0,
+                                  "request_percentage": 50.0}}]
+    bad = odradek("set", "--user", "carol", "--config", "producer_byte_rate=-1")
+    assert bad.returncode != 0 and "greater than 0" in bad.stderr, bad.stderr
+    assert odradek("delete", "--user", "carol", "--client-id", "<default>").returncode == 0
+    assert wait_for(lambda: json.loads(odradek("list", "--user", "carol", "--json").stdout)
+                    == [], 10, "carol's quotas to go")

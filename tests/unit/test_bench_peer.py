@@ -175,7 +175,7 @@ def test_suite_process_arguments(tmp_path: Path) -> None:
     plain = run.parse_args(run.child_argv(run.Step("single"), argv, tmp_path, 1, 1,
                                           tmp_path / "o.json")[3:])
     assert plain.child_peer is None
-    assert set(run.NO_PEER) == {"startup", "compaction"}
+    assert set(run.NO_PEER) == {"startup", "compaction", "security"}
     for name in ("single", "replication", "controller", "controller-dedicated"):
         assert run.compared(name), name
 
