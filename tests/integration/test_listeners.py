@@ -13,8 +13,9 @@ import pytest
 import yaml
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaConnectionError
 
-from tests.integration.harness import Cluster, free_port
+from tests.integration.harness import Cluster, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -43,12 +44,22 @@ def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Cl
 
 
 def _brokers(bootstrap: str) -> dict[int, tuple[str, int]]:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        return {b["broker_id"]: (b["host"], b["port"])
-                for b in admin.describe_cluster()["brokers"]}
-    finally:
-        admin.close()
+    """The brokers DescribeCluster names, asked again while a connection is refused: on a
+    loaded machine a client may reach a node in the instant between the cluster's start
+    and the node's listeners accepting (once seen in the full suite)."""
+    def ask() -> dict[int, tuple[str, int]] | None:
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        except KafkaConnectionError:
+            return None
+        try:
+            return {b["broker_id"]: (b["host"], b["port"])
+                    for b in admin.describe_cluster()["brokers"]}
+        except KafkaConnectionError:
+            return None
+        finally:
+            admin.close()
+    return wait_for(ask, 20, f"DescribeCluster through {bootstrap}")
 
 
 def test_each_listener_advertises_its_own_addresses(cluster: tuple[Cluster, dict]) -> None:

@@ -83,14 +83,14 @@ def test_a_producer_over_its_quota_is_throttled_and_others_are_not(cluster: Clus
     admin.close()
     set_quota(cluster, "limited", "producer_byte_rate", QUOTA)
     before = throttled(cluster, "produce")
-    free = produce_for(cluster, topic, "free", 1.5)
+    free = produce_for(cluster, topic, "free", 1.0)
     assert throttled(cluster, "produce") == before, "a client without a quota was throttled"
-    limited = produce_for(cluster, topic, "limited", 3)
+    limited = produce_for(cluster, topic, "limited", 2)
     assert throttled(cluster, "produce") > before
     # Held back to what the quota's window lets through, far below the free client.
-    assert limited < most_within_quota(3, 200_000) < free, (limited, free)
+    assert limited < most_within_quota(2, 200_000) < free, (limited, free)
     set_quota(cluster, "limited", "producer_byte_rate", None)
-    assert produce_for(cluster, topic, "limited", 1.5) > most_within_quota(1.5, 200_000)
+    assert produce_for(cluster, topic, "limited", 1.0) > most_within_quota(1.0, 200_000)
 
 
 def test_a_consumer_over_its_quota_gets_throttled_fetches(cluster: Cluster) -> None:
@@ -98,7 +98,7 @@ def test_a_consumer_over_its_quota_gets_throttled_fetches(cluster: Cluster) -> N
     admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap)
     admin.create_topics([NewTopic(topic, 1, 1)])
     admin.close()
-    produce_for(cluster, topic, "filler", 1.5)
+    produce_for(cluster, topic, "filler", 1.0)
     set_quota(cluster, "slow-reader", "consumer_byte_rate", QUOTA)
     before = throttled(cluster, "fetch")
 
@@ -121,10 +121,10 @@ def test_a_consumer_over_its_quota_gets_throttled_fetches(cluster: Cluster) -> N
         assert not nulls, nulls[:3]
         return got / seconds
 
-    fast = read("fast-reader", 1.5)
-    slow = read("slow-reader", 3)
+    fast = read("fast-reader", 1.0)
+    slow = read("slow-reader", 2)
     assert throttled(cluster, "fetch") > before
-    assert slow < most_within_quota(3, 200_000) < fast, (slow, fast)
+    assert slow < most_within_quota(2, 200_000) < fast, (slow, fast)
 
 
 def test_quota_changes_need_a_valid_value(cluster: Cluster, tmp_path: Path) -> None:
