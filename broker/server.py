@@ -502,7 +502,7 @@ class KafkaProtocol(asyncio.Protocol, Generic[S]):
             self._handler = None
             metrics.observe_request(req.api_key, time.perf_counter() - started, event.size)
         throttling = self.node.throttling
-        if not throttling.active or throttling.exempt(req.api_key, req.body):
+        if not throttling.active or throttling.exempt(req.api_key, req.api_version, req.body):
             if body is None:
                 return None
             return codec.encode_response(req.api_key, req.api_version, req.correlation_id,

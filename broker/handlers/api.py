@@ -40,6 +40,19 @@ class RequestContext:
         return build_response(self.api_key, self.api_version, data)
 
 
+# From Fetch v15 a follower names itself in replica_state, with its broker epoch (KIP-903).
+FETCH_REPLICA_STATE_VERSION = 15
+
+
+def fetch_replica(req: Any, version: int) -> tuple[int, int]:
+    """(replica id, broker epoch) of a follower's Fetch, (-1, -1) for a consumer's: the
+    fetch handler serves by it, and the transport's quotas exempt followers by it."""
+    if version >= FETCH_REPLICA_STATE_VERSION:
+        state = req.replica_state
+        return int(state.replica_id), int(state.replica_epoch)
+    return int(getattr(req, "replica_id", -1)), -1
+
+
 @dataclass(frozen=True, slots=True)
 class ApiSpec(Generic[N]):
     """One API the broker serves, with exactly the versions it implements, and its handler,

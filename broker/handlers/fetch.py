@@ -43,7 +43,7 @@ from odradek.broker.fetch_sessions import (
     PartitionKey,
     new_context,
 )
-from odradek.broker.handlers.api import ApiSpec, RequestContext
+from odradek.broker.handlers.api import ApiSpec, RequestContext, fetch_replica
 from odradek.broker.handlers.authz import AclOperation, ResourceType, cluster_allowed
 from odradek.broker.handlers.errors import error_code_for
 from odradek.broker.handlers.leader_hints import LeaderHints
@@ -63,7 +63,6 @@ EARLIEST, LATEST, MAX_TIMESTAMP = -2, -1, -3
 READ_UNCOMMITTED, READ_COMMITTED = 0, 1  # isolation_level of Fetch v4+ and ListOffsets v2+
 MESSAGES_KEY = "_messages_sent"
 FETCH_TOPIC_IDS_VERSION = 13  # topics named by id (KIP-516)
-FETCH_REPLICA_STATE_VERSION = 15  # the follower's id and broker epoch in replica_state
 FETCH_NODE_ENDPOINTS_VERSION = 16  # leader hints (KIP-951)
 _LEADER_HINT_ERRORS = frozenset({ErrorCode.not_leader_or_follower,
                                  ErrorCode.fenced_leader_epoch})
@@ -237,14 +236,6 @@ def _fetch_context(node: FetchNode, req: Any, version: int, replica_id: int,
                        replica_id=replica_id, read_committed=read_committed)
 
 
-def _replica(req: Any, version: int) -> tuple[int, int]:
-    """(replica id, broker epoch) of a follower's fetch, (-1, -1) for a consumer's."""
-    if version >= FETCH_REPLICA_STATE_VERSION:
-        state = req.replica_state
-        return int(state.replica_id), int(state.replica_epoch)
-    return int(getattr(req, "replica_id", -1)), -1
-
-
 def _grouped(answers: list[tuple[PartitionKey, dict[str, Any]]], context: FetchContext
              ) -> list[dict[str, Any]]:
     """Partition answers as the response's topics, each topic once, in first-seen order
@@ -314,7 +305,7 @@ def _denied_topics(node: FetchNode, ctx: RequestContext, operation: AclOperation
 
 async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payload:
     version = ctx.api_version
-    replica_id, replica_epoch = _replica(req, version)
+    replica_id, replica_epoch = fetch_replica(req, version)
     # A follower reads to the log end whatever it asks (Kafka's FetchIsolation.of).
     read_committed = replica_id < 0 and int(
         getattr(req, "isolation_level", READ_UNCOMMITTED)) == READ_COMMITTED

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from odradek.broker.handlers.api import fetch_replica
 from odradek.broker.security.quotas import ClientQuotaManager, QuotaConfigs
 
 PRODUCE, FETCH, API_VERSIONS, WRITE_TXN_MARKERS = 0, 1, 18, 27
@@ -34,12 +35,6 @@ def quota_user(principal: str) -> str:
     return principal.partition(":")[2] or principal
 
 
-def is_follower_fetch(request: Any) -> bool:
-    state = getattr(request, "replica_state", None)
-    replica = getattr(state, "replica_id", None) if state is not None else None
-    if replica is None:
-        replica = getattr(request, "replica_id", -1)
-    return int(replica if replica is not None else -1) >= 0
 
 
 class Throttling:
@@ -57,8 +52,9 @@ class Throttling:
         costs one check per request)."""
         return len(self._configs()) > 0
 
-    def exempt(self, api_key: int, request: Any) -> bool:
-        return api_key in _EXEMPT or (api_key == FETCH and is_follower_fetch(request))
+    def exempt(self, api_key: int, version: int, request: Any) -> bool:
+        return api_key in _EXEMPT or (
+            api_key == FETCH and fetch_replica(request, version)[0] >= 0)
 
     def produced(self, principal: str, client_id: str, request_bytes: int) -> int:
         return self.produce.record_and_throttle(quota_user(principal), client_id,

@@ -8,7 +8,6 @@ from odradek.broker.kafka import codec
 from odradek.broker.security.quotas import QuotaConfigs, QuotaEntity
 from odradek.broker.security.throttling import (
     Throttling,
-    is_follower_fetch,
     quota_user,
     with_throttle,
     without_records,
@@ -63,10 +62,9 @@ def test_exemptions() -> None:
     consumer = codec.build_request(1, 12, {"replica_id": -1, "topics": []})
     follower_v15 = codec.build_request(1, 15, {"replica_state": {"replica_id": 3},
                                                "topics": []})
-    assert is_follower_fetch(follower) and is_follower_fetch(follower_v15)
-    assert not is_follower_fetch(consumer)
-    assert t.exempt(1, follower) and not t.exempt(1, consumer)
-    assert t.exempt(27, None) and t.exempt(18, None) and not t.exempt(0, None)
+    assert t.exempt(1, 12, follower) and t.exempt(1, 15, follower_v15)
+    assert not t.exempt(1, 12, consumer)
+    assert t.exempt(27, 1, None) and t.exempt(18, 3, None) and not t.exempt(0, 9, None)
     assert quota_user("User:alice") == "alice"
     assert quota_user("User:CN=a,O=b") == "CN=a,O=b"
 
