@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Collection, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from kio.schema.errors import ErrorCode
 from kio.static.protocol import Payload
@@ -174,13 +174,15 @@ async def handle_create_topics(node: AdminNode, ctx: RequestContext, req: Any) -
     return ctx.respond({"throttle_time": throttle, "topics": out})
 
 
+K = TypeVar("K")  # what identifies a topic in a request: its name, or its index
+
 # Kafka's THROTTLING_QUOTA_EXCEEDED answer for a topic refused by controller_mutation_rate.
 _QUOTA_REFUSAL = {"error_code": ErrorCode.throttling_quota_exceeded,
                   "error_message": "The throttling quota has been exceeded."}
 
 
-def _charge_mutations(node: AdminNode, ctx: RequestContext, topics: Sequence[tuple[str, int]]
-                      ) -> tuple[set[str], int]:
+def _charge_mutations(node: AdminNode, ctx: RequestContext, topics: Sequence[tuple[K, int]]
+                      ) -> tuple[set[K], int]:
     """Charge each topic's partition mutations to the client's controller_mutation_rate
     quota (KIP-599), in order: the topics a strict quota refuses (CreateTopics v6+,
     DeleteTopics v5+, CreatePartitions v3+), and the response's throttle time. Charged
@@ -189,7 +191,7 @@ def _charge_mutations(node: AdminNode, ctx: RequestContext, topics: Sequence[tup
     quota = node.mutation_quotas.new_quota(
         quota_user(ctx.principal), ctx.client_id or "",
         is_strict_mutation_quota(ctx.api_key, ctx.api_version), now)
-    refused = {name for name, partitions in topics if not quota.record(partitions, now)}
+    refused = {key for key, partitions in topics if not quota.record(partitions, now)}
     return refused, quota.throttle_time_ms(now)
 
 
@@ -218,8 +220,8 @@ async def handle_delete_topics(node: AdminNode, ctx: RequestContext, req: Any) -
                else image.topics.get(sp.name or "")) for i, sp in enumerate(specs)
               if i not in refused]
     quota_refused, throttle = _charge_mutations(node, ctx, [
-        (str(i), len(t.partitions)) for i, t in topics if t is not None])
-    for i in map(int, quota_refused):
+        (i, len(t.partitions)) for i, t in topics if t is not None])
+    for i in quota_refused:
         refused[i] = DeleteTopicResult(specs[i].name, specs[i].topic_id,
                                        ErrorCode.throttling_quota_exceeded,
                                        str(_QUOTA_REFUSAL["error_message"]))
