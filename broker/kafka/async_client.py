@@ -12,7 +12,7 @@ from typing import Any
 from kio.schema.errors import ErrorCode
 
 from odradek.broker.kafka import codec
-from odradek.broker.security.sasl_client import ClientSecurity, SaslClientError, client_for
+from odradek.broker.security.sasl_client import ClientSecurity, SaslClientError, exchange
 
 _SIZE = struct.Struct(">i")
 CLOSE_TIMEOUT_S = 1.0
@@ -55,21 +55,13 @@ class AsyncKafkaConnection:
 
     async def _authenticate(self, mechanism: str, username: str, password: str,
                             timeout: float) -> None:
-        """SaslHandshake v1, then SaslAuthenticate until the mechanism is done."""
-        handshake = await self._exchange(17, 1, {"mechanism": mechanism}, timeout)
-        if handshake.error_code != ErrorCode.none:
-            await self.close()
-            raise BrokerConnectionError(
-                f"{self.host}:{self.port} refused SASL mechanism {mechanism} "
-                f"({handshake.error_code.name}; it enables {list(handshake.mechanisms)})")
-        client = client_for(mechanism, username, password)
-        token: bytes | None = client.first()
+        steps = exchange(mechanism, username, password)
         try:
-            while token is not None:
-                answer = await self._exchange(36, 2, {"auth_bytes": token}, timeout)
-                if answer.error_code != ErrorCode.none:
-                    raise SaslClientError(f"{answer.error_code.name}: {answer.error_message}")
-                token = client.step(bytes(answer.auth_bytes))
+            request = next(steps)
+            while True:
+                request = steps.send(await self._exchange(*request, timeout))
+        except StopIteration:
+            return
         except SaslClientError as e:
             await self.close()
             raise BrokerConnectionError(

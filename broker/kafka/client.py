@@ -8,7 +8,7 @@ import struct
 from typing import Any
 
 from odradek.broker.kafka import codec
-from odradek.broker.security.sasl_client import ClientSecurity, SaslClientError, client_for
+from odradek.broker.security.sasl_client import ClientSecurity, SaslClientError, exchange
 
 _SIZE = struct.Struct(">i")
 
@@ -40,22 +40,15 @@ class KafkaConnection:
             raise
 
     def _authenticate(self, mechanism: str, username: str, password: str) -> None:
-        """SaslHandshake v1, then SaslAuthenticate until the mechanism is done."""
-        handshake = self.request(17, 1, {"mechanism": mechanism})
-        if handshake.error_code != 0:
-            raise AuthenticationFailed(
-                f"the broker refused SASL mechanism {mechanism} ({handshake.error_code.name}; "
-                f"it enables {', '.join(handshake.mechanisms)})")
-        client = client_for(mechanism, username, password)
-        token: bytes | None = client.first()
-        while token is not None:
-            answer = self.request(36, 2, {"auth_bytes": token})
-            if answer.error_code != 0:
-                raise AuthenticationFailed(f"{answer.error_message or answer.error_code.name}")
-            try:
-                token = client.step(bytes(answer.auth_bytes))
-            except SaslClientError as e:
-                raise AuthenticationFailed(str(e)) from None
+        steps = exchange(mechanism, username, password)
+        try:
+            request = next(steps)
+            while True:
+                request = steps.send(self.request(*request))
+        except StopIteration:
+            return
+        except SaslClientError as e:
+            raise AuthenticationFailed(str(e)) from None
 
     @classmethod
     def to(cls, address: str, **kw: Any) -> KafkaConnection:

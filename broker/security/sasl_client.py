@@ -9,7 +9,9 @@ import base64
 import hashlib
 import hmac
 import ssl
+from collections.abc import Generator
 from dataclasses import dataclass
+from typing import Any
 
 from odradek.broker.security.scram import random_nonce
 from odradek.controller.metadata.scram import MIN_ITERATIONS
@@ -88,3 +90,26 @@ def client_for(mechanism: str, username: str, password: str) -> PlainClient | Sc
     if mechanism == "PLAIN":
         return PlainClient(username, password)
     return ScramClient(mechanism, username, password)
+
+
+# (api key, version, request data) to send, answered with the decoded response.
+SaslRequest = tuple[int, int, dict[str, object]]
+
+
+def exchange(mechanism: str, username: str, password: str
+             ) -> Generator[SaslRequest, Any, None]:
+    """A whole SASL login as the requests to send, for a client of either kind (blocking or
+    asyncio) to drive: SaslHandshake v1, then SaslAuthenticate v2 until the mechanism is
+    done. Each ``yield`` takes the decoded response; a refusal raises SaslClientError."""
+    handshake = yield 17, 1, {"mechanism": mechanism}
+    if handshake.error_code != 0:
+        raise SaslClientError(
+            f"the broker refused SASL mechanism {mechanism} ({handshake.error_code.name}; "
+            f"it enables {', '.join(handshake.mechanisms)})")
+    client = client_for(mechanism, username, password)
+    token: bytes | None = client.first()
+    while token is not None:
+        answer = yield 36, 2, {"auth_bytes": token}
+        if answer.error_code != 0:
+            raise SaslClientError(answer.error_message or answer.error_code.name)
+        token = client.step(bytes(answer.auth_bytes))
