@@ -56,6 +56,7 @@ from tests.bench.common import (
     stop_node,
     stop_processes,
 )
+from tests.bench.single_broker import consume_throughput
 from tests.integration.harness import NodeProcess, free_port, metric
 
 RECORD = 1024
@@ -225,41 +226,10 @@ def produce_mb_s(confs: list[dict[str, Any]], topic: str, seconds: float, warmup
     return [(n * RECORD / elapsed / 1e6, n * RECORD / 1e6) for n, elapsed, _ in results]
 
 
-def _consumer(conf: dict[str, Any], topic: str, partitions: list[int], q: mp.Queue) -> None:
-    from confluent_kafka import Consumer, TopicPartition
-
-    c = Consumer({"group.id": f"bench-{os.getpid()}", "enable.auto.commit": False,
-                  "fetch.max.bytes": 50 << 20, "max.partition.fetch.bytes": 10 << 20,
-                  "fetch.wait.max.ms": 100, **conf})
-    ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in partitions}
-    total = sum(ends.values())
-    c.assign([TopicPartition(topic, p, 0) for p in partitions])
-    got = nbytes = 0
-    start = time.perf_counter()
-    while got < total and time.perf_counter() - start < 120:
-        msgs = c.consume(10000, timeout=1.0)
-        got += len(msgs)
-        nbytes += sum(len(m) for m in msgs if m.error() is None)
-    q.put((got, nbytes, time.perf_counter() - start))
-    c.close()
-
-
 def consume_mb_s(conf: dict[str, Any], topic: str, partitions: int, procs: int
                  ) -> tuple[float, int]:
-    """Several consumer processes, each reading its share of the partitions from offset 0."""
-    q: mp.Queue = SPAWN.Queue()
-    shares = [list(range(i, partitions, procs)) for i in range(procs)]
-    ps = [SPAWN.Process(target=_consumer, args=(conf, topic, share, q))
-          for share in shares if share]
-    try:
-        for p in ps:
-            p.start()
-        results = [q.get(timeout=180) for _ in ps]
-    finally:
-        stop_processes(ps)
-    return sum(r[1] for r in results) / max(r[2] for r in results) / 1e6, sum(
-        r[0] for r in results)
+    """single_broker's consumers, with this listener's settings (``conf``)."""
+    return consume_throughput(conf["bootstrap.servers"], topic, partitions, procs, conf)
 
 
 def _admin(sn: SecuredNode) -> Any:

@@ -75,12 +75,12 @@ def produce_throughput(bootstrap: str, topic: str, seconds: float, procs: int, a
     return total * RECORD / elapsed / 1e6
 
 
-def _consumer(bootstrap: str, topic: str, partitions: list[int], q: mp.Queue) -> None:
+def _consumer(conf: dict[str, Any], topic: str, partitions: list[int], q: mp.Queue) -> None:
     from confluent_kafka import Consumer, TopicPartition
 
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{os.getpid()}",
-                  "enable.auto.commit": False, "fetch.max.bytes": 50 << 20,
-                  "max.partition.fetch.bytes": 10 << 20, "fetch.wait.max.ms": 100})
+    c = Consumer({"group.id": f"bench-{os.getpid()}", "enable.auto.commit": False,
+                  "fetch.max.bytes": 50 << 20, "max.partition.fetch.bytes": 10 << 20,
+                  "fetch.wait.max.ms": 100, **conf})
     ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
             for p in partitions}
     total = sum(ends.values())
@@ -90,17 +90,19 @@ def _consumer(bootstrap: str, topic: str, partitions: list[int], q: mp.Queue) ->
     while got < total and time.perf_counter() - start < 120:
         msgs = c.consume(10000, timeout=1.0)
         got += len(msgs)
-        nbytes += sum(len(m) for m in msgs)
+        nbytes += sum(len(m) for m in msgs if m.error() is None)
     q.put((got, nbytes, time.perf_counter() - start))
     c.close()
 
 
-def consume_throughput(bootstrap: str, topic: str, partitions: int, procs: int
-                       ) -> tuple[float, int]:
-    """Several consumer processes, each reading its share of the partitions from offset 0."""
+def consume_throughput(bootstrap: str, topic: str, partitions: int, procs: int,
+                       conf: dict[str, Any] | None = None) -> tuple[float, int]:
+    """Several consumer processes, each reading its share of the partitions from offset 0;
+    ``conf`` adds client settings (a secured listener's)."""
     q: mp.Queue = SPAWN.Queue()
     shares = [list(range(i, partitions, procs)) for i in range(procs)]
-    ps = [SPAWN.Process(target=_consumer, args=(bootstrap, topic, share, q))
+    settings = {"bootstrap.servers": bootstrap, **(conf or {})}
+    ps = [SPAWN.Process(target=_consumer, args=(settings, topic, share, q))
           for share in shares if share]
     try:
         for p in ps:
