@@ -215,6 +215,18 @@ def _authorizer(key: str, v: Any) -> str:
     return str(v)
 
 
+def _principal_rules(key: str, v: Any) -> str:
+    from odradek.broker.security.principal_mapping import parse_rules
+
+    text = _str(key, v)
+    try:
+        parse_rules(text)
+    except ValueError as e:
+        raise ConfigError(f"{key}: {e} (rules are DEFAULT or RULE:pattern/replacement/[LU], "
+                          "comma separated)") from None
+    return text
+
+
 def _any_str(key: str, v: Any) -> str:
     """An optional string that may be empty (a password, a PEM text)."""
     if v is None:
@@ -382,6 +394,10 @@ KEYS: tuple[Key, ...] = (
     Key("ssl.client.auth", _choice("none", "requested", "required"), "none",
         "Mutual TLS: whether clients must (required) or may (requested) present a "
         "certificate; its subject becomes the principal.", "none, requested, required"),
+    Key("ssl.principal.mapping.rules", _principal_rules, "DEFAULT",
+        "Mutual TLS: how a client certificate's subject becomes the principal's name, "
+        "Kafka's rules tried in order (RULE:pattern/replacement/[LU] or DEFAULT, the "
+        "subject itself); a subject no rule applies to is refused.", "rules"),
     Key("ssl.enabled.protocols", _list_of("TLSv1.2", "TLSv1.3"), "TLSv1.2,TLSv1.3",
         "TLS versions accepted.", "TLSv1.2, TLSv1.3"),
     Key("ssl.cipher.suites", _any_str, "",
@@ -624,7 +640,8 @@ LISTENER_SCOPED = frozenset({
     "ssl.keystore.type", "ssl.keystore.location", "ssl.keystore.certificate.chain",
     "ssl.keystore.key", "ssl.key.password", "ssl.truststore.type", "ssl.truststore.location",
     "ssl.truststore.certificates", "ssl.client.auth", "ssl.enabled.protocols",
-    "ssl.cipher.suites", "sasl.enabled.mechanisms", "connections.max.reauth.ms",
+    "ssl.cipher.suites", "ssl.principal.mapping.rules", "sasl.enabled.mechanisms",
+    "connections.max.reauth.ms",
 })
 JAAS_KEY = "sasl.jaas.config"
 # Where the listener-scoped values live in NodeConfig.values: {LISTENER: {key: value}}.

@@ -142,7 +142,8 @@ class NodeMetrics:
         """Connection series of every listener exist from the start, at 0."""
         for name in names:
             self.connections.labels(listener=name)
-            for reason in ("max_connections", "max_connections_per_ip"):
+            for reason in ("max_connections", "max_connections_per_ip",
+                           "connection_creation_rate"):
                 self.connections_refused.labels(listener=name, reason=reason)
             self.authentications.labels(listener=name)
             self.reauthentications.labels(listener=name)

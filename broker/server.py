@@ -46,7 +46,7 @@ from typing import Generic, Protocol, TypeVar
 from kio.schema.errors import ErrorCode
 from kio.static.protocol import Payload
 
-from odradek.broker.handlers.api import ApiSpec, RequestContext
+from odradek.broker.handlers.api import ApiSpec, CloseConnection, RequestContext
 from odradek.broker.kafka import codec
 from odradek.broker.kafka.budget import RequestBudget
 from odradek.broker.kafka.connection import (
@@ -64,6 +64,7 @@ from odradek.broker.security.authentication import (
     Answer,
     Authenticator,
 )
+from odradek.broker.security.principal_mapping import IDENTITY, NoMatchingRule, PrincipalMapper
 from odradek.broker.security.throttling import (
     FETCH,
     PRODUCE,
@@ -121,6 +122,7 @@ class ListenerSecurity:
     ssl: ssl.SSLContext | None = None
     authenticator: Callable[[], Authenticator] | None = None
     failed_authentication_delay_s: float = 0.1
+    principal_mapper: PrincipalMapper = IDENTITY  # ssl.principal.mapping.rules
 
 
 # A TLS handshake must finish within this: until it does the connection is not counted
@@ -213,10 +215,22 @@ class KafkaProtocol(asyncio.Protocol, Generic[S]):
         if peer:
             self.host = str(peer[0])
             self.peer = f"{peer[0]}:{peer[1]}"
+        hold_ms = self.node.throttling.connection_opened(self.host)
+        if hold_ms:
+            self.server.hold_and_close(self, hold_ms)
+            return
         if self.security.ssl is not None:
             try:
-                self.principal = tls.principal(transport.get_extra_info("ssl_object"))
-            except ValueError:  # a certificate the TLS layer accepted but cannot parse
+                self.principal = tls.principal(transport.get_extra_info("ssl_object"),
+                                               self.security.principal_mapper)
+            except (ValueError, NoMatchingRule) as e:
+                # A certificate the TLS layer accepted but that cannot be parsed or named:
+                # refused, as Kafka fails the authentication.
+                self.server.bad_peers.warning(
+                    "principal", "refusing TLS connection from %s on %s: %s", self.peer,
+                    self.listener_name, e)
+                self.node.metrics.authentication_failures.labels(
+                    listener=self.listener_name).inc()
                 transport.close()
                 return
         refusal = self.server.admit(self)
@@ -424,8 +438,6 @@ class KafkaProtocol(asyncio.Protocol, Generic[S]):
                 # kio's name for session_lifetime_ms (a duration, as all *_ms fields)
                 "session_lifetime": datetime.timedelta(
                     milliseconds=answer.session_lifetime_ms)})
-        if answer.error_code == ErrorCode.none and self.auth.authenticated:
-            self.principal = self.auth.principal or self.principal
         await self._after_step(answer, req.api_key == SASL_AUTHENTICATE)
         self._write(codec.encode_response(req.api_key, req.api_version, req.correlation_id,
                                           body))
@@ -439,8 +451,6 @@ class KafkaProtocol(asyncio.Protocol, Generic[S]):
         closes, as Kafka does, without an answer when the exchange fails."""
         assert self.auth is not None
         answer = self.auth.authenticate(token, 0)
-        if self.auth.authenticated:
-            self.principal = self.auth.principal or self.principal
         await self._after_step(answer, True)
         if answer.close:
             self._closing = True
@@ -449,7 +459,11 @@ class KafkaProtocol(asyncio.Protocol, Generic[S]):
         return True
 
     async def _after_step(self, answer: Answer, authenticate: bool) -> None:
+        """What every SASL step leads to: the principal once authenticated, the metrics,
+        and the delay of a failure."""
         assert self.auth is not None
+        if answer.error_code == ErrorCode.none and self.auth.authenticated:
+            self.principal = self.auth.principal or self.principal
         if answer.failed:
             self.server.bad_peers.warning(
                 "authentication", "authentication of %s on %s failed: %s", self.peer,
@@ -492,6 +506,12 @@ class KafkaProtocol(asyncio.Protocol, Generic[S]):
                     and not (current and current.cancelling()):
                 return None  # cancelled by connection_lost: the next frames still count
             raise
+        except CloseConnection as e:
+            # No answer is owed (acks=0), but the client must learn that it failed.
+            self.server.bad_peers.warning("unanswered", "closing connection from %s: %s",
+                                          self.peer, e)
+            self.close()
+            return None
         except Exception:
             log.exception("handler for api_key=%d v%d failed", req.api_key, req.api_version)
             metrics.request_errors.labels(api=metrics.api_name(req.api_key)).inc()
@@ -591,6 +611,7 @@ class KafkaServer(Generic[S]):
         self._per_ip: collections.Counter[str] = collections.Counter()
         self._waiting: collections.deque[KafkaProtocol[S]] = collections.deque()
         self.bad_peers = RateLimitedLog(log)
+        self._held: set[asyncio.Transport] = set()  # throttled connections, closed soon
         self._reaper: asyncio.Task[None] | None = None
         self._stall_watch: asyncio.Task[None] | None = None
         self.serving = False
@@ -643,6 +664,28 @@ class KafkaServer(Generic[S]):
         self.connections.add(p)
         metrics.connections.labels(listener=p.listener_name).inc()
         return None
+
+    def hold_and_close(self, p: KafkaProtocol[S], hold_ms: int) -> None:
+        """A connection over its address's connection_creation_rate (KIP-612): not read,
+        closed after ``hold_ms``, as Kafka's acceptor delays closing a throttled socket so
+        that the client does not reconnect at once. It costs the node an accept and a close,
+        never a request, and does not count against the connection limits."""
+        transport = p.transport
+        if transport is None:
+            return
+        transport.pause_reading()
+        self.node.metrics.connections_refused.labels(
+            listener=p.listener_name, reason="connection_creation_rate").inc()
+        self.bad_peers.warning(
+            "throttled", "closing connection from %s on %s after %d ms unread: its address "
+            "opens connections faster than its connection_creation_rate quota", p.peer,
+            p.listener_name, hold_ms)
+        self._held.add(transport)
+
+        def close() -> None:
+            self._held.discard(transport)
+            transport.close()
+        asyncio.get_running_loop().call_later(hold_ms / 1000, close)
 
     def forget(self, p: KafkaProtocol[S]) -> None:
         if p not in self.connections:
@@ -714,5 +757,7 @@ class KafkaServer(Generic[S]):
             s.close()
         for c in list(self.connections):
             c.close()
+        for t in list(self._held):
+            t.close()
         for s in self.servers:
             await s.wait_closed()

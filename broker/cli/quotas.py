@@ -1,9 +1,10 @@
 """``odradek quotas set|delete|list``: client quotas in the cluster metadata (KIP-546), what
-``kafka-configs.sh --entity-type users|clients --alter --add-config producer_byte_rate=...``
+``kafka-configs.sh --entity-type users|clients|ips --alter --add-config producer_byte_rate=...``
 and ``--describe`` do for them.
 
-An entity is a user, a client id, or both (``--user alice --client-id app``); ``<default>``
-names the default entity of its type, as in Kafka's tools.
+An entity is a user, a client id, or both (``--user alice --client-id app``), or an address
+(``--ip 10.0.0.7``, for connection_creation_rate, KIP-612); ``<default>`` names the default
+entity of its type, as in Kafka's tools.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from odradek.broker.cli.raw_requests import RETRIABLE_CODES, request
 DESCRIBE, ALTER = 48, 49
 KEYS = ("producer_byte_rate", "consumer_byte_rate", "request_percentage",
         "controller_mutation_rate")
+IP_KEYS = ("connection_creation_rate",)
 DEFAULT = "<default>"
 # DescribeClientQuotas match types.
 EXACT, DEFAULT_MATCH, ANY = 0, 1, 2
@@ -35,19 +37,26 @@ EXACT, DEFAULT_MATCH, ANY = 0, 1, 2
 class Quota:
     user: str | None
     client_id: str | None
+    ip: str | None
     values: dict[str, float]
 
 
+def _named(args: argparse.Namespace) -> list[tuple[str, str]]:
+    return [(kind, name) for kind, name in (("user", args.user), ("client-id", args.client_id),
+                                            ("ip", args.ip)) if name is not None]
+
+
 def _entity(args: argparse.Namespace) -> list[dict[str, Any]]:
-    entity = []
-    for kind, name in (("user", args.user), ("client-id", args.client_id)):
-        if name is not None:
-            entity.append({"entity_type": kind, "entity_name": None if name == DEFAULT
-                           else name})
+    entity = [{"entity_type": kind, "entity_name": None if name == DEFAULT else name}
+              for kind, name in _named(args)]
     if not entity:
-        raise CliError("name the entity: --user NAME and/or --client-id ID (<default> for "
-                       "the default one)")
+        raise CliError("name the entity: --user NAME and/or --client-id ID, or --ip ADDRESS "
+                       "(<default> for the default one)")
     return entity
+
+
+def _keys(args: argparse.Namespace) -> tuple[str, ...]:
+    return IP_KEYS if args.ip is not None else KEYS
 
 
 def _alter(args: argparse.Namespace, ops: list[dict[str, Any]]) -> None:
@@ -65,9 +74,11 @@ def _alter(args: argparse.Namespace, ops: list[dict[str, Any]]) -> None:
 def quotas_set(args: argparse.Namespace) -> int:
     values = parse_kv(args.config, "--config")
     ops = []
+    keys = _keys(args)
     for key, text in values.items():
-        if key not in KEYS:
-            raise CliError(f"--config: {key} is not a quota (one of {', '.join(KEYS)})")
+        if key not in keys:
+            raise CliError(f"--config: {key} is not a quota of this entity (one of "
+                           f"{', '.join(keys)})")
         try:
             ops.append({"key": key, "value": float(text), "remove": False})
         except ValueError:
@@ -85,7 +96,7 @@ def quotas_set(args: argparse.Namespace) -> int:
 
 @guard
 def quotas_delete(args: argparse.Namespace) -> int:
-    keys = args.key or list(KEYS)
+    keys = args.key or list(_keys(args))
     _alter(args, [{"key": k, "value": 0.0, "remove": True} for k in keys])
     if args.json:
         print_json({"deleted": keys})
@@ -95,15 +106,14 @@ def quotas_delete(args: argparse.Namespace) -> int:
 
 
 def _shown(args: argparse.Namespace) -> str:
-    parts = [f"user {args.user}" if args.user is not None else "",
-             f"client id {args.client_id}" if args.client_id is not None else ""]
-    return " and ".join(p for p in parts if p)
+    shown = {"user": "user", "client-id": "client id", "ip": "address"}
+    return " and ".join(f"{shown[kind]} {name}" for kind, name in _named(args))
 
 
 @guard
 def quotas_list(args: argparse.Namespace) -> int:
     components = []
-    for kind, name in (("user", args.user), ("client-id", args.client_id)):
+    for kind, name in _named(args):
         if name == DEFAULT:
             components.append({"entity_type": kind, "match_type": DEFAULT_MATCH, "match": None})
         elif name is not None:
@@ -115,14 +125,14 @@ def quotas_list(args: argparse.Namespace) -> int:
     for entry in response.entries:
         names = {e.entity_type: DEFAULT if e.entity_name is None else e.entity_name
                  for e in entry.entity}
-        quotas.append(Quota(names.get("user"), names.get("client-id"),
+        quotas.append(Quota(names.get("user"), names.get("client-id"), names.get("ip"),
                             {v.key: v.value for v in entry.values}))
-    quotas.sort(key=lambda q: (q.user or "", q.client_id or ""))
+    quotas.sort(key=lambda q: (q.user or "", q.client_id or "", q.ip or ""))
     if args.json:
         print_json(quotas)
     else:
-        table(["USER", "CLIENT-ID", "QUOTAS"],
-              [[q.user or "", q.client_id or "",
+        table(["USER", "CLIENT-ID", "IP", "QUOTAS"],
+              [[q.user or "", q.client_id or "", q.ip or "",
                 ", ".join(f"{k}={v:g}" for k, v in sorted(q.values.items()))] for q in quotas])
     return 0
 
@@ -137,15 +147,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     def entity_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--user", help="the user (principal name), or <default>")
         p.add_argument("--client-id", help="the client id, or <default>")
+        p.add_argument("--ip", help="an IP address (connection_creation_rate), or <default>")
 
     p = qsub.add_parser("set", parents=[common], help="set quotas of a user and/or client id")
     entity_options(p)
     p.add_argument("--config", action="append", metavar="KEY=VALUE",
-                   help=f"a quota; repeatable; keys: {', '.join(KEYS)}")
+                   help=f"a quota; repeatable; keys: {', '.join(KEYS)} (user, client id); "
+                        f"{', '.join(IP_KEYS)} (ip)")
     p.set_defaults(func=quotas_set)
     p = qsub.add_parser("delete", parents=[common], help="remove quotas of an entity")
     entity_options(p)
-    p.add_argument("--key", action="append", choices=KEYS,
+    p.add_argument("--key", action="append", choices=KEYS + IP_KEYS,
                    help="only this quota; repeatable (default: all of them)")
     p.set_defaults(func=quotas_delete)
     p = qsub.add_parser("list", parents=[common],

@@ -40,6 +40,13 @@ class RequestContext:
         return build_response(self.api_key, self.api_version, data)
 
 
+class CloseConnection(Exception):  # noqa: N818 - an instruction, not an error
+    """Raised by a handler whose request gets no answer but must not fail unnoticed: the
+    transport closes the connection once what was already written is sent. Kafka does
+    this for an acks=0 produce that failed (KafkaApis.handleProduceRequest), so that the
+    producer notices and refreshes its metadata. The message says why, for the log."""
+
+
 # From Fetch v15 a follower names itself in replica_state, with its broker epoch (KIP-903).
 FETCH_REPLICA_STATE_VERSION = 15
 

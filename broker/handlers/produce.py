@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from kio.schema.errors import ErrorCode
 from kio.static.protocol import Payload
 
-from odradek.broker.handlers.api import ApiSpec, RequestContext
+from odradek.broker.handlers.api import ApiSpec, CloseConnection, RequestContext
 from odradek.broker.handlers.authz import AclOperation, ResourceType
 from odradek.broker.handlers.errors import error_code_for
 from odradek.broker.handlers.leader_hints import LeaderHints
@@ -179,8 +179,10 @@ async def handle_produce(node: ProduceNode, ctx: RequestContext, req: Any) -> Pa
     if authorization.enabled:
         found = _denied_topics(authorization, ctx, req)
         if found is None:
-            return None if acks == 0 else _refused(
-                ctx, req, ErrorCode.transactional_id_authorization_failed)
+            if acks == 0:
+                raise CloseConnection("acks=0 produce refused: "
+                                      "TRANSACTIONAL_ID_AUTHORIZATION_FAILED")
+            return _refused(ctx, req, ErrorCode.transactional_id_authorization_failed)
         denied = found
     hints = (LeaderHints(node, ctx.listener_name)
              if ctx.api_version >= PRODUCE_LEADER_HINTS_VERSION else None)
@@ -266,6 +268,12 @@ async def handle_produce(node: ProduceNode, ctx: RequestContext, req: Any) -> Pa
                     # Leadership moved while the write waited for its replicas.
                     out["current_leader"] = hints.current_leader(p.topic, p.index)
     if acks == 0:
+        failed = [f"{t['name']}-{p['index']}: {ErrorCode(p['error_code']).name.upper()}"
+                  for t in topics_out for p in t["partition_responses"]
+                  if p.get("error_code", ErrorCode.none) != ErrorCode.none]
+        if failed:
+            raise CloseConnection(f"acks=0 produce failed for {', '.join(failed[:5])}"
+                                  + (f" and {len(failed) - 5} more" if len(failed) > 5 else ""))
         return None
     return ctx.respond({"responses": topics_out, "throttle_time": 0,
                         "node_endpoints": hints.node_endpoints() if hints is not None else []})

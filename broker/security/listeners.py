@@ -12,6 +12,7 @@ from odradek.broker.config import NodeConfig
 from odradek.broker.security import tls
 from odradek.broker.security.authentication import Authenticator
 from odradek.broker.security.plain import PlainServer
+from odradek.broker.security.principal_mapping import PrincipalMapper
 from odradek.broker.security.sasl import SaslServer
 from odradek.broker.security.sasl_client import ClientSecurity
 from odradek.broker.security.scram import ScramCredential, ScramServer
@@ -62,7 +63,9 @@ def listener_security(config: NodeConfig, listener: str,
         authenticator = make
     return ListenerSecurity(
         protocol, context, authenticator,
-        config["connection.failed.authentication.delay.ms"] / 1000)
+        config["connection.failed.authentication.delay.ms"] / 1000,
+        PrincipalMapper.of(str(config.listener_value(listener,
+                                                     "ssl.principal.mapping.rules"))))
 
 
 def inter_broker_client(config: NodeConfig) -> ClientSecurity:

@@ -1,9 +1,10 @@
-"""Client quotas (KIP-13, KIP-55, KIP-124, KIP-219, KIP-546, KIP-599) as pure logic.
+"""Client quotas (KIP-13, KIP-55, KIP-124, KIP-219, KIP-546, KIP-599, KIP-612) as pure logic.
 
 What a client may use of a node is limited per *quota entity*: a user, a client-id, or a
 user and a client-id together, each component naming one principal/client-id or the
-*default* one (written ``<default>`` by Kafka's tools, a null name in the protocol). This
-module holds:
+*default* one (written ``<default>`` by Kafka's tools, a null name in the protocol); and
+how fast connections may be opened from one address, per *ip* entity (an address or the
+default one, never combined with the others). This module holds:
 
 - the entity model (``QuotaEntity``), the quota keys and their validation, and
   ``QuotaConfigs``, an immutable map entity -> {key: value} that answers which quota applies
@@ -15,7 +16,9 @@ module holds:
   ``ClientQuotaManager`` and ``ClientRequestQuotaManager``), which record what a client used
   and say how long to throttle it;
 - ``ControllerMutationQuotaManager``: the ``controller_mutation_rate`` quota (KIP-599, a
-  token bucket) with its strict and permissive forms.
+  token bucket) with its strict and permissive forms;
+- ``ConnectionRateQuotas``: the ``connection_creation_rate`` quota per IP address (KIP-612),
+  which says how long to hold a new connection before closing it unread.
 
 No I/O, no asyncio, no clock of its own: every call takes ``now``, monotonic seconds as a
 float, so tests and simulations are deterministic. Times are turned into whole
@@ -53,6 +56,7 @@ What the caller must do (the Kafka behaviour this logic is one half of):
 from __future__ import annotations
 
 import enum
+import ipaddress
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -65,7 +69,7 @@ from kio.schema.errors import ErrorCode
 
 USER: Final = "user"
 CLIENT_ID: Final = "client-id"
-# Kafka's third entity type (connection_creation_rate per IP, KIP-612); not implemented here.
+# Kafka's third entity type: connection_creation_rate per IP address (KIP-612).
 IP: Final = "ip"
 DEFAULT_NAME: Final = "<default>"
 
@@ -86,7 +90,8 @@ WireComponent = tuple[str, str | None]
 
 @dataclass(frozen=True, slots=True)
 class QuotaEntity:
-    """A quota entity: a user component, a client-id component, or both.
+    """A quota entity: a user component, a client-id component, or both; or an ip
+    component alone.
 
     Each component is a name, ``DEFAULT``, or absent (``None``). Note that ``None`` means
     *absent* here; on the wire (``to_wire``/``from_wire``) a ``None`` name means the default.
@@ -94,46 +99,41 @@ class QuotaEntity:
 
     user: EntityName | None = None
     client_id: EntityName | None = None
+    ip: EntityName | None = None
 
     def __post_init__(self) -> None:
-        if self.user is None and self.client_id is None:
-            raise ValueError("a quota entity needs a user or a client-id component")
+        if self.ip is not None:
+            if self.user is not None or self.client_id is not None:
+                raise ValueError("an ip quota entity has no user or client-id component")
+        elif self.user is None and self.client_id is None:
+            raise ValueError("a quota entity needs a user, a client-id or an ip component")
 
     @classmethod
     def from_wire(cls, components: Iterable[WireComponent]) -> QuotaEntity:
         """The entity of valid protocol components (see ``validate_entity``)."""
         names: dict[str, EntityName] = {}
         for entity_type, name in components:
-            if entity_type not in (USER, CLIENT_ID):
+            if entity_type not in (USER, CLIENT_ID, IP):
                 raise ValueError(f"unsupported quota entity type {entity_type!r}")
             names[entity_type] = DEFAULT if name is None else name
-        return cls(user=names.get(USER), client_id=names.get(CLIENT_ID))
+        return cls(user=names.get(USER), client_id=names.get(CLIENT_ID), ip=names.get(IP))
+
+    def _components(self) -> tuple[tuple[str, str, EntityName], ...]:
+        """(entity type, path segment, name) of each component present."""
+        return tuple((t, seg, n) for t, seg, n in ((USER, "users", self.user),
+                                                    (CLIENT_ID, "clients", self.client_id),
+                                                    (IP, "ips", self.ip)) if n is not None)
 
     def to_wire(self) -> tuple[WireComponent, ...]:
-        out: list[WireComponent] = []
-        if self.user is not None:
-            out.append((USER, None if self.user is DEFAULT else self.user))
-        if self.client_id is not None:
-            out.append((CLIENT_ID, None if self.client_id is DEFAULT else self.client_id))
-        return tuple(out)
+        return tuple((t, None if n is DEFAULT else n) for t, _, n in self._components())
 
     @property
     def path(self) -> str:
         """Kafka's config path of the entity (what the precedence list is written in)."""
-        parts = []
-        if self.user is not None:
-            parts.append(f"/users/{_shown(self.user)}")
-        if self.client_id is not None:
-            parts.append(f"/clients/{_shown(self.client_id)}")
-        return "/config" + "".join(parts)
+        return "/config" + "".join(f"/{seg}/{_shown(n)}" for _, seg, n in self._components())
 
     def __str__(self) -> str:
-        parts = []
-        if self.user is not None:
-            parts.append(f"{USER}={_shown(self.user)}")
-        if self.client_id is not None:
-            parts.append(f"{CLIENT_ID}={_shown(self.client_id)}")
-        return "{" + ", ".join(parts) + "}"
+        return "{" + ", ".join(f"{t}={_shown(n)}" for t, _, n in self._components()) + "}"
 
 
 def _shown(name: EntityName) -> str:
@@ -165,22 +165,33 @@ PRODUCER_BYTE_RATE: Final = "producer_byte_rate"
 CONSUMER_BYTE_RATE: Final = "consumer_byte_rate"
 REQUEST_PERCENTAGE: Final = "request_percentage"
 CONTROLLER_MUTATION_RATE: Final = "controller_mutation_rate"
+CONNECTION_CREATION_RATE: Final = "connection_creation_rate"
 
-# Key -> whether Kafka types it LONG (True) or DOUBLE (False) (QuotaConfig.
+KeyType = Literal["long", "int", "double"]
+# The keys of user and client-id entities and their Kafka types (QuotaConfig.
 # userAndClientQuotaConfigs: the byte rates are LONG, the other two DOUBLE).
-QUOTA_KEYS: Final[Mapping[str, bool]] = MappingProxyType({
-    PRODUCER_BYTE_RATE: True,
-    CONSUMER_BYTE_RATE: True,
-    REQUEST_PERCENTAGE: False,
-    CONTROLLER_MUTATION_RATE: False,
+QUOTA_KEYS: Final[Mapping[str, KeyType]] = MappingProxyType({
+    PRODUCER_BYTE_RATE: "long",
+    CONSUMER_BYTE_RATE: "long",
+    REQUEST_PERCENTAGE: "double",
+    CONTROLLER_MUTATION_RATE: "double",
 })
-_LONG_MAX_AS_DOUBLE: Final = float(2**63)  # Java widens Long.MAX_VALUE to 2^63
+# The keys of ip entities (QuotaConfig.ipConfigs: connections per second, an INT).
+IP_QUOTA_KEYS: Final[Mapping[str, KeyType]] = MappingProxyType({
+    CONNECTION_CREATION_RATE: "int",
+})
+_INTEGRAL_MAX: Final[Mapping[KeyType, tuple[float, str]]] = MappingProxyType({
+    "long": (float(2**63), "a LONG"),  # Java widens Long.MAX_VALUE to 2^63
+    "int": (float(2**31 - 1), "an INT"),
+})
 
 
-def validate_quota_value(key: str, value: float) -> str | None:
-    """Kafka's check of one quota value being set (ClientQuotaControlManager.
-    validateQuotaKeyValue), its message if invalid, else None."""
-    if key not in QUOTA_KEYS:
+def validate_quota_value(key: str, value: float, ip: bool = False) -> str | None:
+    """Kafka's check of one quota value being set on a user/client-id entity (or, with
+    ``ip``, an ip entity) (ClientQuotaControlManager.validateQuotaKeyValue), its message if
+    invalid, else None."""
+    key_type = (IP_QUOTA_KEYS if ip else QUOTA_KEYS).get(key)
+    if key_type is None:
         return f"Invalid configuration key {key}"
     if math.isnan(value):
         # Kafka lets NaN through (every comparison with it is false); a NaN quota would
@@ -188,12 +199,24 @@ def validate_quota_value(key: str, value: float) -> str | None:
         return f"Quota {key} must be a number, not NaN"
     if value <= 0.0:
         return f"Quota {key} must be greater than 0"
-    if QUOTA_KEYS[key]:
-        if value > _LONG_MAX_AS_DOUBLE:
-            return f"Proposed value for {key} is too large for a LONG."
+    if key_type in _INTEGRAL_MAX:
+        limit, java_type = _INTEGRAL_MAX[key_type]
+        if value > limit:
+            return f"Proposed value for {key} is too large for {java_type}."
         if abs(math.fmod(value, 1.0)) > 1e-6:
             return f"{key} cannot be a fractional value."
     return None
+
+
+def normalized_ip(name: str) -> str | None:
+    """An ip entity's address in one spelling (``ipaddress``'s), or None if ``name`` is not
+    an IP address. Kafka also takes a host name it can resolve (InetAddress.getByName);
+    Odradek takes addresses only, because a quota matches a connection's peer address and
+    resolving names would put DNS on the controller's path."""
+    try:
+        return ipaddress.ip_address(name).compressed
+    except ValueError:
+        return None
 
 
 def validate_entity(components: Sequence[WireComponent]) -> str | None:
@@ -213,8 +236,13 @@ def validate_entity(components: Sequence[WireComponent]) -> str | None:
         if name is not None and name == "":
             return f"Empty {entity_type} not supported"
     if IP in seen:
-        return ("Quotas of entity type ip (connection_creation_rate) are not supported by "
-                "this broker; set quotas on user and/or client-id entities")
+        if USER in seen or CLIENT_ID in seen:
+            # Kafka's message, missing space included (configKeysForEntityType).
+            return ("Invalid quota entity combination, IP entity shouldnot be combined with "
+                    "User or ClientId")
+        ip = dict(components)[IP]
+        if ip is not None and normalized_ip(ip) is None:
+            return f"{ip} is not a valid IP or resolvable host."
     return None
 
 
@@ -299,7 +327,7 @@ class QuotaConfigs(Mapping[QuotaEntity, Mapping[str, float]]):
     ClientQuotaRecord is replayed. Entities without any key are not kept.
     """
 
-    __slots__ = ("_entries",)
+    __slots__ = ("_entries", "_ip_quotas", "has_client_quotas")
 
     def __init__(self, entries: Mapping[QuotaEntity, Mapping[str, float]] | None = None) -> None:
         frozen: dict[QuotaEntity, Mapping[str, float]] = {}
@@ -307,6 +335,16 @@ class QuotaConfigs(Mapping[QuotaEntity, Mapping[str, float]]):
             if values:
                 frozen[entity] = MappingProxyType(dict(values))
         self._entries: Mapping[QuotaEntity, Mapping[str, float]] = MappingProxyType(frozen)
+        # connection_creation_rate by normalized address ("" for the default ip entity),
+        # so that a new connection costs one lookup.
+        self._ip_quotas: dict[str, float] = {}
+        for entity, values in frozen.items():
+            if entity.ip is not None and CONNECTION_CREATION_RATE in values:
+                name = "" if entity.ip is DEFAULT else normalized_ip(entity.ip)
+                if name is not None:
+                    self._ip_quotas[name] = values[CONNECTION_CREATION_RATE]
+        # Whether any user/client-id entity is set: without one no request is measured.
+        self.has_client_quotas = any(e.ip is None for e in frozen)
 
     def __getitem__(self, entity: QuotaEntity) -> Mapping[str, float]:
         return self._entries[entity]
@@ -349,6 +387,13 @@ class QuotaConfigs(Mapping[QuotaEntity, Mapping[str, float]]):
             if values is not None and key in values:
                 return values[key], entity
         return None, None
+
+    def connection_rate(self, ip: str) -> float | None:
+        """The connection_creation_rate of connections from address ``ip`` (normalized, as
+        ``normalized_ip`` gives it): its own entity's, else the default ip entity's, else
+        None (unlimited), as Kafka's ConnectionQuotas.connectionRateForIp."""
+        quota = self._ip_quotas.get(ip)
+        return self._ip_quotas.get("") if quota is None else quota
 
     def describe(self, components: Sequence[FilterComponent],
                  strict: bool = False) -> list[tuple[QuotaEntity, Mapping[str, float]]]:
@@ -401,14 +446,11 @@ class QuotaConfigs(Mapping[QuotaEntity, Mapping[str, float]]):
                 ErrorCode.invalid_request,
                 "Invalid entity filter component combination. IP filter component should "
                 "not be used with user or clientId filter component.")
-        if IP in named:
-            return []  # no ip entity can be stored here
         if not components and strict:
             return []
         out = []
         for entity, values in self._entries.items():
-            have = {t: n for t, n in ((USER, entity.user), (CLIENT_ID, entity.client_id))
-                    if n is not None}
+            have = {t: n for t, _, n in entity._components()}
             if strict and len(have) != len(named):
                 continue
             if any(have.get(t) != n for t, n in exact.items()):
@@ -470,10 +512,11 @@ def _alter_error(entry: Alteration) -> str | None:
     error = validate_entity(entry.entity)
     if error is not None:
         return error
+    ip = any(t == IP for t, _ in entry.entity)
     for op in entry.ops:
         # A removal is not validated: Kafka removes whatever key is named, if set.
         if op.value is not None:
-            error = validate_quota_value(op.key, op.value)
+            error = validate_quota_value(op.key, op.value, ip)
             if error is not None:
                 return error
     return None
@@ -484,10 +527,10 @@ def _wire_str(components: Sequence[WireComponent]) -> str:
     return "{" + ", ".join(shown) + "}"
 
 
-def _sort_key(entity: QuotaEntity) -> tuple[str, str]:
+def _sort_key(entity: QuotaEntity) -> tuple[str, str, str]:
     def part(name: EntityName | None) -> str:
         return "" if name is None else "\x00" if name is DEFAULT else "\x01" + str(name)
-    return part(entity.user), part(entity.client_id)
+    return part(entity.user), part(entity.client_id), part(entity.ip)
 
 
 # --- rate measurement ----------------------------------------------------------------------
@@ -949,3 +992,67 @@ class ControllerMutationQuotaManager:
     def sensor_count(self) -> int:
         return len(self._buckets)
 
+
+
+# --- connection creation rate per IP (KIP-612) ---------------------------------------------
+
+
+class ConnectionRateQuotas:
+    """The ``connection_creation_rate`` quota of ip entities (KIP-612, Kafka's
+    ConnectionQuotas.recordIpConnectionMaybeThrottle): how many connections per second one
+    address may open to a node.
+
+    Each address with a quota (its own or the default ip entity's) has its own windowed
+    rate of accepted connections (quota.window.num samples of quota.window.size.seconds,
+    as the client quotas). A new connection is recorded; if that puts the rate over the
+    quota it is taken back (the connection is not accepted, so it must not count) and the
+    caller gets the throttle time, Kafka's (O - T) / T * W capped at one window: the node
+    holds the connection that long without reading it, then closes it. A client that
+    hammers the node thus costs it an accept and a close per attempt, never a request.
+
+    As in Kafka the first connections of a burst pass up to about quota * (num - 1)
+    (the rate of a fresh sensor is taken over at least num - 1 windows).
+    """
+
+    def __init__(self, configs: Callable[[], QuotaConfigs],
+                 window_num: int = QUOTA_WINDOW_NUM,
+                 window_size_s: float = QUOTA_WINDOW_SIZE_S,
+                 inactive_expiration_s: float = INACTIVE_SENSOR_EXPIRATION_S) -> None:
+        self._configs = configs
+        self.window_num = window_num
+        self.window_ms = to_ms(window_size_s)
+        self.inactive_expiration_s = inactive_expiration_s
+        self._sensors: dict[str, _Sensor] = {}
+
+    def record_and_throttle(self, address: str, now: float) -> int:
+        """Count a new connection from ``address`` (a peer address as the socket gives it)
+        and return 0 to accept it, else how many ms to hold it before closing it."""
+        ip = normalized_ip(address)
+        quota = None if ip is None else self._configs().connection_rate(ip)
+        if ip is None or quota is None:
+            return 0
+        now_ms = to_ms(now)
+        sensor = self._sensors.get(ip)
+        if sensor is None:
+            sensor = self._sensors[ip] = _Sensor(Rate(self.window_num, self.window_ms), now)
+        sensor.last_record = now
+        sensor.rate.record_ms(1.0, now_ms)
+        observed = sensor.rate.measure_ms(now_ms)
+        if observed <= quota:
+            return 0
+        sensor.rate.record_ms(-1.0, now_ms)
+        return min(throttle_time_ms(observed, quota, sensor.rate.window_size_ms(now_ms)),
+                   self.window_ms)
+
+    def expire_idle(self, now: float) -> int:
+        """Drop the sensors of addresses that opened nothing for longer than the inactive
+        expiration (1 h, as Kafka's per-IP sensors); the number dropped."""
+        idle = [k for k, s in self._sensors.items()
+                if now - s.last_record > self.inactive_expiration_s]
+        for k in idle:
+            del self._sensors[k]
+        return len(idle)
+
+    @property
+    def sensor_count(self) -> int:
+        return len(self._sensors)

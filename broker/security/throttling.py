@@ -12,6 +12,10 @@ back, as Kafka does.
 
 Exempt, as in Kafka: follower fetches and WriteTxnMarkers (brokers' own traffic), and the
 requests that come before any quota can apply (ApiVersions, SASL).
+
+Before any request, a new connection is counted against its address's
+``connection_creation_rate`` (KIP-612, ``connection_opened``); over it, the transport holds
+the connection unread and closes it.
 """
 
 from __future__ import annotations
@@ -23,7 +27,11 @@ from collections.abc import Callable
 from typing import Any
 
 from odradek.broker.handlers.api import fetch_replica
-from odradek.broker.security.quotas import ClientQuotaManager, QuotaConfigs
+from odradek.broker.security.quotas import (
+    ClientQuotaManager,
+    ConnectionRateQuotas,
+    QuotaConfigs,
+)
 
 PRODUCE, FETCH, API_VERSIONS, WRITE_TXN_MARKERS = 0, 1, 18, 27
 SASL_HANDSHAKE, SASL_AUTHENTICATE = 17, 36
@@ -45,12 +53,18 @@ class Throttling:
         self.produce = ClientQuotaManager("produce", configs)
         self.fetch = ClientQuotaManager("fetch", configs)
         self.request = ClientQuotaManager("request", configs)
+        self.connections = ConnectionRateQuotas(configs)
 
     @property
     def active(self) -> bool:
-        """Whether any quota exists: without one nothing is measured (the common case
-        costs one check per request)."""
-        return len(self._configs()) > 0
+        """Whether any user/client-id quota exists: without one no request is measured
+        (the common case costs one check per request)."""
+        return self._configs().has_client_quotas
+
+    def connection_opened(self, address: str) -> int:
+        """Count a new connection from ``address`` against its connection_creation_rate:
+        0 to serve it, else the ms to hold it unread before closing it (KIP-612)."""
+        return self.connections.record_and_throttle(address, self._clock())
 
     def exempt(self, api_key: int, version: int, request: Any) -> bool:
         return api_key in _EXEMPT or (
@@ -75,7 +89,7 @@ class Throttling:
 
     def expire_idle(self) -> None:
         now = self._clock()
-        for manager in (self.produce, self.fetch, self.request):
+        for manager in (self.produce, self.fetch, self.request, self.connections):
             manager.expire_idle(now)
 
 

@@ -6,9 +6,10 @@ key and the certificate chain (``ssl.keystore.location``) or the two as PEM text
 text of CA certificates. Python's ``ssl`` loads keys and chains only from files, so PEM
 text is written to a private temporary file for the moment it is loaded, then removed.
 
-The principal of a TLS connection is Kafka's default: ``User:`` and the client
-certificate's subject in RFC 2253 form (``User:CN=alice,OU=eng,O=Example``), or
-``User:ANONYMOUS`` without a client certificate.
+The principal of a TLS connection is ``User:`` and the client certificate's subject in RFC
+2253 form named by ``ssl.principal.mapping.rules`` (principal_mapping.py; by default the
+subject itself, ``User:CN=alice,OU=eng,O=Example``), or ``User:ANONYMOUS`` without a client
+certificate.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from odradek.broker.config import ConfigError
+from odradek.broker.security.principal_mapping import IDENTITY, PrincipalMapper
 
 ANONYMOUS = "User:ANONYMOUS"
 
@@ -155,15 +157,17 @@ def _pem_file(text: str) -> Iterator[str]:
         os.unlink(path)
 
 
-def principal(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str:
-    """The Kafka principal of a TLS connection: its client certificate's subject, or
+def principal(ssl_object: ssl.SSLObject | ssl.SSLSocket | None,
+              mapper: PrincipalMapper = IDENTITY) -> str:
+    """The Kafka principal of a TLS connection: its client certificate's subject, named by
+    ``mapper`` (ssl.principal.mapping.rules; NoMatchingRule when no rule applies), or
     ANONYMOUS when it sent none."""
     if ssl_object is None:
         return ANONYMOUS
     der = ssl_object.getpeercert(binary_form=True)
     if not der:
         return ANONYMOUS
-    return "User:" + subject_name(der)
+    return "User:" + mapper.name(subject_name(der))
 
 
 def subject_name(der: bytes) -> str:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 USER = "user"
 CLIENT_ID = "client-id"
-ENTITY_TYPES = frozenset({USER, CLIENT_ID})
+IP = "ip"  # connection_creation_rate per address (KIP-612), never with the other two
+ENTITY_TYPES = frozenset({USER, CLIENT_ID, IP})
 
 # ((entity type, name or None for the default entity), ...), sorted by type.
 QuotaEntityKey = tuple[tuple[str, str | None], ...]
@@ -34,10 +35,12 @@ class ClientQuotaChange:
     value: float | None
 
     def is_storable(self) -> bool:
-        """One user and/or one client-id component, a key, and a positive finite value:
-        what the controller requires before writing (the broker checks first, with Kafka's
-        messages), so that no broker meets a quota it cannot use in the log."""
+        """One user and/or one client-id component, or one ip component, a key, and a
+        positive finite value: what the controller requires before writing (the broker
+        checks first, with Kafka's messages), so that no broker meets a quota it cannot use
+        in the log."""
         types = [t for t, _ in self.entity]
         return (bool(types) and len(set(types)) == len(types) and set(types) <= ENTITY_TYPES
+                and (IP not in types or len(types) == 1)
                 and all(name != "" for _, name in self.entity) and bool(self.key)
                 and (self.value is None or (math.isfinite(self.value) and self.value > 0)))

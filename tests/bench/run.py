@@ -26,7 +26,8 @@ Suites:
   security     one node with PLAINTEXT, SSL, SASL_PLAINTEXT and SASL_SSL listeners:
                produce/consume MB/s over TLS beside plaintext (ratio, node CPU), produce
                latency p50/p99 of an authenticated client alone and during a storm of
-               10,000 failed SASL PLAIN logins, and client quotas (producer_byte_rate)
+               10,000 failed SASL PLAIN logins, then during the same storm held back by a
+               per-address connection_creation_rate (KIP-612), and client quotas (producer_byte_rate)
                when the node serves AlterClientQuotas. Not in 'all' either: --suite security
 
 --peer kafka runs single, controller, controller-dedicated, replication and transactions again against
@@ -189,6 +190,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="storm connections in flight at once (each failure is delayed by "
                         "connection.failed.authentication.delay.ms)")
     g.add_argument("--storm-procs", type=int, default=2, help="processes making the storm")
+    g.add_argument("--storm-ip-quota", type=int, default=20,
+                   help="connection_creation_rate per address for a second storm (KIP-612's "
+                        "defence); 0: no second storm")
     g.add_argument("--quota-mb-s", type=float, default=2.0,
                    help="producer_byte_rate of client id 'limited', in MB/s")
     g.add_argument("--quota-seconds", type=float, default=30,
@@ -322,6 +326,7 @@ def run_suite(name: str, args: argparse.Namespace, workdir: Path, report: Report
             tls_listeners=tuple(s.strip() for s in args.sec_listeners.split(",") if s.strip()),
             latency_seconds=args.auth_latency_seconds, storm_attempts=args.storm_attempts,
             storm_connections=args.storm_connections, storm_procs=args.storm_procs,
+            storm_ip_quota=args.storm_ip_quota,
             quota_mb_s=args.quota_mb_s, quota_seconds=args.quota_seconds,
             free_seconds=args.free_seconds), workdir, report)
 

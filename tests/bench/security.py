@@ -80,6 +80,8 @@ class SecurityArgs:
     storm_attempts: int = 10_000
     storm_connections: int = 150  # in flight at once, over storm_procs processes
     storm_procs: int = 2
+    # connection_creation_rate (per address, KIP-612) for the second storm; 0: no such run
+    storm_ip_quota: int = 20
     quota_mb_s: float = 2.0
     quota_seconds: float = 30.0  # the limited producer: two periods of its sawtooth
     free_seconds: float = 6.0  # the free producer: alone, beside the limited one, alone
@@ -322,10 +324,14 @@ def _error_code(response_frame: bytes) -> int:
     return int.from_bytes(response_frame[4:6], "big", signed=True)
 
 
-def _storm(port: int, connections: int, target: int, counter: Any, reached_at: Any,
-           go: Any, stop: Any, ready: Any, q: mp.Queue) -> None:
-    """``connections`` coroutines, each failing SASL PLAIN over a fresh connection again
-    and again until ``target`` failures are counted (by all processes) and ``stop`` is set."""
+def _storm(port: int, source: str, connections: int, target: int, counter: Any, held: Any,
+           reached_at: Any, go: Any, stop: Any, ready: Any, q: mp.Queue) -> None:
+    """``connections`` coroutines, each trying SASL PLAIN with a wrong password over a fresh
+    connection from address ``source``, again and again, until ``target`` attempts are
+    counted (by all processes) and ``stop`` is set. An attempt ends in a failed login
+    (``counter``) or, when the node holds the connection unread and closes it
+    (connection_creation_rate, KIP-612), in a ``held`` one; the attacker then reconnects at
+    once."""
     os.nice(10)
     handshake = _sasl_request(17, 1, 1, _kafka_string(b"PLAIN"))
     token = b"\0" + GUESS[0].encode() + b"\0" + GUESS[1].encode()
@@ -337,7 +343,8 @@ def _storm(port: int, connections: int, target: int, counter: Any, reached_at: A
         return await reader.readexactly(size)
 
     async def attempt() -> int:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port,
+                                                       local_addr=(source, 0))
         try:
             writer.write(handshake)
             code = _error_code(await read_frame(reader))
@@ -348,11 +355,20 @@ def _storm(port: int, connections: int, target: int, counter: Any, reached_at: A
         finally:
             writer.close()
 
+    def count(value: Any) -> None:
+        with value.get_lock():
+            value.value += 1
+        if counter.value + held.value == target:
+            reached_at.value = time.monotonic()
+
     async def loop() -> None:
-        while not (counter.value >= target and stop.is_set()):
+        while not (counter.value + held.value >= target and stop.is_set()):
             try:
                 async with asyncio.timeout(30):
                     code = await attempt()
+            except asyncio.IncompleteReadError:  # closed unanswered: held by the quota
+                count(held)
+                continue
             except Exception as e:  # noqa: BLE001 - counted; the storm goes on
                 name = type(e).__name__
                 other[name] = other.get(name, 0) + 1
@@ -361,10 +377,7 @@ def _storm(port: int, connections: int, target: int, counter: Any, reached_at: A
             if code != SASL_AUTHENTICATION_FAILED:
                 other[f"error_code {code}"] = other.get(f"error_code {code}", 0) + 1
                 continue
-            with counter.get_lock():
-                counter.value += 1
-                if counter.value == target:
-                    reached_at.value = time.monotonic()
+            count(counter)
 
     async def main() -> None:
         await asyncio.gather(*(loop() for _ in range(connections)))
@@ -383,9 +396,11 @@ class Storm:
     connections: int
     procs: int
     target: int
+    source: str = "127.0.0.2"  # the attacker's address: another host, as it would be
 
     def start(self) -> Storm:
         self.counter = SPAWN.Value("q", 0)
+        self.held = SPAWN.Value("q", 0)
         self.reached_at = SPAWN.Value("d", 0.0)
         self.go, self.stop_event = SPAWN.Event(), SPAWN.Event()
         ready = SPAWN.Semaphore(0)
@@ -393,8 +408,8 @@ class Storm:
         per = [self.connections // self.procs + (i < self.connections % self.procs)
                for i in range(self.procs)]
         self.ps = [SPAWN.Process(target=_storm, args=(
-            self.port, n, self.target, self.counter, self.reached_at, self.go,
-            self.stop_event, ready, self.q)) for n in per if n]
+            self.port, self.source, n, self.target, self.counter, self.held, self.reached_at,
+            self.go, self.stop_event, ready, self.q)) for n in per if n]
         for p in self.ps:
             p.start()
         for _ in self.ps:  # imports done: the storm starts at once on go
@@ -405,11 +420,15 @@ class Storm:
         return self
 
     @property
+    def attempts(self) -> int:
+        return int(self.counter.value + self.held.value)
+
+    @property
     def pids(self) -> dict[str, int]:
         return {f"storm{i}": p.pid for i, p in enumerate(self.ps) if p.pid is not None}
 
     def finish(self, timeout: float) -> tuple[int, float, dict[str, int]]:
-        """Let it reach its target, then stop: (attempts, seconds, other outcomes)."""
+        """Let it reach its target, then stop: (failed logins, seconds, other outcomes)."""
         self.stop_event.set()
         other: dict[str, int] = {}
         try:
@@ -523,39 +542,64 @@ def failed_auth_storm(args: SecurityArgs, sn: SecuredNode, report: Report) -> No
         runs[name] = {**_stats(lat), **{f"{k}_cores": v for k, v in cpu.cores.items()},
                       **node, **client}
 
-    failures0 = metric(sn.node, "odradek_authentication_failures_total", labels)
-    logins0 = metric(sn.node, "odradek_authentications_total", labels)
+    storms: dict[str, dict[str, Any]] = {}
+
+    def storm_window(name: str) -> None:
+        failures0 = metric(sn.node, "odradek_authentication_failures_total", labels)
+        logins0 = metric(sn.node, "odradek_authentications_total", labels)
+        storm = Storm(sn.ports[listener], args.storm_connections, args.storm_procs,
+                      args.storm_attempts).start()
+        try:
+            # The window opens once the storm is in full swing: every connection has
+            # failed (or been held) once.
+            deadline = time.monotonic() + 30
+            while storm.attempts < args.storm_connections and time.monotonic() < deadline:
+                time.sleep(0.05)
+            at_window, held_at_window = storm.attempts, storm.held.value
+            window(name, storm.pids)
+            in_window = storm.attempts - at_window
+            held_in_window = storm.held.value - held_at_window
+            failed, storm_s, other = storm.finish(
+                timeout=max(120.0, args.storm_attempts / 50))
+        finally:
+            stop_processes(storm.ps)
+        reached = storm.reached_at.value - storm.started if storm.reached_at.value else None
+        storms[name] = {
+            "failed": failed, "held": int(storm.held.value), "seconds": storm_s,
+            "reached": reached, "other": other, "in_window": in_window,
+            "held_in_window": held_in_window,
+            "failures_metric": metric(sn.node, "odradek_authentication_failures_total",
+                                      labels) - failures0,
+            "logins_metric": metric(sn.node, "odradek_authentications_total", labels) - logins0}
+
     window("alone", {})
-    storm = Storm(sn.ports[listener], args.storm_connections, args.storm_procs,
-                  args.storm_attempts).start()
-    try:
-        # The window opens once the storm is in full swing: every connection has failed once.
-        deadline = time.monotonic() + 30
-        while storm.counter.value < args.storm_connections and time.monotonic() < deadline:
-            time.sleep(0.05)
-        at_window = storm.counter.value
-        window("storm", storm.pids)
-        in_window = storm.counter.value - at_window
-        attempts, storm_s, other = storm.finish(timeout=max(120.0, args.storm_attempts / 50))
-    finally:
-        stop_processes(storm.ps)
-    reached = storm.reached_at.value - storm.started if storm.reached_at.value else None
+    storm_window("storm")
+    if args.storm_ip_quota:
+        # The defence Kafka has for it (KIP-612): connections per second per address.
+        # On the default ip entity, as an operator would set it; the producer's one
+        # connection is long open, and the attacker is another address.
+        _alter_quota(sn, ("--ip", "<default>"), "connection_creation_rate",
+                     args.storm_ip_quota)
+        try:
+            storm_window("storm, ip quota")
+        finally:
+            _delete_quota(sn, ("--ip", "<default>"))
     window("alone again", {})
-    failures = metric(sn.node, "odradek_authentication_failures_total", labels) - failures0
-    logins = metric(sn.node, "odradek_authentications_total", labels) - logins0
     producer.flush(10)
 
-    alone, under = runs["alone"], runs["storm"]
-    ratio = under["p99_ms"] / alone["p99_ms"]
+    alone = runs["alone"]
     report.section(f"security: failed-authentication storm on {listener} (PLAIN; "
                    f"{args.latency_rate} msg/s acks=1 linger.ms=0, {args.latency_seconds:.0f} s "
-                   "windows)")
+                   f"windows; the attacker at 127.0.0.2, {args.storm_connections} connections "
+                   f"in flight from {args.storm_procs} procs at nice 10)")
     for name, r in runs.items():
         extra = ""
-        if name == "storm":
+        if name in storms:
             storm_cores = sum(v for k, v in r.items() if k.startswith("storm"))
-            extra = (f", storm procs {storm_cores:.2f}; {in_window / args.latency_seconds:,.0f}"
-                     " failed logins/s in the window")
+            st = storms[name]
+            extra = (f", storm procs {storm_cores:.2f}; {st['in_window'] / args.latency_seconds:,.0f}"
+                     f" attempts/s in the window ({st['held_in_window'] / args.latency_seconds:,.0f}"
+                     "/s held and closed unanswered)")
         report.row(f"produce latency, {name}",
                    f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, p99.9 "
                    f"{r['p999_ms']:.2f} ms, max {r['max_ms']:.1f} ms; CPU node "
@@ -570,30 +614,41 @@ def failed_auth_storm(args: SecurityArgs, sn: SecuredNode, report: Report) -> No
         report.row("  librdkafka's view, worst second",
                    f"request round trip p99 {r['client_rtt_p99_worst_s_ms']:.1f} ms, records "
                    f"queued in the client p99 {r['client_queue_p99_worst_s_ms']:.1f} ms")
-    report.row("p99 under the storm / alone",
-               f"{ratio:.2f}x (target <= 1.20x); alone again: "
-               f"{runs['alone again']['p99_ms'] / alone['p99_ms']:.2f}x")
-    rate = attempts / storm_s
-    report.row(f"failed logins ({args.storm_connections} connections in flight, "
-               f"{args.storm_procs} procs at nice 10)",
-               f"{attempts:,} in {storm_s:.1f} s = {rate:,.0f}/s; target "
-               f"{args.storm_attempts:,} reached after "
-               + (f"{reached:.1f} s" if reached is not None else "- (not reached)")
-               + (f"; other outcomes {other}" if other else ""))
-    report.row("node's odradek_authentication_failures_total",
-               f"+{failures:,.0f} on {listener} (logins that succeeded: +{logins:,.0f})")
+    for name, st in storms.items():
+        key = "auth_storm" if name == "storm" else "auth_storm_ip_quota"
+        ratio = runs[name]["p99_ms"] / alone["p99_ms"]
+        quota = (f"connection_creation_rate={args.storm_ip_quota} on the default ip entity"
+                 if name != "storm" else "no connection quota")
+        report.row(f"p99 {name} / alone ({quota})",
+                   f"{ratio:.2f}x (target <= 1.20x); alone again: "
+                   f"{runs['alone again']['p99_ms'] / alone['p99_ms']:.2f}x")
+        attempts = st["failed"] + st["held"]
+        report.row(f"  attempts of the {name}",
+                   f"{attempts:,} in {st['seconds']:.1f} s = {attempts / st['seconds']:,.0f}/s: "
+                   f"{st['failed']:,} failed logins, {st['held']:,} held and closed "
+                   f"unanswered; target {args.storm_attempts:,} attempts reached after "
+                   + (f"{st['reached']:.1f} s" if st["reached"] is not None
+                      else "- (not reached)")
+                   + (f"; other outcomes {st['other']}" if st["other"] else ""))
+        report.row("  node's odradek_authentication_failures_total",
+                   f"+{st['failures_metric']:,.0f} on {listener} (logins that succeeded: "
+                   f"+{st['logins_metric']:,.0f})")
+        report.figure(f"{key}_p99_ratio", round(ratio, 3))
+        report.figure(f"{key}_attempts", attempts)
+        report.figure(f"{key}_failed_logins", st["failed"])
+        report.figure(f"{key}_held", st["held"])
+        report.figure(f"{key}_seconds", round(st["seconds"], 2))
+        report.figure(f"{key}_attempts_per_s", round(attempts / st["seconds"], 1))
+        report.figure(f"{key}_attempts_per_s_in_window",
+                      round(st["in_window"] / args.latency_seconds, 1))
+        report.figure(f"{key}_target_seconds",
+                      round(st["reached"], 2) if st["reached"] else None)
+        report.figure(f"{key}_other_outcomes", st["other"])
+        report.figure(f"{key}_failures_metric", st["failures_metric"])
     for name, r in runs.items():
         for k, v in r.items():
-            report.figure(f"auth_storm_{name.replace(' ', '_')}_{k}", round(v, 3))
-    report.figure("auth_storm_p99_ratio", round(ratio, 3))
-    report.figure("auth_storm_attempts", attempts)
-    report.figure("auth_storm_seconds", round(storm_s, 2))
-    report.figure("auth_storm_attempts_per_s", round(rate, 1))
-    report.figure("auth_storm_attempts_per_s_in_window",
-                  round(in_window / args.latency_seconds, 1))
-    report.figure("auth_storm_target_seconds", round(reached, 2) if reached else None)
-    report.figure("auth_storm_other_outcomes", other)
-    report.figure("auth_failures_metric", failures)
+            report.figure(f"auth_storm_{name.replace(' ', '_').replace(',', '')}_{k}",
+                          round(v, 3))
 
 
 # --- 3. client quotas ----------------------------------------------------------------------
@@ -609,14 +664,23 @@ def _serves(sn: SecuredNode, api_key: int) -> bool:
         admin.close()
 
 
-def _alter_quota(sn: SecuredNode, client_id: str, key: str, value: float) -> None:
-    """Through the CLI (``odradek quotas set``), as an operator would."""
-    r = subprocess.run([str(Path(sys.executable).with_name("odradek")), "quotas", "set",
-                        "--client-id", client_id, "--config", f"{key}={value}",
+def _odradek_quotas(sn: SecuredNode, *args: str) -> None:
+    """``odradek quotas ...`` (the CLI, as an operator would)."""
+    r = subprocess.run([str(Path(sys.executable).with_name("odradek")), "quotas", *args,
                         "--bootstrap", sn.node.bootstrap], capture_output=True, text=True,
                        timeout=60)
     if r.returncode != 0:
-        raise RuntimeError(f"odradek quotas set {client_id} {key}={value}: {r.stderr}")
+        raise RuntimeError(f"odradek quotas {' '.join(args)}: {r.stderr}")
+
+
+def _alter_quota(sn: SecuredNode, entity: tuple[str, ...], key: str, value: float) -> None:
+    _odradek_quotas(sn, "set", *entity, "--config", f"{key}={value}")
+    time.sleep(1.0)  # the node applies it with its next metadata
+
+
+def _delete_quota(sn: SecuredNode, entity: tuple[str, ...]) -> None:
+    _odradek_quotas(sn, "delete", *entity)
+    time.sleep(1.0)
 
 
 def quota_rate(per_s: list[int], quota_mb_s: float) -> tuple[float, int, str]:
@@ -649,7 +713,7 @@ def client_quotas(args: SecurityArgs, sn: SecuredNode, report: Report) -> None:
         report.row("quota run skipped", "AlterClientQuotas not served")
         report.figure("quota_skipped", "AlterClientQuotas not served")
         return
-    _alter_quota(sn, "limited", "producer_byte_rate", args.quota_mb_s * 1e6)
+    _alter_quota(sn, ("--client-id", "limited"), "producer_byte_rate", args.quota_mb_s * 1e6)
     base = sn.conf("PLAINTEXT")
     free_conf = {**base, "client.id": "free"}
 

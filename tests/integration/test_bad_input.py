@@ -121,6 +121,30 @@ def test_wrong_crc_is_rejected_and_not_stored(shared_node: NodeProcess) -> None:
         assert lo.topics[0].partitions[0].offset == 2
 
 
+def test_a_failed_acks0_produce_closes_the_connection(shared_node: NodeProcess) -> None:
+    """acks=0 gets no answer, so a failure is told by closing the connection, as Kafka
+    does: the producer notices and refreshes its metadata. A good one keeps it open."""
+    topic = unique_name("acks0")
+    with KafkaConnection.to(shared_node.bootstrap) as c:
+        r = c.request(19, 7, {"topics": [{"name": topic, "num_partitions": 1,
+                                          "replication_factor": 1}], "timeout": 5000})
+        assert r.topics[0].error_code == ErrorCode.none
+
+        def produce_acks0(partition: int) -> None:
+            body = codec.build_request(0, 9, {"acks": 0, "timeout": 5000, "topic_data": [
+                {"name": topic, "partition_data": [
+                    {"index": partition, "records": encode_batch([Record(0, value=b"v")])}]}]})
+            c.send_raw(codec.encode_request(body, 99, "acks0"))
+
+        produce_acks0(0)
+        assert c.request(18, 0, {}).error_code == ErrorCode.none  # still served
+        produce_acks0(7)  # no such partition
+        c.sock.settimeout(10)
+        with pytest.raises((ConnectionClosed, ConnectionResetError)):
+            c.request(18, 0, {})
+    assert_still_serving(shared_node)
+
+
 def test_invalid_topic_names(shared_node: NodeProcess) -> None:
     with KafkaConnection.to(shared_node.bootstrap) as c:
         bad = ["bad name", "a" * 250, "..", "ümlaut", ""]

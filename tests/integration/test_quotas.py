@@ -6,6 +6,11 @@ is measured by the benchmark (`make bench BENCH_ARGS="--suite security"`), not h
 
 from __future__ import annotations
 
+import json
+import socket
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -161,22 +166,22 @@ def test_controller_mutation_rate_refuses_and_throttles_topic_creation(cluster: 
     assert [int(t.error_code) for t in other.topics] == [0]
 
 
-def test_the_quotas_command(cluster: Cluster) -> None:
-    import json
-    import subprocess
-    import sys
+def odradek_quotas(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(Path(sys.executable).with_name("odradek")), "quotas", *args,
+                           "--bootstrap", cluster.bootstrap], capture_output=True,
+                          text=True, timeout=60)
 
+
+def test_the_quotas_command(cluster: Cluster) -> None:
     def odradek(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(Path(sys.executable).with_name("odradek")), "quotas", *args,
-                               "--bootstrap", cluster.bootstrap], capture_output=True,
-                              text=True, timeout=60)
+        return odradek_quotas(cluster, *args)
 
     r = odradek("set", "--user", "carol", "--client-id", "<default>",
                 "--config", "producer_byte_rate=1024", "--config", "request_percentage=50")
     assert r.returncode == 0, r.stderr
     listed = wait_for(lambda: json.loads(odradek("list", "--user", "carol", "--json").stdout)
                       or None, 10, "carol's quotas")
-    assert listed == [{"user": "carol", "client_id": "<default>",
+    assert listed == [{"user": "carol", "client_id": "<default>", "ip": None,
                        "values": {"producer_byte_rate": 1024.0,
                                   "request_percentage": 50.0}}]
     bad = odradek("set", "--user", "carol", "--config", "producer_byte_rate=-1")
@@ -184,3 +189,64 @@ def test_the_quotas_command(cluster: Cluster) -> None:
     assert odradek("delete", "--user", "carol", "--client-id", "<default>").returncode == 0
     assert wait_for(lambda: json.loads(odradek("list", "--user", "carol", "--json").stdout)
                     == [], 10, "carol's quotas to go")
+
+
+API_VERSIONS_V0 = (b"\x00\x00\x00\x0e" + b"\x00\x12\x00\x00" + b"\x00\x00\x00\x07"
+                   + b"\x00\x04" + b"rate")  # ApiVersions v0, correlation id 7, client "rate"
+
+
+def answered_from(source: str, port: int, timeout: float = 3.0) -> tuple[bool, float]:
+    """Open a connection from address ``source``, ask ApiVersions: (answered?, seconds
+    until the answer or until the node closed the connection)."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                  source_address=(source, 0)) as s:
+        s.sendall(API_VERSIONS_V0)
+        try:
+            data = s.recv(8)
+        except TimeoutError:
+            return False, timeout
+        return len(data) >= 8 and data[4:8] == b"\x00\x00\x00\x07", \
+            time.monotonic() - started
+
+
+def test_connection_creation_rate_per_ip(cluster: Cluster) -> None:
+    """KIP-612: with connection_creation_rate=2 for one address, a burst of about 20
+    connections (2/s over Kafka's 10-window minimum) is served, the next ones are held
+    unread and closed within a second without an answer, and other addresses are served
+    all along; the refusals are counted. Removing the quota lifts it. The address is
+    127.0.0.2 (loopback too), so the other tests' connections are not affected."""
+    port = int(cluster.bootstrap.rsplit(":", 1)[1])
+    r = odradek_quotas(cluster, "set", "--ip", "127.0.0.2", "--config",
+                       "connection_creation_rate=2")
+    assert r.returncode == 0, r.stderr
+    listed = wait_for(lambda: json.loads(odradek_quotas(cluster, "list", "--ip", "127.0.0.2",
+                                                        "--json").stdout) or None,
+                      10, "the ip quota")
+    assert listed == [{"user": None, "client_id": None, "ip": "127.0.0.2",
+                       "values": {"connection_creation_rate": 2.0}}]
+    refused_before = metric(cluster.nodes[0], "odradek_connections_refused_total",
+                            'reason="connection_creation_rate"')
+    try:
+        burst = [answered_from("127.0.0.2", port) for _ in range(20)]
+        assert all(ok for ok, _ in burst), burst
+        held: list[tuple[bool, float]] = []
+
+        def one() -> None:
+            held.append(answered_from("127.0.0.2", port))
+        threads = [threading.Thread(target=one) for _ in range(6)]
+        for t in threads:
+            t.start()
+        # Meanwhile another address is served at once.
+        assert answered_from("127.0.0.1", port)[0]
+        for t in threads:
+            t.join()
+        assert not any(ok for ok, _ in held), held
+        assert all(0.2 < waited < 1.5 for _, waited in held), held  # held, then closed
+        refused = metric(cluster.nodes[0], "odradek_connections_refused_total",
+                         'reason="connection_creation_rate"')
+        assert refused - refused_before >= 6
+    finally:
+        r = odradek_quotas(cluster, "delete", "--ip", "127.0.0.2")
+        assert r.returncode == 0, r.stderr
+    wait_for(lambda: answered_from("127.0.0.2", port)[0], 10, "127.0.0.2 to be served again")

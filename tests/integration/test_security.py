@@ -96,6 +96,10 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
         cfg["listener.name.internal.plain.sasl.jaas.config"] = _plain_jaas(
             {BROKER_USER[0]: BROKER_USER[1]}, BROKER_USER)
         cfg["listener.name.ssl.ssl.client.auth"] = "required"
+        # Client certificates name their principal by rule, and only those named
+        # <user>-client have one (no DEFAULT): User:ALICE for alice-client.
+        cfg["listener.name.ssl.ssl.principal.mapping.rules"] = \
+            "RULE:^CN=([a-z]+)-client$/$1/U"
         # REAUTH: SASL sessions of 1.5 s (KIP-368), for the re-authentication test only.
         cfg["listener.name.reauth.connections.max.reauth.ms"] = REAUTH_MS
         cfg["listener.name.reauth.sasl.enabled.mechanisms"] = "PLAIN"
@@ -298,7 +302,9 @@ def test_mutual_tls_refuses_missing_expired_and_untrusted_certificates(
     expired = secured.ca.issue("expired-client", expired=True)
     stranger_ca = CertificateAuthority(tmp_path / "other", "Stranger CA")
     stranger = stranger_ca.issue("stranger")
-    for cert in (None, expired, stranger):
+    # Trusted and valid, but no ssl.principal.mapping.rules rule names it.
+    unnamed = secured.ca.issue("bob")
+    for cert in (None, expired, stranger, unnamed):
         try:
             got = _handshake(secured, _tls_client(secured, cert))
         except (ssl.SSLError, ConnectionError):

@@ -9,10 +9,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from kio.schema.errors import ErrorCode as E
 
 from odradek.broker.acl_operations import AclOperation
 from odradek.broker.handlers import produce
+from odradek.broker.handlers.api import CloseConnection
 from odradek.broker.kafka import codec
 from odradek.broker.security.acl import PatternType
 from odradek.broker.security.authorization import Authorization
@@ -121,9 +123,12 @@ def test_transactional_records_need_write_on_the_transactional_id(tmp_path: Path
         "a": E.transactional_id_authorization_failed,
         "b": E.transactional_id_authorization_failed}
     assert log_end(n, "a") == 0 and n.txn_verifier.asked == []  # type: ignore[attr-defined]
-    # acks=0: no answer at all.
-    assert produce_as(n, request(["a"], acks=0, transactional_id="tx", batch=txn_batch)) \
-        is None
+    # acks=0: no answer, but the connection is closed so that the producer notices (as
+    # Kafka's KafkaApis does for an acks=0 produce with any error).
+    with pytest.raises(CloseConnection, match="TRANSACTIONAL_ID_AUTHORIZATION_FAILED"):
+        produce_as(n, request(["a"], acks=0, transactional_id="tx", batch=txn_batch))
+    with pytest.raises(CloseConnection, match="b-0: TOPIC_AUTHORIZATION_FAILED"):
+        produce_as(n, request(["b"], acks=0))
     # Transactional records without a transactional id are refused the same way.
     assert produce_as(n, request(["a"], batch=txn_batch)) == {
         "a": E.transactional_id_authorization_failed}
