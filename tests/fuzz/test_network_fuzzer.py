@@ -27,7 +27,7 @@ def test_short_network_fuzz_run(tmp_path: Path) -> None:
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.fuzz.network_fuzzer", "--duration", "28",
+        [sys.executable, "-m", "tests.fuzz.network_fuzzer", "--duration", "22",
          "--idle", "500", "--connections", "40", "--big-frame-interval", "15",
          "--seed", "20240610", "--out", str(out)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=220)

@@ -111,8 +111,13 @@ class ComposeProject:
         return "\n".join(out)
 
     def down(self) -> None:
-        """down -v, then whatever podman-compose 1.0 leaves behind (its network)."""
+        """The project's containers killed (a test is over: no need for their graceful
+        stops, which podman-compose 1.0 runs one after another, ~10 s each), then down -v
+        and whatever podman-compose leaves behind (its network)."""
         label = f"label=com.docker.compose.project={self.name}"
+        names = self.podman("ps", "-aq", "--filter", label, check=False).stdout.split()
+        if names:
+            self.podman("rm", "-f", "-t", "0", "-v", *names, check=False)
         subprocess.run(["podman-compose", "-p", self.name, "-f", str(self.file), "down", "-v"],
                        env=self.env, capture_output=True, text=True, timeout=180, cwd=REPO)
         for name in self.podman("ps", "-aq", "--filter", label, check=False).stdout.split():

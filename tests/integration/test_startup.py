@@ -5,7 +5,7 @@ until it had caught up with the cluster metadata; librdkafka then waited minutes
 refresh. Now a broker's Kafka listeners accept only once it is registered, unfenced and its
 image holds its own registration (broker/node.py: Node.start). These tests start the real
 clients at the first moment a connection is accepted, on a fresh cluster and with a
-restarting node as the only bootstrap address, ten times each.
+restarting node as the only bootstrap address, six times each.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from tests.integration.harness import Cluster, NodeProcess
 
 pytestmark = pytest.mark.integration
 
-TRIES = 10
+TRIES = 6
 
 
 def _run_when_ports_open(bootstrap: str, rf: int) -> dict[str, float]:

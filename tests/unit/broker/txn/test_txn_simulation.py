@@ -555,7 +555,7 @@ def _examples_independent_of_loaded_modules() -> Any:
         yield
 
 
-@settings(max_examples=200, deadline=None, derandomize=True)
+@settings(max_examples=120, deadline=None, derandomize=True)
 @given(st.lists(_ops, min_size=30, max_size=80), st.sampled_from([0, 2]))
 def test_random_runs_keep_the_invariants(ops: list[tuple[Any, ...]], level: int) -> None:
     for e in asyncio.run(asyncio.wait_for(run(ops, level), timeout=60)):
