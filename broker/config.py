@@ -316,6 +316,11 @@ KEYS: tuple[Key, ...] = (
         "Bytes of received requests, node-wide, that may wait to be handled; a connection "
         "whose next request does not fit is not read until it does. -1 = no bound (Kafka's "
         "default); must not be below socket.request.max.bytes.", "-1 or >= socket.request.max.bytes"),
+    Key("max.connection.creation.rate", _int(1), 2**31 - 1,
+        "Connections per second the node accepts over all listeners but the inter-broker "
+        "one (KIP-612); listener.name.<listener>.max.connection.creation.rate limits one "
+        "listener on its own. Over it, the listener accepts nothing until the rate is back "
+        "under: new clients wait, connected ones are not affected.", ">= 1"),
     Key("max.connections", _int(1), 2**31 - 1,
         "Most Kafka connections a node accepts; more are closed at once. Connections on the "
         "inter-broker listener are not counted when it is a listener of its own.", ">= 1"),
@@ -545,6 +550,11 @@ class NodeConfig:
         scoped = self.values.get(LISTENER_OVERRIDES, {}).get(listener, {})
         return scoped[key] if key in scoped else self.values[key]
 
+    def listener_override(self, listener: str, key: str) -> Any:
+        """``listener.name.<listener>.<key>`` alone (None when not set): for the keys whose
+        listener-scoped value is a limit of its own beside the node-wide one."""
+        return self.values.get(LISTENER_OVERRIDES, {}).get(listener, {}).get(key)
+
     def jaas_config(self, listener: str, mechanism: str) -> str:
         scoped = self.values.get(LISTENER_OVERRIDES, {}).get(listener, {})
         return str(scoped.get(f"{mechanism.lower()}.{JAAS_KEY}", ""))
@@ -641,7 +651,7 @@ LISTENER_SCOPED = frozenset({
     "ssl.keystore.key", "ssl.key.password", "ssl.truststore.type", "ssl.truststore.location",
     "ssl.truststore.certificates", "ssl.client.auth", "ssl.enabled.protocols",
     "ssl.cipher.suites", "ssl.principal.mapping.rules", "sasl.enabled.mechanisms",
-    "connections.max.reauth.ms",
+    "connections.max.reauth.ms", "max.connection.creation.rate",
 })
 JAAS_KEY = "sasl.jaas.config"
 # Where the listener-scoped values live in NodeConfig.values: {LISTENER: {key: value}}.

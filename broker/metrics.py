@@ -39,6 +39,11 @@ class NodeMetrics:
             "odradek_connections_refused_total",
             "Kafka connections closed at once because a connection limit was reached.",
             ["listener", "reason"], registry=r)
+        self.connection_accept_throttled = Counter(
+            "odradek_connection_accept_throttled_seconds_total",
+            "Time a listener accepted nothing because max.connection.creation.rate was "
+            "reached (KIP-612): new clients waited that long in the backlog.",
+            ["listener"], registry=r)
         self.connections_closed = Counter(
             "odradek_connections_closed_total",
             "Kafka connections the node closed on its own, per reason: idle (no traffic for "
@@ -146,6 +151,7 @@ class NodeMetrics:
                            "connection_creation_rate"):
                 self.connections_refused.labels(listener=name, reason=reason)
             self.authentications.labels(listener=name)
+            self.connection_accept_throttled.labels(listener=name)
             self.reauthentications.labels(listener=name)
             self.authentication_failures.labels(listener=name)
 

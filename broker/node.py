@@ -198,7 +198,12 @@ class Node:
             max_connections_per_ip_overrides=parse_ip_overrides(
                 config["max.connections.per.ip.overrides"]),
             connections_max_idle_ms=config["connections.max.idle.ms"],
-            inter_broker_listener=self.inter_broker_listener))
+            inter_broker_listener=self.inter_broker_listener,
+            max_connection_creation_rate=config["max.connection.creation.rate"],
+            listener_connection_creation_rates={
+                li.name: int(rate) for li in config.listeners
+                if (rate := config.listener_override(li.name, "max.connection.creation.rate"))
+                is not None}))
         self.metrics.export_listeners([li.name for li in config.listeners])
         self.metrics.export_apis(sorted(self.apis))
         self.metrics.request_queue_bytes.set_function(lambda: self.server.budget.used)

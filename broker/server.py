@@ -37,6 +37,7 @@ import collections
 import datetime
 import itertools
 import logging
+import socket
 import ssl
 import time
 from collections.abc import Callable, Mapping
@@ -65,6 +66,7 @@ from odradek.broker.security.authentication import (
     Authenticator,
 )
 from odradek.broker.security.principal_mapping import IDENTITY, NoMatchingRule, PrincipalMapper
+from odradek.broker.security.quotas import ConnectionCreationRates
 from odradek.broker.security.throttling import (
     FETCH,
     PRODUCE,
@@ -108,6 +110,9 @@ class ServerLimits:
     # replication must not be locked out by clients. Only when it is a listener of its own:
     # when clients share it, exempting it would exempt everybody.
     inter_broker_listener: str = ""
+    # max.connection.creation.rate: node-wide (2^31-1: none) and per listener (KIP-612)
+    max_connection_creation_rate: int = 2**31 - 1
+    listener_connection_creation_rates: Mapping[str, int] = field(default_factory=dict)
 
     def per_ip_limit(self, host: str) -> int:
         return self.max_connections_per_ip_overrides.get(host, self.max_connections_per_ip)
@@ -612,6 +617,15 @@ class KafkaServer(Generic[S]):
         self._waiting: collections.deque[KafkaProtocol[S]] = collections.deque()
         self.bad_peers = RateLimitedLog(log)
         self._held: set[asyncio.Transport] = set()  # throttled connections, closed soon
+        unlimited = 2**31 - 1
+        self.creation_rates = ConnectionCreationRates(
+            None if limits.max_connection_creation_rate >= unlimited
+            else limits.max_connection_creation_rate,
+            {n: r for n, r in limits.listener_connection_creation_rates.items()
+             if r < unlimited})
+        # Listeners with a connection creation rate accept in a loop of their own.
+        self._paced: list[tuple[socket.socket, str, ListenerSecurity]] = []
+        self._accept_tasks: list[asyncio.Task[None]] = []
         self._reaper: asyncio.Task[None] | None = None
         self._stall_watch: asyncio.Task[None] | None = None
         self.serving = False
@@ -621,20 +635,61 @@ class KafkaServer(Generic[S]):
         """Bind a listener; it accepts connections only after ``start_serving``."""
         loop = asyncio.get_running_loop()
         sec = security or ListenerSecurity()
+        self.listener_names.add(name)
+        if self.creation_rates.limited(name, name != self.limits.inter_broker_listener):
+            sock = socket.create_server((host, port), backlog=1024, reuse_port=False)
+            sock.setblocking(False)
+            self._paced.append((sock, name, sec))
+            return int(sock.getsockname()[1])
         server = await loop.create_server(
             lambda: KafkaProtocol[S](self, name, sec), host, port, reuse_address=True,
             backlog=1024, start_serving=False, ssl=sec.ssl,
             ssl_handshake_timeout=_TLS_HANDSHAKE_TIMEOUT_S if sec.ssl else None)
         self.servers.append(server)
-        self.listener_names.add(name)
         return int(server.sockets[0].getsockname()[1])
 
     async def start_serving(self) -> None:
         for s in self.servers:
             await s.start_serving()
+        for sock, name, sec in self._paced:
+            self._accept_tasks.append(asyncio.get_running_loop().create_task(
+                self._accept_paced(sock, name, sec)))
         self.serving = True
         self._reaper = asyncio.get_running_loop().create_task(self._reap_idle())
         self._stall_watch = asyncio.get_running_loop().create_task(self._watch_stalls())
+
+    async def _accept_paced(self, sock: socket.socket, name: str,
+                            sec: ListenerSecurity) -> None:
+        """Accept on a listener under max.connection.creation.rate, as Kafka's acceptor
+        does: each connection is counted as it is accepted, and when that puts a rate over
+        its limit nothing more is accepted there for the throttle time (the connection in
+        hand waits too); clients that connect meanwhile wait in the kernel's backlog."""
+        loop = asyncio.get_running_loop()
+        counted = self._counted(name)
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(sock)
+            except OSError as e:  # out of descriptors, or the like: try again shortly
+                self.bad_peers.warning("accept", "accepting on %s failed: %s", name, e)
+                await asyncio.sleep(0.1)
+                continue
+            wait_ms = self.creation_rates.record_and_throttle(name, counted, time.monotonic())
+            if wait_ms:
+                self.node.metrics.connection_accept_throttled.labels(listener=name).inc(
+                    wait_ms / 1000)
+                await asyncio.sleep(wait_ms / 1000)
+            loop.create_task(self._serve_accepted(conn, name, sec))
+
+    async def _serve_accepted(self, conn: socket.socket, name: str,
+                              sec: ListenerSecurity) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.connect_accepted_socket(
+                lambda: KafkaProtocol[S](self, name, sec), conn, ssl=sec.ssl,
+                ssl_handshake_timeout=_TLS_HANDSHAKE_TIMEOUT_S if sec.ssl else None)
+        except (OSError, TimeoutError) as e:  # a failed TLS handshake, a peer gone
+            log.debug("connection on %s failed before it was served: %s", name, e)
+            conn.close()
 
     # --- connection limits -------------------------------------------------------------
 
@@ -750,9 +805,11 @@ class KafkaServer(Generic[S]):
                     p.abort()  # it does not read: what is unsent would never go
 
     async def close(self) -> None:
-        for task in (self._reaper, self._stall_watch):
+        for task in (self._reaper, self._stall_watch, *self._accept_tasks):
             if task is not None:
                 task.cancel()
+        for sock, _, _ in self._paced:
+            sock.close()
         for s in self.servers:
             s.close()
         for c in list(self.connections):

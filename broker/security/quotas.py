@@ -1056,3 +1056,52 @@ class ConnectionRateQuotas:
     @property
     def sensor_count(self) -> int:
         return len(self._sensors)
+
+
+class ConnectionCreationRates:
+    """``max.connection.creation.rate`` (KIP-612, Kafka's ConnectionQuotas.
+    waitForConnectionSlot): how many connections per second a node accepts, over every
+    listener together (the broker-wide rate, which the inter-broker listener does not
+    count against) and on one listener (``listener.name.<listener>.max.connection.creation.
+    rate``).
+
+    Each accepted connection is recorded in the broker-wide rate (when its listener counts)
+    and in its listener's; when that puts either over its limit, the caller gets how long to
+    wait, Kafka's (O - T) / T * W capped at one window, and must accept nothing more on that
+    listener until then: the connection already accepted waits with it, the next ones wait
+    in the kernel's backlog, costing the node nothing. Unlike the per-address quota
+    (``ConnectionRateQuotas``) this holds back every client of the listener.
+    """
+
+    def __init__(self, broker_rate: float | None, listener_rates: Mapping[str, float],
+                 window_num: int = QUOTA_WINDOW_NUM,
+                 window_size_s: float = QUOTA_WINDOW_SIZE_S) -> None:
+        self.broker_rate = broker_rate
+        self.listener_rates = dict(listener_rates)
+        self.window_ms = to_ms(window_size_s)
+        self._broker = Rate(window_num, self.window_ms)
+        self._listeners = {name: Rate(window_num, self.window_ms) for name in listener_rates}
+
+    def limited(self, listener: str, counts_broker_wide: bool) -> bool:
+        """Whether connections on ``listener`` are subject to any creation rate."""
+        return listener in self.listener_rates or (
+            counts_broker_wide and self.broker_rate is not None)
+
+    def record_and_throttle(self, listener: str, counts_broker_wide: bool, now: float) -> int:
+        """Count a connection accepted on ``listener``: 0, or the ms to accept nothing more
+        there (the larger of the broker-wide and the listener's throttle)."""
+        now_ms = to_ms(now)
+        throttle = 0
+        checks = []
+        if counts_broker_wide and self.broker_rate is not None:
+            checks.append((self._broker, self.broker_rate))
+        if listener in self._listeners:
+            checks.append((self._listeners[listener], self.listener_rates[listener]))
+        for rate, limit in checks:
+            rate.record_ms(1.0, now_ms)
+            observed = rate.measure_ms(now_ms)
+            if observed > limit:
+                throttle = max(throttle, min(
+                    throttle_time_ms(observed, limit, rate.window_size_ms(now_ms)),
+                    self.window_ms))
+        return throttle

@@ -193,6 +193,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--storm-ip-quota", type=int, default=20,
                    help="connection_creation_rate per address for a second storm (KIP-612's "
                         "defence); 0: no second storm")
+    g.add_argument("--storm-listener-rate", type=int, default=20,
+                   help="max.connection.creation.rate of a second SASL_PLAINTEXT listener for a "
+                        "third storm, the producer there connected before it; 0: none")
     g.add_argument("--quota-mb-s", type=float, default=2.0,
                    help="producer_byte_rate of client id 'limited', in MB/s")
     g.add_argument("--quota-seconds", type=float, default=30,
@@ -327,6 +330,7 @@ def run_suite(name: str, args: argparse.Namespace, workdir: Path, report: Report
             latency_seconds=args.auth_latency_seconds, storm_attempts=args.storm_attempts,
             storm_connections=args.storm_connections, storm_procs=args.storm_procs,
             storm_ip_quota=args.storm_ip_quota,
+            storm_listener_rate=args.storm_listener_rate,
             quota_mb_s=args.quota_mb_s, quota_seconds=args.quota_seconds,
             free_seconds=args.free_seconds), workdir, report)
 

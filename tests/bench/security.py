@@ -82,6 +82,8 @@ class SecurityArgs:
     storm_procs: int = 2
     # connection_creation_rate (per address, KIP-612) for the second storm; 0: no such run
     storm_ip_quota: int = 20
+    # max.connection.creation.rate of a second SASL listener for a third storm; 0: none
+    storm_listener_rate: int = 20
     quota_mb_s: float = 2.0
     quota_seconds: float = 30.0  # the limited producer: two periods of its sawtooth
     free_seconds: float = 6.0  # the free producer: alone, beside the limited one, alone
@@ -96,11 +98,12 @@ class SecuredNode:
 
     def conf(self, listener: str) -> dict[str, Any]:
         """librdkafka's settings for a listener of the node."""
+        protocol = "SASL_PLAINTEXT" if listener == PACED else listener
         conf: dict[str, Any] = {"bootstrap.servers": f"127.0.0.1:{self.ports[listener]}",
-                                "security.protocol": listener}
-        if "SSL" in listener:
+                                "security.protocol": protocol}
+        if "SSL" in protocol:
             conf["ssl.ca.location"] = str(self.ca_file)
-        if listener.startswith("SASL"):
+        if protocol.startswith("SASL"):
             conf.update({"sasl.mechanisms": "PLAIN", "sasl.username": USER[0],
                          "sasl.password": USER[1]})
         return conf
@@ -111,18 +114,24 @@ def _jaas(users: dict[str, str]) -> str:
     return f"org.apache.kafka.common.security.plain.PlainLoginModule required {options};"
 
 
-def secured_node(base: Path) -> SecuredNode:
-    """A node (not started) with every security protocol on its own listener."""
+PACED = "SASL_PACED"  # SASL_PLAINTEXT too, with listener.name.sasl_paced.max.connection.creation.rate
+
+
+def secured_node(base: Path, paced_rate: int = 0) -> SecuredNode:
+    """A node (not started) with every security protocol on its own listener, and with
+    ``paced_rate``, a second SASL_PLAINTEXT listener, SASL_PACED, that accepts that many
+    connections a second (max.connection.creation.rate, KIP-612)."""
     from tests.certs import CertificateAuthority
 
     ca = CertificateAuthority(base / "certs")
     server = ca.issue("broker", server=True, key_password=KEY_PASSWORD)
-    ports = {name: free_port() for name in LISTENERS}
+    ports = {name: free_port() for name in (*LISTENERS, *([PACED] if paced_rate else []))}
     jaas = _jaas({USER[0]: USER[1]})
-    overrides = {
+    protocols = {n: n for n in LISTENERS} | ({PACED: "SASL_PLAINTEXT"} if paced_rate else {})
+    overrides: dict[str, Any] = {
         # PLAINTEXT first: the node's own (inter-broker) listener.
         "listeners": ",".join(f"{n}://127.0.0.1:{p}" for n, p in ports.items()),
-        "listener.security.protocol.map": ",".join(f"{n}:{n}" for n in LISTENERS),
+        "listener.security.protocol.map": ",".join(f"{n}:{p}" for n, p in protocols.items()),
         "inter.broker.listener.name": "PLAINTEXT",
         "ssl.keystore.location": str(server.pem),
         "ssl.key.password": KEY_PASSWORD,
@@ -131,6 +140,9 @@ def secured_node(base: Path) -> SecuredNode:
         "listener.name.sasl_plaintext.plain.sasl.jaas.config": jaas,
         "listener.name.sasl_ssl.plain.sasl.jaas.config": jaas,
     }
+    if paced_rate:
+        overrides["listener.name.sasl_paced.plain.sasl.jaas.config"] = jaas
+        overrides["listener.name.sasl_paced.max.connection.creation.rate"] = paced_rate
     node = NodeProcess(base / "node", kafka_port=ports["PLAINTEXT"], overrides=overrides)
     return SecuredNode(node, ports, ca.ca_file)
 
@@ -511,7 +523,6 @@ def failed_auth_storm(args: SecurityArgs, sn: SecuredNode, report: Report) -> No
     topic = "latency"
     _with_topic(sn, topic, 1, True)
     listener = "SASL_PLAINTEXT"
-    labels = f'listener="{listener}"'
     # librdkafka's own view each second: the round trip of its Produce requests (sent to
     # answered) apart from the time records wait in the client. Where the latency is.
     rtts: list[tuple[float, float]] = []
@@ -521,15 +532,21 @@ def failed_auth_storm(args: SecurityArgs, sn: SecuredNode, report: Report) -> No
             if b.get("nodeid", -1) >= 0 and b["rtt"]["cnt"]:
                 rtts.append((b["rtt"]["p99"] / 1000, b["int_latency"]["p99"] / 1000))
 
-    producer = Producer({**sn.conf(listener), "acks": "1", "linger.ms": 0,
-                         "client.id": "well-behaved", "statistics.interval.ms": 1000,
-                         "stats_cb": on_stats})
-    for _ in range(100):  # connected, authenticated, metadata known, before any window
-        producer.produce(topic, b"warm-up")
-    producer.flush(30)
+    def well_behaved(on: str) -> Any:
+        p = Producer({**sn.conf(on), "acks": "1", "linger.ms": 0,
+                      "client.id": "well-behaved", "statistics.interval.ms": 1000,
+                      "stats_cb": on_stats})
+        for _ in range(100):  # connected, authenticated, metadata known, before any window
+            p.produce(topic, b"warm-up")
+        p.flush(30)
+        return p
+
+    producer = well_behaved(listener)
+    # The same client on the paced listener, connected before any storm.
+    paced_producer = well_behaved(PACED) if PACED in sn.ports else None
     runs: dict[str, dict[str, float]] = {}
 
-    def window(name: str, pids: dict[str, int]) -> None:
+    def window(name: str, pids: dict[str, int], producer: Any = producer) -> None:
         cpu = CpuWindow({"node": sn.node.pid or 0, **pids}).start()
         view0, t0 = _node_view(sn), time.monotonic()
         rtts.clear()
@@ -544,19 +561,23 @@ def failed_auth_storm(args: SecurityArgs, sn: SecuredNode, report: Report) -> No
 
     storms: dict[str, dict[str, Any]] = {}
 
-    def storm_window(name: str) -> None:
+    def storm_window(name: str, on: str = listener, producer: Any = producer,
+                     target: int = args.storm_attempts) -> None:
+        """A storm on listener ``on`` until ``target`` attempts are made and the window
+        is over (target 0: the window only)."""
+        labels = f'listener="{on}"'
         failures0 = metric(sn.node, "odradek_authentication_failures_total", labels)
         logins0 = metric(sn.node, "odradek_authentications_total", labels)
-        storm = Storm(sn.ports[listener], args.storm_connections, args.storm_procs,
-                      args.storm_attempts).start()
+        storm = Storm(sn.ports[on], args.storm_connections, args.storm_procs,
+                      target).start()
         try:
             # The window opens once the storm is in full swing: every connection has
             # failed (or been held) once.
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + (30 if target else 5)
             while storm.attempts < args.storm_connections and time.monotonic() < deadline:
                 time.sleep(0.05)
             at_window, held_at_window = storm.attempts, storm.held.value
-            window(name, storm.pids)
+            window(name, storm.pids, producer)
             in_window = storm.attempts - at_window
             held_in_window = storm.held.value - held_at_window
             failed, storm_s, other = storm.finish(
@@ -565,7 +586,7 @@ def failed_auth_storm(args: SecurityArgs, sn: SecuredNode, report: Report) -> No
             stop_processes(storm.ps)
         reached = storm.reached_at.value - storm.started if storm.reached_at.value else None
         storms[name] = {
-            "failed": failed, "held": int(storm.held.value), "seconds": storm_s,
+            "on": on, "target": target, "failed": failed, "held": int(storm.held.value), "seconds": storm_s,
             "reached": reached, "other": other, "in_window": in_window,
             "held_in_window": held_in_window,
             "failures_metric": metric(sn.node, "odradek_authentication_failures_total",
@@ -584,6 +605,13 @@ def failed_auth_storm(args: SecurityArgs, sn: SecuredNode, report: Report) -> No
             storm_window("storm, ip quota")
         finally:
             _delete_quota(sn, ("--ip", "<default>"))
+    if paced_producer is not None:
+        # KIP-612's listener-wide limit: the listener accepts args.storm_listener_rate
+        # connections a second and no more; the producer there has long been connected.
+        # The listener lets through only that many attempts a second: the storm lasts its
+        # window, not 10,000 attempts (which would take storm_attempts / rate seconds).
+        storm_window("storm, paced listener", PACED, paced_producer, target=0)
+        paced_producer.flush(10)
     window("alone again", {})
     producer.flush(10)
 
@@ -615,10 +643,16 @@ def failed_auth_storm(args: SecurityArgs, sn: SecuredNode, report: Report) -> No
                    f"request round trip p99 {r['client_rtt_p99_worst_s_ms']:.1f} ms, records "
                    f"queued in the client p99 {r['client_queue_p99_worst_s_ms']:.1f} ms")
     for name, st in storms.items():
-        key = "auth_storm" if name == "storm" else "auth_storm_ip_quota"
+        key, quota = {
+            "storm": ("auth_storm", "no connection quota"),
+            "storm, ip quota": ("auth_storm_ip_quota",
+                                f"connection_creation_rate={args.storm_ip_quota} on the "
+                                "default ip entity"),
+            "storm, paced listener": ("auth_storm_paced",
+                                      f"max.connection.creation.rate="
+                                      f"{args.storm_listener_rate} on its listener"),
+        }[name]
         ratio = runs[name]["p99_ms"] / alone["p99_ms"]
-        quota = (f"connection_creation_rate={args.storm_ip_quota} on the default ip entity"
-                 if name != "storm" else "no connection quota")
         report.row(f"p99 {name} / alone ({quota})",
                    f"{ratio:.2f}x (target <= 1.20x); alone again: "
                    f"{runs['alone again']['p99_ms'] / alone['p99_ms']:.2f}x")
@@ -626,12 +660,14 @@ def failed_auth_storm(args: SecurityArgs, sn: SecuredNode, report: Report) -> No
         report.row(f"  attempts of the {name}",
                    f"{attempts:,} in {st['seconds']:.1f} s = {attempts / st['seconds']:,.0f}/s: "
                    f"{st['failed']:,} failed logins, {st['held']:,} held and closed "
-                   f"unanswered; target {args.storm_attempts:,} attempts reached after "
-                   + (f"{st['reached']:.1f} s" if st["reached"] is not None
-                      else "- (not reached)")
+                   "unanswered; "
+                   + ("the window only (the listener paces them)" if not st["target"] else
+                      f"target {st['target']:,} attempts reached after "
+                      + (f"{st['reached']:.1f} s" if st["reached"] is not None
+                         else "- (not reached)"))
                    + (f"; other outcomes {st['other']}" if st["other"] else ""))
         report.row("  node's odradek_authentication_failures_total",
-                   f"+{st['failures_metric']:,.0f} on {listener} (logins that succeeded: "
+                   f"+{st['failures_metric']:,.0f} on {st['on']} (logins that succeeded: "
                    f"+{st['logins_metric']:,.0f})")
         report.figure(f"{key}_p99_ratio", round(ratio, 3))
         report.figure(f"{key}_attempts", attempts)
@@ -780,7 +816,7 @@ def client_quotas(args: SecurityArgs, sn: SecuredNode, report: Report) -> None:
 
 def run(args: SecurityArgs, workdir: Path, report: Report) -> None:
     with bench_dir(workdir, "security") as tmp:
-        sn = secured_node(tmp)
+        sn = secured_node(tmp, args.storm_listener_rate)
         node = sn.node
         try:
             node.start()

@@ -494,3 +494,42 @@ def test_idle_client_that_does_not_read_is_closed(start_node: object) -> None:
     assert time.monotonic() - started < 1 + 5 + 2
     assert metric(node, "odradek_connections_closed_total", 'reason="idle"') == 1
     hog.close()
+
+
+def _api_versions_round_trip(port: int) -> float:
+    """Connect, ask ApiVersions, read the answer: seconds it took."""
+    started = time.monotonic()
+    with KafkaConnection("127.0.0.1", port) as c:
+        assert c.request(18, 0, {}).error_code == ErrorCode.none
+    return time.monotonic() - started
+
+
+def test_max_connection_creation_rate_paces_a_listener(tmp_path: Path) -> None:
+    """KIP-612's listener-wide limit: listener.name.paced.max.connection.creation.rate=2
+    lets a burst of about 20 connections in (2/s over Kafka's 10-window minimum), then
+    accepts about two a second; the node's other listener is not held back, and the wait
+    is counted."""
+    plain, paced = free_port(), free_port()
+    node = NodeProcess(tmp_path / "paced", kafka_port=plain, overrides={
+        "listeners": f"PLAINTEXT://127.0.0.1:{plain},PACED://127.0.0.1:{paced}",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,PACED:PLAINTEXT",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.name.paced.max.connection.creation.rate": 2}).start()
+    try:
+        burst = [_api_versions_round_trip(paced) for _ in range(20)]
+        assert max(burst) < 1.0, burst
+        started = time.monotonic()
+        paced_times: list[float] = []
+        thread = threading.Thread(target=lambda: paced_times.extend(
+            _api_versions_round_trip(paced) for _ in range(4)))
+        thread.start()
+        # Meanwhile the other listener accepts at once.
+        assert _api_versions_round_trip(plain) < 1.0
+        thread.join(30)
+        took = time.monotonic() - started
+        assert len(paced_times) == 4
+        assert 1.0 < took < 10, (took, paced_times)  # ~0.5 s each beyond the burst
+        assert metric(node, "odradek_connection_accept_throttled_seconds_total",
+                      'listener="PACED"') >= 1.0
+    finally:
+        node.kill()

@@ -24,6 +24,7 @@ from odradek.broker.security.quotas import (
     REQUEST_PERCENTAGE,
     Alteration,
     ClientQuotaManager,
+    ConnectionCreationRates,
     ConnectionRateQuotas,
     ControllerMutationQuotaManager,
     FilterComponent,
@@ -693,3 +694,22 @@ def test_client_at_three_times_its_quota_is_held_to_it(batch: int) -> None:
     free_rate, free_throttled = simulate(m, "free", batch, batch / (3 * quota), 600.0)
     assert free_throttled == 0
     assert free_rate == pytest.approx(3 * quota, rel=0.01)
+
+
+def test_connection_creation_rates_pace_listeners_and_the_node() -> None:
+    rates = ConnectionCreationRates(broker_rate=4, listener_rates={"PACED": 2})
+    assert rates.limited("PACED", True) and rates.limited("OTHER", True)
+    assert not rates.limited("INTERNAL", False)  # the inter-broker listener: node-wide only
+    assert not ConnectionCreationRates(None, {}).limited("OTHER", True)
+    # PACED: 20 pass (2/s over at least 10 windows), the 21st waits (2.1 - 2) / 2 * 10 s.
+    assert [rates.record_and_throttle("PACED", True, 0.0) for _ in range(20)] == [0] * 20
+    assert rates.record_and_throttle("PACED", True, 0.0) == 500
+    # The node-wide rate counted those 21 too: 40 / 10 s would be its limit (4/s).
+    assert [rates.record_and_throttle("OTHER", True, 0.0) for _ in range(19)] == [0] * 19
+    assert rates.record_and_throttle("OTHER", True, 0.0) == 250  # (4.1 - 4) / 4 * 10 s
+    # The inter-broker listener is not counted node-wide and has no limit of its own.
+    assert rates.record_and_throttle("INTERNAL", False, 0.0) == 0
+    # Far over a limit the wait is one window at most; and no connection is taken back.
+    crowded = ConnectionCreationRates(None, {"PACED": 1})
+    waits = [crowded.record_and_throttle("PACED", True, 0.0) for _ in range(30)]
+    assert waits[:10] == [0] * 10 and waits[-1] == 1000
