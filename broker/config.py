@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -21,6 +21,9 @@ from odradek.controller.metadata.broker_configs import (
     DYNAMIC_BROKER_KEYS_BY_NAME,
     parse_host_counts,
 )
+
+if TYPE_CHECKING:
+    from odradek.broker.security.oauthbearer import UnsecuredValidatorOptions
 
 
 class ConfigError(Exception):
@@ -156,10 +159,10 @@ def _voters(key: str, v: Any) -> tuple[tuple[int, str, int], ...]:
 
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
-# Kafka's other mechanisms: named so a Kafka configuration that enables them gets a clear
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
+# Kafka's other mechanism: named so a Kafka configuration that enables it gets a clear
 # refusal rather than "unknown mechanism".
-_UNSUPPORTED_MECHANISMS = ("GSSAPI", "OAUTHBEARER")
+_UNSUPPORTED_MECHANISMS = ("GSSAPI",)
 
 
 def _protocol_map(key: str, v: Any) -> dict[str, str]:
@@ -413,8 +416,9 @@ KEYS: tuple[Key, ...] = (
         "connected to (https), or not (empty).", "https or empty"),
     Key("sasl.enabled.mechanisms", _mechanisms, "GSSAPI",
         "SASL mechanisms SASL listeners offer. Kafka's default, GSSAPI, is not supported: "
-        "a SASL listener needs PLAIN, SCRAM-SHA-256 and/or SCRAM-SHA-512 here.",
-        "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"),
+        "a SASL listener needs PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 and/or OAUTHBEARER "
+        "(unsecured tokens only: development) here.",
+        "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER"),
     Key("sasl.mechanism.inter.broker.protocol", _choice(*SASL_MECHANISMS, "GSSAPI"), "GSSAPI",
         "Mechanism a broker authenticates with to another one when the inter-broker "
         "listener uses SASL (its credentials: the username and password of that listener's "
@@ -558,6 +562,18 @@ class NodeConfig:
     def jaas_config(self, listener: str, mechanism: str) -> str:
         scoped = self.values.get(LISTENER_OVERRIDES, {}).get(listener, {})
         return str(scoped.get(f"{mechanism.lower()}.{JAAS_KEY}", ""))
+
+    def oauthbearer_options(self, listener: str) -> UnsecuredValidatorOptions:
+        """The unsecured token validator's options of a listener, from its
+        OAuthBearerLoginModule entry (defaults without one); ValueError when invalid."""
+        from odradek.broker.security.jaas import parse_jaas_config
+        from odradek.broker.security.oauthbearer import UnsecuredValidatorOptions
+
+        text = self.jaas_config(listener, "OAUTHBEARER")
+        options: dict[str, str] = {}
+        for entry in parse_jaas_config(text) if text else []:
+            options.update(entry.options)
+        return UnsecuredValidatorOptions.from_jaas(options)
 
     def plain_users(self, listener: str) -> dict[str, str]:
         """The PLAIN users of a listener: ``user_<name>="<password>"`` of its JAAS entry."""
@@ -720,8 +736,14 @@ def _check_security(config: NodeConfig) -> None:
                 raise ConfigError(
                     f"listener {li.name} ({protocol}): sasl.enabled.mechanisms is "
                     f"{','.join(mechanisms) or 'empty'}; {', '.join(unsupported) or 'none'} "
-                    "is not supported by Odradek: set it to PLAIN, SCRAM-SHA-256 and/or "
-                    "SCRAM-SHA-512")
+                    "is not supported by Odradek: set it to PLAIN, SCRAM-SHA-256, "
+                    "SCRAM-SHA-512 and/or OAUTHBEARER")
+            if "OAUTHBEARER" in mechanisms:
+                try:
+                    config.oauthbearer_options(li.name)
+                except ValueError as e:
+                    raise ConfigError(f"listener.name.{li.name.lower()}.oauthbearer."
+                                      f"{JAAS_KEY}: {e}") from None
             if "PLAIN" in mechanisms and not config.plain_users(li.name):
                 raise ConfigError(
                     f"listener {li.name} enables PLAIN but has no users: set "
@@ -731,6 +753,11 @@ def _check_security(config: NodeConfig) -> None:
     inter = config["inter.broker.listener.name"] or config.listeners[0].name
     if config.security_protocol(inter) in ("SASL_PLAINTEXT", "SASL_SSL"):
         mechanism = config["sasl.mechanism.inter.broker.protocol"]
+        if mechanism == "OAUTHBEARER":
+            raise ConfigError(
+                "sasl.mechanism.inter.broker.protocol is OAUTHBEARER: a broker has no token "
+                "of its own to present to others; use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 "
+                "between brokers (clients may still use OAUTHBEARER)")
         if mechanism not in config.listener_value(inter, "sasl.enabled.mechanisms"):
             raise ConfigError(
                 f"sasl.mechanism.inter.broker.protocol is {mechanism}, which the "

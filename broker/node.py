@@ -304,6 +304,11 @@ class Node:
             # not ask again for minutes.
             for li in self.config.listeners:
                 security = listener_security(self.config, li.name, self.scram_credential)
+                if security.authenticator is not None and "OAUTHBEARER" in \
+                        self.config.listener_value(li.name, "sasl.enabled.mechanisms"):
+                    log.warning("listener %s accepts unsecured OAUTHBEARER tokens: any client "
+                                "can claim any principal (Kafka's development mode); do not "
+                                "use it where authentication matters", li.name)
                 port = await self.server.listen(li.name, li.host, li.port, security)
                 self.bound[li.name] = (li.host, port)
         listeners = [(li.name, li.host, li.port or self.bound[li.name][1])

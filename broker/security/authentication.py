@@ -154,10 +154,15 @@ class Authenticator:
         self._server = None
         self.raw_tokens = False
         lifetime = 0
-        if self._reauth_ms > 0:
-            self._expires_at = self._clock() + self._reauth_ms / 1000
+        # The session ends with connections.max.reauth.ms, or with the credential if it
+        # expires sooner (an OAUTHBEARER token), as Kafka's SaslServerAuthenticator does.
+        limits = [ms for ms in (self._reauth_ms if self._reauth_ms > 0 else None,
+                                step.lifetime_ms) if ms is not None]
+        if limits:
+            session_ms = min(limits)
+            self._expires_at = self._clock() + session_ms / 1000
             # A client too old to re-authenticate (SaslAuthenticate v0) cannot be told;
             # its connection is closed at its first request after the session ends.
-            lifetime = self._reauth_ms if version >= 1 else 0
+            lifetime = session_ms if version >= 1 else 0
         return Answer(ErrorCode.none, auth_bytes=step.challenge, session_lifetime_ms=lifetime,
                       reauthenticated=renewed)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from odradek.broker.config import NodeConfig
 from odradek.broker.security import tls
 from odradek.broker.security.authentication import Authenticator
+from odradek.broker.security.oauthbearer import OAuthBearerServer
 from odradek.broker.security.plain import PlainServer
 from odradek.broker.security.principal_mapping import PrincipalMapper
 from odradek.broker.security.sasl import SaslServer
@@ -51,10 +52,14 @@ def listener_security(config: NodeConfig, listener: str,
         mechanisms = tuple(config.listener_value(listener, "sasl.enabled.mechanisms"))
         plain_users = config.plain_users(listener)
         reauth_ms = int(config.listener_value(listener, "connections.max.reauth.ms"))
+        oauth = config.oauthbearer_options(listener) if "OAUTHBEARER" in mechanisms else None
 
         def new_server(mechanism: str) -> SaslServer:
             if mechanism == "PLAIN":
                 return PlainServer(plain_users.get)
+            if mechanism == "OAUTHBEARER":
+                assert oauth is not None
+                return OAuthBearerServer(oauth, lambda: time.time() * 1000)
             return ScramServer(mechanism, lambda user: scram(user, mechanism))
 
         def make() -> Authenticator:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 # The mechanisms this broker can serve, in the order SaslHandshake lists them.
-MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
 
 # SaslAuthenticate's error code for every SaslFailure (Kafka's SASL_AUTHENTICATION_FAILED).
 SASL_AUTHENTICATION_FAILED = 58
@@ -39,6 +39,9 @@ class SaslStep:
 
     challenge: bytes
     principal: str | None
+    # How long the credential stays valid (ms), when it expires (an OAUTHBEARER token):
+    # the session ends then at the latest (KIP-368).
+    lifetime_ms: int | None = None
 
     @property
     def complete(self) -> bool:

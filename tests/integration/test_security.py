@@ -15,6 +15,8 @@ on a port are refused with the error Kafka gives, and the nodes carry on serving
 
 from __future__ import annotations
 
+import itertools
+import json
 import shutil
 import socket
 import ssl
@@ -32,6 +34,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from odradek.broker.kafka import codec
+from odradek.broker.kafka.client import KafkaConnection
 from tests.certs import CertificateAuthority, Issued
 from tests.helpers import unique_name
 from tests.integration.harness import Cluster, free_port, metric
@@ -91,7 +94,11 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
         cfg["ssl.keystore.location"] = str(server.pem)
         cfg["ssl.key.password"] = "key-pass"
         cfg["ssl.truststore.location"] = str(ca.ca_file)
-        cfg["sasl.enabled.mechanisms"] = "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"
+        cfg["sasl.enabled.mechanisms"] = "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512,OAUTHBEARER"
+        # OAUTHBEARER: Kafka's unsecured development tokens, which must carry scope kafka.
+        cfg["listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config"] = (
+            "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required "
+            'unsecuredValidatorRequiredScope="kafka";')
         cfg["listener.name.internal.sasl.enabled.mechanisms"] = "PLAIN"
         cfg["listener.name.internal.plain.sasl.jaas.config"] = _plain_jaas(
             {BROKER_USER[0]: BROKER_USER[1]}, BROKER_USER)
@@ -616,3 +623,49 @@ def test_sessions_expire_and_clients_reauthenticate(secured: Secured, tmp_path: 
     consumer.close()
     assert sorted(got) == sorted([f"j{i}".encode() for i in range(12)]
                                  + [f"r{i}".encode() for i in range(10)])
+
+
+def test_oauthbearer_with_unsecured_tokens(secured: Secured) -> None:
+    """OAUTHBEARER in Kafka's unsecured mode: librdkafka's own unsecure JWT and kafka-python
+    with a token provider get in as the token's subject; an expired token and one without
+    the required scope get Kafka's error challenge, then SASL_AUTHENTICATION_FAILED."""
+    from confluent_kafka import Producer
+    from kafka.net.sasl.oauth import AbstractTokenProvider
+
+    from odradek.broker.security.oauthbearer import unsecured_jws
+
+    topic = _topic(secured)
+    p = Producer({"bootstrap.servers": secured.bootstrap("SASL_PLAINTEXT"),
+                  "security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "OAUTHBEARER",
+                  "enable.sasl.oauthbearer.unsecure.jwt": True,
+                  "sasl.oauthbearer.config": "principal=alice scope=kafka", "acks": "all"})
+    for i in range(5):
+        p.produce(topic, value=f"o{i}".encode())
+    assert p.flush(30) == 0
+
+    class Tokens(AbstractTokenProvider):
+        def token(self) -> str:
+            return unsecured_jws({"sub": "bob", "iat": time.time(), "exp": time.time() + 600,
+                                  "scope": "kafka"})
+
+    consumer = KafkaConsumer(topic, bootstrap_servers=secured.bootstrap("SASL_PLAINTEXT"),
+                             security_protocol="SASL_PLAINTEXT", sasl_mechanism="OAUTHBEARER",
+                             sasl_oauth_token_provider=Tokens(), auto_offset_reset="earliest",
+                             consumer_timeout_ms=20_000)
+    got = sorted(m.value for m in itertools.islice(consumer, 5))
+    consumer.close()
+    assert got == [f"o{i}".encode() for i in range(5)]
+
+    port = secured.ports["SASL_PLAINTEXT"][0]
+    for claims, reason in (({"sub": "bob", "exp": time.time() - 5, "scope": "kafka"},
+                            "expired"),
+                           ({"sub": "bob", "exp": time.time() + 600}, "required scope")):
+        with KafkaConnection("127.0.0.1", port) as c:
+            assert c.request(17, 1, {"mechanism": "OAUTHBEARER"}).error_code == 0
+            first = f"n,,\x01auth=Bearer {unsecured_jws(claims)}\x01\x01".encode()
+            challenge = c.request(36, 2, {"auth_bytes": first})
+            assert challenge.error_code == 0
+            assert json.loads(challenge.auth_bytes)["status"] == "invalid_token"
+            final = c.request(36, 2, {"auth_bytes": b"\x01"})
+            assert final.error_code == 58 and reason in final.error_message, final
+    assert all(n.alive() for n in secured.cluster.nodes)

@@ -182,6 +182,20 @@ _JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
      "give this broker's own username and password"),
     ({"listener.name.sasl_plaintext.plain.sasl.jaas.config": "nonsense"},
      "listener.name.sasl_plaintext.plain.sasl.jaas.config"),
+    ({"listeners": "SASL_PLAINTEXT://127.0.0.1:9092",
+      "sasl.enabled.mechanisms": "OAUTHBEARER,SCRAM-SHA-256",
+      "sasl.mechanism.inter.broker.protocol": "OAUTHBEARER"},
+     "a broker has no token of its own"),
+    ({"listeners": "SASL_PLAINTEXT://127.0.0.1:9092",
+      "sasl.enabled.mechanisms": "OAUTHBEARER,SCRAM-SHA-256",
+      "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-256",
+      "listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config":
+          'org.apache.kafka.common.security.scram.ScramLoginModule required username="b" '
+          'password="bp";',
+      "listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config":
+          "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required "
+          'unsecuredValidatorAllowableClockSkewMs="soon";'},
+     "unsecuredValidatorAllowableClockSkewMs"),
     ({"listener.name.plaintext.log.retention.ms": "5"}, "cannot be set per listener"),
     ({"listener.name.plaintext.gssapi.sasl.jaas.config": "x"},
      "'gssapi' is not a supported SASL mechanism"),

@@ -134,3 +134,31 @@ def test_old_clients_are_not_told_of_a_lifetime() -> None:
     a = auth(reauth_ms=5000)
     a.handshake("PLAIN")
     assert a.authenticate(plain("alice", "alice-secret"), 0).session_lifetime_ms == 0
+
+
+def test_an_oauthbearer_token_ends_the_session_when_it_expires() -> None:
+    """Kafka's SaslServerAuthenticator: the session lifetime is the token's remaining life,
+    or connections.max.reauth.ms if that is shorter; with re-authentication off (0) the
+    token's expiry still ends the session."""
+    from odradek.broker.security.oauthbearer import (
+        OAuthBearerServer,
+        UnsecuredValidatorOptions,
+        unsecured_jws,
+    )
+
+    wall_ms = 1_800_000_000_000.0
+
+    def oauth(mechanism: str) -> SaslServer:
+        return OAuthBearerServer(UnsecuredValidatorOptions(), lambda: wall_ms)
+
+    token = unsecured_jws({"sub": "alice", "exp": wall_ms / 1000 + 30})
+    first = f"n,,\x01auth=Bearer {token}\x01\x01".encode()
+    for reauth_ms, lifetime in ((0, 30_000), (60_000, 30_000), (10_000, 10_000)):
+        clock = Clock()
+        a = Authenticator(("OAUTHBEARER",), oauth, reauth_ms, clock)
+        assert a.handshake("OAUTHBEARER").error_code == ErrorCode.none
+        done = a.authenticate(first, 2)
+        assert done.error_code == ErrorCode.none and a.principal == "User:alice"
+        assert done.session_lifetime_ms == lifetime, reauth_ms
+        clock.now += lifetime / 1000
+        assert a.refusal(PRODUCE) is not None  # the session is over

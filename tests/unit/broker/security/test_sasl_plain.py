@@ -25,7 +25,7 @@ def server() -> PlainServer:
 def test_mechanism_names() -> None:
     s: SaslServer = server()
     assert s.mechanism == "PLAIN"
-    assert MECHANISMS == ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+    assert MECHANISMS == ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
 
 
 def test_success_without_authzid() -> None:
