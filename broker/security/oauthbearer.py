@@ -170,7 +170,9 @@ def _b64url(part: str) -> Any:
     try:
         raw = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
         return json.loads(raw.decode("utf-8"))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: JSON nested deeper than the parser goes, which only a hostile
+        # token does.
         raise _InvalidToken("the token is not base64url-encoded JSON") from None
 
 

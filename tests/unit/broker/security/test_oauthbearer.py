@@ -9,6 +9,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from odradek.broker.security.oauthbearer import (
     OAuthBearerServer,
@@ -111,3 +113,27 @@ def test_a_client_that_does_not_acknowledge_the_error_fails_too() -> None:
     s.step(first_message(token(exp=1)))
     with pytest.raises(SaslFailure, match="expected the client"):
         s.step(b"something else")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.binary(max_size=300),
+                 st.builds(lambda t: first_message(t).replace(b"Bearer", b"bearer"),
+                           st.text(alphabet="-_.abcXYZ019", max_size=80)),
+                 st.builds(lambda b: b"n,,\x01auth=Bearer " + b + b"\x01\x01",
+                           st.binary(max_size=120))))
+def test_hostile_messages_only_ever_fail_the_exchange(message: bytes) -> None:
+    """Whatever a client sends, the exchange fails or goes on; nothing else escapes."""
+    s = server(unsecuredValidatorRequiredScope="kafka")
+    try:
+        step = s.step(message)
+    except SaslFailure:
+        return
+    if not step.complete:
+        with pytest.raises(SaslFailure):
+            s.step(b"\x01")
+
+
+def test_a_deeply_nested_token_is_refused_not_a_crash() -> None:
+    nested = base64.urlsafe_b64encode(b"[" * 200_000).decode().rstrip("=")
+    challenge, failure = refused(server(), first_message(f"{nested}.{nested}."))
+    assert challenge == {"status": "invalid_token"} and "base64url" in failure
