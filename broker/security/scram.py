@@ -286,7 +286,11 @@ class ScramServer:
             raise SaslFailure("Authentication failed: the channel binding (c=) of the SCRAM "
                               "client-final message does not match the gs2 header of the "
                               "client-first message")
-        if final.nonce != self._nonce_sent:
+        # Kafka's check (ScramSaslServer): the nonce must *end with* the one sent, not
+        # equal it. librdkafka up to 2.x sends its client nonce again in front of the
+        # combined one, and Kafka accepts that; the proof still covers the whole
+        # client-final message, so nothing is weaker for it.
+        if not final.nonce.endswith(self._nonce_sent):
             raise SaslFailure("Authentication failed: invalid nonce in the SCRAM "
                               "client-final message")
         auth_message = f"{first.bare},{self._server_first},{final.without_proof}".encode()

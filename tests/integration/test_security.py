@@ -44,7 +44,7 @@ pytestmark = pytest.mark.integration
 
 USERS = {"alice": "alice-secret", "bob": "bob-secret"}
 BROKER_USER = ("broker", "broker-secret")
-LISTENERS = ("INTERNAL", "SSL", "SASL_SSL", "SASL_PLAINTEXT", "REAUTH")
+LISTENERS = ("INTERNAL", "SSL", "SASL_SSL", "SASL_PLAINTEXT", "REAUTH", "TLS")
 REAUTH_MS = 1500
 
 
@@ -88,7 +88,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
         # the metadata stream), TLS with mutual authentication.
         cfg["listener.security.protocol.map"] = (
             "PLAINTEXT:PLAINTEXT,INTERNAL:SASL_SSL,SSL:SSL,SASL_SSL:SASL_SSL,"
-            "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SSL,REAUTH:SASL_PLAINTEXT")
+            "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SSL,REAUTH:SASL_PLAINTEXT,TLS:SSL")
         cfg["inter.broker.listener.name"] = "INTERNAL"
         cfg["sasl.mechanism.inter.broker.protocol"] = "PLAIN"
         cfg["ssl.keystore.location"] = str(server.pem)
@@ -407,8 +407,8 @@ def test_scram_logins_with_each_client(secured: Secured, user: str, mechanism: s
 def test_java_client_over_sasl_ssl_scram_and_mutual_tls(secured: Secured,
                                                         tmp_path: Path) -> None:
     """Kafka 4.1's Java client (its console producer, consumer and admin tool), configured
-    as for a secured Kafka: SCRAM-SHA-512 over SASL_SSL, and a client certificate over SSL,
-    with PEM trust and key stores."""
+    as for a secured Kafka: SCRAM-SHA-512 over SASL_SSL, a client certificate over SSL, and
+    TLS alone, SASL_SSL with PLAIN and with SCRAM-SHA-256, with PEM trust and key stores."""
     from tests.compat.kafka_tools import (
         CONSOLE_CONSUMER,
         CONSOLE_PRODUCER,
@@ -441,11 +441,29 @@ def test_java_client_over_sasl_ssl_scram_and_mutual_tls(secured: Secured,
     over_tls = KafkaTools("java", lib, secured.bootstrap("SSL"))
     over_tls.ok(CONSOLE_PRODUCER, "--topic", topic, "--producer.config", str(mtls),
                 stdin="t1\n")
+    # The other ways in: TLS alone, SASL_SSL with PLAIN and with SCRAM-SHA-256.
+    trust = f"ssl.truststore.type=PEM\nssl.truststore.location={secured.ca.ca_file}\n"
+    others = {
+        "TLS": "security.protocol=SSL\n" + trust,
+        "SASL_SSL": "security.protocol=SASL_SSL\nsasl.mechanism=PLAIN\n"
+                    "sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule "
+                    f'required username="alice" password="{USERS["alice"]}";\n' + trust,
+    }
+    others_scram = ("security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-256\n"
+                    "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule "
+                    f'required username="carol" password="{SCRAM_USERS[("carol", "SCRAM-SHA-256")]}";\n'
+                    + trust)
+    for n, (listener, props) in enumerate([*others.items(), ("SASL_SSL", others_scram)]):
+        config = tmp_path / f"other{n}.properties"
+        config.write_text(props)
+        KafkaTools("java", lib, secured.bootstrap(listener)).ok(
+            CONSOLE_PRODUCER, "--topic", topic, "--producer.config", str(config),
+            stdin=f"o{n}\n")
     r = over_tls.run(CONSOLE_CONSUMER, "--topic", topic, "--from-beginning",
-                     "--max-messages", "3", "--timeout-ms", "20000",
+                     "--max-messages", "6", "--timeout-ms", "20000",
                      "--consumer.config", str(mtls))
     assert r.returncode == 0, str(r)
-    assert sorted(r.stdout.split()) == ["s1", "s2", "t1"], str(r)
+    assert sorted(r.stdout.split()) == ["o0", "o1", "o2", "s1", "s2", "t1"], str(r)
 
     # A wrong SCRAM password: the Java client reports Kafka's authentication error.
     scram.write_text(scram.read_text().replace("dave-secret", "not-it"))
@@ -669,3 +687,100 @@ def test_oauthbearer_with_unsecured_tokens(secured: Secured) -> None:
             final = c.request(36, 2, {"auth_bytes": b"\x01"})
             assert final.error_code == 58 and reason in final.error_message, final
     assert all(n.alive() for n in secured.cluster.nodes)
+
+
+# Each way in that issue 15 names, as (listener, SASL mechanism or None, client certificate?):
+# TLS alone, SASL_SSL with PLAIN and both SCRAMs, and mutual TLS.
+MODES = {
+    "tls": ("TLS", None, False),
+    "sasl_ssl_plain": ("SASL_SSL", "PLAIN", False),
+    "sasl_ssl_scram256": ("SASL_SSL", "SCRAM-SHA-256", False),
+    "sasl_ssl_scram512": ("SASL_SSL", "SCRAM-SHA-512", False),
+    "mutual_tls": ("SSL", None, True),
+}
+_LOGINS = {"PLAIN": ("alice", USERS["alice"]),
+           **{mech: (user, pw) for (user, mech), pw in SCRAM_USERS.items()}}
+
+
+def _librdkafka_conf(s: Secured, mode: str) -> dict[str, str]:
+    listener, mechanism, cert = MODES[mode]
+    conf = {"bootstrap.servers": s.bootstrap(listener), "ssl.ca.location": str(s.ca.ca_file),
+            "security.protocol": "SASL_SSL" if mechanism else "SSL"}
+    if mechanism:
+        user, password = _LOGINS[mechanism]
+        conf |= {"sasl.mechanisms": mechanism, "sasl.username": user, "sasl.password": password}
+    if cert:
+        conf |= {"ssl.certificate.location": str(s.client.cert),
+                 "ssl.key.location": str(s.client.key)}
+    return conf
+
+
+def test_every_python_client_and_kcat_over_every_secure_mode(secured: Secured) -> None:
+    """kafka-python, confluent-kafka, aiokafka and kcat each write over TLS, SASL_SSL with
+    PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512, and mutual TLS; every record is read back."""
+    import asyncio
+
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.helpers import create_ssl_context
+    from confluent_kafka import Producer
+
+    kcat = shutil.which("kcat")
+    require(kcat is not None, "kcat is not installed (apt-get install kcat)")
+    topic = _topic(secured, 1)
+    sent: list[bytes] = []
+    for mode, (listener, mechanism, cert) in MODES.items():
+        # kafka-python
+        kw: dict[str, Any] = {"bootstrap_servers": secured.bootstrap(listener),
+                              "security_protocol": "SASL_SSL" if mechanism else "SSL",
+                              "ssl_cafile": str(secured.ca.ca_file)}
+        if mechanism:
+            user, password = _LOGINS[mechanism]
+            kw |= {"sasl_mechanism": mechanism, "sasl_plain_username": user,
+                   "sasl_plain_password": password}
+        if cert:
+            kw |= {"ssl_certfile": str(secured.client.cert),
+                   "ssl_keyfile": str(secured.client.key)}
+        producer = KafkaProducer(acks="all", **kw)
+        producer.send(topic, f"kafka-python {mode}".encode()).get(timeout=30)
+        producer.close()
+        # confluent-kafka
+        conf = _librdkafka_conf(secured, mode)
+        p = Producer({**conf, "acks": "all"})
+        p.produce(topic, f"confluent-kafka {mode}".encode())
+        assert p.flush(30) == 0, mode
+
+        # aiokafka
+        async def aio(mode: str = mode) -> None:
+            listener, mechanism, cert = MODES[mode]
+            context = create_ssl_context(
+                cafile=str(secured.ca.ca_file),
+                certfile=str(secured.client.cert) if cert else None,
+                keyfile=str(secured.client.key) if cert else None)
+            extra: dict[str, Any] = {}
+            if mechanism:
+                user, password = _LOGINS[mechanism]
+                extra = {"sasl_mechanism": mechanism, "sasl_plain_username": user,
+                         "sasl_plain_password": password}
+            producer = AIOKafkaProducer(
+                bootstrap_servers=secured.bootstrap(listener), acks="all",
+                security_protocol="SASL_SSL" if mechanism else "SSL", ssl_context=context,
+                **extra)
+            await producer.start()
+            try:
+                await producer.send_and_wait(topic, f"aiokafka {mode}".encode())
+            finally:
+                await producer.stop()
+
+        asyncio.run(aio())
+        # kcat (librdkafka's command-line client)
+        subprocess.run([str(kcat), "-b", conf["bootstrap.servers"], "-t", topic, "-P",
+                        *[a for k, v in conf.items() if k != "bootstrap.servers"
+                          for a in ("-X", f"{k}={v}")]],
+                       input=f"kcat {mode}\n".encode(), check=True, timeout=60)
+        sent += [f"{client} {mode}".encode()
+                 for client in ("kafka-python", "confluent-kafka", "aiokafka", "kcat")]
+    consumer = KafkaConsumer(topic, bootstrap_servers=secured.bootstrap("PLAINTEXT"),
+                             auto_offset_reset="earliest", consumer_timeout_ms=20_000)
+    got = [m.value for m in itertools.islice(consumer, len(sent))]
+    consumer.close()
+    assert sorted(got) == sorted(sent)

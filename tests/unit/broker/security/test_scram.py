@@ -62,7 +62,7 @@ def generic(mechanism: str) -> str:
 
 
 def client_final(mechanism: str, password: str, gs2_header: str, first_bare: str,
-                 server_first: bytes, extensions: str = "") -> bytes:
+                 server_first: bytes, extensions: str = "", nonce_prefix: str = "") -> bytes:
     """A client-final message computed straight from RFC 5802's formulas, for the messages
     kafka-python cannot make (authzid, escaped names, extensions)."""
     name = {SHA256: "sha256", SHA512: "sha512"}[mechanism]
@@ -71,7 +71,7 @@ def client_final(mechanism: str, password: str, gs2_header: str, first_bare: str
                                  int(fields["i"]))
     client_key = hmac.digest(salted, b"Client Key", name)
     binding = base64.b64encode(gs2_header.encode()).decode()
-    without_proof = f"c={binding},r={fields['r']}{extensions}"
+    without_proof = f"c={binding},r={nonce_prefix}{fields['r']}{extensions}"
     auth = f"{first_bare},{server_first.decode()},{without_proof}".encode()
     signature = hmac.digest(hashlib.new(name, client_key).digest(), auth, name)
     proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
@@ -282,6 +282,18 @@ def _good_final() -> bytes:
 def test_good_final_is_accepted() -> None:
     s = _after_first()
     assert s.step(_good_final()).principal == "User:alice"
+
+
+def test_librdkafka_2_0s_doubled_client_nonce_is_accepted_as_kafka_accepts_it() -> None:
+    """librdkafka up to 2.x (Debian's kcat) sends r=<client nonce><client nonce><server
+    nonce>; Kafka's ScramSaslServer checks that the nonce ends with the one it sent, and
+    the proof over the whole message is what authenticates."""
+    s = _after_first()
+    doubled = client_final(SHA256, "alice-secret", "n,,", "n=alice,r=abc",
+                           b"r=abcsrv,s=" + base64.b64encode(SALT) + b",i=4096",
+                           nonce_prefix="abc")
+    assert b"r=abcabcsrv," in doubled
+    assert s.step(doubled).principal == "User:alice"
 
 
 @pytest.mark.parametrize("binding", [
