@@ -61,7 +61,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Final, Literal
+from typing import Final, Literal, Protocol, TypeVar
 
 from kio.schema.errors import ErrorCode
 
@@ -667,6 +667,24 @@ class _Sensor:
     last_record: float  # seconds, for idle expiry
 
 
+class _Recorded(Protocol):
+    @property
+    def last_record(self) -> float: ...
+
+
+_K = TypeVar("_K")
+_R = TypeVar("_R", bound=_Recorded)
+
+
+def expire_idle(sensors: dict[_K, _R], now: float, expiration_s: float) -> int:
+    """Drop the entries not recorded into for longer than ``expiration_s`` (Kafka's
+    Sensor.hasExpired: strictly more than that); the number dropped."""
+    idle = [k for k, s in sensors.items() if now - s.last_record > expiration_s]
+    for k in idle:
+        del sensors[k]
+    return len(idle)
+
+
 def sensor_key(matched: QuotaEntity, user: str, client_id: str) -> tuple[str, str]:
     """The (user, client-id) a client's usage is counted under (Kafka's metric tags): the
     components of the matched entity, with a default component standing for the client's
@@ -777,11 +795,7 @@ class ClientQuotaManager:
     def expire_idle(self, now: float) -> int:
         """Drop the sensors not recorded into for longer than the inactive expiration
         (Kafka's Sensor.hasExpired: strictly more than 1 h); the number dropped."""
-        idle = [k for k, s in self._sensors.items()
-                if now - s.last_record > self.inactive_expiration_s]
-        for k in idle:
-            del self._sensors[k]
-        return len(idle)
+        return expire_idle(self._sensors, now, self.inactive_expiration_s)
 
     @property
     def sensor_count(self) -> int:
@@ -982,11 +996,7 @@ class ControllerMutationQuotaManager:
         return None if b is None else b.bucket.measure(rate, to_ms(now))
 
     def expire_idle(self, now: float) -> int:
-        idle = [k for k, b in self._buckets.items()
-                if now - b.last_record > self.inactive_expiration_s]
-        for k in idle:
-            del self._buckets[k]
-        return len(idle)
+        return expire_idle(self._buckets, now, self.inactive_expiration_s)
 
     @property
     def sensor_count(self) -> int:
@@ -1047,11 +1057,7 @@ class ConnectionRateQuotas:
     def expire_idle(self, now: float) -> int:
         """Drop the sensors of addresses that opened nothing for longer than the inactive
         expiration (1 h, as Kafka's per-IP sensors); the number dropped."""
-        idle = [k for k, s in self._sensors.items()
-                if now - s.last_record > self.inactive_expiration_s]
-        for k in idle:
-            del self._sensors[k]
-        return len(idle)
+        return expire_idle(self._sensors, now, self.inactive_expiration_s)
 
     @property
     def sensor_count(self) -> int:
