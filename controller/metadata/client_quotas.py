@@ -16,6 +16,7 @@ from dataclasses import dataclass
 USER = "user"
 CLIENT_ID = "client-id"
 IP = "ip"  # connection_creation_rate per address (KIP-612), never with the other two
+IP_KEY = "connection_creation_rate"  # the one key of ip entities, and theirs alone
 ENTITY_TYPES = frozenset({USER, CLIENT_ID, IP})
 
 # ((entity type, name or None for the default entity), ...), sorted by type.
@@ -42,5 +43,9 @@ class ClientQuotaChange:
         types = [t for t, _ in self.entity]
         return (bool(types) and len(set(types)) == len(types) and set(types) <= ENTITY_TYPES
                 and (IP not in types or len(types) == 1)
+                # connection_creation_rate is set on ip entities only, and they take no
+                # other key; a removal of any key is harmless (Kafka removes whatever is
+                # named, if set)
+                and (self.value is None or (self.key == IP_KEY) == (IP in types))
                 and all(name != "" for _, name in self.entity) and bool(self.key)
                 and (self.value is None or (math.isfinite(self.value) and self.value > 0)))

@@ -37,7 +37,7 @@ import zlib
 
 from kio.schema.errors import ErrorCode
 
-from odradek.broker.handlers.api import RequestContext
+from odradek.broker.handlers.api import CloseConnection, RequestContext
 from odradek.broker.handlers.meta import INTERNAL_TOPICS
 from odradek.broker.kafka import codec
 from odradek.broker.kafka.connection import (
@@ -191,6 +191,8 @@ class FuzzTarget:
         body = self._members.substitute(req.api_key, with_batch_crcs(req.api_key, req.body))
         try:
             response = await spec.handler(node, ctx, body)
+        except CloseConnection:
+            return  # no answer is owed (acks=0): the transport closes the connection
         except Exception as e:
             raise Finding(f"{what} raised {e!r} instead of answering with an error code\n"
                           f"request: {body!r}") from e

@@ -94,6 +94,9 @@ def test_alter_writes_only_what_changes_against_its_image() -> None:
 @pytest.mark.parametrize("bad", [
     ClientQuotaChange((), PRODUCE, 1.0),
     ClientQuotaChange(entity_key([("ip", "1.2.3.4")]), PRODUCE, 1.0),
+    ClientQuotaChange(ALICE, "connection_creation_rate", 1.0),
+    ClientQuotaChange(entity_key([("ip", "1.2.3.4"), ("user", "a")]),
+                      "connection_creation_rate", 1.0),
     ClientQuotaChange(entity_key([("user", "")]), PRODUCE, 1.0),
     ClientQuotaChange(ALICE, PRODUCE, math.nan),
     ClientQuotaChange(ALICE, PRODUCE, -1.0),
