@@ -25,6 +25,7 @@ from odradek.broker.handlers import (
     acls,
     admin,
     client_quotas,
+    feature_updates,
     fetch,
     log_dirs,
     meta,
@@ -86,7 +87,7 @@ def handler_table() -> dict[int, ApiSpec[Node]]:
                                             log_dirs.APIS, quorum.APIS, group_handlers.APIS,
                                             txn.APIS, txn_admin.APIS, sasl.APIS,
                                             scram_credentials.APIS, acls.APIS,
-                                            client_quotas.APIS]
+                                            client_quotas.APIS, feature_updates.APIS]
     for module_specs in specs:
         for spec in module_specs:
             assert spec.api_key not in apis, f"api key {spec.api_key} registered twice"
@@ -257,8 +258,8 @@ class Node:
             remove_expired_transactional_ids_interval_ms=config[
                 "transaction.remove.expired.transaction.cleanup.interval.ms"],
             # The finalized transaction.version: how the coordinator's own aborts and
-            # records are written (broker/features.py).
-            transaction_version_level=features.FINALIZED[features.TRANSACTION_VERSION],
+            # records are written (broker/features.py); _on_metadata keeps it current.
+            transaction_version_level=features.transaction_version_level(self.image),
             node_id=self.node_id,
         )
         self.txn_verifier = TxnVerifier(self)
@@ -445,6 +446,8 @@ class Node:
         self.quota_configs = quota_configs_of(self.quota_configs, self.image.client_quotas,
                                               image.client_quotas)
         self.image = image
+        # An UpdateFeatures of transaction.version applies to the coordinator's next write.
+        self.transactions.transaction_version_level = features.transaction_version_level(image)
         self._apply_dynamic_configs(image)
         if not self._replicas_current:
             # Until the image holds this process's own registration, the records being

@@ -46,6 +46,7 @@ from odradek.controller.metadata.requests import (
     DeleteTopicSpec,
     ElectionType,
     ElectLeadersResult,
+    FeatureUpdate,
     HeartbeatResult,
     IncrementalAlterConfigsResource,
     MetadataBatch,
@@ -54,6 +55,7 @@ from odradek.controller.metadata.requests import (
     Registration,
     ScramCredentialDeletion,
     ScramCredentialUpsertion,
+    UpdateFeaturesResult,
 )
 from odradek.controller.rpc import controller_pb2 as pb
 from odradek.controller.rpc import controller_pb2_grpc as pb_grpc
@@ -316,6 +318,13 @@ class ControllerClient:
         response = await self._call("AlterClientQuotas", pb.AlterClientQuotasRequest(
             changes=[convert.client_quota_change_to_pb(c) for c in changes]))
         return convert.alter_client_quotas_result_from_pb(response)
+
+    async def update_features(self, updates: Sequence[FeatureUpdate], *,
+                              validate_only: bool = False) -> UpdateFeaturesResult:
+        response = await self._call("UpdateFeatures", pb.UpdateFeaturesRequest(
+            updates=[convert.feature_update_to_pb(u) for u in updates],
+            validate_only=validate_only))
+        return convert.update_features_result_from_pb(response)
 
     async def register(
         self,

@@ -45,7 +45,8 @@ log = logging.getLogger("odradek.metadata")
 def controller_settings(config: NodeConfig) -> ControllerSettings:
     return ControllerSettings(default_num_partitions=config["num.partitions"],
                               default_replication_factor=config["default.replication.factor"],
-                              default_min_insync_replicas=config["min.insync.replicas"])
+                              default_min_insync_replicas=config["min.insync.replicas"],
+                              node_id=config.node_id)
 
 
 

@@ -90,7 +90,7 @@ def controller_id_for_clients(node: MetaNode) -> int:
 async def handle_api_versions(node: MetaNode, ctx: RequestContext, req: Any) -> Payload:
     # Features (KIP-584) from v3; kio leaves them out of older versions' answers.
     return ctx.respond({"error_code": ErrorCode.none, "api_keys": node.api_versions_list(),
-                        "throttle_time": 0, **features.api_versions_fields(node.image.offset)})
+                        "throttle_time": 0, **features.api_versions_fields(node.image)})
 
 
 def _partition_entry(node: MetaNode, index: int, reg: PartitionRegistration) -> dict[str, Any]:

@@ -5,8 +5,8 @@ The coordinator (odradek.broker.txn) answers for the transactional ids whose
 ``__transaction_state`` partition this node leads; the others get NOT_COORDINATOR and the
 client asks FindCoordinator again. Both the classic protocol and transactions v2 (KIP-890 part 2:
 EndTxn v5 answers the epoch the producer goes on with; the partitions come from Produce v12
-and TxnOffsetCommit v5) are served, as the cluster finalizes transaction.version 2
-(broker/features.py).
+and TxnOffsetCommit v5) are served; Kafka 4 clients use v2 while the cluster finalizes
+transaction.version 2 (broker/features.py; the level of the metadata log, 2 by default).
 
 Authorization is Kafka's: a transactional id's APIs (InitProducerId with one,
 AddPartitionsToTxn v0-v3, AddOffsetsToTxn, EndTxn) need WRITE on the TRANSACTIONAL_ID;

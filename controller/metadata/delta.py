@@ -132,6 +132,8 @@ class MetadataDelta:
         self._acls: dict[uuid.UUID, StandardAcl | None] = {}
         # Quota entity -> its changed keys; None marks a removed key.
         self._quotas: dict[QuotaEntityKey, dict[str, float | None]] = {}
+        # Feature name -> its new finalized level; None marks level 0 (not finalized).
+        self._features: dict[str, int | None] = {}
 
     # ----- reading the state as of the last replayed record -----
 
@@ -363,6 +365,13 @@ class MetadataDelta:
         # As Kafka's: removing a key that is not set changes nothing.
         self._quotas.setdefault(entity, {})[rec.key] = None if rec.remove else rec.value
 
+    def _replay_feature_level(self, rec: pb.FeatureLevelRecord, offset: int) -> None:
+        if rec.feature_level < 0:
+            raise MetadataReplayError(
+                f"FeatureLevelRecord: {rec.name!r} at negative level {rec.feature_level}")
+        # Kafka's FeatureControlManager.replay: level 0 removes the feature.
+        self._features[rec.name] = rec.feature_level or None
+
     @property
     def next_producer_id(self) -> int:
         if self._next_producer_id is not None:
@@ -424,6 +433,7 @@ class MetadataDelta:
             scram_credentials=_merged(base.scram_credentials, self._scram),
             acls=_merged(base.acls, self._acls),
             client_quotas=self._merged_client_quotas(),
+            finalized_features=_merged(base.finalized_features, self._features),
         )
 
     def _merged_client_quotas(self) -> Mapping[QuotaEntityKey, Mapping[str, float]]:
@@ -508,6 +518,7 @@ _REPLAY: dict[str, Callable[[MetadataDelta, Any, int], None]] = {
     "access_control_entry": MetadataDelta._replay_access_control_entry,
     "remove_access_control_entry": MetadataDelta._replay_remove_access_control_entry,
     "client_quota": MetadataDelta._replay_client_quota,
+    "feature_level": MetadataDelta._replay_feature_level,
 }
 
 __all__ = [

@@ -33,6 +33,7 @@ from odradek.controller.metadata.records import (
     broker_controlled_shutdown_record,
     client_quota_record,
     config_record,
+    feature_level_record,
     fence_broker_record,
     no_op_record,
     partition_record,
@@ -92,6 +93,7 @@ def diff_records(base: MetadataImage, target: MetadataImage) -> list[OffsetRecor
     _scram_changes(base, target, others)
     _acl_changes(base, target, others)
     _client_quota_changes(base, target, others)
+    _feature_level_changes(base, target, others)
     if target.next_producer_id != base.next_producer_id:
         if target.next_producer_id < base.next_producer_id:
             raise SnapshotError(
@@ -238,3 +240,14 @@ def _client_quota_changes(base: MetadataImage, target: MetadataImage,
         for key in sorted(before.keys() | after.keys()):
             if before.get(key) != after.get(key):
                 others.append(client_quota_record(entity, key, after.get(key)))
+
+
+def _feature_level_changes(base: MetadataImage, target: MetadataImage,
+                           others: list[MetadataRecord]) -> None:
+    """A feature absent from an image is at level 0 (a default level is in the map), so a
+    snapshot of a log that set transaction.version to 0 writes the 0 explicitly."""
+    old, new = base.finalized_features, target.finalized_features
+    for name in sorted(old.keys() | new.keys()):
+        level = new.get(name, 0)
+        if old.get(name, 0) != level:
+            others.append(feature_level_record(name, level))

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from odradek.controller.metadata.acls import StandardAcl
 from odradek.controller.metadata.client_quotas import QuotaEntityKey
+from odradek.controller.metadata.features import DEFAULT_FINALIZED
 
 NO_LEADER = -1
 
@@ -129,6 +130,10 @@ class MetadataImage:
     # entity) -> {quota key: value}; entities without a key are left out.
     client_quotas: Mapping[QuotaEntityKey, Mapping[str, float]] = field(
         default_factory=lambda: _NOTHING)
+    # Feature name -> finalized level (KIP-584), features at level 0 left out as in Kafka.
+    # An image whose log never set a feature holds its default (DEFAULT_FINALIZED:
+    # transaction.version 2, what every Odradek broker has always finalized).
+    finalized_features: Mapping[str, int] = field(default_factory=lambda: DEFAULT_FINALIZED)
 
     EMPTY: ClassVar[MetadataImage]
 

@@ -209,3 +209,8 @@ def client_quota_record(entity: QuotaEntityKey, key: str, value: float | None
         entity=[pb.ClientQuotaRecord.EntityData(entity_type=t, entity_name=n) for t, n in entity],
         key=key, value=0.0 if value is None else value, remove=value is None)
     return pb.MetadataRecord(client_quota=rec)
+
+
+def feature_level_record(name: str, level: int) -> pb.MetadataRecord:
+    """Level 0 takes the feature out of the finalized features, as in Kafka."""
+    return pb.MetadataRecord(feature_level=pb.FeatureLevelRecord(name=name, feature_level=level))

@@ -192,6 +192,39 @@ class AlterClientQuotasResult:
     error_message: str | None = None
 
 
+# ----- feature levels -----
+
+
+class FeatureUpgradeType(enum.IntEnum):
+    """Kafka's FeatureUpdate.UpgradeType codes (UpdateFeatures v1's upgrade_type); any
+    other code is UNKNOWN, which the controller refuses."""
+
+    UNKNOWN = 0
+    UPGRADE = 1
+    SAFE_DOWNGRADE = 2
+    UNSAFE_DOWNGRADE = 3
+
+
+@dataclass(frozen=True)
+class FeatureUpdate:
+    """One entry of UpdateFeatures: set ``feature`` to ``max_version_level`` (0 takes it
+    out of the finalized features). ``upgrade_type`` is a FeatureUpgradeType code."""
+
+    feature: str
+    max_version_level: int
+    upgrade_type: int = FeatureUpgradeType.UPGRADE
+
+
+@dataclass(frozen=True)
+class UpdateFeaturesResult:
+    """The whole request's outcome, as Kafka's QuorumController applies it: all updates or
+    none, the first refused one's error (Kafka's "Invalid update version ...").
+    """
+
+    error_code: int
+    error_message: str | None = None
+
+
 # ----- brokers -----
 
 
@@ -415,6 +448,11 @@ class ControllerApi(Protocol):
     async def alter_client_quotas(self, changes: Sequence[ClientQuotaChange]
                                   ) -> AlterClientQuotasResult:
         """The ops of AlterClientQuotas entries the broker checked, applied together."""
+        ...
+
+    async def update_features(self, updates: Sequence[FeatureUpdate], *,
+                              validate_only: bool = False) -> UpdateFeaturesResult:
+        """UpdateFeatures: finalize new feature levels, all of them or none."""
         ...
 
     async def register_broker(self, broker_id: int, incarnation_id: str,

@@ -28,6 +28,9 @@ class ControllerSettings:
     # One request may not create more partitions than this: every partition is a record
     # that must fit in one atomic metadata batch.
     max_partitions_per_request: int = 10_000
+    # This controller's node id, named in Kafka's "Local controller N ..." refusals of
+    # UpdateFeatures.
+    node_id: int = -1
 
 
 @dataclass(frozen=True)

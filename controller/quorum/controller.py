@@ -46,6 +46,7 @@ from odradek.controller.metadata.requests import (
     DeleteTopicSpec,
     ElectionType,
     ElectLeadersResult,
+    FeatureUpdate,
     IncrementalAlterConfigsResource,
     NotControllerError,
     ProducerIdsResult,
@@ -53,6 +54,7 @@ from odradek.controller.metadata.requests import (
     RegisterBrokerResult,
     ScramCredentialDeletion,
     ScramCredentialUpsertion,
+    UpdateFeaturesResult,
 )
 from odradek.controller.quorum import acls as acl_ops
 from odradek.controller.quorum import (
@@ -60,6 +62,7 @@ from odradek.controller.quorum import (
     client_quotas,
     configs,
     election,
+    features,
     partitions,
     scram,
     topics,
@@ -220,6 +223,13 @@ class QuorumController:
                                   ) -> AlterClientQuotasResult:
         return await self._run(
             lambda image: client_quotas.alter_client_quotas(image, changes))
+
+    # ----- feature levels -----
+
+    async def update_features(self, updates: Sequence[FeatureUpdate], *,
+                              validate_only: bool = False) -> UpdateFeaturesResult:
+        return await self._run(lambda image: features.update_features(
+            image, updates, validate_only, node_id=self.settings.node_id))
 
     # ----- brokers -----
 

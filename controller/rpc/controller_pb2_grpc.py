@@ -109,6 +109,11 @@ class ControllerStub:
                 request_serializer=controller__pb2.AlterClientQuotasRequest.SerializeToString,
                 response_deserializer=controller__pb2.AlterClientQuotasResponse.FromString,
                 _registered_method=True)
+        self.UpdateFeatures = channel.unary_unary(
+                '/odradek.controller.Controller/UpdateFeatures',
+                request_serializer=controller__pb2.UpdateFeaturesRequest.SerializeToString,
+                response_deserializer=controller__pb2.UpdateFeaturesResponse.FromString,
+                _registered_method=True)
         self.BrokerLiveness = channel.unary_stream(
                 '/odradek.controller.Controller/BrokerLiveness',
                 request_serializer=controller__pb2.BrokerLivenessRequest.SerializeToString,
@@ -212,6 +217,12 @@ class ControllerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateFeatures(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def BrokerLiveness(self, request, context):
         """Held open by every registered broker process for as long as it runs: the controller
         learns that the process died when the kernel closes its connection, long before its
@@ -301,6 +312,11 @@ def add_ControllerServicer_to_server(servicer, server):
                     servicer.AlterClientQuotas,
                     request_deserializer=controller__pb2.AlterClientQuotasRequest.FromString,
                     response_serializer=controller__pb2.AlterClientQuotasResponse.SerializeToString,
+            ),
+            'UpdateFeatures': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateFeatures,
+                    request_deserializer=controller__pb2.UpdateFeaturesRequest.FromString,
+                    response_serializer=controller__pb2.UpdateFeaturesResponse.SerializeToString,
             ),
             'BrokerLiveness': grpc.unary_stream_rpc_method_handler(
                     servicer.BrokerLiveness,
@@ -713,6 +729,33 @@ class Controller:
             '/odradek.controller.Controller/AlterClientQuotas',
             controller__pb2.AlterClientQuotasRequest.SerializeToString,
             controller__pb2.AlterClientQuotasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateFeatures(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/odradek.controller.Controller/UpdateFeatures',
+            controller__pb2.UpdateFeaturesRequest.SerializeToString,
+            controller__pb2.UpdateFeaturesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -36,11 +36,13 @@ from odradek.controller.metadata.requests import (
     DeleteTopicSpec,
     ElectionType,
     ElectLeadersResult,
+    FeatureUpdate,
     IncrementalAlterConfigsResource,
     ProducerIdsResult,
     RegisterBrokerResult,
     ScramCredentialDeletion,
     ScramCredentialUpsertion,
+    UpdateFeaturesResult,
 )
 from odradek.controller.rpc import controller_pb2 as pb
 
@@ -516,3 +518,23 @@ def alter_client_quotas_result_to_pb(r: AlterClientQuotasResult
 def alter_client_quotas_result_from_pb(msg: pb.AlterClientQuotasResponse
                                        ) -> AlterClientQuotasResult:
     return AlterClientQuotasResult(error_code(msg.error_code), _opt(msg, "error_message"))
+
+
+# ----- feature levels -----
+
+
+def feature_update_to_pb(u: FeatureUpdate) -> pb.FeatureUpdate:
+    return pb.FeatureUpdate(feature=u.feature, max_version_level=u.max_version_level,
+                            upgrade_type=u.upgrade_type)
+
+
+def feature_update_from_pb(msg: pb.FeatureUpdate) -> FeatureUpdate:
+    return FeatureUpdate(msg.feature, msg.max_version_level, msg.upgrade_type)
+
+
+def update_features_result_to_pb(r: UpdateFeaturesResult) -> pb.UpdateFeaturesResponse:
+    return pb.UpdateFeaturesResponse(error_code=r.error_code, error_message=r.error_message)
+
+
+def update_features_result_from_pb(msg: pb.UpdateFeaturesResponse) -> UpdateFeaturesResult:
+    return UpdateFeaturesResult(error_code(msg.error_code), _opt(msg, "error_message"))

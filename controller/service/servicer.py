@@ -412,6 +412,16 @@ class ControllerService(pb_grpc.ControllerServicer):
             [convert.client_quota_change_from_pb(c) for c in request.changes])
         return convert.alter_client_quotas_result_to_pb(result)
 
+    @_rpc
+    async def UpdateFeatures(  # noqa: N802
+        self, request: pb.UpdateFeaturesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UpdateFeaturesResponse:
+        self._require_leader()
+        result = await self._controller.update_features(
+            [convert.feature_update_from_pb(u) for u in request.updates],
+            validate_only=request.validate_only)
+        return convert.update_features_result_to_pb(result)
+
     # ----- topics -----
 
     @_rpc

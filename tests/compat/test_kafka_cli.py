@@ -23,6 +23,7 @@ from tests.compat.kafka_tools import (
     CONSOLE_CONSUMER,
     CONSOLE_PRODUCER,
     CONSUMER_GROUPS,
+    FEATURES,
     LEADER_ELECTION,
     LOG_DIRS,
     METADATA_QUORUM,
@@ -510,6 +511,65 @@ def test_configs_client_quotas(tools: KafkaTools, cluster: Cluster) -> None:
             return not conn.request(48, 1, {"strict": False, "components": [
                 {"entity_type": "ip", "match_type": 2, "match": None}]}).entries
     wait_for(no_ip_quota_left, 10, "the ip quota to be deleted")
+
+
+# --- kafka-features ---------------------------------------------------------------------
+
+TV = "transaction.version"
+
+
+def _finalized_everywhere(cluster: Cluster, level: int) -> bool:
+    """Every broker's ApiVersions finalizes transaction.version at ``level`` (0: unlisted)."""
+    for node in cluster.nodes:
+        with KafkaConnection.to(node.bootstrap) as conn:
+            r = conn.request(18, 3, {"client_software_name": "t", "client_software_version": "1"})
+        if {f.name: f.max_version_level for f in r.finalized_features}.get(TV, 0) != level:
+            return False
+    return True
+
+
+def _upgrade(cluster: Cluster, level: int) -> None:
+    """UpdateFeatures without the tool, to leave the module's cluster as it was."""
+    with KafkaConnection.to(cluster.nodes[0].bootstrap) as conn:
+        r = conn.request(57, 1, {"feature_updates": [
+            {"feature": TV, "max_version_level": level, "upgrade_type": 1}],
+            "validate_only": False})
+    assert r.error_code == 0, r
+
+
+def test_features_describe_downgrade_upgrade(tools: KafkaTools, cluster: Cluster) -> None:
+    """kafka-features (FeatureCommand): the level of transaction.version through ApiVersions
+    and UpdateFeatures, kept in the metadata log and seen by every broker. Few runs: each
+    starts a JVM."""
+    def described_level() -> int:
+        out = tools.ok(FEATURES, "describe")
+        m = re.search(rf"^Feature: {re.escape(TV)}\tSupportedMinVersion: 0\t"
+                      r"SupportedMaxVersion: 2\tFinalizedVersionLevel: (\d+)\tEpoch: \d+$",
+                      out, re.M)
+        assert m, out
+        return int(m[1])
+
+    assert described_level() == 2  # a log that never set it
+    try:
+        out = tools.ok(FEATURES, "downgrade", "--feature", f"{TV}=1")
+        assert out.strip() == f"{TV} was downgraded to 1.", out
+        wait_for(lambda: _finalized_everywhere(cluster, 1), 15, "level 1 on every broker")
+        assert described_level() == 1
+        # A level out of the supported range: refused whole, with Kafka's messages.
+        r = tools.run(FEATURES, "downgrade", "--feature", f"{TV}=3")
+        assert r.returncode == 1, str(r)
+        assert re.search(
+            rf"^Could not downgrade {re.escape(TV)} to 3\. The update failed for all features "
+            rf"since the following feature had an error: Invalid update version 3 for feature "
+            rf"{re.escape(TV)}\. Local controller \d+ only supports versions 0-2$",
+            r.stdout, re.M), str(r)
+        assert "1 out of 1 operation(s) failed." in r.stderr, str(r)
+        out = tools.ok(FEATURES, "upgrade", "--feature", f"{TV}=2")
+        assert out.strip() == f"{TV} was upgraded to 2.", out
+        wait_for(lambda: _finalized_everywhere(cluster, 2), 15, "level 2 on every broker")
+    finally:
+        if not _finalized_everywhere(cluster, 2):
+            _upgrade(cluster, 2)
 
 
 # --- kafka-leader-election (last: it kills and restarts node 2) ------------------------

@@ -184,7 +184,7 @@ def test_every_rpc_has_its_conversions() -> None:
         "ElectLeaders": "elect_leaders", "BrokerLiveness": "hold_liveness",
         "AlterUserScramCredentials": "alter_user_scram_credentials",
         "CreateAcls": "create_acls", "DeleteAcls": "delete_acls",
-        "AlterClientQuotas": "alter_client_quotas",
+        "AlterClientQuotas": "alter_client_quotas", "UpdateFeatures": "update_features",
     }
     assert set(client_names) == methods
     for name in client_names.values():
@@ -195,7 +195,7 @@ def test_every_rpc_has_its_conversions() -> None:
     "create_topics", "delete_topics", "create_partitions", "alter_configs",
     "incremental_alter_configs", "allocate_producer_ids", "alter_partition", "register_broker",
     "elect_leaders", "alter_user_scram_credentials", "create_acls", "delete_acls",
-    "alter_client_quotas",
+    "alter_client_quotas", "update_features",
 ])
 def test_client_mirrors_the_controller(name: str) -> None:
     """Broker code may hold either object, so calls must bind the same way on both."""
