@@ -24,6 +24,7 @@ from odradek.broker.group_log import PartitionGroupLog
 from odradek.broker.handlers import (
     acls,
     admin,
+    broker_registrations,
     client_quotas,
     feature_updates,
     fetch,
@@ -87,7 +88,8 @@ def handler_table() -> dict[int, ApiSpec[Node]]:
                                             log_dirs.APIS, quorum.APIS, group_handlers.APIS,
                                             txn.APIS, txn_admin.APIS, sasl.APIS,
                                             scram_credentials.APIS, acls.APIS,
-                                            client_quotas.APIS, feature_updates.APIS]
+                                            client_quotas.APIS, feature_updates.APIS,
+                                            broker_registrations.APIS]
     for module_specs in specs:
         for spec in module_specs:
             assert spec.api_key not in apis, f"api key {spec.api_key} registered twice"

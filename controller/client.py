@@ -34,6 +34,7 @@ from odradek.controller.metadata.requests import (
     AlterPartitionItem,
     AlterPartitionResult,
     AlterScramCredentialResult,
+    BrokerResult,
     ControllerError,
     ControllerUnavailable,
     CreateAclResult,
@@ -325,6 +326,11 @@ class ControllerClient:
             updates=[convert.feature_update_to_pb(u) for u in updates],
             validate_only=validate_only))
         return convert.update_features_result_from_pb(response)
+
+    async def unregister_broker(self, broker_id: int) -> BrokerResult:
+        response = await self._call("UnregisterBroker",
+                                    pb.UnregisterBrokerRequest(broker_id=broker_id))
+        return convert.broker_result_from_pb(response)
 
     async def register(
         self,

@@ -455,6 +455,11 @@ class ControllerApi(Protocol):
         """UpdateFeatures: finalize new feature levels, all of them or none."""
         ...
 
+    async def unregister_broker(self, broker_id: int) -> BrokerResult:
+        """UnregisterBroker: forget the broker's registration, moving leadership and ISR
+        membership off it first (BROKER_ID_NOT_REGISTERED for an unknown id)."""
+        ...
+
     async def register_broker(self, broker_id: int, incarnation_id: str,
                               listeners: Sequence[Listener | tuple[str, str, int]],
                               rack: str | None = None,

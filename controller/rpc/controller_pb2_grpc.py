@@ -114,6 +114,11 @@ class ControllerStub:
                 request_serializer=controller__pb2.UpdateFeaturesRequest.SerializeToString,
                 response_deserializer=controller__pb2.UpdateFeaturesResponse.FromString,
                 _registered_method=True)
+        self.UnregisterBroker = channel.unary_unary(
+                '/odradek.controller.Controller/UnregisterBroker',
+                request_serializer=controller__pb2.UnregisterBrokerRequest.SerializeToString,
+                response_deserializer=controller__pb2.UnregisterBrokerResponse.FromString,
+                _registered_method=True)
         self.BrokerLiveness = channel.unary_stream(
                 '/odradek.controller.Controller/BrokerLiveness',
                 request_serializer=controller__pb2.BrokerLivenessRequest.SerializeToString,
@@ -223,6 +228,12 @@ class ControllerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UnregisterBroker(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def BrokerLiveness(self, request, context):
         """Held open by every registered broker process for as long as it runs: the controller
         learns that the process died when the kernel closes its connection, long before its
@@ -317,6 +328,11 @@ def add_ControllerServicer_to_server(servicer, server):
                     servicer.UpdateFeatures,
                     request_deserializer=controller__pb2.UpdateFeaturesRequest.FromString,
                     response_serializer=controller__pb2.UpdateFeaturesResponse.SerializeToString,
+            ),
+            'UnregisterBroker': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnregisterBroker,
+                    request_deserializer=controller__pb2.UnregisterBrokerRequest.FromString,
+                    response_serializer=controller__pb2.UnregisterBrokerResponse.SerializeToString,
             ),
             'BrokerLiveness': grpc.unary_stream_rpc_method_handler(
                     servicer.BrokerLiveness,
@@ -756,6 +772,33 @@ class Controller:
             '/odradek.controller.Controller/UpdateFeatures',
             controller__pb2.UpdateFeaturesRequest.SerializeToString,
             controller__pb2.UpdateFeaturesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnregisterBroker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/odradek.controller.Controller/UnregisterBroker',
+            controller__pb2.UnregisterBrokerRequest.SerializeToString,
+            controller__pb2.UnregisterBrokerResponse.FromString,
             options,
             channel_credentials,
             insecure,

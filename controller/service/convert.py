@@ -26,6 +26,7 @@ from odradek.controller.metadata.requests import (
     AlterPartitionItemResult,
     AlterPartitionResult,
     AlterScramCredentialResult,
+    BrokerResult,
     CreateAclResult,
     CreatePartitionsResult,
     CreatePartitionsSpec,
@@ -538,3 +539,14 @@ def update_features_result_to_pb(r: UpdateFeaturesResult) -> pb.UpdateFeaturesRe
 
 def update_features_result_from_pb(msg: pb.UpdateFeaturesResponse) -> UpdateFeaturesResult:
     return UpdateFeaturesResult(error_code(msg.error_code), _opt(msg, "error_message"))
+
+
+# ----- broker decommissioning -----
+
+
+def broker_result_to_pb(r: BrokerResult) -> pb.UnregisterBrokerResponse:
+    return pb.UnregisterBrokerResponse(error_code=r.error_code, error_message=r.error_message)
+
+
+def broker_result_from_pb(msg: pb.UnregisterBrokerResponse) -> BrokerResult:
+    return BrokerResult(error_code(msg.error_code), _opt(msg, "error_message"))

@@ -422,6 +422,14 @@ class ControllerService(pb_grpc.ControllerServicer):
             validate_only=request.validate_only)
         return convert.update_features_result_to_pb(result)
 
+    @_rpc
+    async def UnregisterBroker(  # noqa: N802
+        self, request: pb.UnregisterBrokerRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UnregisterBrokerResponse:
+        self._require_leader()
+        result = await self._controller.unregister_broker(request.broker_id)
+        return convert.broker_result_to_pb(result)
+
     # ----- topics -----
 
     @_rpc

@@ -1,7 +1,8 @@
 """Kafka's own command-line tools (kafka-topics, kafka-console-producer/consumer,
 kafka-consumer-groups, kafka-leader-election, kafka-log-dirs, kafka-metadata-quorum,
-kafka-configs; Kafka 4.1 from Maven Central, run with Java) against a 3-node cluster: each
-common command's exit code and output, and what it changed seen through another client.
+kafka-configs, kafka-features, kafka-cluster; Kafka 4.1 from Maven Central, run with Java)
+against a 3-node cluster: each common command's exit code and output, and what it changed
+seen through another client.
 
 kafka-reassign-partitions is not here: AlterPartitionReassignments is not served yet."""
 
@@ -19,6 +20,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 
 from odradek.broker.kafka.client import KafkaConnection
 from tests.compat.kafka_tools import (
+    CLUSTER,
     CONFIGS,
     CONSOLE_CONSUMER,
     CONSOLE_PRODUCER,
@@ -29,6 +31,7 @@ from tests.compat.kafka_tools import (
     METADATA_QUORUM,
     TOPICS,
     KafkaTools,
+    Result,
     kafka_tools,
     kafka_tools_lib,
 )
@@ -570,6 +573,55 @@ def test_features_describe_downgrade_upgrade(tools: KafkaTools, cluster: Cluster
     finally:
         if not _finalized_everywhere(cluster, 2):
             _upgrade(cluster, 2)
+
+
+# --- kafka-cluster unregister -----------------------------------------------------------
+
+
+def _brokers_listed(cluster: Cluster, via: int) -> tuple[set[int], set[int]]:
+    """The broker ids node ``via`` lists: DescribeCluster v2 with its fenced brokers, and
+    Metadata."""
+    with KafkaConnection.to(cluster.node(via).bootstrap) as conn:
+        described = conn.request(60, 2, {"include_cluster_authorized_operations": False,
+                                         "include_fenced_brokers": True})
+        metadata = conn.request(3, 12, {"topics": [], "allow_auto_topic_creation": False,
+                                        "include_topic_authorized_operations": False})
+    return ({b.broker_id for b in described.brokers}, {b.node_id for b in metadata.brokers})
+
+
+def test_cluster_unregister(tools: KafkaTools, cluster: Cluster, admin: KafkaAdminClient
+                            ) -> None:
+    """kafka-cluster unregister (ClusterTool, UnregisterBroker): refused for an id that is not
+    registered; a stopped broker's id is forgotten by every broker; the node registers again
+    when it starts. Two JVM runs."""
+    def unregister(broker_id: int) -> Result:
+        # The bootstrap server is an option of the subcommand, so it comes after it.
+        return tools.run(CLUSTER, "unregister", "--bootstrap-server", cluster.bootstrap,
+                         "--id", str(broker_id), bootstrap=False)
+
+    r = unregister(9)
+    assert r.returncode == 1, str(r)
+    assert "BrokerIdNotRegisteredException: The given broker ID was not registered." \
+        in r.output, str(r)
+
+    everyone = {1, 2, 3}
+    cluster.node(3).stop()
+    try:
+        wait_for(lambda: _brokers_listed(cluster, 1) == (everyone, {1, 2}), 30,
+                 "node 3 fenced, still registered")
+        r = unregister(3)
+        assert (r.returncode, r.stdout.strip()) == (0, "Broker 3 is no longer registered."), \
+            str(r)
+        for via in (1, 2):
+            wait_for(lambda via=via: _brokers_listed(cluster, via) == ({1, 2}, {1, 2}), 15,
+                     f"node {via} no longer listing node 3")
+    finally:
+        cluster.node(3).start()
+    # A restarted broker registers anew, as Kafka's does.
+    wait_for(lambda: _brokers_listed(cluster, 1) == (everyone, everyone), 60,
+             "node 3 registered and unfenced again")
+    # Leave every partition in sync for the tests below.
+    wait_for(lambda: all_in_sync(admin), 60, "node 3 back in every ISR")
 
 
 # --- kafka-leader-election (last: it kills and restarts node 2) ------------------------

@@ -18,6 +18,7 @@ from odradek.controller.metadata.requests import (
     AlterPartitionItem,
     AlterPartitionItemResult,
     AlterPartitionResult,
+    BrokerResult,
     CreatePartitionsResult,
     CreatePartitionsSpec,
     CreateTopicResult,
@@ -119,6 +120,11 @@ CASES: list[tuple[str, Callable[[Any], Message], Callable[[Any], Any], Any]] = [
     ("alter partition result, request error", convert.alter_partition_result_to_pb,
      convert.alter_partition_result_from_pb,
      AlterPartitionResult(ErrorCode.stale_broker_epoch, "old epoch")),
+    ("unregister broker result", convert.broker_result_to_pb, convert.broker_result_from_pb,
+     BrokerResult(ErrorCode.none)),
+    ("unregister broker result, error", convert.broker_result_to_pb,
+     convert.broker_result_from_pb,
+     BrokerResult(ErrorCode.broker_id_not_registered, "Broker 7 is not registered")),
 ]
 
 
@@ -185,6 +191,7 @@ def test_every_rpc_has_its_conversions() -> None:
         "AlterUserScramCredentials": "alter_user_scram_credentials",
         "CreateAcls": "create_acls", "DeleteAcls": "delete_acls",
         "AlterClientQuotas": "alter_client_quotas", "UpdateFeatures": "update_features",
+        "UnregisterBroker": "unregister_broker",
     }
     assert set(client_names) == methods
     for name in client_names.values():
@@ -195,7 +202,7 @@ def test_every_rpc_has_its_conversions() -> None:
     "create_topics", "delete_topics", "create_partitions", "alter_configs",
     "incremental_alter_configs", "allocate_producer_ids", "alter_partition", "register_broker",
     "elect_leaders", "alter_user_scram_credentials", "create_acls", "delete_acls",
-    "alter_client_quotas", "update_features",
+    "alter_client_quotas", "update_features", "unregister_broker",
 ])
 def test_client_mirrors_the_controller(name: str) -> None:
     """Broker code may hold either object, so calls must bind the same way on both."""
