@@ -318,6 +318,16 @@ ROWS = [
                          "topic_partitions": [{"topic": "orders", "partitions": [0]}]}), top),
     Row("DescribeLogDirs", "admin", "alice", CLUSTER_ERROR,
         any_node(35, 4, {"topics": None}), top),
+    Row("UpdateFeatures", "admin", "alice", CLUSTER_ERROR,
+        any_node(57, 1, {"timeout": 10000, "validate_only": True, "feature_updates": [
+            {"feature": "transaction.version", "max_version_level": 2, "upgrade_type": 1}]}),
+        top),
+    # An id that is not registered: the authorization is what is checked, and nothing is
+    # unregistered from the cluster the other rows share.
+    Row("UnregisterBroker", "admin", "alice", CLUSTER_ERROR,
+        any_node(64, 0, {"broker_id": 99}),
+        lambda r: [E.none if E(r.error_code) == E.broker_id_not_registered
+                   else E(r.error_code)]),
     Row("DescribeQuorum", "admin", "alice", CLUSTER_ERROR,
         any_node(55, 2, {"topics": [{"topic_name": "__cluster_metadata",
                                      "partitions": [{"partition_index": 0}]}]}), top),
