@@ -51,3 +51,18 @@ def authorization(acls: Iterable[AclBinding], *, super_users: Iterable[str] = ()
 
 def context(api_key: int, version: int, principal: str = "User:alice") -> RequestContext:
     return RequestContext(api_key, version, 9, "client", HOST, 1, "SASL_PLAINTEXT", principal)
+
+
+# Who may ALTER the CLUSTER (the check of UpdateFeatures, UnregisterBroker and the like):
+# (principal, allowed) against ``cluster_alter_authorization()``.
+CLUSTER_ALTER_PRINCIPALS = [("User:alice", False), ("User:describer", False),
+                            ("User:ops", True), ("User:admin", True)]
+
+
+def cluster_alter_authorization() -> Authorization:
+    """ops may ALTER the CLUSTER and admin is a super user; describer may only DESCRIBE it
+    and alice only ALTER_CONFIGS, neither of which is ALTER."""
+    return authorization([acl("User:ops", A.ALTER, R.CLUSTER),
+                          acl("User:describer", A.DESCRIBE, R.CLUSTER),
+                          acl("User:alice", A.ALTER_CONFIGS, R.CLUSTER)],
+                         super_users=["User:admin"])

@@ -21,7 +21,11 @@ from odradek.controller.metadata.requests import (
     NotControllerError,
 )
 from odradek.controller.quorum.brokers import unregister_broker
-from tests.unit.broker.handlers.acl_fixtures import OFF, A, R, acl, authorization
+from tests.unit.broker.handlers.acl_fixtures import (
+    CLUSTER_ALTER_PRINCIPALS,
+    OFF,
+    cluster_alter_authorization,
+)
 
 UNREGISTER_BROKER = 64
 SERVED = {UNREGISTER_BROKER: (0, 0)}
@@ -101,13 +105,9 @@ def test_a_controller_failure_is_a_code_the_client_retries_on(failure: Exception
     assert sorted(node.image.brokers) == [1, 2]
 
 
-@pytest.mark.parametrize(("principal", "allowed"), [
-    ("User:alice", False), ("User:describer", False), ("User:ops", True), ("User:admin", True)])
+@pytest.mark.parametrize(("principal", "allowed"), CLUSTER_ALTER_PRINCIPALS)
 def test_needs_alter_on_the_cluster(principal: str, allowed: bool) -> None:
-    node = Node(authorization([acl("User:ops", A.ALTER, R.CLUSTER),
-                               acl("User:describer", A.DESCRIBE, R.CLUSTER),
-                               acl("User:alice", A.ALTER_CONFIGS, R.CLUSTER)],
-                              super_users=["User:admin"]))
+    node = Node(cluster_alter_authorization())
     response = unregister(node, 1, principal=principal)
     if allowed:
         assert (response.error_code, sorted(node.image.brokers)) == (0, [2])

@@ -22,7 +22,11 @@ from odradek.controller.metadata.requests import (
     UpdateFeaturesResult,
 )
 from odradek.controller.quorum.features import update_features
-from tests.unit.broker.handlers.acl_fixtures import OFF, A, R, acl, authorization
+from tests.unit.broker.handlers.acl_fixtures import (
+    CLUSTER_ALTER_PRINCIPALS,
+    OFF,
+    cluster_alter_authorization,
+)
 
 UPDATE_FEATURES, API_VERSIONS = 57, 18
 SERVED = {UPDATE_FEATURES: (0, 1), API_VERSIONS: (0, 4)}
@@ -155,13 +159,9 @@ def test_an_unreachable_controller_is_retriable() -> None:
     assert results(response) == []
 
 
-@pytest.mark.parametrize(("principal", "allowed"), [
-    ("User:alice", False), ("User:describer", False), ("User:ops", True), ("User:admin", True)])
+@pytest.mark.parametrize(("principal", "allowed"), CLUSTER_ALTER_PRINCIPALS)
 def test_needs_alter_on_the_cluster(principal: str, allowed: bool) -> None:
-    node = Node(authorization([acl("User:ops", A.ALTER, R.CLUSTER),
-                               acl("User:describer", A.DESCRIBE, R.CLUSTER),
-                               acl("User:alice", A.ALTER_CONFIGS, R.CLUSTER)],
-                              super_users=["User:admin"]))
+    node = Node(cluster_alter_authorization())
     response = update(node, (TV, 1, 2), principal=principal)
     if allowed:
         assert (response.error_code, node.image.finalized_features) == (0, {TV: 1})
