@@ -327,7 +327,7 @@ class QuotaConfigs(Mapping[QuotaEntity, Mapping[str, float]]):
     ClientQuotaRecord is replayed. Entities without any key are not kept.
     """
 
-    __slots__ = ("_entries", "_ip_quotas", "has_client_quotas")
+    __slots__ = ("_entries", "_ip_quotas", "has_client_quotas", "has_connection_rates")
 
     def __init__(self, entries: Mapping[QuotaEntity, Mapping[str, float]] | None = None) -> None:
         frozen: dict[QuotaEntity, Mapping[str, float]] = {}
@@ -345,6 +345,8 @@ class QuotaConfigs(Mapping[QuotaEntity, Mapping[str, float]]):
                     self._ip_quotas[name] = values[CONNECTION_CREATION_RATE]
         # Whether any user/client-id entity is set: without one no request is measured.
         self.has_client_quotas = any(e.ip is None for e in frozen)
+        # Whether any address is limited: without that a new connection is not measured.
+        self.has_connection_rates = bool(self._ip_quotas)
 
     def __getitem__(self, entity: QuotaEntity) -> Mapping[str, float]:
         return self._entries[entity]
@@ -1037,8 +1039,11 @@ class ConnectionRateQuotas:
     def record_and_throttle(self, address: str, now: float) -> int:
         """Count a new connection from ``address`` (a peer address as the socket gives it)
         and return 0 to accept it, else how many ms to hold it before closing it."""
+        configs = self._configs()
+        if not configs.has_connection_rates:
+            return 0  # the common case: no address parsed, nothing recorded
         ip = normalized_ip(address)
-        quota = None if ip is None else self._configs().connection_rate(ip)
+        quota = None if ip is None else configs.connection_rate(ip)
         if ip is None or quota is None:
             return 0
         now_ms = to_ms(now)
