@@ -636,7 +636,10 @@ class KafkaServer(Generic[S]):
         loop = asyncio.get_running_loop()
         sec = security or ListenerSecurity()
         self.listener_names.add(name)
-        if self.creation_rates.limited(name, name != self.limits.inter_broker_listener):
+        # Whether the node-wide rate counts this listener is only known once every listener
+        # is bound (_counted): a listener any rate may apply to accepts in the paced loop,
+        # which decides per connection.
+        if self.creation_rates.limited(name, counts_broker_wide=True):
             sock = socket.create_server((host, port), backlog=1024, reuse_port=False)
             sock.setblocking(False)
             self._paced.append((sock, name, sec))

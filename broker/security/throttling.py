@@ -43,8 +43,6 @@ def quota_user(principal: str) -> str:
     return principal.partition(":")[2] or principal
 
 
-
-
 class Throttling:
     def __init__(self, configs: Callable[[], QuotaConfigs],
                  clock: Callable[[], float] = time.monotonic) -> None:
