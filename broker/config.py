@@ -549,19 +549,23 @@ class NodeConfig:
     def security_protocol(self, listener: str) -> str:
         return str(self.values["listener.security.protocol.map"][listener])
 
+    def _scoped(self, listener: str) -> Mapping[str, Any]:
+        """A listener's ``listener.name.<listener>.*`` values, by key."""
+        scoped: Mapping[str, Any] = self.values.get(LISTENER_OVERRIDES, {}).get(listener, {})
+        return scoped
+
     def listener_value(self, listener: str, key: str) -> Any:
         """``key`` for one listener: its ``listener.name.<listener>.<key>``, else ``key``."""
-        scoped = self.values.get(LISTENER_OVERRIDES, {}).get(listener, {})
+        scoped = self._scoped(listener)
         return scoped[key] if key in scoped else self.values[key]
 
     def listener_override(self, listener: str, key: str) -> Any:
         """``listener.name.<listener>.<key>`` alone (None when not set): for the keys whose
         listener-scoped value is a limit of its own beside the node-wide one."""
-        return self.values.get(LISTENER_OVERRIDES, {}).get(listener, {}).get(key)
+        return self._scoped(listener).get(key)
 
     def jaas_config(self, listener: str, mechanism: str) -> str:
-        scoped = self.values.get(LISTENER_OVERRIDES, {}).get(listener, {})
-        return str(scoped.get(f"{mechanism.lower()}.{JAAS_KEY}", ""))
+        return str(self._scoped(listener).get(f"{mechanism.lower()}.{JAAS_KEY}", ""))
 
     def oauthbearer_options(self, listener: str) -> UnsecuredValidatorOptions:
         """The unsecured token validator's options of a listener, from its
