@@ -250,6 +250,7 @@ class LocalCluster:
                   "default.replication.factor": min(3, n),
                   "offsets.topic.replication.factor": min(3, n), **(overrides or {})}
         roles = "broker" if dedicated_controllers else "broker,controller"
+        self._base, self._host, self._common = base, host, common
         self.nodes = [self.node_class(base, node_id=i + 1, host=host, overrides={
             **common, "process.roles": roles,
             "controller.listener": f"{host}:{cports.get(i + 1) or free_port()}"})
@@ -271,6 +272,19 @@ class LocalCluster:
         together) and wait until all serve."""
         in_parallel(lambda n: n.start(timeout), self.all_nodes(), on_error=self.kill_all)
         return self
+
+    def add_broker(self, node_id: int | None = None) -> NodeProcess:
+        """A new broker-only node joining this cluster's quorum (not started): how a cluster
+        grows before partitions are reassigned onto the new broker."""
+        if node_id is None:
+            node_id = max(n.node_id for n in self.nodes) + 1
+        if any(n.node_id == node_id for n in self.all_nodes()):
+            raise ValueError(f"node id {node_id} is already in this cluster")
+        node = self.node_class(self._base, node_id=node_id, host=self._host, overrides={
+            **self._common, "process.roles": "broker",
+            "controller.listener": f"{self._host}:{free_port()}"})
+        self.nodes.append(node)
+        return node
 
     def node(self, node_id: int) -> NodeProcess:
         for n in self.all_nodes():

@@ -32,6 +32,7 @@ from odradek.broker.handlers import (
     meta,
     produce,
     quorum,
+    reassignments,
     sasl,
     scram_credentials,
     txn,
@@ -89,7 +90,7 @@ def handler_table() -> dict[int, ApiSpec[Node]]:
                                             txn.APIS, txn_admin.APIS, sasl.APIS,
                                             scram_credentials.APIS, acls.APIS,
                                             client_quotas.APIS, feature_updates.APIS,
-                                            broker_registrations.APIS]
+                                            broker_registrations.APIS, reassignments.APIS]
     for module_specs in specs:
         for spec in module_specs:
             assert spec.api_key not in apis, f"api key {spec.api_key} registered twice"

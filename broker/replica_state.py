@@ -128,6 +128,8 @@ class ReplicaState:
             self.followers = {r: FollowerProgress(-1, now) for r in self.replicas
                               if r != self.node_id}
         elif leads:
+            # A reassignment adds and removes replicas under the same leadership.
+            self.followers = {r: f for r, f in self.followers.items() if r in self.replicas}
             for r in self.replicas:
                 if r != self.node_id:
                     self.followers.setdefault(r, FollowerProgress(-1, now))

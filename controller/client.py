@@ -52,6 +52,8 @@ from odradek.controller.metadata.requests import (
     IncrementalAlterConfigsResource,
     MetadataBatch,
     ProducerIdsResult,
+    ReassignmentRequest,
+    ReassignmentResult,
     RegisterBrokerResult,
     Registration,
     ScramCredentialDeletion,
@@ -277,6 +279,16 @@ class ControllerClient:
             election_type=int(election_type), all_partitions=partitions is None,
             partitions=[pb.PartitionRef(topic=t, partition=p) for t, p in partitions or ()]))
         return [convert.elect_leaders_result_from_pb(r) for r in response.results]
+
+    async def alter_partition_reassignments(
+        self, requests: Sequence[ReassignmentRequest], *,
+        allow_replication_factor_change: bool = True,
+    ) -> list[ReassignmentResult]:
+        response = await self._call(
+            "AlterPartitionReassignments", pb.AlterPartitionReassignmentsRequest(
+                partitions=[convert.reassignment_to_pb(r) for r in requests],
+                allow_replication_factor_change=allow_replication_factor_change))
+        return [convert.reassignment_result_from_pb(r) for r in response.results]
 
     async def alter_configs(
         self, resources: Sequence[AlterConfigsResource], *, validate_only: bool = False

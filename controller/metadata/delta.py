@@ -107,6 +107,12 @@ def merge_partition_change(
         elr=tuple(change.eligible_leader_replicas.broker_ids)
         if change.HasField("eligible_leader_replicas")
         else current.elr,
+        removing=tuple(change.removing_replicas.broker_ids)
+        if change.HasField("removing_replicas")
+        else current.removing,
+        adding=tuple(change.adding_replicas.broker_ids)
+        if change.HasField("adding_replicas")
+        else current.adding,
     )
 
 
@@ -276,6 +282,8 @@ class MetadataDelta:
             leader_epoch=rec.leader_epoch,
             partition_epoch=rec.partition_epoch,
             elr=tuple(rec.eligible_leader_replicas),
+            removing=tuple(rec.removing_replicas),
+            adding=tuple(rec.adding_replicas),
         )
 
     def _replay_partition_change(self, rec: pb.PartitionChangeRecord, offset: int) -> None:

@@ -188,7 +188,8 @@ def _topic_changes(base: MetadataImage, target: MetadataImage,
             reg = topic.partitions[p]
             # A PartitionRecord replaces the whole registration, epochs included.
             others.append(partition_record(topic.topic_id, p, reg.replicas, reg.isr, reg.leader,
-                                           reg.leader_epoch, reg.partition_epoch, reg.elr))
+                                           reg.leader_epoch, reg.partition_epoch, reg.elr,
+                                           reg.removing, reg.adding))
     return [t.name for t in removed]
 
 

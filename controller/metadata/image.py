@@ -71,6 +71,24 @@ class PartitionRegistration:
     # shrank below min.insync.replicas, so they still hold every record up to the high
     # watermark (which cannot advance meanwhile); they may lead when no ISR member can.
     elr: tuple[int, ...] = ()
+    # An ongoing reassignment (KIP-455): `replicas` is the target followed by `removing`;
+    # `adding` are target replicas that have not joined the ISR yet. Both empty otherwise.
+    removing: tuple[int, ...] = ()
+    adding: tuple[int, ...] = ()
+
+    @property
+    def reassigning(self) -> bool:
+        return bool(self.removing or self.adding)
+
+    @property
+    def target_replicas(self) -> tuple[int, ...]:
+        """The replicas the partition has once its reassignment completes."""
+        return tuple(r for r in self.replicas if r not in self.removing)
+
+    @property
+    def original_replicas(self) -> tuple[int, ...]:
+        """The replicas it had before the reassignment (what cancelling goes back to)."""
+        return tuple(r for r in self.replicas if r not in self.adding)
 
     @property
     def has_leader(self) -> bool:
@@ -85,9 +103,10 @@ class TopicImage:
 
     @property
     def replication_factor(self) -> int:
-        # All partitions share one replication factor as long as reassignment is not supported.
+        # Partition 0's, as Kafka's CreatePartitions takes it; a reassignment may give
+        # partitions different counts, and one in progress counts its target.
         first = self.partitions.get(0)
-        return len(first.replicas) if first is not None else 0
+        return len(first.target_replicas) if first is not None else 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,6 +106,8 @@ def partition_record(
     leader_epoch: int = 0,
     partition_epoch: int = 0,
     elr: Sequence[int] = (),
+    removing: Sequence[int] = (),
+    adding: Sequence[int] = (),
 ) -> pb.MetadataRecord:
     return pb.MetadataRecord(
         partition=pb.PartitionRecord(
@@ -117,6 +119,8 @@ def partition_record(
             leader_epoch=leader_epoch,
             partition_epoch=partition_epoch,
             eligible_leader_replicas=elr,
+            removing_replicas=removing,
+            adding_replicas=adding,
         )
     )
 
@@ -129,9 +133,12 @@ def partition_change_record(
     leader: int | None = None,
     replicas: Sequence[int] | None = None,
     elr: Sequence[int] | None = None,
+    removing: Sequence[int] | None = None,
+    adding: Sequence[int] | None = None,
 ) -> pb.MetadataRecord:
     """None means unchanged; pass leader only when leadership changes (it bumps leader_epoch).
-    `elr` is the new list of eligible leader replicas (KIP-966)."""
+    `elr` is the new list of eligible leader replicas (KIP-966); `removing` and `adding` the
+    reassignment's (KIP-455)."""
     rec = pb.PartitionChangeRecord(topic_id=topic_id.bytes, partition_id=partition_id)
     if isr is not None:
         rec.isr.SetInParent()  # present even when the new ISR is empty
@@ -144,6 +151,12 @@ def partition_change_record(
     if elr is not None:
         rec.eligible_leader_replicas.SetInParent()
         rec.eligible_leader_replicas.broker_ids.extend(elr)
+    if removing is not None:
+        rec.removing_replicas.SetInParent()
+        rec.removing_replicas.broker_ids.extend(removing)
+    if adding is not None:
+        rec.adding_replicas.SetInParent()
+        rec.adding_replicas.broker_ids.extend(adding)
     return pb.MetadataRecord(partition_change=rec)
 
 

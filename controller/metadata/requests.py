@@ -94,6 +94,26 @@ class ElectLeadersResult:
     error_message: str | None = None
 
 
+# ----- partition reassignments (KIP-455) -----
+
+
+@dataclass(frozen=True, slots=True)
+class ReassignmentRequest:
+    """One partition of an AlterPartitionReassignments request; `replicas` None cancels."""
+
+    topic: str
+    partition: int
+    replicas: tuple[int, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReassignmentResult:
+    topic: str
+    partition: int
+    error_code: int
+    error_message: str | None = None
+
+
 # ----- configs -----
 
 
@@ -422,6 +442,13 @@ class ControllerApi(Protocol):
                             ) -> list[ElectLeadersResult]:
         """ElectLeaders: ``partitions`` None means every partition (and then only those
         where an election was needed are reported)."""
+        ...
+
+    async def alter_partition_reassignments(
+        self, requests: Sequence[ReassignmentRequest], *,
+        allow_replication_factor_change: bool = True,
+    ) -> list[ReassignmentResult]:
+        """AlterPartitionReassignments: start, change or cancel (replicas None)."""
         ...
 
     async def alter_configs(self, resources: Sequence[AlterConfigsResource], *,

@@ -50,6 +50,8 @@ from odradek.controller.metadata.requests import (
     IncrementalAlterConfigsResource,
     NotControllerError,
     ProducerIdsResult,
+    ReassignmentRequest,
+    ReassignmentResult,
     RegisterBrokerRequest,
     RegisterBrokerResult,
     ScramCredentialDeletion,
@@ -64,6 +66,7 @@ from odradek.controller.quorum import (
     election,
     features,
     partitions,
+    reassignment,
     scram,
     topics,
 )
@@ -303,6 +306,13 @@ class QuorumController:
             return OpResult(tuple(records), results)
 
         return await self._run(op)
+
+    async def alter_partition_reassignments(
+        self, requests: Sequence[ReassignmentRequest], *,
+        allow_replication_factor_change: bool = True,
+    ) -> list[ReassignmentResult]:
+        return await self._run(lambda image: reassignment.alter_partition_reassignments(
+            image, requests, allow_replication_factor_change))
 
     async def elect_preferred_leaders(self) -> int:
         """Give partitions back to their preferred replica where it is ready; returns how

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass
 
 from kio.schema.errors import ErrorCode
 
@@ -41,6 +42,30 @@ from odradek.controller.metadata.requests import ElectionType, ElectLeadersResul
 from odradek.controller.quorum.topic_configs import min_insync_replicas, unclean_election_enabled
 
 IsUsable = Callable[[int], bool]
+
+
+@dataclass(frozen=True)
+class ReplicaSets:
+    """A partition's replicas with its reassignment (KIP-455): during one, `replicas` is the
+    target followed by the replicas being `removing`; `adding` are target replicas that have
+    not joined the ISR yet."""
+
+    replicas: tuple[int, ...]
+    removing: tuple[int, ...] = ()
+    adding: tuple[int, ...] = ()
+
+    def completed(self, isr: Sequence[int]) -> tuple[ReplicaSets, tuple[int, ...]]:
+        """The sets and ISR once the reassignment completes, if it can with `isr`: every
+        replica of the target is in it (Kafka's maybeCompleteReassignment); else unchanged.
+        The replicas being removed leave the ISR as they leave the replicas."""
+        isr = tuple(isr)
+        if not (self.removing or self.adding):
+            return self, isr
+        kept_isr = tuple(b for b in isr if b not in self.removing)
+        kept = tuple(b for b in self.replicas if b not in self.removing)
+        if not kept_isr or not kept or any(b not in kept_isr for b in kept):
+            return self, isr
+        return ReplicaSets(kept), kept_isr
 
 
 def elect_leader(
@@ -95,17 +120,22 @@ def partition_change(
     min_isr: int = 1,
     target_isr: Sequence[int] | None = None,
     ineligible: Collection[int] = (),
+    target: ReplicaSets | None = None,
 ) -> MetadataRecord | None:
-    """The record moving `current` to the ISR `target_isr` (default: unchanged) with its ELR
-    and a leader elected under the rules above, or None when nothing changes."""
+    """The record moving `current` to the ISR `target_isr` (default: unchanged) and the
+    replica sets `target` (default: unchanged) with its ELR and a leader elected under the
+    rules above, or None when nothing changes. A reassignment whose adding replicas are all
+    in the new ISR completes in the same record (Kafka's PartitionChangeBuilder)."""
+    sets = target or ReplicaSets(current.replicas, current.removing, current.adding)
     isr = current.isr if target_isr is None else tuple(target_isr)
-    elr = next_elr(current.replicas, current.isr, isr, current.elr, min_isr, ineligible)
-    leader, elected_isr = elect_leader(current.replicas, isr, current.leader, is_usable,
-                                       unclean, elr)
+    sets, isr = sets.completed(isr)
+    replicas = sets.replicas
+    elr = next_elr(replicas, current.isr, isr, current.elr, min_isr, ineligible)
+    leader, elected_isr = elect_leader(replicas, isr, current.leader, is_usable, unclean, elr)
     if elected_isr != isr:
         if leader in elr:
             # The ISR members it replaces were in sync; they become eligible in turn.
-            elr = next_elr(current.replicas, isr, elected_isr, elr, min_isr, ineligible)
+            elr = next_elr(replicas, isr, elected_isr, elr, min_isr, ineligible)
         else:
             # Unclean: the new leader's log is the truth now, and it lacks what they hold.
             elr = ()
@@ -113,7 +143,11 @@ def partition_change(
     leader_changed = leader != current.leader
     isr_changed = isr != current.isr
     elr_changed = elr != current.elr
-    if not (leader_changed or isr_changed or elr_changed):
+    replicas_changed = replicas != current.replicas
+    removing_changed = sets.removing != current.removing
+    adding_changed = sets.adding != current.adding
+    if not (leader_changed or isr_changed or elr_changed or replicas_changed
+            or removing_changed or adding_changed):
         return None
     return partition_change_record(
         topic_id,
@@ -121,6 +155,9 @@ def partition_change(
         isr=isr if isr_changed else None,
         leader=leader if leader_changed else None,
         elr=elr if elr_changed else None,
+        replicas=replicas if replicas_changed else None,
+        removing=sets.removing if removing_changed else None,
+        adding=sets.adding if adding_changed else None,
     )
 
 

@@ -24,8 +24,8 @@ from odradek.controller.metadata.requests import (
 )
 from odradek.controller.quorum.api import NONE, ApiError, OpResult
 from odradek.controller.quorum.brokers import registered_broker
-from odradek.controller.quorum.election import next_elr
-from odradek.controller.quorum.topic_configs import min_insync_replicas
+from odradek.controller.quorum.election import next_elr, partition_change
+from odradek.controller.quorum.topic_configs import min_insync_replicas, unclean_election_enabled
 
 
 def _check(
@@ -118,17 +118,27 @@ def alter_partition(
         new_isr = tuple(item.new_isr)
         registration = current
         if new_isr != current.isr:
-            topic = image.topics_by_id[item.topic_id].name
-            min_isr = min_insync_replicas(image.topic_configs(topic))
-            elr = next_elr(current.replicas, current.isr, new_isr, current.elr, min_isr)
-            record = partition_change_record(
-                item.topic_id,
-                item.partition,
-                isr=new_isr,
-                elr=elr if elr != current.elr else None,
-            )
-            records.append(record)
-            registration = merge_partition_change(current, record.partition_change)
+            configs = image.topic_configs(image.topics_by_id[item.topic_id].name)
+            min_isr = min_insync_replicas(configs)
+            record: MetadataRecord | None
+            if current.reassigning:
+                # The ISR change may complete the reassignment, and then the leader may be
+                # one of the replicas it removes: Kafka's full partition change.
+                record = partition_change(
+                    item.topic_id, item.partition, current, image.is_usable,
+                    unclean=unclean_election_enabled(configs), min_isr=min_isr,
+                    target_isr=new_isr)
+            else:
+                elr = next_elr(current.replicas, current.isr, new_isr, current.elr, min_isr)
+                record = partition_change_record(
+                    item.topic_id,
+                    item.partition,
+                    isr=new_isr,
+                    elr=elr if elr != current.elr else None,
+                )
+            if record is not None:
+                records.append(record)
+                registration = merge_partition_change(current, record.partition_change)
         results.append(
             AlterPartitionItemResult(item.topic_id, item.partition, NONE, None, registration)
         )

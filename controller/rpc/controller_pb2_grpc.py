@@ -89,6 +89,11 @@ class ControllerStub:
                 request_serializer=controller__pb2.ElectLeadersRequest.SerializeToString,
                 response_deserializer=controller__pb2.ElectLeadersResponse.FromString,
                 _registered_method=True)
+        self.AlterPartitionReassignments = channel.unary_unary(
+                '/odradek.controller.Controller/AlterPartitionReassignments',
+                request_serializer=controller__pb2.AlterPartitionReassignmentsRequest.SerializeToString,
+                response_deserializer=controller__pb2.AlterPartitionReassignmentsResponse.FromString,
+                _registered_method=True)
         self.AlterUserScramCredentials = channel.unary_unary(
                 '/odradek.controller.Controller/AlterUserScramCredentials',
                 request_serializer=controller__pb2.AlterUserScramCredentialsRequest.SerializeToString,
@@ -193,6 +198,12 @@ class ControllerServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ElectLeaders(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AlterPartitionReassignments(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -303,6 +314,11 @@ def add_ControllerServicer_to_server(servicer, server):
                     servicer.ElectLeaders,
                     request_deserializer=controller__pb2.ElectLeadersRequest.FromString,
                     response_serializer=controller__pb2.ElectLeadersResponse.SerializeToString,
+            ),
+            'AlterPartitionReassignments': grpc.unary_unary_rpc_method_handler(
+                    servicer.AlterPartitionReassignments,
+                    request_deserializer=controller__pb2.AlterPartitionReassignmentsRequest.FromString,
+                    response_serializer=controller__pb2.AlterPartitionReassignmentsResponse.SerializeToString,
             ),
             'AlterUserScramCredentials': grpc.unary_unary_rpc_method_handler(
                     servicer.AlterUserScramCredentials,
@@ -637,6 +653,33 @@ class Controller:
             '/odradek.controller.Controller/ElectLeaders',
             controller__pb2.ElectLeadersRequest.SerializeToString,
             controller__pb2.ElectLeadersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AlterPartitionReassignments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/odradek.controller.Controller/AlterPartitionReassignments',
+            controller__pb2.AlterPartitionReassignmentsRequest.SerializeToString,
+            controller__pb2.AlterPartitionReassignmentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

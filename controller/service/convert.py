@@ -40,6 +40,8 @@ from odradek.controller.metadata.requests import (
     FeatureUpdate,
     IncrementalAlterConfigsResource,
     ProducerIdsResult,
+    ReassignmentRequest,
+    ReassignmentResult,
     RegisterBrokerResult,
     ScramCredentialDeletion,
     ScramCredentialUpsertion,
@@ -351,6 +353,8 @@ def partition_registration_to_pb(reg: PartitionRegistration) -> pb.PartitionStat
         leader_epoch=reg.leader_epoch,
         partition_epoch=reg.partition_epoch,
         eligible_leader_replicas=list(reg.elr),
+        removing_replicas=list(reg.removing),
+        adding_replicas=list(reg.adding),
     )
 
 
@@ -362,6 +366,8 @@ def partition_registration_from_pb(msg: pb.PartitionState) -> PartitionRegistrat
         leader_epoch=msg.leader_epoch,
         partition_epoch=msg.partition_epoch,
         elr=tuple(msg.eligible_leader_replicas),
+        removing=tuple(msg.removing_replicas),
+        adding=tuple(msg.adding_replicas),
     )
 
 
@@ -417,6 +423,29 @@ def elect_leaders_result_to_pb(result: ElectLeadersResult) -> pb.ElectLeadersRes
 
 def elect_leaders_result_from_pb(msg: pb.ElectLeadersResult) -> ElectLeadersResult:
     return ElectLeadersResult(msg.topic, msg.partition, error_code(msg.error_code),
+                              msg.error_message if msg.HasField("error_message") else None)
+
+
+# ----- partition reassignments -----
+
+
+def reassignment_to_pb(r: ReassignmentRequest) -> pb.PartitionReassignment:
+    return pb.PartitionReassignment(topic=r.topic, partition=r.partition,
+                                    cancel=r.replicas is None, replicas=list(r.replicas or ()))
+
+
+def reassignment_from_pb(msg: pb.PartitionReassignment) -> ReassignmentRequest:
+    return ReassignmentRequest(msg.topic, msg.partition,
+                               None if msg.cancel else tuple(msg.replicas))
+
+
+def reassignment_result_to_pb(r: ReassignmentResult) -> pb.ElectLeadersResult:
+    return pb.ElectLeadersResult(topic=r.topic, partition=r.partition,
+                                 error_code=r.error_code, error_message=r.error_message)
+
+
+def reassignment_result_from_pb(msg: pb.ElectLeadersResult) -> ReassignmentResult:
+    return ReassignmentResult(msg.topic, msg.partition, error_code(msg.error_code),
                               msg.error_message if msg.HasField("error_message") else None)
 
 

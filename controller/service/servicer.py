@@ -370,6 +370,17 @@ class ControllerService(pb_grpc.ControllerServicer):
         return pb.ElectLeadersResponse(
             results=[convert.elect_leaders_result_to_pb(r) for r in results])
 
+    @_rpc
+    async def AlterPartitionReassignments(  # noqa: N802
+        self, request: pb.AlterPartitionReassignmentsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.AlterPartitionReassignmentsResponse:
+        self._require_leader()
+        results = await self._controller.alter_partition_reassignments(
+            [convert.reassignment_from_pb(p) for p in request.partitions],
+            allow_replication_factor_change=request.allow_replication_factor_change)
+        return pb.AlterPartitionReassignmentsResponse(
+            results=[convert.reassignment_result_to_pb(r) for r in results])
+
     # ----- security -----
 
     @_rpc

@@ -1,10 +1,8 @@
 """Kafka's own command-line tools (kafka-topics, kafka-console-producer/consumer,
 kafka-consumer-groups, kafka-leader-election, kafka-log-dirs, kafka-metadata-quorum,
-kafka-configs, kafka-features, kafka-cluster; Kafka 4.1 from Maven Central, run with Java)
-against a 3-node cluster: each common command's exit code and output, and what it changed
-seen through another client.
-
-kafka-reassign-partitions is not here: AlterPartitionReassignments is not served yet."""
+kafka-configs, kafka-features, kafka-cluster, kafka-reassign-partitions; Kafka 4.1 from Maven
+Central, run with Java) against a 3-node cluster: each common command's exit code and output,
+and what it changed seen through another client."""
 
 from __future__ import annotations
 
@@ -622,6 +620,64 @@ def test_cluster_unregister(tools: KafkaTools, cluster: Cluster, admin: KafkaAdm
              "node 3 registered and unfenced again")
     # Leave every partition in sync for the tests below.
     wait_for(lambda: all_in_sync(admin), 60, "node 3 back in every ISR")
+
+
+# --- kafka-reassign-partitions ------------------------------------------------------------
+
+REASSIGN = "org.apache.kafka.tools.reassign.ReassignPartitionsCommand"
+
+
+def _replicas(admin: KafkaAdminClient, topic: str) -> dict[int, list[int]]:
+    [t] = admin.describe_topics([topic])
+    return {p["partition_index"]: list(p["replica_nodes"]) for p in t["partitions"]}
+
+
+def test_reassign_partitions(tools: KafkaTools, cluster: Cluster, admin: KafkaAdminClient,
+                             tmp_path: Path) -> None:
+    topic = unique_name("cli-move")
+    tools.ok(TOPICS, "--create", "--topic", topic, "--replica-assignment", "1:2,2:3,3:1")
+    wait_for(lambda: all_in_sync(admin), 30, "every partition in sync")
+    producer = KafkaProducer(bootstrap_servers=cluster.bootstrap, acks="all")
+    for i in range(30):
+        producer.send(topic, f"v{i}".encode(), partition=i % 3)
+    producer.flush()
+    producer.close()
+
+    # --generate: the current layout and a proposal over the brokers named.
+    topics_file = tmp_path / "topics.json"
+    topics_file.write_text(json.dumps({"version": 1, "topics": [{"topic": topic}]}))
+    out = tools.ok(REASSIGN, "--generate", "--topics-to-move-json-file", str(topics_file),
+                   "--broker-list", "1,2,3")
+    current, proposed = (json.loads(line) for line in out.splitlines()
+                         if line.startswith("{"))
+    assert {p["partition"]: p["replicas"] for p in current["partitions"]} == {
+        0: [1, 2], 1: [2, 3], 2: [3, 1]}
+    assert all(len(set(p["replicas"])) == 2 and set(p["replicas"]) <= {1, 2, 3}
+               for p in proposed["partitions"])
+
+    # --execute a plan, then --verify until it reports every move completed.
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"version": 1, "partitions": [
+        {"topic": topic, "partition": 0, "replicas": [3, 2]},
+        {"topic": topic, "partition": 1, "replicas": [1, 3]}]}))
+    out = tools.ok(REASSIGN, "--execute", "--reassignment-json-file", str(plan))
+    assert "Save this to use as the --reassignment-json-file option during rollback" in out
+    assert f"Successfully started partition reassignments for {topic}-0,{topic}-1" in out, out
+    verified = wait_for(lambda: (o := tools.ok(REASSIGN, "--verify", "--reassignment-json-file",
+                                                str(plan))) and "in progress" not in o and o,
+                        30, "the moves to complete")
+    assert f"Reassignment of partition {topic}-0 is completed." in verified, verified
+    assert f"Reassignment of partition {topic}-1 is completed." in verified, verified
+    assert _replicas(admin, topic) == {0: [3, 2], 1: [1, 3], 2: [3, 1]}
+    wait_for(lambda: all_in_sync(admin), 30, "the moved partitions in sync")
+    assert tools.ok(REASSIGN, "--list").strip() == "No partition reassignments found."
+    consumer = KafkaConsumer(topic, bootstrap_servers=cluster.bootstrap,
+                             auto_offset_reset="earliest", consumer_timeout_ms=10_000)
+    try:
+        values = sorted(r.value for r in (next(consumer) for _ in range(30)))
+    finally:
+        consumer.close()
+    assert values == sorted(f"v{i}".encode() for i in range(30))
 
 
 # --- kafka-leader-election (last: it kills and restarts node 2) ------------------------

@@ -316,6 +316,16 @@ ROWS = [
     Row("ElectLeaders", "admin", "alice", CLUSTER_ERROR,
         any_node(43, 2, {"election_type": 0, "timeout": 10000,
                          "topic_partitions": [{"topic": "orders", "partitions": [0]}]}), top),
+    # Cancelling where nothing is in progress: the authorization is what is checked.
+    Row("AlterPartitionReassignments", "admin", "alice", CLUSTER_ERROR,
+        any_node(45, 1, {"timeout": 10000, "allow_replication_factor_change": True,
+                         "topics": [{"name": "orders", "partitions": [
+                             {"partition_index": 0, "replicas": None}]}]}),
+        lambda r: [E(r.error_code)] + [
+            E.none if E(p.error_code) == E.no_reassignment_in_progress else E(p.error_code)
+            for t in r.responses for p in t.partitions]),
+    Row("ListPartitionReassignments", "admin", "alice", CLUSTER_ERROR,
+        any_node(46, 0, {"timeout": 10000, "topics": None}), top),
     Row("DescribeLogDirs", "admin", "alice", CLUSTER_ERROR,
         any_node(35, 4, {"topics": None}), top),
     Row("UpdateFeatures", "admin", "alice", CLUSTER_ERROR,

@@ -23,10 +23,12 @@ from odradek.controller.metadata.requests import (
     CreatePartitionsSpec,
     CreateTopicSpec,
     DeleteTopicSpec,
+    ReassignmentRequest,
     RegisterBrokerRequest,
 )
 from odradek.controller.quorum.brokers import fence_broker, register_broker, unfence_broker
 from odradek.controller.quorum.partitions import alter_partition
+from odradek.controller.quorum.reassignment import alter_partition_reassignments
 from odradek.controller.quorum.topics import create_partitions, create_topics, delete_topics
 from tests.unit.controller.quorum.mdtest_helpers import SETTINGS, cluster, commit, rng
 
@@ -49,6 +51,10 @@ ops = st.one_of(
     st.tuples(
         st.just("isr"), st.sampled_from(NAMES), st.integers(0, 3), st.sets(st.sampled_from(BROKERS))
     ),
+    # A reassignment to these brokers, in this order (cut to the partition's replication
+    # factor), or a cancel (None).
+    st.tuples(st.just("reassign"), st.sampled_from(NAMES), st.integers(0, 3),
+              st.one_of(st.none(), st.permutations(BROKERS))),
 )
 
 
@@ -74,6 +80,14 @@ def run_op(image: MetadataImage, op: tuple, seed: int) -> tuple[MetadataRecord, 
         broker = image.brokers[op[1]]
         request = RegisterBrokerRequest(op[1], str(uuid.UUID(int=seed)), broker.listeners)
         return register_broker(image, request).records
+    if kind == "reassign":
+        _, name, partition_id, order = op
+        partition = image.partition(name, partition_id)
+        if partition is None:
+            return ()
+        target = None if order is None else tuple(order[:len(partition.target_replicas)])
+        return alter_partition_reassignments(
+            image, [ReassignmentRequest(name, partition_id, target)]).records
     _, name, partition_id, members = op
     partition = image.partition(name, partition_id)
     if partition is None or not partition.has_leader:
@@ -99,7 +113,12 @@ def check_invariants(before: MetadataImage, after: MetadataImage) -> None:
         for partition_id, p in topic.partitions.items():
             where = f"{topic.name}-{partition_id} {p}"
             assert len(set(p.replicas)) == len(p.replicas), where
-            assert len(p.replicas) == topic.replication_factor, where
+            assert len(p.target_replicas) == topic.replication_factor, where
+            # A reassignment: the target first, then the replicas it removes; what it adds
+            # is in the target; nothing is both.
+            assert p.replicas == p.target_replicas + p.removing, where
+            assert set(p.adding) <= set(p.target_replicas), where
+            assert not set(p.adding) & set(p.removing), where
             assert p.isr and set(p.isr) <= set(p.replicas), where
             if p.has_leader:
                 assert p.leader in p.isr, where

@@ -28,6 +28,8 @@ from odradek.controller.metadata.requests import (
     ElectLeadersResult,
     IncrementalAlterConfigsResource,
     ProducerIdsResult,
+    ReassignmentRequest,
+    ReassignmentResult,
     RegisterBrokerResult,
 )
 from odradek.controller.rpc import controller_pb2 as pb
@@ -172,6 +174,21 @@ def test_duplicate_partition_assignments_are_refused() -> None:
         convert.create_topic_spec_from_pb(msg)
 
 
+def test_reassignments_round_trip() -> None:
+    for req in (ReassignmentRequest("t", 3, (4, 2)), ReassignmentRequest("t", 0, None),
+                ReassignmentRequest("t", 1, ())):
+        assert convert.reassignment_from_pb(convert.reassignment_to_pb(req)) == req
+    result = ReassignmentResult("t", 2, ErrorCode.no_reassignment_in_progress, "none")
+    assert convert.reassignment_result_from_pb(
+        convert.reassignment_result_to_pb(result)) == result
+
+
+def test_partition_state_keeps_a_reassignment() -> None:
+    reg = PartitionRegistration((2, 3, 4, 1), (1, 2, 3), 1, 4, 7, removing=(1,), adding=(4,))
+    assert convert.partition_registration_from_pb(
+        convert.partition_registration_to_pb(reg)) == reg
+
+
 def test_every_rpc_has_its_conversions() -> None:
     """A new RPC in controller.proto needs a client method and servicer handler."""
     from odradek.controller.client import ControllerClient
@@ -192,6 +209,7 @@ def test_every_rpc_has_its_conversions() -> None:
         "CreateAcls": "create_acls", "DeleteAcls": "delete_acls",
         "AlterClientQuotas": "alter_client_quotas", "UpdateFeatures": "update_features",
         "UnregisterBroker": "unregister_broker",
+        "AlterPartitionReassignments": "alter_partition_reassignments",
     }
     assert set(client_names) == methods
     for name in client_names.values():
