@@ -452,6 +452,22 @@ KEYS: tuple[Key, ...] = (
         ">= 1024"),
     Key("replica.fetch.response.max.bytes", _int(1024), 10 * _MB,
         "Bytes in one follower fetch response.", ">= 1024"),
+    Key("leader.replication.throttled.rate", _int(0, 2**63 - 1), 2**63 - 1,
+        "Bytes per second this broker sends as a leader, over the replicas named in their "
+        "topic's leader.replication.throttled.replicas, to followers that are not in the "
+        "ISR (KIP-73, e.g. kafka-reassign-partitions.sh --throttle); over it, those "
+        "partitions are left out of such follower fetches. The default does not throttle. "
+        "Keep it above 1 MB/s: one fetch may carry replica.fetch.max.bytes per partition.",
+        ">= 0"),
+    Key("follower.replication.throttled.rate", _int(0, 2**63 - 1), 2**63 - 1,
+        "Bytes per second this broker fetches as a follower for the replicas named in their "
+        "topic's follower.replication.throttled.replicas while they are not in sync "
+        "(KIP-73); over it, those partitions are left out of its fetches. The default does "
+        "not throttle.", ">= 0"),
+    Key("replication.quota.window.num", _int(1), 11,
+        "Samples the replication throttles measure their rate over.", ">= 1"),
+    Key("replication.quota.window.size.seconds", _int(1), 1,
+        "Length of each sample of the replication throttles' rate.", ">= 1"),
     Key("max.incremental.fetch.session.cache.slots", _int(0), 1000,
         "Fetch sessions (KIP-227) this broker keeps; a full cache answers new fetchers "
         "without a session (full requests each time). 0 = no sessions.", ">= 0"),
@@ -838,5 +854,34 @@ def config_docs() -> str:
         "`password` are what this broker authenticates with to the others. SCRAM users live",
         "in the cluster metadata (`odradek users`, or Kafka's AlterUserScramCredentials).",
         "Listener-scoped keys have no environment variable form. See docs/security.md.",
+        "",
+        "## Replication throttles (KIP-73)",
+        "",
+        "`leader.replication.throttled.rate` and `follower.replication.throttled.rate` limit",
+        "only the replicas that two topic configs name (set with `kafka-configs.sh",
+        "--entity-type topics`, CreateTopics, AlterConfigs or IncrementalAlterConfigs, whose",
+        "APPEND and SUBTRACT work on them as on every list config):",
+        "",
+        "| topic config | default | meaning |",
+        "|---|---|---|",
+    ]
+    from odradek.broker.topic_configs import BROKER_LEVEL_TOPIC_CONFIGS
+    from odradek.controller.metadata.throttled_replicas import (
+        FOLLOWER_THROTTLED_REPLICAS,
+        LEADER_THROTTLED_REPLICAS,
+    )
+
+    for name in (LEADER_THROTTLED_REPLICAS, FOLLOWER_THROTTLED_REPLICAS):
+        default, _, doc = BROKER_LEVEL_TOPIC_CONFIGS[name]
+        lines.append(f"| `{name}` | {f'`{default}`' if default else 'empty'} | {doc} |")
+    lines += [
+        "",
+        "A value is `*` (every replica of the topic) or a list of `partitionId:brokerId`;",
+        "anything else is refused with Kafka's message. A broker throttles partition `p` of",
+        "the topic when the list holds `p:<its id>` or is `*`. The throttle measures the bytes",
+        "of those replicas over `replication.quota.window.num` samples of",
+        "`replication.quota.window.size.seconds` and, while they go over the rate, leaves",
+        "out of follower fetches the ones whose follower is not in sync; in-sync replicas",
+        "and consumers are never held back. See docs/operations.md.",
     ]
     return "\n".join(lines) + "\n"

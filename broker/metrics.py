@@ -121,6 +121,20 @@ class NodeMetrics:
             "odradek_replica_fetch_request_bytes_total",
             "Bytes of the follower fetch requests sent, per kind of request.", ["kind"],
             registry=r)
+        self.replication_throttled_bytes = Counter(
+            "odradek_replication_throttled_bytes_total",
+            "Record bytes of throttled replicas (KIP-73: the topic's "
+            "leader/follower.replication.throttled.replicas name them) that this broker sent "
+            "to followers (role leader) or fetched from leaders (role follower), as counted "
+            "against its replication throttle.", ["role"], registry=r)
+        self.replication_throttled_skips = Counter(
+            "odradek_replication_throttled_partitions_skipped_total",
+            "Partitions left out of a follower fetch because the replication throttle of "
+            "the role was exceeded: answered without records (leader) or not asked for "
+            "(follower).", ["role"], registry=r)
+        for role in ("leader", "follower"):
+            self.replication_throttled_bytes.labels(role=role)
+            self.replication_throttled_skips.labels(role=role)
         for kind in ("full", "incremental"):
             self.replica_fetch_requests.labels(kind=kind)
             self.replica_fetch_partitions.labels(kind=kind)

@@ -47,6 +47,7 @@ from odradek.broker.metrics_http import MetricsServer
 from odradek.broker.node_collector import NodeCollector
 from odradek.broker.replica_manager import ReplicaManager
 from odradek.broker.replication import ReplicationManager
+from odradek.broker.replication_quota import ReplicationQuotas
 from odradek.broker.security.acl_metadata import updated_index
 from odradek.broker.security.authorization import Authorization, parse_super_users
 from odradek.broker.security.authorizer import AclIndex
@@ -170,6 +171,12 @@ class Node:
         self.config = config
         self.config_levels = topic_configs.BrokerConfigLevels(config)
         self.me = me
+        # The replication throttles (KIP-73): their rates follow the dynamic configs
+        # (_apply_dynamic_configs), their throttled partitions the topics' configs.
+        self.replication_quotas = ReplicationQuotas(
+            config.node_id, config["replication.quota.window.num"],
+            config["replication.quota.window.size.seconds"])
+        self._apply_replication_rates()
         self.node_id = config.node_id
         self.metrics = NodeMetrics(self.node_id)
         self.watchdog = LoopWatchdog(self.metrics.registry)
@@ -452,6 +459,12 @@ class Node:
         # An UpdateFeatures of transaction.version applies to the coordinator's next write.
         self.transactions.transaction_version_level = features.transaction_version_level(image)
         self._apply_dynamic_configs(image)
+        changed = {name for rtype, name in delta.changed_config_resources()
+                   if rtype == TOPIC_RESOURCE}
+        # Throttled replicas are configs, not replica state: history replayed at start-up
+        # leaves them as they are now, so they are taken from every delta.
+        for topic in changed:
+            self.replication_quotas.update_topic(topic, image.topic_configs(topic))
         if not self._replicas_current:
             # Until the image holds this process's own registration, the records being
             # applied are history (a restart replays the metadata log from its start): this
@@ -468,8 +481,6 @@ class Node:
         else:
             changes = delta.local_changes(self.node_id)
             first = False
-        changed = {name for rtype, name in delta.changed_config_resources()
-                   if rtype == TOPIC_RESOURCE}
         self._replica_changes.put_nowait(_ReplicaChanges(changes, image, changed, first))
 
     async def _apply_replica_changes(self) -> None:
@@ -502,6 +513,7 @@ class Node:
         changed = {k for k in DYNAMIC_BROKER_KEYS_BY_NAME if old[k] != self.config[k]}
         if not changed:
             return
+        self._apply_replication_rates()
         log.info("node %d: dynamic broker configs now in effect: %s", self.node_id,
                  ", ".join(f"{k}={self.config[k]}" for k in sorted(changed)))
         self.server.limits = dataclasses.replace(
@@ -512,6 +524,10 @@ class Node:
                 self.config["max.connections.per.ip.overrides"]))
         if changed & set(topic_configs.BROKER_TOPIC_DEFAULTS):
             self.replicas.update_configs({topic for topic, _ in self.replicas.partitions})
+
+    def _apply_replication_rates(self) -> None:
+        self.replication_quotas.update_rates(self.config["leader.replication.throttled.rate"],
+                                             self.config["follower.replication.throttled.rate"])
 
     def _on_leadership(self, tp: tuple[str, int], leader: bool) -> None:
         if tp[0] == meta.OFFSETS_TOPIC:

@@ -10,6 +10,13 @@ follower's last epoch, and the leader answers a diverging epoch when the followe
 went past the point where it agrees with the leader (KIP-320/595); the follower truncates
 there, never to its own high watermark (the KIP-101 failure).
 
+Replication throttles (KIP-73): a partition its topic names in
+``follower.replication.throttled.replicas`` for this broker is left out of the fetch while
+this replica is not in sync and the follower throttle is exceeded (Kafka's
+shouldFollowerThrottle); a fetch session forgets it meanwhile, so the leader does not read
+it either, and names it again once the throttle lets it through. The bytes fetched for
+throttled partitions count against the throttle.
+
 The leader tracks when each follower last caught up. A follower that has not caught up for
 ``replica.lag.time.max.ms`` is removed from the ISR, and one that has caught up is added
 back, both through AlterPartition to the controller; the change takes effect when the
@@ -21,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -37,6 +45,7 @@ from odradek.broker.metrics import NodeMetrics
 from odradek.broker.partition import Partition
 from odradek.broker.partition_watch import PartitionWatch
 from odradek.broker.replica_manager import ReplicaManager
+from odradek.broker.replication_quota import ReplicationQuota, ReplicationQuotas, should_throttle
 from odradek.broker.security.sasl_client import ClientSecurity
 from odradek.controller.metadata import MetadataImage
 from odradek.controller.metadata.requests import (
@@ -92,6 +101,9 @@ class ReplicationNode(Protocol):
     @property
     def metrics(self) -> NodeMetrics: ...
 
+    @property
+    def replication_quotas(self) -> ReplicationQuotas: ...
+
     def live_broker_ids(self) -> frozenset[int]: ...
 
 
@@ -115,6 +127,11 @@ class LeaderFetcher:
         self._watch: PartitionWatch[tuple[str, int]] = PartitionWatch()
         self._wanted_basis: tuple[bool, int] | None = None  # (by topic id, max bytes)
         self._unnamed = False  # a partition without topic id: fetch by name (v12)
+        # Partitions whose last answer found this log at the leader's high watermark: in
+        # sync for the follower throttle (Kafka's PartitionFetchState lag <= 0).
+        self._caught_up: set[tuple[str, int]] = set()
+        # Partitions the follower throttle left out of the last request.
+        self._held: set[PartitionKey] = set()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -135,8 +152,10 @@ class LeaderFetcher:
             unnamed = unnamed or p.topic_id is None
             if old.get(tp) is not p:
                 self._watch.mark(tp)  # added, or another replica object
+                self._caught_up.discard(tp)
         for tp in old.keys() - parts.keys():
             self._watch.mark(tp)
+            self._caught_up.discard(tp)
         self._unnamed = unnamed
         self._changed.set()
 
@@ -234,6 +253,15 @@ class LeaderFetcher:
             self._wanted_key[tp] = key
         return key
 
+    def _throttled_out(self, quota: ReplicationQuota, now: float) -> set[PartitionKey]:
+        """The partitions the follower throttle leaves out of this request."""
+        if not quota.is_quota_exceeded(now):
+            return set()
+        me, caught_up = self.node.node_id, self._caught_up
+        return {key for key, (p, *_) in self._wanted.items()
+                if should_throttle(quota, p.topic, p.index,
+                                   me in p.isr or (p.topic, p.index) in caught_up, now)}
+
     async def _fetch_once(self, conn: AsyncKafkaConnection) -> None:
         version = await self._version(conn)
         by_id = version >= FETCH_TOPIC_IDS_VERSION
@@ -243,10 +271,26 @@ class LeaderFetcher:
         if not wanted:
             await asyncio.sleep(_BACKOFF_S)
             return
+        quota = self.node.replication_quotas.follower
+        held = self._throttled_out(quota, time.monotonic())
+        if held or self._held:
+            # Left out, a partition is forgotten by the session, and named again (changed)
+            # when it is let through.
+            if changed is not None:
+                changed |= held ^ self._held
+            self._held = held
+            wanted = {key: value for key, value in wanted.items() if key not in held}
+            self.node.metrics.replication_throttled_skips.labels(role="follower").inc(
+                len(held))
         # A fetch session (KIP-227): after one full fetch, name only the partitions whose
         # position changed, and the ones no longer followed from this leader, so an idle
         # follower's requests do not grow with its partitions.
         plan = self.session.build(wanted, changed)
+        if not wanted and not plan.forgotten:
+            # All held back, and the leader's session holds none of them: nothing to ask
+            # for until the throttle may let one through.
+            await asyncio.sleep(max(quota.recheck_after(time.monotonic()), 0.001))
+            return
         by_topic: dict[Any, list[dict[str, Any]]] = {}
         for (topic, index), (_, leader_epoch, offset, last_epoch, start, max_bytes) \
                 in plan.send.items():
@@ -258,6 +302,9 @@ class LeaderFetcher:
         for topic, index in plan.forgotten:
             forgotten.setdefault(topic, []).append(index)
         wait_ms = self.node.config["replica.fetch.wait.max.ms"]
+        if held:
+            # Back by the time the throttle may let the held partitions through.
+            wait_ms = min(wait_ms, max(1, int(quota.recheck_after(time.monotonic()) * 1000)))
         try:
             # replica_id up to v14, replica_state (with the broker epoch) from v15: the codec
             # keeps the one the version has.
@@ -287,6 +334,7 @@ class LeaderFetcher:
                 await asyncio.sleep(_BACKOFF_S)
             return
         backoff = False
+        throttled_bytes = 0
         for t in response.responses:
             topic = t.topic_id if by_id else t.topic
             for pd in t.partitions:
@@ -301,6 +349,13 @@ class LeaderFetcher:
                 backoff |= not self._apply(fetched, pd)
                 # Whatever the answer did (truncations wake no one), ask anew next time.
                 self._watch.mark((fetched.topic, fetched.index))
+                if pd.records and quota.throttles_some_partition \
+                        and quota.is_throttled(fetched.topic, fetched.index):
+                    throttled_bytes += len(pd.records)
+        if throttled_bytes:
+            quota.record(throttled_bytes, time.monotonic())
+            self.node.metrics.replication_throttled_bytes.labels(role="follower").inc(
+                throttled_bytes)
         if backoff:
             await asyncio.sleep(_BACKOFF_S)
 
@@ -328,6 +383,10 @@ class LeaderFetcher:
                 if pd.records:
                     plog.append_as_follower(bytes(pd.records))
                 p.follow_leader_high_watermark(pd.high_watermark)
+                if plog.log_end_offset >= pd.high_watermark:
+                    self._caught_up.add((p.topic, p.index))
+                else:
+                    self._caught_up.discard((p.topic, p.index))
                 if pd.log_start_offset > plog.log_start_offset:
                     # The leader deleted records (retention, DeleteRecords): follow, but
                     # never past what is committed here.

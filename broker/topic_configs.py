@@ -13,6 +13,10 @@ from typing import TYPE_CHECKING
 
 from odradek import storage
 from odradek.controller.metadata.broker_configs import DYNAMIC_BROKER_KEYS_BY_NAME
+from odradek.controller.metadata.throttled_replicas import (
+    FOLLOWER_THROTTLED_REPLICAS,
+    LEADER_THROTTLED_REPLICAS,
+)
 from odradek.storage.config import KAFKA_NAMES
 
 if TYPE_CHECKING:
@@ -46,6 +50,12 @@ BROKER_LEVEL_TOPIC_CONFIGS: Mapping[str, tuple[str, int, str]] = {
                                       "succeeds."),
     "unclean.leader.election.enable": ("false", BOOLEAN, "Allow an out-of-sync replica to "
                                                          "become leader (may lose data)."),
+    LEADER_THROTTLED_REPLICAS: ("", LIST, "Replicas whose traffic to out-of-sync followers "
+                                          "leader.replication.throttled.rate limits, as "
+                                          "partitionId:brokerId,... or * for all."),
+    FOLLOWER_THROTTLED_REPLICAS: ("", LIST, "Replicas whose fetching while out of sync "
+                                            "follower.replication.throttled.rate limits, as "
+                                            "partitionId:brokerId,... or * for all."),
 }
 
 _DOCS: Mapping[str, tuple[int, str]] = {

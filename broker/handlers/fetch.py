@@ -15,6 +15,14 @@ the aborted transactions within what it read, whose records it drops; READ_UNCOM
 up to the high watermark, and a follower up to the log end. ListOffsets (v2+) answers the
 latest offset, and finds timestamps, below the same bound of its isolation level.
 
+Replication throttles (KIP-73): a follower's fetch of a partition its topic names in
+``leader.replication.throttled.replicas`` for this broker, from a follower that is not in
+the ISR, gets no records while this broker's leader throttle is exceeded (Kafka's
+ReplicaManager.shouldLeaderThrottle); the partition does not count towards min_bytes, and a
+fetch parked with such a partition wakes when the throttle may let it through again. The
+bytes answered for throttled partitions count against the throttle. Consumers' fetches are
+never throttled here (their quotas are client quotas).
+
 Authorization is Kafka's: a consumer's Fetch needs READ on each TOPIC, a follower's (a
 replica id) CLUSTER_ACTION on the CLUSTER, else every partition is answered
 TOPIC_AUTHORIZATION_FAILED; ListOffsets needs DESCRIBE on the TOPIC, OffsetForLeaderEpoch
@@ -54,6 +62,7 @@ from odradek.broker.partition import Partition
 from odradek.broker.partition_watch import PartitionWatch
 from odradek.broker.replica_manager import ReplicaManager
 from odradek.broker.replication import ReplicationManager
+from odradek.broker.replication_quota import ReplicationQuotas, should_throttle
 from odradek.broker.security.authorization import Authorization
 from odradek.controller.metadata import MetadataImage
 from odradek.storage import PartitionLog
@@ -62,6 +71,8 @@ from odradek.storage.errors import StorageError
 EARLIEST, LATEST, MAX_TIMESTAMP = -2, -1, -3
 READ_UNCOMMITTED, READ_COMMITTED = 0, 1  # isolation_level of Fetch v4+ and ListOffsets v2+
 MESSAGES_KEY = "_messages_sent"
+# Set in a partition's answer left without records by the leader's replication throttle.
+THROTTLED_KEY = "_replication_throttled"
 FETCH_TOPIC_IDS_VERSION = 13  # topics named by id (KIP-516)
 FETCH_NODE_ENDPOINTS_VERSION = 16  # leader hints (KIP-951)
 _LEADER_HINT_ERRORS = frozenset({ErrorCode.not_leader_or_follower,
@@ -94,6 +105,9 @@ class FetchNode(Protocol):
 
     @property
     def authorization(self) -> Authorization: ...
+
+    @property
+    def replication_quotas(self) -> ReplicationQuotas: ...
 
 
 def leader_partition(node: FetchNode, topic: str, index: int, current_epoch: int = -1,
@@ -167,6 +181,11 @@ def _read_partition(node: FetchNode, topic: str, topic_id: uuid.UUID | None, fp:
         out["aborted_transactions"] = []
     end = _readable_end(p, replica_id, committed)
     if offset >= end:
+        return out, 0, p
+    if replica_id >= 0 and should_throttle(node.replication_quotas.leader, topic, index,
+                                           replica_id in p.isr, time.monotonic()):
+        # Answered empty, as Kafka does; the follower asks again from the same offset.
+        out[THROTTLED_KEY] = True
         return out, 0, p
     try:
         if committed:
@@ -303,6 +322,27 @@ def _denied_topics(node: FetchNode, ctx: RequestContext, operation: AclOperation
     return names - authorization.allowed_names(ctx, operation, ResourceType.TOPIC, names)
 
 
+def _count_throttled(node: FetchNode, context: FetchContext,
+                     answers: list[tuple[PartitionKey, dict[str, Any]]], skipped: int) -> None:
+    """A follower's answer: the bytes of its throttled partitions count against the leader
+    throttle (in-sync followers' too, as Kafka's sizeOfThrottledPartitions), and the
+    partitions it left without records are counted."""
+    metrics = node.metrics
+    if skipped:
+        metrics.replication_throttled_skips.labels(role="leader").inc(skipped)
+    quota = node.replication_quotas.leader
+    if not quota.throttles_some_partition:
+        return
+    size = 0
+    for tp, entry in answers:
+        name = context.topic_name(tp)
+        if entry["records"] and name is not None and quota.is_throttled(name, tp[1]):
+            size += len(entry["records"])
+    if size:
+        quota.record(size, time.monotonic())
+        metrics.replication_throttled_bytes.labels(role="leader").inc(size)
+
+
 async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payload:
     version = ctx.api_version
     replica_id, replica_epoch = fetch_replica(req, version)
@@ -331,7 +371,7 @@ async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payloa
     uses_ids = context.uses_topic_ids
     while True:
         answers: list[tuple[PartitionKey, dict[str, Any]]] = []
-        total, parts, urgent = 0, [], False
+        total, parts, urgent, throttled = 0, [], False, 0
         caught_up: dict[PartitionKey, tuple[Partition, int]] = {}
         loop_slice = LoopSlice()  # a session of thousands of partitions lets others run
         for tp, fp in context.partitions:
@@ -357,6 +397,7 @@ async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payloa
                 entry, n, p = _read_partition(
                     node, name, tp[0] if uses_ids else None,  # type: ignore[arg-type]
                     fp, budget, total == 0, replica_id, replica_epoch, read_committed)
+                throttled += bool(entry.pop(THROTTLED_KEY, False))
                 if p is not None and _caught_up(entry, fp, p, replica_id, read_committed) and (
                         replica_id < 0 or context.clock is None
                         or p.hold_follower(replica_id, context.clock)):
@@ -377,6 +418,10 @@ async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payloa
                 or not (parts or (session is not None and len(session.watch))) \
                 or (session is not None and session.nudged):
             break
+        if throttled:
+            # Nothing wakes a fetch when its throttle frees up: look again by then.
+            remaining = min(remaining,
+                            node.replication_quotas.leader.recheck_after(time.monotonic()))
         node.metrics.fetch_purgatory.inc()
         try:
             if session is not None:
@@ -389,6 +434,8 @@ async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payloa
             node.metrics.fetch_purgatory.dec()
         if node.stopping:
             break
+    if replica_id >= 0:
+        _count_throttled(node, context, answers, throttled)
     session_id, answers = context.finish(node.fetch_sessions, int(time.monotonic() * 1000),
                                          answers, caught_up)
     topics_out = _grouped(answers, context)

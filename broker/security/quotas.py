@@ -612,15 +612,18 @@ class Rate:
         return total / (self.window_size_ms(now_ms) / 1000.0)
 
     def window_size_ms(self, now_ms: int) -> int:
-        self._purge(now_ms)
-        if not self._samples:
-            self._samples.append(_Sample(now_ms, now_ms))
-        oldest = min(s.start_ms for s in self._samples)
-        elapsed = now_ms - oldest
+        elapsed = now_ms - self._oldest_start_ms(now_ms)
         full_windows = elapsed // self.window_ms
         if full_windows < self.num - 1:
             elapsed += (self.num - 1 - full_windows) * self.window_ms
         return elapsed
+
+    def _oldest_start_ms(self, now_ms: int) -> int:
+        """When the oldest sample still measured began (SampledStat.oldest)."""
+        self._purge(now_ms)
+        if not self._samples:
+            self._samples.append(_Sample(now_ms, now_ms))
+        return min(s.start_ms for s in self._samples)
 
     def _current_sample(self, now_ms: int) -> _Sample:
         if not self._samples:
@@ -644,6 +647,29 @@ class Rate:
             # is kept: it overlaps the span.
             if now_ms - s.last_event_ms >= expire_ms:
                 s.reset(now_ms)
+
+
+class SimpleRate(Rate):
+    """Kafka's ``SimpleRate``, the rate of the replication throttles (KIP-73): the windowed
+    sum divided by the time since the oldest sample began, or by one window while that is
+    shorter (so a first burst is not measured over a few milliseconds). Unlike ``Rate`` it
+    does not pad to ``num - 1`` windows: a replication throttle applies from its first
+    second, not after a burst of ``num - 1`` windows' worth."""
+
+    __slots__ = ()
+
+    def window_size_ms(self, now_ms: int) -> int:
+        return max(now_ms - self._oldest_start_ms(now_ms), self.window_ms)
+
+    def seconds_until_at_most(self, bound: float, now: float) -> float:
+        """How long until ``measure`` is down to ``bound`` (> 0) if nothing more is
+        recorded: the sum spread from the oldest sample's start to then is the bound.
+        Samples expiring meanwhile are left aside (they may bring it sooner or, moving the
+        oldest start on, later), so this is when to look again."""
+        now_ms = to_ms(now)
+        elapsed_ms = now_ms - self._oldest_start_ms(now_ms)
+        total = sum(s.value for s in self._samples)
+        return max(0.0, total / bound - elapsed_ms / 1000.0)
 
 
 def throttle_time_ms(observed: float, quota: float, window_ms: int) -> int:

@@ -1,9 +1,9 @@
 """Validation of topic configs.
 
 The log configs (retention, segments, cleanup policy, ...) belong to storage, which owns their
-table and rules: `storage.LogConfig.from_kafka_configs` is the single validator. The two
-replication configs below are enforced by the controller and the partition leader, not by the
-log, so they are checked here.
+table and rules: `storage.LogConfig.from_kafka_configs` is the single validator. The
+replication configs below are enforced by the controller, the partition leader and the
+followers, not by the log, so they are checked here.
 """
 
 from __future__ import annotations
@@ -13,12 +13,17 @@ from collections.abc import Mapping
 from kio.schema.errors import ErrorCode
 
 from odradek import storage
+from odradek.controller.metadata.throttled_replicas import (
+    THROTTLED_REPLICAS_CONFIGS,
+    throttled_replicas_error,
+)
 from odradek.controller.quorum.api import ApiError
 from odradek.storage.errors import InvalidConfigError
 
 MIN_INSYNC_REPLICAS = "min.insync.replicas"
 UNCLEAN_LEADER_ELECTION = "unclean.leader.election.enable"
-REPLICATION_CONFIGS = frozenset({MIN_INSYNC_REPLICAS, UNCLEAN_LEADER_ELECTION})
+REPLICATION_CONFIGS = frozenset({MIN_INSYNC_REPLICAS, UNCLEAN_LEADER_ELECTION,
+                                 *THROTTLED_REPLICAS_CONFIGS})
 
 
 def _parse_bool(value: str) -> bool | None:
@@ -47,6 +52,10 @@ def _check_replication_config(name: str, value: str) -> None:
             ErrorCode.invalid_config,
             f"Invalid value {value!r} for configuration {name}: must be true or false.",
         )
+    elif name in THROTTLED_REPLICAS_CONFIGS:
+        error = throttled_replicas_error(name, value)
+        if error is not None:
+            raise ApiError(ErrorCode.invalid_config, error)
 
 
 def validate_topic_configs(configs: Mapping[str, str]) -> None:
@@ -76,13 +85,7 @@ def min_insync_replicas(configs: Mapping[str, str]) -> int:
 
 # Kafka's LIST-typed topic configs, the only ones APPEND and SUBTRACT apply to. storage's
 # table holds names, defaults and ranges but not types; if it grows types, ask it instead.
-LIST_TOPIC_CONFIGS = frozenset(
-    {
-        "cleanup.policy",
-        "leader.replication.throttled.replicas",
-        "follower.replication.throttled.replicas",
-    }
-)
+LIST_TOPIC_CONFIGS = frozenset({"cleanup.policy", *THROTTLED_REPLICAS_CONFIGS})
 
 
 def list_config_items(name: str, current: str | None) -> list[str] | None:

@@ -486,6 +486,48 @@ def test_configs_broker_and_cluster_default(tools: KafkaTools) -> None:
     assert "Cannot update these configs dynamically" in r.output and "node.id" in r.output
 
 
+def test_configs_replication_throttles(tools: KafkaTools, admin: KafkaAdminClient) -> None:
+    """KIP-73's configs as an operator sets them with kafka-configs (the same ones
+    kafka-reassign-partitions.sh --throttle sets): the rates per broker, the throttled
+    replicas per topic (Kafka's bracketed list syntax), and Kafka's refusals."""
+    def alter(entity: str, name: str, *args: str) -> str:
+        return tools.ok(CONFIGS, "--alter", "--entity-type", entity, "--entity-name", name,
+                        *args)
+
+    def dynamic(entity: str, name: str) -> dict[str, str]:
+        return _dynamic_configs(tools.ok(CONFIGS, "--describe", "--entity-type", entity,
+                                         "--entity-name", name))
+
+    out = alter("brokers", "1", "--add-config", "leader.replication.throttled.rate=10485760,"
+                "follower.replication.throttled.rate=20971520")
+    assert out.strip() == "Completed updating config for broker 1."
+    assert dynamic("brokers", "1") == {"leader.replication.throttled.rate": "10485760",
+                                       "follower.replication.throttled.rate": "20971520"}
+
+    topic = unique_name("cli-throttle")
+    admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=3)])
+    alter("topics", topic, "--add-config", "follower.replication.throttled.replicas=[0:2,1:3],"
+          "leader.replication.throttled.replicas=*")
+    assert dynamic("topics", topic) == {"follower.replication.throttled.replicas": "0:2,1:3",
+                                        "leader.replication.throttled.replicas": "*"}
+
+    r = tools.run(CONFIGS, "--alter", "--entity-type", "topics", "--entity-name", topic,
+                  "--add-config", "follower.replication.throttled.replicas=[0:2,all]")
+    assert r.returncode == 1, str(r)
+    assert "InvalidConfigurationException" in r.output, str(r)
+    assert "follower.replication.throttled.replicas must be the literal '*' or a list of " \
+        "replicas in the following format" in r.output, str(r)
+    r = tools.run(CONFIGS, "--alter", "--entity-type", "brokers", "--entity-name", "1",
+                  "--add-config", "leader.replication.throttled.rate=-1")
+    assert r.returncode == 1 and "InvalidRequestException" in r.output, str(r)
+
+    alter("brokers", "1", "--delete-config",
+          "leader.replication.throttled.rate,follower.replication.throttled.rate")
+    alter("topics", topic, "--delete-config",
+          "follower.replication.throttled.replicas,leader.replication.throttled.replicas")
+    assert dynamic("brokers", "1") == {} and dynamic("topics", topic) == {}
+
+
 def test_configs_client_quotas(tools: KafkaTools, cluster: Cluster) -> None:
     """kafka-configs on quota entities (a user with a client id, KIP-546; an address,
     KIP-612): AlterClientQuotas and DescribeClientQuotas as Kafka's admin client sends

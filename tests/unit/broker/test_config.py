@@ -157,6 +157,43 @@ def test_dynamic_levels_precedence_and_sources() -> None:
     assert topic["segment.bytes"][1] == DEFAULT_CONFIG
 
 
+def test_replication_throttle_keys() -> None:
+    """KIP-73: the two rates (unlimited by default, dynamic at both levels), the two static
+    window keys, and the throttled-replica lists among the topic configs described."""
+    from odradek.broker.topic_configs import (
+        DEFAULT_CONFIG,
+        DYNAMIC_BROKER_CONFIG,
+        DYNAMIC_DEFAULT_BROKER_CONFIG,
+        LIST,
+        TOPIC_CONFIG,
+        BrokerConfigLevels,
+        describe_broker,
+        describe_topic,
+    )
+    from odradek.controller.metadata.broker_configs import DYNAMIC_BROKER_KEYS_BY_NAME
+
+    cfg = parse_config(BASE, env={})
+    assert cfg["leader.replication.throttled.rate"] == cfg["follower.replication.throttled.rate"] \
+        == 2**63 - 1
+    assert (cfg["replication.quota.window.num"],
+            cfg["replication.quota.window.size.seconds"]) == (11, 1)
+    for key in ("replication.quota.window.num", "replication.quota.window.size.seconds"):
+        assert key not in DYNAMIC_BROKER_KEYS_BY_NAME  # read-only in Kafka too
+        with pytest.raises(ConfigError, match=f"{key}: 0 is below the minimum 1"):
+            parse_config({**BASE, key: 0}, env={})
+    levels = BrokerConfigLevels(cfg, cluster={"follower.replication.throttled.rate": "4000000"},
+                                own={"leader.replication.throttled.rate": "2000000"})
+    assert levels.effective["leader.replication.throttled.rate"] == 2_000_000
+    rows = {name: (value, source) for name, value, source, _, _ in describe_broker(levels)}
+    assert rows["leader.replication.throttled.rate"] == ("2000000", DYNAMIC_BROKER_CONFIG)
+    assert rows["follower.replication.throttled.rate"] == ("4000000",
+                                                           DYNAMIC_DEFAULT_BROKER_CONFIG)
+    topic = {name: (value, source, ctype) for name, value, source, _, ctype in
+             describe_topic(cfg, {"leader.replication.throttled.replicas": "0:1,1:2"})}
+    assert topic["leader.replication.throttled.replicas"] == ("0:1,1:2", TOPIC_CONFIG, LIST)
+    assert topic["follower.replication.throttled.replicas"] == ("", DEFAULT_CONFIG, LIST)
+
+
 # --- listener security (issue 15) -----------------------------------------------------------
 
 _JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required '

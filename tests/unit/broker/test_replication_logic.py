@@ -13,6 +13,7 @@ from odradek import storage
 from odradek.broker.handlers.fetch import _read_partition
 from odradek.broker.partition import Partition
 from odradek.broker.replication import LeaderFetcher, ReplicationManager
+from odradek.broker.replication_quota import ReplicationQuotas
 from odradek.controller.metadata import PartitionRegistration
 from odradek.storage.records import Record, decode_batches, encode_batch
 
@@ -51,7 +52,8 @@ def fetch_round(leader: Partition, follower: Partition, fetcher: LeaderFetcher) 
     leader_node = SimpleNamespace(
         replicas=SimpleNamespace(get=lambda tp: leader),
         image=SimpleNamespace(topics={"t": SimpleNamespace(partitions={0: None})}),
-        replication=SimpleNamespace(on_follower_fetch=lambda p, r, o, e: None))
+        replication=SimpleNamespace(on_follower_fetch=lambda p, r, o, e: None),
+        replication_quotas=ReplicationQuotas(leader.state.node_id))
     entry, _, _ = _read_partition(leader_node, "t", None, req, 1 << 20, True, replica_id=2,
                                   replica_epoch=-1)
     pd = SimpleNamespace(

@@ -24,6 +24,7 @@ from odradek.broker.kafka import codec
 from odradek.broker.metrics import NodeMetrics
 from odradek.broker.node_collector import NodeCollector
 from odradek.broker.partition import Partition, wait_for_any
+from odradek.broker.replication_quota import ReplicationQuotas
 from odradek.controller.metadata import PartitionRegistration
 from odradek.controller.metadata.image import MetadataImage, TopicImage
 from odradek.storage import AppendOrigin, Record, decode_batches, encode_batch, encode_marker_batch
@@ -54,6 +55,7 @@ class Node:
         self.stopping = False
         self.fetch_sessions = FetchSessionCache(1000, 120_000)
         self.authorization = OFF
+        self.replication_quotas = ReplicationQuotas(1)
 
 
 def leader(path: Path, replicas: tuple[int, ...] = (1,)) -> Partition:

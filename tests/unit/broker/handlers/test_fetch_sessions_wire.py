@@ -24,6 +24,7 @@ from odradek.broker.kafka import codec
 from odradek.broker.metrics import NodeMetrics
 from odradek.broker.partition import Partition, wait_for_any
 from odradek.broker.replication import LeaderFetcher
+from odradek.broker.replication_quota import ReplicationQuotas
 from odradek.controller.metadata import PartitionRegistration
 from odradek.controller.metadata.image import (
     BrokerRegistration,
@@ -84,6 +85,7 @@ class Leader:
         self.stopping = False
         self.fetch_sessions = FetchSessionCache(1000, 120_000)
         self.authorization = OFF
+        self.replication_quotas = ReplicationQuotas(1)
         self.follower_offsets: dict[tuple[str, int], int] = {}
         self.follower_epochs: set[int] = set()
 
@@ -128,6 +130,7 @@ def setup(tmp_path: Path, n: int, version: int = 18
     followers = {tp: partition(tmp_path / f"f{i}", tp[0], i, 2)
                  for i, tp in enumerate(leaders)}
     node = SimpleNamespace(node_id=2, broker_epoch=FOLLOWER_EPOCH, metrics=NodeMetrics(2),
+                           replication_quotas=ReplicationQuotas(2),
                            config={"replica.fetch.max.bytes": 1 << 20,
                                    "replica.fetch.wait.max.ms": 30,
                                    "replica.fetch.response.max.bytes": 10 << 20})

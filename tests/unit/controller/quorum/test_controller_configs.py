@@ -122,6 +122,40 @@ def test_incremental_errors() -> None:
         assert result.records == (), i
 
 
+THROTTLED = ("leader.replication.throttled.replicas", "follower.replication.throttled.replicas")
+
+
+def test_throttled_replica_lists_are_topic_configs() -> None:
+    """KIP-73's lists, as kafka-reassign-partitions.sh --throttle and kafka-configs.sh set
+    them: at creation, with SET, APPEND and SUBTRACT, with the legacy AlterConfigs."""
+    image = topic_image({THROTTLED[0]: "0:1"})
+    assert image.topic_configs("t") == {THROTTLED[0]: "0:1"}
+    image, _ = applied(image, incremental(image, (THROTTLED[0], APPEND, "0:2"),
+                                          (THROTTLED[1], SET, "*")))
+    assert image.topic_configs("t") == {THROTTLED[0]: "0:1,0:2", THROTTLED[1]: "*"}
+    image, _ = applied(image, incremental(image, (THROTTLED[0], SUBTRACT, "0:1")))
+    assert image.topic_configs("t")[THROTTLED[0]] == "0:2"
+    image, (res,) = applied(image, alter_configs(image, [AlterConfigsResource(
+        TOPIC_RESOURCE, "t", {THROTTLED[1]: "0:1,0:2,0:3"})]))
+    assert res.error_code == 0 and image.topic_configs("t") == {THROTTLED[1]: "0:1,0:2,0:3"}
+
+
+@pytest.mark.parametrize("name", THROTTLED)
+def test_invalid_throttled_replica_lists_are_refused_with_kafkas_message(name: str) -> None:
+    image = topic_image()
+    created = create_topics(cluster(1), [CreateTopicSpec("u", 1, 1, configs={name: "1-2"})],
+                            settings=SETTINGS, rng=rng())
+    for result in (incremental(image, (name, SET, "0:1,broker2")),
+                   incremental(image, (name, APPEND, "0:1,*")),
+                   alter_configs(image, [AlterConfigsResource(TOPIC_RESOURCE, "t",
+                                                              {name: "all"})]),
+                   created):
+        (res,) = result.response
+        assert res.error_code == INVALID_CONFIG and result.records == ()
+        assert res.error_message.startswith("Invalid value [")
+        assert f"{name} must be the literal '*' or a list of replicas" in res.error_message
+
+
 def broker_configs(image: MetadataImage, name: str) -> dict[str, str]:
     return dict(image.configs.get((BROKER_RESOURCE, name), {}))
 
@@ -167,6 +201,10 @@ def test_broker_legacy_alter_replaces_the_dynamic_set() -> None:
     ([("num.partitions", SET, "3")], "1", INVALID_REQUEST, "cluster-wide"),
     ([("max.connections", SET, None)], "", INVALID_REQUEST, "Null value"),
     ([("max.connections", APPEND, "5")], "", INVALID_CONFIG, "not a list"),
+    ([("leader.replication.throttled.rate", SET, "-1")], "1", INVALID_REQUEST,
+     "must be between 0 and"),
+    ([("follower.replication.throttled.rate", SET, "2MB")], "", INVALID_REQUEST,
+     "not an integer"),
     # One bad key refuses the whole resource.
     ([("max.connections", SET, "5"), ("process.roles", SET, "broker")], "", INVALID_REQUEST,
      "process.roles"),
