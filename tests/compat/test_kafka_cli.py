@@ -721,6 +721,42 @@ def test_reassign_partitions(tools: KafkaTools, cluster: Cluster, admin: KafkaAd
         consumer.close()
     assert values == sorted(f"v{i}".encode() for i in range(30))
 
+    # A throttled move (4 MB at 200 kB/s) is still running while it is listed, verified as
+    # in progress and cancelled; cancelling also clears the throttles --execute set.
+    slow = unique_name("cli-slow")
+    tools.ok(TOPICS, "--create", "--topic", slow, "--replica-assignment", "1:2")
+    producer = KafkaProducer(bootstrap_servers=cluster.bootstrap, acks="all")
+    for _ in range(400):
+        producer.send(slow, b"x" * 10_000, partition=0)
+    producer.flush()
+    producer.close()
+    move = tmp_path / "slow.json"
+    move.write_text(json.dumps({"version": 1, "partitions": [
+        {"topic": slow, "partition": 0, "replicas": [2, 3]}]}))
+    out = tools.ok(REASSIGN, "--execute", "--reassignment-json-file", str(move),
+                   "--throttle", "200000")
+    assert "The inter-broker throttle limit was set to 200000 B/s" in out, out
+    assert f"Successfully started partition reassignment for {slow}-0" in out, out
+    throttles = _dynamic_configs(tools.ok(CONFIGS, "--describe", "--entity-type", "topics",
+                                          "--entity-name", slow))
+    assert throttles["follower.replication.throttled.replicas"] == "0:3", throttles
+    assert sorted(throttles["leader.replication.throttled.replicas"].split(",")) == [
+        "0:1", "0:2"], throttles
+    listed = tools.ok(REASSIGN, "--list")
+    assert f"{slow}-0: replicas: 2,3,1. adding: 3. removing: 1." in listed, listed
+    out = tools.ok(REASSIGN, "--verify", "--reassignment-json-file", str(move),
+                   "--preserve-throttles")
+    assert f"Reassignment of partition {slow}-0 is still in progress." in out, out
+    out = tools.ok(REASSIGN, "--cancel", "--reassignment-json-file", str(move))
+    assert f"Successfully cancelled partition reassignment for: {slow}-0" in out, out
+    assert tools.ok(REASSIGN, "--list").strip() == "No partition reassignments found."
+    assert _replicas(admin, slow) == {0: [2, 1]}  # Kafka's revert: the target's order kept
+    assert _dynamic_configs(tools.ok(CONFIGS, "--describe", "--entity-type", "topics",
+                                     "--entity-name", slow)) == {}
+    for broker in ("1", "2", "3"):
+        assert _dynamic_configs(tools.ok(CONFIGS, "--describe", "--entity-type", "brokers",
+                                         "--entity-name", broker)) == {}, broker
+
 
 # --- kafka-leader-election (last: it kills and restarts node 2) ------------------------
 

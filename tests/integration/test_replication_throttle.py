@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -27,14 +26,12 @@ BEHIND = 30 * MB  # what the stopped broker misses
 THROTTLED_S = 6.0  # how long the throttled catch-up is measured
 
 
-@pytest.fixture
-def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    c = Cluster(tmp_path / "c", 3, overrides={"auto.leader.rebalance.enable": False,
-                                             "replica.lag.time.max.ms": 3000}).start()
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    # Shared by both roles' tests: each uses its own topic and restarts broker 3.
+    c = Cluster(tmp_path_factory.mktemp("throttle"), 3, overrides={
+        "auto.leader.rebalance.enable": False, "replica.lag.time.max.ms": 3000}).start()
     yield c
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
-        print(c.logs())
     c.kill_all()
 
 
