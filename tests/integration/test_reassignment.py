@@ -95,25 +95,28 @@ def test_every_partition_moves_onto_a_new_broker_under_load(
                 time.sleep(0.02)
         assert producer.flush(60) == 0
 
-    consumed: Counter[bytes] = Counter()
+    consumed: list[bytes] = []  # appended by the consumer thread (list.append is atomic)
     group = unique_name("g")
+    assigned = threading.Event()
 
     def consume() -> None:
         consumer = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": group,
                              "auto.offset.reset": "earliest", "enable.auto.commit": True,
                              "isolation.level": "read_committed"})
-        consumer.subscribe([topic])
+        consumer.subscribe([topic], on_assign=lambda c, parts: assigned.set())
         while not stop.is_set():
             msg = consumer.poll(0.2)
             if msg is not None and msg.error() is None:
-                consumed[msg.value()] += 1
+                consumed.append(msg.value())
         consumer.close()
 
     threads = [threading.Thread(target=produce), threading.Thread(target=consume)]
     for t in threads:
         t.start()
     try:
-        wait_for(lambda: len(acked) > 2000, 30, "the producer to get going")
+        wait_for(lambda: len(acked) > 2000 and assigned.is_set(), 30,
+                 "the producer to get going and the group to be assigned")
+        read_before = len(consumed)
         # Broker 1 leaves every partition, broker 4 takes its place (same position, so the
         # partitions broker 1 preferred to lead now prefer broker 4).
         target = {TopicPartition(topic, p): [4 if b == 1 else b for b in replicas]
@@ -155,8 +158,10 @@ def test_every_partition_moves_onto_a_new_broker_under_load(
     reader.close()
     assert set(acked) <= set(seen), len(set(acked) - set(seen))
     assert [v for v, n in seen.items() if n > 1] == []
-    # The group read what was acknowledged while the partitions moved.
-    assert len(set(consumed) & set(acked)) > len(acked) // 2
+    # The group kept reading while the partitions moved, only what was written, once.
+    assert len(consumed) > read_before
+    assert set(consumed) <= set(seen)
+    assert [v for v, n in Counter(consumed).items() if n > 1] == []
 
 
 def test_an_unfinished_move_is_listed_and_cancelled(cluster: Cluster) -> None:
@@ -200,3 +205,49 @@ def test_an_unfinished_move_is_listed_and_cancelled(cluster: Cluster) -> None:
     finally:
         admin.close()
         fourth.start()
+
+
+def test_a_throttled_move_copies_at_the_throttled_rate(cluster: Cluster,
+                                                       admin: KafkaAdminClient) -> None:
+    """The throttles kafka-reassign-partitions.sh --throttle sets (both rates on the brokers
+    involved, the current replicas as leader-throttled, the new one as follower-throttled)
+    bound how fast the new replica copies the partition: within 20 % of the rate."""
+    from tests.integration.test_replication_throttle import MB, _alter, _log_size, _produce
+
+    rate = 2 * MB
+    topic = unique_name("slowmove")
+    admin_cf = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    for fut in admin_cf.create_topics([NewTopic(topic, 1, replica_assignment=[[1, 2]])]).values():
+        fut.result(30)
+    _produce(cluster, topic, 16 * MB)
+    size = _log_size(cluster.node(1), topic)
+    _alter(admin_cf, [("broker", b, {"leader.replication.throttled.rate": str(rate),
+                                     "follower.replication.throttled.rate": str(rate)})
+                      for b in ("1", "2", "4")])
+    _alter(admin_cf, [("topic", topic, {"leader.replication.throttled.replicas": "0:1,0:2",
+                                        "follower.replication.throttled.replicas": "0:4"})])
+    tp = TopicPartition(topic, 0)
+    try:
+        assert admin.alter_partition_reassignments({tp: [4, 2]}) == {tp: None}
+        new = cluster.node(4)
+        # The first window may let a burst through; measure from the first copy after it.
+        first = wait_for(lambda: _log_size(new, topic), 10, "broker 4 copying", interval=0.02)
+        start_size = wait_for(lambda: (s := _log_size(new, topic)) > first and s, 10,
+                              "broker 4 copying on", interval=0.02)
+        started = time.monotonic()
+        time.sleep(5)
+        copied = _log_size(new, topic) - start_size
+        measured = copied / (time.monotonic() - started)
+        # Never over the throttle by more than 20 %; under it only as far as a busy machine
+        # slows the copy (a loaded 2-core run measured 1.6 MB/s, a quiet one 1.9).
+        assert 0.5 * rate <= measured <= 1.2 * rate, measured / MB
+        assert admin.list_partition_reassignments([tp])[tp]["adding_replicas"] == [4]
+    finally:
+        _alter(admin_cf, [("broker", b, {"leader.replication.throttled.rate": None,
+                                         "follower.replication.throttled.rate": None})
+                          for b in ("1", "2", "4")])
+        _alter(admin_cf, [("topic", topic, {"leader.replication.throttled.replicas": None,
+                                            "follower.replication.throttled.replicas": None})])
+    wait_for(lambda: not admin.list_partition_reassignments([tp]), 30, "the move to complete")
+    assert assignment(cluster, topic)[0][0] == [4, 2]
+    assert _log_size(cluster.node(4), topic) == size
