@@ -8,6 +8,15 @@ retention time, OffsetFetch v8+ asks for several groups, DescribeGroups v6 repor
 missing groups as GROUP_ID_NOT_FOUND, TxnOffsetCommit v3+ names the member and its
 generation (KIP-447), and so on.
 
+OffsetCommit v10 and OffsetFetch v10 (KIP-848) name topics by id, in requests and answers,
+for groups of either protocol. The ids are resolved through the node's metadata image, as
+Fetch v13+ does; the offsets stay keyed by topic name (``__consumer_offsets`` records are
+Kafka's, by name). An id the image does not know (never created, deleted, or the old id of
+a topic created again under its name) is answered UNKNOWN_TOPIC_ID, before the topic's
+authorization is looked at, as Kafka's KafkaApis does: ids are not secret, names are, and
+the answer never names the topic. A v10 fetch of every offset leaves out topics the image
+no longer has, which no id can name.
+
 Authorization is Kafka's (KafkaApis): the membership APIs (JoinGroup, SyncGroup, Heartbeat,
 LeaveGroup) and OffsetCommit need READ on the GROUP; OffsetCommit also READ on each TOPIC;
 OffsetFetch DESCRIBE on the GROUP and on each TOPIC (offsets of other topics are left out
@@ -20,7 +29,9 @@ coordinator.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kio.schema.errors import ErrorCode
@@ -37,12 +48,17 @@ from odradek.broker.handlers.meta import OFFSETS_TOPIC
 from odradek.broker.kafka.codec import ms
 from odradek.broker.security.authorization import Authorization
 from odradek.broker.txn_verification import TxnVerifier
+from odradek.controller.metadata import MetadataImage
+
+# From these versions topics are named by id, not by name (KIP-848).
+OFFSET_COMMIT_TOPIC_IDS_VERSION = 10
+OFFSET_FETCH_TOPIC_IDS_VERSION = 10
 
 
 class GroupNode(Protocol):
-    """What the group handlers use of the node: its group coordinator, and the
-    transaction verifier TxnOffsetCommit v5 adds the offsets partition to a transaction
-    with."""
+    """What the group handlers use of the node: its group coordinator, the transaction
+    verifier TxnOffsetCommit v5 adds the offsets partition to a transaction with, and the
+    metadata image OffsetCommit/OffsetFetch v10 resolve topic ids in."""
 
     @property
     def groups(self) -> GroupCoordinator: ...
@@ -52,6 +68,9 @@ class GroupNode(Protocol):
 
     @property
     def authorization(self) -> Authorization: ...
+
+    @property
+    def image(self) -> MetadataImage: ...
 
 
 def _may(node: GroupNode, ctx: RequestContext, operation: AclOperation, group_id: str) -> bool:
@@ -203,20 +222,40 @@ async def handle_leave_group(node: GroupNode, ctx: RequestContext, req: Any) -> 
     )
 
 
-def _refused_commit(req: Any, code: ErrorCode) -> dict[TopicPartition, ErrorCode]:
-    """Every partition of an offset commit answered ``code`` (Kafka's error response)."""
-    return {(t.name, p.partition_index): code for t in req.topics for p in t.partitions}
+@dataclass(frozen=True, slots=True)
+class AskedTopic:
+    """One topic of an offsets request: its name, None when it was asked for by an id the
+    metadata image does not know; the id it was asked for by (None before the versions
+    that name topics by id); and what the request asks of it (OffsetCommit's partitions,
+    OffsetFetch's partition indexes)."""
+
+    name: str | None
+    topic_id: uuid.UUID | None
+    asked: Sequence[Any]
 
 
-def _offsets_to_commit(req: Any, denied: set[str]
+def _asked_topics(node: GroupNode, topics: Sequence[Any], by_id: bool,
+                 asked: str) -> list[AskedTopic]:
+    """The request's ``topics`` with their names: read from the request, or (``by_id``)
+    resolved from their ids; ``asked`` is the field holding what each topic asks for."""
+    if not by_id:
+        return [AskedTopic(t.name, None, getattr(t, asked)) for t in topics]
+    image = node.image
+    return [AskedTopic(image.topic_name(t.topic_id), t.topic_id, getattr(t, asked))
+            for t in topics]
+
+
+def _offsets_to_commit(topics: Sequence[AskedTopic], denied: set[str]
                        ) -> tuple[dict[TopicPartition, OffsetCommitEntry],
                                   dict[TopicPartition, ErrorCode]]:
-    """The request's offsets of the topics not ``denied``, and TOPIC_AUTHORIZATION_FAILED
-    for the partitions of those that are."""
+    """The request's offsets of the known topics not ``denied``, and
+    TOPIC_AUTHORIZATION_FAILED for the partitions of those that are."""
     offsets: dict[TopicPartition, OffsetCommitEntry] = {}
     refused: dict[TopicPartition, ErrorCode] = {}
-    for t in req.topics:
-        for p in t.partitions:
+    for t in topics:
+        if t.name is None:
+            continue  # answered UNKNOWN_TOPIC_ID (_commit_answer)
+        for p in t.asked:
             tp = (t.name, p.partition_index)
             if t.name in denied:
                 refused[tp] = ErrorCode.topic_authorization_failed
@@ -230,13 +269,16 @@ def _offsets_to_commit(req: Any, denied: set[str]
 
 
 async def handle_offset_commit(node: GroupNode, ctx: RequestContext, req: Any) -> Payload:
+    topics = _asked_topics(node, req.topics, ctx.api_version >= OFFSET_COMMIT_TOPIC_IDS_VERSION,
+                          "partitions")
     if not _may(node, ctx, AclOperation.READ, req.group_id):
         return ctx.respond({"topics": _commit_answer(
-            req, _refused_commit(req, ErrorCode.group_authorization_failed))})
-    denied = _denied_topics(node, ctx, AclOperation.READ, {t.name for t in req.topics})
-    offsets, refused = _offsets_to_commit(req, denied)
-    if refused and not offsets:
-        return ctx.respond({"topics": _commit_answer(req, refused)})
+            topics, {}, every=ErrorCode.group_authorization_failed)})
+    denied = _denied_topics(node, ctx, AclOperation.READ,
+                            {t.name for t in topics if t.name is not None})
+    offsets, refused = _offsets_to_commit(topics, denied)
+    if not offsets:
+        return ctx.respond({"topics": _commit_answer(topics, refused)})
     retention = getattr(req, "retention_time", None)
     result = await node.groups.offsets.commit_offsets(
         req.group_id,
@@ -247,15 +289,26 @@ async def handle_offset_commit(node: GroupNode, ctx: RequestContext, req: Any) -
         retention_ms=-1 if retention is None else ms(retention),
         api_version=ctx.api_version,
     )
-    return ctx.respond({"topics": _commit_answer(req, {**result, **refused})})
+    return ctx.respond({"topics": _commit_answer(topics, {**result, **refused})})
 
 
-def _commit_answer(req: Any, result: Mapping[TopicPartition, ErrorCode]
-                   ) -> list[dict[str, Any]]:
-    """OffsetCommit's and TxnOffsetCommit's answer: each partition asked, with its error."""
-    return [{"name": t.name, "partitions": [
-        {"partition_index": p.partition_index, "error_code": result[(t.name, p.partition_index)]}
-        for p in t.partitions]} for t in req.topics]
+def _commit_answer(topics: Sequence[AskedTopic], result: Mapping[TopicPartition, ErrorCode],
+                   every: ErrorCode | None = None) -> list[dict[str, Any]]:
+    """OffsetCommit's and TxnOffsetCommit's answer: each partition asked, with ``every``
+    when the whole request was refused, else its ``result``, or UNKNOWN_TOPIC_ID for a
+    topic asked for by an id the metadata does not know. Topics are answered as they were
+    asked: by name, or by id (the builder keeps the field the version has)."""
+
+    def code(t: AskedTopic, index: int) -> ErrorCode:
+        if every is not None:
+            return every
+        if t.name is None:
+            return ErrorCode.unknown_topic_id
+        return result[(t.name, index)]
+
+    return [{"name": t.name or "", "topic_id": t.topic_id, "partitions": [
+        {"partition_index": p.partition_index, "error_code": code(t, p.partition_index)}
+        for p in t.asked]} for t in topics]
 
 
 # From v5 (transactions v2, KIP-890 part 2) the client sends no AddOffsetsToTxn: the group
@@ -279,22 +332,23 @@ async def _add_offsets_partition(node: GroupNode, req: Any) -> ErrorCode:
 async def handle_txn_offset_commit(node: GroupNode, ctx: RequestContext, req: Any) -> Payload:
     # Kafka's order: the transactional id (which implies the producer id), the group, then
     # each topic; all before the offsets partition joins the transaction (v5).
+    topics = _asked_topics(node, req.topics, False, "partitions")
     if not node.authorization.allowed(ctx, AclOperation.WRITE, ResourceType.TRANSACTIONAL_ID,
                                       str(req.transactional_id)):
         return ctx.respond({"topics": _commit_answer(
-            req, _refused_commit(req, ErrorCode.transactional_id_authorization_failed))})
+            topics, {}, every=ErrorCode.transactional_id_authorization_failed)})
     if not _may(node, ctx, AclOperation.READ, req.group_id):
         return ctx.respond({"topics": _commit_answer(
-            req, _refused_commit(req, ErrorCode.group_authorization_failed))})
+            topics, {}, every=ErrorCode.group_authorization_failed)})
     denied = _denied_topics(node, ctx, AclOperation.READ, {t.name for t in req.topics})
-    offsets, refused = _offsets_to_commit(req, denied)
+    offsets, refused = _offsets_to_commit(topics, denied)
     if refused and not offsets:
-        return ctx.respond({"topics": _commit_answer(req, refused)})
+        return ctx.respond({"topics": _commit_answer(topics, refused)})
     if ctx.api_version >= TXN_OFFSET_COMMIT_ADDS_VERSION:
         added = await _add_offsets_partition(node, req)
         if added != ErrorCode.none:
             return ctx.respond({"topics": _commit_answer(
-                req, {**_refused_commit(req, added), **refused})})
+                topics, {**dict.fromkeys(offsets, added), **refused})})
     # Before v3 (KIP-447) the request names no member: generation -1 and no member id.
     result = await node.groups.offsets.commit_transactional_offsets(
         req.group_id,
@@ -305,30 +359,39 @@ async def handle_txn_offset_commit(node: GroupNode, ctx: RequestContext, req: An
         member_id=getattr(req, "member_id", ""),
         group_instance_id=_group_instance_id(req),
     )
-    return ctx.respond({"topics": _commit_answer(req, {**result, **refused})})
+    return ctx.respond({"topics": _commit_answer(topics, {**result, **refused})})
+
+
+def _offset_answer(index: int, o: CommittedOffset | None, error: ErrorCode) -> dict[str, Any]:
+    """One partition of an OffsetFetch answer: its offset, or none (-1) with ``error``."""
+    return {
+        "partition_index": index,
+        "committed_offset": -1 if o is None else o.offset,
+        "committed_leader_epoch": -1 if o is None else o.leader_epoch,
+        "metadata": "" if o is None else o.metadata,
+        "error_code": error,
+    }
 
 
 def _fetched_topics(
     entries: list[tuple[TopicPartition, CommittedOffset | None]],
     partition_error: ErrorCode = ErrorCode.none,
     unstable: set[TopicPartition] | frozenset[TopicPartition] = frozenset(),
+    topic_ids: Mapping[str, uuid.UUID] | None = None,
 ) -> list[dict[str, Any]]:
+    """The topics of an OffsetFetch answer, named by name and, for the versions that name
+    them by id, by their ``topic_ids``."""
     topics: dict[str, list[dict[str, Any]]] = {}
     for tp, o in entries:
         if tp in unstable:
             # Kafka answers no offset here: the client retries until the transaction ends.
-            o = None
-        topics.setdefault(tp[0], []).append(
-            {
-                "partition_index": tp[1],
-                "committed_offset": -1 if o is None else o.offset,
-                "committed_leader_epoch": -1 if o is None else o.leader_epoch,
-                "metadata": "" if o is None else o.metadata,
-                "error_code": ErrorCode.unstable_offset_commit if tp in unstable
-                else partition_error,
-            }
-        )
-    return [{"name": name, "partitions": parts} for name, parts in topics.items()]
+            topics.setdefault(tp[0], []).append(
+                _offset_answer(tp[1], None, ErrorCode.unstable_offset_commit))
+        else:
+            topics.setdefault(tp[0], []).append(_offset_answer(tp[1], o, partition_error))
+    ids = topic_ids or {}
+    return [{"name": name, "topic_id": ids.get(name), "partitions": parts}
+            for name, parts in topics.items()]
 
 
 def _requested(topics: Any) -> list[TopicPartition] | None:
@@ -337,43 +400,61 @@ def _requested(topics: Any) -> list[TopicPartition] | None:
     return [(t.name, p) for t in topics for p in t.partition_indexes]
 
 
-def _fetch_group_offsets(node: GroupNode, ctx: RequestContext, group_id: str, topics: Any,
-                         require_stable: bool) -> tuple[ErrorCode, list[dict[str, Any]]]:
+def _fetch_group_offsets(node: GroupNode, ctx: RequestContext, group_id: str,
+                         topics: list[AskedTopic] | None, require_stable: bool,
+                         by_id: bool) -> tuple[ErrorCode, list[dict[str, Any]]]:
     """One group's OffsetFetch (authorized on the group already): its error, and its
     topics. Offsets of topics the principal may not DESCRIBE are not told: left out of an
-    all-partitions fetch, answered TOPIC_AUTHORIZATION_FAILED when asked for."""
+    all-partitions fetch, answered TOPIC_AUTHORIZATION_FAILED when asked for. A topic asked
+    for by an id the metadata does not know is answered UNKNOWN_TOPIC_ID."""
     offsets = node.groups.offsets
-    requested = _requested(topics)
-    denied: list[TopicPartition] = []
-    if requested is not None:
-        refused = _denied_topics(node, ctx, AclOperation.DESCRIBE, {tp[0] for tp in requested})
-        if refused:
-            denied = [tp for tp in requested if tp[0] in refused]
-            requested = [tp for tp in requested if tp[0] not in refused]
+    requested: list[TopicPartition] | None = None
+    refused: list[dict[str, Any]] = []
+    if topics is not None:
+        denied = _denied_topics(node, ctx, AclOperation.DESCRIBE,
+                                {t.name for t in topics if t.name is not None})
+        requested = []
+        for t in topics:
+            if t.name is not None and t.name not in denied:
+                requested.extend((t.name, p) for p in t.asked)
+                continue
+            code = ErrorCode.unknown_topic_id if t.name is None \
+                else ErrorCode.topic_authorization_failed
+            refused.append({"name": t.name or "", "topic_id": t.topic_id,
+                            "partitions": [_offset_answer(p, None, code) for p in t.asked]})
     err, entries = offsets.fetch_offsets(group_id, requested)
     if err is not ErrorCode.none:
         return err, []
+    ids: dict[str, uuid.UUID] = {}
     if topics is None:
         hidden = _denied_topics(node, ctx, AclOperation.DESCRIBE, {tp[0] for tp, _ in entries})
         if hidden:
             entries = [(tp, o) for tp, o in entries if tp[0] not in hidden]
+        if by_id:
+            # Offsets of a topic the metadata no longer has (deleted): no id names them,
+            # so they are left out, as Kafka does.
+            known = node.image.topics
+            entries = [(tp, o) for tp, o in entries if tp[0] in known]
+            ids = {tp[0]: known[tp[0]].topic_id for tp, _ in entries}
+    elif by_id:
+        ids = {t.name: t.topic_id for t in topics
+               if t.name is not None and t.topic_id is not None}
     unstable = offsets.unstable_partitions(group_id) if require_stable else set()
-    answer = _fetched_topics(entries, unstable=unstable)
-    if denied:
-        answer += _fetched_topics([(tp, None) for tp in denied],
-                                  ErrorCode.topic_authorization_failed)
-    return ErrorCode.none, answer
+    return ErrorCode.none, _fetched_topics(entries, unstable=unstable, topic_ids=ids) + refused
 
 
 async def handle_offset_fetch(node: GroupNode, ctx: RequestContext, req: Any) -> Payload:
     # v7+: a consumer that reads committed data only (read_committed) asks for stable
     # offsets, and is told UNSTABLE_OFFSET_COMMIT where a transaction may still move one.
     require_stable = bool(getattr(req, "require_stable", False))
+    by_id = ctx.api_version >= OFFSET_FETCH_TOPIC_IDS_VERSION
 
     def one(group_id: str, topics: Any) -> tuple[ErrorCode, list[dict[str, Any]]]:
         if not _may(node, ctx, AclOperation.DESCRIBE, group_id):
             return ErrorCode.group_authorization_failed, []
-        return _fetch_group_offsets(node, ctx, group_id, topics, require_stable)
+        asked = None if topics is None else _asked_topics(node, topics, by_id,
+                                                         "partition_indexes")
+        return _fetch_group_offsets(node, ctx, group_id, asked, require_stable, by_id)
 
     if ctx.api_version >= 8:
         groups = []
@@ -511,9 +592,8 @@ APIS: tuple[ApiSpec[GroupNode], ...] = (
     ApiSpec(14, 0, 5, handle_sync_group),
     ApiSpec(12, 0, 4, handle_heartbeat),
     ApiSpec(13, 0, 5, handle_leave_group),
-    # v10 names topics by id (KIP-848's protocol); not served.
-    ApiSpec(8, 2, 9, handle_offset_commit),
-    ApiSpec(9, 1, 9, handle_offset_fetch),
+    ApiSpec(8, 2, 10, handle_offset_commit),
+    ApiSpec(9, 1, 10, handle_offset_fetch),
     # v5 (KIP-890 part 2) makes the coordinator add the group's partition to the
     # transaction itself, which needs the transaction coordinator; not served.
     ApiSpec(28, 0, 5, handle_txn_offset_commit),

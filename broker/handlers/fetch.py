@@ -233,11 +233,10 @@ def _fetch_context(node: FetchNode, req: Any, version: int, replica_id: int,
     forgotten_topics = getattr(req, "forgotten_topics_data", ())
     uses_ids = version >= FETCH_TOPIC_IDS_VERSION
     if uses_ids:
-        by_id = node.image.topics_by_id
+        image = node.image
 
         def resolve(tp: PartitionKey) -> str | None:
-            t = by_id.get(tp[0])  # type: ignore[arg-type]  # None (the null id): no topic
-            return None if t is None else t.name
+            return image.topic_name(tp[0])  # type: ignore[arg-type]  # keys are ids here
 
         fetch_data = [((t.topic_id, int(fp.partition)), fp) for t in req.topics
                       for fp in t.partitions]

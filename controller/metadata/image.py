@@ -163,6 +163,15 @@ class MetadataImage:
         image = self.topics.get(topic)
         return image.partitions.get(partition) if image is not None else None
 
+    def topic_name(self, topic_id: uuid.UUID | None) -> str | None:
+        """The name of the topic whose id is ``topic_id``, as the APIs that name topics by
+        id (Fetch v13+, OffsetCommit/OffsetFetch v10) resolve it: None for an id this image
+        does not know (never created, or deleted: a topic created again under its name
+        has a new id) and for the null id, which clients send for "no topic"; those are
+        answered UNKNOWN_TOPIC_ID."""
+        t = self.topics_by_id.get(topic_id) if topic_id is not None else None
+        return None if t is None else t.name
+
     def unfenced_broker_ids(self) -> list[int]:
         return sorted(self.unfenced_ids)
 

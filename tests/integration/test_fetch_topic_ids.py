@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import struct
 import threading
 import time
 import uuid
@@ -26,64 +25,26 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 from kio.schema.errors import ErrorCode
 
-from odradek.broker.kafka import codec
 from odradek.broker.kafka.client import KafkaConnection
-from tests.fuzz.recording_proxy import RecordingProxy
+from tests.fuzz.recording_proxy import ExchangeRecorder, node_behind
 from tests.helpers import unique_name
-from tests.integration.harness import Cluster, NodeProcess, free_port, wait_for
+from tests.integration.harness import Cluster, NodeProcess, wait_for
 
 pytestmark = pytest.mark.integration
 
 FETCH = 1
 
 
-class FetchRecorder(RecordingProxy):
-    """The recording proxy, also keeping the responses, to pair each Fetch with its
-    answer."""
-
-    def __init__(self, upstream: tuple[str, int], port: int = 0) -> None:
-        self.responses: dict[tuple[int, int], bytes] = {}  # (connection, correlation id)
-        super().__init__(upstream, port)
-
-    def on_response(self, conn: int, frame: bytes) -> bool:
-        with self._lock:
-            self.responses[(conn, struct.unpack_from(">i", frame, 4)[0])] = frame
-        return True
-
+class FetchRecorder(ExchangeRecorder):
     def fetches(self, label: str) -> list[tuple[int, Any, Any]]:
         """(version, request, response or None) of each Fetch sent under ``label``."""
-        with self._lock:
-            frames = [r for r in self.frames if r.label == label]
-            responses = dict(self.responses)
-        out = []
-        for r in frames:
-            api_key, version, correlation_id = struct.unpack_from(">hhi", r.frame, 4)
-            if api_key != FETCH:
-                continue
-            request = codec.decode_request(r.frame[4:], {FETCH: (4, 18)}).body
-            answer = responses.get((r.connection, correlation_id))
-            response = codec.decode_response(answer[4:], FETCH, version)[1] \
-                if answer is not None else None
-            out.append((version, request, response))
-        return out
+        return self.exchanges(label, FETCH, (4, 18))
 
 
 @pytest.fixture(scope="module")
 def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, FetchRecorder]]:
-    base = tmp_path_factory.mktemp("ids")
-    port = free_port()
-    node = NodeProcess(base, overrides={"advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
-                                        "offsets.topic.replication.factor": 1})
-    proxy = FetchRecorder(("127.0.0.1", node.kafka_port), port=port)
-    try:
-        node.start()
-        yield f"127.0.0.1:{port}", proxy
-    except BaseException:
-        print(node.logs())
-        raise
-    finally:
-        proxy.close()
-        node.kill()
+    with node_behind(FetchRecorder, tmp_path_factory.mktemp("ids")) as proxied:
+        yield proxied
 
 
 def create(bootstrap: str, topic: str, partitions: int = 1, replicas: int = 1) -> uuid.UUID:

@@ -4,6 +4,8 @@ manual clock, and methods that play the part of consumer clients."""
 from __future__ import annotations
 
 import asyncio
+import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from odradek.broker.group.clock import ManualClock
@@ -11,6 +13,8 @@ from odradek.broker.group.consumer_protocol import encode_subscription
 from odradek.broker.group.coordinator import GroupCoordinator
 from odradek.broker.group.log import InMemoryGroupLog
 from odradek.broker.group.member import JoinResult, SyncResult
+from odradek.controller.metadata import PartitionRegistration
+from odradek.controller.metadata.image import MetadataImage, TopicImage
 
 TOPICS = {"t": 3, "u": 2, "v": 1}
 SESSION_MS = 10_000
@@ -20,6 +24,25 @@ INITIAL_DELAY_MS = 3_000
 
 def partition_exists(topic: str, partition: int) -> bool:
     return 0 <= partition < TOPICS.get(topic, 0)
+
+
+def topic_id(name: str, incarnation: int = 0) -> uuid.UUID:
+    """The id of ``name`` in ``topics_image``; a topic deleted and created again under its
+    name gets a new one (a higher ``incarnation``)."""
+    return uuid.uuid5(uuid.NAMESPACE_OID, f"{name}/{incarnation}")
+
+
+def topics_image(topics: Mapping[str, int] = TOPICS,
+                 ids: Mapping[str, uuid.UUID] | None = None) -> MetadataImage:
+    """A metadata image holding ``topics`` (name -> partition count), for the handlers that
+    resolve topic ids; ids are ``topic_id(name)`` unless given."""
+    reg = PartitionRegistration(replicas=(1,), isr=(1,), leader=1, leader_epoch=0,
+                                partition_epoch=0)
+    given = ids or {}
+    images = {name: TopicImage(name, given.get(name) or topic_id(name),
+                               dict.fromkeys(range(n), reg))
+              for name, n in topics.items()}
+    return MetadataImage(1, {}, images, {t.topic_id: t for t in images.values()}, {}, 0)
 
 
 def subscription(*topics: str) -> bytes:

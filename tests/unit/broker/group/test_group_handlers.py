@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -12,7 +13,14 @@ from kio.schema.errors import ErrorCode as E
 from odradek.broker.group.handlers import APIS
 from odradek.broker.handlers.api import RequestContext
 from odradek.broker.kafka import codec
-from tests.unit.broker.group.group_harness import Harness, subscription
+from odradek.controller.metadata import MetadataImage
+from tests.unit.broker.group.group_harness import (
+    TOPICS,
+    Harness,
+    subscription,
+    topic_id,
+    topics_image,
+)
 from tests.unit.broker.handlers.acl_fixtures import OFF
 
 JOIN, SYNC, HEARTBEAT, LEAVE = 11, 14, 12, 13
@@ -25,16 +33,22 @@ SPECS = {spec.api_key: spec for spec in APIS}
 class FakeNode:
     groups: Any
     authorization: Any = OFF
+    # The harness's topics, as the node's metadata knows them (OffsetCommit/OffsetFetch
+    # v10 resolve topic ids in it).
+    image: MetadataImage = field(default_factory=topics_image)
 
 
 async def call(
-    h: Harness, api_key: int, version: int, data: dict[str, Any], *, advance_ms: int = 0
+    h: Harness, api_key: int, version: int, data: dict[str, Any], *, advance_ms: int = 0,
+    image: MetadataImage | None = None,
 ) -> Any:
     """Build the request, run the handler (moving the clock if it has to wait), and check
-    the response survives the wire (encode + decode) before returning the decoded body."""
+    the response survives the wire (encode + decode) before returning the decoded body.
+    ``image``: the node's metadata, when not the harness's topics."""
     request = codec.build_request(api_key, version, data)
     ctx = RequestContext(api_key, version, 7, "test-client", "127.0.0.1", 1)
-    task = asyncio.ensure_future(SPECS[api_key].handler(FakeNode(h.coord), ctx, request))
+    node = FakeNode(h.coord) if image is None else FakeNode(h.coord, image=image)
+    task = asyncio.ensure_future(SPECS[api_key].handler(node, ctx, request))
     await asyncio.sleep(0)
     if advance_ms:
         await h.advance(advance_ms)
@@ -64,8 +78,8 @@ def test_served_versions() -> None:
         SYNC: (0, 5),
         HEARTBEAT: (0, 4),
         LEAVE: (0, 5),
-        COMMIT: (2, 9),
-        FETCH: (1, 9),
+        COMMIT: (2, 10),
+        FETCH: (1, 10),
         LIST: (0, 5),
         DESCRIBE: (0, 6),
         DELETE: (0, 2),
@@ -260,7 +274,12 @@ async def test_leave_every_version(version: int) -> None:
     assert h.coord.admin.group_state("g") == "Empty"
 
 
-@pytest.mark.parametrize("version", range(2, 10))
+def topic_ref(name: str, version: int) -> dict[str, Any]:
+    """How a request of ``version`` names topic ``name``: by id from v10 (KIP-848)."""
+    return {"topic_id": topic_id(name)} if version >= 10 else {"name": name}
+
+
+@pytest.mark.parametrize("version", range(2, 11))
 async def test_commit_and_fetch_every_version(version: int) -> None:
     h = await Harness().load_all()
     partition: dict[str, Any] = {
@@ -277,32 +296,148 @@ async def test_commit_and_fetch_every_version(version: int) -> None:
             "group_id": "standalone",
             "generation_id_or_member_epoch": -1,
             "member_id": "",
-            "topics": [{"name": "t", "partitions": [partition]}],
+            "topics": [{**topic_ref("t", version), "partitions": [partition]}],
         },
     )
-    assert resp.topics[0].name == "t"
+    if version >= 10:
+        assert resp.topics[0].topic_id == topic_id("t")
+    else:
+        assert resp.topics[0].name == "t"
     assert resp.topics[0].partitions[0].error_code is E.none
-    fetch_version = min(version, 9) if version != 2 else 1
+    fetch_version = version if version != 2 else 1
     if fetch_version >= 8:
         data: dict[str, Any] = {
             "groups": [
-                {"group_id": "standalone", "topics": [{"name": "t", "partition_indexes": [1]}]}
+                {"group_id": "standalone",
+                 "topics": [{**topic_ref("t", fetch_version), "partition_indexes": [1]}]}
             ]
         }
-        got = (await call(h, FETCH, fetch_version, data)).groups[0].topics[0].partitions[0]
+        topic = (await call(h, FETCH, fetch_version, data)).groups[0].topics[0]
     else:
         data = {"group_id": "standalone", "topics": [{"name": "t", "partition_indexes": [1]}]}
-        got = (await call(h, FETCH, fetch_version, data)).topics[0].partitions[0]
+        topic = (await call(h, FETCH, fetch_version, data)).topics[0]
+    if fetch_version >= 10:
+        assert topic.topic_id == topic_id("t")
+    else:
+        assert topic.name == "t"
+    got = topic.partitions[0]
     assert got.committed_offset == 100 + version and got.metadata == "meta"
     if fetch_version >= 5:
         assert got.committed_leader_epoch == (4 if version >= 6 else -1)
 
 
-@pytest.mark.parametrize("version", range(1, 10))
+async def test_v10_names_topics_by_id_and_keeps_offsets_by_name(harness: Harness) -> None:
+    """A commit by id is the commit of the topic's name: fetched by id or by name, the
+    offsets are the same, and a fetch of every offset names the topics by id at v10."""
+    h = await harness.load_all()
+    unknown = uuid.uuid4()
+    resp = await call(h, COMMIT, 10, {
+        "group_id": "g", "generation_id_or_member_epoch": -1, "member_id": "",
+        "topics": [
+            {"topic_id": topic_id("t"), "partitions": [
+                {"partition_index": 0, "committed_offset": 7, "committed_metadata": "a"},
+                {"partition_index": 2, "committed_offset": 9, "committed_metadata": None},
+                {"partition_index": 5, "committed_offset": 1, "committed_metadata": None}]},
+            {"topic_id": unknown, "partitions": [
+                {"partition_index": 0, "committed_offset": 3, "committed_metadata": None}]},
+            {"topic_id": None, "partitions": [
+                {"partition_index": 0, "committed_offset": 3, "committed_metadata": None}]},
+            {"topic_id": topic_id("u"), "partitions": [
+                {"partition_index": 1, "committed_offset": 4, "committed_metadata": None}]},
+        ]})
+    assert [(t.topic_id, [(p.partition_index, p.error_code) for p in t.partitions])
+            for t in resp.topics] == [
+        (topic_id("t"), [(0, E.none), (2, E.none), (5, E.unknown_topic_or_partition)]),
+        (unknown, [(0, E.unknown_topic_id)]),
+        (None, [(0, E.unknown_topic_id)]),
+        (topic_id("u"), [(1, E.none)]),
+    ]
+    # Stored by name, as a by-name commit would have stored them.
+    assert h.coord.offsets.committed_offsets("g") == {("t", 0): 7, ("t", 2): 9, ("u", 1): 4}
+
+    def offsets(topic: Any) -> list[tuple[int, int, str | None, E]]:
+        return [(p.partition_index, p.committed_offset, p.metadata, p.error_code)
+                for p in topic.partitions]
+
+    by_id = await call(h, FETCH, 10, {"groups": [
+        {"group_id": "g", "topics": [
+            {"topic_id": topic_id("t"), "partition_indexes": [0, 1, 2]},
+            {"topic_id": unknown, "partition_indexes": [0, 1]},
+            {"topic_id": topic_id("u"), "partition_indexes": [1]}]},
+        {"group_id": "g", "topics": None}]})
+    asked, everything = by_id.groups
+    assert asked.error_code is E.none
+    assert [(t.topic_id, offsets(t)) for t in asked.topics] == [
+        (topic_id("t"), [(0, 7, "a", E.none), (1, -1, "", E.none), (2, 9, "", E.none)]),
+        (topic_id("u"), [(1, 4, "", E.none)]),
+        (unknown, [(0, -1, "", E.unknown_topic_id), (1, -1, "", E.unknown_topic_id)]),
+    ]
+    assert [(t.topic_id, offsets(t)) for t in everything.topics] == [
+        (topic_id("t"), [(0, 7, "a", E.none), (2, 9, "", E.none)]),
+        (topic_id("u"), [(1, 4, "", E.none)]),
+    ]
+    by_name = await call(h, FETCH, 9, {"groups": [{"group_id": "g", "topics": [
+        {"name": "t", "partition_indexes": [0, 1, 2]}, {"name": "u", "partition_indexes": [1]}]}]})
+    assert [(t.name, offsets(t)) for t in by_name.groups[0].topics] == [
+        ("t", [(0, 7, "a", E.none), (1, -1, "", E.none), (2, 9, "", E.none)]),
+        ("u", [(1, 4, "", E.none)]),
+    ]
+
+
+async def test_v10_old_id_of_a_deleted_and_recreated_topic(harness: Harness) -> None:
+    """Once a topic is deleted its id names nothing: commits and fetches by it are answered
+    UNKNOWN_TOPIC_ID, also after the topic is created again under its name (a new id); a
+    v10 fetch of every offset leaves out a topic the metadata does not have, which a
+    by-name fetch still lists."""
+    h = await harness.load_all()
+    old, new = topic_id("v"), topic_id("v", 1)
+
+    async def commit(tid: uuid.UUID, offset: int, image: MetadataImage) -> E:
+        resp = await call(h, COMMIT, 10, {
+            "group_id": "g", "generation_id_or_member_epoch": -1, "member_id": "",
+            "topics": [{"topic_id": tid, "partitions": [
+                {"partition_index": 0, "committed_offset": offset,
+                 "committed_metadata": None}]}]}, image=image)
+        (topic,) = resp.topics
+        assert topic.topic_id == tid
+        return topic.partitions[0].error_code
+
+    async def fetch(tid: uuid.UUID, image: MetadataImage) -> tuple[int, E]:
+        resp = await call(h, FETCH, 10, {"groups": [{"group_id": "g", "topics": [
+            {"topic_id": tid, "partition_indexes": [0]}]}]}, image=image)
+        (topic,) = resp.groups[0].topics
+        assert topic.topic_id == tid
+        return topic.partitions[0].committed_offset, topic.partitions[0].error_code
+
+    before = topics_image()
+    assert await commit(old, 5, before) is E.none
+    assert await fetch(old, before) == (5, E.none)
+
+    deleted = topics_image({n: c for n, c in TOPICS.items() if n != "v"})
+    assert await commit(old, 6, deleted) is E.unknown_topic_id
+    assert await fetch(old, deleted) == (-1, E.unknown_topic_id)
+    every = await call(h, FETCH, 10, {"groups": [{"group_id": "g", "topics": None}]},
+                       image=deleted)
+    assert every.groups[0].topics == ()
+    # The offsets are still stored (Kafka would have deleted them with the topic; see
+    # docs/compatibility.md): a by-name fetch lists them, a v10 one cannot name them.
+    every = await call(h, FETCH, 9, {"groups": [{"group_id": "g", "topics": None}]},
+                       image=deleted)
+    assert [t.name for t in every.groups[0].topics] == ["v"]
+
+    recreated = topics_image(TOPICS, ids={"v": new})
+    assert await commit(old, 7, recreated) is E.unknown_topic_id
+    assert await fetch(old, recreated) == (-1, E.unknown_topic_id)
+    assert await commit(new, 8, recreated) is E.none
+    assert await fetch(new, recreated) == (8, E.none)
+    assert h.coord.offsets.committed_offsets("g") == {("v", 0): 8}
+
+
+@pytest.mark.parametrize("version", range(1, 11))
 async def test_fetch_errors_per_version(version: int) -> None:
     h = await Harness().load_all()
     h.coord.unload_partition(h.coord.partition_for("g"))
-    topics = [{"name": "t", "partition_indexes": [0, 1]}]
+    topics = [{**topic_ref("t", version), "partition_indexes": [0, 1]}]
     if version >= 8:
         resp = await call(h, FETCH, version, {"groups": [{"group_id": "g", "topics": topics}]})
         assert resp.groups[0].error_code is E.not_coordinator

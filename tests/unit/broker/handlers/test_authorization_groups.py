@@ -6,8 +6,9 @@ OffsetCommit, OffsetFetch, OffsetDelete and TxnOffsetCommit."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kio.schema.errors import ErrorCode as E
@@ -18,7 +19,8 @@ from odradek.broker.group.offsets import OffsetCommitEntry
 from odradek.broker.kafka import codec
 from odradek.broker.security.acl import PatternType
 from odradek.broker.security.authorization import Authorization
-from tests.unit.broker.group.group_harness import Harness
+from odradek.controller.metadata import MetadataImage
+from tests.unit.broker.group.group_harness import Harness, topic_id, topics_image
 from tests.unit.broker.group.test_group_handlers import join_data
 from tests.unit.broker.handlers.acl_fixtures import OFF, A, R, acl, authorization, context
 
@@ -32,6 +34,7 @@ class Node:
     groups: Any
     authorization: Authorization
     txn_verifier: Any = None
+    image: MetadataImage = field(default_factory=topics_image)
 
 
 def run(test: Callable[[Harness], Awaitable[None]]) -> None:
@@ -134,6 +137,57 @@ def test_offset_fetch_needs_describe_on_the_group_and_the_topics() -> None:
             E.group_authorization_failed}
         resp = await call(h, OFF, FETCH, 5, {"group_id": "g", "topics": None})
         assert [t.name for t in resp.topics] == ["t", "u"]
+
+    run(test)
+
+
+def test_v10_topic_ids_are_authorized_as_their_names() -> None:
+    """OffsetCommit/OffsetFetch v10 (topics by id) check the same ACLs on the topics the
+    ids name. As in Kafka's KafkaApis, an id the metadata does not know is answered
+    UNKNOWN_TOPIC_ID before any topic ACL is looked at, and a known id the principal may
+    not use is answered TOPIC_AUTHORIZATION_FAILED by its id, never with its name; a
+    refused group refuses every topic, known or not."""
+    async def test(h: Harness) -> None:
+        unknown = uuid.uuid4()
+        auth = authorization([acl("User:alice", A.READ, R.GROUP, "g"),
+                              acl("User:alice", A.READ, R.TOPIC, "t")])
+        data = {"group_id": "g", "generation_id_or_member_epoch": -1, "member_id": "",
+                "topics": [{"topic_id": tid, "partitions": [
+                    {"partition_index": 0, "committed_offset": o,
+                     "committed_metadata": ""}]}
+                    for tid, o in ((topic_id("t"), 5), (topic_id("u"), 6), (unknown, 7))]}
+        resp = await call(h, auth, COMMIT, 10, data)
+        assert [(t.topic_id, t.partitions[0].error_code) for t in resp.topics] == [
+            (topic_id("t"), E.none), (topic_id("u"), E.topic_authorization_failed),
+            (unknown, E.unknown_topic_id)]
+        assert committed(h, "g") == {"t": 5}
+        # The group refused: every topic is, the unknown id too.
+        resp = await call(h, auth, COMMIT, 10, data, "User:bob")
+        assert {t.partitions[0].error_code for t in resp.topics} == {
+            E.group_authorization_failed}
+        # No topic ACL at all: known ids are refused, the unknown one is still unknown.
+        bob = authorization([acl("User:bob", A.READ, R.GROUP, "g")])
+        resp = await call(h, bob, COMMIT, 10, data, "User:bob")
+        assert [(t.topic_id, t.partitions[0].error_code) for t in resp.topics] == [
+            (topic_id("t"), E.topic_authorization_failed),
+            (topic_id("u"), E.topic_authorization_failed), (unknown, E.unknown_topic_id)]
+        assert committed(h, "g") == {"t": 5}
+
+        await h.coord.offsets.commit_offsets("g", {("u", 0): OffsetCommitEntry(6)})
+        auth = authorization([acl("User:alice", A.DESCRIBE, R.GROUP, "g"),
+                              acl("User:alice", A.DESCRIBE, R.TOPIC, "t")])
+        asked = [{"topic_id": tid, "partition_indexes": [0]}
+                 for tid in (topic_id("t"), topic_id("u"), unknown)]
+        resp = await call(h, auth, FETCH, 10, {"groups": [
+            {"group_id": "g", "topics": asked}, {"group_id": "g", "topics": None},
+            {"group_id": "h", "topics": asked}]})
+        named, every, other = resp.groups
+        assert [(t.topic_id, t.partitions[0].committed_offset, t.partitions[0].error_code)
+                for t in named.topics] == [
+            (topic_id("t"), 5, E.none), (topic_id("u"), -1, E.topic_authorization_failed),
+            (unknown, -1, E.unknown_topic_id)]
+        assert [t.topic_id for t in every.topics] == [topic_id("t")]  # u's are not told
+        assert (other.error_code, other.topics) == (E.group_authorization_failed, ())
 
     run(test)
 
