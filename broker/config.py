@@ -311,6 +311,10 @@ KEYS: tuple[Key, ...] = (
         "min.insync.replicas given to new topics that do not set it (capped at their "
         "replication factor); stored in the topic's config, so every node agrees on it.",
         ">= 1"),
+    Key("unstable.api.versions.enable", _bool, False,
+        "Also serve the API versions Kafka marks unstable (OffsetCommit and OffsetFetch v10, "
+        "topics by id): their schema may change in a later Kafka, so clients that speak it "
+        "may not agree with this node. For testing, as in Kafka.", "true, false"),
     Key("auto.create.topics.enable", _bool, True,
         "Create a topic when a client asks for metadata of an unknown one.", "true, false"),
     Key("socket.request.max.bytes", _int(1024), 100 * _MB,

@@ -80,9 +80,11 @@ from odradek.storage.cleaner import CleanerConfig, LogCleaner
 
 log = logging.getLogger("odradek.node")
 
-def handler_table() -> dict[int, ApiSpec[Node]]:
-    """Every API this node serves. Each module's handlers need a node with the services its
-    Protocol names; listing them here checks (mypy) that Node has them all."""
+def handler_table(unstable_versions: bool = False) -> dict[int, ApiSpec[Node]]:
+    """Every API this node serves, with the versions Kafka marks unstable only when
+    ``unstable_versions`` (unstable.api.versions.enable). Each module's handlers need a node
+    with the services its Protocol names; listing them here checks (mypy) that Node has
+    them all."""
     from odradek.broker.group import handlers as group_handlers
 
     apis: dict[int, ApiSpec[Node]] = {}
@@ -95,7 +97,7 @@ def handler_table() -> dict[int, ApiSpec[Node]]:
     for module_specs in specs:
         for spec in module_specs:
             assert spec.api_key not in apis, f"api key {spec.api_key} registered twice"
-            apis[spec.api_key] = spec
+            apis[spec.api_key] = spec if unstable_versions else spec.stable()
     return apis
 
 
@@ -186,7 +188,7 @@ class Node:
         self.incarnation_id = me.incarnation_id
         self.image: MetadataImage = MetadataImage.EMPTY
         self._replicas_current = False
-        self.apis = handler_table()
+        self.apis = handler_table(bool(config["unstable.api.versions.enable"]))
         self.inter_broker_listener = config.inter_broker_listener
         # The ACLs of the cluster metadata, current with self.image (kept by the metadata
         # listener), and what handlers ask of them.

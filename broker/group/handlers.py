@@ -592,8 +592,9 @@ APIS: tuple[ApiSpec[GroupNode], ...] = (
     ApiSpec(14, 0, 5, handle_sync_group),
     ApiSpec(12, 0, 4, handle_heartbeat),
     ApiSpec(13, 0, 5, handle_leave_group),
-    ApiSpec(8, 2, 10, handle_offset_commit),
-    ApiSpec(9, 1, 10, handle_offset_fetch),
+    # v10 (topics by id) is unstable in Kafka 4.1: off unless unstable.api.versions.enable.
+    ApiSpec(8, 2, 10, handle_offset_commit, unstable_from=10),
+    ApiSpec(9, 1, 10, handle_offset_fetch, unstable_from=10),
     # v5 (KIP-890 part 2) makes the coordinator add the group's partition to the
     # transaction itself, which needs the transaction coordinator; not served.
     ApiSpec(28, 0, 5, handle_txn_offset_commit),

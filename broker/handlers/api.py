@@ -11,6 +11,7 @@ added). The answer is a kio response entity (``ctx.respond``), or None for no an
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -69,3 +70,14 @@ class ApiSpec(Generic[N]):
     min_version: int
     max_version: int
     handler: Callable[[N, RequestContext, Any], Awaitable[Payload | None]]
+    # The first version Kafka's own brokers mark unstable (its message JSON's
+    # "latestVersionUnstable"): served and advertised only with unstable.api.versions.enable,
+    # as Kafka does, since its schema may still change in a later Kafka.
+    unstable_from: int | None = None
+
+    def stable(self) -> ApiSpec[N]:
+        """This API without its unstable versions."""
+        if self.unstable_from is None or self.unstable_from > self.max_version:
+            return self
+        return dataclasses.replace(self, max_version=self.unstable_from - 1,
+                                   unstable_from=None)

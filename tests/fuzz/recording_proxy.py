@@ -77,13 +77,15 @@ R = TypeVar("R", bound=RecordingProxy)
 
 
 @contextmanager
-def node_behind(recorder: type[R], base: Path) -> Iterator[tuple[str, R]]:
-    """A single node in ``base`` advertising the address of a ``recorder`` proxy in front
-    of it, so that clients send every request through the proxy: (bootstrap, proxy). The
-    node's log is printed when the block fails."""
+def node_behind(recorder: type[R], base: Path, overrides: dict[str, object] | None = None
+                ) -> Iterator[tuple[str, R]]:
+    """A single node in ``base`` (with node config ``overrides``) advertising the address of
+    a ``recorder`` proxy in front of it, so that clients send every request through the
+    proxy: (bootstrap, proxy). The node's log is printed when the block fails."""
     port = free_port()
     node = NodeProcess(base, overrides={"advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
-                                        "offsets.topic.replication.factor": 1})
+                                        "offsets.topic.replication.factor": 1,
+                                        **(overrides or {})})
     proxy = recorder(("127.0.0.1", node.kafka_port), port=port)
     try:
         node.start()

@@ -28,7 +28,7 @@ from kio.schema.errors import ErrorCode
 from odradek.broker.kafka.client import KafkaConnection
 from tests.fuzz.recording_proxy import ExchangeRecorder, node_behind
 from tests.helpers import unique_name
-from tests.integration.harness import wait_for
+from tests.integration.harness import NodeProcess, wait_for
 from tests.integration.test_fetch_topic_ids import create, produce
 
 pytestmark = pytest.mark.integration
@@ -40,7 +40,9 @@ IDS_FROM = 10  # both APIs name topics by id from v10
 
 @pytest.fixture(scope="module")
 def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, ExchangeRecorder]]:
-    with node_behind(ExchangeRecorder, tmp_path_factory.mktemp("offset-ids")) as proxied:
+    # v10 is unstable in Kafka 4.1, served only when asked for, as there.
+    with node_behind(ExchangeRecorder, tmp_path_factory.mktemp("offset-ids"),
+                     {"unstable.api.versions.enable": True}) as proxied:
         yield proxied
 
 
@@ -256,3 +258,12 @@ def test_clients_commit_and_fetch_offsets(proxied: tuple[str, ExchangeRecorder])
     for name, seen in (("kafka-python", kafka_python), ("librdkafka", librdkafka),
                        ("java consumer", java_consumer), ("java admin", java_admin)):
         assert max(seen["OffsetCommit"] + seen["OffsetFetch"]) < IDS_FROM, (name, seen)
+
+
+def test_v10_is_not_advertised_by_default(shared_node: NodeProcess) -> None:
+    """As on Kafka 4.1.1, whose default ApiVersions answer stops at v9 for both."""
+    with KafkaConnection.to(shared_node.bootstrap) as c:
+        apis = {a.api_key: (a.min_version, a.max_version)
+                for a in c.request(API_VERSIONS, 3, {"client_software_name": "t",
+                                                     "client_software_version": "1"}).api_keys}
+    assert (apis[COMMIT], apis[FETCH]) == ((2, 9), (1, 9))

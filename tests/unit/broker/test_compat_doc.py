@@ -24,3 +24,13 @@ def test_every_served_version_has_a_kio_schema() -> None:
     for key, spec in handler_table().items():
         lo, hi = kio_versions(key)  # type: ignore[misc]
         assert lo <= spec.min_version <= spec.max_version <= hi, key
+
+
+def test_unstable_versions_are_served_only_when_enabled() -> None:
+    """Kafka 4.1 marks OffsetCommit and OffsetFetch v10 unstable: off by default (the table
+    above), on with unstable.api.versions.enable; nothing else changes."""
+    default, unstable = handler_table(), handler_table(unstable_versions=True)
+    assert (default[8].max_version, default[9].max_version) == (9, 9)
+    assert (unstable[8].max_version, unstable[9].max_version) == (10, 10)
+    assert {k: (s.min_version, s.max_version) for k, s in default.items() if k not in (8, 9)} \
+        == {k: (s.min_version, s.max_version) for k, s in unstable.items() if k not in (8, 9)}
