@@ -467,6 +467,9 @@ class Node:
         # leaves them as they are now, so they are taken from every delta.
         for topic in changed:
             self.replication_quotas.update_topic(topic, image.topic_configs(topic))
+        removed = delta.removed_topics()
+        if removed:
+            self._forget_offsets_of({t.name for t in removed.values()})
         if not self._replicas_current:
             # Until the image holds this process's own registration, the records being
             # applied are history (a restart replays the metadata log from its start): this
@@ -484,6 +487,20 @@ class Node:
             changes = delta.local_changes(self.node_id)
             first = False
         self._replica_changes.put_nowait(_ReplicaChanges(changes, image, changed, first))
+
+    def _forget_offsets_of(self, topics: set[str]) -> None:
+        """Deleted topics: the groups this node coordinates drop their offsets of them
+        (nothing is loaded yet while history is replayed at start-up)."""
+        async def forget() -> None:
+            try:
+                await self.groups.offsets.forget_deleted_topics(topics)
+            except Exception:
+                log.exception("removing the committed offsets of deleted topics %s failed",
+                              sorted(topics))
+
+        task = asyncio.get_running_loop().create_task(forget())
+        self._coordinator_loads.add(task)
+        task.add_done_callback(self._coordinator_loads.discard)
 
     async def _apply_replica_changes(self) -> None:
         """Apply queued local replica changes one delta at a time, in log order."""

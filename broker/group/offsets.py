@@ -19,7 +19,7 @@ transaction is about to replace, and a group with an open transaction.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from kio.schema.errors import ErrorCode
@@ -363,6 +363,36 @@ class OffsetStore:
                 for tp in to_delete:
                     group.remove_offset(tp)
         return ErrorCode.none, result
+
+    async def forget_deleted_topics(self, topics: Collection[str]) -> int:
+        """Topics were deleted: every group coordinated here forgets its offsets of them,
+        committed and pending in transactions, with tombstones (Kafka's
+        onPartitionsDeleted). A topic created again under the name then starts without
+        them: its consumers follow auto.offset.reset instead of resuming at positions of
+        the old log. Returns how many offsets were removed."""
+        by_partition: dict[int, list[Record]] = {}
+        removed = 0
+        for group in self._registry.groups():
+            partition = self._registry.partition_for(group.group_id)
+            if not self._registry.owns(partition) or group.is_(DEAD):
+                continue
+            gone = sorted(tp for tp in {*group.offsets, *group.pending_txn_partitions()}
+                          if tp[0] in topics)
+            if not gone:
+                continue
+            records = by_partition.setdefault(partition, [])
+            for tp in gone:
+                group.remove_offset(tp)
+                records.append((offset_key(group.group_id, tp[0], tp[1]), None))
+            removed += len(gone)
+        for partition, records in by_partition.items():
+            # Best effort, as for expiry: the cache is already clean; tombstones that fail
+            # to land leave the offsets in the log until they expire.
+            await self._registry.append(partition, records)
+        if removed:
+            log.info("%sremoved %d offsets of deleted topics %s", self._log_prefix, removed,
+                     sorted(topics))
+        return removed
 
     # --- expiry ---------------------------------------------------------------------------
 

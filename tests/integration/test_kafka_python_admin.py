@@ -136,3 +136,25 @@ def test_transaction_tools_on_a_partition_with_an_open_transaction(
         assert admin.find_hanging_transactions(max_transaction_timeout_ms=900_000) == []
     finally:
         producer.abort_transaction(15)
+
+
+def test_deleting_a_topic_deletes_the_groups_offsets_of_it(
+        admin: KafkaAdminClient, shared_node: NodeProcess) -> None:
+    """As in Kafka: a topic created again under a deleted one's name starts without the
+    old topic's committed offsets (consumers follow auto.offset.reset, not positions of a
+    log that is gone); other topics' offsets stay."""
+    from tests.integration.harness import wait_for
+
+    topic, kept = _topic_with_records(admin, shared_node, 4), _topic_with_records(
+        admin, shared_node, 4)
+    group = unique_name("kpdel")
+    offsets = {TopicPartition(topic, 0): OffsetAndMetadata(2, "", -1),
+               TopicPartition(kept, 0): OffsetAndMetadata(1, "", -1)}
+    admin.alter_group_offsets(group, offsets)
+    admin.delete_topics([topic])
+    wait_for(lambda: list(admin.list_group_offsets(group)[group]) == [TopicPartition(kept, 0)],
+             10, "the deleted topic's offsets gone")
+    admin.create_topics([NewTopic(topic, 2, 1)])
+    admin.wait_for_topics([topic], timeout_ms=10_000)
+    assert {tp: o.offset for tp, o in admin.list_group_offsets(group)[group].items()} == {
+        TopicPartition(kept, 0): 1}

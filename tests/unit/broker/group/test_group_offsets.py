@@ -253,3 +253,22 @@ async def test_offset_delete_in_active_non_consumer_group(harness: Harness) -> N
     await h.advance(3_000)
     assert f.result().error is E.none
     assert await h.coord.offsets.delete_offsets("connect-group", [("t", 0)]) == (E.non_empty_group, {})
+
+
+async def test_a_deleted_topic_takes_its_offsets_with_it() -> None:
+    """Kafka's onPartitionsDeleted: every group forgets the deleted topic's offsets, with
+    tombstones, so a coordinator that loads the log afterwards does not bring them back;
+    other topics' offsets stay."""
+    h = await Harness().load_all()
+    a = (await h.stable_group("g", 1))[0].member_id
+    await h.coord.offsets.commit_offsets("g", entries(t0=4, t1=5, u0=6), generation_id=1,
+                                         member_id=a)
+    await h.coord.offsets.commit_offsets("simple", entries(t0=7))
+    assert await h.coord.offsets.forget_deleted_topics({"t"}) == 3
+    assert h.coord.offsets.committed_offsets("g") == {("u", 0): 6}
+    assert h.coord.offsets.committed_offsets("simple") == {}
+    assert await h.coord.offsets.forget_deleted_topics({"t"}) == 0  # nothing left to drop
+    # A coordinator loading the same log (a failover) sees the tombstones.
+    other = await Harness(log=h.log).load_all()
+    assert other.coord.offsets.committed_offsets("g") == {("u", 0): 6}
+    assert other.coord.offsets.committed_offsets("simple") == {}
