@@ -172,6 +172,12 @@ def consume(args: argparse.Namespace) -> int:
     try:
         if args.group is not None and args.partition is None:
             consumer.subscribe([args.topic], listener=Seek())
+            # The topic's metadata before the group is joined: a member that joins before
+            # its client knows the partitions of what it subscribed to rejoins once it
+            # learns them, and kafka-python 3.0 can lose that second SyncGroup's answer when
+            # a poll times out meanwhile (the member then never gets its partitions nor
+            # heartbeats again).
+            consumer.partitions_for_topic(args.topic)
         else:
             # No group (or one partition): read the partitions directly, no rebalance.
             tps = [TopicPartition(args.topic, p) for p in

@@ -133,6 +133,9 @@ class KafkaPythonGroupConsumer(Reader):
             partition_assignment_strategy=[RangePartitionAssignor],
             metadata_max_age_ms=5000)
         c.subscribe([self.cfg.topic], listener=Listener())
+        # Known partitions before the join: otherwise the member rejoins once it learns
+        # them, and kafka-python 3.0 can lose that SyncGroup's answer (see cli/consume.py).
+        c.partitions_for_topic(self.cfg.topic)
         try:
             while not self._stopping.is_set():
                 batches = c.poll(timeout_ms=500, max_records=500)

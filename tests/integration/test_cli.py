@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -76,9 +77,9 @@ def test_produce_consume_groups(shared_node: NodeProcess) -> None:
     assert all(r["key"] == "k1" and r["headers"] == {"h": "v"} for r in records)
 
     # A partial consume in a group leaves lag 3.
-    part = cli(shared_node, "consume", topic, "--group", group, "--from-beginning",
-               "--max-messages", "2").stdout.splitlines()
-    assert part == lines[:2]
+    consumed = cli(shared_node, "consume", topic, "--group", group, "--from-beginning",
+                   "--max-messages", "2")
+    assert consumed.stdout.splitlines() == lines[:2], consumed.stderr
     desc = cli_json(shared_node, "groups", "describe", group)
     assert desc["partitions"] == [{"topic": topic, "partition": 0, "committed": 2,
                                    "log_end": 5, "lag": 3}]
@@ -243,6 +244,9 @@ def test_follow_until_interrupted(shared_node: NodeProcess) -> None:
                              "--timeout-ms", "500", "--bootstrap", shared_node.bootstrap],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None
+    # A consumer that never prints fails the test instead of blocking its readline().
+    watchdog = threading.Timer(60, proc.kill)
+    watchdog.start()
     cli(shared_node, "produce", topic, stdin="one\n")
     assert proc.stdout.readline() == "one\n"
     time.sleep(1.5)  # longer than --timeout-ms: follow mode keeps going
@@ -250,6 +254,7 @@ def test_follow_until_interrupted(shared_node: NodeProcess) -> None:
     assert proc.stdout.readline() == "two\n"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
+    watchdog.cancel()
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "consumed 2 record(s)" in err
     # Ctrl-C committed what was printed.
