@@ -57,10 +57,11 @@ def assignment(cluster: Cluster, topic: str) -> dict[int, tuple[list[int], list[
             for p in meta.topics[topic].partitions.values()}
 
 
-def partition_dirs(node: NodeProcess, topic: str) -> set[str]:
-    logs = Path(node.data_dir)
-    return {d.name for d in logs.rglob(f"{topic}-*") if d.is_dir()
-            and not d.name.endswith("-delete")}
+def partition_dirs(node: NodeProcess, topic: str | None = None) -> set[str]:
+    """The partition directories the node holds, of ``topic`` or of every topic."""
+    logs = Path(node.data_dir) / "logs"
+    return {d.name for d in logs.glob("*-*" if topic is None else f"{topic}-*")
+            if d.is_dir() and not d.name.endswith("-delete")}
 
 
 def test_every_partition_moves_onto_a_new_broker_under_load(
@@ -251,3 +252,47 @@ def test_a_throttled_move_copies_at_the_throttled_rate(cluster: Cluster,
     wait_for(lambda: not admin.list_partition_reassignments([tp]), 30, "the move to complete")
     assert assignment(cluster, topic)[0][0] == [4, 2]
     assert _log_size(cluster.node(4), topic) == size
+
+
+def test_an_old_broker_is_retired_once_it_holds_nothing(cluster: Cluster,
+                                                        admin: KafkaAdminClient) -> None:
+    """The end of docs/operations.md's procedure (last here: it stops node 1): every
+    partition on broker 1, the internal topics' too, moves to another broker; then the
+    stopped broker is unregistered and the cluster runs on without it, every partition in
+    sync. (Node 1 stays a controller voter: the voter set is fixed.)"""
+    from odradek.broker.kafka.client import KafkaConnection
+
+    meta = AdminClient({"bootstrap.servers": cluster.bootstrap}).list_topics(timeout=10)
+    moves = {}
+    for name, topic in meta.topics.items():
+        for p in topic.partitions.values():
+            if 1 in p.replicas:
+                spare = next(b for b in (4, 2, 3) if b not in p.replicas)
+                moves[TopicPartition(name, p.id)] = [spare if b == 1 else b
+                                                     for b in p.replicas]
+    assert any(tp.topic == "__consumer_offsets" for tp in moves)
+    assert set(admin.alter_partition_reassignments(moves).values()) == {None}
+    wait_for(lambda: not admin.list_partition_reassignments(), 60, "every move completed")
+    wait_for(lambda: not partition_dirs(cluster.node(1)), 20,
+             "broker 1 to delete every replica it held")
+
+    cluster.node(1).stop()
+    with KafkaConnection.to(cluster.node(2).bootstrap) as c:
+        assert c.request(64, 0, {"broker_id": 1}).error_code == 0  # UnregisterBroker
+
+    def settled() -> bool:
+        meta = AdminClient({"bootstrap.servers": cluster.node(2).bootstrap}).list_topics(
+            timeout=5)
+        return set(meta.brokers) == {2, 3, 4} and all(
+            1 not in p.replicas and sorted(p.isrs) == sorted(p.replicas)
+            for t in meta.topics.values() for p in t.partitions.values())
+
+    wait_for(settled, 30, "brokers 2-4 serving every partition, in sync")
+    topic = unique_name("after")
+    admin_cf = AdminClient({"bootstrap.servers": cluster.node(2).bootstrap})
+    for fut in admin_cf.create_topics([NewTopic(topic, 3, 3)]).values():
+        fut.result(30)
+    producer = Producer({"bootstrap.servers": cluster.node(2).bootstrap, "acks": "all"})
+    for i in range(3):
+        producer.produce(topic, b"x", partition=i)
+    assert producer.flush(30) == 0
