@@ -4,7 +4,7 @@ use (``describe_topics``, ``PartitionView``)."""
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +58,16 @@ class CleanerView:
 
 
 @dataclass(frozen=True, slots=True)
+class MoveView:
+    """A partition being reassigned (ListPartitionReassignments): its replicas are the
+    target followed by the ones being removed."""
+
+    partition: int
+    adding: list[int]
+    removing: list[int]
+
+
+@dataclass(frozen=True, slots=True)
 class TopicView:
     topic: str
     # Whatever the client library gives (a UUID); shown as its string.
@@ -67,6 +77,7 @@ class TopicView:
     configs: dict[str, object]
     # Compacted topics, when the nodes' metrics could be read (--metrics or cluster.json).
     cleaner: list[CleanerView] | None = None
+    moving: list[MoveView] = field(default_factory=list)
 
 
 CLEANER_GAUGES = {"odradek_log_cleaner_cleaned_offset", "odradek_log_cleaner_dirty_ratio"}
@@ -170,8 +181,12 @@ def topics_describe(args: argparse.Namespace) -> int:
     try:
         t = describe_topics(admin, [args.topic])[0]
         cfg = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, args.topic)])
+        moves = admin.list_partition_reassignments(
+            {args.topic: [p["partition_index"] for p in t["partitions"]]})
     finally:
         admin.close()
+    moving = sorted((MoveView(tp.partition, m["adding_replicas"], m["removing_replicas"])
+                     for tp, m in moves.items()), key=lambda m: m.partition)
     configs: dict[str, object] = {
         k: (v.get("value") if isinstance(v, dict) else v)
         for k, v in (cfg.get("topic", {}).get(args.topic) or {}).items()}
@@ -185,11 +200,13 @@ def topics_describe(args: argparse.Namespace) -> int:
             except (OSError, ValueError, KeyError):
                 targets = []
         cleaner = cleaner_progress(targets, args.topic, {p.partition: p.leader for p in parts})
-    view = TopicView(t["name"], t.get("topic_id"), t["is_internal"], parts, configs, cleaner)
+    view = TopicView(t["name"], t.get("topic_id"), t["is_internal"], parts, configs, cleaner,
+                     moving)
     if args.json:
         print_json(view)
         return 0
-    rf = len(parts[0].replicas) if parts else 0
+    removing = {m.partition: m.removing for m in moving}
+    rf = len([r for r in parts[0].replicas if r not in removing.get(0, [])]) if parts else 0
     print(f"Topic: {view.topic}  Partitions: {len(parts)}  ReplicationFactor: {rf}  "
           f"TopicId: {view.topic_id}")
     if configs:
@@ -197,6 +214,11 @@ def topics_describe(args: argparse.Namespace) -> int:
     table(["PARTITION", "LEADER", "REPLICAS", "ISR"],
           [[p.partition, p.leader, ",".join(map(str, p.replicas)), ",".join(map(str, p.isr))]
            for p in parts])
+    if moving:
+        print("Being reassigned (replicas: the target, then the ones being removed):")
+        table(["PARTITION", "ADDING", "REMOVING"],
+              [[m.partition, ",".join(map(str, m.adding)) or "-",
+                ",".join(map(str, m.removing)) or "-"] for m in moving])
     if cleaner:
         print("Log cleaner (from each leader's metrics):")
         table(["PARTITION", "NODE", "CLEANED TO OFFSET", "DIRTY"],

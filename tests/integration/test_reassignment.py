@@ -6,6 +6,9 @@ client (AlterPartitionReassignments v0, ListPartitionReassignments v0)."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -187,6 +190,13 @@ def test_an_unfinished_move_is_listed_and_cancelled(cluster: Cluster) -> None:
         removing = [b for b in replicas if b not in target]
         assert listed == {tp: {"replicas": target + removing, "adding_replicas": [4],
                                "removing_replicas": removing}}, listed
+        # The operator's view: odradek topics describe shows the move.
+        described = json.loads(subprocess.run(
+            [sys.executable, "-m", "odradek.broker.cli.main", "topics", "describe", topic,
+             "--json", "--bootstrap", cluster.bootstrap],
+            capture_output=True, text=True, check=True, timeout=60).stdout)
+        assert described["moving"] == [{"partition": 0, "adding": [4],
+                                        "removing": removing}], described
         # A new target while it runs: 4 is dropped again, `spare` added (it is live).
         assert admin.alter_partition_reassignments({tp: [replicas[0], spare]}) == {tp: None}
         wait_for(lambda: not admin.list_partition_reassignments([tp]), 20,
