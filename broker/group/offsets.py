@@ -19,7 +19,7 @@ transaction is about to replace, and a group with an open transaction.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from kio.schema.errors import ErrorCode
@@ -364,6 +364,13 @@ class OffsetStore:
                     group.remove_offset(tp)
         return ErrorCode.none, result
 
+    def _owned_live_groups(self) -> Iterator[tuple[int, ClassicGroup]]:
+        """(offsets partition, group) of the live groups this node coordinates now."""
+        for group in self._registry.groups():
+            partition = self._registry.partition_for(group.group_id)
+            if self._registry.owns(partition) and not group.is_(DEAD):
+                yield partition, group
+
     async def forget_deleted_topics(self, topics: Collection[str]) -> int:
         """Topics were deleted: every group coordinated here forgets its offsets of them,
         committed and pending in transactions, with tombstones (Kafka's
@@ -372,10 +379,7 @@ class OffsetStore:
         the old log. Returns how many offsets were removed."""
         by_partition: dict[int, list[Record]] = {}
         removed = 0
-        for group in self._registry.groups():
-            partition = self._registry.partition_for(group.group_id)
-            if not self._registry.owns(partition) or group.is_(DEAD):
-                continue
+        for partition, group in self._owned_live_groups():
             gone = sorted(tp for tp in {*group.offsets, *group.pending_txn_partitions()}
                           if tp[0] in topics)
             if not gone:
@@ -421,10 +425,7 @@ class OffsetStore:
         now = self._clock.now_ms()
         by_partition: dict[int, list[Record]] = {}
         removed = 0
-        for group in self._registry.groups():
-            partition = self._registry.partition_for(group.group_id)
-            if not self._registry.owns(partition) or group.is_(DEAD):
-                continue
+        for partition, group in self._owned_live_groups():
             expired = group.expired_offsets(now, self.offsets_retention_ms)
             records = by_partition.setdefault(partition, [])
             for tp in expired:

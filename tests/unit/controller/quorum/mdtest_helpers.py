@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TypeVar
 
-from odradek.controller.metadata import MetadataDelta, MetadataImage, MetadataRecord
+from odradek.controller.metadata import (
+    MetadataDelta,
+    MetadataImage,
+    MetadataRecord,
+    PartitionRegistration,
+)
 from odradek.controller.metadata.records import register_broker_record, unfence_broker_record
+from odradek.controller.metadata.requests import AlterPartitionItem, CreateTopicSpec
 from odradek.controller.quorum import ControllerSettings, OpResult
+from odradek.controller.quorum.partitions import alter_partition
+from odradek.controller.quorum.topics import create_topics
 
 SETTINGS = ControllerSettings()
 R = TypeVar("R")
@@ -52,3 +60,33 @@ def cluster(
 
 def rng(seed: int = 7) -> random.Random:
     return random.Random(seed)
+
+
+# One topic "t" with one partition, as the ELR and reassignment tests use it.
+
+
+def with_topic(
+    image: MetadataImage, replicas: Sequence[int], configs: Mapping[str, str] | None = None
+) -> MetadataImage:
+    spec = CreateTopicSpec("t", assignments={0: list(replicas)}, configs=dict(configs or {}))
+    image, (res,) = applied(image, create_topics(image, [spec], settings=SETTINGS, rng=rng()))
+    assert res.error_code == 0, res
+    return image
+
+
+def part(image: MetadataImage) -> PartitionRegistration:
+    partition = image.partition("t", 0)
+    assert partition is not None
+    return partition
+
+
+def set_isr(image: MetadataImage, isr: Sequence[int]) -> MetadataImage:
+    """The leader's AlterPartition to `isr`, against the current epochs."""
+    p = part(image)
+    leader = image.brokers[p.leader]
+    item = AlterPartitionItem(image.topics["t"].topic_id, 0, p.leader_epoch, p.partition_epoch,
+                              list(isr))
+    image, result = applied(image, alter_partition(image, leader.id, leader.epoch, [item]))
+    assert result.partitions[0].error_code == 0, result
+    assert result.partitions[0].registration == part(image)
+    return image

@@ -4,7 +4,6 @@ broker restarting after an unclean shutdown stops counting as a holder of commit
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
 
 import pytest
 
@@ -19,8 +18,6 @@ from odradek.controller.metadata.records import (
 )
 from odradek.controller.metadata.requests import (
     AlterConfigOp,
-    AlterPartitionItem,
-    CreateTopicSpec,
     IncrementalAlterConfigsResource,
     RegisterBrokerRequest,
 )
@@ -32,39 +29,17 @@ from odradek.controller.quorum.brokers import (
 )
 from odradek.controller.quorum.configs import incremental_alter_configs
 from odradek.controller.quorum.election import elect_leader, next_elr
-from odradek.controller.quorum.partitions import alter_partition
-from odradek.controller.quorum.topics import create_topics
-from tests.unit.controller.quorum.mdtest_helpers import SETTINGS, applied, cluster, commit, rng
+from tests.unit.controller.quorum.mdtest_helpers import (
+    applied,
+    cluster,
+    commit,
+    part,
+    set_isr,
+    with_topic,
+)
 
 LISTENERS = (Listener("PLAINTEXT", "h", 9092),)
 MIN_ISR_2 = {"min.insync.replicas": "2"}
-
-
-def with_topic(
-    image: MetadataImage, replicas: Sequence[int], configs: Mapping[str, str] | None = None
-) -> MetadataImage:
-    spec = CreateTopicSpec("t", assignments={0: list(replicas)}, configs=dict(configs or {}))
-    image, (res,) = applied(image, create_topics(image, [spec], settings=SETTINGS, rng=rng()))
-    assert res.error_code == 0, res
-    return image
-
-
-def part(image: MetadataImage) -> PartitionRegistration:
-    partition = image.partition("t", 0)
-    assert partition is not None
-    return partition
-
-
-def set_isr(image: MetadataImage, isr: Sequence[int]) -> MetadataImage:
-    """The leader's AlterPartition to `isr`, against the current epochs."""
-    p = part(image)
-    leader = image.brokers[p.leader]
-    item = AlterPartitionItem(image.topics["t"].topic_id, 0, p.leader_epoch, p.partition_epoch,
-                              list(isr))
-    image, result = applied(image, alter_partition(image, leader.id, leader.epoch, [item]))
-    assert result.partitions[0].error_code == 0, result
-    assert result.partitions[0].registration == part(image)
-    return image
 
 
 def restart(image: MetadataImage, broker_id: int, *, clean: bool) -> MetadataImage:

@@ -4,37 +4,19 @@ survives a snapshot (the records carry the adding and removing replicas)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from kio.schema.errors import ErrorCode
 
-from odradek.controller.metadata import MetadataImage, PartitionRegistration
+from odradek.controller.metadata import MetadataImage
 from odradek.controller.metadata.diff import image_to_records, replay
 from odradek.controller.metadata.requests import (
-    AlterPartitionItem,
-    CreateTopicSpec,
     ReassignmentRequest,
     ReassignmentResult,
 )
 from odradek.controller.quorum.brokers import fence_broker
-from odradek.controller.quorum.partitions import alter_partition
 from odradek.controller.quorum.reassignment import alter_partition_reassignments
-from odradek.controller.quorum.topics import create_topics
-from tests.unit.controller.quorum.mdtest_helpers import SETTINGS, applied, cluster, rng
-
-
-def with_topic(image: MetadataImage, replicas: Sequence[int],
-               configs: Mapping[str, str] | None = None) -> MetadataImage:
-    spec = CreateTopicSpec("t", assignments={0: list(replicas)}, configs=dict(configs or {}))
-    image, (res,) = applied(image, create_topics(image, [spec], settings=SETTINGS, rng=rng()))
-    assert res.error_code == 0, res
-    return image
-
-
-def part(image: MetadataImage) -> PartitionRegistration:
-    p = image.partition("t", 0)
-    assert p is not None
-    return p
+from tests.unit.controller.quorum.mdtest_helpers import applied, cluster, part, set_isr, with_topic
 
 
 def reassign(image: MetadataImage, replicas: Sequence[int] | None, *, topic: str = "t",
@@ -45,17 +27,6 @@ def reassign(image: MetadataImage, replicas: Sequence[int] | None, *, topic: str
                                                                   allow_rf_change))
     (result,) = results
     return image, result
-
-
-def leader_sets_isr(image: MetadataImage, isr: Sequence[int]) -> MetadataImage:
-    p = part(image)
-    leader = image.brokers[p.leader]
-    item = AlterPartitionItem(image.topics["t"].topic_id, 0, p.leader_epoch, p.partition_epoch,
-                              tuple(isr))
-    image, result = applied(image, alter_partition(image, leader.id, leader.epoch, [item]))
-    assert result.partitions[0].error_code == 0, result
-    assert result.partitions[0].registration == part(image)
-    return image
 
 
 def survives_snapshot(image: MetadataImage) -> None:
@@ -74,7 +45,7 @@ def test_a_move_adds_the_target_then_completes_when_it_is_in_sync() -> None:
 
     # The leader (1, being removed) adds 4 to the ISR: the move completes in that change,
     # 1 leaves replicas and ISR, and a target replica leads.
-    image = leader_sets_isr(image, [1, 2, 3, 4])
+    image = set_isr(image, [1, 2, 3, 4])
     p = part(image)
     assert (p.replicas, p.adding, p.removing) == ((2, 3, 4), (), ())
     assert p.isr == (2, 3, 4)
@@ -85,11 +56,11 @@ def test_a_move_adds_the_target_then_completes_when_it_is_in_sync() -> None:
 
 def test_completion_waits_for_every_target_replica_not_only_the_added_ones() -> None:
     image = with_topic(cluster(4), [1, 2, 3])
-    image = leader_sets_isr(image, [1, 2])  # 3 fell behind
+    image = set_isr(image, [1, 2])  # 3 fell behind
     image, _ = reassign(image, [2, 3, 4])
-    image = leader_sets_isr(image, [1, 2, 4])
+    image = set_isr(image, [1, 2, 4])
     assert part(image).reassigning  # 3 is in the target and not in sync
-    image = leader_sets_isr(image, [1, 2, 3, 4])
+    image = set_isr(image, [1, 2, 3, 4])
     assert part(image).replicas == (2, 3, 4) and not part(image).reassigning
 
 
@@ -126,7 +97,7 @@ def test_cancel_goes_back_to_the_replicas_without_the_added_ones() -> None:
 def test_cancel_drops_an_added_replica_from_the_isr_and_from_leadership() -> None:
     image = with_topic(cluster(5), [1, 2, 3])
     image, _ = reassign(image, [4, 5, 3])
-    image = leader_sets_isr(image, [1, 2, 3, 4])  # 4 caught up, 5 not yet
+    image = set_isr(image, [1, 2, 3, 4])  # 4 caught up, 5 not yet
     assert part(image).reassigning
     image, _ = reassign(image, None)
     p = part(image)
@@ -138,7 +109,7 @@ def test_cancel_needing_an_unclean_election_is_refused_unless_the_topic_allows_i
         image = with_topic(cluster(3), [1],
                            {"unclean.leader.election.enable": str(unclean).lower()})
         image, _ = reassign(image, [2, 3])
-        image = leader_sets_isr(image, [1, 2])  # 3 has not caught up: not complete
+        image = set_isr(image, [1, 2])  # 3 has not caught up: not complete
         image, _ = applied(image, fence_broker(image, 1))
         p = part(image)
         assert (p.isr, p.leader, p.adding) == ((2,), 2, (2, 3))
@@ -170,7 +141,7 @@ def test_a_new_target_during_a_move_starts_from_the_current_replicas() -> None:
     # 4 was being added and is dropped: it is removed with 1; 5 is added.
     assert p.replicas == (2, 3, 5, 4, 1)
     assert set(p.removing) == {1, 4} and p.adding == (5,)
-    image = leader_sets_isr(image, [1, 2, 3, 5])
+    image = set_isr(image, [1, 2, 3, 5])
     p = part(image)
     assert (p.replicas, p.isr, p.reassigning) == ((2, 3, 5), (2, 3, 5), False)
 
@@ -229,6 +200,6 @@ def test_a_fenced_removing_leader_hands_over_without_completing_early() -> None:
     image, _ = applied(image, fence_broker(image, 1))
     p = part(image)
     assert p.leader == 2 and p.isr == (2, 3) and p.reassigning
-    image = leader_sets_isr(image, [2, 3, 4])
+    image = set_isr(image, [2, 3, 4])
     p = part(image)
     assert (p.replicas, p.isr, p.leader, p.reassigning) == ((2, 3, 4), (2, 3, 4), 2, False)
