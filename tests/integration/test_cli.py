@@ -244,17 +244,22 @@ def test_follow_until_interrupted(shared_node: NodeProcess) -> None:
                              "--timeout-ms", "500", "--bootstrap", shared_node.bootstrap],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None
-    # A consumer that never prints fails the test instead of blocking its readline().
+    # A consumer that never prints fails the test instead of blocking its readline(), and
+    # a failing test leaves no consumer behind.
     watchdog = threading.Timer(60, proc.kill)
     watchdog.start()
-    cli(shared_node, "produce", topic, stdin="one\n")
-    assert proc.stdout.readline() == "one\n"
-    time.sleep(1.5)  # longer than --timeout-ms: follow mode keeps going
-    cli(shared_node, "produce", topic, stdin="two\n")
-    assert proc.stdout.readline() == "two\n"
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
-    watchdog.cancel()
+    try:
+        cli(shared_node, "produce", topic, stdin="one\n")
+        assert proc.stdout.readline() == "one\n"
+        time.sleep(1.5)  # longer than --timeout-ms: follow mode keeps going
+        cli(shared_node, "produce", topic, stdin="two\n")
+        assert proc.stdout.readline() == "two\n"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "consumed 2 record(s)" in err
     # Ctrl-C committed what was printed.
