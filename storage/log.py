@@ -29,9 +29,12 @@ log closes cleanly and when retention forgets a producer, and rebuilt on open an
 truncation from the newest snapshot at or below the log end plus the batches after it; with
 no usable snapshot, from every batch of the log. Kept: the newest; the newest at or below
 min(high watermark, recovery point) -- neither a crash nor a truncation to at least the high
-watermark can need an older one; the newest at or below the active segment's base (what a
-crash needs to rebuild that segment's transaction index); and, while above that bound, those
-written because retention forgot a producer. The last are why a replay never crosses a point
+watermark can need an older one; the newest at or below each segment's base, which is the
+one its roll took (as Kafka keeps them): what a crash needs to rebuild that segment's
+transaction index, and, once the segments before it are deleted, the only record of what
+they held that still matters (a transaction begun there and still open, or ended by a
+marker in this segment: a replay from an empty state at the new first segment would not
+know it); and, while above that bound, those written because retention forgot a producer. The last are why a replay never crosses a point
 where a producer was forgotten, which is what makes a rebuilt state equal to the one the log
 had: a producer forgotten and then writing again starts afresh, and a replay across the
 forgetting would not know it happened. A truncation below the high watermark may lose that
@@ -481,15 +484,16 @@ class PartitionLog:
         """Keep what a crash or a truncation to at least the high watermark can need (see
         the module docstring); delete the rest."""
         snaps = self._snapshots
-        if len(snaps) <= 1 and (not snaps or snaps[0] >= self._segments[0].base_offset):
+        first_base = self._segments[0].base_offset
+        if len(snaps) <= 1 and (not snaps or snaps[0] >= first_base):
             return
         bound = min(self._hw, self._recovery_point)
         keep = {snaps[-1]} | {o for o in self._forgetting if o > bound}
-        for limit in (bound, self._segments[-1].base_offset):
-            below = [o for o in snaps if o <= limit]
-            if below:
-                keep.add(below[-1])
-        first_base = self._segments[0].base_offset
+        limits = [bound] + [seg.base_offset for seg in self._segments]
+        for limit in limits:
+            i = bisect.bisect_right(snaps, limit)
+            if i:
+                keep.add(snaps[i - 1])
         for offset in list(snaps):
             if offset not in keep or offset < first_base:
                 self._drop_snapshot(offset)
@@ -1081,6 +1085,8 @@ class PartitionLog:
             seg.delete()
         if self._segments[0].base_offset > self._log_start:
             self._set_log_start(self._segments[0].base_offset)
+        else:
+            self._prune_snapshots()  # those of the deleted segments
         return count
 
     def _set_log_start(self, offset: int) -> None:

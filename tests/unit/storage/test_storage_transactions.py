@@ -375,20 +375,69 @@ def test_truncation_deletes_snapshots_above_it_and_reloads_below(tmp_path: Path)
     assert log.producer_state.unreplicated_txns == {}
 
 
-def test_only_a_few_snapshots_are_kept(tmp_path: Path) -> None:
+def test_a_snapshot_per_segment_and_a_few_more_are_kept(tmp_path: Path) -> None:
     log = open_log(tmp_path / "t-0")
     for i in range(8):
         log.append(make_batch(1, pid=1, epoch=0, seq=i), leader_epoch=0)
         log.roll()
         log.high_watermark = log.log_end_offset
         log.flush()
-    # The newest below min(HW, recovery point) (here the end), and nothing above it.
-    assert snapshot_files(log) == [8]
-    log.high_watermark = 3
-    log.append(make_batch(1, pid=1, epoch=0, seq=8), leader_epoch=0)
+    # Each roll's, at its segment's base (the first segment, at 0, had none to take).
+    assert snapshot_files(log) == [1, 2, 3, 4, 5, 6, 7, 8]
+    log.delete_records(5)
+    assert snapshot_files(log) == [5, 6, 7, 8]
+    for seq in (8, 9):
+        log.append(make_batch(1, pid=1, epoch=0, seq=seq), leader_epoch=0)
+        log.close()  # one at the end each time, where no segment begins
+        log = open_log(tmp_path / "t-0")
+    # Of those, only the newest: a replay after a crash or a truncation starts at most one
+    # segment back.
+    assert snapshot_files(log) == [5, 6, 7, 8, 10]
+
+
+def test_an_open_transaction_survives_its_first_segment_and_a_truncation(
+        tmp_path: Path) -> None:
+    """Found by the storage model: the truncation replays from the snapshot at the first
+    remaining segment; without it, from an empty state that has no open transaction."""
+    d = tmp_path / "t-0"
+    log = open_log(d)
+    log.append(txn_batch(11, 0, 1), leader_epoch=0)  # 0: open
     log.roll()
-    # Above the high watermark a truncation may need each of them.
-    assert snapshot_files(log) == [8, 9]
+    log.append(make_batch(1, pid=1, epoch=0, seq=0), leader_epoch=0)  # 1
+    log.roll()
+    log.close()
+    log = open_log(d)
+    log.high_watermark = 1
+    log.delete_records(1)
+    log.truncate_to(1)
+    assert log.producer_state.ongoing_txns == {0: 11}
+    assert log.first_unstable_offset == 1  # the open transaction, from the log start
+
+
+def test_an_abort_ending_a_deleted_transaction_is_indexed_again_after_a_crash(
+        tmp_path: Path) -> None:
+    """Found by the storage model: the abort marker's segment lost its transaction index in
+    a crash after the transaction's first segment was deleted; the rebuild starts from that
+    segment's snapshot, which knows the transaction."""
+    d = tmp_path / "t-0"
+    log = open_log(d)
+    log.append(txn_batch(11, 0, 1), leader_epoch=0)  # 0
+    log.roll()
+    log.append(make_batch(1, pid=1, epoch=0, seq=0), leader_epoch=0)  # 1
+    log.roll()
+    log.close()
+    log = open_log(d)
+    log.high_watermark = 1
+    log.truncate_to(1)
+    assert end_txn(log, 11, commit=False) == 1
+    log.close()
+    log = open_log(d)
+    log.high_watermark = 1
+    log.delete_records(1)
+    log.flush()
+    crash(log)
+    log = open_log(d)
+    assert log.aborted_transactions(1, 2) == [AbortedTxn(11, 0, 1, 2)]
 
 
 def test_a_forgotten_producer_is_snapshotted_and_stays_forgotten(tmp_path: Path) -> None:
