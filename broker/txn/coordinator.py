@@ -173,6 +173,7 @@ class TransactionCoordinator:
         remove_expired_transactional_ids_interval_ms: int = DEFAULT_REMOVE_EXPIRED_INTERVAL_MS,
         transaction_version_level: int = TV_2,
         retry_backoff_ms: int = 100,
+        concurrent_transaction_wait_ms: int = 1000,
         clock: Clock | None = None,
         node_id: int | None = None,
         load_batch_size: int = 1000,
@@ -195,6 +196,11 @@ class TransactionCoordinator:
         # The cluster's finalized transaction.version; the broker may change it at runtime.
         self.transaction_version_level = transaction_version_level
         self.retry_backoff_ms = retry_backoff_ms
+        # How long AddPartitionsToTxn/AddOffsetsToTxn wait for the previous transaction's
+        # completion before answering CONCURRENT_TRANSACTIONS (see _add_partitions).
+        self.concurrent_transaction_wait_ms = concurrent_transaction_wait_ms
+        # Completions under way that such requests wait for, by transactional id.
+        self._completions: dict[str, asyncio.Future[None]] = {}
         self._prefix = prefix
         self._abort_timer: TimerHandle | None = None
         # Totals since start (metrics): transactions completed here by result, and the
@@ -531,21 +537,30 @@ class TransactionCoordinator:
     ) -> ErrorCode:
         if not transactional_id:
             return ErrorCode.invalid_request
-        err, coord_epoch, md = self._registry.get(transactional_id)
-        if err is not None:
-            return err
-        if md is None:
-            return ErrorCode.invalid_producer_id_mapping
+        deadline = self._clock.now_ms() + self.concurrent_transaction_wait_ms
+        while True:
+            err, coord_epoch, md = self._registry.get(transactional_id)
+            if err is not None:
+                return err
+            if md is None:
+                return ErrorCode.invalid_producer_id_mapping
+            if md.state not in (PREPARE_COMMIT, PREPARE_ABORT):
+                break
+            # The previous transaction's markers are being written. The producer's next
+            # transaction begins with this request; answered CONCURRENT_TRANSACTIONS, it
+            # would sit unsent for a retry backoff after every commit. Completion takes a
+            # few milliseconds when the partitions' leaders are up, so wait for it, boundedly.
+            if not await self._completion_of(transactional_id, deadline):
+                return ErrorCode.concurrent_transactions
         if md.pending_transition:
-            # First, so a v2 producer that already moved to its next producer id (answered
-            # while the overflowing transaction completes) waits instead of failing.
+            # Before the id checks: a v2 producer that already moved to its next producer
+            # id (answered while the overflowing transaction completes) may still find the
+            # completion's write pending, and must retry instead of failing.
             return ErrorCode.concurrent_transactions
         if md.producer_id != producer_id:
             return ErrorCode.invalid_producer_id_mapping
         if md.producer_epoch != producer_epoch:
             return ErrorCode.producer_fenced
-        if md.state in (PREPARE_COMMIT, PREPARE_ABORT):
-            return ErrorCode.concurrent_transactions
         if md.state is ONGOING and partitions <= md.partitions:
             return ErrorCode.none  # nothing new: no write needed
         transit = md.prepare_add_partitions(partitions, self._clock.now_ms(), transaction_version)
@@ -794,8 +809,36 @@ class TransactionCoordinator:
     ) -> None:
         """Write the markers to every partition of the transaction, then the Complete*
         record. Retries until done or until this coordinator no longer owns the id."""
-        if await self._send_markers(md, coordinator_epoch, complete):
-            await self._write_completion(md, coordinator_epoch, complete)
+        try:
+            if await self._send_markers(md, coordinator_epoch, complete):
+                await self._write_completion(md, coordinator_epoch, complete)
+        finally:
+            waiter = self._completions.pop(md.transactional_id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    async def _completion_of(self, transactional_id: str, deadline_ms: int) -> bool:
+        """Wait until the completion under way for ``transactional_id`` ends (done, or given
+        up because the id moved) or the clock reaches ``deadline_ms``: whether it ended."""
+        remaining = deadline_ms - self._clock.now_ms()
+        if remaining <= 0:
+            return False
+        waiter = self._completions.get(transactional_id)
+        if waiter is None or waiter.done():
+            waiter = asyncio.get_running_loop().create_future()
+            self._completions[transactional_id] = waiter
+        expired: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def expire() -> None:
+            if not expired.done():
+                expired.set_result(None)
+
+        timer = self._clock.call_later(remaining, expire)
+        try:
+            await asyncio.wait([waiter, expired], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+        return waiter.done()
 
     async def _send_markers(
         self, md: TransactionMetadata, coordinator_epoch: int, complete: TxnTransit

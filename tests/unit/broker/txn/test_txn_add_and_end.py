@@ -165,7 +165,12 @@ async def test_v1_end_txn_rules_and_retries() -> None:
     # While it completes: the same request waits, the opposite one is refused.
     assert (await h.end("a", pid, epoch, commit=True)).error is E.concurrent_transactions
     assert (await h.end("a", pid, epoch, commit=False)).error is E.concurrent_transactions
-    assert await h.add("a", pid, epoch, ("t", 1)) is E.concurrent_transactions
+    # The next transaction's first add waits for the completion, a bounded time.
+    waiting = asyncio.ensure_future(h.add("a", pid, epoch, ("t", 1)))
+    await spin()
+    assert not waiting.done()
+    h.clock.advance(h.coord.concurrent_transaction_wait_ms)
+    assert await waiting is E.concurrent_transactions
     h.markers.gate.set()
     await h.settle()
     # Completed: a retry succeeds, the opposite outcome is an invalid state.
@@ -283,8 +288,13 @@ async def test_v2_epoch_overflow_continues_with_the_next_producer_id() -> None:
     # The markers carry the last epoch of the old producer id.
     (request,) = h.markers.requests
     assert (request.producer_id, request.producer_epoch) == (500, MAX_EPOCH)
-    # The producer already uses its new id: it waits for the completion.
-    assert await h.add("a", 1000, 0, api_version=V2_ADD) is E.concurrent_transactions
+    # The producer already uses its new id: it waits for the completion (here past the
+    # bound, so it is told to retry).
+    waiting = asyncio.ensure_future(h.add("a", 1000, 0, api_version=V2_ADD))
+    await spin()
+    assert not waiting.done()
+    h.clock.advance(h.coord.concurrent_transaction_wait_ms)
+    assert await waiting is E.concurrent_transactions
     h.markers.gate.set()
     await h.settle()
     md = h.md("a")
@@ -379,3 +389,26 @@ async def test_a_failed_complete_write_is_retried() -> None:
     await h.advance(100)
     assert states(h.log, "a")[-1] == "CompleteCommit"
     assert h.md("a").pending_state is None
+
+
+async def test_the_next_transaction_waits_for_the_previous_ones_completion() -> None:
+    """AddPartitionsToTxn arriving while the markers of the previous transaction are being
+    written is answered once they are, not CONCURRENT_TRANSACTIONS (which would leave the
+    producer's next records unsent for a retry backoff after every commit)."""
+    h = await Harness().load_all()
+    pid, epoch = await h.producer("a")
+    await h.add("a", pid, epoch, ("t", 0))
+    h.markers.gate = asyncio.Event()
+    assert (await h.end("a", pid, epoch, commit=True)).error is E.none
+    waiting = asyncio.ensure_future(h.add("a", pid, epoch, ("t", 1)))
+    await spin()
+    assert not waiting.done()
+    assert states(h.log, "a")[-1] == TxnState.PREPARE_COMMIT.state_name
+    h.markers.gate.set()
+    assert await waiting is E.none
+    md = h.md("a")
+    assert (md.state, md.partitions) == (TxnState.ONGOING, {("t", 1)})
+    # The previous transaction completed in the log before the next one began.
+    assert states(h.log, "a")[-2:] == [TxnState.COMPLETE_COMMIT.state_name,
+                                       TxnState.ONGOING.state_name]
+    assert h.markers.violations == []

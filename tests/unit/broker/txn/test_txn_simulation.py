@@ -74,6 +74,9 @@ CONFIG: dict[str, Any] = {
     "remove_expired_transactional_ids_interval_ms": 5_000,
     "transactional_id_expiration_ms": 20_000,
     "retry_backoff_ms": 100,
+    # Steps run one at a time on a clock only "advance" moves: an add waiting for a
+    # completion would wait for ever. The wait has its own tests (test_txn_add_and_end.py).
+    "concurrent_transaction_wait_ms": 0,
 }
 
 
