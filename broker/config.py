@@ -795,7 +795,8 @@ def _check_security(config: NodeConfig) -> None:
 
 
 # Variables of the same prefix that are not configuration keys.
-_ENV_IGNORED = frozenset({"ODRADEK_SIM_SEED", "ODRADEK_SIM_SEEDS", "ODRADEK_TEST_KEEP"})
+_ENV_IGNORED = frozenset({"ODRADEK_SIM_SEED", "ODRADEK_SIM_SEEDS", "ODRADEK_TEST_KEEP",
+                          "ODRADEK_FAULT_INJECTION"})  # broker/fault_injection.py
 
 
 def _suggest(key: str) -> str:

@@ -176,6 +176,9 @@ async def _serve(config: NodeConfig, parent_pid: int | None = None) -> int:
     watcher = (asyncio.create_task(_watch_parent(parent_pid, stop))
                if parent_pid is not None else None)
     try:
+        from odradek.broker import fault_injection  # refuses an unknown fault name
+
+        fault_injection.warn_if_active(config.node_id)
         node = build_node(config)
         starting = asyncio.create_task(node.start())
         stopped = asyncio.create_task(stop.wait())

@@ -64,6 +64,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--txn-misread", action="store_true",
                    help="negative control of --workload txn: readers read read_uncommitted "
                    "while the checker is told read_committed; must find aborted reads")
+    p.add_argument("--txn-past-lso", action="store_true",
+                   help="negative control of --workload txn in the broker: the nodes serve "
+                   "read_committed reads past the last stable offset (fault injection); "
+                   "must find uncommitted and aborted reads")
     p.add_argument("--bootstrap", default=None,
                    help="check an existing cluster instead (no faults injected: yours, e.g. "
                    "docker compose kill); the topic is created if absent")
@@ -90,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
         min_insync=args.min_insync, acks=args.acks, partitions=args.partitions,
         recovery_window=args.recovery_window, out=args.out, bootstrap=args.bootstrap,
         rate=args.rate, fault_min=fault_min, fault_max=fault_max, unflushed=args.unflushed,
-        workload=args.workload, txn_misread=args.txn_misread)
+        workload=args.workload, txn_misread=args.txn_misread,
+        txn_past_lso=args.txn_past_lso)
     # SIGTERM unwinds like Ctrl-C, so the nodes, the namespaces and the clients are cleaned up.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:

@@ -41,6 +41,7 @@ from typing import Any, Protocol
 from kio.schema.errors import ErrorCode
 from kio.static.protocol import Payload
 
+from odradek.broker import fault_injection
 from odradek.broker.config import NodeConfig
 from odradek.broker.fetch_sessions import (
     FINAL_EPOCH,
@@ -159,7 +160,8 @@ def _read_partition(node: FetchNode, topic: str, topic_id: uuid.UUID | None, fp:
                            "aborted_transactions": None}
     plog = p.log
     out["high_watermark"] = plog.high_watermark
-    out["last_stable_offset"] = plog.last_stable_offset
+    out["last_stable_offset"] = (plog.high_watermark if fault_injection.read_committed_past_lso
+                                 else plog.last_stable_offset)
     out["log_start_offset"] = plog.log_start_offset
     offset = fp.fetch_offset
     last_epoch = getattr(fp, "last_fetched_epoch", -1)
@@ -188,7 +190,12 @@ def _read_partition(node: FetchNode, topic: str, topic_id: uuid.UUID | None, fp:
         out[THROTTLED_KEY] = True
         return out, 0, p
     try:
-        if committed:
+        if committed and fault_injection.read_committed_past_lso:
+            result = plog.read(offset, max_bytes, max_offset=end, min_one_batch=min_one)
+            out["aborted_transactions"] = [
+                {"producer_id": a.producer_id, "first_offset": a.first_offset}
+                for a in plog.aborted_transactions(offset, result.next_offset)]
+        elif committed:
             result = plog.read_committed(offset, max_bytes, min_one_batch=min_one)
             out["aborted_transactions"] = [
                 {"producer_id": a.producer_id, "first_offset": a.first_offset}
@@ -211,7 +218,9 @@ def _readable_end(p: Partition, replica_id: int, read_committed: bool) -> int:
     the last stable offset for a READ_COMMITTED consumer, the high watermark for others."""
     if replica_id >= 0:
         return p.log.log_end_offset
-    return p.log.last_stable_offset if read_committed else p.log.high_watermark
+    if read_committed and not fault_injection.read_committed_past_lso:
+        return p.log.last_stable_offset
+    return p.log.high_watermark
 
 
 def _caught_up(entry: dict[str, Any], fp: Any, p: Partition, replica_id: int,
@@ -487,7 +496,9 @@ def _list_offset(plog: PartitionLog, ts: int, read_committed: bool,
     otherwise; a timestamp lookup (and MAX_TIMESTAMP) finds its record in the whole log and
     answers none (-1) when that record is at or past that bound, which consumers of the
     isolation level could not read yet."""
-    fetchable = plog.last_stable_offset if read_committed else plog.high_watermark
+    fetchable = (plog.last_stable_offset
+                 if read_committed and not fault_injection.read_committed_past_lso
+                 else plog.high_watermark)
     if ts == LATEST:
         out["offset"] = fetchable
         return

@@ -33,6 +33,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from odradek.broker import fault_injection
 from odradek.broker.local_cluster import LocalCluster
 from odradek.broker.verify import history
 from odradek.broker.verify.checker import CheckResult, check
@@ -94,6 +95,9 @@ class Options:
     # Negative control of the txn workload: its readers read read_uncommitted while the
     # history says read_committed (transactions.py).
     txn_misread: bool = False
+    # Broker-side negative control of the txn workload: the nodes serve READ_COMMITTED
+    # reads past the last stable offset (broker/fault_injection.py).
+    txn_past_lso: bool = False
 
 
 @dataclass
@@ -131,6 +135,8 @@ def repro_command(o: Options, seed: int, kinds: list[str], netns: bool) -> str:
         argv += ["--workload", o.workload]
     if o.txn_misread:
         argv += ["--txn-misread"]
+    if o.txn_past_lso:
+        argv += ["--txn-past-lso"]
     return shlex.join(argv)
 
 
@@ -177,6 +183,9 @@ def validate(o: Options) -> None:
         raise SetupError(f"--workload {o.workload}: plain or txn")
     if o.txn_misread and o.workload != "txn":
         raise SetupError("--txn-misread is a negative control of --workload txn")
+    if o.txn_past_lso and (o.workload != "txn" or o.bootstrap):
+        raise SetupError("--txn-past-lso is a negative control of --workload txn on the "
+                         "cluster verify starts (not with --bootstrap)")
     if o.workload == "txn" and o.acks != "all":
         raise SetupError("--workload txn needs --acks all (transactions are idempotent)")
     if o.unflushed not in ("random", "all"):
@@ -233,6 +242,7 @@ def run(o: Options, log: Callable[[str], None] = print) -> Outcome:
         "nodes": 0 if external else o.nodes, "topic": topic, "partitions": o.partitions,
         "replication_factor": o.replication_factor, "min_insync_replicas": o.min_insync,
         "acks": o.acks, "workload": o.workload, "txn_misread": o.txn_misread,
+        "txn_past_lso": o.txn_past_lso,
         "duration": o.duration, "interval": o.interval, "rate": o.rate,
         "faults": kinds, "unavailable_faults": unavailable, "unflushed": o.unflushed,
         "fault_duration": [o.fault_min, o.fault_max], "recovery_window": o.recovery_window,
@@ -356,6 +366,11 @@ def _client_logs(path: Path) -> Iterator[None]:
 def _start_cluster(stack: contextlib.ExitStack, base: Path, o: Options, netns: bool,
                    log: Callable[[str], None]) -> LocalCluster:
     overrides = _node_overrides(o)
+    if o.txn_past_lso:
+        # Every node process started during the run (restarts too) inherits it.
+        previous = os.environ.get(fault_injection.ENV)
+        os.environ[fault_injection.ENV] = fault_injection.READ_COMMITTED_PAST_LSO
+        stack.callback(_restore_env, fault_injection.ENV, previous)
     try:
         cluster: LocalCluster
         if netns:
@@ -374,6 +389,13 @@ def _start_cluster(stack: contextlib.ExitStack, base: Path, o: Options, netns: b
     log(f"cluster up: {cluster.bootstrap} ({'namespaces' if netns else 'plain processes'}), "
         f"node logs in {base}")
     return cluster
+
+
+def _restore_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 def _node_overrides(o: Options) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """``odradek verify --workload txn`` end to end: a short seeded fault run of transactional
-writers and read_committed readers that must find no anomalies, and its negative control
-(readers that read read_uncommitted while the history says read_committed), which must find
-aborted reads.
+writers and read_committed readers that must find no anomalies, and its negative controls
+(readers that read read_uncommitted while the history says read_committed; nodes that serve
+read_committed reads past the last stable offset), which must find what they break.
 
 Both start three real node processes, in network namespaces where this machine allows it
 (in CI, CI=true, it must), and drive them with confluent-kafka and kafka-python clients.
@@ -68,3 +68,23 @@ def test_negative_control_reading_uncommitted_finds_aborted_reads(tmp_path: Path
     counts = outcome.result.counts()
     assert counts["aborted_read"] > 0, outcome.result.summary()
     assert not outcome.ok
+
+
+@pytest.mark.timeout(240)
+def test_negative_control_in_the_broker_serving_past_the_lso_finds_uncommitted_reads(
+        tmp_path: Path) -> None:
+    """The nodes run with the fault injection read-committed-past-lso (--txn-past-lso):
+    read_committed fetches return records of open transactions, among them those of
+    transactions that abort after the fetch. The readers are honest; the checker must see
+    aborted reads. (Uncommitted reads of transactions that then commit need a record to
+    reach a reader before its writer asks to commit; the writers ask at once, the records
+    go out with the commit's flush, so this workload rarely makes them.)"""
+    netns = use_netns()
+    outcome = run(Options(duration=10, interval=30, seed=11, faults=[], netns=netns,
+                          partitions=3, workload="txn", txn_past_lso=True,
+                          out=tmp_path / "control"))
+    counts = outcome.result.counts()
+    assert counts["aborted_read"] > 0, outcome.result.summary()
+    assert not outcome.ok
+    logs = "".join(p.read_text() for p in (outcome.run_dir / "cluster").rglob("node-*.log"))
+    assert "fault injection read-committed-past-lso is ON" in logs
