@@ -10,6 +10,7 @@ needs neither (they come with the ``verify`` extra).
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -44,10 +45,18 @@ class Reader(ClientThread):
         self.positions: dict[int, int] = {}  # partition -> next offset, from what was polled
         self.errors: Counter[str] = Counter()
         self.restarts = 0
+        # When its thread last came back from the library (see beat and stalls.py).
+        self.last_beat = time.monotonic()
+        self.stall_reported = False
 
     def stop(self) -> None:
         self.request_stop()
         self.join(30)
+
+    def beat(self) -> None:
+        """The thread is back from a poll: not stuck inside the library."""
+        self.last_beat = time.monotonic()
+        self.stall_reported = False
 
     def polled_record(self, partition: int, offset: int, value: bytes | None) -> None:
         text = value.decode(errors="replace") if value is not None else ""
@@ -99,6 +108,7 @@ class ConfluentGroupConsumer(Reader):
         try:
             while not self._stopping.is_set():
                 msg = c.poll(0.5)
+                self.beat()
                 if msg is None:
                     continue
                 err = msg.error()
@@ -139,6 +149,7 @@ class KafkaPythonGroupConsumer(Reader):
         try:
             while not self._stopping.is_set():
                 batches = c.poll(timeout_ms=500, max_records=500)
+                self.beat()
                 for tp, msgs in batches.items():
                     for m in msgs:
                         self.polled_record(tp.partition, m.offset, m.value)
@@ -175,6 +186,7 @@ class ConfluentManualReader(Reader):
             assign([p for p in range(self.cfg.partitions)])
             while not self._stopping.is_set():
                 msg = c.poll(0.5)
+                self.beat()
                 if msg is None:
                     continue
                 err = msg.error()
@@ -224,6 +236,7 @@ class KafkaPythonManualReader(Reader):
             while not self._stopping.is_set():
                 try:
                     batches = c.poll(timeout_ms=500, max_records=500)
+                    self.beat()
                 except (OffsetOutOfRangeError, NoOffsetForPartitionError) as e:
                     self.errors[type(e).__name__] += 1
                     arg: Any = e.args[0] if e.args else None

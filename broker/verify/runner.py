@@ -35,7 +35,7 @@ from typing import Any
 
 from odradek.broker import fault_injection
 from odradek.broker.local_cluster import LocalCluster
-from odradek.broker.verify import history
+from odradek.broker.verify import history, stalls
 from odradek.broker.verify.checker import CheckResult, check
 from odradek.broker.verify.clients import WorkloadConfig
 from odradek.broker.verify.faults import (
@@ -300,6 +300,7 @@ def run(o: Options, log: Callable[[str], None] = print) -> Outcome:
             next_note = time.monotonic() + 30
             while time.monotonic() < end:
                 time.sleep(min(1.0, max(0.0, end - time.monotonic())))
+                stalls.check(workload.readers, run_dir, clock(), log)
                 if time.monotonic() >= next_note:
                     next_note += 30
                     log(f"[{clock():7.1f}s] " + _progress(workload))
