@@ -395,11 +395,10 @@ def test_a_snapshot_per_segment_and_a_few_more_are_kept(tmp_path: Path) -> None:
     assert snapshot_files(log) == [5, 6, 7, 8, 10]
 
 
-def test_an_open_transaction_survives_its_first_segment_and_a_truncation(
-        tmp_path: Path) -> None:
-    """Found by the storage model: the truncation replays from the snapshot at the first
-    remaining segment; without it, from an empty state that has no open transaction."""
-    d = tmp_path / "t-0"
+def open_a_transaction_then_roll_twice(d: Path) -> PartitionLog:
+    """The storage model's start of both sequences below: producer 11's transaction opens
+    at 0 in the first segment, an idempotent write at 1 in the second, a third segment
+    begins at 2; reopened, with the high watermark at 1."""
     log = open_log(d)
     log.append(txn_batch(11, 0, 1), leader_epoch=0)  # 0: open
     log.roll()
@@ -408,6 +407,14 @@ def test_an_open_transaction_survives_its_first_segment_and_a_truncation(
     log.close()
     log = open_log(d)
     log.high_watermark = 1
+    return log
+
+
+def test_an_open_transaction_survives_its_first_segment_and_a_truncation(
+        tmp_path: Path) -> None:
+    """Found by the storage model: the truncation replays from the snapshot at the first
+    remaining segment; without it, from an empty state that has no open transaction."""
+    log = open_a_transaction_then_roll_twice(tmp_path / "t-0")
     log.delete_records(1)
     log.truncate_to(1)
     assert log.producer_state.ongoing_txns == {0: 11}
@@ -420,14 +427,7 @@ def test_an_abort_ending_a_deleted_transaction_is_indexed_again_after_a_crash(
     a crash after the transaction's first segment was deleted; the rebuild starts from that
     segment's snapshot, which knows the transaction."""
     d = tmp_path / "t-0"
-    log = open_log(d)
-    log.append(txn_batch(11, 0, 1), leader_epoch=0)  # 0
-    log.roll()
-    log.append(make_batch(1, pid=1, epoch=0, seq=0), leader_epoch=0)  # 1
-    log.roll()
-    log.close()
-    log = open_log(d)
-    log.high_watermark = 1
+    log = open_a_transaction_then_roll_twice(d)
     log.truncate_to(1)
     assert end_txn(log, 11, commit=False) == 1
     log.close()
