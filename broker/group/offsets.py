@@ -26,6 +26,7 @@ from kio.schema.errors import ErrorCode
 
 from odradek.broker.group import consumer_protocol
 from odradek.broker.group.clock import Clock, TimerHandle
+from odradek.broker.group.consumer_group import ConsumerGroup
 from odradek.broker.group.group import ClassicGroup, CommittedOffset, GroupState, TopicPartition
 from odradek.broker.group.log import Record, TxnProducer, admin_write_error, offset_commit_error
 from odradek.broker.group.membership import Membership
@@ -53,6 +54,25 @@ class OffsetCommitEntry:
     offset: int
     leader_epoch: int = -1
     metadata: str | None = None
+
+
+def consumer_commit_error(group: ConsumerGroup, member_id: str, member_epoch: int,
+                          api_version: int) -> ErrorCode | None:
+    """Kafka's checks of an OffsetCommit to a consumer group (KIP-848): without a member
+    epoch only an empty group takes commits (admin tools, consumers without group
+    management); a member commits at its current epoch (STALE_MEMBER_EPOCH otherwise,
+    after which the client commits again at the epoch its next heartbeat gives it),
+    with OffsetCommit v9 or later (older versions cannot say an epoch)."""
+    if member_epoch < 0 and not group.members:
+        return None
+    member = group.members.get(member_id)
+    if member is None:
+        return ErrorCode.unknown_member_id
+    if api_version < 9:
+        return ErrorCode.unsupported_version
+    if member_epoch != member.member_epoch:
+        return ErrorCode.stale_member_epoch
+    return None
 
 
 class OffsetStore:
@@ -97,12 +117,20 @@ class OffsetStore:
             return result
         # v9 clients understand GROUP_ID_NOT_FOUND; older ones expect ILLEGAL_GENERATION.
         missing = ErrorCode.group_id_not_found if api_version >= 9 else ErrorCode.illegal_generation
+        consumer = self._registry.consumer_group(group_id) \
+            if self._registry.status(group_id, OFFSET_COMMIT) is None else None
+        if consumer is not None:
+            # A consumer group (KIP-848): the member's epoch, not a generation, counts.
+            err = consumer_commit_error(consumer, member_id, generation_id, api_version)
+            if err is not None:
+                return self._fail(result, valid, err)
+            generation_id = -1  # checked; the offsets holder is a plain (simple) group
         group, created, err = self._group_for_commit(group_id, OFFSET_COMMIT, generation_id, missing)
-        if err is None and group is not None:
+        if err is None and group is not None and consumer is None:
             err = group.validate_offset_commit(member_id, group_instance_id, generation_id)
         if err is not None or group is None:
             return self._fail(result, valid, err)
-        member = group.members.get(member_id)
+        member = group.members.get(member_id) if consumer is None else None
         if member is not None and group.is_(STABLE, PREPARING):
             # A commit proves the member is alive, as a heartbeat would.
             self._membership.schedule_heartbeat(group, member)
@@ -300,14 +328,23 @@ class OffsetStore:
             self._registry.discard(group)
 
     def fetch_offsets(
-        self, group_id: str, partitions: Iterable[TopicPartition] | None
+        self, group_id: str, partitions: Iterable[TopicPartition] | None,
+        member_id: str | None = None, member_epoch: int = -1,
     ) -> tuple[ErrorCode, list[tuple[TopicPartition, CommittedOffset | None]]]:
         """Committed offsets (None where nothing is committed); all of them when
         ``partitions`` is None. Offsets are returned whatever the group's state, since
-        groups may use Kafka only for offset storage."""
+        groups may use Kafka only for offset storage. A member of a consumer group
+        (OffsetFetch v9+, KIP-848) names itself and its epoch, which must be current."""
         err = self._registry.status(group_id, OFFSET_FETCH)
         if err is not None:
             return err, []
+        consumer = self._registry.consumer_group(group_id)
+        if consumer is not None and member_epoch >= 0:
+            member = consumer.members.get(member_id or "")
+            if member is None:
+                return ErrorCode.unknown_member_id, []
+            if member.member_epoch != member_epoch:
+                return ErrorCode.stale_member_epoch, []
         group = self._registry.get(group_id)
         if group is None or group.is_(DEAD):
             return ErrorCode.none, [(tp, None) for tp in partitions or ()]
@@ -426,6 +463,11 @@ class OffsetStore:
         by_partition: dict[int, list[Record]] = {}
         removed = 0
         for partition, group in self._owned_live_groups():
+            consumer = self._registry.consumer_group(group.group_id)
+            if consumer is not None and consumer.members:
+                # A consumer group (KIP-848) with members keeps its offsets, as Kafka
+                # does (it does not look at which topics they subscribe to).
+                continue
             expired = group.expired_offsets(now, self.offsets_retention_ms)
             records = by_partition.setdefault(partition, [])
             for tp in expired:

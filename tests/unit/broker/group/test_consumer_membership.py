@@ -1,0 +1,257 @@
+"""ConsumerGroupHeartbeat (KIP-848) through the coordinator on an in-memory log with a
+manual clock: joining, incremental rebalances with revocation before reassignment,
+Kafka's errors, leaving, session and rebalance timeouts, failover replay, and how the
+classic protocol, offsets and the admin APIs see consumer groups."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+
+from kio.schema.errors import ErrorCode
+
+from odradek.broker.group.clock import ManualClock
+from odradek.broker.group.consumer_group import TopicMetadata
+from odradek.broker.group.consumer_membership import Heartbeat, HeartbeatResult
+from odradek.broker.group.coordinator import GroupCoordinator
+from odradek.broker.group.log import InMemoryGroupLog
+from odradek.broker.group.offsets import OffsetCommitEntry
+
+T = uuid.UUID(int=7)
+TOPICS = {"t": TopicMetadata(T, "t", 6)}
+SESSION = 45_000
+GROUP = "cg"
+
+
+def lookup(names: Iterable[str]) -> Mapping[str, TopicMetadata]:
+    return {n: TOPICS[n] for n in names if n in TOPICS}
+
+
+class Cluster:
+    def __init__(self) -> None:
+        self.log = InMemoryGroupLog()
+        self.clock = ManualClock()
+        self.coord = self.new_coordinator()
+
+    def new_coordinator(self) -> GroupCoordinator:
+        return GroupCoordinator(self.log, partition_exists=lambda t, p: t == "t" and p < 6,
+                                topic_metadata=lookup, clock=self.clock)
+
+    async def start(self) -> None:
+        await self.coord.load_partition(self.coord.partition_for(GROUP))
+
+    async def beat(self, member: str, epoch: int, owned: Iterable[int] | None = (),
+                   *, topics: tuple[str, ...] | None = None, instance: str | None = None,
+                   assignor: str | None = None, version: int = 1) -> HeartbeatResult:
+        full = epoch == 0
+        return await self.coord.consumer.heartbeat(Heartbeat(
+            GROUP, member, epoch, instance_id=instance,
+            rebalance_timeout_ms=30_000 if full else -1,
+            subscribed_topic_names=topics if topics is not None else (("t",) if full else None),
+            server_assignor=assignor,
+            owned=None if owned is None else {T: frozenset(owned)},
+            client_id="c", client_host="/127.0.0.1"), version)
+
+
+def parts(r: HeartbeatResult) -> set[int]:
+    assert r.assignment is not None
+    return set(r.assignment.get(T, frozenset()))
+
+
+async def test_join_rebalance_incrementally_and_leave() -> None:
+    c = Cluster()
+    await c.start()
+    a = await c.beat("a", 0)
+    assert (a.error, a.member_epoch, parts(a)) == (ErrorCode.none, 1, set(range(6)))
+    assert a.heartbeat_interval_ms == 5000
+    b = await c.beat("b", 0)
+    # b's share is still a's: b waits (UNRELEASED) at the new epoch with nothing yet.
+    assert b.member_epoch == 2 and parts(b) == set()
+    a2 = await c.beat("a", 1, range(6))
+    # a keeps three at its old epoch and is told to give the other three up.
+    assert a2.member_epoch == 1 and len(parts(a2)) == 3
+    kept = parts(a2)
+    a3 = await c.beat("a", 1, kept)
+    assert a3.member_epoch == 2 and a3.assignment is None or parts(a3) == kept
+    b2 = await c.beat("b", 2, [])
+    assert parts(b2) == set(range(6)) - kept
+    view = c.coord.admin.describe_consumer_group(GROUP)[2]
+    assert view is not None and view.state == "Stable" and view.group_epoch == 2
+    # b leaves: a gets b's partitions without giving any up.
+    left = await c.beat("b", -1, None)
+    assert (left.error, left.member_epoch) == (ErrorCode.none, -1)
+    a4 = await c.beat("a", 2, kept)
+    assert a4.member_epoch == 3 and parts(a4) == set(range(6))
+
+
+async def test_errors_are_kafkas() -> None:
+    c = Cluster()
+    await c.start()
+    assert (await c.beat("", 0)).error is ErrorCode.invalid_request  # v1: id required
+    assert (await c.beat("x", 3)).error is ErrorCode.group_id_not_found
+    assert (await c.beat("a", 0, assignor="sticky")).error is ErrorCode.unsupported_assignor
+    await c.beat("a", 0)
+    assert (await c.beat("zz", 1, [])).error is ErrorCode.unknown_member_id
+    assert (await c.beat("a", 5, [])).error is ErrorCode.fenced_member_epoch
+    r = await c.coord.consumer.heartbeat(Heartbeat(GROUP, "a", 0, rebalance_timeout_ms=-1,
+                                                   subscribed_topic_names=("t",), owned={}), 1)
+    assert r.error is ErrorCode.invalid_request
+    assert r.message == "RebalanceTimeoutMs must be provided in first request."
+    # A classic group with members is not a consumer group.
+    await c.coord.load_partition(c.coord.partition_for("classic"))
+    fut = c.coord.membership.join_group("classic", "", session_timeout_ms=10_000,
+                                        rebalance_timeout_ms=10_000, protocol_type="consumer",
+                                        protocols=[("range", b"")],
+                                        require_known_member_id=False)
+    c.clock.advance(3_000)
+    assert (await fut).error is ErrorCode.none
+    r = await c.coord.consumer.heartbeat(Heartbeat("classic", "m", 0, rebalance_timeout_ms=1,
+                                                   subscribed_topic_names=("t",), owned={}), 1)
+    assert r.error is ErrorCode.group_id_not_found
+    # ... and a classic member cannot join a consumer group with members.
+    join = c.coord.membership.join_group(GROUP, "", session_timeout_ms=10_000,
+                                         rebalance_timeout_ms=10_000, protocol_type="consumer",
+                                         protocols=[("range", b"")])
+    assert (await join).error is ErrorCode.inconsistent_group_protocol
+
+
+async def test_previous_epoch_is_accepted_if_it_owns_no_more() -> None:
+    c = Cluster()
+    await c.start()
+    await c.beat("a", 0)
+    await c.beat("b", 0)
+    await c.beat("a", 1, range(6))
+    a = await c.beat("a", 1, [0, 1, 2])  # revoked: now at epoch 2
+    assert a.member_epoch == 2
+    # The answer was lost; a heartbeats at epoch 1 owning what it has: fine.
+    assert (await c.beat("a", 1, [0, 1, 2])).error is ErrorCode.none
+    assert (await c.beat("a", 1, [0, 1, 2, 3])).error is ErrorCode.fenced_member_epoch
+
+
+async def test_session_timeout_removes_the_member_and_others_take_over() -> None:
+    c = Cluster()
+    await c.start()
+    await c.beat("a", 0)
+    b = await c.beat("b", 0)
+    a = await c.beat("a", 1, range(6))
+    await c.beat("a", 1, parts(a))
+    b = await c.beat("b", 2, [])
+    c.clock.advance(SESSION - 1)
+    await c.beat("a", 2, parts(a))  # a stays alive; b goes silent
+    c.clock.advance(2)
+    await c.coord.settle()
+    view = c.coord.admin.describe_consumer_group(GROUP)[2]
+    assert view is not None and [m.member_id for m, _ in view.members] == ["a"]
+    a2 = await c.beat("a", 2, parts(a))
+    assert parts(a2) == set(range(6)) and a2.member_epoch == 4 - 1
+    assert (await c.beat("b", 2, parts(b))).error is ErrorCode.unknown_member_id
+
+
+async def test_rebalance_timeout_fences_a_member_that_does_not_revoke() -> None:
+    c = Cluster()
+    await c.start()
+    await c.beat("a", 0)
+    await c.beat("b", 0)
+    await c.beat("a", 1, range(6))  # told to revoke three
+    for _ in range(3):
+        c.clock.advance(10_000)
+        await c.beat("a", 1, range(6))  # heartbeats, but never revokes
+    c.clock.advance(1)
+    await c.coord.settle()
+    assert (await c.beat("a", 1, range(6))).error is ErrorCode.unknown_member_id
+    b = await c.beat("b", 2, [])
+    assert parts(b) == set(range(6))
+
+
+async def test_static_member_leaves_temporarily_and_comes_back_with_its_partitions() -> None:
+    c = Cluster()
+    await c.start()
+    a = await c.beat("a", 0, instance="i1")
+    assert parts(a) == set(range(6))
+    out = await c.beat("a", -2, None, instance="i1")
+    assert out.member_epoch == -2
+    assert (await c.beat("a2", 0, instance="i1")).error is ErrorCode.none
+    back = await c.beat("a3", 0, instance="i1")
+    assert back.error is ErrorCode.unreleased_instance_id
+
+
+async def test_a_new_coordinator_rebuilds_the_group_from_the_log() -> None:
+    c = Cluster()
+    await c.start()
+    await c.beat("a", 0)
+    await c.beat("b", 0)
+    a = await c.beat("a", 1, range(6))
+    await c.coord.settle()
+    before = c.coord.admin.describe_consumer_group(GROUP)[2]
+    c.coord.unload_partition(c.coord.partition_for(GROUP))
+    c.coord = c.new_coordinator()
+    await c.start()
+    after = c.coord.admin.describe_consumer_group(GROUP)[2]
+    assert before is not None and after is not None
+    assert (after.group_epoch, after.assignment_epoch) == (before.group_epoch,
+                                                           before.assignment_epoch)
+    assert [(m, t) for m, t in after.members] == [(m, t) for m, t in before.members]
+    # a carries on where it was: revoking, then at the new epoch.
+    again = await c.beat("a", 1, parts(a))
+    assert again.error is ErrorCode.none and again.member_epoch == 2
+
+
+async def test_offsets_are_checked_against_member_epochs() -> None:
+    c = Cluster()
+    await c.start()
+    await c.beat("a", 0)
+    commit = {("t", 0): OffsetCommitEntry(5)}
+    ok = await c.coord.offsets.commit_offsets(GROUP, commit, generation_id=1, member_id="a")
+    assert ok == {("t", 0): ErrorCode.none}
+    stale = await c.coord.offsets.commit_offsets(GROUP, commit, generation_id=0, member_id="a")
+    assert stale == {("t", 0): ErrorCode.stale_member_epoch}
+    other = await c.coord.offsets.commit_offsets(GROUP, commit, generation_id=1, member_id="x")
+    assert other == {("t", 0): ErrorCode.unknown_member_id}
+    assert c.coord.offsets.fetch_offsets(GROUP, [("t", 0)], "a", 0)[0] \
+        is ErrorCode.stale_member_epoch
+    err, got = c.coord.offsets.fetch_offsets(GROUP, [("t", 0)], "a", 1)
+    assert err is ErrorCode.none and got[0][1] is not None and got[0][1].offset == 5
+
+
+async def test_list_describe_delete_and_conversion() -> None:
+    c = Cluster()
+    await c.start()
+    await c.beat("a", 0)
+    [g] = c.coord.admin.list_groups()
+    assert (g.group_type, g.protocol_type, g.state) == ("consumer", "consumer", "Stable")
+    assert c.coord.admin.list_groups(types=["classic"]) == []
+    assert c.coord.admin.describe_group(GROUP) == (ErrorCode.none, None)  # not classic
+    assert (await c.coord.admin.delete_groups([GROUP]))[GROUP] is ErrorCode.non_empty_group
+    await c.beat("a", -1, None)
+    assert c.coord.admin.list_groups()[0].state == "Empty"
+    # An empty consumer group becomes classic at a JoinGroup.
+    join = c.coord.membership.join_group(GROUP, "", session_timeout_ms=10_000,
+                                         rebalance_timeout_ms=10_000, protocol_type="consumer",
+                                         protocols=[("range", b"")],
+                                         require_known_member_id=False)
+    c.clock.advance(3_000)
+    assert (await join).error is ErrorCode.none
+    assert [g.group_type for g in c.coord.admin.list_groups()] == ["classic"]
+    await c.coord.settle()
+    # A new coordinator does not bring the consumer group back (the classic group has
+    # not completed a rebalance, so it has no records yet either).
+    c.coord.unload_partition(c.coord.partition_for(GROUP))
+    c.coord = c.new_coordinator()
+    await c.start()
+    assert c.coord.admin.list_groups() == []
+
+
+async def test_deleting_an_empty_consumer_group_survives_failover() -> None:
+    c = Cluster()
+    await c.start()
+    await c.beat("a", 0)
+    await c.coord.offsets.commit_offsets(GROUP, {("t", 1): OffsetCommitEntry(3)},
+                                         generation_id=1, member_id="a")
+    await c.beat("a", -1, None)
+    assert (await c.coord.admin.delete_groups([GROUP]))[GROUP] is ErrorCode.none
+    assert c.coord.admin.list_groups() == []
+    c.coord.unload_partition(c.coord.partition_for(GROUP))
+    c.coord = c.new_coordinator()
+    await c.start()
+    assert c.coord.admin.list_groups() == []
+    assert c.coord.offsets.fetch_offsets(GROUP, [("t", 1)])[1] == [(("t", 1), None)]
