@@ -178,7 +178,7 @@ class ConsumerMembership:
                 raise invalid("InstanceId can't be null.")
         elif req.member_epoch < STATIC_LEAVE_EPOCH:
             raise invalid("MemberEpoch is invalid.")
-        if req.subscribed_topic_regex is not None:
+        if req.subscribed_topic_regex:  # the empty regex (librdkafka sends it) is none
             # Regex subscriptions (resolved against the topics by the coordinator) are
             # not implemented: refuse them plainly rather than subscribe to nothing.
             raise invalid("SubscribedTopicRegex is not supported by this broker; subscribe "
