@@ -706,11 +706,7 @@ APIS: tuple[ApiSpec[GroupNode], ...] = (
     ApiSpec(15, 0, 6, handle_describe_groups),
     ApiSpec(42, 0, 2, handle_delete_groups),
     ApiSpec(47, 0, 0, handle_offset_delete),
-)
-
-# The consumer group protocol (KIP-848), at the versions Kafka 4.1 serves. Not in APIS
-# (not served, not advertised) until real clients run groups on it end to end.
-CONSUMER_GROUP_APIS: tuple[ApiSpec[GroupNode], ...] = (
+    # The consumer group protocol (KIP-848), at the versions Kafka 4.1 serves.
     ApiSpec(68, 0, 1, handle_consumer_group_heartbeat),
     ApiSpec(69, 0, 1, handle_consumer_group_describe),
 )

@@ -1,0 +1,127 @@
+"""The consumer group protocol (KIP-848) with librdkafka (confluent-kafka,
+group.protocol=consumer): three members share a 12-partition topic; one leaves cleanly,
+then one is killed; the others take their partitions incrementally, without giving up
+their own, and nothing committed is lost or read twice (only what the killed member read
+and never committed is read again). A classic kafka-python group keeps working beside it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from tests.helpers import unique_name
+from tests.integration.group_members import LIBRDKAFKA_MEMBER, Member, leave_then_kill, produce
+from tests.integration.harness import REPO, NodeProcess
+
+pytestmark = pytest.mark.integration
+
+SESSION_MS = 8000
+PARTITIONS = 12
+
+CLASSIC = r"""
+import sys
+from kafka import KafkaConsumer
+bootstrap, topic, group, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+c = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
+                  auto_offset_reset="earliest", enable_auto_commit=False,
+                  consumer_timeout_ms=60000)
+seen = set()
+for m in c:
+    seen.add(m.value)
+    c.commit()
+    if len(seen) >= n:
+        break
+print(len(seen))
+"""
+
+
+@pytest.fixture
+def kip848_node(tmp_path: Path) -> Iterator[NodeProcess]:
+    n = NodeProcess(tmp_path / "node", overrides={
+        "group.consumer.session.timeout.ms": SESSION_MS,
+        "group.consumer.heartbeat.interval.ms": 1000}).start()
+    yield n
+    n.kill()
+
+
+def test_librdkafka_group_rebalances_incrementally(kip848_node: NodeProcess,
+                                                   tmp_path: Path) -> None:
+    node = kip848_node
+    topic, classic_topic = unique_name("kip848"), unique_name("classic")
+    group = f"g-{topic}"
+    admin = AdminClient({"bootstrap.servers": node.bootstrap})
+    for f in admin.create_topics([NewTopic(topic, PARTITIONS, 1),
+                                  NewTopic(classic_topic, 3, 1)]).values():
+        f.result(30)
+    classic_values = produce(node.bootstrap, classic_topic, 0, 300)
+
+    # A classic group on another topic, at the same time: it reads half its records before
+    # and half after the consumer group's rebalances.
+    classic_result: list[str] = []
+
+    def classic() -> None:
+        p = subprocess.run([sys.executable, "-c", CLASSIC, node.bootstrap, classic_topic,
+                            f"classic-{classic_topic}", str(2 * len(classic_values))],
+                           capture_output=True, text=True, timeout=120,
+                           env=dict(os.environ, PYTHONPATH=os.environ.get("PYTHONPATH",
+                                                                          str(REPO))))
+        classic_result.append(p.stdout.strip() or p.stderr[-2000:])
+
+    classic_thread = threading.Thread(target=classic)
+    classic_thread.start()
+
+    env = dict(os.environ, PYTHONPATH=os.environ.get("PYTHONPATH", str(REPO)))
+
+    def start(i: int) -> Member:
+        out = tmp_path / f"m{i}.txt"
+        return Member([sys.executable, "-c", LIBRDKAFKA_MEMBER, node.bootstrap, topic, group, str(out)],
+                      out, env)
+
+    try:
+        leave_then_kill(node.bootstrap, topic, group, PARTITIONS, start, SESSION_MS / 1000)
+        classic_values |= produce(node.bootstrap, classic_topic, 300, 300)
+    finally:
+        classic_thread.join(130)
+    assert classic_result == [str(len(classic_values))], classic_result
+
+
+def test_consumer_group_offsets_follow_member_epochs(kip848_node: NodeProcess) -> None:
+    """A member commits at its epoch; the admin API lists, describes and deletes the
+    group once it is empty, and the group is gone after that."""
+    node = kip848_node
+    topic = unique_name("kip848o")
+    group = f"g-{topic}"
+    admin = AdminClient({"bootstrap.servers": node.bootstrap})
+    admin.create_topics([NewTopic(topic, 2, 1)])[topic].result(30)
+    produce(node.bootstrap, topic, 0, 10)
+    c = Consumer({"bootstrap.servers": node.bootstrap, "group.id": group,
+                  "group.protocol": "consumer", "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False})
+    c.subscribe([topic])
+    got = 0
+    deadline = time.monotonic() + 30
+    while got < 10 and time.monotonic() < deadline:
+        m = c.poll(0.2)
+        if m is not None and not m.error():
+            got += 1
+    assert got == 10
+    c.commit(asynchronous=False)
+    committed = c.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=10)
+    assert sum(tp.offset for tp in committed) == 10
+    fs = admin.delete_consumer_groups([group])
+    with pytest.raises(Exception, match="NON_EMPTY_GROUP"):
+        fs[group].result(30)
+    c.close()
+    admin.delete_consumer_groups([group])[group].result(30)
+    listed = {g.group_id for g in admin.list_consumer_groups().result(30).valid}
+    assert group not in listed
