@@ -372,6 +372,10 @@ class OffsetStore:
         group = self._registry.get(group_id)
         if group is None or group.is_(DEAD):
             return ErrorCode.group_id_not_found, {}
+        consumer = self._registry.consumer_group(group_id)
+        # A consumer group (KIP-848) keeps the offsets of the topics its members subscribe
+        # to; its offsets live in a memberless holder here.
+        subscribed = consumer.subscribed_topic_names() if consumer is not None else frozenset()
         if not group.is_(EMPTY) and group.protocol_type != consumer_protocol.PROTOCOL_TYPE:
             # Without the consumer protocol we cannot tell what an active group reads.
             return ErrorCode.non_empty_group, {}
@@ -380,7 +384,8 @@ class OffsetStore:
         for tp in partitions:
             if not self._partition_exists(tp[0], tp[1]):
                 result[tp] = ErrorCode.unknown_topic_or_partition
-            elif not group.is_(EMPTY) and group.is_subscribed_to_topic(tp[0]):
+            elif (not group.is_(EMPTY) and group.is_subscribed_to_topic(tp[0])) \
+                    or tp[0] in subscribed:
                 result[tp] = ErrorCode.group_subscribed_to_topic
             else:
                 result[tp] = ErrorCode.none

@@ -20,8 +20,14 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.helpers import unique_name
-from tests.integration.group_members import LIBRDKAFKA_MEMBER, Member, leave_then_kill, produce
-from tests.integration.harness import REPO, NodeProcess
+from tests.integration.group_members import (
+    LIBRDKAFKA_MEMBER,
+    Member,
+    leave_then_kill,
+    only_assigned,
+    produce,
+)
+from tests.integration.harness import REPO, Cluster, NodeProcess, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -125,3 +131,52 @@ def test_consumer_group_offsets_follow_member_epochs(kip848_node: NodeProcess) -
     admin.delete_consumer_groups([group])[group].result(30)
     listed = {g.group_id for g in admin.list_consumer_groups().result(30).valid}
     assert group not in listed
+
+
+def test_group_survives_coordinator_failover(tmp_path: Path) -> None:
+    """The coordinator's node is killed: the node that takes over its __consumer_offsets
+    partition rebuilds the group from its records, and the members go on with their
+    epochs and assignments (no partition taken from them), reading everything."""
+    cluster = Cluster(tmp_path / "cluster", n=3, overrides={
+        "group.consumer.session.timeout.ms": SESSION_MS,
+        "group.consumer.heartbeat.interval.ms": 1000}).start()
+    members: list[Member] = []
+    try:
+        bootstrap = cluster.bootstrap
+        topic = unique_name("kip848f")
+        group = f"g-{topic}"
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin.create_topics([NewTopic(topic, 6, 3)])[topic].result(30)
+        expected = produce(bootstrap, topic, 0, 600)
+        env = dict(os.environ, PYTHONPATH=os.environ.get("PYTHONPATH", str(REPO)))
+        members = [Member([sys.executable, "-c", LIBRDKAFKA_MEMBER, bootstrap, topic, group,
+                           str(tmp_path / f"f{i}.txt")], tmp_path / f"f{i}.txt", env)
+                   for i in range(2)]
+        wait_for(lambda: all(len(m.assigned()) == 3 for m in members), 90,
+                 "two members with three partitions each")
+        before = [m.assigned() for m in members]
+        marks = [len(m.events()) for m in members]
+        desc = admin.describe_consumer_groups([group])[group].result(30)
+        coordinator = desc.coordinator.id
+        epochs = {m.member_id: m for m in desc.members}
+        assert len(epochs) == 2
+
+        cluster.node(coordinator).kill()
+        expected |= produce(bootstrap, topic, 600, 600)
+
+        def rebuilt() -> object:
+            d = admin.describe_consumer_groups([group])[group].result(10)
+            return d if d.coordinator.id != coordinator and len(d.members) == 2 else None
+
+        after = wait_for(rebuilt, 90, "another node to coordinate the group")
+        assert {m.member_id for m in after.members} == set(epochs)
+        wait_for(lambda: {v for m in members for _, _, v in m.read()} >= expected, 90,
+                 "every record read after the failover")
+        for i, m in enumerate(members):
+            assert m.assigned() == before[i]
+            later = m.events()[marks[i]:]
+            assert only_assigned(later), later
+    finally:
+        for m in members:
+            m.kill()
+        cluster.kill_all()

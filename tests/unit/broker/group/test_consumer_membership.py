@@ -211,6 +211,12 @@ async def test_offsets_are_checked_against_member_epochs() -> None:
         is ErrorCode.stale_member_epoch
     err, got = c.coord.offsets.fetch_offsets(GROUP, [("t", 0)], "a", 1)
     assert err is ErrorCode.none and got[0][1] is not None and got[0][1].offset == 5
+    # OffsetDelete keeps the offsets of subscribed topics while the group has members.
+    assert await c.coord.offsets.delete_offsets(GROUP, [("t", 0)]) == (
+        ErrorCode.none, {("t", 0): ErrorCode.group_subscribed_to_topic})
+    await c.beat("a", -1, None)
+    assert await c.coord.offsets.delete_offsets(GROUP, [("t", 0)]) == (
+        ErrorCode.none, {("t", 0): ErrorCode.none})
 
 
 async def test_list_describe_delete_and_conversion() -> None:
