@@ -81,3 +81,42 @@ def test_java_and_librdkafka_members_in_one_group(member_app: JavaApp, node: Nod
                       dict(os.environ), stop_file=True)
 
     leave_then_kill(node.bootstrap, topic, group, PARTITIONS, start, SESSION_MS / 1000)
+
+
+def test_kafka_consumer_groups_tool_on_a_consumer_group(member_app: JavaApp, node: NodeProcess,
+                                                        tmp_path: Path) -> None:
+    """kafka-consumer-groups.sh describes a KIP-848 group as it does on Kafka 4.1: its
+    type in --list, members with their epochs and assignments, offsets and lag."""
+    from tests.compat.kafka_tools import CONSUMER_GROUPS, kafka_tools
+    from tests.integration.group_members import produce
+    from tests.integration.harness import wait_for
+
+    topic = _topic(node, "tool848")
+    group = f"g-{topic}"
+    produce(node.bootstrap, topic, 0, 120)
+    out = tmp_path / "java0.txt"
+    member = Member(member_app.argv(node.bootstrap, topic, group, str(out)), out,
+                    dict(os.environ), stop_file=True)
+    tools = kafka_tools(node.bootstrap)
+    try:
+        wait_for(lambda: len(member.read()) == 120, 60, "the member to read every record")
+        listed = tools.ok(CONSUMER_GROUPS, "--list", "--type")
+        assert any(line.split()[:2] == [group, "Consumer"] for line in listed.splitlines()
+                   if line.strip()), listed
+        members = tools.ok(CONSUMER_GROUPS, "--describe", "--group", group, "--members",
+                           "--verbose")
+        rows = [line.split() for line in members.splitlines() if line.startswith(group)]
+        # GROUP CONSUMER-ID HOST CLIENT-ID #PARTITIONS CURRENT-EPOCH CURRENT-ASSIGNMENT
+        # TARGET-EPOCH TARGET-ASSIGNMENT: one member, at epoch 1, with every partition.
+        assert len(rows) == 1, members
+        [row] = rows
+        every = f"{topic}:" + ",".join(map(str, range(PARTITIONS)))
+        assert (row[4], row[5], row[6], row[7], row[8]) == (
+            str(PARTITIONS), "1", every, "1", every), members
+        offsets = tools.ok(CONSUMER_GROUPS, "--describe", "--group", group)
+        lags = [line.split() for line in offsets.splitlines() if line.startswith(group)]
+        assert len(lags) == PARTITIONS and all(row[5] == "0" for row in lags), offsets
+        state = tools.ok(CONSUMER_GROUPS, "--describe", "--group", group, "--state")
+        assert "Stable" in state, state
+    finally:
+        member.leave()
