@@ -255,6 +255,7 @@ class Node:
             max_group_size=config["group.max.size"],
             offsets_retention_ms=config["offsets.retention.minutes"] * 60_000,
             topic_metadata=self._topic_metadata,
+            topic_names=lambda: self.image.topics.keys(),
             consumer_session_timeout_ms=config["group.consumer.session.timeout.ms"],
             consumer_heartbeat_interval_ms=config["group.consumer.heartbeat.interval.ms"],
         )

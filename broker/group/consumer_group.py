@@ -123,6 +123,9 @@ class ConsumerGroup:
     partition_epochs: dict[tuple[TopicId, int], int] = field(default_factory=dict)
     # instance id -> member id of static members
     static_members: dict[str, str] = field(default_factory=dict)
+    # regex -> the topics it matches now (subscriptions by SubscribedTopicRegex), resolved
+    # by the coordinator against the metadata at each heartbeat.
+    resolved_regex: dict[str, frozenset[str]] = field(default_factory=dict)
     # The subscribed topics the target assignment was computed from; recorded as a hash
     # (ConsumerGroupMetadataValue.MetadataHash) so a new coordinator sees the same.
     metadata_hash: int = 0
@@ -146,8 +149,19 @@ class ConsumerGroup:
     def is_empty(self) -> bool:
         return not self.members
 
+    def member_topics(self, member: ConsumerMember) -> frozenset[str]:
+        """The topics the member subscribes to: by name, and those its regex matches."""
+        names = frozenset(member.subscribed_topic_names)
+        if member.subscribed_topic_regex:
+            names |= self.resolved_regex.get(member.subscribed_topic_regex, frozenset())
+        return names
+
     def subscribed_topic_names(self) -> frozenset[str]:
-        return frozenset(n for m in self.members.values() for n in m.subscribed_topic_names)
+        return frozenset(n for m in self.members.values() for n in self.member_topics(m))
+
+    def regexes(self) -> frozenset[str]:
+        return frozenset(m.subscribed_topic_regex for m in self.members.values()
+                         if m.subscribed_topic_regex)
 
     def preferred_assignor(self, default: str) -> str:
         """The assignor most members ask for (ties: by name), else ``default``, as Kafka
@@ -229,7 +243,7 @@ def compute_target(
     members = {
         m.member_id: AssignorMember(
             m.member_id,
-            frozenset(topics[n].topic_id for n in m.subscribed_topic_names if n in topics),
+            frozenset(topics[n].topic_id for n in group.member_topics(m) if n in topics),
             group.target_of(m.member_id),
         )
         for m in group.members.values()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -50,6 +51,10 @@ log = logging.getLogger("odradek.group")
 
 # Looks up the named topics in the metadata: those that exist, by name.
 TopicLookup = Callable[[Iterable[str]], Mapping[str, TopicMetadata]]
+# The names of every topic in the metadata (what subscription regexes match against).
+TopicNames = Callable[[], Iterable[str]]
+# Of the given topic names, those the requesting principal may DESCRIBE.
+TopicFilter = Callable[[set[str]], set[str]]
 
 Partitions = Mapping[TopicId, frozenset[int]]
 
@@ -70,6 +75,8 @@ class Heartbeat:
     owned: Partitions | None = None
     client_id: str = ""
     client_host: str = ""
+    # Regex subscriptions match only topics the member may describe (Kafka's rule).
+    describable: TopicFilter | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +114,7 @@ class ConsumerMembership:
         clock: Clock,
         *,
         topics: TopicLookup,
+        topic_names: TopicNames,
         session_timeout_ms: int,
         heartbeat_interval_ms: int,
         log_prefix: str,
@@ -114,6 +122,7 @@ class ConsumerMembership:
         self._registry = registry
         self._clock = clock
         self._topics = topics
+        self._topic_names = topic_names
         self.session_timeout_ms = session_timeout_ms
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self._log_prefix = log_prefix
@@ -179,10 +188,13 @@ class ConsumerMembership:
         elif req.member_epoch < STATIC_LEAVE_EPOCH:
             raise invalid("MemberEpoch is invalid.")
         if req.subscribed_topic_regex:  # the empty regex (librdkafka sends it) is none
-            # Regex subscriptions (resolved against the topics by the coordinator) are
-            # not implemented: refuse them plainly rather than subscribe to nothing.
-            raise invalid("SubscribedTopicRegex is not supported by this broker; subscribe "
-                          "to topic names, or use group.protocol=classic.")
+            try:
+                re.compile(req.subscribed_topic_regex)
+            except re.error as e:
+                raise HeartbeatError(
+                    ErrorCode.invalid_regular_expression,
+                    f"SubscribedTopicRegex `{req.subscribed_topic_regex}` is not a valid "
+                    f"regular expression: {e}.") from e
         if req.server_assignor is not None and req.server_assignor not in ASSIGNORS:
             raise HeartbeatError(
                 ErrorCode.unsupported_assignor,
@@ -313,6 +325,9 @@ class ConsumerMembership:
             else member.server_assignor,
             subscribed_topic_names=tuple(req.subscribed_topic_names)
             if req.subscribed_topic_names is not None else member.subscribed_topic_names,
+            # "" (what librdkafka sends without a regex) clears it.
+            subscribed_topic_regex=(req.subscribed_topic_regex or None)
+            if req.subscribed_topic_regex is not None else member.subscribed_topic_regex,
             client_id=req.client_id,
             client_host=req.client_host,
         )
@@ -322,6 +337,12 @@ class ConsumerMembership:
         if before is not None and updated.subscription_key() != before.subscription_key():
             bump = True
         group.update_member(updated)
+        self._resolve_regexes(group, req.describable)
+        if joined:
+            log.debug("%s[group %s] member %s joins: topics %s, regex %s (matches %s)",
+                      self._log_prefix, group.group_id, updated.member_id,
+                      list(updated.subscribed_topic_names), updated.subscribed_topic_regex,
+                      sorted(group.member_topics(updated)))
         topics = self._topics(group.subscribed_topic_names())
         new_hash = metadata_hash(topics)
         if new_hash != group.metadata_hash:
@@ -363,6 +384,24 @@ class ConsumerMembership:
             assignment=reconciled.assigned if full or changed else None,
         )
         return self._write(group, records, result)
+
+    def _resolve_regexes(self, group: ConsumerGroup, describable: TopicFilter | None) -> None:
+        """The topics each regex of the group matches now (whole names, as Kafka's
+        matcher), less those the member heartbeating may not describe. A change of what
+        they match changes the subscribed topics' hash: the group rebalances."""
+        regexes = group.regexes()
+        if not regexes:
+            group.resolved_regex = {}
+            return
+        names = list(self._topic_names())
+        resolved: dict[str, frozenset[str]] = {}
+        for regex in regexes:
+            pattern = re.compile(regex)
+            matched = {n for n in names if pattern.fullmatch(n)}
+            if describable is not None and matched:
+                matched = describable(matched)
+            resolved[regex] = frozenset(matched)
+        group.resolved_regex = resolved
 
     def _update_target(self, group: ConsumerGroup, topics: Mapping[str, TopicMetadata],
                        records: list[Record]) -> None:

@@ -627,6 +627,8 @@ async def handle_consumer_group_heartbeat(node: GroupNode, ctx: RequestContext,
         owned=_partitions_of(req.topic_partitions),
         client_id=ctx.client_id or "",
         client_host=_client_host(ctx),
+        describable=lambda names: names - _denied_topics(node, ctx, AclOperation.DESCRIBE,
+                                                         names),
     ), ctx.api_version)
     assignment = None
     if r.assignment is not None:

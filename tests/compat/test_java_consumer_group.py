@@ -120,3 +120,34 @@ def test_kafka_consumer_groups_tool_on_a_consumer_group(member_app: JavaApp, nod
         assert "Stable" in state, state
     finally:
         member.leave()
+
+
+def test_java_regex_subscription(member_app: JavaApp, node: NodeProcess,
+                                 tmp_path: Path) -> None:
+    """subscribe(SubscriptionPattern): the broker resolves the regex; a matching topic
+    created later is read too, one that does not match is not."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from tests.integration.group_members import produce
+    from tests.integration.harness import wait_for
+
+    prefix = unique_name("jrx")
+    admin = AdminClient({"bootstrap.servers": node.bootstrap})
+    for f in admin.create_topics([NewTopic(f"{prefix}-a", 2, 1),
+                                  NewTopic(f"other-{prefix}", 2, 1)]).values():
+        f.result(30)
+    expected = produce(node.bootstrap, f"{prefix}-a", 0, 20)
+    produce(node.bootstrap, f"other-{prefix}", 0, 20)
+    out = tmp_path / "jrx.txt"
+    member = Member(member_app.argv(node.bootstrap, f"regex:{prefix}-.*", f"g-{prefix}",
+                                    str(out)), out, dict(os.environ), stop_file=True)
+    try:
+        wait_for(lambda: {v for _, _, v in member.read()} >= expected, 60,
+                 f"the records of {prefix}-a")
+        admin.create_topics([NewTopic(f"{prefix}-b", 1, 1)])[f"{prefix}-b"].result(30)
+        expected |= produce(node.bootstrap, f"{prefix}-b", 100, 10)
+        wait_for(lambda: {v for _, _, v in member.read()} >= expected, 90,
+                 f"the records of {prefix}-b, created later")
+        assert {v for _, _, v in member.read()} == expected  # nothing of other-*
+    finally:
+        member.leave()

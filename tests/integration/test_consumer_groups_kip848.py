@@ -180,3 +180,42 @@ def test_group_survives_coordinator_failover(tmp_path: Path) -> None:
         for m in members:
             m.kill()
         cluster.kill_all()
+
+
+def test_regex_subscription_is_resolved_by_the_coordinator(kip848_node: NodeProcess) -> None:
+    """librdkafka sends a ``^regex`` subscription as SubscribedTopicRegex: the coordinator
+    matches it against the topics (whole names), and a topic created later that matches
+    is assigned and read; a topic that does not match is not."""
+    node = kip848_node
+    prefix = unique_name("rx")
+    admin = AdminClient({"bootstrap.servers": node.bootstrap})
+    for f in admin.create_topics([NewTopic(f"{prefix}-a", 2, 1),
+                                  NewTopic(f"other-{prefix}", 2, 1)]).values():
+        f.result(30)
+    expected = produce(node.bootstrap, f"{prefix}-a", 0, 20)
+    produce(node.bootstrap, f"other-{prefix}", 0, 20)
+    c = Consumer({"bootstrap.servers": node.bootstrap, "group.id": f"g-{prefix}",
+                  "group.protocol": "consumer", "auto.offset.reset": "earliest",
+                  "topic.metadata.refresh.interval.ms": 1000})
+    c.subscribe([f"^{prefix}-.*"])
+    got: set[str] = set()
+    topics: set[str] = set()
+
+    def read_all() -> bool:
+        m = c.poll(0.2)
+        if m is not None and not m.error():
+            got.add(m.value().decode())
+            topics.add(m.topic())
+        return got >= expected
+
+    try:
+        wait_for(read_all, 60, f"the records of {prefix}-a", interval=0)
+        admin.create_topics([NewTopic(f"{prefix}-b", 1, 1)])[f"{prefix}-b"].result(30)
+        expected |= produce(node.bootstrap, f"{prefix}-b", 100, 10)
+        wait_for(read_all, 60, f"the records of {prefix}-b, created later", interval=0)
+        assert topics == {f"{prefix}-a", f"{prefix}-b"}
+        desc = admin.describe_consumer_groups([f"g-{prefix}"])[f"g-{prefix}"].result(30)
+        [member] = desc.members
+        assert {tp.topic for tp in member.assignment.topic_partitions} == topics
+    finally:
+        c.close()

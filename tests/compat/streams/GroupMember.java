@@ -15,13 +15,15 @@ import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
+import org.apache.kafka.clients.consumer.SubscriptionPattern;
 import org.apache.kafka.common.KafkaException;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.serialization.StringDeserializer;
 
 /**
  * One member of a consumer group on the KIP-848 protocol (group.protocol=consumer), for
- * tests/compat/test_java_consumer_group.py. Args: bootstrap topic group outPath. Writes
+ * tests/compat/test_java_consumer_group.py. Args: bootstrap topic group outPath, where
+ * topic "regex:R" subscribes to the broker-side regex R (SubscriptionPattern). Writes
  * what it reads to outPath ("partition offset value" lines), then commits it
  * synchronously (outPath.commits); its assignment changes to outPath.events and its
  * assignment to outPath.assigned. Leaves the group cleanly once outPath.stop exists.
@@ -41,7 +43,7 @@ public class GroupMember {
              PrintWriter read = new PrintWriter(new FileWriter(out, true), true);
              PrintWriter commits = new PrintWriter(new FileWriter(out + ".commits", true), true);
              KafkaConsumer<String, String> consumer = new KafkaConsumer<>(props)) {
-            consumer.subscribe(List.of(topic), new ConsumerRebalanceListener() {
+            ConsumerRebalanceListener listener = new ConsumerRebalanceListener() {
                 public void onPartitionsAssigned(Collection<TopicPartition> ps) {
                     events.println("assign " + names(ps));
                 }
@@ -51,7 +53,12 @@ public class GroupMember {
                 public void onPartitionsLost(Collection<TopicPartition> ps) {
                     events.println("lost " + names(ps));
                 }
-            });
+            };
+            if (topic.startsWith("regex:")) {
+                consumer.subscribe(new SubscriptionPattern(topic.substring(6)), listener);
+            } else {
+                consumer.subscribe(List.of(topic), listener);
+            }
             while (!Files.exists(Path.of(out + ".stop"))) {
                 for (ConsumerRecord<String, String> r : consumer.poll(Duration.ofMillis(200))) {
                     read.println(r.partition() + " " + r.offset() + " " + r.value());

@@ -6,13 +6,13 @@ classic protocol, offsets and the admin APIs see consumer groups."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from kio.schema.errors import ErrorCode
 
 from odradek.broker.group.clock import ManualClock
 from odradek.broker.group.consumer_group import TopicMetadata
-from odradek.broker.group.consumer_membership import Heartbeat, HeartbeatResult
+from odradek.broker.group.consumer_membership import Heartbeat, HeartbeatResult, Partitions
 from odradek.broker.group.coordinator import GroupCoordinator
 from odradek.broker.group.log import InMemoryGroupLog
 from odradek.broker.group.offsets import OffsetCommitEntry
@@ -27,6 +27,10 @@ def lookup(names: Iterable[str]) -> Mapping[str, TopicMetadata]:
     return {n: TOPICS[n] for n in names if n in TOPICS}
 
 
+def all_names() -> Iterable[str]:
+    return TOPICS.keys()
+
+
 class Cluster:
     def __init__(self) -> None:
         self.log = InMemoryGroupLog()
@@ -35,7 +39,8 @@ class Cluster:
 
     def new_coordinator(self) -> GroupCoordinator:
         return GroupCoordinator(self.log, partition_exists=lambda t, p: t == "t" and p < 6,
-                                topic_metadata=lookup, clock=self.clock)
+                                topic_metadata=lookup, topic_names=all_names,
+                                clock=self.clock)
 
     async def start(self) -> None:
         await self.coord.load_partition(self.coord.partition_for(GROUP))
@@ -261,3 +266,40 @@ async def test_deleting_an_empty_consumer_group_survives_failover() -> None:
     await c.start()
     assert c.coord.admin.list_groups() == []
     assert c.coord.offsets.fetch_offsets(GROUP, [("t", 1)])[1] == [(("t", 1), None)]
+
+
+async def test_regex_subscriptions_follow_the_topics() -> None:
+    c = Cluster()
+    await c.start()
+    ev_a, ev_b, ev_c = uuid.UUID(int=21), uuid.UUID(int=22), uuid.UUID(int=23)
+    TOPICS.update({"ev-a": TopicMetadata(ev_a, "ev-a", 2),
+                   "ev-b": TopicMetadata(ev_b, "ev-b", 1)})
+    try:
+        def beat(epoch: int, regex: str | None, owned: Partitions | None = None,
+                 describable: Callable[[set[str]], set[str]] | None = None
+                 ) -> Awaitable[HeartbeatResult]:
+            return c.coord.consumer.heartbeat(Heartbeat(
+                GROUP, "r", epoch, rebalance_timeout_ms=30_000 if epoch == 0 else -1,
+                subscribed_topic_regex=regex, owned=owned if epoch else {},
+                describable=describable), 1)
+
+        bad = await beat(0, "ev-(")
+        assert bad.error is ErrorCode.invalid_regular_expression
+        # Whole names match: "ev-.*" takes ev-a and ev-b, not "t".
+        r = await beat(0, "ev-.*")
+        assert r.assignment == {ev_a: frozenset({0, 1}), ev_b: frozenset({0})}
+        owned = dict(r.assignment)
+        # A topic created later that the regex matches joins the assignment.
+        TOPICS["ev-c"] = TopicMetadata(ev_c, "ev-c", 1)
+        r2 = await beat(r.member_epoch, None, owned)
+        assert r2.member_epoch == r.member_epoch + 1
+        assert r2.assignment is not None and r2.assignment[ev_c] == frozenset({0})
+        # Only topics the member may describe are matched.
+        r3 = await beat(r2.member_epoch, None, dict(r2.assignment),
+                        describable=lambda names: names - {"ev-b"})
+        assert r3.assignment is not None and ev_b not in r3.assignment
+        view = c.coord.admin.describe_consumer_group(GROUP)[2]
+        assert view is not None and view.members[0][0].subscribed_topic_regex == "ev-.*"
+    finally:
+        for name in ("ev-a", "ev-b", "ev-c"):
+            TOPICS.pop(name, None)
