@@ -16,6 +16,7 @@ reconciliation's job (reconciliation.py), not the assignor's.
 
 from __future__ import annotations
 
+import bisect
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -101,17 +102,27 @@ class UniformAssignor:
         """Move partitions from the most to the least loaded member able to take them
         until no move narrows the gap; each move lowers the sum of squared loads, so
         this ends, and it moves nothing that balance does not need."""
+        rank = {m: i for i, m in enumerate(order)}
+        subscribers: dict[TopicId, list[str]] = {}
+        for m in order:
+            for topic in members[m].subscribed:
+                subscribers.setdefault(topic, []).append(m)
+        owned: dict[str, list[tuple[TopicId, int]]] = {m: [] for m in order}
+        for tp, m in sorted(owner.items()):
+            owned[m].append(tp)
         while True:
             moved = False
-            for giver in sorted(order, key=lambda m: (-load[m], order.index(m))):
+            for giver in sorted(order, key=lambda m: (-load[m], rank[m])):
                 # Highest-numbered partitions move first: what stays is contiguous-ish.
-                for tp in sorted((tp for tp, m in owner.items() if m == giver), reverse=True):
-                    takers = [m for m in order
-                              if tp[0] in members[m].subscribed and load[m] + 1 < load[giver]]
+                for tp in reversed(owned[giver]):
+                    takers = [m for m in subscribers.get(tp[0], ())
+                              if load[m] + 1 < load[giver]]
                     if not takers:
                         continue
-                    taker = min(takers, key=lambda m: (load[m], order.index(m)))
+                    taker = min(takers, key=lambda m: (load[m], rank[m]))
                     owner[tp] = taker
+                    owned[giver].remove(tp)
+                    bisect.insort(owned[taker], tp)
                     load[giver] -= 1
                     load[taker] += 1
                     moved = True
