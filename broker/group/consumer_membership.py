@@ -361,7 +361,9 @@ class ConsumerMembership:
                                    group.target_of(updated.member_id),
                                    group.current_partition_epoch, req.owned)
         except FencedMemberEpoch as e:
-            raise HeartbeatError(ErrorCode.fenced_member_epoch, str(e)) from e
+            # What changed before this point (the member's settings, the group epoch, the
+            # target) stands: write it, and tell the member to rejoin.
+            return self._write(group, records, _failed(ErrorCode.fenced_member_epoch, str(e)))
         group.update_member(reconciled)
         if before is None or before.assignment_key() != reconciled.assignment_key():
             records.append(_current_assignment_record(group.group_id, reconciled))

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from kio.schema.errors import ErrorCode
 
 from odradek.broker.group import consumer_protocol
+from odradek.broker.group import consumer_records as cr
 from odradek.broker.group.clock import Clock, TimerHandle
 from odradek.broker.group.consumer_group import ConsumerGroup
 from odradek.broker.group.group import ClassicGroup, CommittedOffset, GroupState, TopicPartition
@@ -490,6 +491,19 @@ class OffsetStore:
                 group.transition(DEAD, now)
                 self._registry.discard(group)
                 records.append((group_key(group.group_id), None))
+        for cgroup in self._registry.consumer_groups():
+            partition = self._registry.partition_for(cgroup.group_id)
+            holder = self._registry.get(cgroup.group_id)
+            if cgroup.members or not self._registry.owns(partition) or (
+                    holder is not None and not holder.is_(DEAD) and (
+                        holder.offsets or holder.pending_commits
+                        or holder.pending_txn_offsets)):
+                continue
+            # An empty consumer group without offsets left goes, as in Kafka.
+            self._registry.discard_consumer_group(cgroup)
+            by_partition.setdefault(partition, []).extend([
+                (cr.key(cr.TARGET_ASSIGNMENT_METADATA, cgroup.group_id), None),
+                (cr.key(cr.GROUP_METADATA, cgroup.group_id), None)])
         for partition, records in by_partition.items():
             if records:
                 # Best effort: the cache is already clean; tombstones that fail to land

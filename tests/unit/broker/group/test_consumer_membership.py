@@ -303,3 +303,21 @@ async def test_regex_subscriptions_follow_the_topics() -> None:
     finally:
         for name in ("ev-a", "ev-b", "ev-c"):
             TOPICS.pop(name, None)
+
+
+async def test_an_empty_consumer_group_goes_once_its_offsets_expire() -> None:
+    c = Cluster()
+    await c.start()
+    await c.beat("a", 0)
+    await c.coord.offsets.commit_offsets(GROUP, {("t", 1): OffsetCommitEntry(3)},
+                                         generation_id=1, member_id="a")
+    assert await c.coord.offsets.expire_offsets() == 0  # a member: offsets stay
+    await c.beat("a", -1, None)
+    c.clock.advance(7 * 24 * 3600 * 1000)
+    assert await c.coord.offsets.expire_offsets() == 1
+    assert c.coord.admin.list_groups() == []
+    await c.coord.settle()
+    c.coord.unload_partition(c.coord.partition_for(GROUP))
+    c.coord = c.new_coordinator()
+    await c.start()
+    assert c.coord.admin.list_groups() == []
