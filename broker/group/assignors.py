@@ -9,6 +9,8 @@ reconciliation's job (reconciliation.py), not the assignor's.
 * ``uniform`` spreads every member's subscribed partitions as evenly as the subscriptions
   allow and is sticky: a member keeps what it had as long as that stays balanced, so a
   member leaving moves only its own partitions, and one joining takes only its share.
+  When all members subscribe to the same topics it lays partitions out as Kafka 4.1's
+  UniformAssignor does (tests/compat/test_kafka_assignors.py compares them).
 * ``range`` gives each member a contiguous range of every topic it subscribes to, the
   first ``partitions % members`` members (by member id) one partition more; members that
   share subscriptions get the same partition numbers of each topic (co-partitioning).
@@ -61,6 +63,63 @@ class UniformAssignor:
     def assign(
         self, members: Mapping[str, AssignorMember], partitions: Mapping[TopicId, int]
     ) -> dict[str, dict[TopicId, frozenset[int]]]:
+        if len({m.subscribed for m in members.values()}) == 1:
+            return self._assign_homogeneous(members, partitions)
+        return self._assign_heterogeneous(members, partitions)
+
+    @staticmethod
+    def _assign_homogeneous(
+        members: Mapping[str, AssignorMember], partitions: Mapping[TopicId, int]
+    ) -> dict[str, dict[TopicId, frozenset[int]]]:
+        """Every member subscribes to the same topics: Kafka's layout. Each member gets
+        ``partitions // members``, and ``partitions % members`` of them one more: first
+        those that had more than that already (in member order), then the last members.
+        A member keeps the lowest of its partitions up to its quota; the rest, in
+        (topic, partition) order, fill the members in member order. So a fresh group gets
+        contiguous ranges, and a member joining or leaving moves only what it must."""
+        order = sorted(members)
+        topics = next(iter(members.values())).subscribed
+        every = [(t, p) for t in sorted(topics) if t in partitions
+                 for p in range(partitions[t])]
+        quota, extra = divmod(len(every), len(order))
+        valid = set(every)
+        taken: set[tuple[TopicId, int]] = set()
+        kept: dict[str, list[tuple[TopicId, int]]] = {}
+        for m in order:
+            mine = sorted(tp for t, ps in members[m].current.items() for tp in
+                          ((t, p) for p in ps) if tp in valid and tp not in taken)
+            kept[m] = mine
+            taken.update(mine)
+        quotas = {}
+        for m in order:
+            if len(kept[m]) > quota and extra:
+                quotas[m] = quota + 1
+                extra -= 1
+            else:
+                quotas[m] = quota
+        for m in reversed(order):
+            if not extra:
+                break
+            if quotas[m] == quota:
+                quotas[m] = quota + 1
+                extra -= 1
+        for m in order:
+            kept[m] = kept[m][:quotas[m]]
+        free = iter(sorted(valid - {tp for m in order for tp in kept[m]}))
+        out: dict[str, dict[TopicId, set[int]]] = {}
+        for m in order:
+            mine = kept[m]
+            while len(mine) < quotas[m]:
+                mine.append(next(free))
+            for t, p in mine:
+                out.setdefault(m, {}).setdefault(t, set()).add(p)
+        return {m: _frozen(out.get(m, {})) for m in order}
+
+    def _assign_heterogeneous(
+        self, members: Mapping[str, AssignorMember], partitions: Mapping[TopicId, int]
+    ) -> dict[str, dict[TopicId, frozenset[int]]]:
+        """Members subscribe to different topics: balanced as far as the subscriptions
+        allow, and sticky."""
         order = sorted(members)
         owner: dict[tuple[TopicId, int], str] = {}
         load = dict.fromkeys(order, 0)

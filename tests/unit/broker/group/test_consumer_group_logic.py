@@ -71,6 +71,29 @@ def test_uniform_is_sticky_when_a_member_joins_or_leaves() -> None:
     assert len(four["d"][T1]) == 3
 
 
+def test_uniform_gives_kafkas_layout_when_subscriptions_are_the_same() -> None:
+    """Results of Kafka 4.1.1's UniformAssignor on the same cases (compared on many more
+    in tests/compat/test_kafka_assignors.py)."""
+    def run(current: dict[str, set[int]], n: int) -> dict[str, set[int]]:
+        specs = {m: AssignorMember(m, frozenset({T1}), {T1: frozenset(ps)} if ps else {})
+                 for m, ps in current.items()}
+        return {m: set(a.get(T1, ())) for m, a in UniformAssignor().assign(specs,
+                                                                         {T1: n}).items()}
+
+    # Fresh: contiguous ranges, the extra partitions to the last members.
+    assert run({"a": set(), "b": set(), "c": set()}, 7) == {
+        "a": {0, 1}, "b": {2, 3}, "c": {4, 5, 6}}
+    # d joins: each keeps its lowest three, d gets what they give up.
+    assert run({"a": {0, 1, 2, 3}, "b": {4, 5, 6, 7}, "c": {8, 9, 10, 11}, "d": set()},
+               12) == {"a": {0, 1, 2}, "b": {4, 5, 6}, "c": {8, 9, 10}, "d": {3, 7, 11}}
+    # The extra partitions stay with members that had more, then go to the last ones.
+    assert run({"a": {0, 1, 2, 3, 4}, "b": set(), "c": set()}, 5) == {
+        "a": {0, 1}, "b": {2}, "c": {3, 4}}
+    # c leaves: its partitions fill a, then b.
+    assert run({"a": {0, 1, 2, 3}, "b": {4, 5, 6, 7}}, 12) == {
+        "a": {0, 1, 2, 3, 8, 9}, "b": {4, 5, 6, 7, 10, 11}}
+
+
 def test_uniform_respects_heterogeneous_subscriptions() -> None:
     specs = {"a": AssignorMember("a", frozenset({T1})),
              "b": AssignorMember("b", frozenset({T1, T2}))}
