@@ -191,11 +191,17 @@ class GroupAdmin:
     # --- views for metrics and tools -------------------------------------------------------
 
     def group_state(self, group_id: str) -> str | None:
+        cgroup = self._registry.consumer_group(group_id)
+        if cgroup is not None:
+            return cgroup.state.value
         group = self._registry.get(group_id)
         return None if group is None else group.state.value
 
     def group_states(self) -> dict[str, str]:
-        return {g.group_id: g.state.value for g in self._registry.groups() if not g.is_(DEAD)}
+        states = {g.group_id: g.state.value for g in self._registry.groups() if not g.is_(DEAD)}
+        states.update({g.group_id: g.state.value for g in self._registry.consumer_groups()
+                       if not g.dead})
+        return states
 
     def group(self, group_id: str) -> ClassicGroup | None:
         """The live group object (read-only use: tests, diagnostics)."""

@@ -321,3 +321,29 @@ async def test_an_empty_consumer_group_goes_once_its_offsets_expire() -> None:
     c.coord = c.new_coordinator()
     await c.start()
     assert c.coord.admin.list_groups() == []
+
+
+async def test_an_empty_classic_group_becomes_a_consumer_group_keeping_its_offsets() -> None:
+    from odradek.broker.group import records
+
+    c = Cluster()
+    p = c.coord.partition_for(GROUP)
+    c.log.put(p, records.offset_key(GROUP, "t", 2), records.encode_offset_value(
+        records.OffsetValue(40, -1, "", 1)))
+    c.log.put(p, records.group_key(GROUP), records.encode_group_value(
+        records.GroupValue("consumer", 3, None, None, 1, ())))
+    await c.start()
+    assert [(g.group_type, g.state) for g in c.coord.admin.list_groups()] == [
+        ("classic", "Empty")]
+    r = await c.beat("a", 0)
+    assert r.error is ErrorCode.none
+    assert [(g.group_type, g.state) for g in c.coord.admin.list_groups()] == [
+        ("consumer", "Stable")]
+    await c.coord.settle()
+    assert (records.group_key(GROUP), None) in c.log.records(p)  # the classic group went
+    c.coord.unload_partition(p)
+    c.coord = c.new_coordinator()
+    await c.start()
+    assert [g.group_type for g in c.coord.admin.list_groups()] == ["consumer"]
+    err, got = c.coord.offsets.fetch_offsets(GROUP, [("t", 2)], "a", 1)
+    assert err is ErrorCode.none and got[0][1] is not None and got[0][1].offset == 40
