@@ -518,6 +518,9 @@ KEYS: tuple[Key, ...] = (
         "is removed and its partitions go to the others.", ">= 1"),
     Key("group.consumer.heartbeat.interval.ms", _int(1), 5_000,
         "Consumer group protocol (KIP-848): how often members are told to heartbeat.", ">= 1"),
+    Key("group.consumer.max.size", _int(1), 2**31 - 1,
+        "Consumer group protocol (KIP-848): most members one group may have; more are "
+        "refused with GROUP_MAX_SIZE_REACHED.", ">= 1"),
     Key("log.level", _log_level, "INFO", "Log level.", "DEBUG, INFO, WARNING, ERROR"),
 )
 KEYS_BY_NAME: Mapping[str, Key] = {k.name: k for k in KEYS}

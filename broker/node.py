@@ -258,6 +258,7 @@ class Node:
             topic_names=lambda: self.image.topics.keys(),
             consumer_session_timeout_ms=config["group.consumer.session.timeout.ms"],
             consumer_heartbeat_interval_ms=config["group.consumer.heartbeat.interval.ms"],
+            consumer_max_size=config["group.consumer.max.size"],
         )
         self.marker_writer = MarkerWriter(self, self.replicas, self.groups)
         self.marker_sender = BrokerMarkerSender(self, self.marker_writer)

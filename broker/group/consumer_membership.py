@@ -118,6 +118,7 @@ class ConsumerMembership:
         session_timeout_ms: int,
         heartbeat_interval_ms: int,
         log_prefix: str,
+        max_size: int = 2**31 - 1,
     ) -> None:
         self._registry = registry
         self._clock = clock
@@ -125,6 +126,7 @@ class ConsumerMembership:
         self._topic_names = topic_names
         self.session_timeout_ms = session_timeout_ms
         self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.max_size = max_size
         self._log_prefix = log_prefix
         # (group id, member id) -> timer
         self._session_timers: dict[tuple[str, str], TimerHandle] = {}
@@ -311,6 +313,11 @@ class ConsumerMembership:
         group = self._group_for(req, records)
         try:
             member, before, joined = self._member_for(group, req, records)
+            if joined and len(group.members) >= self.max_size:
+                raise HeartbeatError(
+                    ErrorCode.group_max_size_reached,
+                    f"The consumer group has reached its maximum capacity of "
+                    f"{self.max_size} members (group.consumer.max.size).")
         except HeartbeatError:
             if group.group_epoch == 0 and not group.members:
                 self._registry.discard_consumer_group(group)  # never written

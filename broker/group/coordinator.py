@@ -69,6 +69,7 @@ class GroupCoordinator:
         topic_names: Callable[[], Iterable[str]] | None = None,
         consumer_session_timeout_ms: int = 45_000,
         consumer_heartbeat_interval_ms: int = 5_000,
+        consumer_max_size: int = 2**31 - 1,
         initial_rebalance_delay_ms: int = 3000,
         min_session_timeout_ms: int = 6000,
         max_session_timeout_ms: int = 1_800_000,
@@ -111,6 +112,7 @@ class GroupCoordinator:
             topic_names=topic_names or (lambda: ()),
             session_timeout_ms=consumer_session_timeout_ms,
             heartbeat_interval_ms=consumer_heartbeat_interval_ms,
+            max_size=consumer_max_size,
             log_prefix=prefix,
         )
         self.admin = GroupAdmin(self._registry, self.membership, self.consumer, clock)

@@ -347,3 +347,16 @@ async def test_an_empty_classic_group_becomes_a_consumer_group_keeping_its_offse
     assert [g.group_type for g in c.coord.admin.list_groups()] == ["consumer"]
     err, got = c.coord.offsets.fetch_offsets(GROUP, [("t", 2)], "a", 1)
     assert err is ErrorCode.none and got[0][1] is not None and got[0][1].offset == 40
+
+
+async def test_group_consumer_max_size() -> None:
+    c = Cluster()
+    c.coord = GroupCoordinator(c.log, partition_exists=lambda t, p: True,
+                               topic_metadata=lookup, topic_names=all_names, clock=c.clock,
+                               consumer_max_size=2)
+    await c.start()
+    assert (await c.beat("a", 0)).error is ErrorCode.none
+    assert (await c.beat("b", 0)).error is ErrorCode.none
+    full = await c.beat("c", 0)
+    assert full.error is ErrorCode.group_max_size_reached
+    assert (await c.beat("a", 0)).error is ErrorCode.none  # a member rejoining is fine
