@@ -76,6 +76,24 @@ def consumer_commit_error(group: ConsumerGroup, member_id: str, member_epoch: in
     return None
 
 
+def consumer_txn_commit_error(group: ConsumerGroup, member_id: str,
+                              instance_id: str | None, member_epoch: int) -> ErrorCode | None:
+    """TxnOffsetCommit to a consumer group (KIP-848), as Kafka checks it: without member id,
+    epoch and instance id (before v3, or a producer not tied to the group) it is taken;
+    else the member must exist and commit at its epoch. The producer does not know
+    STALE_MEMBER_EPOCH, so a stale epoch is ILLEGAL_GENERATION here, as in Kafka."""
+    if member_epoch < 0 and not member_id and instance_id is None:
+        return None
+    if member_epoch < 0 and not group.members:
+        return None
+    member = group.members.get(member_id)
+    if member is None:
+        return ErrorCode.unknown_member_id
+    if member_epoch != member.member_epoch:
+        return ErrorCode.illegal_generation
+    return None
+
+
 class OffsetStore:
     def __init__(
         self,
@@ -165,10 +183,18 @@ class OffsetStore:
         result, valid = self._known_partitions(offsets)
         if not valid:
             return result
+        consumer = self._registry.consumer_group(group_id) \
+            if self._registry.status(group_id, TXN_OFFSET_COMMIT) is None else None
+        if consumer is not None:
+            err = consumer_txn_commit_error(consumer, member_id, group_instance_id,
+                                            generation_id)
+            if err is not None:
+                return self._fail(result, valid, err)
+            generation_id = -1  # checked; the offsets holder is a plain (simple) group
         group, created, err = self._group_for_commit(
             group_id, TXN_OFFSET_COMMIT, generation_id, ErrorCode.illegal_generation
         )
-        if err is None and group is not None:
+        if err is None and group is not None and consumer is None:
             err = group.validate_offset_commit(
                 member_id, group_instance_id, generation_id, transactional=True
             )

@@ -360,3 +360,23 @@ async def test_group_consumer_max_size() -> None:
     full = await c.beat("c", 0)
     assert full.error is ErrorCode.group_max_size_reached
     assert (await c.beat("a", 0)).error is ErrorCode.none  # a member rejoining is fine
+
+
+async def test_transactional_commits_check_the_member_epoch() -> None:
+    c = Cluster()
+    await c.start()
+    await c.beat("a", 0)
+    commit = {("t", 0): OffsetCommitEntry(9)}
+
+    async def txn(member: str, epoch: int) -> ErrorCode:
+        got = await c.coord.offsets.commit_transactional_offsets(
+            GROUP, commit, producer_id=5, producer_epoch=0, generation_id=epoch,
+            member_id=member)
+        return got[("t", 0)]
+
+    assert await txn("a", 0) is ErrorCode.illegal_generation
+    assert await txn("x", 1) is ErrorCode.unknown_member_id
+    assert await txn("", -1) is ErrorCode.none  # a producer not tied to the group
+    assert await txn("a", 1) is ErrorCode.none
+    c.coord.on_transaction_completed(c.coord.partition_for(GROUP), 5, True)
+    assert c.coord.offsets.fetch_offsets(GROUP, [("t", 0)])[1][0][1].offset == 9  # type: ignore[union-attr]
