@@ -5,9 +5,12 @@ classic protocol, offsets and the admin APIs see consumer groups."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from kio.schema.errors import ErrorCode
 
 from odradek.broker.group.clock import ManualClock
@@ -380,3 +383,78 @@ async def test_transactional_commits_check_the_member_epoch() -> None:
     assert await txn("a", 1) is ErrorCode.none
     c.coord.on_transaction_completed(c.coord.partition_for(GROUP), 5, True)
     assert c.coord.offsets.fetch_offsets(GROUP, [("t", 0)])[1][0][1].offset == 9  # type: ignore[union-attr]
+
+
+def _state(c: Cluster) -> object:
+    view = c.coord.admin.describe_consumer_group(GROUP)[2]
+    if view is None:
+        return None
+    return (view.state, view.group_epoch, view.assignment_epoch,
+            sorted((m.member_id, m.member_epoch, m.previous_member_epoch, m.state,
+                    dict(m.assigned), dict(m.pending_revocation), m.subscribed_topic_names,
+                    tuple(sorted(t.items()))) for m, t in view.members))
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.sampled_from(["join", "join", "beat", "beat", "leave", "reload"]),
+                          st.integers(0, 3)), max_size=30))
+def test_model_clients_never_share_a_partition_and_a_reload_changes_nothing(
+        ops: list[tuple[str, int]]) -> None:
+    """Clients that do what the answers say (take the assignment, revoke the rest, rejoin
+    when fenced) never own one partition at once; a new coordinator replaying the log
+    after any step has the same group; and heartbeats alone bring the group to Stable
+    with every partition owned."""
+
+    async def run() -> None:
+        c = Cluster()
+        await c.start()
+        owned: dict[str, set[int]] = {}
+        epochs: dict[str, int] = {}
+
+        async def beat(m: str) -> None:
+            epoch = epochs.get(m, 0)
+            r = await c.beat(m, epoch, owned[m] if epoch else ())
+            if r.error is not ErrorCode.none:
+                owned[m], epochs[m] = set(), 0  # fenced or unknown: drop all, rejoin
+                return
+            epochs[m] = r.member_epoch
+            if r.assignment is not None:
+                owned[m] = set(r.assignment.get(T, frozenset()))
+
+        def check() -> None:
+            seen: set[int] = set()
+            for ps in owned.values():
+                assert not seen & ps, owned
+                seen |= ps
+
+        for op, i in ops:
+            m = f"m{i}"
+            if op == "join" and m not in owned:
+                owned[m] = set()
+                await beat(m)
+            elif op == "beat" and m in owned:
+                await beat(m)
+            elif op == "leave" and m in owned:
+                r = await c.beat(m, -1, None)
+                assert r.error is ErrorCode.none
+                del owned[m]
+                epochs.pop(m, None)
+            elif op == "reload":
+                await c.coord.settle()
+                before = _state(c)
+                c.coord.unload_partition(c.coord.partition_for(GROUP))
+                c.coord = c.new_coordinator()
+                await c.start()
+                assert _state(c) == before
+            check()
+        for _ in range(4 * len(owned) + 2):
+            for m in sorted(owned):
+                await beat(m)
+                check()
+        if owned:
+            assert _state(c) is not None
+            view = c.coord.admin.describe_consumer_group(GROUP)[2]
+            assert view is not None and view.state == "Stable"
+            assert sorted(p for ps in owned.values() for p in ps) == list(range(6))
+
+    asyncio.run(run())
