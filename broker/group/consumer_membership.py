@@ -267,9 +267,9 @@ class ConsumerMembership:
                     f"join the group because the instance id is owned by "
                     f"{existing.member_id} member.")
             # The instance came back under a new member id: it takes over the old
-            # member's assignment, so the group need not rebalance.
-            self._remove(group, existing, records, bump=False)
+            # member's assignment and target, so the group need not rebalance.
             target = group.target.get(existing.member_id)
+            self._remove(group, existing, records, bump=False)
             replaced = existing.replace(member_id=member_id, member_epoch=0,
                                         previous_member_epoch=0, state=MemberState.STABLE)
 

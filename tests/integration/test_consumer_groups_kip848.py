@@ -219,3 +219,58 @@ def test_regex_subscription_is_resolved_by_the_coordinator(kip848_node: NodeProc
         assert {tp.topic for tp in member.assignment.topic_partitions} == topics
     finally:
         c.close()
+
+
+def test_static_member_restart_keeps_its_partitions(kip848_node: NodeProcess) -> None:
+    """A static member (group.instance.id) closed and started again takes its partitions
+    back under its new member id, and the other member is not disturbed."""
+    node = kip848_node
+    topic = unique_name("kip848s")
+    group = f"g-{topic}"
+    admin = AdminClient({"bootstrap.servers": node.bootstrap})
+    admin.create_topics([NewTopic(topic, 4, 1)])[topic].result(30)
+    events: dict[str, list[str]] = {"i1": [], "i2": []}
+
+    def member(instance: str) -> Consumer:
+        c = Consumer({"bootstrap.servers": node.bootstrap, "group.id": group,
+                      "group.protocol": "consumer", "group.instance.id": instance})
+        c.subscribe([topic],
+                    on_assign=lambda _, ps: events[instance].append(f"assign {len(ps)}"),
+                    on_revoke=lambda _, ps: events[instance].append(f"revoke {len(ps)}"),
+                    on_lost=lambda _, ps: events[instance].append(f"lost {len(ps)}"))
+        return c
+
+    def assigned(c: Consumer) -> set[int]:
+        return {tp.partition for tp in c.assignment()}
+
+    first, other = member("i1"), member("i2")
+    again: Consumer | None = None
+    try:
+        def balanced() -> bool:
+            first.poll(0.1)
+            other.poll(0.1)
+            return len(assigned(first)) == 2 and len(assigned(other)) == 2
+
+        wait_for(balanced, 60, "two static members with two partitions each", interval=0)
+        mine, theirs = assigned(first), assigned(other)
+        mark = len(events["i2"])
+        first.close()
+        again = member("i1")
+
+        def back() -> bool:
+            assert again is not None
+            again.poll(0.1)
+            other.poll(0.1)
+            return assigned(again) == mine
+
+        wait_for(back, 30, "the restarted instance to get its partitions back", interval=0)
+        for _ in range(20):
+            other.poll(0.1)
+        assert assigned(other) == theirs
+        assert events["i2"][mark:] == [], events["i2"]
+        desc = admin.describe_consumer_groups([group])[group].result(30)
+        assert sorted(m.group_instance_id for m in desc.members) == ["i1", "i2"]
+    finally:
+        for c in (again, other):
+            if c is not None:
+                c.close()

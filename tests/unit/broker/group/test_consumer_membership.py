@@ -176,9 +176,17 @@ async def test_static_member_leaves_temporarily_and_comes_back_with_its_partitio
     await c.start()
     a = await c.beat("a", 0, instance="i1")
     assert parts(a) == set(range(6))
+    epoch = c.coord.admin.describe_consumer_group(GROUP)[2].group_epoch  # type: ignore[union-attr]
     out = await c.beat("a", -2, None, instance="i1")
     assert out.member_epoch == -2
-    assert (await c.beat("a2", 0, instance="i1")).error is ErrorCode.none
+    # The instance comes back under a new member id with its partitions, no rebalance.
+    again = await c.beat("a2", 0, instance="i1")
+    assert again.error is ErrorCode.none and parts(again) == set(range(6))
+    view = c.coord.admin.describe_consumer_group(GROUP)[2]
+    assert view is not None and view.group_epoch == epoch
+    assert [m.member_id for m, _ in view.members] == ["a2"]
+    assert (await c.beat("a2", again.member_epoch, range(6), instance="i1")).error \
+        is ErrorCode.none
     back = await c.beat("a3", 0, instance="i1")
     assert back.error is ErrorCode.unreleased_instance_id
 
