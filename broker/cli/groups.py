@@ -100,6 +100,47 @@ def _describe_group(admin: KafkaAdminClient, group: str) -> dict[str, Any]:
     return retry(ask)
 
 
+def _describe_consumer_group(args: argparse.Namespace, group: str) -> dict[str, Any] | None:
+    """A group of the consumer group protocol (KIP-848), which DescribeGroups does not
+    describe, as ConsumerGroupDescribe at its coordinator tells it (kafka-python has no
+    call for it); None if it is not one."""
+    from odradek.broker.cli import client_config, raw_requests
+    from odradek.broker.kafka.client import ConnectionClosed, KafkaConnection
+
+    found = raw_requests.request(args, 10, 4, {"key_type": 0, "coordinator_keys": [group]})
+    [coordinator] = found.coordinators
+    if coordinator.error_code.value:
+        raise server_error(f"group {group!r}", coordinator.error_code.value,
+                           coordinator.error_message)
+
+    def ask() -> Any:
+        address = f"{coordinator.host}:{coordinator.port}"
+        try:
+            conn = KafkaConnection.to(address, timeout=30.0,
+                                      security=client_config.of(args).security())
+        except OSError as e:
+            raise RetriableError(f"cannot reach the coordinator of {group!r} at {address} "
+                                 f"({e})") from e
+        try:
+            return conn.request(69, 0, {"group_ids": [group],
+                                        "include_authorized_operations": False})
+        except (ConnectionClosed, OSError) as e:
+            raise RetriableError(f"the coordinator of {group!r} at {address} did not "
+                                 f"answer ({e})") from e
+        finally:
+            conn.close()
+
+    [described] = retry(ask).groups
+    code = described.error_code.value
+    if code == 69:  # GROUP_ID_NOT_FOUND: not a consumer group either
+        return None
+    if code:
+        raise server_error(f"group {group!r}", code, described.error_message)
+    return {"group_state": described.group_state,
+            "members": [{"member_id": m.member_id, "client_id": m.client_id,
+                         "client_host": m.client_host} for m in described.members]}
+
+
 def _log_ends(admin: KafkaAdminClient, tps: list[Any]) -> dict[Any, int]:
     from kafka.admin import OffsetSpec
 
@@ -130,7 +171,14 @@ def groups_list(args: argparse.Namespace) -> int:
 def groups_describe(args: argparse.Namespace) -> int:
     admin = admin_client(args)
     try:
-        info = _describe_group(admin, args.group)
+        try:
+            info = _describe_group(admin, args.group)
+        except CliError:
+            # DescribeGroups describes classic groups only, as Kafka's does.
+            consumer = _describe_consumer_group(args, args.group)
+            if consumer is None:
+                raise
+            info = consumer
         offsets = _group_offsets(admin, args.group)
         tps = sorted(offsets, key=lambda tp: (tp.topic, tp.partition))
         ends = _log_ends(admin, tps)

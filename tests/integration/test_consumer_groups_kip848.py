@@ -7,6 +7,7 @@ and never committed is read again). A classic kafka-python group keeps working b
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -124,6 +125,15 @@ def test_consumer_group_offsets_follow_member_epochs(kip848_node: NodeProcess) -
     c.commit(asynchronous=False)
     committed = c.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=10)
     assert sum(tp.offset for tp in committed) == 10
+    # `odradek groups describe` shows it (through ConsumerGroupDescribe).
+    env = dict(os.environ, PYTHONPATH=os.environ.get("PYTHONPATH", str(REPO)))
+    proc = subprocess.run([sys.executable, "-m", "odradek.broker.cli.main", "groups",
+                           "describe", group, "--json", "--bootstrap", node.bootstrap],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    view = json.loads(proc.stdout)
+    assert view["state"] == "Stable" and len(view["members"]) == 1, view
+    assert view["total_lag"] == 0 and len(view["partitions"]) == 2, view
     fs = admin.delete_consumer_groups([group])
     with pytest.raises(Exception, match="NON_EMPTY_GROUP"):
         fs[group].result(30)
