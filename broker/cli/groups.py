@@ -224,7 +224,8 @@ def groups_delete(args: argparse.Namespace) -> int:
     return 0
 
 
-def _group_state_of(admin: KafkaAdminClient, group: str) -> tuple[str | None, int]:
+def _group_state_of(args: argparse.Namespace, admin: KafkaAdminClient,
+                    group: str) -> tuple[str | None, int]:
     """The group's state and member count; (None, 0) for a group that does not exist yet
     (offsets can be set for it before its first consumer starts)."""
     try:
@@ -232,9 +233,12 @@ def _group_state_of(admin: KafkaAdminClient, group: str) -> tuple[str | None, in
     except RetriableError:
         raise
     except CliError as e:
-        if "does not exist" in str(e):
+        if "does not exist" not in str(e):
+            raise
+        consumer = _describe_consumer_group(args, group)  # a KIP-848 group?
+        if consumer is None:
             return None, 0
-        raise
+        info = consumer
     return info.get("group_state"), len(info.get("members") or [])
 
 
@@ -261,7 +265,7 @@ def groups_reset_offsets(args: argparse.Namespace) -> int:
                 if args.to_datetime is not None else None)
     admin = admin_client(args)
     try:
-        state, members = _group_state_of(admin, args.group)
+        state, members = _group_state_of(args, admin, args.group)
         if members or state not in ("Empty", "Dead", None, ""):
             # As kafka-consumer-groups: a live member would overwrite the reset with its
             # next commit, and the coordinator refuses commits from outside the group.

@@ -134,6 +134,12 @@ def test_consumer_group_offsets_follow_member_epochs(kip848_node: NodeProcess) -
     view = json.loads(proc.stdout)
     assert view["state"] == "Stable" and len(view["members"]) == 1, view
     assert view["total_lag"] == 0 and len(view["partitions"]) == 2, view
+    # ... and refuses to reset its offsets while it has a member.
+    proc = subprocess.run([sys.executable, "-m", "odradek.broker.cli.main", "groups",
+                           "reset-offsets", group, "--to-earliest", "--execute",
+                           "--bootstrap", node.bootstrap],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode != 0 and "is Stable with 1 member(s)" in proc.stderr, proc.stderr
     fs = admin.delete_consumer_groups([group])
     with pytest.raises(Exception, match="NON_EMPTY_GROUP"):
         fs[group].result(30)
