@@ -513,6 +513,14 @@ KEYS: tuple[Key, ...] = (
     Key("group.max.session.timeout.ms", _int(1), 1_800_000, "Largest session timeout allowed.",
         ">= 1"),
     Key("group.max.size", _int(1), 2**31 - 1, "Most members one group may have.", ">= 1"),
+    Key("group.consumer.session.timeout.ms", _int(1), 45_000,
+        "Consumer group protocol (KIP-848): a member that sends no heartbeat for this long "
+        "is removed and its partitions go to the others.", ">= 1"),
+    Key("group.consumer.heartbeat.interval.ms", _int(1), 5_000,
+        "Consumer group protocol (KIP-848): how often members are told to heartbeat.", ">= 1"),
+    Key("group.consumer.max.size", _int(1), 2**31 - 1,
+        "Consumer group protocol (KIP-848): most members one group may have; more are "
+        "refused with GROUP_MAX_SIZE_REACHED.", ">= 1"),
     Key("log.level", _log_level, "INFO", "Log level.", "DEBUG, INFO, WARNING, ERROR"),
 )
 KEYS_BY_NAME: Mapping[str, Key] = {k.name: k for k in KEYS}
@@ -676,6 +684,10 @@ def parse_config(raw: Mapping[str, Any], *, env: Mapping[str, str] | None = None
     if values["group.min.session.timeout.ms"] > values["group.max.session.timeout.ms"]:
         raise ConfigError("group.min.session.timeout.ms must not exceed "
                           "group.max.session.timeout.ms")
+    if values["group.consumer.heartbeat.interval.ms"] >= \
+            values["group.consumer.session.timeout.ms"]:
+        raise ConfigError("group.consumer.heartbeat.interval.ms must be less than "
+                          "group.consumer.session.timeout.ms")
     values[LISTENER_OVERRIDES] = scoped
     config = NodeConfig(values, source, frozenset(merged))
     _check_security(config)

@@ -10,7 +10,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from kio.schema.errors import ErrorCode
@@ -19,6 +19,7 @@ from odradek import storage
 from odradek.broker import features, topic_configs
 from odradek.broker.config import NodeConfig, parse_ip_overrides
 from odradek.broker.fetch_sessions import FetchSessionCache
+from odradek.broker.group.consumer_group import TopicMetadata
 from odradek.broker.group.coordinator import GroupCoordinator
 from odradek.broker.group_log import PartitionGroupLog
 from odradek.broker.handlers import (
@@ -253,6 +254,11 @@ class Node:
             max_session_timeout_ms=config["group.max.session.timeout.ms"],
             max_group_size=config["group.max.size"],
             offsets_retention_ms=config["offsets.retention.minutes"] * 60_000,
+            topic_metadata=self._topic_metadata,
+            topic_names=lambda: self.image.topics.keys(),
+            consumer_session_timeout_ms=config["group.consumer.session.timeout.ms"],
+            consumer_heartbeat_interval_ms=config["group.consumer.heartbeat.interval.ms"],
+            consumer_max_size=config["group.consumer.max.size"],
         )
         self.marker_writer = MarkerWriter(self, self.replicas, self.groups)
         self.marker_sender = BrokerMarkerSender(self, self.marker_writer)
@@ -598,6 +604,12 @@ class Node:
     def _partition_exists(self, topic: str, partition: int) -> bool:
         t = self.image.topics.get(topic)
         return t is not None and partition in t.partitions
+
+    def _topic_metadata(self, names: Iterable[str]) -> dict[str, TopicMetadata]:
+        """The named topics that exist, as consumer group assignors see them."""
+        topics = self.image.topics
+        return {n: TopicMetadata(t.topic_id, n, len(t.partitions))
+                for n in names if (t := topics.get(n)) is not None}
 
     def live_broker_ids(self) -> frozenset[int]:
         """Brokers that may lead or join an ISR: unfenced, not shutting down."""

@@ -100,6 +100,47 @@ def _describe_group(admin: KafkaAdminClient, group: str) -> dict[str, Any]:
     return retry(ask)
 
 
+def _describe_consumer_group(args: argparse.Namespace, group: str) -> dict[str, Any] | None:
+    """A group of the consumer group protocol (KIP-848), which DescribeGroups does not
+    describe, as ConsumerGroupDescribe at its coordinator tells it (kafka-python has no
+    call for it); None if it is not one."""
+    from odradek.broker.cli import client_config, raw_requests
+    from odradek.broker.kafka.client import ConnectionClosed, KafkaConnection
+
+    found = raw_requests.request(args, 10, 4, {"key_type": 0, "coordinator_keys": [group]})
+    [coordinator] = found.coordinators
+    if coordinator.error_code.value:
+        raise server_error(f"group {group!r}", coordinator.error_code.value,
+                           coordinator.error_message)
+
+    def ask() -> Any:
+        address = f"{coordinator.host}:{coordinator.port}"
+        try:
+            conn = KafkaConnection.to(address, timeout=30.0,
+                                      security=client_config.of(args).security())
+        except OSError as e:
+            raise RetriableError(f"cannot reach the coordinator of {group!r} at {address} "
+                                 f"({e})") from e
+        try:
+            return conn.request(69, 0, {"group_ids": [group],
+                                        "include_authorized_operations": False})
+        except (ConnectionClosed, OSError) as e:
+            raise RetriableError(f"the coordinator of {group!r} at {address} did not "
+                                 f"answer ({e})") from e
+        finally:
+            conn.close()
+
+    [described] = retry(ask).groups
+    code = described.error_code.value
+    if code == 69:  # GROUP_ID_NOT_FOUND: not a consumer group either
+        return None
+    if code:
+        raise server_error(f"group {group!r}", code, described.error_message)
+    return {"group_state": described.group_state,
+            "members": [{"member_id": m.member_id, "client_id": m.client_id,
+                         "client_host": m.client_host} for m in described.members]}
+
+
 def _log_ends(admin: KafkaAdminClient, tps: list[Any]) -> dict[Any, int]:
     from kafka.admin import OffsetSpec
 
@@ -130,7 +171,14 @@ def groups_list(args: argparse.Namespace) -> int:
 def groups_describe(args: argparse.Namespace) -> int:
     admin = admin_client(args)
     try:
-        info = _describe_group(admin, args.group)
+        try:
+            info = _describe_group(admin, args.group)
+        except CliError:
+            # DescribeGroups describes classic groups only, as Kafka's does.
+            consumer = _describe_consumer_group(args, args.group)
+            if consumer is None:
+                raise
+            info = consumer
         offsets = _group_offsets(admin, args.group)
         tps = sorted(offsets, key=lambda tp: (tp.topic, tp.partition))
         ends = _log_ends(admin, tps)
@@ -176,7 +224,8 @@ def groups_delete(args: argparse.Namespace) -> int:
     return 0
 
 
-def _group_state_of(admin: KafkaAdminClient, group: str) -> tuple[str | None, int]:
+def _group_state_of(args: argparse.Namespace, admin: KafkaAdminClient,
+                    group: str) -> tuple[str | None, int]:
     """The group's state and member count; (None, 0) for a group that does not exist yet
     (offsets can be set for it before its first consumer starts)."""
     try:
@@ -184,9 +233,12 @@ def _group_state_of(admin: KafkaAdminClient, group: str) -> tuple[str | None, in
     except RetriableError:
         raise
     except CliError as e:
-        if "does not exist" in str(e):
+        if "does not exist" not in str(e):
+            raise
+        consumer = _describe_consumer_group(args, group)  # a KIP-848 group?
+        if consumer is None:
             return None, 0
-        raise
+        info = consumer
     return info.get("group_state"), len(info.get("members") or [])
 
 
@@ -213,7 +265,7 @@ def groups_reset_offsets(args: argparse.Namespace) -> int:
                 if args.to_datetime is not None else None)
     admin = admin_client(args)
     try:
-        state, members = _group_state_of(admin, args.group)
+        state, members = _group_state_of(args, admin, args.group)
         if members or state not in ("Empty", "Dead", None, ""):
             # As kafka-consumer-groups: a live member would overwrite the reset with its
             # next commit, and the coordinator refuses commits from outside the group.

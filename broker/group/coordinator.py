@@ -14,6 +14,10 @@ that serves its requests directly (``coordinator.membership.join_group(...)``):
   the live groups, the writes to ``__consumer_offsets`` and the tasks they run in;
 * :mod:`~odradek.broker.group.membership` -- JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
   rebalances and their timers;
+* :mod:`~odradek.broker.group.consumer_membership` -- the consumer group protocol
+  (KIP-848): ConsumerGroupHeartbeat, session and rebalance timeouts (the group's state
+  in consumer_group.py, assignors.py and reconciliation.py, its records in
+  consumer_records.py);
 * :mod:`~odradek.broker.group.offsets` -- OffsetCommit, TxnOffsetCommit, OffsetFetch,
   OffsetDelete and offset expiry;
 * :mod:`~odradek.broker.group.admin` -- ListGroups, DescribeGroups, DeleteGroups and the
@@ -43,10 +47,12 @@ tombstones for deleted groups/offsets and for expired offsets (checked every
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 
 from odradek.broker.group.admin import GroupAdmin
 from odradek.broker.group.clock import Clock, LoopClock
+from odradek.broker.group.consumer_group import TopicMetadata
+from odradek.broker.group.consumer_membership import ConsumerMembership
 from odradek.broker.group.log import GroupLog
 from odradek.broker.group.membership import Membership
 from odradek.broker.group.offsets import DEFAULT_RETENTION_MS, OffsetStore
@@ -59,6 +65,11 @@ class GroupCoordinator:
         group_log: GroupLog,
         *,
         partition_exists: Callable[[str, int], bool],
+        topic_metadata: Callable[[Iterable[str]], Mapping[str, TopicMetadata]] | None = None,
+        topic_names: Callable[[], Iterable[str]] | None = None,
+        consumer_session_timeout_ms: int = 45_000,
+        consumer_heartbeat_interval_ms: int = 5_000,
+        consumer_max_size: int = 2**31 - 1,
         initial_rebalance_delay_ms: int = 3000,
         min_session_timeout_ms: int = 6000,
         max_session_timeout_ms: int = 1_800_000,
@@ -94,9 +105,19 @@ class GroupCoordinator:
             offset_metadata_max_bytes=offset_metadata_max_bytes,
             log_prefix=prefix,
         )
-        self.admin = GroupAdmin(self._registry, self.membership, clock)
+        self.consumer = ConsumerMembership(
+            self._registry,
+            clock,
+            topics=topic_metadata or _no_topics,
+            topic_names=topic_names or (lambda: ()),
+            session_timeout_ms=consumer_session_timeout_ms,
+            heartbeat_interval_ms=consumer_heartbeat_interval_ms,
+            max_size=consumer_max_size,
+            log_prefix=prefix,
+        )
+        self.admin = GroupAdmin(self._registry, self.membership, self.consumer, clock)
         # An attribute each, so the broker reaches the part a request is for without this
-        # class repeating their methods: membership, offsets, admin.
+        # class repeating their methods: membership, consumer, offsets, admin.
 
     # --- partitions and lifecycle --------------------------------------------------------
 
@@ -121,12 +142,14 @@ class GroupCoordinator:
         their session timeout to stay. Call when this node becomes the partition's leader.
         """
         self.offsets.start_expiry_timer()
-        await self._registry.load(partition, self.membership.on_group_loaded)
+        await self._registry.load(partition, self.membership.on_group_loaded,
+                                  self.consumer.on_group_loaded)
 
     def unload_partition(self, partition: int) -> None:
         """Stop coordinating the groups of ``partition`` (this node lost its leadership).
         Parked requests get NOT_COORDINATOR so clients look up the new coordinator."""
-        self._registry.unload(partition, self.membership.on_group_unloaded)
+        self._registry.unload(partition, self.membership.on_group_unloaded,
+                              self.consumer.on_group_unloaded)
 
     def on_transaction_completed(self, offsets_partition: int, producer_id: int,
                                  commit: bool) -> None:
@@ -140,8 +163,14 @@ class GroupCoordinator:
 
     async def close(self) -> None:
         self.offsets.stop_expiry_timer()
-        await self._registry.close(self.membership.on_group_unloaded)
+        await self._registry.close(self.membership.on_group_unloaded,
+                                   self.consumer.on_group_unloaded)
 
     async def settle(self) -> None:
         """Wait until every write the coordinator started has finished."""
         await self._registry.settle()
+
+
+def _no_topics(names: Iterable[str]) -> Mapping[str, TopicMetadata]:
+    """Without metadata (tests of the classic protocol), no topic exists."""
+    return {}

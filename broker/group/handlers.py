@@ -38,6 +38,7 @@ from kio.schema.errors import ErrorCode
 from kio.static.protocol import Payload
 
 from odradek.broker import acl_operations
+from odradek.broker.group.consumer_membership import Heartbeat
 from odradek.broker.group.coordinator import GroupCoordinator
 from odradek.broker.group.group import CommittedOffset, TopicPartition
 from odradek.broker.group.membership import LeavingMember
@@ -402,7 +403,8 @@ def _requested(topics: Any) -> list[TopicPartition] | None:
 
 def _fetch_group_offsets(node: GroupNode, ctx: RequestContext, group_id: str,
                          topics: list[AskedTopic] | None, require_stable: bool,
-                         by_id: bool) -> tuple[ErrorCode, list[dict[str, Any]]]:
+                         by_id: bool, member_id: str | None = None, member_epoch: int = -1,
+                         ) -> tuple[ErrorCode, list[dict[str, Any]]]:
     """One group's OffsetFetch (authorized on the group already): its error, and its
     topics. Offsets of topics the principal may not DESCRIBE are not told: left out of an
     all-partitions fetch, answered TOPIC_AUTHORIZATION_FAILED when asked for. A topic asked
@@ -422,7 +424,7 @@ def _fetch_group_offsets(node: GroupNode, ctx: RequestContext, group_id: str,
                 else ErrorCode.topic_authorization_failed
             refused.append({"name": t.name or "", "topic_id": t.topic_id,
                             "partitions": [_offset_answer(p, None, code) for p in t.asked]})
-    err, entries = offsets.fetch_offsets(group_id, requested)
+    err, entries = offsets.fetch_offsets(group_id, requested, member_id, member_epoch)
     if err is not ErrorCode.none:
         return err, []
     ids: dict[str, uuid.UUID] = {}
@@ -449,17 +451,21 @@ async def handle_offset_fetch(node: GroupNode, ctx: RequestContext, req: Any) ->
     require_stable = bool(getattr(req, "require_stable", False))
     by_id = ctx.api_version >= OFFSET_FETCH_TOPIC_IDS_VERSION
 
-    def one(group_id: str, topics: Any) -> tuple[ErrorCode, list[dict[str, Any]]]:
+    def one(group_id: str, topics: Any, member_id: str | None = None,
+            member_epoch: int = -1) -> tuple[ErrorCode, list[dict[str, Any]]]:
         if not _may(node, ctx, AclOperation.DESCRIBE, group_id):
             return ErrorCode.group_authorization_failed, []
         asked = None if topics is None else _asked_topics(node, topics, by_id,
                                                          "partition_indexes")
-        return _fetch_group_offsets(node, ctx, group_id, asked, require_stable, by_id)
+        return _fetch_group_offsets(node, ctx, group_id, asked, require_stable, by_id,
+                                    member_id, member_epoch)
 
     if ctx.api_version >= 8:
         groups = []
         for g in req.groups:
-            err, fetched = one(g.group_id, g.topics)
+            # v9+: a member of a consumer group (KIP-848) names itself and its epoch.
+            err, fetched = one(g.group_id, g.topics, getattr(g, "member_id", None),
+                               int(getattr(g, "member_epoch", -1)))
             groups.append({"group_id": g.group_id, "error_code": err, "topics": fetched})
         return ctx.respond({"groups": groups})
     err, fetched = one(req.group_id, req.topics)
@@ -587,6 +593,106 @@ async def handle_offset_delete(node: GroupNode, ctx: RequestContext, req: Any) -
     )
 
 
+# --- the consumer group protocol (KIP-848) ------------------------------------------------
+
+
+def _partitions_of(topics: Sequence[Any] | None) -> dict[uuid.UUID, frozenset[int]] | None:
+    if topics is None:
+        return None
+    out: dict[uuid.UUID, frozenset[int]] = {}
+    for t in topics:
+        if t.topic_id is not None:
+            out[t.topic_id] = out.get(t.topic_id, frozenset()) | frozenset(t.partitions)
+    return out
+
+
+async def handle_consumer_group_heartbeat(node: GroupNode, ctx: RequestContext,
+                                          req: Any) -> Payload:
+    if not _may(node, ctx, AclOperation.READ, req.group_id):
+        code = ErrorCode.group_authorization_failed
+        return ctx.respond({"error_code": code, "error_message": message(code),
+                            "member_id": None, "member_epoch": 0, "heartbeat_interval": 0,
+                            "assignment": None})
+    names = req.subscribed_topic_names
+    r = await node.groups.consumer.heartbeat(Heartbeat(
+        group_id=req.group_id,
+        member_id=req.member_id,
+        member_epoch=int(req.member_epoch),
+        instance_id=req.instance_id,
+        rack_id=req.rack_id,
+        rebalance_timeout_ms=ms(req.rebalance_timeout),
+        subscribed_topic_names=None if names is None else tuple(names),
+        subscribed_topic_regex=getattr(req, "subscribed_topic_regex", None),
+        server_assignor=req.server_assignor,
+        owned=_partitions_of(req.topic_partitions),
+        client_id=ctx.client_id or "",
+        client_host=_client_host(ctx),
+        describable=lambda names: names - _denied_topics(node, ctx, AclOperation.DESCRIBE,
+                                                         names),
+    ), ctx.api_version)
+    assignment = None
+    if r.assignment is not None:
+        assignment = {"topic_partitions": [
+            {"topic_id": t, "partitions": sorted(ps)}
+            for t, ps in sorted(r.assignment.items()) if ps]}
+    return ctx.respond({
+        "error_code": r.error,
+        "error_message": r.message,
+        "member_id": r.member_id,
+        "member_epoch": r.member_epoch,
+        "heartbeat_interval": r.heartbeat_interval_ms,
+        "assignment": assignment,
+    })
+
+
+def _described_partitions(node: GroupNode, assignment: Mapping[uuid.UUID, frozenset[int]]
+                          ) -> dict[str, Any]:
+    image = node.image
+    return {"topic_partitions": [
+        {"topic_id": t, "topic_name": image.topic_name(t) or "", "partitions": sorted(ps)}
+        for t, ps in sorted(assignment.items()) if ps]}
+
+
+async def handle_consumer_group_describe(node: GroupNode, ctx: RequestContext,
+                                         req: Any) -> Payload:
+    include_ops = bool(req.include_authorized_operations)
+    described = []
+    for group_id in req.group_ids:
+        entry: dict[str, Any] = {"group_id": group_id, "group_state": "", "group_epoch": 0,
+                                 "assignment_epoch": 0, "assignor_name": "", "members": [],
+                                 "authorized_operations": acl_operations.OMITTED}
+        if not _may(node, ctx, AclOperation.DESCRIBE, group_id):
+            code = ErrorCode.group_authorization_failed
+            entry.update(error_code=code, error_message=message(code))
+            described.append(entry)
+            continue
+        err, msg, view = node.groups.admin.describe_consumer_group(group_id)
+        entry.update(error_code=err, error_message=msg)
+        if view is not None:
+            entry.update(
+                group_state=view.state, group_epoch=view.group_epoch,
+                assignment_epoch=view.assignment_epoch, assignor_name=view.assignor_name,
+                members=[{
+                    "member_id": m.member_id,
+                    "instance_id": m.instance_id,
+                    "rack_id": m.rack_id,
+                    "member_epoch": m.member_epoch,
+                    "client_id": m.client_id,
+                    "client_host": m.client_host,
+                    "subscribed_topic_names": list(m.subscribed_topic_names),
+                    "subscribed_topic_regex": m.subscribed_topic_regex,
+                    "assignment": _described_partitions(node, m.assigned),
+                    "target_assignment": _described_partitions(node, target),
+                    # v1: 1 = a member of the consumer protocol (0 would be classic).
+                    "member_type": 1,
+                } for m, target in view.members])
+            if include_ops:
+                entry["authorized_operations"] = node.authorization.operations(
+                    ctx, ResourceType.GROUP, group_id, acl_operations.GROUP)
+        described.append(entry)
+    return ctx.respond({"groups": described})
+
+
 APIS: tuple[ApiSpec[GroupNode], ...] = (
     ApiSpec(11, 0, 9, handle_join_group),
     ApiSpec(14, 0, 5, handle_sync_group),
@@ -602,4 +708,7 @@ APIS: tuple[ApiSpec[GroupNode], ...] = (
     ApiSpec(15, 0, 6, handle_describe_groups),
     ApiSpec(42, 0, 2, handle_delete_groups),
     ApiSpec(47, 0, 0, handle_offset_delete),
+    # The consumer group protocol (KIP-848), at the versions Kafka 4.1 serves.
+    ApiSpec(68, 0, 1, handle_consumer_group_heartbeat),
+    ApiSpec(69, 0, 1, handle_consumer_group_describe),
 )

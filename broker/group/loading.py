@@ -12,10 +12,17 @@ plain commit was written after them, ABORT drops them, and a transaction still o
 the end of the log stays pending (its marker reaches the coordinator later, through
 ``GroupCoordinator.on_transaction_completed``). A tombstone also removes the pending
 offsets of its partition, as in Kafka's OffsetMetadataManager.replay.
+
+Groups of the consumer group protocol (KIP-848, consumer_records.py) come back from their
+records as Kafka's replay brings them back: group epoch, target assignment and its epoch,
+each member's metadata and current assignment (epochs, state, assigned partitions and
+those still to revoke). Their committed offsets are kept like any group's.
 """
 
 from __future__ import annotations
 
+from odradek.broker.group import consumer_records as cr
+from odradek.broker.group.consumer_group import ConsumerGroup, ConsumerMember, MemberState
 from odradek.broker.group.group import (
     ClassicGroup,
     CommittedOffset,
@@ -46,6 +53,7 @@ class Replay:
         self.metadata: dict[str, GroupValue | None] = {}
         # producer id -> its open transaction's offsets
         self.pending: dict[int, _Offsets] = {}
+        self.consumer: dict[str, _ConsumerRecords] = {}
 
     def apply(self, entry: LogEntry) -> None:
         """Apply one entry; raises RecordFormatError for a record that cannot be decoded."""
@@ -53,6 +61,11 @@ class Replay:
             self._end_txn(entry.producer_id, entry.commit)
             return
         k = decode_key(entry.key)
+        if k is None:
+            ck = cr.decode_key(entry.key)
+            if ck is not None:
+                self._apply_consumer(ck, entry.value)
+            return
         if isinstance(k, OffsetKey):
             tp = (k.topic, k.partition)
             if entry.value is None:
@@ -69,6 +82,70 @@ class Replay:
             target.setdefault(k.group, {})[tp] = (entry.offset, value)
         elif isinstance(k, GroupKey):
             self.metadata[k.group] = None if entry.value is None else decode_group_value(entry.value)
+
+    def _apply_consumer(self, k: cr.ConsumerKey, data: bytes | None) -> None:
+        if k.record_type == cr.GROUP_METADATA and data is None:
+            # The group is deleted (its members' tombstones come first, as Kafka writes).
+            self.consumer.pop(k.group, None)
+            return
+        value = None if data is None else cr.decode_value(k.record_type, data)
+        if data is not None and value is None:
+            return  # a type this coordinator reads and ignores
+        rec = self.consumer.setdefault(k.group, _ConsumerRecords())
+        member = k.member or ""
+        if k.record_type == cr.GROUP_METADATA:
+            assert isinstance(value, cr.GroupMetadataValue)
+            rec.metadata = value
+        elif k.record_type == cr.TARGET_ASSIGNMENT_METADATA:
+            rec.assignment_epoch = value.assignment_epoch \
+                if isinstance(value, cr.TargetAssignmentMetadataValue) else 0
+        elif k.record_type == cr.MEMBER_METADATA:
+            _put(rec.members, member, value)
+        elif k.record_type == cr.TARGET_ASSIGNMENT_MEMBER:
+            _put(rec.targets, member, value)
+        elif k.record_type == cr.CURRENT_MEMBER_ASSIGNMENT:
+            _put(rec.current, member, value)
+
+    def consumer_groups(self) -> list[ConsumerGroup]:
+        out = []
+        for group_id, rec in self.consumer.items():
+            if rec.metadata is None:
+                continue  # records of a group whose metadata was never written
+            group = ConsumerGroup(group_id, group_epoch=rec.metadata.epoch,
+                                  assignment_epoch=rec.assignment_epoch,
+                                  metadata_hash=rec.metadata.metadata_hash)
+            for member_id, target in rec.targets.items():
+                assert isinstance(target, cr.TargetAssignmentMemberValue)
+                group.target[member_id] = dict(target.partitions)
+            for member_id, meta in rec.members.items():
+                assert isinstance(meta, cr.MemberMetadataValue)
+                current = rec.current.get(member_id)
+                member = ConsumerMember(
+                    member_id,
+                    instance_id=meta.instance_id,
+                    rack_id=meta.rack_id,
+                    client_id=meta.client_id,
+                    client_host=meta.client_host,
+                    subscribed_topic_names=meta.subscribed_topic_names,
+                    subscribed_topic_regex=meta.subscribed_topic_regex,
+                    rebalance_timeout_ms=meta.rebalance_timeout_ms,
+                    server_assignor=meta.server_assignor,
+                )
+                if isinstance(current, cr.CurrentAssignmentValue):
+                    state = current.state if current.state in MemberState._value2member_map_ \
+                        else MemberState.UNKNOWN
+                    member = member.replace(
+                        member_epoch=current.member_epoch,
+                        previous_member_epoch=current.previous_member_epoch,
+                        state=MemberState(state),
+                        assigned=dict(current.assigned),
+                        pending_revocation=dict(current.pending_revocation),
+                    )
+                group.update_member(member)
+            # A target of a member that is gone means nothing.
+            group.target = {m: t for m, t in group.target.items() if m in group.members}
+            out.append(group)
+        return out
 
     def _end_txn(self, producer_id: int, commit: bool) -> None:
         txn = self.pending.pop(producer_id, None)
@@ -133,3 +210,21 @@ def group_from_record(group_id: str, meta: GroupValue) -> ClassicGroup:
         group.leader_id = next(iter(group.members), None)
     group.subscribed_topics = group.compute_subscribed_topics()
     return group
+
+
+class _ConsumerRecords:
+    """The latest record of each key of one consumer group, as replay meets them."""
+
+    def __init__(self) -> None:
+        self.metadata: cr.GroupMetadataValue | None = None
+        self.assignment_epoch = 0
+        self.members: dict[str, cr.ConsumerValue] = {}
+        self.targets: dict[str, cr.ConsumerValue] = {}
+        self.current: dict[str, cr.ConsumerValue] = {}
+
+
+def _put(into: dict[str, cr.ConsumerValue], member: str, value: cr.ConsumerValue | None) -> None:
+    if value is None:
+        into.pop(member, None)
+    else:
+        into[member] = value

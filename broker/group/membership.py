@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from kio.schema.errors import ErrorCode
 
+from odradek.broker.group import consumer_records as cr
 from odradek.broker.group.clock import Clock
 from odradek.broker.group.group import ClassicGroup, GroupState
 from odradek.broker.group.log import Record, group_write_error
@@ -146,6 +147,8 @@ class Membership:
             self.min_session_timeout_ms <= session_timeout_ms <= self.max_session_timeout_ms
         ):
             err = ErrorCode.invalid_session_timeout
+        if err is None:
+            err = self._claim_from_consumer_group(group_id)
         group = self._registry.get(group_id)
         unknown = member_id == ""
         if err is None and group is None:
@@ -185,6 +188,27 @@ class Membership:
         if group.is_(PREPARING):
             self._try_complete_join(group)
         return fut
+
+    def _claim_from_consumer_group(self, group_id: str) -> ErrorCode | None:
+        """A JoinGroup for the id of a consumer group (KIP-848): an empty one becomes a
+        classic group, as in Kafka (its records get tombstones; offsets stay); one with
+        members is refused, since classic members cannot join it here (Kafka's online
+        migration is not implemented)."""
+        cgroup = self._registry.consumer_group(group_id)
+        if cgroup is None:
+            return None
+        if cgroup.members:
+            return ErrorCode.inconsistent_group_protocol
+        self._registry.discard_consumer_group(cgroup)
+        records: list[Record] = [
+            (cr.key(cr.TARGET_ASSIGNMENT_METADATA, group_id), None),
+            (cr.key(cr.GROUP_METADATA, group_id), None),
+        ]
+        self._registry.spawn(self._registry.append(self._registry.partition_for(group_id),
+                                                   records))
+        log.info("%s[group %s] converted the empty consumer group to a classic group",
+                 self._log_prefix, group_id)
+        return None
 
     def _accept_joining_member(self, group: ClassicGroup, member_id: str) -> bool:
         if group.is_(EMPTY, DEAD):

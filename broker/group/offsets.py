@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from kio.schema.errors import ErrorCode
 
 from odradek.broker.group import consumer_protocol
+from odradek.broker.group import consumer_records as cr
 from odradek.broker.group.clock import Clock, TimerHandle
+from odradek.broker.group.consumer_group import ConsumerGroup
 from odradek.broker.group.group import ClassicGroup, CommittedOffset, GroupState, TopicPartition
 from odradek.broker.group.log import Record, TxnProducer, admin_write_error, offset_commit_error
 from odradek.broker.group.membership import Membership
@@ -53,6 +55,43 @@ class OffsetCommitEntry:
     offset: int
     leader_epoch: int = -1
     metadata: str | None = None
+
+
+def consumer_commit_error(group: ConsumerGroup, member_id: str, member_epoch: int,
+                          api_version: int) -> ErrorCode | None:
+    """Kafka's checks of an OffsetCommit to a consumer group (KIP-848): without a member
+    epoch only an empty group takes commits (admin tools, consumers without group
+    management); a member commits at its current epoch (STALE_MEMBER_EPOCH otherwise,
+    after which the client commits again at the epoch its next heartbeat gives it),
+    with OffsetCommit v9 or later (older versions cannot say an epoch)."""
+    if member_epoch < 0 and not group.members:
+        return None
+    member = group.members.get(member_id)
+    if member is None:
+        return ErrorCode.unknown_member_id
+    if api_version < 9:
+        return ErrorCode.unsupported_version
+    if member_epoch != member.member_epoch:
+        return ErrorCode.stale_member_epoch
+    return None
+
+
+def consumer_txn_commit_error(group: ConsumerGroup, member_id: str,
+                              instance_id: str | None, member_epoch: int) -> ErrorCode | None:
+    """TxnOffsetCommit to a consumer group (KIP-848), as Kafka checks it: without member id,
+    epoch and instance id (before v3, or a producer not tied to the group) it is taken;
+    else the member must exist and commit at its epoch. The producer does not know
+    STALE_MEMBER_EPOCH, so a stale epoch is ILLEGAL_GENERATION here, as in Kafka."""
+    if member_epoch < 0 and not member_id and instance_id is None:
+        return None
+    if member_epoch < 0 and not group.members:
+        return None
+    member = group.members.get(member_id)
+    if member is None:
+        return ErrorCode.unknown_member_id
+    if member_epoch != member.member_epoch:
+        return ErrorCode.illegal_generation
+    return None
 
 
 class OffsetStore:
@@ -97,12 +136,20 @@ class OffsetStore:
             return result
         # v9 clients understand GROUP_ID_NOT_FOUND; older ones expect ILLEGAL_GENERATION.
         missing = ErrorCode.group_id_not_found if api_version >= 9 else ErrorCode.illegal_generation
+        consumer = self._registry.consumer_group(group_id) \
+            if self._registry.status(group_id, OFFSET_COMMIT) is None else None
+        if consumer is not None:
+            # A consumer group (KIP-848): the member's epoch, not a generation, counts.
+            err = consumer_commit_error(consumer, member_id, generation_id, api_version)
+            if err is not None:
+                return self._fail(result, valid, err)
+            generation_id = -1  # checked; the offsets holder is a plain (simple) group
         group, created, err = self._group_for_commit(group_id, OFFSET_COMMIT, generation_id, missing)
-        if err is None and group is not None:
+        if err is None and group is not None and consumer is None:
             err = group.validate_offset_commit(member_id, group_instance_id, generation_id)
         if err is not None or group is None:
             return self._fail(result, valid, err)
-        member = group.members.get(member_id)
+        member = group.members.get(member_id) if consumer is None else None
         if member is not None and group.is_(STABLE, PREPARING):
             # A commit proves the member is alive, as a heartbeat would.
             self._membership.schedule_heartbeat(group, member)
@@ -136,10 +183,18 @@ class OffsetStore:
         result, valid = self._known_partitions(offsets)
         if not valid:
             return result
+        consumer = self._registry.consumer_group(group_id) \
+            if self._registry.status(group_id, TXN_OFFSET_COMMIT) is None else None
+        if consumer is not None:
+            err = consumer_txn_commit_error(consumer, member_id, group_instance_id,
+                                            generation_id)
+            if err is not None:
+                return self._fail(result, valid, err)
+            generation_id = -1  # checked; the offsets holder is a plain (simple) group
         group, created, err = self._group_for_commit(
             group_id, TXN_OFFSET_COMMIT, generation_id, ErrorCode.illegal_generation
         )
-        if err is None and group is not None:
+        if err is None and group is not None and consumer is None:
             err = group.validate_offset_commit(
                 member_id, group_instance_id, generation_id, transactional=True
             )
@@ -300,14 +355,23 @@ class OffsetStore:
             self._registry.discard(group)
 
     def fetch_offsets(
-        self, group_id: str, partitions: Iterable[TopicPartition] | None
+        self, group_id: str, partitions: Iterable[TopicPartition] | None,
+        member_id: str | None = None, member_epoch: int = -1,
     ) -> tuple[ErrorCode, list[tuple[TopicPartition, CommittedOffset | None]]]:
         """Committed offsets (None where nothing is committed); all of them when
         ``partitions`` is None. Offsets are returned whatever the group's state, since
-        groups may use Kafka only for offset storage."""
+        groups may use Kafka only for offset storage. A member of a consumer group
+        (OffsetFetch v9+, KIP-848) names itself and its epoch, which must be current."""
         err = self._registry.status(group_id, OFFSET_FETCH)
         if err is not None:
             return err, []
+        consumer = self._registry.consumer_group(group_id)
+        if consumer is not None and member_epoch >= 0:
+            member = consumer.members.get(member_id or "")
+            if member is None:
+                return ErrorCode.unknown_member_id, []
+            if member.member_epoch != member_epoch:
+                return ErrorCode.stale_member_epoch, []
         group = self._registry.get(group_id)
         if group is None or group.is_(DEAD):
             return ErrorCode.none, [(tp, None) for tp in partitions or ()]
@@ -335,6 +399,10 @@ class OffsetStore:
         group = self._registry.get(group_id)
         if group is None or group.is_(DEAD):
             return ErrorCode.group_id_not_found, {}
+        consumer = self._registry.consumer_group(group_id)
+        # A consumer group (KIP-848) keeps the offsets of the topics its members subscribe
+        # to; its offsets live in a memberless holder here.
+        subscribed = consumer.subscribed_topic_names() if consumer is not None else frozenset()
         if not group.is_(EMPTY) and group.protocol_type != consumer_protocol.PROTOCOL_TYPE:
             # Without the consumer protocol we cannot tell what an active group reads.
             return ErrorCode.non_empty_group, {}
@@ -343,7 +411,8 @@ class OffsetStore:
         for tp in partitions:
             if not self._partition_exists(tp[0], tp[1]):
                 result[tp] = ErrorCode.unknown_topic_or_partition
-            elif not group.is_(EMPTY) and group.is_subscribed_to_topic(tp[0]):
+            elif (not group.is_(EMPTY) and group.is_subscribed_to_topic(tp[0])) \
+                    or tp[0] in subscribed:
                 result[tp] = ErrorCode.group_subscribed_to_topic
             else:
                 result[tp] = ErrorCode.none
@@ -426,6 +495,11 @@ class OffsetStore:
         by_partition: dict[int, list[Record]] = {}
         removed = 0
         for partition, group in self._owned_live_groups():
+            consumer = self._registry.consumer_group(group.group_id)
+            if consumer is not None and consumer.members:
+                # A consumer group (KIP-848) with members keeps its offsets, as Kafka
+                # does (it does not look at which topics they subscribe to).
+                continue
             expired = group.expired_offsets(now, self.offsets_retention_ms)
             records = by_partition.setdefault(partition, [])
             for tp in expired:
@@ -443,6 +517,19 @@ class OffsetStore:
                 group.transition(DEAD, now)
                 self._registry.discard(group)
                 records.append((group_key(group.group_id), None))
+        for cgroup in self._registry.consumer_groups():
+            partition = self._registry.partition_for(cgroup.group_id)
+            holder = self._registry.get(cgroup.group_id)
+            if cgroup.members or not self._registry.owns(partition) or (
+                    holder is not None and not holder.is_(DEAD) and (
+                        holder.offsets or holder.pending_commits
+                        or holder.pending_txn_offsets)):
+                continue
+            # An empty consumer group without offsets left goes, as in Kafka.
+            self._registry.discard_consumer_group(cgroup)
+            by_partition.setdefault(partition, []).extend([
+                (cr.key(cr.TARGET_ASSIGNMENT_METADATA, cgroup.group_id), None),
+                (cr.key(cr.GROUP_METADATA, cgroup.group_id), None)])
         for partition, records in by_partition.items():
             if records:
                 # Best effort: the cache is already clean; tombstones that fail to land

@@ -29,8 +29,8 @@ Values start with their own int16 version:
         subscription: bytes, assignment: bytes
     We write v3.
 
-A null value (tombstone) deletes the offset or the group. Keys of any other version
-(the KIP-848 protocol's records) are skipped on load. Transactional offset commits use
+A null value (tombstone) deletes the offset or the group. Keys of other types are the
+consumer group protocol's (KIP-848): consumer_records.py holds their format. Transactional offset commits use
 the same offset records, in a transactional batch of their producer (see loading.py).
 """
 

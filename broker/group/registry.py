@@ -19,6 +19,7 @@ from collections.abc import Callable, Coroutine
 
 from kio.schema.errors import ErrorCode
 
+from odradek.broker.group.consumer_group import ConsumerGroup
 from odradek.broker.group.group import ClassicGroup, GroupState
 from odradek.broker.group.loading import Replay
 from odradek.broker.group.log import GroupLog, Record, TxnProducer
@@ -35,7 +36,14 @@ TXN_OFFSET_COMMIT = 28
 # delete), for compatibility with old clients; membership APIs need a real id.
 _EMPTY_ID_ALLOWED = frozenset({OFFSET_COMMIT, OFFSET_FETCH, DESCRIBE_GROUPS, DELETE_GROUPS})
 
+CONSUMER_GROUP_HEARTBEAT, CONSUMER_GROUP_DESCRIBE = 68, 69
+
 GroupCallback = Callable[[ClassicGroup], None]
+ConsumerGroupCallback = Callable[[ConsumerGroup], None]
+
+
+def _ignore(group: ConsumerGroup) -> None:
+    pass
 
 
 class NotCoordinator(Exception):
@@ -50,6 +58,12 @@ class GroupRegistry:
         self._load_batch = max(load_batch_size, 1)
         self._log_prefix = log_prefix
         self._groups: dict[str, ClassicGroup] = {}
+        # Groups of the consumer group protocol (KIP-848). A group id names at most one
+        # group with members: a consumer group's committed offsets stay in a
+        # ClassicGroup of the same id, which then has no members and no protocol (the
+        # classic side of the coordinator refuses that id while the consumer group has
+        # members; see Membership.join_group).
+        self._consumer: dict[str, ConsumerGroup] = {}
         # partition -> load epoch; a load or write that started under another epoch is stale.
         self._owned: dict[int, int] = {}
         self._loading: dict[int, int] = {}
@@ -104,7 +118,8 @@ class GroupRegistry:
             return ErrorCode.not_coordinator
         return None
 
-    async def load(self, partition: int, on_loaded: GroupCallback) -> None:
+    async def load(self, partition: int, on_loaded: GroupCallback,
+                   on_consumer_loaded: ConsumerGroupCallback = _ignore) -> None:
         """Replay ``partition`` and take over its groups, calling ``on_loaded`` for each
         as it goes live. Nothing happens if the partition is owned or loading already, or
         if it is unloaded before the replay finishes."""
@@ -113,31 +128,37 @@ class GroupRegistry:
         epoch = next(self._epochs)
         self._loading[partition] = epoch
         try:
-            groups = await self._replay(partition, epoch)
+            replayed = await self._replay(partition, epoch)
         except Exception:
             log.exception("%sloading __consumer_offsets-%d failed", self._log_prefix, partition)
             if self._loading.get(partition) == epoch:
                 del self._loading[partition]
                 self._after_load.pop(partition, None)
             return
-        if groups is None or self._loading.get(partition) != epoch:
+        if replayed is None or self._loading.get(partition) != epoch:
             return  # unloaded (and maybe reloaded) while we were reading
+        groups, consumer_groups = replayed
         del self._loading[partition]
         self._owned[partition] = epoch
         for group in groups:
             self._groups[group.group_id] = group
             on_loaded(group)
+        for cgroup in consumer_groups:
+            self._consumer[cgroup.group_id] = cgroup
+            on_consumer_loaded(cgroup)
         for action in self._after_load.pop(partition, []):
             action()
         log.info(
             "%sloaded %d groups from __consumer_offsets-%d",
             self._log_prefix,
-            len(groups),
+            len(groups) + len(consumer_groups),
             partition,
         )
 
-    def unload(self, partition: int, on_unloaded: GroupCallback) -> None:
-        """Drop the groups of ``partition``, calling ``on_unloaded`` for each."""
+    def unload(self, partition: int, on_unloaded: GroupCallback,
+               on_consumer_unloaded: ConsumerGroupCallback = _ignore) -> None:
+        """Drop the groups of ``partition``, calling ``on_unloaded`` (classic) or
+        ``on_consumer_unloaded`` (consumer groups) for each."""
         was_loading = self._loading.pop(partition, None) is not None
         self._after_load.pop(partition, None)
         if self._owned.pop(partition, None) is None and not was_loading:
@@ -148,6 +169,12 @@ class GroupRegistry:
                 del self._groups[group_id]
                 on_unloaded(group)
                 unloaded += 1
+        for group_id, cgroup in list(self._consumer.items()):
+            if self.partition_for(group_id) == partition:
+                del self._consumer[group_id]
+                cgroup.dead = True
+                on_consumer_unloaded(cgroup)
+                unloaded += 1
         log.info(
             "%sunloaded %d groups of __consumer_offsets-%d",
             self._log_prefix,
@@ -155,18 +182,20 @@ class GroupRegistry:
             partition,
         )
 
-    async def close(self, on_unloaded: GroupCallback) -> None:
+    async def close(self, on_unloaded: GroupCallback,
+                    on_consumer_unloaded: ConsumerGroupCallback = _ignore) -> None:
         """Refuse everything from now on, unload every partition, cancel the writes."""
         self._active = False
         for p in list(self._owned) + list(self._loading):
-            self.unload(p, on_unloaded)
+            self.unload(p, on_unloaded, on_consumer_unloaded)
         tasks = list(self._tasks)
         for t in tasks:
             t.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _replay(self, partition: int, epoch: int) -> list[ClassicGroup] | None:
+    async def _replay(self, partition: int, epoch: int
+                      ) -> tuple[list[ClassicGroup], list[ConsumerGroup]] | None:
         replay = Replay()
         for i, entry in enumerate(self._log.read(partition)):
             if i and i % self._load_batch == 0:
@@ -183,7 +212,7 @@ class GroupRegistry:
                     partition,
                     e,
                 )
-        return replay.groups()
+        return replay.groups(), replay.consumer_groups()
 
     # --- groups --------------------------------------------------------------------------
 
@@ -209,6 +238,26 @@ class GroupRegistry:
         """Whether ``group`` is still the live object for its id (timers and writes that
         finish late must not touch a group that was unloaded, deleted or replaced)."""
         return self._groups.get(group.group_id) is group and group.state is not GroupState.DEAD
+
+    # --- consumer groups (KIP-848) ------------------------------------------------------
+
+    def consumer_group(self, group_id: str) -> ConsumerGroup | None:
+        return self._consumer.get(group_id)
+
+    def consumer_groups(self) -> list[ConsumerGroup]:
+        return list(self._consumer.values())
+
+    def add_consumer_group(self, group: ConsumerGroup) -> None:
+        self._consumer[group.group_id] = group
+
+    def discard_consumer_group(self, group: ConsumerGroup) -> None:
+        if self._consumer.get(group.group_id) is group:
+            del self._consumer[group.group_id]
+        group.dead = True
+
+    def consumer_current(self, group: ConsumerGroup) -> bool:
+        """Whether ``group`` is still the live consumer group for its id."""
+        return self._consumer.get(group.group_id) is group and not group.dead
 
     # --- writes --------------------------------------------------------------------------
 

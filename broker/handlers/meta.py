@@ -212,8 +212,11 @@ async def handle_metadata(node: MetaNode, ctx: RequestContext, req: Any) -> Payl
                 requested_entries.append({"error_code": ErrorCode.invalid_request,
                                           "name": "", "topic_id": None, "partitions": []})
                 continue
-            if name is None:
-                tid = getattr(rt, "topic_id", None)
+            tid = getattr(rt, "topic_id", None)
+            if name is None or (ctx.api_version >= 12 and tid is not None and tid.int != 0):
+                # v12+: a topic named by its id is looked up by it, whatever the name says
+                # (Kafka's KafkaApis; the Java consumer sends "" as the name, e.g. to learn
+                # the names of the topics a regex subscription was assigned, KIP-848).
                 t = image.topics_by_id.get(tid) if tid is not None else None
                 if t is None:
                     requested_entries.append({"error_code": ErrorCode.unknown_topic_id,

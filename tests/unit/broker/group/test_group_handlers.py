@@ -26,6 +26,7 @@ from tests.unit.broker.handlers.acl_fixtures import OFF
 JOIN, SYNC, HEARTBEAT, LEAVE = 11, 14, 12, 13
 COMMIT, FETCH, LIST, DESCRIBE, DELETE, OFFSET_DELETE = 8, 9, 16, 15, 42, 47
 TXN_COMMIT = 28
+CG_HEARTBEAT, CG_DESCRIBE = 68, 69
 SPECS = {spec.api_key: spec for spec in APIS}
 
 
@@ -85,6 +86,8 @@ def test_served_versions() -> None:
         DELETE: (0, 2),
         OFFSET_DELETE: (0, 0),
         TXN_COMMIT: (0, 5),
+        CG_HEARTBEAT: (0, 1),
+        CG_DESCRIBE: (0, 1),
     }
     for key, (lo, hi) in served.items():
         kio_lo, kio_hi = codec.kio_versions(key) or (0, -1)
@@ -514,3 +517,49 @@ async def test_offset_delete_group_error(harness: Harness) -> None:
         {"group_id": "nope", "topics": [{"name": "t", "partitions": [{"partition_index": 0}]}]},
     )
     assert resp.error_code is E.group_id_not_found and resp.topics == ()
+
+
+def _cg_harness() -> Harness:
+    from odradek.broker.group.consumer_group import TopicMetadata
+
+    def topics(names: Any) -> dict[str, TopicMetadata]:
+        return {n: TopicMetadata(topic_id(n), n, TOPICS[n]) for n in names if n in TOPICS}
+
+    return Harness(topic_metadata=topics)
+
+
+@pytest.mark.parametrize("version", [0, 1])
+async def test_consumer_group_heartbeat_and_describe_on_the_wire(version: int) -> None:
+    h = await _cg_harness().load_all()
+    joined = await call(h, CG_HEARTBEAT, version, {
+        "group_id": "cg", "member_id": "m1", "member_epoch": 0, "rebalance_timeout": 30_000,
+        "subscribed_topic_names": ["t"], "topic_partitions": []})
+    assert joined.error_code is E.none and joined.member_epoch == 1
+    assert joined.member_id == "m1" and joined.heartbeat_interval.total_seconds() == 5
+    [tps] = joined.assignment.topic_partitions
+    assert (tps.topic_id, sorted(tps.partitions)) == (topic_id("t"), [0, 1, 2])
+    # An unchanged heartbeat gets no assignment.
+    again = await call(h, CG_HEARTBEAT, version, {
+        "group_id": "cg", "member_id": "m1", "member_epoch": 1, "topic_partitions": None})
+    assert again.error_code is E.none and again.assignment is None
+    fenced = await call(h, CG_HEARTBEAT, version, {
+        "group_id": "cg", "member_id": "m1", "member_epoch": 9, "topic_partitions": None})
+    assert fenced.error_code is E.fenced_member_epoch and "greater member epoch" in \
+        fenced.error_message
+    described = await call(h, CG_DESCRIBE, version, {
+        "group_ids": ["cg", "nope"], "include_authorized_operations": False})
+    cg, nope = described.groups
+    assert (cg.error_code, cg.group_state, cg.group_epoch, cg.assignor_name) == (
+        E.none, "Stable", 1, "uniform")
+    [member] = cg.members
+    assert member.member_id == "m1" and member.subscribed_topic_names == ("t",)
+    assert [p.topic_name for p in member.assignment.topic_partitions] == ["t"]
+    assert nope.error_code is E.group_id_not_found
+    listed = await call(h, LIST, 5, {"states_filter": [], "types_filter": ["consumer"]})
+    assert [(g.group_id, g.group_type, g.protocol_type, g.group_state)
+            for g in listed.groups] == [("cg", "consumer", "consumer", "Stable")]
+    classic = await call(h, LIST, 5, {"states_filter": [], "types_filter": ["classic"]})
+    assert classic.groups == ()
+    # DescribeGroups describes classic groups only, as Kafka's.
+    d = await call(h, DESCRIBE, 6, {"groups": ["cg"], "include_authorized_operations": False})
+    assert (d.groups[0].error_code, d.groups[0].group_state) == (E.group_id_not_found, "Dead")

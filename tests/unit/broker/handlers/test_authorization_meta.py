@@ -121,6 +121,18 @@ def test_topics_asked_by_id_are_refused_with_their_id() -> None:
     assert (ghost.topic_id, ghost.error_code) == (unknown, E.unknown_topic_id)
 
 
+def test_a_topic_id_with_an_empty_name_is_looked_up_by_id() -> None:
+    """Kafka 4.1's Java consumer asks for the names of the topics a regex subscription was
+    assigned (KIP-848) with the id and "" as the name: v12+ looks such a topic up by id."""
+    node = Node(OFF)
+    a_id = node.image.topics["a"].topic_id
+    [a] = metadata(node, [{"name": "", "topic_id": a_id}]).topics
+    assert (a.name, a.topic_id, a.error_code, len(a.partitions)) == ("a", a_id, E.none, 2)
+    [ghost] = metadata(node, [{"name": "", "topic_id": uuid.uuid4()}]).topics
+    assert ghost.error_code == E.unknown_topic_id
+    assert node.created == []
+
+
 def test_auto_creation_needs_create_on_the_cluster_or_the_topic() -> None:
     describe_all = acl("User:*", A.DESCRIBE, R.TOPIC, "", pattern=PatternType.PREFIXED)
     node = Node(authorization([describe_all, acl("User:bob", A.CREATE, R.TOPIC, "new"),
