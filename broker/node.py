@@ -255,7 +255,9 @@ class Node:
             max_group_size=config["group.max.size"],
             offsets_retention_ms=config["offsets.retention.minutes"] * 60_000,
             topic_metadata=self._topic_metadata,
-            topic_names=lambda: self.image.topics.keys(),
+            # The mapping itself: replaced when topics change, so regex matches are
+            # cached for as long as it is the same object (group/topic_regex.py).
+            topic_names=lambda: self.image.topics,
             consumer_session_timeout_ms=config["group.consumer.session.timeout.ms"],
             consumer_heartbeat_interval_ms=config["group.consumer.heartbeat.interval.ms"],
             consumer_max_size=config["group.consumer.max.size"],

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from odradek.broker.group.log import Record, group_write_error
 from odradek.broker.group.reconciliation import FencedMemberEpoch, reconcile
 from odradek.broker.group.records import group_key
 from odradek.broker.group.registry import CONSUMER_GROUP_HEARTBEAT, GroupRegistry
+from odradek.broker.group.topic_regex import RegexError, TopicRegexes
 
 log = logging.getLogger("odradek.group")
 
@@ -124,6 +124,7 @@ class ConsumerMembership:
         self._clock = clock
         self._topics = topics
         self._topic_names = topic_names
+        self._regexes = TopicRegexes()
         self.session_timeout_ms = session_timeout_ms
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.max_size = max_size
@@ -161,8 +162,7 @@ class ConsumerMembership:
         except HeartbeatError as e:
             return _done(_failed(e.error, e.message))
 
-    @staticmethod
-    def _validate(req: Heartbeat, api_version: int) -> None:
+    def _validate(self, req: Heartbeat, api_version: int) -> None:
         def invalid(message: str) -> HeartbeatError:
             return HeartbeatError(ErrorCode.invalid_request, message)
 
@@ -191,8 +191,8 @@ class ConsumerMembership:
             raise invalid("MemberEpoch is invalid.")
         if req.subscribed_topic_regex:  # the empty regex (librdkafka sends it) is none
             try:
-                re.compile(req.subscribed_topic_regex)
-            except re.error as e:
+                self._regexes.compile(req.subscribed_topic_regex)
+            except RegexError as e:
                 raise HeartbeatError(
                     ErrorCode.invalid_regular_expression,
                     f"SubscribedTopicRegex `{req.subscribed_topic_regex}` is not a valid "
@@ -402,14 +402,13 @@ class ConsumerMembership:
         if not regexes:
             group.resolved_regex = {}
             return
-        names = list(self._topic_names())
+        names = self._topic_names()
         resolved: dict[str, frozenset[str]] = {}
         for regex in regexes:
-            pattern = re.compile(regex)
-            matched = {n for n in names if pattern.fullmatch(n)}
+            matched = self._regexes.matching(regex, names)
             if describable is not None and matched:
-                matched = describable(matched)
-            resolved[regex] = frozenset(matched)
+                matched = frozenset(describable(set(matched)))
+            resolved[regex] = matched
         group.resolved_regex = resolved
 
     def _update_target(self, group: ConsumerGroup, topics: Mapping[str, TopicMetadata],
