@@ -443,6 +443,11 @@ class TransactionCoordinator:
             producer_epoch,
             parts,
             tv_for_add_partitions(api_version),
+            # Not for v4+, which a partition leader sends for a transactions v2 producer's
+            # write (KIP-890): the leader holds that write under a verification that the
+            # previous transaction's markers, written during the wait, would void (the
+            # write would then fail INVALID_TXN_STATE instead of being retried).
+            wait_for_previous=api_version <= 3,
         )
         code = legacy_fencing_error(code, api_version, 2)
         return dict.fromkeys(parts, code)
@@ -523,7 +528,8 @@ class TransactionCoordinator:
         transaction (its offsets commit or abort with it)."""
         tp = (GROUP_METADATA_TOPIC, self._group_partition_for(group_id))
         code = await self._add_partitions(
-            transactional_id, producer_id, producer_epoch, frozenset({tp}), TV_0
+            transactional_id, producer_id, producer_epoch, frozenset({tp}), TV_0,
+            wait_for_previous=True,
         )
         return legacy_fencing_error(code, api_version, 2)
 
@@ -534,10 +540,13 @@ class TransactionCoordinator:
         producer_epoch: int,
         partitions: frozenset[TopicPartition],
         transaction_version: int,
+        *,
+        wait_for_previous: bool,
     ) -> ErrorCode:
         if not transactional_id:
             return ErrorCode.invalid_request
-        deadline = self._clock.now_ms() + self.concurrent_transaction_wait_ms
+        deadline = self._clock.now_ms() + (
+            self.concurrent_transaction_wait_ms if wait_for_previous else 0)
         while True:
             err, coord_epoch, md = self._registry.get(transactional_id)
             if err is not None:

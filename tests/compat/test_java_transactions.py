@@ -92,6 +92,9 @@ def test_commit_abort_and_fencing_read_committed(client: JavaApp, cluster: Clust
     report = (f"exit {code}\n--- stdout ---\n{stdout}--- stderr ---\n"
               f"{err.read_text(errors='replace')[-8000:]}")
     assert code == 0 and stdout.splitlines()[-1:] == ["DONE"], report
+    # Each send's outcome (TxnClient prints the failed ones): a transaction's write that
+    # failed would make its abort cover nothing, its commit fail.
+    assert not [line for line in stdout.splitlines() if line.startswith("SENDFAIL")], report
     lines = [line.split() for line in stdout.splitlines()]
     assert {t: how for _, t, how in (x for x in lines if x[0] == "TXN")} == TRANSACTIONS, report
 

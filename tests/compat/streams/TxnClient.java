@@ -72,7 +72,13 @@ public final class TxnClient {
                              int partitions, String txn, int n) throws Exception {
         producer.beginTransaction();
         for (int i = 0; i < n; i++) {
-            producer.send(new ProducerRecord<>(topic, i % partitions, txn, txn + "-" + i));
+            final int partition = i % partitions;
+            producer.send(new ProducerRecord<>(topic, partition, txn, txn + "-" + i),
+                (metadata, error) -> {
+                    if (error != null) {
+                        say("SENDFAIL " + txn + " " + partition + " " + error);
+                    }
+                });
         }
         // Every record acknowledged before the transaction ends: an abort then covers
         // records that really are in the log (the read_uncommitted consumer sees them).
