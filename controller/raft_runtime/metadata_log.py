@@ -369,7 +369,8 @@ class RaftMetadataLog:
 
     def _apply(self, entry: Entry) -> int:
         self._applied_index = entry.index
-        if entry.kind is EntryKind.NOOP:
+        if entry.kind is not EntryKind.NORMAL:
+            # NOOP and CONFIG entries belong to Raft itself, not to the metadata records.
             return self._next_offset - 1
         records = decode_batch(entry.data)
         base = self._next_offset

@@ -11,8 +11,10 @@ class EntryKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     ENTRY_KIND_NORMAL: _ClassVar[EntryKind]
     ENTRY_KIND_NOOP: _ClassVar[EntryKind]
+    ENTRY_KIND_CONFIG: _ClassVar[EntryKind]
 ENTRY_KIND_NORMAL: EntryKind
 ENTRY_KIND_NOOP: EntryKind
+ENTRY_KIND_CONFIG: EntryKind
 
 class Entry(_message.Message):
     __slots__ = ("term", "index", "kind", "data")
@@ -27,16 +29,18 @@ class Entry(_message.Message):
     def __init__(self, term: _Optional[int] = ..., index: _Optional[int] = ..., kind: _Optional[_Union[EntryKind, str]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class SnapshotMeta(_message.Message):
-    __slots__ = ("index", "term", "voters", "observers")
+    __slots__ = ("index", "term", "voters", "observers", "config")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     TERM_FIELD_NUMBER: _ClassVar[int]
     VOTERS_FIELD_NUMBER: _ClassVar[int]
     OBSERVERS_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
     index: int
     term: int
     voters: _containers.RepeatedScalarFieldContainer[int]
     observers: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, index: _Optional[int] = ..., term: _Optional[int] = ..., voters: _Optional[_Iterable[int]] = ..., observers: _Optional[_Iterable[int]] = ...) -> None: ...
+    config: bytes
+    def __init__(self, index: _Optional[int] = ..., term: _Optional[int] = ..., voters: _Optional[_Iterable[int]] = ..., observers: _Optional[_Iterable[int]] = ..., config: _Optional[bytes] = ...) -> None: ...
 
 class Snapshot(_message.Message):
     __slots__ = ("meta", "data")
