@@ -131,12 +131,20 @@ class RaftMetadataPlane:
         self.lifecycle: BrokerLifecycle | None = None
         self._rebalancer: asyncio.Task[None] | None = None
         if self.is_controller:
-            if me.node_id not in self.voters:
-                raise RuntimeError(f"node {me.node_id} has the controller role but is not in "
-                                   f"controller.quorum.voters ({sorted(self.voters)})")
+            # A controller missing from controller.quorum.voters is a new one joining an
+            # existing quorum (KIP-853): it follows the log as an observer until the active
+            # controller adds it as a voter (AddRaftVoter); its Raft log then says so, also
+            # after a restart.
+            observers = ({} if me.node_id in self.voters
+                         else {me.node_id: cfg["controller.listener"]})
+            if observers:
+                log.info("node %d is not in controller.quorum.voters %s: starting as an "
+                         "observer; add it with AddRaftVoter (kafka-metadata-quorum.sh "
+                         "add-controller)", me.node_id, sorted(self.voters))
             tick_ms = 100
             self.raft = RaftMetadataLog(RaftSettings(
-                node_id=me.node_id, voters=self.voters, data_dir=me.data_dir / "metadata-raft",
+                node_id=me.node_id, voters=self.voters, observers=observers,
+                data_dir=me.data_dir / "metadata-raft",
                 cluster_id=me.cluster_id, tick_ms=tick_ms,
                 election_tick=max(2, cfg["controller.quorum.election.timeout.ms"] // tick_ms),
                 snapshot_interval_records=cfg["metadata.snapshot.interval.records"],

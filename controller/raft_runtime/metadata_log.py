@@ -59,11 +59,14 @@ from odradek.controller.metadata.requests import NotControllerError
 from odradek.controller.raft import (
     Entry,
     EntryKind,
+    MembershipChangeRefused,
     NotLeaderError,
     ProposalDropped,
     RaftNode,
+    RefusalReason,
     Role,
     Snapshot,
+    VoterSet,
 )
 from odradek.controller.raft.log_store import FileLogStore
 from odradek.controller.raft_runtime.batch import decode_batch, encode_batch
@@ -126,6 +129,8 @@ class RaftMetadataLog:
         self.node_id = settings.node_id
         self.loader = loader
         self._observers = dict(settings.observers)
+        # Controllers being added as voters: replicated to while they catch up.
+        self._joining: dict[int, str] = {}
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = _lock_dir(settings.data_dir)
         try:
@@ -144,7 +149,8 @@ class RaftMetadataLog:
             security=settings.security)
         self.driver = RaftDriver(node, self._store, self._transport, apply=self._apply,
                                  restore=self._restore, initial_snapshot=view.snapshot,
-                                 tick_ms=settings.tick_ms)
+                                 tick_ms=settings.tick_ms,
+                                 on_voters_changed=self._sync_peers)
         if isinstance(self._transport, GrpcTransport):
             self._transport.on_peer_lost = self.driver.peer_lost
         # Committed batches since the last snapshot, for read_from().
@@ -290,7 +296,16 @@ class RaftMetadataLog:
 
     @property
     def is_observer(self) -> bool:
-        return self.node_id not in self.settings.voters
+        return self.node_id not in self.driver.node.config.voters
+
+    @property
+    def voter_endpoints(self) -> dict[int, str]:
+        """The voters in force (the latest set in the Raft log, else controller.quorum.voters)
+        with their controller addresses: from the log where it has one, else from the
+        static configuration."""
+        current = self.driver.node.voter_set
+        return {v: endpoint or self.settings.voters.get(v, "")
+                for v, endpoint in current.voters}
 
     def on_leader_change(self, callback: LeaderChangeCallback) -> None:
         """``callback()`` runs on the event loop after any change of is_leader, leader_id or
@@ -298,10 +313,104 @@ class RaftMetadataLog:
         self.driver.on_leader_change(callback)
 
     def address_of(self, node_id: int) -> str | None:
-        return self.settings.voters.get(node_id) or self._observers.get(node_id)
+        return (self.voter_endpoints.get(node_id) or self.settings.voters.get(node_id)
+                or self._observers.get(node_id))
 
     def members(self) -> set[int]:
-        return set(self.settings.voters) | set(self._observers)
+        # Static voters stay members even once removed: a removed node may still send until
+        # it learns of its removal, and refusing it would only hide that.
+        return (set(self.settings.voters) | set(self.voter_endpoints) | set(self._observers)
+                | set(self._joining))
+
+    def _peers(self) -> dict[int, str]:
+        peers = {**{v: a for v, a in self.voter_endpoints.items() if a}, **self._observers}
+        peers.pop(self.node_id, None)
+        return peers
+
+    async def _sync_peers(self) -> None:
+        """The voter set in the log changed: connect to new voters (their address came with
+        their CONFIG entry), stop sending to removed ones."""
+        set_peers = getattr(self._transport, "set_peers", None)
+        if set_peers is not None:
+            await set_peers(self._peers())
+        log.info("node %d: voters are now %s%s", self.node_id,
+                 dict(sorted(self.voter_endpoints.items())),
+                 "" if self.driver.node.voters_committed else " (not committed yet)")
+
+    async def add_voter(self, node_id: int, endpoint: str, timeout_s: float) -> None:
+        """As the active controller, make ``node_id`` (a controller started as an observer,
+        reachable at ``endpoint``) a voter: replicate the log to it until it has caught up,
+        then append the change and wait for it to commit (KIP-853's AddRaftVoter).
+
+        Raises RaftNotControllerError (not the leader), MembershipChangeRefused (duplicate
+        voter, or TimeoutError when it did not catch up or commit within ``timeout_s``)."""
+        driver = self.driver
+        if not driver.is_leader:
+            raise self._not_controller()
+        voters = self.voter_endpoints
+        if node_id in voters:
+            raise MembershipChangeRefused(
+                RefusalReason.DUPLICATE_VOTER,
+                f"node {node_id} is already a voter ({sorted(voters)})")
+        new = VoterSet.of({**voters, node_id: endpoint})
+        deadline = time.monotonic() + timeout_s
+        self._joining[node_id] = endpoint
+        try:
+            await self._apply_observers()
+            while True:
+                try:
+                    await driver.propose_voters(new)
+                    return
+                except MembershipChangeRefused as exc:
+                    if not exc.retriable or time.monotonic() >= deadline:
+                        raise
+                await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+        except NotLeaderError as exc:
+            hint = exc.leader_hint if exc.leader_hint is not None else NO_LEADER
+            raise RaftNotControllerError(str(exc), hint, self.address_of(hint)) from exc
+        finally:
+            self._joining.pop(node_id, None)
+            await self._apply_observers()
+
+    async def remove_voter(self, node_id: int, timeout_s: float) -> None:
+        """As the active controller, remove ``node_id`` from the voters and wait for the
+        change to commit (KIP-853's RemoveRaftVoter). Removing this node itself hands
+        leadership to another voter once the change commits."""
+        driver = self.driver
+        if not driver.is_leader:
+            raise self._not_controller()
+        voters = self.voter_endpoints
+        if node_id not in voters:
+            raise MembershipChangeRefused(
+                RefusalReason.VOTER_NOT_FOUND,
+                f"node {node_id} is not a voter ({sorted(voters)})")
+        if len(voters) == 1:
+            raise MembershipChangeRefused(
+                RefusalReason.NOT_SINGLE_CHANGE, "cannot remove the only voter")
+        new = VoterSet.of({v: a for v, a in voters.items() if v != node_id})
+        deadline = time.monotonic() + timeout_s
+        try:
+            while True:
+                try:
+                    await driver.propose_voters(new)
+                    return
+                except MembershipChangeRefused as exc:
+                    if not exc.retriable or time.monotonic() >= deadline:
+                        raise
+                await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+        except NotLeaderError as exc:
+            hint = exc.leader_hint if exc.leader_hint is not None else NO_LEADER
+            raise RaftNotControllerError(str(exc), hint, self.address_of(hint)) from exc
+
+    async def _apply_observers(self) -> None:
+        observers = {**self._observers, **self._joining}
+        self.driver.set_observers(frozenset(observers) | (
+            frozenset({self.node_id}) if self.is_observer else frozenset()))
+        set_peers = getattr(self._transport, "set_peers", None)
+        if set_peers is not None:
+            peers = {**self._peers(), **self._joining}
+            peers.pop(self.node_id, None)
+            await set_peers(peers)
 
     def channel_to(self, node_id: int) -> grpc.aio.Channel | None:
         channel = getattr(self._transport, "channel", None)
@@ -309,16 +418,10 @@ class RaftMetadataLog:
 
     async def set_observers(self, observers: Mapping[int, str]) -> None:
         """Change who the leader replicates to without voting (brokers joining/leaving)."""
-        if set(observers) & set(self.settings.voters):
+        if set(observers) & set(self.voter_endpoints):
             raise ValueError("observers must not be voters")
         self._observers = dict(observers)
-        self.driver.node.set_observers(frozenset(observers) | (
-            frozenset({self.node_id}) if self.is_observer else frozenset()))
-        set_peers = getattr(self._transport, "set_peers", None)
-        if set_peers is not None:
-            peers = {**self.settings.voters, **self._observers}
-            peers.pop(self.node_id, None)
-            await set_peers(peers)
+        await self._apply_observers()
 
     # ------------------------------------------------------------------ snapshots
 
@@ -452,7 +555,10 @@ class RaftMetadataLog:
             high_watermark=status.commit + 1, committed_record_offset=self.committed_offset,
             leader_address=self.leader_address or "", answered_by=self.node_id,
             snapshot_index=status.snapshot_index)
-        for ids, out in ((self.settings.voters, resp.voters), (self._observers, resp.observers)):
+        voters = self.voter_endpoints
+        observers = {i: a for i, a in {**self._observers, **self._joining}.items()
+                     if i not in voters}
+        for ids, out in ((voters, resp.voters), (observers, resp.observers)):
             for nid in sorted(ids):
                 replica = out.add(node_id=nid, address=ids[nid], last_contact_ms_ago=-1)
                 if nid == self.node_id:
