@@ -24,55 +24,61 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\nraft.proto\x12\x0codradek.raft\"Y\n\x05\x45ntry\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\r\n\x05index\x18\x02 \x01(\x04\x12%\n\x04kind\x18\x03 \x01(\x0e\x32\x17.odradek.raft.EntryKind\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"^\n\x0cSnapshotMeta\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x0e\n\x06voters\x18\x03 \x03(\x05\x12\x11\n\tobservers\x18\x04 \x03(\x05\x12\x0e\n\x06\x63onfig\x18\x05 \x01(\x0c\"B\n\x08Snapshot\x12(\n\x04meta\x18\x01 \x01(\x0b\x32\x1a.odradek.raft.SnapshotMeta\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"N\n\x0bVoteRequest\x12\x16\n\x0elast_log_index\x18\x01 \x01(\x04\x12\x15\n\rlast_log_term\x18\x02 \x01(\x04\x12\x10\n\x08transfer\x18\x03 \x01(\x08\"\x1f\n\x0cVoteResponse\x12\x0f\n\x07granted\x18\x01 \x01(\x08\"?\n\x0ePreVoteRequest\x12\x16\n\x0elast_log_index\x18\x01 \x01(\x04\x12\x15\n\rlast_log_term\x18\x02 \x01(\x04\"\"\n\x0fPreVoteResponse\x12\x0f\n\x07granted\x18\x01 \x01(\x08\"{\n\x14\x41ppendEntriesRequest\x12\x16\n\x0eprev_log_index\x18\x01 \x01(\x04\x12\x15\n\rprev_log_term\x18\x02 \x01(\x04\x12$\n\x07\x65ntries\x18\x03 \x03(\x0b\x32\x13.odradek.raft.Entry\x12\x0e\n\x06\x63ommit\x18\x04 \x01(\x04\"\x8a\x01\n\x15\x41ppendEntriesResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x13\n\x0bmatch_index\x18\x02 \x01(\x04\x12\x16\n\x0erejected_index\x18\x03 \x01(\x04\x12\x19\n\x11reject_hint_index\x18\x04 \x01(\x04\x12\x18\n\x10reject_hint_term\x18\x05 \x01(\x04\"\x1b\n\tHeartbeat\x12\x0e\n\x06\x63ommit\x18\x01 \x01(\x04\"\x13\n\x11HeartbeatResponse\"B\n\x16InstallSnapshotRequest\x12(\n\x08snapshot\x18\x01 \x01(\x0b\x32\x16.odradek.raft.Snapshot\".\n\x17InstallSnapshotResponse\x12\x13\n\x0bmatch_index\x18\x01 \x01(\x04\"\x0c\n\nTimeoutNow\"\xdd\x05\n\x0bRaftMessage\x12\x0b\n\x03src\x18\x01 \x01(\x05\x12\x0b\n\x03\x64st\x18\x02 \x01(\x05\x12\x0c\n\x04term\x18\x03 \x01(\x04\x12\x31\n\x0cvote_request\x18\n \x01(\x0b\x32\x19.odradek.raft.VoteRequestH\x00\x12\x33\n\rvote_response\x18\x0b \x01(\x0b\x32\x1a.odradek.raft.VoteResponseH\x00\x12\x38\n\x10pre_vote_request\x18\x0c \x01(\x0b\x32\x1c.odradek.raft.PreVoteRequestH\x00\x12:\n\x11pre_vote_response\x18\r \x01(\x0b\x32\x1d.odradek.raft.PreVoteResponseH\x00\x12\x44\n\x16\x61ppend_entries_request\x18\x0e \x01(\x0b\x32\".odradek.raft.AppendEntriesRequestH\x00\x12\x46\n\x17\x61ppend_entries_response\x18\x0f \x01(\x0b\x32#.odradek.raft.AppendEntriesResponseH\x00\x12,\n\theartbeat\x18\x10 \x01(\x0b\x32\x17.odradek.raft.HeartbeatH\x00\x12=\n\x12heartbeat_response\x18\x11 \x01(\x0b\x32\x1f.odradek.raft.HeartbeatResponseH\x00\x12H\n\x18install_snapshot_request\x18\x12 \x01(\x0b\x32$.odradek.raft.InstallSnapshotRequestH\x00\x12J\n\x19install_snapshot_response\x18\x13 \x01(\x0b\x32%.odradek.raft.InstallSnapshotResponseH\x00\x12/\n\x0btimeout_now\x18\x14 \x01(\x0b\x32\x18.odradek.raft.TimeoutNowH\x00\x42\x06\n\x04\x62ody\"S\n\x10RaftMessageBatch\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12+\n\x08messages\x18\x02 \x03(\x0b\x32\x19.odradek.raft.RaftMessage\"\x05\n\x03\x41\x63k\"+\n\x15\x44\x65scribeQuorumRequest\x12\x12\n\nlocal_only\x18\x01 \x01(\x08\"\x80\x01\n\x0cReplicaState\x12\x0f\n\x07node_id\x18\x01 \x01(\x05\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x16\n\x0elog_end_offset\x18\x03 \x01(\x04\x12\x1b\n\x13last_contact_ms_ago\x18\x04 \x01(\x03\x12\x19\n\x11replication_state\x18\x05 \x01(\t\"\xa8\x02\n\x16\x44\x65scribeQuorumResponse\x12\x11\n\tleader_id\x18\x01 \x01(\x05\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x03 \x01(\x04\x12\x16\n\x0ehigh_watermark\x18\x04 \x01(\x04\x12\x1f\n\x17\x63ommitted_record_offset\x18\x05 \x01(\x03\x12\x16\n\x0eleader_address\x18\x06 \x01(\t\x12\x13\n\x0b\x61nswered_by\x18\x07 \x01(\x05\x12*\n\x06voters\x18\x08 \x03(\x0b\x32\x1a.odradek.raft.ReplicaState\x12-\n\tobservers\x18\t \x03(\x0b\x32\x1a.odradek.raft.ReplicaState\x12\x16\n\x0esnapshot_index\x18\n \x01(\x04*N\n\tEntryKind\x12\x15\n\x11\x45NTRY_KIND_NORMAL\x10\x00\x12\x13\n\x0f\x45NTRY_KIND_NOOP\x10\x01\x12\x15\n\x11\x45NTRY_KIND_CONFIG\x10\x02\x32\xa5\x01\n\x0bRaftService\x12\x39\n\x04Send\x12\x1e.odradek.raft.RaftMessageBatch\x1a\x11.odradek.raft.Ack\x12[\n\x0e\x44\x65scribeQuorum\x12#.odradek.raft.DescribeQuorumRequest\x1a$.odradek.raft.DescribeQuorumResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\nraft.proto\x12\x0codradek.raft\"G\n\x0f\x41\x64\x64VoterRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\x05\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x12\n\ntimeout_ms\x18\x03 \x01(\r\"9\n\x12RemoveVoterRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\x05\x12\x12\n\ntimeout_ms\x18\x02 \x01(\r\"5\n\x13VoterChangeResponse\x12\r\n\x05\x65rror\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"Y\n\x05\x45ntry\x12\x0c\n\x04term\x18\x01 \x01(\x04\x12\r\n\x05index\x18\x02 \x01(\x04\x12%\n\x04kind\x18\x03 \x01(\x0e\x32\x17.odradek.raft.EntryKind\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"^\n\x0cSnapshotMeta\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x0e\n\x06voters\x18\x03 \x03(\x05\x12\x11\n\tobservers\x18\x04 \x03(\x05\x12\x0e\n\x06\x63onfig\x18\x05 \x01(\x0c\"B\n\x08Snapshot\x12(\n\x04meta\x18\x01 \x01(\x0b\x32\x1a.odradek.raft.SnapshotMeta\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"N\n\x0bVoteRequest\x12\x16\n\x0elast_log_index\x18\x01 \x01(\x04\x12\x15\n\rlast_log_term\x18\x02 \x01(\x04\x12\x10\n\x08transfer\x18\x03 \x01(\x08\"\x1f\n\x0cVoteResponse\x12\x0f\n\x07granted\x18\x01 \x01(\x08\"?\n\x0ePreVoteRequest\x12\x16\n\x0elast_log_index\x18\x01 \x01(\x04\x12\x15\n\rlast_log_term\x18\x02 \x01(\x04\"\"\n\x0fPreVoteResponse\x12\x0f\n\x07granted\x18\x01 \x01(\x08\"{\n\x14\x41ppendEntriesRequest\x12\x16\n\x0eprev_log_index\x18\x01 \x01(\x04\x12\x15\n\rprev_log_term\x18\x02 \x01(\x04\x12$\n\x07\x65ntries\x18\x03 \x03(\x0b\x32\x13.odradek.raft.Entry\x12\x0e\n\x06\x63ommit\x18\x04 \x01(\x04\"\x8a\x01\n\x15\x41ppendEntriesResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x13\n\x0bmatch_index\x18\x02 \x01(\x04\x12\x16\n\x0erejected_index\x18\x03 \x01(\x04\x12\x19\n\x11reject_hint_index\x18\x04 \x01(\x04\x12\x18\n\x10reject_hint_term\x18\x05 \x01(\x04\"\x1b\n\tHeartbeat\x12\x0e\n\x06\x63ommit\x18\x01 \x01(\x04\"\x13\n\x11HeartbeatResponse\"B\n\x16InstallSnapshotRequest\x12(\n\x08snapshot\x18\x01 \x01(\x0b\x32\x16.odradek.raft.Snapshot\".\n\x17InstallSnapshotResponse\x12\x13\n\x0bmatch_index\x18\x01 \x01(\x04\"\x0c\n\nTimeoutNow\"\xdd\x05\n\x0bRaftMessage\x12\x0b\n\x03src\x18\x01 \x01(\x05\x12\x0b\n\x03\x64st\x18\x02 \x01(\x05\x12\x0c\n\x04term\x18\x03 \x01(\x04\x12\x31\n\x0cvote_request\x18\n \x01(\x0b\x32\x19.odradek.raft.VoteRequestH\x00\x12\x33\n\rvote_response\x18\x0b \x01(\x0b\x32\x1a.odradek.raft.VoteResponseH\x00\x12\x38\n\x10pre_vote_request\x18\x0c \x01(\x0b\x32\x1c.odradek.raft.PreVoteRequestH\x00\x12:\n\x11pre_vote_response\x18\r \x01(\x0b\x32\x1d.odradek.raft.PreVoteResponseH\x00\x12\x44\n\x16\x61ppend_entries_request\x18\x0e \x01(\x0b\x32\".odradek.raft.AppendEntriesRequestH\x00\x12\x46\n\x17\x61ppend_entries_response\x18\x0f \x01(\x0b\x32#.odradek.raft.AppendEntriesResponseH\x00\x12,\n\theartbeat\x18\x10 \x01(\x0b\x32\x17.odradek.raft.HeartbeatH\x00\x12=\n\x12heartbeat_response\x18\x11 \x01(\x0b\x32\x1f.odradek.raft.HeartbeatResponseH\x00\x12H\n\x18install_snapshot_request\x18\x12 \x01(\x0b\x32$.odradek.raft.InstallSnapshotRequestH\x00\x12J\n\x19install_snapshot_response\x18\x13 \x01(\x0b\x32%.odradek.raft.InstallSnapshotResponseH\x00\x12/\n\x0btimeout_now\x18\x14 \x01(\x0b\x32\x18.odradek.raft.TimeoutNowH\x00\x42\x06\n\x04\x62ody\"S\n\x10RaftMessageBatch\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12+\n\x08messages\x18\x02 \x03(\x0b\x32\x19.odradek.raft.RaftMessage\"\x05\n\x03\x41\x63k\"+\n\x15\x44\x65scribeQuorumRequest\x12\x12\n\nlocal_only\x18\x01 \x01(\x08\"\x80\x01\n\x0cReplicaState\x12\x0f\n\x07node_id\x18\x01 \x01(\x05\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x16\n\x0elog_end_offset\x18\x03 \x01(\x04\x12\x1b\n\x13last_contact_ms_ago\x18\x04 \x01(\x03\x12\x19\n\x11replication_state\x18\x05 \x01(\t\"\xa8\x02\n\x16\x44\x65scribeQuorumResponse\x12\x11\n\tleader_id\x18\x01 \x01(\x05\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x03 \x01(\x04\x12\x16\n\x0ehigh_watermark\x18\x04 \x01(\x04\x12\x1f\n\x17\x63ommitted_record_offset\x18\x05 \x01(\x03\x12\x16\n\x0eleader_address\x18\x06 \x01(\t\x12\x13\n\x0b\x61nswered_by\x18\x07 \x01(\x05\x12*\n\x06voters\x18\x08 \x03(\x0b\x32\x1a.odradek.raft.ReplicaState\x12-\n\tobservers\x18\t \x03(\x0b\x32\x1a.odradek.raft.ReplicaState\x12\x16\n\x0esnapshot_index\x18\n \x01(\x04*N\n\tEntryKind\x12\x15\n\x11\x45NTRY_KIND_NORMAL\x10\x00\x12\x13\n\x0f\x45NTRY_KIND_NOOP\x10\x01\x12\x15\n\x11\x45NTRY_KIND_CONFIG\x10\x02\x32\xc7\x02\n\x0bRaftService\x12\x39\n\x04Send\x12\x1e.odradek.raft.RaftMessageBatch\x1a\x11.odradek.raft.Ack\x12[\n\x0e\x44\x65scribeQuorum\x12#.odradek.raft.DescribeQuorumRequest\x1a$.odradek.raft.DescribeQuorumResponse\x12L\n\x08\x41\x64\x64Voter\x12\x1d.odradek.raft.AddVoterRequest\x1a!.odradek.raft.VoterChangeResponse\x12R\n\x0bRemoveVoter\x12 .odradek.raft.RemoveVoterRequest\x1a!.odradek.raft.VoterChangeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'raft_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ENTRYKIND']._serialized_start=2246
-  _globals['_ENTRYKIND']._serialized_end=2324
-  _globals['_ENTRY']._serialized_start=28
-  _globals['_ENTRY']._serialized_end=117
-  _globals['_SNAPSHOTMETA']._serialized_start=119
-  _globals['_SNAPSHOTMETA']._serialized_end=213
-  _globals['_SNAPSHOT']._serialized_start=215
-  _globals['_SNAPSHOT']._serialized_end=281
-  _globals['_VOTEREQUEST']._serialized_start=283
-  _globals['_VOTEREQUEST']._serialized_end=361
-  _globals['_VOTERESPONSE']._serialized_start=363
-  _globals['_VOTERESPONSE']._serialized_end=394
-  _globals['_PREVOTEREQUEST']._serialized_start=396
-  _globals['_PREVOTEREQUEST']._serialized_end=459
-  _globals['_PREVOTERESPONSE']._serialized_start=461
-  _globals['_PREVOTERESPONSE']._serialized_end=495
-  _globals['_APPENDENTRIESREQUEST']._serialized_start=497
-  _globals['_APPENDENTRIESREQUEST']._serialized_end=620
-  _globals['_APPENDENTRIESRESPONSE']._serialized_start=623
-  _globals['_APPENDENTRIESRESPONSE']._serialized_end=761
-  _globals['_HEARTBEAT']._serialized_start=763
-  _globals['_HEARTBEAT']._serialized_end=790
-  _globals['_HEARTBEATRESPONSE']._serialized_start=792
-  _globals['_HEARTBEATRESPONSE']._serialized_end=811
-  _globals['_INSTALLSNAPSHOTREQUEST']._serialized_start=813
-  _globals['_INSTALLSNAPSHOTREQUEST']._serialized_end=879
-  _globals['_INSTALLSNAPSHOTRESPONSE']._serialized_start=881
-  _globals['_INSTALLSNAPSHOTRESPONSE']._serialized_end=927
-  _globals['_TIMEOUTNOW']._serialized_start=929
-  _globals['_TIMEOUTNOW']._serialized_end=941
-  _globals['_RAFTMESSAGE']._serialized_start=944
-  _globals['_RAFTMESSAGE']._serialized_end=1677
-  _globals['_RAFTMESSAGEBATCH']._serialized_start=1679
-  _globals['_RAFTMESSAGEBATCH']._serialized_end=1762
-  _globals['_ACK']._serialized_start=1764
-  _globals['_ACK']._serialized_end=1769
-  _globals['_DESCRIBEQUORUMREQUEST']._serialized_start=1771
-  _globals['_DESCRIBEQUORUMREQUEST']._serialized_end=1814
-  _globals['_REPLICASTATE']._serialized_start=1817
-  _globals['_REPLICASTATE']._serialized_end=1945
-  _globals['_DESCRIBEQUORUMRESPONSE']._serialized_start=1948
-  _globals['_DESCRIBEQUORUMRESPONSE']._serialized_end=2244
-  _globals['_RAFTSERVICE']._serialized_start=2327
-  _globals['_RAFTSERVICE']._serialized_end=2492
+  _globals['_ENTRYKIND']._serialized_start=2433
+  _globals['_ENTRYKIND']._serialized_end=2511
+  _globals['_ADDVOTERREQUEST']._serialized_start=28
+  _globals['_ADDVOTERREQUEST']._serialized_end=99
+  _globals['_REMOVEVOTERREQUEST']._serialized_start=101
+  _globals['_REMOVEVOTERREQUEST']._serialized_end=158
+  _globals['_VOTERCHANGERESPONSE']._serialized_start=160
+  _globals['_VOTERCHANGERESPONSE']._serialized_end=213
+  _globals['_ENTRY']._serialized_start=215
+  _globals['_ENTRY']._serialized_end=304
+  _globals['_SNAPSHOTMETA']._serialized_start=306
+  _globals['_SNAPSHOTMETA']._serialized_end=400
+  _globals['_SNAPSHOT']._serialized_start=402
+  _globals['_SNAPSHOT']._serialized_end=468
+  _globals['_VOTEREQUEST']._serialized_start=470
+  _globals['_VOTEREQUEST']._serialized_end=548
+  _globals['_VOTERESPONSE']._serialized_start=550
+  _globals['_VOTERESPONSE']._serialized_end=581
+  _globals['_PREVOTEREQUEST']._serialized_start=583
+  _globals['_PREVOTEREQUEST']._serialized_end=646
+  _globals['_PREVOTERESPONSE']._serialized_start=648
+  _globals['_PREVOTERESPONSE']._serialized_end=682
+  _globals['_APPENDENTRIESREQUEST']._serialized_start=684
+  _globals['_APPENDENTRIESREQUEST']._serialized_end=807
+  _globals['_APPENDENTRIESRESPONSE']._serialized_start=810
+  _globals['_APPENDENTRIESRESPONSE']._serialized_end=948
+  _globals['_HEARTBEAT']._serialized_start=950
+  _globals['_HEARTBEAT']._serialized_end=977
+  _globals['_HEARTBEATRESPONSE']._serialized_start=979
+  _globals['_HEARTBEATRESPONSE']._serialized_end=998
+  _globals['_INSTALLSNAPSHOTREQUEST']._serialized_start=1000
+  _globals['_INSTALLSNAPSHOTREQUEST']._serialized_end=1066
+  _globals['_INSTALLSNAPSHOTRESPONSE']._serialized_start=1068
+  _globals['_INSTALLSNAPSHOTRESPONSE']._serialized_end=1114
+  _globals['_TIMEOUTNOW']._serialized_start=1116
+  _globals['_TIMEOUTNOW']._serialized_end=1128
+  _globals['_RAFTMESSAGE']._serialized_start=1131
+  _globals['_RAFTMESSAGE']._serialized_end=1864
+  _globals['_RAFTMESSAGEBATCH']._serialized_start=1866
+  _globals['_RAFTMESSAGEBATCH']._serialized_end=1949
+  _globals['_ACK']._serialized_start=1951
+  _globals['_ACK']._serialized_end=1956
+  _globals['_DESCRIBEQUORUMREQUEST']._serialized_start=1958
+  _globals['_DESCRIBEQUORUMREQUEST']._serialized_end=2001
+  _globals['_REPLICASTATE']._serialized_start=2004
+  _globals['_REPLICASTATE']._serialized_end=2132
+  _globals['_DESCRIBEQUORUMRESPONSE']._serialized_start=2135
+  _globals['_DESCRIBEQUORUMRESPONSE']._serialized_end=2431
+  _globals['_RAFTSERVICE']._serialized_start=2514
+  _globals['_RAFTSERVICE']._serialized_end=2841
 # @@protoc_insertion_point(module_scope)

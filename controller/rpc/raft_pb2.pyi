@@ -16,6 +16,32 @@ ENTRY_KIND_NORMAL: EntryKind
 ENTRY_KIND_NOOP: EntryKind
 ENTRY_KIND_CONFIG: EntryKind
 
+class AddVoterRequest(_message.Message):
+    __slots__ = ("node_id", "address", "timeout_ms")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    address: str
+    timeout_ms: int
+    def __init__(self, node_id: _Optional[int] = ..., address: _Optional[str] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+
+class RemoveVoterRequest(_message.Message):
+    __slots__ = ("node_id", "timeout_ms")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    timeout_ms: int
+    def __init__(self, node_id: _Optional[int] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+
+class VoterChangeResponse(_message.Message):
+    __slots__ = ("error", "message")
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    error: str
+    message: str
+    def __init__(self, error: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
 class Entry(_message.Message):
     __slots__ = ("term", "index", "kind", "data")
     TERM_FIELD_NUMBER: _ClassVar[int]
