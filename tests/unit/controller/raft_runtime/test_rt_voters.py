@@ -96,3 +96,44 @@ def test_replace_a_dead_controller(tmp_path: Path) -> None:
         await c.stop()
 
     run(main())
+
+
+def test_removing_the_active_controller_hands_over(tmp_path: Path) -> None:
+    async def main() -> None:
+        c = Cluster(tmp_path, voters=3)
+        await c.start()
+        await leader_append(c, topics(0, 1))
+        old = await c.leader()
+        await old.log.remove_voter(old.log.node_id, timeout_s=10)
+        new = await c.leader(exclude=[old.log.node_id])
+        assert new.log.node_id != old.log.node_id
+        await wait_for(lambda: not old.log.is_leader and old.log.is_observer, 5,
+                       "the removed controller steps down")
+        await leader_append(c, topics(1, 1))
+        # The removed node is neither a voter nor an observer: nothing is replicated to it.
+        await c.stop(old.log.node_id)
+        image = await c.converged()
+        assert {"t0", "t1"} <= set(image.topics)
+        # The removed node is no longer asked for votes or replicated to.
+        assert old.log.node_id not in new.log.voter_endpoints
+        await c.stop()
+
+    run(main())
+
+
+def test_refusals_from_a_follower_and_for_the_only_voter(tmp_path: Path) -> None:
+    async def main() -> None:
+        c = Cluster(tmp_path, voters=1)
+        await c.start()
+        leader = await c.leader()
+        with pytest.raises(MembershipChangeRefused) as err:
+            await leader.log.remove_voter(1, timeout_s=1)
+        assert err.value.reason is RefusalReason.NOT_SINGLE_CHANGE
+        # A node that is not replicated to cannot catch up: the add times out, refused.
+        with pytest.raises(MembershipChangeRefused) as err:
+            await leader.log.add_voter(9, "127.0.0.1:1", timeout_s=0.3)
+        assert err.value.reason is RefusalReason.NOT_CAUGHT_UP
+        assert leader.log.voter_endpoints.keys() == {1}
+        await c.stop()
+
+    run(main())
