@@ -80,10 +80,15 @@ from odradek.controller.raft_runtime.settings import RaftSettings
 from odradek.controller.raft_runtime.snapshot import decode_snapshot_data, encode_snapshot_data
 from odradek.controller.raft_runtime.transport import GrpcTransport, Transport
 from odradek.controller.rpc import raft_pb2 as pb
+from odradek.controller.rpc import raft_pb2_grpc
 
 log = logging.getLogger("odradek.raft")
 
 NO_LEADER = -1
+# An observing controller renews its request every OBSERVE_INTERVAL_S; the leader forgets it
+# after OBSERVER_LEASE_S without one (it died, or was started for nothing).
+OBSERVE_INTERVAL_S = 1.0
+OBSERVER_LEASE_S = 10.0
 LOCK_FILE = ".lock"
 
 
@@ -131,6 +136,9 @@ class RaftMetadataLog:
         self._observers = dict(settings.observers)
         # Controllers being added as voters: replicated to while they catch up.
         self._joining: dict[int, str] = {}
+        # Controllers that asked to observe (Observe RPC): id -> (address, lease expiry).
+        self._observing: dict[int, tuple[str, float]] = {}
+        self._observe_task: asyncio.Task[None] | None = None
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = _lock_dir(settings.data_dir)
         try:
@@ -176,6 +184,10 @@ class RaftMetadataLog:
         self._started = True
         await self._transport.start()
         await self.driver.start()
+        own = self.settings.observers.get(self.node_id)
+        if own and isinstance(self._transport, GrpcTransport):
+            self._observe_task = asyncio.get_running_loop().create_task(
+                self._observe_loop(own), name=f"raft-observe-{self.node_id}")
         log.info("node %d: Raft started (%s, term %d, commit index %d, snapshot index %d; "
                  "committed entries after the snapshot are replayed next)",
                  self.node_id, "observer" if self.is_observer else "voter", self.driver.term,
@@ -185,6 +197,10 @@ class RaftMetadataLog:
         """Hand over leadership (bounded by transfer_timeout), stop Raft, close channels.
         Call it before stopping the gRPC server: the handover needs it. Pass
         handover=False when the whole quorum is going down anyway."""
+        if self._observe_task is not None:
+            self._observe_task.cancel()
+            await asyncio.wait([self._observe_task])
+            self._observe_task = None
         if self._started:
             await self.driver.stop(self.settings.transfer_timeout_s if handover else 0.0)
             if self._snapshot_task is not None:
@@ -320,10 +336,17 @@ class RaftMetadataLog:
         # Static voters stay members even once removed: a removed node may still send until
         # it learns of its removal, and refusing it would only hide that.
         return (set(self.settings.voters) | set(self.voter_endpoints) | set(self._observers)
-                | set(self._joining))
+                | set(self._joining) | set(self._observing))
+
+    def _all_observers(self) -> dict[int, str]:
+        """Everyone the leader replicates to without a vote: configured observers,
+        controllers being added, controllers that asked to observe."""
+        return {**self._observers, **self._joining,
+                **{i: a for i, (a, _) in self._observing.items()}}
 
     def _peers(self) -> dict[int, str]:
-        peers = {**{v: a for v, a in self.voter_endpoints.items() if a}, **self._observers}
+        peers = {**{v: a for v, a in self.voter_endpoints.items() if a},
+                 **self._all_observers()}
         peers.pop(self.node_id, None)
         return peers
 
@@ -402,15 +425,49 @@ class RaftMetadataLog:
             hint = exc.leader_hint if exc.leader_hint is not None else NO_LEADER
             raise RaftNotControllerError(str(exc), hint, self.address_of(hint)) from exc
 
+    async def observe(self, node_id: int, address: str) -> None:
+        """As leader, replicate to controller ``node_id`` (not a voter) for the next
+        OBSERVER_LEASE_S: it follows the log and is caught up when it is added as a voter."""
+        now = time.monotonic()
+        expired = [i for i, (_, until) in self._observing.items() if until < now]
+        changed = bool(expired)
+        for i in expired:
+            del self._observing[i]
+        if node_id not in self.voter_endpoints and node_id != self.node_id:
+            changed = changed or self._observing.get(node_id, ("",))[0] != address
+            self._observing[node_id] = (address, now + OBSERVER_LEASE_S)
+        if changed:
+            await self._apply_observers()
+
+    async def _observe_loop(self, own_address: str) -> None:
+        """On a controller that is not a voter: ask the leader to replicate to it, again and
+        again (the leader may change, and forgets observers that stop asking)."""
+        while True:
+            if self.is_observer:
+                hint = self.leader_id
+                order = sorted(self.voter_endpoints, key=lambda i: (i != hint, i))
+                for voter in order:
+                    channel = self.channel_to(voter)
+                    if channel is None:
+                        continue
+                    try:
+                        answer = await raft_pb2_grpc.RaftServiceStub(channel).Observe(
+                            pb.ObserveRequest(node_id=self.node_id, address=own_address,
+                                              cluster_id=self.settings.cluster_id),
+                            timeout=self.settings.rpc_timeout_ms / 1000)
+                    except grpc.aio.AioRpcError:
+                        continue
+                    if answer.accepted:
+                        break
+            await asyncio.sleep(OBSERVE_INTERVAL_S)
+
     async def _apply_observers(self) -> None:
-        observers = {**self._observers, **self._joining}
+        observers = self._all_observers()
         self.driver.set_observers(frozenset(observers) | (
             frozenset({self.node_id}) if self.is_observer else frozenset()))
         set_peers = getattr(self._transport, "set_peers", None)
         if set_peers is not None:
-            peers = {**self._peers(), **self._joining}
-            peers.pop(self.node_id, None)
-            await set_peers(peers)
+            await set_peers(self._peers())
 
     def channel_to(self, node_id: int) -> grpc.aio.Channel | None:
         channel = getattr(self._transport, "channel", None)
@@ -556,8 +613,7 @@ class RaftMetadataLog:
             leader_address=self.leader_address or "", answered_by=self.node_id,
             snapshot_index=status.snapshot_index)
         voters = self.voter_endpoints
-        observers = {i: a for i, a in {**self._observers, **self._joining}.items()
-                     if i not in voters}
+        observers = {i: a for i, a in self._all_observers().items() if i not in voters}
         for ids, out in ((voters, resp.voters), (observers, resp.observers)):
             for nid in sorted(ids):
                 replica = out.add(node_id=nid, address=ids[nid], last_contact_ms_ago=-1)

@@ -108,6 +108,21 @@ class RaftServicer(raft_pb2_grpc.RaftServiceServicer):
             lambda: self._rt.remove_voter(request.node_id, timeout_s),
             lambda stub: stub.RemoveVoter(request, timeout=timeout_s + 1))
 
+    async def Observe(self, request: pb.ObserveRequest,  # noqa: N802
+                      context: grpc.aio.ServicerContext) -> pb.ObserveResponse:
+        rt = self._rt
+        if request.cluster_id and rt.settings.cluster_id and (
+                request.cluster_id != rt.settings.cluster_id):
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"node {rt.node_id} belongs to cluster {rt.settings.cluster_id!r}"
+                                f", the observer to {request.cluster_id!r}")
+        accepted = False
+        if rt.driver.is_leader and request.node_id > 0 and request.address:
+            await rt.observe(request.node_id, request.address)
+            accepted = True
+        return pb.ObserveResponse(accepted=accepted, leader_id=rt.leader_id,
+                                  leader_address=rt.leader_address or "")
+
     async def _change_voters(
         self, context: grpc.aio.ServicerContext, timeout_s: float,
         local: Callable[[], Awaitable[None]],

@@ -16,6 +16,26 @@ ENTRY_KIND_NORMAL: EntryKind
 ENTRY_KIND_NOOP: EntryKind
 ENTRY_KIND_CONFIG: EntryKind
 
+class ObserveRequest(_message.Message):
+    __slots__ = ("node_id", "address", "cluster_id")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: int
+    address: str
+    cluster_id: str
+    def __init__(self, node_id: _Optional[int] = ..., address: _Optional[str] = ..., cluster_id: _Optional[str] = ...) -> None: ...
+
+class ObserveResponse(_message.Message):
+    __slots__ = ("accepted", "leader_id", "leader_address")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    accepted: bool
+    leader_id: int
+    leader_address: str
+    def __init__(self, accepted: _Optional[bool] = ..., leader_id: _Optional[int] = ..., leader_address: _Optional[str] = ...) -> None: ...
+
 class AddVoterRequest(_message.Message):
     __slots__ = ("node_id", "address", "timeout_ms")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]

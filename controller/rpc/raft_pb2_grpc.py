@@ -54,6 +54,11 @@ class RaftServiceStub:
                 request_serializer=raft__pb2.RemoveVoterRequest.SerializeToString,
                 response_deserializer=raft__pb2.VoterChangeResponse.FromString,
                 _registered_method=True)
+        self.Observe = channel.unary_unary(
+                '/odradek.raft.RaftService/Observe',
+                request_serializer=raft__pb2.ObserveRequest.SerializeToString,
+                response_deserializer=raft__pb2.ObserveResponse.FromString,
+                _registered_method=True)
 
 
 class RaftServiceServicer:
@@ -99,6 +104,15 @@ class RaftServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Observe(self, request, context):
+        """A controller that is not a voter (one about to be added, KIP-853) asks the leader to
+        replicate the log to it as an observer. Repeated every second or so: the leader forgets
+        an observer that stops asking. A follower answers with the leader it knows (no forward).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RaftServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -121,6 +135,11 @@ def add_RaftServiceServicer_to_server(servicer, server):
                     servicer.RemoveVoter,
                     request_deserializer=raft__pb2.RemoveVoterRequest.FromString,
                     response_serializer=raft__pb2.VoterChangeResponse.SerializeToString,
+            ),
+            'Observe': grpc.unary_unary_rpc_method_handler(
+                    servicer.Observe,
+                    request_deserializer=raft__pb2.ObserveRequest.FromString,
+                    response_serializer=raft__pb2.ObserveResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -231,6 +250,33 @@ class RaftService:
             '/odradek.raft.RaftService/RemoveVoter',
             raft__pb2.RemoveVoterRequest.SerializeToString,
             raft__pb2.VoterChangeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Observe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/odradek.raft.RaftService/Observe',
+            raft__pb2.ObserveRequest.SerializeToString,
+            raft__pb2.ObserveResponse.FromString,
             options,
             channel_credentials,
             insecure,

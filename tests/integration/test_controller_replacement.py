@@ -1,6 +1,6 @@
 """Replacing a dead controller (KIP-853) with real processes: a 3-voter quorum loses one
 voter for good; a new controller node (not in controller.quorum.voters, so it starts as an
-observer) is added with AddRaftVoter and the dead one removed with RemoveRaftVoter, both over
+observer and asks the leader to replicate to it) is added with AddRaftVoter and the dead one removed with RemoveRaftVoter, both over
 the Kafka protocol; metadata written before and after is all there, and the new voter set
 {1, 2, 4} survives the loss of one more voter."""
 
@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
+from kafka.errors import TopicAlreadyExistsError
 
 from odradek.broker.kafka.client import KafkaConnection
 from odradek.broker.local_cluster import free_port
@@ -36,11 +37,20 @@ def admin(node: NodeProcess) -> KafkaAdminClient:
 
 
 def create_topic(node: NodeProcess, name: str, rf: int, retention_ms: str) -> None:
-    a = admin(node)
-    try:
-        a.create_topics([NewTopic(name, 1, rf, topic_configs={"retention.ms": retention_ms})])
-    finally:
-        a.close()
+    """Retried: right after a controller dies, a client may still be sent to it."""
+
+    def attempt() -> bool:
+        a = admin(node)
+        try:
+            a.create_topics([NewTopic(name, 1, rf,
+                                      topic_configs={"retention.ms": retention_ms})])
+        except TopicAlreadyExistsError:
+            pass  # an earlier attempt got through after all
+        finally:
+            a.close()
+        return True
+
+    wait_for(attempt, 60, f"topic {name} created")
 
 
 def topic_retention(node: NodeProcess, name: str) -> str:
@@ -94,6 +104,15 @@ def test_replace_a_dead_controller(cluster: Cluster) -> None:
     n4.start(60)
     assert "starting as an observer" in n4.logs(100_000)
     create_topic(n1, "while-down", 2, "222222")
+    # It asks the leader to replicate to it (Observe) and catches up as an observer.
+
+    def observing() -> dict[str, Any] | None:
+        p = quorum(n2)
+        seen = {o["replica_id"]: o for o in p["observers"]}
+        ok = 4 in seen and seen[4]["log_end_offset"] >= p["high_watermark"] - 1
+        return p if ok else None
+
+    wait_for(observing, 30, "node 4 observing, caught up")
 
     answer = add_voter(n1, 4, "127.0.0.1", port)
     assert answer.error_code == 0, answer
@@ -127,10 +146,10 @@ def test_replace_a_dead_controller(cluster: Cluster) -> None:
     p = wait_for(lambda: (lambda q: q if q["leader_id"] in (2, 4) else None)(quorum(n2)),
                  60, "a leader among 2 and 4")
     assert sorted(v["replica_id"] for v in p["current_voters"]) == [1, 2, 4]
-    wait_for(lambda: create_topic(n2, "last", 1, "444444") or True, 60, "create after loss")
+    create_topic(n2, "last", 1, "444444")
     assert wait_for(lambda: topic_retention(n2, "last"), 30, "last") == "444444"
     assert topic_retention(n2, "before") == "111111"
     # The new voter holds everything: its log end is the leader's high watermark or more.
-    p = quorum(n2)
+    p = wait_for(lambda: quorum(n2), 30, "quorum described")
     new_voter = next(v for v in p["current_voters"] if v["replica_id"] == 4)
     assert new_voter["log_end_offset"] >= p["high_watermark"] - 1, p

@@ -137,3 +137,22 @@ def test_refusals_from_a_follower_and_for_the_only_voter(tmp_path: Path) -> None
         await c.stop()
 
     run(main())
+
+
+def test_an_observing_controller_catches_up_before_it_is_added(tmp_path: Path) -> None:
+    async def main() -> None:
+        c = Cluster(tmp_path, voters=3)
+        await c.start()
+        await leader_append(c, topics(0, 3))
+        joiner = await start_joiner(c, 4)
+        leader = await c.leader()
+        # Not asked: nothing is replicated to it.
+        await asyncio.sleep(0.2)
+        assert joiner.image.offset == -1
+        await leader.log.observe(4, "127.0.0.1:1004")
+        await c.converged()
+        assert joiner.log.is_observer and {"t0", "t1", "t2"} <= set(joiner.image.topics)
+        assert [o.node_id for o in leader.log.describe().observers] == [4]
+        await c.stop()
+
+    run(main())
