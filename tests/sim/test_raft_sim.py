@@ -243,3 +243,21 @@ def test_voter_changes_actually_happen() -> None:
     assert total["reconfig"] > 10, total
     assert total["reconfig refused: not_caught_up"] > 0, total
     assert any(v - {1, 2, 3} for v in sets), sets  # some seeds end with a new node voting
+
+
+RECONFIG_PLAIN = Scenario(
+    "voter changes, no PreVote/CheckQuorum",
+    voters=3,
+    observers=2,
+    safety_events=4000,
+    pre_vote=False,
+    check_quorum=False,
+    fault_weights=(2, 2, 2, 2, 1, 2, 1, 2, 4),
+)
+
+
+@pytest.mark.parametrize("seed", sim_seeds(30), ids=lambda s: f"seed{s}")
+def test_voter_changes_without_prevote_and_checkquorum(
+    request: pytest.FixtureRequest, seed: int
+) -> None:
+    run_seed(request, seed, RECONFIG_PLAIN, Simulation.run)
