@@ -328,6 +328,13 @@ class RaftNode:
         return VoterSet.decode(data) if data else VoterSet.of(self._static_voters)
 
     @property
+    def committed_voter_set(self) -> VoterSet:
+        """The voter set as of the commit index (differs from voter_set while a change is
+        in flight)."""
+        data = self.log.config_at(self.log.committed)
+        return VoterSet.decode(data) if data else VoterSet.of(self._static_voters)
+
+    @property
     def voters_committed(self) -> bool:
         return self.log.latest_config_index() <= self.log.committed
 

@@ -101,7 +101,7 @@ class RaftDriver:
         # (appended, truncated or installed by a snapshot), so the transport knows a new
         # voter's address before the first message to it leaves.
         self._on_voters_changed = on_voters_changed
-        self._voters_seen: bytes | None = None
+        self._voters_seen: tuple[bytes, bool] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -390,7 +390,9 @@ class RaftDriver:
         if rd.snapshot_to_persist is not None or rd.entries_to_persist or rd.hard_state:
             await asyncio.to_thread(self._store.persist, rd)
         if self._on_voters_changed is not None:
-            voters = self.node.log.config_at(self.node.log.last_index)
+            # Committing a change matters too: a removed voter is sent to until then.
+            voters = (self.node.log.config_at(self.node.log.last_index),
+                      self.node.voters_committed)
             if voters != self._voters_seen:
                 self._voters_seen = voters
                 await self._on_voters_changed()

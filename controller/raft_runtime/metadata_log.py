@@ -134,6 +134,8 @@ class RaftMetadataLog:
         self.node_id = settings.node_id
         self.loader = loader
         self._observers = dict(settings.observers)
+        # Every voter address seen (configuration, then the log), for voters being removed.
+        self._addresses: dict[int, str] = dict(settings.voters)
         # Controllers being added as voters: replicated to while they catch up.
         self._joining: dict[int, str] = {}
         # Controllers that asked to observe (Observe RPC): id -> (address, lease expiry).
@@ -184,7 +186,9 @@ class RaftMetadataLog:
         self._started = True
         await self._transport.start()
         await self.driver.start()
-        own = self.settings.observers.get(self.node_id)
+        # While this node is not a voter (a controller about to be added, or one that was
+        # removed and still runs) it asks the leader to replicate to it.
+        own = self.settings.observers.get(self.node_id) or self.settings.voters.get(self.node_id)
         if own and isinstance(self._transport, GrpcTransport):
             self._observe_task = asyncio.get_running_loop().create_task(
                 self._observe_loop(own), name=f"raft-observe-{self.node_id}")
@@ -345,8 +349,15 @@ class RaftMetadataLog:
                 **{i: a for i, (a, _) in self._observing.items()}}
 
     def _peers(self) -> dict[int, str]:
-        peers = {**{v: a for v, a in self.voter_endpoints.items() if a},
-                 **self._all_observers()}
+        """Voters of the latest and of the committed set (a voter being removed must still
+        get the entry that removes it), and everyone replicated to without a vote."""
+        node = self.driver.node
+        for v, address in self.voter_endpoints.items():
+            if address:
+                self._addresses[v] = address
+        ids = node.voter_set.ids | node.committed_voter_set.ids
+        peers = {v: self._addresses[v] for v in ids if self._addresses.get(v)}
+        peers.update(self._all_observers())
         peers.pop(self.node_id, None)
         return peers
 

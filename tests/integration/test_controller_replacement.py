@@ -160,3 +160,26 @@ def test_replace_a_dead_controller(cluster: Cluster, roles: str) -> None:
     p = wait_for(lambda: quorum(n2), 30, "quorum described")
     new_voter = next(v for v in p["current_voters"] if v["replica_id"] == 4)
     assert new_voter["log_end_offset"] >= p["high_watermark"] - 1, p
+
+
+def test_a_removed_live_controller_keeps_following_as_an_observer(cluster: Cluster) -> None:
+    n1, n3 = cluster.node(1), cluster.node(3)
+    answer = remove_voter(n1, 3)
+    assert answer.error_code == 0, answer
+    assert wait_for(lambda: voters(n1) == [1, 2], 30, "voters 1,2")
+
+    def observer_3() -> dict[str, Any] | None:
+        p = quorum(n1)
+        seen = {o["replica_id"]: o for o in p["observers"]}
+        return p if 3 in seen and seen[3]["log_end_offset"] >= p["high_watermark"] - 1 else None
+
+    wait_for(observer_3, 30, "node 3 observing, caught up")
+    # Its broker still sees new metadata: it follows the log.
+    create_topic(n1, "after-removal", 2, "555555")
+    assert wait_for(lambda: topic_retention(n3, "after-removal"), 30,
+                    "topic seen through node 3") == "555555"
+    # Adding it back makes it a voter again.
+    host, _, port = n3.overrides["controller.listener"].rpartition(":")
+    answer = add_voter(n1, 3, host, int(port))
+    assert answer.error_code == 0, answer
+    assert wait_for(lambda: voters(n3) == [1, 2, 3], 30, "voters 1,2,3 again")
