@@ -76,6 +76,16 @@ class MetadataPlane(Protocol):
         ControllerUnavailable when no leader answers."""
         ...
 
+    async def add_raft_voter(self, node_id: int, address: str, timeout_s: float) -> None:
+        """Make controller ``node_id`` (its controller listener at ``address``) a voter once
+        it has caught up, and wait for the change to commit (AddRaftVoter).
+        VoterChangeFailed says why not; ControllerUnavailable when no controller answers."""
+        ...
+
+    async def remove_raft_voter(self, node_id: int, timeout_s: float) -> None:
+        """Remove voter ``node_id`` and wait for the change to commit (RemoveRaftVoter)."""
+        ...
+
     def collectors(self) -> list[Collector]:
         """Prometheus collectors of the controller side (the Raft quorum), if any."""
         ...

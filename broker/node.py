@@ -33,6 +33,7 @@ from odradek.broker.handlers import (
     meta,
     produce,
     quorum,
+    raft_voters,
     reassignments,
     sasl,
     scram_credentials,
@@ -94,7 +95,8 @@ def handler_table(unstable_versions: bool = False) -> dict[int, ApiSpec[Node]]:
                                             txn.APIS, txn_admin.APIS, sasl.APIS,
                                             scram_credentials.APIS, acls.APIS,
                                             client_quotas.APIS, feature_updates.APIS,
-                                            broker_registrations.APIS, reassignments.APIS]
+                                            broker_registrations.APIS, reassignments.APIS,
+                                            raft_voters.APIS]
     for module_specs in specs:
         for spec in module_specs:
             assert spec.api_key not in apis, f"api key {spec.api_key} registered twice"
@@ -390,6 +392,12 @@ class Node:
 
     async def describe_quorum(self) -> QuorumDescription:
         return await self.plane.describe_quorum()
+
+    async def add_raft_voter(self, node_id: int, address: str, timeout_s: float) -> None:
+        await self.plane.add_raft_voter(node_id, address, timeout_s)
+
+    async def remove_raft_voter(self, node_id: int, timeout_s: float) -> None:
+        await self.plane.remove_raft_voter(node_id, timeout_s)
 
     async def stop(self) -> None:
         # A stop that hangs is a process the operator has to kill: say what it waits for.

@@ -30,6 +30,7 @@ from odradek.controller.metadata.requests import (
     ControllerUnavailable,
     QuorumDescription,
     QuorumReplica,
+    VoterChangeFailed,
 )
 from odradek.controller.quorum import LocalMetadataLog, QuorumController
 from odradek.controller.quorum.api import ControllerSettings
@@ -109,6 +110,16 @@ class LocalMetadataPlane:
     def collectors(self) -> list[Collector]:
         return []  # no Raft quorum
 
+    async def add_raft_voter(self, node_id: int, address: str, timeout_s: float) -> None:
+        raise VoterChangeFailed("unsupported", _NO_QUORUM)
+
+    async def remove_raft_voter(self, node_id: int, timeout_s: float) -> None:
+        raise VoterChangeFailed("unsupported", _NO_QUORUM)
+
+
+_NO_QUORUM = ("this node keeps the metadata log alone (no controller.quorum.voters): there "
+              "is no controller quorum to change")
+
 
 class RaftMetadataPlane:
     """Multi-node: controllers replicate the metadata log with Raft; brokers register with
@@ -131,12 +142,20 @@ class RaftMetadataPlane:
         self.lifecycle: BrokerLifecycle | None = None
         self._rebalancer: asyncio.Task[None] | None = None
         if self.is_controller:
-            if me.node_id not in self.voters:
-                raise RuntimeError(f"node {me.node_id} has the controller role but is not in "
-                                   f"controller.quorum.voters ({sorted(self.voters)})")
+            # A controller missing from controller.quorum.voters is a new one joining an
+            # existing quorum (KIP-853): it follows the log as an observer until the active
+            # controller adds it as a voter (AddRaftVoter); its Raft log then says so, also
+            # after a restart.
+            observers = ({} if me.node_id in self.voters
+                         else {me.node_id: cfg["controller.listener"]})
+            if observers:
+                log.info("node %d is not in controller.quorum.voters %s: starting as an "
+                         "observer; add it with AddRaftVoter (kafka-metadata-quorum.sh "
+                         "add-controller)", me.node_id, sorted(self.voters))
             tick_ms = 100
             self.raft = RaftMetadataLog(RaftSettings(
-                node_id=me.node_id, voters=self.voters, data_dir=me.data_dir / "metadata-raft",
+                node_id=me.node_id, voters=self.voters, observers=observers,
+                data_dir=me.data_dir / "metadata-raft",
                 cluster_id=me.cluster_id, tick_ms=tick_ms,
                 election_tick=max(2, cfg["controller.quorum.election.timeout.ms"] // tick_ms),
                 snapshot_interval_records=cfg["metadata.snapshot.interval.records"],
@@ -248,6 +267,38 @@ class RaftMetadataPlane:
         with contextlib.suppress(Exception):
             await self.client.close()
 
+    async def add_raft_voter(self, node_id: int, address: str, timeout_s: float) -> None:
+        """KIP-853 AddRaftVoter: asks a controller (which forwards to the Raft leader)."""
+        await self._change_voters(
+            "AddVoter", raft_pb2.AddVoterRequest(node_id=node_id, address=address,
+                                                 timeout_ms=int(timeout_s * 1000)), timeout_s)
+
+    async def remove_raft_voter(self, node_id: int, timeout_s: float) -> None:
+        await self._change_voters(
+            "RemoveVoter", raft_pb2.RemoveVoterRequest(node_id=node_id,
+                                                       timeout_ms=int(timeout_s * 1000)),
+            timeout_s)
+
+    async def _change_voters(self, method: str, request: object, timeout_s: float) -> None:
+        voters = self.raft.voter_endpoints if self.raft is not None else dict(self.voters)
+        voters = {i: a for i, a in voters.items() if a} or dict(self.voters)
+        hint = self.raft.leader_id if self.raft is not None else self.client.leader_id
+        tried = []
+        for node_id in sorted(voters, key=lambda i: (i != hint, i)):
+            address = voters[node_id]
+            try:
+                async with self.security.channel(address) as ch:
+                    stub = raft_pb2_grpc.RaftServiceStub(ch)
+                    answer: raft_pb2.VoterChangeResponse = await getattr(stub, method)(
+                        request, timeout=timeout_s + 2.0)
+            except grpc.aio.AioRpcError as e:
+                tried.append(f"{node_id}@{address}: {e.code().name}")
+                continue
+            if answer.error:
+                raise VoterChangeFailed(answer.error, answer.message)
+            return
+        raise ControllerUnavailable(method, timeout_s, tried)
+
     async def describe_quorum(self) -> QuorumDescription:
         """The leader's view: this node's own when it leads, else asked over gRPC of the
         voters (the leader hint first; a follower's Raft service forwards to its leader)."""
@@ -286,9 +337,13 @@ def _quorum_description(r: raft_pb2.DescribeQuorumResponse,
                              x.last_contact_ms_ago)
 
     endpoints = {}
-    for node_id, address in voters.items():
-        host, _, port = address.rpartition(":")
-        endpoints[node_id] = (host.strip("[]"), int(port))
+    # The voters' addresses as the leader knows them (from the Raft log once voters were
+    # changed), falling back to controller.quorum.voters.
+    addresses = {**voters, **{v.node_id: v.address for v in r.voters if v.address}}
+    for node_id in [v.node_id for v in r.voters] or list(voters):
+        host, _, port = addresses.get(node_id, "").rpartition(":")
+        if host and port.isdigit():
+            endpoints[node_id] = (host.strip("[]"), int(port))
     return QuorumDescription(r.leader_id, r.term, r.high_watermark,
                              tuple(replica(v) for v in r.voters),
                              tuple(replica(o) for o in r.observers), endpoints)

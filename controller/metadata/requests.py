@@ -384,6 +384,16 @@ class ControllerCallFailed(Exception):
     been applied. Brokers answer the client with a retriable error."""
 
 
+class VoterChangeFailed(Exception):
+    """The controller quorum refused or could not complete a voter change (KIP-853).
+    ``error`` is one of: duplicate_voter, voter_not_found, not_single_change, timed_out,
+    not_leader, unsupported (the node has no controller quorum)."""
+
+    def __init__(self, error: str, message: str) -> None:
+        self.error = error
+        super().__init__(message)
+
+
 class ControllerUnavailable(ControllerCallFailed):
     """No active controller answered in time."""
 

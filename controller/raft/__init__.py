@@ -1,6 +1,12 @@
 """Sans-I/O Raft core for the controller quorum (see node.py for the driver contract)."""
 
 from odradek.controller.raft.log import LogSafetyError
+from odradek.controller.raft.membership import (
+    MembershipChangeRefused,
+    MembershipError,
+    RefusalReason,
+    VoterSet,
+)
 from odradek.controller.raft.messages import (
     AppendEntriesRequest,
     AppendEntriesResponse,
@@ -47,6 +53,8 @@ __all__ = [
     "InstallSnapshotResponse",
     "LeadershipTransferInProgress",
     "LogSafetyError",
+    "MembershipChangeRefused",
+    "MembershipError",
     "MemoryStorage",
     "Message",
     "NotLeaderError",
@@ -58,6 +66,7 @@ __all__ = [
     "RaftConfig",
     "RaftNode",
     "RaftStorageView",
+    "RefusalReason",
     "Ready",
     "Role",
     "SoftState",
@@ -67,4 +76,5 @@ __all__ = [
     "TimeoutNow",
     "VoteRequest",
     "VoteResponse",
+    "VoterSet",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from odradek.controller.raft.messages import Entry, Snapshot
+from odradek.controller.raft.messages import Entry, EntryKind, Snapshot
 
 
 class LogSafetyError(AssertionError):
@@ -37,6 +37,9 @@ class RaftLog:
                     f"entry {offset} has index {e.index}"
                 )
         self.entries: list[Entry] = kept
+        # Indexes of the retained CONFIG entries, ascending: the voter set is looked up on
+        # every append, so it must not cost a scan of the log.
+        self.config_indexes: list[int] = [e.index for e in kept if e.kind is EntryKind.CONFIG]
         self.stable = self.last_index
         committed = max(committed, self.snapshot_index)
         if committed > self.last_index:
@@ -131,8 +134,24 @@ class RaftLog:
             raise ValueError(f"gap: appending {first} after last index {self.last_index}")
         del self.entries[first - self.snapshot_index - 1 :]
         self.entries.extend(entries)
+        # A truncated CONFIG entry is forgotten here, which reverts the voter set.
+        while self.config_indexes and self.config_indexes[-1] >= first:
+            self.config_indexes.pop()
+        self.config_indexes.extend(e.index for e in entries if e.kind is EntryKind.CONFIG)
         # Whatever was persisted at or above the conflict point is now garbage on disk.
         self.stable = min(self.stable, first - 1)
+
+    def config_at(self, index: int) -> bytes:
+        """Payload of the latest CONFIG entry at or below ``index`` (falling back to the
+        snapshot's); b"" if there is none."""
+        for i in reversed(self.config_indexes):
+            if i <= index:
+                return self.entry(i).data
+        return self.snapshot.meta.config if self.snapshot is not None else b""
+
+    def latest_config_index(self) -> int:
+        """Index of the latest CONFIG entry still in the log (0: only the snapshot's, if any)."""
+        return self.config_indexes[-1] if self.config_indexes else 0
 
     def unstable_entries(self) -> list[Entry]:
         return self.entries[self.stable - self.snapshot_index :]
@@ -164,6 +183,7 @@ class RaftLog:
         self.snapshot_index = snapshot.meta.index
         self.snapshot_term = snapshot.meta.term
         self.entries = []
+        self.config_indexes = []
         self.committed = snapshot.meta.index
         self.stable = snapshot.meta.index
         self.pending_snapshot = snapshot
@@ -172,6 +192,7 @@ class RaftLog:
         """Drop entries covered by a snapshot the application took of its own state."""
         index = snapshot.meta.index
         del self.entries[: index - self.snapshot_index]
+        self.config_indexes = [i for i in self.config_indexes if i > index]
         self.snapshot = snapshot
         self.snapshot_index = index
         self.snapshot_term = snapshot.meta.term

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 SEGMENT_MAGIC = b"ODRLOG01"
 SNAPSHOT_MAGIC = b"ODRSNP01"
+# Version 2 adds the snapshot's voter set (SnapshotMeta.config). Written only when there is
+# one, so a cluster that never changed its voters keeps files older versions can read.
+SNAPSHOT_MAGIC_V2 = b"ODRSNP02"
 HARDSTATE_MAGIC = b"ODRHST01"
 _FRAME = struct.Struct(">II")
 _ENTRY_HEADER = struct.Struct(">QQB")
@@ -127,12 +130,16 @@ def encode_snapshot(snapshot: Snapshot) -> bytes:
     for ids in (meta.voters, meta.observers):
         parts.append(_U32.pack(len(ids)))
         parts.extend(_U64.pack(i) for i in sorted(ids))
+    if meta.config:
+        parts.append(_U32.pack(len(meta.config)))
+        parts.append(meta.config)
     parts.append(snapshot.data)
-    return _framed(SNAPSHOT_MAGIC, b"".join(parts))
+    return _framed(SNAPSHOT_MAGIC_V2 if meta.config else SNAPSHOT_MAGIC, b"".join(parts))
 
 
 def decode_snapshot(raw: bytes, what: Path) -> Snapshot:
-    payload = _checked_payload(raw, SNAPSHOT_MAGIC, what)
+    v2 = raw[: len(SNAPSHOT_MAGIC_V2)] == SNAPSHOT_MAGIC_V2
+    payload = _checked_payload(raw, SNAPSHOT_MAGIC_V2 if v2 else SNAPSHOT_MAGIC, what)
     index, term = _SNAP_HEADER.unpack_from(payload)
     pos = _SNAP_HEADER.size
     sets: list[frozenset[int]] = []
@@ -141,7 +148,13 @@ def decode_snapshot(raw: bytes, what: Path) -> Snapshot:
         pos += _U32.size
         sets.append(frozenset(_U64.unpack_from(payload, pos + 8 * k)[0] for k in range(n)))
         pos += 8 * n
-    return Snapshot(SnapshotMeta(index, term, sets[0], sets[1]), payload[pos:])
+    config = b""
+    if v2:
+        (n,) = _U32.unpack_from(payload, pos)
+        pos += _U32.size
+        config = payload[pos : pos + n]
+        pos += n
+    return Snapshot(SnapshotMeta(index, term, sets[0], sets[1], config), payload[pos:])
 
 
 class FileLogStore:

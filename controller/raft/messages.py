@@ -16,6 +16,10 @@ class EntryKind(enum.IntEnum):
     # Appended by every new leader: committing an entry of its own term is the only way it
     # learns which earlier entries are committed (Raft section 5.4.2 / 8).
     NOOP = 1
+    # A whole voter set (controller.raft.membership.VoterSet): the latest one in a node's log,
+    # committed or not, is that node's configuration. Applied by the Raft core, not the
+    # state machine.
+    CONFIG = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +45,9 @@ class SnapshotMeta:
     term: int
     voters: frozenset[int] = frozenset()
     observers: frozenset[int] = frozenset()
+    # The payload of the latest CONFIG entry the snapshot covers; b"" if the log never had one
+    # (the static controller.quorum.voters still apply).
+    config: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,11 @@ import random
 from dataclasses import dataclass, field, replace
 
 from odradek.controller.raft.log import RaftLog
+from odradek.controller.raft.membership import (
+    MembershipChangeRefused,
+    RefusalReason,
+    VoterSet,
+)
 from odradek.controller.raft.messages import (
     AppendEntriesRequest,
     AppendEntriesResponse,
@@ -82,6 +87,8 @@ class LeadershipTransferInProgress(NotLeaderError):
 @dataclass(frozen=True, slots=True)
 class RaftConfig:
     node_id: int
+    # The initial voter set (static controller.quorum.voters). Once the log holds a CONFIG
+    # entry, the node's current set is the latest one there (RaftNode.config tracks it).
     voters: frozenset[int]
     # Non-voting members the leader replicates to (brokers). A node not in ``voters`` is itself
     # an observer: it follows the log but never votes or campaigns.
@@ -174,6 +181,10 @@ class Status:
     snapshot_index: int
     is_observer: bool
     lead_transferee: int | None
+    # The voter set in force on this node (the latest in its log) and whether that set is
+    # committed yet (False while a change is in flight).
+    voters: frozenset[int] = frozenset()
+    voters_committed: bool = True
     # Only on the leader.
     progress: dict[int, PeerStatus] = field(default_factory=dict)
 
@@ -189,8 +200,13 @@ class RaftNode:
         self.config = config
         self.id = config.node_id
         self._rng = rng
+        # The static voters apply until the log (or snapshot) holds a CONFIG entry; the
+        # observers are the runtime's to manage and are never replicated through Raft.
+        self._static_voters = config.voters
+        self._observers = config.observers
         hs = storage.hard_state
         self.log = RaftLog(storage.snapshot, storage.entries, hs.commit)
+        self._config_data: bytes | None = None
         self.term = hs.term
         self.vote = hs.vote
         self.lead: int | None = None
@@ -206,6 +222,7 @@ class RaftNode:
         self._persisted_hs = hs
         self._prev_soft = SoftState(None, Role.FOLLOWER)
         self._snapshot_to_apply: Snapshot | None = None
+        self._refresh_membership()
 
     # ------------------------------------------------------------------ public API
 
@@ -268,7 +285,7 @@ class RaftNode:
         Safe whatever the truth: a leader that is alive after all is followed again at its
         next heartbeat, and a pre-vote only succeeds where a majority also lost the leader
         (the others are still in its lease and refuse). Returns whether anything changed."""
-        if self.role is not Role.FOLLOWER or self.lead != leader or self.is_observer:
+        if self.role is not Role.FOLLOWER or self.lead != leader or not self._promotable():
             return False
         self.lead = None
         ahead = 1 + self._rng.randrange(max(1, campaign_within_ticks))
@@ -287,19 +304,127 @@ class RaftNode:
             )
         term = self.log.term(index)
         assert term is not None
-        meta = SnapshotMeta(index, term, self.config.voters, self.config.observers)
+        config = self.log.config_at(index)
+        voters = VoterSet.decode(config).ids if config else self._static_voters
+        meta = SnapshotMeta(index, term, voters, self._observers - voters, config)
         self.log.compact(Snapshot(meta, snapshot_data))
 
     def set_observers(self, observers: frozenset[int]) -> None:
-        """Change who the leader replicates to without voting (not replicated through Raft)."""
-        self.config = replace(self.config, observers=frozenset(observers))
+        """Change who the leader replicates to without voting (not replicated through Raft).
+        Ids that are voters in the current set are ignored here; they become observers if a
+        later change removes them."""
+        self._observers = frozenset(observers)
+        self._config_data = None  # force the recomputation
+        self._refresh_membership()
+        self._prune_progress()
+
+    # ------------------------------------------------------------------ membership
+
+    @property
+    def voter_set(self) -> VoterSet:
+        """The voter set in force: the latest in the log, else the static one (endpoints
+        unknown to the core: "")."""
+        data = self.log.config_at(self.log.last_index)
+        return VoterSet.decode(data) if data else VoterSet.of(self._static_voters)
+
+    @property
+    def committed_voter_set(self) -> VoterSet:
+        """The voter set as of the commit index (differs from voter_set while a change is
+        in flight)."""
+        data = self.log.config_at(self.log.committed)
+        return VoterSet.decode(data) if data else VoterSet.of(self._static_voters)
+
+    @property
+    def voters_committed(self) -> bool:
+        return self.log.latest_config_index() <= self.log.committed
+
+    def propose_voters(self, new: VoterSet) -> int:
+        """As leader, append a CONFIG entry changing the voter set to ``new``: one voter added
+        or removed (or only endpoints changed). Returns its index; the change is in force at
+        once on every node that appends it, and done when that index commits.
+
+        Raises NotLeaderError, or MembershipChangeRefused saying why (some reasons are
+        retriable: see MembershipChangeRefused.retriable)."""
+        if self.role is not Role.LEADER:
+            raise NotLeaderError(self.lead)
+        if self.lead_transferee is not None:
+            raise LeadershipTransferInProgress(self.lead_transferee)
+        current = self.voter_set
+        added = new.ids - current.ids
+        removed = current.ids - new.ids
+        if len(added) + len(removed) > 1 or new == current:
+            raise MembershipChangeRefused(
+                RefusalReason.NOT_SINGLE_CHANGE,
+                f"voters {sorted(current.ids)} -> {sorted(new.ids)} is not a single change; "
+                "add or remove one voter at a time",
+            )
+        if not self.voters_committed:
+            raise MembershipChangeRefused(
+                RefusalReason.CHANGE_IN_PROGRESS,
+                f"the voter change at index {self.log.latest_config_index()} is not committed "
+                "yet; retry when it is",
+            )
+        if self.log.term(self.log.committed) != self.term:
+            raise MembershipChangeRefused(
+                RefusalReason.NO_COMMIT_IN_TERM,
+                "this leader has not committed an entry of its term yet; retry shortly",
+            )
+        for peer in added:
+            pr = self.progress.get(peer)
+            if pr is None or pr.match < self.log.committed:
+                raise MembershipChangeRefused(
+                    RefusalReason.NOT_CAUGHT_UP,
+                    f"node {peer} has {'not been reached' if pr is None else f'{pr.match}'} "
+                    f"of the {self.log.committed} committed entries; start it as an observer "
+                    "and retry once it has caught up",
+                )
+        if self.log.last_index - self.log.committed >= self.config.max_uncommitted_entries:
+            raise ProposalDropped("too many uncommitted entries; retry later")
+        index = self._append_entry(new.encode(), EntryKind.CONFIG)
+        self._bcast_append()
+        return index
+
+    def _refresh_membership(self) -> None:
+        """Make self.config's voters the latest set in the log. Called after every change of
+        the log (append, truncation, snapshot)."""
+        data = self.log.config_at(self.log.last_index)
+        if data == self._config_data:
+            return
+        self._config_data = data
+        voters = VoterSet.decode(data).ids if data else self._static_voters
+        self.config = replace(self.config, voters=voters, observers=self._observers - voters)
         if self.role is Role.LEADER:
-            wanted = self.config.voters | self.config.observers
-            for peer in list(self.progress):
-                if peer not in wanted:
-                    del self.progress[peer]
-            for peer in sorted(wanted - self.progress.keys()):
+            for peer in sorted((voters | self.config.observers) - self.progress.keys()):
                 self.progress[peer] = self._new_progress(peer)
+            for peer, pr in self.progress.items():
+                pr.is_observer = peer not in voters
+        elif self.lead_transferee is not None and self.lead_transferee not in voters:
+            self.lead_transferee = None
+
+    def _promotable(self) -> bool:
+        """May this node campaign and vote? A voter of its latest voter set, or, while that
+        set is not committed, of the committed one. The second case matters: a leader that
+        appended its own removal and then lost leadership (CheckQuorum) is the only node with
+        the longest log; if it could neither campaign nor vote, the voters still on the old
+        set would wait for it forever. Votes are still counted by the candidate's latest set,
+        which is what keeps elections safe, so campaigning from the old set is harmless."""
+        if self.id in self.config.voters:
+            return True
+        if self.voters_committed:
+            return False
+        data = self.log.config_at(self.log.committed)
+        committed = VoterSet.decode(data).ids if data else self._static_voters
+        return self.id in committed
+
+    def _prune_progress(self) -> None:
+        """Stop replicating to nodes that are neither voters nor observers. A removed voter is
+        kept until its removal commits, so that it usually learns it was removed."""
+        if self.role is not Role.LEADER or not self.voters_committed:
+            return
+        wanted = self.config.voters | self.config.observers | {self.id}
+        for peer in list(self.progress):
+            if peer not in wanted:
+                del self.progress[peer]
 
     def step(self, m: Message) -> None:
         if m.dst != self.id:
@@ -417,6 +542,8 @@ class RaftNode:
             snapshot_index=self.log.snapshot_index,
             is_observer=self.is_observer,
             lead_transferee=self.lead_transferee,
+            voters=self.config.voters,
+            voters_committed=self.voters_committed,
             progress=progress,
         )
 
@@ -466,7 +593,7 @@ class RaftNode:
         self._reset(self.term)
         self.role = Role.LEADER
         self.lead = self.id
-        for peer in sorted(self.config.voters | self.config.observers):
+        for peer in sorted(self.config.voters | self.config.observers | {self.id}):
             self.progress[peer] = self._new_progress(peer)
         own = self.progress[self.id]
         own.match = self.log.stable
@@ -484,6 +611,8 @@ class RaftNode:
     def _append_entry(self, data: bytes, kind: EntryKind) -> int:
         index = self.log.last_index + 1
         self.log.append([Entry(self.term, index, data, kind)])
+        if kind is EntryKind.CONFIG:
+            self._refresh_membership()
         return index
 
     def _send(self, m: Message) -> None:
@@ -500,7 +629,7 @@ class RaftNode:
 
     def _tick_election(self) -> None:
         self.election_elapsed += 1
-        if self.is_observer:
+        if not self._promotable():
             return
         if self.election_elapsed >= self.randomized_election_timeout:
             self.election_elapsed = 0
@@ -546,7 +675,7 @@ class RaftNode:
     # ------------------------------------------------------------------ elections
 
     def _campaign(self, kind: _Campaign) -> None:
-        if self.is_observer:
+        if not self._promotable():
             return
         if kind is _Campaign.PRE_VOTE:
             self._become_pre_candidate()
@@ -595,11 +724,12 @@ class RaftNode:
             or (self.vote is None and self.lead is None)
             or (pre and m.term > self.term)
         )
-        if (
-            not self.is_observer
-            and can_vote
-            and self.log.is_up_to_date(m.last_log_index, m.last_log_term)
-        ):
+        # Membership is not consulted (Raft thesis 4.1): a candidate asks only nodes in its own
+        # latest voter set, and that set may already include this node while this node's log
+        # does not (it was added, then restored from an older snapshot). Refusing would leave
+        # the candidate waiting forever; granting is safe because each node still votes at
+        # most once per term and votes are counted against the candidate's set.
+        if can_vote and self.log.is_up_to_date(m.last_log_index, m.last_log_term):
             if pre:
                 # Answer at the candidate's future term so it does not discard this as stale.
                 self._send(PreVoteResponse(self.id, m.src, m.term, granted=True))
@@ -652,7 +782,7 @@ class RaftNode:
             self.lead = m.src
             self._handle_snapshot(m)
         elif isinstance(m, TimeoutNow):
-            if not self.is_observer:
+            if self._promotable():
                 self._campaign(_Campaign.TRANSFER)
 
     def _handle_append(self, m: AppendEntriesRequest) -> None:
@@ -664,6 +794,7 @@ class RaftNode:
             )
             return
         last_new = log.maybe_append(m.prev_log_index, m.prev_log_term, m.entries)
+        self._refresh_membership()
         if last_new is not None:
             log.commit_to(min(m.commit, last_new))
             self._send(AppendEntriesResponse(self.id, m.src, self.term, True, match_index=last_new))
@@ -698,6 +829,7 @@ class RaftNode:
             match = meta.index
         else:
             log.restore(m.snapshot)
+            self._refresh_membership()
             self._snapshot_to_apply = m.snapshot
             match = meta.index
         self._send(InstallSnapshotResponse(self.id, m.src, self.term, match))
@@ -748,6 +880,8 @@ class RaftNode:
             pr.free_le(index)
         if self._maybe_commit():
             self._bcast_append()
+        elif self.role is not Role.LEADER:
+            return  # stepped down: removed from the voters
         elif was_paused:
             self._send_append(peer)
         # Fill the pipeline while the window allows.
@@ -763,8 +897,26 @@ class RaftNode:
         # Figure 8); earlier ones become committed indirectly through them.
         if candidate > self.log.committed and self.log.term(candidate) == self.term:
             self.log.commit_to(candidate)
+            if self.voters_committed:
+                self._prune_progress()
+                if self.id not in self.config.voters:
+                    self._step_down_removed()
+                    return False
             return True
         return False
+
+    def _step_down_removed(self) -> None:
+        """Removed, and the removal is committed: a leader outside the voter set would
+        otherwise keep leading a quorum it is not part of. Tell everyone the new commit, hand
+        over to the most up-to-date voter at once (rather than waiting for an election
+        timeout), and stay on as an observer that never campaigns."""
+        self._bcast_append()
+        voters = [v for v in sorted(self.config.voters) if v in self.progress]
+        if voters:
+            best = max(voters, key=lambda v: self.progress[v].match)
+            if self.progress[best].match == self.log.last_index:
+                self._send(TimeoutNow(self.id, best, self.term))
+        self._become_follower(self.term, None)
 
     def _bcast_append(self) -> None:
         for peer in self.progress:

@@ -35,6 +35,7 @@ from odradek.controller.raft import (
     Role,
     Snapshot,
     Status,
+    VoterSet,
 )
 
 log = logging.getLogger("odradek.raft")
@@ -71,6 +72,7 @@ class RaftDriver:
         initial_snapshot: Snapshot | None = None,
         tick_ms: int = 100,
         clock: Callable[[], float] = time.monotonic,
+        on_voters_changed: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.node = node
         self._store = store
@@ -95,6 +97,11 @@ class RaftDriver:
         self._stopping = False
         self._stopped = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        # Called before sending a Ready's messages whenever the voter set in the log changed
+        # (appended, truncated or installed by a snapshot), so the transport knows a new
+        # voter's address before the first message to it leaves.
+        self._on_voters_changed = on_voters_changed
+        self._voters_seen: tuple[bytes, bool] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -240,6 +247,21 @@ class RaftDriver:
         self._wake.set()
         return await future
 
+    async def propose_voters(self, voters: VoterSet) -> Any:
+        """Append a voter change (RaftNode.propose_voters); returns once it is committed and
+        applied here. Raises NotLeaderError or MembershipChangeRefused."""
+        if not self.running:
+            raise DriverStoppedError(None, f"Raft on node {self.node.id} is not running")
+        index = self.node.propose_voters(voters)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[index] = (self.node.term, future)
+        self._wake.set()
+        return await future
+
+    def set_observers(self, observers: frozenset[int]) -> None:
+        self.node.set_observers(observers)
+        self._wake.set()
+
     async def compact(self, index: int, data: bytes) -> None:
         """Replace the log up to ``index`` by a snapshot of the state machine at ``index``."""
         if not self.running:
@@ -367,6 +389,13 @@ class RaftDriver:
     async def _handle_ready(self, rd: Ready) -> None:
         if rd.snapshot_to_persist is not None or rd.entries_to_persist or rd.hard_state:
             await asyncio.to_thread(self._store.persist, rd)
+        if self._on_voters_changed is not None:
+            # Committing a change matters too: a removed voter is sent to until then.
+            voters = (self.node.log.config_at(self.node.log.last_index),
+                      self.node.voters_committed)
+            if voters != self._voters_seen:
+                self._voters_seen = voters
+                await self._on_voters_changed()
         if rd.messages:
             self._transport.send(rd.messages)
         if rd.snapshot_to_apply is not None:

@@ -59,11 +59,14 @@ from odradek.controller.metadata.requests import NotControllerError
 from odradek.controller.raft import (
     Entry,
     EntryKind,
+    MembershipChangeRefused,
     NotLeaderError,
     ProposalDropped,
     RaftNode,
+    RefusalReason,
     Role,
     Snapshot,
+    VoterSet,
 )
 from odradek.controller.raft.log_store import FileLogStore
 from odradek.controller.raft_runtime.batch import decode_batch, encode_batch
@@ -77,10 +80,15 @@ from odradek.controller.raft_runtime.settings import RaftSettings
 from odradek.controller.raft_runtime.snapshot import decode_snapshot_data, encode_snapshot_data
 from odradek.controller.raft_runtime.transport import GrpcTransport, Transport
 from odradek.controller.rpc import raft_pb2 as pb
+from odradek.controller.rpc import raft_pb2_grpc
 
 log = logging.getLogger("odradek.raft")
 
 NO_LEADER = -1
+# An observing controller renews its request every OBSERVE_INTERVAL_S; the leader forgets it
+# after OBSERVER_LEASE_S without one (it died, or was started for nothing).
+OBSERVE_INTERVAL_S = 1.0
+OBSERVER_LEASE_S = 10.0
 LOCK_FILE = ".lock"
 
 
@@ -126,6 +134,13 @@ class RaftMetadataLog:
         self.node_id = settings.node_id
         self.loader = loader
         self._observers = dict(settings.observers)
+        # Every voter address seen (configuration, then the log), for voters being removed.
+        self._addresses: dict[int, str] = dict(settings.voters)
+        # Controllers being added as voters: replicated to while they catch up.
+        self._joining: dict[int, str] = {}
+        # Controllers that asked to observe (Observe RPC): id -> (address, lease expiry).
+        self._observing: dict[int, tuple[str, float]] = {}
+        self._observe_task: asyncio.Task[None] | None = None
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = _lock_dir(settings.data_dir)
         try:
@@ -144,7 +159,8 @@ class RaftMetadataLog:
             security=settings.security)
         self.driver = RaftDriver(node, self._store, self._transport, apply=self._apply,
                                  restore=self._restore, initial_snapshot=view.snapshot,
-                                 tick_ms=settings.tick_ms)
+                                 tick_ms=settings.tick_ms,
+                                 on_voters_changed=self._sync_peers)
         if isinstance(self._transport, GrpcTransport):
             self._transport.on_peer_lost = self.driver.peer_lost
         # Committed batches since the last snapshot, for read_from().
@@ -170,6 +186,12 @@ class RaftMetadataLog:
         self._started = True
         await self._transport.start()
         await self.driver.start()
+        # While this node is not a voter (a controller about to be added, or one that was
+        # removed and still runs) it asks the leader to replicate to it.
+        own = self.settings.observers.get(self.node_id) or self.settings.voters.get(self.node_id)
+        if own and isinstance(self._transport, GrpcTransport):
+            self._observe_task = asyncio.get_running_loop().create_task(
+                self._observe_loop(own), name=f"raft-observe-{self.node_id}")
         log.info("node %d: Raft started (%s, term %d, commit index %d, snapshot index %d; "
                  "committed entries after the snapshot are replayed next)",
                  self.node_id, "observer" if self.is_observer else "voter", self.driver.term,
@@ -179,6 +201,10 @@ class RaftMetadataLog:
         """Hand over leadership (bounded by transfer_timeout), stop Raft, close channels.
         Call it before stopping the gRPC server: the handover needs it. Pass
         handover=False when the whole quorum is going down anyway."""
+        if self._observe_task is not None:
+            self._observe_task.cancel()
+            await asyncio.wait([self._observe_task])
+            self._observe_task = None
         if self._started:
             await self.driver.stop(self.settings.transfer_timeout_s if handover else 0.0)
             if self._snapshot_task is not None:
@@ -290,7 +316,16 @@ class RaftMetadataLog:
 
     @property
     def is_observer(self) -> bool:
-        return self.node_id not in self.settings.voters
+        return self.node_id not in self.driver.node.config.voters
+
+    @property
+    def voter_endpoints(self) -> dict[int, str]:
+        """The voters in force (the latest set in the Raft log, else controller.quorum.voters)
+        with their controller addresses: from the log where it has one, else from the
+        static configuration."""
+        current = self.driver.node.voter_set
+        return {v: endpoint or self.settings.voters.get(v, "")
+                for v, endpoint in current.voters}
 
     def on_leader_change(self, callback: LeaderChangeCallback) -> None:
         """``callback()`` runs on the event loop after any change of is_leader, leader_id or
@@ -298,10 +333,152 @@ class RaftMetadataLog:
         self.driver.on_leader_change(callback)
 
     def address_of(self, node_id: int) -> str | None:
-        return self.settings.voters.get(node_id) or self._observers.get(node_id)
+        return (self.voter_endpoints.get(node_id) or self.settings.voters.get(node_id)
+                or self._observers.get(node_id))
 
     def members(self) -> set[int]:
-        return set(self.settings.voters) | set(self._observers)
+        # Static voters stay members even once removed: a removed node may still send until
+        # it learns of its removal, and refusing it would only hide that.
+        return (set(self.settings.voters) | set(self.voter_endpoints) | set(self._observers)
+                | set(self._joining) | set(self._observing))
+
+    def _all_observers(self) -> dict[int, str]:
+        """Everyone the leader replicates to without a vote: configured observers,
+        controllers being added, controllers that asked to observe."""
+        return {**self._observers, **self._joining,
+                **{i: a for i, (a, _) in self._observing.items()}}
+
+    def _peers(self) -> dict[int, str]:
+        """Voters of the latest and of the committed set (a voter being removed must still
+        get the entry that removes it), and everyone replicated to without a vote."""
+        node = self.driver.node
+        for v, address in self.voter_endpoints.items():
+            if address:
+                self._addresses[v] = address
+        ids = node.voter_set.ids | node.committed_voter_set.ids
+        peers = {v: self._addresses[v] for v in ids if self._addresses.get(v)}
+        peers.update(self._all_observers())
+        peers.pop(self.node_id, None)
+        return peers
+
+    async def _sync_peers(self) -> None:
+        """The voter set in the log changed: connect to new voters (their address came with
+        their CONFIG entry), stop sending to removed ones."""
+        set_peers = getattr(self._transport, "set_peers", None)
+        if set_peers is not None:
+            await set_peers(self._peers())
+        log.info("node %d: voters are now %s%s", self.node_id,
+                 dict(sorted(self.voter_endpoints.items())),
+                 "" if self.driver.node.voters_committed else " (not committed yet)")
+
+    async def add_voter(self, node_id: int, endpoint: str, timeout_s: float) -> None:
+        """As the active controller, make ``node_id`` (a controller started as an observer,
+        reachable at ``endpoint``) a voter: replicate the log to it until it has caught up,
+        then append the change and wait for it to commit (KIP-853's AddRaftVoter).
+
+        Raises RaftNotControllerError (not the leader), MembershipChangeRefused (duplicate
+        voter, or TimeoutError when it did not catch up or commit within ``timeout_s``)."""
+        driver = self.driver
+        if not driver.is_leader:
+            raise self._not_controller()
+        voters = self.voter_endpoints
+        if node_id in voters:
+            raise MembershipChangeRefused(
+                RefusalReason.DUPLICATE_VOTER,
+                f"node {node_id} is already a voter ({sorted(voters)})")
+        new = VoterSet.of({**voters, node_id: endpoint})
+        deadline = time.monotonic() + timeout_s
+        self._joining[node_id] = endpoint
+        try:
+            await self._apply_observers()
+            while True:
+                try:
+                    await driver.propose_voters(new)
+                    return
+                except MembershipChangeRefused as exc:
+                    if not exc.retriable or time.monotonic() >= deadline:
+                        raise
+                await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+        except NotLeaderError as exc:
+            hint = exc.leader_hint if exc.leader_hint is not None else NO_LEADER
+            raise RaftNotControllerError(str(exc), hint, self.address_of(hint)) from exc
+        finally:
+            self._joining.pop(node_id, None)
+            await self._apply_observers()
+
+    async def remove_voter(self, node_id: int, timeout_s: float) -> None:
+        """As the active controller, remove ``node_id`` from the voters and wait for the
+        change to commit (KIP-853's RemoveRaftVoter). Removing this node itself hands
+        leadership to another voter once the change commits."""
+        driver = self.driver
+        if not driver.is_leader:
+            raise self._not_controller()
+        voters = self.voter_endpoints
+        if node_id not in voters:
+            raise MembershipChangeRefused(
+                RefusalReason.VOTER_NOT_FOUND,
+                f"node {node_id} is not a voter ({sorted(voters)})")
+        if len(voters) == 1:
+            raise MembershipChangeRefused(
+                RefusalReason.NOT_SINGLE_CHANGE, "cannot remove the only voter")
+        new = VoterSet.of({v: a for v, a in voters.items() if v != node_id})
+        deadline = time.monotonic() + timeout_s
+        try:
+            while True:
+                try:
+                    await driver.propose_voters(new)
+                    return
+                except MembershipChangeRefused as exc:
+                    if not exc.retriable or time.monotonic() >= deadline:
+                        raise
+                await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+        except NotLeaderError as exc:
+            hint = exc.leader_hint if exc.leader_hint is not None else NO_LEADER
+            raise RaftNotControllerError(str(exc), hint, self.address_of(hint)) from exc
+
+    async def observe(self, node_id: int, address: str) -> None:
+        """As leader, replicate to controller ``node_id`` (not a voter) for the next
+        OBSERVER_LEASE_S: it follows the log and is caught up when it is added as a voter."""
+        now = time.monotonic()
+        expired = [i for i, (_, until) in self._observing.items() if until < now]
+        changed = bool(expired)
+        for i in expired:
+            del self._observing[i]
+        if node_id not in self.voter_endpoints and node_id != self.node_id:
+            changed = changed or self._observing.get(node_id, ("",))[0] != address
+            self._observing[node_id] = (address, now + OBSERVER_LEASE_S)
+        if changed:
+            await self._apply_observers()
+
+    async def _observe_loop(self, own_address: str) -> None:
+        """On a controller that is not a voter: ask the leader to replicate to it, again and
+        again (the leader may change, and forgets observers that stop asking)."""
+        while True:
+            if self.is_observer:
+                hint = self.leader_id
+                order = sorted(self.voter_endpoints, key=lambda i: (i != hint, i))
+                for voter in order:
+                    channel = self.channel_to(voter)
+                    if channel is None:
+                        continue
+                    try:
+                        answer = await raft_pb2_grpc.RaftServiceStub(channel).Observe(
+                            pb.ObserveRequest(node_id=self.node_id, address=own_address,
+                                              cluster_id=self.settings.cluster_id),
+                            timeout=self.settings.rpc_timeout_ms / 1000)
+                    except grpc.aio.AioRpcError:
+                        continue
+                    if answer.accepted:
+                        break
+            await asyncio.sleep(OBSERVE_INTERVAL_S)
+
+    async def _apply_observers(self) -> None:
+        observers = self._all_observers()
+        self.driver.set_observers(frozenset(observers) | (
+            frozenset({self.node_id}) if self.is_observer else frozenset()))
+        set_peers = getattr(self._transport, "set_peers", None)
+        if set_peers is not None:
+            await set_peers(self._peers())
 
     def channel_to(self, node_id: int) -> grpc.aio.Channel | None:
         channel = getattr(self._transport, "channel", None)
@@ -309,16 +486,10 @@ class RaftMetadataLog:
 
     async def set_observers(self, observers: Mapping[int, str]) -> None:
         """Change who the leader replicates to without voting (brokers joining/leaving)."""
-        if set(observers) & set(self.settings.voters):
+        if set(observers) & set(self.voter_endpoints):
             raise ValueError("observers must not be voters")
         self._observers = dict(observers)
-        self.driver.node.set_observers(frozenset(observers) | (
-            frozenset({self.node_id}) if self.is_observer else frozenset()))
-        set_peers = getattr(self._transport, "set_peers", None)
-        if set_peers is not None:
-            peers = {**self.settings.voters, **self._observers}
-            peers.pop(self.node_id, None)
-            await set_peers(peers)
+        await self._apply_observers()
 
     # ------------------------------------------------------------------ snapshots
 
@@ -369,7 +540,8 @@ class RaftMetadataLog:
 
     def _apply(self, entry: Entry) -> int:
         self._applied_index = entry.index
-        if entry.kind is EntryKind.NOOP:
+        if entry.kind is not EntryKind.NORMAL:
+            # NOOP and CONFIG entries belong to Raft itself, not to the metadata records.
             return self._next_offset - 1
         records = decode_batch(entry.data)
         base = self._next_offset
@@ -451,7 +623,9 @@ class RaftMetadataLog:
             high_watermark=status.commit + 1, committed_record_offset=self.committed_offset,
             leader_address=self.leader_address or "", answered_by=self.node_id,
             snapshot_index=status.snapshot_index)
-        for ids, out in ((self.settings.voters, resp.voters), (self._observers, resp.observers)):
+        voters = self.voter_endpoints
+        observers = {i: a for i, a in self._all_observers().items() if i not in voters}
+        for ids, out in ((voters, resp.voters), (observers, resp.observers)):
             for nid in sorted(ids):
                 replica = out.add(node_id=nid, address=ids[nid], last_contact_ms_ago=-1)
                 if nid == self.node_id:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import grpc
 
-from odradek.controller.raft import LogSafetyError, NotLeaderError
+from odradek.controller.metadata.requests import NotControllerError
+from odradek.controller.raft import LogSafetyError, MembershipChangeRefused, NotLeaderError
 from odradek.controller.raft_runtime.wire import WireFormatError, batch_from_pb
 from odradek.controller.rpc import raft_pb2 as pb
 from odradek.controller.rpc import raft_pb2_grpc
@@ -87,6 +90,70 @@ class RaftServicer(raft_pb2_grpc.RaftServiceServicer):
                                 f"({rt.address_of(leader)}): {exc.code().name} "
                                 f"{exc.details()}")
         raise AssertionError("unreachable")  # abort() raises
+
+
+    async def AddVoter(self, request: pb.AddVoterRequest,  # noqa: N802
+                       context: grpc.aio.ServicerContext) -> pb.VoterChangeResponse:
+        timeout_s = (request.timeout_ms or 30_000) / 1000
+        return await self._change_voters(
+            context, timeout_s,
+            lambda: self._rt.add_voter(request.node_id, request.address, timeout_s),
+            lambda stub: stub.AddVoter(request, timeout=timeout_s + 1))
+
+    async def RemoveVoter(self, request: pb.RemoveVoterRequest,  # noqa: N802
+                          context: grpc.aio.ServicerContext) -> pb.VoterChangeResponse:
+        timeout_s = (request.timeout_ms or 30_000) / 1000
+        return await self._change_voters(
+            context, timeout_s,
+            lambda: self._rt.remove_voter(request.node_id, timeout_s),
+            lambda stub: stub.RemoveVoter(request, timeout=timeout_s + 1))
+
+    async def Observe(self, request: pb.ObserveRequest,  # noqa: N802
+                      context: grpc.aio.ServicerContext) -> pb.ObserveResponse:
+        rt = self._rt
+        if request.cluster_id and rt.settings.cluster_id and (
+                request.cluster_id != rt.settings.cluster_id):
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"node {rt.node_id} belongs to cluster {rt.settings.cluster_id!r}"
+                                f", the observer to {request.cluster_id!r}")
+        accepted = False
+        if rt.driver.is_leader and request.node_id > 0 and request.address:
+            await rt.observe(request.node_id, request.address)
+            accepted = True
+        return pb.ObserveResponse(accepted=accepted, leader_id=rt.leader_id,
+                                  leader_address=rt.leader_address or "")
+
+    async def _change_voters(
+        self, context: grpc.aio.ServicerContext, timeout_s: float,
+        local: Callable[[], Awaitable[None]],
+        forward: Callable[[raft_pb2_grpc.RaftServiceStub], Awaitable[pb.VoterChangeResponse]],
+    ) -> pb.VoterChangeResponse:
+        rt = self._rt
+        if not rt.driver.is_leader:
+            leader = rt.leader_id
+            channel = rt.channel_to(leader) if leader >= 0 else None
+            if channel is None:
+                await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                    f"node {rt.node_id} knows no controller leader yet; retry")
+            try:
+                return await forward(raft_pb2_grpc.RaftServiceStub(channel))
+            except grpc.aio.AioRpcError as exc:
+                await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                    f"node {rt.node_id} could not reach the leader, node "
+                                    f"{leader}: {exc.code().name} {exc.details()}")
+        try:
+            async with asyncio.timeout(timeout_s):
+                await local()
+        except MembershipChangeRefused as exc:
+            error = "timed_out" if exc.retriable else exc.reason.value
+            return pb.VoterChangeResponse(error=error, message=str(exc))
+        except TimeoutError:
+            return pb.VoterChangeResponse(
+                error="timed_out", message=f"the voter change did not commit within "
+                f"{timeout_s:.1f}s; is a majority of the new voter set running?")
+        except (NotLeaderError, NotControllerError) as exc:
+            return pb.VoterChangeResponse(error="not_leader", message=str(exc))
+        return pb.VoterChangeResponse()
 
 
 def add_raft_service(server: grpc.aio.Server, runtime: RaftMetadataLog) -> None:

@@ -36,7 +36,8 @@ class WireFormatError(ValueError):
     """Bytes or a protobuf message that cannot be a Raft message this version understands."""
 
 
-_KIND_TO_PB = {EntryKind.NORMAL: pb.ENTRY_KIND_NORMAL, EntryKind.NOOP: pb.ENTRY_KIND_NOOP}
+_KIND_TO_PB = {EntryKind.NORMAL: pb.ENTRY_KIND_NORMAL, EntryKind.NOOP: pb.ENTRY_KIND_NOOP,
+               EntryKind.CONFIG: pb.ENTRY_KIND_CONFIG}
 _KIND_FROM_PB = {v: k for k, v in _KIND_TO_PB.items()}
 
 
@@ -65,7 +66,7 @@ def snapshot_to_pb(snapshot: Snapshot) -> pb.Snapshot:
     meta = snapshot.meta
     return pb.Snapshot(
         meta=pb.SnapshotMeta(index=meta.index, term=meta.term, voters=sorted(meta.voters),
-                             observers=sorted(meta.observers)),
+                             observers=sorted(meta.observers), config=meta.config),
         data=snapshot.data,
     )
 
@@ -76,7 +77,7 @@ def snapshot_from_pb(msg: pb.Snapshot) -> Snapshot:
     meta = msg.meta
     return Snapshot(
         SnapshotMeta(meta.index, meta.term, _ids(meta.voters, "snapshot voters"),
-                     _ids(meta.observers, "snapshot observers")),
+                     _ids(meta.observers, "snapshot observers"), bytes(meta.config)),
         bytes(msg.data),
     )
 

@@ -44,6 +44,21 @@ class RaftServiceStub:
                 request_serializer=raft__pb2.DescribeQuorumRequest.SerializeToString,
                 response_deserializer=raft__pb2.DescribeQuorumResponse.FromString,
                 _registered_method=True)
+        self.AddVoter = channel.unary_unary(
+                '/odradek.raft.RaftService/AddVoter',
+                request_serializer=raft__pb2.AddVoterRequest.SerializeToString,
+                response_deserializer=raft__pb2.VoterChangeResponse.FromString,
+                _registered_method=True)
+        self.RemoveVoter = channel.unary_unary(
+                '/odradek.raft.RaftService/RemoveVoter',
+                request_serializer=raft__pb2.RemoveVoterRequest.SerializeToString,
+                response_deserializer=raft__pb2.VoterChangeResponse.FromString,
+                _registered_method=True)
+        self.Observe = channel.unary_unary(
+                '/odradek.raft.RaftService/Observe',
+                request_serializer=raft__pb2.ObserveRequest.SerializeToString,
+                response_deserializer=raft__pb2.ObserveResponse.FromString,
+                _registered_method=True)
 
 
 class RaftServiceServicer:
@@ -74,6 +89,30 @@ class RaftServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddVoter(self, request, context):
+        """Voter changes (KIP-853's AddRaftVoter / RemoveRaftVoter). A follower forwards the call to
+        the leader. The outcome is in the response's error (never a gRPC status), except
+        UNAVAILABLE when no leader is known or reachable.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveVoter(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Observe(self, request, context):
+        """A controller that is not a voter (one about to be added, KIP-853) asks the leader to
+        replicate the log to it as an observer. Repeated every second or so: the leader forgets
+        an observer that stops asking. A follower answers with the leader it knows (no forward).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RaftServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -86,6 +125,21 @@ def add_RaftServiceServicer_to_server(servicer, server):
                     servicer.DescribeQuorum,
                     request_deserializer=raft__pb2.DescribeQuorumRequest.FromString,
                     response_serializer=raft__pb2.DescribeQuorumResponse.SerializeToString,
+            ),
+            'AddVoter': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddVoter,
+                    request_deserializer=raft__pb2.AddVoterRequest.FromString,
+                    response_serializer=raft__pb2.VoterChangeResponse.SerializeToString,
+            ),
+            'RemoveVoter': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveVoter,
+                    request_deserializer=raft__pb2.RemoveVoterRequest.FromString,
+                    response_serializer=raft__pb2.VoterChangeResponse.SerializeToString,
+            ),
+            'Observe': grpc.unary_unary_rpc_method_handler(
+                    servicer.Observe,
+                    request_deserializer=raft__pb2.ObserveRequest.FromString,
+                    response_serializer=raft__pb2.ObserveResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -142,6 +196,87 @@ class RaftService:
             '/odradek.raft.RaftService/DescribeQuorum',
             raft__pb2.DescribeQuorumRequest.SerializeToString,
             raft__pb2.DescribeQuorumResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddVoter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/odradek.raft.RaftService/AddVoter',
+            raft__pb2.AddVoterRequest.SerializeToString,
+            raft__pb2.VoterChangeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveVoter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/odradek.raft.RaftService/RemoveVoter',
+            raft__pb2.RemoveVoterRequest.SerializeToString,
+            raft__pb2.VoterChangeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Observe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/odradek.raft.RaftService/Observe',
+            raft__pb2.ObserveRequest.SerializeToString,
+            raft__pb2.ObserveResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -15,6 +15,9 @@ StateMachineSafety   every node applies the same state (digest chain) at every i
 LeaderCompleteness   a leader of term T holds every entry seen committed at a term < T.
 VoteSafety           a voter never grants votes to two candidates in the same term, even across
                      crashes (i.e. the vote was durable before the grant was sent).
+SingleVoterChange    consecutive voter sets in the committed history differ by at most one
+                     voter (KIP-853's single-server changes, which keep old and new majorities
+                     overlapping).
 """
 
 from __future__ import annotations
@@ -23,7 +26,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from odradek.controller.raft import Entry, HardState, Message, RaftNode, Role, VoteResponse
+from odradek.controller.raft import (
+    Entry,
+    EntryKind,
+    HardState,
+    Message,
+    RaftNode,
+    Role,
+    VoteResponse,
+    VoterSet,
+)
 
 
 class InvariantViolation(AssertionError):
@@ -158,6 +170,8 @@ class InvariantChecker:
             if known is None:
                 self.committed[i] = e
                 self.seen_term[i] = raft.term
+                if e.kind is EntryKind.CONFIG:
+                    self._check_single_change(i, e)
                 for leader in leaders:
                     if leader.raft is not None and leader.raft.term > raft.term:
                         self._check_leader_has(leader.id, leader.raft, i)
@@ -166,6 +180,21 @@ class InvariantChecker:
                     "LogMatching",
                     f"node {node_id} has committed entry {e} at index {i}; history has {known}",
                 )
+
+    def _check_single_change(self, index: int, e: Entry) -> None:
+        new = VoterSet.decode(e.data).ids
+        for j in range(index - 1, 0, -1):
+            prev = self.committed[j]
+            if prev is None:
+                return  # history before j is only known through snapshots
+            if prev.kind is EntryKind.CONFIG:
+                old = VoterSet.decode(prev.data).ids
+                if len(old ^ new) > 1:
+                    raise InvariantViolation(
+                        "SingleVoterChange",
+                        f"committed voters {sorted(old)} at {j} became {sorted(new)} at {index}",
+                    )
+                return
 
     def _check_leader_has(self, node_id: int, raft: RaftNode, index: int) -> None:
         known = self.committed[index]

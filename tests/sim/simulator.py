@@ -27,6 +27,7 @@ from typing import Any
 from odradek.controller.raft import (
     Entry,
     HardState,
+    MembershipChangeRefused,
     MemoryStorage,
     Message,
     NotLeaderError,
@@ -69,18 +70,23 @@ class Scenario:
     transfers: bool = True
     propose_gap: tuple[int, int] = (TICK // 2, 3 * TICK)
     heal_ticks: int = 300
-    # Relative weights of FAULT_ACTIONS.
-    fault_weights: tuple[int, ...] = (2, 2, 2, 2, 1, 2, 1, 2)
+    # Relative weights of FAULT_ACTIONS ("reconfig" is off unless a scenario asks for it).
+    fault_weights: tuple[int, ...] = (2, 2, 2, 2, 1, 2, 1, 2, 0)
+    # Voter changes (KIP-853): every node is replicated to, and a leader is asked now and then
+    # to add a non-voter or remove a voter, keeping between 1 and max_voters voters.
+    max_voters: int = 5
     # Swarm testing: each seed also draws its own knobs (batch sizes, fault mix, delays), so
     # different seeds stress different corners instead of all averaging the same mix.
     swarm: bool = True
 
     def swarmed(self, rng: random.Random) -> Scenario:
-        weights = tuple(w * rng.choice([0, 1, 1, 3]) for w in self.fault_weights)
+        # Zero weights draw nothing, so adding an action did not change existing seeds' runs.
+        weights = tuple(w * rng.choice([0, 1, 1, 3]) if w else 0 for w in self.fault_weights)
         if not any(weights):
             weights = self.fault_weights
+        transfer = FAULT_ACTIONS.index("transfer")
         if not self.transfers:
-            weights = weights[:-1] + (0,)
+            weights = weights[:transfer] + (0,) + weights[transfer + 1 :]
         return replace(
             self,
             max_entries_per_msg=rng.choice([1, 2, 4, 64]),
@@ -104,6 +110,7 @@ FAULT_ACTIONS = (
     "lossy",
     "compact",
     "transfer",
+    "reconfig",
 )
 
 
@@ -201,6 +208,7 @@ class Simulation:
         voters = frozenset(range(1, scenario.voters + 1))
         observers = frozenset(range(scenario.voters + 1, scenario.voters + scenario.observers + 1))
         self.voters = voters
+        self.reconfig = self.sc.fault_weights[FAULT_ACTIONS.index("reconfig")] > 0
         self.nodes: dict[int, SimNode] = {}
         for nid in sorted(voters | observers):
             config = RaftConfig(
@@ -350,6 +358,9 @@ class Simulation:
         node.incarnation += 1
         view = node.disk.store.view()
         node.raft = RaftNode(node.config, view, random.Random(self.rng.getrandbits(64)))
+        if self.reconfig:
+            # Any node may become a voter or stop being one; all of them follow the log.
+            node.raft.set_observers(frozenset(self.nodes))
         node.app = SimApp(view.snapshot)
         node.ready_scheduled = False
         # Clock drift: each incarnation ticks at its own slightly different rate.
@@ -543,10 +554,35 @@ class Simulation:
             if leaders:
                 node = rng.choice(leaders)
                 assert node.raft is not None
-                target = rng.choice(sorted(self.voters))
+                target = rng.choice(sorted(node.raft.config.voters))
                 node.raft.transfer_leadership(target)
                 self._note("transfer", f"{node.id}->{target}")
                 self._schedule_ready(node)
+
+        elif action == "reconfig" and leaders:
+            self._reconfig(rng.choice(leaders))
+
+    def _reconfig(self, node: SimNode) -> None:
+        raft = node.raft
+        assert raft is not None
+        current = raft.voter_set
+        spare = sorted(set(self.nodes) - current.ids)
+        if len(current.ids) > 1 and (not spare or len(current.ids) >= self.sc.max_voters
+                                     or self.rng.random() < 0.5):
+            new = current.without_voter(self.rng.choice(sorted(current.ids)))
+        else:
+            added = self.rng.choice(spare)
+            new = current.with_voter(added, f"sim-{added}")
+        try:
+            raft.propose_voters(new)
+        except MembershipChangeRefused as exc:
+            self.stats[f"reconfig refused: {exc.reason.value}"] += 1
+            return
+        except (NotLeaderError, ProposalDropped):
+            return
+        self.stats["reconfig"] += 1
+        self._note("reconfig", f"{node.id}: {sorted(current.ids)} -> {sorted(new.ids)}")
+        self._schedule_ready(node)
 
     def _block(self, links: set[tuple[int, int]], until: int) -> None:
         self._note("block", sorted(links))

@@ -213,3 +213,51 @@ def test_faults_actually_happen() -> None:
     ):
         assert total[what] > 0, (what, total)
     assert total["leaders"] > 100, total
+
+
+# Voter changes (KIP-853) under every fault: nodes 1-3 start as voters, 4-5 as observers, and
+# leaders keep adding and removing voters one at a time.
+RECONFIG = Scenario(
+    "voter changes under faults",
+    voters=3,
+    observers=2,
+    safety_events=6000,
+    fault_weights=(2, 2, 2, 2, 1, 2, 1, 2, 4),
+)
+
+
+@pytest.mark.parametrize("seed", sim_seeds(100), ids=lambda s: f"seed{s}")
+def test_voter_changes_safety_then_liveness(request: pytest.FixtureRequest, seed: int) -> None:
+    run_seed(request, seed, RECONFIG, Simulation.run)
+
+
+def test_voter_changes_actually_happen() -> None:
+    """The reconfig scenario commits changes, through crashes, and some are refused."""
+    total: Counter[str] = Counter()
+    sets: set[frozenset[int]] = set()
+    for seed in range(15):
+        sim = Simulation(seed, RECONFIG)
+        sim.run()
+        total.update(sim.stats)
+        sets.update(n.raft.config.voters for n in sim.nodes.values() if n.raft is not None)
+    assert total["reconfig"] > 10, total
+    assert total["reconfig refused: not_caught_up"] > 0, total
+    assert any(v - {1, 2, 3} for v in sets), sets  # some seeds end with a new node voting
+
+
+RECONFIG_PLAIN = Scenario(
+    "voter changes, no PreVote/CheckQuorum",
+    voters=3,
+    observers=2,
+    safety_events=4000,
+    pre_vote=False,
+    check_quorum=False,
+    fault_weights=(2, 2, 2, 2, 1, 2, 1, 2, 4),
+)
+
+
+@pytest.mark.parametrize("seed", sim_seeds(30), ids=lambda s: f"seed{s}")
+def test_voter_changes_without_prevote_and_checkquorum(
+    request: pytest.FixtureRequest, seed: int
+) -> None:
+    run_seed(request, seed, RECONFIG_PLAIN, Simulation.run)

@@ -9,6 +9,7 @@ import pytest
 
 from odradek.controller.raft import (
     Entry,
+    EntryKind,
     HardState,
     RaftConfig,
     RaftNode,
@@ -17,6 +18,7 @@ from odradek.controller.raft import (
     Snapshot,
     SnapshotMeta,
     VoteResponse,
+    VoterSet,
 )
 from odradek.controller.raft.log import RaftLog
 from tests.sim.invariants import InvariantChecker, InvariantViolation
@@ -168,3 +170,16 @@ def test_buggy_core_fails_with_replay_command(
             assert f"ODRADEK_SIM_SEED={seed} " in msg
             return
     pytest.fail("40 seeds of a core without the election restriction found nothing")
+
+
+def test_catches_two_voters_changed_at_once() -> None:
+    def config(*ids: int) -> bytes:
+        return VoterSet.of(set(ids)).encode()
+
+    ok = [Entry(1, 1), Entry(1, 2, config(1, 2, 3, 4), EntryKind.CONFIG),
+          Entry(1, 3, config(1, 2, 4), EntryKind.CONFIG)]
+    InvariantChecker().observe([_Fake(1, _node(1, ok, term=1, commit=3))])
+    bad = [*ok[:2], Entry(1, 3, config(1, 5), EntryKind.CONFIG)]
+    with pytest.raises(InvariantViolation) as err:
+        InvariantChecker().observe([_Fake(1, _node(1, bad, term=1, commit=3))])
+    assert err.value.name == "SingleVoterChange"

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from odradek.controller.raft import (
     PreVoteRequest,
-    PreVoteResponse,
     ProgressState,
     Role,
     TimeoutNow,
@@ -28,13 +27,18 @@ def test_observer_follows_the_log_but_never_campaigns() -> None:
     assert c[4].role is Role.FOLLOWER
 
 
-def test_observer_never_grants_votes() -> None:
+def test_observer_answers_votes_by_the_log_rules_alone() -> None:
+    # Only a candidate whose latest voter set includes the node asks it (a node added as a
+    # voter may not have that CONFIG entry yet); membership is not consulted (Raft thesis
+    # 4.1), the election restriction and one vote per term are.
     c = Cluster(observers=(4,))
     c[4].step(VoteRequest(2, 4, 1, last_log_index=5, last_log_term=1))
-    c[4].step(PreVoteRequest(3, 4, 1, last_log_index=5, last_log_term=1))
+    c[4].step(VoteRequest(3, 4, 1, last_log_index=5, last_log_term=1))
     msgs = c[4].ready().messages
-    assert msgs == (VoteResponse(4, 2, 1, False), PreVoteResponse(4, 3, 1, False))
-    assert c[4].vote is None
+    assert msgs == (VoteResponse(4, 2, 1, True), VoteResponse(4, 3, 1, False))
+    assert c[4].vote == 2
+    # It still never campaigns: that needs membership.
+    assert c[4].role is Role.FOLLOWER
 
 
 def test_observer_does_not_count_towards_quorum() -> None:
