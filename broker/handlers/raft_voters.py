@@ -25,6 +25,7 @@ from odradek.controller.metadata.requests import ControllerCallFailed, VoterChan
 # The name Kafka's tools give the controller listener in AddRaftVoter's listeners.
 CONTROLLER_LISTENER = "CONTROLLER"
 DEFAULT_TIMEOUT_S = 30.0
+MAX_TIMEOUT_S = 120.0
 
 _ERRORS = {
     "duplicate_voter": ErrorCode.duplicate_voter,
@@ -62,8 +63,9 @@ def _precheck(node: RaftVotersNode, ctx: RequestContext, req: Any) -> Payload | 
         return _answer(ctx, ErrorCode.inconsistent_cluster_id,
                        f"this is cluster {node.cluster_id!r}, the request is for "
                        f"{req.cluster_id!r}")
-    if req.voter_id < 0:
-        return _answer(ctx, ErrorCode.invalid_request, f"voter id {req.voter_id} is negative")
+    if req.voter_id <= 0:
+        return _answer(ctx, ErrorCode.invalid_request,
+                       f"voter id {req.voter_id}: Odradek's node ids are positive")
     return None
 
 
@@ -87,7 +89,10 @@ async def handle_add_raft_voter(node: RaftVotersNode, ctx: RequestContext, req: 
                        "the new voter's listeners are empty: give its controller listener")
     chosen = next((x for x in listeners if x.name == CONTROLLER_LISTENER), listeners[0])
     host = f"[{chosen.host}]" if ":" in chosen.host else chosen.host
-    timeout_s = req.timeout.total_seconds() or DEFAULT_TIMEOUT_S
+    # The request's own timeout, within (0, MAX_TIMEOUT_S]: a client may not hold a
+    # request slot of this broker for days.
+    asked = req.timeout.total_seconds()
+    timeout_s = min(asked, MAX_TIMEOUT_S) if asked > 0 else DEFAULT_TIMEOUT_S
     return await _run(ctx, node.add_raft_voter(req.voter_id, f"{host}:{chosen.port}",
                                                timeout_s))
 

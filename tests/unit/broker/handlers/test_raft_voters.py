@@ -56,11 +56,12 @@ def call(node: Node, api_key: int, data: dict[str, Any], version: int = 0,
 
 
 def add(node: Node, voter: int = 4, cluster_id: str | None = None,
-        listeners: list[dict[str, Any]] | None = None, **kw: Any) -> Any:
+        listeners: list[dict[str, Any]] | None = None, timeout_ms: int = 5_000,
+        **kw: Any) -> Any:
     if listeners is None:
         listeners = [{"name": "PLAINTEXT", "host": "h", "port": 9092},
                      {"name": "CONTROLLER", "host": "c4", "port": 9093}]
-    return call(node, ADD, {"cluster_id": cluster_id, "timeout": 5_000, "voter_id": voter,
+    return call(node, ADD, {"cluster_id": cluster_id, "timeout": timeout_ms, "voter_id": voter,
                             "voter_directory_id": uuid.uuid4(), "listeners": listeners,
                             "ack_when_committed": True}, version=1, **kw)
 
@@ -108,7 +109,15 @@ def test_wrong_cluster_and_bad_requests_reach_no_controller() -> None:
     assert add(node, cluster_id="abc").error_code == ErrorCode.none
     assert add(node, listeners=[]).error_code == ErrorCode.invalid_request
     assert add(node, voter=-1).error_code == ErrorCode.invalid_request
+    assert add(node, voter=0).error_code == ErrorCode.invalid_request
     assert len(node.calls) == 1
+
+
+def test_the_requests_timeout_is_bounded() -> None:
+    node = Node()
+    for asked_ms, used_s in ((5_000, 5.0), (0, 30.0), (-7, 30.0), (2**31 - 1, 120.0)):
+        assert add(node, timeout_ms=asked_ms).error_code == ErrorCode.none
+        assert node.calls[-1][3] == used_s
 
 
 @pytest.mark.parametrize(("principal", "allowed"), CLUSTER_ALTER_PRINCIPALS)
