@@ -73,12 +73,12 @@ DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024  # socket.request.max.bytes' defau
 FUZZ_TOPIC = "fuzz-data"
 FUZZ_GROUP = "fuzz-group"
 # Valid requests that change the cluster's shape (create, delete, reconfigure topics,
-# move partitions, unregister brokers) or how it treats clients (client and connection quotas, feature
-# levels): a mutation that happens to decode as one is not sent unless --side-effects,
+# move partitions, unregister brokers, add or remove controller voters) or how it treats
+# clients (client and connection quotas, feature levels): a mutation that happens to decode as one is not sent unless --side-effects,
 # because it could delete the fuzzer's own topic, ask for two billion partitions, take a
 # broker's leadership away or throttle the fuzzer's own connections, and the checks after
 # the run would then measure that rather than the transport.
-SIDE_EFFECT_APIS = frozenset({19, 20, 21, 33, 37, 43, 44, 45, 49, 57, 64})
+SIDE_EFFECT_APIS = frozenset({19, 20, 21, 33, 37, 43, 44, 45, 49, 57, 64, 80, 81})
 # Requests a node answers at once (no long poll, no rebalance wait): the valid frames
 # interleaved with mutated ones, so that a reaction time measures the bad frame only.
 QUICK_APIS = frozenset({1, 2, 3, 9, 10, 15, 16, 18, 23, 32, 60})
