@@ -387,21 +387,10 @@ class RaftMetadataLog:
                 RefusalReason.DUPLICATE_VOTER,
                 f"node {node_id} is already a voter ({sorted(voters)})")
         new = VoterSet.of({**voters, node_id: endpoint})
-        deadline = time.monotonic() + timeout_s
         self._joining[node_id] = endpoint
         try:
             await self._apply_observers()
-            while True:
-                try:
-                    await driver.propose_voters(new)
-                    return
-                except MembershipChangeRefused as exc:
-                    if not exc.retriable or time.monotonic() >= deadline:
-                        raise
-                await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
-        except NotLeaderError as exc:
-            hint = exc.leader_hint if exc.leader_hint is not None else NO_LEADER
-            raise RaftNotControllerError(str(exc), hint, self.address_of(hint)) from exc
+            await self._propose_voters(new, timeout_s)
         finally:
             self._joining.pop(node_id, None)
             await self._apply_observers()
@@ -422,11 +411,17 @@ class RaftMetadataLog:
             raise MembershipChangeRefused(
                 RefusalReason.NOT_SINGLE_CHANGE, "cannot remove the only voter")
         new = VoterSet.of({v: a for v, a in voters.items() if v != node_id})
+        await self._propose_voters(new, timeout_s)
+
+    async def _propose_voters(self, new: VoterSet, timeout_s: float) -> None:
+        """Propose ``new`` until it commits, retrying the refusals that pass (a change in
+        flight, no commit in this term yet, a new voter still catching up) for up to
+        ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
         try:
             while True:
                 try:
-                    await driver.propose_voters(new)
+                    await self.driver.propose_voters(new)
                     return
                 except MembershipChangeRefused as exc:
                     if not exc.retriable or time.monotonic() >= deadline:
