@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from odradek.broker.group.records import RecordFormatError
+from odradek.broker.group.records import RecordFormatError, RecordReader, RecordWriter
 
 GROUP_METADATA = 3
 PARTITION_METADATA = 4
@@ -48,8 +48,6 @@ _WITH_MEMBER = frozenset({MEMBER_METADATA, TARGET_ASSIGNMENT_MEMBER, CURRENT_MEM
 VALUE_VERSION = 0
 
 _I8 = struct.Struct(">b")
-_I16 = struct.Struct(">h")
-_I32 = struct.Struct(">i")
 _I64 = struct.Struct(">q")
 
 Partitions = Mapping[uuid.UUID, frozenset[int]]
@@ -106,35 +104,17 @@ ConsumerValue = (GroupMetadataValue | MemberMetadataValue | TargetAssignmentMeta
                  | TargetAssignmentMemberValue | CurrentAssignmentValue)
 
 
-class _Writer:
-    def __init__(self) -> None:
-        self.buf = bytearray()
+class _Writer(RecordWriter):
+    """The flexible (KIP-482) fields of the KIP-848 values, beside the classic ones."""
 
     def i8(self, v: int) -> None:
         self.buf += _I8.pack(v)
-
-    def i16(self, v: int) -> None:
-        self.buf += _I16.pack(v)
-
-    def i32(self, v: int) -> None:
-        self.buf += _I32.pack(v)
-
-    def i64(self, v: int) -> None:
-        self.buf += _I64.pack(v)
 
     def uvarint(self, v: int) -> None:
         while v >= 0x80:
             self.buf.append((v & 0x7F) | 0x80)
             v >>= 7
         self.buf.append(v)
-
-    def string(self, v: str) -> None:
-        """A non-flexible (key) string."""
-        data = v.encode()
-        if len(data) > 0x7FFF:
-            raise RecordFormatError(f"string of {len(data)} bytes does not fit an int16 length")
-        self.i16(len(data))
-        self.buf += data
 
     def compact_string(self, v: str | None) -> None:
         if v is None:
@@ -159,29 +139,9 @@ class _Writer:
         self.uvarint(0)
 
 
-class _Reader:
-    def __init__(self, data: bytes) -> None:
-        self.data = memoryview(data)
-        self.pos = 0
-
-    def take(self, n: int) -> memoryview:
-        if n < 0 or self.pos + n > len(self.data):
-            raise RecordFormatError("record is truncated")
-        out = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return out
-
+class _Reader(RecordReader):
     def i8(self) -> int:
         return int(_I8.unpack(self.take(1))[0])
-
-    def i16(self) -> int:
-        return int(_I16.unpack(self.take(2))[0])
-
-    def i32(self) -> int:
-        return int(_I32.unpack(self.take(4))[0])
-
-    def i64(self) -> int:
-        return int(_I64.unpack(self.take(8))[0])
 
     def uvarint(self) -> int:
         shift = value = 0
@@ -193,12 +153,6 @@ class _Reader:
             shift += 7
             if shift > 35:
                 raise RecordFormatError("varint is too long")
-
-    def string(self) -> str:
-        n = self.i16()
-        if n < 0:
-            raise RecordFormatError("null where a string is required")
-        return bytes(self.take(n)).decode()
 
     def compact_nullable_string(self) -> str | None:
         n = self.uvarint()

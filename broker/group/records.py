@@ -97,7 +97,10 @@ class GroupValue:
     members: tuple[MemberValue, ...] = field(default=())
 
 
-class _Writer:
+class RecordWriter:
+    """Big-endian fields of the classic (non-flexible) record schemas; consumer_records.py
+    extends it with the flexible ones."""
+
     def __init__(self) -> None:
         self.buf = bytearray()
 
@@ -125,12 +128,14 @@ class _Writer:
         self.buf += v
 
 
-class _Reader:
+class RecordReader:
+    """Reads what RecordWriter writes; RecordFormatError when the bytes run out."""
+
     def __init__(self, data: bytes) -> None:
         self.data = memoryview(data)
         self.pos = 0
 
-    def _take(self, n: int) -> memoryview:
+    def take(self, n: int) -> memoryview:
         if n < 0 or self.pos + n > len(self.data):
             raise RecordFormatError("record is truncated")
         out = self.data[self.pos : self.pos + n]
@@ -138,19 +143,19 @@ class _Reader:
         return out
 
     def i16(self) -> int:
-        return int(_I16.unpack(self._take(2))[0])
+        return int(_I16.unpack(self.take(2))[0])
 
     def i32(self) -> int:
-        return int(_I32.unpack(self._take(4))[0])
+        return int(_I32.unpack(self.take(4))[0])
 
     def i64(self) -> int:
-        return int(_I64.unpack(self._take(8))[0])
+        return int(_I64.unpack(self.take(8))[0])
 
     def nullable_string(self) -> str | None:
         n = self.i16()
         if n < 0:
             return None
-        return bytes(self._take(n)).decode()
+        return bytes(self.take(n)).decode()
 
     def string(self) -> str:
         s = self.nullable_string()
@@ -162,14 +167,14 @@ class _Reader:
         n = self.i32()
         if n < 0:
             return b""
-        return bytes(self._take(n))
+        return bytes(self.take(n))
 
 
 # --- keys ----------------------------------------------------------------------------
 
 
 def offset_key(group: str, topic: str, partition: int) -> bytes:
-    w = _Writer()
+    w = RecordWriter()
     w.i16(OFFSET_KEY_VERSION)
     w.string(group)
     w.string(topic)
@@ -178,7 +183,7 @@ def offset_key(group: str, topic: str, partition: int) -> bytes:
 
 
 def group_key(group: str) -> bytes:
-    w = _Writer()
+    w = RecordWriter()
     w.i16(GROUP_KEY_VERSION)
     w.string(group)
     return bytes(w.buf)
@@ -186,7 +191,7 @@ def group_key(group: str) -> bytes:
 
 def decode_key(data: bytes) -> OffsetKey | GroupKey | None:
     """The key, or None for key types this coordinator does not use."""
-    r = _Reader(data)
+    r = RecordReader(data)
     version = r.i16()
     if version in (0, 1):
         return OffsetKey(r.string(), r.string(), r.i32())
@@ -199,7 +204,7 @@ def decode_key(data: bytes) -> OffsetKey | GroupKey | None:
 
 
 def encode_offset_value(v: OffsetValue) -> bytes:
-    w = _Writer()
+    w = RecordWriter()
     if v.expire_timestamp is not None:
         # Only v1 can carry an explicit expiry (OffsetCommit v2-v4 retention_time).
         w.i16(OFFSET_VALUE_VERSION_WITH_EXPIRY)
@@ -217,7 +222,7 @@ def encode_offset_value(v: OffsetValue) -> bytes:
 
 
 def decode_offset_value(data: bytes) -> OffsetValue:
-    r = _Reader(data)
+    r = RecordReader(data)
     version = r.i16()
     if version in (0, 2):
         return OffsetValue(r.i64(), -1, r.nullable_string() or "", r.i64())
@@ -233,7 +238,7 @@ def decode_offset_value(data: bytes) -> OffsetValue:
 
 
 def encode_group_value(v: GroupValue) -> bytes:
-    w = _Writer()
+    w = RecordWriter()
     w.i16(GROUP_VALUE_VERSION)
     w.string(v.protocol_type)
     w.i32(v.generation)
@@ -254,7 +259,7 @@ def encode_group_value(v: GroupValue) -> bytes:
 
 
 def decode_group_value(data: bytes) -> GroupValue:
-    r = _Reader(data)
+    r = RecordReader(data)
     version = r.i16()
     if not 0 <= version <= 3:
         raise RecordFormatError(f"unsupported group metadata value version {version}")
