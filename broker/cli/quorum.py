@@ -145,8 +145,9 @@ def directory_uuid(text: str) -> uuid.UUID:
         raise CliError(f"--controller-directory-id: {e}") from None
 
 
-def directory_text(value: uuid.UUID) -> str:
-    return "" if value.int == 0 else encode_uuid(value.bytes)
+def directory_text(value: uuid.UUID | None) -> str:
+    """The wire's Uuid in Kafka's text form; "" for none (the codec reads zero as None)."""
+    return "" if value is None or value.int == 0 else encode_uuid(value.bytes)
 
 
 def add_request(controller: Controller, timeout_s: float) -> dict[str, Any]:
