@@ -110,3 +110,47 @@ def test_add_controller_refusals_say_what_to_do(cluster: Cluster, tmp_path: Path
     assert out.returncode == 1 and "only a node with the controller role" in out.stderr
     out = quorum(n1, "remove-controller", "--controller-id", "7", check=False)
     assert out.returncode == 1 and "controller 7 is not a voter" in out.stderr
+
+
+def _node_cmd(config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "odradek.broker.cli.node", "node", "--config",
+                           str(config)], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(("written", "error"), [
+    ("version=1\ncluster.id=abc\nnode.id=5\n", "belongs to node 5, not node 1"),
+    ("version=1\ncluster.id=abc\nnode.id=1\n", "belongs to cluster abc, but this node is "
+                                               "configured for cluster xyz"),
+    ("version=1\nnode.id=1\n", "cluster.id is missing"),
+])
+def test_a_node_refuses_a_data_dir_of_another_node_or_cluster(
+        tmp_path: Path, written: str, error: str) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "meta.properties").write_text(written)
+    config = tmp_path / "node.yaml"
+    config.write_text(yaml.safe_dump({"node.id": 1, "data.dir": str(data), "cluster.id": "xyz",
+                                      "listeners": "PLAINTEXT://127.0.0.1:0"}))
+    p = _node_cmd(config)
+    assert p.returncode == 1, p.stderr
+    assert f"cannot start: {data / 'meta.properties'}" in p.stderr and error in p.stderr
+    assert (data / "meta.properties").read_text() == written  # left as it was
+
+
+def test_a_data_dir_of_an_older_version_gains_a_directory_id(tmp_path: Path) -> None:
+    """A node started on a directory whose meta.properties has no directory.id (as Odradek
+    wrote it before directory ids) starts, keeps its cluster id and gets a directory id."""
+    first = NodeProcess(tmp_path, node_id=1).start(60)
+    first.kill()
+    meta = read_meta_properties(first.data_dir)
+    assert meta is not None and meta.directory_id
+    (first.data_dir / "meta.properties").write_text(
+        f"version=1\ncluster.id={meta.cluster_id}\nnode.id=1\n")
+    again = NodeProcess(tmp_path, node_id=1, kafka_port=first.kafka_port).start(60)
+    try:
+        upgraded = read_meta_properties(again.data_dir)
+        assert upgraded is not None and upgraded.cluster_id == meta.cluster_id
+        assert upgraded.directory_id and upgraded.directory_id != meta.directory_id
+        assert "directory.id=" in (again.data_dir / "meta.properties").read_text()
+    finally:
+        again.kill()
