@@ -393,11 +393,13 @@ class Node:
     async def describe_quorum(self) -> QuorumDescription:
         return await self.plane.describe_quorum()
 
-    async def add_raft_voter(self, node_id: int, address: str, timeout_s: float) -> None:
-        await self.plane.add_raft_voter(node_id, address, timeout_s)
+    async def add_raft_voter(self, node_id: int, address: str, timeout_s: float,
+                             directory_id: str) -> None:
+        await self.plane.add_raft_voter(node_id, address, timeout_s, directory_id)
 
-    async def remove_raft_voter(self, node_id: int, timeout_s: float) -> None:
-        await self.plane.remove_raft_voter(node_id, timeout_s)
+    async def remove_raft_voter(self, node_id: int, timeout_s: float,
+                                directory_id: str) -> None:
+        await self.plane.remove_raft_voter(node_id, timeout_s, directory_id)
 
     async def stop(self) -> None:
         # A stop that hangs is a process the operator has to kill: say what it waits for.
