@@ -617,12 +617,26 @@ class ControllerService(pb_grpc.ControllerServicer):
         task.add_done_callback(self._probes.discard)
 
     async def _probe_gone(self, broker_id: int, epoch: int, host: str, port: int) -> None:
-        try:
-            refused = await self._probe(host, port, self.sessions.disconnect_grace)
-        except Exception:
-            log.exception("%s: probing broker %d at %s:%d failed", self._name, broker_id,
-                          host, port)
-            return
+        # A dying process's sockets close one by one: its liveness stream may end while its
+        # listener still accepts for a moment. Ask again a few times within the grace
+        # (0, 20, 60, 140 ms...) before leaving the broker to it.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.sessions.disconnect_grace
+        pause = 0.02
+        while True:
+            try:
+                refused = await self._probe(host, port,
+                                            max(0.01, min(0.1, deadline - loop.time())))
+            except Exception:
+                log.exception("%s: probing broker %d at %s:%d failed", self._name, broker_id,
+                              host, port)
+                return
+            if refused or loop.time() + pause >= deadline or self._closed:
+                break
+            await asyncio.sleep(pause)
+            pause *= 2
+            if broker_id not in self.sessions.disconnected():
+                return  # its stream is back: alive
         if not refused or not self.sessions.process_gone(broker_id, epoch):
             return
         log.info("%s: broker %d closed its liveness stream and %s:%d refuses connections: its "

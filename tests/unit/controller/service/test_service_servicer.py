@@ -334,17 +334,21 @@ async def test_a_broker_whose_listener_refuses_loses_its_leaderships_at_once(
         await stream.aclose()
         await asyncio.sleep(0.1)
 
-    # A listener that answers (or cannot be reached) proves nothing: the grace holds.
+    # A listener that answers (or cannot be reached) proves nothing: the grace holds. It is
+    # asked again a few times within the grace (a dying process closes its listener a
+    # moment after its other sockets, perhaps).
     assert led_by(2) and led_by(1)
     await stream_ends(2)
-    assert probed == [("h", 9092, grace)]
+    await asyncio.sleep(grace)
+    assert len(probed) >= 3 and all(p[:2] == ("h", 9092) and p[2] <= 0.1 for p in probed)
     assert node.image.is_usable(2) and led_by(2)
+    asked = len(probed)
     # A refused connection means the process is gone: its leaderships move with no time
     # passing, and it stays listed (unfenced, in controlled shutdown) until its session
     # timeout, as Kafka lists a dead broker.
     refuse = True
     await stream_ends(1)
-    assert len(probed) == 2
+    assert len(probed) == asked + 1
     partitions = node.image.topics["t"].partitions.values()
     assert led_by(1) == 0 and all(1 not in p.isr for p in partitions)
     assert node.image.is_unfenced(1) and node.image.brokers[1].in_controlled_shutdown
@@ -366,7 +370,7 @@ async def test_a_broker_whose_listener_refuses_loses_its_leaderships_at_once(
     node.quorum.lost = frozenset({3})
     node.quorum.set(is_leader=True, leader_id=1)
     await asyncio.sleep(0.1)
-    assert len(probed) == 3 and node.image.brokers[3].in_controlled_shutdown
+    assert len(probed) == asked + 2 and node.image.brokers[3].in_controlled_shutdown
     await node.service.close()
 
 
