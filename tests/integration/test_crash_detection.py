@@ -61,17 +61,21 @@ def not_active_controller(cluster: Cluster) -> list[NodeProcess]:
     return [n for n in cluster.all_nodes() if metric(n, "odradek_controller_active") == 0]
 
 
-def test_a_killed_broker_loses_its_leaderships_at_once(cluster: Cluster) -> None:
-    victim, witness = not_active_controller(cluster)
-    topic = unique_name("crash")
-    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+def topic_led_in_part_by(victim: NodeProcess, via: NodeProcess, prefix: str
+                         ) -> tuple[str, AdminClient]:
+    """A new 6-partition RF=3 topic, once ``victim`` leads some of its partitions."""
+    topic = unique_name(prefix)
+    admin = AdminClient({"bootstrap.servers": via.bootstrap})
     for fut in admin.create_topics([NewTopic(topic, 6, 3)]).values():
         fut.result(30)
-    led = wait_for(lambda: [p.id for p in admin.list_topics(topic, timeout=5).topics[topic]
-                            .partitions.values() if p.leader == victim.node_id], 10,
-                   "partitions led by the victim")
-    assert led
+    wait_for(lambda: any(p.leader == victim.node_id for p in admin.list_topics(
+        topic, timeout=5).topics[topic].partitions.values()), 10, "a partition the victim leads")
+    return topic, admin
 
+
+def test_a_killed_broker_loses_its_leaderships_at_once(cluster: Cluster) -> None:
+    victim, witness = not_active_controller(cluster)
+    topic, _ = topic_led_in_part_by(victim, witness, "crash")
     victim.kill()
     killed = time.monotonic()
     witness_admin = AdminClient({"bootstrap.servers": witness.bootstrap})
@@ -126,12 +130,7 @@ def test_a_killed_active_controller_is_replaced_and_its_leaderships_moved_at_onc
              "all brokers unfenced")
     victim = next(n for n in cluster.all_nodes() if metric(n, "odradek_controller_active") == 1)
     witness = next(n for n in cluster.all_nodes() if n is not victim)
-    topic = unique_name("crashc")
-    admin = AdminClient({"bootstrap.servers": witness.bootstrap})
-    for fut in admin.create_topics([NewTopic(topic, 6, 3)]).values():
-        fut.result(30)
-    wait_for(lambda: any(p.leader == victim.node_id for p in admin.list_topics(
-        topic, timeout=5).topics[topic].partitions.values()), 10, "a partition the victim leads")
+    topic, admin = topic_led_in_part_by(victim, witness, "crashc")
     victim.kill()
     killed = time.monotonic()
     wait_for(lambda: any(metric(n, "odradek_controller_active") == 1
@@ -163,12 +162,7 @@ def test_a_stopping_broker_stays_listed_until_its_leaderships_have_moved(
     is moving for half a second."""
     victim, witness = not_active_controller(cluster)
     wait_for(lambda: live_brokers(cluster, witness) == {1, 2, 3}, 30, "all brokers unfenced")
-    topic = unique_name("stop")
-    admin = AdminClient({"bootstrap.servers": witness.bootstrap})
-    for fut in admin.create_topics([NewTopic(topic, 6, 3)]).values():
-        fut.result(30)
-    wait_for(lambda: any(p.leader == victim.node_id for p in admin.list_topics(
-        topic, timeout=5).topics[topic].partitions.values()), 10, "a partition the victim leads")
+    topic, admin = topic_led_in_part_by(victim, witness, "stop")
 
     seen: list[tuple[float, bool, bool]] = []  # (when, victim listed, victim leads)
     done = threading.Event()
