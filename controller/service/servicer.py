@@ -119,7 +119,8 @@ class ControllerService(pb_grpc.ControllerServicer):
         FetchMetadata stream sends an empty message this often so that brokers can tell a
         quiet controller from a dead connection. `probe_listener`: the brokers' inter-broker
         listener, which `probe` connects to when a broker's liveness stream ends; a refusal
-        fences it at once instead of after the disconnect grace ("" = never probe)."""
+        moves its leaderships at once, as in a controlled shutdown, instead of waiting out
+        the disconnect grace ("" = never probe)."""
         if heartbeat_interval_ms <= 0 or heartbeat_interval_ms >= session_timeout_ms:
             raise ValueError(
                 f"the heartbeat interval ({heartbeat_interval_ms} ms) must be > 0 and below "
