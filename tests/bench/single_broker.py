@@ -24,12 +24,14 @@ from tests.bench.common import (
     stop_node,
     stop_processes,
 )
+from tests.bench.raw_fetch import raw_fetch_mb_s
 from tests.integration.harness import NodeProcess
 
 if TYPE_CHECKING:
     from tests.bench.kafka_peer import KafkaPeer
 
 RECORD = 1024
+RAW_PASSES = 3
 
 
 def _producer(bootstrap: str, topic: str, seconds: float, acks: str, q: mp.Queue) -> None:
@@ -149,6 +151,7 @@ class SingleBrokerArgs:
 COMPARED = (
     Compared("produce_mb_s", "produce acks=1, 1 KiB", "MB/s"),
     Compared("consume_mb_s", "consume", "MB/s"),
+    Compared("fetch_raw_mb_s", "fetch, raw protocol client", "MB/s"),
     Compared("produce_p50_ms", "produce latency at 1000 msg/s, p50", "ms", 2),
     Compared("produce_p99_ms", "produce latency at 1000 msg/s, p99", "ms", 2),
 )
@@ -173,6 +176,11 @@ def run(args: SingleBrokerArgs, workdir: Path, report: Report, disk: float,
                                          args.producers, "1")
             consume, count = consume_throughput(node.bootstrap, "bench", args.partitions,
                                                 args.producers)
+            # What the broker's fetch path serves (tests/bench/raw_fetch.py): the median
+            # of three passes over the whole topic, each from offset 0.
+            raw = sorted(raw_fetch_mb_s(node.bootstrap, "bench", args.partitions,
+                                        args.producers)[0] for _ in range(RAW_PASSES))
+            fetch_raw = raw[len(raw) // 2]
             p50, p99 = produce_latency(node.bootstrap, "latency", 1000, min(args.seconds, 10))
         except BaseException:
             print(f"single-broker benchmark failed; node log:\n{node.logs()}",
@@ -184,8 +192,12 @@ def run(args: SingleBrokerArgs, workdir: Path, report: Report, disk: float,
                f"({produce / disk * 100:.0f}% of disk; target 50%)")
     report.row(f"consume {count} records", f"{consume:.1f} MB/s "
                f"({consume / disk * 100:.0f}% of disk; target 100%)")
+    report.row(f"fetch, raw protocol client, {args.producers} procs",
+               f"{fetch_raw:.1f} MB/s ({fetch_raw / disk * 100:.0f}% of disk; target 100%; "
+               f"passes {', '.join(f'{r:.0f}' for r in raw)})")
     report.row("produce latency at 1000 msg/s", f"p50 {p50:.2f} ms, p99 {p99:.2f} ms")
     for key, value in {"produce_mb_s": produce, "consume_mb_s": consume,
+                       "fetch_raw_mb_s": fetch_raw, "fetch_raw_vs_disk": fetch_raw / disk,
                        "produce_p50_ms": p50, "produce_p99_ms": p99,
                        "produce_vs_disk": produce / disk,
                        "consume_vs_disk": consume / disk}.items():
