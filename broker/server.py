@@ -114,6 +114,11 @@ class ServerLimits:
     max_connections_per_ip: int = 2**31 - 1
     max_connections_per_ip_overrides: Mapping[str, int] = field(default_factory=dict)
     connections_max_idle_ms: int = 600_000
+    # socket.send.buffer.bytes (-1: the OS's autotuned buffer). Kafka's default, 100 KiB,
+    # also suits the zero-copy path: the receiver copies the bytes out of a buffer still in
+    # the CPU's cache; with loopback's autotuned 4 MiB it does not (1.3 against 1.8 GB/s
+    # per connection on the development machine).
+    socket_send_buffer_bytes: int = -1
     # Connections on this listener are not counted against max.connections, as in Kafka:
     # replication must not be locked out by clients. Only when it is a listener of its own:
     # when clients share it, exempting it would exempt everybody.
@@ -258,8 +263,14 @@ class KafkaProtocol(asyncio.Protocol, Generic[S]):
             transport.close()
             return
         self.admitted = True
-        self.zero_copy = (self.security.ssl is None
-                          and transport.get_extra_info("socket") is not None)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and self.server.limits.socket_send_buffer_bytes > 0:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
+                                self.server.limits.socket_send_buffer_bytes)
+            except OSError as e:  # as Kafka, a buffer the OS refuses is not fatal
+                log.debug("SO_SNDBUF on %s: %s", self.peer, e)
+        self.zero_copy = self.security.ssl is None and sock is not None
         self._task = asyncio.get_running_loop().create_task(self._serve())
 
     def connection_lost(self, exc: Exception | None) -> None:

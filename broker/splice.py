@@ -19,8 +19,9 @@ the file into Python on any transport it does not know. So the transport stands 
 * the sends run in a worker thread: ``sendfile`` does not honour O_NONBLOCK for the file
   side, so a page that is not cached would hold the event loop for a disk read. Each call
   (``pump``) sends until the socket is full or ``_PUMP_BYTES`` went, then gives the thread
-  back; the wait for the socket to take more is the event loop's (``add_writer`` on the
-  dup), so a client that stops reading holds no thread and no other connection;
+  back; a full socket is waited for there only briefly (``_POLL_MS``), then by the event
+  loop (``add_writer`` on the dup), so a client that stops reading holds no thread for
+  long and no other connection;
 * the whole frame's size was promised in its size prefix: when a region's bytes are gone
   (RegionChanged) or the socket fails, the connection must be closed, never given fewer
   or other bytes.
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import socket
 from typing import Protocol
 
@@ -43,6 +45,13 @@ from odradek.broker.kafka.codec import SplicedFrame
 # turn, connections sharing the pool take turns every few milliseconds, and a fast reader
 # still moves its whole socket buffer (a few MiB on loopback) per call.
 _PUMP_BYTES = 8 << 20
+# How long a worker waits for a full socket to take more before it gives the thread back
+# and the event loop waits instead. A reading client empties a loopback socket buffer in
+# well under this; going back to the loop at every full buffer (add_writer, a wake-up, a
+# new executor turn: two thread switches on a busy machine) held the bench's raw fetch at
+# 1.4 GB/s with the node mostly idle. A client that does not read holds a worker this long
+# per turn, and gets a turn only when its socket takes bytes again.
+_POLL_MS = 10
 
 
 class Region(Protocol):
@@ -73,6 +82,7 @@ class Splice:
         True once the whole frame is sent. Raises OSError from the socket, RegionChanged
         from a region."""
         budget = _PUMP_BYTES
+        poller: select.poll | None = None
         while self._part < len(self.parts) and budget > 0:
             part = self.parts[self._part]
             try:
@@ -82,7 +92,12 @@ class Splice:
                     region: Region = part  # type: ignore[assignment]  # see Region
                     n = region.send(self.fd, self._offset, budget)
             except BlockingIOError:
-                return False
+                if poller is None:
+                    poller = select.poll()
+                    poller.register(self.fd, select.POLLOUT)
+                if not poller.poll(_POLL_MS):
+                    return False
+                continue
             self._offset += n
             self.sent += n
             budget -= n
