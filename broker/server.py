@@ -569,7 +569,9 @@ class KafkaProtocol(asyncio.Protocol, Generic[S]):
             self.node.metrics.connections_closed.labels(reason="fetch_records_gone").inc()
             self.abort()
             return False
-        except OSError as e:  # the peer went away, or the connection was aborted
+        except (OSError, RuntimeError) as e:
+            # The peer went away, the connection was aborted, or (RuntimeError) the node is
+            # stopping and its sendfile pool takes no more work.
             log.debug("zero-copy send to %s failed after %d of %d bytes: %s", self.peer,
                       splice.sent, splice.size, e)
             self.abort()
