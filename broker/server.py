@@ -100,9 +100,9 @@ _STALL_TICKS = 5
 # not read them; then it is cut off.
 _FLUSH_TIMEOUT_S = 5.0
 _conn_ids = itertools.count(1)
-# Worker threads for zero-copy sends (broker/splice.py). Each call is bounded (the socket's
-# free buffer, at most _PUMP_BYTES) and never waits for a client, so a slow reader holds
-# none; two keep both cores of a small machine copying while the loop runs.
+# Worker threads for zero-copy sends (broker/splice.py). Each call is bounded (at most
+# _PUMP_BYTES, and a full socket is waited for at most _POLL_MS there), so a slow reader
+# holds one only briefly; two keep both cores of a small machine copying.
 _SENDFILE_THREADS = 2
 
 
@@ -523,7 +523,7 @@ class KafkaProtocol(asyncio.Protocol, Generic[S]):
         the transport still holds; False when the connection must close (the frame could
         not be sent whole)."""
         t = self.transport
-        if t is None or t.is_closing() or self._closing:
+        if t is None or t.is_closing():
             _close_regions(frame)
             return False
         if t.get_write_buffer_size():
