@@ -18,7 +18,8 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check broker controller storage tests
 	$(BIN)/python -m tests.typecheck
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=30 tests/unit tests/sim tests/integration tests/plugin tests/chaos tests/fuzz tests/compat
+	@# reports/junit.xml keeps every test's duration, to see where the suite's time goes.
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=30 --junitxml=reports/junit.xml tests/unit tests/sim tests/integration tests/plugin tests/chaos tests/fuzz tests/compat
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit

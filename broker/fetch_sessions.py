@@ -42,10 +42,11 @@ No I/O and no clock: callers pass ``now_ms``.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import random
 import uuid
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,6 +185,10 @@ class FetchSessionCache:
         self._evictable_by_all: set[int] = set()
         self._evictable_by_privileged: set[int] = set()
         self._by_replica: dict[int, set[int]] = {}  # follower id -> its session ids
+        # Wake-ups of followers' parked fetches that have no session to nudge (a full
+        # fetch opens its session only when it is answered; a sessionless one has none):
+        # follower id -> callbacks. A new fetcher's first request is one of these.
+        self._parked_without_session: dict[int, set[Callable[[], None]]] = {}
 
     def __len__(self) -> int:
         return len(self.sessions)
@@ -267,6 +272,22 @@ class FetchSessionCache:
                 session.nudged = True
                 if session.watch.on_change is not None:
                     session.watch.on_change()
+            for wake in list(self._parked_without_session.get(replica, ())):
+                wake()
+
+    @contextlib.contextmanager
+    def parked_without_session(self, replica_id: int, wake: Callable[[], None]
+                               ) -> Iterator[None]:
+        """While a follower's fetch without a session is parked, ``nudge`` of that
+        follower calls ``wake``."""
+        wakes = self._parked_without_session.setdefault(replica_id, set())
+        wakes.add(wake)
+        try:
+            yield
+        finally:
+            wakes.discard(wake)
+            if not wakes:
+                del self._parked_without_session[replica_id]
 
     def touch(self, session: FetchSession, now_ms: int) -> None:
         """The session was used: it is now the most recently used, and its size and age

@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 
 from odradek.controller.metadata import MetadataLoader
 from odradek.controller.metadata.requests import ControllerApi, QuorumDescription
+from odradek.storage.meta_properties import ensure_meta_properties
 
 CLEAN_SHUTDOWN_MARKER = ".clean-shutdown"
 
@@ -37,6 +38,9 @@ class NodeIdentity:
     # that crashed may have lost its unflushed tail, so the controller must not trust it as
     # the last member of an ISR (KIP-966).
     previous_shutdown_clean: bool
+    # This data directory's id (meta.properties' directory.id, Kafka's Uuid text): what a
+    # controller tells the Raft leader it is, and what AddRaftVoter must name to add it.
+    directory_id: str = ""
 
 
 class MetadataPlane(Protocol):
@@ -76,14 +80,18 @@ class MetadataPlane(Protocol):
         ControllerUnavailable when no leader answers."""
         ...
 
-    async def add_raft_voter(self, node_id: int, address: str, timeout_s: float) -> None:
-        """Make controller ``node_id`` (its controller listener at ``address``) a voter once
-        it has caught up, and wait for the change to commit (AddRaftVoter).
+    async def add_raft_voter(self, node_id: int, address: str, timeout_s: float,
+                             directory_id: str) -> None:
+        """Make controller ``node_id`` (its controller listener at ``address``, its data
+        directory ``directory_id``, "" unchecked) a voter once it has caught up, and wait for
+        the change to commit (AddRaftVoter).
         VoterChangeFailed says why not; ControllerUnavailable when no controller answers."""
         ...
 
-    async def remove_raft_voter(self, node_id: int, timeout_s: float) -> None:
-        """Remove voter ``node_id`` and wait for the change to commit (RemoveRaftVoter)."""
+    async def remove_raft_voter(self, node_id: int, timeout_s: float,
+                                directory_id: str) -> None:
+        """Remove voter ``node_id`` (``directory_id`` must be the one the voter set records
+        for it, if any) and wait for the change to commit (RemoveRaftVoter)."""
         ...
 
     def collectors(self) -> list[Collector]:
@@ -97,35 +105,17 @@ def derived_cluster_id(voters: tuple[tuple[int, str, int], ...]) -> str:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"odradek:{text}").hex
 
 
-def load_cluster_id(data_dir: Path, node_id: int, wanted: str | None) -> str:
-    """meta.properties ties a data dir to one cluster and node, as in Kafka."""
-    path = data_dir / "meta.properties"
-    if path.exists():
-        props = dict(line.split("=", 1) for line in path.read_text().splitlines()
-                     if "=" in line and not line.startswith("#"))
-        if int(props.get("node.id", node_id)) != node_id:
-            raise RuntimeError(
-                f"{path} belongs to node {props['node.id']}, not node {node_id}: "
-                "point data.dir at this node's own directory")
-        if wanted is not None and props["cluster.id"] != wanted:
-            raise RuntimeError(
-                f"{path} belongs to cluster {props['cluster.id']}, but this node is configured "
-                f"for cluster {wanted}: point data.dir at this cluster's directory")
-        return props["cluster.id"]
-    cluster_id = wanted or base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-    data_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(f"version=1\ncluster.id={cluster_id}\nnode.id={node_id}\n")
-    tmp.replace(path)
-    return cluster_id
+def _random_cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
 def node_identity(node_id: int, data_dir: Path, configured_cluster_id: str,
                   voters: tuple[tuple[int, str, int], ...]) -> NodeIdentity:
     """Read (or establish) the node's identity; consumes the clean-shutdown marker."""
     wanted = configured_cluster_id or (derived_cluster_id(voters) if voters else None)
-    cluster_id = load_cluster_id(data_dir, node_id, wanted)
+    meta = ensure_meta_properties(data_dir, node_id, wanted, _random_cluster_id)
     marker = data_dir / CLEAN_SHUTDOWN_MARKER
     clean = marker.exists() or not (data_dir / "logs").exists()
     marker.unlink(missing_ok=True)
-    return NodeIdentity(node_id, data_dir, cluster_id, str(uuid.uuid4()), clean)
+    return NodeIdentity(node_id, data_dir, meta.cluster_id, str(uuid.uuid4()), clean,
+                        meta.directory_id)

@@ -305,10 +305,12 @@ class Partition:
         self.wake()
 
 
-async def wait_for_any(parts: Iterable[Partition], timeout_s: float) -> None:
+async def wait_for_any(parts: Iterable[Partition], timeout_s: float,
+                       fut: asyncio.Future[None] | None = None) -> None:
     """Until one of ``parts`` wakes its waiters (an append, a high watermark move, a
-    leadership change) or ``timeout_s`` passes."""
-    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    leadership change), ``fut`` (if given) is done, or ``timeout_s`` passes."""
+    if fut is None:
+        fut = asyncio.get_running_loop().create_future()
     parts = list(parts)
     for p in parts:
         p.waiters.add(fut)

@@ -161,9 +161,11 @@ class ReplicaManager:
     def get(self, tp: TopicPartition) -> Partition | None:
         return self.partitions.get(tp)
 
-    async def wait_for_data(self, parts: Iterable[Partition], timeout_s: float) -> None:
-        """Wait until one of ``parts`` gets an append (or a leadership change) or timeout."""
-        await wait_for_any(parts, timeout_s)
+    async def wait_for_data(self, parts: Iterable[Partition], timeout_s: float,
+                            woken: asyncio.Future[None] | None = None) -> None:
+        """Wait until one of ``parts`` gets an append (or a leadership change), ``woken``
+        is done, or timeout."""
+        await wait_for_any(parts, timeout_s, woken)
 
     # --- housekeeping ---------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from odradek.broker.cli import (
     healthcheck,
     node,
     produce,
+    quorum,
     quotas,
     status,
     topics,
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     users.add_parser(sub)
     acls.add_parser(sub)
     quotas.add_parser(sub)
+    quorum.add_parser(sub)
     verify.add_parser(sub)
     healthcheck.add_parser(sub)
     console.add_parser(sub)

@@ -110,10 +110,12 @@ class LocalMetadataPlane:
     def collectors(self) -> list[Collector]:
         return []  # no Raft quorum
 
-    async def add_raft_voter(self, node_id: int, address: str, timeout_s: float) -> None:
+    async def add_raft_voter(self, node_id: int, address: str, timeout_s: float,
+                             directory_id: str) -> None:
         raise VoterChangeFailed("unsupported", _NO_QUORUM)
 
-    async def remove_raft_voter(self, node_id: int, timeout_s: float) -> None:
+    async def remove_raft_voter(self, node_id: int, timeout_s: float,
+                                directory_id: str) -> None:
         raise VoterChangeFailed("unsupported", _NO_QUORUM)
 
 
@@ -156,7 +158,7 @@ class RaftMetadataPlane:
             self.raft = RaftMetadataLog(RaftSettings(
                 node_id=me.node_id, voters=self.voters, observers=observers,
                 data_dir=me.data_dir / "metadata-raft",
-                cluster_id=me.cluster_id, tick_ms=tick_ms,
+                cluster_id=me.cluster_id, directory_id=me.directory_id, tick_ms=tick_ms,
                 election_tick=max(2, cfg["controller.quorum.election.timeout.ms"] // tick_ms),
                 snapshot_interval_records=cfg["metadata.snapshot.interval.records"],
                 security=self.security),
@@ -267,16 +269,20 @@ class RaftMetadataPlane:
         with contextlib.suppress(Exception):
             await self.client.close()
 
-    async def add_raft_voter(self, node_id: int, address: str, timeout_s: float) -> None:
+    async def add_raft_voter(self, node_id: int, address: str, timeout_s: float,
+                             directory_id: str) -> None:
         """KIP-853 AddRaftVoter: asks a controller (which forwards to the Raft leader)."""
         await self._change_voters(
             "AddVoter", raft_pb2.AddVoterRequest(node_id=node_id, address=address,
-                                                 timeout_ms=int(timeout_s * 1000)), timeout_s)
+                                                 timeout_ms=int(timeout_s * 1000),
+                                                 directory_id=directory_id), timeout_s)
 
-    async def remove_raft_voter(self, node_id: int, timeout_s: float) -> None:
+    async def remove_raft_voter(self, node_id: int, timeout_s: float,
+                                directory_id: str) -> None:
         await self._change_voters(
             "RemoveVoter", raft_pb2.RemoveVoterRequest(node_id=node_id,
-                                                       timeout_ms=int(timeout_s * 1000)),
+                                                       timeout_ms=int(timeout_s * 1000),
+                                                       directory_id=directory_id),
             timeout_s)
 
     async def _change_voters(self, method: str, request: object, timeout_s: float) -> None:
@@ -334,7 +340,7 @@ def _quorum_description(r: raft_pb2.DescribeQuorumResponse,
 
     def replica(x: raft_pb2.ReplicaState) -> QuorumReplica:
         return QuorumReplica(x.node_id, x.log_end_offset if x.log_end_offset else -1,
-                             x.last_contact_ms_ago)
+                             x.last_contact_ms_ago, x.directory_id)
 
     endpoints = {}
     # The voters' addresses as the leader knows them (from the Raft log once voters were

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from odradek.broker.config import ConfigError, NodeConfig, load_config
+from odradek.storage.meta_properties import MetaPropertiesError
 
 if TYPE_CHECKING:
     from odradek.broker.node import Node
@@ -189,7 +190,7 @@ async def _serve(config: NodeConfig, parent_pid: int | None = None) -> int:
             return 1
         stopped.cancel()
         starting.result()
-    except (OSError, RuntimeError) as e:
+    except (OSError, RuntimeError, MetaPropertiesError) as e:
         log.error("cannot start: %s", e)
         return 1
     loop = asyncio.get_running_loop()

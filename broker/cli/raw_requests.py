@@ -18,7 +18,7 @@ from odradek.broker.cli.common import CliError, RetriableError, check_reachable,
 RETRIABLE_CODES = frozenset({7, 41})
 
 
-def _connect(args: argparse.Namespace) -> Any:
+def _connect(args: argparse.Namespace, timeout: float = 30.0) -> Any:
     from odradek.broker.cli import client_config
     from odradek.broker.kafka.client import AuthenticationFailed, KafkaConnection
 
@@ -26,7 +26,7 @@ def _connect(args: argparse.Namespace) -> Any:
     errors = []
     for server in servers(args):
         try:
-            return KafkaConnection.to(server, timeout=30.0,
+            return KafkaConnection.to(server, timeout=timeout,
                                       security=client_config.of(args).security())
         except AuthenticationFailed as e:
             raise CliError(f"{server} refused this command's credentials: {e} (check "
@@ -37,13 +37,15 @@ def _connect(args: argparse.Namespace) -> Any:
 
 
 def request(args: argparse.Namespace, api_key: int, version: int, data: dict[str, Any],
-            retriable: Any = None) -> Any:
+            retriable: Any = None, timeout: float = 30.0) -> Any:
     """The decoded response to one request. ``retriable(response)``, if given, says whether
-    the answer holds an error worth asking again for (within the commands' retry timeout)."""
+    the answer holds an error worth asking again for (within the commands' retry timeout).
+    ``timeout`` bounds the wait for each answer (longer for requests the broker holds, such
+    as AddRaftVoter waiting for a controller to catch up)."""
     from odradek.broker.kafka.client import ConnectionClosed
 
     def ask() -> Any:
-        conn = _connect(args)
+        conn = _connect(args, timeout)
         try:
             response = conn.request(api_key, version, data)
         except (ConnectionClosed, OSError) as e:

@@ -323,6 +323,11 @@ class ClusterReader:
     def group(self, group: str) -> GroupView:
         described = self._call("describing the group",
                                lambda: self.admin.describe_groups([group]))[group]
+        if described.get("error") and "GroupIdNotFound" in str(described["error"]):
+            # DescribeGroups describes classic groups only, as Kafka's does; a group of the
+            # consumer protocol (KIP-848) is described by ConsumerGroupDescribe.
+            described = self._call("describing the consumer group",
+                                   lambda: self._consumer_group(group)) or described
         if described.get("error"):
             raise ClusterError(f"group {group!r}: {described['error']}")
         committed = self._call("reading the group's offsets",
@@ -358,6 +363,44 @@ class ClusterReader:
         return GroupView(group, described.get("group_state"),
                          described.get("protocol_data") or None, members, lags,
                          sum(x.lag or 0 for x in lags))
+
+    def _consumer_group(self, group: str) -> dict[str, Any] | None:
+        """A KIP-848 group as ConsumerGroupDescribe at its coordinator tells it, in the
+        shape kafka-python's describe_groups gives a classic one; None if it is not one.
+        kafka-python has no call for it, so Odradek's own blocking client asks."""
+        from odradek.broker.kafka.client import KafkaConnection
+
+        found = None
+        for address in self.bootstrap.split(","):
+            try:
+                with KafkaConnection.to(address, client_id="odradek-console",
+                                        timeout=REQUEST_TIMEOUT_MS / 1000) as conn:
+                    found = conn.request(10, 4, {"key_type": 0, "coordinator_keys": [group]})
+                break
+            except OSError:
+                continue  # that bootstrap broker is down: ask the next one
+        if found is None:
+            raise ClusterError("finding the group's coordinator: no bootstrap broker answered")
+        [coordinator] = found.coordinators
+        if coordinator.error_code.value:
+            raise ClusterError(f"finding the group's coordinator: {coordinator.error_code.name}"
+                               f" {coordinator.error_message or ''}".rstrip())
+        with KafkaConnection(coordinator.host, coordinator.port, client_id="odradek-console",
+                             timeout=REQUEST_TIMEOUT_MS / 1000) as conn:
+            answer = conn.request(69, 0, {"group_ids": [group],
+                                          "include_authorized_operations": False})
+        [g] = answer.groups
+        if g.error_code.value == 69:  # GROUP_ID_NOT_FOUND: no group of either protocol
+            return None
+        if g.error_code.value:
+            return {"error": f"{g.error_code.name}: {g.error_message or ''}".rstrip(": ")}
+        return {"group_state": g.group_state, "protocol_data": g.assignor_name or None,
+                "members": [{"member_id": m.member_id, "client_id": m.client_id,
+                             "client_host": m.client_host,
+                             "member_assignment": {"assigned_partitions": [
+                                 {"topic": t.topic_name, "partitions": list(t.partitions)}
+                                 for t in m.assignment.topic_partitions]}}
+                            for m in g.members]}
 
     # -- messages -----------------------------------------------------------------------
 

@@ -398,6 +398,13 @@ async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payloa
     max_total = min(int(getattr(req, "max_bytes", 2**31 - 1)), node.config["fetch.max.bytes"])
     min_bytes = int(req.min_bytes)
     uses_ids = context.uses_topic_ids
+    # Done when a follower's fetch parked without a session is nudged (see below).
+    nudged: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def nudge() -> None:
+        if not nudged.done():
+            nudged.set_result(None)
+
     while True:
         answers: list[tuple[PartitionKey, dict[str, Any]]] = []
         total, parts, urgent, throttled = 0, [], False, 0
@@ -444,7 +451,7 @@ async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payloa
             answers.append((tp, entry))
         remaining = deadline - time.monotonic()
         session = context.session if context.kind is ContextKind.INCREMENTAL else None
-        if total >= min_bytes or urgent or remaining <= 0 \
+        if total >= min_bytes or urgent or remaining <= 0 or nudged.done() \
                 or not (parts or (session is not None and len(session.watch))) \
                 or (session is not None and session.nudged):
             break
@@ -458,6 +465,11 @@ async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payloa
                 # An incremental fetch parks on its session: every partition of it it has
                 # read tells it of its next change, and the others are read already.
                 await _session_changed(session.watch, remaining)
+            elif replica_id >= 0:
+                # A follower's fetch without a session (a new fetcher's first, full one)
+                # has no session to nudge: it is woken directly (FetchSessionCache.nudge).
+                with node.fetch_sessions.parked_without_session(replica_id, nudge):
+                    await node.replicas.wait_for_data(parts, remaining, nudged)
             else:
                 await node.replicas.wait_for_data(parts, remaining)
         finally:

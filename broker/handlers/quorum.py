@@ -25,9 +25,15 @@ from odradek.controller.metadata.requests import (
     QuorumDescription,
     QuorumReplica,
 )
+from odradek.storage.meta_properties import decode_uuid
 
 METADATA_TOPIC = "__cluster_metadata"
 NO_DIRECTORY = uuid.UUID(int=0)
+
+
+def directory_uuid(directory_id: str) -> uuid.UUID:
+    """A directory id (Kafka's Uuid text, "" unknown) as the wire's Uuid (zero: unknown)."""
+    return uuid.UUID(bytes=decode_uuid(directory_id)) if directory_id else NO_DIRECTORY
 
 
 class QuorumNode(Protocol):
@@ -44,7 +50,7 @@ def _replica(r: QuorumReplica, leader_log_end: int, now_ms: int) -> dict[str, An
     # Kafka's "last caught up": when the replica last had everything the leader had. Known
     # here only for a replica that has it now (as of its last contact).
     caught_up = fetched if fetched >= 0 and r.log_end_offset >= leader_log_end else -1
-    return {"replica_id": r.node_id, "replica_directory_id": NO_DIRECTORY,
+    return {"replica_id": r.node_id, "replica_directory_id": directory_uuid(r.directory_id),
             "log_end_offset": r.log_end_offset, "last_fetch_timestamp": fetched,
             "last_caught_up_timestamp": caught_up}
 

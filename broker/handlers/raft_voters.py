@@ -4,14 +4,17 @@ clients' addRaftVoter/removeRaftVoter send; as Kafka's brokers forward them to t
 controller, this broker asks the controllers (MetadataPlane.add_raft_voter), which forward to
 the Raft leader.
 
-Both need ALTER on the CLUSTER, as in Kafka. Odradek keeps no directory ids (KIP-858): the
-request's voter_directory_id is accepted and not checked, and a node id names one voter.
-AddRaftVoter v1's ack_when_committed=false is answered like true, after the commit (later than
+Both need ALTER on the CLUSTER, as in Kafka. The request's voter_directory_id (the new
+controller's meta.properties directory.id, KIP-858) is recorded with the voter: AddRaftVoter
+succeeds only if the node runs on that directory, RemoveRaftVoter only if it names the
+directory the voter was added with (voters of the static controller.quorum.voters have none
+recorded and are named by their id alone). The zero Uuid means "none". AddRaftVoter v1's ack_when_committed=false is answered like true, after the commit (later than
 Kafka would, never wrongly).
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, Protocol
 
 from kio.schema.errors import ErrorCode
@@ -21,6 +24,7 @@ from odradek.broker.handlers.api import ApiSpec, RequestContext
 from odradek.broker.handlers.authz import AclOperation, cluster_allowed, message
 from odradek.broker.security.authorization import Authorization
 from odradek.controller.metadata.requests import ControllerCallFailed, VoterChangeFailed
+from odradek.storage.meta_properties import encode_uuid
 
 # The name Kafka's tools give the controller listener in AddRaftVoter's listeners.
 CONTROLLER_LISTENER = "CONTROLLER"
@@ -31,6 +35,7 @@ _ERRORS = {
     "duplicate_voter": ErrorCode.duplicate_voter,
     "voter_not_found": ErrorCode.voter_not_found,
     "not_single_change": ErrorCode.invalid_request,
+    "directory_mismatch": ErrorCode.invalid_request,
     "timed_out": ErrorCode.request_timed_out,
     "not_leader": ErrorCode.not_leader_or_follower,
     "unsupported": ErrorCode.unsupported_version,
@@ -46,9 +51,18 @@ class RaftVotersNode(Protocol):
     @property
     def cluster_id(self) -> str: ...
 
-    async def add_raft_voter(self, node_id: int, address: str, timeout_s: float) -> None: ...
+    async def add_raft_voter(self, node_id: int, address: str, timeout_s: float,
+                             directory_id: str) -> None: ...
 
-    async def remove_raft_voter(self, node_id: int, timeout_s: float) -> None: ...
+    async def remove_raft_voter(self, node_id: int, timeout_s: float,
+                                directory_id: str) -> None: ...
+
+
+def directory_text(directory: uuid.UUID | None) -> str:
+    """The request's directory Uuid in Kafka's text form; "" for none (the zero Uuid)."""
+    if directory is None or directory.int == 0:
+        return ""
+    return encode_uuid(directory.bytes)
 
 
 def _answer(ctx: RequestContext, code: ErrorCode, text: str | None) -> Payload:
@@ -94,7 +108,7 @@ async def handle_add_raft_voter(node: RaftVotersNode, ctx: RequestContext, req: 
     asked = req.timeout.total_seconds()
     timeout_s = min(asked, MAX_TIMEOUT_S) if asked > 0 else DEFAULT_TIMEOUT_S
     return await _run(ctx, node.add_raft_voter(req.voter_id, f"{host}:{chosen.port}",
-                                               timeout_s))
+                                               timeout_s, directory_text(req.voter_directory_id)))
 
 
 async def handle_remove_raft_voter(node: RaftVotersNode, ctx: RequestContext,
@@ -102,7 +116,8 @@ async def handle_remove_raft_voter(node: RaftVotersNode, ctx: RequestContext,
     refused = _precheck(node, ctx, req)
     if refused is not None:
         return refused
-    return await _run(ctx, node.remove_raft_voter(req.voter_id, DEFAULT_TIMEOUT_S))
+    return await _run(ctx, node.remove_raft_voter(req.voter_id, DEFAULT_TIMEOUT_S,
+                                                  directory_text(req.voter_directory_id)))
 
 
 APIS: tuple[ApiSpec[RaftVotersNode], ...] = (

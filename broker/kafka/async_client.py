@@ -40,6 +40,9 @@ class AsyncKafkaConnection:
         # The peer's ApiVersions, asked once per connection (a peer restarted at the same
         # address may serve other versions).
         self._versions: dict[int, tuple[int, int]] | None = None
+        # Connections opened so far: a caller keeping per-connection state on the peer
+        # (a fetch session) starts over when this changes.
+        self.connections = 0
 
     async def connect(self, timeout: float = 5.0) -> None:
         context = self.security.ssl
@@ -50,6 +53,7 @@ class AsyncKafkaConnection:
                     server_hostname=self.host if context is not None else None)
         except (OSError, TimeoutError) as e:
             raise BrokerConnectionError(f"cannot connect to {self.host}:{self.port}: {e}") from e
+        self.connections += 1
         if self.security.sasl is not None:
             await self._authenticate(*self.security.sasl, timeout=10.0)
 
@@ -70,7 +74,11 @@ class AsyncKafkaConnection:
 
     @property
     def connected(self) -> bool:
-        return self._writer is not None and not self._writer.is_closing()
+        # A peer that closed while the connection sat unused (a broker restarted while a
+        # follower had nothing to fetch from it) shows only as end-of-file on the reader:
+        # the next request on it would fail, and its caller would back off for nothing.
+        return self._writer is not None and not self._writer.is_closing() \
+            and self._reader is not None and not self._reader.at_eof()
 
     async def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
         """Close the connection; after ``timeout`` the socket is dropped without waiting for
@@ -108,6 +116,9 @@ class AsyncKafkaConnection:
         async with self._lock:
             if not self.connected:
                 self._versions = None  # a new connection may reach another process
+                if self._writer is not None:
+                    self._writer.transport.abort()  # the dead one
+                    self._reader = self._writer = None
                 await self.connect()
             return await self._exchange(api_key, version, data, timeout)
 

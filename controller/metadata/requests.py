@@ -363,6 +363,9 @@ class QuorumReplica:
     log_end_offset: int
     # Milliseconds since the leader last heard from it; 0 the leader itself, -1 never.
     last_contact_ms_ago: int
+    # Its data directory id (Kafka's Uuid text): recorded in the voter set for a voter, told
+    # by an observer; "" unknown (a voter of the static controller.quorum.voters).
+    directory_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

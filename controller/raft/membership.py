@@ -12,7 +12,11 @@ term is committed (otherwise a change from an earlier leader that is not yet kno
 committed could be overtaken; see Ongaro's "bug in single-server membership changes").
 
 The endpoint of each voter travels with it, so a node learns how to reach a new voter from the
-log rather than from its own configuration file. The core treats endpoints as opaque text.
+log rather than from its own configuration file. So does the directory id a voter was added
+with (KIP-858, its ``meta.properties``): a node id names one voter, and the directory id says
+which copy of that node's data it is, so a removal can name exactly the voter it means. Voters
+of the static ``controller.quorum.voters`` have none recorded. The core treats endpoints and
+directory ids as opaque text.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ class VoterSet:
     # Sorted (node id, endpoint) pairs; the endpoint is "" where none is known (static voters
     # whose addresses live in the node's configuration file).
     voters: tuple[tuple[int, str], ...]
+    # Sorted (node id, directory id) of the voters whose directory id is known.
+    directories: tuple[tuple[int, str], ...] = ()
 
     def __post_init__(self) -> None:
         ids = [v for v, _ in self.voters]
@@ -41,6 +47,10 @@ class VoterSet:
             raise MembershipError(f"voter ids must be distinct positive integers, got {ids}")
         if list(self.voters) != sorted(self.voters):
             object.__setattr__(self, "voters", tuple(sorted(self.voters)))
+        dirs = tuple(sorted((v, d) for v, d in self.directories if d))
+        if any(v not in ids for v, _ in dirs) or len({v for v, _ in dirs}) != len(dirs):
+            raise MembershipError(f"directory ids {dirs} do not name distinct voters {ids}")
+        object.__setattr__(self, "directories", dirs)
 
     @classmethod
     def of(cls, voters: Mapping[int, str] | Iterable[int]) -> VoterSet:
@@ -56,24 +66,43 @@ class VoterSet:
     def endpoints(self) -> dict[int, str]:
         return dict(self.voters)
 
-    def with_voter(self, node_id: int, endpoint: str) -> VoterSet:
-        return VoterSet.of({**self.endpoints, node_id: endpoint})
+    @property
+    def directory_ids(self) -> dict[int, str]:
+        return dict(self.directories)
+
+    def with_voter(self, node_id: int, endpoint: str, directory_id: str = "") -> VoterSet:
+        dirs = {k: d for k, d in self.directories if k != node_id}
+        if directory_id:
+            dirs[node_id] = directory_id
+        return VoterSet(VoterSet.of({**self.endpoints, node_id: endpoint}).voters,
+                        tuple(dirs.items()))
 
     def without_voter(self, node_id: int) -> VoterSet:
-        return VoterSet.of({k: v for k, v in self.endpoints.items() if k != node_id})
+        return VoterSet(VoterSet.of({k: v for k, v in self.endpoints.items()
+                                     if k != node_id}).voters,
+                        tuple((k, d) for k, d in self.directories if k != node_id))
+
+    def with_endpoints(self, endpoints: Mapping[int, str]) -> VoterSet:
+        """The same voters and directory ids with these endpoints (ids must match)."""
+        return VoterSet(VoterSet.of(endpoints).voters, self.directories)
 
     def encode(self) -> bytes:
-        return json.dumps({"voters": [[v, e] for v, e in self.voters]},
-                          separators=(",", ":")).encode()
+        # "dirs" only when there are any: an entry without stays byte-identical to what
+        # versions before directory ids wrote, and those versions ignore the key.
+        body: dict[str, object] = {"voters": [[v, e] for v, e in self.voters]}
+        if self.directories:
+            body["dirs"] = [[v, d] for v, d in self.directories]
+        return json.dumps(body, separators=(",", ":")).encode()
 
     @classmethod
     def decode(cls, data: bytes) -> VoterSet:
         try:
             raw = json.loads(data)
             pairs = tuple((int(v), str(e)) for v, e in raw["voters"])
-        except (ValueError, KeyError, TypeError) as exc:
+            dirs = tuple((int(v), str(d)) for v, d in raw.get("dirs", ()))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise MembershipError(f"malformed voter set {data[:80]!r}: {exc}") from exc
-        return cls(pairs)
+        return cls(pairs, dirs)
 
 
 class RefusalReason(enum.Enum):
@@ -91,6 +120,9 @@ class RefusalReason(enum.Enum):
     NOT_CAUGHT_UP = "not_caught_up"
     # More than one voter would change, or nothing would: not a single-server change.
     NOT_SINGLE_CHANGE = "not_single_change"
+    # The node to add runs on another directory than the request names (Kafka's tool read
+    # another meta.properties than the running node's).
+    DIRECTORY_MISMATCH = "directory_mismatch"
 
 
 class MembershipChangeRefused(Exception):

@@ -140,6 +140,8 @@ class RaftMetadataLog:
         self._joining: dict[int, str] = {}
         # Controllers that asked to observe (Observe RPC): id -> (address, lease expiry).
         self._observing: dict[int, tuple[str, float]] = {}
+        # The directory id each observer last told (Observe RPC), checked by add_voter.
+        self._observer_dirs: dict[int, str] = {}
         self._observe_task: asyncio.Task[None] | None = None
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = _lock_dir(settings.data_dir)
@@ -371,13 +373,17 @@ class RaftMetadataLog:
                  dict(sorted(self.voter_endpoints.items())),
                  "" if self.driver.node.voters_committed else " (not committed yet)")
 
-    async def add_voter(self, node_id: int, endpoint: str, timeout_s: float) -> None:
+    async def add_voter(self, node_id: int, endpoint: str, timeout_s: float,
+                        directory_id: str = "") -> None:
         """As the active controller, make ``node_id`` (a controller started as an observer,
         reachable at ``endpoint``) a voter: replicate the log to it until it has caught up,
-        then append the change and wait for it to commit (KIP-853's AddRaftVoter).
+        then append the change and wait for it to commit (KIP-853's AddRaftVoter). A
+        ``directory_id`` is recorded with the voter, once the node has told (as an observer)
+        that it runs on that directory.
 
         Raises RaftNotControllerError (not the leader), MembershipChangeRefused (duplicate
-        voter, or TimeoutError when it did not catch up or commit within ``timeout_s``)."""
+        voter, another directory, or TimeoutError when it did not catch up or commit within
+        ``timeout_s``)."""
         driver = self.driver
         if not driver.is_leader:
             raise self._not_controller()
@@ -386,18 +392,42 @@ class RaftMetadataLog:
             raise MembershipChangeRefused(
                 RefusalReason.DUPLICATE_VOTER,
                 f"node {node_id} is already a voter ({sorted(voters)})")
-        new = VoterSet.of({**voters, node_id: endpoint})
+        current = driver.node.voter_set.with_endpoints(voters)
+        new = current.with_voter(node_id, endpoint, directory_id)
         self._joining[node_id] = endpoint
         try:
             await self._apply_observers()
+            if directory_id:
+                await self._wait_directory(node_id, directory_id, timeout_s)
             await self._propose_voters(new, timeout_s)
         finally:
             self._joining.pop(node_id, None)
             await self._apply_observers()
 
-    async def remove_voter(self, node_id: int, timeout_s: float) -> None:
+    async def _wait_directory(self, node_id: int, directory_id: str, timeout_s: float) -> None:
+        """Until observer ``node_id`` has told its directory id (its first Observe call) and
+        it is ``directory_id``: the request was written from that node's meta.properties, and
+        another copy of the node (an old disk) must not be added in its name."""
+        deadline = time.monotonic() + timeout_s
+        while (told := self._observer_dirs.get(node_id)) is None:
+            if time.monotonic() >= deadline:
+                raise MembershipChangeRefused(
+                    RefusalReason.NOT_CAUGHT_UP,
+                    f"node {node_id} has not asked to observe the metadata log within "
+                    f"{timeout_s:.0f}s: start it (an id missing from controller.quorum.voters "
+                    "starts as an observer) and check it reaches the controllers")
+            await asyncio.sleep(0.1)
+        if told != directory_id:
+            raise MembershipChangeRefused(
+                RefusalReason.DIRECTORY_MISMATCH,
+                f"node {node_id} runs on directory {told or '(none: an older version)'}, the "
+                f"request names {directory_id}: give the directory.id of the meta.properties "
+                "in that node's data.dir")
+
+    async def remove_voter(self, node_id: int, timeout_s: float, directory_id: str = "") -> None:
         """As the active controller, remove ``node_id`` from the voters and wait for the
-        change to commit (KIP-853's RemoveRaftVoter). Removing this node itself hands
+        change to commit (KIP-853's RemoveRaftVoter). A voter recorded with a directory id is
+        removed only when ``directory_id`` names it. Removing this node itself hands
         leadership to another voter once the change commits."""
         driver = self.driver
         if not driver.is_leader:
@@ -407,11 +437,17 @@ class RaftMetadataLog:
             raise MembershipChangeRefused(
                 RefusalReason.VOTER_NOT_FOUND,
                 f"node {node_id} is not a voter ({sorted(voters)})")
+        current = driver.node.voter_set.with_endpoints(voters)
+        recorded = current.directory_ids.get(node_id, "")
+        if recorded and directory_id != recorded:
+            raise MembershipChangeRefused(
+                RefusalReason.VOTER_NOT_FOUND,
+                f"voter {node_id} has directory id {recorded}, not "
+                f"{directory_id or '(none)'}: name the voter as describe --status lists it")
         if len(voters) == 1:
             raise MembershipChangeRefused(
                 RefusalReason.NOT_SINGLE_CHANGE, "cannot remove the only voter")
-        new = VoterSet.of({v: a for v, a in voters.items() if v != node_id})
-        await self._propose_voters(new, timeout_s)
+        await self._propose_voters(current.without_voter(node_id), timeout_s)
 
     async def _propose_voters(self, new: VoterSet, timeout_s: float) -> None:
         """Propose ``new`` until it commits, retrying the refusals that pass (a change in
@@ -431,7 +467,7 @@ class RaftMetadataLog:
             hint = exc.leader_hint if exc.leader_hint is not None else NO_LEADER
             raise RaftNotControllerError(str(exc), hint, self.address_of(hint)) from exc
 
-    async def observe(self, node_id: int, address: str) -> None:
+    async def observe(self, node_id: int, address: str, directory_id: str = "") -> None:
         """As leader, replicate to controller ``node_id`` (not a voter) for the next
         OBSERVER_LEASE_S: it follows the log and is caught up when it is added as a voter."""
         now = time.monotonic()
@@ -439,9 +475,11 @@ class RaftMetadataLog:
         changed = bool(expired)
         for i in expired:
             del self._observing[i]
+            self._observer_dirs.pop(i, None)
         if node_id not in self.voter_endpoints and node_id != self.node_id:
             changed = changed or self._observing.get(node_id, ("",))[0] != address
             self._observing[node_id] = (address, now + OBSERVER_LEASE_S)
+            self._observer_dirs[node_id] = directory_id
         if changed:
             await self._apply_observers()
 
@@ -459,7 +497,8 @@ class RaftMetadataLog:
                     try:
                         answer = await raft_pb2_grpc.RaftServiceStub(channel).Observe(
                             pb.ObserveRequest(node_id=self.node_id, address=own_address,
-                                              cluster_id=self.settings.cluster_id),
+                                              cluster_id=self.settings.cluster_id,
+                                              directory_id=self.settings.directory_id),
                             timeout=self.settings.rpc_timeout_ms / 1000)
                     except grpc.aio.AioRpcError:
                         continue
@@ -620,9 +659,14 @@ class RaftMetadataLog:
             snapshot_index=status.snapshot_index)
         voters = self.voter_endpoints
         observers = {i: a for i, a in self._all_observers().items() if i not in voters}
-        for ids, out in ((voters, resp.voters), (observers, resp.observers)):
+        # A voter is named by what the voter set records, an observer by what it told.
+        observer_dirs = {**self._observer_dirs, self.node_id: self.settings.directory_id}
+        voter_dirs = self.driver.node.voter_set.directory_ids
+        for ids, dirs, out in ((voters, voter_dirs, resp.voters),
+                               (observers, observer_dirs, resp.observers)):
             for nid in sorted(ids):
-                replica = out.add(node_id=nid, address=ids[nid], last_contact_ms_ago=-1)
+                replica = out.add(node_id=nid, address=ids[nid], last_contact_ms_ago=-1,
+                                  directory_id=dirs.get(nid, ""))
                 if nid == self.node_id:
                     replica.log_end_offset = status.last_index + 1
                     replica.last_contact_ms_ago = 0

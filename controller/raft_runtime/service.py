@@ -97,7 +97,8 @@ class RaftServicer(raft_pb2_grpc.RaftServiceServicer):
         timeout_s = (request.timeout_ms or 30_000) / 1000
         return await self._change_voters(
             context, timeout_s,
-            lambda: self._rt.add_voter(request.node_id, request.address, timeout_s),
+            lambda: self._rt.add_voter(request.node_id, request.address, timeout_s,
+                                       request.directory_id),
             lambda stub: stub.AddVoter(request, timeout=timeout_s + 1))
 
     async def RemoveVoter(self, request: pb.RemoveVoterRequest,  # noqa: N802
@@ -105,7 +106,7 @@ class RaftServicer(raft_pb2_grpc.RaftServiceServicer):
         timeout_s = (request.timeout_ms or 30_000) / 1000
         return await self._change_voters(
             context, timeout_s,
-            lambda: self._rt.remove_voter(request.node_id, timeout_s),
+            lambda: self._rt.remove_voter(request.node_id, timeout_s, request.directory_id),
             lambda stub: stub.RemoveVoter(request, timeout=timeout_s + 1))
 
     async def Observe(self, request: pb.ObserveRequest,  # noqa: N802
@@ -118,7 +119,7 @@ class RaftServicer(raft_pb2_grpc.RaftServiceServicer):
                                 f", the observer to {request.cluster_id!r}")
         accepted = False
         if rt.driver.is_leader and request.node_id > 0 and request.address:
-            await rt.observe(request.node_id, request.address)
+            await rt.observe(request.node_id, request.address, request.directory_id)
             accepted = True
         return pb.ObserveResponse(accepted=accepted, leader_id=rt.leader_id,
                                   leader_address=rt.leader_address or "")

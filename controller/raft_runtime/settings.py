@@ -42,6 +42,9 @@ class RaftSettings:
     security: GrpcSecurity = PLAINTEXT
     # Batches carrying another cluster id are refused; "" disables the check.
     cluster_id: str = ""
+    # This node's data directory id (meta.properties, Kafka's Uuid text; "" none): told to
+    # the leader while observing, so AddRaftVoter can check it names this copy of the node.
+    directory_id: str = ""
     # Time is counted in ticks: elections start after election_tick..2*election_tick ticks
     # without a leader (1-2 s by default), the leader heartbeats every heartbeat_tick (300 ms:
     # three or more heartbeats per election timeout, as etcd advises; each is an RPC to

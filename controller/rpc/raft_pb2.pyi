@@ -17,14 +17,16 @@ ENTRY_KIND_NOOP: EntryKind
 ENTRY_KIND_CONFIG: EntryKind
 
 class ObserveRequest(_message.Message):
-    __slots__ = ("node_id", "address", "cluster_id")
+    __slots__ = ("node_id", "address", "cluster_id", "directory_id")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    DIRECTORY_ID_FIELD_NUMBER: _ClassVar[int]
     node_id: int
     address: str
     cluster_id: str
-    def __init__(self, node_id: _Optional[int] = ..., address: _Optional[str] = ..., cluster_id: _Optional[str] = ...) -> None: ...
+    directory_id: str
+    def __init__(self, node_id: _Optional[int] = ..., address: _Optional[str] = ..., cluster_id: _Optional[str] = ..., directory_id: _Optional[str] = ...) -> None: ...
 
 class ObserveResponse(_message.Message):
     __slots__ = ("accepted", "leader_id", "leader_address")
@@ -37,22 +39,26 @@ class ObserveResponse(_message.Message):
     def __init__(self, accepted: _Optional[bool] = ..., leader_id: _Optional[int] = ..., leader_address: _Optional[str] = ...) -> None: ...
 
 class AddVoterRequest(_message.Message):
-    __slots__ = ("node_id", "address", "timeout_ms")
+    __slots__ = ("node_id", "address", "timeout_ms", "directory_id")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    DIRECTORY_ID_FIELD_NUMBER: _ClassVar[int]
     node_id: int
     address: str
     timeout_ms: int
-    def __init__(self, node_id: _Optional[int] = ..., address: _Optional[str] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+    directory_id: str
+    def __init__(self, node_id: _Optional[int] = ..., address: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., directory_id: _Optional[str] = ...) -> None: ...
 
 class RemoveVoterRequest(_message.Message):
-    __slots__ = ("node_id", "timeout_ms")
+    __slots__ = ("node_id", "timeout_ms", "directory_id")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    DIRECTORY_ID_FIELD_NUMBER: _ClassVar[int]
     node_id: int
     timeout_ms: int
-    def __init__(self, node_id: _Optional[int] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+    directory_id: str
+    def __init__(self, node_id: _Optional[int] = ..., timeout_ms: _Optional[int] = ..., directory_id: _Optional[str] = ...) -> None: ...
 
 class VoterChangeResponse(_message.Message):
     __slots__ = ("error", "message")
@@ -229,18 +235,20 @@ class DescribeQuorumRequest(_message.Message):
     def __init__(self, local_only: _Optional[bool] = ...) -> None: ...
 
 class ReplicaState(_message.Message):
-    __slots__ = ("node_id", "address", "log_end_offset", "last_contact_ms_ago", "replication_state")
+    __slots__ = ("node_id", "address", "log_end_offset", "last_contact_ms_ago", "replication_state", "directory_id")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     LOG_END_OFFSET_FIELD_NUMBER: _ClassVar[int]
     LAST_CONTACT_MS_AGO_FIELD_NUMBER: _ClassVar[int]
     REPLICATION_STATE_FIELD_NUMBER: _ClassVar[int]
+    DIRECTORY_ID_FIELD_NUMBER: _ClassVar[int]
     node_id: int
     address: str
     log_end_offset: int
     last_contact_ms_ago: int
     replication_state: str
-    def __init__(self, node_id: _Optional[int] = ..., address: _Optional[str] = ..., log_end_offset: _Optional[int] = ..., last_contact_ms_ago: _Optional[int] = ..., replication_state: _Optional[str] = ...) -> None: ...
+    directory_id: str
+    def __init__(self, node_id: _Optional[int] = ..., address: _Optional[str] = ..., log_end_offset: _Optional[int] = ..., last_contact_ms_ago: _Optional[int] = ..., replication_state: _Optional[str] = ..., directory_id: _Optional[str] = ...) -> None: ...
 
 class DescribeQuorumResponse(_message.Message):
     __slots__ = ("leader_id", "term", "commit_index", "high_watermark", "committed_record_offset", "leader_address", "answered_by", "voters", "observers", "snapshot_index")

@@ -209,6 +209,38 @@ def test_overview_topics_groups_and_messages(cluster: Cluster, console: str, pag
     assert record.headers == [("origin", b"console"), ("kind", b"test")]
 
 
+def test_consumer_protocol_group_members_and_assignments(cluster: Cluster, console: str,
+                                                          page: Any) -> None:
+    """A KIP-848 group (which DescribeGroups does not describe, as in Kafka) shows its
+    members and what each is assigned, from ConsumerGroupDescribe."""
+    from confluent_kafka import Consumer
+    from kafka.admin import NewTopic
+
+    topic, group = unique_name("clicks"), unique_name("kip848")
+    a = admin(cluster)
+    a.create_topics([NewTopic(topic, 4, 1)])
+    a.close()
+    c = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": group,
+                  "group.protocol": "consumer", "client.id": "console-kip848"})
+    try:
+        c.subscribe([topic])
+        wait_for(lambda: c.poll(0.2) is None and len(c.assignment()) == 4, 30,
+                 "the member to be assigned all 4 partitions")
+        page.goto(f"{console}#/groups/{group}")
+        wait_text(page, "#group-name", group)
+        wait_text(page, "#members", "console-kip848")
+        row = page.locator("#members tbody tr").nth(0).locator("td").all_inner_texts()
+        assert row[1] == "console-kip848" and row[2] == "127.0.0.1", row
+        assert topic in row[3] and "0" in row[3] and "3" in row[3], row
+        described = json.loads(__import__("urllib.request").request.urlopen(
+            f"{console}api/groups/{group}", timeout=10).read())
+        [member] = described["members"]
+        assert member["assignment"] == {topic: [0, 1, 2, 3]}, described
+        assert described["state"] == "Stable", described
+    finally:
+        c.close()
+
+
 def test_refuses_bad_requests(console: str) -> None:
     import urllib.error
     import urllib.request

@@ -16,11 +16,12 @@ from kafka.errors import TopicAlreadyExistsError
 
 from odradek.broker.kafka.client import KafkaConnection
 from odradek.broker.local_cluster import free_port
+from odradek.storage.meta_properties import decode_uuid, read_meta_properties
 from tests.integration.harness import Cluster, NodeProcess, wait_for
 
 pytestmark = pytest.mark.integration
 
-DUPLICATE_VOTER, VOTER_NOT_FOUND, CLUSTER_AUTH_FAILED = 126, 127, 31
+DUPLICATE_VOTER, VOTER_NOT_FOUND, CLUSTER_AUTH_FAILED, INVALID_REQUEST = 126, 127, 31, 42
 
 
 @pytest.fixture
@@ -76,11 +77,19 @@ def voters(node: NodeProcess) -> list[int]:
     return sorted(v["replica_id"] for v in quorum(node)["current_voters"])
 
 
-def add_voter(node: NodeProcess, voter_id: int, host: str, port: int) -> Any:
+def directory_of(node: NodeProcess) -> uuid.UUID:
+    """The node's data directory id, from the meta.properties it wrote."""
+    meta = read_meta_properties(node.data_dir)
+    assert meta is not None and meta.directory_id
+    return uuid.UUID(bytes=decode_uuid(meta.directory_id))
+
+
+def add_voter(node: NodeProcess, voter_id: int, host: str, port: int,
+              directory: uuid.UUID) -> Any:
     with KafkaConnection.to(node.bootstrap, timeout=60) as conn:
         return conn.request(80, 1, {
             "cluster_id": None, "timeout": 30_000, "voter_id": voter_id,
-            "voter_directory_id": uuid.uuid4(), "ack_when_committed": True,
+            "voter_directory_id": directory, "ack_when_committed": True,
             "listeners": [{"name": "CONTROLLER", "host": host, "port": port}]})
 
 
@@ -116,10 +125,13 @@ def test_replace_a_dead_controller(cluster: Cluster, roles: str) -> None:
 
     wait_for(observing, 30, "node 4 observing, caught up")
 
-    answer = add_voter(n1, 4, "127.0.0.1", port)
+    # A directory id other than the one node 4 runs on (its meta.properties): refused.
+    wrong = add_voter(n1, 4, "127.0.0.1", port, uuid.uuid4())
+    assert wrong.error_code == INVALID_REQUEST and "runs on directory" in wrong.error_message
+    answer = add_voter(n1, 4, "127.0.0.1", port, directory_of(n4))
     assert answer.error_code == 0, answer
     assert wait_for(lambda: voters(n2) == [1, 2, 3, 4], 30, "voters 1,2,3,4")
-    again = add_voter(n2, 4, "127.0.0.1", port)
+    again = add_voter(n2, 4, "127.0.0.1", port, directory_of(n4))
     assert again.error_code == DUPLICATE_VOTER, again
 
     answer = remove_voter(n2, 3)
@@ -180,6 +192,6 @@ def test_a_removed_live_controller_keeps_following_as_an_observer(cluster: Clust
                     "topic seen through node 3") == "555555"
     # Adding it back makes it a voter again.
     host, _, port = n3.overrides["controller.listener"].rpartition(":")
-    answer = add_voter(n1, 3, host, int(port))
+    answer = add_voter(n1, 3, host, int(port), directory_of(n3))
     assert answer.error_code == 0, answer
     assert wait_for(lambda: voters(n3) == [1, 2, 3], 30, "voters 1,2,3 again")

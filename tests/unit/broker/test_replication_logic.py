@@ -12,7 +12,7 @@ from kio.schema.errors import ErrorCode
 from odradek import storage
 from odradek.broker.handlers.fetch import _read_partition
 from odradek.broker.partition import Partition
-from odradek.broker.replication import LeaderFetcher, ReplicationManager
+from odradek.broker.replication import LeaderFetcher, ReplicationManager, _Backoff
 from odradek.broker.replication_quota import ReplicationQuotas
 from odradek.controller.metadata import PartitionRegistration
 from odradek.storage.records import Record, decode_batches, encode_batch
@@ -62,7 +62,7 @@ def fetch_round(leader: Partition, follower: Partition, fetcher: LeaderFetcher) 
                                                     {"epoch": -1, "end_offset": -1})),
         records=entry["records"], high_watermark=entry["high_watermark"],
         log_start_offset=entry["log_start_offset"])
-    assert fetcher._apply(follower, pd)
+    assert fetcher._apply(follower, pd) is _Backoff.NONE
     return entry
 
 

@@ -26,7 +26,7 @@ def test_every_option_of_the_admin_commands_is_documented() -> None:
     for path, parser in _commands(build_parser()):
         if path[:1] not in (("topics",), ("produce",), ("consume",), ("groups",),
                             ("transactions",), ("cluster",), ("node",), ("healthcheck",), ("console",),
-                            ("users",), ("acls",), ("quotas",)):
+                            ("users",), ("acls",), ("quotas",), ("quorum",)):
             continue
         for action in parser._actions:
             for opt in action.option_strings:

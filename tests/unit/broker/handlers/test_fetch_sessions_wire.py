@@ -106,6 +106,7 @@ class Loopback:
         self.last_request_bytes = 0
         self.sent: list[tuple[int, Any]] = []  # (frame size, decoded request)
         self.versions: list[int] = []
+        self.connections = 1  # one connection, never broken
 
     async def api_versions(self) -> dict[int, tuple[int, int]]:
         return {1: (4, self.max_version), 18: (0, 4)}
@@ -613,5 +614,76 @@ def test_a_write_waiting_for_a_follower_answers_its_parked_fetch(tmp_path: Path)
         await asyncio.sleep(0.2)
         assert new.log.high_watermark == 1
         last.cancel()
+
+    asyncio.run(run())
+
+
+def test_a_write_waiting_for_a_follower_answers_its_parked_first_full_fetch(
+        tmp_path: Path) -> None:
+    """The same when the follower's fetcher to this leader is new (created for another
+    partition that moved here in the same leadership change): its first request is a full
+    fetch, whose session exists only once it is answered, so there is no session to nudge;
+    it is woken all the same."""
+    leaders, fetcher, conn = setup(tmp_path, 3)
+    leader = conn.leader
+    new = partition(tmp_path / "new", "new", 0, 1)
+    new.on_unfetched_followers = leader.fetch_sessions.nudge
+
+    async def run() -> None:
+        fetcher.node.config["replica.fetch.wait.max.ms"] = 5000  # type: ignore[index]
+        for p in leaders.values():  # caught up already: the full fetch parks
+            fetcher.partitions[(p.topic, p.index)].follow_leader_high_watermark(0)
+        parked = asyncio.create_task(fetcher._fetch_once(conn))  # type: ignore[arg-type]
+        await asyncio.sleep(0.2)
+        assert not parked.done()
+        leader.parts[("new", 0)] = new
+        leader.image = image_of(leader.parts)
+        new.append(encode_batch([Record(0, value=b"v")]), acks_all=True)
+        await asyncio.wait_for(parked, 2)  # answered well before its 5 s wait
+        [(_, first)] = conn.sent
+        assert first.session_epoch == 0  # it was the full fetch that opens a session
+
+    asyncio.run(run())
+
+
+def test_a_leader_behind_on_metadata_is_asked_again_soon_then_less_often(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A follower that applied a new leadership before its new leader did (the leader
+    answers UNKNOWN_LEADER_EPOCH) asks again within milliseconds, backing off while it
+    lasts; after a good answer the next disagreement starts short again. A full back-off
+    there made a controlled shutdown's writes wait half a second for this follower."""
+    from odradek.broker import replication
+
+    leaders, fetcher, conn = setup(tmp_path, 2)
+
+    def lead(parts: list[Partition], epoch: int, leader: int = 1) -> None:
+        for p in parts:
+            p.assign(PartitionRegistration(replicas=(1, 2), isr=(1, 2), leader=leader,
+                                           leader_epoch=epoch, partition_epoch=epoch),
+                     topic_id(p.topic))
+
+    lead(list(fetcher.partitions.values()), 1)  # the follower is at epoch 1, its leader at 0
+    slept: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        await real_sleep(0)
+
+    monkeypatch.setattr(replication.asyncio, "sleep", sleep)
+
+    async def run() -> None:
+        for _ in range(8):
+            await fetcher._fetch_once(conn)  # type: ignore[arg-type]
+        assert slept == [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.5, 0.5]
+        lead(list(leaders.values()), 1)  # the leader catches up with the metadata
+        for p in leaders.values():
+            p.append(encode_batch([Record(0, value=b"x")]), acks_all=False)
+        await fetcher._fetch_once(conn)  # type: ignore[arg-type]
+        assert all(p.log.log_end_offset == 1 for p in fetcher.partitions.values())
+        assert len(slept) == 8
+        lead(list(leaders.values()), 2)  # now the follower is behind: FENCED_LEADER_EPOCH
+        await fetcher._fetch_once(conn)  # type: ignore[arg-type]
+        assert slept[8:] == [0.01]
 
     asyncio.run(run())

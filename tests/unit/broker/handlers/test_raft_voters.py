@@ -32,13 +32,15 @@ class Node:
         self.calls: list[tuple[Any, ...]] = []
         self.fail: Exception | None = None
 
-    async def add_raft_voter(self, node_id: int, address: str, timeout_s: float) -> None:
-        self.calls.append(("add", node_id, address, timeout_s))
+    async def add_raft_voter(self, node_id: int, address: str, timeout_s: float,
+                             directory_id: str) -> None:
+        self.calls.append(("add", node_id, address, timeout_s, directory_id))
         if self.fail is not None:
             raise self.fail
 
-    async def remove_raft_voter(self, node_id: int, timeout_s: float) -> None:
-        self.calls.append(("remove", node_id))
+    async def remove_raft_voter(self, node_id: int, timeout_s: float,
+                                directory_id: str) -> None:
+        self.calls.append(("remove", node_id, directory_id))
         if self.fail is not None:
             raise self.fail
 
@@ -55,30 +57,40 @@ def call(node: Node, api_key: int, data: dict[str, Any], version: int = 0,
     return codec.decode_response(out[4:], api_key, version)[1]
 
 
+# A directory id and its text form in meta.properties (Kafka's Uuid: URL-safe base64).
+DIRECTORY = uuid.UUID(bytes=bytes(range(1, 17)))
+DIRECTORY_TEXT = "AQIDBAUGBwgJCgsMDQ4PEA"
+
+
 def add(node: Node, voter: int = 4, cluster_id: str | None = None,
         listeners: list[dict[str, Any]] | None = None, timeout_ms: int = 5_000,
-        **kw: Any) -> Any:
+        directory: uuid.UUID = DIRECTORY, **kw: Any) -> Any:
     if listeners is None:
         listeners = [{"name": "PLAINTEXT", "host": "h", "port": 9092},
                      {"name": "CONTROLLER", "host": "c4", "port": 9093}]
     return call(node, ADD, {"cluster_id": cluster_id, "timeout": timeout_ms, "voter_id": voter,
-                            "voter_directory_id": uuid.uuid4(), "listeners": listeners,
+                            "voter_directory_id": directory, "listeners": listeners,
                             "ack_when_committed": True}, version=1, **kw)
 
 
-def remove(node: Node, voter: int = 3, **kw: Any) -> Any:
+def remove(node: Node, voter: int = 3, directory: uuid.UUID = DIRECTORY, **kw: Any) -> Any:
     return call(node, REMOVE, {"cluster_id": None, "voter_id": voter,
-                               "voter_directory_id": uuid.uuid4()}, **kw)
+                               "voter_directory_id": directory}, **kw)
 
 
 def test_add_sends_the_controller_listener_and_timeout() -> None:
     node = Node()
     assert add(node).error_code == ErrorCode.none
-    assert node.calls == [("add", 4, "c4:9093", 5.0)]
+    assert node.calls == [("add", 4, "c4:9093", 5.0, DIRECTORY_TEXT)]
     add(node, listeners=[{"name": "X", "host": "::1", "port": 7}])
     assert node.calls[-1][2] == "[::1]:7"
     assert remove(node).error_code == ErrorCode.none
-    assert node.calls[-1] == ("remove", 3)
+    assert node.calls[-1] == ("remove", 3, DIRECTORY_TEXT)
+    # The zero Uuid is "no directory id": passed on as "", which checks nothing.
+    add(node, directory=uuid.UUID(int=0))
+    assert node.calls[-1][4] == ""
+    remove(node, directory=uuid.UUID(int=0))
+    assert node.calls[-1] == ("remove", 3, "")
 
 
 @pytest.mark.parametrize(("error", "code"), [
@@ -86,6 +98,7 @@ def test_add_sends_the_controller_listener_and_timeout() -> None:
     ("voter_not_found", ErrorCode.voter_not_found),
     ("timed_out", ErrorCode.request_timed_out),
     ("not_single_change", ErrorCode.invalid_request),
+    ("directory_mismatch", ErrorCode.invalid_request),
     ("not_leader", ErrorCode.not_leader_or_follower),
     ("unsupported", ErrorCode.unsupported_version),
 ])

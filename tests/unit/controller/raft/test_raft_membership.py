@@ -62,6 +62,24 @@ def test_voter_set_round_trips_and_rejects_garbage() -> None:
         VoterSet(((1, ""), (1, "x")))
 
 
+def test_voter_set_records_directory_ids() -> None:
+    static = VoterSet.of({1: "a:1", 2: "b:2"})
+    added = static.with_voter(3, "c:3", "DIR3")
+    assert added.directory_ids == {3: "DIR3"}
+    assert VoterSet.decode(added.encode()) == added
+    # Without directory ids the entry is what versions before them wrote (and read).
+    assert static.encode() == b'{"voters":[[1,"a:1"],[2,"b:2"]]}'
+    assert VoterSet.decode(b'{"voters":[[1,"a:1"],[2,"b:2"]]}') == static
+    # Removing the voter drops its directory id; new endpoints keep it.
+    assert added.without_voter(3) == static
+    moved = added.with_endpoints({1: "a:9", 2: "b:2", 3: "c:3"})
+    assert moved.directory_ids == {3: "DIR3"} and moved.endpoints[1] == "a:9"
+    with pytest.raises(MembershipError):
+        VoterSet(((1, ""),), ((2, "DIR2"),))  # a directory id for no voter
+    with pytest.raises(MembershipError):
+        VoterSet.decode(b'{"voters":[[1,""]],"dirs":7}')
+
+
 def test_static_voters_apply_until_the_log_has_a_config_entry() -> None:
     c = _three_with_leader()
     assert c[1].voter_set == VoterSet.of({1, 2, 3})

@@ -156,3 +156,44 @@ def test_an_observing_controller_catches_up_before_it_is_added(tmp_path: Path) -
         await c.stop()
 
     run(main())
+
+
+def test_directory_ids_name_voters(tmp_path: Path) -> None:
+    """AddRaftVoter's directory id must be the one the observer told (its meta.properties);
+    it is recorded with the voter, and RemoveRaftVoter must name it."""
+    mine, other = "J8aAPcfLQt2bqs1JT_rMgQ", "AQIDBAUGBwgJCgsMDQ4PEA"
+
+    async def main() -> None:
+        c = Cluster(tmp_path, voters=3)
+        await c.start()
+        await leader_append(c, topics(0, 1))
+        await start_joiner(c, 4)
+        leader = await c.leader()
+        # The loopback network runs no Observe loop: tell the leader as the RPC would.
+        await leader.log.observe(4, "127.0.0.1:1004", mine)
+        desc = leader.log.describe()
+        assert [(o.node_id, o.directory_id) for o in desc.observers] == [(4, mine)]
+        with pytest.raises(MembershipChangeRefused) as err:
+            await leader.log.add_voter(4, "127.0.0.1:1004", 5, other)
+        assert err.value.reason is RefusalReason.DIRECTORY_MISMATCH
+        assert "runs on directory" in str(err.value)
+        # A node that never told its directory cannot be added under one.
+        with pytest.raises(MembershipChangeRefused) as err:
+            await leader.log.add_voter(9, "127.0.0.1:1", 0.3, other)
+        assert "has not asked to observe" in str(err.value)
+        await leader.log.add_voter(4, "127.0.0.1:1004", 10, mine)
+        desc = leader.log.describe()
+        assert [(v.node_id, v.directory_id) for v in desc.voters] == [
+            (1, ""), (2, ""), (3, ""), (4, mine)]
+        for wrong in ("", other):
+            with pytest.raises(MembershipChangeRefused) as err:
+                await leader.log.remove_voter(4, 1, wrong)
+            assert err.value.reason is RefusalReason.VOTER_NOT_FOUND
+        # Static voters have none recorded: any directory id names them.
+        await leader.log.remove_voter(3, 10, other)
+        await leader.log.remove_voter(4, 10, mine)
+        leader = await c.leader()
+        assert set(leader.log.voter_endpoints) == {1, 2}
+        await c.stop()
+
+    run(main())
