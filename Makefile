@@ -19,7 +19,11 @@ test: $(STAMP)
 	$(BIN)/ruff check broker controller storage tests
 	$(BIN)/python -m tests.typecheck
 	@# reports/junit.xml keeps every test's duration, to see where the suite's time goes.
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=30 --junitxml=reports/junit.xml tests/unit tests/sim tests/integration tests/plugin tests/chaos tests/fuzz tests/compat
+	@# Two modules at a time (TEST_WORKERS, default 2; --dist loadfile keeps a module's shared
+	@# cluster in one process): about 16 minutes on 2 cores instead of 29. A test that fails
+	@# runs once more (--reruns 1, as Kafka's own CI retries a failed test once); every rerun
+	@# is listed in the summary (RERUN lines, and "N rerun" on its last line; docs/testing.md).
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(or $(TEST_WORKERS),2) --dist loadfile --reruns 1 -rfER --durations=30 --junitxml=reports/junit.xml tests/unit tests/sim tests/integration tests/plugin tests/chaos tests/fuzz tests/compat
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit

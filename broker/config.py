@@ -292,8 +292,12 @@ KEYS: tuple[Key, ...] = (
         "A broker process holds a stream open to the active controller; when the stream "
         "closes (the process died, its connections closed by the kernel) and no new one opens "
         "within this time, the broker is fenced without waiting for "
-        "broker.session.timeout.ms. A paused or cut-off broker closes nothing: its session "
-        "timeout still applies. 0 = only the session timeout.", ">= 0"),
+        "broker.session.timeout.ms. If its inter-broker listener refuses a connection "
+        "meanwhile (nothing listens: the process is gone), its leaderships move at once and "
+        "it stays listed, leading nothing, until its session timeout. A paused or cut-off "
+        "broker closes nothing: its session timeout still applies. 0 = only the session "
+        "timeout.",
+        ">= 0"),
     Key("controlled.shutdown.timeout.ms", _int(0), 30_000,
         "On SIGTERM, how long a broker waits for its leaderships to move away.", ">= 0"),
     Key("auto.leader.rebalance.enable", _bool, True,

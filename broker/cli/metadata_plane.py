@@ -171,6 +171,7 @@ class RaftMetadataPlane:
                 session_timeout_ms=cfg["broker.session.timeout.ms"],
                 heartbeat_interval_ms=cfg["broker.heartbeat.interval.ms"],
                 disconnect_grace_ms=cfg["broker.session.disconnect.grace.ms"],
+                probe_listener=cfg.inter_broker_listener,
                 node_id=me.node_id)
         # Every operation, even on a controller node, goes to whichever node is active.
         raft = self.raft

@@ -7,7 +7,14 @@ import argparse
 import dataclasses
 from dataclasses import dataclass
 
-from odradek.broker.cli.common import admin_client, common_options, guard, print_json, table
+from odradek.broker.cli.common import (
+    admin_client,
+    common_options,
+    guard,
+    print_json,
+    retry,
+    table,
+)
 from odradek.broker.cli.topics import PartitionView
 
 
@@ -124,8 +131,11 @@ def _partition_lines(parts: list[TopicPartitionView], internal: set[str],
 def cluster_status(args: argparse.Namespace) -> int:
     admin = admin_client(args)
     try:
-        cluster = admin.describe_cluster()
-        topics = admin.describe_topics(None)
+        # A dead broker stays listed (leading nothing) until its session timeout, as in
+        # Kafka: a request kafka-python sends it fails to connect, and the next goes to
+        # another broker.
+        cluster = retry(admin.describe_cluster)
+        topics = retry(lambda: admin.describe_topics(None))
     finally:
         admin.close()
     brokers = sorted((BrokerView(b["broker_id"], b["host"], b["port"], b.get("rack"),

@@ -34,6 +34,7 @@ at, so that a client cannot probe for topics it may not see.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from typing import Any, Protocol
@@ -311,16 +312,17 @@ def _leader_hints(node: FetchNode, listener: str, topics: list[dict[str, Any]]
     return hints.node_endpoints()
 
 
+def _settle(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 async def _session_changed(watch: PartitionWatch[PartitionKey], timeout_s: float) -> None:
     """Until a partition ``watch`` watches changes, or ``timeout_s`` passes."""
     if watch.changed:
         return
     fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def changed() -> None:
-        if not fut.done():
-            fut.set_result(None)
-
+    changed = functools.partial(_settle, fut)
     watch.on_change = changed
     try:
         async with asyncio.timeout(timeout_s):
@@ -398,12 +400,8 @@ async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payloa
     max_total = min(int(getattr(req, "max_bytes", 2**31 - 1)), node.config["fetch.max.bytes"])
     min_bytes = int(req.min_bytes)
     uses_ids = context.uses_topic_ids
-    # Done when a follower's fetch parked without a session is nudged (see below).
-    nudged: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def nudge() -> None:
-        if not nudged.done():
-            nudged.set_result(None)
+    # Done when a follower's fetch parked without a session is nudged (made when one parks).
+    nudged: asyncio.Future[None] | None = None
 
     while True:
         answers: list[tuple[PartitionKey, dict[str, Any]]] = []
@@ -451,7 +449,8 @@ async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payloa
             answers.append((tp, entry))
         remaining = deadline - time.monotonic()
         session = context.session if context.kind is ContextKind.INCREMENTAL else None
-        if total >= min_bytes or urgent or remaining <= 0 or nudged.done() \
+        if total >= min_bytes or urgent or remaining <= 0 \
+                or (nudged is not None and nudged.done()) \
                 or not (parts or (session is not None and len(session.watch))) \
                 or (session is not None and session.nudged):
             break
@@ -468,7 +467,10 @@ async def handle_fetch(node: FetchNode, ctx: RequestContext, req: Any) -> Payloa
             elif replica_id >= 0:
                 # A follower's fetch without a session (a new fetcher's first, full one)
                 # has no session to nudge: it is woken directly (FetchSessionCache.nudge).
-                with node.fetch_sessions.parked_without_session(replica_id, nudge):
+                if nudged is None:
+                    nudged = asyncio.get_running_loop().create_future()
+                with node.fetch_sessions.parked_without_session(
+                        replica_id, functools.partial(_settle, nudged)):
                     await node.replicas.wait_for_data(parts, remaining, nudged)
             else:
                 await node.replicas.wait_for_data(parts, remaining)

@@ -35,6 +35,7 @@ from odradek.controller.rpc import controller_pb2 as pb
 from odradek.controller.rpc import controller_pb2_grpc as pb_grpc
 from odradek.controller.rpc.registration import register
 from odradek.controller.service import convert
+from odradek.controller.service.listener_probe import ListenerProbe, refuses_connections
 from odradek.controller.service.metadata_stream import (
     DEFAULT_MAX_MESSAGE_BYTES,
     CommittedRecords,
@@ -109,12 +110,17 @@ class ControllerService(pb_grpc.ControllerServicer):
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         node_id: int | None = None,
         disconnect_grace_ms: int = DEFAULT_DISCONNECT_GRACE_MS,
+        probe_listener: str = "",
+        probe: ListenerProbe = refuses_connections,
     ) -> None:
         """`metadata_log` is read (read_from) for FetchMetadata; `snapshot_records` builds the
         snapshot sent when a broker asks for records the log no longer holds (default: the
         Raft runtime's image_to_records over the current image). `stream_keepalive_s`: an idle
         FetchMetadata stream sends an empty message this often so that brokers can tell a
-        quiet controller from a dead connection."""
+        quiet controller from a dead connection. `probe_listener`: the brokers' inter-broker
+        listener, which `probe` connects to when a broker's liveness stream ends; a refusal
+        moves its leaderships at once, as in a controlled shutdown, instead of waiting out
+        the disconnect grace ("" = never probe)."""
         if heartbeat_interval_ms <= 0 or heartbeat_interval_ms >= session_timeout_ms:
             raise ValueError(
                 f"the heartbeat interval ({heartbeat_interval_ms} ms) must be > 0 and below "
@@ -129,6 +135,9 @@ class ControllerService(pb_grpc.ControllerServicer):
         # Set when a session's deadline moved earlier (a liveness stream ended), so that the
         # expiry loop looks again at the new deadline rather than at its next period.
         self._expiry_wake = asyncio.Event()
+        self._probe_listener = probe_listener
+        self._probe = probe
+        self._probes: set[asyncio.Task[None]] = set()
         self.session_timeout_ms = session_timeout_ms
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self._keepalive = stream_keepalive_s
@@ -163,6 +172,8 @@ class ControllerService(pb_grpc.ControllerServicer):
         if self._started:
             with contextlib.suppress(ValueError):
                 self._controller.loader.unregister(self._on_metadata)
+        for task in list(self._probes):
+            task.cancel()
         if self._expiry_task is not None:
             self._expiry_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -183,8 +194,13 @@ class ControllerService(pb_grpc.ControllerServicer):
                 # The old leader's timers are lost with it: everyone gets a full session,
                 # but for the brokers of nodes whose connection we lost (the old leader's own
                 # process, in a combined node), which must show up within two heartbeats.
-                self.sessions.reset(self._controller.image, self._quorum.lost_peers(),
+                suspects = self._quorum.lost_peers()
+                self.sessions.reset(self._controller.image, suspects,
                                     2 * self.heartbeat_interval_ms / 1000)
+                for broker_id in suspects:
+                    session_epoch = self.sessions.epoch_of(broker_id)
+                    if session_epoch is not None:
+                        self._start_probe(broker_id, session_epoch)
                 log.info("%s: active in term %d; %d broker sessions started", self._name,
                          self._quorum.term, len(self._controller.image.unfenced_broker_ids()))
         else:
@@ -213,8 +229,13 @@ class ControllerService(pb_grpc.ControllerServicer):
             self.sessions.track_unfenced(image)
             lost = self.sessions.disconnected()
             stopping = {b for b in lost if self.sessions.is_shutting_down(b)}
+            gone = self.sessions.known_gone()
             for broker_id, epoch in self.sessions.expire(image):
-                if broker_id in stopping:
+                if broker_id in gone:
+                    log.info("%s: broker %d's process is gone (its leaderships moved when its "
+                             "liveness stream closed); fencing it at its session timeout",
+                             self._name, broker_id)
+                elif broker_id in stopping:
                     log.info("%s: broker %d stopped after its controlled shutdown; fencing it",
                              self._name, broker_id)
                 elif broker_id in lost:
@@ -285,6 +306,7 @@ class ControllerService(pb_grpc.ControllerServicer):
         self._require_leader()
         # Absent: a broker that cannot tell, taken as unclean (the safe reading).
         clean = request.HasField("previous_shutdown_clean") and request.previous_shutdown_clean
+        await self._fence_gone_predecessor(request.broker_id, request.incarnation_id)
         result = await self._controller.register_broker(
             request.broker_id,
             request.incarnation_id,
@@ -301,6 +323,20 @@ class ControllerService(pb_grpc.ControllerServicer):
             heartbeat_interval_ms=self.heartbeat_interval_ms,
             session_timeout_ms=self.session_timeout_ms,
         )
+
+    async def _fence_gone_predecessor(self, broker_id: int, incarnation_id: str) -> None:
+        """A new process of a broker whose old process is known to be gone (listed until its
+        session timeout, leading nothing) registers at once: the old registration is fenced
+        first instead of refusing the new one until that session ends."""
+        current = self._controller.image.brokers.get(broker_id)
+        if current is None or current.fenced or current.incarnation_id == incarnation_id:
+            return
+        epoch = self.sessions.take_gone(broker_id)
+        if epoch is None:
+            return
+        log.info("%s: broker %d registers again; fencing its old registration (epoch %d), "
+                 "whose process is gone", self._name, broker_id, epoch)
+        await self._controller.fence_broker(broker_id, epoch)
 
     @_rpc
     async def BrokerHeartbeat(  # noqa: N802
@@ -560,11 +596,64 @@ class ControllerService(pb_grpc.ControllerServicer):
                 # Runs when the broker's connection closes (grpc cancels the call), too.
                 if self.sessions.liveness_closed(broker_id, epoch):
                     self._expiry_wake.set()
+                    self._start_probe(broker_id, epoch)
         except Exception as exc:
             refused = self._refusal(exc, "BrokerLiveness")
         else:
             return
         await context.abort(refused.code, refused.message, refused.metadata)
+
+    def _start_probe(self, broker_id: int, epoch: int) -> None:
+        """Ask whether the broker whose liveness stream just ended still listens."""
+        if (not self._probe_listener or self._closed
+                or self.sessions.is_shutting_down(broker_id)):
+            return
+        # Fenced brokers have no endpoint; an unfenced one has nothing to lose by the grace.
+        ep = self._controller.image.endpoint(broker_id, self._probe_listener)
+        if ep is None:
+            return
+        task = asyncio.create_task(self._probe_gone(broker_id, epoch, ep.host, ep.port),
+                                   name=f"probe-broker-{broker_id}")
+        self._probes.add(task)
+        task.add_done_callback(self._probes.discard)
+
+    async def _probe_gone(self, broker_id: int, epoch: int, host: str, port: int) -> None:
+        # A dying process's sockets close one by one: its liveness stream may end while its
+        # listener still accepts for a moment. Ask again a few times within the grace
+        # (0, 20, 60, 140 ms...) before leaving the broker to it.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.sessions.disconnect_grace
+        pause = 0.02
+        while True:
+            try:
+                refused = await self._probe(host, port,
+                                            max(0.01, min(0.1, deadline - loop.time())))
+            except Exception:
+                log.exception("%s: probing broker %d at %s:%d failed", self._name, broker_id,
+                              host, port)
+                return
+            if refused or loop.time() + pause >= deadline or self._closed:
+                break
+            await asyncio.sleep(pause)
+            pause *= 2
+            if broker_id not in self.sessions.disconnected():
+                return  # its stream is back: alive
+        if not refused or not self.sessions.process_gone(broker_id, epoch):
+            return
+        log.info("%s: broker %d closed its liveness stream and %s:%d refuses connections: its "
+                 "process is gone; moving its leaderships now", self._name, broker_id, host,
+                 port)
+        try:
+            result = await self._controller.begin_controlled_shutdown(broker_id, epoch)
+        except NotControllerError:
+            return  # the next active controller probes it again
+        except Exception:
+            log.exception("%s: moving the leaderships of broker %d failed", self._name,
+                          broker_id)
+            return
+        if result.error_code != ErrorCode.none:
+            log.info("%s: leaderships of broker %d not moved: %s", self._name, broker_id,
+                     result.error_message)
 
     async def _stream(self, next_offset: int) -> AsyncIterator[pb.FetchMetadataResponse]:
         while True:

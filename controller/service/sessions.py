@@ -21,7 +21,10 @@ rules, following Kafka's BrokerHeartbeatManager:
 - Crash detection (beyond Kafka): a broker process holds a liveness stream open to the active
   controller. When the last stream of a registration ends (the kernel closes a dead process's
   connections at once), the session is cut to `disconnect_grace` unless a stream opens again
-  (a live broker reopens it at once); heartbeats then only extend it by the grace. A paused
+  (a live broker reopens it at once); heartbeats then only extend it by the grace. The
+  controller also tries to connect to the broker's inter-broker listener: refused, the process
+  is gone (`process_gone`) and its leaderships move at once as in a controlled shutdown; it
+  stays listed until its session timeout unless a new process of it registers first. A paused
   or cut-off broker closes nothing, so only its session timeout fences it.
 
 The class decides; the servicer runs the fence/unfence operations it asks for. Time comes
@@ -73,6 +76,7 @@ class _Session:
     disconnected: bool = False  # it held a stream and lost the last one
     last_heartbeat: float | None = None
     grace: float = 0.0  # what a heartbeat extends a disconnected session by
+    gone: bool = False  # its process is known to be gone: fenced at the deadline, come what may
 
 
 # Upper bounds (seconds) of the heartbeat gap histogram: around the default 0.5 s interval,
@@ -130,6 +134,11 @@ class BrokerSessions:
     def __contains__(self, broker_id: int) -> bool:
         return broker_id in self._sessions
 
+    def epoch_of(self, broker_id: int) -> int | None:
+        """The registration epoch the broker's session is for, if it has one."""
+        session = self._sessions.get(broker_id)
+        return None if session is None else session.epoch
+
     def is_shutting_down(self, broker_id: int) -> bool:
         session = self._sessions.get(broker_id)
         return session is not None and session.shutting_down
@@ -175,8 +184,9 @@ class BrokerSessions:
         session.last_heartbeat = now
         # A broker that lost its liveness stream must open it again to get a full session: a
         # heartbeat sent just before its process died may arrive after the stream ended.
-        session.deadline = now + (
-            session.grace if session.disconnected else self.session_timeout)
+        if not session.gone:
+            session.deadline = now + (
+                session.grace if session.disconnected else self.session_timeout)
         if want_shutdown:
             session.shutting_down = True
         caught_up = metadata_offset >= broker.epoch
@@ -203,6 +213,8 @@ class BrokerSessions:
         if session is None or session.epoch != epoch:
             session = self._sessions[broker_id] = _Session(epoch, 0.0)
         session.streams += 1
+        if session.gone:
+            return ErrorCode.none  # its leaderships moved already; it is fenced at the deadline
         session.disconnected = False
         session.deadline = max(session.deadline, self._clock() + self.session_timeout)
         return ErrorCode.none
@@ -229,6 +241,41 @@ class BrokerSessions:
         session.grace = grace
         session.deadline = min(session.deadline, self._clock() + grace)
         return True
+
+    def process_gone(self, broker_id: int, epoch: int) -> bool:
+        """The broker's process is known to be gone (its listener refused a connection after
+        its liveness stream ended). True when the caller should move its leaderships away
+        now, as in a controlled shutdown. The broker then stays listed until its session
+        timeout, as Kafka lists a dead broker, and is fenced then whatever it sends: clients
+        that learn of the new leaders while the old broker is still listed move at once,
+        while librdkafka, told of both in one Metadata answer, drops the partition and asks
+        again a second later (and its admin client could hang on the removed broker). A new
+        process of the same broker need not wait for that (`take_gone`). A broker that
+        reopened a stream, registered again, or is stopping after its own controlled
+        shutdown is left alone."""
+        session = self._sessions.get(broker_id)
+        if (session is None or session.epoch != epoch or not session.disconnected
+                or session.streams or session.shutting_down or session.gone):
+            return False
+        session.gone = True
+        since = session.last_heartbeat if session.last_heartbeat is not None else self._clock()
+        session.deadline = max(session.deadline, since + self.session_timeout)
+        return True
+
+    def take_gone(self, broker_id: int) -> int | None:
+        """The registration epoch of the broker's session if its process is known to be gone,
+        ending that session (counted as fenced for `process_gone`): a new process of the
+        broker is registering, and the caller fences the old registration first."""
+        session = self._sessions.get(broker_id)
+        if session is None or not session.gone:
+            return None
+        del self._sessions[broker_id]
+        self.fenced_by_reason["process_gone"] = self.fenced_by_reason.get("process_gone", 0) + 1
+        return session.epoch
+
+    def known_gone(self) -> set[int]:
+        """Brokers whose process is known to be gone (`process_gone`)."""
+        return {b for b, session in self._sessions.items() if session.gone}
 
     def disconnected(self) -> set[int]:
         """Brokers whose session is cut short because their liveness stream ended."""
@@ -257,7 +304,8 @@ class BrokerSessions:
                 to_fence.append((broker_id, session.epoch))
                 if session.shutting_down:
                     continue  # a controlled shutdown ending: not a failure
-                reason = "process_gone" if session.disconnected else "session_timeout"
+                reason = ("process_gone" if session.disconnected or session.gone
+                          else "session_timeout")
                 self.fenced_by_reason[reason] = self.fenced_by_reason.get(reason, 0) + 1
         return to_fence
 

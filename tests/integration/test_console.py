@@ -218,7 +218,7 @@ def test_consumer_protocol_group_members_and_assignments(cluster: Cluster, conso
 
     topic, group = unique_name("clicks"), unique_name("kip848")
     a = admin(cluster)
-    a.create_topics([NewTopic(topic, 4, 1)])
+    a.create_topics([NewTopic(topic, 4, 3)])  # RF=3: a later test kills a node
     a.close()
     c = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": group,
                   "group.protocol": "consumer", "client.id": "console-kip848"})

@@ -1,10 +1,12 @@
-"""A crashed broker is fenced as soon as its liveness stream closes, long before its session
-would expire; a paused one keeps its session until the timeout, as before.
+"""A crashed broker loses its leaderships as soon as its liveness stream closes and its
+listener refuses connections, long before its session would expire; a paused one keeps its
+session until the timeout, as before.
 
-The session timeout here is 20 s, far above anything the test waits for: a broker fenced
-within a few seconds of a SIGKILL can only have been fenced by the closed stream
-(broker.session.disconnect.grace.ms, 300 ms), and a paused broker that is still unfenced
-after several seconds shows that a quiet connection fences nothing early."""
+The session timeout here is 20 s, far above anything the test waits for: leaderships moved
+within a few seconds of a SIGKILL can only have moved because the stream closed, and a paused
+broker that is still unfenced after several seconds shows that a quiet connection fences
+nothing early. A dead broker stays listed (leading nothing) until its session timeout, as
+Kafka lists one; a new process of it registers at once."""
 
 from __future__ import annotations
 
@@ -59,31 +61,37 @@ def not_active_controller(cluster: Cluster) -> list[NodeProcess]:
     return [n for n in cluster.all_nodes() if metric(n, "odradek_controller_active") == 0]
 
 
-def test_a_killed_broker_is_fenced_at_once_and_its_leaderships_move(cluster: Cluster) -> None:
-    victim, witness = not_active_controller(cluster)
-    topic = unique_name("crash")
-    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+def topic_led_in_part_by(victim: NodeProcess, via: NodeProcess, prefix: str
+                         ) -> tuple[str, AdminClient]:
+    """A new 6-partition RF=3 topic, once ``victim`` leads some of its partitions."""
+    topic = unique_name(prefix)
+    admin = AdminClient({"bootstrap.servers": via.bootstrap})
     for fut in admin.create_topics([NewTopic(topic, 6, 3)]).values():
         fut.result(30)
-    led = wait_for(lambda: [p.id for p in admin.list_topics(topic, timeout=5).topics[topic]
-                            .partitions.values() if p.leader == victim.node_id], 10,
-                   "partitions led by the victim")
-    assert led
+    wait_for(lambda: any(p.leader == victim.node_id for p in admin.list_topics(
+        topic, timeout=5).topics[topic].partitions.values()), 10, "a partition the victim leads")
+    return topic, admin
 
+
+def test_a_killed_broker_loses_its_leaderships_at_once(cluster: Cluster) -> None:
+    victim, witness = not_active_controller(cluster)
+    topic, _ = topic_led_in_part_by(victim, witness, "crash")
     victim.kill()
     killed = time.monotonic()
     witness_admin = AdminClient({"bootstrap.servers": witness.bootstrap})
 
-    def fenced_and_moved() -> bool:
+    def moved_while_listed() -> bool:
         # One answer for both: the broker that answers may change between two requests,
-        # and one that is a few records behind would mix an old and a new view.
+        # and one that is a few records behind would mix an old and a new view. Still
+        # listed: librdkafka, told of a new leader and its old broker's removal in one
+        # answer, drops the partition and asks again a second later.
         meta = witness_admin.list_topics(topic, timeout=5)
-        return victim.node_id not in meta.brokers and all(
+        return victim.node_id in meta.brokers and all(
             p.leader not in (victim.node_id, -1) for p in meta.topics[topic].partitions.values())
 
-    wait_for(fenced_and_moved, 10, "the killed broker to be fenced and its leaderships moved")
-    fenced_after = time.monotonic() - killed
-    assert fenced_after < SESSION_MS / 1000 / 2, fenced_after
+    wait_for(moved_while_listed, 10, "the killed broker's leaderships to move")
+    moved_after = time.monotonic() - killed
+    assert moved_after < SESSION_MS / 1000 / 4, moved_after
     # Writes to every partition succeed on the new leaders.
     producer = Producer({"bootstrap.servers": witness.bootstrap, "acks": "all",
                          "message.timeout.ms": 10_000})
@@ -94,7 +102,9 @@ def test_a_killed_broker_is_fenced_at_once_and_its_leaderships_move(cluster: Clu
     victim.start()
     wait_for(lambda: victim.node_id in live_brokers(cluster, witness), 30,
              "the restarted broker to be unfenced")
-    assert "closed its liveness stream" in "".join(n.logs() for n in cluster.all_nodes())
+    logs = "".join(n.logs() for n in cluster.all_nodes())
+    assert "refuses connections: its process is gone" in logs
+    assert "fencing its old registration" in logs
 
 
 def test_a_paused_broker_keeps_its_session_until_the_timeout(cluster: Cluster) -> None:
@@ -110,28 +120,32 @@ def test_a_paused_broker_keeps_its_session_until_the_timeout(cluster: Cluster) -
     assert live_brokers(cluster, witness) == {1, 2, 3}
 
 
-def test_a_killed_active_controller_is_replaced_and_its_broker_fenced_at_once(
+def test_a_killed_active_controller_is_replaced_and_its_leaderships_moved_at_once(
         cluster: Cluster) -> None:
     # The other controllers see their connections to the dead node close: they elect a new
-    # leader without waiting out an election timeout, and the new active controller gives
-    # the dead node's broker two heartbeat intervals, not the 20 s session.
+    # leader without waiting out an election timeout, and the new active controller finds
+    # the dead node's listener refusing connections and moves its leaderships, instead of
+    # waiting two heartbeat intervals (or the 20 s session).
     wait_for(lambda: live_brokers(cluster, cluster.nodes[0]) == {1, 2, 3}, 30,
              "all brokers unfenced")
     victim = next(n for n in cluster.all_nodes() if metric(n, "odradek_controller_active") == 1)
     witness = next(n for n in cluster.all_nodes() if n is not victim)
+    topic, admin = topic_led_in_part_by(victim, witness, "crashc")
     victim.kill()
     killed = time.monotonic()
     wait_for(lambda: any(metric(n, "odradek_controller_active") == 1
                          for n in cluster.all_nodes() if n is not victim), 10,
              "a new active controller")
     elected_after = time.monotonic() - killed
-    wait_for(lambda: victim.node_id not in live_brokers(cluster, witness), 10,
-             "the dead controller's broker to be fenced")
-    fenced_after = time.monotonic() - killed
-    # Election timeout 1 s (1-2 s to an election without the lost connection); two
-    # heartbeat intervals of 500 ms for the broker; margin for a loaded machine.
-    assert elected_after < 1.0, elected_after
-    assert fenced_after < 3.0, fenced_after
+    wait_for(lambda: all(p.leader not in (victim.node_id, -1) for p in admin.list_topics(
+        topic, timeout=5).topics[topic].partitions.values()), 10,
+             "the dead controller's leaderships to move")
+    moved_after = time.monotonic() - killed
+    # Election timeout 1 s (1-2 s to an election without the lost connection, which the
+    # log line below proves was used); the bounds leave room for a loaded machine and for
+    # polling metrics (1.35 s seen for the election with two test modules at a time).
+    assert elected_after < 2.0, elected_after
+    assert moved_after < 3.0, moved_after
     logs = "".join(n.logs() for n in cluster.all_nodes())
     assert "lost the connection to the leader" in logs
     victim.start()
@@ -148,12 +162,7 @@ def test_a_stopping_broker_stays_listed_until_its_leaderships_have_moved(
     is moving for half a second."""
     victim, witness = not_active_controller(cluster)
     wait_for(lambda: live_brokers(cluster, witness) == {1, 2, 3}, 30, "all brokers unfenced")
-    topic = unique_name("stop")
-    admin = AdminClient({"bootstrap.servers": witness.bootstrap})
-    for fut in admin.create_topics([NewTopic(topic, 6, 3)]).values():
-        fut.result(30)
-    wait_for(lambda: any(p.leader == victim.node_id for p in admin.list_topics(
-        topic, timeout=5).topics[topic].partitions.values()), 10, "a partition the victim leads")
+    topic, admin = topic_led_in_part_by(victim, witness, "stop")
 
     seen: list[tuple[float, bool, bool]] = []  # (when, victim listed, victim leads)
     done = threading.Event()

@@ -124,3 +124,22 @@ def test_producer_lines_follow_kafka_console_producer() -> None:
                           "null.marker": "NULL"})
     assert both.record("h:1,g:NULL\tNULL\tv", 1) == (None, b"v", [("h", b"1"), ("g", None)])
     assert both.record("\tk\tv", 1) == (b"k", b"v", [])
+
+
+
+def test_a_refused_connection_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A dead broker stays listed until its session timeout: `cluster status` asks again.
+    from kafka.errors import KafkaConnectionError
+
+    from odradek.broker.cli import common
+
+    monkeypatch.setattr(common.time, "sleep", lambda s: None)
+    calls = []
+
+    def describe() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise KafkaConnectionError("111 ECONNREFUSED")
+        return "answer"
+
+    assert retry(describe) == "answer" and len(calls) == 3

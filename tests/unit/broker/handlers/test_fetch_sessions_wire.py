@@ -581,14 +581,22 @@ def test_an_idle_follower_is_held_caught_up_by_its_sessions_requests(
     assert conn.leader.follower_offsets == {("topic-0", 0): 0}
 
 
+def lead_new_partition_and_write(tmp_path: Path, leader: Leader) -> Partition:
+    """The leader's node becomes leader of "new"-0 (the follower has not heard of it yet),
+    and a producer writes to it with acks=all: the write waits for the follower."""
+    new = partition(tmp_path / "new", "new", 0, 1)
+    new.on_unfetched_followers = leader.fetch_sessions.nudge
+    leader.parts[("new", 0)] = new
+    leader.image = image_of(leader.parts)
+    new.append(encode_batch([Record(0, value=b"v")]), acks_all=True)
+    return new
+
+
 def test_a_write_waiting_for_a_follower_answers_its_parked_fetch(tmp_path: Path) -> None:
     """A new leader's write waits for a follower whose fetcher does not have the partition
     yet (it adds partitions between requests): the follower's parked fetch is answered at
     once, not after replica.fetch.wait.max.ms, so its next request can name it."""
     leaders, fetcher, conn = setup(tmp_path, 3)
-    leader = conn.leader
-    new = partition(tmp_path / "new", "new", 0, 1)
-    new.on_unfetched_followers = leader.fetch_sessions.nudge
     follower_new = partition(tmp_path / "new-f", "new", 0, 2)
 
     async def run() -> None:
@@ -598,11 +606,7 @@ def test_a_write_waiting_for_a_follower_answers_its_parked_fetch(tmp_path: Path)
         parked = asyncio.create_task(fetcher._fetch_once(conn))  # type: ignore[arg-type]
         await asyncio.sleep(0.2)
         assert not parked.done()
-        # This node becomes leader of "new" (the follower has not heard yet), and a
-        # producer writes to it.
-        leader.parts[("new", 0)] = new
-        leader.image = image_of(leader.parts)
-        new.append(encode_batch([Record(0, value=b"v")]), acks_all=True)
+        new = lead_new_partition_and_write(tmp_path, conn.leader)
         await asyncio.wait_for(parked, 2)  # answered well before its 5 s wait
         # The follower learns of the partition; its next request names it and the write's
         # high watermark moves.
@@ -624,21 +628,14 @@ def test_a_write_waiting_for_a_follower_answers_its_parked_first_full_fetch(
     partition that moved here in the same leadership change): its first request is a full
     fetch, whose session exists only once it is answered, so there is no session to nudge;
     it is woken all the same."""
-    leaders, fetcher, conn = setup(tmp_path, 3)
-    leader = conn.leader
-    new = partition(tmp_path / "new", "new", 0, 1)
-    new.on_unfetched_followers = leader.fetch_sessions.nudge
+    _, fetcher, conn = setup(tmp_path, 3)
 
     async def run() -> None:
         fetcher.node.config["replica.fetch.wait.max.ms"] = 5000  # type: ignore[index]
-        for p in leaders.values():  # caught up already: the full fetch parks
-            fetcher.partitions[(p.topic, p.index)].follow_leader_high_watermark(0)
         parked = asyncio.create_task(fetcher._fetch_once(conn))  # type: ignore[arg-type]
         await asyncio.sleep(0.2)
-        assert not parked.done()
-        leader.parts[("new", 0)] = new
-        leader.image = image_of(leader.parts)
-        new.append(encode_batch([Record(0, value=b"v")]), acks_all=True)
+        assert not parked.done()  # all caught up (empty logs): the full fetch parks
+        lead_new_partition_and_write(tmp_path, conn.leader)
         await asyncio.wait_for(parked, 2)  # answered well before its 5 s wait
         [(_, first)] = conn.sent
         assert first.session_epoch == 0  # it was the full fetch that opens a session

@@ -93,7 +93,7 @@ def lifecycle(client: ScriptedClient, interval_ms: int = 20) -> BrokerLifecycle:
 
 async def test_registers_through_outages_and_old_sessions(caplog: pytest.LogCaptureFixture
                                                           ) -> None:
-    caplog.set_level(logging.INFO, "broker.lifecycle")
+    caplog.set_level(logging.INFO, "odradek.broker.lifecycle")
     unavailable = ControllerUnavailable("RegisterBroker", 1, ["1@h:1: UNAVAILABLE"])
     duplicate = registered(-1, ErrorCode.duplicate_broker_registration)
     client = ScriptedClient([unavailable, duplicate, duplicate, duplicate, registered(17)])

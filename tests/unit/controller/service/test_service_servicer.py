@@ -27,6 +27,7 @@ from odradek.controller.service import (
     ControllerService,
     ManualQuorumInfo,
 )
+from odradek.controller.service.listener_probe import refuses_connections
 
 SESSION_MS = 1000  # the expiry check runs every 100 ms of real time
 
@@ -299,6 +300,87 @@ async def test_controlled_shutdown(tmp_path: Path) -> None:
     assert node.image.brokers[2].fenced
     assert node.service.sessions.fenced_by_reason == {}  # a shutdown, not a failure
     await node.service.close()
+
+
+async def test_a_broker_whose_listener_refuses_loses_its_leaderships_at_once(
+        tmp_path: Path) -> None:
+    probed: list[tuple[str, int, float]] = []
+    refuse = False
+
+    async def probe(host: str, port: int, timeout: float) -> bool:
+        probed.append((host, port, timeout))
+        return refuse
+
+    node = await started(tmp_path, probe_listener="PLAINTEXT", probe=probe)
+    epochs = {b: await node.register(b) for b in (1, 2, 3)}
+    for b, epoch in epochs.items():
+        await node.heartbeat(b, epoch)
+    [t] = await node.controller.create_topics([CreateTopicSpec("t", 6, 3)])
+    assert t.error_code == 0
+    grace = node.service.sessions.disconnect_grace
+
+    def led_by(broker_id: int) -> int:
+        return sum(p.leader == broker_id for p in node.image.topics["t"].partitions.values())
+
+    async def stream_ends(broker_id: int) -> None:
+        stream = node.service.BrokerLiveness(
+            pb.BrokerLivenessRequest(broker_id=broker_id, broker_epoch=epochs[broker_id]),
+            Context())
+        reader = asyncio.create_task(anext(stream))
+        await asyncio.sleep(0.05)
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+            await reader
+        await stream.aclose()
+        await asyncio.sleep(0.1)
+
+    # A listener that answers (or cannot be reached) proves nothing: the grace holds. It is
+    # asked again a few times within the grace (a dying process closes its listener a
+    # moment after its other sockets, perhaps).
+    assert led_by(2) and led_by(1)
+    await stream_ends(2)
+    await asyncio.sleep(grace)
+    assert len(probed) >= 3 and all(p[:2] == ("h", 9092) and p[2] <= 0.1 for p in probed)
+    assert node.image.is_usable(2) and led_by(2)
+    asked = len(probed)
+    # A refused connection means the process is gone: its leaderships move with no time
+    # passing, and it stays listed (unfenced, in controlled shutdown) until its session
+    # timeout, as Kafka lists a dead broker.
+    refuse = True
+    await stream_ends(1)
+    assert len(probed) == asked + 1
+    partitions = node.image.topics["t"].partitions.values()
+    assert led_by(1) == 0 and all(1 not in p.isr for p in partitions)
+    assert node.image.is_unfenced(1) and node.image.brokers[1].in_controlled_shutdown
+    node.clock.now += grace
+    for _ in range(50):
+        if not node.image.is_unfenced(2):
+            break
+        await asyncio.sleep(0.02)
+    assert not node.image.is_unfenced(2) and node.image.is_unfenced(1)
+    # A new process of broker 1 registers at once: the old registration is fenced first.
+    epochs[1] = await node.register(1)
+    assert node.image.brokers[1].epoch == epochs[1] and node.image.brokers[1].fenced
+    assert not node.image.brokers[1].in_controlled_shutdown
+    assert node.service.sessions.fenced_by_reason == {"process_gone": 2}
+    # A new active controller probes the brokers of the nodes it lost (in a combined node,
+    # the old active controller's own broker) instead of giving them two heartbeats.
+    await node.heartbeat(3, epochs[3])
+    node.quorum.set(is_leader=False, leader_id=2, leader_address="h2:1")
+    node.quorum.lost = frozenset({3})
+    node.quorum.set(is_leader=True, leader_id=1)
+    await asyncio.sleep(0.1)
+    assert len(probed) == asked + 2 and node.image.brokers[3].in_controlled_shutdown
+    await node.service.close()
+
+
+async def test_the_listener_probe_counts_only_a_refusal() -> None:
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    assert not await refuses_connections("127.0.0.1", port, 1.0)
+    server.close()
+    await server.wait_closed()
+    assert await refuses_connections("127.0.0.1", port, 1.0)
 
 
 # ----- metadata stream -----

@@ -261,6 +261,52 @@ def test_a_live_broker_reopens_its_stream_and_keeps_a_full_session(clock: Clock)
     assert sessions.expire(image) == []
 
 
+def test_a_process_known_gone_stays_listed_until_its_session_timeout(clock: Clock) -> None:
+    sessions = BrokerSessions(TIMEOUT_MS, clock, disconnect_grace_ms=300)
+    image = unfence(register(MetadataImage.EMPTY, 1), 1)
+    epoch = image.brokers[1].epoch
+    sessions.registered(1, epoch)
+    sessions.liveness_opened(image, 1, epoch)
+    sessions.heartbeat(image, 1, epoch, 5)
+    # Only a session whose stream ended can be known gone: a probe refused before that (or
+    # of an older registration) says nothing about this process.
+    assert not sessions.process_gone(1, epoch)
+    assert sessions.liveness_closed(1, epoch)
+    assert not sessions.process_gone(1, epoch - 1)
+    clock.advance(10)
+    assert sessions.process_gone(1, epoch)
+    assert not sessions.process_gone(1, epoch)  # its leaderships are moved once
+    assert sessions.known_gone() == {1}
+    # Listed (its leaderships already moved) until its session would have ended, as Kafka
+    # lists a dead broker; neither a late heartbeat nor a stream opened meanwhile keeps it.
+    sessions.heartbeat(image, 1, epoch, 5)
+    assert sessions.liveness_opened(image, 1, epoch) == ErrorCode.none
+    clock.advance(TIMEOUT_MS - 11)
+    assert sessions.expire(image) == []
+    clock.advance(2)
+    assert sessions.expire(image) == [(1, epoch)]
+    assert sessions.fenced_by_reason == {"process_gone": 1}
+    # A new process of the broker ends a gone session at once (it is counted as fenced).
+    sessions.registered(1, epoch)
+    sessions.liveness_opened(image, 1, epoch)
+    assert sessions.take_gone(1) is None  # alive
+    assert sessions.liveness_closed(1, epoch) and sessions.process_gone(1, epoch)
+    assert sessions.take_gone(1) == epoch
+    assert sessions.fenced_by_reason == {"process_gone": 2} and sessions.known_gone() == set()
+    # A broker that reopened its stream before the answer came is alive.
+    sessions.registered(1, epoch)
+    sessions.liveness_opened(image, 1, epoch)
+    assert sessions.liveness_closed(1, epoch)
+    sessions.liveness_opened(image, 1, epoch)
+    assert not sessions.process_gone(1, epoch)
+    clock.advance(TIMEOUT_MS - 1)
+    assert sessions.expire(image) == []
+    # A broker stopping after its own controlled shutdown has nothing left to move.
+    sessions.heartbeat(image, 1, epoch, 5, want_shutdown=True)
+    assert sessions.liveness_closed(1, epoch)
+    assert not sessions.process_gone(1, epoch)
+
+
 def test_without_a_grace_or_a_stream_only_the_timeout_fences(clock: Clock) -> None:
     image = unfence(register(MetadataImage.EMPTY, 1), 1)
     epoch = image.brokers[1].epoch
