@@ -48,10 +48,16 @@ class NodeMetrics:
             "odradek_connections_closed_total",
             "Kafka connections the node closed on its own, per reason: idle (no traffic for "
             "connections.max.idle.ms), stalled (held request budget without progress while "
-            "others waited), unread_responses (cut off after not reading its answers).",
+            "others waited), unread_responses (cut off after not reading its answers), "
+            "fetch_records_gone (a zero-copy Fetch answer's records were truncated away "
+            "before they were sent).",
             ["reason"], registry=r)
-        for reason in ("idle", "stalled", "unread_responses"):
+        for reason in ("idle", "stalled", "unread_responses", "fetch_records_gone"):
             self.connections_closed.labels(reason=reason)
+        self.zero_copy_bytes = Counter(
+            "odradek_zero_copy_bytes_total",
+            "Record bytes of Fetch answers (consumers' and followers') sent from segment "
+            "files by the kernel (sendfile) instead of through the process.", registry=r)
         self.throttled_requests = Counter(
             "odradek_throttled_requests_total",
             "Requests answered with a throttle time because their client exceeded a quota "

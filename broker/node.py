@@ -241,6 +241,7 @@ class Node:
             max_connections_per_ip_overrides=parse_ip_overrides(
                 config["max.connections.per.ip.overrides"]),
             connections_max_idle_ms=config["connections.max.idle.ms"],
+            socket_send_buffer_bytes=config["socket.send.buffer.bytes"],
             inter_broker_listener=self.inter_broker_listener,
             max_connection_creation_rate=config["max.connection.creation.rate"],
             listener_connection_creation_rates={

@@ -31,7 +31,14 @@ from odradek.storage.errors import (
     TransactionCoordinatorFencedError,
     UnsupportedMagicError,
 )
-from odradek.storage.log import AppendResult, PartitionLog, ReadResult, SegmentInfo
+from odradek.storage.file_region import FileRegion, RegionChanged
+from odradek.storage.log import (
+    AppendResult,
+    PartitionLog,
+    ReadResult,
+    SegmentInfo,
+    SendableRead,
+)
 from odradek.storage.producer_state import AppendOrigin, CompletedTxn, ProducerStateManager
 from odradek.storage.records import (
     DecodedRecord,
@@ -69,11 +76,14 @@ __all__ = [
     "OutOfOrderSequenceError",
     "PartitionLog",
     "ProducerStateManager",
+    "FileRegion",
     "ReadResult",
+    "RegionChanged",
     "Record",
     "RecordBatchTooLargeError",
     "RecordTooLargeError",
     "SegmentInfo",
+    "SendableRead",
     "StorageError",
     "TimestampType",
     "TransactionCoordinatorFencedError",

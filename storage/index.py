@@ -21,6 +21,7 @@ import os
 import struct
 import sys
 from array import array
+from collections.abc import Iterator
 from pathlib import Path
 
 from odradek.storage.errors import IndexCorruptError
@@ -178,6 +179,18 @@ class OffsetIndex(_IndexFile):
         if i < 0:
             return self.base_offset, 0
         return self.base_offset + self._offsets[i], self._positions[i]
+
+    def floor_entries(self, position: int, offset: int) -> Iterator[tuple[int, int]]:
+        """(offset, position) of the entries at or below both ``position`` and ``offset``,
+        the last first: where a read that must stop at both can skip ahead to, since the
+        batches before an entry end at its position and below its offset."""
+        rel = offset - self.base_offset
+        if rel < 0:
+            return
+        i = min(bisect.bisect_right(self._positions, position),
+                bisect.bisect_right(self._offsets, min(rel, _MAX_U32)))
+        for j in range(i - 1, -1, -1):
+            yield self.base_offset + self._offsets[j], self._positions[j]
 
     def truncate_to_position(self, position: int) -> None:
         """Drop entries pointing at ``position`` or beyond (the log is cut there)."""

@@ -71,6 +71,7 @@ from odradek.storage import (
 from odradek.storage.batch import (
     HEADER_SIZE,
     LOG_OVERHEAD,
+    MIN_BATCH_LENGTH,
     NO_TIMESTAMP,
     BatchHeader,
     assign_offsets,
@@ -90,6 +91,7 @@ from odradek.storage.errors import (
     RecordTooLargeError,
     SnapshotCorruptError,
 )
+from odradek.storage.file_region import FileRegion
 from odradek.storage.producer_state import (
     AppendOrigin,
     CompletedTxn,
@@ -100,6 +102,7 @@ from odradek.storage.records import EndTxnMarker, decode_records, parse_marker
 from odradek.storage.segment import (
     CLEANED_SUFFIX,
     INDEX_SUFFIX,
+    LOCATE_CHUNK,
     LOG_SUFFIX,
     SWAP_SUFFIX,
     TIMEINDEX_SUFFIX,
@@ -155,6 +158,18 @@ class ReadResult:
     next_offset: int  # offset after the last batch returned (the requested one if none)
     # read_committed reads: the transactions that aborted within what was read (a Fetch
     # response's aborted_transactions); None for other reads.
+    aborted: tuple[AbortedTxn, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SendableRead:
+    """A read for a response that goes to a socket: ``records`` is a FileRegion (sent from
+    the file by the kernel) when it is at least the size asked for, else the bytes.
+    Otherwise as ReadResult."""
+
+    records: bytes | FileRegion
+    first_batch_offset: int
+    next_offset: int
     aborted: tuple[AbortedTxn, ...] | None = None
 
 
@@ -857,6 +872,95 @@ class PartitionLog:
             aborted = self.aborted_transactions(offset, result.next_offset)
             return ReadResult(result.records, result.first_batch_offset, result.next_offset,
                               tuple(aborted))
+
+    def read_sendable(self, offset: int, max_bytes: int, *, region_min_bytes: int,
+                      max_offset: int | None = None, min_one_batch: bool = True,
+                      committed: bool = False) -> SendableRead:
+        """``read`` (``committed``: ``read_committed``, ``max_offset`` ignored) for a
+        response written to a socket: the same batches, cut at the same bounds, but found
+        from the batch headers and the offset index without reading the data, which comes
+        as a FileRegion when it is ``region_min_bytes`` or more (storage/file_region.py
+        says what keeps its bytes right until it is sent)."""
+        with self._lock:
+            self._check_usable()
+            if offset < self._log_start or offset > self._leo:
+                raise self._out_of_range(offset)
+            bound = self.last_stable_offset if committed else max_offset
+            limit = self._leo if bound is None else min(bound, self._leo)
+            aborted: tuple[AbortedTxn, ...] | None = () if committed else None
+            empty = SendableRead(b"", -1, offset, aborted)
+            if offset >= limit:
+                return empty
+            try:
+                i = max(self._segment_index(offset), 0)
+                while i < len(self._segments):
+                    seg = self._segments[i]
+                    found = seg.locate(offset)
+                    if found is not None:
+                        end, next_offset = self._cut(seg, found[0], max_bytes, limit,
+                                                     min_one_batch)
+                        if end == found[0]:
+                            return empty
+                        pos, n = found[0], end - found[0]
+                        records: bytes | FileRegion
+                        if n >= region_min_bytes:
+                            records = FileRegion(os.dup(seg.fd), pos, n, seg, self._lock)
+                        else:
+                            records = seg.read(pos, n)
+                        if committed:
+                            aborted = tuple(self.aborted_transactions(offset, next_offset))
+                        return SendableRead(records, found[1], next_offset, aborted)
+                    i += 1
+            except OSError as e:
+                self._go_offline("read", e)
+            return empty
+
+    def _cut(self, seg: LogSegment, pos: int, max_bytes: int, limit: int,
+             min_one_batch: bool) -> tuple[int, int]:
+        """Where a read of whole batches from ``pos`` ends, as ``_read_from`` cuts it (at
+        ``max_bytes`` and below ``limit``; the first batch whole with ``min_one_batch``),
+        and the offset after its last batch: (end position, next offset). Walks at most
+        about one index interval of headers: the offset index says how far to skip."""
+        stop = pos + min(max(max_bytes, 0), seg.size - pos)
+        if seg.next_offset <= limit and stop == seg.size:
+            return seg.size, seg.next_offset  # the rest of the segment, all readable
+        for _, entry_pos in seg.offset_index.floor_entries(stop, limit):
+            if entry_pos <= pos:
+                break
+            end, nxt = self._walk(seg, entry_pos, stop, limit)
+            if end > entry_pos:
+                return end, nxt
+            # Nothing fits past this entry: its predecessor's batches say where the
+            # previous batch ends (its last offset is what the answer needs).
+        end, nxt = self._walk(seg, pos, stop, limit)
+        if end == pos and min_one_batch:
+            head = seg.read(pos, HEADER_SIZE)
+            base, length = _OFFSET_LENGTH.unpack_from(head, 0)
+            last = base + _I32.unpack_from(head, _LAST_DELTA_POS)[0]
+            if last < limit:
+                return pos + length + LOG_OVERHEAD, last + 1
+        return end, nxt
+
+    @staticmethod
+    def _walk(seg: LogSegment, start: int, stop: int, limit: int) -> tuple[int, int]:
+        """Batch headers from ``start`` while batches end by ``stop`` and stay below
+        ``limit``: (end position, offset after the last batch, -1 if none)."""
+        pos, nxt = start, -1
+        while pos + HEADER_SIZE <= seg.size:
+            buf = seg.read(pos, min(LOCATE_CHUNK, seg.size - pos))
+            rel, n = 0, len(buf)
+            while rel + HEADER_SIZE <= n:
+                base, length = _OFFSET_LENGTH.unpack_from(buf, rel)
+                last = base + _I32.unpack_from(buf, rel + _LAST_DELTA_POS)[0]
+                total = length + LOG_OVERHEAD
+                if last >= limit or pos + rel + total > stop or length < MIN_BATCH_LENGTH:
+                    return pos + rel, nxt
+                rel += total
+                nxt = last + 1
+            if rel == 0:
+                break
+            pos += rel  # a batch bigger than the chunk: only its header was read
+        return pos, nxt
 
     def aborted_transactions(self, start_offset: int, upper_bound_offset: int
                              ) -> list[AbortedTxn]:

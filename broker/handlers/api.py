@@ -35,6 +35,9 @@ class RequestContext:
     # The authenticated client: "User:<name>" (SASL), "User:<certificate subject>"
     # (mutual TLS) or "User:ANONYMOUS".
     principal: str = "User:ANONYMOUS"
+    # The answer may carry records as regions of segment files, sent from the page cache
+    # (a plaintext connection: broker/splice.py).
+    zero_copy: bool = False
 
     def respond(self, data: dict[str, Any]) -> Payload:
         """The response entity for this request's API and version, built from plain data."""

@@ -245,6 +245,81 @@ def encode_response(api_key: int, version: int, correlation_id: int, body: Paylo
     return data.toreadonly()
 
 
+class OutOfBand(typing.Protocol):
+    """A value of a ``records`` field whose bytes the codec does not see (a region of a
+    segment file, sent by the kernel): only its length is encoded here."""
+
+    def __len__(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SplicedFrame:
+    """A response frame whose ``parts`` are, in order, encoded bytes and out-of-band
+    values: the transport writes the bytes and sends each out-of-band value's own bytes
+    in its place. Every length field, the frame's size prefix included, counts them."""
+
+    parts: tuple[memoryview | OutOfBand, ...]
+    size: int  # of the whole frame, size prefix included
+
+    def __len__(self) -> int:
+        return self.size
+
+    def out_of_band(self) -> list[OutOfBand]:
+        return [p for p in self.parts if not isinstance(p, memoryview)]
+
+
+class _SplitBuffer:
+    """What kio's writers write into: bytes go to the current piece; any other value (kio
+    passes a ``records`` value to ``write`` as it is, after writing ``len()`` of it as the
+    length) ends the piece and is kept as a part of its own."""
+
+    def __init__(self) -> None:
+        self.done: list[memoryview | OutOfBand] = []
+        self.piece = io.BytesIO()
+        self.size = 0
+
+    def write(self, data: bytes | bytearray | memoryview | OutOfBand) -> int:
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            return self.piece.write(data)
+        self._end_piece()
+        self.done.append(data)
+        self.size += len(data)
+        return len(data)
+
+    def _end_piece(self) -> None:
+        if self.piece.tell():
+            view = self.piece.getbuffer()
+            self.done.append(view)
+            self.size += len(view)
+            self.piece = io.BytesIO()
+
+    def parts(self) -> tuple[memoryview | OutOfBand, ...]:
+        self._end_piece()
+        return tuple(self.done)
+
+
+def encode_spliced_response(api_key: int, version: int, correlation_id: int, body: Payload
+                            ) -> memoryview | SplicedFrame:
+    """``encode_response`` for a body whose ``records`` fields may hold OutOfBand values:
+    a SplicedFrame when one does, else the frame as ``encode_response`` makes it. (A
+    function of its own: the split buffer costs every ``write`` a Python call.)"""
+    buf = _SplitBuffer()
+    buf.write(b"\0\0\0\0")
+    buf.write(_I32.pack(correlation_id))
+    if type(body).__flexible__ and api_key != API_VERSIONS_KEY:
+        buf.write(b"\0")
+    # kio types its writers' buffer as IO[bytes]; they only ever call ``write``.
+    _writer(type(body))(typing.cast(typing.IO[bytes], buf), body)
+    parts = buf.parts()
+    first = parts[0]
+    assert isinstance(first, memoryview)  # the header is always bytes
+    _I32.pack_into(first, 0, buf.size - 4)
+    if len(parts) == 1:
+        return first.toreadonly()
+    return SplicedFrame(tuple(p.toreadonly() if isinstance(p, memoryview) else p
+                              for p in parts), buf.size)
+
+
 # --- building entities from plain data -----------------------------------------------
 
 
