@@ -23,7 +23,7 @@ test: $(STAMP)
 	@# cluster in one process): about 16 minutes on 2 cores instead of 29. A test that fails
 	@# runs once more (--reruns 1, as Kafka's own CI retries a failed test once); every rerun
 	@# is listed in the summary (RERUN lines, and "N rerun" on its last line; docs/testing.md).
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(or $(TEST_WORKERS),2) --dist loadfile --reruns 1 -rfER --durations=30 --junitxml=reports/junit.xml tests/unit tests/sim tests/integration tests/plugin tests/chaos tests/fuzz tests/compat
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(or $(TEST_WORKERS),2) --dist loadfile --reruns 1 -raR --durations=30 --junitxml=reports/junit.xml tests/unit tests/sim tests/integration tests/plugin tests/chaos tests/fuzz tests/compat
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
