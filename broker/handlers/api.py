@@ -38,6 +38,10 @@ class RequestContext:
     # The answer may carry records as regions of segment files, sent from the page cache
     # (a plaintext connection: broker/splice.py).
     zero_copy: bool = False
+    # Called by a handler whose request's effects are in place but whose answer waits (a
+    # Produce with acks=all, once its records are appended): the connection may then read
+    # and handle its next request meanwhile (broker/server.py, "pipelined produce").
+    appended: Callable[[], None] | None = None
 
     def respond(self, data: dict[str, Any]) -> Payload:
         """The response entity for this request's API and version, built from plain data."""

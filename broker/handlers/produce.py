@@ -253,6 +253,8 @@ async def handle_produce(node: ProduceNode, ctx: RequestContext, req: Any) -> Pa
             if acks == -1:
                 waits.append((out, p, result.last_offset + 1))
         topics_out.append({"name": t.name, "partition_responses": parts_out})
+    if ctx.appended is not None:
+        ctx.appended()  # in the log, in request order: the connection may read on
     if waits:
         node.metrics.produce_purgatory.inc()
         try:
