@@ -465,26 +465,17 @@ class KafkaProtocol(asyncio.Protocol, Generic[S]):
         except Exception:
             log.exception("connection %s failed", self.peer)
         finally:
-            if self._pipeline:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    for waiting in self._pipeline:  # the node is stopping
-                        waiting.cancel()
-                else:
-                    # Answers owed go out before the close (a violation after them, the
-                    # peer's end of stream); each wait ends within its request's timeout.
-                    try:
-                        await self._pipeline_drained()
-                    except Exception:
-                        log.exception("connection %s failed", self.peer)
-            # Frames that will not be handled (after a violation, at shutdown) give their
-            # share of the request budget back.
-            if self._frames_bytes:
-                self.server.budget.release(self._frames_bytes)
-                self._frames_bytes = 0
-                self.frames.clear()
-                self.server.budget_released()
-            self.close()
+            try:
+                await self._settle_pipeline()
+            finally:
+                # Frames that will not be handled (after a violation, at shutdown) give
+                # their share of the request budget back.
+                if self._frames_bytes:
+                    self.server.budget.release(self._frames_bytes)
+                    self._frames_bytes = 0
+                    self.frames.clear()
+                    self.server.budget_released()
+                self.close()
 
     # --- pipelined produce (_PIPELINED_PRODUCE_MAX) ---------------------------------------
 
@@ -537,6 +528,22 @@ class KafkaProtocol(asyncio.Protocol, Generic[S]):
                     self._pipeline.clear()  # closing: nothing more goes out
             elif out is not None:
                 self._write(out)
+
+    async def _settle_pipeline(self) -> None:
+        """As the connection's task ends: answers owed go out before the close (a
+        violation after them, the peer's end of stream; each wait ends within its
+        request's timeout), unless the node is stopping."""
+        if not self._pipeline:
+            return
+        task = asyncio.current_task()
+        try:
+            if task is None or not task.cancelling():
+                await self._pipeline_drained()
+        except Exception:
+            log.exception("connection %s failed", self.peer)
+        finally:
+            for waiting in self._pipeline:  # cancelled: the node is stopping
+                waiting.cancel()
 
     async def _pipeline_drained(self) -> None:
         while self._pipeline and self._pipeline_writer is not None:
