@@ -457,11 +457,8 @@ class KafkaProtocol(asyncio.Protocol, Generic[S]):
                 finally:
                     self.busy = False
                     self._handling = None
-                if isinstance(out, codec.SplicedFrame):
-                    if not await self._send_spliced(out):
-                        break
-                elif out is not None:
-                    self._write(out)
+                if not await self._send_answer(out):
+                    break
         except Exception:
             log.exception("connection %s failed", self.peer)
         finally:
@@ -523,11 +520,9 @@ class KafkaProtocol(asyncio.Protocol, Generic[S]):
                     raise
                 out = None  # that handler was cancelled (the node stopping), not this task
             self._pipeline.popleft()
-            if isinstance(out, codec.SplicedFrame):
-                if not await self._send_spliced(out):
-                    self._pipeline.clear()  # closing: nothing more goes out
-            elif out is not None:
-                self._write(out)
+            # A failed send aborted the connection: the answers after it are written to a
+            # closing transport, which drops them.
+            await self._send_answer(out)
 
     async def _settle_pipeline(self) -> None:
         """As the connection's task ends: answers owed go out before the close (a
@@ -615,6 +610,16 @@ class KafkaProtocol(asyncio.Protocol, Generic[S]):
         if self.transport and not self.transport.is_closing():
             self.last_active = time.monotonic()
             self.transport.write(data)
+
+    async def _send_answer(self, out: bytes | memoryview | codec.SplicedFrame | None
+                           ) -> bool:
+        """Send a handler's answer (None: none is owed); False when the connection must
+        close (a zero-copy frame could not be sent whole)."""
+        if isinstance(out, codec.SplicedFrame):
+            return await self._send_spliced(out)
+        if out is not None:
+            self._write(out)
+        return True
 
     async def _send_spliced(self, frame: codec.SplicedFrame) -> bool:
         """Send a frame with records from the page cache (broker/splice.py), after what

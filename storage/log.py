@@ -892,28 +892,38 @@ class PartitionLog:
             if offset >= limit:
                 return empty
             try:
-                i = max(self._segment_index(offset), 0)
-                while i < len(self._segments):
-                    seg = self._segments[i]
-                    found = seg.locate(offset)
-                    if found is not None:
-                        end, next_offset = self._cut(seg, found[0], max_bytes, limit,
-                                                     min_one_batch)
-                        if end == found[0]:
-                            return empty
-                        pos, n = found[0], end - found[0]
-                        records: bytes | FileRegion
-                        if n >= region_min_bytes:
-                            records = FileRegion(os.dup(seg.fd), pos, n, seg, self._lock)
-                        else:
-                            records = seg.read(pos, n)
-                        if committed:
-                            aborted = tuple(self.aborted_transactions(offset, next_offset))
-                        return SendableRead(records, found[1], next_offset, aborted)
-                    i += 1
+                located = self._locate(offset)
+                if located is None:
+                    return empty
+                seg, (pos, first) = located
+                end, next_offset = self._cut(seg, pos, max_bytes, limit, min_one_batch)
+                if end == pos:
+                    return empty
+                n = end - pos
+                records: bytes | FileRegion
+                if n >= region_min_bytes:
+                    records = FileRegion(os.dup(seg.fd), pos, n, seg, self._lock)
+                else:
+                    records = seg.read(pos, n)
+                if committed:
+                    aborted = tuple(self.aborted_transactions(offset, next_offset))
+                return SendableRead(records, first, next_offset, aborted)
             except OSError as e:
                 self._go_offline("read", e)
             return empty
+
+    def _locate(self, offset: int) -> tuple[LogSegment, tuple[int, int]] | None:
+        """The first batch whose last offset is ``offset`` or more: its segment and its
+        (position, base offset) there; None when the log holds no such batch. Under the
+        log's lock; raises OSError from the segment files."""
+        i = max(self._segment_index(offset), 0)
+        while i < len(self._segments):
+            seg = self._segments[i]
+            found = seg.locate(offset)
+            if found is not None:
+                return seg, found
+            i += 1
+        return None
 
     def _cut(self, seg: LogSegment, pos: int, max_bytes: int, limit: int,
              min_one_batch: bool) -> tuple[int, int]:
@@ -1011,15 +1021,10 @@ class PartitionLog:
             if offset >= limit:
                 return empty
             try:
-                i = max(self._segment_index(offset), 0)
-                while i < len(self._segments):
-                    seg = self._segments[i]
-                    found = seg.locate(offset)
-                    if found is not None:
-                        return self._read_from(
-                            seg, found[0], offset, max_bytes, limit, min_one_batch
-                        )
-                    i += 1
+                located = self._locate(offset)
+                if located is not None:
+                    seg, (pos, _) = located
+                    return self._read_from(seg, pos, offset, max_bytes, limit, min_one_batch)
             except OSError as e:
                 self._go_offline("read", e)
             return empty

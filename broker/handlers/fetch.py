@@ -37,6 +37,7 @@ import asyncio
 import functools
 import time
 import uuid
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from kio.schema.errors import ErrorCode
@@ -67,7 +68,7 @@ from odradek.broker.replication import ReplicationManager
 from odradek.broker.replication_quota import ReplicationQuotas, should_throttle
 from odradek.broker.security.authorization import Authorization
 from odradek.controller.metadata import MetadataImage
-from odradek.storage import PartitionLog
+from odradek.storage import AbortedTxn, PartitionLog, ReadResult, SendableRead
 from odradek.storage.errors import StorageError
 
 EARLIEST, LATEST, MAX_TIMESTAMP = -2, -1, -3
@@ -198,36 +199,32 @@ def _read_partition(node: FetchNode, topic: str, topic_id: uuid.UUID | None, fp:
         # Answered empty, as Kafka does; the follower asks again from the same offset.
         out[THROTTLED_KEY] = True
         return out, 0, p
+    result: ReadResult | SendableRead
+    aborted: Iterable[AbortedTxn] | None = None
     try:
         if zero_copy and not fault_injection.read_committed_past_lso:
             # The same batches as the reads below (their bounds, their aborted list),
             # cut without reading the data.
-            sendable = plog.read_sendable(offset, max_bytes, region_min_bytes=REGION_MIN_BYTES,
-                                          max_offset=end, min_one_batch=min_one,
-                                          committed=committed)
-            if committed:
-                out["aborted_transactions"] = [
-                    {"producer_id": a.producer_id, "first_offset": a.first_offset}
-                    for a in sendable.aborted or ()]
-            out["records"] = sendable.records
-            out[MESSAGES_KEY] = max(0, sendable.next_offset - offset)
-            return out, len(sendable.records), p
-        if committed and fault_injection.read_committed_past_lso:
+            result = plog.read_sendable(offset, max_bytes, region_min_bytes=REGION_MIN_BYTES,
+                                        max_offset=end, min_one_batch=min_one,
+                                        committed=committed)
+            aborted = result.aborted
+        elif committed and fault_injection.read_committed_past_lso:
             result = plog.read(offset, max_bytes, max_offset=end, min_one_batch=min_one)
-            out["aborted_transactions"] = [
-                {"producer_id": a.producer_id, "first_offset": a.first_offset}
-                for a in plog.aborted_transactions(offset, result.next_offset)]
+            aborted = plog.aborted_transactions(offset, result.next_offset)
         elif committed:
             result = plog.read_committed(offset, max_bytes, min_one_batch=min_one)
-            out["aborted_transactions"] = [
-                {"producer_id": a.producer_id, "first_offset": a.first_offset}
-                for a in result.aborted or ()]
+            aborted = result.aborted
         else:
             result = plog.read(offset, max_bytes, max_offset=end, min_one_batch=min_one)
     except StorageError as e:
         out["error_code"] = error_code_for(e)
         out["aborted_transactions"] = None
         return out, 0, p
+    if committed:
+        out["aborted_transactions"] = [
+            {"producer_id": a.producer_id, "first_offset": a.first_offset}
+            for a in aborted or ()]
     out["records"] = result.records
     # For odradek_messages_out_total: offsets past the fetch position (the first batch may
     # start before it). The response builder ignores keys the schema lacks.

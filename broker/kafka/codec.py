@@ -228,17 +228,22 @@ def decode_response(frame: bytes | memoryview, api_key: int, version: int) -> tu
     return correlation_id, body
 
 
-def encode_response(api_key: int, version: int, correlation_id: int, body: Payload
-                    ) -> memoryview:
-    """A full response frame, size prefix included (a view of the encoded buffer: fetch
-    responses carry megabytes of records, and copying them once more would cost)."""
-    buf = io.BytesIO()
+def _write_head(buf: io.BytesIO | _SplitBuffer, api_key: int, correlation_id: int, body: Payload) -> None:
+    """A response's size prefix (zero, filled in once the frame is encoded) and header."""
     buf.write(b"\0\0\0\0")
     buf.write(_I32.pack(correlation_id))
     # ApiVersions responses always use header v0 so a client can parse the answer even
     # when it asked with a version we do not understand (KIP-511).
     if type(body).__flexible__ and api_key != API_VERSIONS_KEY:
         buf.write(b"\0")
+
+
+def encode_response(api_key: int, version: int, correlation_id: int, body: Payload
+                    ) -> memoryview:
+    """A full response frame, size prefix included (a view of the encoded buffer: fetch
+    responses carry megabytes of records, and copying them once more would cost)."""
+    buf = io.BytesIO()
+    _write_head(buf, api_key, correlation_id, body)
     _writer(type(body))(buf, body)
     data = buf.getbuffer()
     _I32.pack_into(data, 0, len(data) - 4)
@@ -304,10 +309,7 @@ def encode_spliced_response(api_key: int, version: int, correlation_id: int, bod
     a SplicedFrame when one does, else the frame as ``encode_response`` makes it. (A
     function of its own: the split buffer costs every ``write`` a Python call.)"""
     buf = _SplitBuffer()
-    buf.write(b"\0\0\0\0")
-    buf.write(_I32.pack(correlation_id))
-    if type(body).__flexible__ and api_key != API_VERSIONS_KEY:
-        buf.write(b"\0")
+    _write_head(buf, api_key, correlation_id, body)
     # kio types its writers' buffer as IO[bytes]; they only ever call ``write``.
     _writer(type(body))(typing.cast(typing.IO[bytes], buf), body)
     parts = buf.parts()
