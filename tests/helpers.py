@@ -45,6 +45,17 @@ def read_exact(sock: socket.socket, n: int) -> bytes | None:
     return bytes(buf)
 
 
+def read_frame(sock: socket.socket) -> bytes:
+    """One size-prefixed Kafka frame from ``sock``, without its size. Raises
+    ConnectionError when the socket closes, fails or times out first."""
+    head = read_exact(sock, 4)
+    frame = None if head is None else read_exact(sock, int.from_bytes(head, "big",
+                                                                       signed=True))
+    if frame is None:
+        raise ConnectionError("the connection closed or failed before a whole frame came")
+    return frame
+
+
 def produce_raw(c: KafkaConnection, topic: str, records: bytes, acks: int = -1,
                 partition: int = 0) -> Any:
     """One Produce (v9) of an encoded record batch to one partition; its partition

@@ -40,6 +40,7 @@ from typing import IO, Any
 import yaml
 
 from tests.bench.common import QuorumView, config_defaults, unfenced_brokers
+from tests.helpers import read_frame
 from tests.integration.harness import REPO, Cluster, NodeProcess, free_port, in_parallel
 
 KAFKA_VERSION = "4.1.1"
@@ -409,8 +410,7 @@ def request(host: str, port: int, req: Any, response: Any, version: int,
     with socket.create_connection((host, port), timeout=timeout) as s:
         s.settimeout(timeout)
         s.sendall(data)
-        size = int.from_bytes(_read(s, 4), "big", signed=True)
-        return response.decode(_read(s, size), version=version, header=True)
+        return response.decode(read_frame(s), version=version, header=True)
 
 
 def describe_quorum_at(host: str, port: int, timeout: float = 1.0
@@ -446,16 +446,6 @@ def create_topic_at(address: str, name: str, partitions: int, replication_factor
         timeout_ms=int(timeout * 1000), validate_only=False),
         CreateTopicsResponse, 5, timeout + 1)
     return int(resp.topics[0].error_code)
-
-
-def _read(s: socket.socket, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            raise EOFError("connection closed")
-        buf += chunk
-    return bytes(buf)
 
 
 class KafkaCluster:

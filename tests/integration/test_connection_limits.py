@@ -20,7 +20,7 @@ from odradek.broker.kafka import codec
 from odradek.broker.kafka.client import KafkaConnection
 from odradek.storage.records import Record, encode_batch
 from tests.fuzz.network_fuzzer import scan_log
-from tests.helpers import metric_sum, produce_raw, unique_name
+from tests.helpers import metric_sum, produce_raw, read_frame, unique_name
 from tests.integration.harness import NodeProcess, free_port, metric, scrape, wait_for
 
 pytestmark = pytest.mark.integration
@@ -67,19 +67,6 @@ def api_versions_frame(correlation_id: int = 1, padding: int = 0) -> bytes:
                                        "client_software_version": "1"})
     frame = codec.encode_request(body, correlation_id, "limits")[4:] + b"\0" * padding
     return struct.pack(">i", len(frame)) + frame
-
-
-def read_frame(s: socket.socket) -> bytes:
-    def exact(n: int) -> bytes:
-        buf = b""
-        while len(buf) < n:
-            chunk = s.recv(n - len(buf))
-            if not chunk:
-                raise ConnectionError("closed")
-            buf += chunk
-        return buf
-    (n,) = struct.unpack(">i", exact(4))
-    return exact(n)
 
 
 def answers(s: socket.socket, correlation_id: int = 7) -> bool:

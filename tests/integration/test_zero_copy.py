@@ -18,7 +18,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from tests.bench.raw_fetch import FETCH, FETCH_VERSION, Conn, _fetch_body, walk_batches
-from tests.helpers import unique_name
+from tests.helpers import read_frame, unique_name
 from tests.integration.harness import Cluster, NodeProcess, metric, wait_for
 
 pytestmark = pytest.mark.integration
@@ -130,19 +130,6 @@ def _request(api_key: int, version: int, correlation_id: int, body: bytes) -> by
     return struct.pack(">i", len(head) + len(body)) + head + body
 
 
-def _read_frame(sock: socket.socket) -> bytes:
-    def exact(n: int) -> bytes:
-        buf = bytearray()
-        while len(buf) < n:
-            chunk = sock.recv(n - len(buf))
-            if not chunk:
-                raise ConnectionError("closed")
-            buf += chunk
-        return bytes(buf)
-    (size,) = struct.unpack(">i", exact(4))
-    return exact(size)
-
-
 def _all_records(answer: bytes) -> dict[int, bytes]:
     """Each partition's records in a one-topic Fetch v4 answer (after the correlation
     id); every length field must add up to the frame's size."""
@@ -185,7 +172,7 @@ def test_pipelined_answers_keep_request_order(
         s.sendall(_request(18, 0, 1, api_versions) + _request(FETCH, FETCH_VERSION, 2, fetch)
                   + _request(18, 0, 3, api_versions) + _request(FETCH, FETCH_VERSION, 4, fetch)
                   + _request(3, 1, 5, struct.pack(">i", 0)))
-        answers = [_read_frame(s) for _ in range(5)]
+        answers = [read_frame(s) for _ in range(5)]
     finally:
         s.close()
     assert [struct.unpack_from(">i", a)[0] for a in answers] == [1, 2, 3, 4, 5]
@@ -226,7 +213,7 @@ def test_a_reader_that_stops_reading_holds_nobody_else(
         # One stuck reader reads its answer at last: whole and right.
         conn = stuck[0]
         conn.sock.settimeout(10)
-        answer = _read_frame(conn.sock)
+        answer = read_frame(conn.sock)
         assert _all_records(answer[4:]) == {p: _segment_bytes(node, big, p) for p in (0, 1)}
     finally:
         # The others go away mid-answer: their splices fail, nothing else does.
@@ -261,7 +248,7 @@ def test_a_segment_deleted_while_its_answer_is_in_flight(node: NodeProcess) -> N
             admin.close()
         wait_for(lambda: not first.exists(), 10, "the first segment deleted")
         conn.sock.settimeout(10)
-        answer = _read_frame(conn.sock)
+        answer = read_frame(conn.sock)
         assert _records_of(answer[4:]) == expected
     finally:
         conn.close()

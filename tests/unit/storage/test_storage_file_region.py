@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import random
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,14 @@ def _bytes(records: bytes | FileRegion) -> bytes:
         finally:
             records.close()
     return bytes(records)
+
+
+@pytest.fixture
+def sockets() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """A connected pair: a region is sent into the first and read from the second."""
+    a, b = socket.socketpair()
+    with a, b:
+        yield a, b
 
 
 @pytest.mark.parametrize("region_min", [0, 1 << 30])
@@ -65,7 +74,8 @@ def test_read_sendable_committed_matches_read_committed(tmp_path: Path) -> None:
         assert _bytes(got.records) == bytes(want.records)
 
 
-def test_a_region_outlives_the_deletion_of_its_segment(tmp_path: Path) -> None:
+def test_a_region_outlives_the_deletion_of_its_segment(
+        tmp_path: Path, sockets: tuple[socket.socket, socket.socket]) -> None:
     log = _log(tmp_path / "t-0", [5] * 40, segment_bytes=3000)
     log.high_watermark = log.log_end_offset
     first = log.read(0, 2000)
@@ -77,7 +87,7 @@ def test_a_region_outlives_the_deletion_of_its_segment(tmp_path: Path) -> None:
     assert not (tmp_path / "t-0" / "00000000000000000000.log").exists()
     with open(tmp_path / "other", "wb") as f:
         f.write(b"x" * 5000)
-    a, b = socket.socketpair()
+    a, b = sockets
     try:
         sent = 0
         while sent < len(region):
@@ -88,11 +98,10 @@ def test_a_region_outlives_the_deletion_of_its_segment(tmp_path: Path) -> None:
         assert got == bytes(first.records)
     finally:
         region.close()
-        a.close()
-        b.close()
 
 
-def test_a_truncated_segment_fails_its_regions(tmp_path: Path) -> None:
+def test_a_truncated_segment_fails_its_regions(
+        tmp_path: Path, sockets: tuple[socket.socket, socket.socket]) -> None:
     log = _log(tmp_path / "t-0", [5] * 10)
     region = log.read_sendable(4, 1 << 20, region_min_bytes=0).records
     assert isinstance(region, FileRegion)
@@ -100,16 +109,13 @@ def test_a_truncated_segment_fails_its_regions(tmp_path: Path) -> None:
     # positions: the region must not send them.
     log.truncate_to(5)
     log.append(make_batch([b"other"] * 5), leader_epoch=1)
-    a, b = socket.socketpair()
     try:
         with pytest.raises(RegionChanged, match="truncated"):
-            region.send(a.fileno(), 0, len(region))
+            region.send(sockets[0].fileno(), 0, len(region))
         with pytest.raises(RegionChanged):
             region.read()
     finally:
         region.close()
-        a.close()
-        b.close()
 
 
 def test_a_dropped_region_closes_its_descriptor(tmp_path: Path) -> None:
